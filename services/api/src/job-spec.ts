@@ -1,0 +1,125 @@
+import { existsSync } from "node:fs";
+import { check, InvalidArgumentError, type DecodingParams, type GrpoParams, type JobSpec, type JobSpecIn, type SandboxLimits, type DatasetSpec } from "@rlmesh/shared";
+
+/** Defaults for a job spec's zero-valued fields (the shipped tiny model's recipe). */
+export const DEFAULT_GROUP_SIZE = 8;
+export const DEFAULT_PROMPTS_PER_STEP = 8;
+export const DEFAULT_STEPS = 20;
+export const DEFAULT_EVAL_INTERVAL = 0;
+export const DEFAULT_MAX_STALENESS = 1;
+export const DATASET_FORMATS = ["auto", "humaneval", "mbpp", "lcb", "rlmesh"] as const;
+export const DECODING_ALGS = ["origin", "maskgit_plus", "topk_margin", "entropy"] as const;
+export const CACHE_MODES = ["none", "prefix", "dual"] as const;
+export const ADV_ESTIMATORS = ["grpo", "drgrpo"] as const;
+export const LOSS_AGGS = ["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"] as const;
+
+export const DEFAULT_DECODING: DecodingParams = {
+  alg: "maskgit_plus",
+  algTemp: 0,
+  temperature: 1.0,
+  topP: 0.95,
+  topK: 0,
+  steps: 0,
+  maxNewTokens: 64,
+  blockLength: 32,
+  threshold: 0.9,
+  factor: 0,
+  cache: "dual",
+  padPenalty: 3.0,
+  seed: 0,
+};
+
+export const DEFAULT_LIMITS: SandboxLimits = {
+  timeoutMsPerTest: 2000,
+  totalTimeoutMs: 10_000,
+  memoryMb: 256,
+  cpus: 1,
+  pids: 64,
+  outputBytes: 1 << 20,
+};
+
+const orDefault = <T>(v: T | undefined | null, d: T): T => (v === undefined || v === null || v === 0 || v === "" ? d : v);
+
+function dataset(field: string, d: Partial<DatasetSpec> | null | undefined, required: boolean): DatasetSpec {
+  if (!d || !d.path) {
+    if (required) throw new InvalidArgumentError(`${field}.path`, "is required");
+    return { path: "", format: "auto", minTests: 0, dedupe: false, limit: 0 };
+  }
+  if (!existsSync(d.path)) throw new InvalidArgumentError(`${field}.path`, `file not found: ${d.path}`);
+  return {
+    path: d.path,
+    format: check.oneOf(`${field}.format`, orDefault(d.format, "auto"), DATASET_FORMATS),
+    minTests: check.int(`${field}.min_tests`, d.minTests ?? 0, 0, 10_000),
+    dedupe: Boolean(d.dedupe),
+    limit: check.int(`${field}.limit`, d.limit ?? 0, 0, 10_000_000),
+  };
+}
+
+export function normalizeDecoding(field: string, p: Partial<DecodingParams> | null | undefined): DecodingParams {
+  const d = { ...DEFAULT_DECODING };
+  for (const [k, v] of Object.entries(p ?? {})) {
+    if (v !== undefined && v !== null && v !== 0 && v !== "") (d as Record<string, unknown>)[k] = v;
+  }
+  check.oneOf(`${field}.alg`, d.alg, DECODING_ALGS);
+  check.oneOf(`${field}.cache`, d.cache, CACHE_MODES);
+  check.range(`${field}.temperature`, d.temperature, 0, 10);
+  check.range(`${field}.top_p`, d.topP, 0, 1);
+  check.int(`${field}.top_k`, d.topK, 0, 1_000_000);
+  check.int(`${field}.max_new_tokens`, d.maxNewTokens, 1, 8192);
+  check.int(`${field}.block_length`, d.blockLength, 1, 8192);
+  check.int(`${field}.steps`, d.steps, 0, 8192);
+  check.range(`${field}.threshold`, d.threshold, 0, 1);
+  check.range(`${field}.pad_penalty`, d.padPenalty, 0, 100);
+  return d;
+}
+
+function normalizeGrpo(p: Partial<GrpoParams> | null | undefined): GrpoParams {
+  const g: GrpoParams = {
+    lr: 0, clipLow: 0, clipHigh: 0, dualClip: 0, advEstimator: "grpo", lossAgg: "token-mean", maskEpochs: 0, ppoEpochs: 0,
+    tMin: 0, tMax: 0, klCoef: 0, entropyCoef: 0, maxGradNorm: 0, warmupSteps: 0, weightDecay: 0,
+    disableSubstitution: false, weightInRatio: false,
+    ...Object.fromEntries(Object.entries(p ?? {}).filter(([, v]) => v !== undefined && v !== null && v !== "")),
+  };
+  check.range("spec.grpo.lr", g.lr, 0, 1);
+  check.range("spec.grpo.clip_low", g.clipLow, 0, 1);
+  check.range("spec.grpo.clip_high", g.clipHigh, 0, 10);
+  check.oneOf("spec.grpo.adv_estimator", g.advEstimator, ADV_ESTIMATORS);
+  check.oneOf("spec.grpo.loss_agg", g.lossAgg, LOSS_AGGS);
+  check.range("spec.grpo.t_min", g.tMin, 0, 1);
+  check.range("spec.grpo.t_max", g.tMax, 0, 1);
+  if (g.tMax && g.tMin > g.tMax) throw new InvalidArgumentError("spec.grpo.t_min", `must be <= t_max (${g.tMax}), got ${g.tMin}`);
+  check.int("spec.grpo.mask_epochs", g.maskEpochs, 0, 64);
+  check.int("spec.grpo.ppo_epochs", g.ppoEpochs, 0, 64);
+  return g;
+}
+
+/**
+ * Validates a submitted spec and fills defaults. Throws InvalidArgumentError whose message starts
+ * with the proto field path (e.g. `spec.group_size: must be an integer in [2, 1024], got 1`).
+ */
+export function normalizeSpec(spec: JobSpecIn | null | undefined): JobSpec {
+  if (!spec) throw new InvalidArgumentError("spec", "is required");
+  const s = spec as Partial<JobSpec>;
+  const modelDir = check.nonEmpty("spec.model_dir", s.modelDir);
+  if (!existsSync(modelDir)) throw new InvalidArgumentError("spec.model_dir", `directory not found: ${modelDir}`);
+  const limits = { ...DEFAULT_LIMITS };
+  for (const [k, v] of Object.entries(s.limits ?? {})) if (typeof v === "number" && v > 0) (limits as Record<string, number>)[k] = v;
+  check.int("spec.limits.memory_mb", limits.memoryMb, 16, 65_536);
+  check.int("spec.limits.timeout_ms_per_test", limits.timeoutMsPerTest, 10, 600_000);
+  return {
+    name: s.name ?? "",
+    modelDir,
+    dataset: dataset("spec.dataset", s.dataset, true),
+    groupSize: check.int("spec.group_size", orDefault(s.groupSize, DEFAULT_GROUP_SIZE), 2, 1024),
+    promptsPerStep: check.int("spec.prompts_per_step", orDefault(s.promptsPerStep, DEFAULT_PROMPTS_PER_STEP), 1, 4096),
+    steps: check.int("spec.steps", orDefault(s.steps, DEFAULT_STEPS), 1, 1_000_000),
+    decoding: normalizeDecoding("spec.decoding", s.decoding),
+    grpo: normalizeGrpo(s.grpo),
+    limits,
+    seed: s.seed ?? 0,
+    evalDataset: dataset("spec.eval_dataset", s.evalDataset, false),
+    evalInterval: check.int("spec.eval_interval", s.evalInterval ?? DEFAULT_EVAL_INTERVAL, 0, 1_000_000),
+    overlap: Boolean(s.overlap),
+    maxStaleness: check.int("spec.max_staleness", orDefault(s.maxStaleness, DEFAULT_MAX_STALENESS), 0, 1000),
+  };
+}

@@ -1,0 +1,106 @@
+import { randomBytes } from "node:crypto";
+import type { Redis } from "ioredis";
+import type { Job, JobEvent, JobEventIn, JobSpec, JobState } from "@rlmesh/shared";
+
+/** Redis key prefix for job state. */
+export const JOB_KEY_PREFIX = "rlmesh:job";
+/** Sorted set of job ids by creation time. */
+export const JOB_INDEX_KEY = "rlmesh:jobs";
+
+export const TERMINAL_STATES: ReadonlySet<JobState> = new Set(["JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"]);
+
+// Offsets are dense integers (0, 1, 2, ...). The event with offset n is stored in the stream under
+// the id `n-1`, so a watcher resumes with XREAD from `<last>-1` and the offset/id mapping is exact.
+const APPEND_EVENT = `
+local n = redis.call('INCR', KEYS[1]) - 1
+redis.call('XADD', KEYS[2], n .. '-1', 'e', ARGV[1])
+return n`;
+
+/** Job state and its append-only event log, kept in Redis so they survive an api restart. */
+export class JobStore {
+  constructor(private readonly redis: Redis) {}
+
+  static newId(): string {
+    return `job-${Date.now().toString(36)}-${randomBytes(4).toString("hex")}`;
+  }
+
+  private key(id: string, part?: string): string {
+    return part ? `${JOB_KEY_PREFIX}:${id}:${part}` : `${JOB_KEY_PREFIX}:${id}`;
+  }
+
+  async create(spec: JobSpec): Promise<Job> {
+    const now = Date.now();
+    const job: Job = {
+      id: JobStore.newId(), spec, state: "JOB_STATE_QUEUED", step: 0, policyVersion: 0, rewardMean: 0, passRate: 0,
+      evalPassAt1: 0, createdAtMs: now, updatedAtMs: now, error: "", eventCount: 0,
+    };
+    await this.redis.multi().set(this.key(job.id), JSON.stringify(job)).zadd(JOB_INDEX_KEY, now, job.id).exec();
+    await this.appendEvent(job.id, { state: { from: "JOB_STATE_UNSPECIFIED", to: "JOB_STATE_QUEUED", reason: "submitted" } });
+    return { ...job, eventCount: 1 };
+  }
+
+  async get(id: string): Promise<Job | undefined> {
+    const raw = await this.redis.get(this.key(id));
+    if (!raw) return undefined;
+    const job = JSON.parse(raw) as Job;
+    job.eventCount = Number((await this.redis.get(this.key(id, "seq"))) ?? 0);
+    return job;
+  }
+
+  async list(state: JobState | undefined, limit: number): Promise<Job[]> {
+    const ids = await this.redis.zrevrange(JOB_INDEX_KEY, 0, -1);
+    const jobs: Job[] = [];
+    for (const id of ids) {
+      const job = await this.get(id);
+      if (job && (!state || state === "JOB_STATE_UNSPECIFIED" || job.state === state)) jobs.push(job);
+      if (jobs.length >= limit) break;
+    }
+    return jobs;
+  }
+
+  /** Read-modify-write of one job's fields (a job has a single coordinator, so no lock). */
+  async update(id: string, patch: Partial<Omit<Job, "id" | "spec" | "createdAtMs">>): Promise<Job> {
+    const job = await this.get(id);
+    if (!job) throw new Error(`job ${id} not found`);
+    const next: Job = { ...job, ...patch, updatedAtMs: Date.now() };
+    await this.redis.set(this.key(id), JSON.stringify(next));
+    return next;
+  }
+
+  /** Moves the job to `to` and records the change as an event. No-op if already terminal. */
+  async transition(id: string, to: JobState, reason: string, patch: Partial<Job> = {}): Promise<Job> {
+    const job = await this.get(id);
+    if (!job) throw new Error(`job ${id} not found`);
+    if (TERMINAL_STATES.has(job.state)) return job;
+    const next = await this.update(id, { ...patch, state: to });
+    await this.appendEvent(id, { state: { from: job.state, to, reason } });
+    return next;
+  }
+
+  /** Appends an event (offset and time are assigned here); returns its offset. */
+  async appendEvent(id: string, event: Omit<JobEventIn, "offset" | "timeMs" | "jobId">): Promise<number> {
+    const full: JobEventIn = { ...event, jobId: id, timeMs: Date.now() };
+    const n = (await this.redis.eval(APPEND_EVENT, 2, this.key(id, "seq"), this.key(id, "events"), JSON.stringify(full))) as number;
+    return n;
+  }
+
+  /**
+   * Events with offset >= `from`. With `blockMs` > 0 and nothing available, waits up to that long
+   * for new ones (XREAD BLOCK, on the caller's own connection).
+   */
+  async readEvents(id: string, from: number, blockMs = 0, conn: Redis = this.redis): Promise<JobEvent[]> {
+    const key = this.key(id, "events");
+    const parse = (entries: [string, string[]][]): JobEvent[] =>
+      entries.map(([sid, fields]) => {
+        const e = JSON.parse(fields[1] ?? "{}") as JobEvent;
+        return { ...e, offset: Number(sid.split("-")[0]) };
+      });
+    const after = from <= 0 ? "0-0" : `${from - 1}-1`;
+    if (blockMs <= 0) {
+      const start = from <= 0 ? "-" : `${from}-1`;
+      return parse((await conn.xrange(key, start, "+")) as [string, string[]][]);
+    }
+    const res = (await conn.xread("BLOCK", blockMs, "STREAMS", key, after)) as [string, [string, string[]][]][] | null;
+    return res?.[0] ? parse(res[0][1]) : [];
+  }
+}

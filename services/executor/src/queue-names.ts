@@ -1,0 +1,2 @@
+/** Default BullMQ queue for reward jobs (one job per candidate). */
+export const DEFAULT_REWARD_QUEUE = "reward";

@@ -1,0 +1,44 @@
+import * as grpc from "@grpc/grpc-js";
+
+/** An error with a gRPC status code; handlers throw it and the wrappers send it as the status. */
+export class GrpcError extends Error {
+  constructor(
+    readonly code: grpc.status,
+    message: string,
+  ) {
+    super(message);
+    this.name = "GrpcError";
+  }
+}
+
+/** A bad request: INVALID_ARGUMENT with a message that starts with the offending field. */
+export class InvalidArgumentError extends GrpcError {
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(grpc.status.INVALID_ARGUMENT, `${field}: ${message}`);
+    this.name = "InvalidArgumentError";
+  }
+}
+
+export function notFound(message: string): GrpcError {
+  return new GrpcError(grpc.status.NOT_FOUND, message);
+}
+
+/** Converts anything thrown by a handler to the status object grpc-js sends. */
+export function toServiceError(err: unknown): Partial<grpc.ServiceError> {
+  if (err instanceof GrpcError) return { code: err.code, details: err.message };
+  if (isServiceError(err)) return { code: err.code, details: err.details };
+  if (err instanceof Error && err.name === "AbortError") return { code: grpc.status.CANCELLED, details: err.message };
+  return { code: grpc.status.INTERNAL, details: err instanceof Error ? err.message : String(err) };
+}
+
+export function isServiceError(err: unknown): err is grpc.ServiceError {
+  return typeof err === "object" && err !== null && "code" in err && "details" in err && typeof (err as { code: unknown }).code === "number";
+}
+
+/** Statuses worth retrying against another replica. */
+export function isRetryable(err: unknown): boolean {
+  return isServiceError(err) && (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.RESOURCE_EXHAUSTED);
+}

@@ -1,0 +1,149 @@
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from "grpc-health-check";
+import { ReflectionService } from "@grpc/reflection";
+import { loadProto } from "../proto.js";
+import type { Logger } from "../logger.js";
+import { toServiceError } from "./errors.js";
+
+/** Largest gRPC message accepted or sent, both ends (weight chunks and big batches fit). */
+export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+/** How long a graceful shutdown waits for in-flight calls before forcing. */
+export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
+const HEALTH_SERVICE = "grpc.health.v1.Health";
+
+export interface ServiceBinding {
+  /** Fully-qualified name, e.g. rlmesh.v1.JobService (used for health status). */
+  name: string;
+  definition: grpc.ServiceDefinition;
+  implementation: grpc.UntypedServiceImplementation;
+}
+
+export interface GrpcServerOptions {
+  services: ServiceBinding[];
+  /** @defaultValue "127.0.0.1" */
+  host?: string;
+  /** 0 picks a free port. */
+  port: number;
+  logger: Logger;
+  /** @defaultValue DEFAULT_MAX_MESSAGE_BYTES */
+  maxMessageBytes?: number;
+}
+
+export interface GrpcServerHandle {
+  server: grpc.Server;
+  port: number;
+  address: string;
+  setServing(status: ServingStatus): void;
+  /** NOT_SERVING, tryShutdown, then forceShutdown after `graceMs`. Resolves when closed. */
+  shutdown(graceMs?: number): Promise<void>;
+}
+
+export function serverOptions(maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES): grpc.ServerOptions {
+  return {
+    "grpc.max_receive_message_length": maxMessageBytes,
+    "grpc.max_send_message_length": maxMessageBytes,
+    "grpc.keepalive_permit_without_calls": 1,
+  };
+}
+
+/** Starts a gRPC server with the given services plus health checking and reflection. */
+export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServerHandle> {
+  const host = opts.host ?? "127.0.0.1";
+  const server = new grpc.Server(serverOptions(opts.maxMessageBytes));
+  for (const s of opts.services) server.addService(s.definition, s.implementation);
+
+  const status: Record<string, ServingStatus> = { "": "SERVING" };
+  for (const s of opts.services) status[s.name] = "SERVING";
+  const health = new HealthImplementation(status);
+  health.addToServer(server);
+  // Reflection describes exactly what this server serves: its services plus health.
+  const healthDef = protoLoader.loadSync(healthProtoPath, { keepCase: true });
+  new ReflectionService({ ...loadProto().definition, ...healthDef }, { services: [...opts.services.map((s) => s.name), HEALTH_SERVICE] }).addToServer(server);
+
+  const bindHost = host.includes(":") ? `[${host}]` : host;
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(`${bindHost}:${opts.port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+  });
+  const address = `${bindHost}:${port}`;
+  opts.logger.info("grpc server listening", { address, services: opts.services.map((s) => s.name) });
+
+  const setServing = (st: ServingStatus) => {
+    health.setStatus("", st);
+    for (const s of opts.services) health.setStatus(s.name, st);
+  };
+  let closing: Promise<void> | undefined;
+  const shutdown = (graceMs = DEFAULT_SHUTDOWN_GRACE_MS) => {
+    closing ??= new Promise<void>((resolve) => {
+      setServing("NOT_SERVING");
+      const timer = setTimeout(() => {
+        opts.logger.warn("grace period over, forcing grpc shutdown", { graceMs });
+        server.forceShutdown();
+        resolve();
+      }, graceMs);
+      server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    return closing;
+  };
+  return { server, port, address, setServing, shutdown };
+}
+
+/**
+ * Wraps an async unary handler: its result is the response, anything it throws becomes a gRPC
+ * status (GrpcError keeps its code; other errors are INTERNAL and logged).
+ */
+export function unary<Req, Res>(
+  logger: Logger,
+  method: string,
+  fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>,
+): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    fn(call.request, call).then(
+      (res) => callback(null, res),
+      (err: unknown) => {
+        const se = toServiceError(err);
+        if (se.code === grpc.status.INTERNAL) logger.error("handler failed", { method, err });
+        callback(se as grpc.ServiceError);
+      },
+    );
+  };
+}
+
+/** Wraps an async server-streaming handler; the stream ends when the promise settles. */
+export function serverStream<Req, Res>(
+  logger: Logger,
+  method: string,
+  fn: (call: grpc.ServerWritableStream<Req, Res>) => Promise<void>,
+): grpc.handleServerStreamingCall<Req, Res> {
+  return (call) => {
+    fn(call).then(
+      () => call.end(),
+      (err: unknown) => {
+        const se = toServiceError(err);
+        if (se.code === grpc.status.INTERNAL) logger.error("stream handler failed", { method, err });
+        call.destroy(Object.assign(new Error(se.details), se));
+      },
+    );
+  };
+}
+
+/** Wraps an async client-streaming handler. */
+export function clientStream<Req, Res>(
+  logger: Logger,
+  method: string,
+  fn: (call: grpc.ServerReadableStream<Req, Res>) => Promise<Res>,
+): grpc.handleClientStreamingCall<Req, Res> {
+  return (call, callback) => {
+    fn(call).then(
+      (res) => callback(null, res),
+      (err: unknown) => {
+        const se = toServiceError(err);
+        if (se.code === grpc.status.INTERNAL) logger.error("handler failed", { method, err });
+        callback(se as grpc.ServiceError);
+      },
+    );
+  };
+}

@@ -1,0 +1,42 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { chunkWeights, WeightAssembler, weightsChecksum } from "./weights.js";
+import { tensorFromBytes, tensorToBytes, type HostTensor } from "./tensor.js";
+
+const tensors = (): HostTensor[] => [
+  { name: "b", dtype: "DTYPE_FLOAT32", shape: [3, 5], data: Float32Array.from({ length: 15 }, (_, i) => i * 0.5 - 3) },
+  { name: "a", dtype: "DTYPE_INT64", shape: [4], data: BigInt64Array.from([1n, -2n, 3n, 2n ** 40n]) },
+];
+
+test("tensor codec round-trips raw little-endian bytes and rejects a size mismatch", () => {
+  const t = tensors()[0]!;
+  const bytes = tensorToBytes(t);
+  assert.equal(bytes.readFloatLE(4), 0.5 - 3);
+  assert.deepEqual(tensorFromBytes("b", t.dtype, t.shape, bytes).data, t.data);
+  assert.throws(() => tensorFromBytes("b", t.dtype, [4, 5], bytes), /needs 80/);
+});
+
+test("weights survive chunking and reassembly with the checksum verified", () => {
+  const chunks = [...chunkWeights(7, tensors(), 16)];
+  assert.ok(chunks.length > 4, "small chunk size splits tensors");
+  const asm = new WeightAssembler();
+  for (const c of chunks) asm.add({ ...c, data: Buffer.from(c.data as Uint8Array) } as never);
+  const { version, tensors: out } = asm.finish();
+  assert.equal(version, 7);
+  assert.equal(weightsChecksum(out), weightsChecksum(tensors()));
+  assert.deepEqual(out.find((t) => t.name === "a")?.data, tensors()[1]!.data);
+});
+
+test("a corrupted or truncated stream is rejected with the reason", () => {
+  const chunks = [...chunkWeights(1, tensors(), 16)].map((c) => ({ ...c, data: Buffer.from(c.data as Uint8Array) }));
+  const corrupt = new WeightAssembler();
+  for (const c of chunks) corrupt.add(c as never);
+  const victim = chunks[1]!.data;
+  victim[0] = (victim[0] ?? 0) ^ 0xff;
+  const asm = new WeightAssembler();
+  for (const c of chunks) asm.add(c as never);
+  assert.throws(() => asm.finish(), /checksum mismatch/);
+  const short = new WeightAssembler();
+  for (const c of chunks.slice(0, -1)) short.add(c as never);
+  assert.throws(() => short.finish(), /received \d+ of \d+ bytes/);
+});

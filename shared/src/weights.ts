@@ -1,0 +1,85 @@
+import { createHash } from "node:crypto";
+import type { WeightChunk, WeightChunkIn } from "./types.js";
+import { bytesPerElement, numElements, tensorFromBytes, tensorToBytes, type HostTensor } from "./tensor.js";
+
+/** Bytes of tensor data per UpdateWeights chunk (well under the gRPC message limit). */
+export const DEFAULT_WEIGHT_CHUNK_BYTES = 1 << 20;
+
+/** Thrown when a weight stream is malformed or its checksum does not match. */
+export class WeightStreamError extends Error {
+  override name = "WeightStreamError";
+}
+
+/** sha256 (hex) over every tensor's raw little-endian bytes, tensors in name order. */
+export function weightsChecksum(tensors: readonly HostTensor[]): string {
+  const h = createHash("sha256");
+  for (const t of [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) h.update(tensorToBytes(t));
+  return h.digest("hex");
+}
+
+/** Splits a weight version into UpdateWeights chunks; the first carries version, checksum and total size. */
+export function* chunkWeights(version: number, tensors: readonly HostTensor[], chunkBytes = DEFAULT_WEIGHT_CHUNK_BYTES): Generator<WeightChunkIn> {
+  const checksum = weightsChecksum(tensors);
+  const totalBytes = tensors.reduce((a, t) => a + t.data.byteLength, 0);
+  for (const t of tensors) {
+    const bytes = tensorToBytes(t);
+    for (let off = 0; off < bytes.length || off === 0; off += chunkBytes) {
+      yield { version, checksum, totalBytes, tensorName: t.name, dtype: t.dtype, shape: t.shape, offset: off, data: bytes.subarray(off, off + chunkBytes) };
+      if (bytes.length === 0) break;
+    }
+  }
+}
+
+/**
+ * Reassembles chunks into tensors and verifies offsets, sizes, version consistency and the
+ * checksum. Throws WeightStreamError saying what is wrong; nothing partial is returned.
+ */
+export class WeightAssembler {
+  version = -1;
+  checksum = "";
+  totalBytes = 0;
+  received = 0;
+  private readonly parts = new Map<string, { dtype: WeightChunk["dtype"]; shape: number[]; buf: Buffer; filled: number }>();
+
+  add(c: WeightChunk): void {
+    if (this.version < 0) {
+      if (!c.checksum) throw new WeightStreamError("first chunk must carry the checksum");
+      this.version = c.version;
+      this.checksum = c.checksum;
+      this.totalBytes = c.totalBytes;
+    } else if (c.version !== this.version) {
+      throw new WeightStreamError(`chunk for version ${c.version} inside the stream of version ${this.version}`);
+    }
+    if (!c.tensorName) throw new WeightStreamError("chunk without tensor_name");
+    let part = this.parts.get(c.tensorName);
+    if (!part) {
+      let size: number;
+      try {
+        size = numElements(c.shape) * bytesPerElement(c.dtype);
+      } catch (err) {
+        throw new WeightStreamError(`tensor ${c.tensorName}: ${(err as Error).message}`);
+      }
+      part = { dtype: c.dtype, shape: c.shape, buf: Buffer.alloc(size), filled: 0 };
+      this.parts.set(c.tensorName, part);
+    }
+    if (c.offset + c.data.length > part.buf.length) {
+      throw new WeightStreamError(`tensor ${c.tensorName}: chunk at offset ${c.offset} (+${c.data.length}) overruns its ${part.buf.length} bytes`);
+    }
+    c.data.copy(part.buf, c.offset);
+    part.filled += c.data.length;
+    this.received += c.data.length;
+    if (this.totalBytes && this.received > this.totalBytes) throw new WeightStreamError(`received more than total_bytes=${this.totalBytes}`);
+  }
+
+  finish(): { version: number; tensors: HostTensor[] } {
+    if (this.version < 0) throw new WeightStreamError("empty weight stream");
+    const tensors: HostTensor[] = [];
+    for (const [name, p] of this.parts) {
+      if (p.filled !== p.buf.length) throw new WeightStreamError(`tensor ${name}: received ${p.filled} of ${p.buf.length} bytes`);
+      tensors.push(tensorFromBytes(name, p.dtype, p.shape, p.buf));
+    }
+    const sum = weightsChecksum(tensors);
+    if (sum !== this.checksum) throw new WeightStreamError(`checksum mismatch: stream says ${this.checksum.slice(0, 12)}…, data hashes to ${sum.slice(0, 12)}…`);
+    return { version: this.version, tensors };
+  }
+}

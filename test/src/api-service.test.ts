@@ -1,0 +1,132 @@
+// The api as a real process: gRPC JobService over loopback, health, reflection, Redis-backed job
+// state and event stream, INVALID_ARGUMENT naming the field, config errors, graceful shutdown.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import { checkHealth, createRedis, freePort, startLocalRedis, type JobEvent, type JobServiceClient, type LocalRedis } from "@rlmesh/shared";
+import { jobClient, jobs } from "@rlmesh/api/cli/job-client";
+import { reflectServices, startService, waitServing, type ServiceProcess } from "./helpers.js";
+
+describe("api service", () => {
+  let redis: LocalRedis;
+  let api: ServiceProcess;
+  let addr: string;
+  let client: JobServiceClient;
+  const dir = mkdtempSync(join(tmpdir(), "rlmesh-api-test-"));
+  const dataset = join(dir, "tasks.jsonl");
+  writeFileSync(dataset, "");
+
+  before(async () => {
+    redis = await startLocalRedis();
+    const port = await freePort();
+    addr = `127.0.0.1:${port}`;
+    api = startService("api", { REDIS_URL: redis.url, RLMESH_API_PORT: String(port), RLMESH_API_METRICS_PORT: "0" });
+    await waitServing(addr, 20_000, api);
+    client = jobClient(addr);
+  });
+  after(async () => {
+    client?.close();
+    await api?.stop("SIGKILL");
+    await redis?.stop();
+  });
+
+  test("health reports SERVING for the server and JobService", async () => {
+    assert.equal(await checkHealth(addr), "SERVING");
+    assert.equal(await checkHealth(addr, "rlmesh.v1.JobService"), "SERVING");
+  });
+
+  test("reflection lists JobService and the health service", async () => {
+    const names = await reflectServices(addr);
+    assert.ok(names.includes("rlmesh.v1.JobService"), names.join(","));
+    assert.ok(names.includes("grpc.health.v1.Health"), names.join(","));
+    assert.ok(!names.includes("rlmesh.v1.RolloutService"), "only the services this server serves");
+  });
+
+  test("a bad spec gets INVALID_ARGUMENT naming the field", async () => {
+    await assert.rejects(jobs.submit(client, { modelDir: dir, dataset: { path: dataset }, groupSize: 1 }), (err: grpc.ServiceError) => {
+      assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+      assert.match(err.details, /^spec\.group_size: /);
+      return true;
+    });
+    await assert.rejects(jobs.submit(client, { modelDir: dir, dataset: { path: join(dir, "missing.jsonl") } }), (err: grpc.ServiceError) => {
+      assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+      assert.match(err.details, /^spec\.dataset\.path: file not found/);
+      return true;
+    });
+    await assert.rejects(jobs.get(client, "no:colons"), (err: grpc.ServiceError) => {
+      assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+      assert.match(err.details, /^id: /);
+      return true;
+    });
+    await assert.rejects(jobs.get(client, "job-unknown"), (err: grpc.ServiceError) => err.code === grpc.status.NOT_FOUND);
+  });
+
+  test("submit, get, list; WatchJob streams live events, resumes from an offset and ends with the job", async () => {
+    const job = await jobs.submit(client, { name: "t", modelDir: dir, dataset: { path: dataset }, steps: 3 });
+    assert.equal(job.state, "JOB_STATE_QUEUED");
+    assert.equal(job.spec?.groupSize, 8, "defaults filled in");
+    assert.equal((await jobs.get(client, job.id)).id, job.id);
+    assert.ok((await jobs.list(client)).jobs.some((j) => j.id === job.id));
+
+    // Events appended by someone else (the coordinator) reach a watcher live.
+    const r = createRedis(redis.url, { role: "client" });
+    const { JobStore } = await import("@rlmesh/api/job-store");
+    const store = new JobStore(r);
+    const seen: JobEvent[] = [];
+    const watching = (async () => {
+      for await (const e of jobs.watch(client, job.id, 0)) seen.push(e);
+    })();
+    await new Promise((res) => setTimeout(res, 300));
+    await store.appendEvent(job.id, { step: { step: 1, rewardMean: 0.5, passRate: 0.25, policyVersion: 1 } });
+    await store.appendEvent(job.id, { log: { level: "info", message: "hello" } });
+    await new Promise((res) => setTimeout(res, 300));
+    await jobs.cancel(client, job.id, "test over");
+    await watching;
+    r.disconnect();
+
+    assert.deepEqual(seen.map((e) => e.offset), [0, 1, 2, 3]);
+    assert.equal(seen[0]?.state?.to, "JOB_STATE_QUEUED");
+    assert.equal(seen[1]?.step?.rewardMean, 0.5);
+    assert.equal(seen[2]?.log?.message, "hello");
+    assert.equal(seen[3]?.state?.to, "JOB_STATE_CANCELLED");
+    assert.equal(seen[3]?.state?.reason, "test over");
+
+    const resumed: JobEvent[] = [];
+    for await (const e of jobs.watch(client, job.id, 2)) resumed.push(e);
+    assert.deepEqual(resumed.map((e) => e.offset), [2, 3]);
+    assert.equal((await jobs.get(client, job.id)).state, "JOB_STATE_CANCELLED");
+  });
+
+  test("job state survives an api restart (it lives in Redis)", async () => {
+    const job = await jobs.submit(client, { modelDir: dir, dataset: { path: dataset } });
+    await api.stop("SIGTERM");
+    const port = Number(addr.split(":")[1]);
+    api = startService("api", { REDIS_URL: redis.url, RLMESH_API_PORT: String(port), RLMESH_API_METRICS_PORT: "0" });
+    await waitServing(addr, 20_000, api);
+    client.close();
+    client = jobClient(addr);
+    assert.equal((await jobs.get(client, job.id)).state, "JOB_STATE_QUEUED");
+  });
+
+  test("SIGTERM shuts down gracefully: exit code 0 and the port is released", async () => {
+    const port = await freePort();
+    const svc = startService("api", { REDIS_URL: redis.url, RLMESH_API_PORT: String(port), RLMESH_API_METRICS_PORT: "0" });
+    await waitServing(`127.0.0.1:${port}`, 20_000, svc);
+    const code = await svc.stop("SIGTERM");
+    assert.equal(code, 0, svc.output());
+    assert.match(svc.output(), /"msg":"stopped"/);
+    const again = startService("api", { REDIS_URL: redis.url, RLMESH_API_PORT: String(port), RLMESH_API_METRICS_PORT: "0" });
+    await waitServing(`127.0.0.1:${port}`, 20_000, again);
+    await again.stop("SIGTERM");
+  });
+
+  test("a bad config value stops the process with a message naming the variable", async () => {
+    const svc = startService("api", { REDIS_URL: redis.url, RLMESH_API_PORT: "not-a-port" });
+    const code = await svc.exited;
+    assert.notEqual(code, 0);
+    assert.match(svc.output(), /RLMESH_API_PORT: expected an integer, got "not-a-port"/);
+  });
+});

@@ -89,6 +89,10 @@ function parseField(field: Field, raw: string): string | number | boolean {
   }
 }
 
+function fileValue(v: unknown): string {
+  return typeof v === "string" ? v : JSON.stringify(v);
+}
+
 /**
  * Reads every field of `schema` from the environment (or, for keys absent there, from the JSON
  * file named by RLMESH_CONFIG_FILE, keyed by environment variable name), validates it once and
@@ -110,7 +114,7 @@ export function loadConfig<S extends Schema>(schema: S, env: NodeJS.ProcessEnv =
   for (const [name, field] of Object.entries(schema)) {
     const fromEnv = env[field.env];
     const fromFile = file[field.env];
-    const raw = fromEnv !== undefined && fromEnv !== "" ? fromEnv : fromFile !== undefined ? String(fromFile) : undefined;
+    const raw = fromEnv !== undefined && fromEnv !== "" ? fromEnv : fromFile !== undefined ? fileValue(fromFile) : undefined;
     if (raw === undefined) {
       if (field.default === undefined) throw new ConfigError(field.env, "is required but not set");
       out[name] = field.default;

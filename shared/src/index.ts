@@ -15,3 +15,4 @@ export * from "./grpc/client.js";
 export * from "./grpc/health-client.js";
 export * from "./types.js";
 export * from "./weights.js";
+export * from "./registry.js";

@@ -8,10 +8,8 @@ export type { DatasetSpec__Output as DatasetSpec } from "./gen/rlmesh/v1/Dataset
 export type { DecodingParams as DecodingParamsIn, DecodingParams__Output as DecodingParams } from "./gen/rlmesh/v1/DecodingParams.js";
 export type { GrpoParams as GrpoParamsIn, GrpoParams__Output as GrpoParams } from "./gen/rlmesh/v1/GrpoParams.js";
 export type { SandboxLimits__Output as SandboxLimits } from "./gen/rlmesh/v1/SandboxLimits.js";
-export type { TestCase__Output as TestCase } from "./gen/rlmesh/v1/TestCase.js";
 export type { RewardJob__Output as RewardJob } from "./gen/rlmesh/v1/RewardJob.js";
 export type { RewardResult__Output as RewardResult } from "./gen/rlmesh/v1/RewardResult.js";
-export type { RewardStatus__Output as RewardStatus } from "./gen/rlmesh/v1/RewardStatus.js";
 export type { GenerateRequest__Output as GenerateRequest, GenerateRequest as GenerateRequestIn } from "./gen/rlmesh/v1/GenerateRequest.js";
 export type { GenerateResponse__Output as GenerateResponse, GenerateResponse as GenerateResponseIn } from "./gen/rlmesh/v1/GenerateResponse.js";
 export type { Sample__Output as Sample, Sample as SampleIn } from "./gen/rlmesh/v1/Sample.js";

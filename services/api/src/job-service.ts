@@ -2,7 +2,7 @@ import type * as grpc from "@grpc/grpc-js";
 import type { Redis } from "ioredis";
 import {
   check, notFound, serverStream, unary, InvalidArgumentError,
-  type Job, type JobEvent, type JobServiceHandlers, type JobState, type Logger,
+  type Job, type JobEvent, type JobServiceHandlers, type Logger,
 } from "@rlmesh/shared";
 import type { GetJobRequest__Output } from "@rlmesh/shared/gen/rlmesh/v1/GetJobRequest";
 import type { ListJobsRequest__Output } from "@rlmesh/shared/gen/rlmesh/v1/ListJobsRequest";
@@ -10,7 +10,7 @@ import type { CancelJobRequest__Output } from "@rlmesh/shared/gen/rlmesh/v1/Canc
 import type { SubmitJobRequest__Output } from "@rlmesh/shared/gen/rlmesh/v1/SubmitJobRequest";
 import type { WatchJobRequest__Output } from "@rlmesh/shared/gen/rlmesh/v1/WatchJobRequest";
 import { JobStore, TERMINAL_STATES } from "./job-store.js";
-import { normalizeSpec } from "./job-spec.js";
+import { normalizeSpec, type NormalizedJobSpec } from "./job-spec.js";
 
 /** How long one blocking read of a job's event stream waits before re-checking the job. */
 export const WATCH_POLL_MS = 1000;
@@ -21,6 +21,8 @@ export interface JobServiceDeps {
   /** A connection WatchJob streams may block on (each stream duplicates it). */
   redis: Redis;
   logger: Logger;
+  /** Loads the spec's datasets; throws InvalidArgumentError naming the bad row and field. */
+  validateDatasets?: (spec: NormalizedJobSpec) => void;
   /** Called after a job is stored; the coordinator starts it. */
   onSubmitted?: (job: Job) => void;
   /** Called after a job is cancelled; the coordinator stops its in-flight work. */
@@ -44,6 +46,7 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
   return {
     SubmitJob: unary(logger, "SubmitJob", async (req: SubmitJobRequest__Output) => {
       const spec = normalizeSpec(req.spec);
+      deps.validateDatasets?.(spec);
       const job = await store.create(spec);
       logger.info("job submitted", { job: job.id, steps: spec.steps });
       deps.onSubmitted?.(job);
@@ -52,7 +55,7 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
     GetJob: unary(logger, "GetJob", async (req: GetJobRequest__Output) => mustGet(jobId("id", req.id))),
     ListJobs: unary(logger, "ListJobs", async (req: ListJobsRequest__Output) => {
       const limit = req.limit ? check.int("limit", req.limit, 1, 10_000) : DEFAULT_LIST_LIMIT;
-      return { jobs: await store.list(req.state as JobState, limit) };
+      return { jobs: await store.list(req.state, limit) };
     }),
     CancelJob: unary(logger, "CancelJob", async (req: CancelJobRequest__Output) => {
       const id = jobId("id", req.id);

@@ -29,13 +29,16 @@ export const DEFAULT_DECODING: DecodingParams = {
   seed: 0,
 };
 
-export const DEFAULT_LIMITS: SandboxLimits = {
-  timeoutMsPerTest: 2000,
-  totalTimeoutMs: 10_000,
-  memoryMb: 256,
-  cpus: 1,
-  pids: 64,
-  outputBytes: 1 << 20,
+/** Per-candidate sandbox limits of a job (0 = the executor's default). */
+export const DEFAULT_LIMITS: SandboxLimits = { timeoutMsPerTest: 0, totalTimeoutMs: 0, memoryMb: 0, outputBytes: 0 };
+
+/** A validated spec: every message field present, defaults filled in. */
+export type NormalizedJobSpec = JobSpec & {
+  dataset: DatasetSpec;
+  evalDataset: DatasetSpec;
+  decoding: DecodingParams;
+  grpo: GrpoParams;
+  limits: SandboxLimits;
 };
 
 const orDefault = <T>(v: T | undefined | null, d: T): T => (v === undefined || v === null || v === 0 || v === "" ? d : v);
@@ -55,13 +58,15 @@ function dataset(field: string, d: Partial<DatasetSpec> | null | undefined, requ
   };
 }
 
+const defined = (o: object | null | undefined) =>
+  Object.fromEntries(Object.entries(o ?? {}).filter(([k, v]) => v !== undefined && v !== null && !k.startsWith("_")));
+
+/** Fills unset decoding fields with the job defaults and validates the result (field named on error). */
 export function normalizeDecoding(field: string, p: Partial<DecodingParams> | null | undefined): DecodingParams {
-  const d = { ...DEFAULT_DECODING };
-  for (const [k, v] of Object.entries(p ?? {})) {
-    if (v !== undefined && v !== null && v !== 0 && v !== "") (d as Record<string, unknown>)[k] = v;
-  }
+  const d = { ...DEFAULT_DECODING, ...defined(p) } as Required<DecodingParams>;
   check.oneOf(`${field}.alg`, d.alg, DECODING_ALGS);
   check.oneOf(`${field}.cache`, d.cache, CACHE_MODES);
+  check.range(`${field}.alg_temp`, d.algTemp, 0, 100);
   check.range(`${field}.temperature`, d.temperature, 0, 10);
   check.range(`${field}.top_p`, d.topP, 0, 1);
   check.int(`${field}.top_k`, d.topK, 0, 1_000_000);
@@ -69,27 +74,33 @@ export function normalizeDecoding(field: string, p: Partial<DecodingParams> | nu
   check.int(`${field}.block_length`, d.blockLength, 1, 8192);
   check.int(`${field}.steps`, d.steps, 0, 8192);
   check.range(`${field}.threshold`, d.threshold, 0, 1);
+  check.range(`${field}.factor`, d.factor, 0, 100);
   check.range(`${field}.pad_penalty`, d.padPenalty, 0, 100);
   return d;
 }
 
+/** Validates the GRPO fields that are set; unset ones stay unset and take the learner's defaults. */
 function normalizeGrpo(p: Partial<GrpoParams> | null | undefined): GrpoParams {
-  const g: GrpoParams = {
-    lr: 0, clipLow: 0, clipHigh: 0, dualClip: 0, advEstimator: "grpo", lossAgg: "token-mean", maskEpochs: 0, ppoEpochs: 0,
-    tMin: 0, tMax: 0, klCoef: 0, entropyCoef: 0, maxGradNorm: 0, warmupSteps: 0, weightDecay: 0,
-    disableSubstitution: false, weightInRatio: false,
-    ...Object.fromEntries(Object.entries(p ?? {}).filter(([, v]) => v !== undefined && v !== null && v !== "")),
+  const g = defined(p) as GrpoParams;
+  const num = (k: keyof GrpoParams, name: string, min: number, max: number) => {
+    if (g[k] !== undefined) check.range(`spec.grpo.${name}`, g[k] as number, min, max);
   };
-  check.range("spec.grpo.lr", g.lr, 0, 1);
-  check.range("spec.grpo.clip_low", g.clipLow, 0, 1);
-  check.range("spec.grpo.clip_high", g.clipHigh, 0, 10);
-  check.oneOf("spec.grpo.adv_estimator", g.advEstimator, ADV_ESTIMATORS);
-  check.oneOf("spec.grpo.loss_agg", g.lossAgg, LOSS_AGGS);
-  check.range("spec.grpo.t_min", g.tMin, 0, 1);
-  check.range("spec.grpo.t_max", g.tMax, 0, 1);
-  if (g.tMax && g.tMin > g.tMax) throw new InvalidArgumentError("spec.grpo.t_min", `must be <= t_max (${g.tMax}), got ${g.tMin}`);
-  check.int("spec.grpo.mask_epochs", g.maskEpochs, 0, 64);
-  check.int("spec.grpo.ppo_epochs", g.ppoEpochs, 0, 64);
+  num("lr", "lr", 0, 1);
+  num("clipLow", "clip_low", 0, 1);
+  num("clipHigh", "clip_high", 0, 10);
+  num("dualClip", "dual_clip", 0, 100);
+  num("tMin", "t_min", 0, 1);
+  num("tMax", "t_max", 0, 1);
+  num("maxGradNorm", "max_grad_norm", 0, 1e6);
+  num("weightDecay", "weight_decay", 0, 1);
+  if (g.advEstimator !== undefined) check.oneOf("spec.grpo.adv_estimator", g.advEstimator, ADV_ESTIMATORS);
+  if (g.lossAgg !== undefined) check.oneOf("spec.grpo.loss_agg", g.lossAgg, LOSS_AGGS);
+  if (g.tMin !== undefined && g.tMax !== undefined && g.tMin > g.tMax) {
+    throw new InvalidArgumentError("spec.grpo.t_min", `must be <= t_max (${g.tMax}), got ${g.tMin}`);
+  }
+  if (g.maskEpochs !== undefined) check.int("spec.grpo.mask_epochs", g.maskEpochs, 1, 64);
+  if (g.ppoEpochs !== undefined) check.int("spec.grpo.ppo_epochs", g.ppoEpochs, 1, 64);
+  if (g.warmupSteps !== undefined) check.int("spec.grpo.warmup_steps", g.warmupSteps, 0, 1_000_000);
   return g;
 }
 
@@ -97,15 +108,15 @@ function normalizeGrpo(p: Partial<GrpoParams> | null | undefined): GrpoParams {
  * Validates a submitted spec and fills defaults. Throws InvalidArgumentError whose message starts
  * with the proto field path (e.g. `spec.group_size: must be an integer in [2, 1024], got 1`).
  */
-export function normalizeSpec(spec: JobSpecIn | null | undefined): JobSpec {
+export function normalizeSpec(spec: JobSpecIn | null | undefined): NormalizedJobSpec {
   if (!spec) throw new InvalidArgumentError("spec", "is required");
   const s = spec as Partial<JobSpec>;
   const modelDir = check.nonEmpty("spec.model_dir", s.modelDir);
   if (!existsSync(modelDir)) throw new InvalidArgumentError("spec.model_dir", `directory not found: ${modelDir}`);
   const limits = { ...DEFAULT_LIMITS };
   for (const [k, v] of Object.entries(s.limits ?? {})) if (typeof v === "number" && v > 0) (limits as Record<string, number>)[k] = v;
-  check.int("spec.limits.memory_mb", limits.memoryMb, 16, 65_536);
-  check.int("spec.limits.timeout_ms_per_test", limits.timeoutMsPerTest, 10, 600_000);
+  check.int("spec.limits.memory_mb", limits.memoryMb, 0, 65_536);
+  check.int("spec.limits.timeout_ms_per_test", limits.timeoutMsPerTest, 0, 600_000);
   return {
     name: s.name ?? "",
     modelDir,

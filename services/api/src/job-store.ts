@@ -98,9 +98,9 @@ export class JobStore {
     const after = from <= 0 ? "0-0" : `${from - 1}-1`;
     if (blockMs <= 0) {
       const start = from <= 0 ? "-" : `${from}-1`;
-      return parse((await conn.xrange(key, start, "+")) as [string, string[]][]);
+      return parse((await conn.xrange(key, start, "+")));
     }
-    const res = (await conn.xread("BLOCK", blockMs, "STREAMS", key, after)) as [string, [string, string[]][]][] | null;
+    const res = (await conn.xread("BLOCK", blockMs, "STREAMS", key, after));
     return res?.[0] ? parse(res[0][1]) : [];
   }
 }

@@ -1,25 +1,54 @@
-import { createLogger, createMetrics, createRedis, loadConfig, loadProto, onShutdown, startGrpcServer, SERVICE_NAMES } from "@rlmesh/shared";
+import { type GrpcServerHandle, type MetricsServer, createLogger, createMetrics, createRedis, loadConfig, loadProto, onShutdown, startGrpcServer, SERVICE_NAMES } from "@rlmesh/shared";
 import { API_CONFIG } from "./config.js";
+import { ApiMetrics } from "./api-metrics.js";
 import { createJobService } from "./job-service.js";
 import { JobStore } from "./job-store.js";
+import { Coordinator } from "./coordinator/coordinator.js";
+import { validateDatasets } from "./coordinator/job-runner.js";
+import { RolloutPool } from "./coordinator/rollout-pool.js";
+import { GrpcLearnerClient } from "./coordinator/learner-client.js";
+import { QueueRewardScorer } from "./coordinator/queue-reward-scorer.js";
 
 const logger = createLogger("api");
 const config = loadConfig(API_CONFIG);
 const metrics = createMetrics("api");
+const apiMetrics = new ApiMetrics(metrics.registry);
 const redis = createRedis(config.redisUrl, { role: "client", logger });
+const workerRedis = createRedis(config.redisUrl, { role: "worker", logger });
 const store = new JobStore(redis);
+const rollout = new RolloutPool(redis, logger);
+const learner = new GrpcLearnerClient(config.learnerAddr, logger);
+const rewards = new QueueRewardScorer(workerRedis, config.rewardQueue, logger);
+const coordinator = new Coordinator({ store, redis, rollout, rewards, learner, logger, metrics: apiMetrics });
+
+// Signal handling first: a SIGTERM during start-up still shuts down cleanly.
+const servers: { grpc?: GrpcServerHandle; metrics?: MetricsServer } = {};
+onShutdown(logger, async () => {
+  await servers.grpc?.shutdown(config.shutdownGraceMs);
+  await coordinator.stop();
+  await rewards.close();
+  rollout.close();
+  learner.close();
+  await servers.metrics?.close();
+  redis.disconnect();
+  workerRedis.disconnect();
+});
+
 const { proto } = loadProto();
+const jobService = createJobService({
+  store, redis, logger, validateDatasets,
+  onSubmitted: (job) => coordinator.start(job),
+  onCancelled: (job) => void coordinator.cancel(job.id),
+});
 const grpcServer = await startGrpcServer({
   host: config.host,
   port: config.port,
   logger,
-  services: [{ name: SERVICE_NAMES.job, definition: proto.rlmesh.v1.JobService.service, implementation: createJobService({ store, redis, logger }) }],
+  services: [{ name: SERVICE_NAMES.job, definition: proto.rlmesh.v1.JobService.service, implementation: jobService }],
 });
 const metricsServer = await metrics.serve(config.metricsPort);
-logger.info("api ready", { grpc: grpcServer.address, metricsPort: metricsServer.port });
+servers.grpc = grpcServer;
+servers.metrics = metricsServer;
+const resumed = await coordinator.resumeAll();
+logger.info("api ready", { grpc: grpcServer.address, metricsPort: metricsServer.port, resumedJobs: resumed });
 
-onShutdown(logger, async () => {
-  await grpcServer.shutdown(config.shutdownGraceMs);
-  await metricsServer.close();
-  redis.disconnect();
-});

@@ -1,7 +1,9 @@
 import type * as grpc from "@grpc/grpc-js";
-import { chunkWeights, unary, type LearnerServiceHandlers, type Logger, type TrainStepRequest, type WeightChunkIn } from "@rlmesh/shared";
+import { status as grpcStatus } from "@grpc/grpc-js";
+import { chunkWeights, GrpcError, toServiceError, unary, type LearnerServiceHandlers, type Logger, type TrainStepRequest, type WeightChunkIn } from "@rlmesh/shared";
 import type { GetWeightsRequest__Output } from "@rlmesh/shared/gen/rlmesh/v1/GetWeightsRequest";
 import type { Trainer } from "./trainer.js";
+import type { HostTensor } from "@rlmesh/shared";
 
 export interface PushResult {
   pushedTo: string[];
@@ -13,8 +15,8 @@ export interface PushResult {
 export interface LearnerServiceDeps {
   trainer: Trainer;
   logger: Logger;
-  /** Pushes the new version to every registered rollout worker (skipped workers catch up later). */
-  push?: (version: number) => Promise<PushResult>;
+  /** Pushes a version to every registered rollout worker (skipped workers catch up later). */
+  push?: (version: number, tensors: HostTensor[]) => Promise<PushResult>;
 }
 
 export function createLearnerService(deps: LearnerServiceDeps): LearnerServiceHandlers {
@@ -25,8 +27,12 @@ export function createLearnerService(deps: LearnerServiceDeps): LearnerServiceHa
     TrainStep: unary(logger, "TrainStep", async (req: TrainStepRequest) => {
       trainer.validate(req);
       const run = queue.then(async () => {
-        const { policyVersion, stats } = await trainer.trainStep(req);
-        const push = deps.push && !stats.skipped ? await deps.push(policyVersion) : undefined;
+        const before = trainer.status().policyVersion;
+        const { policyVersion, stats, replayed } = await trainer.trainStep(req);
+        // A replay (the api retrying after a crash) pushes again: the crash may have come
+        // between the checkpoint and the push. Workers that already have it just accept.
+        const latest = trainer.weights();
+        const push = deps.push && (Number(latest.version) > Number(before) || replayed) ? await deps.push(latest.version, latest.tensors) : undefined;
         return {
           policyVersion,
           stats,
@@ -42,13 +48,37 @@ export function createLearnerService(deps: LearnerServiceDeps): LearnerServiceHa
     GetStatus: unary(logger, "GetStatus", async () => trainer.status()),
     Checkpoint: unary(logger, "Checkpoint", async () => trainer.checkpoint()),
     GetWeights: (call: grpc.ServerWritableStream<GetWeightsRequest__Output, WeightChunkIn>) => {
-      const { version, tensors } = trainer.weights();
-      void (async () => {
-        for (const chunk of chunkWeights(version, tensors)) {
-          if (!call.write(chunk)) await new Promise((r) => call.once("drain", r));
-        }
-        call.end();
-      })();
+      streamWeights(call, trainer.weights()).then(
+        () => call.end(),
+        // emit("error") sends the status (destroy() would drop it and leave the client hanging).
+        (err: unknown) => call.emit("error", toServiceError(err)),
+      );
     },
   };
+}
+
+/** Streams one immutable weight snapshot (a TrainStep running meanwhile cannot tear it). */
+async function streamWeights(
+  call: grpc.ServerWritableStream<GetWeightsRequest__Output, WeightChunkIn>,
+  { version, tensors }: { version: number; tensors: HostTensor[] },
+): Promise<void> {
+  if (call.request.minVersion > version) {
+    throw new GrpcError(grpcStatus.FAILED_PRECONDITION, `min_version ${call.request.minVersion} is newer than the learner's version ${version}`);
+  }
+  let cancelled = false;
+  let wake = (): void => undefined;
+  call.once("cancelled", () => {
+    cancelled = true;
+    wake();
+  });
+  for (const chunk of chunkWeights(version, tensors)) {
+    if (cancelled) return;
+    // A client that goes away mid-stream never drains: the cancel wakes the wait instead.
+    if (!call.write(chunk)) {
+      await new Promise<void>((r) => {
+        wake = r;
+        call.once("drain", () => r());
+      });
+    }
+  }
 }

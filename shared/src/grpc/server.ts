@@ -106,7 +106,7 @@ export function unary<Req, Res>(
       (err: unknown) => {
         const se = toServiceError(err);
         if (se.code === grpc.status.INTERNAL) logger.error("handler failed", { method, err });
-        callback(se as grpc.ServiceError);
+        callback(se);
       },
     );
   };
@@ -142,7 +142,7 @@ export function clientStream<Req, Res>(
       (err: unknown) => {
         const se = toServiceError(err);
         if (se.code === grpc.status.INTERNAL) logger.error("handler failed", { method, err });
-        callback(se as grpc.ServiceError);
+        callback(se);
       },
     );
   };

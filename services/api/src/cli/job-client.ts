@@ -9,7 +9,7 @@ export function apiAddress(): string {
 }
 
 export function jobClient(address = apiAddress()): JobServiceClient {
-  return createClient(loadProto().proto.rlmesh.v1.JobService, address) as JobServiceClient;
+  return createClient(loadProto().proto.rlmesh.v1.JobService, address);
 }
 
 const deadline = () => ({ deadline: new Date(Date.now() + CLI_CALL_TIMEOUT_MS) });

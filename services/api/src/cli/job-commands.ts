@@ -32,7 +32,7 @@ function specFromArgs(argv: string[]): JobSpecIn {
   const ev = flagString(a, "eval-dataset");
   if (ev) spec.evalDataset = { ...(spec.evalDataset as object), path: resolve(ev) };
   if (flagBool(a, "overlap")) spec.overlap = true;
-  return spec as JobSpecIn;
+  return spec;
 }
 
 export function formatJob(j: Job): string {

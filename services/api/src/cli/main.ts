@@ -3,9 +3,10 @@ import { UsageError } from "./args.js";
 import type { Command } from "./command.js";
 import { cancelCommand, jobsCommand, submitCommand, watchCommand } from "./job-commands.js";
 import { healthCommand } from "./health-command.js";
+import { demoCommand, upCommand } from "./mesh-commands.js";
 import { delegatedCommands } from "./delegated-commands.js";
 
-const COMMANDS: Command[] = [submitCommand, watchCommand, jobsCommand, cancelCommand, healthCommand, ...delegatedCommands];
+const COMMANDS: Command[] = [demoCommand, upCommand, submitCommand, watchCommand, jobsCommand, cancelCommand, healthCommand, ...delegatedCommands];
 
 function usage(): string {
   const w = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -1,0 +1,31 @@
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+
+/** Job-progress metrics of the api (no job ids as labels: one series per phase at most). */
+export class ApiMetrics {
+  readonly step: Gauge;
+  readonly rewardMean: Gauge;
+  readonly evalPassAt1: Gauge;
+  readonly stepsTotal: Counter;
+  readonly phaseSeconds: Histogram;
+  readonly jobsRunning: Gauge;
+
+  constructor(registry: Registry) {
+    const registers = [registry];
+    this.step = new Gauge({ name: "rlmesh_job_step", help: "Last completed RL step of the running job", registers });
+    this.rewardMean = new Gauge({ name: "rlmesh_job_reward_mean", help: "Mean reward of the last step", registers });
+    this.evalPassAt1 = new Gauge({ name: "rlmesh_job_eval_pass_at_1", help: "Held-out pass@1 at the last evaluation", registers });
+    this.stepsTotal = new Counter({ name: "rlmesh_job_steps_total", help: "RL steps completed", registers });
+    this.phaseSeconds = new Histogram({
+      name: "rlmesh_job_phase_duration_seconds", help: "Time per RL step phase (rollout, reward, train, push)", labelNames: ["phase"],
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64], registers,
+    });
+    this.jobsRunning = new Gauge({ name: "rlmesh_jobs_running", help: "Jobs being driven by this api", registers });
+  }
+
+  observeStep(step: number, rewardMean: number, phases: Record<string, number>): void {
+    this.step.set(step);
+    this.rewardMean.set(rewardMean);
+    this.stepsTotal.inc();
+    for (const [phase, s] of Object.entries(phases)) this.phaseSeconds.observe({ phase }, s);
+  }
+}

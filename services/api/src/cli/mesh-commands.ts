@@ -1,0 +1,153 @@
+import { mkdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { Job, JobEvent, JobSpecIn } from "@rlmesh/shared";
+import { flagBool, flagInt, flagString, parseArgs } from "./args.js";
+import type { Command } from "./command.js";
+import { jobClient, jobs } from "./job-client.js";
+import { formatEvent } from "./job-commands.js";
+import { DEFAULT_MODEL_DIR, REPO_ROOT, startLocalMesh, type LocalMesh } from "./local-mesh.js";
+
+const MESH_FLAGS = "[--rollouts N] [--executors M] [--model DIR] [--state-dir DIR]";
+
+async function meshFromArgs(argv: string[], fixedPorts: boolean, log: (s: string) => void): Promise<{ mesh: LocalMesh; rest: ReturnType<typeof parseArgs> }> {
+  const a = parseArgs(argv, ["json", "quiet"]);
+  const stateDir = resolve(flagString(a, "state-dir") ?? join(REPO_ROOT, ".rlmesh", fixedPorts ? "up" : `run-${Date.now().toString(36)}`));
+  mkdirSync(stateDir, { recursive: true });
+  const mesh = await startLocalMesh({
+    rollouts: flagInt(a, "rollouts", 1, 1),
+    executors: flagInt(a, "executors", 1, 1),
+    modelDir: resolve(flagString(a, "model") ?? DEFAULT_MODEL_DIR),
+    ...(process.env.REDIS_URL ? { redisUrl: process.env.REDIS_URL } : {}),
+    fixedPorts,
+    stateDir,
+    log,
+  });
+  return { mesh, rest: a };
+}
+
+export const upCommand: Command = {
+  name: "up",
+  summary: "run the local mesh as processes (redis-server unless REDIS_URL, api, rollout, executor, learner) until Ctrl-C",
+  usage: `rlmesh up ${MESH_FLAGS}`,
+  async run(argv) {
+    const { mesh } = await meshFromArgs(argv, true, (s) => console.log(s));
+    console.log(`\nmesh up: api ${mesh.apiAddr} — submit with \`npx rlmesh submit SPEC.json\`; Ctrl-C stops everything`);
+    await new Promise<void>((res) => {
+      process.once("SIGINT", res);
+      process.once("SIGTERM", res);
+    });
+    console.log("stopping…");
+    await mesh.stop();
+    return 0;
+  },
+};
+
+export interface DemoSummary {
+  job_id: string;
+  state: string;
+  pass_at_1_before: number;
+  pass_at_1_after: number;
+  eval_n: number;
+  steps: number;
+  seconds: number;
+  seconds_per_step: number;
+  phase_seconds_per_step: Record<string, number>;
+  reward_mean_first: number;
+  reward_mean_last: number;
+}
+
+/** Follows a job to its end, printing a live progress line; returns the summary. */
+export async function followJob(apiAddr: string, jobId: string, opts: { quiet: boolean; print: (s: string) => void }): Promise<DemoSummary> {
+  const client = jobClient(apiAddr);
+  const t0 = Date.now();
+  const evals: NonNullable<JobEvent["eval"]>[] = [];
+  const steps: NonNullable<JobEvent["step"]>[] = [];
+  let total = 0;
+  const job0 = await jobs.get(client, jobId);
+  total = job0.spec?.steps ?? 0;
+  const tty = process.stderr.isTTY;
+  for await (const e of jobs.watch(client, jobId, 0)) {
+    if (e.eval) evals.push(e.eval);
+    if (e.step) steps.push(e.step);
+    if (opts.quiet) continue;
+    if (e.step) {
+      const elapsed = (Date.now() - t0) / 1000;
+      const per = elapsed / steps.length;
+      const line = `step ${e.step.step}/${total}  reward ${e.step.rewardMean.toFixed(3)}  pass ${e.step.passRate.toFixed(2)}  ${per.toFixed(1)} s/step  ETA ${Math.max(0, Math.round(per * (total - e.step.step)))} s  v${e.step.policyVersion}`;
+      process.stderr.write(tty ? `\r${line}   ` : `${line}\n`);
+    } else {
+      if (tty && steps.length) process.stderr.write("\n");
+      opts.print(formatEvent(e));
+    }
+  }
+  if (tty && steps.length && !opts.quiet) process.stderr.write("\n");
+  const job: Job = await jobs.get(client, jobId);
+  client.close();
+  const seconds = (Date.now() - t0) / 1000;
+  const phase: Record<string, number> = {};
+  for (const s of steps) for (const [k, v] of Object.entries(s.timings?.seconds ?? {})) phase[k] = (phase[k] ?? 0) + v / steps.length;
+  return {
+    job_id: jobId,
+    state: job.state,
+    pass_at_1_before: evals[0]?.passAt1 ?? NaN,
+    pass_at_1_after: evals.at(-1)?.passAt1 ?? NaN,
+    eval_n: evals[0]?.n ?? 0,
+    steps: steps.length,
+    seconds,
+    seconds_per_step: steps.length ? seconds / steps.length : 0,
+    phase_seconds_per_step: phase,
+    reward_mean_first: steps[0]?.rewardMean ?? NaN,
+    reward_mean_last: steps.at(-1)?.rewardMean ?? NaN,
+  };
+}
+
+/** The demo job: RL on the shipped tiny model and the toy task suite. */
+export function demoSpec(steps: number, seed: number, modelDir: string): JobSpecIn {
+  return {
+    name: "demo",
+    modelDir,
+    dataset: { path: join(REPO_ROOT, "datasets", "toy", "train.jsonl"), format: "rlmesh" },
+    evalDataset: { path: join(REPO_ROOT, "datasets", "toy", "test-instances.jsonl"), format: "rlmesh" },
+    steps,
+    seed,
+  };
+}
+
+export const demoCommand: Command = {
+  name: "demo",
+  summary: "the main job: bring up the local mesh, run RL on the shipped tiny model, print before/after pass@1",
+  usage: `rlmesh demo [--steps N] [--seed S] [--json] [--quiet] ${MESH_FLAGS}`,
+  async run(argv) {
+    const a0 = parseArgs(argv, ["json", "quiet"]);
+    const json = flagBool(a0, "json");
+    const print = (s: string) => (json ? console.error(s) : console.log(s));
+    const { mesh, rest } = await meshFromArgs(argv, false, print);
+    let interrupted = false;
+    const onSig = () => {
+      interrupted = true;
+      void jobs.list(jobClient(mesh.apiAddr)).then(async (r) => {
+        for (const j of r.jobs) await jobs.cancel(jobClient(mesh.apiAddr), j.id, "interrupted");
+      });
+    };
+    process.once("SIGINT", onSig);
+    try {
+      const modelDir = resolve(flagString(rest, "model") ?? DEFAULT_MODEL_DIR);
+      const client = jobClient(mesh.apiAddr);
+      const job = await jobs.submit(client, demoSpec(flagInt(rest, "steps", 30, 1), flagInt(rest, "seed", 1), modelDir));
+      client.close();
+      print(`submitted ${job.id}`);
+      const s = await followJob(mesh.apiAddr, job.id, { quiet: flagBool(rest, "quiet"), print });
+      const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+      print("");
+      print(`job ${s.job_id}: ${s.state.replace("JOB_STATE_", "").toLowerCase()}`);
+      print(`held-out pass@1 (test-instances, n=${s.eval_n}): ${pct(s.pass_at_1_before)} -> ${pct(s.pass_at_1_after)} (${((s.pass_at_1_after - s.pass_at_1_before) * 100).toFixed(1)} points)`);
+      print(`steps ${s.steps} in ${s.seconds.toFixed(0)} s (${s.seconds_per_step.toFixed(1)} s/step: ${Object.entries(s.phase_seconds_per_step).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(", ")})`);
+      print(`metrics: ${mesh.metricsTargets().map((t) => `http://${t}/metrics`).join(" ")}`);
+      if (json) console.log(JSON.stringify(s));
+      return interrupted ? 130 : s.state === "JOB_STATE_SUCCEEDED" ? 0 : 1;
+    } finally {
+      process.off("SIGINT", onSig);
+      await mesh.stop();
+    }
+  },
+};

@@ -1,0 +1,162 @@
+import type { Redis } from "ioredis";
+import { loadDataset, testCount, type CanonicalRow, type DatasetFormat } from "@rlmesh/shared/datasets/index";
+import { InvalidArgumentError, type DatasetSpec, type Job, type Logger, type Sample } from "@rlmesh/shared";
+import type { NormalizedJobSpec as JobSpec } from "../job-spec.js";
+import type { JobStore } from "../job-store.js";
+import type { ApiMetrics } from "../api-metrics.js";
+import { sampleBatch, stepSeed } from "./batch-sampler.js";
+import type { RolloutPool } from "./rollout-pool.js";
+import type { Candidate, LearnerClient, RewardScorer } from "./interfaces.js";
+import { passRate, type PassRate } from "./pass-at-1.js";
+
+/** Where a step's generated samples are kept until the step completes (for resume). */
+const STEP_SAMPLES_TTL_S = 24 * 3600;
+
+export interface RunnerDeps {
+  store: JobStore;
+  redis: Redis;
+  rollout: RolloutPool;
+  rewards: RewardScorer;
+  learner: LearnerClient;
+  logger: Logger;
+  metrics?: ApiMetrics;
+}
+
+/** Rejects a job whose datasets do not load: INVALID_ARGUMENT naming the row and field. */
+export function validateDatasets(spec: JobSpec): void {
+  for (const [field, ds] of [["spec.dataset", spec.dataset], ["spec.eval_dataset", spec.evalDataset]] as const) {
+    if (!ds.path) continue;
+    let rows: CanonicalRow[];
+    try {
+      rows = loadRows(ds);
+    } catch (err) {
+      throw new InvalidArgumentError(`${field}.path`, (err as Error).message);
+    }
+    if (rows.length === 0) throw new InvalidArgumentError(`${field}.path`, `${ds.path} has no rows after filters`);
+  }
+}
+
+/** Loads a dataset spec into canonical rows, applying its filters. */
+export function loadRows(spec: DatasetSpec): CanonicalRow[] {
+  let rows = loadDataset(spec.path, spec.format as DatasetFormat);
+  if (spec.minTests > 0) rows = rows.filter((r) => testCount(r.tests) >= spec.minTests);
+  if (spec.dedupe) {
+    const seen = new Set<string>();
+    rows = rows.filter((r) => !seen.has(r.prompt) && (seen.add(r.prompt), true));
+  }
+  if (spec.limit > 0) rows = rows.slice(0, spec.limit);
+  return rows;
+}
+
+/**
+ * Drives one RL job: per step, sample prompts → Generate on the rollout workers → score every
+ * candidate on the reward queue → TrainStep (the learner pushes the new weights) → record.
+ * The step counter and each step's samples live in Redis, so a restarted api resumes from the
+ * last completed step and re-scores the same candidates under the same reward job ids.
+ */
+export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): Promise<void> {
+  const { store, logger } = deps;
+  const spec = job.spec as JobSpec;
+  const log = logger.child({ job: job.id });
+  const rows = loadRows(spec.dataset);
+  if (rows.length === 0) throw new Error(`dataset ${spec.dataset.path} has no rows after filters`);
+  const evalRows = spec.evalDataset.path ? loadRows(spec.evalDataset) : [];
+  const seed = Number(spec.seed);
+
+  if (job.state === "JOB_STATE_QUEUED") job = await store.transition(job.id, "JOB_STATE_RUNNING", "started");
+  else await store.appendEvent(job.id, { log: { level: "info", message: `resumed after step ${job.step}` } });
+
+  const evaluate = async (step: number): Promise<PassRate> => {
+    const r = await evalPassAt1(evalRows, job.id, step, spec, deps, signal);
+    await store.appendEvent(job.id, { eval: { step, passAt1: r.passAt1, n: r.n, split: "eval", ciLow: r.ciLow, ciHigh: r.ciHigh } });
+    await store.update(job.id, { evalPassAt1: r.passAt1 });
+    deps.metrics?.evalPassAt1.set(r.passAt1);
+    log.info("eval", { step, passAt1: r.passAt1, n: r.n });
+    return r;
+  };
+  const workers = await deps.rollout.workers();
+  if (workers.length === 0) {
+    await store.appendEvent(job.id, { log: { level: "warn", message: "waiting for a rollout worker to register" } });
+    await deps.rollout.waitForWorkers(1, Infinity, signal);
+  }
+  if (evalRows.length > 0 && job.step === 0) await evaluate(0);
+
+  for (let step = job.step + 1; step <= spec.steps; step++) {
+    if (signal.aborted) return;
+    const t: Record<string, number> = {};
+    const idx = sampleBatch(rows.length, spec.promptsPerStep, seed, step);
+    const batch = idx.map((i) => rows[i]!);
+
+    let t0 = performance.now();
+    const samplesKey = `rlmesh:job:${job.id}:step:${step}:samples`;
+    const cached = await deps.redis.get(samplesKey);
+    let samples: Sample[];
+    if (cached) {
+      samples = JSON.parse(cached) as Sample[];
+    } else {
+      const res = await deps.rollout.generate(
+        batch.map((r, i) => ({ id: String(i), text: r.prompt })),
+        spec.groupSize,
+        { ...spec.decoding, seed: stepSeed(seed, step, 0x5a) },
+        { signal, requestId: `${job.id}-${step}` },
+      );
+      samples = res.samples;
+      await deps.redis.set(samplesKey, JSON.stringify(samples), "EX", STEP_SAMPLES_TTL_S);
+    }
+    t.rollout = (performance.now() - t0) / 1000;
+
+    t0 = performance.now();
+    const candidates: Candidate[] = samples.map((s, k) => ({
+      jobId: job.id, step, sampleIndex: k, row: batch[Number(s.promptId)]!, response: s.text,
+    }));
+    const scores = await deps.rewards.score(candidates, spec.limits, signal);
+    t.reward = (performance.now() - t0) / 1000;
+    if (signal.aborted) return;
+
+    t0 = performance.now();
+    const trained = await deps.learner.trainStep(
+      {
+        jobId: job.id, step, seed: stepSeed(seed, step, 0x7e), params: spec.grpo,
+        samples: samples.map((s, k) => ({
+          promptId: `${step}-${s.promptId}`, promptTokenIds: s.promptTokenIds, responseTokenIds: s.tokenIds,
+          reward: scores[k]!.reward, policyVersion: s.policyVersion,
+        })),
+      },
+      signal,
+    );
+    t.train = (performance.now() - t0) / 1000 - trained.pushSeconds;
+    t.push = trained.pushSeconds;
+
+    const rewardMean = scores.reduce((a, s) => a + s.reward, 0) / Math.max(1, scores.length);
+    const solved = new Set(candidates.filter((_, k) => scores[k]!.reward > 0).map((c) => c.row.task_id));
+    const passRateStep = solved.size / batch.length;
+    await store.appendEvent(job.id, {
+      step: { step, rewardMean, passRate: passRateStep, timings: { seconds: t }, policyVersion: trained.policyVersion, train: trained.stats, candidates: samples.length },
+    });
+    job = await store.update(job.id, { step, policyVersion: trained.policyVersion, rewardMean, passRate: passRateStep });
+    await deps.redis.del(samplesKey);
+    deps.metrics?.observeStep(step, rewardMean, t);
+    log.info("step", { step, rewardMean, policyVersion: trained.policyVersion, ...t });
+
+    if (evalRows.length > 0 && spec.evalInterval > 0 && step % spec.evalInterval === 0 && step !== spec.steps) await evaluate(step);
+  }
+  if (signal.aborted) return;
+  if (evalRows.length > 0) await evaluate(spec.steps);
+  await store.transition(job.id, "JOB_STATE_SUCCEEDED", "all steps done");
+}
+
+/** Greedy held-out pass@1 with the policy the rollout workers serve now. */
+export async function evalPassAt1(rows: CanonicalRow[], jobId: string, step: number, spec: JobSpec, deps: RunnerDeps, signal: AbortSignal): Promise<PassRate> {
+  if (rows.length === 0) return passRate(0, 0);
+  const res = await deps.rollout.generate(
+    rows.map((r, i) => ({ id: String(i), text: r.prompt })),
+    1,
+    { ...spec.decoding, temperature: 0, topP: 1, topK: 0, seed: 1 },
+    { signal, requestId: `${jobId}-eval-${step}` },
+  );
+  const candidates: Candidate[] = res.samples.map((s, k) => ({
+    jobId: `${jobId}-eval`, step, sampleIndex: k, row: rows[Number(s.promptId)]!, response: s.text,
+  }));
+  const scores = await deps.rewards.score(candidates, spec.limits, signal);
+  return passRate(scores.filter((s) => s.reward > 0).length, rows.length);
+}

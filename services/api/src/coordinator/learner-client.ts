@@ -1,0 +1,46 @@
+import { call, createClient, isRetryable, loadProto, type LearnerServiceClient, type LearnerStatus, type Logger, type TrainStepRequestIn, type TrainStepResponse } from "@rlmesh/shared";
+import type { LearnerClient } from "./interfaces.js";
+
+/** Deadline for one TrainStep (including the weight push). */
+export const TRAIN_STEP_TIMEOUT_MS = 600_000;
+const TRAIN_STEP_ATTEMPTS = 30;
+
+/**
+ * gRPC LearnerService client. TrainStep is idempotent per (job, step) on the learner, so an
+ * UNAVAILABLE learner (restarting after a crash) is simply retried.
+ */
+export class GrpcLearnerClient implements LearnerClient {
+  private readonly client: LearnerServiceClient;
+
+  constructor(
+    address: string,
+    private readonly logger: Logger,
+  ) {
+    this.client = createClient(loadProto().proto.rlmesh.v1.LearnerService, address);
+  }
+
+  async trainStep(req: TrainStepRequestIn, signal?: AbortSignal): Promise<TrainStepResponse> {
+    for (let attempt = 1; ; attempt++) {
+      if (signal?.aborted) throw signal.reason;
+      try {
+        return await new Promise<TrainStepResponse>((resolve, reject) => {
+          const c = this.client.trainStep(req, { deadline: new Date(Date.now() + TRAIN_STEP_TIMEOUT_MS) }, (err, res) => (err ? reject(err) : resolve(res!)));
+          signal?.addEventListener("abort", () => c.cancel(), { once: true });
+        });
+      } catch (err) {
+        if (!isRetryable(err) || attempt >= TRAIN_STEP_ATTEMPTS) throw err;
+        this.logger.warn("learner unavailable, retrying TrainStep", { attempt, err: (err as Error).message });
+        await new Promise((r) => setTimeout(r, Math.min(5000, 250 * attempt)));
+      }
+    }
+  }
+
+  async policyVersion(): Promise<number> {
+    const s = await call<LearnerStatus>((cb) => this.client.getStatus({}, { deadline: new Date(Date.now() + 10_000) }, cb));
+    return s.policyVersion;
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}

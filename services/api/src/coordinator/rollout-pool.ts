@@ -1,0 +1,124 @@
+import type { Redis } from "ioredis";
+import {
+  createClient, isRetryable, listWorkers, loadProto,
+  type DecodingParams, type GenerateResponse, type Logger, type RolloutServiceClient, type Sample, type WorkerEntry,
+} from "@rlmesh/shared";
+
+/** Registry kind under which rollout workers register. */
+export const ROLLOUT_KIND = "rollout";
+/** Per-call deadline for Generate when the caller gives none. */
+export const DEFAULT_GENERATE_TIMEOUT_MS = 300_000;
+/** Attempts per shard before the step fails (UNAVAILABLE moves the shard to another worker). */
+export const GENERATE_ATTEMPTS = 4;
+
+export interface PromptInput {
+  id: string;
+  text: string;
+}
+
+export interface GenerateResult {
+  samples: Sample[];
+  /** worker id → prompts it served. */
+  byWorker: Record<string, number>;
+  seconds: number;
+}
+
+/** Thrown when no live rollout worker is registered. */
+export class NoWorkersError extends Error {
+  override name = "NoWorkersError";
+}
+
+/**
+ * Spreads Generate calls over every live rollout worker (found in the Redis registry), one
+ * shard of prompts per worker, retrying a shard on another worker when one is UNAVAILABLE.
+ */
+export class RolloutPool {
+  private readonly clients = new Map<string, RolloutServiceClient>();
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly logger: Logger,
+  ) {}
+
+  async workers(): Promise<WorkerEntry[]> {
+    return listWorkers(this.redis, ROLLOUT_KIND);
+  }
+
+  private client(w: WorkerEntry): RolloutServiceClient {
+    let c = this.clients.get(w.address);
+    if (!c) {
+      c = createClient(loadProto().proto.rlmesh.v1.RolloutService, w.address);
+      this.clients.set(w.address, c);
+    }
+    return c;
+  }
+
+  /** Waits until at least `n` workers are registered. */
+  async waitForWorkers(n: number, timeoutMs: number, signal?: AbortSignal): Promise<WorkerEntry[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const ws = await this.workers();
+      if (ws.length >= n) return ws;
+      if (Date.now() > deadline || signal?.aborted) throw new NoWorkersError(`${ws.length} rollout worker(s) registered, need ${n}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  async generate(
+    prompts: PromptInput[],
+    samplesPerPrompt: number,
+    params: DecodingParams,
+    opts: { timeoutMs?: number; signal?: AbortSignal; minPolicyVersion?: number; requestId?: string } = {},
+  ): Promise<GenerateResult> {
+    const t0 = performance.now();
+    let workers = await this.workers();
+    if (workers.length === 0) workers = await this.waitForWorkers(1, 30_000, opts.signal);
+    const shards: PromptInput[][] = workers.map(() => []);
+    prompts.forEach((p, i) => shards[i % workers.length]!.push(p));
+    const byWorker: Record<string, number> = {};
+    const results = await Promise.all(
+      shards.map(async (shard, i) => {
+        if (shard.length === 0) return [] as Sample[];
+        let lastErr: unknown;
+        for (let attempt = 0; attempt < GENERATE_ATTEMPTS; attempt++) {
+          if (opts.signal?.aborted) throw opts.signal.reason;
+          const live = attempt === 0 ? workers : await this.workers();
+          const w = live[(i + attempt) % Math.max(1, live.length)];
+          if (!w) {
+            await new Promise((r) => setTimeout(r, 500));
+            continue;
+          }
+          try {
+            const c = this.client(w);
+            const deadline = new Date(Date.now() + (opts.timeoutMs ?? DEFAULT_GENERATE_TIMEOUT_MS));
+            const res = await new Promise<GenerateResponse>((resolve, reject) => {
+              const callObj = c.generate(
+                { prompts: shard, samplesPerPrompt, params, minPolicyVersion: opts.minPolicyVersion ?? 0, requestId: opts.requestId ?? "" },
+                { deadline },
+                (err, r) => (err ? reject(err) : resolve(r!)),
+              );
+              opts.signal?.addEventListener("abort", () => callObj.cancel(), { once: true });
+            });
+            byWorker[w.id] = (byWorker[w.id] ?? 0) + shard.length;
+            return res.samples;
+          } catch (err) {
+            lastErr = err;
+            if (!isRetryable(err)) throw err;
+            this.logger.warn("rollout worker unavailable, retrying shard elsewhere", { worker: w.id, attempt, err: (err as Error).message });
+            this.clients.get(w.address)?.close();
+            this.clients.delete(w.address);
+            await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
+          }
+        }
+        throw lastErr;
+      }),
+    );
+    return { samples: results.flat(), byWorker, seconds: (performance.now() - t0) / 1000 };
+  }
+
+  close(): void {
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+  }
+}
+

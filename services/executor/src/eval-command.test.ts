@@ -1,0 +1,142 @@
+// `rlmesh eval` and `rlmesh bench sandbox` end to end (queue -> executor -> Docker), for every
+// dataset format and test kind. Needs dockerd and redis-server.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { benchSandboxCommand } from "./bench-command.js";
+import { evalCommand } from "./eval-command.js";
+import { requireDockerAndImage } from "./test-support.js";
+
+let dir: string;
+const jsonl = (rows: unknown[]) => rows.map((r) => JSON.stringify(r)).join("\n") + "\n";
+const fence = (code: string) => "```python\n" + code + "\n```";
+
+before(async () => {
+  await requireDockerAndImage();
+  dir = mkdtempSync(join(tmpdir(), "rlmesh-eval-test-"));
+  delete process.env.REDIS_URL; // exercise the private redis-server path
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+async function run(argv: string[]): Promise<{ code: number; lines: string[] }> {
+  const lines: string[] = [];
+  const code = await evalCommand(argv, (l) => lines.push(l));
+  return { code, lines };
+}
+
+test("eval --json on HumanEval with canonical solutions", { timeout: 60_000 }, async () => {
+  const file = join(dir, "he.jsonl");
+  writeFileSync(
+    file,
+    jsonl([
+      {
+        task_id: "HE/0",
+        prompt: "def add(a, b):\n",
+        entry_point: "add",
+        canonical_solution: "    return a + b\n",
+        test: "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert abs(candidate(0.1, 0.2) - 0.3) < 1e-9\n",
+      },
+      {
+        task_id: "HE/1",
+        prompt: "def neg(x):\n",
+        entry_point: "neg",
+        canonical_solution: "    return -x\n",
+        test: "def check(candidate):\n    assert candidate(1) == -1\n",
+      },
+    ]),
+  );
+  const { code, lines } = await run(["--dataset", file, "--json"]);
+  assert.equal(code, 0);
+  const summary = JSON.parse(lines.at(-1)!);
+  assert.deepEqual(Object.keys(summary).sort(), ["by_status", "executions_per_second", "failed", "passed", "seconds", "total"]);
+  assert.equal(summary.total, 2);
+  assert.equal(summary.passed, 2);
+  assert.deepEqual(summary.by_status, { passed: 2 });
+});
+
+test("eval with RESPONSES.jsonl on LiveCodeBench stdin and functional rows", { timeout: 60_000 }, async () => {
+  const data = join(dir, "lcb.jsonl");
+  writeFileSync(
+    data,
+    jsonl([
+      {
+        question_id: "s1",
+        question_content: "a+b",
+        public_test_cases: JSON.stringify([
+          { input: "1 2\n", output: "3\n", testtype: "stdin" },
+          { input: "0.5 0.25", output: "0.75", testtype: "stdin" },
+        ]),
+      },
+      { question_id: "s2", question_content: "a*b", public_test_cases: [{ input: "2 3\n", output: "6\n", testtype: "stdin" }] },
+    ]),
+  );
+  const fnData = join(dir, "lcb-fn.jsonl");
+  writeFileSync(
+    fnData,
+    jsonl([
+      {
+        question_id: "f1",
+        question_content: "two sum",
+        public_test_cases: [{ input: "[2,7,11,15]\n9", output: "[0,1]", testtype: "functional" }],
+        metadata: { func_name: "twoSum" },
+      },
+    ]),
+  );
+  const responses = join(dir, "responses.jsonl");
+  writeFileSync(
+    responses,
+    jsonl([
+      { task_id: "s1", response: "Sure:\n" + fence("a, b = map(float, input().split())\nprint(a + b if (a + b) % 1 else int(a + b))") },
+      { task_id: "s2", response: "no code block here" },
+      {
+        task_id: "f1",
+        response: fence(
+          "class Solution:\n    def twoSum(self, nums, target):\n        seen = {}\n        for i, n in enumerate(nums):\n            if target - n in seen:\n                return [seen[target - n], i]\n            seen[n] = i",
+        ),
+      },
+    ]),
+  );
+  let r = await run(["--dataset", data, "--format", "lcb", "--solutions", responses, "--json"]);
+  assert.equal(r.code, 0);
+  assert.deepEqual(JSON.parse(r.lines.at(-1)!).by_status, { passed: 1, format_error: 1 });
+  r = await run(["--dataset", fnData, "--solutions", responses, "--concurrency", "1", "--json"]);
+  assert.deepEqual(JSON.parse(r.lines.at(-1)!).by_status, { passed: 1 });
+});
+
+test("eval reports bad input with the line and field, and bad usage", async () => {
+  const file = join(dir, "bad.jsonl");
+  writeFileSync(
+    file,
+    jsonl([
+      { task_id: 1, prompt: "p", code: "x", test_list: ["assert True"] },
+      { task_id: 2, prompt: "p", code: "x", test_list: "assert True" },
+    ]),
+  );
+  const errors: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = (s: string) => (errors.push(String(s)), true);
+  try {
+    assert.equal((await run(["--dataset", file])).code, 2);
+    assert.equal((await run(["--format", "mbpp"])).code, 2);
+    assert.equal((await run(["--dataset", file, "--concurrency", "0"])).code, 2);
+  } finally {
+    process.stderr.write = write;
+  }
+  assert.match(errors.join(""), /bad\.jsonl:2: field "test_list"/);
+  assert.match(errors.join(""), /--dataset is required/);
+});
+
+test("bench sandbox prints the three rates and ratios", { timeout: 180_000 }, async () => {
+  const lines: string[] = [];
+  assert.equal(await benchSandboxCommand(["--json", "--cold-sample", "8"], (l) => lines.push(l)), 0);
+  const r = JSON.parse(lines.at(-1)!);
+  for (const k of ["executor_per_s", "bare_subprocess_per_s", "cold_docker_run_per_s", "ratio_vs_bare", "ratio_vs_cold"]) {
+    assert.ok(typeof r[k] === "number" && r[k] > 0, `${k} = ${r[k]}`);
+  }
+  assert.equal(r.executor_passed, 427);
+  assert.equal(r.bare_passed, 427);
+  assert.ok(r.ratio_vs_cold > 1, "a warm pool beats a cold container per candidate");
+  console.log(`# bench: ${lines.at(-1)}`);
+});

@@ -1,0 +1,135 @@
+// An executor process killed with SIGKILL mid-job: another executor redoes the job (BullMQ
+// stalled-job recovery) and its reward is recorded exactly once. Also: SIGTERM lets the
+// in-flight job finish before the process exits.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { resolve } from "node:path";
+import Docker from "dockerode";
+import { type LocalRedis, startLocalRedis } from "@rlmesh/shared";
+import type { AssertTests } from "@rlmesh/shared/datasets/index";
+import { SANDBOX_PID_LABEL } from "./docker-sandbox.js";
+import { type RunningExecutor, startExecutor } from "./executor.js";
+import type { RewardResult } from "./reward-result.js";
+import { QueueClient, REPO_ROOT, fenced, requireDockerAndImage } from "./test-support.js";
+
+const LOCK_MS = 2000;
+const STALLED_INTERVAL_MS = 1000;
+const ADD: AssertTests = { kind: "assert", tests: ["assert add(1, 2) == 3"] };
+/** Correct, but slow enough to be caught mid-job. */
+const SLOW_GOOD = "import time\ntime.sleep(3)\ndef add(a, b):\n    return a + b";
+
+let docker: Docker;
+let redis: LocalRedis;
+const children: ChildProcess[] = [];
+const executors: RunningExecutor[] = [];
+
+before(async () => {
+  docker = await requireDockerAndImage();
+  redis = await startLocalRedis();
+});
+
+after(async () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  for (const e of executors) await e.close();
+  await redis?.stop();
+});
+
+/** Starts `node dist/main.js` (the real executor service) and resolves once it consumes the queue. */
+function spawnExecutor(queue: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [resolve(REPO_ROOT, "services/executor/dist/main.js")], {
+    env: {
+      PATH: process.env.PATH,
+      REDIS_URL: redis.url,
+      RLMESH_REWARD_QUEUE: queue,
+      RLMESH_EXECUTOR_CONCURRENCY: "1",
+      RLMESH_EXECUTOR_METRICS_PORT: "0",
+      RLMESH_EXECUTOR_LOCK_MS: String(LOCK_MS),
+      RLMESH_EXECUTOR_STALLED_INTERVAL_MS: String(STALLED_INTERVAL_MS),
+    },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  children.push(child);
+  return new Promise((resolveReady, reject) => {
+    let log = "";
+    const timer = setTimeout(() => reject(new Error(`executor did not start: ${log}`)), 60_000);
+    child.stderr.on("data", (d: Buffer) => {
+      log += d.toString();
+      if (log.includes('"executor ready"')) {
+        clearTimeout(timer);
+        resolveReady(child);
+      }
+    });
+    child.once("exit", (code) => reject(new Error(`executor exited with ${code}: ${log}`)));
+  });
+}
+
+async function waitFor(what: string, cond: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+test("SIGKILL mid-job: another executor redoes the job, the reward is recorded once", { timeout: 120_000 }, async () => {
+  const queue = "reward-crash";
+  const client = new QueueClient(redis.url, queue);
+  await client.ready();
+  try {
+    const completions: { jobId: string; returnvalue: unknown }[] = [];
+    client.events.on("completed", (e) => completions.push(e));
+    const first = await spawnExecutor(queue);
+    const job = await client.submit(fenced(SLOW_GOOD), ADD, { timeout_ms_per_test: 20_000, total_timeout_ms: 30_000 });
+    await waitFor("the job to become active", async () => (await client.queue.getJobState(job.id!)) === "active");
+    await new Promise((r) => setTimeout(r, 500)); // well inside the candidate's 3 s sleep
+    first.kill("SIGKILL");
+    await new Promise((r) => first.once("exit", r));
+
+    // The killed executor's sandbox removes itself (its stdin closed with the attach).
+    await waitFor("the dead executor's sandbox to disappear", async () => {
+      const list = await docker.listContainers({ all: true, filters: { label: [`${SANDBOX_PID_LABEL}=${first.pid}`] } });
+      return list.length === 0;
+    });
+
+    const second = await startExecutor({
+      redisUrl: redis.url,
+      queueName: queue,
+      concurrency: 1,
+      lockDurationMs: LOCK_MS,
+      stalledIntervalMs: STALLED_INTERVAL_MS,
+    });
+    executors.push(second);
+    const result = (await job.waitUntilFinished(client.events, 60_000)) as RewardResult;
+    assert.equal(result.reward, 1);
+    assert.equal(result.status, "passed");
+    await new Promise((r) => setTimeout(r, 3 * STALLED_INTERVAL_MS)); // room for a duplicate
+    const mine = completions.filter((c) => c.jobId === job.id);
+    assert.equal(mine.length, 1, "recorded exactly once");
+    const stored = await client.queue.getJob(job.id!);
+    assert.equal(stored?.returnvalue.reward, 1);
+    assert.ok((stored?.stalledCounter ?? 0) >= 1, "the job was recovered as stalled, not run twice by luck");
+  } finally {
+    await client.close();
+  }
+});
+
+test("SIGTERM lets the in-flight job finish, then the executor exits", { timeout: 60_000 }, async () => {
+  const queue = "reward-shutdown";
+  const client = new QueueClient(redis.url, queue);
+  await client.ready();
+  try {
+    const child = await spawnExecutor(queue);
+    const job = await client.submit(fenced(SLOW_GOOD), ADD, { timeout_ms_per_test: 20_000, total_timeout_ms: 30_000 });
+    await waitFor("the job to become active", async () => (await client.queue.getJobState(job.id!)) === "active");
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    child.kill("SIGTERM");
+    const result = (await job.waitUntilFinished(client.events, 30_000)) as RewardResult;
+    assert.equal(result.reward, 1);
+    assert.equal(await exited, 0);
+    const left = await docker.listContainers({ all: true, filters: { label: [`${SANDBOX_PID_LABEL}=${child.pid}`] } });
+    assert.equal(left.length, 0, "sandboxes removed on shutdown");
+  } finally {
+    await client.close();
+  }
+});

@@ -1,0 +1,116 @@
+import { hostname } from "node:os";
+import { randomBytes } from "node:crypto";
+import Docker from "dockerode";
+import type { Redis } from "ioredis";
+import { Queue, type Worker } from "bullmq";
+import type { Registry } from "prom-client";
+import { type Logger, createRedis } from "@rlmesh/shared";
+import { DockerSandbox, assertSandboxImage, reapOrphanSandboxes } from "./docker-sandbox.js";
+import { type ExecutorMetrics, createExecutorMetrics } from "./executor-metrics.js";
+import { DEFAULT_REWARD_QUEUE } from "./queue-names.js";
+import type { RewardJobData } from "./reward-jobs.js";
+import type { RewardResult } from "./reward-result.js";
+import { createRewardWorker } from "./reward-worker.js";
+import { SandboxPool } from "./sandbox-pool.js";
+import { type ContainerLimits, DEFAULT_CONTAINER_LIMITS, DEFAULT_SANDBOX_LIMITS, type SandboxLimits } from "./sandbox-limits.js";
+import { SANDBOX_IMAGE } from "./sandbox-image.js";
+import { scoreCandidate } from "./score-candidate.js";
+
+export interface ExecutorOptions {
+  redisUrl: string;
+  /** @defaultValue "reward" */
+  queueName?: string;
+  /** Candidates at once and warm sandboxes. @defaultValue 2 */
+  concurrency?: number;
+  /** Owner label of the sandboxes. @defaultValue `<host>-<pid>-<random>` */
+  executorId?: string;
+  image?: string;
+  containerLimits?: ContainerLimits;
+  defaultLimits?: SandboxLimits;
+  /** Registry for the executor's metrics (none: no metrics). */
+  registry?: Registry;
+  logger?: Logger;
+  lockDurationMs?: number;
+  stalledIntervalMs?: number;
+  docker?: Docker;
+}
+
+export interface RunningExecutor {
+  pool: SandboxPool;
+  worker: Worker<RewardJobData, RewardResult>;
+  metrics?: ExecutorMetrics;
+  /** Graceful: stops taking jobs, lets in-flight ones finish, then removes the sandboxes. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts an executor: reaps orphan sandboxes, checks the image, warms the pool, then starts
+ * consuming the queue. Fails (without consuming) if Docker or the image is missing.
+ */
+export async function startExecutor(opts: ExecutorOptions): Promise<RunningExecutor> {
+  const docker = opts.docker ?? new Docker();
+  const logger = opts.logger;
+  const queueName = opts.queueName ?? DEFAULT_REWARD_QUEUE;
+  const concurrency = opts.concurrency ?? 2;
+  const container = opts.containerLimits ?? DEFAULT_CONTAINER_LIMITS;
+  const limits = opts.defaultLimits ?? DEFAULT_SANDBOX_LIMITS;
+  const image = opts.image ?? SANDBOX_IMAGE;
+  const owner = opts.executorId || `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
+
+  await assertSandboxImage(docker, image);
+  const reaped = await reapOrphanSandboxes(docker);
+  if (reaped > 0) logger?.info("reaped orphan sandboxes", { count: reaped });
+
+  // BullMQ does not close connections it was given: they are ours to close.
+  const connections: Redis[] = [];
+  const redis = (role: "worker" | "client") => {
+    const r = createRedis(opts.redisUrl, { role, ...(logger ? { logger } : {}) });
+    connections.push(r);
+    return r;
+  };
+  let depthQueue: Queue | undefined;
+  let metrics: ExecutorMetrics | undefined;
+  if (opts.registry) {
+    depthQueue = new Queue(queueName, { connection: redis("client") });
+    const q = depthQueue;
+    metrics = createExecutorMetrics(opts.registry, async () => {
+      const c = await q.getJobCounts("waiting", "delayed", "prioritized");
+      return (c.waiting ?? 0) + (c.delayed ?? 0) + (c.prioritized ?? 0);
+    });
+  }
+  const pool = new SandboxPool({
+    size: concurrency,
+    create: () => DockerSandbox.start({ docker, image, owner, limits: container }),
+    ...(logger ? { logger } : {}),
+    onChange: (live, busy) => {
+      metrics?.poolSize.set(live);
+      metrics?.poolBusy.set(busy);
+    },
+  });
+  await pool.start();
+  const worker = createRewardWorker({
+    connection: redis("worker"),
+    queueName,
+    concurrency,
+    score: (data) => scoreCandidate(pool, data, { limits, container }),
+    ...(metrics ? { metrics } : {}),
+    ...(logger ? { logger } : {}),
+    ...(opts.lockDurationMs ? { lockDurationMs: opts.lockDurationMs } : {}),
+    ...(opts.stalledIntervalMs ? { stalledIntervalMs: opts.stalledIntervalMs } : {}),
+  });
+  await worker.waitUntilReady();
+  logger?.info("executor ready", { queue: queueName, concurrency, image, owner });
+  let closing: Promise<void> | undefined;
+  return {
+    pool,
+    worker,
+    ...(metrics ? { metrics } : {}),
+    close: () =>
+      (closing ??= (async () => {
+        await worker.close();
+        await pool.close();
+        await depthQueue?.close();
+        await Promise.allSettled(connections.map((c) => c.quit()));
+      })()),
+  };
+}

@@ -1,0 +1,49 @@
+import { type MetricsServer, createLogger, createMetrics, onShutdown } from "@rlmesh/shared";
+import { loadExecutorConfig } from "./executor-config.js";
+import { type RunningExecutor, startExecutor } from "./executor.js";
+
+// Wiring only: config, logger, metrics server, executor (sandbox pool + worker), signals.
+const logger = createLogger("executor");
+const started: { executor?: RunningExecutor; metrics?: MetricsServer } = {};
+onShutdown(logger, async () => {
+  await started.executor?.close();
+  await started.metrics?.close();
+});
+
+try {
+  const config = loadExecutorConfig();
+  const metrics = createMetrics("executor");
+  started.metrics = await metrics.serve(config.metricsPort);
+  logger.info("metrics listening", { port: started.metrics.port });
+  started.executor = await startExecutor({
+    redisUrl: config.redisUrl,
+    queueName: config.queue,
+    concurrency: config.concurrency,
+    executorId: config.executorId,
+    image: config.image,
+    containerLimits: {
+      memory_mb: config.containerMemoryMb,
+      cpus: config.cpus,
+      pids: config.pids,
+      tmpfs_mb: config.tmpfsMb,
+      file_size_mb: 16,
+      open_files: 256,
+    },
+    defaultLimits: {
+      timeout_ms_per_test: config.timeoutMsPerTest,
+      total_timeout_ms: config.totalTimeoutMs,
+      memory_mb: config.memoryMb,
+      output_bytes: config.outputBytes,
+    },
+    registry: metrics.registry,
+    logger,
+    lockDurationMs: config.lockDurationMs,
+    stalledIntervalMs: config.stalledIntervalMs,
+  });
+} catch (err) {
+  // ConfigError names the variable; SandboxError says what is missing (Docker, the image).
+  logger.error("executor failed to start", { err: (err as Error).message });
+  await started.executor?.close();
+  await started.metrics?.close();
+  process.exit(1);
+}

@@ -1,0 +1,99 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { type Sandbox, SandboxPool } from "./sandbox-pool.js";
+import { SandboxError } from "./sandbox-error.js";
+import type { SandboxRequest, SandboxResponse } from "./sandbox-protocol.js";
+
+/** A fake sandbox: `behaviour` decides each run's outcome. */
+class FakeSandbox implements Sandbox {
+  healthy = true;
+  destroyed = false;
+  runs = 0;
+  constructor(
+    readonly id: string,
+    private readonly behaviour: (s: FakeSandbox) => Promise<SandboxResponse>,
+  ) {}
+  async run(_req: SandboxRequest): Promise<SandboxResponse> {
+    this.runs++;
+    return this.behaviour(this);
+  }
+  async destroy(): Promise<void> {
+    this.destroyed = true;
+    this.healthy = false;
+  }
+}
+
+const ok = (id: string): SandboxResponse => ({
+  id,
+  status: "passed",
+  tests_run: 1,
+  tests_passed: 1,
+  tests_total: 1,
+  duration_ms: 1,
+  stderr_tail: "",
+  detail: "",
+});
+const req = (id = "r"): SandboxRequest => ({
+  id,
+  code: "",
+  tests: { kind: "assert", tests: ["assert True"] },
+  limits: { test_timeout_ms: 1, total_timeout_ms: 1, memory_mb: 1, file_size_mb: 1, max_open_files: 1, output_limit_bytes: 1 },
+});
+
+test("a sandbox that failed is destroyed and replaced; the pool keeps its size", async () => {
+  const made: FakeSandbox[] = [];
+  let n = 0;
+  const pool = new SandboxPool({
+    size: 1,
+    create: async () => {
+      const s = new FakeSandbox(`s${n++}`, async (self) => {
+        if (self.id === "s0") {
+          self.healthy = false;
+          throw new SandboxError("container died");
+        }
+        return ok("r");
+      });
+      made.push(s);
+      return s;
+    },
+  });
+  await pool.start();
+  await assert.rejects(pool.run(req(), 1000), SandboxError);
+  assert.ok(made[0]!.destroyed);
+  assert.deepEqual(await pool.run(req(), 1000), ok("r")); // waits for the replacement
+  assert.equal(pool.size, 1);
+  assert.equal(made[1]!.runs, 1);
+  await pool.close();
+  assert.ok(made[1]!.destroyed);
+});
+
+test("runs wait for a free sandbox; close rejects waiters", async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const pool = new SandboxPool({ size: 1, create: async () => new FakeSandbox("s", async () => (await gate, ok("r"))) });
+  await pool.start();
+  const busy: string[] = [];
+  const first = pool.run(req(), 1000);
+  const second = pool.run(req(), 1000).then(() => busy.push("second"));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(pool.busyCount, 1);
+  assert.deepEqual(busy, []);
+  release();
+  await first;
+  await second;
+  assert.deepEqual(busy, ["second"]);
+  const never = new SandboxPool({ size: 1, create: async () => new FakeSandbox("t", () => new Promise<SandboxResponse>(() => undefined)) });
+  await never.start();
+  void never.run(req(), 1000);
+  const waiting = never.run(req(), 1000);
+  await never.close();
+  await assert.rejects(waiting, /closed/);
+});
+
+test("start fails when no sandbox can start (Docker or image missing)", async () => {
+  const pool = new SandboxPool({
+    size: 2,
+    create: async () => Promise.reject(new SandboxError("sandbox image rlmesh-sandbox:1 is missing")),
+  });
+  await assert.rejects(pool.start(), /missing/);
+});

@@ -1,0 +1,174 @@
+import type { Logger } from "@rlmesh/shared";
+import type { SandboxRequest, SandboxResponse } from "./sandbox-protocol.js";
+import { SandboxError } from "./sandbox-error.js";
+
+/** What the pool needs from a sandbox (DockerSandbox, or a fake in tests). */
+export interface Sandbox {
+  readonly id: string;
+  readonly healthy: boolean;
+  run(req: SandboxRequest, watchdogMs: number): Promise<SandboxResponse>;
+  destroy(): Promise<void>;
+}
+
+export interface SandboxPoolOptions {
+  /** Warm sandboxes kept. */
+  size: number;
+  /** Starts one sandbox. */
+  create: () => Promise<Sandbox>;
+  /** How long a run waits for a free sandbox. @defaultValue 60000 */
+  acquireTimeoutMs?: number;
+  /** Delay before retrying a failed start. @defaultValue 1000 */
+  restartDelayMs?: number;
+  logger?: Logger;
+  /** Called whenever the number of live or busy sandboxes changes. */
+  onChange?: (live: number, busy: number) => void;
+}
+
+/**
+ * A warm pool of sandboxes. A sandbox serves one candidate at a time; one that failed in any
+ * way (watchdog, dead stream, bad frame) is destroyed and replaced in the background.
+ */
+export class SandboxPool {
+  private readonly idle: Sandbox[] = [];
+  private readonly waiters: { resolve: (s: Sandbox) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }[] = [];
+  private live = 0;
+  private busy = 0;
+  private starting = 0;
+  private closed = false;
+  private readonly acquireTimeoutMs: number;
+  private readonly restartDelayMs: number;
+
+  constructor(private readonly opts: SandboxPoolOptions) {
+    this.acquireTimeoutMs = opts.acquireTimeoutMs ?? 60_000;
+    this.restartDelayMs = opts.restartDelayMs ?? 1000;
+  }
+
+  get size(): number {
+    return this.live;
+  }
+
+  get busyCount(): number {
+    return this.busy;
+  }
+
+  /** Starts all sandboxes; throws if not even one could start (e.g. Docker or the image is missing). */
+  async start(): Promise<void> {
+    const results = await Promise.allSettled(Array.from({ length: this.opts.size }, () => this.opts.create()));
+    const errors: unknown[] = [];
+    for (const r of results) {
+      if (r.status === "fulfilled") {
+        this.live++;
+        this.offer(r.value);
+      } else {
+        errors.push(r.reason);
+        this.replaceLater();
+      }
+    }
+    this.changed();
+    if (this.live === 0 && errors.length > 0) {
+      await this.close();
+      throw errors[0] instanceof Error ? errors[0] : new SandboxError(String(errors[0]));
+    }
+  }
+
+  /** Runs one request on a free sandbox. SandboxError when the infrastructure failed. */
+  async run(req: SandboxRequest, watchdogMs: number): Promise<SandboxResponse> {
+    const sandbox = await this.acquire();
+    this.busy++;
+    this.changed();
+    try {
+      return await sandbox.run(req, watchdogMs);
+    } finally {
+      this.busy--;
+      if (sandbox.healthy && !this.closed) {
+        this.offer(sandbox);
+      } else {
+        this.retire(sandbox);
+      }
+      this.changed();
+    }
+  }
+
+  private acquire(): Promise<Sandbox> {
+    if (this.closed) return Promise.reject(new SandboxError("sandbox pool is closed"));
+    const s = this.idle.pop();
+    if (s) return Promise.resolve(s);
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          const i = this.waiters.indexOf(waiter);
+          if (i >= 0) this.waiters.splice(i, 1);
+          reject(new SandboxError(`no sandbox free within ${this.acquireTimeoutMs} ms (${this.live} live)`));
+        }, this.acquireTimeoutMs),
+      };
+      this.waiters.push(waiter);
+    });
+  }
+
+  private offer(s: Sandbox): void {
+    const w = this.waiters.shift();
+    if (w) {
+      clearTimeout(w.timer);
+      w.resolve(s);
+    } else {
+      this.idle.push(s);
+    }
+  }
+
+  private retire(s: Sandbox): void {
+    this.live--;
+    s.destroy().catch((err: unknown) => this.opts.logger?.warn("sandbox destroy failed", { id: s.id, err }));
+    if (!this.closed) {
+      this.opts.logger?.info("replacing sandbox", { id: s.id.slice(0, 12) });
+      this.replace();
+    }
+  }
+
+  private replace(): void {
+    this.starting++;
+    this.opts.create().then(
+      (s) => {
+        this.starting--;
+        if (this.closed) {
+          void s.destroy();
+          return;
+        }
+        this.live++;
+        this.offer(s);
+        this.changed();
+      },
+      (err: unknown) => {
+        this.starting--;
+        this.opts.logger?.error("sandbox start failed", { err });
+        this.replaceLater();
+      },
+    );
+  }
+
+  private replaceLater(): void {
+    if (this.closed) return;
+    setTimeout(() => {
+      if (!this.closed) this.replace();
+    }, this.restartDelayMs).unref();
+  }
+
+  private changed(): void {
+    this.opts.onChange?.(this.live, this.busy);
+  }
+
+  /** Destroys every sandbox; pending runs fail with SandboxError. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const w of this.waiters.splice(0)) {
+      clearTimeout(w.timer);
+      w.reject(new SandboxError("sandbox pool is closed"));
+    }
+    const idle = this.idle.splice(0);
+    this.live -= idle.length;
+    await Promise.allSettled(idle.map((s) => s.destroy()));
+    // Busy ones are destroyed when their run returns (closed pool retires them).
+    this.changed();
+  }
+}

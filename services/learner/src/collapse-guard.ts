@@ -1,0 +1,194 @@
+/**
+ * Collapse guard (issue 9): watches per-step mean reward and held-out pass@1 and decides when a
+ * run has collapsed, so the learner rolls back to the last good checkpoint and lowers the LR.
+ * Pure: every call takes the state and returns the next one with a decision; the learner does
+ * the I/O (loading the checkpoint, events, metrics).
+ */
+
+export const DEFAULT_REWARD_WINDOW = 10;
+export const DEFAULT_MIN_BASELINE_STEPS = 5;
+export const DEFAULT_REWARD_RELATIVE_DROP = 0.5;
+export const DEFAULT_REWARD_ABSOLUTE_DROP = 0.05;
+export const DEFAULT_REWARD_FLOOR = 0;
+export const DEFAULT_REWARD_PATIENCE = 3;
+export const DEFAULT_PASS_DROP = 0.05;
+export const DEFAULT_PASS_PATIENCE = 1;
+export const DEFAULT_LR_FACTOR = 0.5;
+export const DEFAULT_MAX_ROLLBACKS = 3;
+
+export interface CollapseGuardConfig {
+  /** Healthy steps whose mean reward forms the baseline. @defaultValue DEFAULT_REWARD_WINDOW */
+  rewardWindow: number;
+  /** Healthy steps needed before step rewards are judged. @defaultValue DEFAULT_MIN_BASELINE_STEPS */
+  minBaselineSteps: number;
+  /** A step is bad when its reward < baseline·(1 − this) ... @defaultValue DEFAULT_REWARD_RELATIVE_DROP */
+  rewardRelativeDrop: number;
+  /** ... and baseline − reward ≥ this (ignores noise at low rewards). @defaultValue DEFAULT_REWARD_ABSOLUTE_DROP */
+  rewardAbsoluteDrop: number;
+  /** A step at or below this reward is bad whenever the baseline is above it. @defaultValue DEFAULT_REWARD_FLOOR */
+  rewardFloor: number;
+  /** Consecutive bad steps that trigger a rollback. @defaultValue DEFAULT_REWARD_PATIENCE */
+  rewardPatience: number;
+  /** An eval is bad when pass@1 < best healthy pass@1 − this (fraction, 0.05 = 5 points). @defaultValue DEFAULT_PASS_DROP */
+  passDrop: number;
+  /** Consecutive bad evals that trigger a rollback. @defaultValue DEFAULT_PASS_PATIENCE */
+  passPatience: number;
+  /** LR multiplier applied on each rollback. @defaultValue DEFAULT_LR_FACTOR */
+  lrFactor: number;
+  /** After this many rollbacks the guard says stop. @defaultValue DEFAULT_MAX_ROLLBACKS */
+  maxRollbacks: number;
+}
+
+export const DEFAULT_COLLAPSE_GUARD_CONFIG: Readonly<CollapseGuardConfig> = Object.freeze({
+  rewardWindow: DEFAULT_REWARD_WINDOW,
+  minBaselineSteps: DEFAULT_MIN_BASELINE_STEPS,
+  rewardRelativeDrop: DEFAULT_REWARD_RELATIVE_DROP,
+  rewardAbsoluteDrop: DEFAULT_REWARD_ABSOLUTE_DROP,
+  rewardFloor: DEFAULT_REWARD_FLOOR,
+  rewardPatience: DEFAULT_REWARD_PATIENCE,
+  passDrop: DEFAULT_PASS_DROP,
+  passPatience: DEFAULT_PASS_PATIENCE,
+  lrFactor: DEFAULT_LR_FACTOR,
+  maxRollbacks: DEFAULT_MAX_ROLLBACKS,
+});
+
+interface Point {
+  step: number;
+  value: number;
+}
+
+interface Streak {
+  startStep: number;
+  count: number;
+}
+
+export interface CollapseGuardState {
+  /** Rewards of steps judged healthy (newest last, at most rewardWindow). */
+  healthyRewards: Point[];
+  rewardStreak: Streak | null;
+  /** Held-out evals judged healthy. */
+  healthyEvals: Point[];
+  passStreak: Streak | null;
+  /** Steps of checkpoints saved while the run looked healthy. */
+  goodCheckpoints: number[];
+  /** Cumulative LR factor from rollbacks (multiply the schedule's LR by it). */
+  lrScale: number;
+  rollbacks: number;
+}
+
+export type CollapseTrigger = "step_reward" | "heldout_pass_at_1";
+
+export type CollapseDecision =
+  | { kind: "continue" }
+  | { kind: "rollback"; trigger: CollapseTrigger; toStep: number; lrScale: number; reason: string }
+  | { kind: "stop"; trigger: CollapseTrigger; reason: string };
+
+export function initialCollapseGuardState(): CollapseGuardState {
+  return { healthyRewards: [], rewardStreak: null, healthyEvals: [], passStreak: null, goodCheckpoints: [], lrScale: 1, rollbacks: 0 };
+}
+
+function mean(points: Point[]): number {
+  return points.reduce((s, p) => s + p.value, 0) / points.length;
+}
+
+function isBadReward(reward: number, baseline: number, cfg: CollapseGuardConfig): boolean {
+  if (reward <= cfg.rewardFloor && baseline > cfg.rewardFloor) return true;
+  return reward < baseline * (1 - cfg.rewardRelativeDrop) && baseline - reward >= cfg.rewardAbsoluteDrop;
+}
+
+/** Rollback (or stop) once a streak reaches its patience. */
+function decide(
+  state: CollapseGuardState,
+  cfg: CollapseGuardConfig,
+  trigger: CollapseTrigger,
+  streak: Streak,
+  detail: string,
+): { state: CollapseGuardState; decision: CollapseDecision } {
+  if (state.rollbacks >= cfg.maxRollbacks) {
+    return { state, decision: { kind: "stop", trigger, reason: `${detail}; ${state.rollbacks} rollbacks already, giving up` } };
+  }
+  const candidates = state.goodCheckpoints.filter((s) => s < streak.startStep);
+  if (candidates.length === 0) {
+    return { state, decision: { kind: "stop", trigger, reason: `${detail}; no good checkpoint before step ${streak.startStep}` } };
+  }
+  const toStep = Math.max(...candidates);
+  const lrScale = state.lrScale * cfg.lrFactor;
+  const next: CollapseGuardState = {
+    healthyRewards: state.healthyRewards.filter((p) => p.step <= toStep),
+    rewardStreak: null,
+    healthyEvals: state.healthyEvals.filter((p) => p.step <= toStep),
+    passStreak: null,
+    goodCheckpoints: state.goodCheckpoints.filter((s) => s <= toStep),
+    lrScale,
+    rollbacks: state.rollbacks + 1,
+  };
+  return {
+    state: next,
+    decision: { kind: "rollback", trigger, toStep, lrScale, reason: `${detail}; roll back to step ${toStep}, LR x${lrScale}` },
+  };
+}
+
+/** Feeds one training step's mean reward. */
+export function observeStepReward(
+  state: CollapseGuardState,
+  cfg: CollapseGuardConfig,
+  obs: { step: number; rewardMean: number },
+): { state: CollapseGuardState; decision: CollapseDecision } {
+  const window = state.healthyRewards.slice(-cfg.rewardWindow);
+  if (window.length >= cfg.minBaselineSteps) {
+    const baseline = mean(window);
+    if (isBadReward(obs.rewardMean, baseline, cfg)) {
+      const streak: Streak = state.rewardStreak
+        ? { ...state.rewardStreak, count: state.rewardStreak.count + 1 }
+        : { startStep: obs.step, count: 1 };
+      const withStreak = { ...state, rewardStreak: streak };
+      if (streak.count >= cfg.rewardPatience) {
+        const detail = `step reward ${obs.rewardMean.toFixed(3)} vs baseline ${baseline.toFixed(3)} for ${streak.count} steps since step ${streak.startStep}`;
+        return decide(withStreak, cfg, "step_reward", streak, detail);
+      }
+      return { state: withStreak, decision: { kind: "continue" } };
+    }
+  }
+  const healthyRewards = [...state.healthyRewards, { step: obs.step, value: obs.rewardMean }].slice(-cfg.rewardWindow);
+  return { state: { ...state, healthyRewards, rewardStreak: null }, decision: { kind: "continue" } };
+}
+
+/** Feeds one held-out pass@1 measurement (fraction in [0, 1]). */
+export function observeHeldOutPass(
+  state: CollapseGuardState,
+  cfg: CollapseGuardConfig,
+  obs: { step: number; passAt1: number },
+): { state: CollapseGuardState; decision: CollapseDecision } {
+  if (state.healthyEvals.length > 0) {
+    const best = Math.max(...state.healthyEvals.map((p) => p.value));
+    if (obs.passAt1 < best - cfg.passDrop) {
+      const streak: Streak = state.passStreak
+        ? { ...state.passStreak, count: state.passStreak.count + 1 }
+        : { startStep: obs.step, count: 1 };
+      const withStreak = { ...state, passStreak: streak };
+      if (streak.count >= cfg.passPatience) {
+        const detail = `held-out pass@1 ${obs.passAt1.toFixed(3)} vs best ${best.toFixed(3)} at step ${obs.step}`;
+        return decide(withStreak, cfg, "heldout_pass_at_1", streak, detail);
+      }
+      return { state: withStreak, decision: { kind: "continue" } };
+    }
+  }
+  return {
+    state: { ...state, healthyEvals: [...state.healthyEvals, { step: obs.step, value: obs.passAt1 }], passStreak: null },
+    decision: { kind: "continue" },
+  };
+}
+
+/**
+ * Records a checkpoint saved at `step`; it counts as good only if no bad streak is open, since
+ * weights saved during a slide must not be the rollback target.
+ */
+export function noteCheckpoint(state: CollapseGuardState, step: number): CollapseGuardState {
+  if (state.rewardStreak || state.passStreak) return state;
+  return { ...state, goodCheckpoints: [...state.goodCheckpoints.filter((s) => s !== step), step] };
+}
+
+/** The step the learner should keep on disk whatever its keep-last policy says. */
+export function lastGoodCheckpoint(state: CollapseGuardState): number | null {
+  return state.goodCheckpoints.length > 0 ? Math.max(...state.goodCheckpoints) : null;
+}

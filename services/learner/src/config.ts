@@ -1,0 +1,24 @@
+import { isAbsolute, join } from "node:path";
+import type { ConfigOf, Schema } from "@rlmesh/shared";
+import { REPO_ROOT } from "./random-model-dir.js";
+
+export const LEARNER_CONFIG = {
+  redisUrl: { env: "REDIS_URL", type: "string", default: "redis://127.0.0.1:6379", doc: "Redis of the worker registry (rollout workers the learner pushes weights to)" },
+  host: { env: "RLMESH_LEARNER_HOST", type: "string", default: "127.0.0.1", doc: "gRPC listen address of the learner (LearnerService)" },
+  port: { env: "RLMESH_LEARNER_PORT", type: "int", default: 50071, min: 0, max: 65535, doc: "gRPC port of the learner" },
+  metricsPort: { env: "RLMESH_LEARNER_METRICS_PORT", type: "int", default: 9471, min: 0, max: 65535, doc: "Prometheus /metrics and /healthz port of the learner" },
+  modelDir: { env: "RLMESH_MODEL_DIR", type: "string", default: "models/tiny-coder", doc: "Model directory (manifest.json, model.onnx, tokenizer.json); relative to the repo root" },
+  checkpointDir: { env: "RLMESH_CHECKPOINT_DIR", type: "string", default: ".rlmesh/checkpoints", doc: "Learner checkpoints (resumed at start-up); relative to the repo root" },
+  maxStaleness: { env: "RLMESH_MAX_STALENESS", type: "int", default: 1, min: 0, doc: "Samples more than this many policy versions old are rejected" },
+  checkpointEvery: { env: "RLMESH_CHECKPOINT_EVERY", type: "int", default: 1, min: 1, doc: "Write a checkpoint after every N TrainSteps" },
+  keepCheckpoints: { env: "RLMESH_KEEP_CHECKPOINTS", type: "int", default: 3, min: 1, doc: "Checkpoints kept on disk (plus the collapse guard's last good one)" },
+  seed: { env: "RLMESH_LEARNER_SEED", type: "int", default: 1, min: 0, doc: "Run seed for masks/substitution when a TrainStep carries seed 0 (fresh start only)" },
+  shutdownGraceMs: { env: "RLMESH_SHUTDOWN_GRACE_MS", type: "int", default: 10000, min: 0, doc: "Graceful shutdown wait before forcing (all services)" },
+} satisfies Schema;
+
+export type LearnerConfig = ConfigOf<typeof LEARNER_CONFIG>;
+
+/** A configured path: absolute as given, relative ones from the repository root. */
+export function repoPath(p: string): string {
+  return isAbsolute(p) ? p : join(REPO_ROOT, p);
+}

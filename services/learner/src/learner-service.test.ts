@@ -1,0 +1,112 @@
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import * as grpc from "@grpc/grpc-js";
+import {
+  createClient, createLogger, InvalidArgumentError, loadProto, SERVICE_NAMES, startGrpcServer, weightsChecksum,
+  type HostTensor, type LearnerServiceClient, type TrainStepRequest, type TrainStepRequestIn, type TrainStepResponse,
+} from "@rlmesh/shared";
+import { createLearnerService, type PushResult } from "./learner-service.js";
+import type { Trainer, TrainStepResult } from "./trainer.js";
+import { fetchWeights } from "./weight-sink.js";
+
+const logger = createLogger("learner-service-test", { level: "error" });
+
+/** A trainer double: version += 1 unless the request's job is "skip"; "replay" replays. */
+class FakeTrainer implements Trainer {
+  version = 0;
+  active = 0;
+  maxActive = 0;
+  trained = 0;
+  tensors = (v: number): HostTensor[] => [{ name: "w", dtype: "DTYPE_FLOAT32", shape: [3], data: Float32Array.of(v, v, v) }];
+  validate(req: TrainStepRequest): void {
+    if (req.samples.length === 0) throw new InvalidArgumentError("samples", "is empty");
+  }
+  async trainStep(req: TrainStepRequest): Promise<TrainStepResult> {
+    this.active++;
+    this.maxActive = Math.max(this.maxActive, this.active);
+    await new Promise((r) => setTimeout(r, 20));
+    this.active--;
+    if (req.jobId === "replay") return { policyVersion: this.version, stats: { replayed: true }, replayed: true };
+    this.trained++;
+    if (req.jobId !== "skip") this.version++;
+    return { policyVersion: this.version, stats: { skipped: req.jobId === "skip" }, replayed: false };
+  }
+  status() {
+    return { policyVersion: this.version, step: this.trained };
+  }
+  async checkpoint() {
+    return { path: "/ckpt", step: this.trained, policyVersion: this.version };
+  }
+  weights() {
+    return { version: this.version, tensors: this.tensors(this.version) };
+  }
+}
+
+const trainer = new FakeTrainer();
+const pushes: number[] = [];
+const push = async (version: number, tensors: HostTensor[]): Promise<PushResult> => {
+  pushes.push(version);
+  assert.equal((tensors[0]!.data as Float32Array)[0], version, "pushes the weights of that version");
+  return { pushedTo: ["w1"], pushFailed: ["w2"], seconds: 0.5, bytes: 12 };
+};
+const server = await startGrpcServer({
+  port: 0,
+  logger,
+  services: [{ name: SERVICE_NAMES.learner, definition: loadProto().proto.rlmesh.v1.LearnerService.service, implementation: createLearnerService({ trainer, logger, push }) }],
+});
+const client = createClient<LearnerServiceClient>(loadProto().proto.rlmesh.v1.LearnerService, server.address);
+after(async () => {
+  client.close();
+  await server.shutdown(100);
+});
+
+const sample = { promptId: "p", promptTokenIds: [1], responseTokenIds: [2], reward: 1, policyVersion: 0 };
+const call = (req: TrainStepRequestIn) =>
+  new Promise<TrainStepResponse>((resolve, reject) => client.trainStep(req, (err, res) => (err ? reject(err) : resolve(res!))));
+
+test("an invalid TrainStep is INVALID_ARGUMENT naming the field, and nothing is trained", async () => {
+  await assert.rejects(call({ jobId: "j", step: 1, samples: [] }), (err: grpc.ServiceError) => {
+    assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+    assert.equal(err.details, "samples: is empty");
+    return true;
+  });
+  assert.equal(trainer.trained, 0);
+});
+
+test("a new version is pushed and the push outcome returned; a skipped step pushes nothing; a replay pushes again", async () => {
+  const r1 = await call({ jobId: "j", step: 1, samples: [sample] });
+  assert.equal(r1.policyVersion, 1);
+  assert.deepEqual(r1.pushedTo, ["w1"]);
+  assert.deepEqual(r1.pushFailed, ["w2"]);
+  assert.equal(r1.pushSeconds, 0.5);
+  assert.equal(r1.pushBytes, 12);
+  const skipped = await call({ jobId: "skip", step: 2, samples: [sample] });
+  assert.equal(skipped.stats?.skipped, true);
+  assert.deepEqual(skipped.pushedTo, []);
+  const replay = await call({ jobId: "replay", step: 1, samples: [sample] });
+  assert.equal(replay.stats?.replayed, true);
+  assert.deepEqual(pushes, [1, 1]);
+});
+
+test("concurrent TrainSteps run one at a time", async () => {
+  trainer.maxActive = 0;
+  const rs = await Promise.all([1, 2, 3].map((s) => call({ jobId: "c", step: s, samples: [sample] })));
+  assert.equal(trainer.maxActive, 1);
+  assert.deepEqual(rs.map((r) => r.policyVersion).sort(), [2, 3, 4]);
+});
+
+test("GetWeights streams the latest version with its checksum", async () => {
+  const got = await fetchWeights(server.address);
+  assert.equal(got.version, trainer.version);
+  assert.equal(weightsChecksum(got.tensors), weightsChecksum(trainer.tensors(trainer.version)));
+});
+
+test("GetWeights for a version the learner does not have yet is FAILED_PRECONDITION", async () => {
+  const err = await new Promise<grpc.ServiceError>((resolve) => {
+    const s = client.getWeights({ minVersion: 999 });
+    s.on("data", () => undefined);
+    s.on("error", resolve);
+  });
+  assert.equal(err.code, grpc.status.FAILED_PRECONDITION);
+  assert.match(err.details, /min_version 999 is newer than the learner's version/);
+});

@@ -1,0 +1,50 @@
+import { createLogger, createMetrics, createRedis, loadConfig, loadProto, onShutdown, startGrpcServer, SERVICE_NAMES, type GrpcServerHandle, type MetricsServer } from "@rlmesh/shared";
+import { LEARNER_CONFIG, repoPath } from "./config.js";
+import { GrpoTrainer } from "./grpo-trainer.js";
+import { LearnerMetrics } from "./learner-metrics.js";
+import { createLearnerService } from "./learner-service.js";
+import { WeightPusher } from "./weight-pusher.js";
+
+const logger = createLogger("learner");
+const config = loadConfig(LEARNER_CONFIG);
+const metrics = createMetrics("learner");
+const learnerMetrics = new LearnerMetrics(metrics.registry);
+const redis = createRedis(config.redisUrl, { role: "client", logger });
+const pusher = new WeightPusher(redis, logger, learnerMetrics);
+
+// Signal handling first: a SIGTERM during start-up (model load, checkpoint resume) still stops cleanly.
+const started: { grpc?: GrpcServerHandle; metrics?: MetricsServer; trainer?: GrpoTrainer } = {};
+onShutdown(logger, async () => {
+  await started.grpc?.shutdown(config.shutdownGraceMs);
+  pusher.close();
+  await started.metrics?.close();
+  redis.disconnect();
+  started.trainer?.dispose();
+});
+
+const trainer = await GrpoTrainer.open({
+  modelDir: repoPath(config.modelDir),
+  checkpointDir: repoPath(config.checkpointDir),
+  maxStaleness: config.maxStaleness,
+  checkpointEvery: config.checkpointEvery,
+  keepCheckpoints: config.keepCheckpoints,
+  runSeed: config.seed,
+  logger,
+  metrics: learnerMetrics,
+}).catch((err: unknown) => {
+  // A bad model directory or checkpoint is a configuration problem: one clear line, exit 1.
+  logger.error("learner cannot start", { err: err instanceof Error ? err.message : String(err) });
+  process.exit(1);
+});
+started.trainer = trainer;
+const service = createLearnerService({ trainer, logger, push: (version, tensors) => pusher.push(version, tensors) });
+const grpcServer = await startGrpcServer({
+  host: config.host,
+  port: config.port,
+  logger,
+  services: [{ name: SERVICE_NAMES.learner, definition: loadProto().proto.rlmesh.v1.LearnerService.service, implementation: service }],
+});
+started.grpc = grpcServer;
+const metricsServer = await metrics.serve(config.metricsPort);
+started.metrics = metricsServer;
+logger.info("learner ready", { grpc: grpcServer.address, metricsPort: metricsServer.port, ...trainer.status() });

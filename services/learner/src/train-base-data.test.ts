@@ -1,0 +1,72 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { SeededRandom } from "@rlmesh/shared/model/index";
+
+import { makeSftBatch } from "./train-base-data.js";
+import type { SftExample } from "./train-base-data.js";
+
+const MASK = 0;
+const PAD = 1;
+const EOS = 2;
+const opts = { maskId: MASK, padId: PAD, responseBudget: 12, tMin: 0.05, lengthBucket: 8 };
+const examples: SftExample[] = [
+  { promptIds: [10, 11, 12, 13, 14], responseIds: [20, 21, 22, EOS] },
+  { promptIds: [15, 16], responseIds: [23, 24, 25, 26, 27, 28, EOS] },
+];
+
+test("prompt tokens are never masked and never weighted; masked response tokens carry 1/(t·N)", () => {
+  for (let seed = 1; seed <= 50; seed++) {
+    const { batch, tokenWeights, maskedTokens } = makeSftBatch(examples, new SeededRandom(seed), opts);
+    const T = batch.seqLen;
+    assert.equal(T % opts.lengthBucket, 0);
+    let responseTokens = 0;
+    const perRowWeight: number[] = [];
+    examples.forEach((ex, b) => {
+      const p = ex.promptIds.length;
+      for (let j = 0; j < p; j++) {
+        assert.equal(batch.inputIds[b * T + j], ex.promptIds[j]);
+        assert.equal(tokenWeights[b * T + j], 0);
+      }
+      let len = 0;
+      for (let j = p; j < T && batch.attentionMask[b * T + j] === 1; j++) len++;
+      responseTokens += len;
+      // Response = reference + EOS, then 0..(budget − length) PADs kept.
+      assert.ok(len >= ex.responseIds.length && len <= opts.responseBudget);
+      for (let j = 0; j < len; j++) {
+        const k = b * T + p + j;
+        assert.equal(batch.targets[k], j < ex.responseIds.length ? ex.responseIds[j] : PAD);
+        if (batch.inputIds[k] === MASK) perRowWeight.push(tokenWeights[k]!);
+        else assert.equal(tokenWeights[k], 0);
+      }
+      for (let j = p + len; j < T; j++) assert.equal(batch.attentionMask[b * T + j], 0);
+    });
+    assert.ok(maskedTokens >= examples.length, "every example masks at least one token");
+    // Weights within a row share 1/t; 1/t ∈ [1, 1/tMin].
+    for (const w of perRowWeight) {
+      const invT = w * responseTokens;
+      assert.ok(invT >= 1 - 1e-5 && invT <= 1 / opts.tMin + 1e-3, `1/t = ${invT}`);
+    }
+  }
+});
+
+test("the same seed gives the same batch; another seed gives another", () => {
+  const a = makeSftBatch(examples, new SeededRandom(3), opts);
+  const b = makeSftBatch(examples, new SeededRandom(3), opts);
+  const c = makeSftBatch(examples, new SeededRandom(4), opts);
+  assert.deepEqual(a.batch.inputIds, b.batch.inputIds);
+  assert.deepEqual(a.tokenWeights, b.tokenWeights);
+  assert.notDeepEqual(a.batch.inputIds, c.batch.inputIds);
+});
+
+test("trailing PAD is randomly truncated: both short and full-budget responses occur", () => {
+  const lengths = new Set<number>();
+  for (let seed = 1; seed <= 200; seed++) {
+    const { batch } = makeSftBatch([examples[0]!], new SeededRandom(seed), opts);
+    let len = 0;
+    for (let j = 5; j < batch.seqLen; j++) len += batch.attentionMask[j]!;
+    lengths.add(len);
+  }
+  assert.ok(lengths.has(examples[0]!.responseIds.length), "no PAD kept");
+  assert.ok(lengths.has(opts.responseBudget), "full budget kept");
+});

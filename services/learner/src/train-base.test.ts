@@ -1,0 +1,80 @@
+import assert from "node:assert/strict";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { after, test } from "node:test";
+import { fileURLToPath } from "node:url";
+
+import { loadModel } from "@rlmesh/shared/model/index";
+
+import { parseTrainBaseArgs, trainBase } from "./train-base.js";
+
+const repoRoot = resolve(fileURLToPath(import.meta.url), "../../../..");
+const tokenizerFile = join(repoRoot, "models/tiny-coder/tokenizer.json");
+const dirs: string[] = [];
+after(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+const rows = [
+  {
+    prompt: "Write a function f(x) that adds 3 to x, and returns the result.",
+    reference: "```python\ndef f(x):\n    return x + 3\n```",
+    tests: { kind: "assert", tests: ["assert f(1) == 4", "assert f(0) == 3"] },
+  },
+  {
+    prompt: "Write a function f(x) that doubles x, and returns the result.",
+    reference: "```python\ndef f(x):\n    return x * 2\n```",
+    tests: { kind: "assert", tests: ["assert f(2) == 4"] },
+  },
+  {
+    prompt: "Write a program that reads an integer n and prints n + 1.",
+    reference: "```python\nn = int(input())\nprint(n + 1)\n```",
+    tests: { kind: "stdio", cases: [{ input: "1\n", output: "2\n" }] },
+  },
+];
+
+async function dataset(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "rlmesh-train-base-"));
+  dirs.push(dir);
+  const jsonl = rows.map((r, i) => JSON.stringify({ task_id: `t${i}`, ...r })).join("\n") + "\n";
+  for (const split of ["train", "test-instances", "test-compositional"]) await writeFile(join(dir, `${split}.jsonl`), jsonl);
+  return dir;
+}
+
+test("train-base (ci config) runs end to end, reproducibly, and writes a model directory that loads", async () => {
+  const data = await dataset();
+  const run = async (out: string) => {
+    const lines: string[] = [];
+    const args = {
+      ...parseTrainBaseArgs(["--config", "ci", "--steps", "4", "--seed", "7", "--eval-limit", "2"]),
+      data,
+      out,
+      tokenizer: tokenizerFile,
+    };
+    const r = await trainBase(args, (l) => lines.push(l));
+    return { r, lines };
+  };
+  const outA = join(data, "a");
+  const outB = join(data, "b");
+  const a = await run(outA);
+  const b = await run(outB);
+  assert.equal(a.r.steps, 4);
+  assert.ok(
+    a.lines.some((l) => /^step 4\/4 loss [\d.]+ .* elapsed .* eta /.test(l)),
+    a.lines.join("\n"),
+  );
+  assert.ok(a.lines.some((l) => /trained 4 steps in/.test(l)));
+  assert.ok(a.lines.some((l) => /eval test-instances: pass@1/.test(l)));
+  assert.equal(a.r.finalLoss, b.r.finalLoss, "same seed, same losses");
+  const model = await loadModel(outA);
+  assert.equal(model.manifest.training?.["steps"], 4);
+  assert.deepEqual(model.modelBytes, (await loadModel(outB)).modelBytes, "same seed, same weights");
+});
+
+test("train-base arguments are validated with the flag named", () => {
+  assert.throws(() => parseTrainBaseArgs(["--config", "huge"]), /--config must be tiny or ci/);
+  assert.throws(() => parseTrainBaseArgs(["--minutes", "-1"]), /--minutes must be a number/);
+  assert.throws(() => parseTrainBaseArgs(["--bogus"]), /unknown flag --bogus/);
+  assert.deepEqual(parseTrainBaseArgs(["--seed", "3", "--out", "x"]).seed, 3);
+});

@@ -1,0 +1,143 @@
+import { createServer, type Server } from "node:net";
+import type * as grpc from "@grpc/grpc-js";
+import type { Redis } from "ioredis";
+import {
+  createClient, GrpcError, loadProto, registerWorker, startGrpcServer, WeightAssembler,
+  type GrpcServerHandle, type HostTensor, type LearnerServiceClient, type Logger, type Registration,
+  type UpdateWeightsResponseIn, type WeightChunk,
+} from "@rlmesh/shared";
+import { status as grpcStatus } from "@grpc/grpc-js";
+
+/**
+ * A stand-in rollout worker that only takes weights: RolloutService.UpdateWeights over the real
+ * WeightAssembler (checksum-verified), catch-up through LearnerService.GetWeights at start-up,
+ * and registration in Redis as kind "rollout". The learner's push test and benchmark use it so
+ * they exercise the real wire path without onnxruntime. Generate is not implemented.
+ */
+
+export interface WeightSinkOptions {
+  id: string;
+  logger: Logger;
+  /** @defaultValue 0 (a free port) */
+  port?: number;
+  /** Registers as a rollout worker here (and refreshes `policy_version` after each swap). */
+  redis?: Redis;
+  /** Fetches the latest weights from this learner at start-up (as a real worker does). */
+  learnerAddr?: string;
+}
+
+export interface WeightSink {
+  id: string;
+  address: string;
+  port: number;
+  /** Version held now (-1 before any). */
+  version(): number;
+  tensors(): HostTensor[];
+  /** Weight versions received (pushes and catch-ups). */
+  swaps(): number;
+  /** Stops serving (registration left in place unless `deregister`, like a crashed worker). */
+  stop(deregister?: boolean): Promise<void>;
+}
+
+export async function startWeightSink(opts: WeightSinkOptions): Promise<WeightSink> {
+  let version = -1;
+  let tensors: HostTensor[] = [];
+  let swaps = 0;
+  let registration: Registration | undefined;
+  const install = async (v: number, t: HostTensor[]) => {
+    version = v;
+    tensors = t;
+    swaps++;
+    await registration?.refresh({ policy_version: v });
+  };
+  const updateWeights = (call: grpc.ServerReadableStream<WeightChunk, UpdateWeightsResponseIn>, cb: grpc.sendUnaryData<UpdateWeightsResponseIn>) => {
+    const asm = new WeightAssembler();
+    let failed: Error | undefined;
+    call.on("data", (c: WeightChunk) => {
+      if (failed) return;
+      try {
+        asm.add(c);
+      } catch (err) {
+        failed = err as Error;
+      }
+    });
+    call.on("error", () => undefined);
+    call.on("end", () => {
+      void (async () => {
+        if (failed) return cb(new GrpcError(grpcStatus.INVALID_ARGUMENT, failed.message));
+        const t0 = performance.now();
+        const got = asm.finish();
+        if (got.version <= version) return cb(null, { accepted: false, version, message: `already at version ${version}`, bytesReceived: asm.received });
+        await install(got.version, got.tensors);
+        cb(null, { accepted: true, version, bytesReceived: asm.received, swapSeconds: (performance.now() - t0) / 1000 });
+      })().catch((err: Error) => cb(new GrpcError(grpcStatus.INVALID_ARGUMENT, err.message) as unknown as grpc.ServiceError));
+    });
+  };
+  const { proto } = loadProto();
+  const server: GrpcServerHandle = await startGrpcServer({
+    port: opts.port ?? 0,
+    logger: opts.logger,
+    services: [{ name: "rlmesh.v1.RolloutService", definition: proto.rlmesh.v1.RolloutService.service, implementation: { UpdateWeights: updateWeights } }],
+  });
+  if (opts.learnerAddr) {
+    const got = await fetchWeights(opts.learnerAddr);
+    await install(got.version, got.tensors);
+  }
+  if (opts.redis) registration = await registerWorker(opts.redis, "rollout", { id: opts.id, address: server.address, meta: { policy_version: version } });
+  return {
+    id: opts.id,
+    address: server.address,
+    port: server.port,
+    version: () => version,
+    tensors: () => tensors,
+    swaps: () => swaps,
+    stop: async (deregister = false) => {
+      server.server.forceShutdown();
+      if (deregister) await registration?.close();
+    },
+  };
+}
+
+/** The learner's latest weights through GetWeights (checksum-verified). */
+export async function fetchWeights(learnerAddr: string, timeoutMs = 60_000): Promise<{ version: number; tensors: HostTensor[] }> {
+  const client = createClient<LearnerServiceClient>(loadProto().proto.rlmesh.v1.LearnerService, learnerAddr);
+  try {
+    return await new Promise((resolve, reject) => {
+      const asm = new WeightAssembler();
+      const stream = client.getWeights({ minVersion: 0 }, { deadline: new Date(Date.now() + timeoutMs) });
+      stream.on("data", (c: WeightChunk) => {
+        try {
+          asm.add(c);
+        } catch (err) {
+          stream.cancel();
+          reject(err instanceof Error ? err : new Error(String(err)));
+        }
+      });
+      stream.on("error", reject);
+      stream.on("end", () => {
+        try {
+          resolve(asm.finish());
+        } catch (err) {
+          reject(err instanceof Error ? err : new Error(String(err)));
+        }
+      });
+    });
+  } finally {
+    client.close();
+  }
+}
+
+/** A raw TCP sink for loopback bandwidth: counts bytes until the sender ends, then answers "ok". */
+export async function startTcpSink(): Promise<{ port: number; close(): Promise<void> }> {
+  const server: Server = createServer((sock) => {
+    sock.on("data", () => undefined);
+    sock.on("end", () => sock.end("ok"));
+    sock.on("error", () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const addr = server.address();
+  return {
+    port: typeof addr === "object" && addr ? addr.port : 0,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}

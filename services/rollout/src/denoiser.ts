@@ -1,0 +1,52 @@
+/**
+ * The seam between decoding and the model: one forward pass under the model I/O contract
+ * (docs/HELPERS-CONTEXT.md). The ORT implementation and test fakes both sit behind it.
+ */
+
+/** What the decoder needs to know about the model. */
+export interface DenoiserSpec {
+  vocabSize: number;
+  nLayers: number;
+  nHeads: number;
+  headDim: number;
+  maxSeqLen: number;
+  maskId: number;
+  padId: number;
+  eosId: number;
+}
+
+/** Per-layer K and V, each [B, H, S, Dh] row-major. */
+export interface KvTensors {
+  keys: Float32Array[];
+  values: Float32Array[];
+}
+
+export interface ForwardInput {
+  batch: number;
+  /** T: current tokens per row. */
+  length: number;
+  /** P: cached keys per row (0 = full forward). */
+  pastLength: number;
+  /** [B, T] token ids. */
+  ids: Int32Array;
+  /** [B, T] absolute positions. */
+  positions: Int32Array;
+  /** [B, P + T], 1 = attend to that key; keys are past then current. */
+  attention: Float32Array;
+  /** Past K/V [B, H, P, Dh] per layer; absent when P = 0. */
+  past?: KvTensors;
+  /** Whether the caller needs present K/V (a cache refresh). */
+  wantPresent: boolean;
+}
+
+export interface ForwardOutput {
+  /** [B, T, V], not shifted (position j predicts token j). */
+  logits: Float32Array;
+  /** K/V of the T current tokens, [B, H, T, Dh] per layer (when asked for). */
+  present?: KvTensors;
+}
+
+export interface Denoiser {
+  readonly spec: DenoiserSpec;
+  forward(input: ForwardInput): Promise<ForwardOutput>;
+}

@@ -1,0 +1,358 @@
+/**
+ * Batched masked-diffusion decoding: Dream `diffusion_generate` unmasking rules inside
+ * Fast-dLLM semi-autoregressive blocks, with an optional approximate KV cache (prefix or
+ * dual) refreshed once per block. Each sequence keeps its own block, step count, commit
+ * count and RNG counter, so a batch never changes a sequence's result, and a finished
+ * sequence stops taking part in forward passes.
+ */
+import { algConfidence, drawToken, greedyTokenProb, samplingProbs, type SamplingOptions } from "./sampling.js";
+import { factorCommit, originCommit, sampleKByConfidence, scheduledCount, thresholdCommit, topKIndices } from "./commit-rules.js";
+import { applyPadPenalty, padPenaltyAt } from "./pad-penalty.js";
+import { cutResponse, fillAfterEnd, type SpecialIds } from "./eos-rules.js";
+import { counterUniform, RNG_STREAM_ORDER, RNG_STREAM_TOKEN } from "./counter-rng.js";
+import { InvalidDecodeParamsError, type DecodeParams } from "./decode-params.js";
+import type { Denoiser, DenoiserSpec, ForwardInput, ForwardOutput } from "./denoiser.js";
+
+export interface DecodeInput {
+  /** Prompt token ids (no MASK). */
+  prompt: ArrayLike<number>;
+  /** This sample's seed (see deriveSeed). */
+  seed: number;
+}
+
+export interface DecodedSequence {
+  /** Response ids up to and including the first EOS. */
+  tokenIds: number[];
+  /** Ended with EOS/PAD inside max_new_tokens. */
+  finished: boolean;
+  /** All max_new_tokens response positions as decoded (PAD after the end). */
+  rawResponse: Int32Array;
+  /** Forward passes this sequence took part in. */
+  nfe: number;
+  /** Commit steps taken. */
+  steps: number;
+  /** Seconds from the start of the batch until this sequence was complete. */
+  decodeSeconds: number;
+}
+
+/** What one forward pass looked like (for metrics and tests). */
+export interface ForwardInfo {
+  kind: "full" | "cached";
+  batch: number;
+  length: number;
+  pastLength: number;
+}
+
+export interface DecodeOptions {
+  /** Stops the decode between steps; the promise rejects with DecodeAbortedError. */
+  signal?: AbortSignal;
+  onForward?: (info: ForwardInfo) => void;
+}
+
+/**
+ * Thrown when a decode was cancelled through its AbortSignal. Named "AbortError" like the
+ * platform's, so callers (and the gRPC wrappers: CANCELLED) treat it as a cancellation.
+ */
+export class DecodeAbortedError extends Error {
+  constructor(readonly reason?: unknown) {
+    super(`decode aborted${reason instanceof Error ? `: ${reason.message}` : typeof reason === "string" ? `: ${reason}` : ""}`);
+    this.name = "AbortError";
+  }
+}
+
+interface SeqState {
+  seed: number;
+  ids: Int32Array;
+  promptLen: number;
+  len: number;
+  blockStarts: number[];
+  blockSteps: number[];
+  block: number;
+  stepsLeft: number;
+  step: number;
+  nfe: number;
+  done: boolean;
+  needRefresh: boolean;
+  cacheK: Float32Array[];
+  cacheV: Float32Array[];
+  endSeconds: number;
+}
+
+/** Steps of each block: `steps` split as evenly as possible, at least one per block. */
+export function stepsPerBlock(steps: number, blocks: number): number[] {
+  return Array.from({ length: blocks }, (_, b) => Math.max(1, Math.floor((steps * (b + 1)) / blocks) - Math.floor((steps * b) / blocks)));
+}
+
+function blockEnd(s: SeqState, blockLength: number): number {
+  return Math.min((s.blockStarts[s.block] as number) + blockLength, s.len);
+}
+
+function hasMask(ids: Int32Array, start: number, end: number, maskId: number): boolean {
+  for (let i = start; i < end; i++) if (ids[i] === maskId) return true;
+  return false;
+}
+
+function countMask(ids: Int32Array, start: number, end: number, maskId: number): number {
+  let n = 0;
+  for (let i = start; i < end; i++) if (ids[i] === maskId) n++;
+  return n;
+}
+
+/** Decodes a batch of prompts; results are in input order. */
+export async function decodeBatch(
+  model: Denoiser,
+  inputs: readonly DecodeInput[],
+  params: DecodeParams,
+  opts: DecodeOptions = {},
+): Promise<DecodedSequence[]> {
+  const spec = model.spec;
+  const special: SpecialIds = { maskId: spec.maskId, padId: spec.padId, eosId: spec.eosId };
+  const gen = params.max_new_tokens;
+  const nBlocks = Math.ceil(gen / params.block_length);
+  const blockSteps = stepsPerBlock(params.steps, nBlocks);
+  const t0 = performance.now();
+
+  const seqs: SeqState[] = inputs.map((inp) => {
+    const promptLen = inp.prompt.length;
+    const len = promptLen + gen;
+    if (len > spec.maxSeqLen) {
+      throw new InvalidDecodeParamsError(
+        "max_new_tokens",
+        `max_new_tokens ${gen} + prompt length ${promptLen} exceeds the model's max_seq_len ${spec.maxSeqLen}`,
+      );
+    }
+    const ids = new Int32Array(len).fill(spec.maskId);
+    for (let i = 0; i < promptLen; i++) ids[i] = inp.prompt[i] as number;
+    return {
+      seed: inp.seed,
+      ids,
+      promptLen,
+      len,
+      blockStarts: Array.from({ length: nBlocks }, (_, b) => promptLen + b * params.block_length),
+      blockSteps,
+      block: 0,
+      stepsLeft: blockSteps[0] as number,
+      step: 0,
+      nfe: 0,
+      done: false,
+      needRefresh: true,
+      cacheK: [],
+      cacheV: [],
+      endSeconds: 0,
+    };
+  });
+
+  const sampling: SamplingOptions = { temperature: params.temperature, topP: params.top_p, topK: params.top_k };
+  const probs = new Float64Array(spec.vocabSize);
+  const row = new Float64Array(spec.vocabSize);
+
+  const commitStep = (s: SeqState, logits: Float32Array, rowOffset: (pos: number) => number): void => {
+    const V = spec.vocabSize;
+    const bs = s.blockStarts[s.block] as number;
+    const be = blockEnd(s, params.block_length);
+    const cand: number[] = [];
+    for (let p = bs; p < be; p++) if (s.ids[p] === spec.maskId) cand.push(p);
+    if (cand.length === 0) return;
+    const progress = 1 - countMask(s.ids, s.promptLen, s.len, spec.maskId) / gen;
+    const penalty = padPenaltyAt(params.pad_penalty, progress);
+    const tokens: number[] = [];
+    const tokenProbs: number[] = [];
+    const confs: number[] = [];
+    // Greedy with no filters and a probability-only order: skip the full distribution.
+    const greedy =
+      params.temperature === 0 &&
+      params.top_p >= 1 &&
+      params.top_k === 0 &&
+      (params.commit !== "schedule" || params.alg === "maskgit_plus" || params.alg === "origin");
+    for (const p of cand) {
+      const off = rowOffset(p);
+      for (let v = 0; v < V; v++) row[v] = logits[off + v] as number;
+      applyPadPenalty(row, 0, spec.padId, spec.eosId, penalty);
+      // Committing MASK would be no progress (and an endless decode): it is never a candidate.
+      row[spec.maskId] = -Infinity;
+      if (greedy) {
+        const g = greedyTokenProb(row, 0, V);
+        tokens.push(g.token);
+        tokenProbs.push(g.prob);
+        confs.push(g.prob);
+        continue;
+      }
+      samplingProbs(row, 0, V, sampling, probs);
+      const tok = drawToken(probs, V, params.temperature, counterUniform(s.seed, s.step, p, RNG_STREAM_TOKEN));
+      tokens.push(tok);
+      tokenProbs.push(probs[tok] as number);
+      confs.push(algConfidence(params.alg, probs, V, tok));
+    }
+    let chosen: number[];
+    if (params.commit === "threshold") chosen = thresholdCommit(tokenProbs, params.threshold);
+    else if (params.commit === "factor") chosen = factorCommit(tokenProbs, params.factor);
+    else {
+      const orderU = () => cand.map((p) => counterUniform(s.seed, s.step, p, RNG_STREAM_ORDER));
+      if (params.alg === "origin") chosen = originCommit(orderU(), s.stepsLeft);
+      else {
+        const k = scheduledCount(cand.length, s.stepsLeft);
+        chosen = params.alg_temp > 0 ? sampleKByConfidence(confs, k, params.alg_temp, orderU()) : topKIndices(confs, k);
+      }
+      s.stepsLeft--;
+    }
+    for (const i of chosen) s.ids[cand[i] as number] = tokens[i] as number;
+    s.step++;
+
+    if (params.eos_fill) {
+      const lastChanged = fillAfterEnd(s.ids, s.promptLen, s.len, special);
+      // The dual cache holds the suffix as it was at the refresh; PADs written there make it stale.
+      if (lastChanged >= be && params.cache === "dual") s.needRefresh = true;
+    }
+    while (s.block < nBlocks && !hasMask(s.ids, s.blockStarts[s.block] as number, blockEnd(s, params.block_length), spec.maskId)) {
+      s.block++;
+      if (s.block < nBlocks) {
+        s.stepsLeft = s.blockSteps[s.block] as number;
+        s.needRefresh = true;
+      }
+    }
+    if (s.block >= nBlocks) {
+      s.done = true;
+      s.endSeconds = (performance.now() - t0) / 1000;
+    }
+  };
+
+  const run = async (input: ForwardInput, kind: ForwardInfo["kind"]): Promise<ForwardOutput> => {
+    opts.onForward?.({ kind, batch: input.batch, length: input.length, pastLength: input.pastLength });
+    return model.forward(input);
+  };
+
+  const fullForward = async (group: SeqState[], wantPresent: boolean): Promise<{ out: ForwardOutput; T: number }> => {
+    const B = group.length;
+    const T = Math.max(...group.map((s) => s.len));
+    const ids = new Int32Array(B * T).fill(spec.padId);
+    const positions = new Int32Array(B * T);
+    const attention = new Float32Array(B * T);
+    group.forEach((s, b) => {
+      ids.set(s.ids, b * T);
+      for (let j = 0; j < s.len; j++) {
+        positions[b * T + j] = j;
+        attention[b * T + j] = 1;
+      }
+      s.nfe++;
+    });
+    const out = await run({ batch: B, length: T, pastLength: 0, ids, positions, attention, wantPresent }, "full");
+    if (wantPresent) storeCache(group, out, T, spec);
+    return { out, T };
+  };
+
+  const cachedForward = async (group: SeqState[]): Promise<{ out: ForwardOutput; T: number; starts: number[] }> => {
+    const B = group.length;
+    const { nLayers: L, nHeads: H, headDim: Dh } = spec;
+    const cur = group.map((s) => {
+      const bs = s.blockStarts[s.block] as number;
+      const be = blockEnd(s, params.block_length);
+      const curEnd = params.cache === "prefix" ? s.len : be;
+      const pastRanges: Array<[number, number]> =
+        params.cache === "prefix"
+          ? [[0, bs]]
+          : [
+              [0, bs],
+              [be, s.len],
+            ];
+      return { bs, curEnd, pastRanges, P: pastRanges.reduce((a, [x, y]) => a + (y - x), 0) };
+    });
+    const T = Math.max(...cur.map((c) => c.curEnd - c.bs));
+    const P = Math.max(...cur.map((c) => c.P));
+    const ids = new Int32Array(B * T).fill(spec.padId);
+    const positions = new Int32Array(B * T);
+    const attention = new Float32Array(B * (P + T));
+    const keys = Array.from({ length: L }, () => new Float32Array(B * H * P * Dh));
+    const values = Array.from({ length: L }, () => new Float32Array(B * H * P * Dh));
+    group.forEach((s, b) => {
+      const c = cur[b]!;
+      for (let t = 0; t < c.curEnd - c.bs; t++) {
+        ids[b * T + t] = s.ids[c.bs + t] as number;
+        positions[b * T + t] = c.bs + t;
+        attention[b * (P + T) + P + t] = 1;
+      }
+      for (let j = 0; j < c.P; j++) attention[b * (P + T) + j] = 1;
+      for (let l = 0; l < L; l++) {
+        const srcK = s.cacheK[l]!;
+        const srcV = s.cacheV[l]!;
+        for (let h = 0; h < H; h++) {
+          let dst = (b * H + h) * P * Dh;
+          for (const [x, y] of c.pastRanges) {
+            const src = (h * s.len + x) * Dh;
+            const n = (y - x) * Dh;
+            keys[l]!.set(srcK.subarray(src, src + n), dst);
+            values[l]!.set(srcV.subarray(src, src + n), dst);
+            dst += n;
+          }
+        }
+      }
+      s.nfe++;
+    });
+    const out = await run(
+      { batch: B, length: T, pastLength: P, ids, positions, attention, past: { keys, values }, wantPresent: false },
+      "cached",
+    );
+    return { out, T, starts: cur.map((c) => c.bs) };
+  };
+
+  const V = spec.vocabSize;
+  for (;;) {
+    if (opts.signal?.aborted) throw new DecodeAbortedError(opts.signal.reason);
+    const active = seqs.filter((s) => !s.done);
+    if (active.length === 0) break;
+    if (params.cache === "none") {
+      const { out, T } = await fullForward(active, false);
+      active.forEach((s, b) => commitStep(s, out.logits, (p) => (b * T + p) * V));
+      continue;
+    }
+    const refresh = params.cache_refresh === "step" ? active : active.filter((s) => s.needRefresh);
+    if (params.cache_refresh === "step") {
+      await fullForward(refresh, true);
+    } else if (refresh.length > 0) {
+      const { out, T } = await fullForward(refresh, true);
+      refresh.forEach((s, b) => {
+        s.needRefresh = false;
+        commitStep(s, out.logits, (p) => (b * T + p) * V);
+      });
+    }
+    if (opts.signal?.aborted) throw new DecodeAbortedError(opts.signal.reason);
+    const cachedGroup = params.cache_refresh === "step" ? active : active.filter((s) => !refresh.includes(s) && !s.done);
+    if (cachedGroup.length > 0) {
+      const { out, T, starts } = await cachedForward(cachedGroup);
+      cachedGroup.forEach((s, b) => commitStep(s, out.logits, (p) => (b * T + (p - (starts[b] as number))) * V));
+    }
+  }
+
+  return seqs.map((s) => {
+    const cut = cutResponse(s.ids, s.promptLen, s.len, special);
+    return {
+      tokenIds: cut.tokenIds,
+      finished: cut.finished,
+      rawResponse: s.ids.slice(s.promptLen),
+      nfe: s.nfe,
+      steps: s.step,
+      decodeSeconds: s.endSeconds,
+    };
+  });
+}
+
+function storeCache(group: SeqState[], out: ForwardOutput, T: number, spec: DenoiserSpec): void {
+  const { nLayers: L, nHeads: H, headDim: Dh } = spec;
+  if (!out.present || out.present.keys.length !== L || out.present.values.length !== L) {
+    throw new Error(`model returned no present K/V for ${L} layers; it cannot serve a KV cache`);
+  }
+  group.forEach((s, b) => {
+    s.cacheK = [];
+    s.cacheV = [];
+    for (let l = 0; l < L; l++) {
+      const k = new Float32Array(H * s.len * Dh);
+      const v = new Float32Array(H * s.len * Dh);
+      for (let h = 0; h < H; h++) {
+        const src = (b * H + h) * T * Dh;
+        k.set(out.present!.keys[l]!.subarray(src, src + s.len * Dh), h * s.len * Dh);
+        v.set(out.present!.values[l]!.subarray(src, src + s.len * Dh), h * s.len * Dh);
+      }
+      s.cacheK.push(k);
+      s.cacheV.push(v);
+    }
+  });
+}

@@ -1,0 +1,155 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { buildPolicyGraph, serializeModel } from "./graph-builder.js";
+import { initWeights } from "./init-weights.js";
+import { headDim } from "./model-config.js";
+import { modelInputNames, modelOutputNames } from "./model-io-names.js";
+import { parseModel, replaceWeights } from "./onnx-weights.js";
+import { logitRows, maxAbsDiff, ortForward, ortSession, selectPositions, TEST_CONFIG } from "./ort-test-helpers.js";
+import type { KvTensor } from "./ort-test-helpers.js";
+
+const cfg = TEST_CONFIG;
+const H = cfg.nHeads;
+const Dh = headDim(cfg);
+const V = cfg.vocabSize;
+const TOL = 1e-4;
+
+function modelBytes(seed = 7): Uint8Array {
+  const w = initWeights(cfg, seed);
+  // Larger than init scale, so attention is far from uniform and mistakes show.
+  for (const [name, data] of w) if (!name.endsWith("norm")) for (let i = 0; i < data.length; i++) data[i] = data[i]! * 25;
+  return serializeModel(buildPolicyGraph(cfg, w));
+}
+
+const N = 12;
+const ids = Array.from({ length: N }, (_, i) => (i * 11 + 5) % V);
+const positions = Array.from({ length: N }, (_, i) => i);
+const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i);
+
+test("ORT runs the full forward with zero-length past and the contract's I/O names and shapes", async () => {
+  const bytes = modelBytes();
+  const session = await ortSession(bytes);
+  assert.deepEqual([...session.inputNames], modelInputNames(cfg.nLayers, true));
+  assert.deepEqual([...session.outputNames], modelOutputNames(cfg.nLayers));
+  const out = await ortForward(session, cfg, 1, ids, positions, new Array(N).fill(1));
+  assert.equal(out.logits.length, N * V);
+  assert.equal(out.keys[0]!.data.length, H * N * Dh);
+  assert.ok(out.logits.every(Number.isFinite));
+});
+
+test("prefix cache: block + suffix with past K/V of the prefix equals the full forward", async () => {
+  const session = await ortSession(modelBytes());
+  const full = await ortForward(session, cfg, 1, ids, positions, new Array(N).fill(1));
+  const a = 5;
+  const keep = range(0, a);
+  const past = {
+    keys: full.keys.map((k) => selectPositions(k, 1, H, Dh, keep)),
+    values: full.values.map((v) => selectPositions(v, 1, H, Dh, keep)),
+  };
+  const cur = range(a, N);
+  const cached = await ortForward(
+    session,
+    cfg,
+    1,
+    cur.map((j) => ids[j]!),
+    cur,
+    new Array(N).fill(1),
+    past,
+  );
+  assert.ok(maxAbsDiff(cached.logits, logitRows(full.logits, N, V, 0, a, N)) < TOL);
+  // present K/V are the current tokens' own, so a cache can be assembled from any forward.
+  assert.ok(maxAbsDiff(cached.keys[1]!.data, selectPositions(full.keys[1]!, 1, H, Dh, cur).data) < TOL);
+});
+
+test("dual cache: a middle block with past K/V of prefix and suffix equals the full forward", async () => {
+  const session = await ortSession(modelBytes());
+  const full = await ortForward(session, cfg, 1, ids, positions, new Array(N).fill(1));
+  const [a, b] = [4, 8];
+  const other = [...range(0, a), ...range(b, N)];
+  const past = {
+    keys: full.keys.map((k) => selectPositions(k, 1, H, Dh, other)),
+    values: full.values.map((v) => selectPositions(v, 1, H, Dh, other)),
+  };
+  const block = range(a, b);
+  const cached = await ortForward(
+    session,
+    cfg,
+    1,
+    block.map((j) => ids[j]!),
+    block,
+    new Array(N).fill(1),
+    past,
+  );
+  assert.ok(maxAbsDiff(cached.logits, logitRows(full.logits, N, V, 0, a, b)) < TOL);
+});
+
+test("a stale cache is not the same as the exact one (the parity checks can fail)", async () => {
+  const session = await ortSession(modelBytes());
+  const full = await ortForward(session, cfg, 1, ids, positions, new Array(N).fill(1));
+  const zero = (k: KvTensor) => ({ data: new Float32Array(k.data.length), seq: 5 });
+  const past = {
+    keys: full.keys.map((k) => zero(selectPositions(k, 1, H, Dh, range(0, 5)))),
+    values: full.values.map((v) => zero(selectPositions(v, 1, H, Dh, range(0, 5)))),
+  };
+  const cached = await ortForward(
+    session,
+    cfg,
+    1,
+    range(5, N).map((j) => ids[j]!),
+    range(5, N),
+    new Array(N).fill(1),
+    past,
+  );
+  assert.ok(maxAbsDiff(cached.logits, logitRows(full.logits, N, V, 0, 5, N)) > 1e-2);
+});
+
+test("masked padding keys do not change the real positions of a shorter row in a batch", async () => {
+  const session = await ortSession(modelBytes());
+  const short = 8;
+  const alone = await ortForward(session, cfg, 1, ids.slice(0, short), positions.slice(0, short), new Array(short).fill(1));
+  const padded = [...ids.slice(0, short), ...new Array(N - short).fill(3)];
+  const batchIds = [...ids, ...padded];
+  const batchPos = [...positions, ...positions];
+  const mask = [...new Array(N).fill(1), ...new Array(short).fill(1), ...new Array(N - short).fill(0)];
+  const both = await ortForward(session, cfg, 2, batchIds, batchPos, mask);
+  assert.ok(maxAbsDiff(logitRows(both.logits, N, V, 1, 0, short), alone.logits) < TOL);
+  assert.ok(
+    maxAbsDiff(logitRows(both.logits, N, V, 0, 0, N), (await ortForward(session, cfg, 1, ids, positions, new Array(N).fill(1))).logits) <
+      TOL,
+  );
+});
+
+test("position ids are explicit: the same tokens at other positions give other logits", async () => {
+  const session = await ortSession(modelBytes());
+  const a = await ortForward(session, cfg, 1, ids, positions, new Array(N).fill(1));
+  const b = await ortForward(
+    session,
+    cfg,
+    1,
+    ids,
+    positions.map((p) => p + 3),
+    new Array(N).fill(1),
+  );
+  assert.ok(maxAbsDiff(a.logits, b.logits) > 1e-3);
+});
+
+test("replaceWeights swaps a version: same output as a model built from those weights", async () => {
+  const base = parseModel(modelBytes(7));
+  const other = initWeights(cfg, 99);
+  const patched = serializeModel(replaceWeights(base, other));
+  const rebuilt = serializeModel(buildPolicyGraph(cfg, other));
+  const mask = new Array(N).fill(1);
+  const x = await ortForward(await ortSession(patched), cfg, 1, ids, positions, mask);
+  const y = await ortForward(await ortSession(rebuilt), cfg, 1, ids, positions, mask);
+  assert.ok(maxAbsDiff(x.logits, y.logits) < 1e-6);
+  assert.throws(() => replaceWeights(base, new Map([["nope", new Float32Array(1)]])), /no weight named nope/);
+  assert.throws(() => replaceWeights(base, new Map([["lm_head", new Float32Array(3)]])), /lm_head has 592 values in the model, got 3/);
+});
+
+test("buildPolicyGraph rejects a config or weights that do not fit", () => {
+  assert.throws(() => buildPolicyGraph({ ...cfg, nHeads: 3 }, initWeights(cfg, 1)), /not divisible by nHeads/);
+  const w = initWeights(cfg, 1);
+  w.delete("layers.1.attn.wq");
+  assert.throws(() => buildPolicyGraph(cfg, w), /missing weight layers\.1\.attn\.wq/);
+});

@@ -1,0 +1,149 @@
+import assert from "node:assert/strict";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+
+import { buildPolicyGraph, serializeModel } from "./graph-builder.js";
+import { initWeights } from "./init-weights.js";
+import { loadModel } from "./load-model.js";
+import { manifestForConfig, ModelLoadError } from "./model-manifest.js";
+import type { ModelManifest } from "./model-manifest.js";
+import { TEST_CONFIG } from "./ort-test-helpers.js";
+import { writeModelDir } from "./write-model-dir.js";
+
+const cfg = TEST_CONFIG;
+const dirs: string[] = [];
+after(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+/** A tokenizer.json with ids 0..n-1: three special added tokens and plain vocab. */
+function tokenizerJson(n: number): unknown {
+  const vocab: Record<string, number> = {};
+  for (let i = 3; i < n; i++) vocab[`t${i}`] = i;
+  return {
+    version: "1.0",
+    added_tokens: [
+      { id: 0, content: "<|mask|>", special: true },
+      { id: 1, content: "<|pad|>", special: true },
+      { id: 2, content: "<|eos|>", special: true },
+    ],
+    model: { type: "BPE", vocab, merges: [] },
+  };
+}
+
+async function modelDir(mutate: { manifest?: (m: ModelManifest) => void; bytes?: Uint8Array; tokenizer?: unknown } = {}): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "rlmesh-model-"));
+  dirs.push(dir);
+  const manifest = manifestForConfig(
+    cfg,
+    { mask: 0, pad: 1, eos: 2 },
+    { special_tokens: { mask: "<|mask|>", pad: "<|pad|>", eos: "<|eos|>" } },
+  );
+  mutate.manifest?.(manifest);
+  await writeModelDir(dir, mutate.bytes ?? serializeModel(buildPolicyGraph(cfg, initWeights(cfg, 1))), manifest);
+  await writeFile(join(dir, "tokenizer.json"), JSON.stringify(mutate.tokenizer ?? tokenizerJson(cfg.vocabSize)));
+  return dir;
+}
+
+async function rejects(dir: string, message: RegExp): Promise<void> {
+  await assert.rejects(loadModel(dir), (err: unknown) => {
+    assert.ok(err instanceof ModelLoadError, `expected ModelLoadError, got ${String(err)}`);
+    assert.match(err.message, message);
+    return true;
+  });
+}
+
+test("a consistent model directory loads with its manifest and bytes", async () => {
+  const dir = await modelDir();
+  const m = await loadModel(dir);
+  assert.equal(m.manifest.vocab_size, cfg.vocabSize);
+  assert.equal(m.manifest.shifted_logits, false);
+  assert.deepEqual(m.manifest.cache_support, ["prefix", "dual"]);
+  assert.equal(m.tokenizerVocabSize, cfg.vocabSize);
+  assert.deepEqual(m.modelBytes, new Uint8Array(await readFile(join(dir, "model.onnx"))));
+});
+
+test("manifest vocab_size that does not match the logits width is named", async () => {
+  await rejects(await modelDir({ manifest: (m) => (m.vocab_size = 50) }), /output "logits" dim 2 is 37, manifest says 50/);
+});
+
+test("manifest n_layers smaller than the graph's is named", async () => {
+  await rejects(await modelDir({ manifest: (m) => (m.n_layers = 1) }), /has "past_key_1" but manifest n_layers is 1/);
+});
+
+test("manifest n_layers larger than the graph's is named", async () => {
+  await rejects(await modelDir({ manifest: (m) => (m.n_layers = 3) }), /has no input "past_key_2"/);
+});
+
+test("head_dim that contradicts the K/V inputs is named", async () => {
+  await rejects(
+    await modelDir({
+      manifest: (m) => {
+        m.n_heads = 4;
+        m.head_dim = 4;
+      },
+    }),
+    /input "past_key_0" dim 1 is 2, manifest says 4/,
+  );
+});
+
+test("an input name the graph does not have is named", async () => {
+  await rejects(
+    await modelDir({ manifest: (m) => (m.inputs.input_ids = "tokens") }),
+    /has no input "tokens" \(manifest inputs\.input_ids\)/,
+  );
+});
+
+test("missing or ill-typed manifest fields are named", async () => {
+  await rejects(
+    await modelDir({ manifest: (m) => delete (m as Partial<ModelManifest>).eos_id }),
+    /manifest\.json: eos_id must be an integer in \[0, 37\)/,
+  );
+  await rejects(
+    await modelDir({ manifest: (m) => ((m as unknown as Record<string, unknown>)["shifted_logits"] = "no") }),
+    /shifted_logits must be a boolean/,
+  );
+  await rejects(await modelDir({ manifest: (m) => (m.mask_id = m.pad_id) }), /mask_id 1 must differ from pad_id 1/);
+  await rejects(await modelDir({ manifest: (m) => (m.files.model = "../x.onnx") }), /files\.model must be a plain file name/);
+  await rejects(await modelDir({ manifest: (m) => delete m.inputs.past_key }), /inputs\.past_key is required when cache_support/);
+});
+
+test("a manifest that is not JSON, and a missing manifest, are named", async () => {
+  const dir = await modelDir();
+  await writeFile(join(dir, "manifest.json"), "{ not json");
+  await rejects(dir, /manifest\.json: invalid JSON/);
+  await rm(join(dir, "manifest.json"));
+  await rejects(dir, /manifest\.json: cannot read .*ENOENT/);
+});
+
+test("a corrupt ONNX file is named", async () => {
+  await rejects(await modelDir({ bytes: new Uint8Array([1, 2, 3, 255, 255, 255]) }), /model\.onnx: not a valid ONNX model/);
+});
+
+test("a model whose weights do not match the manifest's config is named", async () => {
+  const bigger = { ...cfg, ffDim: cfg.ffDim * 2 };
+  await rejects(
+    await modelDir({ bytes: serializeModel(buildPolicyGraph(bigger, initWeights(bigger, 1))) }),
+    /weight "layers\.0\.ffn\.w_up" is \[16,48\], manifest implies \[16,24\]/,
+  );
+});
+
+test("a tokenizer with more ids than vocab_size is named", async () => {
+  await rejects(
+    await modelDir({ tokenizer: tokenizerJson(cfg.vocabSize + 5) }),
+    /tokenizer produces ids up to 41 but manifest vocab_size is 37/,
+  );
+});
+
+test("special ids that disagree with the tokenizer are named", async () => {
+  await rejects(await modelDir({ manifest: (m) => (m.eos_id = 5) }), /"<\|eos\|>" has id 2, manifest eos_id is 5/);
+  await rejects(await modelDir({ manifest: (m) => (m.special_tokens = { mask: "<MASK>" }) }), /has no special token "<MASK>"/);
+});
+
+test("a missing tokenizer file is named", async () => {
+  const dir = await modelDir();
+  await rm(join(dir, "tokenizer.json"));
+  await rejects(dir, /tokenizer\.json: cannot read/);
+});

@@ -1,0 +1,168 @@
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+
+import type { ModelProto, ValueInfoProto } from "onnx-buf";
+
+import { configFromManifest, layerName, MANIFEST_FILE, ModelLoadError, RLMESH_ARCHITECTURE, validateManifest } from "./model-manifest.js";
+import type { ModelManifest } from "./model-manifest.js";
+import { parseModel } from "./onnx-weights.js";
+import { TensorProto_DataType, valueInfoDims, valueInfoElemType } from "./onnx-proto.js";
+import type { Dim } from "./onnx-proto.js";
+import { weightLayout } from "./weight-layout.js";
+
+/** A model directory that passed every check; nothing else (sessions, jax arrays) is created. */
+export interface LoadedModel {
+  dir: string;
+  manifest: ModelManifest;
+  modelPath: string;
+  tokenizerPath: string;
+  /** The ONNX file, ready for `InferenceSession.create(bytes)` or the learner's jax-js graph. */
+  modelBytes: Uint8Array;
+  /** Number of ids the tokenizer can produce (≤ vocab_size). */
+  tokenizerVocabSize: number;
+}
+
+/**
+ * Reads and validates `dir/manifest.json` against `model.onnx` and `tokenizer.json`: I/O names,
+ * dtypes and fixed dims, layer count, vocab and special ids, weight shapes of our own
+ * architecture. Throws ModelLoadError naming the file and what is wrong.
+ */
+export async function loadModel(dir: string): Promise<LoadedModel> {
+  const manifest = validateManifest(await readJson(join(dir, MANIFEST_FILE), MANIFEST_FILE));
+  const modelPath = join(dir, manifest.files.model);
+  const tokenizerPath = join(dir, manifest.files.tokenizer);
+  const modelBytes = await readBytes(modelPath, manifest.files.model);
+  let model: ModelProto;
+  try {
+    model = parseModel(modelBytes);
+  } catch (err) {
+    throw new ModelLoadError(`${manifest.files.model}: not a valid ONNX model (${(err as Error).message})`);
+  }
+  checkGraphAgainstManifest(model, manifest, manifest.files.model);
+  const tokenizerVocabSize = checkTokenizer(await readJson(tokenizerPath, manifest.files.tokenizer), manifest);
+  return { dir, manifest, modelPath, tokenizerPath, modelBytes, tokenizerVocabSize };
+}
+
+async function readBytes(path: string, label: string): Promise<Uint8Array> {
+  try {
+    return new Uint8Array(await readFile(path));
+  } catch (err) {
+    throw new ModelLoadError(`${label}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+}
+
+async function readJson(path: string, label: string): Promise<unknown> {
+  const bytes = await readBytes(path, label);
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes));
+  } catch (err) {
+    throw new ModelLoadError(`${label}: invalid JSON (${(err as Error).message})`);
+  }
+}
+
+interface TensorExpectation {
+  field: string;
+  name: string;
+  elemType: number;
+  /** null = any size. */
+  dims: (number | null)[];
+}
+
+function describeType(t: number): string {
+  return TensorProto_DataType[t] ?? String(t);
+}
+
+function checkTensor(info: ValueInfoProto | undefined, exp: TensorExpectation, label: string, kind: "input" | "output"): void {
+  if (!info) throw new ModelLoadError(`${label}: has no ${kind} "${exp.name}" (manifest ${exp.field})`);
+  const elem = valueInfoElemType(info);
+  if (elem !== null && elem !== exp.elemType) {
+    throw new ModelLoadError(`${label}: ${kind} "${exp.name}" is ${describeType(elem)}, expected ${describeType(exp.elemType)}`);
+  }
+  const dims = valueInfoDims(info);
+  if (!dims) return;
+  if (dims.length !== exp.dims.length) {
+    throw new ModelLoadError(`${label}: ${kind} "${exp.name}" has rank ${dims.length}, expected ${exp.dims.length}`);
+  }
+  exp.dims.forEach((want, i) => {
+    const got: Dim | undefined = dims[i];
+    if (want !== null && typeof got === "number" && got !== want) {
+      throw new ModelLoadError(`${label}: ${kind} "${exp.name}" dim ${i} is ${got}, manifest says ${want} (${exp.field})`);
+    }
+  });
+}
+
+function checkGraphAgainstManifest(model: ModelProto, m: ModelManifest, label: string): void {
+  const graph = model.graph!;
+  const initNames = new Set(graph.initializer.map((t) => t.name));
+  const inputs = new Map(graph.input.filter((v) => !initNames.has(v.name)).map((v) => [v.name, v]));
+  const outputs = new Map(graph.output.map((v) => [v.name, v]));
+  const F = TensorProto_DataType.FLOAT;
+  const I64 = TensorProto_DataType.INT64;
+  const expectedInputs: TensorExpectation[] = [
+    { field: "inputs.input_ids", name: m.inputs.input_ids, elemType: I64, dims: [null, null] },
+    { field: "inputs.position_ids", name: m.inputs.position_ids, elemType: I64, dims: [null, null] },
+    { field: "inputs.attention_mask", name: m.inputs.attention_mask, elemType: F, dims: [null, null] },
+  ];
+  const expectedOutputs: TensorExpectation[] = [
+    { field: "outputs.logits", name: m.outputs.logits, elemType: F, dims: [null, null, m.vocab_size] },
+  ];
+  const kv = [null, m.n_heads, null, m.head_dim];
+  const perLayer = (field: string, template: string | undefined, list: TensorExpectation[]) => {
+    if (template === undefined) return;
+    for (let i = 0; i < m.n_layers; i++) list.push({ field, name: layerName(template, i), elemType: F, dims: kv });
+    const extra = layerName(template, m.n_layers);
+    if (inputs.has(extra) || outputs.has(extra)) {
+      throw new ModelLoadError(`${label}: has "${extra}" but manifest n_layers is ${m.n_layers}`);
+    }
+  };
+  perLayer("inputs.past_key", m.inputs.past_key, expectedInputs);
+  perLayer("inputs.past_value", m.inputs.past_value, expectedInputs);
+  perLayer("outputs.present_key", m.outputs.present_key, expectedOutputs);
+  perLayer("outputs.present_value", m.outputs.present_value, expectedOutputs);
+  for (const e of expectedInputs) checkTensor(inputs.get(e.name), e, label, "input");
+  for (const e of expectedOutputs) checkTensor(outputs.get(e.name), e, label, "output");
+  const described = new Set(expectedInputs.map((e) => e.name));
+  for (const name of inputs.keys()) {
+    if (!described.has(name)) throw new ModelLoadError(`${label}: input "${name}" is not described by manifest.json`);
+  }
+  if (m.architecture === RLMESH_ARCHITECTURE) {
+    const inits = new Map(graph.initializer.map((t) => [t.name, t.dims.map(Number)]));
+    for (const spec of weightLayout(configFromManifest(m))) {
+      const shape = inits.get(spec.name);
+      if (!shape) throw new ModelLoadError(`${label}: missing weight "${spec.name}" of ${RLMESH_ARCHITECTURE}`);
+      if (shape.join(",") !== spec.shape.join(",")) {
+        throw new ModelLoadError(`${label}: weight "${spec.name}" is [${shape.join(",")}], manifest implies [${spec.shape.join(",")}]`);
+      }
+    }
+  }
+}
+
+/** Largest id + 1 in a tokenizer.json (model vocab and added tokens); checks special ids. */
+function checkTokenizer(raw: unknown, m: ModelManifest): number {
+  const label = m.files.tokenizer;
+  if (typeof raw !== "object" || raw === null) throw new ModelLoadError(`${label}: not a tokenizer.json object`);
+  const tok = raw as { model?: { vocab?: unknown }; added_tokens?: { id: number; content: string }[] };
+  const ids = new Map<string, number>();
+  const vocab = tok.model?.vocab;
+  if (Array.isArray(vocab)) vocab.forEach((entry, i) => ids.set(String(Array.isArray(entry) ? entry[0] : entry), i));
+  else if (vocab && typeof vocab === "object") for (const [k, v] of Object.entries(vocab)) ids.set(k, Number(v));
+  else throw new ModelLoadError(`${label}: has no model.vocab`);
+  for (const t of tok.added_tokens ?? []) ids.set(t.content, t.id);
+  let size = 0;
+  for (const id of ids.values()) size = Math.max(size, id + 1);
+  if (size > m.vocab_size) {
+    throw new ModelLoadError(`${label}: tokenizer produces ids up to ${size - 1} but manifest vocab_size is ${m.vocab_size}`);
+  }
+  for (const [key, id] of [
+    ["mask", m.mask_id],
+    ["pad", m.pad_id],
+    ["eos", m.eos_id],
+  ] as const) {
+    const token = m.special_tokens?.[key];
+    if (token === undefined) continue;
+    const got = ids.get(token);
+    if (got === undefined) throw new ModelLoadError(`${label}: has no special token "${token}" (manifest special_tokens.${key})`);
+    if (got !== id) throw new ModelLoadError(`${label}: "${token}" has id ${got}, manifest ${key}_id is ${id}`);
+  }
+  return size;
+}

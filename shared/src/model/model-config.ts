@@ -1,0 +1,59 @@
+/**
+ * Size of the policy transformer. Everything else about the graph (op choice, names, layout) is
+ * fixed by graph-builder.ts, so this plus the weights fully describes a model.
+ */
+export interface PolicyModelConfig {
+  vocabSize: number;
+  dModel: number;
+  nLayers: number;
+  nHeads: number;
+  /** Hidden width of the feed-forward block. */
+  ffDim: number;
+  /** Rows of the learned position table; position_ids must be < maxSeqLen. */
+  maxSeqLen: number;
+  /** RMSNorm epsilon. @defaultValue 1e-5 */
+  normEps: number;
+}
+
+export const DEFAULT_NORM_EPS = 1e-5;
+
+/**
+ * The shipped base model (≈0.56 M params with the 545-token toy vocab). d 96 rather than 128:
+ * base training is compute-bound on 2 shared cores, and the smaller model learns more per second.
+ */
+export const TINY_CONFIG: Omit<PolicyModelConfig, "vocabSize"> = {
+  dModel: 96,
+  nLayers: 4,
+  nHeads: 4,
+  ffDim: 384,
+  maxSeqLen: 128,
+  normEps: DEFAULT_NORM_EPS,
+};
+
+/** A model small enough for CI to train end to end in seconds. */
+export const CI_CONFIG: Omit<PolicyModelConfig, "vocabSize"> = {
+  dModel: 32,
+  nLayers: 2,
+  nHeads: 2,
+  ffDim: 64,
+  maxSeqLen: 128,
+  normEps: DEFAULT_NORM_EPS,
+};
+
+export function headDim(config: PolicyModelConfig): number {
+  return config.dModel / config.nHeads;
+}
+
+/** Throws a message naming the bad field; returns the config for chaining. */
+export function validateModelConfig(config: PolicyModelConfig): PolicyModelConfig {
+  const ints: (keyof PolicyModelConfig)[] = ["vocabSize", "dModel", "nLayers", "nHeads", "ffDim", "maxSeqLen"];
+  for (const key of ints) {
+    const v = config[key];
+    if (!Number.isInteger(v) || v <= 0) throw new Error(`model config: ${key} must be a positive integer, got ${v}`);
+  }
+  if (config.dModel % config.nHeads !== 0) {
+    throw new Error(`model config: dModel ${config.dModel} is not divisible by nHeads ${config.nHeads}`);
+  }
+  if (!(config.normEps > 0)) throw new Error(`model config: normEps must be > 0, got ${config.normEps}`);
+  return config;
+}

@@ -1,0 +1,237 @@
+import type { PolicyModelConfig } from "./model-config.js";
+import { DEFAULT_NORM_EPS } from "./model-config.js";
+
+/** Architecture tag of models built by graph-builder.ts. */
+export const RLMESH_ARCHITECTURE = "rlmesh-mdlm-v1";
+export const MANIFEST_FORMAT_VERSION = 1;
+export const MANIFEST_FILE = "manifest.json";
+export const DEFAULT_MODEL_FILE = "model.onnx";
+export const DEFAULT_TOKENIZER_FILE = "tokenizer.json";
+/** Placeholder for the layer index in per-layer tensor names. */
+export const LAYER_PLACEHOLDER = "{i}";
+
+export type CacheLayout = "prefix" | "dual";
+
+/**
+ * manifest.json: how to drive a model directory (model.onnx + tokenizer.json). Field names are
+ * snake_case as in the file. Documented in shared/src/model/README.md.
+ */
+export interface ModelManifest {
+  format_version: number;
+  name: string;
+  /** `rlmesh-mdlm-v1` for our graphs; any tag for a user's export that follows the I/O contract. */
+  architecture: string;
+  vocab_size: number;
+  mask_id: number;
+  pad_id: number;
+  eos_id: number;
+  /** Dream-style exports predict token j at position j−1; ours do not. */
+  shifted_logits: boolean;
+  n_layers: number;
+  n_heads: number;
+  head_dim: number;
+  d_model: number;
+  max_seq_len: number;
+  /** Only for `rlmesh-mdlm-v1`: FF width and RMSNorm epsilon (needed to rebuild the graph). */
+  ff_dim?: number;
+  norm_eps?: number;
+  inputs: {
+    input_ids: string;
+    position_ids: string;
+    attention_mask: string;
+    /** Per-layer names with `{i}`; required when cache_support is not empty. */
+    past_key?: string;
+    past_value?: string;
+  };
+  outputs: {
+    logits: string;
+    present_key?: string;
+    present_value?: string;
+  };
+  cache_support: CacheLayout[];
+  files: { model: string; tokenizer: string };
+  /** Optional special-token strings; when present, loading checks the tokenizer maps them to the ids. */
+  special_tokens?: { mask?: string; pad?: string; eos?: string };
+  /** Free-form provenance (seed, steps, minutes, measured pass@1). */
+  training?: Record<string, unknown>;
+}
+
+/** Thrown for any model directory that cannot be used; the message names the file and field. */
+export class ModelLoadError extends Error {
+  override name = "ModelLoadError";
+}
+
+export function layerName(template: string, layer: number): string {
+  return template.split(LAYER_PLACEHOLDER).join(String(layer));
+}
+
+/** The manifest of a graph-builder model. */
+export function manifestForConfig(
+  config: PolicyModelConfig,
+  ids: { mask: number; pad: number; eos: number },
+  extra: { name?: string; special_tokens?: ModelManifest["special_tokens"]; training?: Record<string, unknown> } = {},
+): ModelManifest {
+  return {
+    format_version: MANIFEST_FORMAT_VERSION,
+    name: extra.name ?? "tiny-coder",
+    architecture: RLMESH_ARCHITECTURE,
+    vocab_size: config.vocabSize,
+    mask_id: ids.mask,
+    pad_id: ids.pad,
+    eos_id: ids.eos,
+    shifted_logits: false,
+    n_layers: config.nLayers,
+    n_heads: config.nHeads,
+    head_dim: config.dModel / config.nHeads,
+    d_model: config.dModel,
+    max_seq_len: config.maxSeqLen,
+    ff_dim: config.ffDim,
+    norm_eps: config.normEps,
+    inputs: {
+      input_ids: "input_ids",
+      position_ids: "position_ids",
+      attention_mask: "attention_mask",
+      past_key: "past_key_{i}",
+      past_value: "past_value_{i}",
+    },
+    outputs: { logits: "logits", present_key: "present_key_{i}", present_value: "present_value_{i}" },
+    cache_support: ["prefix", "dual"],
+    files: { model: DEFAULT_MODEL_FILE, tokenizer: DEFAULT_TOKENIZER_FILE },
+    ...(extra.special_tokens ? { special_tokens: extra.special_tokens } : {}),
+    ...(extra.training ? { training: extra.training } : {}),
+  };
+}
+
+/** The graph-builder config a manifest describes (only for `rlmesh-mdlm-v1`). */
+export function configFromManifest(m: ModelManifest): PolicyModelConfig {
+  if (m.architecture !== RLMESH_ARCHITECTURE || m.ff_dim === undefined) {
+    throw new ModelLoadError(
+      `manifest: architecture ${m.architecture} cannot be rebuilt by rlmesh (needs ${RLMESH_ARCHITECTURE} with ff_dim)`,
+    );
+  }
+  return {
+    vocabSize: m.vocab_size,
+    dModel: m.d_model,
+    nLayers: m.n_layers,
+    nHeads: m.n_heads,
+    ffDim: m.ff_dim,
+    maxSeqLen: m.max_seq_len,
+    normEps: m.norm_eps ?? DEFAULT_NORM_EPS,
+  };
+}
+
+type Json = Record<string, unknown>;
+
+function fail(field: string, expected: string, got: unknown): never {
+  throw new ModelLoadError(`manifest.json: ${field} must be ${expected}, got ${JSON.stringify(got)}`);
+}
+function obj(v: unknown, field: string): Json {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) fail(field, "an object", v);
+  return v as Json;
+}
+function str(o: Json, key: string, prefix: string): string {
+  const v = o[key];
+  if (typeof v !== "string" || v === "") fail(prefix + key, "a non-empty string", v);
+  return v;
+}
+function optStr(o: Json, key: string, prefix: string): string | undefined {
+  return o[key] === undefined ? undefined : str(o, key, prefix);
+}
+function posInt(o: Json, key: string): number {
+  const v = o[key];
+  if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) fail(key, "a positive integer", v);
+  return v;
+}
+function tokenId(o: Json, key: string, vocab: number): number {
+  const v = o[key];
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v >= vocab) fail(key, `an integer in [0, ${vocab})`, v);
+  return v;
+}
+
+/** Parses and checks a manifest's fields and their internal consistency (not the files). */
+export function validateManifest(raw: unknown): ModelManifest {
+  const o = obj(raw, "(root)");
+  const format = o["format_version"];
+  if (format !== MANIFEST_FORMAT_VERSION) fail("format_version", String(MANIFEST_FORMAT_VERSION), format);
+  const vocab = posInt(o, "vocab_size");
+  const m: ModelManifest = {
+    format_version: MANIFEST_FORMAT_VERSION,
+    name: str(o, "name", ""),
+    architecture: str(o, "architecture", ""),
+    vocab_size: vocab,
+    mask_id: tokenId(o, "mask_id", vocab),
+    pad_id: tokenId(o, "pad_id", vocab),
+    eos_id: tokenId(o, "eos_id", vocab),
+    shifted_logits:
+      typeof o["shifted_logits"] === "boolean" ? o["shifted_logits"] : fail("shifted_logits", "a boolean", o["shifted_logits"]),
+    n_layers: posInt(o, "n_layers"),
+    n_heads: posInt(o, "n_heads"),
+    head_dim: posInt(o, "head_dim"),
+    d_model: posInt(o, "d_model"),
+    max_seq_len: posInt(o, "max_seq_len"),
+    inputs: { input_ids: "", position_ids: "", attention_mask: "" },
+    outputs: { logits: "" },
+    cache_support: [],
+    files: { model: "", tokenizer: "" },
+  };
+  if (o["ff_dim"] !== undefined) m.ff_dim = posInt(o, "ff_dim");
+  if (o["norm_eps"] !== undefined) {
+    const e = o["norm_eps"];
+    if (typeof e !== "number" || !(e > 0)) fail("norm_eps", "a positive number", e);
+    m.norm_eps = e;
+  }
+  if (m.mask_id === m.pad_id || m.mask_id === m.eos_id) {
+    throw new ModelLoadError(`manifest.json: mask_id ${m.mask_id} must differ from pad_id ${m.pad_id} and eos_id ${m.eos_id}`);
+  }
+  if (m.n_heads * m.head_dim !== m.d_model) {
+    throw new ModelLoadError(`manifest.json: n_heads ${m.n_heads} × head_dim ${m.head_dim} must equal d_model ${m.d_model}`);
+  }
+  const inputs = obj(o["inputs"], "inputs");
+  m.inputs = {
+    input_ids: str(inputs, "input_ids", "inputs."),
+    position_ids: str(inputs, "position_ids", "inputs."),
+    attention_mask: str(inputs, "attention_mask", "inputs."),
+  };
+  const pk = optStr(inputs, "past_key", "inputs.");
+  const pv = optStr(inputs, "past_value", "inputs.");
+  if (pk !== undefined) m.inputs.past_key = pk;
+  if (pv !== undefined) m.inputs.past_value = pv;
+  const outputs = obj(o["outputs"], "outputs");
+  m.outputs = { logits: str(outputs, "logits", "outputs.") };
+  const prk = optStr(outputs, "present_key", "outputs.");
+  const prv = optStr(outputs, "present_value", "outputs.");
+  if (prk !== undefined) m.outputs.present_key = prk;
+  if (prv !== undefined) m.outputs.present_value = prv;
+  const cache = o["cache_support"];
+  if (!Array.isArray(cache) || !cache.every((c) => c === "prefix" || c === "dual"))
+    fail("cache_support", 'an array of "prefix" | "dual"', cache);
+  m.cache_support = cache as CacheLayout[];
+  if (m.cache_support.length > 0) {
+    for (const [field, v] of [
+      ["inputs.past_key", m.inputs.past_key],
+      ["inputs.past_value", m.inputs.past_value],
+      ["outputs.present_key", m.outputs.present_key],
+      ["outputs.present_value", m.outputs.present_value],
+    ] as const) {
+      if (v === undefined)
+        throw new ModelLoadError(`manifest.json: ${field} is required when cache_support is ${JSON.stringify(m.cache_support)}`);
+      if (!v.includes(LAYER_PLACEHOLDER)) fail(field, `a per-layer name containing "${LAYER_PLACEHOLDER}"`, v);
+    }
+  }
+  const files = obj(o["files"], "files");
+  m.files = { model: str(files, "model", "files."), tokenizer: str(files, "tokenizer", "files.") };
+  for (const [k, v] of Object.entries(m.files)) {
+    if (v.includes("/") || v.includes("\\") || v.startsWith(".")) fail(`files.${k}`, "a plain file name inside the model directory", v);
+  }
+  if (o["special_tokens"] !== undefined) {
+    const st = obj(o["special_tokens"], "special_tokens");
+    const special: NonNullable<ModelManifest["special_tokens"]> = {};
+    for (const k of ["mask", "pad", "eos"] as const) {
+      const v = optStr(st, k, "special_tokens.");
+      if (v !== undefined) special[k] = v;
+    }
+    m.special_tokens = special;
+  }
+  if (o["training"] !== undefined) m.training = obj(o["training"], "training");
+  return m;
+}

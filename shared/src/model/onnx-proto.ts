@@ -1,0 +1,104 @@
+import { create } from "@bufbuild/protobuf";
+import {
+  AttributeProto_AttributeType,
+  AttributeProtoSchema,
+  NodeProtoSchema,
+  TensorProto_DataType,
+  TensorProtoSchema,
+  TensorShapeProto_DimensionSchema,
+  TensorShapeProtoSchema,
+  TypeProto_TensorSchema,
+  TypeProtoSchema,
+  ValueInfoProtoSchema,
+} from "onnx-buf";
+import type { AttributeProto, NodeProto, TensorProto, ValueInfoProto } from "onnx-buf";
+
+/** Small constructors over onnx-buf's messages, so the graph builder reads like the math. */
+
+export type Dim = number | string;
+export type AttrValue = number | number[] | string;
+
+export function floatTensor(name: string, shape: readonly number[], data: Float32Array): TensorProto {
+  return create(TensorProtoSchema, {
+    name,
+    dims: shape.map((d) => BigInt(d)),
+    dataType: TensorProto_DataType.FLOAT,
+    rawData: new Uint8Array(data.slice().buffer),
+  });
+}
+
+export function int64Tensor(name: string, shape: readonly number[], values: readonly number[]): TensorProto {
+  const data = new BigInt64Array(values.map((v) => BigInt(v)));
+  return create(TensorProtoSchema, {
+    name,
+    dims: shape.map((d) => BigInt(d)),
+    dataType: TensorProto_DataType.INT64,
+    rawData: new Uint8Array(data.buffer),
+  });
+}
+
+/** Float32 contents of a FLOAT tensor, whichever field holds them. */
+export function tensorFloats(t: TensorProto): Float32Array {
+  if (t.dataType !== Number(TensorProto_DataType.FLOAT)) throw new Error(`tensor ${t.name} is not float32`);
+  if (t.rawData.length > 0) {
+    const copy = new Uint8Array(t.rawData);
+    return new Float32Array(copy.buffer, 0, copy.byteLength / 4);
+  }
+  return Float32Array.from(t.floatData);
+}
+
+export function valueInfo(name: string, elemType: TensorProto_DataType, dims: readonly Dim[]): ValueInfoProto {
+  return create(ValueInfoProtoSchema, {
+    name,
+    type: create(TypeProtoSchema, {
+      value: {
+        case: "tensorType",
+        value: create(TypeProto_TensorSchema, {
+          elemType,
+          shape: create(TensorShapeProtoSchema, {
+            dim: dims.map((d) =>
+              create(TensorShapeProto_DimensionSchema, {
+                value: typeof d === "number" ? { case: "dimValue", value: BigInt(d) } : { case: "dimParam", value: d },
+              }),
+            ),
+          }),
+        }),
+      },
+    }),
+  });
+}
+
+/** Dims of a ValueInfo: numbers for fixed dims, strings for symbolic ones, null if untyped. */
+export function valueInfoDims(info: ValueInfoProto): Dim[] | null {
+  if (info.type?.value.case !== "tensorType") return null;
+  const shape = info.type.value.value.shape;
+  if (!shape) return null;
+  return shape.dim.map((d) => (d.value.case === "dimValue" ? Number(d.value.value) : (d.value.value ?? "?")));
+}
+
+export function valueInfoElemType(info: ValueInfoProto): number | null {
+  return info.type?.value.case === "tensorType" ? info.type.value.value.elemType : null;
+}
+
+function attribute(name: string, value: AttrValue): AttributeProto {
+  if (typeof value === "string") {
+    return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.STRING, s: new TextEncoder().encode(value) });
+  }
+  if (Array.isArray(value)) {
+    return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INTS, ints: value.map((v) => BigInt(v)) });
+  }
+  if (Number.isInteger(value)) return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INT, i: BigInt(value) });
+  return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.FLOAT, f: value });
+}
+
+export function node(opType: string, name: string, inputs: string[], outputs: string[], attrs: Record<string, AttrValue> = {}): NodeProto {
+  return create(NodeProtoSchema, {
+    opType,
+    name,
+    input: inputs,
+    output: outputs,
+    attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)),
+  });
+}
+
+export { TensorProto_DataType };

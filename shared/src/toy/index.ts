@@ -1,0 +1,13 @@
+export type { TaskMeta, TaskRow, ToySplit } from "./task-row.js";
+export { fencePython, testCountOf } from "./task-row.js";
+export type { Rng } from "./prng.js";
+export { createRng, hashSeed } from "./prng.js";
+export type { Family, Instance, Template } from "./family.js";
+export { TOY_FAMILIES } from "./families/index.js";
+export type { TaskForm } from "./render-row.js";
+export { renderRow, renderPrompt, renderCode } from "./render-row.js";
+export type { ToySuite, ToySuiteOptions } from "./generate-suite.js";
+export { DEFAULT_TOY_SEED, DEFAULT_TOY_SUITE, TOY_SPLITS, generateToySuite, toJsonl } from "./generate-suite.js";
+export { writeToySuite } from "./write-suite.js";
+export type { WrittenSuite } from "./write-suite.js";
+export { runGenTasks, GEN_TASKS_USAGE } from "./gen-tasks-cli.js";

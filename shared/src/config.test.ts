@@ -16,7 +16,11 @@ const schema = {
 test("defaults apply and values parse to their types", () => {
   assert.deepEqual(loadConfig(schema, {}), { url: "redis://x", port: 1, ratio: 0.5, on: false, mode: "a" });
   assert.deepEqual(loadConfig(schema, { T_PORT: "8080", T_RATIO: "0.25", T_ON: "yes", T_MODE: "b" }), {
-    url: "redis://x", port: 8080, ratio: 0.25, on: true, mode: "b",
+    url: "redis://x",
+    port: 8080,
+    ratio: 0.25,
+    on: true,
+    mode: "b",
   });
 });
 
@@ -29,7 +33,10 @@ test("a bad value throws ConfigError naming the variable and what was expected",
     [{ T_MODE: "c" }, /T_MODE: expected one of a, b, got "c"/],
   ];
   for (const [env, re] of bad) {
-    assert.throws(() => loadConfig(schema, env), (e: unknown) => e instanceof ConfigError && re.test(e.message));
+    assert.throws(
+      () => loadConfig(schema, env),
+      (e: unknown) => e instanceof ConfigError && re.test(e.message),
+    );
   }
 });
 

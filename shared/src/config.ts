@@ -51,7 +51,7 @@ type ValueOf<F extends Field> = F extends StringField
     ? number
     : F extends BoolField
       ? boolean
-      : F extends EnumField<infer V>
+      : F extends { type: "enum"; values: readonly (infer V)[] }
         ? V
         : never;
 export type ConfigOf<S extends Schema> = { [K in keyof S]: ValueOf<S[K]> };
@@ -127,5 +127,7 @@ export function loadConfig<S extends Schema>(schema: S, env: NodeJS.ProcessEnv =
 
 /** Markdown rows (variable, default, description) for documentation. */
 export function describeConfig(schema: Schema): string[] {
-  return Object.values(schema).map((f) => `| \`${f.env}\` | ${f.default === undefined ? "(required)" : `\`${String(f.default)}\``} | ${f.doc} |`);
+  return Object.values(schema).map(
+    (f) => `| \`${f.env}\` | ${f.default === undefined ? "(required)" : `\`${String(f.default)}\``} | ${f.doc} |`,
+  );
 }

@@ -45,15 +45,30 @@ export async function startLocalRedis(opts: LocalRedisOptions = {}): Promise<Loc
 
   const launch = async () => {
     const args = [
-      "--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "",
-      "--appendonly", opts.appendOnly ? "yes" : "no", "--appendfsync", "everysec",
-      "--maxmemory-policy", "noeviction", "--protected-mode", "yes",
+      "--port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      "--dir",
+      dir,
+      "--save",
+      "",
+      "--appendonly",
+      opts.appendOnly ? "yes" : "no",
+      "--appendfsync",
+      "everysec",
+      "--maxmemory-policy",
+      "noeviction",
+      "--protected-mode",
+      "yes",
     ];
     proc = spawn(binary, args, { stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
     proc.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
     const spawnError = new Promise<never>((_, reject) =>
-      proc.once("error", (err) => reject(new RedisServerError(`cannot start ${binary}: ${err.message} (install it: apt-get install redis-server)`))),
+      proc.once("error", (err) =>
+        reject(new RedisServerError(`cannot start ${binary}: ${err.message} (install it: apt-get install redis-server)`)),
+      ),
     );
     const exited = new Promise<never>((_, reject) =>
       proc.once("exit", (code) => reject(new RedisServerError(`${binary} exited with code ${code}: ${stderr.trim()}`))),

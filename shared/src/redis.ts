@@ -12,10 +12,14 @@ export interface RedisConnectionOptions {
   options?: RedisOptions;
 }
 
+/** Reconnect attempts a client command waits through (ioredis backs off 50 ms more per try). */
+export const CLIENT_MAX_RETRIES_PER_REQUEST = 20;
+
 /** Connection factory with the options BullMQ requires and an error handler attached. */
 export function createRedis(url: string, opts: RedisConnectionOptions): Redis {
   const redis = new Redis(url, {
-    maxRetriesPerRequest: opts.role === "worker" ? null : 3,
+    // Clients ride out a Redis restart (~10 s of reconnect attempts) before a command fails.
+    maxRetriesPerRequest: opts.role === "worker" ? null : CLIENT_MAX_RETRIES_PER_REQUEST,
     enableReadyCheck: true,
     lazyConnect: false,
     ...opts.options,

@@ -39,9 +39,12 @@ export async function registerWorker(
     await redis.set(key, JSON.stringify(value), "PX", ttl);
   };
   await write();
-  const timer = setInterval(() => {
-    write().catch((err: unknown) => opts.logger?.warn("registry heartbeat failed", { err, kind, id: entry.id }));
-  }, Math.max(100, Math.floor(ttl / 3)));
+  const timer = setInterval(
+    () => {
+      write().catch((err: unknown) => opts.logger?.warn("registry heartbeat failed", { err, kind, id: entry.id }));
+    },
+    Math.max(100, Math.floor(ttl / 3)),
+  );
   timer.unref();
   return {
     refresh: async (m) => {

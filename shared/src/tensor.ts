@@ -42,7 +42,9 @@ const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 export function tensorToBytes(t: HostTensor): Buffer {
   const expected = numElements(t.shape) * bytesPerElement(t.dtype);
   if (t.data.byteLength !== expected) {
-    throw new TensorCodecError(`tensor ${t.name}: ${t.data.byteLength} bytes but shape [${t.shape.join(",")}] of ${t.dtype} needs ${expected}`);
+    throw new TensorCodecError(
+      `tensor ${t.name}: ${t.data.byteLength} bytes but shape [${t.shape.join(",")}] of ${t.dtype} needs ${expected}`,
+    );
   }
   const view = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
   if (littleEndian) return view;

@@ -11,13 +11,25 @@ export type { SandboxLimits__Output as SandboxLimits } from "./gen/rlmesh/v1/San
 export type { RewardJob__Output as RewardJob } from "./gen/rlmesh/v1/RewardJob.js";
 export type { RewardResult__Output as RewardResult } from "./gen/rlmesh/v1/RewardResult.js";
 export type { GenerateRequest__Output as GenerateRequest, GenerateRequest as GenerateRequestIn } from "./gen/rlmesh/v1/GenerateRequest.js";
-export type { GenerateResponse__Output as GenerateResponse, GenerateResponse as GenerateResponseIn } from "./gen/rlmesh/v1/GenerateResponse.js";
+export type {
+  GenerateResponse__Output as GenerateResponse,
+  GenerateResponse as GenerateResponseIn,
+} from "./gen/rlmesh/v1/GenerateResponse.js";
 export type { Sample__Output as Sample, Sample as SampleIn } from "./gen/rlmesh/v1/Sample.js";
 export type { WeightChunk__Output as WeightChunk, WeightChunk as WeightChunkIn } from "./gen/rlmesh/v1/WeightChunk.js";
-export type { UpdateWeightsResponse__Output as UpdateWeightsResponse, UpdateWeightsResponse as UpdateWeightsResponseIn } from "./gen/rlmesh/v1/UpdateWeightsResponse.js";
+export type {
+  UpdateWeightsResponse__Output as UpdateWeightsResponse,
+  UpdateWeightsResponse as UpdateWeightsResponseIn,
+} from "./gen/rlmesh/v1/UpdateWeightsResponse.js";
 export type { ModelInfo__Output as ModelInfo, ModelInfo as ModelInfoIn } from "./gen/rlmesh/v1/ModelInfo.js";
-export type { TrainStepRequest__Output as TrainStepRequest, TrainStepRequest as TrainStepRequestIn } from "./gen/rlmesh/v1/TrainStepRequest.js";
-export type { TrainStepResponse__Output as TrainStepResponse, TrainStepResponse as TrainStepResponseIn } from "./gen/rlmesh/v1/TrainStepResponse.js";
+export type {
+  TrainStepRequest__Output as TrainStepRequest,
+  TrainStepRequest as TrainStepRequestIn,
+} from "./gen/rlmesh/v1/TrainStepRequest.js";
+export type {
+  TrainStepResponse__Output as TrainStepResponse,
+  TrainStepResponse as TrainStepResponseIn,
+} from "./gen/rlmesh/v1/TrainStepResponse.js";
 export type { TrainSample__Output as TrainSample, TrainSample as TrainSampleIn } from "./gen/rlmesh/v1/TrainSample.js";
 export type { TrainStats__Output as TrainStats, TrainStats as TrainStatsIn } from "./gen/rlmesh/v1/TrainStats.js";
 export type { LearnerStatus__Output as LearnerStatus, LearnerStatus as LearnerStatusIn } from "./gen/rlmesh/v1/LearnerStatus.js";

@@ -18,13 +18,26 @@ export function weightsChecksum(tensors: readonly HostTensor[]): string {
 }
 
 /** Splits a weight version into UpdateWeights chunks; the first carries version, checksum and total size. */
-export function* chunkWeights(version: number, tensors: readonly HostTensor[], chunkBytes = DEFAULT_WEIGHT_CHUNK_BYTES): Generator<WeightChunkIn> {
+export function* chunkWeights(
+  version: number,
+  tensors: readonly HostTensor[],
+  chunkBytes = DEFAULT_WEIGHT_CHUNK_BYTES,
+): Generator<WeightChunkIn> {
   const checksum = weightsChecksum(tensors);
   const totalBytes = tensors.reduce((a, t) => a + t.data.byteLength, 0);
   for (const t of tensors) {
     const bytes = tensorToBytes(t);
     for (let off = 0; off < bytes.length || off === 0; off += chunkBytes) {
-      yield { version, checksum, totalBytes, tensorName: t.name, dtype: t.dtype, shape: t.shape, offset: off, data: bytes.subarray(off, off + chunkBytes) };
+      yield {
+        version,
+        checksum,
+        totalBytes,
+        tensorName: t.name,
+        dtype: t.dtype,
+        shape: t.shape,
+        offset: off,
+        data: bytes.subarray(off, off + chunkBytes),
+      };
       if (bytes.length === 0) break;
     }
   }
@@ -63,12 +76,15 @@ export class WeightAssembler {
       this.parts.set(c.tensorName, part);
     }
     if (c.offset + c.data.length > part.buf.length) {
-      throw new WeightStreamError(`tensor ${c.tensorName}: chunk at offset ${c.offset} (+${c.data.length}) overruns its ${part.buf.length} bytes`);
+      throw new WeightStreamError(
+        `tensor ${c.tensorName}: chunk at offset ${c.offset} (+${c.data.length}) overruns its ${part.buf.length} bytes`,
+      );
     }
     c.data.copy(part.buf, c.offset);
     part.filled += c.data.length;
     this.received += c.data.length;
-    if (this.totalBytes && this.received > this.totalBytes) throw new WeightStreamError(`received more than total_bytes=${this.totalBytes}`);
+    if (this.totalBytes && this.received > this.totalBytes)
+      throw new WeightStreamError(`received more than total_bytes=${this.totalBytes}`);
   }
 
   finish(): { version: number; tensors: HostTensor[] } {
@@ -79,7 +95,8 @@ export class WeightAssembler {
       tensors.push(tensorFromBytes(name, p.dtype, p.shape, p.buf));
     }
     const sum = weightsChecksum(tensors);
-    if (sum !== this.checksum) throw new WeightStreamError(`checksum mismatch: stream says ${this.checksum.slice(0, 12)}…, data hashes to ${sum.slice(0, 12)}…`);
+    if (sum !== this.checksum)
+      throw new WeightStreamError(`checksum mismatch: stream says ${this.checksum.slice(0, 12)}…, data hashes to ${sum.slice(0, 12)}…`);
     return { version: this.version, tensors };
   }
 }

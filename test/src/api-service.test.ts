@@ -20,7 +20,10 @@ describe("api service", () => {
   const row = { task_id: "t1", prompt: "Write f(x) returning x+1.", tests: { kind: "assert", tests: ["assert f(1) == 2"] } };
   writeFileSync(dataset, JSON.stringify(row) + "\n");
   const badDataset = join(dir, "bad.jsonl");
-  writeFileSync(badDataset, JSON.stringify(row) + "\n" + JSON.stringify({ ...row, task_id: "t2", tests: { kind: "assert", tests: [] } }) + "\n");
+  writeFileSync(
+    badDataset,
+    JSON.stringify(row) + "\n" + JSON.stringify({ ...row, task_id: "t2", tests: { kind: "assert", tests: [] } }) + "\n",
+  );
 
   before(async () => {
     redis = await startLocalRedis();
@@ -54,11 +57,14 @@ describe("api service", () => {
       assert.match(err.details, /^spec\.group_size: /);
       return true;
     });
-    await assert.rejects(jobs.submit(client, { modelDir: dir, dataset: { path: join(dir, "missing.jsonl") } }), (err: grpc.ServiceError) => {
-      assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
-      assert.match(err.details, /^spec\.dataset\.path: file not found/);
-      return true;
-    });
+    await assert.rejects(
+      jobs.submit(client, { modelDir: dir, dataset: { path: join(dir, "missing.jsonl") } }),
+      (err: grpc.ServiceError) => {
+        assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+        assert.match(err.details, /^spec\.dataset\.path: file not found/);
+        return true;
+      },
+    );
     await assert.rejects(jobs.submit(client, { modelDir: dir, dataset: { path: badDataset } }), (err: grpc.ServiceError) => {
       assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
       assert.match(err.details, /^spec\.dataset\.path: .*bad\.jsonl:2: field "tests\.tests": is empty/);
@@ -97,9 +103,15 @@ describe("api service", () => {
 
     // Offsets are dense and ordered; the coordinator's own events (it is waiting for a rollout
     // worker, since none runs here) interleave with the ones appended above.
-    assert.deepEqual(seen.map((e) => e.offset), seen.map((_, i) => i));
+    assert.deepEqual(
+      seen.map((e) => e.offset),
+      seen.map((_, i) => i),
+    );
     assert.equal(seen[0]?.state?.to, "JOB_STATE_QUEUED");
-    assert.ok(seen.some((e) => e.state?.to === "JOB_STATE_RUNNING"), "the coordinator started the job");
+    assert.ok(
+      seen.some((e) => e.state?.to === "JOB_STATE_RUNNING"),
+      "the coordinator started the job",
+    );
     const mine = seen.filter((e) => e.step || e.log?.message === "hello");
     assert.equal(mine[0]?.step?.rewardMean, 0.5);
     assert.equal(mine[1]?.log?.message, "hello");
@@ -110,7 +122,10 @@ describe("api service", () => {
 
     const resumed: JobEvent[] = [];
     for await (const e of jobs.watch(client, job.id, 2)) resumed.push(e);
-    assert.deepEqual(resumed.map((e) => e.offset), seen.slice(2).map((e) => e.offset));
+    assert.deepEqual(
+      resumed.map((e) => e.offset),
+      seen.slice(2).map((e) => e.offset),
+    );
     assert.equal(resumed.length, n - 2);
     assert.equal((await jobs.get(client, job.id)).state, "JOB_STATE_CANCELLED");
   });

@@ -51,10 +51,32 @@ export async function waitServing(address: string, timeoutMs = 20_000, svc?: Ser
 
 /** Lists the services a server exposes through gRPC reflection (v1). */
 export async function reflectServices(address: string): Promise<string[]> {
-  const protoPath = join(REPO_ROOT, "node_modules", "@grpc", "reflection", "build", "proto", "grpc", "reflection", "v1", "reflection.proto");
+  const protoPath = join(
+    REPO_ROOT,
+    "node_modules",
+    "@grpc",
+    "reflection",
+    "build",
+    "proto",
+    "grpc",
+    "reflection",
+    "v1",
+    "reflection.proto",
+  );
   const def = protoLoader.loadSync(protoPath, { keepCase: true, defaults: true, oneofs: true });
   const pkg = grpc.loadPackageDefinition(def) as unknown as {
-    grpc: { reflection: { v1: { ServerReflection: new (a: string, c: grpc.ChannelCredentials) => grpc.Client & { ServerReflectionInfo(): grpc.ClientDuplexStream<unknown, { list_services_response?: { service: { name: string }[] } }> } } } };
+    grpc: {
+      reflection: {
+        v1: {
+          ServerReflection: new (
+            a: string,
+            c: grpc.ChannelCredentials,
+          ) => grpc.Client & {
+            ServerReflectionInfo(): grpc.ClientDuplexStream<unknown, { list_services_response?: { service: { name: string }[] } }>;
+          };
+        };
+      };
+    };
   };
   const client = new pkg.grpc.reflection.v1.ServerReflection(address, grpc.credentials.createInsecure());
   try {

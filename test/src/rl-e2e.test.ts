@@ -18,7 +18,10 @@ describe("RL job end to end", { timeout: 600_000 }, () => {
   let mesh: LocalMesh;
   before(async () => {
     mesh = await startLocalMesh({
-      rollouts: 1, executors: 1, modelDir: DEFAULT_MODEL_DIR, fixedPorts: false,
+      rollouts: 1,
+      executors: 1,
+      modelDir: DEFAULT_MODEL_DIR,
+      fixedPorts: false,
       stateDir: mkdtempSync(join(tmpdir(), "rlmesh-e2e-")),
     });
   });
@@ -29,7 +32,12 @@ describe("RL job end to end", { timeout: 600_000 }, () => {
   test("every candidate is rewarded exactly once and the policy version advances", async () => {
     const client = jobClient(mesh.apiAddr);
     const job = await jobs.submit(client, {
-      name: "e2e", modelDir: DEFAULT_MODEL_DIR, seed: 7, steps: STEPS, promptsPerStep: PROMPTS, groupSize: GROUP,
+      name: "e2e",
+      modelDir: DEFAULT_MODEL_DIR,
+      seed: 7,
+      steps: STEPS,
+      promptsPerStep: PROMPTS,
+      groupSize: GROUP,
       dataset: { path: join(REPO_ROOT, "datasets", "toy", "train.jsonl") },
       evalDataset: { path: join(REPO_ROOT, "datasets", "toy", "test-instances.jsonl"), limit: 8 },
     });
@@ -41,10 +49,16 @@ describe("RL job end to end", { timeout: 600_000 }, () => {
     assert.equal(done.step, STEPS);
 
     const steps = events.filter((e) => e.step).map((e) => e.step!);
-    assert.deepEqual(steps.map((s) => s.step), [1, 2]);
+    assert.deepEqual(
+      steps.map((s) => s.step),
+      [1, 2],
+    );
     for (const s of steps) assert.equal(s.candidates, PROMPTS * GROUP);
     assert.ok(done.policyVersion >= 1, `policy version advanced (got ${done.policyVersion})`);
-    assert.ok(steps.some((s) => s.train && !s.train.skipped), "at least one step updated the policy");
+    assert.ok(
+      steps.some((s) => s.train && !s.train.skipped),
+      "at least one step updated the policy",
+    );
     const evals = events.filter((e) => e.eval);
     assert.equal(evals.length, 2, "eval before and after");
 

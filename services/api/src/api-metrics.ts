@@ -16,8 +16,11 @@ export class ApiMetrics {
     this.evalPassAt1 = new Gauge({ name: "rlmesh_job_eval_pass_at_1", help: "Held-out pass@1 at the last evaluation", registers });
     this.stepsTotal = new Counter({ name: "rlmesh_job_steps_total", help: "RL steps completed", registers });
     this.phaseSeconds = new Histogram({
-      name: "rlmesh_job_phase_duration_seconds", help: "Time per RL step phase (rollout, reward, train, push)", labelNames: ["phase"],
-      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64], registers,
+      name: "rlmesh_job_phase_duration_seconds",
+      help: "Time per RL step phase (rollout, reward, train, push)",
+      labelNames: ["phase"],
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64],
+      registers,
     });
     this.jobsRunning = new Gauge({ name: "rlmesh_jobs_running", help: "Jobs being driven by this api", registers });
   }

@@ -1,11 +1,29 @@
 import type { Schema } from "@rlmesh/shared";
 
 export const API_CONFIG = {
-  redisUrl: { env: "REDIS_URL", type: "string", default: "redis://127.0.0.1:6379", doc: "Redis for job state, events and the reward queue" },
+  redisUrl: {
+    env: "REDIS_URL",
+    type: "string",
+    default: "redis://127.0.0.1:6379",
+    doc: "Redis for job state, events and the reward queue",
+  },
   host: { env: "RLMESH_API_HOST", type: "string", default: "127.0.0.1", doc: "gRPC listen address of the api (JobService)" },
   port: { env: "RLMESH_API_PORT", type: "int", default: 50051, min: 0, max: 65535, doc: "gRPC port of the api" },
-  metricsPort: { env: "RLMESH_API_METRICS_PORT", type: "int", default: 9451, min: 0, max: 65535, doc: "Prometheus /metrics port of the api" },
+  metricsPort: {
+    env: "RLMESH_API_METRICS_PORT",
+    type: "int",
+    default: 9451,
+    min: 0,
+    max: 65535,
+    doc: "Prometheus /metrics port of the api",
+  },
   learnerAddr: { env: "RLMESH_LEARNER_ADDR", type: "string", default: "127.0.0.1:50071", doc: "host:port of the learner (LearnerService)" },
   rewardQueue: { env: "RLMESH_REWARD_QUEUE", type: "string", default: "reward", doc: "BullMQ queue the reward jobs go to" },
-  shutdownGraceMs: { env: "RLMESH_SHUTDOWN_GRACE_MS", type: "int", default: 10000, min: 0, doc: "Graceful shutdown wait before forcing (all services)" },
+  shutdownGraceMs: {
+    env: "RLMESH_SHUTDOWN_GRACE_MS",
+    type: "int",
+    default: 10000,
+    min: 0,
+    doc: "Graceful shutdown wait before forcing (all services)",
+  },
 } satisfies Schema;

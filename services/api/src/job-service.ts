@@ -1,8 +1,15 @@
 import type * as grpc from "@grpc/grpc-js";
 import type { Redis } from "ioredis";
 import {
-  check, notFound, serverStream, unary, InvalidArgumentError,
-  type Job, type JobEvent, type JobServiceHandlers, type Logger,
+  check,
+  notFound,
+  serverStream,
+  unary,
+  InvalidArgumentError,
+  type Job,
+  type JobEvent,
+  type JobServiceHandlers,
+  type Logger,
 } from "@rlmesh/shared";
 import type { GetJobRequest__Output } from "@rlmesh/shared/gen/rlmesh/v1/GetJobRequest";
 import type { ListJobsRequest__Output } from "@rlmesh/shared/gen/rlmesh/v1/ListJobsRequest";

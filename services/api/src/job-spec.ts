@@ -1,5 +1,14 @@
 import { existsSync } from "node:fs";
-import { check, InvalidArgumentError, type DecodingParams, type GrpoParams, type JobSpec, type JobSpecIn, type SandboxLimits, type DatasetSpec } from "@rlmesh/shared";
+import {
+  check,
+  InvalidArgumentError,
+  type DecodingParams,
+  type GrpoParams,
+  type JobSpec,
+  type JobSpecIn,
+  type SandboxLimits,
+  type DatasetSpec,
+} from "@rlmesh/shared";
 
 /** Defaults for a job spec's zero-valued fields (the shipped tiny model's recipe). */
 export const DEFAULT_GROUP_SIZE = 8;

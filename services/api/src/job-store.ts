@@ -31,8 +31,18 @@ export class JobStore {
   async create(spec: JobSpec): Promise<Job> {
     const now = Date.now();
     const job: Job = {
-      id: JobStore.newId(), spec, state: "JOB_STATE_QUEUED", step: 0, policyVersion: 0, rewardMean: 0, passRate: 0,
-      evalPassAt1: 0, createdAtMs: now, updatedAtMs: now, error: "", eventCount: 0,
+      id: JobStore.newId(),
+      spec,
+      state: "JOB_STATE_QUEUED",
+      step: 0,
+      policyVersion: 0,
+      rewardMean: 0,
+      passRate: 0,
+      evalPassAt1: 0,
+      createdAtMs: now,
+      updatedAtMs: now,
+      error: "",
+      eventCount: 0,
     };
     await this.redis.multi().set(this.key(job.id), JSON.stringify(job)).zadd(JOB_INDEX_KEY, now, job.id).exec();
     await this.appendEvent(job.id, { state: { from: "JOB_STATE_UNSPECIFIED", to: "JOB_STATE_QUEUED", reason: "submitted" } });
@@ -98,9 +108,9 @@ export class JobStore {
     const after = from <= 0 ? "0-0" : `${from - 1}-1`;
     if (blockMs <= 0) {
       const start = from <= 0 ? "-" : `${from}-1`;
-      return parse((await conn.xrange(key, start, "+")));
+      return parse(await conn.xrange(key, start, "+"));
     }
-    const res = (await conn.xread("BLOCK", blockMs, "STREAMS", key, after));
+    const res = await conn.xread("BLOCK", blockMs, "STREAMS", key, after);
     return res?.[0] ? parse(res[0][1]) : [];
   }
 }

@@ -1,4 +1,15 @@
-import { type GrpcServerHandle, type MetricsServer, createLogger, createMetrics, createRedis, loadConfig, loadProto, onShutdown, startGrpcServer, SERVICE_NAMES } from "@rlmesh/shared";
+import {
+  type GrpcServerHandle,
+  type MetricsServer,
+  createLogger,
+  createMetrics,
+  createRedis,
+  loadConfig,
+  loadProto,
+  onShutdown,
+  startGrpcServer,
+  SERVICE_NAMES,
+} from "@rlmesh/shared";
 import { API_CONFIG } from "./config.js";
 import { ApiMetrics } from "./api-metrics.js";
 import { createJobService } from "./job-service.js";
@@ -36,7 +47,10 @@ onShutdown(logger, async () => {
 
 const { proto } = loadProto();
 const jobService = createJobService({
-  store, redis, logger, validateDatasets,
+  store,
+  redis,
+  logger,
+  validateDatasets,
   onSubmitted: (job) => coordinator.start(job),
   onCancelled: (job) => void coordinator.cancel(job.id),
 });
@@ -51,4 +65,3 @@ servers.grpc = grpcServer;
 servers.metrics = metricsServer;
 const resumed = await coordinator.resumeAll();
 logger.info("api ready", { grpc: grpcServer.address, metricsPort: metricsServer.port, resumedJobs: resumed });
-

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
 import { GrpcError, type HostTensor, type LearnerStatusIn, type Logger, type TrainStatsIn, type TrainStepRequest } from "@rlmesh/shared";
-import { layerName, loadModel, type ModelManifest } from "@rlmesh/shared/model/index";
+import { layerName, loadModel, parseModel, readWeights, type ModelManifest } from "@rlmesh/shared/model/index";
 
 import { AppliedSteps, requestFingerprint, type AppliedStep } from "./applied-steps.js";
 import { padBatchToBucket } from "./batch-bucket.js";
@@ -75,6 +75,17 @@ function toHost(t: NamedTensors): HostTensor[] {
     .map((name) => ({ name, dtype: "DTYPE_FLOAT32" as const, shape: [...t[name]!.shape], data: Float32Array.from(t[name]!.data) }));
 }
 
+/**
+ * Float initializers of the model that are not trained (e.g. `const.*` rotary tables). A published
+ * version carries them too: rollout workers swap the graph's whole float initializer set at once.
+ */
+function constantTensors(modelBytes: Uint8Array, trainable: readonly string[]): HostTensor[] {
+  const skip = new Set(trainable);
+  return [...readWeights(parseModel(modelBytes))]
+    .filter(([name]) => !skip.has(name))
+    .map(([name, w]) => ({ name, dtype: "DTYPE_FLOAT32" as const, shape: [...w.shape], data: w.data }));
+}
+
 function meanStd(xs: ArrayLike<number>): [number, number] {
   const n = xs.length;
   if (n === 0) return [0, 0];
@@ -113,6 +124,7 @@ export class GrpoTrainer implements Trainer {
     private readonly policy: JaxPolicy,
     private readonly manifest: ModelManifest,
     private readonly modelSha256: string,
+    private readonly constants: HostTensor[],
     private current: NamedTensors,
     private previous: NamedTensors | null,
     private optimizer: AdamWState,
@@ -132,7 +144,7 @@ export class GrpoTrainer implements Trainer {
       // The collapse guard's rollback target must survive pruning.
       isProtected: (s) => s === lastGoodCheckpoint(this.guard),
     });
-    this.published = { version, tensors: toHost(current) };
+    this.published = { version, tensors: this.publishable() };
   }
 
   /**
@@ -150,6 +162,7 @@ export class GrpoTrainer implements Trainer {
     }
     const policy = JaxPolicy.fromModelBytes(model.modelBytes, { nLayers: m.n_layers, vocabSize: m.vocab_size, pastInputNames: past });
     const modelSha256 = createHash("sha256").update(model.modelBytes).digest("hex");
+    const constants = constantTensors(model.modelBytes, policy.weightNames);
     const store = new CheckpointStore(opts.checkpointDir);
     const ck = await store.loadLatest();
     let trainer: GrpoTrainer;
@@ -166,7 +179,7 @@ export class GrpoTrainer implements Trainer {
         if (!current[name]) throw new Error(`checkpoint step ${ck.step}: weight ${name} of the model is missing`);
       }
       trainer = new GrpoTrainer(
-        opts, policy, m, modelSha256, current, previous, ck.optimizer, ck.policyVersion, extra.learnerStep,
+        opts, policy, m, modelSha256, constants, current, previous, ck.optimizer, ck.policyVersion, extra.learnerStep,
         extra.runSeed, extra.guard, new AppliedSteps(extra.applied), extra.skippedBatches,
       );
       trainer.lastCheckpointStep = ck.step;
@@ -175,7 +188,7 @@ export class GrpoTrainer implements Trainer {
     } else {
       const weights = policy.initialWeights();
       trainer = new GrpoTrainer(
-        opts, policy, m, modelSha256, weights, null, initAdamW(weights), 0, 0,
+        opts, policy, m, modelSha256, constants, weights, null, initAdamW(weights), 0, 0,
         opts.runSeed ?? DEFAULT_RUN_SEED, initialCollapseGuardState(), new AppliedSteps(), 0,
       );
       // Checkpoint 0 is the base model: the collapse guard's first rollback target.
@@ -220,6 +233,11 @@ export class GrpoTrainer implements Trainer {
 
   dispose(): void {
     this.policy.dispose();
+  }
+
+  /** A copy of the current weights plus the model's constants, as one version. */
+  private publishable(): HostTensor[] {
+    return [...toHost(this.current), ...this.constants].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -346,7 +364,7 @@ export class GrpoTrainer implements Trainer {
     }
     this.previous = before;
     this.version += 1;
-    this.published = { version: this.version, tensors: toHost(this.current) };
+    this.published = { version: this.version, tensors: this.publishable() };
     return stats;
   }
 
@@ -360,7 +378,7 @@ export class GrpoTrainer implements Trainer {
     this.guard = guard;
     // A new version number even though the weights are old ones: rollout workers only move forward.
     this.version += 1;
-    this.published = { version: this.version, tensors: toHost(this.current) };
+    this.published = { version: this.version, tensors: this.publishable() };
   }
 
   private async saveCheckpoint(): Promise<string> {

@@ -20,14 +20,43 @@ export class LearnerMetrics {
     this.loss = new Gauge({ name: "rlmesh_learner_loss", help: "GRPO loss of the last step", registers });
     this.clipFraction = new Gauge({ name: "rlmesh_learner_clip_fraction", help: "Fraction of clipped ratios in the last step", registers });
     this.gradNorm = new Gauge({ name: "rlmesh_learner_grad_norm", help: "Gradient norm before clipping, last step", registers });
-    this.stepSeconds = new Histogram({ name: "rlmesh_learner_step_duration_seconds", help: "TrainStep compute time", buckets: [0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64], registers });
+    this.stepSeconds = new Histogram({
+      name: "rlmesh_learner_step_duration_seconds",
+      help: "TrainStep compute time",
+      buckets: [0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64],
+      registers,
+    });
     this.policyVersion = new Gauge({ name: "rlmesh_learner_policy_version", help: "Latest policy version", registers });
-    this.skipped = new Counter({ name: "rlmesh_learner_skipped_batches_total", help: "Batches without an informative sample (no update)", registers });
+    this.skipped = new Counter({
+      name: "rlmesh_learner_skipped_batches_total",
+      help: "Batches without an informative sample (no update)",
+      registers,
+    });
     this.pushBytes = new Counter({ name: "rlmesh_weight_push_bytes_total", help: "Weight bytes pushed to rollout workers", registers });
-    this.pushSeconds = new Histogram({ name: "rlmesh_weight_push_duration_seconds", help: "Time to push one version to every worker", buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10], registers });
-    this.versionsBehind = new Gauge({ name: "rlmesh_weight_push_versions_behind", help: "Versions a rollout worker is behind the learner", labelNames: ["worker"], registers });
-    this.rollbacks = new Counter({ name: "rlmesh_learner_rollbacks_total", help: "Collapse-guard rollbacks to the last good checkpoint", labelNames: ["trigger"], registers });
-    this.checkpointSeconds = new Histogram({ name: "rlmesh_learner_checkpoint_duration_seconds", help: "Time to write one checkpoint atomically", buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30], registers });
+    this.pushSeconds = new Histogram({
+      name: "rlmesh_weight_push_duration_seconds",
+      help: "Time to push one version to every worker",
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10],
+      registers,
+    });
+    this.versionsBehind = new Gauge({
+      name: "rlmesh_weight_push_versions_behind",
+      help: "Versions a rollout worker is behind the learner",
+      labelNames: ["worker"],
+      registers,
+    });
+    this.rollbacks = new Counter({
+      name: "rlmesh_learner_rollbacks_total",
+      help: "Collapse-guard rollbacks to the last good checkpoint",
+      labelNames: ["trigger"],
+      registers,
+    });
+    this.checkpointSeconds = new Histogram({
+      name: "rlmesh_learner_checkpoint_duration_seconds",
+      help: "Time to write one checkpoint atomically",
+      buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+      registers,
+    });
   }
 
   observeStep(version: number, stats: TrainStatsIn): void {

@@ -45,7 +45,7 @@ export interface TrainBaseSettings {
 export const TRAIN_BASE_PRESETS: Record<"tiny" | "ci", TrainBaseSettings> = {
   tiny: {
     model: TINY_CONFIG,
-    steps: 1800,
+    steps: 1600,
     batchSize: 16,
     lr: 2e-3,
     warmupSteps: 60,

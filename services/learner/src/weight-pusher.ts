@@ -1,7 +1,15 @@
 import type { Redis } from "ioredis";
 import {
-  chunkWeights, createClient, listWorkers, loadProto,
-  type HostTensor, type Logger, type RolloutServiceClient, type UpdateWeightsResponse, type WeightChunkIn, type WorkerEntry,
+  chunkWeights,
+  createClient,
+  listWorkers,
+  loadProto,
+  type HostTensor,
+  type Logger,
+  type RolloutServiceClient,
+  type UpdateWeightsResponse,
+  type WeightChunkIn,
+  type WorkerEntry,
 } from "@rlmesh/shared";
 import type { PushResult } from "./learner-service.js";
 import type { LearnerMetrics } from "./learner-metrics.js";
@@ -36,10 +44,14 @@ export class WeightPusher {
     }
     const chunks = [...chunkWeights(version, tensors)];
     const bytes = tensors.reduce((a, t) => a + t.data.byteLength, 0);
-    const outcomes = await Promise.all(workers.map((w) => this.pushOne(w, chunks).then(
-      (res) => ({ w, ok: res.accepted || res.version >= version, res, err: undefined as string | undefined }),
-      (err: Error) => ({ w, ok: false, res: undefined, err: err.message }),
-    )));
+    const outcomes = await Promise.all(
+      workers.map((w) =>
+        this.pushOne(w, chunks).then(
+          (res) => ({ w, ok: res.accepted || res.version >= version, res, err: undefined as string | undefined }),
+          (err: Error) => ({ w, ok: false, res: undefined, err: err.message }),
+        ),
+      ),
+    );
     const pushedTo: string[] = [];
     const pushFailed: string[] = [];
     for (const o of outcomes) {

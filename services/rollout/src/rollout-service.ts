@@ -1,7 +1,17 @@
 import type * as grpc from "@grpc/grpc-js";
 import {
-  callSignal, check, clientStream, GrpcError, unary, WeightAssembler, WeightStreamError,
-  type GenerateRequest, type Logger, type RolloutServiceHandlers, type UpdateWeightsResponseIn, type WeightChunk,
+  callSignal,
+  check,
+  clientStream,
+  GrpcError,
+  unary,
+  WeightAssembler,
+  WeightStreamError,
+  type GenerateRequest,
+  type Logger,
+  type RolloutServiceHandlers,
+  type UpdateWeightsResponseIn,
+  type WeightChunk,
 } from "@rlmesh/shared";
 import { status } from "@grpc/grpc-js";
 import type { RolloutEngine } from "./rollout-engine.js";
@@ -42,7 +52,12 @@ export function createRolloutService(deps: RolloutServiceDeps): RolloutServiceHa
         const { version, tensors } = asm.finish();
         const current = Number(engine.modelInfo().policyVersion ?? 0);
         if (version <= current) {
-          return { accepted: false, version: current, message: `version ${version} is not newer than the serving version ${current}`, bytesReceived: asm.received };
+          return {
+            accepted: false,
+            version: current,
+            message: `version ${version} is not newer than the serving version ${current}`,
+            bytesReceived: asm.received,
+          };
         }
         await engine.updateWeights(version, tensors);
         const swapSeconds = (performance.now() - t0) / 1000;

@@ -1,6 +1,7 @@
 import type * as grpc from "@grpc/grpc-js";
 
-type AnyCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown> | grpc.ServerReadableStream<unknown, unknown>;
+type AnyCall =
+  grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown> | grpc.ServerReadableStream<unknown, unknown>;
 
 /** Milliseconds until the caller's deadline (Infinity when it set none). */
 export function msUntilDeadline(call: AnyCall): number {
@@ -27,10 +28,7 @@ export function callSignal(call: AnyCall): AbortSignal {
   (call as unknown as NodeJS.EventEmitter).on("cancelled", onCancel);
   const left = msUntilDeadline(call);
   if (Number.isFinite(left)) {
-    const timer = setTimeout(
-      () => ac.abort(Object.assign(new Error("deadline exceeded"), { name: "AbortError" })),
-      Math.max(0, left),
-    );
+    const timer = setTimeout(() => ac.abort(Object.assign(new Error("deadline exceeded"), { name: "AbortError" })), Math.max(0, left));
     timer.unref();
     ac.signal.addEventListener("abort", () => clearTimeout(timer), { once: true });
   }

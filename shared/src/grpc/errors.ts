@@ -35,7 +35,9 @@ export function toServiceError(err: unknown): Partial<grpc.ServiceError> {
 }
 
 export function isServiceError(err: unknown): err is grpc.ServiceError {
-  return typeof err === "object" && err !== null && "code" in err && "details" in err && typeof (err as { code: unknown }).code === "number";
+  return (
+    typeof err === "object" && err !== null && "code" in err && "details" in err && typeof (err as { code: unknown }).code === "number"
+  );
 }
 
 /** Statuses worth retrying against another replica. */

@@ -23,7 +23,9 @@ export async function checkHealth(address: string, service = "", timeoutMs = 300
   const client = new HealthCtor(address, grpc.credentials.createInsecure());
   try {
     return await new Promise<string>((resolve, reject) => {
-      client.check({ service }, { deadline: new Date(Date.now() + timeoutMs) }, (err, res) => (err ? reject(err) : resolve(res?.status ?? "UNKNOWN")));
+      client.check({ service }, { deadline: new Date(Date.now() + timeoutMs) }, (err, res) =>
+        err ? reject(err) : resolve(res?.status ?? "UNKNOWN"),
+      );
     });
   } finally {
     client.close();

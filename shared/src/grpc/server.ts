@@ -59,7 +59,10 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
   health.addToServer(server);
   // Reflection describes exactly what this server serves: its services plus health.
   const healthDef = protoLoader.loadSync(healthProtoPath, { keepCase: true });
-  new ReflectionService({ ...loadProto().definition, ...healthDef }, { services: [...opts.services.map((s) => s.name), HEALTH_SERVICE] }).addToServer(server);
+  new ReflectionService(
+    { ...loadProto().definition, ...healthDef },
+    { services: [...opts.services.map((s) => s.name), HEALTH_SERVICE] },
+  ).addToServer(server);
 
   const bindHost = host.includes(":") ? `[${host}]` : host;
   const port = await new Promise<number>((resolve, reject) => {

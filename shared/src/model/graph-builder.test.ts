@@ -120,18 +120,14 @@ test("masked padding keys do not change the real positions of a shorter row in a
   );
 });
 
-test("position ids are explicit: the same tokens at other positions give other logits", async () => {
+test("positions are explicit and relative (RoPE): a uniform shift keeps the logits, a gap changes them", async () => {
   const session = await ortSession(modelBytes());
-  const a = await ortForward(session, cfg, 1, ids, positions, new Array(N).fill(1));
-  const b = await ortForward(
-    session,
-    cfg,
-    1,
-    ids,
-    positions.map((p) => p + 3),
-    new Array(N).fill(1),
-  );
-  assert.ok(maxAbsDiff(a.logits, b.logits) > 1e-3);
+  const ones = new Array(N).fill(1);
+  const a = await ortForward(session, cfg, 1, ids, positions, ones);
+  const shifted = await ortForward(session, cfg, 1, ids, positions.map((p) => p + 3), ones);
+  const gapped = await ortForward(session, cfg, 1, ids, positions.map((p) => (p >= 6 ? p + 5 : p)), ones);
+  assert.ok(maxAbsDiff(a.logits, shifted.logits) < 1e-3);
+  assert.ok(maxAbsDiff(a.logits, gapped.logits) > 1e-2);
 });
 
 test("replaceWeights swaps a version: same output as a model built from those weights", async () => {

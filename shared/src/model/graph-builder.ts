@@ -26,6 +26,8 @@ export const IR_VERSION = 8n;
 export const MASKED_KEY_BIAS = 1e9;
 /** Coefficient of the sigmoid GELU approximation x·σ(1.702x) (one op fewer than tanh-GELU). */
 export const GELU_SIGMOID_COEF = 1.702;
+/** RoPE base frequency (as in Llama/Qwen). */
+export const ROPE_BASE = 10000;
 
 export interface BuildGraphOptions {
   /**
@@ -49,9 +51,9 @@ const P = "past_seq";
 const S = "total_seq";
 
 /**
- * Builds the policy transformer: token + learned position embeddings (one-hot matmuls, so the
- * learner's gradient needs no scatter), pre-RMSNorm bidirectional attention over past+current
- * keys, sigmoid-GELU MLP, untied LM head. Logits are not shifted.
+ * Builds the policy transformer: token embedding as a one-hot matmul (so the learner's gradient
+ * needs no scatter), RoPE on q/k from explicit position_ids, pre-RMSNorm bidirectional attention
+ * over past+current keys, sigmoid-GELU MLP, untied LM head. Logits are not shifted.
  *
  * Attention is laid out for jax-js's fast gradients: scores = MatMul(q, Transpose(k)) with k
  * stored [B,H,S,Dh]; P·V is a plain MatMul, which measured faster under jax-js's gradient than the
@@ -62,7 +64,7 @@ export function buildPolicyGraph(config: PolicyModelConfig, weights: WeightMap, 
   const withPast = options.withPast ?? true;
   const weightsAs = options.weightsAs ?? "initializers";
   const b = new GraphAssembler();
-  const { vocabSize: V, maxSeqLen: L, nHeads: H, dModel: D, nLayers } = config;
+  const { vocabSize: V, nHeads: H, dModel: D, nLayers } = config;
   const Dh = headDim(config);
 
   const inputs: ValueInfoProto[] = [
@@ -89,7 +91,14 @@ export function buildPolicyGraph(config: PolicyModelConfig, weights: WeightMap, 
 
   // Constants (not trainable).
   const vocabIds = b.constInt64("const.vocab_ids", [V], range(V));
-  const posIds = b.constInt64("const.pos_ids", [L], range(L));
+  // RoPE (rotate-half layout): inverse frequencies [Dh/2] and the [Dh,Dh] matrix R with x·R = rotate_half(x).
+  const invFreq = b.constFloats(
+    "const.rope_inv_freq",
+    [Dh / 2],
+    Array.from({ length: Dh / 2 }, (_, j) => 1 / Math.pow(ROPE_BASE, (2 * j) / Dh)),
+  );
+  const rotateHalf = b.constFloats("const.rope_rotate_half", [Dh, Dh], rotateHalfMatrix(Dh));
+  const axesRope = b.constInt64("const.axes_rope", [1], [1]);
   const axesLast = b.constInt64("const.axes_last", [1], [-1]);
   const axesMask = b.constInt64("const.axes_mask", [2], [1, 2]);
   const headsShape = b.constInt64("const.heads_shape", [2], [H, Dh]);
@@ -104,11 +113,23 @@ export function buildPolicyGraph(config: PolicyModelConfig, weights: WeightMap, 
     const eq = b.op("Equal", [b.op("Unsqueeze", [ids, axesLast], `${tag}.unsq`), arange], `${tag}.eq`);
     return b.op("MatMul", [b.op("Cast", [eq], `${tag}.onehot`, { to: TensorProto_DataType.FLOAT }), table], `${tag}.emb`);
   };
-  let x = b.op(
-    "Add",
-    [oneHotMatmul(INPUT_IDS, "tok_embedding", vocabIds, "tok"), oneHotMatmul(POSITION_IDS, "pos_embedding", posIds, "pos")],
-    "embed",
+  let x = oneHotMatmul(INPUT_IDS, "tok_embedding", vocabIds, "tok");
+
+  // Angles [B,T,Dh] = position · inv_freq, duplicated for both halves; cos/sin as [B,1,T,Dh].
+  const freqs = b.op(
+    "Mul",
+    [b.op("Unsqueeze", [b.op("Cast", [POSITION_IDS], "rope.pos", { to: TensorProto_DataType.FLOAT }), axesLast], "rope.pos_u"), invFreq],
+    "rope.freqs",
   );
+  const angles = b.op("Concat", [freqs, freqs], "rope.angles", { axis: -1 });
+  const cos = b.op("Unsqueeze", [b.op("Cos", [angles], "rope.cos3"), axesRope], "rope.cos");
+  const sin = b.op("Unsqueeze", [b.op("Sin", [angles], "rope.sin3"), axesRope], "rope.sin");
+  const rope = (t: string, tag: string, outName?: string): string =>
+    b.op(
+      "Add",
+      [b.op("Mul", [t, cos], `${tag}.rc`), b.op("Mul", [b.op("MatMul", [t, rotateHalf], `${tag}.rh`), sin], `${tag}.rs`)],
+      outName ?? `${tag}.rope`,
+    );
 
   const btShape = b.op("Shape", [INPUT_IDS], "bt_shape");
   const qkvShape = b.op("Concat", [btShape, headsShape], "qkv_shape", { axis: 0 });
@@ -133,8 +154,8 @@ export function buildPolicyGraph(config: PolicyModelConfig, weights: WeightMap, 
   for (let i = 0; i < nLayers; i++) {
     const p = `layers.${i}`;
     const h = rmsNorm(x, `${p}.attn_norm`, `${p}.attn_norm`);
-    const q = heads(h, `${p}.attn.wq`, `${p}.q`);
-    const k = heads(h, `${p}.attn.wk`, `${p}.k`, presentKeyName(i));
+    const q = rope(heads(h, `${p}.attn.wq`, `${p}.q`), `${p}.q`);
+    const k = rope(heads(h, `${p}.attn.wk`, `${p}.k`), `${p}.k`, presentKeyName(i));
     const v = heads(h, `${p}.attn.wv`, `${p}.v`, presentValueName(i));
     const kAll = withPast ? b.op("Concat", [pastKeyName(i), k], `${p}.k_all`, { axis: 2 }) : k;
     const vAll = withPast ? b.op("Concat", [pastValueName(i), v], `${p}.v_all`, { axis: 2 }) : v;
@@ -179,6 +200,15 @@ export function serializeModel(model: ModelProto): Uint8Array {
   return toBinary(ModelProtoSchema, model);
 }
 
+/** R with (x·R)[j] = −x[j+h] for j < h and x[j−h] for j ≥ h (h = Dh/2): rotate_half as a matmul. */
+function rotateHalfMatrix(dh: number): number[] {
+  const h = dh / 2;
+  const r = new Array<number>(dh * dh).fill(0);
+  for (let j = 0; j < h; j++) r[(j + h) * dh + j] = -1;
+  for (let j = h; j < dh; j++) r[(j - h) * dh + j] = 1;
+  return r;
+}
+
 function range(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i);
 }
@@ -194,6 +224,11 @@ class GraphAssembler {
 
   constInt64(name: string, shape: number[], values: number[]): string {
     this.constants.push(int64Tensor(name, shape, values));
+    return name;
+  }
+
+  constFloats(name: string, shape: number[], values: number[]): string {
+    this.constants.push(floatTensor(name, shape, Float32Array.from(values)));
     return name;
   }
 

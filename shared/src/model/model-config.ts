@@ -9,7 +9,7 @@ export interface PolicyModelConfig {
   nHeads: number;
   /** Hidden width of the feed-forward block. */
   ffDim: number;
-  /** Rows of the learned position table; position_ids must be < maxSeqLen. */
+  /** Longest prompt + response the model is meant for (RoPE itself has no table limit). */
   maxSeqLen: number;
   /** RMSNorm epsilon. @defaultValue 1e-5 */
   normEps: number;
@@ -53,6 +53,9 @@ export function validateModelConfig(config: PolicyModelConfig): PolicyModelConfi
   }
   if (config.dModel % config.nHeads !== 0) {
     throw new Error(`model config: dModel ${config.dModel} is not divisible by nHeads ${config.nHeads}`);
+  }
+  if ((config.dModel / config.nHeads) % 2 !== 0) {
+    throw new Error(`model config: head dim ${config.dModel / config.nHeads} must be even for RoPE`);
   }
   if (!(config.normEps > 0)) throw new Error(`model config: normEps must be > 0, got ${config.normEps}`);
   return config;

@@ -37,8 +37,16 @@ test("the differentiable copy takes weights as inputs, has no past inputs, and c
   const expected = await ortForward(await ortSession(original), cfg, 1, ids, pos, new Array(T).fill(1));
   const session = await ort.InferenceSession.create(modelBytes(diff));
   const feeds: Record<string, ort.Tensor> = {
-    input_ids: new ort.Tensor("int64", BigInt64Array.from(ids, (v) => BigInt(v)), [1, T]),
-    position_ids: new ort.Tensor("int64", BigInt64Array.from(pos, (v) => BigInt(v)), [1, T]),
+    input_ids: new ort.Tensor(
+      "int64",
+      BigInt64Array.from(ids, (v) => BigInt(v)),
+      [1, T],
+    ),
+    position_ids: new ort.Tensor(
+      "int64",
+      BigInt64Array.from(pos, (v) => BigInt(v)),
+      [1, T],
+    ),
     attention_mask: new ort.Tensor("float32", new Float32Array(T).fill(1), [1, T]),
   };
   for (const spec of weightLayout(cfg)) feeds[spec.name] = new ort.Tensor("float32", w.get(spec.name)!, spec.shape);

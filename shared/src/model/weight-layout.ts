@@ -16,11 +16,8 @@ export const INIT_STD = 0.02;
  * initializers by name, the learner passes them as jax-js inputs by name, checkpoints store them by name.
  */
 export function weightLayout(config: PolicyModelConfig): WeightSpec[] {
-  const { vocabSize: v, dModel: d, ffDim: f, maxSeqLen: l } = config;
-  const specs: WeightSpec[] = [
-    { name: "tok_embedding", shape: [v, d], init: "normal" },
-    { name: "pos_embedding", shape: [l, d], init: "normal" },
-  ];
+  const { vocabSize: v, dModel: d, ffDim: f } = config;
+  const specs: WeightSpec[] = [{ name: "tok_embedding", shape: [v, d], init: "normal" }];
   for (let i = 0; i < config.nLayers; i++) {
     const p = `layers.${i}`;
     specs.push(

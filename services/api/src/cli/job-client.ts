@@ -18,7 +18,8 @@ export const jobs = {
   submit: (c: JobServiceClient, spec: JobSpecIn) => call<Job>((cb) => c.submitJob({ spec }, deadline(), cb)),
   get: (c: JobServiceClient, id: string) => call<Job>((cb) => c.getJob({ id }, deadline(), cb)),
   list: (c: JobServiceClient, limit = 50) => call<{ jobs: Job[] }>((cb) => c.listJobs({ limit }, deadline(), cb)),
-  cancel: (c: JobServiceClient, id: string, reason = "cancelled from the CLI") => call<Job>((cb) => c.cancelJob({ id, reason }, deadline(), cb)),
+  cancel: (c: JobServiceClient, id: string, reason = "cancelled from the CLI") =>
+    call<Job>((cb) => c.cancelJob({ id, reason }, deadline(), cb)),
   /** Streams events from `fromOffset` until the job ends (or `signal` aborts). */
   async *watch(c: JobServiceClient, id: string, fromOffset = 0, signal?: AbortSignal): AsyncGenerator<JobEvent> {
     const stream = c.watchJob({ id, fromOffset });
@@ -36,7 +37,9 @@ export const jobs = {
 export function camelKeys(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(camelKeys);
   if (v && typeof v === "object") {
-    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k.replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase()), camelKeys(x)]));
+    return Object.fromEntries(
+      Object.entries(v).map(([k, x]) => [k.replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase()), camelKeys(x)]),
+    );
   }
   return v;
 }

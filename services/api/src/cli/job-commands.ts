@@ -43,7 +43,9 @@ export function formatEvent(e: JobEvent): string {
   const t = new Date(Number(e.timeMs)).toISOString().slice(11, 19);
   if (e.state) return `[${e.offset}] ${t} state ${short(e.state.from)} -> ${short(e.state.to)} (${e.state.reason})`;
   if (e.step) {
-    const ph = Object.entries(e.step.timings?.seconds ?? {}).map(([k, v]) => `${k} ${v.toFixed(2)}s`).join(", ");
+    const ph = Object.entries(e.step.timings?.seconds ?? {})
+      .map(([k, v]) => `${k} ${v.toFixed(2)}s`)
+      .join(", ");
     return `[${e.offset}] ${t} step ${e.step.step}: reward ${e.step.rewardMean.toFixed(3)}, pass ${e.step.passRate.toFixed(3)}, v${e.step.policyVersion} (${ph})`;
   }
   if (e.eval) return `[${e.offset}] ${t} eval @step ${e.eval.step}: pass@1 ${e.eval.passAt1.toFixed(3)} (n=${e.eval.n}, ${e.eval.split})`;
@@ -54,7 +56,8 @@ export function formatEvent(e: JobEvent): string {
 export const submitCommand: Command = {
   name: "submit",
   summary: "submit an RL job from a JSON spec file and/or flags",
-  usage: "rlmesh submit [SPEC.json] [--model DIR] [--dataset FILE] [--steps N] [--group-size G] [--prompts-per-step B] [--seed S] [--eval-dataset FILE] [--eval-interval N] [--overlap] [--watch]",
+  usage:
+    "rlmesh submit [SPEC.json] [--model DIR] [--dataset FILE] [--steps N] [--group-size G] [--prompts-per-step B] [--seed S] [--eval-dataset FILE] [--eval-interval N] [--overlap] [--watch]",
   async run(argv) {
     const watch = argv.includes("--watch");
     const spec = specFromArgs(argv.filter((x) => x !== "--watch"));

@@ -73,28 +73,48 @@ export async function startLocalMesh(opts: MeshOptions): Promise<LocalMesh> {
 
   const learnerMetrics = await port(9471);
   specs.push({
-    name: "learner", service: "learner", grpcAddr: learnerAddr, metricsPort: learnerMetrics,
-    env: { RLMESH_LEARNER_PORT: String(learnerPort), RLMESH_LEARNER_METRICS_PORT: String(learnerMetrics), RLMESH_CHECKPOINT_DIR: join(opts.stateDir, "checkpoints") },
+    name: "learner",
+    service: "learner",
+    grpcAddr: learnerAddr,
+    metricsPort: learnerMetrics,
+    env: {
+      RLMESH_LEARNER_PORT: String(learnerPort),
+      RLMESH_LEARNER_METRICS_PORT: String(learnerMetrics),
+      RLMESH_CHECKPOINT_DIR: join(opts.stateDir, "checkpoints"),
+    },
   });
   for (let i = 0; i < opts.rollouts; i++) {
     const p = await port(50061 + i);
     const m = await port(9461 + i);
     specs.push({
-      name: `rollout-${i}`, service: "rollout", grpcAddr: `127.0.0.1:${p}`, metricsPort: m,
+      name: `rollout-${i}`,
+      service: "rollout",
+      grpcAddr: `127.0.0.1:${p}`,
+      metricsPort: m,
       env: {
-        RLMESH_ROLLOUT_PORT: String(p), RLMESH_ROLLOUT_METRICS_PORT: String(m), RLMESH_WORKER_ID: `rollout-${i}`,
+        RLMESH_ROLLOUT_PORT: String(p),
+        RLMESH_ROLLOUT_METRICS_PORT: String(m),
+        RLMESH_WORKER_ID: `rollout-${i}`,
         ...(opts.ortThreads ? { RLMESH_ORT_THREADS: String(opts.ortThreads) } : {}),
       },
     });
   }
   for (let i = 0; i < opts.executors; i++) {
     const m = await port(9481 + i);
-    specs.push({ name: `executor-${i}`, service: "executor", metricsPort: m, env: { RLMESH_EXECUTOR_METRICS_PORT: String(m), RLMESH_EXECUTOR_ID: `executor-${i}` } });
+    specs.push({
+      name: `executor-${i}`,
+      service: "executor",
+      metricsPort: m,
+      env: { RLMESH_EXECUTOR_METRICS_PORT: String(m), RLMESH_EXECUTOR_ID: `executor-${i}` },
+    });
   }
   const apiPort = await port(50051);
   const apiMetrics = await port(9451);
   specs.push({
-    name: "api", service: "api", grpcAddr: `127.0.0.1:${apiPort}`, metricsPort: apiMetrics,
+    name: "api",
+    service: "api",
+    grpcAddr: `127.0.0.1:${apiPort}`,
+    metricsPort: apiMetrics,
     env: { RLMESH_API_PORT: String(apiPort), RLMESH_API_METRICS_PORT: String(apiMetrics) },
   });
 
@@ -118,7 +138,10 @@ export async function startLocalMesh(opts: MeshOptions): Promise<LocalMesh> {
       if (mp.proc.exitCode !== null || mp.proc.signalCode !== null) throw new Error(`${mp.name} exited during start-up; see ${mp.logFile}`);
       const ok = mp.grpcAddr
         ? (await checkHealth(mp.grpcAddr, "", 1000).catch(() => "")) === "SERVING"
-        : await fetch(`http://127.0.0.1:${mp.metricsPort}/healthz`).then((r) => r.ok, () => false);
+        : await fetch(`http://127.0.0.1:${mp.metricsPort}/healthz`).then(
+            (r) => r.ok,
+            () => false,
+          );
       if (ok) return;
       if (Date.now() > deadline) throw new Error(`${mp.name} not ready after ${READY_TIMEOUT_MS / 1000}s; see ${mp.logFile}`);
       await new Promise((r) => setTimeout(r, 150));
@@ -141,7 +164,8 @@ export async function startLocalMesh(opts: MeshOptions): Promise<LocalMesh> {
     await stop();
     throw err;
   }
-  for (const p of processes.values()) log(`${p.name.padEnd(11)} ${p.grpcAddr ?? "(queue worker)"}  metrics :${p.metricsPort}  log ${p.logFile}`);
+  for (const p of processes.values())
+    log(`${p.name.padEnd(11)} ${p.grpcAddr ?? "(queue worker)"}  metrics :${p.metricsPort}  log ${p.logFile}`);
 
   return {
     redisUrl,

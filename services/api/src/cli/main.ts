@@ -6,7 +6,16 @@ import { healthCommand } from "./health-command.js";
 import { demoCommand, upCommand } from "./mesh-commands.js";
 import { delegatedCommands } from "./delegated-commands.js";
 
-const COMMANDS: Command[] = [demoCommand, upCommand, submitCommand, watchCommand, jobsCommand, cancelCommand, healthCommand, ...delegatedCommands];
+const COMMANDS: Command[] = [
+  demoCommand,
+  upCommand,
+  submitCommand,
+  watchCommand,
+  jobsCommand,
+  cancelCommand,
+  healthCommand,
+  ...delegatedCommands,
+];
 
 function usage(): string {
   const w = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -9,7 +9,11 @@ import { DEFAULT_MODEL_DIR, REPO_ROOT, startLocalMesh, type LocalMesh } from "./
 
 const MESH_FLAGS = "[--rollouts N] [--executors M] [--model DIR] [--state-dir DIR]";
 
-async function meshFromArgs(argv: string[], fixedPorts: boolean, log: (s: string) => void): Promise<{ mesh: LocalMesh; rest: ReturnType<typeof parseArgs> }> {
+async function meshFromArgs(
+  argv: string[],
+  fixedPorts: boolean,
+  log: (s: string) => void,
+): Promise<{ mesh: LocalMesh; rest: ReturnType<typeof parseArgs> }> {
   const a = parseArgs(argv, ["json", "quiet"]);
   const stateDir = resolve(flagString(a, "state-dir") ?? join(REPO_ROOT, ".rlmesh", fixedPorts ? "up" : `run-${Date.now().toString(36)}`));
   mkdirSync(stateDir, { recursive: true });
@@ -57,7 +61,11 @@ export interface DemoSummary {
 }
 
 /** Follows a job to its end, printing a live progress line; returns the summary. */
-export async function followJob(apiAddr: string, jobId: string, opts: { quiet: boolean; print: (s: string) => void }): Promise<DemoSummary> {
+export async function followJob(
+  apiAddr: string,
+  jobId: string,
+  opts: { quiet: boolean; print: (s: string) => void },
+): Promise<DemoSummary> {
   const client = jobClient(apiAddr);
   const t0 = Date.now();
   const evals: NonNullable<JobEvent["eval"]>[] = [];
@@ -140,9 +148,20 @@ export const demoCommand: Command = {
       const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
       print("");
       print(`job ${s.job_id}: ${s.state.replace("JOB_STATE_", "").toLowerCase()}`);
-      print(`held-out pass@1 (test-instances, n=${s.eval_n}): ${pct(s.pass_at_1_before)} -> ${pct(s.pass_at_1_after)} (${((s.pass_at_1_after - s.pass_at_1_before) * 100).toFixed(1)} points)`);
-      print(`steps ${s.steps} in ${s.seconds.toFixed(0)} s (${s.seconds_per_step.toFixed(1)} s/step: ${Object.entries(s.phase_seconds_per_step).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(", ")})`);
-      print(`metrics: ${mesh.metricsTargets().map((t) => `http://${t}/metrics`).join(" ")}`);
+      print(
+        `held-out pass@1 (test-instances, n=${s.eval_n}): ${pct(s.pass_at_1_before)} -> ${pct(s.pass_at_1_after)} (${((s.pass_at_1_after - s.pass_at_1_before) * 100).toFixed(1)} points)`,
+      );
+      print(
+        `steps ${s.steps} in ${s.seconds.toFixed(0)} s (${s.seconds_per_step.toFixed(1)} s/step: ${Object.entries(s.phase_seconds_per_step)
+          .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+          .join(", ")})`,
+      );
+      print(
+        `metrics: ${mesh
+          .metricsTargets()
+          .map((t) => `http://${t}/metrics`)
+          .join(" ")}`,
+      );
       if (json) console.log(JSON.stringify(s));
       return interrupted ? 130 : s.state === "JOB_STATE_SUCCEEDED" ? 0 : 1;
     } finally {

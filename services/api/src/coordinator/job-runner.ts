@@ -24,7 +24,10 @@ export interface RunnerDeps {
 
 /** Rejects a job whose datasets do not load: INVALID_ARGUMENT naming the row and field. */
 export function validateDatasets(spec: JobSpec): void {
-  for (const [field, ds] of [["spec.dataset", spec.dataset], ["spec.eval_dataset", spec.evalDataset]] as const) {
+  for (const [field, ds] of [
+    ["spec.dataset", spec.dataset],
+    ["spec.eval_dataset", spec.evalDataset],
+  ] as const) {
     if (!ds.path) continue;
     let rows: CanonicalRow[];
     try {
@@ -83,61 +86,29 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
 
   for (let step = job.step + 1; step <= spec.steps; step++) {
     if (signal.aborted) return;
-    const t: Record<string, number> = {};
-    const idx = sampleBatch(rows.length, spec.promptsPerStep, seed, step);
-    const batch = idx.map((i) => rows[i]!);
-
-    let t0 = performance.now();
-    const samplesKey = `rlmesh:job:${job.id}:step:${step}:samples`;
-    const cached = await deps.redis.get(samplesKey);
-    let samples: Sample[];
-    if (cached) {
-      samples = JSON.parse(cached) as Sample[];
-    } else {
-      const res = await deps.rollout.generate(
-        batch.map((r, i) => ({ id: String(i), text: r.prompt })),
-        spec.groupSize,
-        { ...spec.decoding, seed: stepSeed(seed, step, 0x5a) },
-        { signal, requestId: `${job.id}-${step}` },
-      );
-      samples = res.samples;
-      await deps.redis.set(samplesKey, JSON.stringify(samples), "EX", STEP_SAMPLES_TTL_S);
+    // A step is idempotent (its samples are kept in Redis, reward job ids and TrainStep are keyed
+    // by (job, step)), so a transient failure — a worker, the learner or Redis restarting — is
+    // retried with backoff before the job fails.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        job = await runStep(job, step, { rows, seed, spec, deps, signal, log });
+        break;
+      } catch (err) {
+        if (signal.aborted || attempt >= STEP_ATTEMPTS || !isTransient(err)) throw err;
+        const waitMs = Math.min(30_000, 1000 * 2 ** (attempt - 1));
+        log.warn("step failed, retrying", { step, attempt, waitMs, err: (err as Error).message });
+        await store
+          .appendEvent(job.id, {
+            log: {
+              level: "warn",
+              message: `step ${step} attempt ${attempt} failed (${(err as Error).message}); retrying in ${waitMs / 1000} s`,
+            },
+          })
+          .catch(() => undefined);
+        await new Promise((r) => setTimeout(r, waitMs));
+      }
     }
-    t.rollout = (performance.now() - t0) / 1000;
-
-    t0 = performance.now();
-    const candidates: Candidate[] = samples.map((s, k) => ({
-      jobId: job.id, step, sampleIndex: k, row: batch[Number(s.promptId)]!, response: s.text,
-    }));
-    const scores = await deps.rewards.score(candidates, spec.limits, signal);
-    t.reward = (performance.now() - t0) / 1000;
     if (signal.aborted) return;
-
-    t0 = performance.now();
-    const trained = await deps.learner.trainStep(
-      {
-        jobId: job.id, step, seed: stepSeed(seed, step, 0x7e), params: spec.grpo,
-        samples: samples.map((s, k) => ({
-          promptId: `${step}-${s.promptId}`, promptTokenIds: s.promptTokenIds, responseTokenIds: s.tokenIds,
-          reward: scores[k]!.reward, policyVersion: s.policyVersion,
-        })),
-      },
-      signal,
-    );
-    t.train = (performance.now() - t0) / 1000 - trained.pushSeconds;
-    t.push = trained.pushSeconds;
-
-    const rewardMean = scores.reduce((a, s) => a + s.reward, 0) / Math.max(1, scores.length);
-    const solved = new Set(candidates.filter((_, k) => scores[k]!.reward > 0).map((c) => c.row.task_id));
-    const passRateStep = solved.size / batch.length;
-    await store.appendEvent(job.id, {
-      step: { step, rewardMean, passRate: passRateStep, timings: { seconds: t }, policyVersion: trained.policyVersion, train: trained.stats, candidates: samples.length },
-    });
-    job = await store.update(job.id, { step, policyVersion: trained.policyVersion, rewardMean, passRate: passRateStep });
-    await deps.redis.del(samplesKey);
-    deps.metrics?.observeStep(step, rewardMean, t);
-    log.info("step", { step, rewardMean, policyVersion: trained.policyVersion, ...t });
-
     if (evalRows.length > 0 && spec.evalInterval > 0 && step % spec.evalInterval === 0 && step !== spec.steps) await evaluate(step);
   }
   if (signal.aborted) return;
@@ -145,8 +116,115 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
   await store.transition(job.id, "JOB_STATE_SUCCEEDED", "all steps done");
 }
 
+/** Attempts per step before the job fails. */
+export const STEP_ATTEMPTS = 6;
+
+/** Errors worth retrying a step for: anything but a bad request or a cancellation. */
+function isTransient(err: unknown): boolean {
+  if (err instanceof InvalidArgumentError) return false;
+  if (err instanceof Error && err.name === "AbortError") return false;
+  const code = (err as { code?: unknown }).code;
+  // gRPC INVALID_ARGUMENT (3), FAILED_PRECONDITION (9) and UNIMPLEMENTED (12) will not heal.
+  return !(typeof code === "number" && [3, 9, 12].includes(code));
+}
+
+interface StepContext {
+  rows: CanonicalRow[];
+  seed: number;
+  spec: JobSpec;
+  deps: RunnerDeps;
+  signal: AbortSignal;
+  log: Logger;
+}
+
+async function runStep(job: Job, step: number, ctx: StepContext): Promise<Job> {
+  const { rows, seed, spec, deps, signal, log } = ctx;
+  const { store } = deps;
+  const t: Record<string, number> = {};
+  const idx = sampleBatch(rows.length, spec.promptsPerStep, seed, step);
+  const batch = idx.map((i) => rows[i]!);
+
+  let t0 = performance.now();
+  const samplesKey = `rlmesh:job:${job.id}:step:${step}:samples`;
+  const cached = await deps.redis.get(samplesKey);
+  let samples: Sample[];
+  if (cached) {
+    samples = JSON.parse(cached) as Sample[];
+  } else {
+    const res = await deps.rollout.generate(
+      batch.map((r, i) => ({ id: String(i), text: r.prompt })),
+      spec.groupSize,
+      { ...spec.decoding, seed: stepSeed(seed, step, 0x5a) },
+      { signal, requestId: `${job.id}-${step}` },
+    );
+    samples = res.samples;
+    await deps.redis.set(samplesKey, JSON.stringify(samples), "EX", STEP_SAMPLES_TTL_S);
+  }
+  t.rollout = (performance.now() - t0) / 1000;
+
+  t0 = performance.now();
+  const candidates: Candidate[] = samples.map((s, k) => ({
+    jobId: job.id,
+    step,
+    sampleIndex: k,
+    row: batch[Number(s.promptId)]!,
+    response: s.text,
+  }));
+  const scores = await deps.rewards.score(candidates, spec.limits, signal);
+  t.reward = (performance.now() - t0) / 1000;
+  if (signal.aborted) return job;
+
+  t0 = performance.now();
+  const trained = await deps.learner.trainStep(
+    {
+      jobId: job.id,
+      step,
+      seed: stepSeed(seed, step, 0x7e),
+      params: spec.grpo,
+      samples: samples.map((s, k) => ({
+        promptId: `${step}-${s.promptId}`,
+        promptTokenIds: s.promptTokenIds,
+        responseTokenIds: s.tokenIds,
+        reward: scores[k]!.reward,
+        policyVersion: s.policyVersion,
+      })),
+    },
+    signal,
+  );
+  t.train = (performance.now() - t0) / 1000 - trained.pushSeconds;
+  t.push = trained.pushSeconds;
+
+  const rewardMean = scores.reduce((a, s) => a + s.reward, 0) / Math.max(1, scores.length);
+  const solved = new Set(candidates.filter((_, k) => scores[k]!.reward > 0).map((c) => c.row.task_id));
+  const passRateStep = solved.size / batch.length;
+  await store.appendEvent(job.id, {
+    step: {
+      step,
+      rewardMean,
+      passRate: passRateStep,
+      timings: { seconds: t },
+      policyVersion: trained.policyVersion,
+      train: trained.stats,
+      candidates: samples.length,
+    },
+  });
+  job = await store.update(job.id, { step, policyVersion: trained.policyVersion, rewardMean, passRate: passRateStep });
+  await deps.redis.del(samplesKey);
+  deps.metrics?.observeStep(step, rewardMean, t);
+  log.info("step", { step, rewardMean, policyVersion: trained.policyVersion, ...t });
+
+  return job;
+}
+
 /** Greedy held-out pass@1 with the policy the rollout workers serve now. */
-export async function evalPassAt1(rows: CanonicalRow[], jobId: string, step: number, spec: JobSpec, deps: RunnerDeps, signal: AbortSignal): Promise<PassRate> {
+export async function evalPassAt1(
+  rows: CanonicalRow[],
+  jobId: string,
+  step: number,
+  spec: JobSpec,
+  deps: RunnerDeps,
+  signal: AbortSignal,
+): Promise<PassRate> {
   if (rows.length === 0) return passRate(0, 0);
   const res = await deps.rollout.generate(
     rows.map((r, i) => ({ id: String(i), text: r.prompt })),
@@ -155,7 +233,11 @@ export async function evalPassAt1(rows: CanonicalRow[], jobId: string, step: num
     { signal, requestId: `${jobId}-eval-${step}` },
   );
   const candidates: Candidate[] = res.samples.map((s, k) => ({
-    jobId: `${jobId}-eval`, step, sampleIndex: k, row: rows[Number(s.promptId)]!, response: s.text,
+    jobId: `${jobId}-eval`,
+    step,
+    sampleIndex: k,
+    row: rows[Number(s.promptId)]!,
+    response: s.text,
   }));
   const scores = await deps.rewards.score(candidates, spec.limits, signal);
   return passRate(scores.filter((s) => s.reward > 0).length, rows.length);

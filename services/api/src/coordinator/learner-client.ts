@@ -1,4 +1,14 @@
-import { call, createClient, isRetryable, loadProto, type LearnerServiceClient, type LearnerStatus, type Logger, type TrainStepRequestIn, type TrainStepResponse } from "@rlmesh/shared";
+import {
+  call,
+  createClient,
+  isRetryable,
+  loadProto,
+  type LearnerServiceClient,
+  type LearnerStatus,
+  type Logger,
+  type TrainStepRequestIn,
+  type TrainStepResponse,
+} from "@rlmesh/shared";
 import type { LearnerClient } from "./interfaces.js";
 
 /** Deadline for one TrainStep (including the weight push). */
@@ -24,7 +34,9 @@ export class GrpcLearnerClient implements LearnerClient {
       if (signal?.aborted) throw signal.reason;
       try {
         return await new Promise<TrainStepResponse>((resolve, reject) => {
-          const c = this.client.trainStep(req, { deadline: new Date(Date.now() + TRAIN_STEP_TIMEOUT_MS) }, (err, res) => (err ? reject(err) : resolve(res!)));
+          const c = this.client.trainStep(req, { deadline: new Date(Date.now() + TRAIN_STEP_TIMEOUT_MS) }, (err, res) =>
+            err ? reject(err) : resolve(res!),
+          );
           signal?.addEventListener("abort", () => c.cancel(), { once: true });
         });
       } catch (err) {

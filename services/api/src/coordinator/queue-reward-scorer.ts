@@ -43,8 +43,13 @@ export class QueueRewardScorer implements RewardScorer {
 
   async score(candidates: Candidate[], limits: SandboxLimits): Promise<Score[]> {
     const data: RewardJobData[] = candidates.map((c) => ({
-      job_id: c.jobId, step: c.step, sample_index: c.sampleIndex, problem_id: c.row.task_id,
-      response: c.response, tests: c.row.tests, limits: payloadLimits(limits),
+      job_id: c.jobId,
+      step: c.step,
+      sample_index: c.sampleIndex,
+      problem_id: c.row.task_id,
+      response: c.response,
+      tests: c.row.tests,
+      limits: payloadLimits(limits),
     }));
     const jobs = await enqueueRewardJobs(this.queue, data);
     const results = await Promise.all(
@@ -64,7 +69,10 @@ export class QueueRewardScorer implements RewardScorer {
     let removed = 0;
     for (const j of await this.queue.getJobs(["waiting", "delayed", "prioritized", "paused", "waiting-children"])) {
       if (j?.id?.startsWith(prefix)) {
-        await j.remove().then(() => removed++, () => undefined);
+        await j.remove().then(
+          () => removed++,
+          () => undefined,
+        );
       }
     }
     return removed;

@@ -1,7 +1,15 @@
 import type { Redis } from "ioredis";
 import {
-  createClient, isRetryable, listWorkers, loadProto,
-  type DecodingParams, type GenerateResponse, type Logger, type RolloutServiceClient, type Sample, type WorkerEntry,
+  createClient,
+  isRetryable,
+  listWorkers,
+  loadProto,
+  type DecodingParams,
+  type GenerateResponse,
+  type Logger,
+  type RolloutServiceClient,
+  type Sample,
+  type WorkerEntry,
 } from "@rlmesh/shared";
 
 /** Registry kind under which rollout workers register. */
@@ -104,7 +112,11 @@ export class RolloutPool {
           } catch (err) {
             lastErr = err;
             if (!isRetryable(err)) throw err;
-            this.logger.warn("rollout worker unavailable, retrying shard elsewhere", { worker: w.id, attempt, err: (err as Error).message });
+            this.logger.warn("rollout worker unavailable, retrying shard elsewhere", {
+              worker: w.id,
+              attempt,
+              err: (err as Error).message,
+            });
             this.clients.get(w.address)?.close();
             this.clients.delete(w.address);
             await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
@@ -121,4 +133,3 @@ export class RolloutPool {
     this.clients.clear();
   }
 }
-

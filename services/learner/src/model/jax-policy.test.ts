@@ -94,7 +94,7 @@ test("weightedNllGrad matches central finite differences on every kind of weight
   const base = await policy.weightedNllGrad(policy.initialWeights(), batch, tw);
   const probes: [string, number][] = [
     ["tok_embedding", 3 * cfg.dModel + 2],
-    ["pos_embedding", 1 * cfg.dModel + 4],
+    ["layers.0.attn.wk", 3],
     ["layers.0.attn.wq", 7],
     ["layers.0.attn.wk", 19],
     ["layers.1.attn.wv", 33],

@@ -1,0 +1,43 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { InvalidArgumentError } from "@rlmesh/shared";
+import { DEFAULT_DECODING, normalizeSpec } from "./job-spec.js";
+
+const dir = mkdtempSync(join(tmpdir(), "spec-"));
+const ds = join(dir, "d.jsonl");
+writeFileSync(ds, "{}\n");
+const base = { modelDir: dir, dataset: { path: ds } };
+
+test("defaults fill unset fields; set zeros are kept (temperature 0 = greedy)", () => {
+  const s = normalizeSpec(base);
+  assert.equal(s.groupSize, 8);
+  assert.deepEqual(s.decoding, DEFAULT_DECODING);
+  assert.equal(normalizeSpec({ ...base, decoding: { temperature: 0, padPenalty: 0 } }).decoding.temperature, 0);
+  assert.equal(normalizeSpec({ ...base, decoding: { temperature: 0, padPenalty: 0 } }).decoding.padPenalty, 0);
+  assert.deepEqual(normalizeSpec(base).grpo, {}, "unset GRPO fields are left to the learner");
+});
+
+test("each bad field is named in the error", () => {
+  const cases: [object, RegExp][] = [
+    [{ ...base, modelDir: "" }, /^spec\.model_dir: must not be empty/],
+    [{ ...base, modelDir: join(dir, "nope") }, /^spec\.model_dir: directory not found/],
+    [{ modelDir: dir }, /^spec\.dataset\.path: is required/],
+    [{ ...base, dataset: { path: ds, format: "csv" } }, /^spec\.dataset\.format: must be one of/],
+    [{ ...base, groupSize: 1 }, /^spec\.group_size: must be an integer in \[2, 1024\], got 1/],
+    [{ ...base, decoding: { alg: "greedy" } }, /^spec\.decoding\.alg: must be one of origin, maskgit_plus/],
+    [{ ...base, decoding: { topP: 1.5 } }, /^spec\.decoding\.top_p: must be in \[0, 1\]/],
+    [{ ...base, grpo: { tMin: 0.9, tMax: 0.1 } }, /^spec\.grpo\.t_min: must be <= t_max/],
+    [{ ...base, grpo: { lossAgg: "sum" } }, /^spec\.grpo\.loss_agg: must be one of/],
+  ];
+  for (const [spec, re] of cases) {
+    assert.throws(
+      () => normalizeSpec(spec),
+      (e: unknown) => e instanceof InvalidArgumentError && re.test(e.message),
+      JSON.stringify(spec),
+    );
+  }
+  assert.throws(() => normalizeSpec(undefined), /InvalidArgumentError: spec: is required/);
+});

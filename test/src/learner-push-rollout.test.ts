@@ -24,6 +24,7 @@ after(async () => {
 });
 
 async function startRollout(id: string, port: number, modelDir: string, learnerAddr: string): Promise<ServiceProcess> {
+  const launchedAt = Date.now();
   const svc = startService("rollout", {
     REDIS_URL: redis!.url,
     RLMESH_MODEL_DIR: modelDir,
@@ -37,11 +38,12 @@ async function startRollout(id: string, port: number, modelDir: string, learnerA
   });
   workers.push(svc);
   await waitServing(`127.0.0.1:${port}`, 60_000, svc);
-  // A worker registers after its start-up catch-up, a moment after it serves.
+  // A worker registers after its start-up catch-up, a moment after it serves (a killed one's
+  // entry lingers until its TTL, so wait for an entry written by this process).
   const r = createRedis(redis!.url, { role: "client", logger: createLogger("test", { level: "error" }) });
   try {
     const deadline = Date.now() + 30_000;
-    while (!(await listWorkers(r, "rollout")).some((w) => w.id === id && w.address.endsWith(`:${port}`))) {
+    while (!(await listWorkers(r, "rollout")).some((w) => w.id === id && (w.updatedAtMs ?? 0) >= launchedAt)) {
       if (Date.now() > deadline) throw new Error(`${id} did not register\n${svc.output()}`);
       await new Promise((res) => setTimeout(res, 50));
     }

@@ -9,23 +9,35 @@ import { Queue } from "bullmq";
 import { createRedis, type JobEvent } from "@rlmesh/shared";
 import { startLocalMesh, DEFAULT_MODEL_DIR, REPO_ROOT, type LocalMesh } from "@rlmesh/api/cli/local-mesh";
 import { jobClient, jobs } from "@rlmesh/api/cli/job-client";
+import { evaluateDashboard, loadDashboard, startPrometheus, type PrometheusInstance } from "./prometheus-harness.js";
 
+// RLMESH_TEST_MODEL_DIR runs the same test on another model directory (e.g. a random-init one).
+const MODEL_DIR = process.env.RLMESH_TEST_MODEL_DIR ?? DEFAULT_MODEL_DIR;
 const STEPS = 2;
 const PROMPTS = 4;
 const GROUP = 8;
 
 describe("RL job end to end", { timeout: 600_000 }, () => {
   let mesh: LocalMesh;
+  let prom: PrometheusInstance;
   before(async () => {
     mesh = await startLocalMesh({
       rollouts: 1,
       executors: 1,
-      modelDir: DEFAULT_MODEL_DIR,
+      modelDir: MODEL_DIR,
       fixedPorts: false,
       stateDir: mkdtempSync(join(tmpdir(), "rlmesh-e2e-")),
     });
+    // A real Prometheus scrapes every service of the mesh during the job (job label = service).
+    const byService = new Map<string, string[]>();
+    for (const p of mesh.processes) {
+      const svc = p.name.replace(/-\d+$/, "");
+      byService.set(svc, [...(byService.get(svc) ?? []), `127.0.0.1:${p.metricsPort}`]);
+    }
+    prom = await startPrometheus({ jobs: [...byService].map(([job, targets]) => ({ job, targets })) });
   });
   after(async () => {
+    await prom?.stop();
     await mesh?.stop();
   });
 
@@ -33,7 +45,7 @@ describe("RL job end to end", { timeout: 600_000 }, () => {
     const client = jobClient(mesh.apiAddr);
     const job = await jobs.submit(client, {
       name: "e2e",
-      modelDir: DEFAULT_MODEL_DIR,
+      modelDir: MODEL_DIR,
       seed: 7,
       steps: STEPS,
       promptsPerStep: PROMPTS,
@@ -74,5 +86,13 @@ describe("RL job end to end", { timeout: 600_000 }, () => {
     assert.equal(failed.length, 0);
     await queue.close();
     redis.disconnect();
+  });
+
+  test("every dashboard panel's PromQL returns data from the mesh's real metrics", async () => {
+    await prom.waitForScrapes(3);
+    const { panels, variables } = await evaluateDashboard(prom, loadDashboard());
+    const empty = panels.filter((p) => p.error || p.samples === 0).map((p) => `${p.panelTitle}: ${p.error ?? "no data"} (${p.evaluated})`);
+    assert.deepEqual(empty, [], "panels without data");
+    for (const v of variables) assert.ok(v.values.length > 0, `variable ${v.name} has values`);
   });
 });

@@ -104,11 +104,14 @@ test("a TrainStep raises the likelihood of positive-advantage samples and lowers
   assert.ok(Number.isFinite(res.stats.loss) && Number(res.stats.gradNorm) > 0, JSON.stringify(res.stats));
   assert.equal(res.stats.lr, 3e-3);
   const afterLl = await responseLogLik(named(t), samples);
+  const gain = samples.map((_, i) => afterLl[i]! - before[i]!);
+  const msg = samples.map((s, i) => `sample ${i} reward ${s.reward}: ${before[i]!.toFixed(4)} -> ${afterLl[i]!.toFixed(4)}`).join("; ");
   samples.forEach((s, i) => {
-    const msg = `sample ${i} reward ${s.reward}: ${before[i]!.toFixed(4)} -> ${afterLl[i]!.toFixed(4)}`;
-    if (s.reward === 1) assert.ok(afterLl[i]! > before[i]!, msg);
-    else assert.ok(afterLl[i]! < before[i]!, msg);
+    if (s.reward === 1) assert.ok(gain[i]! > 0, msg);
   });
+  // Within each group the rewarded response gains clearly more than the unrewarded one (which
+  // shares prompt, EOS and position statistics with it, so it may move either way a little).
+  assert.ok(gain[0]! - gain[1]! > 0.05 && gain[3]! - gain[2]! > 0.05, msg);
   assert.equal(t.status().policyVersion, 1);
   assert.equal(t.status().step, 1);
   t.dispose();
@@ -285,7 +288,7 @@ test("one-version-stale samples take their old log-probs from the previous versi
     const t = await open();
     await t.trainStep(request(0, batch(0)));
     const samples = batch(1, [0, 1, 1, 0]).map((s, i) => ({ ...s, policyVersion: versions[i]! }));
-    const r = await t.trainStep(request(1, samples, { lr: 3e-3, warmupSteps: 0, ppoEpochs: 1 } as GrpoParams));
+    const r = await t.trainStep(request(1, samples, { lr: 3e-3, warmupSteps: 0, ppoEpochs: 1 }));
     t.dispose();
     return r.stats;
   };
@@ -299,4 +302,20 @@ test("one-version-stale samples take their old log-probs from the previous versi
   assert.notEqual(mixed.loss, onPolicy.loss);
   assert.notEqual(mixed.loss, stale.loss);
   for (const s of [onPolicy, stale, mixed]) assert.ok(Number.isFinite(s.loss), JSON.stringify(s));
+});
+
+test("a checkpoint directory whose checkpoints are all corrupt stops the start-up instead of starting over", async () => {
+  const { writeFile } = await import("node:fs/promises");
+  const dir = join(root, "corrupt");
+  const t = await GrpoTrainer.open({ modelDir, checkpointDir: dir, logger });
+  t.dispose();
+  await writeFile(join(dir, "ckpt-000000000000", "tensors.bin"), "garbage");
+  await assert.rejects(GrpoTrainer.open({ modelDir, checkpointDir: dir, logger }), /has checkpoint directories \(steps 0\) but none is valid/);
+});
+
+test("a checkpoint made from another model is refused with a clear message", async () => {
+  const dir = join(root, "other-model");
+  const other = await writeRandomModelDir(join(root, "model-2"), "ci", 8, 64);
+  (await GrpoTrainer.open({ modelDir: other, checkpointDir: dir, logger })).dispose();
+  await assert.rejects(GrpoTrainer.open({ modelDir, checkpointDir: dir, logger }), /was trained from a different model\.onnx/);
 });

@@ -165,6 +165,14 @@ export class GrpoTrainer implements Trainer {
     const constants = constantTensors(model.modelBytes, policy.weightNames);
     const store = new CheckpointStore(opts.checkpointDir);
     const ck = await store.loadLatest();
+    const present = await store.listSteps();
+    if (!ck && present.length > 0) {
+      // Starting over at version 0 would silently discard the run: make the operator decide.
+      throw new Error(
+        `${opts.checkpointDir} has checkpoint directories (steps ${present.slice(0, 5).join(", ")}) but none is valid; ` +
+          "move them away to start from the model directory",
+      );
+    }
     let trainer: GrpoTrainer;
     if (ck) {
       const extra = ck.extra as unknown as LearnerExtra;

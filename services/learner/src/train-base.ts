@@ -90,11 +90,13 @@ export interface TrainBaseArgs {
   init?: string;
   /** Overrides the preset's peak learning rate. */
   lr?: number;
+  /** Stop (and save) after this many steps of the `steps`-long schedule; reproducible, unlike --minutes. */
+  stopAfter?: number;
 }
 
 export const TRAIN_BASE_USAGE = `usage: rlmesh train-base [--config tiny|ci] [--seed S] [--steps N] [--minutes M] [--out DIR]
                          [--data DIR] [--tokenizer FILE] [--eval-limit N] [--eval-every-min M]
-                         [--snapshot-dir DIR] [--snapshot-every-min M] [--init MODEL_DIR] [--lr LR]
+                         [--snapshot-dir DIR] [--snapshot-every-min M] [--init MODEL_DIR] [--lr LR] [--stop-after N]
   Masked-diffusion SFT of the tiny coder on the toy train split (jax-js on CPU); writes
   DIR/model.onnx + DIR/manifest.json (+ tokenizer.json) atomically. Same seed + steps = same model.`;
 
@@ -152,6 +154,9 @@ export function parseTrainBaseArgs(argv: readonly string[]): TrainBaseArgs {
         break;
       case "--snapshot-dir":
         args.snapshotDir = value();
+        break;
+      case "--stop-after":
+        args.stopAfter = Math.floor(num(1));
         break;
       case "--lr":
         args.lr = num(1e-7);
@@ -318,6 +323,11 @@ export async function trainBase(args: TrainBaseArgs, log: (line: string) => void
       const dir = join(args.snapshotDir, `step-${step + 1}`);
       await writeModelDir(dir, serializeModel(buildPolicyGraph(config, toWeightMap(weights))), manifestNow({ steps: step + 1 }));
       await copyFile(args.tokenizer, join(dir, "tokenizer.json"));
+    }
+    if (args.stopAfter !== undefined && step + 1 >= args.stopAfter) {
+      log(`train-base: --stop-after ${args.stopAfter} reached`);
+      step++;
+      break;
     }
     if (args.minutes !== undefined && elapsed >= args.minutes * 60) {
       log(`train-base: --minutes ${args.minutes} reached at step ${step + 1}; stopping early`);

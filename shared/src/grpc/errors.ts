@@ -30,7 +30,11 @@ export function notFound(message: string): GrpcError {
 export function toServiceError(err: unknown): Partial<grpc.ServiceError> {
   if (err instanceof GrpcError) return { code: err.code, details: err.message };
   if (isServiceError(err)) return { code: err.code, details: err.details };
-  if (err instanceof Error && err.name === "AbortError") return { code: grpc.status.CANCELLED, details: err.message };
+  if (err instanceof Error && err.name === "AbortError") {
+    // callSignal() aborts with "deadline exceeded" when the caller's deadline passes.
+    const deadline = /deadline exceeded/i.test(err.message);
+    return { code: deadline ? grpc.status.DEADLINE_EXCEEDED : grpc.status.CANCELLED, details: err.message };
+  }
   return { code: grpc.status.INTERNAL, details: err instanceof Error ? err.message : String(err) };
 }
 

@@ -76,6 +76,13 @@ describe("api service", () => {
       return true;
     });
     await assert.rejects(jobs.get(client, "job-unknown"), (err: grpc.ServiceError) => err.code === grpc.status.NOT_FOUND);
+    // A server stream answers with a status too (not a hang).
+    await assert.rejects(
+      (async () => {
+        for await (const _ of jobs.watch(client, "job-unknown")) void _;
+      })(),
+      (err: grpc.ServiceError) => err.code === grpc.status.NOT_FOUND && /job job-unknown not found/.test(err.details),
+    );
   });
 
   test("submit, get, list; WatchJob streams live events, resumes from an offset and ends with the job", async () => {

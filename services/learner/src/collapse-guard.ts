@@ -76,7 +76,8 @@ export interface CollapseGuardState {
   rollbacks: number;
 }
 
-export type CollapseTrigger = "step_reward" | "heldout_pass_at_1";
+export const COLLAPSE_TRIGGERS = ["step_reward", "heldout_pass_at_1"] as const;
+export type CollapseTrigger = (typeof COLLAPSE_TRIGGERS)[number];
 
 export type CollapseDecision =
   | { kind: "continue" }

@@ -1,3 +1,4 @@
+import { COLLAPSE_TRIGGERS } from "./collapse-guard.js";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { TrainStatsIn } from "@rlmesh/shared";
 
@@ -51,6 +52,8 @@ export class LearnerMetrics {
       labelNames: ["trigger"],
       registers,
     });
+    // Export every trigger at 0 so dashboards show "no rollbacks" rather than "no data".
+    for (const trigger of COLLAPSE_TRIGGERS) this.rollbacks.inc({ trigger }, 0);
     this.checkpointSeconds = new Histogram({
       name: "rlmesh_learner_checkpoint_duration_seconds",
       help: "Time to write one checkpoint atomically",

@@ -127,7 +127,8 @@ export function serverStream<Req, Res>(
       (err: unknown) => {
         const se = toServiceError(err);
         if (se.code === grpc.status.INTERNAL) logger.error("stream handler failed", { method, err });
-        call.destroy(Object.assign(new Error(se.details), se));
+        // emit("error") sends the status to the client; destroy() would drop it.
+        call.emit("error", se);
       },
     );
   };

@@ -1,7 +1,15 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createClient, freePort, loadProto, type LearnerServiceClient, type TrainSampleIn, type TrainStepRequestIn, type TrainStepResponse } from "@rlmesh/shared";
+import {
+  createClient,
+  freePort,
+  loadProto,
+  type LearnerServiceClient,
+  type TrainSampleIn,
+  type TrainStepRequestIn,
+  type TrainStepResponse,
+} from "@rlmesh/shared";
 import { startService, waitServing, type ServiceProcess } from "./helpers.js";
 
 /** A learner process (services/learner/dist/main.js) with its own ports. */
@@ -13,7 +21,9 @@ export interface LearnerProcess {
   stop(signal?: NodeJS.Signals): Promise<number | string>;
 }
 
-export async function startLearner(env: { modelDir: string; checkpointDir: string; redisUrl: string } & Record<string, string>): Promise<LearnerProcess> {
+export async function startLearner(
+  env: { modelDir: string; checkpointDir: string; redisUrl: string } & Record<string, string>,
+): Promise<LearnerProcess> {
   const port = await freePort();
   const metricsPort = await freePort();
   const { modelDir, checkpointDir, redisUrl, ...rest } = env;
@@ -50,14 +60,27 @@ export function trainStep(client: LearnerServiceClient, req: TrainStepRequestIn,
  * A deterministic GRPO batch: `groups` prompts × `perGroup` responses of `responseLen` tokens
  * (EOS last), rewards alternating within each group so every group is informative.
  */
-export function syntheticSamples(opts: { groups: number; perGroup: number; responseLen: number; policyVersion: number; eosId: number; salt?: number }): TrainSampleIn[] {
+export function syntheticSamples(opts: {
+  groups: number;
+  perGroup: number;
+  responseLen: number;
+  policyVersion: number;
+  eosId: number;
+  salt?: number;
+}): TrainSampleIn[] {
   const out: TrainSampleIn[] = [];
   const salt = opts.salt ?? 0;
   for (let g = 0; g < opts.groups; g++) {
     const prompt = Array.from({ length: 8 }, (_, j) => 10 + ((g * 7 + j * 3 + salt) % 200));
     for (let k = 0; k < opts.perGroup; k++) {
       const response = Array.from({ length: opts.responseLen - 1 }, (_, j) => 10 + ((g * 31 + k * 17 + j * 5 + salt) % 400));
-      out.push({ promptId: `p${g}`, promptTokenIds: prompt, responseTokenIds: [...response, opts.eosId], reward: (k + g) % 2, policyVersion: opts.policyVersion });
+      out.push({
+        promptId: `p${g}`,
+        promptTokenIds: prompt,
+        responseTokenIds: [...response, opts.eosId],
+        reward: (k + g) % 2,
+        policyVersion: opts.policyVersion,
+      });
     }
   }
   return out;

@@ -6,7 +6,19 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { call, createClient, createLogger, createRedis, freePort, listWorkers, loadProto, startLocalRedis, type LocalRedis, type ModelInfo, type RolloutServiceClient } from "@rlmesh/shared";
+import {
+  call,
+  createClient,
+  createLogger,
+  createRedis,
+  freePort,
+  listWorkers,
+  loadProto,
+  startLocalRedis,
+  type LocalRedis,
+  type ModelInfo,
+  type RolloutServiceClient,
+} from "@rlmesh/shared";
 import { writeRandomModelDir } from "@rlmesh/learner/random-model-dir";
 import { startService, waitServing, type ServiceProcess } from "./helpers.js";
 import { startLearner, syntheticSamples, tempDir, trainStep, type LearnerProcess } from "./learner-harness.js";
@@ -62,39 +74,43 @@ async function servedVersion(port: number): Promise<number> {
   }
 }
 
-test("pushes reach two real rollout workers; one killed is skipped, restarted it catches up and gets the next push", { timeout: 240_000 }, async () => {
-  redis = await startLocalRedis();
-  const modelDir = await writeRandomModelDir(join(tmp.path, "model"), "ci", 11, 64);
-  learner = await startLearner({ modelDir, checkpointDir: join(tmp.path, "ckpt"), redisUrl: redis.url });
-  const req = (step: number, version: number) => ({
-    jobId: "job-push-rollout",
-    step,
-    samples: syntheticSamples({ groups: 2, perGroup: 4, responseLen: 12, policyVersion: version, eosId: EOS, salt: step }),
-    params: { lr: 1e-3, warmupSteps: 0 },
-  });
-  const [portA, portB] = [await freePort(), await freePort()];
-  await startRollout("rollout-a", portA, modelDir, learner.address);
-  const b = await startRollout("rollout-b", portB, modelDir, learner.address);
+test(
+  "pushes reach two real rollout workers; one killed is skipped, restarted it catches up and gets the next push",
+  { timeout: 240_000 },
+  async () => {
+    redis = await startLocalRedis();
+    const modelDir = await writeRandomModelDir(join(tmp.path, "model"), "ci", 11, 64);
+    learner = await startLearner({ modelDir, checkpointDir: join(tmp.path, "ckpt"), redisUrl: redis.url });
+    const req = (step: number, version: number) => ({
+      jobId: "job-push-rollout",
+      step,
+      samples: syntheticSamples({ groups: 2, perGroup: 4, responseLen: 12, policyVersion: version, eosId: EOS, salt: step }),
+      params: { lr: 1e-3, warmupSteps: 0 },
+    });
+    const [portA, portB] = [await freePort(), await freePort()];
+    await startRollout("rollout-a", portA, modelDir, learner.address);
+    const b = await startRollout("rollout-b", portB, modelDir, learner.address);
 
-  const s1 = await trainStep(learner.client, req(1, 0));
-  assert.equal(s1.policyVersion, 1);
-  assert.deepEqual(s1.pushedTo, ["rollout-a", "rollout-b"], `${JSON.stringify(s1)}\n${learner.svc.output()}`);
-  assert.deepEqual(s1.pushFailed, []);
-  assert.equal(await servedVersion(portA), 1);
-  assert.equal(await servedVersion(portB), 1);
+    const s1 = await trainStep(learner.client, req(1, 0));
+    assert.equal(s1.policyVersion, 1);
+    assert.deepEqual(s1.pushedTo, ["rollout-a", "rollout-b"], `${JSON.stringify(s1)}\n${learner.svc.output()}`);
+    assert.deepEqual(s1.pushFailed, []);
+    assert.equal(await servedVersion(portA), 1);
+    assert.equal(await servedVersion(portB), 1);
 
-  await b.stop("SIGKILL");
-  const s2 = await trainStep(learner.client, req(2, 1));
-  assert.equal(s2.policyVersion, 2);
-  assert.deepEqual(s2.pushedTo, ["rollout-a"]);
-  assert.deepEqual(s2.pushFailed, ["rollout-b"]);
-  assert.equal(await servedVersion(portA), 2);
+    await b.stop("SIGKILL");
+    const s2 = await trainStep(learner.client, req(2, 1));
+    assert.equal(s2.policyVersion, 2);
+    assert.deepEqual(s2.pushedTo, ["rollout-a"]);
+    assert.deepEqual(s2.pushFailed, ["rollout-b"]);
+    assert.equal(await servedVersion(portA), 2);
 
-  await startRollout("rollout-b", portB, modelDir, learner.address);
-  assert.equal(await servedVersion(portB), 2, "the restarted worker caught up at start-up");
-  const s3 = await trainStep(learner.client, req(3, 2));
-  assert.deepEqual(s3.pushedTo, ["rollout-a", "rollout-b"]);
-  assert.deepEqual(s3.pushFailed, []);
-  assert.equal(await servedVersion(portA), 3);
-  assert.equal(await servedVersion(portB), 3);
-});
+    await startRollout("rollout-b", portB, modelDir, learner.address);
+    assert.equal(await servedVersion(portB), 2, "the restarted worker caught up at start-up");
+    const s3 = await trainStep(learner.client, req(3, 2));
+    assert.deepEqual(s3.pushedTo, ["rollout-a", "rollout-b"]);
+    assert.deepEqual(s3.pushFailed, []);
+    assert.equal(await servedVersion(portA), 3);
+    assert.equal(await servedVersion(portB), 3);
+  },
+);

@@ -37,68 +37,72 @@ async function metricValue(port: number, line: RegExp): Promise<number> {
   return m ? Number(m.split(" ").pop()) : NaN;
 }
 
-test("weights reach both rollout workers; one down is skipped, catches up when back, then gets pushes again", { timeout: 180_000 }, async () => {
-  redis = await startLocalRedis();
-  const r = createRedis(redis.url, { role: "client", logger });
-  clients.push(r);
-  const modelDir = await writeRandomModelDir(join(tmp.path, "model"), "ci", 5, 64);
-  learner = await startLearner({ modelDir, checkpointDir: join(tmp.path, "ckpt"), redisUrl: redis.url });
-  const req = (step: number, version: number) => ({
-    jobId: "job-push",
-    step,
-    samples: syntheticSamples({ groups: 2, perGroup: 4, responseLen: 12, policyVersion: version, eosId: EOS, salt: step }),
-    params: { lr: 1e-3, warmupSteps: 0 },
-  });
+test(
+  "weights reach both rollout workers; one down is skipped, catches up when back, then gets pushes again",
+  { timeout: 180_000 },
+  async () => {
+    redis = await startLocalRedis();
+    const r = createRedis(redis.url, { role: "client", logger });
+    clients.push(r);
+    const modelDir = await writeRandomModelDir(join(tmp.path, "model"), "ci", 5, 64);
+    learner = await startLearner({ modelDir, checkpointDir: join(tmp.path, "ckpt"), redisUrl: redis.url });
+    const req = (step: number, version: number) => ({
+      jobId: "job-push",
+      step,
+      samples: syntheticSamples({ groups: 2, perGroup: 4, responseLen: 12, policyVersion: version, eosId: EOS, salt: step }),
+      params: { lr: 1e-3, warmupSteps: 0 },
+    });
 
-  const w1 = await startWeightSink({ id: "rollout-a", redis: r, learnerAddr: learner.address, logger });
-  let w2 = await startWeightSink({ id: "rollout-b", redis: r, learnerAddr: learner.address, logger });
-  sinks.push(w1, w2);
-  assert.equal(w1.version(), 0, "a worker fetches the latest weights at start-up");
+    const w1 = await startWeightSink({ id: "rollout-a", redis: r, learnerAddr: learner.address, logger });
+    let w2 = await startWeightSink({ id: "rollout-b", redis: r, learnerAddr: learner.address, logger });
+    sinks.push(w1, w2);
+    assert.equal(w1.version(), 0, "a worker fetches the latest weights at start-up");
 
-  const s1 = await trainStep(learner.client, req(1, 0));
-  assert.equal(s1.policyVersion, 1);
-  assert.deepEqual(s1.pushedTo, ["rollout-a", "rollout-b"]);
-  assert.deepEqual(s1.pushFailed, []);
-  assert.ok(s1.pushBytes > 0 && s1.pushSeconds > 0);
-  const v1 = await fetchWeights(learner.address);
-  for (const w of [w1, w2]) {
-    assert.equal(w.version(), 1);
-    assert.equal(weightsChecksum(w.tensors()), weightsChecksum(v1.tensors), `${w.id} holds the learner's version 1`);
-  }
+    const s1 = await trainStep(learner.client, req(1, 0));
+    assert.equal(s1.policyVersion, 1);
+    assert.deepEqual(s1.pushedTo, ["rollout-a", "rollout-b"]);
+    assert.deepEqual(s1.pushFailed, []);
+    assert.ok(s1.pushBytes > 0 && s1.pushSeconds > 0);
+    const v1 = await fetchWeights(learner.address);
+    for (const w of [w1, w2]) {
+      assert.equal(w.version(), 1);
+      assert.equal(weightsChecksum(w.tensors()), weightsChecksum(v1.tensors), `${w.id} holds the learner's version 1`);
+    }
 
-  // rollout-b goes down (still registered, as a crashed worker is until its TTL runs out).
-  const port2 = w2.port;
-  await w2.stop();
-  const s2 = await trainStep(learner.client, req(2, 1));
-  assert.equal(s2.policyVersion, 2);
-  assert.deepEqual(s2.pushedTo, ["rollout-a"]);
-  assert.deepEqual(s2.pushFailed, ["rollout-b"]);
-  assert.equal(w1.version(), 2);
-  assert.equal(await metricValue(learner.metricsPort, /^rlmesh_weight_push_versions_behind\{.*worker="rollout-b"/), 1);
+    // rollout-b goes down (still registered, as a crashed worker is until its TTL runs out).
+    const port2 = w2.port;
+    await w2.stop();
+    const s2 = await trainStep(learner.client, req(2, 1));
+    assert.equal(s2.policyVersion, 2);
+    assert.deepEqual(s2.pushedTo, ["rollout-a"]);
+    assert.deepEqual(s2.pushFailed, ["rollout-b"]);
+    assert.equal(w1.version(), 2);
+    assert.equal(await metricValue(learner.metricsPort, /^rlmesh_weight_push_versions_behind\{.*worker="rollout-b"/), 1);
 
-  // rollout-b comes back on the same address and catches up through GetWeights.
-  w2 = await startWeightSink({ id: "rollout-b", port: port2, redis: r, learnerAddr: learner.address, logger });
-  sinks.push(w2);
-  assert.equal(w2.version(), 2);
-  const s3 = await trainStep(learner.client, req(3, 2));
-  assert.equal(s3.policyVersion, 3);
-  assert.deepEqual(s3.pushedTo, ["rollout-a", "rollout-b"]);
-  assert.deepEqual(s3.pushFailed, []);
-  const v3 = await fetchWeights(learner.address);
-  for (const w of [w1, w2]) assert.equal(weightsChecksum(w.tensors()), weightsChecksum(v3.tensors), `${w.id} holds version 3`);
-  assert.equal(await metricValue(learner.metricsPort, /^rlmesh_weight_push_versions_behind\{.*worker="rollout-b"/), 0);
-  assert.ok((await metricValue(learner.metricsPort, /^rlmesh_weight_push_bytes_total/)) >= 5 * s1.pushBytes / 2);
+    // rollout-b comes back on the same address and catches up through GetWeights.
+    w2 = await startWeightSink({ id: "rollout-b", port: port2, redis: r, learnerAddr: learner.address, logger });
+    sinks.push(w2);
+    assert.equal(w2.version(), 2);
+    const s3 = await trainStep(learner.client, req(3, 2));
+    assert.equal(s3.policyVersion, 3);
+    assert.deepEqual(s3.pushedTo, ["rollout-a", "rollout-b"]);
+    assert.deepEqual(s3.pushFailed, []);
+    const v3 = await fetchWeights(learner.address);
+    for (const w of [w1, w2]) assert.equal(weightsChecksum(w.tensors()), weightsChecksum(v3.tensors), `${w.id} holds version 3`);
+    assert.equal(await metricValue(learner.metricsPort, /^rlmesh_weight_push_versions_behind\{.*worker="rollout-b"/), 0);
+    assert.ok((await metricValue(learner.metricsPort, /^rlmesh_weight_push_bytes_total/)) >= (5 * s1.pushBytes) / 2);
 
-  // The rest of the process's surface: status, on-demand checkpoint, health, reflection, /healthz.
-  const c = learner.client;
-  const st = await call<LearnerStatus>((cb) => c.getStatus({}, cb));
-  assert.equal(st.policyVersion, 3);
-  assert.equal(st.step, 3);
-  assert.equal(st.modelName, "random-ci");
-  const ck = await call<CheckpointResponse>((cb) => c.checkpoint({}, cb));
-  assert.equal(ck.policyVersion, 3);
-  assert.ok(existsSync(join(ck.path, "manifest.json")), ck.path);
-  assert.ok((await reflectServices(learner.address)).includes("rlmesh.v1.LearnerService"));
-  assert.equal(await (await fetch(`http://127.0.0.1:${learner.metricsPort}/healthz`)).text(), "ok\n");
-  assert.equal(await metricValue(learner.metricsPort, /^rlmesh_learner_policy_version/), 3);
-});
+    // The rest of the process's surface: status, on-demand checkpoint, health, reflection, /healthz.
+    const c = learner.client;
+    const st = await call<LearnerStatus>((cb) => c.getStatus({}, cb));
+    assert.equal(st.policyVersion, 3);
+    assert.equal(st.step, 3);
+    assert.equal(st.modelName, "random-ci");
+    const ck = await call<CheckpointResponse>((cb) => c.checkpoint({}, cb));
+    assert.equal(ck.policyVersion, 3);
+    assert.ok(existsSync(join(ck.path, "manifest.json")), ck.path);
+    assert.ok((await reflectServices(learner.address)).includes("rlmesh.v1.LearnerService"));
+    assert.equal(await (await fetch(`http://127.0.0.1:${learner.metricsPort}/healthz`)).text(), "ok\n");
+    assert.equal(await metricValue(learner.metricsPort, /^rlmesh_learner_policy_version/), 3);
+  },
+);

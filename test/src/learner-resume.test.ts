@@ -69,7 +69,10 @@ test("SIGKILL during a TrainStep, restart, the same TrainStep gives the uninterr
   assert.match(outcome, /^failed: /, `the kill must land inside step 2 (step takes ~${stepMs.toFixed(0)} ms)`);
   // Whatever the kill interrupted, only complete checkpoints have final names.
   const names = await readdir(ckpt);
-  assert.ok(names.every((n) => /^ckpt-\d{12}$/.test(n) || n.startsWith(".tmp-ckpt-")), names.join(","));
+  assert.ok(
+    names.every((n) => /^ckpt-\d{12}$/.test(n) || n.startsWith(".tmp-ckpt-")),
+    names.join(","),
+  );
 
   const b = await startLearner({ modelDir, checkpointDir: ckpt, redisUrl: redis.url });
   running.push(b);
@@ -81,6 +84,10 @@ test("SIGKILL during a TrainStep, restart, the same TrainStep gives the uninterr
   assert.deepEqual(comparable(b2), comparable(ref2));
   const bWeights = await fetchWeights(b.address);
   assert.equal(bWeights.version, 2);
-  assert.equal(weightsChecksum(bWeights.tensors), weightsChecksum(refWeights.tensors), "weights after the resumed step equal the uninterrupted learner's");
+  assert.equal(
+    weightsChecksum(bWeights.tensors),
+    weightsChecksum(refWeights.tensors),
+    "weights after the resumed step equal the uninterrupted learner's",
+  );
   await b.stop();
 });

@@ -9,6 +9,7 @@ import { Queue } from "bullmq";
 import { createRedis, type JobEvent } from "@rlmesh/shared";
 import { startLocalMesh, DEFAULT_MODEL_DIR, REPO_ROOT, type LocalMesh } from "@rlmesh/api/cli/local-mesh";
 import { jobClient, jobs } from "@rlmesh/api/cli/job-client";
+import { writeSolvableRows } from "./solvable-rows.js";
 import { evaluateDashboard, loadDashboard, startPrometheus, type PrometheusInstance } from "./prometheus-harness.js";
 
 // RLMESH_TEST_MODEL_DIR runs the same test on another model directory (e.g. a random-init one).
@@ -20,6 +21,7 @@ const GROUP = 8;
 describe("RL job end to end", { timeout: 600_000 }, () => {
   let mesh: LocalMesh;
   let prom: PrometheusInstance;
+  let dataset: string;
   before(async () => {
     mesh = await startLocalMesh({
       rollouts: 1,
@@ -34,6 +36,16 @@ describe("RL job end to end", { timeout: 600_000 }, () => {
       const svc = p.name.replace(/-\d+$/, "");
       byService.set(svc, [...(byService.get(svc) ?? []), `127.0.0.1:${p.metricsPort}`]);
     }
+    // Prompts the base policy solves greedily: sampled groups on them are mixed, so GRPO learns.
+    const solvable = await writeSolvableRows(
+      MODEL_DIR,
+      join(REPO_ROOT, "datasets", "toy", "train.jsonl"),
+      400,
+      mkdtempSync(join(tmpdir(), "rlmesh-e2e-data-")),
+      mesh.redisUrl,
+    );
+    assert.ok(solvable.rows.length >= 1, "the base model solves at least one of the first 400 training prompts");
+    dataset = solvable.path;
     prom = await startPrometheus({ jobs: [...byService].map(([job, targets]) => ({ job, targets })) });
   });
   after(async () => {
@@ -50,7 +62,7 @@ describe("RL job end to end", { timeout: 600_000 }, () => {
       steps: STEPS,
       promptsPerStep: PROMPTS,
       groupSize: GROUP,
-      dataset: { path: join(REPO_ROOT, "datasets", "toy", "train.jsonl") },
+      dataset: { path: dataset },
       evalDataset: { path: join(REPO_ROOT, "datasets", "toy", "test-instances.jsonl"), limit: 8 },
     });
     const events: JobEvent[] = [];

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { checkHealth, freePort } from "@rlmesh/shared";
 import { REPO_ROOT } from "./helpers.js";
+import { jobClient, jobs } from "@rlmesh/api/cli/job-client";
 import { loadYaml } from "./deploy-yaml.js";
 
 const exec = promisify(execFile);
@@ -219,9 +220,32 @@ const STEPS: Step[] = [
       assert.fail(`rlmesh_sandbox_pool_size stayed at ${last}`);
     },
   },
-  // The lead adds: { name: "a short job runs through the cluster", run: ... } (submit via
-  // 127.0.0.1:ctx.apiPort, watch until done), then evaluate the dashboard against
-  // ctx.prometheusPort with prometheus-harness.ts's evaluateDashboard.
+  {
+    name: "a short RL job submitted from the host runs through the cluster",
+    run: async (ctx) => {
+      // Paths are the api container's (the image carries models/ and datasets/ under /app).
+      const client = jobClient(`127.0.0.1:${ctx.apiPort}`);
+      try {
+        const job = await jobs.submit(client, {
+          name: "compose",
+          modelDir: "/app/models/tiny-coder",
+          dataset: { path: "/app/datasets/toy/train.jsonl", limit: 50 },
+          steps: 1,
+          promptsPerStep: 2,
+          groupSize: 4,
+          seed: 3,
+        });
+        const seen: string[] = [];
+        for await (const e of jobs.watch(client, job.id))
+          seen.push(e.state?.to ?? (e.step ? `step ${e.step.step}: ${e.step.candidates} candidates` : (e.log?.message ?? "")));
+        const done = await jobs.get(client, job.id);
+        assert.equal(done.state, "JOB_STATE_SUCCEEDED", seen.join("\n"));
+        assert.ok(seen.includes("step 1: 8 candidates"), seen.join("\n"));
+      } finally {
+        client.close();
+      }
+    },
+  },
 ];
 
 test("the cluster builds offline, comes up healthy and is scraped, then tears down", { timeout: 1_500_000 }, async (t) => {

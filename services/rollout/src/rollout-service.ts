@@ -40,7 +40,7 @@ export function createRolloutService(deps: RolloutServiceDeps): RolloutServiceHa
       validateRequest(req);
       engine.validate(req);
       const t0 = performance.now();
-      const res = await engine.generate(req, callSignal(call as grpc.ServerUnaryCall<unknown, unknown>));
+      const res = await engine.generate(req, callSignal(call));
       metrics?.observeGenerate(res, (performance.now() - t0) / 1000);
       return res;
     }),

@@ -16,3 +16,4 @@ export * from "./grpc/health-client.js";
 export * from "./types.js";
 export * from "./weights.js";
 export * from "./registry.js";
+export * from "./grpc/client-pool.js";

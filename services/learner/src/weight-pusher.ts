@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
 import {
+  ClientPool,
   chunkWeights,
   createClient,
   listWorkers,
@@ -24,7 +25,9 @@ const ROLLOUT_KIND = "rollout";
  * calling GetWeights when it is back.
  */
 export class WeightPusher {
-  private readonly clients = new Map<string, RolloutServiceClient>();
+  private readonly clients = new ClientPool<RolloutServiceClient>((address) =>
+    createClient(loadProto().proto.rlmesh.v1.RolloutService, address),
+  );
 
   constructor(
     private readonly redis: Redis,
@@ -69,21 +72,11 @@ export class WeightPusher {
     return { pushedTo, pushFailed, seconds, bytes: bytes * pushedTo.length };
   }
 
-  private client(address: string): RolloutServiceClient {
-    let c = this.clients.get(address);
-    if (!c) {
-      c = createClient(loadProto().proto.rlmesh.v1.RolloutService, address);
-      this.clients.set(address, c);
-    }
-    return c;
-  }
-
   private pushOne(w: WorkerEntry, chunks: WeightChunkIn[]): Promise<UpdateWeightsResponse> {
     return new Promise((resolve, reject) => {
-      const stream = this.client(w.address).updateWeights({ deadline: new Date(Date.now() + PUSH_TIMEOUT_MS) }, (err, res) => {
+      const stream = this.clients.get(w.address).updateWeights({ deadline: new Date(Date.now() + PUSH_TIMEOUT_MS) }, (err, res) => {
         if (err) {
-          this.clients.get(w.address)?.close();
-          this.clients.delete(w.address);
+          this.clients.evict(w.address);
           reject(err);
         } else resolve(res!);
       });
@@ -97,7 +90,6 @@ export class WeightPusher {
   }
 
   close(): void {
-    for (const c of this.clients.values()) c.close();
-    this.clients.clear();
+    this.clients.close();
   }
 }

@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
 import {
+  ClientPool,
   createClient,
   isRetryable,
   listWorkers,
@@ -41,7 +42,9 @@ export class NoWorkersError extends Error {
  * shard of prompts per worker, retrying a shard on another worker when one is UNAVAILABLE.
  */
 export class RolloutPool {
-  private readonly clients = new Map<string, RolloutServiceClient>();
+  private readonly clients = new ClientPool<RolloutServiceClient>((address) =>
+    createClient(loadProto().proto.rlmesh.v1.RolloutService, address),
+  );
 
   constructor(
     private readonly redis: Redis,
@@ -50,15 +53,6 @@ export class RolloutPool {
 
   async workers(): Promise<WorkerEntry[]> {
     return listWorkers(this.redis, ROLLOUT_KIND);
-  }
-
-  private client(w: WorkerEntry): RolloutServiceClient {
-    let c = this.clients.get(w.address);
-    if (!c) {
-      c = createClient(loadProto().proto.rlmesh.v1.RolloutService, w.address);
-      this.clients.set(w.address, c);
-    }
-    return c;
   }
 
   /** Waits until at least `n` workers are registered. */
@@ -97,7 +91,7 @@ export class RolloutPool {
             continue;
           }
           try {
-            const c = this.client(w);
+            const c = this.clients.get(w.address);
             const deadline = new Date(Date.now() + (opts.timeoutMs ?? DEFAULT_GENERATE_TIMEOUT_MS));
             const res = await new Promise<GenerateResponse>((resolve, reject) => {
               const callObj = c.generate(
@@ -117,8 +111,7 @@ export class RolloutPool {
               attempt,
               err: (err as Error).message,
             });
-            this.clients.get(w.address)?.close();
-            this.clients.delete(w.address);
+            this.clients.evict(w.address);
             await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
           }
         }
@@ -129,7 +122,6 @@ export class RolloutPool {
   }
 
   close(): void {
-    for (const c of this.clients.values()) c.close();
-    this.clients.clear();
+    this.clients.close();
   }
 }

@@ -4,6 +4,8 @@ import type { Logger } from "./logger.js";
 /** Registry entries expire unless refreshed within this many milliseconds. */
 export const DEFAULT_REGISTRY_TTL_MS = 10_000;
 const PREFIX = "rlmesh:workers";
+/** Registry kind of rollout workers (the api finds them there, the learner pushes to them). */
+export const ROLLOUT_WORKER_KIND = "rollout";
 
 export interface WorkerEntry {
   id: string;

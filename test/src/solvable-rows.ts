@@ -1,8 +1,8 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadDataset, type CanonicalRow } from "@rlmesh/shared/datasets/index";
-import { createLogger, type GenerateRequest } from "@rlmesh/shared";
-import { loadRolloutModel, OrtRolloutEngine } from "@rlmesh/rollout/ort-rollout-engine";
+import { createLogger } from "@rlmesh/shared";
+import { generateGreedyResponses } from "@rlmesh/rollout/greedy-responses";
 import { runEval } from "@rlmesh/executor/run-eval";
 
 /**
@@ -18,23 +18,7 @@ export async function writeSolvableRows(
   redisUrl: string,
 ): Promise<{ path: string; rows: CanonicalRow[] }> {
   const rows = loadDataset(file, "rlmesh").slice(0, scan);
-  const engine = await OrtRolloutEngine.create({
-    model: await loadRolloutModel(modelDir),
-    replicas: 1,
-    logger: createLogger("test", { level: "error" }),
-  });
-  let responses: Map<string, string>;
-  try {
-    const req = {
-      prompts: rows.map((r, i) => ({ id: String(i), text: r.prompt })),
-      samplesPerPrompt: 1,
-      params: { temperature: 0, maxNewTokens: 64, cache: "dual", threshold: 0.9 },
-    } as unknown as GenerateRequest;
-    const res = await engine.generate(req, new AbortController().signal);
-    responses = new Map((res.samples ?? []).map((s) => [rows[Number(s.promptId)]!.task_id, s.text ?? ""]));
-  } finally {
-    await engine.close();
-  }
+  const responses = await generateGreedyResponses(modelDir, rows, { logger: createLogger("test", { level: "error" }) });
   const report = await runEval({ dataset: rows, responses, redisUrl, queueName: "solvable-rows", inProcessExecutor: true });
   const solved = new Set(report.rows.filter((r) => r.result.reward === 1).map((r) => r.task_id));
   const kept = rows.filter((r) => solved.has(r.task_id));

@@ -4,6 +4,7 @@ import {
   chunkWeights,
   createClient,
   listWorkers,
+  ROLLOUT_WORKER_KIND,
   loadProto,
   type HostTensor,
   type Logger,
@@ -17,7 +18,6 @@ import type { LearnerMetrics } from "./learner-metrics.js";
 
 /** Deadline for pushing one version to one worker. */
 export const PUSH_TIMEOUT_MS = 60_000;
-const ROLLOUT_KIND = "rollout";
 
 /**
  * Streams a weight version to every registered rollout worker in parallel (chunked
@@ -39,7 +39,7 @@ export class WeightPusher {
     const t0 = performance.now();
     let workers: WorkerEntry[];
     try {
-      workers = await listWorkers(this.redis, ROLLOUT_KIND);
+      workers = await listWorkers(this.redis, ROLLOUT_WORKER_KIND);
     } catch (err) {
       // The step is applied and checkpointed already; workers catch up through GetWeights.
       this.logger.error("cannot list rollout workers; version not pushed", { version, err: (err as Error).message });

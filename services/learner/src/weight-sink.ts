@@ -2,9 +2,20 @@ import { createServer, type Server } from "node:net";
 import type * as grpc from "@grpc/grpc-js";
 import type { Redis } from "ioredis";
 import {
-  createClient, GrpcError, loadProto, registerWorker, startGrpcServer, WeightAssembler,
-  type GrpcServerHandle, type HostTensor, type LearnerServiceClient, type Logger, type Registration,
-  type UpdateWeightsResponseIn, type WeightChunk,
+  createClient,
+  GrpcError,
+  loadProto,
+  registerWorker,
+  ROLLOUT_WORKER_KIND,
+  startGrpcServer,
+  WeightAssembler,
+  type GrpcServerHandle,
+  type HostTensor,
+  type LearnerServiceClient,
+  type Logger,
+  type Registration,
+  type UpdateWeightsResponseIn,
+  type WeightChunk,
 } from "@rlmesh/shared";
 import { status as grpcStatus } from "@grpc/grpc-js";
 
@@ -50,7 +61,10 @@ export async function startWeightSink(opts: WeightSinkOptions): Promise<WeightSi
     swaps++;
     await registration?.refresh({ policy_version: v });
   };
-  const updateWeights = (call: grpc.ServerReadableStream<WeightChunk, UpdateWeightsResponseIn>, cb: grpc.sendUnaryData<UpdateWeightsResponseIn>) => {
+  const updateWeights = (
+    call: grpc.ServerReadableStream<WeightChunk, UpdateWeightsResponseIn>,
+    cb: grpc.sendUnaryData<UpdateWeightsResponseIn>,
+  ) => {
     const asm = new WeightAssembler();
     let failed: Error | undefined;
     call.on("data", (c: WeightChunk) => {
@@ -67,7 +81,8 @@ export async function startWeightSink(opts: WeightSinkOptions): Promise<WeightSi
         if (failed) return cb(new GrpcError(grpcStatus.INVALID_ARGUMENT, failed.message));
         const t0 = performance.now();
         const got = asm.finish();
-        if (got.version <= version) return cb(null, { accepted: false, version, message: `already at version ${version}`, bytesReceived: asm.received });
+        if (got.version <= version)
+          return cb(null, { accepted: false, version, message: `already at version ${version}`, bytesReceived: asm.received });
         await install(got.version, got.tensors);
         cb(null, { accepted: true, version, bytesReceived: asm.received, swapSeconds: (performance.now() - t0) / 1000 });
       })().catch((err: Error) => cb(new GrpcError(grpcStatus.INVALID_ARGUMENT, err.message) as unknown as grpc.ServiceError));
@@ -77,13 +92,24 @@ export async function startWeightSink(opts: WeightSinkOptions): Promise<WeightSi
   const server: GrpcServerHandle = await startGrpcServer({
     port: opts.port ?? 0,
     logger: opts.logger,
-    services: [{ name: "rlmesh.v1.RolloutService", definition: proto.rlmesh.v1.RolloutService.service, implementation: { UpdateWeights: updateWeights } }],
+    services: [
+      {
+        name: "rlmesh.v1.RolloutService",
+        definition: proto.rlmesh.v1.RolloutService.service,
+        implementation: { UpdateWeights: updateWeights },
+      },
+    ],
   });
   if (opts.learnerAddr) {
     const got = await fetchWeights(opts.learnerAddr);
     await install(got.version, got.tensors);
   }
-  if (opts.redis) registration = await registerWorker(opts.redis, "rollout", { id: opts.id, address: server.address, meta: { policy_version: version } });
+  if (opts.redis)
+    registration = await registerWorker(opts.redis, ROLLOUT_WORKER_KIND, {
+      id: opts.id,
+      address: server.address,
+      meta: { policy_version: version },
+    });
   return {
     id: opts.id,
     address: server.address,

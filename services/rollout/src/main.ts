@@ -6,6 +6,7 @@ import {
   loadProto,
   onShutdown,
   registerWorker,
+  ROLLOUT_WORKER_KIND,
   startGrpcServer,
   SERVICE_NAMES,
   type GrpcServerHandle,
@@ -76,7 +77,7 @@ held.catchUp = new WeightCatchUp(config.learnerAddr, engine, logger, (v) => {
 await held.catchUp.check();
 held.registration = await registerWorker(
   redis,
-  "rollout",
+  ROLLOUT_WORKER_KIND,
   { id: workerId, address: `${advertise}:${held.grpc.port}`, meta: publish() },
   { logger },
 );

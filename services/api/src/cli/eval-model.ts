@@ -1,23 +1,10 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { createLogger, type DecodingParamsIn, type GenerateRequest } from "@rlmesh/shared";
+import { join } from "node:path";
 import { loadDataset, type DatasetFormat } from "@rlmesh/shared/datasets/index";
 import { evalCommand } from "@rlmesh/executor/eval-command";
-import { loadRolloutModel, OrtRolloutEngine } from "@rlmesh/rollout/ort-rollout-engine";
+import { generateGreedyResponses } from "@rlmesh/rollout/greedy-responses";
 import { flagInt, flagString, parseArgs, UsageError } from "./args.js";
-
-/** Greedy decoding for evaluation (the job defaults otherwise: dual cache, threshold 0.9). */
-export const EVAL_DECODING: DecodingParamsIn = {
-  temperature: 0,
-  topP: 1,
-  topK: 0,
-  maxNewTokens: 64,
-  blockLength: 32,
-  threshold: 0.9,
-  cache: "dual",
-  seed: 1,
-};
 
 /**
  * `rlmesh eval`: the executor's eval (queue → executor → Docker). With --model DIR it first
@@ -34,26 +21,11 @@ export async function evalWithOptionalModel(argv: string[]): Promise<number> {
   const json = a.flags.has("json");
   const rows = loadDataset(dataset, (flagString(a, "format") ?? "auto") as DatasetFormat);
   const t0 = performance.now();
-  const engine = await OrtRolloutEngine.create({
-    model: await loadRolloutModel(resolve(modelDir)),
+  const generated = await generateGreedyResponses(modelDir, rows, {
+    maxNewTokens: flagInt(a, "max-new-tokens", 64, 1),
     replicas: flagInt(a, "replicas", 1, 1),
-    logger: createLogger("eval", { level: "warn" }),
   });
-  let responses: string;
-  try {
-    const req = {
-      prompts: rows.map((r, i) => ({ id: String(i), text: r.prompt })),
-      samplesPerPrompt: 1,
-      params: { ...EVAL_DECODING, maxNewTokens: flagInt(a, "max-new-tokens", 64, 1) },
-    } as unknown as GenerateRequest;
-    engine.validate(req);
-    const res = await engine.generate(req, new AbortController().signal);
-    responses =
-      (res.samples ?? []).map((s) => JSON.stringify({ task_id: rows[Number(s.promptId)]!.task_id, response: s.text ?? "" })).join("\n") +
-      "\n";
-  } finally {
-    await engine.close();
-  }
+  const responses = rows.map((r) => JSON.stringify({ task_id: r.task_id, response: generated.get(r.task_id) ?? "" })).join("\n") + "\n";
   const genSeconds = (performance.now() - t0) / 1000;
   if (!json) console.log(`generated ${rows.length} responses with ${modelDir} in ${genSeconds.toFixed(1)} s`);
   const dir = mkdtempSync(join(tmpdir(), "rlmesh-eval-"));

@@ -25,7 +25,6 @@ export interface RewardScorer {
 
 export interface LearnerClient {
   trainStep(req: TrainStepRequestIn, signal?: AbortSignal): Promise<TrainStepResponse>;
-  policyVersion(): Promise<number>;
 }
 
 export type { GrpoParams };

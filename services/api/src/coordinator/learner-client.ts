@@ -1,10 +1,8 @@
 import {
-  call,
   createClient,
   isRetryable,
   loadProto,
   type LearnerServiceClient,
-  type LearnerStatus,
   type Logger,
   type TrainStepRequestIn,
   type TrainStepResponse,
@@ -45,11 +43,6 @@ export class GrpcLearnerClient implements LearnerClient {
         await new Promise((r) => setTimeout(r, Math.min(5000, 250 * attempt)));
       }
     }
-  }
-
-  async policyVersion(): Promise<number> {
-    const s = await call<LearnerStatus>((cb) => this.client.getStatus({}, { deadline: new Date(Date.now() + 10_000) }, cb));
-    return s.policyVersion;
   }
 
   close(): void {

@@ -4,6 +4,7 @@ import {
   createClient,
   isRetryable,
   listWorkers,
+  ROLLOUT_WORKER_KIND,
   loadProto,
   type DecodingParams,
   type GenerateResponse,
@@ -13,8 +14,6 @@ import {
   type WorkerEntry,
 } from "@rlmesh/shared";
 
-/** Registry kind under which rollout workers register. */
-export const ROLLOUT_KIND = "rollout";
 /** Per-call deadline for Generate when the caller gives none. */
 export const DEFAULT_GENERATE_TIMEOUT_MS = 300_000;
 /** Attempts per shard before the step fails (UNAVAILABLE moves the shard to another worker). */
@@ -52,7 +51,7 @@ export class RolloutPool {
   ) {}
 
   async workers(): Promise<WorkerEntry[]> {
-    return listWorkers(this.redis, ROLLOUT_KIND);
+    return listWorkers(this.redis, ROLLOUT_WORKER_KIND);
   }
 
   /** Waits until at least `n` workers are registered. */

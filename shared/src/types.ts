@@ -30,6 +30,14 @@ export type {
   TrainStepResponse__Output as TrainStepResponse,
   TrainStepResponse as TrainStepResponseIn,
 } from "./gen/rlmesh/v1/TrainStepResponse.js";
+export type {
+  ReportEvalRequest__Output as ReportEvalRequest,
+  ReportEvalRequest as ReportEvalRequestIn,
+} from "./gen/rlmesh/v1/ReportEvalRequest.js";
+export type {
+  ReportEvalResponse__Output as ReportEvalResponse,
+  ReportEvalResponse as ReportEvalResponseIn,
+} from "./gen/rlmesh/v1/ReportEvalResponse.js";
 export type { TrainSample__Output as TrainSample, TrainSample as TrainSampleIn } from "./gen/rlmesh/v1/TrainSample.js";
 export type { TrainStats__Output as TrainStats, TrainStats as TrainStatsIn } from "./gen/rlmesh/v1/TrainStats.js";
 export type { LearnerStatus__Output as LearnerStatus, LearnerStatus as LearnerStatusIn } from "./gen/rlmesh/v1/LearnerStatus.js";

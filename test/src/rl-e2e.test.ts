@@ -64,6 +64,8 @@ describe("RL job end to end", { timeout: 600_000 }, () => {
       groupSize: GROUP,
       dataset: { path: dataset },
       evalDataset: { path: join(REPO_ROOT, "datasets", "toy", "test-instances.jsonl"), limit: 8 },
+      extraEvalDatasets: [{ path: join(REPO_ROOT, "datasets", "toy", "test-compositional.jsonl"), limit: 4 }],
+      evalSamples: 2,
     });
     const events: JobEvent[] = [];
     for await (const e of jobs.watch(client, job.id)) events.push(e);
@@ -83,14 +85,22 @@ describe("RL job end to end", { timeout: 600_000 }, () => {
       steps.some((s) => s.train && !s.train.skipped),
       "at least one step updated the policy",
     );
-    const evals = events.filter((e) => e.eval);
-    assert.equal(evals.length, 2, "eval before and after");
+    // Before and after: both lines, greedy and sampled, with their response counts and intervals.
+    const evals = events.filter((e) => e.eval).map((e) => e.eval!);
+    assert.deepEqual(
+      evals.map((e) => `${e.step}:${e.split}:${e.mode}:${e.n}:${e.responses}`),
+      [0, STEPS].flatMap((s) => [`${s}:eval:greedy:8:8`, `${s}:eval:sampled:8:16`, `${s}:test-compositional:greedy:4:4`, `${s}:test-compositional:sampled:4:8`]),
+    );
+    for (const e of evals) assert.ok(e.ciLow <= e.passAt1 && e.passAt1 <= e.ciHigh && e.ciHigh > 0, JSON.stringify(e));
+    for (const s of steps) assert.ok(s.informativeFraction >= 0 && s.informativeFraction <= 1);
 
     // The reward queue holds exactly one completed job per candidate of each step.
     const redis = createRedis(mesh.redisUrl, { role: "worker" });
     const queue = new Queue("reward", { connection: redis });
     const completed = await queue.getJobs(["completed"], 0, -1);
     const mine = completed.filter((j) => j.id?.startsWith(`${job.id}-`) && !j.id.startsWith(`${job.id}-eval`));
+    const evalJobs = completed.filter((j) => j.id?.startsWith(`${job.id}-eval`));
+    assert.equal(evalJobs.length, 2 * (8 + 16 + 4 + 8), "one reward job per eval response");
     assert.equal(mine.length, STEPS * PROMPTS * GROUP);
     assert.equal(new Set(mine.map((j) => j.id)).size, mine.length);
     for (const j of mine) assert.ok(j.returnvalue.reward === 0 || j.returnvalue.reward === 1);
@@ -98,6 +108,33 @@ describe("RL job end to end", { timeout: 600_000 }, () => {
     assert.equal(failed.length, 0);
     await queue.close();
     redis.disconnect();
+  });
+
+  test("a time budget stops the job after the step that crosses it, with the final eval", async () => {
+    const client = jobClient(mesh.apiAddr);
+    const job = await jobs.submit(client, {
+      name: "e2e-budget",
+      modelDir: MODEL_DIR,
+      seed: 8,
+      steps: 50,
+      promptsPerStep: 2,
+      groupSize: 2,
+      maxMinutes: 0.0001,
+      dataset: { path: dataset },
+      evalDataset: { path: join(REPO_ROOT, "datasets", "toy", "test-instances.jsonl"), limit: 2 },
+    });
+    const events: JobEvent[] = [];
+    for await (const e of jobs.watch(client, job.id)) events.push(e);
+    const done = await jobs.get(client, job.id);
+    client.close();
+    assert.equal(done.state, "JOB_STATE_SUCCEEDED");
+    assert.equal(done.step, 1, "one step runs, the budget stops the next");
+    assert.ok(events.some((e) => e.log && /time budget of 0\.0001 min reached after step 1/.test(e.log.message)));
+    assert.deepEqual(
+      events.filter((e) => e.eval).map((e) => Number(e.eval!.step)),
+      [0, 1],
+      "the final eval runs on the last completed step",
+    );
   });
 
   test("every dashboard panel's PromQL returns data from the mesh's real metrics", async () => {

@@ -31,6 +31,9 @@ test("each bad field is named in the error", () => {
     [{ ...base, decoding: { topP: 1.5 } }, /^spec\.decoding\.top_p: must be in \[0, 1\]/],
     [{ ...base, grpo: { tMin: 0.9, tMax: 0.1 } }, /^spec\.grpo\.t_min: must be <= t_max/],
     [{ ...base, grpo: { lossAgg: "sum" } }, /^spec\.grpo\.loss_agg: must be one of/],
+    [{ ...base, extraEvalDatasets: [{ path: ds }, { path: join(dir, "missing.jsonl") }] }, /^spec\.extra_eval_datasets\[1\]\.path: file not found/],
+    [{ ...base, evalSamples: -1 }, /^spec\.eval_samples: must be an integer in \[0, 1024\]/],
+    [{ ...base, maxMinutes: -2 }, /^spec\.max_minutes: must be in \[0, 1000000\]/],
   ];
   for (const [spec, re] of cases) {
     assert.throws(

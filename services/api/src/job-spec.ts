@@ -45,6 +45,7 @@ export const DEFAULT_LIMITS: SandboxLimits = { timeoutMsPerTest: 0, totalTimeout
 export type NormalizedJobSpec = JobSpec & {
   dataset: DatasetSpec;
   evalDataset: DatasetSpec;
+  extraEvalDatasets: DatasetSpec[];
   decoding: DecodingParams;
   grpo: GrpoParams;
   limits: SandboxLimits;
@@ -141,5 +142,8 @@ export function normalizeSpec(spec: JobSpecIn | null | undefined): NormalizedJob
     evalInterval: check.int("spec.eval_interval", s.evalInterval ?? DEFAULT_EVAL_INTERVAL, 0, 1_000_000),
     overlap: Boolean(s.overlap),
     maxStaleness: check.int("spec.max_staleness", orDefault(s.maxStaleness, DEFAULT_MAX_STALENESS), 0, 1000),
+    extraEvalDatasets: (s.extraEvalDatasets ?? []).map((d, i) => dataset(`spec.extra_eval_datasets[${i}]`, d, true)),
+    evalSamples: check.int("spec.eval_samples", s.evalSamples ?? 0, 0, 1024),
+    maxMinutes: check.range("spec.max_minutes", s.maxMinutes ?? 0, 0, 1e6),
   };
 }

@@ -249,6 +249,30 @@ test("the collapse guard rolls back to the last good checkpoint, lowers the LR a
   t.dispose();
 });
 
+test("a sharp drop of the reported held-out pass@1 rolls back to the checkpoint before it and lowers the LR", async () => {
+  const registry = new Registry();
+  const metrics = new LearnerMetrics(registry);
+  const t = await open({ guard: { passDrop: 0.05, passPatience: 1 }, metrics });
+  const params = { lr: 1e-3, warmupSteps: 0 } as GrpoParams;
+  assert.equal((await t.reportEval({ jobId: "j", step: 0, passAt1: 0.4, n: 100 })).guardAction, "");
+  await t.trainStep(request(0, batch(t.status().policyVersion), params));
+  const goodSum = weightsChecksum(t.weights().tensors);
+  assert.equal((await t.reportEval({ jobId: "j", step: 1, passAt1: 0.42, n: 100 })).guardAction, "", "a rise is healthy");
+  await t.trainStep(request(1, batch(t.status().policyVersion), params));
+  assert.notEqual(weightsChecksum(t.weights().tensors), goodSum);
+  const versionBefore = t.status().policyVersion;
+  const r = await t.reportEval({ jobId: "j", step: 2, passAt1: 0.2, n: 100 });
+  assert.equal(r.guardAction, "rollback");
+  assert.match(r.guardReason, /held-out pass@1 0\.200 vs best 0\.420 at step 2; roll back to step 1, LR x0\.5/);
+  assert.equal(r.policyVersion, versionBefore + 1, "the restored weights are published as a new version");
+  assert.equal(weightsChecksum(t.weights().tensors), goodSum, "weights of the checkpoint before the drop");
+  const next = await t.trainStep(request(2, batch(t.status().policyVersion), params));
+  assert.equal(next.stats.lr, 0.5e-3, "later steps run at the lowered LR");
+  assert.match(await registry.metrics(), /rlmesh_learner_rollbacks_total\{trigger="heldout_pass_at_1"\} 1/);
+  await assert.rejects(t.reportEval({ jobId: "j", step: 3, passAt1: 1.5, n: 1 }), /pass_at1: must be a fraction in \[0, 1\], got 1\.5/);
+  t.dispose();
+});
+
 after(() => scorer.dispose());
 
 test("padding a batch to its length bucket leaves the update unchanged", async () => {

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
-import { GrpcError, type HostTensor, type LearnerStatusIn, type Logger, type TrainStatsIn, type TrainStepRequest } from "@rlmesh/shared";
+import { GrpcError, InvalidArgumentError, type HostTensor, type LearnerStatusIn, type Logger, type TrainStatsIn, type TrainStepRequest } from "@rlmesh/shared";
 import { layerName, loadModel, parseModel, readWeights, type ModelManifest } from "@rlmesh/shared/model/index";
 
 import { AppliedSteps, requestFingerprint, type AppliedStep } from "./applied-steps.js";
@@ -11,6 +11,7 @@ import {
   initialCollapseGuardState,
   lastGoodCheckpoint,
   noteCheckpoint,
+  observeHeldOutPass,
   observeStepReward,
   type CollapseGuardConfig,
   type CollapseGuardState,
@@ -26,7 +27,7 @@ import { JaxPolicy } from "./model/jax-policy.js";
 import { initAdamW, type AdamWState } from "./optim/adamw.js";
 import { learningRateAt } from "./optim/lr-schedule.js";
 import { cloneNamedTensors, type NamedTensors } from "./optim/named-tensors.js";
-import type { Trainer, TrainStepResult } from "./trainer.js";
+import type { ReportEvalResult, Trainer, TrainStepResult } from "./trainer.js";
 import { validateTrainRequest } from "./train-request-validation.js";
 
 /** Default bound on sample staleness: one version behind (rollout of step s+1 overlaps training of s). */
@@ -218,6 +219,29 @@ export class GrpoTrainer implements Trainer {
 
   trainStep(req: TrainStepRequest): Promise<TrainStepResult> {
     return this.exclusive(() => this.trainStepLocked(req));
+  }
+
+  reportEval(obs: { jobId: string; step: number; passAt1: number; n: number }): Promise<ReportEvalResult> {
+    if (!(obs.passAt1 >= 0 && obs.passAt1 <= 1)) {
+      return Promise.reject(new InvalidArgumentError("pass_at1", `must be a fraction in [0, 1], got ${obs.passAt1}`));
+    }
+    return this.exclusive(async () => {
+      // The guard counts in learner steps (its checkpoints are learner steps), not job steps.
+      const g = observeHeldOutPass(this.guard, this.guardCfg, { step: this.learnerStep, passAt1: obs.passAt1 });
+      if (g.decision.kind === "rollback") {
+        await this.rollback(g.decision.toStep, g.state);
+        await this.saveCheckpoint();
+        this.opts.metrics?.rollbacks.inc({ trigger: g.decision.trigger });
+        this.opts.logger.warn("collapse guard: rolled back on held-out pass@1", { jobId: obs.jobId, step: obs.step, reason: g.decision.reason });
+        return { policyVersion: this.version, guardAction: "rollback", guardReason: g.decision.reason };
+      }
+      this.guard = g.state;
+      if (g.decision.kind === "stop") {
+        this.opts.logger.error("collapse guard: giving up", { reason: g.decision.reason });
+        return { policyVersion: this.version, guardAction: "stop", guardReason: g.decision.reason };
+      }
+      return { policyVersion: this.version, guardAction: "", guardReason: "" };
+    });
   }
 
   status(): LearnerStatusIn & { policyVersion: number; step: number; skippedBatches: number } {

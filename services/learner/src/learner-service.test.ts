@@ -3,10 +3,10 @@ import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import {
   createClient, createLogger, InvalidArgumentError, loadProto, SERVICE_NAMES, startGrpcServer, weightsChecksum,
-  type HostTensor, type LearnerServiceClient, type TrainStepRequest, type TrainStepRequestIn, type TrainStepResponse,
+  type HostTensor, type LearnerServiceClient, type ReportEvalResponse, type TrainStepRequest, type TrainStepRequestIn, type TrainStepResponse,
 } from "@rlmesh/shared";
 import { createLearnerService, type PushResult } from "./learner-service.js";
-import type { Trainer, TrainStepResult } from "./trainer.js";
+import type { ReportEvalResult, Trainer, TrainStepResult } from "./trainer.js";
 import { fetchWeights } from "./weight-sink.js";
 
 const logger = createLogger("learner-service-test", { level: "error" });
@@ -30,6 +30,12 @@ class FakeTrainer implements Trainer {
     this.trained++;
     if (req.jobId !== "skip") this.version++;
     return { policyVersion: this.version, stats: { skipped: req.jobId === "skip" }, replayed: false };
+  }
+  /** Below 0.1 the fake guard rolls back (a new version). */
+  async reportEval(obs: { passAt1: number }): Promise<ReportEvalResult> {
+    if (obs.passAt1 >= 0.1) return { policyVersion: this.version, guardAction: "", guardReason: "" };
+    this.version++;
+    return { policyVersion: this.version, guardAction: "rollback", guardReason: "fake drop" };
   }
   status() {
     return { policyVersion: this.version, step: this.trained };
@@ -93,6 +99,25 @@ test("concurrent TrainSteps run one at a time", async () => {
   const rs = await Promise.all([1, 2, 3].map((s) => call({ jobId: "c", step: s, samples: [sample] })));
   assert.equal(trainer.maxActive, 1);
   assert.deepEqual(rs.map((r) => r.policyVersion).sort(), [2, 3, 4]);
+});
+
+test("ReportEval passes the held-out pass@1 to the guard; a rollback's restored version is pushed, a healthy eval pushes nothing", async () => {
+  const report = (passAt1: number) =>
+    new Promise<ReportEvalResponse>((resolve, reject) =>
+      client.reportEval({ jobId: "j", step: 3, passAt1, n: 50 }, (err, res) => (err ? reject(err) : resolve(res!))),
+    );
+  const pushed = pushes.length;
+  const healthy = await report(0.5);
+  assert.equal(healthy.guardAction, "");
+  assert.deepEqual(healthy.pushedTo, []);
+  assert.equal(pushes.length, pushed);
+  const v = trainer.version;
+  const bad = await report(0.01);
+  assert.equal(bad.guardAction, "rollback");
+  assert.equal(bad.guardReason, "fake drop");
+  assert.equal(Number(bad.policyVersion), v + 1);
+  assert.deepEqual(bad.pushedTo, ["w1"]);
+  assert.deepEqual(pushes.slice(pushed), [v + 1]);
 });
 
 test("GetWeights streams the latest version with its checksum", async () => {

@@ -1,6 +1,6 @@
 import type * as grpc from "@grpc/grpc-js";
 import { status as grpcStatus } from "@grpc/grpc-js";
-import { chunkWeights, GrpcError, toServiceError, unary, type LearnerServiceHandlers, type Logger, type TrainStepRequest, type WeightChunkIn } from "@rlmesh/shared";
+import { chunkWeights, GrpcError, toServiceError, unary, type LearnerServiceHandlers, type Logger, type ReportEvalRequest, type TrainStepRequest, type WeightChunkIn } from "@rlmesh/shared";
 import type { GetWeightsRequest__Output } from "@rlmesh/shared/gen/rlmesh/v1/GetWeightsRequest";
 import type { Trainer } from "./trainer.js";
 import type { HostTensor } from "@rlmesh/shared";
@@ -41,6 +41,18 @@ export function createLearnerService(deps: LearnerServiceDeps): LearnerServiceHa
           pushSeconds: push?.seconds ?? 0,
           pushBytes: push?.bytes ?? 0,
         };
+      });
+      queue = run.catch(() => undefined);
+      return run;
+    }),
+    ReportEval: unary(logger, "ReportEval", async (req: ReportEvalRequest) => {
+      const run = queue.then(async () => {
+        const before = trainer.status().policyVersion;
+        const r = await trainer.reportEval({ jobId: req.jobId, step: Number(req.step), passAt1: req.passAt1, n: req.n });
+        const latest = trainer.weights();
+        // A rollback publishes the restored weights as a new version: the workers must serve it.
+        const push = deps.push && Number(latest.version) > Number(before) ? await deps.push(latest.version, latest.tensors) : undefined;
+        return { ...r, pushedTo: push?.pushedTo ?? [] };
       });
       queue = run.catch(() => undefined);
       return run;

@@ -6,6 +6,7 @@ import {
   CI_CONFIG,
   initWeights,
   loadModel,
+  configFromManifest,
   manifestForConfig,
   parameterCount,
   SeededRandom,
@@ -221,9 +222,19 @@ export async function trainBase(args: TrainBaseArgs, log: (line: string) => void
 
   await initJax();
   const rng = new SeededRandom(args.seed);
-  const initBytes = args.init
-    ? (await loadModel(args.init)).modelBytes
-    : serializeModel(buildPolicyGraph(config, initWeights(config, args.seed)));
+  let initBytes: Uint8Array;
+  if (args.init) {
+    const init = await loadModel(args.init);
+    const initConfig = configFromManifest(init.manifest);
+    for (const key of ["vocabSize", "dModel", "nLayers", "nHeads", "ffDim", "tiedEmbeddings"] as const) {
+      if ((initConfig[key] ?? false) !== (config[key] ?? false)) {
+        throw new Error(`train-base: --init ${args.init} has ${key} ${initConfig[key] ?? false}, the ${args.preset} config has ${config[key] ?? false}`);
+      }
+    }
+    initBytes = init.modelBytes;
+  } else {
+    initBytes = serializeModel(buildPolicyGraph(config, initWeights(config, args.seed)));
+  }
   if (args.init) log(`train-base: starting from the weights of ${args.init}`);
   const policy = JaxPolicy.fromModelBytes(initBytes, { nLayers: config.nLayers, vocabSize: config.vocabSize });
   const weights: WeightTensors = policy.initialWeights();

@@ -53,7 +53,7 @@ const S = "total_seq";
 /**
  * Builds the policy transformer: token embedding as a one-hot matmul (so the learner's gradient
  * needs no scatter), RoPE on q/k from explicit position_ids, pre-RMSNorm bidirectional attention
- * over past+current keys, sigmoid-GELU MLP, untied LM head. Logits are not shifted.
+ * over past+current keys, sigmoid-GELU MLP, LM head untied or tied to the embedding (config). Logits are not shifted.
  *
  * Attention is laid out for jax-js's fast gradients: scores = MatMul(q, Transpose(k)) with k
  * stored [B,H,S,Dh]; P·V is a plain MatMul, which measured faster under jax-js's gradient than the
@@ -172,7 +172,8 @@ export function buildPolicyGraph(config: PolicyModelConfig, weights: WeightMap, 
     x = b.op("Add", [x, b.op("MatMul", [act, `${p}.ffn.w_down`], `${p}.ffn_out`)], `${p}.resid2`);
   }
   const final = rmsNorm(x, "final_norm", "final_norm");
-  b.op("MatMul", [final, "lm_head"], LOGITS);
+  const head = config.tiedEmbeddings ? b.op("Transpose", ["tok_embedding"], "lm_head.tied", { perm: [1, 0] }) : "lm_head";
+  b.op("MatMul", [final, head], LOGITS);
 
   const outputs: ValueInfoProto[] = [valueInfo(LOGITS, TensorProto_DataType.FLOAT, [B, T, V])];
   for (let i = 0; i < nLayers; i++) {

@@ -106,6 +106,10 @@ test("missing or ill-typed manifest fields are named", async () => {
     /shifted_logits must be a boolean/,
   );
   await rejects(await modelDir({ manifest: (m) => (m.mask_id = m.pad_id) }), /mask_id 1 must differ from pad_id 1/);
+  await rejects(
+    await modelDir({ manifest: (m) => ((m as unknown as Record<string, unknown>)["tied_embeddings"] = "yes") }),
+    /tied_embeddings must be a boolean/,
+  );
   await rejects(await modelDir({ manifest: (m) => (m.files.model = "../x.onnx") }), /files\.model must be a plain file name/);
   await rejects(await modelDir({ manifest: (m) => delete m.inputs.past_key }), /inputs\.past_key is required when cache_support/);
 });
@@ -128,6 +132,14 @@ test("a model whose weights do not match the manifest's config is named", async 
     await modelDir({ bytes: serializeModel(buildPolicyGraph(bigger, initWeights(bigger, 1))) }),
     /weight "layers\.0\.ffn\.w_up" is \[16,48\], manifest implies \[16,24\]/,
   );
+});
+
+test("a tied-embedding model loads with a manifest that says so, and is refused by one that does not", async () => {
+  const tied = { ...cfg, tiedEmbeddings: true };
+  const bytes = serializeModel(buildPolicyGraph(tied, initWeights(tied, 1)));
+  const ok = await loadModel(await modelDir({ bytes, manifest: (m) => (m.tied_embeddings = true) }));
+  assert.equal(ok.manifest.tied_embeddings, true);
+  await rejects(await modelDir({ bytes }), /lm_head/);
 });
 
 test("a tokenizer with more ids than vocab_size is named", async () => {

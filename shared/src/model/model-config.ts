@@ -13,6 +13,12 @@ export interface PolicyModelConfig {
   maxSeqLen: number;
   /** RMSNorm epsilon. @defaultValue 1e-5 */
   normEps: number;
+  /**
+   * The LM head is the transposed token embedding (no separate `lm_head` tensor). Tying gives a
+   * small model a direct path to copy a prompt token into the response (constants in code tasks).
+   * @defaultValue false
+   */
+  tiedEmbeddings?: boolean;
 }
 
 export const DEFAULT_NORM_EPS = 1e-5;
@@ -28,6 +34,7 @@ export const TINY_CONFIG: Omit<PolicyModelConfig, "vocabSize"> = {
   ffDim: 384,
   maxSeqLen: 128,
   normEps: DEFAULT_NORM_EPS,
+  tiedEmbeddings: true,
 };
 
 /** A model small enough for CI to train end to end in seconds. */
@@ -46,7 +53,7 @@ export function headDim(config: PolicyModelConfig): number {
 
 /** Throws a message naming the bad field; returns the config for chaining. */
 export function validateModelConfig(config: PolicyModelConfig): PolicyModelConfig {
-  const ints: (keyof PolicyModelConfig)[] = ["vocabSize", "dModel", "nLayers", "nHeads", "ffDim", "maxSeqLen"];
+  const ints = ["vocabSize", "dModel", "nLayers", "nHeads", "ffDim", "maxSeqLen"] as const;
   for (const key of ints) {
     const v = config[key];
     if (!Number.isInteger(v) || v <= 0) throw new Error(`model config: ${key} must be a positive integer, got ${v}`);

@@ -35,6 +35,8 @@ export interface ModelManifest {
   /** Only for `rlmesh-mdlm-v1`: FF width and RMSNorm epsilon (needed to rebuild the graph). */
   ff_dim?: number;
   norm_eps?: number;
+  /** Only for `rlmesh-mdlm-v1`: the LM head is the transposed token embedding. @defaultValue false */
+  tied_embeddings?: boolean;
   inputs: {
     input_ids: string;
     position_ids: string;
@@ -87,6 +89,7 @@ export function manifestForConfig(
     max_seq_len: config.maxSeqLen,
     ff_dim: config.ffDim,
     norm_eps: config.normEps,
+    ...(config.tiedEmbeddings ? { tied_embeddings: true } : {}),
     inputs: {
       input_ids: "input_ids",
       position_ids: "position_ids",
@@ -117,6 +120,7 @@ export function configFromManifest(m: ModelManifest): PolicyModelConfig {
     ffDim: m.ff_dim,
     maxSeqLen: m.max_seq_len,
     normEps: m.norm_eps ?? DEFAULT_NORM_EPS,
+    ...(m.tied_embeddings ? { tiedEmbeddings: true } : {}),
   };
 }
 
@@ -179,6 +183,11 @@ export function validateManifest(raw: unknown): ModelManifest {
     const e = o["norm_eps"];
     if (typeof e !== "number" || !(e > 0)) fail("norm_eps", "a positive number", e);
     m.norm_eps = e;
+  }
+  if (o["tied_embeddings"] !== undefined) {
+    const t = o["tied_embeddings"];
+    if (typeof t !== "boolean") fail("tied_embeddings", "a boolean", t);
+    m.tied_embeddings = t;
   }
   if (m.mask_id === m.pad_id || m.mask_id === m.eos_id) {
     throw new ModelLoadError(`manifest.json: mask_id ${m.mask_id} must differ from pad_id ${m.pad_id} and eos_id ${m.eos_id}`);

@@ -31,7 +31,8 @@ export function weightLayout(config: PolicyModelConfig): WeightSpec[] {
       { name: `${p}.ffn.w_down`, shape: [f, d], init: "normal" },
     );
   }
-  specs.push({ name: "final_norm", shape: [d], init: "ones" }, { name: "lm_head", shape: [d, v], init: "normal" });
+  specs.push({ name: "final_norm", shape: [d], init: "ones" });
+  if (!config.tiedEmbeddings) specs.push({ name: "lm_head", shape: [d, v], init: "normal" });
   return specs;
 }
 

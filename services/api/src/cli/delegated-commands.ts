@@ -17,6 +17,10 @@ const BENCHES: Record<string, { summary: string; run: (argv: string[]) => Promis
     summary: "onnxruntime forward and jax-js forward+backward tokens/s on the shipped model",
     run: async (argv) => (await import("@rlmesh/learner/model/bench-model")).benchModelCommand(argv),
   },
+  rl: {
+    summary: "an RL job under a time budget: learning curve (held-out pass@1 on both lines), time split; --ablate runs recipe variants",
+    run: async (argv) => (await import("./bench-rl.js")).benchRlCommand(argv),
+  },
   learner: {
     summary: "TrainStep samples/s and weight-push MB/s vs raw loopback TCP",
     run: async (argv) => (await import("@rlmesh/learner/bench-learner")).benchLearnerCommand(argv),

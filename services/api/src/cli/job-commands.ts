@@ -48,7 +48,7 @@ export function formatEvent(e: JobEvent): string {
       .join(", ");
     return `[${e.offset}] ${t} step ${e.step.step}: reward ${e.step.rewardMean.toFixed(3)}, pass ${e.step.passRate.toFixed(3)}, v${e.step.policyVersion} (${ph})`;
   }
-  if (e.eval) return `[${e.offset}] ${t} eval @step ${e.eval.step}: pass@1 ${e.eval.passAt1.toFixed(3)} (n=${e.eval.n}, ${e.eval.split})`;
+  if (e.eval) return `[${e.offset}] ${t} eval @step ${e.eval.step}: pass@1 ${e.eval.passAt1.toFixed(3)} [${e.eval.ciLow.toFixed(3)}, ${e.eval.ciHigh.toFixed(3)}] (n=${e.eval.n}, ${e.eval.split}, ${e.eval.mode || "greedy"})`;
   if (e.log) return `[${e.offset}] ${t} ${e.log.level}: ${e.log.message}`;
   return `[${e.offset}] ${t} (event)`;
 }

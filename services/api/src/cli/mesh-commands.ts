@@ -75,7 +75,8 @@ export async function followJob(
   total = job0.spec?.steps ?? 0;
   const tty = process.stderr.isTTY;
   for await (const e of jobs.watch(client, jobId, 0)) {
-    if (e.eval) evals.push(e.eval);
+    // The primary line's greedy pass@1 (extra lines and sampled evals are printed, not summarised).
+    if (e.eval && e.eval.split === "eval" && (e.eval.mode || "greedy") === "greedy") evals.push(e.eval);
     if (e.step) steps.push(e.step);
     if (opts.quiet) continue;
     if (e.step) {

@@ -1,5 +1,5 @@
 import type { CanonicalRow } from "@rlmesh/shared/datasets/index";
-import type { GrpoParams, SandboxLimits, TrainStepRequestIn, TrainStepResponse } from "@rlmesh/shared";
+import type { GrpoParams, ReportEvalRequestIn, ReportEvalResponse, SandboxLimits, TrainStepRequestIn, TrainStepResponse } from "@rlmesh/shared";
 
 /** One candidate to score. */
 export interface Candidate {
@@ -25,6 +25,8 @@ export interface RewardScorer {
 
 export interface LearnerClient {
   trainStep(req: TrainStepRequestIn, signal?: AbortSignal): Promise<TrainStepResponse>;
+  /** Held-out pass@1 for the learner's collapse guard (optional: a learner without a guard). */
+  reportEval?(req: ReportEvalRequestIn, signal?: AbortSignal): Promise<ReportEvalResponse>;
 }
 
 export type { GrpoParams };

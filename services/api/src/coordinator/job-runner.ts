@@ -25,9 +25,10 @@ export interface RunnerDeps {
 /** Rejects a job whose datasets do not load: INVALID_ARGUMENT naming the row and field. */
 export function validateDatasets(spec: JobSpec): void {
   for (const [field, ds] of [
-    ["spec.dataset", spec.dataset],
-    ["spec.eval_dataset", spec.evalDataset],
-  ] as const) {
+    ["spec.dataset", spec.dataset] as const,
+    ["spec.eval_dataset", spec.evalDataset] as const,
+    ...spec.extraEvalDatasets.map((d, i) => [`spec.extra_eval_datasets[${i}]`, d] as const),
+  ]) {
     if (!ds.path) continue;
     let rows: CanonicalRow[];
     try {
@@ -69,13 +70,45 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
   if (job.state === "JOB_STATE_QUEUED") job = await store.transition(job.id, "JOB_STATE_RUNNING", "started");
   else await store.appendEvent(job.id, { log: { level: "info", message: `resumed after step ${job.step}` } });
 
+  const extraEvals = spec.extraEvalDatasets.map((d) => ({ split: evalSplitName(d.path), rows: loadRows(d) }));
   const evaluate = async (step: number): Promise<PassRate> => {
     const r = await evalPassAt1(evalRows, job.id, step, spec, deps, signal);
-    await store.appendEvent(job.id, { eval: { step, passAt1: r.passAt1, n: r.n, split: "eval", ciLow: r.ciLow, ciHigh: r.ciHigh } });
+    await store.appendEvent(job.id, { eval: { step, passAt1: r.passAt1, n: r.n, split: PRIMARY_EVAL_SPLIT, mode: "greedy", responses: r.n, ciLow: r.ciLow, ciHigh: r.ciHigh } });
     await store.update(job.id, { evalPassAt1: r.passAt1 });
     deps.metrics?.evalPassAt1.set(r.passAt1);
     log.info("eval", { step, passAt1: r.passAt1, n: r.n });
+    await reportToGuard(step, r);
+    const lines = [{ split: PRIMARY_EVAL_SPLIT, rows: evalRows, greedyDone: true }, ...extraEvals.map((e) => ({ ...e, greedyDone: false }))];
+    for (const line of lines) {
+      if (signal.aborted) break;
+      if (!line.greedyDone) {
+        const g = await evalPassAt1(line.rows, job.id, step, spec, deps, signal, { split: line.split });
+        await store.appendEvent(job.id, { eval: { step, passAt1: g.passAt1, n: g.n, split: line.split, mode: "greedy", responses: g.n, ciLow: g.ciLow, ciHigh: g.ciHigh } });
+      }
+      if (spec.evalSamples > 0 && !signal.aborted) {
+        const k = spec.evalSamples;
+        const sm = await evalPassAt1(line.rows, job.id, step, spec, deps, signal, { split: line.split, samples: k });
+        await store.appendEvent(job.id, {
+          eval: { step, passAt1: sm.passAt1, n: line.rows.length, split: line.split, mode: "sampled", responses: sm.n, ciLow: sm.ciLow, ciHigh: sm.ciHigh },
+        });
+      }
+    }
     return r;
+  };
+  // The primary greedy line feeds the learner's collapse guard; a rollback is told in the events.
+  const reportToGuard = async (step: number, r: PassRate): Promise<void> => {
+    if (!deps.learner.reportEval || r.n === 0) return;
+    try {
+      const g = await deps.learner.reportEval({ jobId: job.id, step, passAt1: r.passAt1, n: r.n }, signal);
+      if (g.guardAction) {
+        await store.appendEvent(job.id, {
+          log: { level: "warn", message: `collapse guard (held-out): ${g.guardAction}: ${g.guardReason}; policy v${g.policyVersion}` },
+        });
+      }
+    } catch (err) {
+      if (signal.aborted) return;
+      log.warn("ReportEval failed; the collapse guard misses this eval", { step, err: (err as Error).message });
+    }
   };
   const workers = await deps.rollout.workers();
   if (workers.length === 0) {
@@ -84,8 +117,17 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
   }
   if (evalRows.length > 0 && job.step === 0) await evaluate(0);
 
+  const started = performance.now();
+  let lastStep = spec.steps;
   for (let step = job.step + 1; step <= spec.steps; step++) {
     if (signal.aborted) return;
+    if (spec.maxMinutes > 0 && (performance.now() - started) / 60_000 >= spec.maxMinutes && step > job.step + 1) {
+      lastStep = step - 1;
+      await store.appendEvent(job.id, {
+        log: { level: "info", message: `time budget of ${spec.maxMinutes} min reached after step ${lastStep}; stopping before step ${step}` },
+      });
+      break;
+    }
     // A step is idempotent (its samples are kept in Redis, reward job ids and TrainStep are keyed
     // by (job, step)), so a transient failure — a worker, the learner or Redis restarting — is
     // retried with backoff before the job fails.
@@ -110,10 +152,12 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
     }
     if (signal.aborted) return;
     if (evalRows.length > 0 && spec.evalInterval > 0 && step % spec.evalInterval === 0 && step !== spec.steps) await evaluate(step);
+    // The job's step counter now says `step`; a time-budget stop right after it evaluates `step`.
+    lastStep = step;
   }
   if (signal.aborted) return;
-  if (evalRows.length > 0) await evaluate(spec.steps);
-  await store.transition(job.id, "JOB_STATE_SUCCEEDED", "all steps done");
+  if (evalRows.length > 0) await evaluate(lastStep);
+  await store.transition(job.id, "JOB_STATE_SUCCEEDED", lastStep === spec.steps ? "all steps done" : `time budget reached after step ${lastStep}`);
 }
 
 /** Attempts per step before the job fails. */
@@ -197,6 +241,7 @@ async function runStep(job: Job, step: number, ctx: StepContext): Promise<Job> {
   const rewardMean = scores.reduce((a, s) => a + s.reward, 0) / Math.max(1, scores.length);
   const solved = new Set(candidates.filter((_, k) => scores[k]!.reward > 0).map((c) => c.row.task_id));
   const passRateStep = solved.size / batch.length;
+  const informativeFraction = informativeGroupFraction(samples.map((smp, k) => ({ group: smp.promptId, reward: scores[k]!.reward })));
   await store.appendEvent(job.id, {
     step: {
       step,
@@ -206,6 +251,7 @@ async function runStep(job: Job, step: number, ctx: StepContext): Promise<Job> {
       policyVersion: trained.policyVersion,
       train: trained.stats,
       candidates: samples.length,
+      informativeFraction,
     },
   });
   job = await store.update(job.id, { step, policyVersion: trained.policyVersion, rewardMean, passRate: passRateStep });
@@ -216,7 +262,32 @@ async function runStep(job: Job, step: number, ctx: StepContext): Promise<Job> {
   return job;
 }
 
-/** Greedy held-out pass@1 with the policy the rollout workers serve now. */
+/** Fraction of groups (same prompt) whose rewards are not all equal. */
+export function informativeGroupFraction(items: { group: string; reward: number }[]): number {
+  const groups = new Map<string, Set<number>>();
+  for (const it of items) {
+    const g = groups.get(it.group) ?? new Set<number>();
+    g.add(it.reward);
+    groups.set(it.group, g);
+  }
+  if (groups.size === 0) return 0;
+  return [...groups.values()].filter((g) => g.size > 1).length / groups.size;
+}
+
+/** The split name of the primary held-out line in eval events. */
+export const PRIMARY_EVAL_SPLIT = "eval";
+
+/** An extra held-out line is named after its file: `.../test-compositional.jsonl` → `test-compositional`. */
+export function evalSplitName(path: string): string {
+  const base = path.split(/[\\/]/).pop() ?? path;
+  return base.replace(/\.(jsonl|json)$/i, "") || base;
+}
+
+/**
+ * Held-out pass@1 with the policy the rollout workers serve now: greedy (one response per prompt)
+ * or, with `samples` k, the mean reward of k sampled responses per prompt at the job's decoding
+ * temperature (its interval is over the n·k responses, so it is a little narrow).
+ */
 export async function evalPassAt1(
   rows: CanonicalRow[],
   jobId: string,
@@ -224,21 +295,25 @@ export async function evalPassAt1(
   spec: JobSpec,
   deps: RunnerDeps,
   signal: AbortSignal,
+  opts: { split?: string; samples?: number } = {},
 ): Promise<PassRate> {
   if (rows.length === 0) return passRate(0, 0);
+  const k = opts.samples ?? 0;
+  const tag = `${opts.split ?? PRIMARY_EVAL_SPLIT}${k > 0 ? `-s${k}` : ""}`;
+  const decoding = k > 0 ? { ...spec.decoding, seed: stepSeed(Number(spec.seed), step, 0xe7) } : { ...spec.decoding, temperature: 0, topP: 1, topK: 0, seed: 1 };
   const res = await deps.rollout.generate(
     rows.map((r, i) => ({ id: String(i), text: r.prompt })),
-    1,
-    { ...spec.decoding, temperature: 0, topP: 1, topK: 0, seed: 1 },
-    { signal, requestId: `${jobId}-eval-${step}` },
+    Math.max(1, k),
+    decoding,
+    { signal, requestId: `${jobId}-eval-${tag}-${step}` },
   );
-  const candidates: Candidate[] = res.samples.map((s, k) => ({
-    jobId: `${jobId}-eval`,
+  const candidates: Candidate[] = res.samples.map((s, i) => ({
+    jobId: `${jobId}-eval-${tag}`,
     step,
-    sampleIndex: k,
+    sampleIndex: i,
     row: rows[Number(s.promptId)]!,
     response: s.text,
   }));
   const scores = await deps.rewards.score(candidates, spec.limits, signal);
-  return passRate(scores.filter((s) => s.reward > 0).length, rows.length);
+  return passRate(scores.filter((s) => s.reward > 0).length, candidates.length);
 }

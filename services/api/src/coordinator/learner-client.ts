@@ -4,6 +4,8 @@ import {
   loadProto,
   type LearnerServiceClient,
   type Logger,
+  type ReportEvalRequestIn,
+  type ReportEvalResponse,
   type TrainStepRequestIn,
   type TrainStepResponse,
 } from "@rlmesh/shared";
@@ -43,6 +45,13 @@ export class GrpcLearnerClient implements LearnerClient {
         await new Promise((r) => setTimeout(r, Math.min(5000, 250 * attempt)));
       }
     }
+  }
+
+  async reportEval(req: ReportEvalRequestIn, signal?: AbortSignal): Promise<ReportEvalResponse> {
+    return new Promise<ReportEvalResponse>((resolve, reject) => {
+      const c = this.client.reportEval(req, { deadline: new Date(Date.now() + TRAIN_STEP_TIMEOUT_MS) }, (err, res) => (err ? reject(err) : resolve(res!)));
+      signal?.addEventListener("abort", () => c.cancel(), { once: true });
+    });
   }
 
   close(): void {

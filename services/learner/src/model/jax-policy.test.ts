@@ -14,10 +14,10 @@ const cfg: PolicyModelConfig = { vocabSize: 29, dModel: 16, nLayers: 2, nHeads: 
 const B = 2;
 const T = 7;
 
-function modelBytes(): Uint8Array {
-  const w = initWeights(cfg, 5);
+function modelBytes(config: PolicyModelConfig = cfg): Uint8Array {
+  const w = initWeights(config, 5);
   for (const [name, data] of w) if (!name.endsWith("norm")) for (let i = 0; i < data.length; i++) data[i] = data[i]! * 20;
-  return serializeModel(buildPolicyGraph(cfg, w));
+  return serializeModel(buildPolicyGraph(config, w));
 }
 
 const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 5 + 3) % cfg.vocabSize);
@@ -119,6 +119,32 @@ test("weightedNllGrad matches central finite differences on every kind of weight
     Object.values(base.grads).some((g) => g.data.some((x) => Math.abs(x) > 1e-3)),
     "gradients are not all zero",
   );
+});
+
+test("tied embeddings: no lm_head tensor, onnxruntime = jax-js, and the gradient of the shared table sums both uses", async () => {
+  await initJax();
+  const tied = { ...cfg, tiedEmbeddings: true };
+  const bytes = modelBytes(tied);
+  const policy = JaxPolicy.fromModelBytes(bytes, { nLayers: cfg.nLayers, vocabSize: cfg.vocabSize });
+  const w0 = policy.initialWeights();
+  assert.ok(!("lm_head" in w0) && "tok_embedding" in w0);
+  const expected = await ortLogits(bytes);
+  const got = await policy.logits(w0, batch);
+  const scale = Math.max(...expected.map(Math.abs));
+  assert.ok(maxAbsDiff(got, expected) < 1e-4 * scale, `max abs diff ${maxAbsDiff(got, expected)}`);
+  const tw = Float32Array.from({ length: B * T }, (_, i) => (i % 3 === 0 ? 0.3 : 0));
+  const base = await policy.weightedNllGrad(w0, batch, tw);
+  const eps = 1e-2;
+  // Row 1 is a target id (head use) and, at some positions, an input id (embedding use).
+  for (const idx of [1 * cfg.dModel + 3, 3 * cfg.dModel + 2, 4 * cfg.dModel + 9]) {
+    const plus = policy.initialWeights();
+    const minus = policy.initialWeights();
+    plus["tok_embedding"]!.data[idx]! += eps;
+    minus["tok_embedding"]!.data[idx]! -= eps;
+    const fd = ((await policy.weightedNllGrad(plus, batch, tw)).loss - (await policy.weightedNllGrad(minus, batch, tw)).loss) / (2 * eps);
+    const g = base.grads["tok_embedding"]!.data[idx]!;
+    assert.ok(Math.abs(fd - g) < 2e-3 + 2e-2 * Math.abs(fd), `tok_embedding[${idx}]: finite difference ${fd} vs gradient ${g}`);
+  }
 });
 
 test("a generic jax-js loss gives the same value and gradient as the built-in weighted NLL", async () => {

@@ -1,0 +1,93 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import type { JobEvent } from "@rlmesh/shared";
+import { benchRlSpec, formatAblation, formatCurve, RL_VARIANTS, summarizeRlEvents } from "./bench-rl.js";
+import { evalSplitName, informativeGroupFraction } from "../coordinator/job-runner.js";
+import { passRate } from "../coordinator/pass-at-1.js";
+import { DEFAULT_MODEL_DIR } from "./local-mesh.js";
+
+let offset = 0;
+const at = (ms: number, kind: Partial<JobEvent>): JobEvent => ({ offset: offset++, timeMs: ms, jobId: "j", ...kind });
+const step = (ms: number, s: number, reward: number, inf: number, extra: Partial<NonNullable<JobEvent["step"]>> = {}) =>
+  at(ms, {
+    step: {
+      step: s,
+      rewardMean: reward,
+      passRate: 0,
+      informativeFraction: inf,
+      policyVersion: s,
+      candidates: 64,
+      timings: { seconds: { rollout: 2, reward: 0.5, train: 3, push: 0.1 } },
+      train: null,
+      ...extra,
+    },
+  });
+const evalEv = (ms: number, s: number, split: string, mode: string, passed: number, n: number) => {
+  const r = passRate(passed, n);
+  return at(ms, { eval: { step: s, passAt1: r.passAt1, n, split, mode, responses: n, ciLow: r.ciLow, ciHigh: r.ciHigh } });
+};
+
+test("the learning curve has one point per primary greedy eval, with the rewards since the previous one", () => {
+  const events = [
+    at(0, { state: { from: "JOB_STATE_QUEUED", to: "JOB_STATE_RUNNING", reason: "started" } }),
+    evalEv(1000, 0, "eval", "greedy", 20, 100),
+    evalEv(1500, 0, "eval", "sampled", 60, 400),
+    evalEv(2000, 0, "test-compositional", "greedy", 5, 100),
+    step(10_000, 1, 0.2, 0.5),
+    step(20_000, 2, 0.4, 0.75, { train: { guardAction: "rollback" } as NonNullable<NonNullable<JobEvent["step"]>["train"]> }),
+    evalEv(60_000, 2, "eval", "greedy", 35, 100),
+    evalEv(61_000, 2, "test-compositional", "greedy", 6, 100),
+    at(90_000, { log: { level: "warn", message: "collapse guard (held-out): rollback: held-out pass@1 dropped" } }),
+    at(120_000, { state: { from: "JOB_STATE_RUNNING", to: "JOB_STATE_SUCCEEDED", reason: "all steps done" } }),
+  ];
+  const r = summarizeRlEvents(events, { variant: "recipe", seed: 3, state: "JOB_STATE_SUCCEEDED" });
+  assert.equal(r.curve.length, 2);
+  assert.deepEqual(
+    r.curve.map((p) => [p.step, p.minutes, p.pass_at_1, p.compositional, p.sampled]),
+    [
+      [0, 0.02, 0.2, 0.05, 0.15],
+      [2, 1, 0.35, 0.06, null],
+    ],
+  );
+  assert.ok(Number.isNaN(r.curve[0]!.reward_mean), "no step before the first eval");
+  assert.equal(r.curve[1]!.reward_mean, 0.3);
+  assert.equal(r.curve[1]!.informative_fraction, 0.625);
+  assert.ok(r.curve[1]!.ci_low < 0.35 && r.curve[1]!.ci_high > 0.35);
+  assert.equal(r.pass_at_1_before, 0.2);
+  assert.equal(r.pass_at_1_after, 0.35);
+  assert.equal(r.compositional_before, 0.05);
+  assert.equal(r.compositional_after, 0.06);
+  assert.equal(r.steps, 2);
+  assert.equal(r.minutes, 2);
+  assert.equal(r.seconds_per_step, 5.6);
+  assert.deepEqual(r.phase_seconds_per_step, { rollout: 2, reward: 0.5, train: 3, push: 0.1 });
+  assert.equal(r.rollbacks, 2, "a step-reward rollback and a held-out one");
+  // The benchmark's JSON contract (issue 9).
+  const json = JSON.parse(JSON.stringify(r)) as Record<string, unknown>;
+  for (const k of ["pass_at_1_before", "pass_at_1_after", "minutes", "steps", "curve", "compositional_before", "compositional_after"]) {
+    assert.ok(k in json, `JSON has ${k}`);
+  }
+  assert.match(formatCurve(r), /20\.0% \[13\.\d%, 28\.\d%\]/);
+  assert.match(formatAblation([r, { ...r, variant: "no-warmup" }]), /no-warmup\s+20\.0%\s+35\.0%\s+15\.0 pt/);
+});
+
+test("bench specs: every variant changes the recipe it names, and an unknown one is refused", () => {
+  const o = { seed: 1, minutes: 2, evalInterval: 10, evalSamples: 4, evalLimit: 50, modelDir: DEFAULT_MODEL_DIR };
+  const recipe = benchRlSpec({ ...o, variant: "recipe" });
+  assert.equal(recipe.maxMinutes, 2);
+  assert.equal(recipe.evalSamples, 4);
+  assert.equal(recipe.evalDataset?.limit, 50);
+  assert.match(String(recipe.extraEvalDatasets?.[0]?.path), /test-compositional\.jsonl$/);
+  for (const name of Object.keys(RL_VARIANTS).filter((n) => n !== "recipe")) {
+    assert.notDeepEqual(benchRlSpec({ ...o, variant: name }), { ...recipe, name: `bench-rl-${name}` }, name);
+  }
+  assert.throws(() => benchRlSpec({ ...o, variant: "nope" }), /unknown variant "nope"/);
+});
+
+test("informative fraction counts groups with unequal rewards; split names come from the file", () => {
+  const g = (group: string, reward: number) => ({ group, reward });
+  assert.equal(informativeGroupFraction([g("a", 1), g("a", 0), g("b", 0), g("b", 0), g("c", 1), g("c", 1), g("d", 1), g("d", 0)]), 0.5);
+  assert.equal(informativeGroupFraction([]), 0);
+  assert.equal(evalSplitName("/x/datasets/toy/test-compositional.jsonl"), "test-compositional");
+  assert.equal(evalSplitName("C:\\data\\held.json"), "held");
+});

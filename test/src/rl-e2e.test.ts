@@ -110,6 +110,32 @@ describe("RL job end to end", { timeout: 600_000 }, () => {
     redis.disconnect();
   });
 
+  test("overlap: step k+1 is generated while step k trains, one policy version behind, and every candidate is still rewarded once", async () => {
+    const client = jobClient(mesh.apiAddr);
+    const job = await jobs.submit(client, {
+      name: "e2e-overlap",
+      modelDir: MODEL_DIR,
+      seed: 9,
+      steps: 3,
+      promptsPerStep: 2,
+      groupSize: 4,
+      overlap: true,
+      dataset: { path: dataset },
+    });
+    const events: JobEvent[] = [];
+    for await (const e of jobs.watch(client, job.id)) events.push(e);
+    const done = await jobs.get(client, job.id);
+    client.close();
+    assert.equal(done.state, "JOB_STATE_SUCCEEDED", JSON.stringify(events.filter((e) => e.log || e.state)));
+    const steps = events.filter((e) => e.step).map((e) => e.step!);
+    assert.deepEqual(steps.map((s) => Number(s.step)), [1, 2, 3]);
+    const before = Number(steps[0]!.samplesPolicyVersion);
+    // Step k+1's rollout started when step k began, i.e. on the version step k-1 left.
+    const after = [before, ...steps.map((s) => Number(s.policyVersion))];
+    for (let k = 1; k < steps.length; k++) assert.equal(Number(steps[k]!.samplesPolicyVersion), after[k - 1], `step ${k + 1}`);
+    for (const s of steps) assert.equal(s.candidates, 8);
+  });
+
   test("a time budget stops the job after the step that crosses it, with the final eval", async () => {
     const client = jobClient(mesh.apiAddr);
     const job = await jobs.submit(client, {
@@ -127,7 +153,7 @@ describe("RL job end to end", { timeout: 600_000 }, () => {
     for await (const e of jobs.watch(client, job.id)) events.push(e);
     const done = await jobs.get(client, job.id);
     client.close();
-    assert.equal(done.state, "JOB_STATE_SUCCEEDED");
+    assert.equal(done.state, "JOB_STATE_SUCCEEDED", `${done.error} ${JSON.stringify(events.filter((e) => e.log || e.state))}`);
     assert.equal(done.step, 1, "one step runs, the budget stops the next");
     assert.ok(events.some((e) => e.log && /time budget of 0\.0001 min reached after step 1/.test(e.log.message)));
     assert.deepEqual(

@@ -4,6 +4,7 @@ import {
   DEFAULT_COLLAPSE_GUARD_CONFIG as cfg,
   initialCollapseGuardState,
   lastGoodCheckpoint,
+  protectedCheckpoints,
   noteCheckpoint,
   observeHeldOutPass,
   observeStepReward,
@@ -53,6 +54,24 @@ test("an injected reward collapse rolls back to the last good checkpoint before 
     21,
   );
   assert.equal(resumed.decision.kind, "continue");
+});
+
+test("with a checkpoint after every step, the rollback target is among the protected checkpoints before the trigger", () => {
+  let state = initialCollapseGuardState();
+  let decision: CollapseDecision = { kind: "continue" };
+  let protectedBefore: number[] = [];
+  const rewards = [...Array.from({ length: 12 }, () => 0.5), 0, 0, 0];
+  for (let i = 0; i < rewards.length && decision.kind === "continue"; i++) {
+    protectedBefore = protectedCheckpoints(state);
+    const r = observeStepReward(state, cfg, { step: i, rewardMean: rewards[i]! });
+    state = noteCheckpoint(r.state, i + 1);
+    decision = r.decision;
+  }
+  assert.equal(decision.kind, "rollback");
+  if (decision.kind !== "rollback") return;
+  // Checkpoint 12 generated the first bad batch (step 12): the target is 11, kept on disk.
+  assert.equal(decision.toStep, 11);
+  assert.ok(protectedBefore.includes(11), `protected ${JSON.stringify(protectedBefore)}`);
 });
 
 test("a small dip (below the absolute threshold) and a single bad step do not trigger", () => {

@@ -189,7 +189,16 @@ export function noteCheckpoint(state: CollapseGuardState, step: number): Collaps
   return { ...state, goodCheckpoints: [...state.goodCheckpoints.filter((s) => s !== step), step] };
 }
 
-/** The step the learner should keep on disk whatever its keep-last policy says. */
+/**
+ * The checkpoints the learner must keep whatever its keep-last policy says: the two newest good
+ * ones. The newest may have generated the very batch (or eval) that opens a bad streak, and a
+ * rollback goes strictly before the streak, so its target can be the second newest.
+ */
+export function protectedCheckpoints(state: CollapseGuardState): number[] {
+  return [...state.goodCheckpoints].sort((a, b) => b - a).slice(0, 2);
+}
+
+/** The newest good checkpoint. */
 export function lastGoodCheckpoint(state: CollapseGuardState): number | null {
   return state.goodCheckpoints.length > 0 ? Math.max(...state.goodCheckpoints) : null;
 }

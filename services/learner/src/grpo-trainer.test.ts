@@ -222,7 +222,8 @@ test("a learner reopened from its checkpoint makes the same next update as one t
 test("the collapse guard rolls back to the last good checkpoint, lowers the LR and says so", async () => {
   const registry = new Registry();
   const metrics = new LearnerMetrics(registry);
-  const t = await open({ guard: { minBaselineSteps: 2, rewardPatience: 2, rewardWindow: 4 }, metrics });
+  // keepCheckpoints 2: the rollback target must survive pruning (it is not among the newest two).
+  const t = await open({ guard: { minBaselineSteps: 2, rewardPatience: 2, rewardWindow: 4 }, metrics, keepCheckpoints: 2 });
   const params = { lr: 1e-3, warmupSteps: 0 } as GrpoParams;
   // Checkpoint k holds the weights after k steps; those after step 1 (checkpoint 2) generated
   // step 2's healthy samples, those after step 2 (checkpoint 3) step 3's collapsed ones.
@@ -252,7 +253,7 @@ test("the collapse guard rolls back to the last good checkpoint, lowers the LR a
 test("a sharp drop of the reported held-out pass@1 rolls back to the checkpoint before it and lowers the LR", async () => {
   const registry = new Registry();
   const metrics = new LearnerMetrics(registry);
-  const t = await open({ guard: { passDrop: 0.05, passPatience: 1 }, metrics });
+  const t = await open({ guard: { passDrop: 0.05, passPatience: 1 }, metrics, keepCheckpoints: 1 });
   const params = { lr: 1e-3, warmupSteps: 0 } as GrpoParams;
   assert.equal((await t.reportEval({ jobId: "j", step: 0, passAt1: 0.4, n: 100 })).guardAction, "");
   await t.trainStep(request(0, batch(t.status().policyVersion), params));

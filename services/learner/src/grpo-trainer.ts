@@ -9,7 +9,7 @@ import { CheckpointStore, DEFAULT_KEEP_LAST, type CheckpointData } from "./check
 import {
   DEFAULT_COLLAPSE_GUARD_CONFIG,
   initialCollapseGuardState,
-  lastGoodCheckpoint,
+  protectedCheckpoints,
   noteCheckpoint,
   observeHeldOutPass,
   observeStepReward,
@@ -142,8 +142,8 @@ export class GrpoTrainer implements Trainer {
     this.recipe = opts.recipe ?? LEARNER_RECIPE;
     this.store = new CheckpointStore(opts.checkpointDir, {
       keepLast: opts.keepCheckpoints ?? DEFAULT_KEEP_LAST,
-      // The collapse guard's rollback target must survive pruning.
-      isProtected: (s) => s === lastGoodCheckpoint(this.guard),
+      // The collapse guard's rollback targets must survive pruning.
+      isProtected: (s) => protectedCheckpoints(this.guard).includes(s),
     });
     this.published = { version, tensors: this.publishable() };
   }

@@ -15,6 +15,7 @@ const step = (ms: number, s: number, reward: number, inf: number, extra: Partial
       rewardMean: reward,
       passRate: 0,
       informativeFraction: inf,
+      samplesPolicyVersion: s - 1,
       policyVersion: s,
       candidates: 64,
       timings: { seconds: { rollout: 2, reward: 0.5, train: 3, push: 0.1 } },

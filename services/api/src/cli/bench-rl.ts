@@ -36,6 +36,7 @@ export const RL_VARIANTS: Record<string, { summary: string; apply: (s: Spec) => 
       s.promptsPerStep = 4;
     },
   },
+  overlap: { summary: "rollout of step k+1 overlapped with training of step k", apply: (s) => void (s.overlap = true) },
   "mask-epochs-2": { summary: "2 coupled mask epochs per batch", apply: (s) => void (s.grpo.maskEpochs = 2) },
 };
 

@@ -118,10 +118,28 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
   if (evalRows.length > 0 && job.step === 0) await evaluate(0);
 
   const started = performance.now();
+  const firstStep = job.step + 1;
   let lastStep = spec.steps;
+  const ctx: StepContext = { rows, seed, spec, deps, signal, log };
+  // Overlap: step k+1's rollout starts as soon as step k's samples exist and runs while step k
+  // is scored and trained, so its samples are one policy version behind (the learner's
+  // max_staleness admits that; old log-probs come from the previous version).
+  const prefetch: { next: { step: number; samples: Promise<Generated> } | null } = { next: null };
+  const startPrefetch = (next: number) => {
+    if (!spec.overlap || next > spec.steps || signal.aborted) return;
+    const samples = generateStep(job.id, next, ctx);
+    samples.catch(() => undefined); // awaited (and its error retried) when step `next` runs
+    prefetch.next = { step: next, samples };
+  };
+  const dropPrefetch = async () => {
+    const p = prefetch.next;
+    prefetch.next = null;
+    if (p) await p.samples.catch(() => undefined);
+  };
   for (let step = job.step + 1; step <= spec.steps; step++) {
-    if (signal.aborted) return;
-    if (spec.maxMinutes > 0 && (performance.now() - started) / 60_000 >= spec.maxMinutes && step > job.step + 1) {
+    if (signal.aborted) return void (await dropPrefetch());
+    if (spec.maxMinutes > 0 && (performance.now() - started) / 60_000 >= spec.maxMinutes && step > firstStep) {
+      await dropPrefetch();
       lastStep = step - 1;
       await store.appendEvent(job.id, {
         log: { level: "info", message: `time budget of ${spec.maxMinutes} min reached after step ${lastStep}; stopping before step ${step}` },
@@ -133,10 +151,16 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
     // retried with backoff before the job fails.
     for (let attempt = 1; ; attempt++) {
       try {
-        job = await runStep(job, step, { rows, seed, spec, deps, signal, log });
+        const pre = prefetch.next;
+        prefetch.next = null;
+        const samples = pre && pre.step === step ? pre.samples : generateStep(job.id, step, ctx);
+        job = await runStep(job, step, ctx, samples, () => startPrefetch(step + 1));
         break;
       } catch (err) {
-        if (signal.aborted || attempt >= STEP_ATTEMPTS || !isTransient(err)) throw err;
+        if (signal.aborted || attempt >= STEP_ATTEMPTS || !isTransient(err)) {
+          await dropPrefetch();
+          throw err;
+        }
         const waitMs = Math.min(30_000, 1000 * 2 ** (attempt - 1));
         log.warn("step failed, retrying", { step, attempt, waitMs, err: (err as Error).message });
         await store
@@ -150,7 +174,7 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
         await new Promise((r) => setTimeout(r, waitMs));
       }
     }
-    if (signal.aborted) return;
+    if (signal.aborted) return void (await dropPrefetch());
     if (evalRows.length > 0 && spec.evalInterval > 0 && step % spec.evalInterval === 0 && step !== spec.steps) await evaluate(step);
     // The job's step counter now says `step`; a time-budget stop right after it evaluates `step`.
     lastStep = step;
@@ -181,30 +205,47 @@ interface StepContext {
   log: Logger;
 }
 
-async function runStep(job: Job, step: number, ctx: StepContext): Promise<Job> {
-  const { rows, seed, spec, deps, signal, log } = ctx;
-  const { store } = deps;
-  const t: Record<string, number> = {};
+/** A step's prompts and generated samples (kept in Redis until the step completes). */
+interface Generated {
+  batch: CanonicalRow[];
+  samples: Sample[];
+  /** Seconds the generation took (0 when the samples came from Redis). */
+  seconds: number;
+}
+
+async function generateStep(jobId: string, step: number, ctx: StepContext): Promise<Generated> {
+  const { rows, seed, spec, deps, signal } = ctx;
   const idx = sampleBatch(rows.length, spec.promptsPerStep, seed, step);
   const batch = idx.map((i) => rows[i]!);
-
-  let t0 = performance.now();
-  const samplesKey = `rlmesh:job:${job.id}:step:${step}:samples`;
+  const t0 = performance.now();
+  const samplesKey = stepSamplesKey(jobId, step);
   const cached = await deps.redis.get(samplesKey);
-  let samples: Sample[];
-  if (cached) {
-    samples = JSON.parse(cached) as Sample[];
-  } else {
-    const res = await deps.rollout.generate(
-      batch.map((r, i) => ({ id: String(i), text: r.prompt })),
-      spec.groupSize,
-      { ...spec.decoding, seed: stepSeed(seed, step, 0x5a) },
-      { signal, requestId: `${job.id}-${step}` },
-    );
-    samples = res.samples;
-    await deps.redis.set(samplesKey, JSON.stringify(samples), "EX", STEP_SAMPLES_TTL_S);
-  }
+  if (cached) return { batch, samples: JSON.parse(cached) as Sample[], seconds: 0 };
+  const res = await deps.rollout.generate(
+    batch.map((r, i) => ({ id: String(i), text: r.prompt })),
+    spec.groupSize,
+    { ...spec.decoding, seed: stepSeed(seed, step, 0x5a) },
+    { signal, requestId: `${jobId}-${step}` },
+  );
+  await deps.redis.set(samplesKey, JSON.stringify(res.samples), "EX", STEP_SAMPLES_TTL_S);
+  return { batch, samples: res.samples, seconds: (performance.now() - t0) / 1000 };
+}
+
+const stepSamplesKey = (jobId: string, step: number) => `rlmesh:job:${jobId}:step:${step}:samples`;
+
+/**
+ * Scores, trains and records one step. `generated` is its samples (generated now, or prefetched
+ * while the previous step trained); `onSamples` runs once they are in hand (starts the overlap).
+ */
+async function runStep(job: Job, step: number, ctx: StepContext, generated: Promise<Generated>, onSamples: () => void): Promise<Job> {
+  const { seed, spec, deps, signal, log } = ctx;
+  const { store } = deps;
+  const t: Record<string, number> = {};
+  let t0 = performance.now();
+  const { batch, samples } = await generated;
+  // With overlap, the rollout ran (partly) during the previous step: count only the wait here.
   t.rollout = (performance.now() - t0) / 1000;
+  onSamples();
 
   t0 = performance.now();
   const candidates: Candidate[] = samples.map((s, k) => ({
@@ -252,10 +293,11 @@ async function runStep(job: Job, step: number, ctx: StepContext): Promise<Job> {
       train: trained.stats,
       candidates: samples.length,
       informativeFraction,
+      samplesPolicyVersion: Math.min(...samples.map((x) => Number(x.policyVersion))),
     },
   });
   job = await store.update(job.id, { step, policyVersion: trained.policyVersion, rewardMean, passRate: passRateStep });
-  await deps.redis.del(samplesKey);
+  await deps.redis.del(stepSamplesKey(job.id, step));
   deps.metrics?.observeStep(step, rewardMean, t);
   log.info("step", { step, rewardMean, policyVersion: trained.policyVersion, ...t });
 

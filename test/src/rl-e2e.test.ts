@@ -110,7 +110,7 @@ describe("RL job end to end", { timeout: 600_000 }, () => {
     redis.disconnect();
   });
 
-  test("overlap: step k+1 is generated while step k trains, one policy version behind, and every candidate is still rewarded once", async () => {
+  test("overlap + dynamic sampling: step k+1 is generated while step k trains, one version behind; oversampled groups are scored, the limit trained", async () => {
     const client = jobClient(mesh.apiAddr);
     const job = await jobs.submit(client, {
       name: "e2e-overlap",
@@ -120,6 +120,7 @@ describe("RL job end to end", { timeout: 600_000 }, () => {
       promptsPerStep: 2,
       groupSize: 4,
       overlap: true,
+      oversample: 2,
       dataset: { path: dataset },
     });
     const events: JobEvent[] = [];
@@ -133,7 +134,11 @@ describe("RL job end to end", { timeout: 600_000 }, () => {
     // Step k+1's rollout started when step k began, i.e. on the version step k-1 left.
     const after = [before, ...steps.map((s) => Number(s.policyVersion))];
     for (let k = 1; k < steps.length; k++) assert.equal(Number(steps[k]!.samplesPolicyVersion), after[k - 1], `step ${k + 1}`);
-    for (const s of steps) assert.equal(s.candidates, 8);
+    // Dynamic sampling: 2 × 2 prompts rolled out and rewarded, 2 groups trained.
+    for (const s of steps) {
+      assert.equal(s.candidates, 16);
+      assert.equal(s.trainedGroups, 2);
+    }
   });
 
   test("a time budget stops the job after the step that crosses it, with the final eval", async () => {

@@ -145,5 +145,6 @@ export function normalizeSpec(spec: JobSpecIn | null | undefined): NormalizedJob
     extraEvalDatasets: (s.extraEvalDatasets ?? []).map((d, i) => dataset(`spec.extra_eval_datasets[${i}]`, d, true)),
     evalSamples: check.int("spec.eval_samples", s.evalSamples ?? 0, 0, 1024),
     maxMinutes: check.range("spec.max_minutes", s.maxMinutes ?? 0, 0, 1e6),
+    oversample: check.int("spec.oversample", orDefault(s.oversample, 1), 1, 64),
   };
 }

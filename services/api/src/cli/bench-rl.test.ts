@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { JobEvent } from "@rlmesh/shared";
 import { benchRlSpec, formatAblation, formatCurve, RL_VARIANTS, summarizeRlEvents } from "./bench-rl.js";
-import { evalSplitName, informativeGroupFraction } from "../coordinator/job-runner.js";
+import { evalSplitName, groupsToTrain, informativeGroupFraction } from "../coordinator/job-runner.js";
 import { passRate } from "../coordinator/pass-at-1.js";
 import { DEFAULT_MODEL_DIR } from "./local-mesh.js";
 
@@ -16,6 +16,7 @@ const step = (ms: number, s: number, reward: number, inf: number, extra: Partial
       passRate: 0,
       informativeFraction: inf,
       samplesPolicyVersion: s - 1,
+      trainedGroups: 8,
       policyVersion: s,
       candidates: 64,
       timings: { seconds: { rollout: 2, reward: 0.5, train: 3, push: 0.1 } },
@@ -91,4 +92,12 @@ test("informative fraction counts groups with unequal rewards; split names come 
   assert.equal(informativeGroupFraction([]), 0);
   assert.equal(evalSplitName("/x/datasets/toy/test-compositional.jsonl"), "test-compositional");
   assert.equal(evalSplitName("C:\\data\\held.json"), "held");
+});
+
+test("dynamic sampling keeps informative groups first, then the rest in rollout order, up to the limit", () => {
+  const g = (group: string, reward: number) => ({ group, reward });
+  const items = [g("0", 0), g("0", 0), g("1", 1), g("1", 0), g("2", 1), g("2", 1), g("3", 0), g("3", 1)];
+  assert.deepEqual([...groupsToTrain(items, 2)], ["1", "3"]);
+  assert.deepEqual([...groupsToTrain(items, 3)], ["1", "3", "0"]);
+  assert.deepEqual([...groupsToTrain(items, 10)].sort(), ["0", "1", "2", "3"]);
 });

@@ -36,6 +36,10 @@ export const RL_VARIANTS: Record<string, { summary: string; apply: (s: Spec) => 
       s.promptsPerStep = 4;
     },
   },
+  "oversample-3": {
+    summary: "dynamic sampling: roll out 3× the prompts, train on the informative groups",
+    apply: (s) => void (s.oversample = 3),
+  },
   overlap: { summary: "rollout of step k+1 overlapped with training of step k", apply: (s) => void (s.overlap = true) },
   "mask-epochs-2": { summary: "2 coupled mask epochs per batch", apply: (s) => void (s.grpo.maskEpochs = 2) },
 };

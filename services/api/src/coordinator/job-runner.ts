@@ -215,7 +215,7 @@ interface Generated {
 
 async function generateStep(jobId: string, step: number, ctx: StepContext): Promise<Generated> {
   const { rows, seed, spec, deps, signal } = ctx;
-  const idx = sampleBatch(rows.length, spec.promptsPerStep, seed, step);
+  const idx = sampleBatch(rows.length, spec.promptsPerStep * Math.max(1, spec.oversample), seed, step);
   const batch = idx.map((i) => rows[i]!);
   const t0 = performance.now();
   const samplesKey = stepSamplesKey(jobId, step);
@@ -260,19 +260,29 @@ async function runStep(job: Job, step: number, ctx: StepContext, generated: Prom
   if (signal.aborted) return job;
 
   t0 = performance.now();
+  const keep = groupsToTrain(
+    samples.map((smp, k) => ({ group: smp.promptId, reward: scores[k]!.reward })),
+    spec.promptsPerStep,
+  );
   const trained = await deps.learner.trainStep(
     {
       jobId: job.id,
       step,
       seed: stepSeed(seed, step, 0x7e),
       params: spec.grpo,
-      samples: samples.map((s, k) => ({
-        promptId: `${step}-${s.promptId}`,
-        promptTokenIds: s.promptTokenIds,
-        responseTokenIds: s.tokenIds,
-        reward: scores[k]!.reward,
-        policyVersion: s.policyVersion,
-      })),
+      samples: samples.flatMap((s, k) =>
+        keep.has(s.promptId)
+          ? [
+              {
+                promptId: `${step}-${s.promptId}`,
+                promptTokenIds: s.promptTokenIds,
+                responseTokenIds: s.tokenIds,
+                reward: scores[k]!.reward,
+                policyVersion: s.policyVersion,
+              },
+            ]
+          : [],
+      ),
     },
     signal,
   );
@@ -294,6 +304,7 @@ async function runStep(job: Job, step: number, ctx: StepContext, generated: Prom
       candidates: samples.length,
       informativeFraction,
       samplesPolicyVersion: Math.min(...samples.map((x) => Number(x.policyVersion))),
+      trainedGroups: keep.size,
     },
   });
   job = await store.update(job.id, { step, policyVersion: trained.policyVersion, rewardMean, passRate: passRateStep });
@@ -302,6 +313,20 @@ async function runStep(job: Job, step: number, ctx: StepContext, generated: Prom
   log.info("step", { step, rewardMean, policyVersion: trained.policyVersion, ...t });
 
   return job;
+}
+
+/**
+ * Dynamic sampling: which groups (prompt ids) go to the learner — at most `max`, informative
+ * groups (rewards not all equal) first, each kind in rollout order. Without oversampling every
+ * group is kept (the learner substitutes uninformative ones itself).
+ */
+export function groupsToTrain(items: { group: string; reward: number }[], max: number): Set<string> {
+  const rewards = new Map<string, Set<number>>();
+  for (const it of items) rewards.set(it.group, (rewards.get(it.group) ?? new Set<number>()).add(it.reward));
+  const order = [...rewards.keys()];
+  const informative = order.filter((g) => rewards.get(g)!.size > 1);
+  const rest = order.filter((g) => rewards.get(g)!.size <= 1);
+  return new Set([...informative, ...rest].slice(0, max));
 }
 
 /** Fraction of groups (same prompt) whose rewards are not all equal. */

@@ -24,7 +24,7 @@ export interface PolicyModelConfig {
 export const DEFAULT_NORM_EPS = 1e-5;
 
 /**
- * The shipped base model (≈0.50 M params with the 545-token toy vocab, LM head tied to the
+ * The shipped base model (≈0.50 M params with the 565-token toy vocab, LM head tied to the
  * embedding). d 96 rather than 128: base training is compute-bound on 2 shared cores, and the
  * smaller model learns more per second. max_seq_len 320 lets a prompt take 256 new tokens (the
  * decode benchmark's length); training sequences are shorter (prompt + a 64-token response

@@ -19,13 +19,17 @@ test("training is deterministic and writes a loadable HuggingFace tokenizer.json
   assert.equal(tok.vocabSize, 4 + 256 + a.model.merges.length);
 });
 
-test("repeated words become single tokens, digits stay single, and text round-trips", () => {
+test("repeated words and numbers become single tokens, unseen numbers split into digits, and text round-trips", () => {
   const tok = tokenizerFromJson(trainBpe(CORPUS), "in-memory");
   for (const word of [" function", " returns", "def", " return", "python", "\n   "]) {
     assert.equal(tok.encode(word).length, 1, `${JSON.stringify(word)} -> ${tok.encode(word).length} tokens`);
   }
-  assert.deepEqual(preTokenize(" 12"), [" 1", "2"]);
-  assert.equal(tok.encode(" 12").length, 2);
+  // A whole number is one pre-token: a frequent one is one token, so its length never shifts
+  // the positions of the code after it; an unseen one still encodes (as its digits).
+  assert.deepEqual(preTokenize(" 12+3"), [" 12", "+", "3"]);
+  assert.equal(tok.encode(" 12").length, 1);
+  assert.equal(tok.decode(tok.encode(" 987")), " 987");
+  assert.ok(tok.encode(" 987").length > 1);
   for (const text of [...CORPUS, "unseen wörds ✓ and\ttabs\r\n"]) assert.equal(tok.decode(tok.encode(text)), text);
 });
 

@@ -67,7 +67,7 @@ function parseArgs(argv: readonly string[]): BenchArgs {
 }
 
 /** Deterministic samples in the model's vocabulary, every group informative. */
-function benchSamples(vocab: number, eos: number, mask: number, version: number, salt: number): TrainSample[] {
+export function benchSamples(vocab: number, eos: number, mask: number, version: number, salt: number): TrainSample[] {
   const id = (x: number) => {
     const v = 4 + (x % (vocab - 4));
     return v === mask || v === eos ? 4 : v;

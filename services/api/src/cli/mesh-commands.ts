@@ -119,6 +119,10 @@ export function demoSpec(steps: number, seed: number, modelDir: string): JobSpec
     evalDataset: { path: join(REPO_ROOT, "datasets", "toy", "test-instances.jsonl"), format: "rlmesh" },
     steps,
     seed,
+    // 4 prompts × G 8: with the coupled mask passes stacked, 64 samples × 128 tokens took the
+    // learner's jax-js (wasm, 4 GiB address space) past its memory limit after a few batch shapes.
+    promptsPerStep: 4,
+    groupSize: 8,
   };
 }
 

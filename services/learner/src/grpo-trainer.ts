@@ -13,6 +13,7 @@ import {
   noteCheckpoint,
   observeHeldOutPass,
   observeStepReward,
+  type CollapseDecision,
   type CollapseGuardConfig,
   type CollapseGuardState,
 } from "./collapse-guard.js";
@@ -229,10 +230,8 @@ export class GrpoTrainer implements Trainer {
       // The guard counts in learner steps (its checkpoints are learner steps), not job steps.
       const g = observeHeldOutPass(this.guard, this.guardCfg, { step: this.learnerStep, passAt1: obs.passAt1 });
       if (g.decision.kind === "rollback") {
-        await this.rollback(g.decision.toStep, g.state);
+        await this.rollback(g.decision, g.state);
         await this.saveCheckpoint();
-        this.opts.metrics?.rollbacks.inc({ trigger: g.decision.trigger });
-        this.opts.logger.warn("collapse guard: rolled back on held-out pass@1", { jobId: obs.jobId, step: obs.step, reason: g.decision.reason });
         return { policyVersion: this.version, guardAction: "rollback", guardReason: g.decision.reason };
       }
       this.guard = g.state;
@@ -309,10 +308,8 @@ export class GrpoTrainer implements Trainer {
     const g = observeStepReward(this.guard, this.guardCfg, { step, rewardMean });
     if (g.decision.kind === "rollback") {
       // The batch came from a collapsed policy: restore instead of training on it.
-      await this.rollback(g.decision.toStep, g.state);
+      await this.rollback(g.decision, g.state);
       forceCheckpoint = true;
-      this.opts.metrics?.rollbacks.inc({ trigger: g.decision.trigger });
-      this.opts.logger.warn("collapse guard: rolled back", { reason: g.decision.reason, policyVersion: this.version });
       stats = { ...base, guardAction: "rollback", guardReason: g.decision.reason, lr: learningRateAt(this.optimizer.step, params.schedule, this.guard.lrScale) };
     } else {
       this.guard = g.state;
@@ -400,8 +397,12 @@ export class GrpoTrainer implements Trainer {
     return stats;
   }
 
-  /** Restores weights and optimizer of checkpoint `toStep` (or the newest valid one before it) as a new version. */
-  private async rollback(toStep: number, guard: CollapseGuardState): Promise<void> {
+  /**
+   * Restores weights and optimizer of checkpoint `toStep` (or the newest valid one before it) as a
+   * new version, and counts and logs the rollback.
+   */
+  private async rollback(decision: Extract<CollapseDecision, { kind: "rollback" }>, guard: CollapseGuardState): Promise<void> {
+    const { toStep } = decision;
     const ck = (await this.store.load(toStep).catch(() => null)) ?? (await this.store.loadLatest(toStep));
     if (!ck) throw new GrpcError(grpc.status.INTERNAL, `collapse guard: no valid checkpoint at or before step ${toStep} to roll back to`);
     this.previous = this.current;
@@ -411,6 +412,8 @@ export class GrpoTrainer implements Trainer {
     // A new version number even though the weights are old ones: rollout workers only move forward.
     this.version += 1;
     this.published = { version: this.version, tensors: this.publishable() };
+    this.opts.metrics?.rollbacks.inc({ trigger: decision.trigger });
+    this.opts.logger.warn("collapse guard: rolled back", { trigger: decision.trigger, reason: decision.reason, policyVersion: this.version });
   }
 
   private async saveCheckpoint(): Promise<string> {

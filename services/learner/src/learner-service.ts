@@ -21,41 +21,42 @@ export interface LearnerServiceDeps {
 
 export function createLearnerService(deps: LearnerServiceDeps): LearnerServiceHandlers {
   const { trainer, logger } = deps;
-  // One update at a time: TrainSteps are serialised so each sees the previous one's weights.
+  // One change of the weights at a time (TrainStep, a guard rollback): each sees the previous
+  // one's weights, and a change that published a new version pushes it to the workers.
   let queue: Promise<unknown> = Promise.resolve();
+  const serialized = <T>(change: () => Promise<T>, pushAnyway: (r: T) => boolean = () => false) => {
+    const run = queue.then(async () => {
+      const before = trainer.status().policyVersion;
+      const result = await change();
+      const latest = trainer.weights();
+      const newer = Number(latest.version) > Number(before);
+      const push = deps.push && (newer || pushAnyway(result)) ? await deps.push(latest.version, latest.tensors) : undefined;
+      return { result, push };
+    });
+    queue = run.catch(() => undefined);
+    return run;
+  };
   return {
     TrainStep: unary(logger, "TrainStep", async (req: TrainStepRequest) => {
       trainer.validate(req);
-      const run = queue.then(async () => {
-        const before = trainer.status().policyVersion;
-        const { policyVersion, stats, replayed } = await trainer.trainStep(req);
-        // A replay (the api retrying after a crash) pushes again: the crash may have come
-        // between the checkpoint and the push. Workers that already have it just accept.
-        const latest = trainer.weights();
-        const push = deps.push && (Number(latest.version) > Number(before) || replayed) ? await deps.push(latest.version, latest.tensors) : undefined;
-        return {
-          policyVersion,
-          stats,
-          pushedTo: push?.pushedTo ?? [],
-          pushFailed: push?.pushFailed ?? [],
-          pushSeconds: push?.seconds ?? 0,
-          pushBytes: push?.bytes ?? 0,
-        };
-      });
-      queue = run.catch(() => undefined);
-      return run;
+      // A replay (the api retrying after a crash) pushes again: the crash may have come
+      // between the checkpoint and the push. Workers that already have it just accept.
+      const { result, push } = await serialized(() => trainer.trainStep(req), (r) => r.replayed);
+      return {
+        policyVersion: result.policyVersion,
+        stats: result.stats,
+        pushedTo: push?.pushedTo ?? [],
+        pushFailed: push?.pushFailed ?? [],
+        pushSeconds: push?.seconds ?? 0,
+        pushBytes: push?.bytes ?? 0,
+      };
     }),
     ReportEval: unary(logger, "ReportEval", async (req: ReportEvalRequest) => {
-      const run = queue.then(async () => {
-        const before = trainer.status().policyVersion;
-        const r = await trainer.reportEval({ jobId: req.jobId, step: Number(req.step), passAt1: req.passAt1, n: req.n });
-        const latest = trainer.weights();
-        // A rollback publishes the restored weights as a new version: the workers must serve it.
-        const push = deps.push && Number(latest.version) > Number(before) ? await deps.push(latest.version, latest.tensors) : undefined;
-        return { ...r, pushedTo: push?.pushedTo ?? [] };
-      });
-      queue = run.catch(() => undefined);
-      return run;
+      // A rollback publishes the restored weights as a new version: the workers must serve it.
+      const { result, push } = await serialized(() =>
+        trainer.reportEval({ jobId: req.jobId, step: Number(req.step), passAt1: req.passAt1, n: req.n }),
+      );
+      return { ...result, pushedTo: push?.pushedTo ?? [] };
     }),
     GetStatus: unary(logger, "GetStatus", async () => trainer.status()),
     Checkpoint: unary(logger, "Checkpoint", async () => trainer.checkpoint()),

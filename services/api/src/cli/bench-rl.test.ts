@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { JobEvent } from "@rlmesh/shared";
 import { benchRlSpec, formatAblation, formatCurve, RL_VARIANTS, summarizeRlEvents } from "./bench-rl.js";
-import { evalSplitName, groupsToTrain, informativeGroupFraction } from "../coordinator/job-runner.js";
+import { evalSplitName, groupRewards, groupsToTrain, informativeGroupFraction } from "../coordinator/job-runner.js";
 import { passRate } from "../coordinator/pass-at-1.js";
 import { DEFAULT_MODEL_DIR } from "./local-mesh.js";
 
@@ -88,15 +88,15 @@ test("bench specs: every variant changes the recipe it names, and an unknown one
 
 test("informative fraction counts groups with unequal rewards; split names come from the file", () => {
   const g = (group: string, reward: number) => ({ group, reward });
-  assert.equal(informativeGroupFraction([g("a", 1), g("a", 0), g("b", 0), g("b", 0), g("c", 1), g("c", 1), g("d", 1), g("d", 0)]), 0.5);
-  assert.equal(informativeGroupFraction([]), 0);
+  assert.equal(informativeGroupFraction(groupRewards([g("a", 1), g("a", 0), g("b", 0), g("b", 0), g("c", 1), g("c", 1), g("d", 1), g("d", 0)])), 0.5);
+  assert.equal(informativeGroupFraction(groupRewards([])), 0);
   assert.equal(evalSplitName("/x/datasets/toy/test-compositional.jsonl"), "test-compositional");
   assert.equal(evalSplitName("C:\\data\\held.json"), "held");
 });
 
 test("dynamic sampling keeps informative groups first, then the rest in rollout order, up to the limit", () => {
   const g = (group: string, reward: number) => ({ group, reward });
-  const items = [g("0", 0), g("0", 0), g("1", 1), g("1", 0), g("2", 1), g("2", 1), g("3", 0), g("3", 1)];
+  const items = groupRewards([g("0", 0), g("0", 0), g("1", 1), g("1", 0), g("2", 1), g("2", 1), g("3", 0), g("3", 1)]);
   assert.deepEqual([...groupsToTrain(items, 2)], ["1", "3"]);
   assert.deepEqual([...groupsToTrain(items, 3)], ["1", "3", "0"]);
   assert.deepEqual([...groupsToTrain(items, 10)].sort(), ["0", "1", "2", "3"]);

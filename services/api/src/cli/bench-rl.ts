@@ -5,6 +5,7 @@ import { flagBool, flagFloat, flagInt, flagString, parseArgs, UsageError } from 
 import { jobClient, jobs } from "./job-client.js";
 import { DEFAULT_MODEL_DIR, REPO_ROOT, startLocalMesh } from "./local-mesh.js";
 import { demoSpec } from "./mesh-commands.js";
+import { evalSplitName, PRIMARY_EVAL_SPLIT } from "../coordinator/job-runner.js";
 
 /**
  * `rlmesh bench rl`: an RL job on the local mesh (the demo's path) under a time budget, with the
@@ -13,9 +14,8 @@ import { demoSpec } from "./mesh-commands.js";
  * variants of the recipe one after another, each on a fresh mesh with the same seed.
  */
 
-export const PRIMARY_SPLIT = "eval";
 export const COMPOSITIONAL_FILE = join(REPO_ROOT, "datasets", "toy", "test-compositional.jsonl");
-export const COMPOSITIONAL_SPLIT = "test-compositional";
+export const COMPOSITIONAL_SPLIT = evalSplitName(COMPOSITIONAL_FILE);
 
 type Spec = JobSpecIn & { grpo: NonNullable<JobSpecIn["grpo"]>; decoding: NonNullable<JobSpecIn["decoding"]> };
 
@@ -86,10 +86,8 @@ export function summarizeRlEvents(events: JobEvent[], meta: { variant: string; s
   const steps: NonNullable<JobEvent["step"]>[] = [];
   let sinceLast: NonNullable<JobEvent["step"]>[] = [];
   let rollbacks = 0;
-  const atStep = new Map<number, { primary?: NonNullable<JobEvent["eval"]>; comp?: number; sampled?: number }>();
-  const order: number[] = [];
-  const minutesAt = new Map<number, number>();
-  const rewardAt = new Map<number, { r: number; inf: number }>();
+  const mean = (f: (x: NonNullable<JobEvent["step"]>) => number) =>
+    sinceLast.length ? sinceLast.reduce((a, x) => a + f(x), 0) / sinceLast.length : NaN;
   for (const e of events) {
     if (e.step) {
       steps.push(e.step);
@@ -97,41 +95,31 @@ export function summarizeRlEvents(events: JobEvent[], meta: { variant: string; s
       if (e.step.train?.guardAction === "rollback") rollbacks++;
     }
     if (e.log && /collapse guard \(held-out\): rollback/.test(e.log.message)) rollbacks++;
-    if (e.eval) {
-      const s = Number(e.eval.step);
-      if (!atStep.has(s)) {
-        atStep.set(s, {});
-        order.push(s);
-      }
-      const slot = atStep.get(s)!;
-      const mode = e.eval.mode || "greedy";
-      if (e.eval.split === PRIMARY_SPLIT && mode === "greedy") {
-        slot.primary = e.eval;
-        minutesAt.set(s, (Number(e.timeMs) - t0) / 60_000);
-        const mean = (f: (x: NonNullable<JobEvent["step"]>) => number) =>
-          sinceLast.length ? sinceLast.reduce((a, x) => a + f(x), 0) / sinceLast.length : NaN;
-        rewardAt.set(s, { r: mean((x) => x.rewardMean), inf: mean((x) => x.informativeFraction) });
-        sinceLast = [];
-      } else if (e.eval.split === PRIMARY_SPLIT && mode === "sampled") slot.sampled = e.eval.passAt1;
-      else if (e.eval.split === COMPOSITIONAL_SPLIT && mode === "greedy") slot.comp = e.eval.passAt1;
+    if (!e.eval) continue;
+    const ev = e.eval;
+    const mode = ev.mode || "greedy";
+    // The coordinator emits an eval round's primary greedy line first: it opens the curve point,
+    // the round's other lines fill it in.
+    if (ev.split === PRIMARY_EVAL_SPLIT && mode === "greedy") {
+      curve.push({
+        minutes: round((Number(e.timeMs) - t0) / 60_000, 2),
+        step: Number(ev.step),
+        reward_mean: round(mean((x) => x.rewardMean), 4),
+        informative_fraction: round(mean((x) => x.informativeFraction), 3),
+        pass_at_1: ev.passAt1,
+        ci_low: round(ev.ciLow, 4),
+        ci_high: round(ev.ciHigh, 4),
+        n: ev.n,
+        compositional: null,
+        sampled: null,
+      });
+      sinceLast = [];
+      continue;
     }
-  }
-  for (const s of order) {
-    const slot = atStep.get(s)!;
-    if (!slot.primary) continue;
-    const r = rewardAt.get(s)!;
-    curve.push({
-      minutes: round(minutesAt.get(s) ?? 0, 2),
-      step: s,
-      reward_mean: round(r.r, 4),
-      informative_fraction: round(r.inf, 3),
-      pass_at_1: slot.primary.passAt1,
-      ci_low: round(slot.primary.ciLow, 4),
-      ci_high: round(slot.primary.ciHigh, 4),
-      n: slot.primary.n,
-      compositional: slot.comp ?? null,
-      sampled: slot.sampled ?? null,
-    });
+    const point = curve.at(-1);
+    if (!point || point.step !== Number(ev.step)) continue;
+    if (ev.split === PRIMARY_EVAL_SPLIT && mode === "sampled") point.sampled = ev.passAt1;
+    else if (ev.split === COMPOSITIONAL_SPLIT && mode === "greedy") point.compositional = ev.passAt1;
   }
   const first = curve[0];
   const last = curve.at(-1);

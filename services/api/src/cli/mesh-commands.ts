@@ -5,6 +5,7 @@ import { flagBool, flagInt, flagString, parseArgs } from "./args.js";
 import type { Command } from "./command.js";
 import { jobClient, jobs } from "./job-client.js";
 import { formatEvent } from "./job-commands.js";
+import { PRIMARY_EVAL_SPLIT } from "../coordinator/job-runner.js";
 import { DEFAULT_MODEL_DIR, REPO_ROOT, startLocalMesh, type LocalMesh } from "./local-mesh.js";
 
 const MESH_FLAGS = "[--rollouts N] [--executors M] [--model DIR] [--state-dir DIR]";
@@ -76,7 +77,7 @@ export async function followJob(
   const tty = process.stderr.isTTY;
   for await (const e of jobs.watch(client, jobId, 0)) {
     // The primary line's greedy pass@1 (extra lines and sampled evals are printed, not summarised).
-    if (e.eval && e.eval.split === "eval" && (e.eval.mode || "greedy") === "greedy") evals.push(e.eval);
+    if (e.eval && e.eval.split === PRIMARY_EVAL_SPLIT && (e.eval.mode || "greedy") === "greedy") evals.push(e.eval);
     if (e.step) steps.push(e.step);
     if (opts.quiet) continue;
     if (e.step) {

@@ -78,20 +78,16 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
     deps.metrics?.evalPassAt1.set(r.passAt1);
     log.info("eval", { step, passAt1: r.passAt1, n: r.n });
     await reportToGuard(step, r);
-    const lines = [{ split: PRIMARY_EVAL_SPLIT, rows: evalRows, greedyDone: true }, ...extraEvals.map((e) => ({ ...e, greedyDone: false }))];
-    for (const line of lines) {
-      if (signal.aborted) break;
-      if (!line.greedyDone) {
-        const g = await evalPassAt1(line.rows, job.id, step, spec, deps, signal, { split: line.split });
-        await store.appendEvent(job.id, { eval: { step, passAt1: g.passAt1, n: g.n, split: line.split, mode: "greedy", responses: g.n, ciLow: g.ciLow, ciHigh: g.ciHigh } });
-      }
-      if (spec.evalSamples > 0 && !signal.aborted) {
-        const k = spec.evalSamples;
-        const sm = await evalPassAt1(line.rows, job.id, step, spec, deps, signal, { split: line.split, samples: k });
-        await store.appendEvent(job.id, {
-          eval: { step, passAt1: sm.passAt1, n: line.rows.length, split: line.split, mode: "sampled", responses: sm.n, ciLow: sm.ciLow, ciHigh: sm.ciHigh },
-        });
-      }
+    // The other lines: greedy on each extra set, then sampled (eval_samples) on every set.
+    const record = async (split: string, rows: CanonicalRow[], samples: number) => {
+      if (signal.aborted) return;
+      const e = await evalPassAt1(rows, job.id, step, spec, deps, signal, { split, samples });
+      const mode = samples > 0 ? "sampled" : "greedy";
+      await store.appendEvent(job.id, { eval: { step, passAt1: e.passAt1, n: rows.length, split, mode, responses: e.n, ciLow: e.ciLow, ciHigh: e.ciHigh } });
+    };
+    for (const line of [{ split: PRIMARY_EVAL_SPLIT, rows: evalRows }, ...extraEvals]) {
+      if (line.split !== PRIMARY_EVAL_SPLIT) await record(line.split, line.rows, 0);
+      if (spec.evalSamples > 0) await record(line.split, line.rows, spec.evalSamples);
     }
     return r;
   };
@@ -209,18 +205,15 @@ interface StepContext {
 interface Generated {
   batch: CanonicalRow[];
   samples: Sample[];
-  /** Seconds the generation took (0 when the samples came from Redis). */
-  seconds: number;
 }
 
 async function generateStep(jobId: string, step: number, ctx: StepContext): Promise<Generated> {
   const { rows, seed, spec, deps, signal } = ctx;
   const idx = sampleBatch(rows.length, spec.promptsPerStep * Math.max(1, spec.oversample), seed, step);
   const batch = idx.map((i) => rows[i]!);
-  const t0 = performance.now();
   const samplesKey = stepSamplesKey(jobId, step);
   const cached = await deps.redis.get(samplesKey);
-  if (cached) return { batch, samples: JSON.parse(cached) as Sample[], seconds: 0 };
+  if (cached) return { batch, samples: JSON.parse(cached) as Sample[] };
   const res = await deps.rollout.generate(
     batch.map((r, i) => ({ id: String(i), text: r.prompt })),
     spec.groupSize,
@@ -228,7 +221,7 @@ async function generateStep(jobId: string, step: number, ctx: StepContext): Prom
     { signal, requestId: `${jobId}-${step}` },
   );
   await deps.redis.set(samplesKey, JSON.stringify(res.samples), "EX", STEP_SAMPLES_TTL_S);
-  return { batch, samples: res.samples, seconds: (performance.now() - t0) / 1000 };
+  return { batch, samples: res.samples };
 }
 
 const stepSamplesKey = (jobId: string, step: number) => `rlmesh:job:${jobId}:step:${step}:samples`;
@@ -260,29 +253,23 @@ async function runStep(job: Job, step: number, ctx: StepContext, generated: Prom
   if (signal.aborted) return job;
 
   t0 = performance.now();
-  const keep = groupsToTrain(
-    samples.map((smp, k) => ({ group: smp.promptId, reward: scores[k]!.reward })),
-    spec.promptsPerStep,
-  );
+  const groups = groupRewards(samples.map((smp, k) => ({ group: smp.promptId, reward: scores[k]!.reward })));
+  const keep = groupsToTrain(groups, spec.promptsPerStep);
   const trained = await deps.learner.trainStep(
     {
       jobId: job.id,
       step,
       seed: stepSeed(seed, step, 0x7e),
       params: spec.grpo,
-      samples: samples.flatMap((s, k) =>
-        keep.has(s.promptId)
-          ? [
-              {
-                promptId: `${step}-${s.promptId}`,
-                promptTokenIds: s.promptTokenIds,
-                responseTokenIds: s.tokenIds,
-                reward: scores[k]!.reward,
-                policyVersion: s.policyVersion,
-              },
-            ]
-          : [],
-      ),
+      samples: samples
+        .map((s, k) => ({
+          promptId: `${step}-${s.promptId}`,
+          promptTokenIds: s.promptTokenIds,
+          responseTokenIds: s.tokenIds,
+          reward: scores[k]!.reward,
+          policyVersion: s.policyVersion,
+        }))
+        .filter((_, k) => keep.has(samples[k]!.promptId)),
     },
     signal,
   );
@@ -292,7 +279,7 @@ async function runStep(job: Job, step: number, ctx: StepContext, generated: Prom
   const rewardMean = scores.reduce((a, s) => a + s.reward, 0) / Math.max(1, scores.length);
   const solved = new Set(candidates.filter((_, k) => scores[k]!.reward > 0).map((c) => c.row.task_id));
   const passRateStep = solved.size / batch.length;
-  const informativeFraction = informativeGroupFraction(samples.map((smp, k) => ({ group: smp.promptId, reward: scores[k]!.reward })));
+  const informativeFraction = informativeGroupFraction(groups);
   await store.appendEvent(job.id, {
     step: {
       step,
@@ -315,30 +302,32 @@ async function runStep(job: Job, step: number, ctx: StepContext, generated: Prom
   return job;
 }
 
-/**
- * Dynamic sampling: which groups (prompt ids) go to the learner — at most `max`, informative
- * groups (rewards not all equal) first, each kind in rollout order. Without oversampling every
- * group is kept (the learner substitutes uninformative ones itself).
- */
-export function groupsToTrain(items: { group: string; reward: number }[], max: number): Set<string> {
-  const rewards = new Map<string, Set<number>>();
-  for (const it of items) rewards.set(it.group, (rewards.get(it.group) ?? new Set<number>()).add(it.reward));
-  const order = [...rewards.keys()];
-  const informative = order.filter((g) => rewards.get(g)!.size > 1);
-  const rest = order.filter((g) => rewards.get(g)!.size <= 1);
-  return new Set([...informative, ...rest].slice(0, max));
+/** The distinct rewards of each group (same prompt), groups in first-seen order. */
+export function groupRewards(items: { group: string; reward: number }[]): Map<string, Set<number>> {
+  const groups = new Map<string, Set<number>>();
+  for (const it of items) groups.set(it.group, (groups.get(it.group) ?? new Set<number>()).add(it.reward));
+  return groups;
 }
 
-/** Fraction of groups (same prompt) whose rewards are not all equal. */
-export function informativeGroupFraction(items: { group: string; reward: number }[]): number {
-  const groups = new Map<string, Set<number>>();
-  for (const it of items) {
-    const g = groups.get(it.group) ?? new Set<number>();
-    g.add(it.reward);
-    groups.set(it.group, g);
-  }
+/** A group is informative for GRPO when its rewards are not all equal. */
+const informative = (rewards: Set<number>) => rewards.size > 1;
+
+/**
+ * Dynamic sampling: which groups (prompt ids) go to the learner — at most `max`, informative
+ * groups first, each kind in rollout order. Without oversampling every group is kept (the
+ * learner substitutes uninformative ones itself).
+ */
+export function groupsToTrain(groups: Map<string, Set<number>>, max: number): Set<string> {
+  const order = [...groups.keys()];
+  const first = order.filter((g) => informative(groups.get(g)!));
+  const rest = order.filter((g) => !informative(groups.get(g)!));
+  return new Set([...first, ...rest].slice(0, max));
+}
+
+/** Fraction of groups whose rewards are not all equal. */
+export function informativeGroupFraction(groups: Map<string, Set<number>>): number {
   if (groups.size === 0) return 0;
-  return [...groups.values()].filter((g) => g.size > 1).length / groups.size;
+  return [...groups.values()].filter(informative).length / groups.size;
 }
 
 /** The split name of the primary held-out line in eval events. */

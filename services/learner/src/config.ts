@@ -10,6 +10,7 @@ export const LEARNER_CONFIG = {
   modelDir: { env: "RLMESH_MODEL_DIR", type: "string", default: "models/tiny-coder", doc: "Model directory (manifest.json, model.onnx, tokenizer.json); relative to the repo root" },
   checkpointDir: { env: "RLMESH_CHECKPOINT_DIR", type: "string", default: ".rlmesh/checkpoints", doc: "Learner checkpoints (resumed at start-up); relative to the repo root" },
   maxStaleness: { env: "RLMESH_MAX_STALENESS", type: "int", default: 1, min: 0, doc: "Samples more than this many policy versions old are rejected" },
+  maxTokensPerPass: { env: "RLMESH_LEARNER_MAX_TOKENS_PER_PASS", type: "int", default: 8192, min: 16, doc: "Rows × tokens per policy forward/backward; bigger batches are split into chunks whose gradients are summed (bounds the jax-js heap)" },
   checkpointEvery: { env: "RLMESH_CHECKPOINT_EVERY", type: "int", default: 1, min: 1, doc: "Write a checkpoint after every N TrainSteps" },
   keepCheckpoints: { env: "RLMESH_KEEP_CHECKPOINTS", type: "int", default: 3, min: 1, doc: "Checkpoints kept on disk (plus the collapse guard's last good one)" },
   seed: { env: "RLMESH_LEARNER_SEED", type: "int", default: 1, min: 0, doc: "Run seed for masks/substitution when a TrainStep carries seed 0 (fresh start only)" },

@@ -22,6 +22,7 @@ import { runGrpoUpdate, type GrpoPolicy } from "./grpo/grpo-update.js";
 import { deriveSeed } from "./grpo/seeded-rng.js";
 import { LEARNER_RECIPE, resolveGrpoParams, type LearnerRecipe } from "./learner-recipe.js";
 import type { LearnerMetrics } from "./learner-metrics.js";
+import { ChunkedPolicy } from "./grpo/chunked-policy.js";
 import { MixedVersionPolicy } from "./mixed-version-policy.js";
 import { initJax } from "./model/jax-runtime.js";
 import { JaxPolicy } from "./model/jax-policy.js";
@@ -33,6 +34,11 @@ import { validateTrainRequest } from "./train-request-validation.js";
 
 /** Default bound on sample staleness: one version behind (rollout of step s+1 overlaps training of s). */
 export const DEFAULT_MAX_STALENESS = 1;
+/**
+ * Tokens (rows × sequence length) the policy sees in one forward/backward; larger batches are
+ * run in row chunks with their gradients summed (grpo/chunked-policy.ts).
+ */
+export const DEFAULT_MAX_TOKENS_PER_PASS = 8192;
 /** Checkpoint after every N TrainSteps (1 for the tiny model: a few MB, milliseconds). */
 export const DEFAULT_CHECKPOINT_EVERY = 1;
 /** Seed of the run when a TrainStep carries seed 0. */
@@ -49,6 +55,8 @@ export interface GrpoTrainerOptions {
   logger: Logger;
   /** @defaultValue DEFAULT_MAX_STALENESS */
   maxStaleness?: number;
+  /** @defaultValue DEFAULT_MAX_TOKENS_PER_PASS */
+  maxTokensPerPass?: number;
   /** @defaultValue DEFAULT_CHECKPOINT_EVERY */
   checkpointEvery?: number;
   /** @defaultValue DEFAULT_KEEP_LAST */
@@ -351,12 +359,14 @@ export class GrpoTrainer implements Trainer {
     const batch = padBatchToBucket(built.batch, m.pad_id, m.max_seq_len);
     // Old log-probs come from the version that generated each sample (this one or the previous).
     const rowIsPrevious = Array.from(built.sourceIndex, (src) => req.samples[src]!.policyVersion < this.version);
-    let policy: GrpoPolicy = this.policy;
+    const maxTokens = this.opts.maxTokensPerPass ?? DEFAULT_MAX_TOKENS_PER_PASS;
+    const chunked = new ChunkedPolicy(this.policy, Math.max(1, Math.floor(maxTokens / batch.seqLen)));
+    let policy: GrpoPolicy = chunked;
     let oldWeights: NamedTensors | undefined;
     if (rowIsPrevious.some(Boolean) && this.previous) {
       if (rowIsPrevious.every(Boolean)) oldWeights = this.previous;
       else {
-        const mixed = new MixedVersionPolicy(this.policy, {}, this.current, this.previous, rowIsPrevious);
+        const mixed = new MixedVersionPolicy(chunked, {}, this.current, this.previous, rowIsPrevious);
         policy = mixed;
         oldWeights = mixed.oldWeightsMarker;
       }

@@ -26,6 +26,7 @@ const trainer = await GrpoTrainer.open({
   modelDir: repoPath(config.modelDir),
   checkpointDir: repoPath(config.checkpointDir),
   maxStaleness: config.maxStaleness,
+  maxTokensPerPass: config.maxTokensPerPass,
   checkpointEvery: config.checkpointEvery,
   keepCheckpoints: config.keepCheckpoints,
   runSeed: config.seed,

@@ -3,7 +3,7 @@ import { test } from "node:test";
 
 import { SeededRandom } from "@rlmesh/shared/model/index";
 
-import { makeSftBatch } from "./train-base-data.js";
+import { makeSftBatch, numberTokenWeights } from "./train-base-data.js";
 import type { SftExample } from "./train-base-data.js";
 
 const MASK = 0;
@@ -69,4 +69,24 @@ test("trailing PAD is randomly truncated: both short and full-budget responses o
   }
   assert.ok(lengths.has(examples[0]!.responseIds.length), "no PAD kept");
   assert.ok(lengths.has(opts.responseBudget), "full budget kept");
+});
+
+test("number-token weights: whole-number tokens (with or without a space) get the boost, the rest stay 1", () => {
+  const text = ["<|mask|>", "<|pad|>", "<|eos|>", " 12", "3", " x", "x1", " ", "19"];
+  const tok = { vocabSize: text.length, decode: (ids: readonly number[]) => (ids[0]! < 3 ? "" : text[ids[0]!]!) };
+  assert.deepEqual(Array.from(numberTokenWeights(tok, 8)), [1, 1, 1, 8, 8, 1, 1, 1, 8]);
+});
+
+test("targetWeight multiplies a masked token's weight by its target's boost and nothing else", () => {
+  const boost = new Float32Array(64).fill(1);
+  boost[24] = 5; // one response token of the second example
+  for (let seed = 1; seed <= 20; seed++) {
+    const plain = makeSftBatch(examples, new SeededRandom(seed), opts);
+    const boosted = makeSftBatch(examples, new SeededRandom(seed), { ...opts, targetWeight: boost });
+    assert.deepEqual(boosted.batch.inputIds, plain.batch.inputIds, "same draw");
+    for (let k = 0; k < plain.tokenWeights.length; k++) {
+      const want = plain.tokenWeights[k]! * (plain.batch.targets[k] === 24 ? 5 : 1);
+      assert.ok(Math.abs(boosted.tokenWeights[k]! - want) <= 1e-6 * want, `position ${k}: ${boosted.tokenWeights[k]} vs ${want}`);
+    }
+  }
 });

@@ -27,6 +27,11 @@ export interface SftBatchOptions {
   tMin: number;
   /** Batch sequence length is rounded up to a multiple of this, so jit compiles few shapes. */
   lengthBucket: number;
+  /**
+   * Per-vocabulary loss multiplier (indexed by target id), e.g. from {@link numberTokenWeights}; a
+   * masked token's weight is multiplied by it. Absent: every token weighs the same.
+   */
+  targetWeight?: Float32Array;
 }
 
 export const DEFAULT_T_MIN = 0.05;
@@ -110,8 +115,28 @@ export function makeSftBatch(examples: readonly SftExample[], rng: SeededRandom,
   const tokenWeights = new Float32Array(B * seqLen);
   for (let k = 0; k < tokenWeights.length; k++) {
     if (mask[k] === 0) continue;
-    tokenWeights[k] = invT[Math.floor(k / seqLen)]! / responseTokens;
+    const boost = opts.targetWeight?.[targets[k]!] ?? 1;
+    tokenWeights[k] = (boost * invT[Math.floor(k / seqLen)]!) / responseTokens;
     maskedTokens++;
   }
   return { batch: { batchSize: B, seqLen, inputIds, positionIds, attentionMask, targets }, tokenWeights, maskedTokens };
+}
+
+interface DecodeTokenizer {
+  vocabSize: number;
+  decode(ids: readonly number[], o?: { skipSpecial?: boolean }): string;
+}
+
+/** Text of a whole-number token, with or without its leading space (`" 12"`, `"3"`). */
+const NUMBER_TOKEN = /^ ?\p{N}+$/u;
+
+/**
+ * Loss multipliers that weigh number tokens `weight` times the rest. The toy tasks' constants are
+ * copied from the prompt; they are a few percent of the response tokens, so under a flat loss a
+ * small model learns the code around them long before it learns to copy them.
+ */
+export function numberTokenWeights(tokenizer: DecodeTokenizer, weight: number): Float32Array {
+  const out = new Float32Array(tokenizer.vocabSize).fill(1);
+  for (let id = 0; id < tokenizer.vocabSize; id++) if (NUMBER_TOKEN.test(tokenizer.decode([id], { skipSpecial: true }))) out[id] = weight;
+  return out;
 }

@@ -23,7 +23,7 @@ import type { WeightTensors } from "./model/jax-policy.js";
 import { adamwStep, initAdamW } from "./optim/adamw.js";
 import { clipGradNorm } from "./optim/grad-clip.js";
 import { learningRateAt } from "./optim/lr-schedule.js";
-import { DEFAULT_LENGTH_BUCKET, DEFAULT_T_MIN, loadSftExamples, makeSftBatch } from "./train-base-data.js";
+import { DEFAULT_LENGTH_BUCKET, DEFAULT_T_MIN, loadSftExamples, makeSftBatch, numberTokenWeights } from "./train-base-data.js";
 import type { SftExample } from "./train-base-data.js";
 import { readEvalRows, toyPassAt1 } from "./train-base-eval.js";
 import type { PassAt1Result } from "./train-base-eval.js";
@@ -93,11 +93,14 @@ export interface TrainBaseArgs {
   lr?: number;
   /** Stop (and save) after this many steps of the `steps`-long schedule; reproducible, unlike --minutes. */
   stopAfter?: number;
+  /** Loss multiplier of number tokens (the copied constants); 1 = a flat loss. */
+  numberWeight: number;
 }
 
 export const TRAIN_BASE_USAGE = `usage: rlmesh train-base [--config tiny|ci] [--seed S] [--steps N] [--minutes M] [--out DIR]
                          [--data DIR] [--tokenizer FILE] [--eval-limit N] [--eval-every-min M]
                          [--snapshot-dir DIR] [--snapshot-every-min M] [--init MODEL_DIR] [--lr LR] [--stop-after N]
+                         [--number-weight W]
   Masked-diffusion SFT of the tiny coder on the toy train split (jax-js on CPU); writes
   DIR/model.onnx + DIR/manifest.json (+ tokenizer.json) atomically. Same seed + steps = same model.`;
 
@@ -111,6 +114,7 @@ export function parseTrainBaseArgs(argv: readonly string[]): TrainBaseArgs {
     evalLimit: 200,
     evalEveryMinutes: 0,
     snapshotEveryMinutes: 5,
+    numberWeight: 1,
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
@@ -170,6 +174,9 @@ export function parseTrainBaseArgs(argv: readonly string[]): TrainBaseArgs {
         break;
       case "--eval-every-min":
         args.evalEveryMinutes = num(0);
+        break;
+      case "--number-weight":
+        args.numberWeight = num(0);
         break;
       case "-h":
       case "--help":
@@ -267,6 +274,7 @@ export async function trainBase(args: TrainBaseArgs, log: (line: string) => void
         preset: args.preset,
         response_budget: settings.responseBudget,
         ...(args.init ? { init: args.init } : {}),
+        ...(args.numberWeight !== 1 ? { number_weight: args.numberWeight } : {}),
         ...extra,
       },
     });
@@ -280,6 +288,7 @@ export async function trainBase(args: TrainBaseArgs, log: (line: string) => void
     return out;
   };
 
+  const targetWeight = args.numberWeight !== 1 ? numberTokenWeights(tok, args.numberWeight) : undefined;
   const t0 = performance.now();
   let order = shuffled(examples.length, rng);
   let cursor = 0;
@@ -305,6 +314,7 @@ export async function trainBase(args: TrainBaseArgs, log: (line: string) => void
       responseBudget: settings.responseBudget,
       tMin: settings.tMin,
       lengthBucket: DEFAULT_LENGTH_BUCKET,
+      ...(targetWeight ? { targetWeight } : {}),
     });
     const { loss, grads } = await policy.weightedNllGrad(weights, batch, tokenWeights);
     const clip = clipGradNorm(grads, settings.gradClip);

@@ -51,10 +51,21 @@ interface EncodeTokenizer {
 /** Rows of a dataset .jsonl (prompt + reference) → token ids; rows without a reference are skipped. */
 export async function loadSftExamples(file: string, tokenizer: EncodeTokenizer, eosId: number): Promise<SftExample[]> {
   const text = await readFile(file, "utf8");
+  const rows = text
+    .split("\n")
+    .filter((line) => line.trim() !== "")
+    .map((line) => JSON.parse(line) as { prompt?: unknown; reference?: unknown });
+  return sftExamplesFromRows(rows, tokenizer, eosId);
+}
+
+/** Rows (prompt + reference) → token ids; rows without a string prompt and reference are skipped. */
+export function sftExamplesFromRows(
+  rows: Iterable<{ prompt?: unknown; reference?: unknown }>,
+  tokenizer: EncodeTokenizer,
+  eosId: number,
+): SftExample[] {
   const out: SftExample[] = [];
-  for (const line of text.split("\n")) {
-    if (line.trim() === "") continue;
-    const row = JSON.parse(line) as { prompt?: string; reference?: string };
+  for (const row of rows) {
     if (typeof row.prompt !== "string" || typeof row.reference !== "string") continue;
     out.push({ promptIds: encodePrompt(tokenizer, row.prompt), responseIds: [...tokenizer.encode(row.reference), eosId] });
   }

@@ -72,6 +72,22 @@ test("train-base (ci config) runs end to end, reproducibly, and writes a model d
   assert.deepEqual(model.modelBytes, (await loadModel(outB)).modelBytes, "same seed, same weights");
 });
 
+test("train-base --train-size trains on a generated split, and --number-weight is recorded with it", async () => {
+  const data = await dataset();
+  const lines: string[] = [];
+  const args = {
+    ...parseTrainBaseArgs(["--config", "ci", "--steps", "2", "--eval-limit", "0", "--train-size", "60", "--number-weight", "4"]),
+    data,
+    out: join(data, "gen"),
+    tokenizer: tokenizerFile,
+  };
+  const r = await trainBase(args, (l) => lines.push(l));
+  assert.ok(lines.some((l) => /\d+ examples \(a generated toy train split of 60 rows\)/.test(l)), lines.join("\n"));
+  assert.equal(r.manifest.training?.["train_size"], 60);
+  assert.equal(r.manifest.training?.["number_weight"], 4);
+  assert.throws(() => parseTrainBaseArgs(["--train-size", "0"]), /--train-size must be a number ≥ 1/);
+});
+
 test("train-base arguments are validated with the flag named", () => {
   assert.throws(() => parseTrainBaseArgs(["--config", "huge"]), /--config must be tiny or ci/);
   assert.throws(() => parseTrainBaseArgs(["--minutes", "-1"]), /--minutes must be a number/);

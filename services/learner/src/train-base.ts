@@ -16,6 +16,7 @@ import {
 } from "@rlmesh/shared/model/index";
 import type { ModelManifest, PolicyModelConfig } from "@rlmesh/shared/model/index";
 import { loadTokenizer } from "@rlmesh/shared/tokenizer/index";
+import { generateToySuite } from "@rlmesh/shared/toy/index";
 
 import { initJax } from "./model/jax-runtime.js";
 import { JaxPolicy } from "./model/jax-policy.js";
@@ -23,7 +24,7 @@ import type { WeightTensors } from "./model/jax-policy.js";
 import { adamwStep, initAdamW } from "./optim/adamw.js";
 import { clipGradNorm } from "./optim/grad-clip.js";
 import { learningRateAt } from "./optim/lr-schedule.js";
-import { DEFAULT_LENGTH_BUCKET, DEFAULT_T_MIN, loadSftExamples, makeSftBatch, numberTokenWeights } from "./train-base-data.js";
+import { DEFAULT_LENGTH_BUCKET, DEFAULT_T_MIN, loadSftExamples, makeSftBatch, numberTokenWeights, sftExamplesFromRows } from "./train-base-data.js";
 import type { SftExample } from "./train-base-data.js";
 import { readEvalRows, toyPassAt1 } from "./train-base-eval.js";
 import type { PassAt1Result } from "./train-base-eval.js";
@@ -93,6 +94,11 @@ export interface TrainBaseArgs {
   lr?: number;
   /** Stop (and save) after this many steps of the `steps`-long schedule; reproducible, unlike --minutes. */
   stopAfter?: number;
+  /**
+   * Train on a toy train split of this many rows generated in memory (same generator and seed as
+   * datasets/toy, so its held-out splits stay held out) instead of DATA/train.jsonl.
+   */
+  trainSize?: number;
   /** Loss multiplier of number tokens (the copied constants); 1 = a flat loss. */
   numberWeight: number;
 }
@@ -100,7 +106,7 @@ export interface TrainBaseArgs {
 export const TRAIN_BASE_USAGE = `usage: rlmesh train-base [--config tiny|ci] [--seed S] [--steps N] [--minutes M] [--out DIR]
                          [--data DIR] [--tokenizer FILE] [--eval-limit N] [--eval-every-min M]
                          [--snapshot-dir DIR] [--snapshot-every-min M] [--init MODEL_DIR] [--lr LR] [--stop-after N]
-                         [--number-weight W]
+                         [--train-size N] [--number-weight W]
   Masked-diffusion SFT of the tiny coder on the toy train split (jax-js on CPU); writes
   DIR/model.onnx + DIR/manifest.json (+ tokenizer.json) atomically. Same seed + steps = same model.`;
 
@@ -175,6 +181,9 @@ export function parseTrainBaseArgs(argv: readonly string[]): TrainBaseArgs {
       case "--eval-every-min":
         args.evalEveryMinutes = num(0);
         break;
+      case "--train-size":
+        args.trainSize = Math.floor(num(1));
+        break;
       case "--number-weight":
         args.numberWeight = num(0);
         break;
@@ -221,8 +230,11 @@ export async function trainBase(args: TrainBaseArgs, log: (line: string) => void
   const tok = await loadTokenizer(args.tokenizer, { requireSpecial: ["mask", "pad", "eos"] });
   const ids = { mask: tok.specialIds.mask!, pad: tok.specialIds.pad!, eos: tok.specialIds.eos! };
   const config: PolicyModelConfig = { ...settings.model, vocabSize: tok.vocabSize };
-  const examples = await loadSftExamples(join(args.data, "train.jsonl"), tok, ids.eos);
-  if (examples.length === 0) throw new Error(`train-base: no rows with prompt + reference in ${join(args.data, "train.jsonl")}`);
+  const trainSource = args.trainSize ? `a generated toy train split of ${args.trainSize} rows` : join(args.data, "train.jsonl");
+  const examples = args.trainSize
+    ? sftExamplesFromRows(generateToySuite({ trainSize: args.trainSize }).train, tok, ids.eos)
+    : await loadSftExamples(join(args.data, "train.jsonl"), tok, ids.eos);
+  if (examples.length === 0) throw new Error(`train-base: no rows with prompt + reference in ${trainSource}`);
   const tooLong = examples.filter((e) => e.promptIds.length + settings.responseBudget > config.maxSeqLen).length;
   if (tooLong > 0)
     log(`warning: ${tooLong} prompts do not fit max_seq_len ${config.maxSeqLen} with the response budget; they are truncated`);
@@ -262,7 +274,7 @@ export async function trainBase(args: TrainBaseArgs, log: (line: string) => void
   };
   log(
     `train-base: config ${args.preset} (d ${config.dModel}, ${config.nLayers} layers, ${config.nHeads} heads, ff ${config.ffDim}, vocab ${config.vocabSize}, ` +
-      `${(parameterCount(config) / 1e6).toFixed(2)} M params), ${examples.length} examples, batch ${settings.batchSize}, ${totalSteps} steps, seed ${args.seed}`,
+      `${(parameterCount(config) / 1e6).toFixed(2)} M params), ${examples.length} examples (${trainSource}), batch ${settings.batchSize}, ${totalSteps} steps, seed ${args.seed}`,
   );
 
   const evals: Record<string, PassAt1Result> = {};
@@ -275,6 +287,7 @@ export async function trainBase(args: TrainBaseArgs, log: (line: string) => void
         response_budget: settings.responseBudget,
         ...(args.init ? { init: args.init } : {}),
         ...(args.numberWeight !== 1 ? { number_weight: args.numberWeight } : {}),
+        ...(args.trainSize ? { train_size: args.trainSize } : {}),
         ...extra,
       },
     });

@@ -84,6 +84,10 @@ test("bench specs: every variant changes the recipe it names, and an unknown one
     assert.notDeepEqual(benchRlSpec({ ...o, variant: name }), { ...recipe, name: `bench-rl-${name}` }, name);
   }
   assert.throws(() => benchRlSpec({ ...o, variant: "nope" }), /unknown variant "nope"/);
+  const both = benchRlSpec({ ...o, variant: "lr-3e-4+oversample-3" });
+  assert.equal(both.grpo?.lr, 3e-4);
+  assert.equal(both.oversample, 3);
+  assert.throws(() => benchRlSpec({ ...o, variant: "lr-3e-4+nope" }), /unknown variant "nope"/);
 });
 
 test("informative fraction counts groups with unequal rewards; split names come from the file", () => {

@@ -40,6 +40,10 @@ export const RL_VARIANTS: Record<string, { summary: string; apply: (s: Spec) => 
     summary: "dynamic sampling: roll out 3× the prompts, train on the informative groups",
     apply: (s) => void (s.oversample = 3),
   },
+  p8: {
+    summary: "8 prompts × G 8 per step (the learner runs it in row chunks)",
+    apply: (s) => void (s.promptsPerStep = 8),
+  },
   overlap: { summary: "rollout of step k+1 overlapped with training of step k", apply: (s) => void (s.overlap = true) },
   "mask-epochs-2": { summary: "2 coupled mask epochs per batch", apply: (s) => void (s.grpo.maskEpochs = 2) },
 };
@@ -164,8 +168,12 @@ export function benchRlSpec(o: {
   modelDir: string;
   variant: string;
 }): JobSpecIn {
-  const v = RL_VARIANTS[o.variant];
-  if (!v) throw new UsageError(`unknown variant "${o.variant}"; one of ${Object.keys(RL_VARIANTS).join(", ")}`);
+  // "a+b" applies variant a, then b.
+  const parts = o.variant.split("+").map((name) => {
+    const v = RL_VARIANTS[name];
+    if (!v) throw new UsageError(`unknown variant "${name}"; one of ${Object.keys(RL_VARIANTS).join(", ")} (combine with +)`);
+    return v;
+  });
   const base = demoSpec(1_000_000, o.seed, o.modelDir);
   const spec: Spec = {
     ...base,
@@ -178,7 +186,7 @@ export function benchRlSpec(o: {
     grpo: { ...(base.grpo ?? {}) },
     decoding: { ...(base.decoding ?? {}) },
   };
-  v.apply(spec);
+  for (const v of parts) v.apply(spec);
   return spec;
 }
 
@@ -210,7 +218,7 @@ export function formatAblation(results: BenchRlResult[]): string {
 }
 
 export const BENCH_RL_USAGE =
-  "rlmesh bench rl [--minutes N] [--seed S] [--eval-every STEPS] [--eval-limit N] [--eval-samples K] [--ablate v1,v2,…] [--model DIR] [--rollouts N] [--executors M] [--json]";
+  "rlmesh bench rl [--minutes N] [--seed S] [--eval-every STEPS] [--eval-limit N] [--eval-samples K] [--ablate v1,v2+v3,…] [--model DIR] [--rollouts N] [--executors M] [--json]";
 
 export async function benchRlCommand(argv: string[]): Promise<number> {
   const a = parseArgs(argv, ["json", "quiet"]);

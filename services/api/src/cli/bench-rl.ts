@@ -4,7 +4,7 @@ import type { JobEvent, JobSpecIn } from "@rlmesh/shared";
 import { flagBool, flagFloat, flagInt, flagString, parseArgs, UsageError } from "./args.js";
 import { jobClient, jobs } from "./job-client.js";
 import { DEFAULT_MODEL_DIR, REPO_ROOT, startLocalMesh } from "./local-mesh.js";
-import { demoSpec } from "./mesh-commands.js";
+import { DEMO_UNBOUNDED_STEPS, demoSpec } from "./mesh-commands.js";
 import { evalSplitName, PRIMARY_EVAL_SPLIT } from "../coordinator/job-runner.js";
 
 /**
@@ -174,7 +174,7 @@ export function benchRlSpec(o: {
     if (!v) throw new UsageError(`unknown variant "${name}"; one of ${Object.keys(RL_VARIANTS).join(", ")} (combine with +)`);
     return v;
   });
-  const base = demoSpec(1_000_000, o.seed, o.modelDir);
+  const base = demoSpec(DEMO_UNBOUNDED_STEPS, o.seed, o.modelDir);
   const spec: Spec = {
     ...base,
     name: `bench-rl-${o.variant}`,

@@ -1,7 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Job, JobEvent, JobSpecIn } from "@rlmesh/shared";
-import { flagBool, flagInt, flagString, parseArgs } from "./args.js";
+import { flagBool, flagFloat, flagInt, flagString, parseArgs, UsageError } from "./args.js";
 import type { Command } from "./command.js";
 import { jobClient, jobs } from "./job-client.js";
 import { formatEvent } from "./job-commands.js";
@@ -74,6 +74,7 @@ export async function followJob(
   let total = 0;
   const job0 = await jobs.get(client, jobId);
   total = job0.spec?.steps ?? 0;
+  const budgetSeconds = (job0.spec?.maxMinutes ?? 0) * 60;
   const tty = process.stderr.isTTY;
   for await (const e of jobs.watch(client, jobId, 0)) {
     // The primary line's greedy pass@1 (extra lines and sampled evals are printed, not summarised).
@@ -83,7 +84,11 @@ export async function followJob(
     if (e.step) {
       const elapsed = (Date.now() - t0) / 1000;
       const per = elapsed / steps.length;
-      const line = `step ${e.step.step}/${total}  reward ${e.step.rewardMean.toFixed(3)}  pass ${e.step.passRate.toFixed(2)}  ${per.toFixed(1)} s/step  ETA ${Math.max(0, Math.round(per * (total - e.step.step)))} s  v${e.step.policyVersion}`;
+      // A time-budgeted job (max_minutes) ends at whichever comes first: its steps or its budget.
+      let eta = per * (total - e.step.step);
+      if (budgetSeconds > 0) eta = Math.min(eta, budgetSeconds - elapsed);
+      const of = total < DEMO_UNBOUNDED_STEPS ? `/${total}` : "";
+      const line = `step ${e.step.step}${of}  reward ${e.step.rewardMean.toFixed(3)}  pass ${e.step.passRate.toFixed(2)}  ${per.toFixed(1)} s/step  ETA ${Math.max(0, Math.round(eta))} s  v${e.step.policyVersion}`;
       process.stderr.write(tty ? `\r${line}   ` : `${line}\n`);
     } else {
       if (tty && steps.length) process.stderr.write("\n");
@@ -111,6 +116,13 @@ export async function followJob(
   };
 }
 
+/** Step count of a job bounded only by its time budget. */
+export const DEMO_UNBOUNDED_STEPS = 1_000_000;
+/** The demo's default time budget: with set-up and the two evals it ends within 15 minutes on 2 cores. */
+export const DEMO_DEFAULT_MINUTES = 13;
+/** Held-out evals during the demo (besides before and after): every this many steps. */
+export const DEMO_EVAL_INTERVAL = 100;
+
 /** The demo job: RL on the shipped tiny model and the toy task suite. */
 export function demoSpec(steps: number, seed: number, modelDir: string): JobSpecIn {
   return {
@@ -130,7 +142,7 @@ export function demoSpec(steps: number, seed: number, modelDir: string): JobSpec
 export const demoCommand: Command = {
   name: "demo",
   summary: "the main job: bring up the local mesh, run RL on the shipped tiny model, print before/after pass@1",
-  usage: `rlmesh demo [--steps N] [--seed S] [--json] [--quiet] ${MESH_FLAGS}`,
+  usage: `rlmesh demo [--minutes M] [--steps N] [--seed S] [--json] [--quiet] ${MESH_FLAGS}`,
   async run(argv) {
     const a0 = parseArgs(argv, ["json", "quiet"]);
     const json = flagBool(a0, "json");
@@ -147,7 +159,10 @@ export const demoCommand: Command = {
     try {
       const modelDir = resolve(flagString(rest, "model") ?? DEFAULT_MODEL_DIR);
       const client = jobClient(mesh.apiAddr);
-      const job = await jobs.submit(client, demoSpec(flagInt(rest, "steps", 30, 1), flagInt(rest, "seed", 1), modelDir));
+      const minutes = flagFloat(rest, "minutes", DEMO_DEFAULT_MINUTES);
+      if (!(minutes > 0)) throw new UsageError(`--minutes must be > 0, got ${minutes}`);
+      const spec = demoSpec(flagInt(rest, "steps", DEMO_UNBOUNDED_STEPS, 1), flagInt(rest, "seed", 1), modelDir);
+      const job = await jobs.submit(client, { ...spec, maxMinutes: minutes, evalInterval: DEMO_EVAL_INTERVAL });
       client.close();
       print(`submitted ${job.id}`);
       const s = await followJob(mesh.apiAddr, job.id, { quiet: flagBool(rest, "quiet"), print });

@@ -99,6 +99,27 @@ test("a held-out pass@1 drop triggers a rollback; without a good checkpoint the 
   assert.equal(none.decision.kind, "stop");
 });
 
+test("a slow held-out slide rolls back to the checkpoint of the best eval, kept on disk, not to the newest", () => {
+  // Measured: LR 3e-4 went 35.0% → 32.5% (within passDrop, still healthy) → 24.5%; rolling back to
+  // the checkpoint just before the trigger restored weights that had already slid.
+  let s = initialCollapseGuardState();
+  s = noteCheckpoint(s, 0);
+  s = observeHeldOutPass(s, cfg, { step: 0, passAt1: 0.35 }).state;
+  let protectedAtTrigger: number[] = [];
+  for (let step = 1; step <= 50; step++) {
+    if (step === 25) s = observeHeldOutPass(s, cfg, { step, passAt1: 0.35 - cfg.passDrop / 2 }).state;
+    s = noteCheckpoint(s, step);
+  }
+  protectedAtTrigger = protectedCheckpoints(s);
+  let r = observeHeldOutPass(s, cfg, { step: 50, passAt1: 0.245 });
+  for (let k = 1; k < cfg.passPatience; k++) r = observeHeldOutPass(r.state, cfg, { step: 50 + k, passAt1: 0.245 });
+  assert.equal(r.decision.kind, "rollback");
+  if (r.decision.kind !== "rollback") return;
+  assert.equal(r.decision.toStep, 0);
+  assert.ok(protectedAtTrigger.includes(0), `protected ${JSON.stringify(protectedAtTrigger)}`);
+  assert.deepEqual(protectedAtTrigger.slice(0, 2), [50, 49], "the two newest stay protected too");
+});
+
 test("after maxRollbacks the guard says stop", () => {
   let s = initialCollapseGuardState();
   let decision: CollapseDecision = { kind: "continue" };

@@ -104,11 +104,13 @@ function decide(
   trigger: CollapseTrigger,
   streak: Streak,
   detail: string,
+  /** The target must also be at or before this step (the held-out trigger: its best eval's). */
+  atMost = Infinity,
 ): { state: CollapseGuardState; decision: CollapseDecision } {
   if (state.rollbacks >= cfg.maxRollbacks) {
     return { state, decision: { kind: "stop", trigger, reason: `${detail}; ${state.rollbacks} rollbacks already, giving up` } };
   }
-  const candidates = state.goodCheckpoints.filter((s) => s < streak.startStep);
+  const candidates = state.goodCheckpoints.filter((s) => s < streak.startStep && s <= atMost);
   if (candidates.length === 0) {
     return { state, decision: { kind: "stop", trigger, reason: `${detail}; no good checkpoint before step ${streak.startStep}` } };
   }
@@ -169,7 +171,9 @@ export function observeHeldOutPass(
       const withStreak = { ...state, passStreak: streak };
       if (streak.count >= cfg.passPatience) {
         const detail = `held-out pass@1 ${obs.passAt1.toFixed(3)} vs best ${best.toFixed(3)} at step ${obs.step}`;
-        return decide(withStreak, cfg, "heldout_pass_at_1", streak, detail);
+        // A slow slide passes evals that are each within passDrop of the best, so checkpoints
+        // after the best eval are already worse: go back to the weights that scored the best.
+        return decide(withStreak, cfg, "heldout_pass_at_1", streak, detail, bestEvalStep(state)!);
       }
       return { state: withStreak, decision: { kind: "continue" } };
     }
@@ -191,11 +195,23 @@ export function noteCheckpoint(state: CollapseGuardState, step: number): Collaps
 
 /**
  * The checkpoints the learner must keep whatever its keep-last policy says: the two newest good
- * ones. The newest may have generated the very batch (or eval) that opens a bad streak, and a
+ * ones (and the held-out trigger's target, below). The newest may have generated the very batch (or eval) that opens a bad streak, and a
  * rollback goes strictly before the streak, so its target can be the second newest.
  */
 export function protectedCheckpoints(state: CollapseGuardState): number[] {
-  return [...state.goodCheckpoints].sort((a, b) => b - a).slice(0, 2);
+  const newest = [...state.goodCheckpoints].sort((a, b) => b - a).slice(0, 2);
+  // Plus the held-out trigger's target: the newest good checkpoint at or before the best eval.
+  const best = bestEvalStep(state);
+  const atBest = best === null ? [] : state.goodCheckpoints.filter((s) => s <= best);
+  if (atBest.length > 0 && !newest.includes(Math.max(...atBest))) newest.push(Math.max(...atBest));
+  return newest;
+}
+
+/** Step of the best healthy held-out eval (the earliest of equals), or null before any eval. */
+export function bestEvalStep(state: CollapseGuardState): number | null {
+  let best: { step: number; value: number } | null = null;
+  for (const p of state.healthyEvals) if (!best || p.value > best.value) best = p;
+  return best ? best.step : null;
 }
 
 /** The newest good checkpoint. */

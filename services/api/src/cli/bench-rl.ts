@@ -254,6 +254,8 @@ export async function benchRlCommand(argv: string[]): Promise<number> {
       stateDir,
       log: flagBool(a, "quiet") ? () => undefined : print,
     });
+    // A job that did not succeed keeps its mesh's logs for a post-mortem.
+    let keepLogs = false;
     try {
       const client = jobClient(mesh.apiAddr);
       const job = await jobs.submit(client, spec);
@@ -268,6 +270,11 @@ export async function benchRlCommand(argv: string[]): Promise<number> {
       client.close();
       const r = summarizeRlEvents(events, { variant, seed, state: final.state });
       results.push(r);
+      if (r.state !== "JOB_STATE_SUCCEEDED") {
+        keepLogs = true;
+        const ended = events.filter((e) => e.state).at(-1)?.state;
+        print(`  job ended ${r.state}${ended?.reason ? `: ${ended.reason}` : ""}; logs kept in ${stateDir}/logs`);
+      }
       print(`\n${formatCurve(r)}`);
       print(
         `time per step ${r.seconds_per_step.toFixed(2)} s: ${Object.entries(r.phase_seconds_per_step)
@@ -276,7 +283,7 @@ export async function benchRlCommand(argv: string[]): Promise<number> {
       );
     } finally {
       await mesh.stop();
-      rmSync(stateDir, { recursive: true, force: true });
+      if (!keepLogs) rmSync(stateDir, { recursive: true, force: true });
     }
   }
   if (results.length > 1) print(formatAblation(results));

@@ -110,11 +110,10 @@ function decide(
   if (state.rollbacks >= cfg.maxRollbacks) {
     return { state, decision: { kind: "stop", trigger, reason: `${detail}; ${state.rollbacks} rollbacks already, giving up` } };
   }
-  const candidates = state.goodCheckpoints.filter((s) => s < streak.startStep && s <= atMost);
-  if (candidates.length === 0) {
+  const toStep = newestGoodAtOrBefore(state, Math.min(streak.startStep - 1, atMost));
+  if (toStep === null) {
     return { state, decision: { kind: "stop", trigger, reason: `${detail}; no good checkpoint before step ${streak.startStep}` } };
   }
-  const toStep = Math.max(...candidates);
   const lrScale = state.lrScale * cfg.lrFactor;
   const next: CollapseGuardState = {
     healthyRewards: state.healthyRewards.filter((p) => p.step <= toStep),
@@ -195,16 +194,22 @@ export function noteCheckpoint(state: CollapseGuardState, step: number): Collaps
 
 /**
  * The checkpoints the learner must keep whatever its keep-last policy says: the two newest good
- * ones (and the held-out trigger's target, below). The newest may have generated the very batch (or eval) that opens a bad streak, and a
- * rollback goes strictly before the streak, so its target can be the second newest.
+ * ones (the newest may have generated the very batch or eval that opens a bad streak, and a
+ * rollback goes strictly before the streak, so its target can be the second newest), and the
+ * held-out trigger's target, the newest good one at or before the best eval.
  */
 export function protectedCheckpoints(state: CollapseGuardState): number[] {
-  const newest = [...state.goodCheckpoints].sort((a, b) => b - a).slice(0, 2);
-  // Plus the held-out trigger's target: the newest good checkpoint at or before the best eval.
+  const keep = [...state.goodCheckpoints].sort((a, b) => b - a).slice(0, 2);
   const best = bestEvalStep(state);
-  const atBest = best === null ? [] : state.goodCheckpoints.filter((s) => s <= best);
-  if (atBest.length > 0 && !newest.includes(Math.max(...atBest))) newest.push(Math.max(...atBest));
-  return newest;
+  const atBest = best === null ? null : newestGoodAtOrBefore(state, best);
+  if (atBest !== null && !keep.includes(atBest)) keep.push(atBest);
+  return keep;
+}
+
+/** The newest good checkpoint at or before `step`, or null. */
+function newestGoodAtOrBefore(state: CollapseGuardState, step: number): number | null {
+  const c = state.goodCheckpoints.filter((s) => s <= step);
+  return c.length > 0 ? Math.max(...c) : null;
 }
 
 /** Step of the best healthy held-out eval (the earliest of equals), or null before any eval. */
@@ -216,5 +221,5 @@ export function bestEvalStep(state: CollapseGuardState): number | null {
 
 /** The newest good checkpoint. */
 export function lastGoodCheckpoint(state: CollapseGuardState): number | null {
-  return state.goodCheckpoints.length > 0 ? Math.max(...state.goodCheckpoints) : null;
+  return newestGoodAtOrBefore(state, Infinity);
 }

@@ -138,8 +138,10 @@ interface DecodeTokenizer {
   decode(ids: readonly number[], o?: { skipSpecial?: boolean }): string;
 }
 
-/** Text of a whole-number token, with or without its leading space (`" 12"`, `"3"`). */
-const NUMBER_TOKEN = /^ ?\p{N}+$/u;
+/** Whether a token's text is a whole number, with or without its leading space (`" 12"`, `"3"`). */
+export function isNumberToken(text: string): boolean {
+  return /^ ?\p{N}+$/u.test(text);
+}
 
 /**
  * Loss multipliers that weigh number tokens `weight` times the rest. The toy tasks' constants are
@@ -148,6 +150,6 @@ const NUMBER_TOKEN = /^ ?\p{N}+$/u;
  */
 export function numberTokenWeights(tokenizer: DecodeTokenizer, weight: number): Float32Array {
   const out = new Float32Array(tokenizer.vocabSize).fill(1);
-  for (let id = 0; id < tokenizer.vocabSize; id++) if (NUMBER_TOKEN.test(tokenizer.decode([id], { skipSpecial: true }))) out[id] = weight;
+  for (let id = 0; id < tokenizer.vocabSize; id++) if (isNumberToken(tokenizer.decode([id], { skipSpecial: true }))) out[id] = weight;
   return out;
 }

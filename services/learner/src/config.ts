@@ -1,5 +1,13 @@
 import { isAbsolute, join } from "node:path";
 import type { ConfigOf, Schema } from "@rlmesh/shared";
+import {
+  DEFAULT_MAX_ROLLBACKS,
+  DEFAULT_PASS_DROP,
+  DEFAULT_PASS_Z,
+  DEFAULT_REWARD_PATIENCE,
+  DEFAULT_REWARD_RELATIVE_DROP,
+  DEFAULT_REWARD_SMOOTHING,
+} from "./collapse-guard.js";
 import { REPO_ROOT } from "./random-model-dir.js";
 
 export const LEARNER_CONFIG = {
@@ -13,6 +21,12 @@ export const LEARNER_CONFIG = {
   maxTokensPerPass: { env: "RLMESH_LEARNER_MAX_TOKENS_PER_PASS", type: "int", default: 8192, min: 16, doc: "Rows × tokens per policy forward/backward; bigger batches are split into chunks whose gradients are summed (bounds the jax-js heap)" },
   checkpointEvery: { env: "RLMESH_CHECKPOINT_EVERY", type: "int", default: 1, min: 1, doc: "Write a checkpoint after every N TrainSteps" },
   keepCheckpoints: { env: "RLMESH_KEEP_CHECKPOINTS", type: "int", default: 3, min: 1, doc: "Checkpoints kept on disk (plus the collapse guard's last good one)" },
+  guardRewardSmoothing: { env: "RLMESH_GUARD_REWARD_SMOOTHING", type: "int", default: DEFAULT_REWARD_SMOOTHING, min: 1, doc: "Collapse guard: judge the mean reward of the last N steps (1 = single steps)" },
+  guardRewardDrop: { env: "RLMESH_GUARD_REWARD_DROP", type: "float", default: DEFAULT_REWARD_RELATIVE_DROP, min: 0, max: 1, doc: "Collapse guard: a smoothed reward below baseline × (1 − this) is bad" },
+  guardRewardPatience: { env: "RLMESH_GUARD_REWARD_PATIENCE", type: "int", default: DEFAULT_REWARD_PATIENCE, min: 1, doc: "Collapse guard: consecutive bad steps that roll back" },
+  guardPassDrop: { env: "RLMESH_GUARD_PASS_DROP", type: "float", default: DEFAULT_PASS_DROP, min: 0, max: 1, doc: "Collapse guard: a held-out pass@1 this far below the best (fraction) is bad" },
+  guardPassZ: { env: "RLMESH_GUARD_PASS_Z", type: "float", default: DEFAULT_PASS_Z, min: 0, doc: "Collapse guard: the held-out drop must also exceed this many standard errors (from each eval's n)" },
+  guardMaxRollbacks: { env: "RLMESH_GUARD_MAX_ROLLBACKS", type: "int", default: DEFAULT_MAX_ROLLBACKS, min: 0, doc: "Collapse guard: rollbacks before it gives up" },
   seed: { env: "RLMESH_LEARNER_SEED", type: "int", default: 1, min: 0, doc: "Run seed for masks/substitution when a TrainStep carries seed 0 (fresh start only)" },
   shutdownGraceMs: { env: "RLMESH_SHUTDOWN_GRACE_MS", type: "int", default: 10000, min: 0, doc: "Graceful shutdown wait before forcing (all services)" },
 } satisfies Schema;

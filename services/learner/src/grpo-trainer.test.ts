@@ -223,7 +223,7 @@ test("the collapse guard rolls back to the last good checkpoint, lowers the LR a
   const registry = new Registry();
   const metrics = new LearnerMetrics(registry);
   // keepCheckpoints 2: the rollback target must survive pruning (it is not among the newest two).
-  const t = await open({ guard: { minBaselineSteps: 2, rewardPatience: 2, rewardWindow: 4 }, metrics, keepCheckpoints: 2 });
+  const t = await open({ guard: { minBaselineSteps: 2, rewardPatience: 2, rewardWindow: 4, rewardSmoothing: 1 }, metrics, keepCheckpoints: 2 });
   const params = { lr: 1e-3, warmupSteps: 0 } as GrpoParams;
   // Checkpoint k holds the weights after k steps; those after step 1 (checkpoint 2) generated
   // step 2's healthy samples, those after step 2 (checkpoint 3) step 3's collapsed ones.

@@ -198,7 +198,7 @@ export class GrpoTrainer implements Trainer {
       }
       trainer = new GrpoTrainer(
         opts, policy, m, modelSha256, constants, current, previous, ck.optimizer, ck.policyVersion, extra.learnerStep,
-        extra.runSeed, extra.guard, new AppliedSteps(extra.applied), extra.skippedBatches,
+        extra.runSeed, { ...initialCollapseGuardState(), ...extra.guard }, new AppliedSteps(extra.applied), extra.skippedBatches,
       );
       trainer.lastCheckpointStep = ck.step;
       trainer.lastCheckpoint = `${opts.checkpointDir}/ckpt-${String(ck.step).padStart(12, "0")}`;
@@ -236,7 +236,7 @@ export class GrpoTrainer implements Trainer {
     }
     return this.exclusive(async () => {
       // The guard counts in learner steps (its checkpoints are learner steps), not job steps.
-      const g = observeHeldOutPass(this.guard, this.guardCfg, { step: this.learnerStep, passAt1: obs.passAt1 });
+      const g = observeHeldOutPass(this.guard, this.guardCfg, { step: this.learnerStep, passAt1: obs.passAt1, n: obs.n });
       if (g.decision.kind === "rollback") {
         await this.rollback(g.decision, g.state);
         await this.saveCheckpoint();

@@ -30,6 +30,14 @@ const trainer = await GrpoTrainer.open({
   checkpointEvery: config.checkpointEvery,
   keepCheckpoints: config.keepCheckpoints,
   runSeed: config.seed,
+  guard: {
+    rewardSmoothing: config.guardRewardSmoothing,
+    rewardRelativeDrop: config.guardRewardDrop,
+    rewardPatience: config.guardRewardPatience,
+    passDrop: config.guardPassDrop,
+    passZ: config.guardPassZ,
+    maxRollbacks: config.guardMaxRollbacks,
+  },
   logger,
   metrics: learnerMetrics,
 }).catch((err: unknown) => {

@@ -244,7 +244,7 @@ export class GrpoTrainer implements Trainer {
       }
       this.guard = g.state;
       if (g.decision.kind === "stop") {
-        this.opts.logger.error("collapse guard: giving up", { reason: g.decision.reason });
+        this.opts.logger.error("collapse guard: no rollback left (RLMESH_GUARD_MAX_ROLLBACKS); training goes on at the lowered LR", { reason: g.decision.reason });
         return { policyVersion: this.version, guardAction: "stop", guardReason: g.decision.reason };
       }
       return { policyVersion: this.version, guardAction: "", guardReason: "" };
@@ -323,7 +323,7 @@ export class GrpoTrainer implements Trainer {
       this.guard = g.state;
       stats = await this.update(samples, params, seed, base, req);
       if (g.decision.kind === "stop") {
-        this.opts.logger.error("collapse guard: giving up", { reason: g.decision.reason });
+        this.opts.logger.error("collapse guard: no rollback left (RLMESH_GUARD_MAX_ROLLBACKS); training goes on at the lowered LR", { reason: g.decision.reason });
         stats = { ...stats, guardAction: "stop", guardReason: g.decision.reason };
       }
     }

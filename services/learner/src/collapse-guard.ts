@@ -26,7 +26,7 @@ export interface CollapseGuardConfig {
    * samples one step's mean reward is noise (measured in the demo: sd 0.21 around 0.39, no
    * autocorrelation), and judging single steps (window 10) rolled that healthy run back three
    * times in 333 steps, halving the LR each time. Resampling that run's rewards, single steps
-   * falsely trigger in 99 % of 333-step runs, 16-step means (window 30, patience 3) in 0.8 %,
+   * falsely trigger in 99 % of 333-step runs, 16-step means (window 30, patience 3) in 0.9 %,
    * while a collapse to zero reward is still caught about 9 steps after it starts.
    * 1 = judge single steps.
    * @defaultValue DEFAULT_REWARD_SMOOTHING

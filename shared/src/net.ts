@@ -10,32 +10,28 @@ const handedOut = new Set<number>();
  * before the child server binds it: measured as a rollout worker dying with EADDRINUSE on its
  * metrics port at start-up.
  */
+let ephemeral: [number, number] | null = null;
 export function ephemeralPortRange(): [number, number] {
+  if (ephemeral) return ephemeral;
+  ephemeral = [49152, 65535]; // not Linux: the IANA dynamic range
   try {
     const [low, high] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
-    if (low && high && low <= high) return [low, high];
+    if (low && high && low <= high) ephemeral = [low, high];
   } catch {
-    // not Linux: the IANA dynamic range
+    // keep the IANA range
   }
-  return [49152, 65535];
+  return ephemeral;
 }
 
-function canListen(port: number, host: string): Promise<boolean> {
+/** Binds `port` (0: the kernel picks) on `host` and releases it: the port, or null if taken. */
+function tryListen(port: number, host: string): Promise<number | null> {
   return new Promise((resolve) => {
     const srv = createServer();
-    srv.once("error", () => resolve(false));
-    srv.listen(port, host, () => srv.close(() => resolve(true)));
-  });
-}
-
-function kernelPort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, host, () => {
+    srv.once("error", () => resolve(null));
+    srv.listen(port, host, () => {
       const addr = srv.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
+      const bound = typeof addr === "object" && addr ? addr.port : null;
+      srv.close(() => resolve(bound));
     });
   });
 }
@@ -53,7 +49,7 @@ export async function freePort(host = "127.0.0.1"): Promise<number> {
     for (let attempt = 0; attempt < 64; attempt++) {
       const port = bottom + Math.floor(Math.random() * (top - bottom + 1));
       if (handedOut.has(port)) continue;
-      if ((await canListen(port, host)) && (host === "0.0.0.0" || (await canListen(port, "0.0.0.0")))) {
+      if ((await tryListen(port, host)) && (host === "0.0.0.0" || (await tryListen(port, "0.0.0.0")))) {
         handedOut.add(port);
         return port;
       }
@@ -61,7 +57,8 @@ export async function freePort(host = "127.0.0.1"): Promise<number> {
   }
   // No room below the ephemeral range (or it is crowded): let the kernel pick.
   for (;;) {
-    const port = await kernelPort(host);
+    const port = await tryListen(0, host);
+    if (port === null) throw new Error(`cannot bind any TCP port on ${host}`);
     if (!handedOut.has(port)) {
       handedOut.add(port);
       return port;

@@ -166,13 +166,14 @@ export function observeStepReward(
   cfg: CollapseGuardConfig,
   obs: { step: number; rewardMean: number },
 ): { state: CollapseGuardState; decision: CollapseDecision } {
+  const size = Math.max(1, cfg.rewardSmoothing);
   const recent = [...state.recentRewards, { step: obs.step, value: obs.rewardMean }];
   // A reward leaving the window joins the baseline unless a bad streak is open.
-  const leaving = recent.length > Math.max(1, cfg.rewardSmoothing) ? recent.shift()! : null;
+  const leaving = recent.length > size ? recent.shift()! : null;
   let healthyRewards = state.healthyRewards;
   if (leaving && !state.rewardStreak) healthyRewards = [...healthyRewards, leaving].slice(-cfg.rewardWindow);
   const next = { ...state, healthyRewards, recentRewards: recent };
-  if (healthyRewards.length >= cfg.minBaselineSteps && recent.length >= Math.max(1, cfg.rewardSmoothing)) {
+  if (healthyRewards.length >= cfg.minBaselineSteps && recent.length === size) {
     const baseline = mean(healthyRewards);
     const smoothed = mean(recent);
     if (isBadReward(smoothed, baseline, cfg)) {
@@ -220,7 +221,7 @@ export function observeHeldOutPass(
       return { state: withStreak, decision: { kind: "continue" } };
     }
   }
-  const point: Point = obs.n === undefined ? { step: obs.step, value: obs.passAt1 } : { step: obs.step, value: obs.passAt1, n: obs.n };
+  const point: Point = { step: obs.step, value: obs.passAt1, ...(obs.n === undefined ? {} : { n: obs.n }) };
   return {
     state: { ...state, healthyEvals: [...state.healthyEvals, point], passStreak: null },
     decision: { kind: "continue" },

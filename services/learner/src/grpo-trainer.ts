@@ -244,7 +244,7 @@ export class GrpoTrainer implements Trainer {
       }
       this.guard = g.state;
       if (g.decision.kind === "stop") {
-        this.opts.logger.error("collapse guard: no rollback left (RLMESH_GUARD_MAX_ROLLBACKS); training goes on at the lowered LR", { reason: g.decision.reason });
+        this.logGuardStop(g.decision.reason);
         return { policyVersion: this.version, guardAction: "stop", guardReason: g.decision.reason };
       }
       return { policyVersion: this.version, guardAction: "", guardReason: "" };
@@ -323,7 +323,7 @@ export class GrpoTrainer implements Trainer {
       this.guard = g.state;
       stats = await this.update(samples, params, seed, base, req);
       if (g.decision.kind === "stop") {
-        this.opts.logger.error("collapse guard: no rollback left (RLMESH_GUARD_MAX_ROLLBACKS); training goes on at the lowered LR", { reason: g.decision.reason });
+        this.logGuardStop(g.decision.reason);
         stats = { ...stats, guardAction: "stop", guardReason: g.decision.reason };
       }
     }
@@ -411,6 +411,10 @@ export class GrpoTrainer implements Trainer {
    * Restores weights and optimizer of checkpoint `toStep` (or the newest valid one before it) as a
    * new version, and counts and logs the rollback.
    */
+  private logGuardStop(reason: string): void {
+    this.opts.logger.error("collapse guard: no rollback left (RLMESH_GUARD_MAX_ROLLBACKS); training goes on at the lowered LR", { reason });
+  }
+
   private async rollback(decision: Extract<CollapseDecision, { kind: "rollback" }>, guard: CollapseGuardState): Promise<void> {
     const { toStep } = decision;
     const ck = (await this.store.load(toStep).catch(() => null)) ?? (await this.store.loadLatest(toStep));

@@ -407,14 +407,15 @@ export class GrpoTrainer implements Trainer {
     return stats;
   }
 
+  /** The guard gave up: the step's stats say "stop" and the coordinator fails the job. */
+  private logGuardStop(reason: string): void {
+    this.opts.logger.error("collapse guard: gave up (RLMESH_GUARD_MAX_ROLLBACKS spent or no good checkpoint); the coordinator fails the job", { reason });
+  }
+
   /**
    * Restores weights and optimizer of checkpoint `toStep` (or the newest valid one before it) as a
    * new version, and counts and logs the rollback.
    */
-  private logGuardStop(reason: string): void {
-    this.opts.logger.error("collapse guard: no rollback left (RLMESH_GUARD_MAX_ROLLBACKS); training goes on at the lowered LR", { reason });
-  }
-
   private async rollback(decision: Extract<CollapseDecision, { kind: "rollback" }>, guard: CollapseGuardState): Promise<void> {
     const { toStep } = decision;
     const ck = (await this.store.load(toStep).catch(() => null)) ?? (await this.store.loadLatest(toStep));

@@ -94,17 +94,19 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
   // The primary greedy line feeds the learner's collapse guard; a rollback is told in the events.
   const reportToGuard = async (step: number, r: PassRate): Promise<void> => {
     if (!deps.learner.reportEval || r.n === 0) return;
+    let g: Awaited<ReturnType<NonNullable<LearnerClient["reportEval"]>>>;
     try {
-      const g = await deps.learner.reportEval({ jobId: job.id, step, passAt1: r.passAt1, n: r.n }, signal);
-      if (g.guardAction) {
-        await store.appendEvent(job.id, {
-          log: { level: "warn", message: `collapse guard (held-out): ${g.guardAction}: ${g.guardReason}; policy v${g.policyVersion}` },
-        });
-      }
+      g = await deps.learner.reportEval({ jobId: job.id, step, passAt1: r.passAt1, n: r.n }, signal);
     } catch (err) {
       if (signal.aborted) return;
       log.warn("ReportEval failed; the collapse guard misses this eval", { step, err: (err as Error).message });
+      return;
     }
+    if (!g.guardAction) return;
+    await store.appendEvent(job.id, {
+      log: { level: "warn", message: `collapse guard (held-out): ${g.guardAction}: ${g.guardReason}; policy v${g.policyVersion}` },
+    });
+    if (g.guardAction === "stop") throw new CollapseGuardStop(step, `held-out: ${g.guardReason}`);
   };
   const workers = await deps.rollout.workers();
   if (workers.length === 0) {
@@ -183,9 +185,23 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
 /** Attempts per step before the job fails. */
 export const STEP_ATTEMPTS = 6;
 
-/** Errors worth retrying a step for: anything but a bad request or a cancellation. */
+/**
+ * The learner's collapse guard gave up (its rollbacks are spent, or no good checkpoint is left):
+ * the job fails with the guard's reason instead of training a collapsing policy on.
+ */
+export class CollapseGuardStop extends Error {
+  constructor(
+    readonly step: number,
+    reason: string,
+  ) {
+    super(`collapse guard stopped the job at step ${step} (${reason})`);
+    this.name = "CollapseGuardStop";
+  }
+}
+
+/** Errors worth retrying a step for: anything but a bad request, a cancellation or a guard stop. */
 function isTransient(err: unknown): boolean {
-  if (err instanceof InvalidArgumentError) return false;
+  if (err instanceof InvalidArgumentError || err instanceof CollapseGuardStop) return false;
   if (err instanceof Error && err.name === "AbortError") return false;
   const code = (err as { code?: unknown }).code;
   // gRPC INVALID_ARGUMENT (3), FAILED_PRECONDITION (9) and UNIMPLEMENTED (12) will not heal.
@@ -298,7 +314,7 @@ async function runStep(job: Job, step: number, ctx: StepContext, generated: Prom
   await deps.redis.del(stepSamplesKey(job.id, step));
   deps.metrics?.observeStep(step, rewardMean, t);
   log.info("step", { step, rewardMean, policyVersion: trained.policyVersion, ...t });
-
+  if (trained.stats?.guardAction === "stop") throw new CollapseGuardStop(step, `step reward: ${trained.stats.guardReason}`);
   return job;
 }
 

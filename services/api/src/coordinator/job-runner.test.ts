@@ -1,0 +1,131 @@
+// The job runner against a real Redis (job state and events), with the rollout pool, the reward
+// queue and the learner faked at their seams: what the coordinator does with the learner's
+// collapse-guard decisions.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Redis } from "ioredis";
+import { createLogger, createRedis, startLocalRedis, type LocalRedis, type ReportEvalResponse, type TrainStepResponse } from "@rlmesh/shared";
+import { normalizeSpec } from "../job-spec.js";
+import { JobStore } from "../job-store.js";
+import { Coordinator } from "./coordinator.js";
+import type { RolloutPool } from "./rollout-pool.js";
+import type { LearnerClient, RewardScorer } from "./interfaces.js";
+
+let redis: LocalRedis;
+let conn: Redis;
+const dir = mkdtempSync(join(tmpdir(), "rlmesh-job-runner-test-"));
+const dataset = join(dir, "tasks.jsonl");
+writeFileSync(
+  dataset,
+  [1, 2, 3]
+    .map((k) => JSON.stringify({ task_id: `t${k}`, prompt: `Write f(x) returning x+${k}.`, tests: { kind: "assert", tests: [`assert f(1) == ${1 + k}`] } }))
+    .join("\n") + "\n",
+);
+
+before(async () => {
+  redis = await startLocalRedis();
+  conn = createRedis(redis.url, { role: "client" });
+});
+after(async () => {
+  await conn?.quit();
+  await redis?.stop();
+});
+
+/** One sample per (prompt, g); odd samples pass. */
+const rollout = {
+  workers: async () => [{ id: "w0" }],
+  waitForWorkers: async () => [{ id: "w0" }],
+  generate: async (prompts: { id: string }[], g: number) => ({
+    samples: prompts.flatMap((p) =>
+      Array.from({ length: g }, (_, k) => ({ promptId: p.id, sampleIndex: k, promptTokenIds: [1], tokenIds: [2, 3], text: `r${k}`, policyVersion: 0 })),
+    ),
+  }),
+} as unknown as RolloutPool;
+const rewards: RewardScorer = {
+  score: async (cands) => cands.map((c) => ({ reward: c.sampleIndex % 2, status: "ok" })),
+  purge: async () => 0,
+};
+
+/** A learner whose guard answers `action` on step `atStep` (TrainStep) or at eval step `atEval`. */
+function learner(guard: { atStep?: number; atEval?: number; action: string }): LearnerClient & { steps: number[] } {
+  let version = 0;
+  const steps: number[] = [];
+  return {
+    steps,
+    trainStep: async (req) => {
+      steps.push(Number(req.step));
+      const hit = Number(req.step) === guard.atStep;
+      return {
+        policyVersion: ++version,
+        stats: { numSamples: req.samples?.length ?? 0, guardAction: hit ? guard.action : "", guardReason: hit ? "mean reward 0.02 < 0.20 for 3 steps" : "" },
+        pushSeconds: 0,
+      } as unknown as TrainStepResponse;
+    },
+    reportEval: async (req) => {
+      const hit = Number(req.step) === guard.atEval;
+      return { policyVersion: version, guardAction: hit ? guard.action : "", guardReason: hit ? "pass@1 0.10 < best 0.40" : "" } as ReportEvalResponse;
+    },
+  };
+}
+
+async function run(l: LearnerClient, extra: { evalInterval?: number } = {}) {
+  const store = new JobStore(conn);
+  const deps = { store, redis: conn, rollout, rewards, learner: l, logger: createLogger("api-test", { level: "error" }) };
+  const spec = normalizeSpec({
+    modelDir: dir,
+    dataset: { path: dataset },
+    evalDataset: extra.evalInterval ? { path: dataset } : undefined,
+    evalInterval: extra.evalInterval ?? 0,
+    groupSize: 2,
+    promptsPerStep: 2,
+    steps: 8,
+  });
+  const coord = new Coordinator(deps);
+  const job = await store.create(spec);
+  coord.start(job);
+  for (let i = 0; i < 200; i++) {
+    const j = await store.get(job.id);
+    if (j && (j.state === "JOB_STATE_SUCCEEDED" || j.state === "JOB_STATE_FAILED")) {
+      await coord.stop();
+      return { job: j, events: await store.readEvents(job.id, 0) };
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  await coord.stop();
+  throw new Error("job did not finish");
+}
+
+test("a healthy job runs every step and succeeds; a guard rollback is recorded and training goes on", async () => {
+  const l = learner({ atStep: 3, action: "rollback" });
+  const { job, events } = await run(l);
+  assert.equal(job.state, "JOB_STATE_SUCCEEDED");
+  assert.deepEqual(l.steps, [1, 2, 3, 4, 5, 6, 7, 8]);
+  assert.equal(events.find((e) => e.step?.step === 3)?.step?.train?.guardAction, "rollback");
+});
+
+test("the guard's stop at a training step fails the job at that step, naming the reason, without retrying", async () => {
+  const l = learner({ atStep: 3, action: "stop" });
+  const { job, events } = await run(l);
+  assert.equal(job.state, "JOB_STATE_FAILED");
+  assert.deepEqual(l.steps, [1, 2, 3], "no step after the stop, and step 3 is not retried");
+  assert.equal(job.step, 3, "the stopped step is recorded");
+  assert.match(job.error, /collapse guard stopped the job at step 3 \(step reward: mean reward 0\.02 < 0\.20 for 3 steps\)/);
+  assert.equal(events.filter((e) => e.step).length, 3);
+});
+
+test("the guard's stop on a held-out eval fails the job after that eval", async () => {
+  const l = learner({ atEval: 4, action: "stop" });
+  const { job, events } = await run(l, { evalInterval: 2 });
+  assert.equal(job.state, "JOB_STATE_FAILED");
+  assert.deepEqual(l.steps, [1, 2, 3, 4]);
+  assert.match(job.error, /collapse guard stopped the job at step 4 \(held-out: pass@1 0\.10 < best 0\.40\)/);
+  assert.ok(events.some((e) => e.log && /collapse guard \(held-out\): stop: pass@1 0\.10/.test(e.log.message)));
+  assert.deepEqual(
+    events.filter((e) => e.eval).map((e) => e.eval!.step),
+    [0, 2, 4],
+    "evals at 0, 2 and 4; no final eval after the stop",
+  );
+});

@@ -17,6 +17,8 @@ test("defaults fill unset fields; set zeros are kept (temperature 0 = greedy)", 
   assert.deepEqual(s.decoding, DEFAULT_DECODING);
   assert.equal(normalizeSpec({ ...base, decoding: { temperature: 0, padPenalty: 0 } }).decoding.temperature, 0);
   assert.equal(normalizeSpec({ ...base, decoding: { temperature: 0, padPenalty: 0 } }).decoding.padPenalty, 0);
+  assert.equal(normalizeSpec(base).decoding.lookahead, undefined, "unset: the rollout worker applies the model's");
+  assert.equal(normalizeSpec({ ...base, decoding: { lookahead: 0 } }).decoding.lookahead, 0);
   assert.deepEqual(normalizeSpec(base).grpo, {}, "unset GRPO fields are left to the learner");
 });
 
@@ -29,6 +31,7 @@ test("each bad field is named in the error", () => {
     [{ ...base, groupSize: 1 }, /^spec\.group_size: must be an integer in \[2, 1024\], got 1/],
     [{ ...base, decoding: { alg: "greedy" } }, /^spec\.decoding\.alg: must be one of origin, maskgit_plus/],
     [{ ...base, decoding: { topP: 1.5 } }, /^spec\.decoding\.top_p: must be in \[0, 1\]/],
+    [{ ...base, decoding: { lookahead: -4 } }, /^spec\.decoding\.lookahead: must be an integer in \[0, 8192\]/],
     [{ ...base, grpo: { tMin: 0.9, tMax: 0.1 } }, /^spec\.grpo\.t_min: must be <= t_max/],
     [{ ...base, grpo: { lossAgg: "sum" } }, /^spec\.grpo\.loss_agg: must be one of/],
     [{ ...base, extraEvalDatasets: [{ path: ds }, { path: join(dir, "missing.jsonl") }] }, /^spec\.extra_eval_datasets\[1\]\.path: file not found/],

@@ -86,6 +86,7 @@ export function normalizeDecoding(field: string, p: Partial<DecodingParams> | nu
   check.range(`${field}.threshold`, d.threshold, 0, 1);
   check.range(`${field}.factor`, d.factor, 0, 100);
   check.range(`${field}.pad_penalty`, d.padPenalty, 0, 100);
+  if (d.lookahead !== undefined) check.int(`${field}.lookahead`, d.lookahead, 0, 8192);
   return d;
 }
 

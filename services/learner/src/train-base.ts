@@ -8,6 +8,7 @@ import {
   loadModel,
   configFromManifest,
   manifestForConfig,
+  recommendedLookahead,
   parameterCount,
   SeededRandom,
   serializeModel,
@@ -290,6 +291,7 @@ export async function trainBase(args: TrainBaseArgs, log: (line: string) => void
         ...(args.trainSize ? { train_size: args.trainSize } : {}),
         ...extra,
       },
+      decoding: { response_budget: settings.responseBudget, lookahead: recommendedLookahead(settings.responseBudget) },
     });
   const evalNow = async (limit: number): Promise<Record<string, PassAt1Result>> => {
     const bytes = serializeModel(buildPolicyGraph(config, toWeightMap(weights)));

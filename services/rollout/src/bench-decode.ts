@@ -7,7 +7,7 @@
 import { resolve } from "node:path";
 import { loadDataset, type CanonicalRow } from "@rlmesh/shared/datasets/index";
 import { DECODE_MODES, decodeModeParams, type DecodeMode, type DecodeParamsInput } from "./decode-params.js";
-import { loadRolloutModel, OrtRolloutEngine, type BatchStats, type GeneratedSample } from "./ort-rollout-engine.js";
+import { loadRolloutModel, OrtRolloutEngine, withModelLookahead, type BatchStats, type GeneratedSample } from "./ort-rollout-engine.js";
 import { passesWithPython } from "./python-check.js";
 
 export const DEFAULT_BENCH_MODEL_DIR = "models/tiny-coder";
@@ -43,6 +43,8 @@ export interface GenLengthResult {
   /** Best speedup among modes whose pass@1 is within QUALITY_TOLERANCE of vanilla's. */
   speedup_best_within_tolerance: number;
   best_mode_within_tolerance: DecodeMode | null;
+  /** Masked positions past the block the model saw (0 = the whole canvas). */
+  lookahead: number;
 }
 
 export interface BenchDecodeReport extends GenLengthResult {
@@ -77,6 +79,8 @@ export interface BenchDecodeOptions {
   eosFill: boolean;
   /** Dream-Coder PAD penalty. @defaultValue 0 */
   padPenalty: number;
+  /** Masked positions past the current block the model sees (0 = all). @defaultValue the model's recommendation */
+  lookahead?: number;
 }
 
 /** The executor's sandboxed eval (BullMQ + Docker), loaded at run time so rollout does not build against it. */
@@ -128,7 +132,11 @@ export async function runDecodeBench(
       alg: "maskgit_plus",
       eos_fill: opts.eosFill,
       pad_penalty: opts.padPenalty,
+      ...(opts.lookahead !== undefined ? { lookahead: opts.lookahead } : {}),
     });
+    // Resolved here, so the model's lookahead recommendation (which the engine applies only to
+    // unresolved requests) is applied as it would be to a Generate call.
+    const modeParams = (mode: DecodeMode, gen: number) => withModelLookahead(decodeModeParams(mode, baseParams(gen)), baseParams(gen), model.manifest);
     // Timed by generate call; modes are interleaved task by task so that load from other
     // processes on the host falls on every mode alike.
     interface Tally {
@@ -141,7 +149,7 @@ export async function runDecodeBench(
     const timeCall = async (t: Tally, mode: DecodeMode, gen: number, reqs: typeof requests, maxBatch: number) => {
       stats.length = 0;
       const t0 = performance.now();
-      const res = await engine.generateSamples(reqs, decodeModeParams(mode, baseParams(gen)), { maxBatch });
+      const res = await engine.generateSamples(reqs, modeParams(mode, gen), { maxBatch });
       t.seconds += (performance.now() - t0) / 1000;
       t.samples.push(...res.samples);
       for (const s of stats) {
@@ -226,6 +234,7 @@ export async function runDecodeBench(
         best_mode: best,
         speedup_best_within_tolerance: round(speedupOk, 2),
         best_mode_within_tolerance: bestOk,
+        lookahead: modeParams("dual", gen).lookahead,
       });
     }
 
@@ -266,7 +275,9 @@ export async function runDecodeBench(
 export function formatBenchTable(r: BenchDecodeReport): string {
   const lines: string[] = [];
   for (const run of r.runs) {
-    lines.push(`gen_length ${run.gen_length}${run.requested_gen_length ? ` (requested ${run.requested_gen_length})` : ""}`);
+    lines.push(
+      `gen_length ${run.gen_length}${run.requested_gen_length ? ` (requested ${run.requested_gen_length})` : ""}, lookahead ${run.lookahead || "off (whole canvas)"}`,
+    );
     lines.push(
       `  ${"mode".padEnd(9)} ${"tokens/s".padStart(9)} ${"resp tok/s".padStart(10)} ${"NFE/token".padStart(9)} ${"pass@1".padStart(7)} ${"seconds".padStart(8)}`,
     );
@@ -286,7 +297,7 @@ export function formatBenchTable(r: BenchDecodeReport): string {
 }
 
 export const BENCH_DECODE_USAGE =
-  "rlmesh bench decode [--json] [--model DIR] [--dataset FILE] [--tasks N] [--gen-lengths 256,128] [--modes vanilla,parallel,prefix,dual] [--threads N] [--evaluator sandbox|python|none] [--no-batch] [--no-eos-fill] [--pad-penalty X]";
+  "rlmesh bench decode [--json] [--model DIR] [--dataset FILE] [--tasks N] [--gen-lengths 256,128] [--modes vanilla,parallel,prefix,dual] [--threads N] [--evaluator sandbox|python|none] [--no-batch] [--no-eos-fill] [--pad-penalty X] [--lookahead N]";
 
 export function parseBenchDecodeArgs(argv: readonly string[]): BenchDecodeOptions & { json: boolean } {
   const o: BenchDecodeOptions & { json: boolean } = {
@@ -333,6 +344,10 @@ export function parseBenchDecodeArgs(argv: readonly string[]): BenchDecodeOption
       const v = Number(value());
       if (!(v >= 0)) throw new Error(`--pad-penalty must be >= 0`);
       o.padPenalty = v;
+    } else if (a === "--lookahead") {
+      const v = Number(value());
+      if (!Number.isInteger(v) || v < 0) throw new Error(`--lookahead must be an integer >= 0 (0 = the whole canvas)`);
+      o.lookahead = v;
     } else throw new Error(`unknown option ${a}`);
   }
   return o;

@@ -20,6 +20,8 @@ test("bad parameters are rejected with the field named", () => {
   rejects({ threshold: 1.2 }, "threshold", "threshold must be in (0, 1]");
   rejects({ pad_penalty: -3 }, "pad_penalty", "pad_penalty must be >= 0");
   rejects({ temperature: Number.NaN }, "temperature", "finite");
+  rejects({ lookahead: -1 }, "lookahead", "lookahead must be >= 0");
+  rejects({ lookahead: 2.5 }, "lookahead", "must be an integer");
 });
 
 test("zero values mean defaults, as in the proto", () => {
@@ -29,6 +31,7 @@ test("zero values mean defaults, as in the proto", () => {
   assert.equal(p.top_p, 1);
   assert.equal(p.commit, "threshold");
   assert.equal(p.threshold, 0.9);
+  assert.equal(p.lookahead, 0, "the whole canvas unless asked");
 });
 
 test("the commit rule follows factor, then threshold, then steps", () => {

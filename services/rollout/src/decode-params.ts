@@ -53,6 +53,12 @@ export interface DecodeParams {
   seed: number;
   /** Write PAD after the first EOS as soon as it is committed (the sequence can finish early). */
   eos_fill: boolean;
+  /**
+   * Masked positions after the current block that the model sees (0 = the whole canvas). A
+   * model trained on short responses answers a long max_new_tokens as it does a short one
+   * (block + lookahead = its trained response length), and a forward costs less.
+   */
+  lookahead: number;
 }
 
 /** Partial parameters as a caller sends them; zero/undefined numbers mean "default" as in the proto. */
@@ -122,6 +128,8 @@ export function resolveDecodeParams(input: DecodeParamsInput = {}): DecodeParams
   if (factor < 0) fail("factor", "must be >= 0");
   const padPenalty = finite("pad_penalty", input.pad_penalty ?? 0);
   if (padPenalty < 0) fail("pad_penalty", "must be >= 0");
+  const lookahead = int("lookahead", input.lookahead ?? 0);
+  if (lookahead < 0) fail("lookahead", "must be >= 0 (0 = the whole canvas)");
   const seed = int("seed", input.seed ?? 0);
   if (seed < 0 || seed > Number.MAX_SAFE_INTEGER) fail("seed", "must be in [0, 2^53)");
 
@@ -152,6 +160,7 @@ export function resolveDecodeParams(input: DecodeParamsInput = {}): DecodeParams
     pad_penalty: padPenalty,
     seed,
     eos_fill: input.eos_fill ?? true,
+    lookahead,
   };
 }
 

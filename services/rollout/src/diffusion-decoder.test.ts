@@ -306,3 +306,55 @@ test("the dual cache is approximate: a multi-layer model can decode differently,
   const out = await decodeAll(ref, { threshold: 1, cache: "dual" });
   for (const r of out) assert.ok(!r.rawResponse.includes(SPEC.maskId));
 });
+
+test("lookahead: the model sees the current block and L masked positions after it, in every cache mode", async () => {
+  const seen = async (cache: "none" | "prefix" | "dual") => {
+    const f: ForwardInfo[] = [];
+    await decodeBatch(
+      ref,
+      [{ prompt: [5, 6], seed: 1 }],
+      resolveDecodeParams({ max_new_tokens: 12, block_length: 4, threshold: 1, cache, eos_fill: false, lookahead: 2 }),
+      { onForward: (x) => f.push(x) },
+    );
+    return f;
+  };
+  // Blocks end at 6, 10 and 14 (the canvas end): visible ends 8, 12 and 14.
+  const plain = await seen("none");
+  assert.deepEqual([...new Set(plain.map((k) => k.length))], [8, 12, 14]);
+  const dual = await seen("dual");
+  assert.deepEqual(
+    [...new Set(dual.map((k) => `${k.kind} ${k.length}+${k.pastLength}`))],
+    ["full 8+0", "cached 4+4", "full 12+0", "cached 4+8", "full 14+0", "cached 4+10"],
+  );
+  const prefix = await seen("prefix");
+  assert.deepEqual(
+    [...new Set(prefix.filter((k) => k.kind === "cached").map((k) => `${k.length}+${k.pastLength}`))],
+    ["6+2", "6+6", "4+10"],
+  );
+});
+
+for (const temperature of [0, 0.9]) {
+  test(`lookahead with exact cache refresh reproduces the uncached tokens; a lookahead past the canvas changes nothing (temperature ${temperature})`, async () => {
+    const base = { threshold: 1, temperature, eos_fill: false, lookahead: 3 };
+    const plain = await decodeAll(ref, { ...base, cache: "none" });
+    for (const cache of ["prefix", "dual"] as const) {
+      const cached = await decodeAll(ref, { ...base, cache, cache_refresh: "step" });
+      assert.deepEqual(
+        cached.map((r) => Array.from(r.rawResponse)),
+        plain.map((r) => Array.from(r.rawResponse)),
+        cache,
+      );
+    }
+    const whole = await decodeAll(ref, { ...base, lookahead: 0, cache: "none" });
+    const past = await decodeAll(ref, { ...base, lookahead: 12, cache: "none" });
+    assert.deepEqual(
+      past.map((r) => Array.from(r.rawResponse)),
+      whole.map((r) => Array.from(r.rawResponse)),
+    );
+    assert.notDeepEqual(
+      plain.map((r) => Array.from(r.rawResponse)),
+      whole.map((r) => Array.from(r.rawResponse)),
+      "hiding the far masks changes what this model decodes",
+    );
+  });
+}

@@ -87,6 +87,15 @@ function blockEnd(s: SeqState, blockLength: number): number {
   return Math.min((s.blockStarts[s.block] as number) + blockLength, s.len);
 }
 
+/**
+ * End (exclusive) of what the model sees: the whole canvas, or with `lookahead` L only the
+ * prompt, the response so far, the current block and L masked positions after it — the
+ * canvas a model trained on short responses knows, however long max_new_tokens is.
+ */
+function visibleEnd(s: SeqState, blockLength: number, lookahead: number): number {
+  return lookahead > 0 ? Math.min(s.len, blockEnd(s, blockLength) + lookahead) : s.len;
+}
+
 function hasMask(ids: Int32Array, start: number, end: number, maskId: number): boolean {
   for (let i = start; i < end; i++) if (ids[i] === maskId) return true;
   return false;
@@ -221,15 +230,19 @@ export async function decodeBatch(
     return model.forward(input);
   };
 
+  const seen = (s: SeqState) => visibleEnd(s, params.block_length, params.lookahead);
+
   const fullForward = async (group: SeqState[], wantPresent: boolean): Promise<{ out: ForwardOutput; T: number }> => {
     const B = group.length;
-    const T = Math.max(...group.map((s) => s.len));
+    const ends = group.map(seen);
+    const T = Math.max(...ends);
     const ids = new Int32Array(B * T).fill(spec.padId);
     const positions = new Int32Array(B * T);
     const attention = new Float32Array(B * T);
     group.forEach((s, b) => {
-      ids.set(s.ids, b * T);
-      for (let j = 0; j < s.len; j++) {
+      const end = ends[b]!;
+      ids.set(s.ids.subarray(0, end), b * T);
+      for (let j = 0; j < end; j++) {
         positions[b * T + j] = j;
         attention[b * T + j] = 1;
       }
@@ -246,13 +259,14 @@ export async function decodeBatch(
     const cur = group.map((s) => {
       const bs = s.blockStarts[s.block] as number;
       const be = blockEnd(s, params.block_length);
-      const curEnd = params.cache === "prefix" ? s.len : be;
+      const end = seen(s);
+      const curEnd = params.cache === "prefix" ? end : be;
       const pastRanges: Array<[number, number]> =
         params.cache === "prefix"
           ? [[0, bs]]
           : [
               [0, bs],
-              [be, s.len],
+              [be, end],
             ];
       return { bs, curEnd, pastRanges, P: pastRanges.reduce((a, [x, y]) => a + (y - x), 0) };
     });
@@ -343,13 +357,15 @@ function storeCache(group: SeqState[], out: ForwardOutput, T: number, spec: Deno
   group.forEach((s, b) => {
     s.cacheK = [];
     s.cacheV = [];
+    // Positions past what this forward saw (a lookahead window) stay zero: never read.
+    const n = Math.min(s.len, T) * Dh;
     for (let l = 0; l < L; l++) {
       const k = new Float32Array(H * s.len * Dh);
       const v = new Float32Array(H * s.len * Dh);
       for (let h = 0; h < H; h++) {
         const src = (b * H + h) * T * Dh;
-        k.set(out.present!.keys[l]!.subarray(src, src + s.len * Dh), h * s.len * Dh);
-        v.set(out.present!.values[l]!.subarray(src, src + s.len * Dh), h * s.len * Dh);
+        k.set(out.present!.keys[l]!.subarray(src, src + n), h * s.len * Dh);
+        v.set(out.present!.values[l]!.subarray(src, src + n), h * s.len * Dh);
       }
       s.cacheK.push(k);
       s.cacheV.push(v);

@@ -194,3 +194,18 @@ test("model info names the execution provider really used (cuda falls back to cp
     await e.close();
   }
 });
+
+test("a request without lookahead gets the model's recommendation past its trained response length; an explicit one is kept", async () => {
+  const manifest = { ...base.manifest, decoding: { response_budget: 16, lookahead: 3 } };
+  const e = await engine({ model: { modelBytes: base.bytes, manifest }, replicas: 1 });
+  try {
+    const texts = async (p: object) => (await e.generateSamples(requests, { ...params, temperature: 0, ...p })).samples.map((s) => s.tokenIds.join(","));
+    const unset = await texts({});
+    assert.deepEqual(unset, await texts({ lookahead: 3 }), "24 new tokens > 16: the manifest's lookahead 3");
+    const whole = await texts({ lookahead: 0 });
+    assert.notDeepEqual(unset, whole, "lookahead 0 (the whole canvas) decodes differently on this model");
+    assert.deepEqual(await texts({ max_new_tokens: 16 }), await texts({ max_new_tokens: 16, lookahead: 0 }), "within 16 tokens: no lookahead");
+  } finally {
+    await e.close();
+  }
+});

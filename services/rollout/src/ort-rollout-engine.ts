@@ -315,8 +315,8 @@ export class OrtRolloutEngine implements RolloutEngine {
     requests: readonly GenerateRequestItem[],
     paramsInput: DecodeParamsInput,
   ): { params: DecodeParams; items: PreparedSample[] } {
-    const params = resolveDecodeParams(paramsInput);
     const m = this.opts.model.manifest;
+    const params = withModelLookahead(resolveDecodeParams(paramsInput), paramsInput, m);
     if (params.cache !== "none" && !m.cache_support.includes(params.cache)) {
       throw new InvalidDecodeParamsError(
         "cache",
@@ -497,4 +497,14 @@ async function asInvalidArgumentAsync<T>(fn: () => Promise<T>): Promise<T> {
   } catch (err) {
     throw toInvalidArgument(err);
   }
+}
+
+/**
+ * A request that leaves `lookahead` unset gets the model's recommendation when it asks for
+ * more new tokens than the model was trained to answer in (manifest `decoding`); an explicit
+ * value, 0 included, is kept.
+ */
+export function withModelLookahead(params: DecodeParams, input: DecodeParamsInput, m: ModelManifest): DecodeParams {
+  if (input.lookahead !== undefined || !m.decoding || params.max_new_tokens <= m.decoding.response_budget) return params;
+  return { ...params, lookahead: m.decoding.lookahead };
 }

@@ -24,6 +24,7 @@ export function decodeParamsFromProto(p: DecodingParams | null | undefined): Dec
   if (p.cache) out.cache = p.cache as CacheMode;
   if (p.padPenalty !== undefined) out.pad_penalty = p.padPenalty;
   if (p.seed !== undefined) out.seed = Number(p.seed);
+  if (p.lookahead !== undefined && p.lookahead !== null) out.lookahead = p.lookahead;
   return out;
 }
 

@@ -110,6 +110,10 @@ test("missing or ill-typed manifest fields are named", async () => {
     await modelDir({ manifest: (m) => ((m as unknown as Record<string, unknown>)["tied_embeddings"] = "yes") }),
     /tied_embeddings must be a boolean/,
   );
+  await rejects(
+    await modelDir({ manifest: (m) => (m.decoding = { response_budget: 64, lookahead: 0 }) }),
+    /decoding\.lookahead must be a positive integer, got 0/,
+  );
   await rejects(await modelDir({ manifest: (m) => (m.files.model = "../x.onnx") }), /files\.model must be a plain file name/);
   await rejects(await modelDir({ manifest: (m) => delete m.inputs.past_key }), /inputs\.past_key is required when cache_support/);
 });

@@ -118,6 +118,10 @@ describe("rollout workers over gRPC", { timeout: 300_000 }, () => {
       generate(workers[0]!.client, {}, 0),
       (err: grpc.ServiceError) => err.code === grpc.status.INVALID_ARGUMENT && /samples_per_prompt/.test(err.details),
     );
+    await assert.rejects(
+      generate(workers[0]!.client, { lookahead: -2 }),
+      (err: grpc.ServiceError) => err.code === grpc.status.INVALID_ARGUMENT && /^lookahead: must be >= 0/.test(err.details),
+    );
   });
 
   test("a weight swap under load: no request fails and every sample reports a version it could have used", async () => {

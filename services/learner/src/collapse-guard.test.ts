@@ -74,6 +74,26 @@ test("an injected reward collapse rolls back to a good checkpoint before the smo
   assert.equal(resumed.decision.kind, "continue");
 });
 
+test("a state kept under a larger smoothing window (a learner resumed with a smaller one) still judges", () => {
+  const healthy = run(
+    initialCollapseGuardState(),
+    Array.from({ length: 40 }, () => 0.4),
+    1,
+  ).state;
+  assert.equal(healthy.recentRewards.length, 16);
+  const small = { ...cfg, rewardSmoothing: 4 };
+  const r = run(
+    healthy,
+    Array.from({ length: 20 }, () => 0.05),
+    41,
+    5,
+    small,
+  );
+  assert.equal(r.decision.kind, "rollback");
+  // The 4-step mean is below half the baseline from step 43 (0.05, 0.05, 0.05, 0.4 → 0.14); patience 3 → step 45.
+  assert.equal(r.step, 45);
+});
+
 test("with a checkpoint after every step, the rollback target is among the protected checkpoints before the trigger", () => {
   let state = initialCollapseGuardState();
   let decision: CollapseDecision = { kind: "continue" };

@@ -110,7 +110,16 @@ export type CollapseDecision =
   | { kind: "stop"; trigger: CollapseTrigger; reason: string };
 
 export function initialCollapseGuardState(): CollapseGuardState {
-  return { healthyRewards: [], recentRewards: [], rewardStreak: null, healthyEvals: [], passStreak: null, goodCheckpoints: [], lrScale: 1, rollbacks: 0 };
+  return {
+    healthyRewards: [],
+    recentRewards: [],
+    rewardStreak: null,
+    healthyEvals: [],
+    passStreak: null,
+    goodCheckpoints: [],
+    lrScale: 1,
+    rollbacks: 0,
+  };
 }
 
 function mean(points: Point[]): number {
@@ -168,10 +177,11 @@ export function observeStepReward(
 ): { state: CollapseGuardState; decision: CollapseDecision } {
   const size = Math.max(1, cfg.rewardSmoothing);
   const recent = [...state.recentRewards, { step: obs.step, value: obs.rewardMean }];
-  // A reward leaving the window joins the baseline unless a bad streak is open.
-  const leaving = recent.length > size ? recent.shift()! : null;
+  // Rewards leaving the window join the baseline unless a bad streak is open (more than one when
+  // a resumed state was kept under a larger rewardSmoothing).
+  const leaving = recent.splice(0, Math.max(0, recent.length - size));
   let healthyRewards = state.healthyRewards;
-  if (leaving && !state.rewardStreak) healthyRewards = [...healthyRewards, leaving].slice(-cfg.rewardWindow);
+  if (leaving.length > 0 && !state.rewardStreak) healthyRewards = [...healthyRewards, ...leaving].slice(-cfg.rewardWindow);
   const next = { ...state, healthyRewards, recentRewards: recent };
   if (healthyRewards.length >= cfg.minBaselineSteps && recent.length === size) {
     const baseline = mean(healthyRewards);

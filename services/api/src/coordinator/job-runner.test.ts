@@ -71,14 +71,15 @@ function learner(guard: { atStep?: number; atEval?: number; action: string }): L
   };
 }
 
-async function run(l: LearnerClient, extra: { evalInterval?: number } = {}) {
+async function run(l: LearnerClient, extra: { evalInterval?: number; overlap?: boolean } = {}) {
   const store = new JobStore(conn);
   const deps = { store, redis: conn, rollout, rewards, learner: l, logger: createLogger("api-test", { level: "error" }) };
   const spec = normalizeSpec({
     modelDir: dir,
     dataset: { path: dataset },
-    evalDataset: extra.evalInterval ? { path: dataset } : undefined,
+    evalDataset: extra.evalInterval !== undefined ? { path: dataset } : undefined,
     evalInterval: extra.evalInterval ?? 0,
+    overlap: extra.overlap ?? false,
     groupSize: 2,
     promptsPerStep: 2,
     steps: 8,
@@ -90,7 +91,8 @@ async function run(l: LearnerClient, extra: { evalInterval?: number } = {}) {
     const j = await store.get(job.id);
     if (j && (j.state === "JOB_STATE_SUCCEEDED" || j.state === "JOB_STATE_FAILED")) {
       await coord.stop();
-      return { job: j, events: await store.readEvents(job.id, 0) };
+      const leftSamples = await conn.keys(`rlmesh:job:${job.id}:step:*:samples`);
+      return { job: j, events: await store.readEvents(job.id, 0), leftSamples };
     }
     await new Promise((r) => setTimeout(r, 25));
   }
@@ -114,11 +116,12 @@ test("the guard's stop at a training step fails the job at that step, naming the
   assert.equal(job.step, 3, "the stopped step is recorded");
   assert.match(job.error, /collapse guard stopped the job at step 3 \(step reward: mean reward 0\.02 < 0\.20 for 3 steps\)/);
   assert.equal(events.filter((e) => e.step).length, 3);
+  assert.equal(events.at(-1)?.state?.to, "JOB_STATE_FAILED", "the failure is recorded with the step, as the job's last event");
 });
 
-test("the guard's stop on a held-out eval fails the job after that eval", async () => {
+test("the guard's stop on a held-out eval fails the job after that eval; with overlap the prefetched rollout is dropped", async () => {
   const l = learner({ atEval: 4, action: "stop" });
-  const { job, events } = await run(l, { evalInterval: 2 });
+  const { job, events, leftSamples } = await run(l, { evalInterval: 2, overlap: true });
   assert.equal(job.state, "JOB_STATE_FAILED");
   assert.deepEqual(l.steps, [1, 2, 3, 4]);
   assert.match(job.error, /collapse guard stopped the job at step 4 \(held-out: pass@1 0\.10 < best 0\.40\)/);
@@ -128,4 +131,14 @@ test("the guard's stop on a held-out eval fails the job after that eval", async 
     [0, 2, 4],
     "evals at 0, 2 and 4; no final eval after the stop",
   );
+  assert.equal(events.at(-1)?.state?.to, "JOB_STATE_FAILED");
+  assert.deepEqual(leftSamples, [], "step 5's prefetched samples are not left in Redis");
+});
+
+test("a stop at the final eval fails a job that ran every step", async () => {
+  const l = learner({ atEval: 8, action: "stop" });
+  const { job } = await run(l, { evalInterval: 0 });
+  assert.deepEqual(l.steps, [1, 2, 3, 4, 5, 6, 7, 8]);
+  assert.equal(job.state, "JOB_STATE_FAILED");
+  assert.match(job.error, /collapse guard stopped the job at step 8 \(held-out/);
 });

@@ -73,7 +73,18 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
   const extraEvals = spec.extraEvalDatasets.map((d) => ({ split: evalSplitName(d.path), rows: loadRows(d) }));
   const evaluate = async (step: number): Promise<PassRate> => {
     const r = await evalPassAt1(evalRows, job.id, step, spec, deps, signal);
-    await store.appendEvent(job.id, { eval: { step, passAt1: r.passAt1, n: r.n, split: PRIMARY_EVAL_SPLIT, mode: "greedy", responses: r.n, ciLow: r.ciLow, ciHigh: r.ciHigh } });
+    await store.appendEvent(job.id, {
+      eval: {
+        step,
+        passAt1: r.passAt1,
+        n: r.n,
+        split: PRIMARY_EVAL_SPLIT,
+        mode: "greedy",
+        responses: r.n,
+        ciLow: r.ciLow,
+        ciHigh: r.ciHigh,
+      },
+    });
     await store.update(job.id, { evalPassAt1: r.passAt1 });
     deps.metrics?.evalPassAt1.set(r.passAt1);
     log.info("eval", { step, passAt1: r.passAt1, n: r.n });
@@ -83,7 +94,9 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
       if (signal.aborted) return;
       const e = await evalPassAt1(rows, job.id, step, spec, deps, signal, { split, samples });
       const mode = samples > 0 ? "sampled" : "greedy";
-      await store.appendEvent(job.id, { eval: { step, passAt1: e.passAt1, n: rows.length, split, mode, responses: e.n, ciLow: e.ciLow, ciHigh: e.ciHigh } });
+      await store.appendEvent(job.id, {
+        eval: { step, passAt1: e.passAt1, n: rows.length, split, mode, responses: e.n, ciLow: e.ciLow, ciHigh: e.ciHigh },
+      });
     };
     for (const line of [{ split: PRIMARY_EVAL_SPLIT, rows: evalRows }, ...extraEvals]) {
       if (line.split !== PRIMARY_EVAL_SPLIT) await record(line.split, line.rows, 0);
@@ -92,6 +105,8 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
     return r;
   };
   // The primary greedy line feeds the learner's collapse guard; a rollback is told in the events.
+  // A stop fails the job at once: recorded before anything else (a restarted api does not resume
+  // it; the job's state event stays its last event), then thrown.
   const reportToGuard = async (step: number, r: PassRate): Promise<void> => {
     if (!deps.learner.reportEval || r.n === 0) return;
     let g: Awaited<ReturnType<NonNullable<LearnerClient["reportEval"]>>>;
@@ -106,7 +121,10 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
     await store.appendEvent(job.id, {
       log: { level: "warn", message: `collapse guard (held-out): ${g.guardAction}: ${g.guardReason}; policy v${g.policyVersion}` },
     });
-    if (g.guardAction === "stop") throw new CollapseGuardStop(step, `held-out: ${g.guardReason}`);
+    if (g.guardAction !== "stop") return;
+    const stop = new CollapseGuardStop(step, `held-out: ${g.guardReason}`);
+    await store.transition(job.id, "JOB_STATE_FAILED", stop.message, { error: stop.message });
+    throw stop;
   };
   const workers = await deps.rollout.workers();
   if (workers.length === 0) {
@@ -129,10 +147,14 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
     samples.catch(() => undefined); // awaited (and its error retried) when step `next` runs
     prefetch.next = { step: next, samples };
   };
+  // A prefetched rollout that will not be trained: wait for it (its workers are busy until then)
+  // and drop its kept samples.
   const dropPrefetch = async () => {
     const p = prefetch.next;
     prefetch.next = null;
-    if (p) await p.samples.catch(() => undefined);
+    if (!p) return;
+    await p.samples.catch(() => undefined);
+    await deps.redis.del(stepSamplesKey(job.id, p.step)).catch(() => undefined);
   };
   for (let step = job.step + 1; step <= spec.steps; step++) {
     if (signal.aborted) return void (await dropPrefetch());
@@ -140,7 +162,10 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
       await dropPrefetch();
       lastStep = step - 1;
       await store.appendEvent(job.id, {
-        log: { level: "info", message: `time budget of ${spec.maxMinutes} min reached after step ${lastStep}; stopping before step ${step}` },
+        log: {
+          level: "info",
+          message: `time budget of ${spec.maxMinutes} min reached after step ${lastStep}; stopping before step ${step}`,
+        },
       });
       break;
     }
@@ -173,13 +198,23 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
       }
     }
     if (signal.aborted) return void (await dropPrefetch());
-    if (evalRows.length > 0 && spec.evalInterval > 0 && step % spec.evalInterval === 0 && step !== spec.steps) await evaluate(step);
+    if (evalRows.length > 0 && spec.evalInterval > 0 && step % spec.evalInterval === 0 && step !== spec.steps) {
+      // With overlap, step+1's rollout is already running: an eval that fails the job drops it.
+      await evaluate(step).catch(async (err: unknown) => {
+        await dropPrefetch();
+        throw err;
+      });
+    }
     // The job's step counter now says `step`; a time-budget stop right after it evaluates `step`.
     lastStep = step;
   }
   if (signal.aborted) return;
   if (evalRows.length > 0) await evaluate(lastStep);
-  await store.transition(job.id, "JOB_STATE_SUCCEEDED", lastStep === spec.steps ? "all steps done" : `time budget reached after step ${lastStep}`);
+  await store.transition(
+    job.id,
+    "JOB_STATE_SUCCEEDED",
+    lastStep === spec.steps ? "all steps done" : `time budget reached after step ${lastStep}`,
+  );
 }
 
 /** Attempts per step before the job fails. */
@@ -310,11 +345,16 @@ async function runStep(job: Job, step: number, ctx: StepContext, generated: Prom
       trainedGroups: keep.size,
     },
   });
-  job = await store.update(job.id, { step, policyVersion: trained.policyVersion, rewardMean, passRate: passRateStep });
+  const progress = { step, policyVersion: trained.policyVersion, rewardMean, passRate: passRateStep };
+  const stop = trained.stats?.guardAction === "stop" ? new CollapseGuardStop(step, `step reward: ${trained.stats.guardReason}`) : null;
+  // A stop is recorded with the step, so a restarted api does not resume the job.
+  job = stop
+    ? await store.transition(job.id, "JOB_STATE_FAILED", stop.message, { ...progress, error: stop.message })
+    : await store.update(job.id, progress);
   await deps.redis.del(stepSamplesKey(job.id, step));
   deps.metrics?.observeStep(step, rewardMean, t);
   log.info("step", { step, rewardMean, policyVersion: trained.policyVersion, ...t });
-  if (trained.stats?.guardAction === "stop") throw new CollapseGuardStop(step, `step reward: ${trained.stats.guardReason}`);
+  if (stop) throw stop;
   return job;
 }
 
@@ -372,7 +412,10 @@ export async function evalPassAt1(
   if (rows.length === 0) return passRate(0, 0);
   const k = opts.samples ?? 0;
   const tag = `${opts.split ?? PRIMARY_EVAL_SPLIT}${k > 0 ? `-s${k}` : ""}`;
-  const decoding = k > 0 ? { ...spec.decoding, seed: stepSeed(Number(spec.seed), step, 0xe7) } : { ...spec.decoding, temperature: 0, topP: 1, topK: 0, seed: 1 };
+  const decoding =
+    k > 0
+      ? { ...spec.decoding, seed: stepSeed(Number(spec.seed), step, 0xe7) }
+      : { ...spec.decoding, temperature: 0, topP: 1, topK: 0, seed: 1 };
   const res = await deps.rollout.generate(
     rows.map((r, i) => ({ id: String(i), text: r.prompt })),
     Math.max(1, k),

@@ -30,7 +30,7 @@ export const RL_VARIANTS: Record<string, { summary: string; apply: (s: Spec) => 
   "lr-3e-5": { summary: "LR 3e-5", apply: (s) => void (s.grpo.lr = 3e-5) },
   "temp-0.7": { summary: "rollout temperature 0.7", apply: (s) => void (s.decoding.temperature = 0.7) },
   g16: {
-    summary: "G 16 × 4 prompts (same samples per step)",
+    summary: "G 16 × 4 prompts (twice the recipe's samples per step)",
     apply: (s) => {
       s.groupSize = 16;
       s.promptsPerStep = 4;

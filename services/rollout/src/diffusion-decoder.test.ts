@@ -215,18 +215,20 @@ async function decodeAll(model: Denoiser, input: DecodeParamsInput) {
   );
 }
 
+const raw = (out: Awaited<ReturnType<typeof decodeAll>>) => out.map((r) => Array.from(r.rawResponse));
+
+/** Uncached tokens of `base`, checked equal to prefix and dual with an exact (per-step) refresh. */
+async function cachedMatchesUncached(base: DecodeParamsInput): Promise<number[][]> {
+  const plain = raw(await decodeAll(ref, { ...base, cache: "none" }));
+  for (const cache of ["prefix", "dual"] as const) {
+    assert.deepEqual(raw(await decodeAll(ref, { ...base, cache, cache_refresh: "step" })), plain, cache);
+  }
+  return plain;
+}
+
 for (const temperature of [0, 0.9]) {
   test(`threshold 1.0 with exact cache refresh reproduces the uncached tokens (temperature ${temperature})`, async () => {
-    const base = { threshold: 1, temperature, eos_fill: false };
-    const plain = await decodeAll(ref, { ...base, cache: "none" });
-    for (const cache of ["prefix", "dual"] as const) {
-      const cached = await decodeAll(ref, { ...base, cache, cache_refresh: "step" });
-      assert.deepEqual(
-        cached.map((r) => Array.from(r.rawResponse)),
-        plain.map((r) => Array.from(r.rawResponse)),
-        cache,
-      );
-    }
+    await cachedMatchesUncached({ threshold: 1, temperature, eos_fill: false });
   });
 }
 
@@ -336,25 +338,9 @@ test("lookahead: the model sees the current block and L masked positions after i
 for (const temperature of [0, 0.9]) {
   test(`lookahead with exact cache refresh reproduces the uncached tokens; a lookahead past the canvas changes nothing (temperature ${temperature})`, async () => {
     const base = { threshold: 1, temperature, eos_fill: false, lookahead: 3 };
-    const plain = await decodeAll(ref, { ...base, cache: "none" });
-    for (const cache of ["prefix", "dual"] as const) {
-      const cached = await decodeAll(ref, { ...base, cache, cache_refresh: "step" });
-      assert.deepEqual(
-        cached.map((r) => Array.from(r.rawResponse)),
-        plain.map((r) => Array.from(r.rawResponse)),
-        cache,
-      );
-    }
-    const whole = await decodeAll(ref, { ...base, lookahead: 0, cache: "none" });
-    const past = await decodeAll(ref, { ...base, lookahead: 12, cache: "none" });
-    assert.deepEqual(
-      past.map((r) => Array.from(r.rawResponse)),
-      whole.map((r) => Array.from(r.rawResponse)),
-    );
-    assert.notDeepEqual(
-      plain.map((r) => Array.from(r.rawResponse)),
-      whole.map((r) => Array.from(r.rawResponse)),
-      "hiding the far masks changes what this model decodes",
-    );
+    const plain = await cachedMatchesUncached(base);
+    const whole = raw(await decodeAll(ref, { ...base, lookahead: 0, cache: "none" }));
+    assert.deepEqual(raw(await decodeAll(ref, { ...base, lookahead: 12, cache: "none" })), whole);
+    assert.notDeepEqual(plain, whole, "hiding the far masks changes what this model decodes");
   });
 }

@@ -357,7 +357,7 @@ function storeCache(group: SeqState[], out: ForwardOutput, T: number, spec: Deno
   group.forEach((s, b) => {
     s.cacheK = [];
     s.cacheV = [];
-    // Positions past what this forward saw (a lookahead window) stay zero: never read.
+    // Rows past what this forward computed (a lookahead window) are zero or padding: never read.
     const n = Math.min(s.len, T) * Dh;
     for (let l = 0; l < L; l++) {
       const k = new Float32Array(H * s.len * Dh);

@@ -163,9 +163,9 @@ function str(o: Json, key: string, prefix: string): string {
 function optStr(o: Json, key: string, prefix: string): string | undefined {
   return o[key] === undefined ? undefined : str(o, key, prefix);
 }
-function posInt(o: Json, key: string): number {
+function posInt(o: Json, key: string, prefix = ""): number {
   const v = o[key];
-  if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) fail(key, "a positive integer", v);
+  if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) fail(prefix + key, "a positive integer", v);
   return v;
 }
 function tokenId(o: Json, key: string, vocab: number): number {
@@ -266,11 +266,7 @@ export function validateManifest(raw: unknown): ModelManifest {
   if (o["training"] !== undefined) m.training = obj(o["training"], "training");
   if (o["decoding"] !== undefined) {
     const d = obj(o["decoding"], "decoding");
-    for (const k of ["response_budget", "lookahead"]) {
-      const v = d[k];
-      if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) fail(`decoding.${k}`, "a positive integer", v);
-    }
-    m.decoding = { response_budget: d["response_budget"] as number, lookahead: d["lookahead"] as number };
+    m.decoding = { response_budget: posInt(d, "response_budget", "decoding."), lookahead: posInt(d, "lookahead", "decoding.") };
   }
   return m;
 }

@@ -156,57 +156,53 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
     await p.samples.catch(() => undefined);
     await deps.redis.del(stepSamplesKey(job.id, p.step)).catch(() => undefined);
   };
-  for (let step = job.step + 1; step <= spec.steps; step++) {
-    if (signal.aborted) return void (await dropPrefetch());
-    if (spec.maxMinutes > 0 && (performance.now() - started) / 60_000 >= spec.maxMinutes && step > firstStep) {
-      await dropPrefetch();
-      lastStep = step - 1;
-      await store.appendEvent(job.id, {
-        log: {
-          level: "info",
-          message: `time budget of ${spec.maxMinutes} min reached after step ${lastStep}; stopping before step ${step}`,
-        },
-      });
-      break;
-    }
-    // A step is idempotent (its samples are kept in Redis, reward job ids and TrainStep are keyed
-    // by (job, step)), so a transient failure — a worker, the learner or Redis restarting — is
-    // retried with backoff before the job fails.
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const pre = prefetch.next;
-        prefetch.next = null;
-        const samples = pre && pre.step === step ? pre.samples : generateStep(job.id, step, ctx);
-        job = await runStep(job, step, ctx, samples, () => startPrefetch(step + 1));
+  // However the loop ends (done, time budget, abort, a failed step or eval), a prefetched
+  // rollout that will not be trained is dropped before anything else runs.
+  try {
+    for (let step = job.step + 1; step <= spec.steps; step++) {
+      if (signal.aborted) return;
+      if (spec.maxMinutes > 0 && (performance.now() - started) / 60_000 >= spec.maxMinutes && step > firstStep) {
+        lastStep = step - 1;
+        await store.appendEvent(job.id, {
+          log: {
+            level: "info",
+            message: `time budget of ${spec.maxMinutes} min reached after step ${lastStep}; stopping before step ${step}`,
+          },
+        });
         break;
-      } catch (err) {
-        if (signal.aborted || attempt >= STEP_ATTEMPTS || !isTransient(err)) {
-          await dropPrefetch();
-          throw err;
-        }
-        const waitMs = Math.min(30_000, 1000 * 2 ** (attempt - 1));
-        log.warn("step failed, retrying", { step, attempt, waitMs, err: (err as Error).message });
-        await store
-          .appendEvent(job.id, {
-            log: {
-              level: "warn",
-              message: `step ${step} attempt ${attempt} failed (${(err as Error).message}); retrying in ${waitMs / 1000} s`,
-            },
-          })
-          .catch(() => undefined);
-        await new Promise((r) => setTimeout(r, waitMs));
       }
+      // A step is idempotent (its samples are kept in Redis, reward job ids and TrainStep are keyed
+      // by (job, step)), so a transient failure — a worker, the learner or Redis restarting — is
+      // retried with backoff before the job fails.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const pre = prefetch.next;
+          prefetch.next = null;
+          const samples = pre && pre.step === step ? pre.samples : generateStep(job.id, step, ctx);
+          job = await runStep(job, step, ctx, samples, () => startPrefetch(step + 1));
+          break;
+        } catch (err) {
+          if (signal.aborted || attempt >= STEP_ATTEMPTS || !isTransient(err)) throw err;
+          const waitMs = Math.min(30_000, 1000 * 2 ** (attempt - 1));
+          log.warn("step failed, retrying", { step, attempt, waitMs, err: (err as Error).message });
+          await store
+            .appendEvent(job.id, {
+              log: {
+                level: "warn",
+                message: `step ${step} attempt ${attempt} failed (${(err as Error).message}); retrying in ${waitMs / 1000} s`,
+              },
+            })
+            .catch(() => undefined);
+          await new Promise((r) => setTimeout(r, waitMs));
+        }
+      }
+      if (signal.aborted) return;
+      if (evalRows.length > 0 && spec.evalInterval > 0 && step % spec.evalInterval === 0 && step !== spec.steps) await evaluate(step);
+      // The job's step counter now says `step`; a time-budget stop right after it evaluates `step`.
+      lastStep = step;
     }
-    if (signal.aborted) return void (await dropPrefetch());
-    if (evalRows.length > 0 && spec.evalInterval > 0 && step % spec.evalInterval === 0 && step !== spec.steps) {
-      // With overlap, step+1's rollout is already running: an eval that fails the job drops it.
-      await evaluate(step).catch(async (err: unknown) => {
-        await dropPrefetch();
-        throw err;
-      });
-    }
-    // The job's step counter now says `step`; a time-budget stop right after it evaluates `step`.
-    lastStep = step;
+  } finally {
+    await dropPrefetch();
   }
   if (signal.aborted) return;
   if (evalRows.length > 0) await evaluate(lastStep);

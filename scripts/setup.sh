@@ -7,7 +7,7 @@
 #   RLMESH_SKIP_APT=1          do not apt-get install (you installed the packages yourself)
 #   RLMESH_SKIP_DOCKER=1       do not start dockerd or build the sandbox image
 #   RLMESH_ORT_INSTALL_CUDA=1  let onnxruntime-node download its CUDA libraries (GPU hosts with
-#                              network access; the repo's .npmrc skips that download by default)
+#                              network access; by default setup skips that download)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
@@ -44,10 +44,13 @@ fi
 stamp=node_modules/.rlmesh-install-stamp
 if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
   log "npm ci"
+  # onnxruntime-node's postinstall would download CUDA libraries from outside the npm registry;
+  # its installer reads ONNXRUNTIME_NODE_INSTALL (skip | cuda12). An environment variable rather
+  # than an .npmrc key, which npm 11 warns about on every command ("Unknown project config").
   if [ "${RLMESH_ORT_INSTALL_CUDA:-0}" = 1 ]; then
-    npm_config_onnxruntime_node_install=cuda12 npm ci --no-audit --no-fund --loglevel=error
+    ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci --no-audit --no-fund --loglevel=error
   else
-    npm ci --no-audit --no-fund --loglevel=error
+    ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error
   fi
   touch "$stamp"
 fi

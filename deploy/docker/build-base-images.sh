@@ -43,13 +43,9 @@ done
 command -v docker >/dev/null || { log "docker CLI not found"; exit 1; }
 docker info >/dev/null 2>&1 || { log "cannot reach dockerd (is it running? permissions?)"; exit 1; }
 
-# The mirror apt is configured with (the only one reachable from here).
-mirror_url() {
-  local url
-  url="$(grep -hE '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null \
-    | grep -v security | grep -oE 'https?://[^ ]*debian/?' | head -n1 || true)"
-  echo "${url:-http://deb.debian.org/debian}"
-}
+# The Debian mirror: $RLMESH_DEBIAN_MIRROR or the one apt is configured with (deploy/lib).
+# shellcheck source=../lib/debian-mirror.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/debian-mirror.sh"
 
 WORK=""
 cleanup() { [ -z "$WORK" ] || rm -rf "$WORK"; }
@@ -64,8 +60,10 @@ bootstrap() {
   WORK="$(mktemp -d /tmp/rlmesh-base.XXXXXX)"
   local args=(--variant=minbase --cache-dir="$CACHE")
   [ -z "$include" ] || args+=("--include=$include")
-  log "debootstrap $SUITE ${include:+(+ $include) }from $(mirror_url)"
-  debootstrap "${args[@]}" "$SUITE" "$WORK/rootfs" "$(mirror_url)" >"$WORK/debootstrap.log" 2>&1 \
+  local mirror
+  mirror="$(debian_mirror)" || exit 1
+  log "debootstrap $SUITE ${include:+(+ $include) }from $mirror"
+  debootstrap "${args[@]}" "$SUITE" "$WORK/rootfs" "$mirror" >"$WORK/debootstrap.log" 2>&1 \
     || { tail -n 30 "$WORK/debootstrap.log" >&2; log "debootstrap failed"; exit 1; }
   # Images need no apt lists, docs, man pages or locales.
   local r="$WORK/rootfs"

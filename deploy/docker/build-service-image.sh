@@ -16,6 +16,8 @@ log() { echo "build-service-image: $*" >&2; }
 VERSION="$(node -p 'require("./package.json").version')"
 TAG="${RLMESH_IMAGE:-rlmesh:$VERSION}"
 SERVICES=(api rollout executor learner)
+# The CLI package (health checks in compose, submit) rides along; it is not a service.
+PACKAGES=(cli)
 
 docker image inspect node:20-bookworm-slim >/dev/null 2>&1 \
   || { log "base image node:20-bookworm-slim missing: run deploy/docker/build-base-images.sh"; exit 1; }
@@ -39,6 +41,10 @@ paths=(package.json node_modules shared/package.json shared/dist proto models de
 for s in "${SERVICES[@]}"; do
   paths+=("services/$s/package.json" "services/$s/dist")
   [ -d "services/$s/bin" ] && paths+=("services/$s/bin")
+done
+for s in "${PACKAGES[@]}"; do
+  [ -f "services/$s/dist/main.js" ] || { log "services/$s/dist missing: run npm run build first"; exit 1; }
+  paths+=("services/$s/package.json" "services/$s/dist" "services/$s/bin")
 done
 
 excludes=(

@@ -19,13 +19,9 @@ SUITE=bookworm
 
 log() { echo "build-image: $*" >&2; }
 
-# The mirror apt is configured with (the only one reachable from here).
-mirror_url() {
-  local url
-  url="$(grep -hE '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null \
-    | grep -v security | grep -oE 'https?://[^ ]*debian/?' | head -n1 || true)"
-  echo "${url:-http://deb.debian.org/debian}"
-}
+# The Debian mirror: $RLMESH_DEBIAN_MIRROR or the one apt is configured with (deploy/lib).
+# shellcheck source=../lib/debian-mirror.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/debian-mirror.sh"
 
 harness_sha() {
   (cd "$HARNESS_DIR" && find . -type f -name '*.py' | LC_ALL=C sort | xargs sha256sum) | sha256sum | cut -c1-64
@@ -36,7 +32,7 @@ docker info >/dev/null 2>&1 || { log "cannot reach dockerd (is it running? permi
 
 if ! docker image inspect "$BASE_TAG" >/dev/null 2>&1; then
   command -v debootstrap >/dev/null || { log "debootstrap not installed (apt-get install debootstrap)"; exit 1; }
-  MIRROR="$(mirror_url)"
+  MIRROR="$(debian_mirror)" || exit 1
   WORK="$(mktemp -d /tmp/rlmesh-sandbox.XXXXXX)"
   trap 'rm -rf "$WORK"' EXIT
   log "debootstrap $SUITE from $MIRROR into $WORK/rootfs"

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { checkHealth, createRedis, freePort, startLocalRedis, type JobEvent, type JobServiceClient, type LocalRedis } from "@rlmesh/shared";
-import { jobClient, jobs } from "@rlmesh/api/cli/job-client";
+import { jobClient, jobs } from "@rlmesh/cli/job-client";
 import { reflectServices, startService, waitServing, type ServiceProcess } from "./helpers.js";
 
 describe("api service", () => {

@@ -11,8 +11,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { checkHealth, freePort } from "@rlmesh/shared";
-import { REPO_ROOT } from "./helpers.js";
-import { jobClient, jobs } from "@rlmesh/api/cli/job-client";
+import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
+import { jobClient, jobs } from "@rlmesh/cli/job-client";
 import { loadYaml } from "./deploy-yaml.js";
 
 const exec = promisify(execFile);

@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { REPO_ROOT } from "./helpers.js";
+import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
 import {
   DASHBOARD_PATH,
   DATASOURCE_PROVISIONING_PATH,

@@ -5,7 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { REPO_ROOT } from "./helpers.js";
+import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
 import { loadYaml, loadYamlDocuments } from "./deploy-yaml.js";
 
 const K8S_DIR = join(REPO_ROOT, "deploy", "k8s");

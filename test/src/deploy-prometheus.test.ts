@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { createMetrics, type MetricsServer } from "@rlmesh/shared";
-import { REPO_ROOT } from "./helpers.js";
+import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
 import {
   type CatalogueMetric,
   type PrometheusInstance,

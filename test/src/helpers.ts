@@ -1,11 +1,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { checkHealth } from "@rlmesh/shared";
+import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
 
-export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 export interface ServiceProcess {
   proc: ChildProcess;

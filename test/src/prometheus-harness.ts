@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "@rlmesh/shared";
-import { REPO_ROOT } from "./helpers.js";
+import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
 
 export const DASHBOARD_PATH = join(REPO_ROOT, "deploy", "grafana", "dashboards", "rlmesh.json");
 export const CATALOGUE_PATH = join(REPO_ROOT, "deploy", "grafana", "metric-catalogue.json");

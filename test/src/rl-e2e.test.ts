@@ -7,8 +7,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Queue } from "bullmq";
 import { createRedis, type JobEvent } from "@rlmesh/shared";
-import { startLocalMesh, DEFAULT_MODEL_DIR, REPO_ROOT, type LocalMesh } from "@rlmesh/api/cli/local-mesh";
-import { jobClient, jobs } from "@rlmesh/api/cli/job-client";
+import { startLocalMesh, type LocalMesh } from "@rlmesh/cli/local-mesh";
+import { DEFAULT_MODEL_DIR, REPO_ROOT } from "@rlmesh/shared/repo-paths";
+import { jobClient, jobs } from "@rlmesh/cli/job-client";
 import { writeSolvableRows } from "./solvable-rows.js";
 import { evaluateDashboard, loadDashboard, startPrometheus, type PrometheusInstance } from "./prometheus-harness.js";
 

@@ -22,7 +22,8 @@ import {
   type UpdateWeightsResponse,
 } from "@rlmesh/shared";
 import { parseModel, readWeights } from "@rlmesh/shared/model/index";
-import { startService, waitServing, REPO_ROOT, type ServiceProcess } from "./helpers.js";
+import { startService, waitServing, type ServiceProcess } from "./helpers.js";
+import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
 
 const MODEL_DIR = join(REPO_ROOT, "models", "tiny-coder");
 const PROMPTS = ["Write a function f(x) that returns x plus 3.", "Write a program that reads an integer n and prints n times 2."];

@@ -9,7 +9,7 @@ import { type LocalRedis, startLocalRedis } from "@rlmesh/shared";
 import type { AssertTests, CallTests } from "@rlmesh/shared/datasets/index";
 import { SANDBOX_OWNER_LABEL } from "./docker-sandbox.js";
 import { type RunningExecutor, startExecutor } from "./executor.js";
-import type { RewardResult, RewardStatus } from "./reward-result.js";
+import type { RewardResult, RewardStatus } from "@rlmesh/shared/reward/reward-result";
 import { QueueClient, fenced, requireDockerAndImage } from "./test-support.js";
 
 const SECRET = `s3cr3t-${process.pid}-${Date.now()}`;

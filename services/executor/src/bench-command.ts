@@ -1,16 +1,13 @@
-import { dirname, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { loadDataset } from "@rlmesh/shared/datasets/index";
+import { MBPP_PATH } from "@rlmesh/shared/repo-paths";
 import { UsageError, parseFlags, positiveInt } from "./cli-args.js";
 import { benchSandbox } from "./sandbox-bench.js";
 
 export const BENCH_SANDBOX_USAGE = "usage: rlmesh bench sandbox [--dataset MBPP.jsonl] [--concurrency N] [--cold-sample N] [--json]";
 
-/** The MBPP file next to the repository (../shared/data), unless RLMESH_MBPP_PATH says otherwise. */
+/** The repository's MBPP copy (datasets/mbpp), unless RLMESH_MBPP_PATH says otherwise. */
 export function defaultMbppPath(): string {
-  if (process.env.RLMESH_MBPP_PATH) return process.env.RLMESH_MBPP_PATH;
-  const here = dirname(fileURLToPath(import.meta.url)); // services/executor/dist
-  return resolve(here, "../../../../shared/data/mbpp-sanitized.jsonl");
+  return process.env.RLMESH_MBPP_PATH || MBPP_PATH;
 }
 
 /**

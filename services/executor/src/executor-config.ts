@@ -1,5 +1,5 @@
 import { type ConfigOf, loadConfig } from "@rlmesh/shared";
-import { DEFAULT_REWARD_QUEUE } from "./queue-names.js";
+import { DEFAULT_REWARD_QUEUE } from "@rlmesh/shared/reward/queue-names";
 import { DEFAULT_CONTAINER_LIMITS, DEFAULT_SANDBOX_LIMITS } from "./sandbox-limits.js";
 import { SANDBOX_IMAGE } from "./sandbox-image.js";
 

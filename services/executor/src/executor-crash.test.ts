@@ -10,8 +10,9 @@ import { type LocalRedis, startLocalRedis } from "@rlmesh/shared";
 import type { AssertTests } from "@rlmesh/shared/datasets/index";
 import { SANDBOX_PID_LABEL } from "./docker-sandbox.js";
 import { type RunningExecutor, startExecutor } from "./executor.js";
-import type { RewardResult } from "./reward-result.js";
-import { QueueClient, REPO_ROOT, fenced, requireDockerAndImage } from "./test-support.js";
+import type { RewardResult } from "@rlmesh/shared/reward/reward-result";
+import { QueueClient, fenced, requireDockerAndImage } from "./test-support.js";
+import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
 
 const LOCK_MS = 2000;
 const STALLED_INTERVAL_MS = 1000;

@@ -1,8 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { STDERR_TAIL_CHARS, rewardResult } from "./reward-result.js";
+import { STDERR_TAIL_CHARS, rewardResult } from "@rlmesh/shared/reward/reward-result";
 import { DEFAULT_SANDBOX_LIMITS, MAX_SANDBOX_LIMITS, resolveLimits } from "./sandbox-limits.js";
-import { rewardJobId, rewardJobOptions } from "./reward-jobs.js";
+import { rewardJobId, rewardJobOptions } from "@rlmesh/shared/reward/reward-jobs";
 import { sandboxContainerSpec } from "./docker-sandbox.js";
 import { DEFAULT_CONTAINER_LIMITS } from "./sandbox-limits.js";
 

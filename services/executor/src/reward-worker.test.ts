@@ -6,8 +6,8 @@ import assert from "node:assert/strict";
 import { type LocalRedis, createRedis, startLocalRedis } from "@rlmesh/shared";
 import { Queue, QueueEvents } from "bullmq";
 import type { Redis } from "ioredis";
-import { type RewardJobData, enqueueRewardJobs } from "./reward-jobs.js";
-import { type RewardResult, rewardResult } from "./reward-result.js";
+import { type RewardJobData, enqueueRewardJobs } from "@rlmesh/shared/reward/reward-jobs";
+import { type RewardResult, rewardResult } from "@rlmesh/shared/reward/reward-result";
 import { createRewardWorker } from "./reward-worker.js";
 import { InvalidJobError, SandboxError } from "./sandbox-error.js";
 

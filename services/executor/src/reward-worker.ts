@@ -1,7 +1,7 @@
 import { type ConnectionOptions, type Job, Worker } from "bullmq";
 import type { Logger } from "@rlmesh/shared";
-import type { RewardJobData } from "./reward-jobs.js";
-import { type RewardResult, rewardResult } from "./reward-result.js";
+import type { RewardJobData } from "@rlmesh/shared/reward/reward-jobs";
+import { type RewardResult, rewardResult } from "@rlmesh/shared/reward/reward-result";
 import { InvalidJobError, SandboxError } from "./sandbox-error.js";
 import type { ExecutorMetrics } from "./executor-metrics.js";
 import { testCount } from "@rlmesh/shared/datasets/index";

@@ -6,9 +6,9 @@ import { type LocalRedis, type Logger, createRedis, startLocalRedis } from "@rlm
 import { type CanonicalRow, type DatasetFormat, loadDataset } from "@rlmesh/shared/datasets/index";
 import { asResponse } from "./code-block.js";
 import { type RunningExecutor, startExecutor } from "./executor.js";
-import { DEFAULT_REWARD_QUEUE } from "./queue-names.js";
-import { type RewardJobData, enqueueRewardJobs, rewardJobId } from "./reward-jobs.js";
-import { REWARD_STATUSES, type RewardResult, type RewardStatus, rewardResult } from "./reward-result.js";
+import { DEFAULT_REWARD_QUEUE } from "@rlmesh/shared/reward/queue-names";
+import { type RewardJobData, enqueueRewardJobs, rewardJobId } from "@rlmesh/shared/reward/reward-jobs";
+import { REWARD_STATUSES, type RewardResult, type RewardStatus, rewardResult } from "@rlmesh/shared/reward/reward-result";
 import type { SandboxLimits } from "./sandbox-limits.js";
 
 /** Longest an eval waits for one candidate's result before recording a sandbox_error. */

@@ -1,14 +1,6 @@
-/** Per-candidate limits, enforced by the fork server inside the sandbox. */
-export interface SandboxLimits {
-  /** Wall-clock time for loading the program and for each test. @defaultValue 10000 */
-  timeout_ms_per_test: number;
-  /** Wall-clock budget for the whole candidate. @defaultValue 30000 */
-  total_timeout_ms: number;
-  /** Address-space limit of the candidate's processes (RLIMIT_AS). @defaultValue 512 */
-  memory_mb: number;
-  /** stdout+stderr bytes before the candidate is stopped. @defaultValue 1 MiB */
-  output_bytes: number;
-}
+import type { SandboxLimits } from "@rlmesh/shared/reward/reward-jobs";
+
+export type { SandboxLimits };
 
 export const DEFAULT_SANDBOX_LIMITS: SandboxLimits = Object.freeze({
   // Generous: some MBPP references take 3 s per test on a loaded 2-core machine.

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { type TestSpec, testCount } from "@rlmesh/shared/datasets/index";
 import { extractLastCodeBlock } from "./code-block.js";
-import { REWARD_STATUSES, type RewardResult, type RewardStatus, rewardResult } from "./reward-result.js";
+import { REWARD_STATUSES, type RewardResult, type RewardStatus, rewardResult } from "@rlmesh/shared/reward/reward-result";
 import { InvalidJobError, SandboxError } from "./sandbox-error.js";
 import { type ContainerLimits, type SandboxLimits, resolveLimits } from "./sandbox-limits.js";
 import type { SandboxRequest, SandboxResponse } from "./sandbox-protocol.js";

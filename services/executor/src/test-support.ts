@@ -1,16 +1,15 @@
 // Helpers shared by the executor's Docker/Redis tests (not a test file itself).
 import { execFileSync } from "node:child_process";
-import { dirname, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { resolve } from "node:path";
 import Docker from "dockerode";
 import { type Job, Queue, QueueEvents } from "bullmq";
 import type { Redis } from "ioredis";
 import { createRedis } from "@rlmesh/shared";
 import type { TestSpec } from "@rlmesh/shared/datasets/index";
-import { type RewardJobData, enqueueRewardJobs, rewardJobId } from "./reward-jobs.js";
-import type { RewardResult } from "./reward-result.js";
+import { type RewardJobData, enqueueRewardJobs, rewardJobId } from "@rlmesh/shared/reward/reward-jobs";
+import type { RewardResult } from "@rlmesh/shared/reward/reward-result";
+import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
 
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 
 /**
  * Fails loudly (never skips) when dockerd is unreachable; builds the sandbox image when it is

@@ -9,7 +9,8 @@ import { createInterface } from "node:readline";
 import { createLogger, createRedis, startLocalRedis, type HostTensor, type TrainSample, type TrainStepRequest } from "@rlmesh/shared";
 
 import { GrpoTrainer } from "./grpo-trainer.js";
-import { SHIPPED_MODEL_DIR, writeRandomModelDir } from "./random-model-dir.js";
+import { writeRandomModelDir } from "./random-model-dir.js";
+import { DEFAULT_MODEL_DIR as SHIPPED_MODEL_DIR } from "@rlmesh/shared/repo-paths";
 import { WeightPusher } from "./weight-pusher.js";
 
 /** Benchmark shape: a typical RL step of the demo (prompts × samples, response tokens). */

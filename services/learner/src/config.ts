@@ -8,7 +8,7 @@ import {
   DEFAULT_REWARD_RELATIVE_DROP,
   DEFAULT_REWARD_SMOOTHING,
 } from "./collapse-guard.js";
-import { REPO_ROOT } from "./random-model-dir.js";
+import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
 
 export const LEARNER_CONFIG = {
   redisUrl: { env: "REDIS_URL", type: "string", default: "redis://127.0.0.1:6379", doc: "Redis of the worker registry (rollout workers the learner pushes weights to)" },

@@ -1,14 +1,10 @@
 import { copyFile, mkdir } from "node:fs/promises";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 
 import { buildPolicyGraph, CI_CONFIG, initWeights, manifestForConfig, serializeModel, TINY_CONFIG, writeModelDir } from "@rlmesh/shared/model/index";
 import { loadTokenizer } from "@rlmesh/shared/tokenizer/index";
+import { DEFAULT_MODEL_DIR as SHIPPED_MODEL_DIR } from "@rlmesh/shared/repo-paths";
 
-/** The repository root (services/learner/dist/ → ../../..). */
-export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
-/** The shipped model directory; its tokenizer.json is committed before the model is trained. */
-export const SHIPPED_MODEL_DIR = join(REPO_ROOT, "models", "tiny-coder");
 
 /**
  * A model directory with randomly initialised weights (tests, and the benchmark before the

@@ -1,15 +1,14 @@
 import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { after, test } from "node:test";
-import { fileURLToPath } from "node:url";
 
 import { loadModel } from "@rlmesh/shared/model/index";
 
 import { parseTrainBaseArgs, trainBase } from "./train-base.js";
+import { REPO_ROOT as repoRoot } from "@rlmesh/shared/repo-paths";
 
-const repoRoot = resolve(fileURLToPath(import.meta.url), "../../../..");
 const tokenizerFile = join(repoRoot, "models/tiny-coder/tokenizer.json");
 const dirs: string[] = [];
 after(async () => {

@@ -2,13 +2,12 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { benchDecodeCommand, parseBenchDecodeArgs } from "./bench-decode.js";
 import { extractCode, passesWithPython } from "./python-check.js";
 import { writeRandomModelDir } from "./test-model.js";
+import { REPO_ROOT as REPO } from "@rlmesh/shared/repo-paths";
 
-const REPO = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 
 test("bench arguments: defaults, overrides, and errors that name the option", () => {
   const d = parseBenchDecodeArgs([]);

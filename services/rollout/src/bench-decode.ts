@@ -83,18 +83,6 @@ export interface BenchDecodeOptions {
   lookahead?: number;
 }
 
-/** The executor's sandboxed eval (BullMQ + Docker), loaded at run time so rollout does not build against it. */
-export async function sandboxEvaluator(): Promise<PassEvaluator> {
-  const specifier = "@rlmesh/executor/run-eval";
-  const mod = (await import(specifier)) as {
-    runEval(o: { dataset: CanonicalRow[]; responses: Map<string, string> }): Promise<{ summary: { passed: number; total: number } }>;
-  };
-  return async (rows, responses) => {
-    const report = await mod.runEval({ dataset: rows, responses });
-    return { passed: report.summary.passed, total: report.summary.total, evaluator: "sandbox (executor runEval, Docker)" };
-  };
-}
-
 export const pythonEvaluator: PassEvaluator = async (rows, responses) => ({
   passed: rows.filter((r) => passesWithPython(r, responses.get(r.task_id) ?? "")).length,
   total: rows.length,
@@ -355,11 +343,17 @@ export function parseBenchDecodeArgs(argv: readonly string[]): BenchDecodeOption
 
 /**
  * Entry point of `rlmesh bench decode`. Returns the exit code. `evaluate` overrides how
- * pass@1 is scored (the CLI may inject the executor's runEval).
+ * pass@1 is scored; `sandboxEvaluator` is how `--evaluator sandbox` scores it (the CLI, the
+ * composition root, injects the executor's runEval: rollout does not depend on the executor).
  */
 export async function benchDecodeCommand(
   argv: string[],
-  deps: { evaluate?: PassEvaluator; out?: (s: string) => void; err?: (s: string) => void } = {},
+  deps: {
+    evaluate?: PassEvaluator;
+    sandboxEvaluator?: () => Promise<PassEvaluator>;
+    out?: (s: string) => void;
+    err?: (s: string) => void;
+  } = {},
 ): Promise<number> {
   const out = deps.out ?? ((s: string) => process.stdout.write(s + "\n"));
   const err = deps.err ?? ((s: string) => process.stderr.write(s + "\n"));
@@ -373,7 +367,8 @@ export async function benchDecodeCommand(
   let evaluate: PassEvaluator | null = deps.evaluate ?? null;
   if (!evaluate && opts.evaluator === "sandbox") {
     try {
-      evaluate = await sandboxEvaluator();
+      if (!deps.sandboxEvaluator) throw new Error("no sandbox evaluator was given (run it through `rlmesh bench decode`)");
+      evaluate = await deps.sandboxEvaluator();
     } catch (e) {
       err(`sandbox eval unavailable (${(e as Error).message}); scoring with plain python3 instead`);
       evaluate = pythonEvaluator;

@@ -4,8 +4,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import ort from "onnxruntime-node";
 import { loadDataset } from "@rlmesh/shared/datasets/index";
 import { loadRolloutModel } from "./ort-rollout-engine.js";
@@ -13,8 +12,8 @@ import { createSessionWithFallback } from "./execution-provider.js";
 import { OrtDenoiser } from "./ort-denoiser.js";
 import { decodeBatch } from "./diffusion-decoder.js";
 import { resolveDecodeParams } from "./decode-params.js";
+import { REPO_ROOT as REPO } from "@rlmesh/shared/repo-paths";
 
-const REPO = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 const MODEL_DIR = process.env.RLMESH_MODEL_DIR ?? join(REPO, "models", "tiny-coder");
 
 test("shipped model: cached decoding (threshold 1.0, exact refresh) reproduces uncached tokens", async () => {

@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
 import { loadDataset, testCount, type CanonicalRow, type DatasetFormat } from "@rlmesh/shared/datasets/index";
+import { evalSplitName, PRIMARY_EVAL_SPLIT } from "@rlmesh/shared/eval-splits";
 import { InvalidArgumentError, type DatasetSpec, type Job, type Logger, type Sample } from "@rlmesh/shared";
 import type { NormalizedJobSpec as JobSpec } from "../job-spec.js";
 import type { JobStore } from "../job-store.js";
@@ -380,15 +381,6 @@ export function groupsToTrain(groups: Map<string, Set<number>>, max: number): Se
 export function informativeGroupFraction(groups: Map<string, Set<number>>): number {
   if (groups.size === 0) return 0;
   return [...groups.values()].filter(informative).length / groups.size;
-}
-
-/** The split name of the primary held-out line in eval events. */
-export const PRIMARY_EVAL_SPLIT = "eval";
-
-/** An extra held-out line is named after its file: `.../test-compositional.jsonl` → `test-compositional`. */
-export function evalSplitName(path: string): string {
-  const base = path.split(/[\\/]/).pop() ?? path;
-  return base.replace(/\.(jsonl|json)$/i, "") || base;
 }
 
 /**

@@ -1,8 +1,8 @@
 import { Queue, QueueEvents } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger, SandboxLimits } from "@rlmesh/shared";
-import { enqueueRewardJobs, rewardJobId, type RewardJobData } from "@rlmesh/executor/reward-jobs";
-import type { RewardResult } from "@rlmesh/executor/reward-result";
+import { enqueueRewardJobs, rewardJobId, type RewardJobData } from "@rlmesh/shared/reward/reward-jobs";
+import type { RewardResult } from "@rlmesh/shared/reward/reward-result";
 import type { Candidate, RewardScorer, Score } from "./interfaces.js";
 
 /** Longest wait for one candidate's final result (queueing included). */

@@ -5,8 +5,9 @@ import { flagBool, flagFloat, flagInt, flagString, parseArgs, UsageError } from 
 import type { Command } from "./command.js";
 import { jobClient, jobs } from "./job-client.js";
 import { formatEvent } from "./job-commands.js";
-import { PRIMARY_EVAL_SPLIT } from "../coordinator/job-runner.js";
-import { DEFAULT_MODEL_DIR, REPO_ROOT, startLocalMesh, type LocalMesh } from "./local-mesh.js";
+import { PRIMARY_EVAL_SPLIT } from "@rlmesh/shared/eval-splits";
+import { startLocalMesh, type LocalMesh } from "./local-mesh.js";
+import { DEFAULT_MODEL_DIR, REPO_ROOT } from "@rlmesh/shared/repo-paths";
 
 const MESH_FLAGS = "[--rollouts N] [--executors M] [--model DIR] [--state-dir DIR]";
 

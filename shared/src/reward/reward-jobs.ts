@@ -1,6 +1,17 @@
 import type { JobsOptions, Queue } from "bullmq";
-import type { TestSpec } from "@rlmesh/shared/datasets/index";
-import type { SandboxLimits } from "./sandbox-limits.js";
+import type { TestSpec } from "../datasets/index.js";
+
+/** Per-candidate limits, enforced by the fork server inside the sandbox. */
+export interface SandboxLimits {
+  /** Wall-clock time for loading the program and for each test. @defaultValue 10000 */
+  timeout_ms_per_test: number;
+  /** Wall-clock budget for the whole candidate. @defaultValue 30000 */
+  total_timeout_ms: number;
+  /** Address-space limit of the candidate's processes (RLIMIT_AS). @defaultValue 512 */
+  memory_mb: number;
+  /** stdout+stderr bytes before the candidate is stopped. @defaultValue 1 MiB */
+  output_bytes: number;
+}
 
 export { DEFAULT_REWARD_QUEUE } from "./queue-names.js";
 /** Tries per job: infrastructure failures (sandbox_error) are retried, candidate failures are not. */

@@ -1,5 +1,15 @@
+import type { PassEvaluator } from "@rlmesh/rollout/bench-decode";
 import type { Command } from "./command.js";
 import { UsageError } from "./args.js";
+
+/** `bench decode --evaluator sandbox`: the executor's sandboxed eval (BullMQ + Docker). */
+async function executorEvaluator(): Promise<PassEvaluator> {
+  const { runEval } = await import("@rlmesh/executor/run-eval");
+  return async (rows, responses) => {
+    const report = await runEval({ dataset: rows, responses });
+    return { passed: report.summary.passed, total: report.summary.total, evaluator: "sandbox (executor runEval, Docker)" };
+  };
+}
 
 // Commands implemented in other packages, imported on demand so `rlmesh --help` stays fast and
 // onnxruntime/jax-js load only for the commands that need them.
@@ -11,7 +21,8 @@ const BENCHES: Record<string, { summary: string; run: (argv: string[]) => Promis
   },
   decode: {
     summary: "diffusion decoding tokens/s, NFE per token and pass@1: vanilla / parallel / prefix / dual cache",
-    run: async (argv) => (await import("@rlmesh/rollout/bench-decode")).benchDecodeCommand(argv),
+    run: async (argv) =>
+      (await import("@rlmesh/rollout/bench-decode")).benchDecodeCommand(argv, { sandboxEvaluator: executorEvaluator }),
   },
   model: {
     summary: "onnxruntime forward and jax-js forward+backward tokens/s on the shipped model",

@@ -2,9 +2,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { JobEvent } from "@rlmesh/shared";
 import { benchRlSpec, formatAblation, formatCurve, RL_VARIANTS, summarizeRlEvents } from "./bench-rl.js";
-import { evalSplitName, groupRewards, groupsToTrain, informativeGroupFraction } from "../coordinator/job-runner.js";
-import { passRate } from "../coordinator/pass-at-1.js";
-import { DEFAULT_MODEL_DIR } from "./local-mesh.js";
+import { groupRewards, groupsToTrain, informativeGroupFraction } from "@rlmesh/api/coordinator/job-runner";
+import { evalSplitName } from "@rlmesh/shared/eval-splits";
+import { passRate } from "@rlmesh/api/coordinator/pass-at-1";
+import { DEFAULT_MODEL_DIR } from "@rlmesh/shared/repo-paths";
 
 let offset = 0;
 const at = (ms: number, kind: Partial<JobEvent>): JobEvent => ({ offset: offset++, timeMs: ms, jobId: "j", ...kind });

@@ -1,12 +1,9 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, mkdirSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { checkHealth, freePort, startLocalRedis, type LocalRedis } from "@rlmesh/shared";
+import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
 
-/** Repository root (services/api/dist/cli → ../../../..). */
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "..");
-export const DEFAULT_MODEL_DIR = join(REPO_ROOT, "models", "tiny-coder");
 const READY_TIMEOUT_MS = 120_000;
 
 export interface MeshOptions {

@@ -3,9 +3,10 @@ import { join, resolve } from "node:path";
 import type { JobEvent, JobSpecIn } from "@rlmesh/shared";
 import { flagBool, flagFloat, flagInt, flagString, parseArgs, UsageError } from "./args.js";
 import { jobClient, jobs } from "./job-client.js";
-import { DEFAULT_MODEL_DIR, REPO_ROOT, startLocalMesh } from "./local-mesh.js";
+import { startLocalMesh } from "./local-mesh.js";
+import { DEFAULT_MODEL_DIR, REPO_ROOT } from "@rlmesh/shared/repo-paths";
 import { DEMO_UNBOUNDED_STEPS, demoSpec } from "./mesh-commands.js";
-import { evalSplitName, PRIMARY_EVAL_SPLIT } from "../coordinator/job-runner.js";
+import { evalSplitName, PRIMARY_EVAL_SPLIT } from "@rlmesh/shared/eval-splits";
 
 /**
  * `rlmesh bench rl`: an RL job on the local mesh (the demo's path) under a time budget, with the

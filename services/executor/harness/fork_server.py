@@ -1,16 +1,25 @@
-"""Fork server and judge: PID 1 of a sandbox container (or a one-shot judge with --once).
+"""Fork server: PID 1 of a sandbox container (or a one-shot server with --once).
 
 Protocol on stdin/stdout: frames of a 4-byte big-endian length + UTF-8 JSON. On start it writes
 {"ready": true}; then for each request {id, code, tests, limits} it writes one response
 {id, status, tests_run, tests_passed, tests_total, duration_ms, stderr_tail, detail}.
 
-Per request a pre-forked runner (see runner.py) loads the candidate and runs the tests; this
-process judges. Why this is safe as PID 1 of the container's pid namespace:
+Before each request is read it forks, from this warm interpreter, two processes:
+  - the candidate process (runner.py), which will run the candidate program and nothing else;
+  - the judge process (judge.py), which runs the test code and reaches the candidate only through
+    stubs that exchange plain data with the candidate process over a private pair of pipes.
+The judge reports each test to this process on its own pipe (nonce-tagged); the candidate
+process has no pipe to this process for function-style tests. stdin/stdout tests are run by the
+candidate process in one forked child per case, and judged here by comparing stdout.
+
+Why this is safe as PID 1 of the container's pid namespace:
   - SIGKILL/SIGSTOP from inside the namespace do not reach PID 1, and every other signal is
-    ignored here, so a candidate cannot kill the judge;
-  - PR_SET_DUMPABLE=0 makes /proc/1/{mem,fd,environ} unreadable for the same-uid candidate, so
-    it cannot write to the judge's stdout (the response channel) nor read the judge's memory;
-  - expected values of call/stdio tests never enter the runner's memory;
+    ignored here, so a candidate cannot kill the fork server (it can kill the judge process,
+    which then never reports a pass);
+  - PR_SET_DUMPABLE=0 (inherited by the judge) makes /proc/<pid>/{mem,fd,environ} of both
+    unreadable for the same-uid candidate, so it can neither write to their pipes nor read their
+    memory;
+  - expected values and test code never enter the candidate process;
   - after each request kill(-1, SIGKILL) and reaping until no child is left removes every
     process the candidate started, and the tmpfs (/tmp, /dev/shm) is wiped.
 """
@@ -29,9 +38,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import runner  # noqa: E402  (pre-imported so a fork starts with the harness loaded)
+import judge as judge_process  # noqa: E402  (pre-imported so a fork starts with the harness loaded)
+import runner  # noqa: E402
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_REQUEST_BYTES = 64 << 20
 MAX_RESULT_STREAM_BYTES = 64 << 20
 STDERR_TAIL_BYTES = 4096
@@ -113,21 +123,6 @@ def stdout_matches(actual, expected):
     return True
 
 
-def values_match(actual, expected):
-    """Plain JSON data equality; floats within tolerance; bool is never equal to a number."""
-    if isinstance(actual, bool) or isinstance(expected, bool):
-        return type(actual) is type(expected) and actual == expected
-    if isinstance(actual, (int, float)) and isinstance(expected, (int, float)):
-        if isinstance(actual, float) or isinstance(expected, float):
-            return math.isclose(actual, expected, rel_tol=FLOAT_REL_TOL, abs_tol=FLOAT_ABS_TOL)
-        return actual == expected
-    if isinstance(actual, list) and isinstance(expected, list):
-        return len(actual) == len(expected) and all(values_match(x, y) for x, y in zip(actual, expected))
-    if isinstance(actual, dict) and isinstance(expected, dict):
-        return actual.keys() == expected.keys() and all(values_match(actual[k], expected[k]) for k in actual)
-    return type(actual) is type(expected) and actual == expected
-
-
 # ---------------------------------------------------------------- runner process
 
 def _close_all_except(keep):
@@ -140,53 +135,117 @@ def _close_all_except(keep):
                 pass
 
 
+def _child(keep, fd1, fd2, body):
+    """In a fresh fork: fds 0/1/2 and `keep` only, then body(); never returns."""
+    try:
+        devnull = os.open("/dev/null", os.O_RDWR)
+        os.dup2(devnull, 0)
+        os.dup2(devnull if fd1 is None else fd1, 1)
+        os.dup2(devnull if fd2 is None else fd2, 2)
+        _close_all_except({0, 1, 2} | set(keep))
+        body()
+        os._exit(0)
+    except BaseException:
+        os._exit(3)
+    finally:
+        os._exit(4)
+
+
+def _pidfd(pid):
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
 class Runner:
-    """A forked runner waiting for its job; created before the request is read."""
+    """The candidate process and the judge process for the next request, forked before it is read.
+
+    Pipes: fork server -> candidate (job), candidate -> fork server (stdio results), candidate
+    stdout/stderr -> fork server, judge <-> candidate (calls and answers), fork server -> judge
+    (job), judge -> fork server (results). The candidate is forked first, so it never inherits
+    anything of the judge's (its pipes to the fork server, its pidfd); each child closes every
+    descriptor that is not its own before doing anything else.
+    """
 
     def __init__(self, run_dir, new_session):
+        self.run_dir = run_dir
         job_r, self.job_w = os.pipe()
         self.result_r, result_w = os.pipe()
         self.out_r, out_w = os.pipe()
         self.err_r, err_w = os.pipe()
-        self.run_dir = run_dir
+        j2c_r, j2c_w = os.pipe()
+        c2j_r, c2j_w = os.pipe()
+
+        def candidate():
+            if new_session:
+                os.setsid()
+            spec = read_frame(job_r)
+            os.close(job_r)
+            if spec is None:
+                return
+            runner.apply_limits(spec["limits"], run_dir)
+            runner.run_job(spec, (result_w, j2c_r, c2j_w))
+
         pid = os.fork()
         if pid == 0:
-            try:
-                # First thing: the judge's stdin/stdout (the request/response channel) must
-                # never be reachable from candidate code.
-                devnull = os.open("/dev/null", os.O_RDONLY)
-                os.dup2(devnull, 0)
-                os.dup2(out_w, 1)
-                os.dup2(err_w, 2)
-                _close_all_except({0, 1, 2, job_r, result_w})
-                if new_session:
-                    os.setsid()
-                spec = read_frame(job_r)
-                os.close(job_r)
-                if spec is None:
-                    os._exit(0)
-                runner.apply_limits(spec["limits"], run_dir)
-                runner.run_job(spec, result_w)
-                os._exit(0)
-            except BaseException:
-                os._exit(3)
-            finally:
-                os._exit(4)
+            _child({job_r, result_w, j2c_r, c2j_w}, out_w, err_w, candidate)
         self.pid = pid
-        for fd in (job_r, result_w, out_w, err_w):
+        for fd in (job_r, result_w, out_w, err_w, j2c_r, c2j_w):
             os.close(fd)
-        try:
-            self.pidfd = os.pidfd_open(pid)
-        except (AttributeError, OSError):
-            self.pidfd = None
+        self.pidfd = _pidfd(pid)
+
+        jjob_r, self.jjob_w = os.pipe()
+        self.jresult_r, jresult_w = os.pipe()
+        cand_pidfd = self.pidfd
+
+        def judge_proc():
+            spec = read_frame(jjob_r)
+            os.close(jjob_r)
+            if spec is None:
+                return
+            judge_limits(spec["limits"], run_dir)
+            reporter = runner.Reporter(jresult_w, spec["nonce"])
+            try:
+                judge_process.run(spec, reporter, judge_process.Channel(c2j_r, j2c_w, cand_pidfd))
+            except BaseException as exc:  # a harness bug: fail the run, say where
+                reporter.send("test_error", msg="judge: " + judge_process._short(exc))
+
+        keep = {jjob_r, jresult_w, c2j_r, j2c_w}
+        if cand_pidfd is not None:
+            keep.add(cand_pidfd)
+        jpid = os.fork()
+        if jpid == 0:
+            _child(keep, None, None, judge_proc)
+        self.judge_pid = jpid
+        for fd in (jjob_r, jresult_w, c2j_r, j2c_w):
+            os.close(fd)
+        self.judge_pidfd = _pidfd(jpid)
 
     def close_fds(self):
-        for fd in (self.job_w, self.result_r, self.out_r, self.err_r, self.pidfd):
+        for fd in (self.job_w, self.result_r, self.out_r, self.err_r, self.pidfd, self.jjob_w,
+                   self.jresult_r, self.judge_pidfd):
             if fd is not None:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
+
+
+def judge_limits(limits, run_dir):
+    """The judge runs trusted test code, but on data the candidate chose: bound it too."""
+    import resource
+    mem = int(limits["memory_mb"]) * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+    cpu = int(limits["total_timeout_ms"] / 1000) + 2
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    fsize = int(limits["file_size_mb"]) * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    os.environ.clear()
+    os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": run_dir, "LANG": "C.UTF-8",
+                       "TMPDIR": run_dir})
+    os.chdir(run_dir)
 
 
 # ---------------------------------------------------------------- judging one request
@@ -202,31 +261,36 @@ class Judgement:
         self.ended = False
         self.kill_reason = None  # timeout | output_limit | protocol
         self.exit_signal = 0
+        self.candidate_signal = 0
         self.oom_killed = None  # True/False when the cgroup counter is readable
         self.detail = ""
 
 
-def _runner_spec(req, nonce, output_cap):
+FUNCTION_KINDS = ("assert", "call")
+
+
+def _specs(req, nonce, output_cap):
+    """(candidate spec, judge spec or None). The candidate's holds no test code or expectations."""
     tests = req["tests"]
     kind = tests["kind"]
-    spec = {"nonce": nonce, "kind": kind, "code": req["code"], "limits": req["limits"]}
-    if kind == "assert":
-        spec.update(setup=tests.get("setup", ""), tests=tests["tests"], entry_point=tests.get("entry_point"))
-    elif kind == "call":
-        spec.update(fn=tests["fn"], args=[c["args"] for c in tests["cases"]])
-    elif kind == "stdio":
-        spec.update(inputs=[c["input"] for c in tests["cases"]], output_cap=output_cap)
-    else:
+    limits = req["limits"]
+    if kind == "stdio":
+        return {"nonce": nonce, "kind": kind, "code": req["code"], "limits": limits,
+                "inputs": [c["input"] for c in tests["cases"]], "output_cap": output_cap}, None
+    if kind not in FUNCTION_KINDS:
         raise ValueError("unknown test kind %r" % kind)
-    return spec
+    cand = {"kind": "function", "code": req["code"], "limits": limits}
+    jspec = {"nonce": nonce, "kind": kind, "limits": limits}
+    if kind == "assert":
+        jspec.update(setup=tests.get("setup", ""), tests=tests["tests"], entry_point=tests.get("entry_point"))
+    else:
+        jspec.update(fn=tests["fn"], cases=[{"args": c["args"], "expected": c["expected"]} for c in tests["cases"]])
+    return cand, jspec
 
 
 def _expected(req):
     tests = req["tests"]
-    kind = tests["kind"]
-    if kind == "call":
-        return [c["expected"] for c in tests["cases"]]
-    if kind == "stdio":
+    if tests["kind"] == "stdio":
         return [c["output"] for c in tests["cases"]]
     return None
 
@@ -250,16 +314,27 @@ def judge(req, proc):
     stdio_cap = out_cap
     if expected is not None and kind == "stdio":
         stdio_cap = max(out_cap, 2 * max((len(e) for e in expected), default=0) + 1024)
-    write_frame(proc.job_w, _runner_spec(req, nonce, stdio_cap))
+    cand_spec, judge_spec = _specs(req, nonce, stdio_cap)
+    # Test results come from the judge process for function-style tests, and from the candidate
+    # process (stdout of each case, judged here) for stdio tests. The judge's messages are the
+    # only ones that can say a test passed.
+    trusted = judge_spec is not None
+    if trusted:
+        write_frame(proc.jjob_w, judge_spec)
+    os.close(proc.jjob_w)
+    proc.jjob_w = None
+    write_frame(proc.job_w, cand_spec)
     os.close(proc.job_w)
     proc.job_w = None
+    del cand_spec, judge_spec
 
     sel = selectors.DefaultSelector()
-    sel.register(proc.result_r, selectors.EVENT_READ, "result")
+    sel.register(proc.jresult_r if trusted else proc.result_r, selectors.EVENT_READ, "result")
     sel.register(proc.out_r, selectors.EVENT_READ, "out")
     sel.register(proc.err_r, selectors.EVENT_READ, "err")
-    if proc.pidfd is not None:
-        sel.register(proc.pidfd, selectors.EVENT_READ, "exit")
+    exit_fd = proc.judge_pidfd if trusted else proc.pidfd
+    if exit_fd is not None:
+        sel.register(exit_fd, selectors.EVENT_READ, "exit")
     result_buf = bytearray()
     result_bytes = 0
     out_bytes = 0
@@ -287,23 +362,20 @@ def judge(req, proc):
                 return
             j.started = i
             phase_deadline_reset()
-        elif t in ("res", "ret", "out"):
+        elif t in ("res", "out"):
             if i != j.started or i in j.outcomes:
                 j.kill_reason, j.detail = "protocol", "result out of order"
                 return
             if msg.get("too_big"):
                 j.outcomes[i] = (False, "OutputLimit")
             elif t == "res":
-                j.outcomes[i] = (msg.get("ok") is True and kind == "assert", msg.get("err") or "")
+                j.outcomes[i] = (msg.get("ok") is True and trusted, msg.get("err") or "")
                 if msg.get("msg") and not j.detail:
                     j.detail = "test %d: %s" % (i, msg.get("msg"))
-            elif t == "ret":
-                ok = kind == "call" and values_match(msg.get("v"), expected[i])
-                j.outcomes[i] = (ok, "" if ok else "WrongAnswer")
             else:
                 exit_ok = msg.get("exit") == 0 and msg.get("sig") == 0
                 data = msg.get("data")
-                ok = kind == "stdio" and exit_ok and isinstance(data, str) and stdout_matches(data, expected[i])
+                ok = not trusted and kind == "stdio" and exit_ok and isinstance(data, str) and stdout_matches(data, expected[i])
                 reason = ""
                 if not ok:
                     reason = "WrongAnswer" if exit_ok else ("Signal%d" % msg.get("sig") if msg.get("sig") else "NonZeroExit")
@@ -370,12 +442,13 @@ def judge(req, proc):
                     break
         if runner_exited and not (j.ended or j.kill_reason or j.load_error or j.test_error):
             # Drain what is already in the result pipe, then stop waiting.
-            _drain_results(proc.result_r, result_buf, handle, j)
+            _drain_results(proc.jresult_r if trusted else proc.result_r, result_buf, handle, j)
             if not (j.ended or j.kill_reason or j.load_error or j.test_error):
                 j.detail = j.detail or "runner exited before all tests ran"
             break
     sel.close()
-    j.exit_signal = _runner_signal(proc.pid, j)
+    j.candidate_signal = _runner_signal(proc.pid, j)
+    j.exit_signal = j.candidate_signal or (_runner_signal(proc.judge_pid, j) if trusted else 0)
     if oom_before is not None:
         after = oom_kills()
         j.oom_killed = after is not None and after > oom_before
@@ -432,6 +505,15 @@ def _runner_signal(pid, j):
     return 0
 
 
+def _death_status(j):
+    """Status when the candidate process died under the judge (reported by the judge)."""
+    if j.candidate_signal == signal.SIGKILL and j.oom_killed is not False:
+        return "memory"
+    if j.candidate_signal == signal.SIGXCPU:
+        return "timeout"
+    return "runtime_error"
+
+
 def verdict(j):
     """Maps a judgement to (status, tests_run, tests_passed)."""
     run = len(j.outcomes)
@@ -445,6 +527,8 @@ def verdict(j):
     if j.kill_reason == "protocol":
         return "failed", run, passed
     if j.load_error:
+        if j.load_error[0] == "CandidateDied":
+            return _death_status(j), run, passed
         return ("memory" if j.load_error[0] == "MemoryError" else "runtime_error"), run, passed
     if j.test_error:
         return "runtime_error", run, passed
@@ -454,8 +538,10 @@ def verdict(j):
             continue
         if reason is None:
             break  # not run: the runner died; decided below
-        if reason in ("AssertionError", "NotPlainData", "WrongAnswer", ""):
+        if reason in ("AssertionError", "NotPlainData", "WrongAnswer", "ProtocolError", ""):
             return "failed", run, passed
+        if reason == "CandidateDied":
+            return _death_status(j), run, passed
         if reason == "MemoryError":
             return "memory", run, passed
         if reason == "Timeout":
@@ -571,7 +657,7 @@ def respond(req, j, stderr_tail, duration_ms):
 
 
 def _serve_one(run_dir):
-    """Forks the next runner, then reads and judges one request; False on stdin EOF."""
+    """Forks the next candidate and judge processes, then reads and judges one request; False on EOF."""
     os.mkdir(run_dir, 0o700)
     proc = Runner(run_dir, new_session=False)
     req = read_frame(0)
@@ -608,16 +694,21 @@ def serve_as_init():
 
 def serve_once():
     """One request from stdin, one response to stdout; no PID-1 powers (used unsandboxed)."""
-    req = read_frame(0)
-    if req is None:
-        return 1
-    _validate(req)
     run_dir = tempfile.mkdtemp(prefix="rlmesh-run-")
     try:
+        # Forked before the request is read, as in the container: the candidate process never
+        # has the request (tests, expected values) in its memory.
         proc = Runner(run_dir, new_session=True)
-        j, tail, ms = judge(req, proc)
-        proc.close_fds()
-        kill_session(proc.pid)
+        req = read_frame(0)
+        if req is None:
+            return 1
+        _validate(req)
+        try:
+            j, tail, ms = judge(req, proc)
+        finally:
+            proc.close_fds()
+            kill_session(proc.pid)
+            kill_session(proc.judge_pid)
         write_frame(1, respond(req, j, tail, ms))
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)

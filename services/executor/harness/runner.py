@@ -1,36 +1,44 @@
-"""The runner: the forked process that loads a candidate program and runs its tests.
+"""The candidate process: loads a candidate program and answers the judge's calls.
 
-It reports over its own result pipe (never stdout, which the candidate controls), each message
-carrying the per-run nonce. What it receives depends on the test kind, so that expected values
-stay with the judge (the fork server) whenever possible:
-  assert: candidate code + test code (the expected values are inside the asserts themselves);
-  call:   candidate code + function name + arguments; it returns plain return values;
-  stdio:  candidate code + inputs; each input runs in a fresh forked child, stdout goes back.
+It is forked (warm) by the fork server before a request is read, so it never holds anything of
+a request but what it is sent: the program, and then one call at a time.
+
+Function-style tests (assert, HumanEval check, `from solution import f`, call): the candidate
+process holds no nonce and no pipe to the fork server. It runs the program as module `solution`,
+reports its global names to the judge process (judge.py), then serves requests from the judge on
+a private pair of pipes until they close: call this handle with these arguments, get this
+attribute, next() of this iterator, ... Each answer is plain data (plain_data.py) or, for any
+other object, a numbered handle; the object itself never leaves this process. What the judge
+sends is arguments only: never expected values, the test code, or its pipe to the fork server.
+
+stdin/stdout tests: this process compiles the program and runs each case in a fresh forked
+child with the input on stdin; it reports the child's stdout to the fork server, which judges.
+Here the runner itself runs no candidate code, so it may hold the nonce and the result pipe.
 """
 
 import builtins
 import json
 import os
+import re
 import resource
 import signal
 import sys
+import threading
+import types
 
-from assert_rewrite import ASSERT_NAME, CMP_NAME, TRUTH_NAME, rewrite_asserts
-from plain_data import NotPlainData, compare_plain, to_plain, truth_plain
+from plain_data import (Decoder, Encoder, FrameReader, NotPlainData, ProtocolError, frame_bytes,
+                        write_all)
 
-MAX_MESSAGE_BYTES = 1 << 20
-
-
-class AssertFailed(Exception):
-    pass
-
-
-def _check_assert(ok, _fail=AssertFailed):
-    if ok is not True:
-        raise _fail()
+MAX_MESSAGE_BYTES = 1 << 20  # stdio result messages to the fork server
+MAX_REPLY_BYTES = 16 << 20  # one answer to the judge (the judge enforces the same cap)
+MAX_REQUEST_BYTES = 256 << 20
+MAX_HANDLES = 1 << 20
+MAX_SCALAR_NAME_CHARS = 1000
 
 
 class Reporter:
+    """Messages to the fork server (stdio only), each tagged with the run's nonce."""
+
     def __init__(self, fd, nonce):
         self.fd = fd
         self.nonce = nonce
@@ -41,20 +49,238 @@ class Reporter:
         data = (json.dumps(fields, separators=(",", ":")) + "\n").encode()
         if len(data) > MAX_MESSAGE_BYTES:
             data = (json.dumps({"n": self.nonce, "t": kind, "i": fields.get("i"), "too_big": True}) + "\n").encode()
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view):]
+        write_all(self.fd, data)
 
 
 def _error_name(exc):
-    if isinstance(exc, MemoryError):
-        return "MemoryError"
-    if isinstance(exc, NotPlainData):
-        return "NotPlainData"
-    if isinstance(exc, AssertFailed):
-        return "AssertionError"
-    return type(exc).__name__
+    return "MemoryError" if isinstance(exc, MemoryError) else type(exc).__name__
 
+
+def _short(exc):
+    try:
+        return ("%s: %s" % (type(exc).__name__, exc))[:300]
+    except BaseException:
+        return type(exc).__name__
+
+
+def _fresh_module_ns(name):
+    return {"__name__": name, "__builtins__": builtins, "__doc__": None}
+
+
+def _compile(code):
+    return compile(code, "<solution>", "exec", dont_inherit=True)
+
+
+# ---------------------------------------------------------------- function-style tests
+
+def builtin_exception_name(exc):
+    """Name of the nearest builtin exception class of exc (a candidate class maps to its base)."""
+    for cls in type(exc).__mro__:
+        name = getattr(cls, "__name__", None)
+        if type(name) is str and getattr(builtins, name, None) is cls:
+            return name
+    return "Exception"
+
+
+class JudgeFunction:
+    """A function of the test code, known here only by number; calling it asks the judge.
+
+    The judge runs it on plain-data copies of the arguments and sends back plain data, so the
+    function object itself (and whatever it closes over) stays in the judge process.
+    """
+
+    __slots__ = ("_n", "_server")
+
+    def __init__(self, n, server):
+        object.__setattr__(self, "_n", n)
+        object.__setattr__(self, "_server", server)
+
+    def __call__(self, *args, **kwargs):
+        return self._server.call_judge(self._n, args, kwargs)
+
+    def __repr__(self):
+        return "<test function #%d>" % self._n
+
+
+class CandidateServer:
+    """Answers the judge's requests about the loaded program (one request at a time)."""
+
+    def __init__(self, rfd, wfd):
+        self.reader = FrameReader(rfd, MAX_REQUEST_BYTES)
+        self.wfd = wfd
+        self.objects = []
+        self.object_ids = {}
+        self.seq = 0
+        self.thread = threading.get_ident()
+        self.encode = Encoder(self._as_handle, self._special)
+        self.decode = Decoder(handle=self._object, callback=lambda n: JudgeFunction(n, self),
+                              builtin=self._builtin)
+
+    # -- values
+    def _as_handle(self, obj):
+        n = self.object_ids.get(id(obj))
+        if n is not None and self.objects[n] is obj:
+            return {"h": n}
+        if len(self.objects) >= MAX_HANDLES:
+            raise NotPlainData("too many candidate objects")
+        self.objects.append(obj)
+        n = len(self.objects) - 1
+        self.object_ids[id(obj)] = n
+        return {"h": n}
+
+    def _object(self, n):
+        if 0 <= n < len(self.objects):
+            return self.objects[n]
+        raise ProtocolError("unknown handle %d" % n)
+
+    @staticmethod
+    def _builtin(name):
+        obj = getattr(builtins, name, None)
+        if obj is None or name.startswith("_"):
+            raise NotPlainData("unknown builtin %r" % name)
+        return obj
+
+    def _special(self, v, t, depth):
+        if isinstance(v, tuple) and isinstance(getattr(t, "_fields", None), tuple):
+            # A namedtuple answers as the plain tuple of its fields (issue #23).
+            return {"t": [self.encode(x, depth) for x in tuple.__iter__(v)]}
+        if t is re.Match:
+            n = len(v.groups())
+            spans = [list(v.span(i)) for i in range(n + 1)]
+            names = [[k, i] for k, i in v.re.groupindex.items()]
+            return {"m": [self.encode(v.string, depth), spans, names]}
+        if t is JudgeFunction:
+            return {"cb": v._n}
+        return NotImplemented
+
+    def report_names(self, ns):
+        names = []
+        for name, value in list(ns.items()):
+            if type(name) is not str or (name.startswith("__") and name.endswith("__")):
+                continue
+            t = type(value)
+            if t is types.ModuleType:
+                mod = getattr(value, "__name__", None)
+                if type(mod) is str:
+                    names.append([name, {"M": mod}])
+                continue
+            if t in (int, float, bool, type(None)) or (t is str and len(value) <= MAX_SCALAR_NAME_CHARS):
+                names.append([name, self.encode(value)])
+            else:
+                names.append([name, self._as_handle(value)])
+        return names
+
+    # -- wire
+    def send(self, msg):
+        try:
+            data = frame_bytes(msg, MAX_REPLY_BYTES)
+        except NotPlainData as exc:
+            data = frame_bytes({"r": msg.get("r"), "x": ["OutputLimit", str(exc)]}, MAX_REPLY_BYTES)
+        write_all(self.wfd, data)
+
+    def serve(self):
+        """Serves requests until the judge closes the channel."""
+        while True:
+            msg = self.reader.read()
+            if msg is None:
+                return
+            if "q" not in msg:
+                raise ProtocolError("expected a request")
+            self.handle(msg)
+
+    def handle(self, msg):
+        seq = msg.get("q")
+        try:
+            value = self.perform(msg)
+            reply = {"r": seq, "v": self.encode(value)}
+        except BaseException as exc:
+            reply = {"r": seq, "x": [builtin_exception_name(exc), _short(exc)]}
+        del msg
+        self.send(reply)
+
+    def perform(self, msg):
+        op = msg.get("op")
+        obj = self._object(msg.get("h"))
+        args = self.decode(msg.get("a", []))
+        if op == "call":
+            kwargs = {k: v for k, v in self.decode(msg.get("k", []))}
+            return obj(*args, **kwargs)
+        if op == "getattr":
+            return getattr(obj, args[0])
+        if op == "setattr":
+            setattr(obj, args[0], args[1])
+            return None
+        if op == "delattr":
+            delattr(obj, args[0])
+            return None
+        if op == "len":
+            return len(obj)
+        if op == "iter":
+            return iter(obj)
+        if op == "next":
+            return next(obj)
+        if op == "getitem":
+            return obj[args[0]]
+        if op == "setitem":
+            obj[args[0]] = args[1]
+            return None
+        if op == "delitem":
+            del obj[args[0]]
+            return None
+        if op == "str":
+            return str(obj)
+        if op == "repr":
+            return repr(obj)
+        raise ProtocolError("unknown operation %r" % (op,))
+
+    def call_judge(self, n, args, kwargs):
+        """Calls test function #n in the judge; serves nested requests while waiting."""
+        if threading.get_ident() != self.thread:
+            raise RuntimeError("a test function can only be called from the main thread")
+        self.seq += 1
+        seq = "c%d" % self.seq
+        self.send({"q": seq, "op": "cb", "cb": n, "a": self.encode(list(args)),
+                   "k": self.encode([[k, v] for k, v in kwargs.items()])})
+        while True:
+            msg = self.reader.read()
+            if msg is None:
+                os._exit(0)
+            if "q" in msg:
+                self.handle(msg)
+                continue
+            if msg.get("r") != seq:
+                raise ProtocolError("reply out of order")
+            if "x" in msg:
+                name, text = msg["x"]
+                cls = getattr(builtins, name, None)
+                if not (isinstance(cls, type) and issubclass(cls, Exception)):
+                    cls = RuntimeError
+                raise cls(text)
+            return self.decode(msg.get("v"))
+
+
+def run_function_candidate(code, rfd, wfd):
+    """Loads the program and serves the judge (function-style tests); returns when done."""
+    server = CandidateServer(rfd, wfd)
+    try:
+        code_obj = _compile(code)
+    except BaseException as exc:
+        server.send({"k": "load_error", "err": _error_name(exc), "msg": _short(exc)})
+        return
+    mod = types.ModuleType("solution")
+    mod.__dict__["__builtins__"] = builtins
+    sys.modules["solution"] = mod
+    try:
+        exec(code_obj, mod.__dict__)
+    except BaseException as exc:  # SystemExit too: exiting before the tests is not a pass
+        server.send({"k": "load_error", "err": _error_name(exc), "msg": _short(exc)})
+        return
+    del code_obj
+    server.send({"k": "loaded", "names": server.report_names(mod.__dict__)})
+    server.serve()
+
+
+# ---------------------------------------------------------------- limits
 
 PR_SET_DUMPABLE = 4
 
@@ -102,128 +328,13 @@ def apply_limits(limits, run_dir):
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def _fresh_module_ns(name):
-    return {"__name__": name, "__builtins__": builtins, "__doc__": None}
-
-
-def _load(code_obj, reporter, name):
-    """Executes the candidate program; returns its namespace or None after reporting why not."""
-    ns = _fresh_module_ns(name)
-    try:
-        exec(code_obj, ns)
-    except BaseException as exc:  # SystemExit too: exiting before the tests is not a pass
-        reporter.send("load_error", err=_error_name(exc), msg=_short(exc))
-        return None
-    reporter.send("loaded")
-    return ns
-
-
-def _short(exc):
-    try:
-        return ("%s: %s" % (type(exc).__name__, exc))[:300]
-    except BaseException:
-        return type(exc).__name__
-
-
-def _compile_candidate(code, reporter):
-    try:
-        return compile(code, "<solution>", "exec", dont_inherit=True)
-    except BaseException as exc:
-        reporter.send("load_error", err=_error_name(exc), msg=_short(exc))
-        return None
-
-
-def run_assert(spec, reporter):
-    try:
-        setup = rewrite_asserts(spec.get("setup") or "", "<test-setup>")
-        tests = [rewrite_asserts(t, "<test-%d>" % i) for i, t in enumerate(spec["tests"])]
-    except SyntaxError as exc:
-        reporter.send("test_error", msg=_short(exc))
-        return
-    code_obj = _compile_candidate(spec["code"], reporter)
-    if code_obj is None:
-        return
-    ns = _load(code_obj, reporter, "solution")
-    if ns is None:
-        return
-    # Tests run in their own globals, with the checkers injected after the candidate ran, so
-    # candidate code cannot rebind the checkers through its module globals.
-    test_ns = dict(ns)
-    test_ns.update({"__name__": "__rlmesh_tests__", ASSERT_NAME: _check_assert, CMP_NAME: compare_plain,
-                    TRUTH_NAME: truth_plain})
-    if spec.get("entry_point"):
-        test_ns["entry_point"] = ns.get(spec["entry_point"])
-    try:
-        exec(setup, test_ns)
-    except BaseException as exc:
-        reporter.send("load_error", err=_error_name(exc), msg="test setup: " + _short(exc))
-        return
-    for i, test in enumerate(tests):
-        reporter.send("start", i=i)
-        try:
-            exec(test, test_ns)
-        except BaseException as exc:
-            reporter.send("res", i=i, ok=False, err=_error_name(exc), msg=_short(exc))
-            continue
-        reporter.send("res", i=i, ok=True)
-    reporter.send("end")
-
-
-def _resolve_callable(ns, name):
-    fn = ns.get(name)
-    if callable(fn):
-        return fn
-    # LeetCode-style (LiveCodeBench functional): `class Solution` with the method.
-    cls = ns.get("Solution")
-    if cls is not None and callable(getattr(cls, name, None)):
-        return getattr(cls(), name)
-    return None
-
-
-def _to_json_value(value):
-    """Plain data as JSON-able data: tuples become lists, sets sorted lists where possible."""
-    t = type(value)
-    if t in (list, tuple) or t.__name__ == "deque":
-        return [_to_json_value(v) for v in value]
-    if t in (set, frozenset):
-        items = [_to_json_value(v) for v in value]
-        try:
-            return sorted(items)
-        except TypeError:
-            return items
-    if t in (dict,) or t.__name__ == "OrderedDict":
-        return {str(k) if not isinstance(k, str) else k: _to_json_value(v) for k, v in value.items()}
-    if t is bytes:
-        return value.decode("latin-1")
-    if t is complex or t is range or t.__name__ == "Decimal":
-        return str(value)
-    return value
-
-
-def run_call(spec, reporter):
-    code_obj = _compile_candidate(spec["code"], reporter)
-    if code_obj is None:
-        return
-    ns = _load(code_obj, reporter, "solution")
-    if ns is None:
-        return
-    for i, args in enumerate(spec["args"]):
-        reporter.send("start", i=i)
-        try:
-            fn = _resolve_callable(ns, spec["fn"])
-            if fn is None:
-                raise NameError("function %r is not defined" % spec["fn"])
-            value = _to_json_value(to_plain(fn(*args)))
-        except BaseException as exc:
-            reporter.send("res", i=i, ok=False, err=_error_name(exc), msg=_short(exc))
-            continue
-        reporter.send("ret", i=i, v=value)
-    reporter.send("end")
-
+# ---------------------------------------------------------------- stdin/stdout tests
 
 def run_stdio(spec, reporter, result_fd):
-    code_obj = _compile_candidate(spec["code"], reporter)
-    if code_obj is None:
+    try:
+        code_obj = _compile(spec["code"])
+    except BaseException as exc:
+        reporter.send("load_error", err=_error_name(exc), msg=_short(exc))
         return
     reporter.send("loaded")
     cap = int(spec["output_cap"])
@@ -289,15 +400,17 @@ def _stdio_child(code_obj, in_fd, out_w, close_fds):
         os._exit(1)
 
 
-def run_job(spec, result_fd):
-    """Entry point inside the runner process once the job spec arrived."""
-    reporter = Reporter(result_fd, spec["nonce"])
+def run_job(spec, fds):
+    """Entry point inside the runner once the job spec arrived. fds: result, chan_r, chan_w."""
+    result_fd, chan_r, chan_w = fds
     kind = spec["kind"]
-    if kind == "assert":
-        run_assert(spec, reporter)
-    elif kind == "call":
-        run_call(spec, reporter)
-    elif kind == "stdio":
-        run_stdio(spec, reporter, result_fd)
+    if kind == "stdio":
+        os.close(chan_r)
+        os.close(chan_w)
+        run_stdio(spec, Reporter(result_fd, spec["nonce"]), result_fd)
     else:
-        reporter.send("test_error", msg="unknown test kind %r" % kind)
+        # Function-style: no pipe to the fork server at all while candidate code runs.
+        os.close(result_fd)
+        code = spec["code"]
+        del spec
+        run_function_candidate(code, chan_r, chan_w)

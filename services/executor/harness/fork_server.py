@@ -28,6 +28,7 @@ import gc
 import json
 import math
 import os
+import select
 import selectors
 import shutil
 import signal
@@ -300,7 +301,7 @@ def _total_tests(req):
     return len(tests["tests"]) if tests["kind"] == "assert" else len(tests["cases"])
 
 
-def judge(req, proc):
+def judge(req, proc, in_container=False):
     limits = req["limits"]
     started = time.monotonic()
     total_deadline = started + limits["total_timeout_ms"] / 1000.0
@@ -310,7 +311,7 @@ def judge(req, proc):
     expected = _expected(req)
     kind = req["tests"]["kind"]
     j = Judgement(_total_tests(req))
-    oom_before = oom_kills() if os.getpid() == 1 else None
+    oom_before = oom_kills() if in_container else None
     stdio_cap = out_cap
     if expected is not None and kind == "stdio":
         stdio_cap = max(out_cap, 2 * max((len(e) for e in expected), default=0) + 1024)
@@ -656,26 +657,120 @@ def respond(req, j, stderr_tail, duration_ms):
     }
 
 
-def _serve_one(run_dir):
-    """Forks the next candidate and judge processes, then reads and judges one request; False on EOF."""
+EXIT_EOF = 10
+PR_SET_CHILD_SUBREAPER = 36
+SUPERVISOR_GRACE_S = 2.5  # after the request's own budget; the executor's watchdog allows 5 s
+
+
+def _prctl(option, value):
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(option, value, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(%d) failed" % option)
+
+
+def _bad_request(req, exc):
+    return {"id": req.get("id") if isinstance(req, dict) else None, "status": "sandbox_error",
+            "tests_run": 0, "tests_passed": 0, "tests_total": 0, "duration_ms": 0,
+            "stderr_tail": "", "detail": "bad request: %s" % exc}
+
+
+def supervise_one(run_dir, header_fd):
+    """The per-request supervisor (a fresh child of PID 1); returns its exit code.
+
+    PID 1 never reads a request: everything of it (code, tests, expected values, messages about
+    them) lives only in this process, which exits after answering, so nothing of it can be left
+    in the freed memory of the process the next candidate is forked from. Candidate and judge
+    are forked from here before the request is read. As a child subreaper it becomes the parent
+    of every process the candidate leaves behind, kills them all (kill(-1) spares PID 1 and
+    itself), reaps them, empties the tmpfs, and only then answers on stdout.
+    """
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
     os.mkdir(run_dir, 0o700)
     proc = Runner(run_dir, new_session=False)
-    req = read_frame(0)
+    try:
+        req = read_frame(0)
+    except ValueError as exc:
+        proc.close_fds()
+        write_frame(1, _bad_request(None, exc))
+        return 0
     if req is None:
-        return False
+        return EXIT_EOF
     try:
         _validate(req)
-        j, tail, ms = judge(req, proc)
+        write_frame(header_fd, {"id": req.get("id"), "total": _total_tests(req),
+                                "deadline_s": req["limits"]["total_timeout_ms"] / 1000.0 + SUPERVISOR_GRACE_S})
+        os.close(header_fd)
+        j, tail, ms = judge(req, proc, in_container=True)
         resp = respond(req, j, tail, ms)
     except (ValueError, KeyError, TypeError) as exc:
-        resp = {"id": req.get("id") if isinstance(req, dict) else None, "status": "sandbox_error",
-                "tests_run": 0, "tests_passed": 0, "tests_total": 0, "duration_ms": 0,
-                "stderr_tail": "", "detail": "bad request: %s" % exc}
+        resp = _bad_request(req, exc)
     proc.close_fds()
     kill_all_as_init()
-    write_frame(1, resp)
     for root in WIPE_ROOTS:
         wipe(root)
+    write_frame(1, resp)
+    return 0
+
+
+def _wait_supervisor(pid, deadline):
+    """Waits for the supervisor until the deadline; keeps it running if a candidate stops it.
+
+    Returns its wait status, or None when the deadline passed.
+    """
+    pidfd = os.pidfd_open(pid)
+    try:
+        while True:
+            wpid, status = os.waitpid(pid, os.WNOHANG | os.WUNTRACED)
+            if wpid == pid:
+                if os.WIFSTOPPED(status):
+                    os.kill(pid, signal.SIGCONT)
+                    continue
+                return status
+            left = deadline - time.monotonic() if deadline is not None else 0.05
+            if left <= 0:
+                return None
+            select.select([pidfd], [], [], min(left, 0.05))
+    finally:
+        os.close(pidfd)
+
+
+def _serve_one(run_dir):
+    """One request through a fresh supervisor; False on stdin EOF."""
+    header_r, header_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 3
+        try:
+            os.close(header_r)
+            code = supervise_one(run_dir, header_w)
+        finally:
+            os._exit(code)
+    os.close(header_w)
+    started = time.monotonic()
+    try:
+        header = read_frame(header_r)
+    except ValueError:
+        header = None
+    os.close(header_r)
+    deadline = started + header["deadline_s"] if isinstance(header, dict) else None
+    status = _wait_supervisor(pid, deadline)
+    if header is None:
+        kill_all_as_init()
+        if status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_EOF:
+            return False
+        return True  # it answered a bad request itself (or failed before reading one)
+    answered = status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    kill_all_as_init()
+    if not answered:
+        # The candidate killed (or stopped) the supervisor: no test result can exist; answer
+        # for it, once every process is gone.
+        for root in WIPE_ROOTS:
+            wipe(root)
+        write_frame(1, {"id": header.get("id"), "status": "timeout" if status is None else "runtime_error",
+                        "tests_run": 0, "tests_passed": 0, "tests_total": header.get("total", 0),
+                        "duration_ms": int((time.monotonic() - started) * 1000), "stderr_tail": "",
+                        "detail": "the judge's supervisor was %s" % ("stopped" if status is None else "killed")})
     return True
 
 
@@ -686,9 +781,7 @@ def serve_as_init():
     run_dir = "/tmp/run"
     write_frame(1, {"ready": True, "protocol": PROTOCOL_VERSION, "pid": os.getpid()})
     while _serve_one(run_dir):
-        # The next runner is forked from this process: nothing of this request (code, tests,
-        # expected outputs) may still be reachable in its memory.
-        gc.collect()
+        pass
     return 0
 
 

@@ -482,6 +482,8 @@ def build_namespace(chan, names, sources, under_test):
         if type(entry) is not list or len(entry) != 2 or type(entry[0]) is not str:
             raise ProtocolError("malformed name entry")
         name, node = entry
+        if not name.isidentifier() or name.startswith("__"):
+            continue  # never __builtins__, __name__, ... from the candidate
         if type(node) is dict and len(node) == 1 and "M" in node:
             if type(node["M"]) is str:
                 modules[name] = node["M"]
@@ -571,12 +573,13 @@ def _compile_tests(spec):
 
 def _outcome(chan, before, exc):
     """(ok, err, msg) of one test: it ran to the end and nothing odd happened on the way."""
+    if chan.violations != before:
+        detail = _short(exc) if exc is not None else "a candidate object was used as data"
+        return False, "NotPlainData", detail
     if exc is not None:
         return False, error_name(exc), _short(exc)
     if chan.broken is not None:
         return False, chan.broken.__name__, "the candidate process is gone"
-    if chan.violations != before:
-        return False, "NotPlainData", "a candidate object was used as data"
     return True, "", ""
 
 

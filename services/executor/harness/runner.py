@@ -75,6 +75,8 @@ def _compile(code):
 
 def builtin_exception_name(exc):
     """Name of the nearest builtin exception class of exc (a candidate class maps to its base)."""
+    if isinstance(exc, NotPlainData):
+        return "NotPlainData"
     for cls in type(exc).__mro__:
         name = getattr(cls, "__name__", None)
         if type(name) is str and getattr(builtins, name, None) is cls:

@@ -100,3 +100,15 @@ export class WeightAssembler {
     return { version: this.version, tensors };
   }
 }
+
+/** A policy version as it arrives: a number, a decimal string, or a 64-bit integer object (Long). */
+export type VersionLike = number | string | bigint | { toString(): string };
+
+/**
+ * The one rule for "is this weight version newer than the one I have": versions are integers
+ * that only grow (proto int64 fields arrive as numbers or strings); a missing current version
+ * is 0, the base model.
+ */
+export function isNewerVersion(candidate: VersionLike, current: VersionLike | null | undefined): boolean {
+  return Number(candidate) > Number(current ?? 0);
+}

@@ -9,13 +9,14 @@ import {
   type SandboxLimits,
   type DatasetSpec,
 } from "@rlmesh/shared";
+import { DEFAULT_ALG, DEFAULT_BLOCK_LENGTH, DEFAULT_CACHE, DEFAULT_MAX_STALENESS, DEFAULT_THRESHOLD } from "@rlmesh/shared/decoding-defaults";
 
 /** Defaults for a job spec's zero-valued fields (the shipped tiny model's recipe). */
 export const DEFAULT_GROUP_SIZE = 8;
 export const DEFAULT_PROMPTS_PER_STEP = 8;
 export const DEFAULT_STEPS = 20;
 export const DEFAULT_EVAL_INTERVAL = 0;
-export const DEFAULT_MAX_STALENESS = 1;
+export { DEFAULT_MAX_STALENESS };
 export const DATASET_FORMATS = ["auto", "humaneval", "mbpp", "lcb", "rlmesh"] as const;
 export const DECODING_ALGS = ["origin", "maskgit_plus", "topk_margin", "entropy"] as const;
 export const CACHE_MODES = ["none", "prefix", "dual"] as const;
@@ -23,17 +24,17 @@ export const ADV_ESTIMATORS = ["grpo", "drgrpo"] as const;
 export const LOSS_AGGS = ["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"] as const;
 
 export const DEFAULT_DECODING: DecodingParams = {
-  alg: "maskgit_plus",
+  alg: DEFAULT_ALG,
   algTemp: 0,
   temperature: 1.0,
   topP: 0.95,
   topK: 0,
   steps: 0,
   maxNewTokens: 64,
-  blockLength: 32,
-  threshold: 0.9,
+  blockLength: DEFAULT_BLOCK_LENGTH,
+  threshold: DEFAULT_THRESHOLD,
   factor: 0,
-  cache: "dual",
+  cache: DEFAULT_CACHE,
   padPenalty: 3.0,
   seed: 0,
 };

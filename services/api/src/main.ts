@@ -15,7 +15,7 @@ import { ApiMetrics } from "./api-metrics.js";
 import { createJobService } from "./job-service.js";
 import { JobStore } from "./job-store.js";
 import { Coordinator } from "./coordinator/coordinator.js";
-import { validateDatasets } from "./coordinator/job-runner.js";
+import { validateDatasets } from "./coordinator/job-datasets.js";
 import { RolloutPool } from "./coordinator/rollout-pool.js";
 import { GrpcLearnerClient } from "./coordinator/learner-client.js";
 import { QueueRewardScorer } from "./coordinator/queue-reward-scorer.js";

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { JobEvent } from "@rlmesh/shared";
 import { benchRlSpec, formatAblation, formatCurve, RL_VARIANTS, summarizeRlEvents } from "./bench-rl.js";
-import { groupRewards, groupsToTrain, informativeGroupFraction } from "@rlmesh/api/coordinator/job-runner";
+import { groupRewards, groupsToTrain, informativeGroupFraction } from "@rlmesh/api/coordinator/dynamic-sampling";
 import { evalSplitName } from "@rlmesh/shared/eval-splits";
 import { passRate } from "@rlmesh/api/coordinator/pass-at-1";
 import { DEFAULT_MODEL_DIR } from "@rlmesh/shared/repo-paths";

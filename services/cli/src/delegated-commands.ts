@@ -65,7 +65,7 @@ export const delegatedCommands: Command[] = [
     name: "train-base",
     summary: "masked-diffusion SFT of the tiny base model on the toy train split (reproducible from a seed)",
     usage: "rlmesh train-base [--minutes M] [--seed S] [--config tiny|ci] [--out DIR]",
-    run: async (argv) => (await import("@rlmesh/learner/train-base")).trainBaseCommand(argv),
+    run: async (argv) => (await import("@rlmesh/learner/sft/train-base")).trainBaseCommand(argv),
   },
   {
     name: "gen-tasks",

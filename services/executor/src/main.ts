@@ -1,6 +1,7 @@
 import { type MetricsServer, createLogger, createMetrics, onShutdown } from "@rlmesh/shared";
 import { loadExecutorConfig } from "./executor-config.js";
 import { type RunningExecutor, startExecutor } from "./executor.js";
+import { DEFAULT_CONTAINER_LIMITS } from "./sandbox-limits.js";
 
 // Wiring only: config, logger, metrics server, executor (sandbox pool + worker), signals.
 const logger = createLogger("executor");
@@ -26,8 +27,8 @@ try {
       cpus: config.cpus,
       pids: config.pids,
       tmpfs_mb: config.tmpfsMb,
-      file_size_mb: 16,
-      open_files: 256,
+      file_size_mb: DEFAULT_CONTAINER_LIMITS.file_size_mb,
+      open_files: DEFAULT_CONTAINER_LIMITS.open_files,
     },
     defaultLimits: {
       timeout_ms_per_test: config.timeoutMsPerTest,

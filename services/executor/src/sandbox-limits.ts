@@ -48,6 +48,11 @@ export interface ContainerLimits {
   open_files: number;
 }
 
+/** Container memory kept free of the candidate's address-space limit (the fork server, the judge). */
+export const CONTAINER_MEMORY_HEADROOM_MB = 64;
+/** Open files a candidate's process may hold (the container's own limit can be higher). */
+export const CANDIDATE_MAX_OPEN_FILES = 64;
+
 export const DEFAULT_CONTAINER_LIMITS: ContainerLimits = Object.freeze({
   memory_mb: 768,
   cpus: 1,

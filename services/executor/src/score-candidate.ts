@@ -3,7 +3,13 @@ import { type TestSpec, testCount } from "@rlmesh/shared/datasets/index";
 import { extractLastCodeBlock } from "./code-block.js";
 import { REWARD_STATUSES, type RewardResult, type RewardStatus, rewardResult } from "@rlmesh/shared/reward/reward-result";
 import { InvalidJobError, SandboxError } from "./sandbox-error.js";
-import { type ContainerLimits, type SandboxLimits, resolveLimits } from "./sandbox-limits.js";
+import {
+  CANDIDATE_MAX_OPEN_FILES,
+  CONTAINER_MEMORY_HEADROOM_MB,
+  type ContainerLimits,
+  type SandboxLimits,
+  resolveLimits,
+} from "./sandbox-limits.js";
 import type { SandboxRequest, SandboxResponse } from "./sandbox-protocol.js";
 import { DEFAULT_WATCHDOG_GRACE_MS } from "./docker-sandbox.js";
 
@@ -69,9 +75,9 @@ export async function scoreCandidate(
     limits: {
       test_timeout_ms: limits.timeout_ms_per_test,
       total_timeout_ms: limits.total_timeout_ms,
-      memory_mb: Math.min(limits.memory_mb, defaults.container.memory_mb - 64),
+      memory_mb: Math.min(limits.memory_mb, defaults.container.memory_mb - CONTAINER_MEMORY_HEADROOM_MB),
       file_size_mb: defaults.container.file_size_mb,
-      max_open_files: Math.min(64, defaults.container.open_files),
+      max_open_files: Math.min(CANDIDATE_MAX_OPEN_FILES, defaults.container.open_files),
       output_limit_bytes: limits.output_bytes,
     },
   };

@@ -8,10 +8,10 @@ import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
 import { createLogger, createRedis, startLocalRedis, type HostTensor, type TrainSample, type TrainStepRequest } from "@rlmesh/shared";
 
-import { GrpoTrainer } from "./grpo-trainer.js";
-import { writeRandomModelDir } from "./random-model-dir.js";
+import { GrpoTrainer } from "./trainer/grpo-trainer.js";
+import { writeRandomModelDir } from "./testing/random-model-dir.js";
 import { DEFAULT_MODEL_DIR as SHIPPED_MODEL_DIR } from "@rlmesh/shared/repo-paths";
-import { WeightPusher } from "./weight-pusher.js";
+import { WeightPusher } from "./push/weight-pusher.js";
 
 /** Benchmark shape: a typical RL step of the demo (prompts × samples, response tokens). */
 export const BENCH_PROMPTS = 4;
@@ -111,7 +111,7 @@ interface SinkProcess {
 }
 
 async function startSinkProcess(redisUrl: string, id: string): Promise<SinkProcess> {
-  const main = join(dirname(fileURLToPath(import.meta.url)), "weight-sink-main.js");
+  const main = join(dirname(fileURLToPath(import.meta.url)), "testing", "weight-sink-main.js");
   const proc = spawn(process.execPath, [main, redisUrl, id], { stdio: ["ignore", "pipe", "inherit"] });
   const line = await new Promise<string>((resolve, reject) => {
     const rl = createInterface({ input: proc.stdout });

@@ -7,7 +7,7 @@ import {
   DEFAULT_REWARD_PATIENCE,
   DEFAULT_REWARD_RELATIVE_DROP,
   DEFAULT_REWARD_SMOOTHING,
-} from "./collapse-guard.js";
+} from "./trainer/collapse-guard.js";
 import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
 
 export const LEARNER_CONFIG = {

@@ -1,4 +1,4 @@
-import { COLLAPSE_TRIGGERS } from "./collapse-guard.js";
+import { COLLAPSE_TRIGGERS } from "./trainer/collapse-guard.js";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { TrainStatsIn } from "@rlmesh/shared";
 

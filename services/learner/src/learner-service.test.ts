@@ -6,8 +6,8 @@ import {
   type HostTensor, type LearnerServiceClient, type ReportEvalResponse, type TrainStepRequest, type TrainStepRequestIn, type TrainStepResponse,
 } from "@rlmesh/shared";
 import { createLearnerService, type PushResult } from "./learner-service.js";
-import type { ReportEvalResult, Trainer, TrainStepResult } from "./trainer.js";
-import { fetchWeights } from "./weight-sink.js";
+import type { ReportEvalResult, Trainer, TrainStepResult } from "./trainer/trainer.js";
+import { fetchWeights } from "./testing/weight-sink.js";
 
 const logger = createLogger("learner-service-test", { level: "error" });
 

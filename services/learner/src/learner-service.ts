@@ -2,8 +2,9 @@ import type * as grpc from "@grpc/grpc-js";
 import { status as grpcStatus } from "@grpc/grpc-js";
 import { chunkWeights, GrpcError, toServiceError, unary, type LearnerServiceHandlers, type Logger, type ReportEvalRequest, type TrainStepRequest, type WeightChunkIn } from "@rlmesh/shared";
 import type { GetWeightsRequest__Output } from "@rlmesh/shared/gen/rlmesh/v1/GetWeightsRequest";
-import type { Trainer } from "./trainer.js";
+import type { Trainer } from "./trainer/trainer.js";
 import type { HostTensor } from "@rlmesh/shared";
+import { isNewerVersion } from "@rlmesh/shared/weights";
 
 export interface PushResult {
   pushedTo: string[];
@@ -29,7 +30,7 @@ export function createLearnerService(deps: LearnerServiceDeps): LearnerServiceHa
       const before = trainer.status().policyVersion;
       const result = await change();
       const latest = trainer.weights();
-      const newer = Number(latest.version) > Number(before);
+      const newer = isNewerVersion(latest.version, before);
       const push = deps.push && (newer || pushAnyway(result)) ? await deps.push(latest.version, latest.tensors) : undefined;
       return { result, push };
     });

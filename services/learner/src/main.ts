@@ -1,9 +1,9 @@
 import { createLogger, createMetrics, createRedis, loadConfig, loadProto, onShutdown, startGrpcServer, SERVICE_NAMES, type GrpcServerHandle, type MetricsServer } from "@rlmesh/shared";
 import { LEARNER_CONFIG, repoPath } from "./config.js";
-import { GrpoTrainer } from "./grpo-trainer.js";
+import { GrpoTrainer } from "./trainer/grpo-trainer.js";
 import { LearnerMetrics } from "./learner-metrics.js";
 import { createLearnerService } from "./learner-service.js";
-import { WeightPusher } from "./weight-pusher.js";
+import { WeightPusher } from "./push/weight-pusher.js";
 
 const logger = createLogger("learner");
 const config = loadConfig(LEARNER_CONFIG);

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { benchDecodeCommand, parseBenchDecodeArgs } from "./bench-decode.js";
 import { extractCode, passesWithPython } from "./python-check.js";
-import { writeRandomModelDir } from "./test-model.js";
+import { writeRandomModelDir } from "./testing/test-model.js";
 import { REPO_ROOT as REPO } from "@rlmesh/shared/repo-paths";
 
 

@@ -6,8 +6,9 @@
  */
 import { resolve } from "node:path";
 import { loadDataset, type CanonicalRow } from "@rlmesh/shared/datasets/index";
-import { DECODE_MODES, decodeModeParams, type DecodeMode, type DecodeParamsInput } from "./decode-params.js";
-import { loadRolloutModel, OrtRolloutEngine, withModelLookahead, type BatchStats, type GeneratedSample } from "./ort-rollout-engine.js";
+import { DECODE_MODES, decodeModeParams, type DecodeMode, type DecodeParamsInput } from "./decoding/decode-params.js";
+import { withModelLookahead } from "./decoding/model-lookahead.js";
+import { loadRolloutModel, OrtRolloutEngine, type BatchStats, type GeneratedSample } from "./runtime/ort-rollout-engine.js";
 import { passesWithPython } from "./python-check.js";
 
 export const DEFAULT_BENCH_MODEL_DIR = "models/tiny-coder";

@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
 import { createLogger, type DecodingParamsIn, type GenerateRequest, type Logger } from "@rlmesh/shared";
-import { loadRolloutModel, OrtRolloutEngine } from "./ort-rollout-engine.js";
+import { loadRolloutModel, OrtRolloutEngine } from "./runtime/ort-rollout-engine.js";
+import { ProtoRolloutEngine } from "./service/proto-rollout-engine.js";
 
 /** Decoding for evaluation: greedy, otherwise the serving defaults (dual cache, threshold 0.9). */
 export const GREEDY_EVAL_DECODING: DecodingParamsIn = {
@@ -23,11 +24,13 @@ export async function generateGreedyResponses(
   tasks: readonly { task_id: string; prompt: string }[],
   opts: { maxNewTokens?: number; replicas?: number; logger?: Logger } = {},
 ): Promise<Map<string, string>> {
-  const engine = await OrtRolloutEngine.create({
-    model: await loadRolloutModel(resolve(modelDir)),
-    replicas: opts.replicas ?? 1,
-    logger: opts.logger ?? createLogger("eval", { level: "warn" }),
-  });
+  const engine = new ProtoRolloutEngine(
+    await OrtRolloutEngine.create({
+      model: await loadRolloutModel(resolve(modelDir)),
+      replicas: opts.replicas ?? 1,
+      logger: opts.logger ?? createLogger("eval", { level: "warn" }),
+    }),
+  );
   try {
     const req = {
       prompts: tasks.map((t, i) => ({ id: String(i), text: t.prompt })),

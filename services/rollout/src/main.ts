@@ -14,10 +14,11 @@ import {
   type Registration,
 } from "@rlmesh/shared";
 import { defaultWorkerId, ROLLOUT_CONFIG } from "./config.js";
-import { loadRolloutModel, OrtRolloutEngine } from "./ort-rollout-engine.js";
-import { createRolloutService } from "./rollout-service.js";
-import { RolloutMetrics } from "./rollout-metrics.js";
-import { WeightCatchUp } from "./weight-catch-up.js";
+import { loadRolloutModel, OrtRolloutEngine } from "./runtime/ort-rollout-engine.js";
+import { ProtoRolloutEngine } from "./service/proto-rollout-engine.js";
+import { createRolloutService } from "./service/rollout-service.js";
+import { RolloutMetrics } from "./service/rollout-metrics.js";
+import { WeightCatchUp } from "./service/weight-catch-up.js";
 
 const logger = createLogger("rollout");
 const config = loadConfig(ROLLOUT_CONFIG);
@@ -27,7 +28,7 @@ const rolloutMetrics = new RolloutMetrics(metrics.registry);
 const redis = createRedis(config.redisUrl, { role: "client", logger });
 
 const held: { grpc?: GrpcServerHandle; metrics?: MetricsServer; registration?: Registration; catchUp?: WeightCatchUp } = {};
-const engine = await OrtRolloutEngine.create({
+const runtime = await OrtRolloutEngine.create({
   model: await loadRolloutModel(config.modelDir),
   replicas: config.replicas,
   ...(config.ortThreads > 0 ? { intraOpNumThreads: config.ortThreads } : {}),
@@ -35,6 +36,7 @@ const engine = await OrtRolloutEngine.create({
   workerId,
   logger,
 });
+const engine = new ProtoRolloutEngine(runtime);
 onShutdown(logger, async () => {
   await held.registration?.close();
   held.catchUp?.close();

@@ -7,11 +7,11 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import ort from "onnxruntime-node";
 import { loadDataset } from "@rlmesh/shared/datasets/index";
-import { loadRolloutModel } from "./ort-rollout-engine.js";
-import { createSessionWithFallback } from "./execution-provider.js";
-import { OrtDenoiser } from "./ort-denoiser.js";
-import { decodeBatch } from "./diffusion-decoder.js";
-import { resolveDecodeParams } from "./decode-params.js";
+import { loadRolloutModel } from "./runtime/ort-rollout-engine.js";
+import { createSessionWithFallback } from "./runtime/execution-provider.js";
+import { OrtDenoiser } from "./runtime/ort-denoiser.js";
+import { decodeBatch } from "./decoding/diffusion-decoder.js";
+import { resolveDecodeParams } from "./decoding/decode-params.js";
 import { REPO_ROOT as REPO } from "@rlmesh/shared/repo-paths";
 
 const MODEL_DIR = process.env.RLMESH_MODEL_DIR ?? join(REPO, "models", "tiny-coder");

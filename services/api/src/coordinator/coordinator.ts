@@ -1,6 +1,7 @@
 import type { Job, Logger } from "@rlmesh/shared";
 import type { JobStore } from "../job-store.js";
-import { runJob, type RunnerDeps } from "./job-runner.js";
+import { runJob } from "./job-runner.js";
+import type { RunnerDeps } from "./runner-deps.js";
 
 /**
  * Owns the jobs this api drives: starts submitted ones, stops cancelled ones, and on start-up

@@ -18,6 +18,8 @@ import {
 export const DEFAULT_GENERATE_TIMEOUT_MS = 300_000;
 /** Attempts per shard before the step fails (UNAVAILABLE moves the shard to another worker). */
 export const GENERATE_ATTEMPTS = 4;
+/** How long a Generate waits for a first rollout worker to register before failing. */
+export const WORKER_WAIT_MS = 30_000;
 
 export interface PromptInput {
   id: string;
@@ -73,7 +75,7 @@ export class RolloutPool {
   ): Promise<GenerateResult> {
     const t0 = performance.now();
     let workers = await this.workers();
-    if (workers.length === 0) workers = await this.waitForWorkers(1, 30_000, opts.signal);
+    if (workers.length === 0) workers = await this.waitForWorkers(1, WORKER_WAIT_MS, opts.signal);
     const shards: PromptInput[][] = workers.map(() => []);
     prompts.forEach((p, i) => shards[i % workers.length]!.push(p));
     const byWorker: Record<string, number> = {};

@@ -1,0 +1,126 @@
+// Held-out evaluation of a job's current policy.
+import type { CanonicalRow } from "@rlmesh/shared/datasets/index";
+import type { Logger } from "@rlmesh/shared";
+import { CollapseGuardStop } from "./collapse-guard-stop.js";
+import { PRIMARY_EVAL_SPLIT } from "@rlmesh/shared/eval-splits";
+import type { NormalizedJobSpec as JobSpec } from "../job-spec.js";
+import { stepSeed } from "./batch-sampler.js";
+import type { Candidate, LearnerClient } from "./interfaces.js";
+import { passRate, type PassRate } from "./pass-at-1.js";
+import type { RunnerDeps } from "./runner-deps.js";
+
+/**
+ * Held-out pass@1 with the policy the rollout workers serve now: greedy (one response per prompt)
+ * or, with `samples` k, the mean reward of k sampled responses per prompt at the job's decoding
+ * temperature (its interval is over the n·k responses, so it is a little narrow).
+ */
+export async function evalPassAt1(
+  rows: CanonicalRow[],
+  jobId: string,
+  step: number,
+  spec: JobSpec,
+  deps: RunnerDeps,
+  signal: AbortSignal,
+  opts: { split?: string; samples?: number } = {},
+): Promise<PassRate> {
+  if (rows.length === 0) return passRate(0, 0);
+  const k = opts.samples ?? 0;
+  const tag = `${opts.split ?? PRIMARY_EVAL_SPLIT}${k > 0 ? `-s${k}` : ""}`;
+  const decoding =
+    k > 0
+      ? { ...spec.decoding, seed: stepSeed(Number(spec.seed), step, 0xe7) }
+      : { ...spec.decoding, temperature: 0, topP: 1, topK: 0, seed: 1 };
+  const res = await deps.rollout.generate(
+    rows.map((r, i) => ({ id: String(i), text: r.prompt })),
+    Math.max(1, k),
+    decoding,
+    { signal, requestId: `${jobId}-eval-${tag}-${step}` },
+  );
+  const candidates: Candidate[] = res.samples.map((s, i) => ({
+    jobId: `${jobId}-eval-${tag}`,
+    step,
+    sampleIndex: i,
+    row: rows[Number(s.promptId)]!,
+    response: s.text,
+  }));
+  const scores = await deps.rewards.score(candidates, spec.limits, signal);
+  return passRate(scores.filter((s) => s.reward > 0).length, candidates.length);
+}
+
+/** What a job's evaluator needs. */
+export interface JobEvalContext {
+  jobId: string;
+  spec: JobSpec;
+  deps: RunnerDeps;
+  signal: AbortSignal;
+  log: Logger;
+  /** The primary held-out line's rows (its greedy pass@1 also goes to the collapse guard). */
+  evalRows: CanonicalRow[];
+  /** More held-out lines, each reported under its split name. */
+  extraEvals: { split: string; rows: CanonicalRow[] }[];
+}
+
+/**
+ * The job's eval at a step: greedy pass@1 on the primary line (recorded, reported to the
+ * learner's collapse guard), then greedy on each extra line and sampled (eval_samples) on every
+ * line. Throws CollapseGuardStop, after recording the job as FAILED, when the guard gives up.
+ */
+export function jobEvaluator(ctx: JobEvalContext): (step: number) => Promise<PassRate> {
+  const { jobId, spec, deps, signal, log, evalRows, extraEvals } = ctx;
+  const evaluate = async (step: number): Promise<PassRate> => {
+    const r = await evalPassAt1(evalRows, jobId, step, spec, deps, signal);
+    await deps.store.appendEvent(jobId, {
+      eval: {
+        step,
+        passAt1: r.passAt1,
+        n: r.n,
+        split: PRIMARY_EVAL_SPLIT,
+        mode: "greedy",
+        responses: r.n,
+        ciLow: r.ciLow,
+        ciHigh: r.ciHigh,
+      },
+    });
+    await deps.store.update(jobId, { evalPassAt1: r.passAt1 });
+    deps.metrics?.evalPassAt1.set(r.passAt1);
+    log.info("eval", { step, passAt1: r.passAt1, n: r.n });
+    await reportToGuard(step, r);
+    // The other lines: greedy on each extra set, then sampled (eval_samples) on every set.
+    const record = async (split: string, rows: CanonicalRow[], samples: number) => {
+      if (signal.aborted) return;
+      const e = await evalPassAt1(rows, jobId, step, spec, deps, signal, { split, samples });
+      const mode = samples > 0 ? "sampled" : "greedy";
+      await deps.store.appendEvent(jobId, {
+        eval: { step, passAt1: e.passAt1, n: rows.length, split, mode, responses: e.n, ciLow: e.ciLow, ciHigh: e.ciHigh },
+      });
+    };
+    for (const line of [{ split: PRIMARY_EVAL_SPLIT, rows: evalRows }, ...extraEvals]) {
+      if (line.split !== PRIMARY_EVAL_SPLIT) await record(line.split, line.rows, 0);
+      if (spec.evalSamples > 0) await record(line.split, line.rows, spec.evalSamples);
+    }
+    return r;
+  };
+  // The primary greedy line feeds the learner's collapse guard; a rollback is told in the events.
+  // A stop fails the job at once: recorded before anything else (a restarted api does not resume
+  // it; the job's state event stays its last event), then thrown.
+  const reportToGuard = async (step: number, r: PassRate): Promise<void> => {
+    if (!deps.learner.reportEval || r.n === 0) return;
+    let g: Awaited<ReturnType<NonNullable<LearnerClient["reportEval"]>>>;
+    try {
+      g = await deps.learner.reportEval({ jobId: jobId, step, passAt1: r.passAt1, n: r.n }, signal);
+    } catch (err) {
+      if (signal.aborted) return;
+      log.warn("ReportEval failed; the collapse guard misses this eval", { step, err: (err as Error).message });
+      return;
+    }
+    if (!g.guardAction) return;
+    await deps.store.appendEvent(jobId, {
+      log: { level: "warn", message: `collapse guard (held-out): ${g.guardAction}: ${g.guardReason}; policy v${g.policyVersion}` },
+    });
+    if (g.guardAction !== "stop") return;
+    const stop = new CollapseGuardStop(step, `held-out: ${g.guardReason}`);
+    await deps.store.transition(jobId, "JOB_STATE_FAILED", stop.message, { error: stop.message });
+    throw stop;
+  };
+  return evaluate;
+}

@@ -1,0 +1,127 @@
+// One RL step of a job: generate (or take the prefetched samples), score, train, record.
+import type { CanonicalRow } from "@rlmesh/shared/datasets/index";
+import type { Job, Logger, Sample } from "@rlmesh/shared";
+import type { NormalizedJobSpec as JobSpec } from "../job-spec.js";
+import { sampleBatch, stepSeed } from "./batch-sampler.js";
+import { CollapseGuardStop } from "./collapse-guard-stop.js";
+import { groupRewards, groupsToTrain, informativeGroupFraction } from "./dynamic-sampling.js";
+import type { Candidate } from "./interfaces.js";
+import type { RunnerDeps } from "./runner-deps.js";
+
+/** Where a step's generated samples are kept until the step completes (for resume). */
+const STEP_SAMPLES_TTL_S = 24 * 3600;
+
+export interface StepContext {
+  rows: CanonicalRow[];
+  seed: number;
+  spec: JobSpec;
+  deps: RunnerDeps;
+  signal: AbortSignal;
+  log: Logger;
+}
+
+/** A step's prompts and generated samples (kept in Redis until the step completes). */
+export interface Generated {
+  batch: CanonicalRow[];
+  samples: Sample[];
+}
+
+export async function generateStep(jobId: string, step: number, ctx: StepContext): Promise<Generated> {
+  const { rows, seed, spec, deps, signal } = ctx;
+  const idx = sampleBatch(rows.length, spec.promptsPerStep * Math.max(1, spec.oversample), seed, step);
+  const batch = idx.map((i) => rows[i]!);
+  const samplesKey = stepSamplesKey(jobId, step);
+  const cached = await deps.redis.get(samplesKey);
+  if (cached) return { batch, samples: JSON.parse(cached) as Sample[] };
+  const res = await deps.rollout.generate(
+    batch.map((r, i) => ({ id: String(i), text: r.prompt })),
+    spec.groupSize,
+    { ...spec.decoding, seed: stepSeed(seed, step, 0x5a) },
+    { signal, requestId: `${jobId}-${step}` },
+  );
+  await deps.redis.set(samplesKey, JSON.stringify(res.samples), "EX", STEP_SAMPLES_TTL_S);
+  return { batch, samples: res.samples };
+}
+
+export const stepSamplesKey = (jobId: string, step: number) => `rlmesh:job:${jobId}:step:${step}:samples`;
+
+/**
+ * Scores, trains and records one step. `generated` is its samples (generated now, or prefetched
+ * while the previous step trained); `onSamples` runs once they are in hand (starts the overlap).
+ */
+export async function runStep(job: Job, step: number, ctx: StepContext, generated: Promise<Generated>, onSamples: () => void): Promise<Job> {
+  const { seed, spec, deps, signal, log } = ctx;
+  const { store } = deps;
+  const t: Record<string, number> = {};
+  let t0 = performance.now();
+  const { batch, samples } = await generated;
+  // With overlap, the rollout ran (partly) during the previous step: count only the wait here.
+  t.rollout = (performance.now() - t0) / 1000;
+  onSamples();
+
+  t0 = performance.now();
+  const candidates: Candidate[] = samples.map((s, k) => ({
+    jobId: job.id,
+    step,
+    sampleIndex: k,
+    row: batch[Number(s.promptId)]!,
+    response: s.text,
+  }));
+  const scores = await deps.rewards.score(candidates, spec.limits, signal);
+  t.reward = (performance.now() - t0) / 1000;
+  if (signal.aborted) return job;
+
+  t0 = performance.now();
+  const groups = groupRewards(samples.map((smp, k) => ({ group: smp.promptId, reward: scores[k]!.reward })));
+  const keep = groupsToTrain(groups, spec.promptsPerStep);
+  const trained = await deps.learner.trainStep(
+    {
+      jobId: job.id,
+      step,
+      seed: stepSeed(seed, step, 0x7e),
+      params: spec.grpo,
+      samples: samples
+        .map((s, k) => ({
+          promptId: `${step}-${s.promptId}`,
+          promptTokenIds: s.promptTokenIds,
+          responseTokenIds: s.tokenIds,
+          reward: scores[k]!.reward,
+          policyVersion: s.policyVersion,
+        }))
+        .filter((_, k) => keep.has(samples[k]!.promptId)),
+    },
+    signal,
+  );
+  t.train = (performance.now() - t0) / 1000 - trained.pushSeconds;
+  t.push = trained.pushSeconds;
+
+  const rewardMean = scores.reduce((a, s) => a + s.reward, 0) / Math.max(1, scores.length);
+  const solved = new Set(candidates.filter((_, k) => scores[k]!.reward > 0).map((c) => c.row.task_id));
+  const passRateStep = solved.size / batch.length;
+  const informativeFraction = informativeGroupFraction(groups);
+  await store.appendEvent(job.id, {
+    step: {
+      step,
+      rewardMean,
+      passRate: passRateStep,
+      timings: { seconds: t },
+      policyVersion: trained.policyVersion,
+      train: trained.stats,
+      candidates: samples.length,
+      informativeFraction,
+      samplesPolicyVersion: Math.min(...samples.map((x) => Number(x.policyVersion))),
+      trainedGroups: keep.size,
+    },
+  });
+  const progress = { step, policyVersion: trained.policyVersion, rewardMean, passRate: passRateStep };
+  const stop = trained.stats?.guardAction === "stop" ? new CollapseGuardStop(step, `step reward: ${trained.stats.guardReason}`) : null;
+  // A stop is recorded with the step, so a restarted api does not resume the job.
+  job = stop
+    ? await store.transition(job.id, "JOB_STATE_FAILED", stop.message, { ...progress, error: stop.message })
+    : await store.update(job.id, progress);
+  await deps.redis.del(stepSamplesKey(job.id, step));
+  deps.metrics?.observeStep(step, rewardMean, t);
+  log.info("step", { step, rewardMean, policyVersion: trained.policyVersion, ...t });
+  if (stop) throw stop;
+  return job;
+}

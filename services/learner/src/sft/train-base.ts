@@ -1,0 +1,417 @@
+import { copyFile, mkdir } from "node:fs/promises";
+import { join, resolve } from "node:path";
+
+import {
+  buildPolicyGraph,
+  CI_CONFIG,
+  initWeights,
+  loadModel,
+  configFromManifest,
+  manifestForConfig,
+  recommendedLookahead,
+  parameterCount,
+  SeededRandom,
+  serializeModel,
+  TINY_CONFIG,
+  writeModelDir,
+} from "@rlmesh/shared/model/index";
+import type { ModelManifest, PolicyModelConfig } from "@rlmesh/shared/model/index";
+import { loadTokenizer } from "@rlmesh/shared/tokenizer/index";
+import { generateToySuite } from "@rlmesh/shared/toy/index";
+
+import { initJax } from "../model/jax-runtime.js";
+import { JaxPolicy } from "../model/jax-policy.js";
+import type { WeightTensors } from "../model/jax-policy.js";
+import { adamwStep, initAdamW } from "../optim/adamw.js";
+import { clipGradNorm } from "../optim/grad-clip.js";
+import { learningRateAt } from "../optim/lr-schedule.js";
+import { DEFAULT_LENGTH_BUCKET, DEFAULT_T_MIN, loadSftExamples, makeSftBatch, numberTokenWeights, sftExamplesFromRows } from "./train-base-data.js";
+import type { SftExample } from "./train-base-data.js";
+import { readEvalRows, toyPassAt1 } from "./train-base-eval.js";
+import type { PassAt1Result } from "./train-base-eval.js";
+
+/** Hyper-parameters of one base-training run; `tiny` is the shipped model, `ci` a seconds-long smoke run. */
+export interface TrainBaseSettings {
+  model: Omit<PolicyModelConfig, "vocabSize">;
+  steps: number;
+  batchSize: number;
+  lr: number;
+  warmupSteps: number;
+  minLrRatio: number;
+  weightDecay: number;
+  gradClip: number;
+  /** Response positions per example (reference + EOS + PAD); also the decode length for eval. */
+  responseBudget: number;
+  tMin: number;
+}
+
+export const TRAIN_BASE_PRESETS: Record<"tiny" | "ci", TrainBaseSettings> = {
+  tiny: {
+    model: TINY_CONFIG,
+    steps: 1600,
+    batchSize: 16,
+    lr: 2e-3,
+    warmupSteps: 60,
+    minLrRatio: 0.05,
+    weightDecay: 0.01,
+    gradClip: 1.0,
+    responseBudget: 64,
+    tMin: DEFAULT_T_MIN,
+  },
+  ci: {
+    model: CI_CONFIG,
+    steps: 30,
+    batchSize: 8,
+    lr: 2e-3,
+    warmupSteps: 5,
+    minLrRatio: 0.1,
+    weightDecay: 0.01,
+    gradClip: 1.0,
+    responseBudget: 64,
+    tMin: DEFAULT_T_MIN,
+  },
+};
+
+export interface TrainBaseArgs {
+  preset: "tiny" | "ci";
+  seed: number;
+  out: string;
+  data: string;
+  tokenizer: string;
+  /** Overrides the preset's step count (the cosine schedule spans it). */
+  steps?: number;
+  /** Wall-clock cap: stop early (and save) after this many minutes; makes the result speed-dependent. */
+  minutes?: number;
+  /** Evaluate greedy pass@1 (python3 check) on held-out rows after training. */
+  evalLimit: number;
+  /** Also evaluate every this many minutes during training (0 = never), on evalLimit/2 rows. */
+  evalEveryMinutes: number;
+  /** Where snapshots of the model are saved (step-N/ subfolders), every snapshotEveryMinutes. */
+  snapshotDir?: string;
+  snapshotEveryMinutes: number;
+  /** Start from this model directory's weights (same config) instead of a fresh init. */
+  init?: string;
+  /** Overrides the preset's peak learning rate. */
+  lr?: number;
+  /** Stop (and save) after this many steps of the `steps`-long schedule; reproducible, unlike --minutes. */
+  stopAfter?: number;
+  /**
+   * Train on a toy train split of this many rows generated in memory (same generator and seed as
+   * datasets/toy, so its held-out splits stay held out) instead of DATA/train.jsonl.
+   */
+  trainSize?: number;
+  /** Loss multiplier of number tokens (the copied constants); 1 = a flat loss. */
+  numberWeight: number;
+}
+
+export const TRAIN_BASE_USAGE = `usage: rlmesh train-base [--config tiny|ci] [--seed S] [--steps N] [--minutes M] [--out DIR]
+                         [--data DIR] [--tokenizer FILE] [--eval-limit N] [--eval-every-min M]
+                         [--snapshot-dir DIR] [--snapshot-every-min M] [--init MODEL_DIR] [--lr LR] [--stop-after N]
+                         [--train-size N] [--number-weight W]
+  Masked-diffusion SFT of the tiny coder on the toy train split (jax-js on CPU); writes
+  DIR/model.onnx + DIR/manifest.json (+ tokenizer.json) atomically. Same seed + steps = same model.`;
+
+export function parseTrainBaseArgs(argv: readonly string[]): TrainBaseArgs {
+  const args: TrainBaseArgs = {
+    preset: "tiny",
+    seed: 1,
+    out: "models/tiny-coder",
+    data: "datasets/toy",
+    tokenizer: "models/tiny-coder/tokenizer.json",
+    evalLimit: 200,
+    evalEveryMinutes: 0,
+    snapshotEveryMinutes: 5,
+    numberWeight: 1,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i]!;
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`train-base: ${flag} needs a value\n${TRAIN_BASE_USAGE}`);
+      return v;
+    };
+    const num = (min: number): number => {
+      const raw = value();
+      const n = Number(raw);
+      if (!Number.isFinite(n) || n < min) throw new Error(`train-base: ${flag} must be a number ≥ ${min}, got "${raw}"`);
+      return n;
+    };
+    switch (flag) {
+      case "--config": {
+        const v = value();
+        if (v !== "tiny" && v !== "ci") throw new Error(`train-base: --config must be tiny or ci, got "${v}"`);
+        args.preset = v;
+        break;
+      }
+      case "--seed":
+        args.seed = Math.floor(num(0));
+        break;
+      case "--steps":
+        args.steps = Math.floor(num(1));
+        break;
+      case "--minutes":
+        args.minutes = num(0.01);
+        break;
+      case "--out":
+        args.out = value();
+        break;
+      case "--data":
+        args.data = value();
+        break;
+      case "--tokenizer":
+        args.tokenizer = value();
+        break;
+      case "--eval-limit":
+        args.evalLimit = Math.floor(num(0));
+        break;
+      case "--snapshot-dir":
+        args.snapshotDir = value();
+        break;
+      case "--stop-after":
+        args.stopAfter = Math.floor(num(1));
+        break;
+      case "--lr":
+        args.lr = num(1e-7);
+        break;
+      case "--init":
+        args.init = value();
+        break;
+      case "--snapshot-every-min":
+        args.snapshotEveryMinutes = num(0.01);
+        break;
+      case "--eval-every-min":
+        args.evalEveryMinutes = num(0);
+        break;
+      case "--train-size":
+        args.trainSize = Math.floor(num(1));
+        break;
+      case "--number-weight":
+        args.numberWeight = num(0);
+        break;
+      case "-h":
+      case "--help":
+        throw new Error(TRAIN_BASE_USAGE);
+      default:
+        throw new Error(`train-base: unknown flag ${flag}\n${TRAIN_BASE_USAGE}`);
+    }
+  }
+  return args;
+}
+
+/** Entry point of `rlmesh train-base`. Returns the process exit code. */
+export async function trainBaseCommand(argv: readonly string[]): Promise<number> {
+  let args: TrainBaseArgs;
+  try {
+    args = parseTrainBaseArgs(argv);
+  } catch (err) {
+    console.error((err as Error).message);
+    return 2;
+  }
+  await trainBase(args, (line) => console.log(line));
+  return 0;
+}
+
+export interface TrainBaseResult {
+  steps: number;
+  seconds: number;
+  finalLoss: number;
+  manifest: ModelManifest;
+  evals: Record<string, PassAt1Result>;
+}
+
+function fmtDuration(s: number): string {
+  const m = Math.floor(s / 60);
+  return `${m}m${String(Math.round(s - 60 * m)).padStart(2, "0")}s`;
+}
+
+/** Trains, writes the model directory, optionally evaluates; progress lines go to `log`. */
+export async function trainBase(args: TrainBaseArgs, log: (line: string) => void): Promise<TrainBaseResult> {
+  const settings = TRAIN_BASE_PRESETS[args.preset];
+  const totalSteps = args.steps ?? settings.steps;
+  const tok = await loadTokenizer(args.tokenizer, { requireSpecial: ["mask", "pad", "eos"] });
+  const ids = { mask: tok.specialIds.mask!, pad: tok.specialIds.pad!, eos: tok.specialIds.eos! };
+  const config: PolicyModelConfig = { ...settings.model, vocabSize: tok.vocabSize };
+  const trainSource = args.trainSize ? `a generated toy train split of ${args.trainSize} rows` : join(args.data, "train.jsonl");
+  const examples = args.trainSize
+    ? sftExamplesFromRows(generateToySuite({ trainSize: args.trainSize }).train, tok, ids.eos)
+    : await loadSftExamples(join(args.data, "train.jsonl"), tok, ids.eos);
+  if (examples.length === 0) throw new Error(`train-base: no rows with prompt + reference in ${trainSource}`);
+  const tooLong = examples.filter((e) => e.promptIds.length + settings.responseBudget > config.maxSeqLen).length;
+  if (tooLong > 0)
+    log(`warning: ${tooLong} prompts do not fit max_seq_len ${config.maxSeqLen} with the response budget; they are truncated`);
+
+  await initJax();
+  const rng = new SeededRandom(args.seed);
+  let initBytes: Uint8Array;
+  if (args.init) {
+    const init = await loadModel(args.init);
+    const initConfig = configFromManifest(init.manifest);
+    for (const key of ["vocabSize", "dModel", "nLayers", "nHeads", "ffDim", "tiedEmbeddings"] as const) {
+      if ((initConfig[key] ?? false) !== (config[key] ?? false)) {
+        throw new Error(`train-base: --init ${args.init} has ${key} ${initConfig[key] ?? false}, the ${args.preset} config has ${config[key] ?? false}`);
+      }
+    }
+    initBytes = init.modelBytes;
+  } else {
+    initBytes = serializeModel(buildPolicyGraph(config, initWeights(config, args.seed)));
+  }
+  if (args.init) log(`train-base: starting from the weights of ${args.init}`);
+  const policy = JaxPolicy.fromModelBytes(initBytes, { nLayers: config.nLayers, vocabSize: config.vocabSize });
+  const weights: WeightTensors = policy.initialWeights();
+  const opt = initAdamW(weights);
+  const adamCfg = {
+    beta1: 0.9,
+    beta2: 0.98,
+    eps: 1e-8,
+    weightDecay: settings.weightDecay,
+    noDecay: (n: string) => n.endsWith("norm") || n.includes("embedding"),
+  };
+  const schedule = {
+    baseLr: args.lr ?? settings.lr,
+    warmupSteps: settings.warmupSteps,
+    decay: "cosine" as const,
+    totalSteps,
+    minLrRatio: settings.minLrRatio,
+  };
+  log(
+    `train-base: config ${args.preset} (d ${config.dModel}, ${config.nLayers} layers, ${config.nHeads} heads, ff ${config.ffDim}, vocab ${config.vocabSize}, ` +
+      `${(parameterCount(config) / 1e6).toFixed(2)} M params), ${examples.length} examples (${trainSource}), batch ${settings.batchSize}, ${totalSteps} steps, seed ${args.seed}`,
+  );
+
+  const evals: Record<string, PassAt1Result> = {};
+  const manifestNow = (extra: Record<string, unknown>) =>
+    manifestForConfig(config, ids, {
+      special_tokens: { mask: "<|mask|>", pad: "<|pad|>", eos: "<|eos|>" },
+      training: {
+        seed: args.seed,
+        preset: args.preset,
+        response_budget: settings.responseBudget,
+        ...(args.init ? { init: args.init } : {}),
+        ...(args.numberWeight !== 1 ? { number_weight: args.numberWeight } : {}),
+        ...(args.trainSize ? { train_size: args.trainSize } : {}),
+        ...extra,
+      },
+      decoding: { response_budget: settings.responseBudget, lookahead: recommendedLookahead(settings.responseBudget) },
+    });
+  const evalNow = async (limit: number): Promise<Record<string, PassAt1Result>> => {
+    const bytes = serializeModel(buildPolicyGraph(config, toWeightMap(weights)));
+    const out: Record<string, PassAt1Result> = {};
+    for (const split of ["test-instances", "test-compositional"]) {
+      const rows = await readEvalRows(join(args.data, `${split}.jsonl`), limit);
+      out[split] = await toyPassAt1(bytes, manifestNow({}), tok, rows, { responseLength: settings.responseBudget, batchSize: 50 });
+    }
+    return out;
+  };
+
+  const targetWeight = args.numberWeight !== 1 ? numberTokenWeights(tok, args.numberWeight) : undefined;
+  const t0 = performance.now();
+  let order = shuffled(examples.length, rng);
+  let cursor = 0;
+  let ema = NaN;
+  let step = 0;
+  let lastEval = 0;
+  let lastSnapshot = 0;
+  const logEvery = Math.max(1, Math.min(50, Math.floor(totalSteps / 20)));
+  for (; step < totalSteps; step++) {
+    const chosen: SftExample[] = [];
+    for (let i = 0; i < settings.batchSize; i++) {
+      if (cursor >= order.length) {
+        order = shuffled(examples.length, rng);
+        cursor = 0;
+      }
+      const ex = examples[order[cursor++]!]!;
+      const maxPrompt = config.maxSeqLen - settings.responseBudget;
+      chosen.push(ex.promptIds.length > maxPrompt ? { ...ex, promptIds: ex.promptIds.slice(-maxPrompt) } : ex);
+    }
+    const { batch, tokenWeights } = makeSftBatch(chosen, rng, {
+      maskId: ids.mask,
+      padId: ids.pad,
+      responseBudget: settings.responseBudget,
+      tMin: settings.tMin,
+      lengthBucket: DEFAULT_LENGTH_BUCKET,
+      ...(targetWeight ? { targetWeight } : {}),
+    });
+    const { loss, grads } = await policy.weightedNllGrad(weights, batch, tokenWeights);
+    const clip = clipGradNorm(grads, settings.gradClip);
+    if (!clip.finite) throw new Error(`train-base: non-finite gradient at step ${step} (loss ${loss})`);
+    adamwStep(weights, grads, opt, learningRateAt(step, schedule), adamCfg);
+    ema = Number.isNaN(ema) ? loss : 0.95 * ema + 0.05 * loss;
+    const elapsed = (performance.now() - t0) / 1000;
+    if ((step + 1) % logEvery === 0 || step === 0) {
+      const eta = (elapsed / (step + 1)) * (totalSteps - step - 1);
+      log(
+        `step ${step + 1}/${totalSteps} loss ${loss.toFixed(4)} (ema ${ema.toFixed(4)}) lr ${learningRateAt(step, schedule).toExponential(2)} ` +
+          `gnorm ${clip.norm.toFixed(3)} T ${batch.seqLen} ${((elapsed * 1000) / (step + 1)).toFixed(0)} ms/step elapsed ${fmtDuration(elapsed)} eta ${fmtDuration(eta)}`,
+      );
+    }
+    if (args.evalEveryMinutes > 0 && elapsed - lastEval >= args.evalEveryMinutes * 60 && step + 1 < totalSteps) {
+      lastEval = elapsed;
+      const e = await evalNow(Math.max(1, Math.floor(args.evalLimit / 2)));
+      log(
+        `eval @ step ${step + 1} (${fmtDuration(elapsed)}): ` +
+          Object.entries(e)
+            .map(([k, v]) => `${k} ${(100 * v.passAt1).toFixed(1)}% (${v.passed}/${v.n})`)
+            .join(", "),
+      );
+    }
+    if (args.snapshotDir && elapsed - lastSnapshot >= args.snapshotEveryMinutes * 60) {
+      lastSnapshot = elapsed;
+      const dir = join(args.snapshotDir, `step-${step + 1}`);
+      await writeModelDir(dir, serializeModel(buildPolicyGraph(config, toWeightMap(weights))), manifestNow({ steps: step + 1 }));
+      await copyFile(args.tokenizer, join(dir, "tokenizer.json"));
+    }
+    if (args.stopAfter !== undefined && step + 1 >= args.stopAfter) {
+      log(`train-base: --stop-after ${args.stopAfter} reached`);
+      step++;
+      break;
+    }
+    if (args.minutes !== undefined && elapsed >= args.minutes * 60) {
+      log(`train-base: --minutes ${args.minutes} reached at step ${step + 1}; stopping early`);
+      step++;
+      break;
+    }
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  log(
+    `train-base: trained ${step} steps in ${fmtDuration(seconds)} (${((seconds * 1000) / Math.max(1, step)).toFixed(0)} ms/step), final loss ema ${ema.toFixed(4)}`,
+  );
+  policy.dispose();
+
+  if (args.evalLimit > 0) {
+    Object.assign(evals, await evalNow(args.evalLimit));
+    for (const [k, v] of Object.entries(evals)) {
+      log(
+        `eval ${k}: pass@1 ${(100 * v.passAt1).toFixed(1)}% (${v.passed}/${v.n}, greedy, python3 check) in ${v.seconds.toFixed(0)} s; by family ${JSON.stringify(v.byFamily)}`,
+      );
+    }
+  }
+  const manifest = manifestNow({
+    steps: step,
+    train_seconds: Math.round(seconds),
+    final_loss_ema: Number(ema.toFixed(4)),
+    ...Object.fromEntries(Object.entries(evals).map(([k, v]) => [`pass_at_1_${k}`, Number(v.passAt1.toFixed(4))])),
+  });
+  const bytes = serializeModel(buildPolicyGraph(config, toWeightMap(weights)));
+  await writeModelDir(args.out, bytes, manifest);
+  if (resolve(join(args.out, "tokenizer.json")) !== resolve(args.tokenizer)) {
+    await mkdir(args.out, { recursive: true });
+    await copyFile(args.tokenizer, join(args.out, "tokenizer.json"));
+  }
+  log(
+    `train-base: wrote ${join(args.out, "model.onnx")} (${(bytes.length / 1e6).toFixed(2)} MB) and manifest.json; total ${fmtDuration((performance.now() - t0) / 1000)}`,
+  );
+  return { steps: step, seconds, finalLoss: ema, manifest, evals };
+}
+
+function toWeightMap(w: WeightTensors): Map<string, Float32Array> {
+  return new Map(Object.entries(w).map(([k, v]) => [k, v.data]));
+}
+
+function shuffled(n: number, rng: SeededRandom): number[] {
+  const a = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    [a[i], a[j]] = [a[j]!, a[i]!];
+  }
+  return a;
+}

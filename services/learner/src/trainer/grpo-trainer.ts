@@ -1,0 +1,523 @@
+import { createHash } from "node:crypto";
+import * as grpc from "@grpc/grpc-js";
+import { GrpcError, InvalidArgumentError, type HostTensor, type LearnerStatusIn, type Logger, type TrainStatsIn, type TrainStepRequest } from "@rlmesh/shared";
+import { layerName, loadModel, parseModel, readWeights, type ModelManifest } from "@rlmesh/shared/model/index";
+
+import { AppliedSteps, requestFingerprint, type AppliedStep } from "./applied-steps.js";
+import { padBatchToBucket } from "./batch-bucket.js";
+import { CheckpointStore, DEFAULT_KEEP_LAST, type CheckpointData } from "../checkpoint/checkpoint-store.js";
+import {
+  DEFAULT_COLLAPSE_GUARD_CONFIG,
+  initialCollapseGuardState,
+  protectedCheckpoints,
+  noteCheckpoint,
+  observeHeldOutPass,
+  observeStepReward,
+  type CollapseDecision,
+  type CollapseGuardConfig,
+  type CollapseGuardState,
+} from "./collapse-guard.js";
+import { buildGrpoBatch } from "../grpo/grpo-batch.js";
+import { runGrpoUpdate, type GrpoPolicy } from "../grpo/grpo-update.js";
+import { deriveSeed } from "../grpo/seeded-rng.js";
+import { LEARNER_RECIPE, resolveGrpoParams, type LearnerRecipe } from "./learner-recipe.js";
+import type { LearnerMetrics } from "../learner-metrics.js";
+import { ChunkedPolicy } from "../grpo/chunked-policy.js";
+import { MixedVersionPolicy } from "./mixed-version-policy.js";
+import { initJax } from "../model/jax-runtime.js";
+import { JaxPolicy } from "../model/jax-policy.js";
+import { initAdamW, type AdamWState } from "../optim/adamw.js";
+import { learningRateAt } from "../optim/lr-schedule.js";
+import { cloneNamedTensors, type NamedTensors } from "../optim/named-tensors.js";
+import type { ReportEvalResult, Trainer, TrainStepResult } from "./trainer.js";
+import { validateTrainRequest } from "./train-request-validation.js";
+import { DEFAULT_MAX_STALENESS } from "@rlmesh/shared/decoding-defaults";
+
+export { DEFAULT_MAX_STALENESS };
+/**
+ * Tokens (rows × sequence length) the policy sees in one forward/backward; larger batches are
+ * run in row chunks with their gradients summed (grpo/chunked-policy.ts).
+ */
+export const DEFAULT_MAX_TOKENS_PER_PASS = 8192;
+/** Checkpoint after every N TrainSteps (1 for the tiny model: a few MB, milliseconds). */
+export const DEFAULT_CHECKPOINT_EVERY = 1;
+/** Seed of the run when a TrainStep carries seed 0. */
+export const DEFAULT_RUN_SEED = 1;
+/** Sub-streams of one step's seed. */
+const SEED_MASKS = 1;
+const SEED_SUBSTITUTION = 2;
+/** Checkpoint tensor names of the previous version's weights (kept for stale samples' old log-probs). */
+const PREVIOUS_PREFIX = "prev@";
+
+export interface GrpoTrainerOptions {
+  modelDir: string;
+  checkpointDir: string;
+  logger: Logger;
+  /** @defaultValue DEFAULT_MAX_STALENESS */
+  maxStaleness?: number;
+  /** @defaultValue DEFAULT_MAX_TOKENS_PER_PASS */
+  maxTokensPerPass?: number;
+  /** @defaultValue DEFAULT_CHECKPOINT_EVERY */
+  checkpointEvery?: number;
+  /** @defaultValue DEFAULT_KEEP_LAST */
+  keepCheckpoints?: number;
+  /** @defaultValue LEARNER_RECIPE */
+  recipe?: LearnerRecipe;
+  guard?: Partial<CollapseGuardConfig>;
+  /** Used for a fresh start only; a resumed run keeps its checkpoint's. @defaultValue DEFAULT_RUN_SEED */
+  runSeed?: number;
+  metrics?: LearnerMetrics;
+}
+
+/** JSON part of a learner checkpoint (CheckpointData.extra). */
+interface LearnerExtra {
+  learnerStep: number;
+  runSeed: number;
+  modelSha256: string;
+  skippedBatches: number;
+  guard: CollapseGuardState;
+  applied: AppliedStep[];
+}
+
+function toHost(t: NamedTensors): HostTensor[] {
+  return Object.keys(t)
+    .sort()
+    .map((name) => ({ name, dtype: "DTYPE_FLOAT32" as const, shape: [...t[name]!.shape], data: Float32Array.from(t[name]!.data) }));
+}
+
+/**
+ * Float initializers of the model that are not trained (e.g. `const.*` rotary tables). A published
+ * version carries them too: rollout workers swap the graph's whole float initializer set at once.
+ */
+function constantTensors(modelBytes: Uint8Array, trainable: readonly string[]): HostTensor[] {
+  const skip = new Set(trainable);
+  return [...readWeights(parseModel(modelBytes))]
+    .filter(([name]) => !skip.has(name))
+    .map(([name, w]) => ({ name, dtype: "DTYPE_FLOAT32" as const, shape: [...w.shape], data: w.data }));
+}
+
+function meanStd(xs: ArrayLike<number>): [number, number] {
+  const n = xs.length;
+  if (n === 0) return [0, 0];
+  let s = 0;
+  for (let i = 0; i < n; i++) s += xs[i]!;
+  const m = s / n;
+  let ss = 0;
+  for (let i = 0; i < n; i++) ss += (xs[i]! - m) ** 2;
+  return [m, Math.sqrt(ss / n)];
+}
+
+/** One uint32 seed from the request's uint64 seed (0 = derive from the run seed) and the step. */
+function stepSeed(reqSeed: number, runSeed: number, learnerStep: number): number {
+  if (!reqSeed) return deriveSeed(runSeed, learnerStep);
+  return deriveSeed(Math.floor(reqSeed / 2 ** 32) >>> 0, reqSeed >>> 0, learnerStep);
+}
+
+/** What a trainer runs besides its options: the policy graph and the model's identity. */
+interface TrainerModel {
+  policy: JaxPolicy;
+  manifest: ModelManifest;
+  modelSha256: string;
+  /** The graph's non-trainable tensors (published with the weights). */
+  constants: HostTensor[];
+}
+
+/** The trainer's state as one record: what a checkpoint saves and restores. */
+interface TrainerState {
+  current: NamedTensors;
+  /** The previous version's weights (old log-probs of one-version-stale samples). */
+  previous: NamedTensors | null;
+  optimizer: AdamWState;
+  version: number;
+  learnerStep: number;
+  runSeed: number;
+  guard: CollapseGuardState;
+  applied: AppliedSteps;
+  skippedBatches: number;
+}
+
+/**
+ * The GRPO learner's state machine: weights, optimizer, the previous version's weights, policy
+ * version, collapse guard, and the record of applied (job, step)s, all checkpointed together so
+ * a learner killed at any point resumes to the same next update.
+ */
+export class GrpoTrainer implements Trainer {
+  private lock: Promise<unknown> = Promise.resolve();
+  private published: { version: number; tensors: HostTensor[] };
+  private lastCheckpoint = "";
+  private lastCheckpointStep = -1;
+  private readonly store: CheckpointStore;
+  private readonly guardCfg: CollapseGuardConfig;
+  private readonly maxStaleness: number;
+  private readonly checkpointEvery: number;
+  private readonly recipe: LearnerRecipe;
+
+  private readonly policy: JaxPolicy;
+  private readonly manifest: ModelManifest;
+  private readonly modelSha256: string;
+  private readonly constants: HostTensor[];
+  private current: NamedTensors;
+  private previous: NamedTensors | null;
+  private optimizer: AdamWState;
+  private version: number;
+  private learnerStep: number;
+  private runSeed: number;
+  private guard: CollapseGuardState;
+  private applied: AppliedSteps;
+  private skippedBatches: number;
+
+  private constructor(
+    private readonly opts: GrpoTrainerOptions,
+    model: TrainerModel,
+    state: TrainerState,
+  ) {
+    ({ policy: this.policy, manifest: this.manifest, modelSha256: this.modelSha256, constants: this.constants } = model);
+    ({
+      current: this.current,
+      previous: this.previous,
+      optimizer: this.optimizer,
+      version: this.version,
+      learnerStep: this.learnerStep,
+      runSeed: this.runSeed,
+      guard: this.guard,
+      applied: this.applied,
+      skippedBatches: this.skippedBatches,
+    } = state);
+    this.guardCfg = { ...DEFAULT_COLLAPSE_GUARD_CONFIG, ...opts.guard };
+    this.maxStaleness = opts.maxStaleness ?? DEFAULT_MAX_STALENESS;
+    this.checkpointEvery = opts.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY;
+    this.recipe = opts.recipe ?? LEARNER_RECIPE;
+    this.store = new CheckpointStore(opts.checkpointDir, {
+      keepLast: opts.keepCheckpoints ?? DEFAULT_KEEP_LAST,
+      // The collapse guard's rollback targets must survive pruning.
+      isProtected: (s) => protectedCheckpoints(this.guard).includes(s),
+    });
+    this.published = { version: this.version, tensors: this.publishable() };
+  }
+
+  /**
+   * Loads and validates the model directory, then resumes from the newest valid checkpoint in
+   * `checkpointDir` (or starts at version 0 from the model's weights and writes checkpoint 0).
+   */
+  static async open(opts: GrpoTrainerOptions): Promise<GrpoTrainer> {
+    const model = await loadModel(opts.modelDir);
+    const m = model.manifest;
+    await initJax();
+    const past: string[] = [];
+    for (let i = 0; i < m.n_layers; i++) {
+      if (m.inputs.past_key) past.push(layerName(m.inputs.past_key, i));
+      if (m.inputs.past_value) past.push(layerName(m.inputs.past_value, i));
+    }
+    const policy = JaxPolicy.fromModelBytes(model.modelBytes, { nLayers: m.n_layers, vocabSize: m.vocab_size, pastInputNames: past });
+    const modelSha256 = createHash("sha256").update(model.modelBytes).digest("hex");
+    const constants = constantTensors(model.modelBytes, policy.weightNames);
+    const trainerModel: TrainerModel = { policy, manifest: m, modelSha256, constants };
+    const store = new CheckpointStore(opts.checkpointDir);
+    const ck = await store.loadLatest();
+    const present = await store.listSteps();
+    if (!ck && present.length > 0) {
+      // Starting over at version 0 would silently discard the run: make the operator decide.
+      throw new Error(
+        `${opts.checkpointDir} has checkpoint directories (steps ${present.slice(0, 5).join(", ")}) but none is valid; ` +
+          "move them away to start from the model directory",
+      );
+    }
+    let trainer: GrpoTrainer;
+    if (ck) {
+      const extra = ck.extra as unknown as LearnerExtra;
+      if (extra.modelSha256 !== modelSha256) {
+        throw new Error(
+          `checkpoint ${opts.checkpointDir} (step ${ck.step}) was trained from a different model.onnx than ${opts.modelDir} ` +
+            `(sha256 ${extra.modelSha256?.slice(0, 12)}… vs ${modelSha256.slice(0, 12)}…): point RLMESH_CHECKPOINT_DIR elsewhere or remove it`,
+        );
+      }
+      const { current, previous } = splitWeights(ck.weights);
+      for (const name of policy.weightNames) {
+        if (!current[name]) throw new Error(`checkpoint step ${ck.step}: weight ${name} of the model is missing`);
+      }
+      trainer = new GrpoTrainer(opts, trainerModel, {
+        current,
+        previous,
+        optimizer: ck.optimizer,
+        version: ck.policyVersion,
+        learnerStep: extra.learnerStep,
+        runSeed: extra.runSeed,
+        guard: { ...initialCollapseGuardState(), ...extra.guard },
+        applied: new AppliedSteps(extra.applied),
+        skippedBatches: extra.skippedBatches,
+      });
+      trainer.lastCheckpointStep = ck.step;
+      trainer.lastCheckpoint = `${opts.checkpointDir}/ckpt-${String(ck.step).padStart(12, "0")}`;
+      opts.logger.info("learner resumed from checkpoint", { step: ck.step, policyVersion: ck.policyVersion, optimizerStep: ck.optimizer.step });
+    } else {
+      const weights = policy.initialWeights();
+      trainer = new GrpoTrainer(opts, trainerModel, {
+        current: weights,
+        previous: null,
+        optimizer: initAdamW(weights),
+        version: 0,
+        learnerStep: 0,
+        runSeed: opts.runSeed ?? DEFAULT_RUN_SEED,
+        guard: initialCollapseGuardState(),
+        applied: new AppliedSteps(),
+        skippedBatches: 0,
+      });
+      // Checkpoint 0 is the base model: the collapse guard's first rollback target.
+      await trainer.saveCheckpoint();
+      opts.logger.info("learner started from the model directory", { modelDir: opts.modelDir, model: m.name });
+    }
+    opts.metrics?.policyVersion.set(trainer.version);
+    return trainer;
+  }
+
+  get modelManifest(): ModelManifest {
+    return this.manifest;
+  }
+
+  validate(req: TrainStepRequest): void {
+    if (this.applied.find(req)) return;
+    this.check(req);
+  }
+
+  trainStep(req: TrainStepRequest): Promise<TrainStepResult> {
+    return this.exclusive(() => this.trainStepLocked(req));
+  }
+
+  reportEval(obs: { jobId: string; step: number; passAt1: number; n: number }): Promise<ReportEvalResult> {
+    if (!(obs.passAt1 >= 0 && obs.passAt1 <= 1)) {
+      return Promise.reject(new InvalidArgumentError("pass_at1", `must be a fraction in [0, 1], got ${obs.passAt1}`));
+    }
+    return this.exclusive(async () => {
+      // The guard counts in learner steps (its checkpoints are learner steps), not job steps.
+      const g = observeHeldOutPass(this.guard, this.guardCfg, { step: this.learnerStep, passAt1: obs.passAt1, n: obs.n });
+      if (g.decision.kind === "rollback") {
+        await this.rollback(g.decision, g.state);
+        await this.saveCheckpoint();
+        return { policyVersion: this.version, guardAction: "rollback", guardReason: g.decision.reason };
+      }
+      this.guard = g.state;
+      if (g.decision.kind === "stop") {
+        this.logGuardStop(g.decision.reason);
+        return { policyVersion: this.version, guardAction: "stop", guardReason: g.decision.reason };
+      }
+      return { policyVersion: this.version, guardAction: "", guardReason: "" };
+    });
+  }
+
+  status(): LearnerStatusIn & { policyVersion: number; step: number; skippedBatches: number } {
+    return {
+      policyVersion: this.version,
+      step: this.learnerStep,
+      lastCheckpoint: this.lastCheckpoint,
+      lastCheckpointStep: this.lastCheckpointStep,
+      modelName: this.manifest.name,
+      skippedBatches: this.skippedBatches,
+    };
+  }
+
+  checkpoint(): Promise<{ path: string; step: number; policyVersion: number }> {
+    return this.exclusive(async () => ({ path: await this.saveCheckpoint(), step: this.learnerStep, policyVersion: this.version }));
+  }
+
+  weights(): { version: number; tensors: HostTensor[] } {
+    return this.published;
+  }
+
+  dispose(): void {
+    this.policy.dispose();
+  }
+
+  /** A copy of the current weights plus the model's constants, as one version. */
+  private publishable(): HostTensor[] {
+    return [...toHost(this.current), ...this.constants].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.lock.then(fn);
+    this.lock = run.catch(() => undefined);
+    return run;
+  }
+
+  private check(req: TrainStepRequest) {
+    const samples = validateTrainRequest(req, {
+      vocabSize: this.manifest.vocab_size,
+      maskId: this.manifest.mask_id,
+      eosId: this.manifest.eos_id,
+      maxSeqLen: this.manifest.max_seq_len,
+      policyVersion: this.version,
+      maxStaleness: this.maxStaleness,
+    });
+    return { samples, params: resolveGrpoParams(req.params, this.recipe) };
+  }
+
+  private async trainStepLocked(req: TrainStepRequest): Promise<TrainStepResult> {
+    const t0 = performance.now();
+    const fingerprint = requestFingerprint(req);
+    const hit = this.applied.find(req, fingerprint);
+    if (hit) {
+      this.opts.logger.info("TrainStep already applied; returning the recorded result", { jobId: req.jobId, step: req.step });
+      return { policyVersion: hit.policyVersion, stats: { ...hit.stats, replayed: true }, replayed: true };
+    }
+    const { samples, params } = this.check(req);
+    const step = this.learnerStep;
+    const seed = stepSeed(req.seed, this.runSeed, step);
+    const rewardMean = samples.reduce((a, s) => a + s.reward, 0) / samples.length;
+    const base: TrainStatsIn = { numSamples: samples.length, rewardMean, skipped: false, guardAction: "", guardReason: "", replayed: false };
+    let stats: TrainStatsIn;
+    let forceCheckpoint = false;
+
+    const g = observeStepReward(this.guard, this.guardCfg, { step, rewardMean });
+    if (g.decision.kind === "rollback") {
+      // The batch came from a collapsed policy: restore instead of training on it.
+      await this.rollback(g.decision, g.state);
+      forceCheckpoint = true;
+      stats = { ...base, guardAction: "rollback", guardReason: g.decision.reason, lr: learningRateAt(this.optimizer.step, params.schedule, this.guard.lrScale) };
+    } else {
+      this.guard = g.state;
+      stats = await this.update(samples, params, seed, base, req);
+      if (g.decision.kind === "stop") {
+        this.logGuardStop(g.decision.reason);
+        stats = { ...stats, guardAction: "stop", guardReason: g.decision.reason };
+      }
+    }
+
+    this.learnerStep += 1;
+    stats.seconds = (performance.now() - t0) / 1000;
+    this.applied.add({ jobId: req.jobId, step: req.step, fingerprint, policyVersion: this.version, stats });
+    if (forceCheckpoint || this.learnerStep % this.checkpointEvery === 0) await this.saveCheckpoint();
+    this.opts.metrics?.observeStep(this.version, stats);
+    return { policyVersion: this.version, stats, replayed: false };
+  }
+
+  private async update(
+    samples: ReturnType<typeof validateTrainRequest>,
+    params: ReturnType<typeof resolveGrpoParams>,
+    seed: number,
+    base: TrainStatsIn,
+    req: TrainStepRequest,
+  ): Promise<TrainStatsIn> {
+    const m = this.manifest;
+    const built = buildGrpoBatch(samples, {
+      padId: m.pad_id,
+      seed: deriveSeed(seed, SEED_SUBSTITUTION),
+      substitute: params.substitute,
+      advantage: params.advantage,
+    });
+    const lrNow = learningRateAt(this.optimizer.step, params.schedule, this.guard.lrScale);
+    if (!built.batch) {
+      this.skippedBatches += 1;
+      const [advMean, advStd] = meanStd(built.advantages);
+      return { ...base, skipped: true, advMean, advStd, substitutions: 0, lr: lrNow };
+    }
+    const batch = padBatchToBucket(built.batch, m.pad_id, m.max_seq_len);
+    // Old log-probs come from the version that generated each sample (this one or the previous).
+    const rowIsPrevious = Array.from(built.sourceIndex, (src) => req.samples[src]!.policyVersion < this.version);
+    const maxTokens = this.opts.maxTokensPerPass ?? DEFAULT_MAX_TOKENS_PER_PASS;
+    const chunked = new ChunkedPolicy(this.policy, Math.max(1, Math.floor(maxTokens / batch.seqLen)));
+    let policy: GrpoPolicy = chunked;
+    let oldWeights: NamedTensors | undefined;
+    if (rowIsPrevious.some(Boolean) && this.previous) {
+      if (rowIsPrevious.every(Boolean)) oldWeights = this.previous;
+      else {
+        const mixed = new MixedVersionPolicy(chunked, {}, this.current, this.previous, rowIsPrevious);
+        policy = mixed;
+        oldWeights = mixed.oldWeightsMarker;
+      }
+    }
+    const before = cloneNamedTensors(this.current);
+    const result = await runGrpoUpdate({
+      policy,
+      weights: this.current,
+      optimizer: this.optimizer,
+      batch,
+      maskId: m.mask_id,
+      seed: deriveSeed(seed, SEED_MASKS),
+      lrAt: (s) => learningRateAt(s, params.schedule, this.guard.lrScale),
+      cfg: params.update,
+      ...(oldWeights ? { oldWeights } : {}),
+    });
+    const [advMean, advStd] = meanStd(batch.advantages);
+    const epochs = result.epochs;
+    const avg = (f: (e: (typeof epochs)[number]) => number) => epochs.reduce((a, e) => a + f(e), 0) / epochs.length;
+    const stats: TrainStatsIn = {
+      ...base,
+      loss: avg((e) => e.loss),
+      clipFraction: avg((e) => e.clipFraction),
+      gradNorm: avg((e) => e.gradNorm),
+      advMean,
+      advStd,
+      substitutions: built.substituted,
+      lr: epochs[epochs.length - 1]!.lr,
+    };
+    if (!epochs.some((e) => e.applied)) {
+      this.opts.logger.warn("non-finite loss or gradient: update skipped", { loss: stats.loss, gradNorm: stats.gradNorm });
+      this.skippedBatches += 1;
+      return { ...stats, skipped: true };
+    }
+    this.previous = before;
+    this.version += 1;
+    this.published = { version: this.version, tensors: this.publishable() };
+    return stats;
+  }
+
+  /** The guard gave up: the step's stats say "stop" and the coordinator fails the job. */
+  private logGuardStop(reason: string): void {
+    this.opts.logger.error("collapse guard: gave up (RLMESH_GUARD_MAX_ROLLBACKS spent or no good checkpoint); the coordinator fails the job", { reason });
+  }
+
+  /**
+   * Restores weights and optimizer of checkpoint `toStep` (or the newest valid one before it) as a
+   * new version, and counts and logs the rollback.
+   */
+  private async rollback(decision: Extract<CollapseDecision, { kind: "rollback" }>, guard: CollapseGuardState): Promise<void> {
+    const { toStep } = decision;
+    const ck = (await this.store.load(toStep).catch(() => null)) ?? (await this.store.loadLatest(toStep));
+    if (!ck) throw new GrpcError(grpc.status.INTERNAL, `collapse guard: no valid checkpoint at or before step ${toStep} to roll back to`);
+    this.previous = this.current;
+    this.current = splitWeights(ck.weights).current;
+    this.optimizer = ck.optimizer;
+    this.guard = guard;
+    // A new version number even though the weights are old ones: rollout workers only move forward.
+    this.version += 1;
+    this.published = { version: this.version, tensors: this.publishable() };
+    this.opts.metrics?.rollbacks.inc({ trigger: decision.trigger });
+    this.opts.logger.warn("collapse guard: rolled back", { trigger: decision.trigger, reason: decision.reason, policyVersion: this.version });
+  }
+
+  private async saveCheckpoint(): Promise<string> {
+    this.guard = noteCheckpoint(this.guard, this.learnerStep);
+    const extra: LearnerExtra = {
+      learnerStep: this.learnerStep,
+      runSeed: this.runSeed,
+      modelSha256: this.modelSha256,
+      skippedBatches: this.skippedBatches,
+      guard: this.guard,
+      applied: this.applied.toJSON(),
+    };
+    const weights: NamedTensors = { ...this.current };
+    if (this.previous) for (const [k, v] of Object.entries(this.previous)) weights[PREVIOUS_PREFIX + k] = v;
+    const data: CheckpointData = {
+      step: this.learnerStep,
+      policyVersion: this.version,
+      weights,
+      optimizer: this.optimizer,
+      rngState: { runSeed: this.runSeed, learnerStep: this.learnerStep },
+      extra: extra as unknown as Record<string, unknown>,
+    };
+    const t0 = performance.now();
+    this.lastCheckpoint = await this.store.save(data);
+    this.lastCheckpointStep = this.learnerStep;
+    this.opts.metrics?.checkpointSeconds.observe((performance.now() - t0) / 1000);
+    return this.lastCheckpoint;
+  }
+}
+
+function splitWeights(all: NamedTensors): { current: NamedTensors; previous: NamedTensors | null } {
+  const current: NamedTensors = {};
+  const previous: NamedTensors = {};
+  for (const [k, v] of Object.entries(all)) {
+    if (k.startsWith(PREVIOUS_PREFIX)) previous[k.slice(PREVIOUS_PREFIX.length)] = v;
+    else current[k] = v;
+  }
+  return { current, previous: Object.keys(previous).length > 0 ? previous : null };
+}

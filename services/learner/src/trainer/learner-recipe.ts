@@ -1,0 +1,131 @@
+import { InvalidArgumentError, type GrpoParams } from "@rlmesh/shared";
+import type { GroupAdvantageOptions } from "../grpo/group-advantages.js";
+import type { LossAggregation } from "../grpo/grpo-config.js";
+import type { GrpoUpdateConfig } from "../grpo/grpo-update.js";
+import type { LrScheduleConfig } from "../optim/lr-schedule.js";
+
+/**
+ * The learner's GRPO defaults for the shipped tiny model: what an unset GrpoParams field means.
+ * Measured outside the repo (ARCHITECTURE.md): LR 1e-4 flat did not move held-out pass@1, 2e-4
+ * degraded, 5e-4 collapsed, with the 1/t weights inside the ratio and no warmup — hence warmup,
+ * weights in the loss (not the ratio), and LR 1e-4 until issue 9's measurements say otherwise.
+ */
+export const LEARNER_RECIPE: Readonly<LearnerRecipe> = Object.freeze({
+  lr: 1e-4,
+  /** Linear warmup over the first optimizer steps (Adam's first steps are violent otherwise). */
+  warmupSteps: 10,
+  /** Dream-Coder / DAPO clip-higher. */
+  clipLow: 0.2,
+  clipHigh: 0.28,
+  /** 0 = no dual clip. */
+  dualClip: 0,
+  advEstimator: "grpo",
+  lossAgg: "token-mean",
+  maskEpochs: 1,
+  ppoEpochs: 1,
+  tMin: 0.2,
+  tMax: 0.8,
+  klCoef: 0,
+  entropyCoef: 0,
+  maxGradNorm: 1.0,
+  /** No decay: an RL run is short and decay would only pull the base model's weights to zero. */
+  weightDecay: 0,
+  substitution: true,
+  /** 1/t weights only in the loss weighting (expected weight 1 per token), not in the ratio. */
+  weightInRatio: false,
+});
+
+export interface LearnerRecipe {
+  lr: number;
+  warmupSteps: number;
+  clipLow: number;
+  clipHigh: number;
+  dualClip: number;
+  advEstimator: "grpo" | "drgrpo";
+  lossAgg: LossAggregation;
+  maskEpochs: number;
+  ppoEpochs: number;
+  tMin: number;
+  tMax: number;
+  klCoef: number;
+  entropyCoef: number;
+  maxGradNorm: number;
+  weightDecay: number;
+  substitution: boolean;
+  weightInRatio: boolean;
+}
+
+/** Everything one TrainStep's update needs, resolved from GrpoParams and the recipe. */
+export interface ResolvedGrpoParams {
+  update: GrpoUpdateConfig;
+  schedule: LrScheduleConfig;
+  substitute: boolean;
+  advantage: GroupAdvantageOptions;
+}
+
+const AGGREGATIONS: readonly LossAggregation[] = ["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"];
+const MAX_EPOCHS = 16;
+
+function bad(field: string, message: string): never {
+  throw new InvalidArgumentError(`params.${field}`, message);
+}
+
+function num(v: number | null | undefined, dflt: number, field: string, ok: (x: number) => boolean, what: string): number {
+  if (v === undefined || v === null) return dflt;
+  if (!Number.isFinite(v) || !ok(v)) bad(field, `must be ${what}, got ${v}`);
+  return v;
+}
+
+function int(v: number | null | undefined, dflt: number, field: string, min: number, max: number): number {
+  return num(v, dflt, field, (x) => Number.isInteger(x) && x >= min && x <= max, `an integer in [${min}, ${max}]`);
+}
+
+/**
+ * GrpoParams (every field optional) over `recipe`. Throws InvalidArgumentError naming
+ * `params.<field>` for a value out of range or an option the learner does not implement.
+ */
+export function resolveGrpoParams(p: GrpoParams | null | undefined, recipe: LearnerRecipe = LEARNER_RECIPE): ResolvedGrpoParams {
+  const q = p ?? {};
+  const lr = num(q.lr, recipe.lr, "lr", (x) => x >= 0 && x < 1, "in [0, 1)");
+  const clipLow = num(q.clipLow, recipe.clipLow, "clip_low", (x) => x >= 0 && x < 1, "in [0, 1)");
+  const clipHigh = num(q.clipHigh, recipe.clipHigh, "clip_high", (x) => x >= 0 && x <= 10, "in [0, 10]");
+  const dualClip = num(q.dualClip, recipe.dualClip, "dual_clip", (x) => x === 0 || x > 1, "0 (off) or > 1");
+  const adv = q.advEstimator ?? recipe.advEstimator;
+  if (adv !== "grpo" && adv !== "drgrpo") bad("adv_estimator", `must be grpo or drgrpo, got "${adv}"`);
+  const agg = (q.lossAgg ?? recipe.lossAgg) as LossAggregation;
+  if (!AGGREGATIONS.includes(agg)) bad("loss_agg", `must be one of ${AGGREGATIONS.join(", ")}, got "${agg}"`);
+  const maskEpochs = int(q.maskEpochs, recipe.maskEpochs, "mask_epochs", 1, MAX_EPOCHS);
+  const ppoEpochs = int(q.ppoEpochs, recipe.ppoEpochs, "ppo_epochs", 1, MAX_EPOCHS);
+  const tMin = num(q.tMin, recipe.tMin, "t_min", (x) => x > 0 && x < 1, "in (0, 1)");
+  const tMax = num(q.tMax, recipe.tMax, "t_max", (x) => x >= tMin && x < 1, `in [t_min=${tMin}, 1)`);
+  // The stacked-pass loss has no reference policy or entropies; refuse rather than ignore.
+  num(q.klCoef, recipe.klCoef, "kl_coef", (x) => x === 0, "0 (the learner has no reference-policy KL term)");
+  num(q.entropyCoef, recipe.entropyCoef, "entropy_coef", (x) => x === 0, "0 (the learner has no entropy term)");
+  const maxGradNorm = num(q.maxGradNorm, recipe.maxGradNorm, "max_grad_norm", (x) => x > 0, "> 0");
+  const warmupSteps = int(q.warmupSteps, recipe.warmupSteps, "warmup_steps", 0, 1_000_000);
+  const weightDecay = num(q.weightDecay, recipe.weightDecay, "weight_decay", (x) => x >= 0 && x < 1, "in [0, 1)");
+  const substitute = q.disableSubstitution === undefined || q.disableSubstitution === null ? recipe.substitution : !q.disableSubstitution;
+  const weightInRatio = q.weightInRatio ?? recipe.weightInRatio;
+  return {
+    update: {
+      loss: {
+        clipEpsLow: clipLow,
+        clipEpsHigh: clipHigh,
+        dualClipC: dualClip === 0 ? null : dualClip,
+        aggregation: agg,
+        maskWeightPlacement: weightInRatio ? "ratio" : "loss",
+        klCoef: 0,
+        entropyCoef: 0,
+      },
+      maskEpochs,
+      ppoEpochs,
+      maskPairSchedule: "all",
+      mask: { tMin, tMax },
+      maxGradNorm,
+      adamw: { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay },
+    },
+    schedule: { baseLr: lr, warmupSteps, decay: "constant", minLrRatio: 1 },
+    substitute,
+    advantage: { scaleByStd: adv === "grpo" },
+  };
+}

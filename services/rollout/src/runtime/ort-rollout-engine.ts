@@ -1,0 +1,433 @@
+/**
+ * The rollout runtime: a pool of decode worker threads over one model,
+ * `generate` (prompts × samples → tokens, text, policy version, NFE, timings), validated
+ * hot weight swaps that switch every worker between batches, and cancellation. In domain terms (requests, resolved
+ * parameters, domain errors); service/proto-rollout-engine.ts adapts it to rollout.proto.
+ */
+import { availableParallelism } from "node:os";
+import { Worker } from "node:worker_threads";
+import { hostname } from "node:os";
+import type { HostTensor, Logger } from "@rlmesh/shared";
+import { loadModel, type ModelManifest } from "@rlmesh/shared/model/index";
+import { loadTokenizer } from "@rlmesh/shared/tokenizer/index";
+import { deriveSeed } from "../decoding/counter-rng.js";
+import { InvalidDecodeParamsError, resolveDecodeParams, type DecodeParams, type DecodeParamsInput } from "../decoding/decode-params.js";
+import { withModelLookahead } from "../decoding/model-lookahead.js";
+import { DecodeAbortedError, type DecodeInput } from "../decoding/diffusion-decoder.js";
+import type { ExecutionProvider } from "./execution-provider.js";
+import { validateWeights, weightSpecsOf, WeightValidationError, type WeightSpec } from "./weight-validation.js";
+import type { ForwardCounts, FromWorker, SerializedError, ToWorker, WorkerInit } from "./worker-protocol.js";
+import { isNewerVersion } from "@rlmesh/shared/weights";
+
+/** Samples decoded together by one worker. */
+export const DEFAULT_MAX_BATCH = 16;
+
+/** Text side of the model: prompt encoding (must match training) and response decoding. */
+export interface TextCodec {
+  encode(text: string): number[];
+  decode(ids: readonly number[]): string;
+}
+
+export interface RolloutModel {
+  modelBytes: Uint8Array;
+  manifest: ModelManifest;
+  /** Without it, prompts must be token ids and `text` is empty. */
+  codec?: TextCodec;
+}
+
+export interface RolloutEngineOptions {
+  model: RolloutModel;
+  /** Worker threads, each with its own ORT session. @defaultValue 1 */
+  replicas?: number;
+  /** ORT intra-op threads per worker. @defaultValue max(1, floor(cores / replicas)) */
+  intraOpNumThreads?: number;
+  /** @defaultValue "cpu" */
+  executionProvider?: ExecutionProvider;
+  /** @defaultValue DEFAULT_MAX_BATCH */
+  maxBatch?: number;
+  /** Version of the weights inside model.onnx. @defaultValue 0 */
+  initialVersion?: number;
+  /** Reported in responses. @defaultValue hostname:pid */
+  workerId?: string;
+  /** Called after each worker batch (metrics). */
+  onBatch?: (stats: BatchStats) => void;
+  logger?: Logger;
+}
+
+export interface BatchStats {
+  worker: number;
+  batchSize: number;
+  policyVersion: number;
+  responseTokens: number;
+  nfe: number;
+  forwards: ForwardCounts;
+  queueSeconds: number;
+  decodeSeconds: number;
+}
+
+export interface GenerateRequestItem {
+  promptId: string;
+  /** Text (encoded with the model's tokenizer) or token ids. */
+  prompt: string | readonly number[];
+  /** @defaultValue 1 */
+  samples?: number;
+  /** Seed of this prompt's samples. @defaultValue derived from params.seed and the request's index */
+  seed?: number;
+}
+
+export interface GeneratedSample {
+  promptId: string;
+  sampleIndex: number;
+  promptTokenIds: number[];
+  /** Response ids up to and including the first EOS. */
+  tokenIds: number[];
+  /** Response text without the EOS. */
+  text: string;
+  finished: boolean;
+  policyVersion: number;
+  nfe: number;
+  timings: { queueSeconds: number; decodeSeconds: number };
+}
+
+export interface GenerateResult {
+  samples: GeneratedSample[];
+  /** The lowest version any sample used (they differ only across a concurrent swap). */
+  policyVersion: number;
+  seconds: number;
+}
+
+export interface SwapResult {
+  version: number;
+  swapSeconds: number;
+}
+
+export interface EngineInfo {
+  name: string;
+  manifest: ModelManifest;
+  policyVersion: number;
+  executionProvider: ExecutionProvider;
+  weights: WeightSpec[];
+  replicas: number;
+  intraOpNumThreads: number;
+}
+
+/** Rebuilds a worker error on this side with the same class where callers match on it. */
+function reviveError(e: SerializedError): Error {
+  if (e.name === "InvalidDecodeParamsError") return new InvalidDecodeParamsError(e.field ?? "params", e.message);
+  if (e.name === "AbortError") return new DecodeAbortedError(e.message.replace(/^decode aborted: /, ""));
+  const err = new Error(e.message);
+  err.name = e.name;
+  return err;
+}
+
+interface WorkerSlot {
+  index: number;
+  worker: Worker;
+  queued: number;
+  provider: ExecutionProvider;
+}
+
+interface PreparedSample {
+  req: GenerateRequestItem;
+  promptIds: number[];
+  sampleIndex: number;
+  input: DecodeInput;
+}
+
+type Waiter = { resolve: (m: FromWorker) => void; reject: (e: Error) => void };
+
+/** Loads a model directory (manifest.json, model.onnx, tokenizer.json) with its text codec. */
+export async function loadRolloutModel(dir: string): Promise<RolloutModel> {
+  const loaded = await loadModel(dir);
+  const tok = await loadTokenizer(loaded.tokenizerPath);
+  return {
+    modelBytes: loaded.modelBytes,
+    manifest: loaded.manifest,
+    codec: { encode: (t) => tok.encode(t), decode: (ids) => tok.decode(ids, { skipSpecial: true }) },
+  };
+}
+
+export class OrtRolloutEngine {
+  private nextId = 1;
+  private readonly waiters = new Map<string, Waiter>();
+  private version: number;
+  private swapChain: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  private constructor(
+    private readonly opts: RolloutEngineOptions,
+    private readonly slots: WorkerSlot[],
+    private readonly specs: WeightSpec[],
+    private readonly threads: number,
+  ) {
+    this.version = opts.initialVersion ?? 0;
+    for (const s of slots) {
+      s.worker.on("message", (m: FromWorker) => this.onMessage(s, m));
+      // A crashed worker must not leave callers waiting forever.
+      s.worker.on("error", (err) => this.failSlot(s, err));
+      s.worker.on("exit", (code) => this.failSlot(s, new Error(`decode worker ${s.index} exited with code ${code}`)));
+    }
+  }
+
+  static async create(opts: RolloutEngineOptions): Promise<OrtRolloutEngine> {
+    const replicas = opts.replicas ?? 1;
+    if (!Number.isInteger(replicas) || replicas < 1) throw new Error(`replicas must be a positive integer, got ${replicas}`);
+    const threads = opts.intraOpNumThreads ?? Math.max(1, Math.floor(availableParallelism() / replicas));
+    const specs = weightSpecsOf(opts.model.modelBytes);
+    const slots = await Promise.all(
+      Array.from({ length: replicas }, async (_, index) => {
+        const init: WorkerInit = {
+          index,
+          modelBytes: opts.model.modelBytes,
+          manifest: opts.model.manifest,
+          settings: { executionProvider: opts.executionProvider ?? "cpu", intraOpNumThreads: threads },
+          version: opts.initialVersion ?? 0,
+        };
+        const worker = new Worker(new URL("./decode-worker.js", import.meta.url), { workerData: init });
+        const ready = await new Promise<FromWorker>((resolve, reject) => {
+          worker.once("message", resolve);
+          worker.once("error", reject);
+          worker.once("exit", (code) => reject(new Error(`decode worker ${index} exited with code ${code} during start-up`)));
+        });
+        if (ready.type !== "ready") {
+          await worker.terminate();
+          throw reviveError(ready.type === "init-failed" ? ready.error : { name: "Error", message: `unexpected ${ready.type}` });
+        }
+        opts.logger?.info("decode worker ready", {
+          worker: index,
+          execution_provider: ready.provider,
+          intra_op_threads: threads,
+          ...(ready.fallbackReason ? { fallback_reason: ready.fallbackReason } : {}),
+        });
+        return { index, worker, queued: 0, provider: ready.provider };
+      }),
+    );
+    return new OrtRolloutEngine(opts, slots, specs, threads);
+  }
+
+  get policyVersion(): number {
+    return this.version;
+  }
+
+  info(): EngineInfo {
+    return {
+      name: this.opts.model.manifest.name,
+      manifest: this.opts.model.manifest,
+      policyVersion: this.version,
+      executionProvider: this.slots[0]!.provider,
+      weights: this.specs,
+      replicas: this.slots.length,
+      intraOpNumThreads: this.threads,
+    };
+  }
+
+  /**
+   * Decodes `samples` candidates per request. Throws InvalidDecodeParamsError (field named) for
+   * bad parameters or prompts that do not fit, DecodeAbortedError when `signal` fires.
+   */
+  async generateSamples(
+    requests: readonly GenerateRequestItem[],
+    paramsInput: DecodeParamsInput = {},
+    opts: { signal?: AbortSignal; maxBatch?: number } = {},
+  ): Promise<GenerateResult> {
+    if (this.closed) throw new Error("rollout engine is closed");
+    const t0 = performance.now();
+    const { params, items } = this.prepare(requests, paramsInput);
+    const m = this.opts.model.manifest;
+    const codec = this.opts.model.codec;
+    const maxBatch = opts.maxBatch ?? this.opts.maxBatch ?? DEFAULT_MAX_BATCH;
+    const chunks: (typeof items)[] = [];
+    for (let i = 0; i < items.length; i += maxBatch) chunks.push(items.slice(i, i + maxBatch));
+    const ids: Array<{ slot: WorkerSlot; id: number }> = [];
+    const onAbort = () => {
+      for (const { slot, id } of ids)
+        slot.worker.postMessage({ type: "cancel", id, reason: String(opts.signal?.reason ?? "cancelled") } satisfies ToWorker);
+    };
+    if (opts.signal?.aborted) throw new DecodeAbortedError(opts.signal.reason);
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      const outputs = await Promise.all(
+        chunks.map(async (chunk) => {
+          const slot = this.slots.reduce((a, b) => (b.queued < a.queued ? b : a));
+          const id = this.nextId++;
+          ids.push({ slot, id });
+          slot.queued += chunk.length;
+          try {
+            const msg = await this.request(slot, `job:${id}`, {
+              type: "generate",
+              id,
+              inputs: chunk.map((c) => c.input),
+              params,
+              postedAt: Date.now(),
+            });
+            if (msg.type !== "result") throw new Error(`unexpected ${msg.type}`);
+            this.opts.onBatch?.({
+              worker: slot.index,
+              batchSize: chunk.length,
+              policyVersion: msg.version,
+              responseTokens: msg.results.reduce((a, r) => a + r.tokenIds.length, 0),
+              nfe: msg.results.reduce((a, r) => a + r.nfe, 0),
+              forwards: msg.forwards,
+              queueSeconds: msg.queueSeconds,
+              decodeSeconds: msg.decodeSeconds,
+            });
+            return chunk.map((c, k): GeneratedSample => {
+              const r = msg.results[k]!;
+              const body = r.tokenIds.length > 0 && r.tokenIds[r.tokenIds.length - 1] === m.eos_id ? r.tokenIds.slice(0, -1) : r.tokenIds;
+              return {
+                promptId: c.req.promptId,
+                sampleIndex: c.sampleIndex,
+                promptTokenIds: c.promptIds,
+                tokenIds: r.tokenIds,
+                text: codec ? codec.decode(body) : "",
+                finished: r.finished,
+                policyVersion: msg.version,
+                nfe: r.nfe,
+                timings: { queueSeconds: msg.queueSeconds, decodeSeconds: r.decodeSeconds },
+              };
+            });
+          } finally {
+            slot.queued -= chunk.length;
+          }
+        }),
+      );
+      const samples = outputs.flat();
+      return {
+        samples,
+        policyVersion: Math.min(...samples.map((s) => s.policyVersion), this.version),
+        seconds: (performance.now() - t0) / 1000,
+      };
+    } finally {
+      opts.signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /**
+   * Resolved parameters and the samples to decode; throws InvalidDecodeParamsError. Also the
+   * check of a request before it is queued (service/proto-rollout-engine.ts).
+   */
+  prepare(
+    requests: readonly GenerateRequestItem[],
+    paramsInput: DecodeParamsInput,
+  ): { params: DecodeParams; items: PreparedSample[] } {
+    const m = this.opts.model.manifest;
+    const params = withModelLookahead(resolveDecodeParams(paramsInput), paramsInput, m);
+    if (params.cache !== "none" && !m.cache_support.includes(params.cache)) {
+      throw new InvalidDecodeParamsError(
+        "cache",
+        `cache ${params.cache} is not supported by model ${m.name} (supports: ${m.cache_support.join(", ") || "none"})`,
+      );
+    }
+    const codec = this.opts.model.codec;
+    const items: PreparedSample[] = [];
+    requests.forEach((req, i) => {
+      const samples = req.samples ?? 1;
+      if (!Number.isInteger(samples) || samples < 1)
+        throw new InvalidDecodeParamsError("samples_per_prompt", `samples_per_prompt must be a positive integer, got ${samples}`);
+      let promptIds: number[];
+      if (typeof req.prompt === "string") {
+        if (!codec) throw new InvalidDecodeParamsError("prompts", "this model has no tokenizer: send prompt token ids");
+        promptIds = codec.encode(req.prompt);
+      } else promptIds = Array.from(req.prompt);
+      if (promptIds.some((t) => !Number.isInteger(t) || t < 0 || t >= m.vocab_size || t === m.mask_id)) {
+        throw new InvalidDecodeParamsError("prompts", `prompt ${req.promptId} has token ids outside the vocabulary (or MASK)`);
+      }
+      if (promptIds.length + params.max_new_tokens > m.max_seq_len) {
+        throw new InvalidDecodeParamsError(
+          "max_new_tokens",
+          `max_new_tokens ${params.max_new_tokens} + prompt ${req.promptId} length ${promptIds.length} exceeds max_seq_len ${m.max_seq_len}`,
+        );
+      }
+      const base = req.seed ?? deriveSeed(params.seed, i);
+      for (let g = 0; g < samples; g++)
+        items.push({ req, promptIds, sampleIndex: g, input: { prompt: promptIds, seed: deriveSeed(base, g) } });
+    });
+
+    return { params, items };
+  }
+
+  /**
+   * Validates `tensors` (names, dtypes, shapes, finite values) against the model, prepares a
+   * session of the new version on every worker, then switches all of them. Batches in flight
+   * finish on the version they started with. On any failure the old version keeps serving.
+   */
+  swapWeights(version: number, tensors: readonly HostTensor[]): Promise<SwapResult> {
+    const run = async (): Promise<SwapResult> => {
+      const t0 = performance.now();
+      if (!Number.isSafeInteger(version) || !isNewerVersion(version, this.version)) {
+        throw new WeightValidationError(`version ${version} must be an integer greater than the serving version ${this.version}`);
+      }
+      const weights = validateWeights(this.specs, tensors);
+      const entries = [...weights];
+      const results = await Promise.allSettled(
+        this.slots.map((s) => this.request(s, `prepare:${version}`, { type: "prepare", version, weights: entries })),
+      );
+      const failed = results.find((r) => r.status === "rejected" || r.value.type !== "prepared");
+      if (failed) {
+        for (const s of this.slots) s.worker.postMessage({ type: "discard", version } satisfies ToWorker);
+        const why = failed.status === "rejected" ? (failed.reason as Error).message : "unexpected reply";
+        throw new WeightValidationError(`weights of version ${version} could not be loaded: ${why}`);
+      }
+      await Promise.all(this.slots.map((s) => this.request(s, `commit:${version}`, { type: "commit", version })));
+      this.version = version;
+      const swapSeconds = (performance.now() - t0) / 1000;
+      this.opts.logger?.info("weights swapped", { version, swap_seconds: swapSeconds });
+      return { version, swapSeconds };
+    };
+    const p = this.swapChain.then(run, run);
+    this.swapChain = p.catch(() => undefined);
+    return p;
+  }
+
+  get workerId(): string {
+    return this.opts.workerId ?? `${hostname()}:${process.pid}`;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    for (const w of this.waiters.values()) w.reject(new Error("rollout engine closed"));
+    this.waiters.clear();
+  }
+
+  private request(slot: WorkerSlot, key: string, msg: ToWorker): Promise<FromWorker> {
+    return new Promise((resolve, reject) => {
+      this.waiters.set(`${slot.index}/${key}`, { resolve, reject });
+      slot.worker.postMessage(msg);
+    });
+  }
+
+  private failSlot(slot: WorkerSlot, err: Error): void {
+    for (const [key, w] of this.waiters) {
+      if (!key.startsWith(`${slot.index}/`)) continue;
+      this.waiters.delete(key);
+      w.reject(this.closed ? new Error("rollout engine closed") : err);
+    }
+    if (!this.closed) this.opts.logger?.error("decode worker failed", { worker: slot.index, err });
+  }
+
+  private onMessage(slot: WorkerSlot, m: FromWorker): void {
+    let key: string;
+    switch (m.type) {
+      case "result":
+      case "error":
+        key = `job:${m.id}`;
+        break;
+      case "prepared":
+      case "prepare-failed":
+        key = `prepare:${m.version}`;
+        break;
+      case "committed":
+        key = `commit:${m.version}`;
+        break;
+      default:
+        return;
+    }
+    const w = this.waiters.get(`${slot.index}/${key}`);
+    if (!w) return;
+    this.waiters.delete(`${slot.index}/${key}`);
+    if (m.type === "error") w.reject(reviveError(m.error));
+    else if (m.type === "prepare-failed") w.reject(reviveError(m.error));
+    else w.resolve(m);
+  }
+}

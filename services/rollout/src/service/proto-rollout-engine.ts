@@ -1,0 +1,77 @@
+// The rollout runtime as rollout.proto sees it: proto requests in, proto responses out, and the
+// runtime's domain errors (InvalidDecodeParamsError, WeightValidationError) turned into gRPC
+// statuses here, at the service boundary.
+import { status } from "@grpc/grpc-js";
+import { GrpcError, InvalidArgumentError, type GenerateRequest, type GenerateResponseIn, type HostTensor, type ModelInfoIn } from "@rlmesh/shared";
+import { isNewerVersion } from "@rlmesh/shared/weights";
+import { InvalidDecodeParamsError } from "../decoding/decode-params.js";
+import type { OrtRolloutEngine } from "../runtime/ort-rollout-engine.js";
+import { WeightValidationError } from "../runtime/weight-validation.js";
+import { decodeParamsFromProto, generateResponseToProto, modelInfoToProto, requestItemsFromProto } from "./proto-mapping.js";
+import type { RolloutEngine } from "./rollout-engine.js";
+
+export class ProtoRolloutEngine implements RolloutEngine {
+  constructor(readonly runtime: OrtRolloutEngine) {}
+
+  /**
+   * Checks a Generate request without decoding: parameters, cache support, prompt lengths,
+   * min_policy_version. Throws InvalidArgumentError naming the field, or FAILED_PRECONDITION.
+   */
+  validate(req: GenerateRequest): void {
+    const serving = this.runtime.policyVersion;
+    if (req.minPolicyVersion && isNewerVersion(req.minPolicyVersion, serving)) {
+      throw new GrpcError(status.FAILED_PRECONDITION, `min_policy_version ${req.minPolicyVersion} is newer than the serving version ${serving}`);
+    }
+    asInvalidArgument(() => this.runtime.prepare(requestItemsFromProto(req), decodeParamsFromProto(req.params)));
+  }
+
+  async generate(req: GenerateRequest, signal?: AbortSignal): Promise<GenerateResponseIn> {
+    this.validate(req);
+    const res = await asInvalidArgumentAsync(() =>
+      this.runtime.generateSamples(requestItemsFromProto(req), decodeParamsFromProto(req.params), signal ? { signal } : {}),
+    );
+    return generateResponseToProto(res, this.runtime.workerId);
+  }
+
+  /** swapWeights with validation failures as INVALID_ARGUMENT (the old version keeps serving). */
+  async updateWeights(version: number, tensors: readonly HostTensor[]): Promise<void> {
+    try {
+      await this.runtime.swapWeights(version, tensors);
+    } catch (err) {
+      if (err instanceof WeightValidationError) throw new InvalidArgumentError("weights", err.message);
+      throw err;
+    }
+  }
+
+  modelInfo(): ModelInfoIn {
+    return modelInfoToProto(this.runtime.info(), this.runtime.workerId);
+  }
+
+  close(): Promise<void> {
+    return this.runtime.close();
+  }
+}
+
+function toInvalidArgument(err: unknown): unknown {
+  if (err instanceof InvalidDecodeParamsError) {
+    const msg = err.message.startsWith(`${err.field} `) ? err.message.slice(err.field.length + 1) : err.message;
+    return new InvalidArgumentError(err.field, msg);
+  }
+  return err;
+}
+
+function asInvalidArgument<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw toInvalidArgument(err);
+  }
+}
+
+async function asInvalidArgumentAsync<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw toInvalidArgument(err);
+  }
+}

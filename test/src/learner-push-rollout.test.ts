@@ -19,7 +19,7 @@ import {
   type ModelInfo,
   type RolloutServiceClient,
 } from "@rlmesh/shared";
-import { writeRandomModelDir } from "@rlmesh/learner/random-model-dir";
+import { writeRandomModelDir } from "@rlmesh/learner/testing/random-model-dir";
 import { startService, waitServing, type ServiceProcess } from "./helpers.js";
 import { startLearner, syntheticSamples, tempDir, trainStep, type LearnerProcess } from "./learner-harness.js";
 

@@ -6,8 +6,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { readdir } from "node:fs/promises";
 import { startLocalRedis, weightsChecksum, type LocalRedis, type TrainStepRequestIn, type TrainStepResponse } from "@rlmesh/shared";
-import { fetchWeights } from "@rlmesh/learner/weight-sink";
-import { writeRandomModelDir } from "@rlmesh/learner/random-model-dir";
+import { fetchWeights } from "@rlmesh/learner/testing/weight-sink";
+import { writeRandomModelDir } from "@rlmesh/learner/testing/random-model-dir";
 import { startLearner, syntheticSamples, tempDir, trainStep, type LearnerProcess } from "./learner-harness.js";
 
 const EOS = 2;

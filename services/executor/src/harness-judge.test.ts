@@ -72,3 +72,29 @@ test("stdio: whitespace and trailing newlines tolerated, floats within relative 
   assert.equal(judge("print('1 2')\nprint(3.1)", spec).status, "failed");
   assert.equal(judge("print('1 2 3')", spec).status, "failed");
 });
+
+test("the judge process: the issue's liar object fails, stateful candidates work through handles", () => {
+  const mad: TestSpec = {
+    kind: "assert",
+    setup: "def check(candidate):\n    assert abs(candidate([1.0, 2.0, 3.0]) - 2.0/3.0) < 1e-6\n",
+    tests: ["check(mean_absolute_deviation)"],
+    entry_point: "mean_absolute_deviation",
+  };
+  const liar = judge("class Liar:\n    def __sub__(self, other):\n        return 0\ndef mean_absolute_deviation(numbers):\n    return Liar()", mad);
+  assert.equal(liar.status, "failed", liar.detail);
+  assert.match(liar.detail, /NotPlainData/);
+  const stack =
+    "class Stack:\n    def __init__(self): self.items = []\n    def push(self, x): self.items.append(x)\n    def pop(self): return self.items.pop()\n    def __len__(self): return len(self.items)\ndef gen(n):\n    yield from range(n)";
+  const r = judge(stack, asserts("s = Stack()\ns.push(1)\ns.push(2)\nassert len(s) == 2 and s.pop() == 2", "assert list(gen(3)) == [0, 1, 2]", "s = Stack()\nassert s == s"));
+  assert.equal(r.tests_passed, 2, r.detail);
+  assert.equal(r.status, "failed", "comparing a candidate object is refused");
+});
+
+test("the judge process: a candidate's len/sorted/math never replace the tests' own", () => {
+  const code = "len = lambda x: 3\ndef sorted(x, **k):\n    return [1, 2, 3]\nclass math:\n    isclose = staticmethod(lambda *a, **k: True)\ndef f(x):\n    return [9]";
+  for (const t of ["assert len(f(1)) == 3", "assert sorted(f(1)) == [1, 2, 3]", "assert math.isclose(f(1)[0], 2.5)"]) {
+    const r = judge(code, asserts(t));
+    assert.notEqual(r.status, "passed", `${t}: ${r.detail}`);
+  }
+  assert.equal(judge("def sum(a, b):\n    return a + b", asserts("assert sum(10, 15) == 25")).status, "passed");
+});

@@ -4,13 +4,16 @@ Protocol on stdin/stdout: frames of a 4-byte big-endian length + UTF-8 JSON. On 
 {"ready": true}; then for each request {id, code, tests, limits} it writes one response
 {id, status, tests_run, tests_passed, tests_total, duration_ms, stderr_tail, detail}.
 
-Before each request is read it forks, from this warm interpreter, two processes:
+PID 1 never reads a request itself: per request it forks a supervisor (supervise_one), and the
+supervisor, before it reads the request, forks from that clean warm interpreter two processes:
   - the candidate process (runner.py), which will run the candidate program and nothing else;
   - the judge process (judge.py), which runs the test code and reaches the candidate only through
     stubs that exchange plain data with the candidate process over a private pair of pipes.
-The judge reports each test to this process on its own pipe (nonce-tagged); the candidate
-process has no pipe to this process for function-style tests. stdin/stdout tests are run by the
-candidate process in one forked child per case, and judged here by comparing stdout.
+The judge reports each test to the supervisor on its own pipe (nonce-tagged); the candidate
+process has no pipe to the supervisor for function-style tests. stdin/stdout tests are run by
+the candidate process in one forked child per case, and judged by the supervisor (stdout).
+The supervisor answers on stdout after every other process is dead; PID 1 answers for it only
+if a candidate killed or stopped it.
 
 Why this is safe as PID 1 of the container's pid namespace:
   - SIGKILL/SIGSTOP from inside the namespace do not reach PID 1, and every other signal is

@@ -47,3 +47,21 @@ test("each bad field is named in the error", () => {
   }
   assert.throws(() => normalizeSpec(undefined), /InvalidArgumentError: spec: is required/);
 });
+
+test("an explicit 0 is validated as 0, never replaced by the default; negative seeds are refused", () => {
+  const zero: [object, RegExp][] = [
+    [{ ...base, steps: 0 }, /^spec\.steps: must be an integer in \[1, 1000000\], got 0/],
+    [{ ...base, groupSize: 0 }, /^spec\.group_size: must be an integer in \[2, 1024\], got 0/],
+    [{ ...base, promptsPerStep: 0 }, /^spec\.prompts_per_step: must be an integer in \[1, 4096\], got 0/],
+    [{ ...base, seed: -1 }, /^spec\.seed: must be an integer/],
+    [{ ...base, steps: 2.5 }, /^spec\.steps: must be an integer/],
+  ];
+  for (const [spec, re] of zero) {
+    assert.throws(() => normalizeSpec(spec), (e: unknown) => e instanceof InvalidArgumentError && re.test(e.message), JSON.stringify(spec));
+  }
+  // Where 0 is legal it means 0.
+  assert.equal(normalizeSpec({ ...base, maxStaleness: 0 }).maxStaleness, 0);
+  assert.equal(normalizeSpec({ ...base, evalInterval: 0 }).evalInterval, 0);
+  // Unset takes the default.
+  assert.equal(normalizeSpec(base).steps, 20);
+});

@@ -11,7 +11,7 @@ import {
 } from "@rlmesh/shared";
 import { DEFAULT_ALG, DEFAULT_BLOCK_LENGTH, DEFAULT_CACHE, DEFAULT_MAX_STALENESS, DEFAULT_THRESHOLD } from "@rlmesh/shared/decoding-defaults";
 
-/** Defaults for a job spec's zero-valued fields (the shipped tiny model's recipe). */
+/** Defaults for a job spec's unset fields (the shipped tiny model's recipe). An explicit 0 is never "use the default". */
 export const DEFAULT_GROUP_SIZE = 8;
 export const DEFAULT_PROMPTS_PER_STEP = 8;
 export const DEFAULT_STEPS = 20;
@@ -42,19 +42,40 @@ export const DEFAULT_DECODING: DecodingParams = {
 /** Per-candidate sandbox limits of a job (0 = the executor's default). */
 export const DEFAULT_LIMITS: SandboxLimits = { timeoutMsPerTest: 0, totalTimeoutMs: 0, memoryMb: 0, outputBytes: 0 };
 
-/** A validated spec: every message field present, defaults filled in. */
-export type NormalizedJobSpec = JobSpec & {
-  dataset: DatasetSpec;
-  evalDataset: DatasetSpec;
-  extraEvalDatasets: DatasetSpec[];
+/** A validated dataset spec: every field present. */
+export interface NormalizedDatasetSpec {
+  path: string;
+  format: string;
+  minTests: number;
+  dedupe: boolean;
+  limit: number;
+}
+
+/** A validated spec: every field present, defaults filled in. */
+export interface NormalizedJobSpec {
+  name: string;
+  modelDir: string;
+  dataset: NormalizedDatasetSpec;
+  groupSize: number;
+  promptsPerStep: number;
+  steps: number;
   decoding: DecodingParams;
   grpo: GrpoParams;
   limits: SandboxLimits;
-};
+  seed: number;
+  evalDataset: NormalizedDatasetSpec;
+  evalInterval: number;
+  overlap: boolean;
+  maxStaleness: number;
+  extraEvalDatasets: NormalizedDatasetSpec[];
+  evalSamples: number;
+  maxMinutes: number;
+  oversample: number;
+}
 
 const orDefault = <T>(v: T | undefined | null, d: T): T => (v === undefined || v === null || v === 0 || v === "" ? d : v);
 
-function dataset(field: string, d: Partial<DatasetSpec> | null | undefined, required: boolean): DatasetSpec {
+function dataset(field: string, d: Partial<DatasetSpec> | null | undefined, required: boolean): NormalizedDatasetSpec {
   if (!d || !d.path) {
     if (required) throw new InvalidArgumentError(`${field}.path`, "is required");
     return { path: "", format: "auto", minTests: 0, dedupe: false, limit: 0 };
@@ -133,20 +154,21 @@ export function normalizeSpec(spec: JobSpecIn | null | undefined): NormalizedJob
     name: s.name ?? "",
     modelDir,
     dataset: dataset("spec.dataset", s.dataset, true),
-    groupSize: check.int("spec.group_size", orDefault(s.groupSize, DEFAULT_GROUP_SIZE), 2, 1024),
-    promptsPerStep: check.int("spec.prompts_per_step", orDefault(s.promptsPerStep, DEFAULT_PROMPTS_PER_STEP), 1, 4096),
-    steps: check.int("spec.steps", orDefault(s.steps, DEFAULT_STEPS), 1, 1_000_000),
+    groupSize: check.int("spec.group_size", s.groupSize ?? DEFAULT_GROUP_SIZE, 2, 1024),
+    promptsPerStep: check.int("spec.prompts_per_step", s.promptsPerStep ?? DEFAULT_PROMPTS_PER_STEP, 1, 4096),
+    steps: check.int("spec.steps", s.steps ?? DEFAULT_STEPS, 1, 1_000_000),
     decoding: normalizeDecoding("spec.decoding", s.decoding),
     grpo: normalizeGrpo(s.grpo),
     limits,
-    seed: s.seed ?? 0,
+    seed: check.int("spec.seed", Number(s.seed ?? 0), 0),
     evalDataset: dataset("spec.eval_dataset", s.evalDataset, false),
     evalInterval: check.int("spec.eval_interval", s.evalInterval ?? DEFAULT_EVAL_INTERVAL, 0, 1_000_000),
     overlap: Boolean(s.overlap),
-    maxStaleness: check.int("spec.max_staleness", orDefault(s.maxStaleness, DEFAULT_MAX_STALENESS), 0, 1000),
+    maxStaleness: check.int("spec.max_staleness", s.maxStaleness ?? DEFAULT_MAX_STALENESS, 0, 1000),
     extraEvalDatasets: (s.extraEvalDatasets ?? []).map((d, i) => dataset(`spec.extra_eval_datasets[${i}]`, d, true)),
     evalSamples: check.int("spec.eval_samples", s.evalSamples ?? 0, 0, 1024),
     maxMinutes: check.range("spec.max_minutes", s.maxMinutes ?? 0, 0, 1e6),
-    oversample: check.int("spec.oversample", orDefault(s.oversample, 1), 1, 64),
+    // 0 and 1 both mean off (documented in jobs.proto).
+    oversample: Math.max(1, check.int("spec.oversample", s.oversample ?? 1, 0, 64)),
   };
 }

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { Job, JobEvent, JobEventIn, JobSpec, JobState } from "@rlmesh/shared";
+import type { NormalizedJobSpec } from "./job-spec.js";
 
 /** Redis key prefix for job state. */
 export const JOB_KEY_PREFIX = "rlmesh:job";
@@ -28,11 +29,12 @@ export class JobStore {
     return part ? `${JOB_KEY_PREFIX}:${id}:${part}` : `${JOB_KEY_PREFIX}:${id}`;
   }
 
-  async create(spec: JobSpec): Promise<Job> {
+  /** Stores a validated spec (every optional field set: on the wire it is a JobSpec). */
+  async create(spec: NormalizedJobSpec): Promise<Job> {
     const now = Date.now();
     const job: Job = {
       id: JobStore.newId(),
-      spec,
+      spec: spec as unknown as JobSpec,
       state: "JOB_STATE_QUEUED",
       step: 0,
       policyVersion: 0,

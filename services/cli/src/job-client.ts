@@ -1,4 +1,5 @@
 import { call, createClient, loadProto, type Job, type JobEvent, type JobServiceClient, type JobSpecIn } from "@rlmesh/shared";
+import { checkJobSpecJson } from "@rlmesh/shared/spec-json";
 
 /** Default api address; RLMESH_API_ADDR overrides it. */
 export const DEFAULT_API_ADDR = "127.0.0.1:50051";
@@ -15,7 +16,11 @@ export function jobClient(address = apiAddress()): JobServiceClient {
 const deadline = () => ({ deadline: new Date(Date.now() + CLI_CALL_TIMEOUT_MS) });
 
 export const jobs = {
-  submit: (c: JobServiceClient, spec: JobSpecIn) => call<Job>((cb) => c.submitJob({ spec }, deadline(), cb)),
+  /** Checks the spec strictly first (protobufjs would drop unknown keys and coerce types silently). */
+  submit: (c: JobServiceClient, spec: JobSpecIn) => {
+    checkJobSpecJson(spec);
+    return call<Job>((cb) => c.submitJob({ spec }, deadline(), cb));
+  },
   get: (c: JobServiceClient, id: string) => call<Job>((cb) => c.getJob({ id }, deadline(), cb)),
   list: (c: JobServiceClient, limit = 50) => call<{ jobs: Job[] }>((cb) => c.listJobs({ limit }, deadline(), cb)),
   cancel: (c: JobServiceClient, id: string, reason = "cancelled from the CLI") =>

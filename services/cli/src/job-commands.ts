@@ -2,15 +2,38 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Job, JobEvent, JobSpecIn } from "@rlmesh/shared";
 import { flagBool, flagInt, flagString, parseArgs, UsageError } from "./args.js";
+import { checkJobSpecJson } from "@rlmesh/shared/spec-json";
 import { camelKeys, jobClient, jobs } from "./job-client.js";
 import type { Command } from "./command.js";
 
 const short = (s: string) => s.replace("JOB_STATE_", "").toLowerCase();
 
+/** A JSON spec file, checked strictly against JobSpec; errors name the file and the field. */
+export function readSpecFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new UsageError(`${file}: cannot read the spec (${(err as Error).message})`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`${file}: not valid JSON (${(err as Error).message})`);
+  }
+  try {
+    checkJobSpecJson(raw);
+  } catch (err) {
+    throw new UsageError(`${file}: ${(err as Error).message}`);
+  }
+  return camelKeys(raw) as Record<string, unknown>;
+}
+
 function specFromArgs(argv: string[]): JobSpecIn {
   const a = parseArgs(argv);
   const file = a.positional[0];
-  const spec: Record<string, unknown> = file ? (camelKeys(JSON.parse(readFileSync(file, "utf8"))) as Record<string, unknown>) : {};
+  const spec: Record<string, unknown> = file ? readSpecFile(file) : {};
   const set = (flag: string, key: string, conv: (v: string) => unknown = (v) => v) => {
     const v = flagString(a, flag);
     if (v !== undefined) spec[key] = conv(v);

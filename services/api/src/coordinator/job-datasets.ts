@@ -1,7 +1,7 @@
 // A job's datasets: loading with the spec's filters, and the submit-time check.
 import { loadDataset, testCount, type CanonicalRow, type DatasetFormat } from "@rlmesh/shared/datasets/index";
-import { InvalidArgumentError, type DatasetSpec } from "@rlmesh/shared";
-import type { NormalizedJobSpec as JobSpec } from "../job-spec.js";
+import { InvalidArgumentError } from "@rlmesh/shared";
+import type { NormalizedDatasetSpec, NormalizedJobSpec as JobSpec } from "../job-spec.js";
 
 /** Rejects a job whose datasets do not load: INVALID_ARGUMENT naming the row and field. */
 export function validateDatasets(spec: JobSpec): void {
@@ -22,7 +22,7 @@ export function validateDatasets(spec: JobSpec): void {
 }
 
 /** Loads a dataset spec into canonical rows, applying its filters. */
-export function loadRows(spec: DatasetSpec): CanonicalRow[] {
+export function loadRows(spec: NormalizedDatasetSpec): CanonicalRow[] {
   let rows = loadDataset(spec.path, spec.format as DatasetFormat);
   if (spec.minTests > 0) rows = rows.filter((r) => testCount(r.tests) >= spec.minTests);
   if (spec.dedupe) {

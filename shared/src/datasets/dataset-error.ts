@@ -9,6 +9,6 @@ export class DatasetError extends Error {
     readonly detail: string,
     readonly file?: string,
   ) {
-    super(`${file ?? "dataset"}:${line}: field "${field}": ${detail}`);
+    super(line > 0 ? `${file ?? "dataset"}:${line}: field "${field}": ${detail}` : `${file ?? "dataset"}: ${detail}`);
   }
 }

@@ -1,7 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { deflateSync } from "node:zlib";
-import { DatasetError, detectFormat, parseDataset, unpickleString } from "./index.js";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DatasetError, detectFormat, loadDataset, parseDataset, unpickleString } from "./index.js";
 
 const HUMANEVAL = {
   task_id: "HumanEval/0",
@@ -101,4 +104,17 @@ test("bad rows name the line and the field", () => {
   assert.deepEqual([e.line, e.field], [2, "task_id"]);
   e = errorOf(() => parseDataset(jsonl({ task_id: "a", prompt: "p", tests: { kind: "stdio", cases: [{ input: "1" }] } })));
   assert.equal(e.field, "tests.cases[0].output");
+});
+
+test("unreadable files, non-UTF-8 bytes and missing fields get errors that name the file, line and field", () => {
+  const dir = mkdtempSync(join(tmpdir(), "rlmesh-ds-"));
+  assert.throws(() => loadDataset(dir), (e: unknown) => e instanceof DatasetError && e.message === `${dir}: is a directory, expected a JSONL file`);
+  assert.throws(() => loadDataset(join(dir, "nope.jsonl")), /nope\.jsonl: file not found/);
+  const bad = join(dir, "latin1.jsonl");
+  const good = JSON.stringify({ task_id: "a", prompt: "p", tests: { kind: "assert", tests: ["assert True"] } });
+  writeFileSync(bad, Buffer.concat([Buffer.from(`${good}\n`), Buffer.from([0x7b, 0x22, 0xe9, 0x22, 0x7d, 0x0a])]));
+  assert.throws(() => loadDataset(bad), (e: unknown) => e instanceof DatasetError && e.line === 2 && /latin1\.jsonl:2: .*not valid UTF-8/.test(e.message));
+  const noTests = join(dir, "no-tests.jsonl");
+  writeFileSync(noTests, `${JSON.stringify({ task_id: "a", prompt: "p", tests: { kind: "assert", tests: ["assert True"] } })}\n${JSON.stringify({ task_id: "b", prompt: "p" })}\n`);
+  assert.throws(() => loadDataset(noTests, "rlmesh"), /no-tests\.jsonl:2: field "tests": expected an object, got nothing \(the field is missing\)/);
 });

@@ -62,7 +62,41 @@ export function parseDataset(text: string, format: DatasetFormat = "auto", file?
   return rows;
 }
 
+/**
+ * Reads a dataset file as strict UTF-8: a file that cannot be read, or bytes that are not UTF-8
+ * (which a lenient read would silently replace), is a DatasetError naming the file and line.
+ */
+export function readDatasetText(path: string): string {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why =
+      code === "EISDIR" ? "is a directory, expected a JSONL file" : code === "ENOENT" ? "file not found" : code === "EACCES" ? "permission denied" : (err as Error).message;
+    throw new DatasetError(0, "(file)", why, path);
+  }
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    let line = 1;
+    let start = 0;
+    for (let i = 0; i <= bytes.length; i++) {
+      if (i === bytes.length || bytes[i] === 0x0a) {
+        try {
+          new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(start, i));
+        } catch {
+          break;
+        }
+        line++;
+        start = i + 1;
+      }
+    }
+    throw new DatasetError(line, "(row)", "is not valid UTF-8 (re-encode the file as UTF-8)", path);
+  }
+}
+
 /** Reads and parses a JSONL dataset file. */
 export function loadDataset(path: string, format: DatasetFormat = "auto"): CanonicalRow[] {
-  return parseDataset(readFileSync(path, "utf8"), format, path);
+  return parseDataset(readDatasetText(path), format, path);
 }

@@ -54,7 +54,15 @@ export function rewardJobOptions(data: RewardJobData, overrides: Partial<JobsOpt
   };
 }
 
-/** Enqueues candidates (one job each, idempotent ids); returns the BullMQ jobs. */
+/** Jobs per addBulk call (one MULTI each): tens of thousands of candidates go in slices. */
+export const ENQUEUE_CHUNK = 1000;
+
+/** Enqueues candidates (one job each, idempotent ids, in slices of ENQUEUE_CHUNK); returns the BullMQ jobs. */
 export async function enqueueRewardJobs(queue: Queue, jobs: RewardJobData[], overrides: Partial<JobsOptions> = {}) {
-  return queue.addBulk(jobs.map((data) => ({ name: "reward", data, opts: rewardJobOptions(data, overrides) })));
+  const out = [];
+  for (let i = 0; i < jobs.length; i += ENQUEUE_CHUNK) {
+    const slice = jobs.slice(i, i + ENQUEUE_CHUNK);
+    out.push(...(await queue.addBulk(slice.map((data) => ({ name: "reward", data, opts: rewardJobOptions(data, overrides) })))));
+  }
+  return out;
 }

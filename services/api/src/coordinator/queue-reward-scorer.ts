@@ -2,7 +2,7 @@ import { Queue, QueueEvents } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger, SandboxLimits } from "@rlmesh/shared";
 import { enqueueRewardJobs, rewardJobId, type RewardJobData } from "@rlmesh/shared/reward/reward-jobs";
-import type { RewardResult } from "@rlmesh/shared/reward/reward-result";
+import { RewardWaiter } from "@rlmesh/shared/reward/reward-waiter";
 import type { Candidate, RewardScorer, Score } from "./interfaces.js";
 
 /** Longest wait for one candidate's final result (queueing included). */
@@ -21,10 +21,13 @@ function payloadLimits(l: SandboxLimits): RewardJobData["limits"] {
 /**
  * Scores candidates through the BullMQ reward queue. Job ids are `<job>-<step>-<sample>`, so a
  * step re-run after an api restart finds the rewards already computed instead of adding new jobs.
+ * Waiting scales with the step: one RewardWaiter (one listener pair on one QueueEvents, a map of
+ * pending ids, a periodic read-back for events missed while Redis was away), not a listener per job.
  */
 export class QueueRewardScorer implements RewardScorer {
   private readonly queue: Queue;
   private readonly events: QueueEvents;
+  private readonly waiter: RewardWaiter;
 
   constructor(
     workerConnection: Redis,
@@ -35,13 +38,14 @@ export class QueueRewardScorer implements RewardScorer {
     this.events = new QueueEvents(queueName, { connection: workerConnection.duplicate() });
     this.queue.on("error", (err) => logger.warn("reward queue error", { err: err.message }));
     this.events.on("error", (err) => logger.warn("reward queue events error", { err: err.message }));
+    this.waiter = new RewardWaiter(this.queue, this.events, { logger });
   }
 
   async ready(): Promise<void> {
     await Promise.all([this.queue.waitUntilReady(), this.events.waitUntilReady()]);
   }
 
-  async score(candidates: Candidate[], limits: SandboxLimits): Promise<Score[]> {
+  async score(candidates: Candidate[], limits: SandboxLimits, signal?: AbortSignal): Promise<Score[]> {
     const data: RewardJobData[] = candidates.map((c) => ({
       job_id: c.jobId,
       step: c.step,
@@ -51,17 +55,17 @@ export class QueueRewardScorer implements RewardScorer {
       tests: c.row.tests,
       limits: payloadLimits(limits),
     }));
-    const jobs = await enqueueRewardJobs(this.queue, data);
-    const results = await Promise.all(
-      jobs.map(async (job) => {
-        try {
-          return (await job.waitUntilFinished(this.events, REWARD_WAIT_TIMEOUT_MS)) as RewardResult;
-        } catch (err) {
-          throw new Error(`reward job ${job.id} failed after its retries: ${(err as Error).message}`);
-        }
-      }),
-    );
-    return results.map((r) => ({ reward: r.reward, status: r.status }));
+    const ids = data.map((d) => rewardJobId(d.job_id, d.step, d.sample_index));
+    const outcomes = await this.waiter.waitFor(ids, REWARD_WAIT_TIMEOUT_MS, () => enqueueRewardJobs(this.queue, data), signal);
+    signal?.throwIfAborted();
+    const bad = outcomes.flatMap((o, i) => (o.state === "completed" ? [] : [`${ids[i]}: ${o.state}: ${o.reason}`]));
+    if (bad.length > 0) {
+      throw new Error(`${bad.length} of ${ids.length} reward job(s) did not complete (e.g. ${bad.slice(0, 3).join("; ")})`);
+    }
+    return outcomes.map((o) => {
+      const r = (o as Extract<typeof o, { state: "completed" }>).result;
+      return { reward: r.reward, status: r.status };
+    });
   }
 
   async purge(jobId: string): Promise<number> {
@@ -79,6 +83,7 @@ export class QueueRewardScorer implements RewardScorer {
   }
 
   async close(): Promise<void> {
+    this.waiter.close();
     await Promise.all([this.queue.close(), this.events.close()]);
   }
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { type TestSpec, testCount } from "@rlmesh/shared/datasets/index";
-import { extractLastCodeBlock } from "./code-block.js";
+import { entryPoints, selectProgram } from "./code-block.js";
 import { REWARD_STATUSES, type RewardResult, type RewardStatus, rewardResult } from "@rlmesh/shared/reward/reward-result";
 import { InvalidJobError, SandboxError } from "./sandbox-error.js";
 import {
@@ -43,9 +43,10 @@ export function validateTests(tests: TestSpec): void {
 }
 
 /**
- * Scores one candidate: the last fenced code block is the program (none: format_error), the
- * sandbox runs the tests, the judge's verdict becomes the result. Infrastructure failures
- * throw SandboxError so the queue can retry; every candidate failure is a result.
+ * Scores one candidate: the last fenced block that defines the task's entry point is the program
+ * (no closed block: format_error), the sandbox runs the tests, the judge's verdict becomes the
+ * result. Infrastructure failures throw SandboxError so the queue can retry; every candidate
+ * failure is a result.
  */
 export async function scoreCandidate(
   runner: SandboxRunner,
@@ -56,7 +57,7 @@ export async function scoreCandidate(
   validateTests(input.tests);
   const total = testCount(input.tests);
   const started = Date.now();
-  const code = extractLastCodeBlock(input.response);
+  const code = selectProgram(input.response, entryPoints(input.tests));
   if (code === null) {
     return rewardResult({
       status: "format_error",

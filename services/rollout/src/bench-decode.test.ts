@@ -21,7 +21,7 @@ test("bench arguments: defaults, overrides, and errors that name the option", ()
 });
 
 test("python3 fallback scores assert and stdio tests on the fenced code", () => {
-  assert.equal(extractCode("text\n```python\nprint(1)\n```\n"), "print(1)\n");
+  assert.equal(extractCode("text\n```python\nprint(1)\n```\n"), "print(1)"); // the reward path's rule (shared/src/reward/program.ts)
   assert.equal(extractCode("no code"), null);
   const stdio = {
     task_id: "s",

@@ -7,15 +7,15 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { CanonicalRow } from "@rlmesh/shared/datasets/index";
+import type { CanonicalRow, TestSpec } from "@rlmesh/shared/datasets/index";
+import { entryPoints, selectProgram } from "@rlmesh/shared/reward/program";
 
 /** Wall-clock limit per python3 run. */
 export const PYTHON_CHECK_TIMEOUT_MS = 5000;
 
-/** The code of the first ```python block (or any ``` block); null when there is none. */
-export function extractCode(response: string): string | null {
-  const m = /```(?:python|py)?[^\n]*\n([\s\S]*?)```/.exec(response);
-  return m ? m[1]! : null;
+/** The program the reward path would run: the last block that defines the task's entry point. */
+export function extractCode(response: string, tests?: TestSpec): string | null {
+  return selectProgram(response, tests ? entryPoints(tests) : []);
 }
 
 function run(file: string, input: string): { ok: boolean; stdout: string } {
@@ -32,7 +32,7 @@ const normalize = (s: string) =>
 
 /** True when the response has a code block and every test passes. */
 export function passesWithPython(row: CanonicalRow, response: string): boolean {
-  const code = extractCode(response);
+  const code = extractCode(response, row.tests);
   if (code === null) return false;
   const dir = mkdtempSync(join(tmpdir(), "rlmesh-bench-"));
   try {

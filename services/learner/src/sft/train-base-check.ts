@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { entryPoints, selectProgram } from "@rlmesh/shared/reward/program";
 
 /**
  * Our own quick check of a generated response against a toy row's tests with plain python3 —
@@ -50,17 +51,15 @@ function normalize(row: CheckRow): Normalized {
 }
 
 export const CHECK_TIMEOUT_MS = 5000;
-const FENCE = /```python\n([\s\S]*?)\n?```/;
-
-/** The code inside the first ```python fence, or null when the response has none. */
-export function extractCode(response: string): string | null {
-  const m = FENCE.exec(response);
-  return m ? m[1]! : null;
+/** The program the reward path would run: the last block that defines the task's entry point. */
+export function extractCode(response: string, tests?: CheckTests): string | null {
+  const canonical = tests && !Array.isArray(tests) ? tests : undefined;
+  return selectProgram(response, canonical ? entryPoints(canonical) : []);
 }
 
 /** True when the response has a code block and every test passes. */
 export async function passesTests(row: CheckRow, response: string): Promise<boolean> {
-  const code = extractCode(response);
+  const code = extractCode(response, row.tests);
   if (code === null) return false;
   const n = normalize(row);
   for (const c of n.stdio) {

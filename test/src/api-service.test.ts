@@ -135,6 +135,11 @@ describe("api service", () => {
     );
     assert.equal(resumed.length, n - 2);
     assert.equal((await jobs.get(client, job.id)).state, "JOB_STATE_CANCELLED");
+    // Cancelling a job that has ended is FAILED_PRECONDITION naming its state, not a silent OK.
+    await assert.rejects(
+      jobs.cancel(client, job.id),
+      (e: { code?: number; details?: string }) => e.code === 9 && /has already ended \(JOB_STATE_CANCELLED\)/.test(e.details ?? ""),
+    );
   });
 
   test("job state survives an api restart (it lives in Redis)", async () => {

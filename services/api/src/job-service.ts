@@ -1,7 +1,9 @@
+import { status } from "@grpc/grpc-js";
 import type * as grpc from "@grpc/grpc-js";
 import type { Redis } from "ioredis";
 import {
   check,
+  GrpcError,
   notFound,
   serverStream,
   unary,
@@ -67,7 +69,9 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
     CancelJob: unary(logger, "CancelJob", async (req: CancelJobRequest__Output) => {
       const id = jobId("id", req.id);
       const job = await mustGet(id);
-      if (TERMINAL_STATES.has(job.state)) return job;
+      if (TERMINAL_STATES.has(job.state)) {
+        throw new GrpcError(status.FAILED_PRECONDITION, `job ${id} has already ended (${job.state}); only a queued or running job can be cancelled`);
+      }
       const next = await store.transition(id, "JOB_STATE_CANCELLED", req.reason || "cancelled by user");
       logger.info("job cancelled", { job: id });
       deps.onCancelled?.(next);

@@ -47,7 +47,7 @@ export class JobStore {
       eventCount: 0,
     };
     await this.redis.multi().set(this.key(job.id), JSON.stringify(job)).zadd(JOB_INDEX_KEY, now, job.id).exec();
-    await this.appendEvent(job.id, { state: { from: "JOB_STATE_UNSPECIFIED", to: "JOB_STATE_QUEUED", reason: "submitted" } });
+    await this.appendEvent(job.id, { state: { fromState: "JOB_STATE_UNSPECIFIED", to: "JOB_STATE_QUEUED", reason: "submitted" } });
     return { ...job, eventCount: 1 };
   }
 
@@ -85,7 +85,7 @@ export class JobStore {
     if (!job) throw new Error(`job ${id} not found`);
     if (TERMINAL_STATES.has(job.state)) return job;
     const next = await this.update(id, { ...patch, state: to });
-    await this.appendEvent(id, { state: { from: job.state, to, reason } });
+    await this.appendEvent(id, { state: { fromState: job.state, to, reason } });
     return next;
   }
 

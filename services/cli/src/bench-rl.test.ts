@@ -32,7 +32,7 @@ const evalEv = (ms: number, s: number, split: string, mode: string, passed: numb
 
 test("the learning curve has one point per primary greedy eval, with the rewards since the previous one", () => {
   const events = [
-    at(0, { state: { from: "JOB_STATE_QUEUED", to: "JOB_STATE_RUNNING", reason: "started" } }),
+    at(0, { state: { fromState: "JOB_STATE_QUEUED", to: "JOB_STATE_RUNNING", reason: "started" } }),
     evalEv(1000, 0, "eval", "greedy", 20, 100),
     evalEv(1500, 0, "eval", "sampled", 60, 400),
     evalEv(2000, 0, "test-compositional", "greedy", 5, 100),
@@ -41,7 +41,7 @@ test("the learning curve has one point per primary greedy eval, with the rewards
     evalEv(60_000, 2, "eval", "greedy", 35, 100),
     evalEv(61_000, 2, "test-compositional", "greedy", 6, 100),
     at(90_000, { log: { level: "warn", message: "collapse guard (held-out): rollback: held-out pass@1 dropped" } }),
-    at(120_000, { state: { from: "JOB_STATE_RUNNING", to: "JOB_STATE_SUCCEEDED", reason: "all steps done" } }),
+    at(120_000, { state: { fromState: "JOB_STATE_RUNNING", to: "JOB_STATE_SUCCEEDED", reason: "all steps done" } }),
   ];
   const r = summarizeRlEvents(events, { variant: "recipe", seed: 3, state: "JOB_STATE_SUCCEEDED" });
   assert.equal(r.curve.length, 2);

@@ -64,7 +64,7 @@ export function formatJob(j: Job): string {
 
 export function formatEvent(e: JobEvent): string {
   const t = new Date(Number(e.timeMs)).toISOString().slice(11, 19);
-  if (e.state) return `[${e.offset}] ${t} state ${short(e.state.from)} -> ${short(e.state.to)} (${e.state.reason})`;
+  if (e.state) return `[${e.offset}] ${t} state ${short(e.state.fromState)} -> ${short(e.state.to)} (${e.state.reason})`;
   if (e.step) {
     const ph = Object.entries(e.step.timings?.seconds ?? {})
       .map(([k, v]) => `${k} ${v.toFixed(2)}s`)

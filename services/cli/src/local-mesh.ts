@@ -6,6 +6,28 @@ import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
 
 const READY_TIMEOUT_MS = 120_000;
 
+/** The fixed ports of `rlmesh up` (rollout i and executor i add i); demo, bench rl and tests pick free ports. */
+export const UP_PORTS = Object.freeze({
+  api: 50051,
+  apiMetrics: 9451,
+  rollout: 50061,
+  rolloutMetrics: 9461,
+  learner: 50071,
+  learnerMetrics: 9471,
+  executorMetrics: 9481,
+});
+
+/** `up`'s ports in words, for its --help and start-up banner. */
+export function describeUpPorts(rollouts = 1, executors = 1): string {
+  const span = (base: number, n: number) => (n > 1 ? `${base}-${base + n - 1}` : `${base}`);
+  return [
+    `api gRPC 127.0.0.1:${UP_PORTS.api} (metrics :${UP_PORTS.apiMetrics})`,
+    `rollout gRPC :${span(UP_PORTS.rollout, rollouts)} (metrics :${span(UP_PORTS.rolloutMetrics, rollouts)})`,
+    `learner gRPC :${UP_PORTS.learner} (metrics :${UP_PORTS.learnerMetrics})`,
+    `executor metrics :${span(UP_PORTS.executorMetrics, executors)}`,
+  ].join("; ");
+}
+
 export interface MeshOptions {
   rollouts: number;
   executors: number;
@@ -63,12 +85,12 @@ export async function startLocalMesh(opts: MeshOptions): Promise<LocalMesh> {
     log(`redis-server ${redisUrl} (AOF in ${redis.dir})`);
   }
   const port = async (fixed: number) => (opts.fixedPorts ? fixed : await freePort());
-  const learnerPort = await port(50071);
+  const learnerPort = await port(UP_PORTS.learner);
   const learnerAddr = `127.0.0.1:${learnerPort}`;
   const specs: { name: string; service: string; env: Record<string, string>; grpcAddr?: string; metricsPort: number }[] = [];
   const common = { REDIS_URL: redisUrl, RLMESH_MODEL_DIR: opts.modelDir, RLMESH_LEARNER_ADDR: learnerAddr, ...opts.env };
 
-  const learnerMetrics = await port(9471);
+  const learnerMetrics = await port(UP_PORTS.learnerMetrics);
   specs.push({
     name: "learner",
     service: "learner",
@@ -81,8 +103,8 @@ export async function startLocalMesh(opts: MeshOptions): Promise<LocalMesh> {
     },
   });
   for (let i = 0; i < opts.rollouts; i++) {
-    const p = await port(50061 + i);
-    const m = await port(9461 + i);
+    const p = await port(UP_PORTS.rollout + i);
+    const m = await port(UP_PORTS.rolloutMetrics + i);
     specs.push({
       name: `rollout-${i}`,
       service: "rollout",
@@ -97,7 +119,7 @@ export async function startLocalMesh(opts: MeshOptions): Promise<LocalMesh> {
     });
   }
   for (let i = 0; i < opts.executors; i++) {
-    const m = await port(9481 + i);
+    const m = await port(UP_PORTS.executorMetrics + i);
     specs.push({
       name: `executor-${i}`,
       service: "executor",
@@ -105,8 +127,8 @@ export async function startLocalMesh(opts: MeshOptions): Promise<LocalMesh> {
       env: { RLMESH_EXECUTOR_METRICS_PORT: String(m), RLMESH_EXECUTOR_ID: `executor-${i}` },
     });
   }
-  const apiPort = await port(50051);
-  const apiMetrics = await port(9451);
+  const apiPort = await port(UP_PORTS.api);
+  const apiMetrics = await port(UP_PORTS.apiMetrics);
   specs.push({
     name: "api",
     service: "api",

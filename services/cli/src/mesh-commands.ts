@@ -6,7 +6,7 @@ import type { Command } from "./command.js";
 import { jobClient, jobs } from "./job-client.js";
 import { formatEvent } from "./job-commands.js";
 import { PRIMARY_EVAL_SPLIT } from "@rlmesh/shared/eval-splits";
-import { startLocalMesh, type LocalMesh } from "./local-mesh.js";
+import { describeUpPorts, startLocalMesh, type LocalMesh } from "./local-mesh.js";
 import { DEFAULT_MODEL_DIR, REPO_ROOT } from "@rlmesh/shared/repo-paths";
 
 const MESH_FLAGS = "[--rollouts N] [--executors M] [--model DIR] [--state-dir DIR]";
@@ -35,8 +35,10 @@ export const upCommand: Command = {
   name: "up",
   summary: "run the local mesh as processes (redis-server unless REDIS_URL, api, rollout, executor, learner) until Ctrl-C",
   usage: `rlmesh up ${MESH_FLAGS}`,
+  help: `Fixed ports: ${describeUpPorts()} (rollout i and executor i add i to theirs).\nEvery service listens on loopback; move a port with the service's RLMESH_*_PORT variable (README, Configuration).`,
   async run(argv) {
     const { mesh } = await meshFromArgs(argv, true, (s) => console.log(s));
+    console.log(`\nports: ${describeUpPorts(mesh.processes.filter((p) => p.name.startsWith("rollout")).length, mesh.processes.filter((p) => p.name.startsWith("executor")).length)}`);
     console.log(`\nmesh up: api ${mesh.apiAddr} — submit with \`npx rlmesh submit SPEC.json\`; Ctrl-C stops everything`);
     await new Promise<void>((res) => {
       process.once("SIGINT", res);

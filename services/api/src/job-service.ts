@@ -31,7 +31,7 @@ export interface JobServiceDeps {
   redis: Redis;
   logger: Logger;
   /** Loads the spec's datasets; throws InvalidArgumentError naming the bad row and field. */
-  validateDatasets?: (spec: NormalizedJobSpec) => void;
+  validateDatasets?: (spec: NormalizedJobSpec) => void | Promise<void>;
   /** Called after a job is stored; the coordinator starts it. */
   onSubmitted?: (job: Job) => void;
   /** Called after a job is cancelled; the coordinator stops its in-flight work. */
@@ -55,7 +55,7 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
   return {
     SubmitJob: unary(logger, "SubmitJob", async (req: SubmitJobRequest__Output) => {
       const spec = normalizeSpec(req.spec);
-      deps.validateDatasets?.(spec);
+      await deps.validateDatasets?.(spec);
       const job = await store.create(spec);
       logger.info("job submitted", { job: job.id, steps: spec.steps });
       deps.onSubmitted?.(job);

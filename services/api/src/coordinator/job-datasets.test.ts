@@ -1,0 +1,38 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { InvalidArgumentError } from "@rlmesh/shared";
+import { DEFAULT_MODEL_DIR, TOY_DATASET_DIR } from "@rlmesh/shared/repo-paths";
+import { normalizeSpec } from "../job-spec.js";
+import { validateDatasets } from "./job-datasets.js";
+
+const dir = mkdtempSync(join(tmpdir(), "rlmesh-datasets-"));
+const row = (id: string, prompt: string) => JSON.stringify({ task_id: id, prompt, tests: { kind: "assert", tests: ["assert f(1) == 1"] } });
+
+test("submit-time check: every prompt plus max_new_tokens must fit the model's max_seq_len", async () => {
+  const ds = join(dir, "long.jsonl");
+  writeFileSync(ds, `${row("short", "Write f(x) that returns x.")}\n${row("huge", "word ".repeat(5000))}\n`);
+  await assert.rejects(
+    validateDatasets(normalizeSpec({ modelDir: DEFAULT_MODEL_DIR, dataset: { path: ds } })),
+    (e: unknown) =>
+      e instanceof InvalidArgumentError &&
+      /^spec\.dataset\.path: .*long\.jsonl: row 2 \(task huge\) has a \d+-token prompt; with decoding\.max_new_tokens 64 the model's max_seq_len \d+ leaves room for \d+ prompt tokens/.test(e.message),
+  );
+  // A max_new_tokens that leaves no room for any prompt is named as such.
+  const ok = join(dir, "ok.jsonl");
+  writeFileSync(ok, `${row("short", "Write f(x) that returns x.")}\n`);
+  await assert.rejects(
+    validateDatasets(normalizeSpec({ modelDir: DEFAULT_MODEL_DIR, dataset: { path: ok }, decoding: { maxNewTokens: 8000 } })),
+    /^InvalidArgumentError: spec\.decoding\.max_new_tokens: 8000 leaves no room for a prompt/,
+  );
+  // The shipped datasets fit the shipped model at the default decoding.
+  await validateDatasets(
+    normalizeSpec({
+      modelDir: DEFAULT_MODEL_DIR,
+      dataset: { path: join(TOY_DATASET_DIR, "train.jsonl") },
+      evalDataset: { path: join(TOY_DATASET_DIR, "test-instances.jsonl") },
+    }),
+  );
+});

@@ -2,7 +2,7 @@
 // dataset format and test kind. Needs dockerd and redis-server.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { benchSandboxCommand } from "./bench-command.js";
@@ -50,7 +50,25 @@ test("eval --json on HumanEval with canonical solutions", { timeout: 60_000 }, a
   const { code, lines } = await run(["--dataset", file, "--json"]);
   assert.equal(code, 0);
   const summary = JSON.parse(lines.at(-1)!);
-  assert.deepEqual(Object.keys(summary).sort(), ["by_status", "executions_per_second", "failed", "passed", "seconds", "total"]);
+  assert.deepEqual(Object.keys(summary).sort(), [
+    "by_status",
+    "executions_per_second",
+    "failed",
+    "pass_at_k",
+    "pass_at_k_skipped",
+    "passed",
+    "samples_per_task",
+    "seconds",
+    "tasks",
+    "total",
+    "unanswered_tasks",
+    "unmatched_samples",
+  ]);
+  assert.deepEqual(summary.pass_at_k, { "1": 1 });
+  assert.deepEqual(
+    summary.pass_at_k_skipped.map((s: { k: number }) => s.k),
+    [10, 100],
+  );
   assert.equal(summary.total, 2);
   assert.equal(summary.passed, 2);
   assert.deepEqual(summary.by_status, { passed: 2 });
@@ -103,6 +121,97 @@ test("eval with RESPONSES.jsonl on LiveCodeBench stdin and functional rows", { t
   assert.deepEqual(JSON.parse(r.lines.at(-1)!).by_status, { passed: 1, format_error: 1 });
   r = await run(["--dataset", fnData, "--solutions", responses, "--concurrency", "1", "--json"]);
   assert.deepEqual(JSON.parse(r.lines.at(-1)!).by_status, { passed: 1 });
+});
+
+/** Runs with stderr captured. */
+async function runQuiet(argv: string[]): Promise<{ code: number; lines: string[]; stderr: string }> {
+  const errors: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = (s: string) => (errors.push(String(s)), true);
+  try {
+    return { ...(await run(argv)), stderr: errors.join("") };
+  } finally {
+    process.stderr.write = write;
+  }
+}
+
+const HE_TWO = [
+  { task_id: "HE/0", prompt: "def add(a, b):\n", entry_point: "add", canonical_solution: "    return a + b\n", test: "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(-1, 1) == 0\n" },
+  { task_id: "HE/1", prompt: "def neg(x):\n", entry_point: "neg", canonical_solution: "    return -x\n", test: "def check(candidate):\n    assert candidate(1) == -1\n" },
+];
+
+test("eval of a samples.jsonl with many samples per task: pass@k, skipped ks, --results per sample", { timeout: 120_000 }, async () => {
+  const data = join(dir, "he2.jsonl");
+  writeFileSync(data, jsonl(HE_TWO));
+  const samples = join(dir, "samples.jsonl");
+  // HE/0: 4 completions (human-eval style), 2 correct. HE/1: 4 responses, 1 correct. Interleaved.
+  writeFileSync(
+    samples,
+    jsonl([
+      { task_id: "HE/0", completion: "    return a + b\n" },
+      { task_id: "HE/1", response: fence("def neg(x):\n    return x") },
+      { task_id: "HE/0", completion: "    return a - b\n" },
+      { task_id: "HE/1", response: fence("def neg(x):\n    return -x") },
+      { task_id: "HE/0", completion: "    return b + a\n" },
+      { task_id: "HE/1", response: "I cannot" },
+      { task_id: "HE/0", completion: "    return 3\n" },
+      { task_id: "HE/1", response: fence("def neg(x):\n    return 0") },
+    ]),
+  );
+  const out = join(dir, "results.jsonl");
+  const r = await runQuiet(["--dataset", data, "--solutions", samples, "--k", "1,2,10", "--results", out, "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr, "", "nothing to warn about");
+  const s = JSON.parse(r.lines.at(-1)!);
+  assert.equal(s.total, 8, "no sample dropped");
+  assert.equal(s.passed, 3);
+  assert.deepEqual(s.samples_per_task, { min: 4, max: 4 });
+  assert.ok(Math.abs(s.pass_at_k["1"] - (2 / 4 + 1 / 4) / 2) < 1e-12);
+  // 1 - C(n-c,2)/C(n,2): HE/0 1 - 1/6, HE/1 1 - 3/6.
+  assert.ok(Math.abs(s.pass_at_k["2"] - (5 / 6 + 1 / 2) / 2) < 1e-12);
+  assert.deepEqual(s.pass_at_k_skipped, [{ k: 10, reason: "needs at least 10 samples for every task; the fewest is 4 (task HE/0)" }]);
+  const lines = readFileSync(out, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  assert.deepEqual(
+    lines.map((l) => [l.task_id, l.sample, l.line, l.reward, l.status]),
+    [
+      ["HE/0", 0, 1, 1, "passed"],
+      ["HE/0", 1, 3, 0, "failed"],
+      ["HE/0", 2, 5, 1, "passed"],
+      ["HE/0", 3, 7, 0, "failed"],
+      ["HE/1", 0, 2, 0, "failed"],
+      ["HE/1", 1, 4, 1, "passed"],
+      ["HE/1", 2, 6, 0, "format_error"],
+      ["HE/1", 3, 8, 0, "failed"],
+    ],
+  );
+  // The text report says which k were skipped and why.
+  const text = await runQuiet(["--dataset", data, "--solutions", samples, "--k", "1,10"]);
+  assert.equal(text.code, 0);
+  assert.ok(text.lines.some((l) => /^pass@1 37\.5% over 2 task\(s\), n = 4 sample\(s\) per task$/.test(l)), text.lines.join("\n"));
+  assert.ok(text.lines.some((l) => /pass@10 not reported: needs at least 10 samples for every task; the fewest is 4/.test(l)));
+});
+
+test("eval with no sample naming a dataset task fails (exit 2) naming ids; a partial match warns", { timeout: 60_000 }, async () => {
+  const data = join(dir, "he-ids.jsonl");
+  writeFileSync(data, jsonl(HE_TWO));
+  const wrong = join(dir, "wrong-ids.jsonl");
+  writeFileSync(wrong, jsonl(Array.from({ length: 10 }, (_, i) => ({ task_id: i, completion: "    return a + b\n" }))));
+  const r = await runQuiet(["--dataset", data, "--solutions", wrong, "--json"]);
+  assert.equal(r.code, 2);
+  assert.deepEqual(r.lines, [], "no 0/10 summary");
+  assert.match(r.stderr, /none of the 10 sample\(s\) names a task of the dataset \(2 task\(s\)\): sample task ids "0", "1", "2", "3", "4", … \(10 in all\); dataset task ids "HE\/0", "HE\/1"/);
+
+  const partial = join(dir, "partial-ids.jsonl");
+  writeFileSync(partial, jsonl([{ task_id: "HE/0", completion: "    return a + b\n" }, { task_id: "HE/9", completion: "x" }]));
+  const p = await runQuiet(["--dataset", data, "--solutions", partial, "--json"]);
+  assert.equal(p.code, 0);
+  assert.match(p.stderr, /warning: 1 of 2 sample\(s\) name a task id the dataset does not have \(1 distinct: "HE\/9"\)/);
+  assert.match(p.stderr, /warning: 1 of 2 task\(s\) have no sample \("HE\/1"\); each counts as 0 in pass@k/);
+  const s = JSON.parse(p.lines.at(-1)!);
+  assert.equal(s.total, 1);
+  assert.equal(s.unmatched_samples, 1);
+  assert.equal(s.unanswered_tasks, 1);
+  assert.deepEqual(s.pass_at_k, { "1": 0.5 });
 });
 
 test("eval reports bad input with the line and field, and bad usage", async () => {

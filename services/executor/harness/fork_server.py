@@ -612,6 +612,35 @@ def _force_remove(path):
         os.unlink(path)
 
 
+_SYSV_IPC = (("/proc/sysvipc/shm", "shmctl"), ("/proc/sysvipc/msg", "msgctl"), ("/proc/sysvipc/sem", "semctl"))
+IPC_RMID = 0
+
+
+def wipe_sysv_ipc():
+    """Removes every SysV shared-memory segment, message queue and semaphore set of this IPC
+    namespace (the sandbox's own; they are the candidate's, same uid). Docker's sandbox forbids
+    queues and semaphores and forces segment removal by sysctl; bwrap cannot set those sysctls."""
+    import ctypes
+    libc = None
+    for path, fn in _SYSV_IPC:
+        try:
+            with open(path) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) < 2:
+                continue
+            if libc is None:
+                libc = ctypes.CDLL(None, use_errno=True)
+            ipc_id = int(fields[1])
+            if fn == "semctl":
+                libc.semctl(ipc_id, 0, IPC_RMID)
+            else:
+                getattr(libc, fn)(ipc_id, IPC_RMID, None)
+
+
 def wipe(root):
     """Empties a directory the candidate could write to; raises if something stays."""
     if not os.path.isdir(root):
@@ -712,6 +741,7 @@ def supervise_one(run_dir, header_fd):
     kill_all_as_init()
     for root in WIPE_ROOTS:
         wipe(root)
+    wipe_sysv_ipc()
     write_frame(1, resp)
     return 0
 
@@ -770,6 +800,7 @@ def _serve_one(run_dir):
         # for it, once every process is gone.
         for root in WIPE_ROOTS:
             wipe(root)
+        wipe_sysv_ipc()
         write_frame(1, {"id": header.get("id"), "status": "timeout" if status is None else "runtime_error",
                         "tests_run": 0, "tests_passed": 0, "tests_total": header.get("total", 0),
                         "duration_ms": int((time.monotonic() - started) * 1000), "stderr_tail": "",
@@ -777,7 +808,18 @@ def _serve_one(run_dir):
     return True
 
 
+def _set_nproc(argv):
+    """--nproc N: RLIMIT_NPROC for every process of the sandbox (bwrap without a pids cgroup).
+    Counted per user namespace, so it bounds this sandbox's processes only."""
+    if "--nproc" not in argv:
+        return
+    import resource
+    n = int(argv[argv.index("--nproc") + 1])
+    resource.setrlimit(resource.RLIMIT_NPROC, (n, n))
+
+
 def serve_as_init():
+    _set_nproc(sys.argv)
     _set_not_dumpable()
     _ignore_signals()
     os.umask(0o077)

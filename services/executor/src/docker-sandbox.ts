@@ -3,14 +3,8 @@ import type { Duplex } from "node:stream";
 import type Docker from "dockerode";
 import { type ContainerLimits, DEFAULT_CONTAINER_LIMITS } from "./sandbox-limits.js";
 import { HARNESS_SHA_LABEL, SANDBOX_HARNESS_PATH, SANDBOX_IMAGE, SANDBOX_UID, harnessSourceSha } from "./sandbox-image.js";
-import {
-  DockerStreamDemuxer,
-  FrameDecoder,
-  encodeFrame,
-  type SandboxRequest,
-  type SandboxResponse,
-  isSandboxResponse,
-} from "./sandbox-protocol.js";
+import { DockerStreamDemuxer, type SandboxRequest, type SandboxResponse } from "./sandbox-protocol.js";
+import { ForkServerConnection } from "./fork-server-connection.js";
 import { SandboxError } from "./sandbox-error.js";
 
 /** Label on every sandbox container (what orphan reaping looks for). */
@@ -23,8 +17,6 @@ export const SANDBOX_PID_LABEL = "rlmesh.sandbox.pid";
 export const DEFAULT_START_TIMEOUT_MS = 20_000;
 /** Slack over a request's total budget before the executor gives up on the container. */
 export const DEFAULT_WATCHDOG_GRACE_MS = 5_000;
-/** Container stderr kept for error messages (the fork server's own errors). */
-const SERVER_STDERR_CHARS = 2000;
 
 export interface DockerSandboxOptions {
   docker: Docker;
@@ -101,36 +93,23 @@ export function sandboxContainerSpec(opts: {
   };
 }
 
-interface Pending {
-  id: string;
-  resolve: (r: SandboxResponse) => void;
-  reject: (e: Error) => void;
-  timer: NodeJS.Timeout;
-}
-
 /** One sandbox container whose PID 1 is the fork server; runs one request at a time. */
 export class DockerSandbox {
-  private pending: Pending | null = null;
-  private serverStderr = "";
-  private dead: Error | null = null;
-  private readyWaiter: { resolve: () => void; reject: (e: Error) => void } | null = null;
-  private ready = false;
-  private readonly decoder = new FrameDecoder();
+  private readonly conn: ForkServerConnection;
 
   private constructor(
     readonly container: Docker.Container,
     private readonly stream: Duplex,
   ) {
+    this.conn = new ForkServerConnection((frame) => this.stream.write(frame));
     const demux = new DockerStreamDemuxer(
-      (chunk) => this.onStdout(chunk),
-      (chunk) => {
-        this.serverStderr = (this.serverStderr + chunk.toString("utf8")).slice(-SERVER_STDERR_CHARS);
-      },
+      (chunk) => this.conn.onStdout(chunk),
+      (chunk) => this.conn.onStderr(chunk),
     );
     stream.on("data", (chunk: Buffer) => demux.push(chunk));
-    stream.on("error", (err: Error) => this.fail(new SandboxError(`sandbox stream error: ${err.message}`)));
-    stream.on("close", () => this.fail(new SandboxError("sandbox stream closed")));
-    stream.on("end", () => this.fail(new SandboxError("sandbox stream ended")));
+    stream.on("error", (err: Error) => this.conn.fail(new SandboxError(`sandbox stream error: ${err.message}`)));
+    stream.on("close", () => this.conn.fail(new SandboxError("sandbox stream closed")));
+    stream.on("end", () => this.conn.fail(new SandboxError("sandbox stream ended")));
   }
 
   /** Creates, attaches and starts a container; resolves once the fork server is ready. */
@@ -145,7 +124,7 @@ export class DockerSandbox {
       container = await opts.docker.createContainer(spec);
       const stream = (await container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true })) as unknown as Duplex;
       const sandbox = new DockerSandbox(container, stream);
-      const ready = sandbox.waitReady(opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
+      const ready = sandbox.conn.waitReady(opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
       await container.start();
       await ready;
       return sandbox;
@@ -162,67 +141,7 @@ export class DockerSandbox {
 
   /** False once the container misbehaved or died; it must then be destroyed. */
   get healthy(): boolean {
-    return this.dead === null && this.ready;
-  }
-
-  private waitReady(timeoutMs: number): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => this.fail(new SandboxError(`fork server not ready within ${timeoutMs} ms`)), timeoutMs);
-      this.readyWaiter = {
-        resolve: () => {
-          clearTimeout(timer);
-          resolve();
-        },
-        reject: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      };
-    });
-  }
-
-  private onStdout(chunk: Buffer): void {
-    let frames: unknown[];
-    try {
-      frames = this.decoder.push(chunk);
-    } catch (err) {
-      this.fail(new SandboxError(`bad frame from sandbox: ${(err as Error).message}`));
-      return;
-    }
-    for (const frame of frames) {
-      if (!this.ready) {
-        if (typeof frame === "object" && frame !== null && (frame as { ready?: unknown }).ready === true) {
-          this.ready = true;
-          this.readyWaiter?.resolve();
-          this.readyWaiter = null;
-        } else {
-          this.fail(new SandboxError("sandbox spoke before it was ready"));
-        }
-        continue;
-      }
-      const p = this.pending;
-      if (!p || !isSandboxResponse(frame) || frame.id !== p.id) {
-        this.fail(new SandboxError("unexpected response from sandbox"));
-        return;
-      }
-      this.pending = null;
-      clearTimeout(p.timer);
-      p.resolve(frame);
-    }
-  }
-
-  private fail(err: Error): void {
-    if (this.dead) return;
-    const detail = this.serverStderr.trim();
-    this.dead = detail ? new SandboxError(`${err.message}; fork server stderr: ${detail}`) : err;
-    this.readyWaiter?.reject(this.dead);
-    this.readyWaiter = null;
-    const p = this.pending;
-    this.pending = null;
-    if (p) {
-      clearTimeout(p.timer);
-      p.reject(this.dead);
-    }
+    return this.conn.healthy;
   }
 
   /**
@@ -230,19 +149,12 @@ export class DockerSandbox {
    * sandbox turns unhealthy) when the container dies or does not answer within `watchdogMs`.
    */
   run(req: SandboxRequest, watchdogMs: number): Promise<SandboxResponse> {
-    if (this.dead) return Promise.reject(this.dead);
-    if (!this.ready) return Promise.reject(new SandboxError("sandbox not ready"));
-    if (this.pending) return Promise.reject(new SandboxError("sandbox busy"));
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => this.fail(new SandboxError(`sandbox did not answer within ${watchdogMs} ms`)), watchdogMs);
-      this.pending = { id: req.id, resolve, reject, timer };
-      this.stream.write(encodeFrame(req));
-    });
+    return this.conn.run(req, watchdogMs);
   }
 
   /** Kills and removes the container (idempotent). */
   async destroy(): Promise<void> {
-    this.fail(new SandboxError("sandbox destroyed"));
+    this.conn.fail(new SandboxError("sandbox destroyed"));
     this.stream.destroy();
     await removeQuietly(this.container);
   }

@@ -2,6 +2,8 @@ import { type ConfigOf, loadConfig } from "@rlmesh/shared";
 import { DEFAULT_REWARD_QUEUE } from "@rlmesh/shared/reward/queue-names";
 import { DEFAULT_CONTAINER_LIMITS, DEFAULT_SANDBOX_LIMITS } from "./sandbox-limits.js";
 import { SANDBOX_IMAGE } from "./sandbox-image.js";
+import { DEFAULT_BWRAP_HOST_UID } from "./bwrap-sandbox.js";
+import { DEFAULT_SANDBOX_BACKEND, SANDBOX_BACKENDS } from "./sandbox-backend.js";
 
 /** Environment of the executor service (validated once at start-up). */
 export const EXECUTOR_CONFIG = {
@@ -28,6 +30,26 @@ export const EXECUTOR_CONFIG = {
     min: 0,
     max: 65535,
     doc: "Port of /metrics (0: any free port)",
+  },
+  backend: {
+    env: "RLMESH_SANDBOX_BACKEND",
+    type: "enum",
+    values: SANDBOX_BACKENDS,
+    default: DEFAULT_SANDBOX_BACKEND,
+    doc: "Sandbox backend: docker (warm containers) or bwrap (bubblewrap namespaces, no Docker needed)",
+  },
+  bwrapHostUid: {
+    env: "RLMESH_BWRAP_HOST_UID",
+    type: "int",
+    default: DEFAULT_BWRAP_HOST_UID,
+    min: 1,
+    doc: "bwrap: host uid the sandboxes run as when the executor is root",
+  },
+  cgroupParent: {
+    env: "RLMESH_BWRAP_CGROUP_PARENT",
+    type: "string",
+    default: "",
+    doc: "bwrap: a delegated cgroup v2 directory for per-sandbox cgroups (default: this process's own cgroup, then cgroup v1, else rlimits)",
   },
   image: { env: "RLMESH_SANDBOX_IMAGE", type: "string", default: SANDBOX_IMAGE, doc: "Sandbox image (deploy/sandbox/build-image.sh)" },
   containerMemoryMb: {

@@ -1,17 +1,17 @@
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
-import Docker from "dockerode";
+import type Docker from "dockerode";
 import type { Redis } from "ioredis";
 import { Queue, type Worker } from "bullmq";
 import type { Registry } from "prom-client";
 import { type Logger, createRedis } from "@rlmesh/shared";
-import { DockerSandbox, assertSandboxImage, reapOrphanSandboxes } from "./docker-sandbox.js";
 import { type ExecutorMetrics, createExecutorMetrics } from "./executor-metrics.js";
 import { DEFAULT_REWARD_QUEUE } from "@rlmesh/shared/reward/queue-names";
 import type { RewardJobData } from "@rlmesh/shared/reward/reward-jobs";
 import type { RewardResult } from "@rlmesh/shared/reward/reward-result";
 import { createRewardWorker } from "./reward-worker.js";
 import { SandboxPool } from "./sandbox-pool.js";
+import { type SandboxBackend, type SandboxBackendName, openSandboxBackend, sandboxBackendFromEnv } from "./sandbox-backend.js";
 import { type ContainerLimits, DEFAULT_CONTAINER_LIMITS, DEFAULT_SANDBOX_LIMITS, type SandboxLimits } from "./sandbox-limits.js";
 import { SANDBOX_IMAGE } from "./sandbox-image.js";
 import { scoreCandidate } from "./score-candidate.js";
@@ -33,10 +33,17 @@ export interface ExecutorOptions {
   lockDurationMs?: number;
   stalledIntervalMs?: number;
   docker?: Docker;
+  /** Which sandboxes: Docker containers or bwrap. @defaultValue RLMESH_SANDBOX_BACKEND, else "docker" */
+  backend?: SandboxBackendName;
+  /** bwrap: host uid of the sandboxes when the executor runs as root. */
+  bwrapHostUid?: number;
+  /** bwrap: a delegated cgroup v2 directory to create sandbox cgroups under. */
+  cgroupParent?: string;
 }
 
 export interface RunningExecutor {
   pool: SandboxPool;
+  backend: SandboxBackend;
   worker: Worker<RewardJobData, RewardResult>;
   metrics?: ExecutorMetrics;
   /** Graceful: stops taking jobs, lets in-flight ones finish, then removes the sandboxes. */
@@ -44,11 +51,11 @@ export interface RunningExecutor {
 }
 
 /**
- * Starts an executor: reaps orphan sandboxes, checks the image, warms the pool, then starts
- * consuming the queue. Fails (without consuming) if Docker or the image is missing.
+ * Starts an executor: prepares the sandbox backend (Docker: checks the image, reaps orphan
+ * containers; bwrap: stages the harness, probes bwrap, finds cgroups), warms the pool, then
+ * starts consuming the queue. Fails (without consuming) if the backend cannot run sandboxes.
  */
 export async function startExecutor(opts: ExecutorOptions): Promise<RunningExecutor> {
-  const docker = opts.docker ?? new Docker();
   const logger = opts.logger;
   const queueName = opts.queueName ?? DEFAULT_REWARD_QUEUE;
   const concurrency = opts.concurrency ?? 2;
@@ -57,9 +64,16 @@ export async function startExecutor(opts: ExecutorOptions): Promise<RunningExecu
   const image = opts.image ?? SANDBOX_IMAGE;
   const owner = opts.executorId || `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
 
-  await assertSandboxImage(docker, image);
-  const reaped = await reapOrphanSandboxes(docker);
-  if (reaped > 0) logger?.info("reaped orphan sandboxes", { count: reaped });
+  const backend = await openSandboxBackend(opts.backend ?? sandboxBackendFromEnv(), {
+    owner,
+    limits: container,
+    image,
+    ...(opts.docker ? { docker: opts.docker } : {}),
+    ...(opts.bwrapHostUid !== undefined ? { bwrapHostUid: opts.bwrapHostUid } : {}),
+    ...(opts.cgroupParent ? { cgroupParent: opts.cgroupParent } : {}),
+    ...(logger ? { logger } : {}),
+  });
+  logger?.info("sandbox backend", backend.describe);
 
   // BullMQ does not close connections it was given: they are ours to close.
   const connections: Redis[] = [];
@@ -80,14 +94,19 @@ export async function startExecutor(opts: ExecutorOptions): Promise<RunningExecu
   }
   const pool = new SandboxPool({
     size: concurrency,
-    create: () => DockerSandbox.start({ docker, image, owner, limits: container }),
+    create: () => backend.create(),
     ...(logger ? { logger } : {}),
     onChange: (live, busy) => {
       metrics?.poolSize.set(live);
       metrics?.poolBusy.set(busy);
     },
   });
-  await pool.start();
+  try {
+    await pool.start();
+  } catch (err) {
+    await backend.close();
+    throw err;
+  }
   const worker = createRewardWorker({
     connection: redis("worker"),
     queueName,
@@ -99,16 +118,18 @@ export async function startExecutor(opts: ExecutorOptions): Promise<RunningExecu
     ...(opts.stalledIntervalMs ? { stalledIntervalMs: opts.stalledIntervalMs } : {}),
   });
   await worker.waitUntilReady();
-  logger?.info("executor ready", { queue: queueName, concurrency, image, owner });
+  logger?.info("executor ready", { queue: queueName, concurrency, backend: backend.name, ...(backend.name === "docker" ? { image } : {}), owner });
   let closing: Promise<void> | undefined;
   return {
     pool,
+    backend,
     worker,
     ...(metrics ? { metrics } : {}),
     close: () =>
       (closing ??= (async () => {
         await worker.close();
         await pool.close();
+        await backend.close();
         await depthQueue?.close();
         await Promise.allSettled(connections.map((c) => c.quit()));
       })()),

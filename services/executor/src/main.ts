@@ -22,6 +22,9 @@ try {
     concurrency: config.concurrency,
     executorId: config.executorId,
     image: config.image,
+    backend: config.backend,
+    bwrapHostUid: config.bwrapHostUid,
+    ...(config.cgroupParent ? { cgroupParent: config.cgroupParent } : {}),
     containerLimits: {
       memory_mb: config.containerMemoryMb,
       cpus: config.cpus,
@@ -42,7 +45,7 @@ try {
     stalledIntervalMs: config.stalledIntervalMs,
   });
 } catch (err) {
-  // ConfigError names the variable; SandboxError says what is missing (Docker, the image).
+  // ConfigError names the variable; SandboxError says what is missing (Docker, the image, bwrap).
   logger.error("executor failed to start", { err: (err as Error).message });
   await started.executor?.close();
   await started.metrics?.close();

@@ -30,6 +30,7 @@ export interface SandboxPoolOptions {
  */
 export class SandboxPool {
   private readonly idle: Sandbox[] = [];
+  private readonly members = new Set<Sandbox>();
   private readonly waiters: { resolve: (s: Sandbox) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }[] = [];
   private live = 0;
   private busy = 0;
@@ -51,6 +52,11 @@ export class SandboxPool {
     return this.busy;
   }
 
+  /** Ids of the live sandboxes, sorted (a replaced sandbox shows up as a changed id). */
+  ids(): string[] {
+    return [...this.members].map((s) => s.id).sort();
+  }
+
   /** Starts all sandboxes; throws if not even one could start (e.g. Docker or the image is missing). */
   async start(): Promise<void> {
     const results = await Promise.allSettled(Array.from({ length: this.opts.size }, () => this.opts.create()));
@@ -58,6 +64,7 @@ export class SandboxPool {
     for (const r of results) {
       if (r.status === "fulfilled") {
         this.live++;
+        this.members.add(r.value);
         this.offer(r.value);
       } else {
         errors.push(r.reason);
@@ -119,6 +126,7 @@ export class SandboxPool {
 
   private retire(s: Sandbox): void {
     this.live--;
+    this.members.delete(s);
     s.destroy().catch((err: unknown) => this.opts.logger?.warn("sandbox destroy failed", { id: s.id, err }));
     if (!this.closed) {
       this.opts.logger?.info("replacing sandbox", { id: s.id.slice(0, 12) });
@@ -136,6 +144,7 @@ export class SandboxPool {
           return;
         }
         this.live++;
+        this.members.add(s);
         this.offer(s);
         this.changed();
       },
@@ -167,6 +176,7 @@ export class SandboxPool {
     }
     const idle = this.idle.splice(0);
     this.live -= idle.length;
+    for (const s of idle) this.members.delete(s);
     await Promise.allSettled(idle.map((s) => s.destroy()));
     // Busy ones are destroyed when their run returns (closed pool retires them).
     this.changed();

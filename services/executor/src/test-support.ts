@@ -1,5 +1,7 @@
-// Helpers shared by the executor's Docker/Redis tests (not a test file itself).
+// Helpers shared by the executor's Docker/bwrap/Redis tests (not a test file itself).
 import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { test as nodeTest } from "node:test";
 import { resolve } from "node:path";
 import Docker from "dockerode";
 import { type Job, Queue, QueueEvents } from "bullmq";
@@ -9,6 +11,10 @@ import type { TestSpec } from "@rlmesh/shared/datasets/index";
 import { type RewardJobData, enqueueRewardJobs, rewardJobId } from "@rlmesh/shared/reward/reward-jobs";
 import type { RewardResult } from "@rlmesh/shared/reward/reward-result";
 import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
+import { DEFAULT_BWRAP } from "./bwrap-sandbox.js";
+import { SANDBOX_OWNER_LABEL } from "./docker-sandbox.js";
+import type { RunningExecutor } from "./executor.js";
+import { SANDBOX_BACKENDS, type SandboxBackendName } from "./sandbox-backend.js";
 
 
 /**
@@ -74,4 +80,57 @@ export class QueueClient {
 /** A response with the program in a fenced block. */
 export function fenced(program: string): string {
   return "Here is my solution:\n```python\n" + program + "\n```\n";
+}
+
+/**
+ * The backends the sandbox suites run against: both, unless RLMESH_TEST_SANDBOX_BACKENDS names
+ * a subset (comma-separated) for a quick local run. CI runs both.
+ */
+export function backendsUnderTest(env: NodeJS.ProcessEnv = process.env): SandboxBackendName[] {
+  const only = env.RLMESH_TEST_SANDBOX_BACKENDS;
+  if (!only) return [...SANDBOX_BACKENDS];
+  const names = only.split(",").map((s) => s.trim());
+  for (const n of names)
+    if (!(SANDBOX_BACKENDS as readonly string[]).includes(n)) throw new Error(`RLMESH_TEST_SANDBOX_BACKENDS: unknown backend ${n}`);
+  return names as SandboxBackendName[];
+}
+
+/** node:test's `test`, registering each test with the backend in its name. */
+export function backendTest(backend: SandboxBackendName): typeof nodeTest {
+  const wrapped = ((name: string, ...rest: unknown[]) =>
+    (nodeTest as unknown as (...a: unknown[]) => Promise<void>)(`${name} [${backend}]`, ...rest)) as unknown as typeof nodeTest;
+  return wrapped;
+}
+
+/** Fails loudly (never skips) when the backend cannot run here; Docker: builds the image. */
+export async function requireBackend(backend: SandboxBackendName): Promise<void> {
+  if (backend === "docker") {
+    await requireDockerAndImage();
+    return;
+  }
+  if (!existsSync(DEFAULT_BWRAP)) throw new Error(`these tests need bubblewrap: ${DEFAULT_BWRAP} is missing (apt-get install bubblewrap)`);
+}
+
+/**
+ * Ids of an executor's live sandboxes: Docker asks dockerd for the owner's running containers,
+ * bwrap the pool (a bwrap sandbox that died is replaced under a new id).
+ */
+export async function sandboxIdsOf(executor: RunningExecutor, owner: string): Promise<string[]> {
+  if (executor.backend.name === "docker") {
+    const list = await new Docker().listContainers({ filters: { label: [`${SANDBOX_OWNER_LABEL}=${owner}`] } });
+    return list.map((c) => c.Id).sort();
+  }
+  return executor.pool.ids();
+}
+
+/** Runs fn with RLMESH_SANDBOX_BACKEND set (for runEval's in-process executor), then restores it. */
+export async function withSandboxBackend<T>(backend: SandboxBackendName, fn: () => Promise<T>): Promise<T> {
+  const before = process.env.RLMESH_SANDBOX_BACKEND;
+  process.env.RLMESH_SANDBOX_BACKEND = backend;
+  try {
+    return await fn();
+  } finally {
+    if (before === undefined) delete process.env.RLMESH_SANDBOX_BACKEND;
+    else process.env.RLMESH_SANDBOX_BACKEND = before;
+  }
 }

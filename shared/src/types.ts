@@ -38,6 +38,9 @@ export type {
   ReportEvalResponse__Output as ReportEvalResponse,
   ReportEvalResponse as ReportEvalResponseIn,
 } from "./gen/rlmesh/v1/ReportEvalResponse.js";
+export type { StartJobRequest__Output as StartJobRequest, StartJobRequest as StartJobRequestIn } from "./gen/rlmesh/v1/StartJobRequest.js";
+export type { StartJobResponse__Output as StartJobResponse, StartJobResponse as StartJobResponseIn } from "./gen/rlmesh/v1/StartJobResponse.js";
+export type { InitFrom__Output as InitFrom, InitFrom as InitFromIn } from "./gen/rlmesh/v1/InitFrom.js";
 export type { TrainSample__Output as TrainSample, TrainSample as TrainSampleIn } from "./gen/rlmesh/v1/TrainSample.js";
 export type { TrainStats__Output as TrainStats, TrainStats as TrainStatsIn } from "./gen/rlmesh/v1/TrainStats.js";
 export type { LearnerStatus__Output as LearnerStatus, LearnerStatus as LearnerStatusIn } from "./gen/rlmesh/v1/LearnerStatus.js";

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { chunkWeights, WeightAssembler, weightsChecksum } from "./weights.js";
+import { acceptsPolicy, chunkWeights, WeightAssembler, weightsChecksum } from "./weights.js";
 import { tensorFromBytes, tensorToBytes, type HostTensor } from "./tensor.js";
 
 const tensors = (): HostTensor[] => [
@@ -39,4 +39,25 @@ test("a corrupted or truncated stream is rejected with the reason", () => {
   const short = new WeightAssembler();
   for (const c of chunks.slice(0, -1)) short.add(c as never);
   assert.throws(() => short.finish(), /received \d+ of \d+ bytes/);
+});
+
+test("a weight stream carries its job with the version; a chunk of another job inside it is rejected", () => {
+  const chunks = [...chunkWeights({ jobId: "job-b", version: 0 }, tensors(), 16)].map((c) => ({ ...c, data: Buffer.from(c.data as Uint8Array) }));
+  const asm = new WeightAssembler();
+  for (const c of chunks) asm.add(c as never);
+  const out = asm.finish();
+  assert.equal(out.jobId, "job-b");
+  assert.equal(out.version, 0);
+  const mixed = new WeightAssembler();
+  mixed.add(chunks[0] as never);
+  assert.throws(() => mixed.add({ ...chunks[1]!, jobId: "job-a" } as never), /chunk for job job-a v0 inside the stream of job job-b v0/);
+});
+
+test("versions are scoped by job: version 0 of another job is taken, only a newer version of the same job", () => {
+  const serving = { jobId: "job-a", version: 5 };
+  assert.equal(acceptsPolicy({ jobId: "job-b", version: 0 }, serving), true);
+  assert.equal(acceptsPolicy({ jobId: "job-a", version: 6 }, serving), true);
+  assert.equal(acceptsPolicy({ jobId: "job-a", version: 5 }, serving), false);
+  assert.equal(acceptsPolicy({ jobId: "job-a", version: 0 }, serving), false);
+  assert.equal(acceptsPolicy({ jobId: "", version: 0 }, { jobId: "", version: 0 }), false);
 });

@@ -17,18 +17,23 @@ export function weightsChecksum(tensors: readonly HostTensor[]): string {
   return h.digest("hex");
 }
 
-/** Splits a weight version into UpdateWeights chunks; the first carries version, checksum and total size. */
+/**
+ * Splits a weight version into UpdateWeights chunks; each carries the job and version (a bare
+ * number is a version of job "", a model directory's own weights), the checksum and total size.
+ */
 export function* chunkWeights(
-  version: number,
+  policy: PolicyRef | number,
   tensors: readonly HostTensor[],
   chunkBytes = DEFAULT_WEIGHT_CHUNK_BYTES,
 ): Generator<WeightChunkIn> {
+  const { jobId, version } = typeof policy === "number" ? { jobId: "", version: policy } : policy;
   const checksum = weightsChecksum(tensors);
   const totalBytes = tensors.reduce((a, t) => a + t.data.byteLength, 0);
   for (const t of tensors) {
     const bytes = tensorToBytes(t);
     for (let off = 0; off < bytes.length || off === 0; off += chunkBytes) {
       yield {
+        jobId,
         version,
         checksum,
         totalBytes,
@@ -49,6 +54,7 @@ export function* chunkWeights(
  */
 export class WeightAssembler {
   version = -1;
+  jobId = "";
   checksum = "";
   totalBytes = 0;
   received = 0;
@@ -58,10 +64,13 @@ export class WeightAssembler {
     if (this.version < 0) {
       if (!c.checksum) throw new WeightStreamError("first chunk must carry the checksum");
       this.version = c.version;
+      this.jobId = c.jobId ?? "";
       this.checksum = c.checksum;
       this.totalBytes = c.totalBytes;
-    } else if (c.version !== this.version) {
-      throw new WeightStreamError(`chunk for version ${c.version} inside the stream of version ${this.version}`);
+    } else if (c.version !== this.version || (c.jobId ?? "") !== this.jobId) {
+      throw new WeightStreamError(
+        `chunk for ${formatPolicy({ jobId: c.jobId ?? "", version: c.version })} inside the stream of ${formatPolicy(this)}`,
+      );
     }
     if (!c.tensorName) throw new WeightStreamError("chunk without tensor_name");
     let part = this.parts.get(c.tensorName);
@@ -87,7 +96,7 @@ export class WeightAssembler {
       throw new WeightStreamError(`received more than total_bytes=${this.totalBytes}`);
   }
 
-  finish(): { version: number; tensors: HostTensor[] } {
+  finish(): { version: number; jobId: string; tensors: HostTensor[] } {
     if (this.version < 0) throw new WeightStreamError("empty weight stream");
     const tensors: HostTensor[] = [];
     for (const [name, p] of this.parts) {
@@ -97,7 +106,7 @@ export class WeightAssembler {
     const sum = weightsChecksum(tensors);
     if (sum !== this.checksum)
       throw new WeightStreamError(`checksum mismatch: stream says ${this.checksum.slice(0, 12)}…, data hashes to ${sum.slice(0, 12)}…`);
-    return { version: this.version, tensors };
+    return { version: this.version, jobId: this.jobId, tensors };
   }
 }
 
@@ -111,4 +120,31 @@ export type VersionLike = number | string | bigint | { toString(): string };
  */
 export function isNewerVersion(candidate: VersionLike, current: VersionLike | null | undefined): boolean {
   return Number(candidate) > Number(current ?? 0);
+}
+
+/**
+ * A policy version scoped by its job. Versions count from 0 in every job (a job's StartJob
+ * publishes version 0 of its starting weights); job "" is a model directory's own weights.
+ */
+export interface PolicyRef {
+  jobId: string;
+  version: number;
+}
+
+/**
+ * The one rule for "does a worker serving `serving` take `candidate`": any version of another
+ * job (a job that starts, or the learner moving back to a resumed job), and only a newer version
+ * of the job it serves.
+ */
+export function acceptsPolicy(candidate: PolicyRef, serving: PolicyRef): boolean {
+  return candidate.jobId !== serving.jobId || isNewerVersion(candidate.version, serving.version);
+}
+
+export function samePolicy(a: PolicyRef, b: PolicyRef): boolean {
+  return a.jobId === b.jobId && Number(a.version) === Number(b.version);
+}
+
+/** "job J v3", or "model-dir v0" for job "". */
+export function formatPolicy(p: PolicyRef): string {
+  return `${p.jobId ? `job ${p.jobId}` : "model-dir"} v${Number(p.version)}`;
 }

@@ -10,6 +10,7 @@ import {
   type DatasetSpec,
 } from "@rlmesh/shared";
 import { DEFAULT_ALG, DEFAULT_BLOCK_LENGTH, DEFAULT_CACHE, DEFAULT_MAX_STALENESS, DEFAULT_THRESHOLD } from "@rlmesh/shared/decoding-defaults";
+import { normalizeInitFrom, type NormalizedInitFrom } from "./init-from-spec.js";
 
 /** Defaults for a job spec's unset fields (the shipped tiny model's recipe). An explicit 0 is never "use the default". */
 export const DEFAULT_GROUP_SIZE = 8;
@@ -71,6 +72,7 @@ export interface NormalizedJobSpec {
   evalSamples: number;
   maxMinutes: number;
   oversample: number;
+  initFrom: NormalizedInitFrom | null;
 }
 
 const orDefault = <T>(v: T | undefined | null, d: T): T => (v === undefined || v === null || v === 0 || v === "" ? d : v);
@@ -170,5 +172,6 @@ export function normalizeSpec(spec: JobSpecIn | null | undefined): NormalizedJob
     maxMinutes: check.range("spec.max_minutes", s.maxMinutes ?? 0, 0, 1e6),
     // 0 and 1 both mean off (documented in jobs.proto).
     oversample: Math.max(1, check.int("spec.oversample", s.oversample ?? 1, 0, 64)),
+    initFrom: normalizeInitFrom("spec.init_from", s.initFrom),
   };
 }

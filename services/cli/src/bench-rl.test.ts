@@ -27,7 +27,7 @@ const step = (ms: number, s: number, reward: number, inf: number, extra: Partial
   });
 const evalEv = (ms: number, s: number, split: string, mode: string, passed: number, n: number) => {
   const r = passRate(passed, n);
-  return at(ms, { eval: { step: s, passAt1: r.passAt1, n, split, mode, responses: n, ciLow: r.ciLow, ciHigh: r.ciHigh } });
+  return at(ms, { eval: { step: s, passAt1: r.passAt1, n, split, mode, responses: n, ciLow: r.ciLow, ciHigh: r.ciHigh, policyVersion: 0 } });
 };
 
 test("the learning curve has one point per primary greedy eval, with the rewards since the previous one", () => {

@@ -67,8 +67,11 @@ function parseArgs(argv: readonly string[]): BenchArgs {
   return a;
 }
 
+/** The job id of the bench's TrainSteps and pushes. */
+const BENCH_JOB = "bench";
+
 /** Deterministic samples in the model's vocabulary, every group informative. */
-export function benchSamples(vocab: number, eos: number, mask: number, version: number, salt: number): TrainSample[] {
+export function benchSamples(vocab: number, eos: number, mask: number, version: number, salt: number, jobId = BENCH_JOB): TrainSample[] {
   const id = (x: number) => {
     const v = 4 + (x % (vocab - 4));
     return v === mask || v === eos ? 4 : v;
@@ -78,7 +81,7 @@ export function benchSamples(vocab: number, eos: number, mask: number, version: 
     const prompt = Array.from({ length: BENCH_PROMPT_TOKENS }, (_, j) => id(g * 131 + j * 7 + salt));
     for (let k = 0; k < BENCH_SAMPLES_PER_PROMPT; k++) {
       const resp = Array.from({ length: BENCH_RESPONSE_TOKENS - 1 }, (_, j) => id(g * 37 + k * 101 + j * 13 + salt));
-      out.push({ promptId: `p${g}`, promptTokenIds: prompt, responseTokenIds: [...resp, eos], reward: (g + k) % 2, policyVersion: version });
+      out.push({ promptId: `p${g}`, promptTokenIds: prompt, responseTokenIds: [...resp, eos], reward: (g + k) % 2, policyVersion: version, policyJobId: jobId });
     }
   }
   return out;
@@ -89,7 +92,7 @@ async function benchTrain(modelDir: string, steps: number, scratch: string): Pro
   const trainer = await GrpoTrainer.open({ modelDir, checkpointDir: join(scratch, "ckpt"), logger });
   const m = trainer.modelManifest;
   const req = (n: number): TrainStepRequest => ({
-    jobId: "bench",
+    jobId: BENCH_JOB,
     step: n,
     samples: benchSamples(m.vocab_size, m.eos_id, m.mask_id, trainer.status().policyVersion, n),
     params: null,
@@ -155,11 +158,11 @@ async function benchPush(tensors: HostTensor[], rounds: number): Promise<{ pushM
     for (let w = 0; w < WORKERS; w++) sinks.push(await startSinkProcess(redisServer.url, `bench-${w}`));
     const pusher = new WeightPusher(redis, logger);
     // Version 1 opens the channels; it is not timed.
-    await pusher.push(1, tensors);
+    await pusher.push({ jobId: BENCH_JOB, version: 1 }, tensors);
     let bytes = 0;
     let seconds = 0;
     for (let v = 2; v < 2 + rounds; v++) {
-      const r = await pusher.push(v, tensors);
+      const r = await pusher.push({ jobId: BENCH_JOB, version: v }, tensors);
       if (r.pushedTo.length !== WORKERS) throw new Error(`bench learner: push of version ${v} reached ${r.pushedTo.length} of ${WORKERS} workers`);
       bytes += r.bytes;
       seconds += r.seconds;

@@ -6,7 +6,9 @@ import {
   type HostTensor, type LearnerServiceClient, type ReportEvalResponse, type TrainStepRequest, type TrainStepRequestIn, type TrainStepResponse,
 } from "@rlmesh/shared";
 import { createLearnerService, type PushResult } from "./learner-service.js";
-import type { ReportEvalResult, Trainer, TrainStepResult } from "./trainer/trainer.js";
+import { JobNotStartedError, type ReportEvalResult, type StartJobInput, type Trainer, type TrainerHost, type TrainStepResult } from "./trainer/trainer.js";
+import { ModelMismatchError } from "./trainer/model-compat.js";
+import type { PolicyRef } from "@rlmesh/shared/weights";
 import { fetchWeights } from "./testing/weight-sink.js";
 
 const logger = createLogger("learner-service-test", { level: "error" });
@@ -49,16 +51,38 @@ class FakeTrainer implements Trainer {
 }
 
 const trainer = new FakeTrainer();
+
+/** A host double: the fake trainer for every job but "not-started"; StartJob of model "other-arch" fails the model check. */
+class FakeHost implements TrainerHost {
+  jobId = "j";
+  current() {
+    return { jobId: this.jobId, trainer };
+  }
+  trainerFor(jobId: string): Trainer {
+    if (jobId === "not-started") throw new JobNotStartedError(`job_id: the learner trains job ${this.jobId}, not ${jobId}`);
+    return trainer;
+  }
+  async startJob(input: StartJobInput) {
+    if (input.modelDir === "other-arch") throw new ModelMismatchError("model_dir: other-arch (m2) is another architecture than rollout worker w1 serves");
+    this.jobId = input.jobId;
+    trainer.version = 0;
+    return { jobId: input.jobId, policyVersion: 0, resumed: false, modelName: "fake", initSource: "model_dir" };
+  }
+}
+const jobs = new FakeHost();
 const pushes: number[] = [];
-const push = async (version: number, tensors: HostTensor[]): Promise<PushResult> => {
+const pushedPolicies: PolicyRef[] = [];
+const push = async (policy: PolicyRef, tensors: HostTensor[]): Promise<PushResult> => {
+  const { version } = policy;
   pushes.push(version);
+  pushedPolicies.push({ jobId: policy.jobId, version });
   assert.equal((tensors[0]!.data as Float32Array)[0], version, "pushes the weights of that version");
   return { pushedTo: ["w1"], pushFailed: ["w2"], seconds: 0.5, bytes: 12 };
 };
 const server = await startGrpcServer({
   port: 0,
   logger,
-  services: [{ name: SERVICE_NAMES.learner, definition: loadProto().proto.rlmesh.v1.LearnerService.service, implementation: createLearnerService({ trainer, logger, push }) }],
+  services: [{ name: SERVICE_NAMES.learner, definition: loadProto().proto.rlmesh.v1.LearnerService.service, implementation: createLearnerService({ jobs, logger, push }) }],
 });
 const client = createClient<LearnerServiceClient>(loadProto().proto.rlmesh.v1.LearnerService, server.address);
 after(async () => {
@@ -66,7 +90,7 @@ after(async () => {
   await server.shutdown(100);
 });
 
-const sample = { promptId: "p", promptTokenIds: [1], responseTokenIds: [2], reward: 1, policyVersion: 0 };
+const sample = { promptId: "p", promptTokenIds: [1], responseTokenIds: [2], reward: 1, policyVersion: 0, policyJobId: "j" };
 const call = (req: TrainStepRequestIn) =>
   new Promise<TrainStepResponse>((resolve, reject) => client.trainStep(req, (err, res) => (err ? reject(err) : resolve(res!))));
 
@@ -134,4 +158,31 @@ test("GetWeights for a version the learner does not have yet is FAILED_PRECONDIT
   });
   assert.equal(err.code, grpc.status.FAILED_PRECONDITION);
   assert.match(err.details, /min_version 999 is newer than the learner's version/);
+});
+
+test("StartJob makes the job the learner's at version 0 and pushes its weights, also when that version is not newer", async () => {
+  const started = await new Promise<Record<string, unknown>>((resolve, reject) =>
+    client.startJob({ jobId: "job-2", modelDir: "m" }, (err, res) => (err ? reject(err) : resolve(res as never))),
+  );
+  assert.equal(Number(started.policyVersion), 0);
+  assert.deepEqual(started.pushedTo, ["w1"]);
+  assert.deepEqual(pushedPolicies.at(-1), { jobId: "job-2", version: 0 });
+  const status = await new Promise<Record<string, unknown>>((resolve, reject) => client.getStatus({}, (err, res) => (err ? reject(err) : resolve(res as never))));
+  assert.equal(status.jobId, "job-2");
+  const w = await fetchWeights(server.address);
+  assert.equal(w.version, 0);
+});
+
+test("a TrainStep of a job the learner does not run is FAILED_PRECONDITION naming job_id; a model of another architecture is FAILED_PRECONDITION naming model_dir", async () => {
+  await assert.rejects(call({ jobId: "not-started", step: 1, samples: [sample] }), (err: grpc.ServiceError) => {
+    assert.equal(err.code, grpc.status.FAILED_PRECONDITION);
+    assert.match(err.details, /^job_id: the learner trains job job-2, not not-started/);
+    return true;
+  });
+  const pushed = pushes.length;
+  const err = await new Promise<grpc.ServiceError>((resolve) => client.startJob({ jobId: "job-3", modelDir: "other-arch" }, (e) => resolve(e!)));
+  assert.equal(err.code, grpc.status.FAILED_PRECONDITION);
+  assert.match(err.details, /^model_dir: other-arch \(m2\) is another architecture/);
+  assert.equal(pushes.length, pushed, "nothing pushed");
+  assert.equal(jobs.jobId, "job-2");
 });

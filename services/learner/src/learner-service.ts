@@ -1,10 +1,22 @@
 import type * as grpc from "@grpc/grpc-js";
 import { status as grpcStatus } from "@grpc/grpc-js";
-import { chunkWeights, GrpcError, toServiceError, unary, type LearnerServiceHandlers, type Logger, type ReportEvalRequest, type TrainStepRequest, type WeightChunkIn } from "@rlmesh/shared";
+import {
+  chunkWeights,
+  GrpcError,
+  toServiceError,
+  unary,
+  type LearnerServiceHandlers,
+  type Logger,
+  type ReportEvalRequest,
+  type StartJobRequest,
+  type TrainStepRequest,
+  type WeightChunkIn,
+} from "@rlmesh/shared";
 import type { GetWeightsRequest__Output } from "@rlmesh/shared/gen/rlmesh/v1/GetWeightsRequest";
-import type { Trainer } from "./trainer/trainer.js";
+import { JobNotStartedError, type TrainerHost } from "./trainer/trainer.js";
+import { ModelMismatchError } from "./trainer/model-compat.js";
 import type { HostTensor } from "@rlmesh/shared";
-import { isNewerVersion } from "@rlmesh/shared/weights";
+import { acceptsPolicy, type PolicyRef } from "@rlmesh/shared/weights";
 
 export interface PushResult {
   pushedTo: string[];
@@ -14,35 +26,65 @@ export interface PushResult {
 }
 
 export interface LearnerServiceDeps {
-  trainer: Trainer;
+  /** The learner's jobs: one trainer at a time, for the job the coordinator started. */
+  jobs: TrainerHost;
   logger: Logger;
-  /** Pushes a version to every registered rollout worker (skipped workers catch up later). */
-  push?: (version: number, tensors: HostTensor[]) => Promise<PushResult>;
+  /** Pushes a job's version to every registered rollout worker (skipped workers catch up later). */
+  push?: (policy: PolicyRef, tensors: HostTensor[]) => Promise<PushResult>;
+}
+
+/** The started job's policy and weights, or null before the first StartJob. */
+function servedPolicy(jobs: TrainerHost): (PolicyRef & { tensors: HostTensor[] }) | null {
+  const cur = jobs.current();
+  if (!cur) return null;
+  const w = cur.trainer.weights();
+  return { jobId: cur.jobId, version: w.version, tensors: w.tensors };
+}
+
+/** The learner's domain errors as gRPC statuses (the one place they are turned into them). */
+function asStatus(err: unknown): never {
+  if (err instanceof JobNotStartedError || err instanceof ModelMismatchError) throw new GrpcError(grpcStatus.FAILED_PRECONDITION, err.message);
+  throw err;
 }
 
 export function createLearnerService(deps: LearnerServiceDeps): LearnerServiceHandlers {
-  const { trainer, logger } = deps;
-  // One change of the weights at a time (TrainStep, a guard rollback): each sees the previous
-  // one's weights, and a change that published a new version pushes it to the workers.
+  const { jobs, logger } = deps;
+  // One change of the weights at a time (StartJob, TrainStep, a guard rollback): each sees the
+  // previous one's weights, and a change that published a new policy (a newer version, or
+  // another job's) pushes it to the workers.
   let queue: Promise<unknown> = Promise.resolve();
   const serialized = <T>(change: () => Promise<T>, pushAnyway: (r: T) => boolean = () => false) => {
     const run = queue.then(async () => {
-      const before = trainer.status().policyVersion;
+      const before = servedPolicy(jobs);
       const result = await change();
-      const latest = trainer.weights();
-      const newer = isNewerVersion(latest.version, before);
-      const push = deps.push && (newer || pushAnyway(result)) ? await deps.push(latest.version, latest.tensors) : undefined;
+      const latest = servedPolicy(jobs);
+      const changed = latest !== null && (before === null || acceptsPolicy(latest, before));
+      const push = deps.push && latest && (changed || pushAnyway(result)) ? await deps.push(latest, latest.tensors) : undefined;
       return { result, push };
     });
     queue = run.catch(() => undefined);
     return run;
   };
   return {
+    StartJob: unary(logger, "StartJob", async (req: StartJobRequest) => {
+      const initFrom = req.initFrom ? { ...(req.initFrom.job ? { job: req.initFrom.job } : {}), ...(req.initFrom.checkpoint ? { checkpoint: req.initFrom.checkpoint } : {}) } : null;
+      // Always pushed: a job's first rollout must see its weights, also on a worker that was
+      // serving them already (it answers "not newer" and counts as pushed).
+      const { result, push } = await serialized(
+        () => jobs.startJob({ jobId: req.jobId, modelDir: req.modelDir, initFrom }),
+        () => true,
+      ).catch(asStatus);
+      return { ...result, pushedTo: push?.pushedTo ?? [], pushFailed: push?.pushFailed ?? [] };
+    }),
     TrainStep: unary(logger, "TrainStep", async (req: TrainStepRequest) => {
-      trainer.validate(req);
+      try {
+        jobs.trainerFor(req.jobId).validate(req);
+      } catch (err) {
+        asStatus(err);
+      }
       // A replay (the api retrying after a crash) pushes again: the crash may have come
       // between the checkpoint and the push. Workers that already have it just accept.
-      const { result, push } = await serialized(() => trainer.trainStep(req), (r) => r.replayed);
+      const { result, push } = await serialized(() => jobs.trainerFor(req.jobId).trainStep(req), (r) => r.replayed).catch(asStatus);
       return {
         policyVersion: result.policyVersion,
         stats: result.stats,
@@ -55,14 +97,26 @@ export function createLearnerService(deps: LearnerServiceDeps): LearnerServiceHa
     ReportEval: unary(logger, "ReportEval", async (req: ReportEvalRequest) => {
       // A rollback publishes the restored weights as a new version: the workers must serve it.
       const { result, push } = await serialized(() =>
-        trainer.reportEval({ jobId: req.jobId, step: Number(req.step), passAt1: req.passAt1, n: req.n }),
-      );
+        jobs.trainerFor(req.jobId).reportEval({ jobId: req.jobId, step: Number(req.step), passAt1: req.passAt1, n: req.n }),
+      ).catch(asStatus);
       return { ...result, pushedTo: push?.pushedTo ?? [] };
     }),
-    GetStatus: unary(logger, "GetStatus", async () => trainer.status()),
-    Checkpoint: unary(logger, "Checkpoint", async () => trainer.checkpoint()),
+    GetStatus: unary(logger, "GetStatus", async () => {
+      const cur = jobs.current();
+      if (!cur) return { policyVersion: 0, step: 0, lastCheckpoint: "", lastCheckpointStep: -1, modelName: "", skippedBatches: 0, jobId: "" };
+      return { ...cur.trainer.status(), jobId: cur.jobId };
+    }),
+    Checkpoint: unary(logger, "Checkpoint", async () => {
+      const cur = jobs.current();
+      if (!cur) throw new GrpcError(grpcStatus.FAILED_PRECONDITION, "no job is started on the learner: nothing to checkpoint");
+      return cur.trainer.checkpoint();
+    }),
     GetWeights: (call: grpc.ServerWritableStream<GetWeightsRequest__Output, WeightChunkIn>) => {
-      streamWeights(call, trainer.weights()).then(
+      const served = servedPolicy(jobs);
+      (served
+        ? streamWeights(call, served)
+        : Promise.reject(new GrpcError(grpcStatus.FAILED_PRECONDITION, "no job is started on the learner: no weights to give"))
+      ).then(
         () => call.end(),
         // emit("error") sends the status (destroy() would drop it and leave the client hanging).
         (err: unknown) => call.emit("error", toServiceError(err)),
@@ -74,10 +128,10 @@ export function createLearnerService(deps: LearnerServiceDeps): LearnerServiceHa
 /** Streams one immutable weight snapshot (a TrainStep running meanwhile cannot tear it). */
 async function streamWeights(
   call: grpc.ServerWritableStream<GetWeightsRequest__Output, WeightChunkIn>,
-  { version, tensors }: { version: number; tensors: HostTensor[] },
+  { jobId, version, tensors }: PolicyRef & { tensors: HostTensor[] },
 ): Promise<void> {
   if (call.request.minVersion > version) {
-    throw new GrpcError(grpcStatus.FAILED_PRECONDITION, `min_version ${call.request.minVersion} is newer than the learner's version ${version}`);
+    throw new GrpcError(grpcStatus.FAILED_PRECONDITION, `min_version ${call.request.minVersion} is newer than the learner's version ${version} (job ${jobId})`);
   }
   let cancelled = false;
   let wake = (): void => undefined;
@@ -85,7 +139,7 @@ async function streamWeights(
     cancelled = true;
     wake();
   });
-  for (const chunk of chunkWeights(version, tensors)) {
+  for (const chunk of chunkWeights({ jobId, version }, tensors)) {
     if (cancelled) return;
     // A client that goes away mid-stream never drains: the cancel wakes the wait instead.
     if (!call.write(chunk)) {

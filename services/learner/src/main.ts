@@ -1,6 +1,7 @@
 import { createLogger, createMetrics, createRedis, loadConfig, loadProto, onShutdown, startGrpcServer, SERVICE_NAMES, type GrpcServerHandle, type MetricsServer } from "@rlmesh/shared";
 import { LEARNER_CONFIG, repoPath } from "./config.js";
-import { GrpoTrainer } from "./trainer/grpo-trainer.js";
+import { JobTrainers } from "./trainer/job-trainers.js";
+import { referenceShape, servedShapeOfModelInfo } from "./trainer/model-compat.js";
 import { LearnerMetrics } from "./learner-metrics.js";
 import { createLearnerService } from "./learner-service.js";
 import { WeightPusher } from "./push/weight-pusher.js";
@@ -13,40 +14,48 @@ const redis = createRedis(config.redisUrl, { role: "client", logger });
 const pusher = new WeightPusher(redis, logger, learnerMetrics);
 
 // Signal handling first: a SIGTERM during start-up (model load, checkpoint resume) still stops cleanly.
-const started: { grpc?: GrpcServerHandle; metrics?: MetricsServer; trainer?: GrpoTrainer } = {};
+const started: { grpc?: GrpcServerHandle; metrics?: MetricsServer; jobs?: JobTrainers } = {};
 onShutdown(logger, async () => {
   await started.grpc?.shutdown(config.shutdownGraceMs);
   pusher.close();
   await started.metrics?.close();
   redis.disconnect();
-  started.trainer?.dispose();
+  started.jobs?.dispose();
 });
 
-const trainer = await GrpoTrainer.open({
-  modelDir: repoPath(config.modelDir),
-  checkpointDir: repoPath(config.checkpointDir),
-  maxStaleness: config.maxStaleness,
-  maxTokensPerPass: config.maxTokensPerPass,
-  checkpointEvery: config.checkpointEvery,
-  keepCheckpoints: config.keepCheckpoints,
-  runSeed: config.seed,
-  guard: {
-    rewardSmoothing: config.guardRewardSmoothing,
-    rewardRelativeDrop: config.guardRewardDrop,
-    rewardPatience: config.guardRewardPatience,
-    passDrop: config.guardPassDrop,
-    passZ: config.guardPassZ,
-    maxRollbacks: config.guardMaxRollbacks,
+const jobs = await JobTrainers.open({
+  root: repoPath(config.checkpointDir),
+  trainer: {
+    maxStaleness: config.maxStaleness,
+    maxTokensPerPass: config.maxTokensPerPass,
+    checkpointEvery: config.checkpointEvery,
+    keepCheckpoints: config.keepCheckpoints,
+    runSeed: config.seed,
+    guard: {
+      rewardSmoothing: config.guardRewardSmoothing,
+      rewardRelativeDrop: config.guardRewardDrop,
+      rewardPatience: config.guardRewardPatience,
+      passDrop: config.guardPassDrop,
+      passZ: config.guardPassZ,
+      maxRollbacks: config.guardMaxRollbacks,
+    },
+    metrics: learnerMetrics,
   },
   logger,
-  metrics: learnerMetrics,
+  // A job's model must be the architecture the rollout workers serve (with none registered yet,
+  // the one this learner is configured with: the mesh's model).
+  servedModels: async () => {
+    const infos = await pusher.servedModels();
+    if (infos.length > 0) return infos.map((w) => servedShapeOfModelInfo(w.info, `rollout worker ${w.workerId}`));
+    return [await referenceShape(repoPath(config.modelDir))];
+  },
 }).catch((err: unknown) => {
-  // A bad model directory or checkpoint is a configuration problem: one clear line, exit 1.
+  // A bad checkpoint or job record is a configuration problem: one clear line, exit 1.
   logger.error("learner cannot start", { err: err instanceof Error ? err.message : String(err) });
   process.exit(1);
 });
-started.trainer = trainer;
-const service = createLearnerService({ trainer, logger, push: (version, tensors) => pusher.push(version, tensors) });
+started.jobs = jobs;
+const service = createLearnerService({ jobs, logger, push: (policy, tensors) => pusher.push(policy, tensors) });
 const grpcServer = await startGrpcServer({
   host: config.host,
   port: config.port,
@@ -56,4 +65,4 @@ const grpcServer = await startGrpcServer({
 started.grpc = grpcServer;
 const metricsServer = await metrics.serve(config.metricsPort);
 started.metrics = metricsServer;
-logger.info("learner ready", { grpc: grpcServer.address, metricsPort: metricsServer.port, ...trainer.status() });
+logger.info("learner ready", { grpc: grpcServer.address, metricsPort: metricsServer.port, job: jobs.current()?.jobId ?? "", ...jobs.current()?.trainer.status() });

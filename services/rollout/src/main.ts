@@ -59,7 +59,8 @@ held.grpc = await startGrpcServer({
     {
       name: SERVICE_NAMES.rollout,
       definition: proto.rlmesh.v1.RolloutService.service,
-      implementation: createRolloutService({ engine, logger, metrics: rolloutMetrics }),
+      // A Generate for a job whose weights this worker missed pulls them at once.
+      implementation: createRolloutService({ engine, logger, metrics: rolloutMetrics, onOtherJob: () => void held.catchUp?.check() }),
     },
   ],
 });
@@ -69,11 +70,12 @@ const advertise =
   config.advertiseHost || (config.host === "0.0.0.0" || config.host === "::" ? (await import("node:os")).hostname() : config.host);
 const publish = () => ({
   policy_version: Number(engine.modelInfo().policyVersion ?? 0),
+  policy_job_id: engine.servedPolicy().jobId,
   execution_provider: String(engine.modelInfo().executionProvider ?? "cpu"),
 });
 // Catch up with the learner before taking traffic, then keep checking.
-held.catchUp = new WeightCatchUp(config.learnerAddr, engine, logger, (v) => {
-  rolloutMetrics.weightVersion.set(v);
+held.catchUp = new WeightCatchUp(config.learnerAddr, engine, logger, (p) => {
+  rolloutMetrics.weightVersion.set(p.version);
   void held.registration?.refresh(publish());
 });
 await held.catchUp.check();

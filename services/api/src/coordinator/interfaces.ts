@@ -1,5 +1,14 @@
 import type { CanonicalRow } from "@rlmesh/shared/datasets/index";
-import type { GrpoParams, ReportEvalRequestIn, ReportEvalResponse, SandboxLimits, TrainStepRequestIn, TrainStepResponse } from "@rlmesh/shared";
+import type {
+  GrpoParams,
+  ReportEvalRequestIn,
+  ReportEvalResponse,
+  SandboxLimits,
+  StartJobRequestIn,
+  StartJobResponse,
+  TrainStepRequestIn,
+  TrainStepResponse,
+} from "@rlmesh/shared";
 
 /** One candidate to score. */
 export interface Candidate {
@@ -24,6 +33,11 @@ export interface RewardScorer {
 }
 
 export interface LearnerClient {
+  /**
+   * Makes the job the learner's: its model (or init_from) at version 0, or its own checkpoints
+   * when it has some; its weights are on the rollout workers when this resolves.
+   */
+  startJob(req: StartJobRequestIn, signal?: AbortSignal): Promise<StartJobResponse>;
   trainStep(req: TrainStepRequestIn, signal?: AbortSignal): Promise<TrainStepResponse>;
   /** Held-out pass@1 for the learner's collapse guard (optional: a learner without a guard). */
   reportEval?(req: ReportEvalRequestIn, signal?: AbortSignal): Promise<ReportEvalResponse>;

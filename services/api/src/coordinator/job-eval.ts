@@ -22,8 +22,8 @@ export async function evalPassAt1(
   deps: RunnerDeps,
   signal: AbortSignal,
   opts: { split?: string; samples?: number } = {},
-): Promise<PassRate> {
-  if (rows.length === 0) return passRate(0, 0);
+): Promise<PassRate & { policyVersion: number }> {
+  if (rows.length === 0) return { ...passRate(0, 0), policyVersion: 0 };
   const k = opts.samples ?? 0;
   const tag = `${opts.split ?? PRIMARY_EVAL_SPLIT}${k > 0 ? `-s${k}` : ""}`;
   const decoding =
@@ -34,8 +34,9 @@ export async function evalPassAt1(
     rows.map((r, i) => ({ id: String(i), text: r.prompt })),
     Math.max(1, k),
     decoding,
-    { signal, requestId: `${jobId}-eval-${tag}-${step}` },
+    { signal, requestId: `${jobId}-eval-${tag}-${step}`, policyJobId: jobId },
   );
+  const policyVersion = Math.min(...res.samples.map((s) => Number(s.policyVersion)));
   const candidates: Candidate[] = res.samples.map((s, i) => ({
     jobId: `${jobId}-eval-${tag}`,
     step,
@@ -44,7 +45,7 @@ export async function evalPassAt1(
     response: s.text,
   }));
   const scores = await deps.rewards.score(candidates, spec.limits, signal);
-  return passRate(scores.filter((s) => s.reward > 0).length, candidates.length);
+  return { ...passRate(scores.filter((s) => s.reward > 0).length, candidates.length), policyVersion };
 }
 
 /** What a job's evaluator needs. */
@@ -79,6 +80,7 @@ export function jobEvaluator(ctx: JobEvalContext): (step: number) => Promise<Pas
         responses: r.n,
         ciLow: r.ciLow,
         ciHigh: r.ciHigh,
+        policyVersion: r.policyVersion,
       },
     });
     await deps.store.update(jobId, { evalPassAt1: r.passAt1 });
@@ -91,7 +93,7 @@ export function jobEvaluator(ctx: JobEvalContext): (step: number) => Promise<Pas
       const e = await evalPassAt1(rows, jobId, step, spec, deps, signal, { split, samples });
       const mode = samples > 0 ? "sampled" : "greedy";
       await deps.store.appendEvent(jobId, {
-        eval: { step, passAt1: e.passAt1, n: rows.length, split, mode, responses: e.n, ciLow: e.ciLow, ciHigh: e.ciHigh },
+        eval: { step, passAt1: e.passAt1, n: rows.length, split, mode, responses: e.n, ciLow: e.ciLow, ciHigh: e.ciHigh, policyVersion: e.policyVersion },
       });
     };
     for (const line of [{ split: PRIMARY_EVAL_SPLIT, rows: evalRows }, ...extraEvals]) {

@@ -55,6 +55,7 @@ function learner(guard: { atStep?: number; atEval?: number; action: string }): L
   const steps: number[] = [];
   return {
     steps,
+    startJob: async (req) => ({ jobId: req.jobId ?? "", policyVersion: 0, resumed: false, modelName: "fake", initSource: "model_dir", pushedTo: ["w0"], pushFailed: [] }),
     trainStep: async (req) => {
       steps.push(Number(req.step));
       const hit = Number(req.step) === guard.atStep;
@@ -141,4 +142,57 @@ test("a stop at the final eval fails a job that ran every step", async () => {
   assert.deepEqual(l.steps, [1, 2, 3, 4, 5, 6, 7, 8]);
   assert.equal(job.state, "JOB_STATE_FAILED");
   assert.match(job.error, /collapse guard stopped the job at step 8 \(held-out/);
+});
+
+test("two jobs submitted at once queue: the second waits QUEUED with an event naming the first, then starts on the learner after the first ends", async () => {
+  const calls: string[] = [];
+  const l: LearnerClient = {
+    startJob: async (req) => {
+      calls.push(`start ${req.jobId}`);
+      return { jobId: req.jobId ?? "", policyVersion: 0, resumed: false, modelName: "fake", initSource: "model_dir", pushedTo: ["w0"], pushFailed: [] };
+    },
+    trainStep: async (req) => {
+      calls.push(`train ${req.jobId} ${req.step}`);
+      await new Promise((r) => setTimeout(r, 5));
+      return { policyVersion: Number(req.step), stats: { numSamples: 1 }, pushSeconds: 0 } as unknown as TrainStepResponse;
+    },
+  };
+  const store = new JobStore(conn);
+  const coord = new Coordinator({ store, redis: conn, rollout, rewards, learner: l, logger: createLogger("api-test", { level: "error" }) });
+  const spec = normalizeSpec({ modelDir: dir, dataset: { path: dataset }, groupSize: 2, promptsPerStep: 2, steps: 3 });
+  const a = await store.create(spec);
+  const b = await store.create(spec);
+  coord.start(a);
+  coord.start(b);
+  assert.deepEqual(coord.queued, [b.id]);
+  assert.equal((await store.get(b.id))?.state, "JOB_STATE_QUEUED");
+  for (let i = 0; i < 400; i++) {
+    const jb = await store.get(b.id);
+    if (jb?.state === "JOB_STATE_SUCCEEDED") break;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  await coord.stop();
+  assert.equal((await store.get(a.id))?.state, "JOB_STATE_SUCCEEDED");
+  assert.equal((await store.get(b.id))?.state, "JOB_STATE_SUCCEEDED");
+  assert.deepEqual(calls, [`start ${a.id}`, ...[1, 2, 3].map((s) => `train ${a.id} ${s}`), `start ${b.id}`, ...[1, 2, 3].map((s) => `train ${b.id} ${s}`)]);
+  const eventsB = await store.readEvents(b.id, 0);
+  const queuedAt = eventsB.findIndex((e) => e.log && e.log.message.startsWith(`queued: job ${a.id} is running`));
+  const runningAt = eventsB.findIndex((e) => e.state?.to === "JOB_STATE_RUNNING");
+  assert.ok(queuedAt >= 0 && runningAt > queuedAt, JSON.stringify(eventsB.map((e) => e.log?.message ?? e.state?.to)));
+});
+
+test("init_from a job that has not SUCCEEDED fails the job naming spec.init_from.job, before the learner is asked", async () => {
+  const calls: string[] = [];
+  const l = learner({ action: "" });
+  const store = new JobStore(conn);
+  const coord = new Coordinator({ store, redis: conn, rollout, rewards, learner: { ...l, startJob: async (req) => (calls.push(req.jobId ?? ""), l.startJob(req)) }, logger: createLogger("api-test", { level: "error" }) });
+  const running = await store.create(normalizeSpec({ modelDir: dir, dataset: { path: dataset }, groupSize: 2, promptsPerStep: 2, steps: 1 }));
+  const job = await store.create(normalizeSpec({ modelDir: dir, dataset: { path: dataset }, groupSize: 2, promptsPerStep: 2, steps: 1, initFrom: { job: running.id } }));
+  coord.start(job);
+  for (let i = 0; i < 200 && (await store.get(job.id))?.state !== "JOB_STATE_FAILED"; i++) await new Promise((r) => setTimeout(r, 25));
+  await coord.stop();
+  const done = await store.get(job.id);
+  assert.equal(done?.state, "JOB_STATE_FAILED");
+  assert.match(done!.error, new RegExp(`^spec\\.init_from\\.job: job ${running.id} is JOB_STATE_QUEUED; only a SUCCEEDED job's final weights`));
+  assert.deepEqual(calls, []);
 });

@@ -2,13 +2,14 @@ import { evalSplitName } from "@rlmesh/shared/eval-splits";
 import type { Job } from "@rlmesh/shared";
 import type { NormalizedJobSpec as JobSpec } from "../job-spec.js";
 import { jobEvaluator } from "./job-eval.js";
+import { startOnLearner } from "./job-start.js";
 import { loadRows } from "./job-datasets.js";
 import { generateStep, runStep, stepSamplesKey, type Generated, type StepContext } from "./job-step.js";
 import type { RunnerDeps } from "./runner-deps.js";
 import { isTransient, STEP_ATTEMPTS, stepRetryDelayMs } from "./step-retry.js";
 
 /**
- * Drives one RL job: per step, sample prompts → Generate on the rollout workers → score every
+ * Drives one RL job: starts it on the learner (its own model, versions from 0), then per step, sample prompts → Generate on the rollout workers → score every
  * candidate on the reward queue → TrainStep (the learner pushes the new weights) → record.
  * The step counter and each step's samples live in Redis, so a restarted api resumes from the
  * last completed step and re-scores the same candidates under the same reward job ids.
@@ -32,6 +33,9 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
     await store.appendEvent(job.id, { log: { level: "warn", message: "waiting for a rollout worker to register" } });
     await deps.rollout.waitForWorkers(1, Infinity, signal);
   }
+  // The learner trains this job from here on: its model at version 0 (or its own checkpoints),
+  // on every rollout worker before the first rollout and the step-0 eval.
+  await startOnLearner(job, spec, deps, signal);
   if (evalRows.length > 0 && job.step === 0) await evaluate(0);
 
   const started = performance.now();

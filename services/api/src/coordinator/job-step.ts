@@ -37,7 +37,8 @@ export async function generateStep(jobId: string, step: number, ctx: StepContext
     batch.map((r, i) => ({ id: String(i), text: r.prompt })),
     spec.groupSize,
     { ...spec.decoding, seed: stepSeed(seed, step, 0x5a) },
-    { signal, requestId: `${jobId}-${step}` },
+    // Only this job's policy generates its samples (a worker on another job's catches up first).
+    { signal, requestId: `${jobId}-${step}`, policyJobId: jobId },
   );
   await deps.redis.set(samplesKey, JSON.stringify(res.samples), "EX", STEP_SAMPLES_TTL_S);
   return { batch, samples: res.samples };
@@ -87,6 +88,7 @@ export async function runStep(job: Job, step: number, ctx: StepContext, generate
           responseTokenIds: s.tokenIds,
           reward: scores[k]!.reward,
           policyVersion: s.policyVersion,
+          policyJobId: s.policyJobId,
         }))
         .filter((_, k) => keep.has(samples[k]!.promptId)),
     },

@@ -6,6 +6,8 @@ import {
   type Logger,
   type ReportEvalRequestIn,
   type ReportEvalResponse,
+  type StartJobRequestIn,
+  type StartJobResponse,
   type TrainStepRequestIn,
   type TrainStepResponse,
 } from "@rlmesh/shared";
@@ -29,19 +31,31 @@ export class GrpcLearnerClient implements LearnerClient {
     this.client = createClient(loadProto().proto.rlmesh.v1.LearnerService, address);
   }
 
-  async trainStep(req: TrainStepRequestIn, signal?: AbortSignal): Promise<TrainStepResponse> {
+  /** StartJob is idempotent per job (a started job answers with its state), so it is retried too. */
+  startJob(req: StartJobRequestIn, signal?: AbortSignal): Promise<StartJobResponse> {
+    return this.retried("StartJob", signal, (deadline, cb) => this.client.startJob(req, { deadline }, cb));
+  }
+
+  trainStep(req: TrainStepRequestIn, signal?: AbortSignal): Promise<TrainStepResponse> {
+    return this.retried("TrainStep", signal, (deadline, cb) => this.client.trainStep(req, { deadline }, cb));
+  }
+
+  /** A call retried while the learner is UNAVAILABLE (restarting after a crash). */
+  private async retried<T>(
+    name: string,
+    signal: AbortSignal | undefined,
+    start: (deadline: Date, cb: (err: Error | null, res?: T) => void) => { cancel(): void },
+  ): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       if (signal?.aborted) throw signal.reason;
       try {
-        return await new Promise<TrainStepResponse>((resolve, reject) => {
-          const c = this.client.trainStep(req, { deadline: new Date(Date.now() + TRAIN_STEP_TIMEOUT_MS) }, (err, res) =>
-            err ? reject(err) : resolve(res!),
-          );
+        return await new Promise<T>((resolve, reject) => {
+          const c = start(new Date(Date.now() + TRAIN_STEP_TIMEOUT_MS), (err, res) => (err ? reject(err) : resolve(res!)));
           signal?.addEventListener("abort", () => c.cancel(), { once: true });
         });
       } catch (err) {
         if (!isRetryable(err) || attempt >= TRAIN_STEP_ATTEMPTS) throw err;
-        this.logger.warn("learner unavailable, retrying TrainStep", { attempt, err: (err as Error).message });
+        this.logger.warn(`learner unavailable, retrying ${name}`, { attempt, err: (err as Error).message });
         await new Promise((r) => setTimeout(r, Math.min(5000, 250 * attempt)));
       }
     }

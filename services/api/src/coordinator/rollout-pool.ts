@@ -71,7 +71,7 @@ export class RolloutPool {
     prompts: PromptInput[],
     samplesPerPrompt: number,
     params: DecodingParams,
-    opts: { timeoutMs?: number; signal?: AbortSignal; minPolicyVersion?: number; requestId?: string } = {},
+    opts: { timeoutMs?: number; signal?: AbortSignal; minPolicyVersion?: number; requestId?: string; policyJobId?: string } = {},
   ): Promise<GenerateResult> {
     const t0 = performance.now();
     let workers = await this.workers();
@@ -96,7 +96,14 @@ export class RolloutPool {
             const deadline = new Date(Date.now() + (opts.timeoutMs ?? DEFAULT_GENERATE_TIMEOUT_MS));
             const res = await new Promise<GenerateResponse>((resolve, reject) => {
               const callObj = c.generate(
-                { prompts: shard, samplesPerPrompt, params, minPolicyVersion: opts.minPolicyVersion ?? 0, requestId: opts.requestId ?? "" },
+                {
+                  prompts: shard,
+                  samplesPerPrompt,
+                  params,
+                  minPolicyVersion: opts.minPolicyVersion ?? 0,
+                  requestId: opts.requestId ?? "",
+                  policyJobId: opts.policyJobId ?? "",
+                },
                 { deadline },
                 (err, r) => (err ? reject(err) : resolve(r!)),
               );

@@ -8,6 +8,7 @@ import {
   loadProto,
   type HostTensor,
   type Logger,
+  type ModelInfo,
   type RolloutServiceClient,
   type UpdateWeightsResponse,
   type WeightChunkIn,
@@ -15,9 +16,12 @@ import {
 } from "@rlmesh/shared";
 import type { PushResult } from "../learner-service.js";
 import type { LearnerMetrics } from "../learner-metrics.js";
+import { formatPolicy, type PolicyRef } from "@rlmesh/shared/weights";
 
 /** Deadline for pushing one version to one worker. */
 export const PUSH_TIMEOUT_MS = 60_000;
+/** Deadline of one worker's GetModelInfo (the model check of StartJob). */
+export const MODEL_INFO_TIMEOUT_MS = 5000;
 
 /**
  * Streams a weight version to every registered rollout worker in parallel (chunked
@@ -35,22 +39,41 @@ export class WeightPusher {
     private readonly metrics?: LearnerMetrics,
   ) {}
 
-  async push(version: number, tensors: HostTensor[]): Promise<PushResult> {
+  /** What every registered worker that answers serves (a worker that is down is left out). */
+  async servedModels(): Promise<{ workerId: string; info: ModelInfo }[]> {
+    const workers = await listWorkers(this.redis, ROLLOUT_WORKER_KIND);
+    const infos = await Promise.all(
+      workers.map(
+        (w) =>
+          new Promise<{ workerId: string; info: ModelInfo } | null>((resolve) => {
+            this.clients.get(w.address).getModelInfo({}, { deadline: new Date(Date.now() + MODEL_INFO_TIMEOUT_MS) }, (err, info) => {
+              if (err) this.logger.warn("rollout worker did not answer GetModelInfo; its model is not checked", { worker: w.id, err: err.message });
+              resolve(err ? null : { workerId: w.id, info: info! });
+            });
+          }),
+      ),
+    );
+    return infos.filter((x) => x !== null);
+  }
+
+  async push(policy: PolicyRef, tensors: HostTensor[]): Promise<PushResult> {
+    const { version } = policy;
     const t0 = performance.now();
     let workers: WorkerEntry[];
     try {
       workers = await listWorkers(this.redis, ROLLOUT_WORKER_KIND);
     } catch (err) {
       // The step is applied and checkpointed already; workers catch up through GetWeights.
-      this.logger.error("cannot list rollout workers; version not pushed", { version, err: (err as Error).message });
+      this.logger.error("cannot list rollout workers; version not pushed", { policy: formatPolicy(policy), err: (err as Error).message });
       return { pushedTo: [], pushFailed: [], seconds: (performance.now() - t0) / 1000, bytes: 0 };
     }
-    const chunks = [...chunkWeights(version, tensors)];
+    const chunks = [...chunkWeights(policy, tensors)];
     const bytes = tensors.reduce((a, t) => a + t.data.byteLength, 0);
     const outcomes = await Promise.all(
       workers.map((w) =>
         this.pushOne(w, chunks).then(
-          (res) => ({ w, ok: res.accepted || res.version >= version, res, err: undefined as string | undefined }),
+          // Not accepted but already serving this job at this version or newer is fine too.
+          (res) => ({ w, ok: res.accepted || (res.jobId === policy.jobId && res.version >= version), res, err: undefined as string | undefined }),
           (err: Error) => ({ w, ok: false, res: undefined, err: err.message }),
         ),
       ),
@@ -61,9 +84,11 @@ export class WeightPusher {
       if (o.ok) pushedTo.push(o.w.id);
       else {
         pushFailed.push(o.w.id);
-        this.logger.warn("weight push failed; the worker will catch up", { worker: o.w.id, version, err: o.err ?? o.res?.message });
+        this.logger.warn("weight push failed; the worker will catch up", { worker: o.w.id, policy: formatPolicy(policy), err: o.err ?? o.res?.message });
       }
-      const served = o.ok ? version : Number(o.w.meta?.policy_version ?? 0);
+      // A worker on another job's policy is behind by the whole of this job's versions.
+      const sameJob = String(o.w.meta?.policy_job_id ?? "") === policy.jobId;
+      const served = o.ok ? version : sameJob ? Number(o.w.meta?.policy_version ?? 0) : -1;
       this.metrics?.versionsBehind.set({ worker: o.w.id }, Math.max(0, version - served));
     }
     const seconds = (performance.now() - t0) / 1000;

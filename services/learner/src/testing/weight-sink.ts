@@ -18,6 +18,7 @@ import {
   type WeightChunk,
 } from "@rlmesh/shared";
 import { status as grpcStatus } from "@grpc/grpc-js";
+import { acceptsPolicy, formatPolicy, type PolicyRef } from "@rlmesh/shared/weights";
 
 /**
  * A stand-in rollout worker that only takes weights: RolloutService.UpdateWeights over the real
@@ -43,6 +44,8 @@ export interface WeightSink {
   port: number;
   /** Version held now (-1 before any). */
   version(): number;
+  /** The job of the version held ("" before any). */
+  jobId(): string;
   tensors(): HostTensor[];
   /** Weight versions received (pushes and catch-ups). */
   swaps(): number;
@@ -52,14 +55,16 @@ export interface WeightSink {
 
 export async function startWeightSink(opts: WeightSinkOptions): Promise<WeightSink> {
   let version = -1;
+  let jobId = "";
   let tensors: HostTensor[] = [];
   let swaps = 0;
   let registration: Registration | undefined;
-  const install = async (v: number, t: HostTensor[]) => {
-    version = v;
+  const install = async (p: PolicyRef, t: HostTensor[]) => {
+    version = p.version;
+    jobId = p.jobId;
     tensors = t;
     swaps++;
-    await registration?.refresh({ policy_version: v });
+    await registration?.refresh({ policy_version: p.version, policy_job_id: p.jobId });
   };
   const updateWeights = (
     call: grpc.ServerReadableStream<WeightChunk, UpdateWeightsResponseIn>,
@@ -81,10 +86,10 @@ export async function startWeightSink(opts: WeightSinkOptions): Promise<WeightSi
         if (failed) return cb(new GrpcError(grpcStatus.INVALID_ARGUMENT, failed.message));
         const t0 = performance.now();
         const got = asm.finish();
-        if (got.version <= version)
-          return cb(null, { accepted: false, version, message: `already at version ${version}`, bytesReceived: asm.received });
-        await install(got.version, got.tensors);
-        cb(null, { accepted: true, version, bytesReceived: asm.received, swapSeconds: (performance.now() - t0) / 1000 });
+        if (!acceptsPolicy(got, { jobId, version }))
+          return cb(null, { accepted: false, version, jobId, message: `already at ${formatPolicy({ jobId, version })}`, bytesReceived: asm.received });
+        await install(got, got.tensors);
+        cb(null, { accepted: true, version, jobId, bytesReceived: asm.received, swapSeconds: (performance.now() - t0) / 1000 });
       })().catch((err: Error) => cb(new GrpcError(grpcStatus.INVALID_ARGUMENT, err.message) as unknown as grpc.ServiceError));
     });
   };
@@ -101,20 +106,25 @@ export async function startWeightSink(opts: WeightSinkOptions): Promise<WeightSi
     ],
   });
   if (opts.learnerAddr) {
-    const got = await fetchWeights(opts.learnerAddr);
-    await install(got.version, got.tensors);
+    // A learner with no job started has no weights to give (FAILED_PRECONDITION): keep none.
+    const got = await fetchWeights(opts.learnerAddr).catch((err: { code?: number }) => {
+      if (err.code === grpcStatus.FAILED_PRECONDITION) return null;
+      throw err;
+    });
+    if (got) await install(got, got.tensors);
   }
   if (opts.redis)
     registration = await registerWorker(opts.redis, ROLLOUT_WORKER_KIND, {
       id: opts.id,
       address: server.address,
-      meta: { policy_version: version },
+      meta: { policy_version: version, policy_job_id: jobId },
     });
   return {
     id: opts.id,
     address: server.address,
     port: server.port,
     version: () => version,
+    jobId: () => jobId,
     tensors: () => tensors,
     swaps: () => swaps,
     stop: async (deregister = false) => {
@@ -125,7 +135,7 @@ export async function startWeightSink(opts: WeightSinkOptions): Promise<WeightSi
 }
 
 /** The learner's latest weights through GetWeights (checksum-verified). */
-export async function fetchWeights(learnerAddr: string, timeoutMs = 60_000): Promise<{ version: number; tensors: HostTensor[] }> {
+export async function fetchWeights(learnerAddr: string, timeoutMs = 60_000): Promise<{ version: number; jobId: string; tensors: HostTensor[] }> {
   const client = createClient<LearnerServiceClient>(loadProto().proto.rlmesh.v1.LearnerService, learnerAddr);
   try {
     return await new Promise((resolve, reject) => {

@@ -25,7 +25,7 @@ export function requestFingerprint(req: TrainStepRequest): string {
   const h = createHash("sha256");
   h.update(JSON.stringify([req.jobId, req.step, req.seed, req.params ?? null]));
   for (const s of req.samples) {
-    h.update(JSON.stringify([s.promptId, s.reward, s.policyVersion]));
+    h.update(JSON.stringify([s.promptId, s.reward, s.policyVersion, s.policyJobId]));
     h.update(Int32Array.from(s.promptTokenIds));
     h.update("|");
     h.update(Int32Array.from(s.responseTokenIds));

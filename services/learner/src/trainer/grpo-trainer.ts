@@ -67,6 +67,23 @@ export interface GrpoTrainerOptions {
   /** Used for a fresh start only; a resumed run keeps its checkpoint's. @defaultValue DEFAULT_RUN_SEED */
   runSeed?: number;
   metrics?: LearnerMetrics;
+  /**
+   * A fresh start's weights instead of model.onnx's (a job's `init_from`): every trainable weight
+   * of the model with its shape. Ignored when `checkpointDir` has a checkpoint (resume).
+   */
+  initialWeights?: { tensors: NamedTensors; field: string };
+  /**
+   * Checks the loaded model before anything else is built (e.g. against the architecture the
+   * rollout workers serve); throws to refuse it.
+   */
+  validateModel?: (model: ModelShape) => void | Promise<void>;
+}
+
+/** What identifies a model's architecture: its token ids, context and float tensors. */
+export interface ModelShape {
+  manifest: ModelManifest;
+  /** Every float initializer of the graph (trainable weights and constants), in graph order. */
+  weights: { name: string; shape: number[] }[];
 }
 
 /** JSON part of a learner checkpoint (CheckpointData.extra). */
@@ -202,6 +219,7 @@ export class GrpoTrainer implements Trainer {
   static async open(opts: GrpoTrainerOptions): Promise<GrpoTrainer> {
     const model = await loadModel(opts.modelDir);
     const m = model.manifest;
+    await opts.validateModel?.({ manifest: m, weights: [...readWeights(parseModel(model.modelBytes))].map(([name, w]) => ({ name, shape: [...w.shape] })) });
     await initJax();
     const past: string[] = [];
     for (let i = 0; i < m.n_layers; i++) {
@@ -250,7 +268,7 @@ export class GrpoTrainer implements Trainer {
       trainer.lastCheckpoint = `${opts.checkpointDir}/ckpt-${String(ck.step).padStart(12, "0")}`;
       opts.logger.info("learner resumed from checkpoint", { step: ck.step, policyVersion: ck.policyVersion, optimizerStep: ck.optimizer.step });
     } else {
-      const weights = policy.initialWeights();
+      const weights = opts.initialWeights ? checkedInitialWeights(policy.initialWeights(), opts.initialWeights) : policy.initialWeights();
       trainer = new GrpoTrainer(opts, trainerModel, {
         current: weights,
         previous: null,
@@ -264,7 +282,11 @@ export class GrpoTrainer implements Trainer {
       });
       // Checkpoint 0 is the base model: the collapse guard's first rollback target.
       await trainer.saveCheckpoint();
-      opts.logger.info("learner started from the model directory", { modelDir: opts.modelDir, model: m.name });
+      opts.logger.info("learner started from the model directory", {
+        modelDir: opts.modelDir,
+        model: m.name,
+        ...(opts.initialWeights ? { weightsFrom: opts.initialWeights.field } : {}),
+      });
     }
     opts.metrics?.policyVersion.set(trainer.version);
     return trainer;
@@ -512,7 +534,22 @@ export class GrpoTrainer implements Trainer {
   }
 }
 
-function splitWeights(all: NamedTensors): { current: NamedTensors; previous: NamedTensors | null } {
+/** `given` as the fresh weights, after checking it has every weight of `model` with its shape. */
+function checkedInitialWeights(model: NamedTensors, given: { tensors: NamedTensors; field: string }): NamedTensors {
+  const out: NamedTensors = {};
+  for (const [name, w] of Object.entries(model)) {
+    const g = given.tensors[name];
+    if (!g) throw new InvalidArgumentError(given.field, `has no weight ${name} of the model`);
+    if (g.shape.length !== w.shape.length || g.shape.some((d, i) => d !== w.shape[i])) {
+      throw new InvalidArgumentError(given.field, `weight ${name} has shape [${g.shape.join(", ")}], the model's is [${w.shape.join(", ")}]`);
+    }
+    out[name] = g;
+  }
+  return cloneNamedTensors(out);
+}
+
+/** A checkpoint's weights split into the current version's and the previous one's. */
+export function splitWeights(all: NamedTensors): { current: NamedTensors; previous: NamedTensors | null } {
   const current: NamedTensors = {};
   const previous: NamedTensors = {};
   for (const [k, v] of Object.entries(all)) {

@@ -28,3 +28,42 @@ export interface Trainer {
   /** The current weights and their version (an immutable snapshot: safe to stream while training). */
   weights(): { version: number; tensors: HostTensor[] };
 }
+
+/** Where a job's first weights come from instead of its model_dir (InitFrom in learner.proto). */
+export interface InitFromInput {
+  /** A job's final weights: its newest checkpoint on this learner. */
+  job?: string;
+  /** A learner checkpoint directory: its newest valid checkpoint. */
+  checkpoint?: string;
+}
+
+export interface StartJobInput {
+  jobId: string;
+  modelDir: string;
+  initFrom?: InitFromInput | null;
+}
+
+export interface StartedJob {
+  jobId: string;
+  policyVersion: number;
+  /** True when the job went on from its own checkpoints (or was the learner's job already). */
+  resumed: boolean;
+  modelName: string;
+  /** "model_dir", "job:ID", "checkpoint:DIR" or "resume". */
+  initSource: string;
+}
+
+/** A TrainStep, ReportEval or Checkpoint for a job that is not the learner's (FAILED_PRECONDITION). */
+export class JobNotStartedError extends Error {
+  override name = "JobNotStartedError";
+}
+
+/** The learner's jobs as LearnerService sees them: one trainer at a time, for the started job. */
+export interface TrainerHost {
+  /** The job the learner trains now, or null before the first StartJob. */
+  current(): { jobId: string; trainer: Trainer } | null;
+  /** The trainer of `jobId`; throws JobNotStartedError when the learner runs another job (or none). */
+  trainerFor(jobId: string): Trainer;
+  /** Makes `jobId` the learner's job (resumes it from its own checkpoints when it has some). */
+  startJob(input: StartJobInput): Promise<StartedJob>;
+}

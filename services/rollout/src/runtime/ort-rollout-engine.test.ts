@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { InvalidArgumentError, type GenerateRequest, type HostTensor } from "@rlmesh/shared";
 import { parseModel, readWeights } from "@rlmesh/shared/model/index";
-import { OrtRolloutEngine, type GenerateRequestItem } from "./ort-rollout-engine.js";
+import { OrtRolloutEngine, SupersededSwapError, type GenerateRequestItem } from "./ort-rollout-engine.js";
 import { randomContractModel } from "../testing/test-model.js";
 import { InvalidDecodeParamsError } from "../decoding/decode-params.js";
 import { WeightValidationError } from "./weight-validation.js";
@@ -78,6 +78,7 @@ test("bad parameters are rejected naming the field, also as gRPC INVALID_ARGUMEN
       params: { topP: 2 },
       requestId: "r",
       minPolicyVersion: 0,
+      policyJobId: "",
     };
     assert.throws(
       () => new ProtoRolloutEngine(e).validate(req),
@@ -110,7 +111,7 @@ test("bad weight updates are rejected and the old version keeps serving", async 
       i === 2 ? { ...t, data: Float32Array.from(t.data as Float32Array, (v, j) => (j === 3 ? Number.NaN : v)) } : t,
     );
     await assert.rejects(e.swapWeights(1, nan), /non-finite value at index 3/);
-    await assert.rejects(new ProtoRolloutEngine(e).updateWeights(1, renamed), (err: unknown) => err instanceof InvalidArgumentError && err.field === "weights");
+    await assert.rejects(new ProtoRolloutEngine(e).updateWeights({ jobId: "", version: 1 }, renamed), (err: unknown) => err instanceof InvalidArgumentError && err.field === "weights");
     await assert.rejects(e.swapWeights(0, good), /greater than the serving version 0/);
     assert.equal(e.policyVersion, 0);
     const after = await e.generateSamples(requests, params);
@@ -206,6 +207,34 @@ test("a request without lookahead gets the model's recommendation past its train
     const whole = await texts({ lookahead: 0 });
     assert.notDeepEqual(unset, whole, "lookahead 0 (the whole canvas) decodes differently on this model");
     assert.deepEqual(await texts({ max_new_tokens: 16 }), await texts({ max_new_tokens: 16, lookahead: 0 }), "within 16 tokens: no lookahead");
+  } finally {
+    await e.close();
+  }
+});
+
+test("versions are scoped by job: version 0 of a new job is taken, samples carry the job, a superseded catch-up is refused", async () => {
+  const e = await engine({ replicas: 1 });
+  try {
+    const base = tensorsOf(next.bytes);
+    assert.equal((await e.swapWeights(3, base, { jobId: "job-a" })).jobId, "job-a");
+    await assert.rejects(e.swapWeights(3, base, { jobId: "job-a" }), /greater than the serving version 3 of the same job/);
+    // A new job starts at version 0, below the served job's version 3.
+    await e.swapWeights(0, base, { jobId: "job-b" });
+    assert.deepEqual([e.policyJobId, e.policyVersion], ["job-b", 0]);
+    const res = await e.generateSamples(requests, params);
+    assert.ok(res.samples.every((s) => s.policyJobId === "job-b" && s.policyVersion === 0));
+    assert.deepEqual([res.policyJobId, res.policyVersion], ["job-b", 0]);
+    // A catch-up that started while job-a v3 was served must not undo the push of job-b v0.
+    await assert.rejects(
+      e.swapWeights(4, base, { jobId: "job-a", ifServing: { jobId: "job-a", version: 3 } }),
+      (err: unknown) => err instanceof SupersededSwapError && /job job-b v0 is served now/.test((err as Error).message),
+    );
+    const proto = new ProtoRolloutEngine(e);
+    assert.equal(proto.modelInfo().policyJobId, "job-b");
+    await assert.rejects(
+      proto.updateWeights({ jobId: "job-a", version: 4 }, base, { jobId: "job-a", version: 3 }),
+      (err: unknown) => (err as { code?: number }).code === 10,
+    );
   } finally {
     await e.close();
   }

@@ -17,10 +17,12 @@ import { DecodeAbortedError, type DecodeInput } from "../decoding/diffusion-deco
 import type { ExecutionProvider } from "./execution-provider.js";
 import { validateWeights, weightSpecsOf, WeightValidationError, type WeightSpec } from "./weight-validation.js";
 import type { ForwardCounts, FromWorker, SerializedError, ToWorker, WorkerInit } from "./worker-protocol.js";
-import { isNewerVersion } from "@rlmesh/shared/weights";
+import { acceptsPolicy, formatPolicy, samePolicy, type PolicyRef } from "@rlmesh/shared/weights";
 
 /** Samples decoded together by one worker. */
 export const DEFAULT_MAX_BATCH = 16;
+/** Weight serials remembered besides the served one (batches in flight across swaps report theirs). */
+const KEPT_POLICY_SERIALS = 16;
 
 /** Text side of the model: prompt encoding (must match training) and response decoding. */
 export interface TextCodec {
@@ -85,26 +87,43 @@ export interface GeneratedSample {
   text: string;
   finished: boolean;
   policyVersion: number;
+  /** The job whose policy generated the sample ("" = the model directory's own weights). */
+  policyJobId: string;
   nfe: number;
   timings: { queueSeconds: number; decodeSeconds: number };
 }
 
 export interface GenerateResult {
   samples: GeneratedSample[];
-  /** The lowest version any sample used (they differ only across a concurrent swap). */
+  /** The oldest policy any sample used (they differ only across a concurrent swap). */
   policyVersion: number;
+  policyJobId: string;
   seconds: number;
 }
 
 export interface SwapResult {
   version: number;
+  jobId: string;
   swapSeconds: number;
+}
+
+export interface SwapOptions {
+  /** The job whose policy `version` is. @defaultValue the job served now */
+  jobId?: string;
+  /** Swap only if this policy is still the one served (a catch-up that a push overtook). */
+  ifServing?: PolicyRef;
+}
+
+/** Thrown when a swap's `ifServing` no longer holds: another version was swapped in meanwhile. */
+export class SupersededSwapError extends WeightValidationError {
+  override name = "SupersededSwapError";
 }
 
 export interface EngineInfo {
   name: string;
   manifest: ModelManifest;
   policyVersion: number;
+  policyJobId: string;
   executionProvider: ExecutionProvider;
   weights: WeightSpec[];
   replicas: number;
@@ -150,7 +169,14 @@ export async function loadRolloutModel(dir: string): Promise<RolloutModel> {
 export class OrtRolloutEngine {
   private nextId = 1;
   private readonly waiters = new Map<string, Waiter>();
-  private version: number;
+  /** The policy served now (job and its version). */
+  private policy: PolicyRef;
+  /**
+   * Decode workers know a weight set by a serial number that only grows within this process
+   * (versions repeat across jobs); this maps each live serial to its job and version.
+   */
+  private serial = 0;
+  private readonly policies = new Map<number, PolicyRef>();
   private swapChain: Promise<unknown> = Promise.resolve();
   private closed = false;
 
@@ -160,7 +186,8 @@ export class OrtRolloutEngine {
     private readonly specs: WeightSpec[],
     private readonly threads: number,
   ) {
-    this.version = opts.initialVersion ?? 0;
+    this.policy = { jobId: "", version: opts.initialVersion ?? 0 };
+    this.policies.set(0, this.policy);
     for (const s of slots) {
       s.worker.on("message", (m: FromWorker) => this.onMessage(s, m));
       // A crashed worker must not leave callers waiting forever.
@@ -181,7 +208,7 @@ export class OrtRolloutEngine {
           modelBytes: opts.model.modelBytes,
           manifest: opts.model.manifest,
           settings: { executionProvider: opts.executionProvider ?? "cpu", intraOpNumThreads: threads },
-          version: opts.initialVersion ?? 0,
+          version: 0,
         };
         const worker = new Worker(new URL("./decode-worker.js", import.meta.url), { workerData: init });
         const ready = await new Promise<FromWorker>((resolve, reject) => {
@@ -206,14 +233,24 @@ export class OrtRolloutEngine {
   }
 
   get policyVersion(): number {
-    return this.version;
+    return this.policy.version;
+  }
+
+  get policyJobId(): string {
+    return this.policy.jobId;
+  }
+
+  /** The job and version of a decode worker's weight serial. */
+  private policyOf(serial: number): PolicyRef {
+    return this.policies.get(serial) ?? this.policy;
   }
 
   info(): EngineInfo {
     return {
       name: this.opts.model.manifest.name,
       manifest: this.opts.model.manifest,
-      policyVersion: this.version,
+      policyVersion: this.policy.version,
+      policyJobId: this.policy.jobId,
       executionProvider: this.slots[0]!.provider,
       weights: this.specs,
       replicas: this.slots.length,
@@ -264,14 +301,14 @@ export class OrtRolloutEngine {
             this.opts.onBatch?.({
               worker: slot.index,
               batchSize: chunk.length,
-              policyVersion: msg.version,
+              policyVersion: this.policyOf(msg.version).version,
               responseTokens: msg.results.reduce((a, r) => a + r.tokenIds.length, 0),
               nfe: msg.results.reduce((a, r) => a + r.nfe, 0),
               forwards: msg.forwards,
               queueSeconds: msg.queueSeconds,
               decodeSeconds: msg.decodeSeconds,
             });
-            return chunk.map((c, k): GeneratedSample => {
+            return chunk.map((c, k): GeneratedSample & { serial: number } => {
               const r = msg.results[k]!;
               const body = r.tokenIds.length > 0 && r.tokenIds[r.tokenIds.length - 1] === m.eos_id ? r.tokenIds.slice(0, -1) : r.tokenIds;
               return {
@@ -281,7 +318,9 @@ export class OrtRolloutEngine {
                 tokenIds: r.tokenIds,
                 text: codec ? codec.decode(body) : "",
                 finished: r.finished,
-                policyVersion: msg.version,
+                serial: msg.version,
+                policyVersion: this.policyOf(msg.version).version,
+                policyJobId: this.policyOf(msg.version).jobId,
                 nfe: r.nfe,
                 timings: { queueSeconds: msg.queueSeconds, decodeSeconds: r.decodeSeconds },
               };
@@ -291,10 +330,13 @@ export class OrtRolloutEngine {
           }
         }),
       );
-      const samples = outputs.flat();
+      const serials = outputs.flat();
+      const oldest = this.policyOf(Math.min(...serials.map((s) => s.serial), this.serial));
+      const samples = serials.map(({ serial: _serial, ...sample }): GeneratedSample => sample);
       return {
         samples,
-        policyVersion: Math.min(...samples.map((s) => s.policyVersion), this.version),
+        policyVersion: oldest.version,
+        policyJobId: oldest.jobId,
         seconds: (performance.now() - t0) / 1000,
       };
     } finally {
@@ -351,28 +393,42 @@ export class OrtRolloutEngine {
    * session of the new version on every worker, then switches all of them. Batches in flight
    * finish on the version they started with. On any failure the old version keeps serving.
    */
-  swapWeights(version: number, tensors: readonly HostTensor[]): Promise<SwapResult> {
+  swapWeights(version: number, tensors: readonly HostTensor[], opts: SwapOptions = {}): Promise<SwapResult> {
     const run = async (): Promise<SwapResult> => {
       const t0 = performance.now();
-      if (!Number.isSafeInteger(version) || !isNewerVersion(version, this.version)) {
-        throw new WeightValidationError(`version ${version} must be an integer greater than the serving version ${this.version}`);
+      const next: PolicyRef = { jobId: opts.jobId ?? this.policy.jobId, version };
+      if (!Number.isSafeInteger(version) || version < 0) throw new WeightValidationError(`version ${version} must be a non-negative integer`);
+      if (opts.ifServing && !samePolicy(opts.ifServing, this.policy)) {
+        throw new SupersededSwapError(`${formatPolicy(next)} was meant to replace ${formatPolicy(opts.ifServing)}, but ${formatPolicy(this.policy)} is served now`);
+      }
+      if (!acceptsPolicy(next, this.policy)) {
+        throw new WeightValidationError(
+          next.jobId === this.policy.jobId
+            ? `version ${version} must be an integer greater than the serving version ${this.policy.version} of the same job`
+            : `${formatPolicy(next)} cannot replace ${formatPolicy(this.policy)}`,
+        );
       }
       const weights = validateWeights(this.specs, tensors);
       const entries = [...weights];
+      const serial = this.serial + 1;
       const results = await Promise.allSettled(
-        this.slots.map((s) => this.request(s, `prepare:${version}`, { type: "prepare", version, weights: entries })),
+        this.slots.map((s) => this.request(s, `prepare:${serial}`, { type: "prepare", version: serial, weights: entries })),
       );
       const failed = results.find((r) => r.status === "rejected" || r.value.type !== "prepared");
       if (failed) {
-        for (const s of this.slots) s.worker.postMessage({ type: "discard", version } satisfies ToWorker);
+        for (const s of this.slots) s.worker.postMessage({ type: "discard", version: serial } satisfies ToWorker);
         const why = failed.status === "rejected" ? (failed.reason as Error).message : "unexpected reply";
-        throw new WeightValidationError(`weights of version ${version} could not be loaded: ${why}`);
+        throw new WeightValidationError(`weights of ${formatPolicy(next)} could not be loaded: ${why}`);
       }
-      await Promise.all(this.slots.map((s) => this.request(s, `commit:${version}`, { type: "commit", version })));
-      this.version = version;
+      await Promise.all(this.slots.map((s) => this.request(s, `commit:${serial}`, { type: "commit", version: serial })));
+      this.serial = serial;
+      this.policy = next;
+      this.policies.set(serial, next);
+      // Batches in flight report the serial they started with; a few swaps back is plenty.
+      for (const k of this.policies.keys()) if (k < serial - KEPT_POLICY_SERIALS) this.policies.delete(k);
       const swapSeconds = (performance.now() - t0) / 1000;
-      this.opts.logger?.info("weights swapped", { version, swap_seconds: swapSeconds });
-      return { version, swapSeconds };
+      this.opts.logger?.info("weights swapped", { version, job: next.jobId, swap_seconds: swapSeconds });
+      return { version, jobId: next.jobId, swapSeconds };
     };
     const p = this.swapChain.then(run, run);
     this.swapChain = p.catch(() => undefined);

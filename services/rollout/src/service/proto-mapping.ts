@@ -41,12 +41,14 @@ export function generateResponseToProto(res: GenerateResult, workerId: string): 
       tokenIds: s.tokenIds,
       text: s.text,
       policyVersion: s.policyVersion,
+      policyJobId: s.policyJobId,
       nfe: s.nfe,
       timings: { queueSeconds: s.timings.queueSeconds, decodeSeconds: s.timings.decodeSeconds },
       finished: s.finished,
     })),
     workerId,
     policyVersion: res.policyVersion,
+    policyJobId: res.policyJobId,
     seconds: res.seconds,
   };
 }
@@ -63,6 +65,7 @@ export function modelInfoToProto(info: EngineInfo, workerId: string): ModelInfoI
     shiftedLogits: m.shifted_logits,
     cacheSupport: [...m.cache_support],
     policyVersion: info.policyVersion,
+    policyJobId: info.policyJobId,
     executionProvider: info.executionProvider,
     weights: info.weights.map((w) => ({ name: w.name, dtype: w.dtype, shape: w.shape })),
     workerId,

@@ -3,9 +3,9 @@
 // statuses here, at the service boundary.
 import { status } from "@grpc/grpc-js";
 import { GrpcError, InvalidArgumentError, type GenerateRequest, type GenerateResponseIn, type HostTensor, type ModelInfoIn } from "@rlmesh/shared";
-import { isNewerVersion } from "@rlmesh/shared/weights";
+import { isNewerVersion, type PolicyRef } from "@rlmesh/shared/weights";
 import { InvalidDecodeParamsError } from "../decoding/decode-params.js";
-import type { OrtRolloutEngine } from "../runtime/ort-rollout-engine.js";
+import { SupersededSwapError, type OrtRolloutEngine } from "../runtime/ort-rollout-engine.js";
 import { WeightValidationError } from "../runtime/weight-validation.js";
 import { decodeParamsFromProto, generateResponseToProto, modelInfoToProto, requestItemsFromProto } from "./proto-mapping.js";
 import type { RolloutEngine } from "./rollout-engine.js";
@@ -33,11 +33,19 @@ export class ProtoRolloutEngine implements RolloutEngine {
     return generateResponseToProto(res, this.runtime.workerId);
   }
 
-  /** swapWeights with validation failures as INVALID_ARGUMENT (the old version keeps serving). */
-  async updateWeights(version: number, tensors: readonly HostTensor[]): Promise<void> {
+  servedPolicy(): PolicyRef {
+    return { jobId: this.runtime.policyJobId, version: this.runtime.policyVersion };
+  }
+
+  /**
+   * swapWeights with validation failures as INVALID_ARGUMENT (the old version keeps serving);
+   * a superseded catch-up (`ifServing` no longer served) as ABORTED.
+   */
+  async updateWeights(policy: PolicyRef, tensors: readonly HostTensor[], ifServing?: PolicyRef): Promise<void> {
     try {
-      await this.runtime.swapWeights(version, tensors);
+      await this.runtime.swapWeights(policy.version, tensors, { jobId: policy.jobId, ...(ifServing ? { ifServing } : {}) });
     } catch (err) {
+      if (err instanceof SupersededSwapError) throw new GrpcError(status.ABORTED, `weights: ${err.message}`);
       if (err instanceof WeightValidationError) throw new InvalidArgumentError("weights", err.message);
       throw err;
     }

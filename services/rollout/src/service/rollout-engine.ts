@@ -1,4 +1,5 @@
 import type { GenerateRequest, GenerateResponseIn, HostTensor, ModelInfoIn } from "@rlmesh/shared";
+import type { PolicyRef } from "@rlmesh/shared/weights";
 
 /**
  * What the gRPC RolloutService needs from a model runtime. The onnxruntime implementation runs
@@ -11,10 +12,13 @@ export interface RolloutEngine {
   validate(req: GenerateRequest): void;
   /** Generates every prompt × samples_per_prompt; stops between steps when `signal` aborts. */
   generate(req: GenerateRequest, signal: AbortSignal): Promise<GenerateResponseIn>;
+  /** The policy served now: its job ("" = the model directory's own weights) and version. */
+  servedPolicy(): PolicyRef;
   /**
    * Validates names/shapes/dtypes against the model and swaps atomically between batches;
-   * throws (and keeps the old version) when they do not match.
+   * throws (and keeps the old version) when they do not match, when `policy` is not accepted
+   * over the served one (acceptsPolicy), or when `ifServing` is given and no longer served.
    */
-  updateWeights(version: number, tensors: HostTensor[]): Promise<void>;
+  updateWeights(policy: PolicyRef, tensors: HostTensor[], ifServing?: PolicyRef): Promise<void>;
   close(): Promise<void>;
 }

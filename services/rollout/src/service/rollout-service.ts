@@ -16,7 +16,7 @@ import {
 import { status } from "@grpc/grpc-js";
 import type { RolloutEngine } from "./rollout-engine.js";
 import type { RolloutMetrics } from "./rollout-metrics.js";
-import { isNewerVersion } from "@rlmesh/shared/weights";
+import { acceptsPolicy, formatPolicy } from "@rlmesh/shared/weights";
 
 export const MAX_PROMPTS_PER_REQUEST = 4096;
 export const MAX_SAMPLES_PER_PROMPT = 1024;
@@ -25,6 +25,8 @@ export interface RolloutServiceDeps {
   engine: RolloutEngine;
   logger: Logger;
   metrics?: RolloutMetrics;
+  /** Called when a Generate asks for another job's policy than the one served (starts a catch-up). */
+  onOtherJob?: (jobId: string) => void;
 }
 
 function validateRequest(req: GenerateRequest): void {
@@ -39,6 +41,16 @@ export function createRolloutService(deps: RolloutServiceDeps): RolloutServiceHa
   return {
     Generate: unary(logger, "Generate", async (req: GenerateRequest, call) => {
       validateRequest(req);
+      const served = engine.servedPolicy();
+      if (req.policyJobId && req.policyJobId !== served.jobId) {
+        // Never generate a job's samples with another job's weights: the learner has (or is about
+        // to have) pushed this job's; a worker that missed the push pulls them now.
+        deps.onOtherJob?.(req.policyJobId);
+        throw new GrpcError(
+          status.UNAVAILABLE,
+          `policy_job_id: this worker serves ${formatPolicy(served)}, not job ${req.policyJobId}'s policy; it is catching up with the learner, retry`,
+        );
+      }
       engine.validate(req);
       const t0 = performance.now();
       const res = await engine.generate(req, callSignal(call));
@@ -50,21 +62,22 @@ export function createRolloutService(deps: RolloutServiceDeps): RolloutServiceHa
       const t0 = performance.now();
       try {
         for await (const chunk of call as AsyncIterable<WeightChunk>) asm.add(chunk);
-        const { version, tensors } = asm.finish();
-        const current = Number(engine.modelInfo().policyVersion ?? 0);
-        if (!isNewerVersion(version, current)) {
+        const { version, jobId, tensors } = asm.finish();
+        const current = engine.servedPolicy();
+        if (!acceptsPolicy({ jobId, version }, current)) {
           return {
             accepted: false,
-            version: current,
-            message: `version ${version} is not newer than the serving version ${current}`,
+            version: current.version,
+            jobId: current.jobId,
+            message: `version ${version} is not newer than the serving version ${current.version} of the same job (${formatPolicy(current)})`,
             bytesReceived: asm.received,
           };
         }
-        await engine.updateWeights(version, tensors);
+        await engine.updateWeights({ jobId, version }, tensors);
         const swapSeconds = (performance.now() - t0) / 1000;
         metrics?.observeSwap(version, swapSeconds, asm.received);
-        logger.info("weights swapped", { version, bytes: asm.received, seconds: swapSeconds });
-        return { accepted: true, version, message: "ok", bytesReceived: asm.received, swapSeconds };
+        logger.info("weights swapped", { version, job: jobId, bytes: asm.received, seconds: swapSeconds });
+        return { accepted: true, version, jobId, message: "ok", bytesReceived: asm.received, swapSeconds };
       } catch (err) {
         if (err instanceof WeightStreamError) throw new GrpcError(status.INVALID_ARGUMENT, `weights: ${err.message}`);
         throw err;

@@ -9,7 +9,7 @@ import {
   type WeightChunk,
 } from "@rlmesh/shared";
 import type { RolloutEngine } from "./rollout-engine.js";
-import { isNewerVersion } from "@rlmesh/shared/weights";
+import { acceptsPolicy, formatPolicy, type PolicyRef } from "@rlmesh/shared/weights";
 
 /** Deadline of the GetStatus probe. */
 export const CATCH_UP_STATUS_DEADLINE_MS = 5000;
@@ -17,8 +17,11 @@ export const CATCH_UP_STATUS_DEADLINE_MS = 5000;
 export const CATCH_UP_DOWNLOAD_DEADLINE_MS = 60_000;
 
 /**
- * Keeps a worker at the learner's latest version: at start-up and whenever it falls behind
- * (a push it missed while down, or a failed push), it pulls the weights with GetWeights.
+ * Keeps a worker at the learner's policy: at start-up and whenever it falls behind (a push it
+ * missed while down, a failed push, or a job it was asked for but does not serve), it pulls the
+ * weights with GetWeights. Versions are scoped by job (acceptsPolicy): another job's policy is
+ * taken at any version, the served job's only when newer. A learner with no job started has
+ * nothing to give (the worker keeps its model directory's weights).
  */
 export class WeightCatchUp {
   private readonly client: LearnerServiceClient;
@@ -29,31 +32,35 @@ export class WeightCatchUp {
     learnerAddr: string,
     private readonly engine: RolloutEngine,
     private readonly logger: Logger,
-    private readonly onSwapped: (version: number) => void,
+    private readonly onSwapped: (policy: PolicyRef) => void,
   ) {
     this.client = createClient(loadProto().proto.rlmesh.v1.LearnerService, learnerAddr);
   }
 
-  /** One check; resolves to the version served afterwards. Errors (learner down) are logged. */
-  async check(): Promise<number> {
-    const mine = Number(this.engine.modelInfo().policyVersion ?? 0);
+  /** One check; resolves to the policy served afterwards. Errors (learner down) are logged. */
+  async check(): Promise<PolicyRef> {
+    const mine = this.engine.servedPolicy();
     if (this.running) return mine;
     this.running = true;
     try {
       const status = await call<LearnerStatus>((cb) => this.client.getStatus({}, { deadline: new Date(Date.now() + CATCH_UP_STATUS_DEADLINE_MS) }, cb));
-      if (!isNewerVersion(status.policyVersion, mine)) return mine;
+      const learner = { jobId: status.jobId, version: Number(status.policyVersion) };
+      if (!learner.jobId || !acceptsPolicy(learner, mine)) return mine;
       const asm = new WeightAssembler();
-      const stream = this.client.getWeights({ minVersion: mine + 1 }, { deadline: new Date(Date.now() + CATCH_UP_DOWNLOAD_DEADLINE_MS) });
+      const minVersion = learner.jobId === mine.jobId ? mine.version + 1 : 0;
+      const stream = this.client.getWeights({ minVersion }, { deadline: new Date(Date.now() + CATCH_UP_DOWNLOAD_DEADLINE_MS) });
       for await (const chunk of stream as AsyncIterable<WeightChunk>) asm.add(chunk);
-      const { version, tensors } = asm.finish();
-      if (!isNewerVersion(version, this.engine.modelInfo().policyVersion)) return version;
-      await this.engine.updateWeights(version, tensors);
-      this.logger.info("caught up with the learner", { from: mine, to: version });
-      this.onSwapped(version);
-      return version;
+      const { version, jobId, tensors } = asm.finish();
+      const got = { jobId, version };
+      if (!acceptsPolicy(got, this.engine.servedPolicy())) return this.engine.servedPolicy();
+      // Only over the policy this check started from: a push that landed meanwhile is newer.
+      await this.engine.updateWeights(got, tensors, mine);
+      this.logger.info("caught up with the learner", { from: formatPolicy(mine), to: formatPolicy(got) });
+      this.onSwapped(got);
+      return got;
     } catch (err) {
       this.logger.debug("weight catch-up skipped", { err: (err as Error).message });
-      return mine;
+      return this.engine.servedPolicy();
     } finally {
       this.running = false;
     }

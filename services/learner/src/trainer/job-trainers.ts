@@ -1,0 +1,174 @@
+// The learner's jobs: one GrpoTrainer at a time, for the job the coordinator started last. Each
+// job has its own checkpoint directory (<root>/jobs/<job id>), so its policy versions count from
+// 0, its optimizer and collapse guard start fresh, and a restarted learner resumes the right job
+// (<root>/active-job.json names it).
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { InvalidArgumentError, type Logger } from "@rlmesh/shared";
+import { CheckpointStore } from "../checkpoint/checkpoint-store.js";
+import { GrpoTrainer, splitWeights, type GrpoTrainerOptions, type ModelShape } from "./grpo-trainer.js";
+import { checkServedArchitecture, type ServedShape } from "./model-compat.js";
+import { JobNotStartedError, type InitFromInput, type StartedJob, type StartJobInput, type TrainerHost } from "./trainer.js";
+
+export interface JobTrainersOptions {
+  /** Root of every job's checkpoints (RLMESH_CHECKPOINT_DIR). */
+  root: string;
+  logger: Logger;
+  /** Options of every job's trainer (model, checkpoint directory and initial weights are per job). */
+  trainer: Omit<GrpoTrainerOptions, "modelDir" | "checkpointDir" | "initialWeights" | "validateModel" | "logger">;
+  /** The architectures a job's model must match: what the rollout workers serve now. */
+  servedModels?: () => Promise<ServedShape[]>;
+  /** Opens a job's trainer (a seam for tests). @defaultValue GrpoTrainer.open */
+  openTrainer?: (opts: GrpoTrainerOptions) => Promise<GrpoTrainer>;
+}
+
+/** The record of the learner's job, read at start-up. */
+interface ActiveJobRecord {
+  jobId: string;
+  modelDir: string;
+  initFrom: InitFromInput | null;
+}
+
+const ACTIVE_FILE = "active-job.json";
+/** Job ids become directory names: one path segment of safe characters. */
+const JOB_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+export function checkJobId(field: string, jobId: string): string {
+  if (!jobId) throw new InvalidArgumentError(field, "is required");
+  if (!JOB_ID_PATTERN.test(jobId)) {
+    throw new InvalidArgumentError(field, `must be 1-128 characters of [A-Za-z0-9._-] starting with a letter or digit, got ${JSON.stringify(jobId)}`);
+  }
+  return jobId;
+}
+
+export class JobTrainers implements TrainerHost {
+  private active: { jobId: string; trainer: GrpoTrainer } | null = null;
+  private lock: Promise<unknown> = Promise.resolve();
+  private readonly open: (opts: GrpoTrainerOptions) => Promise<GrpoTrainer>;
+
+  private constructor(private readonly opts: JobTrainersOptions) {
+    this.open = opts.openTrainer ?? ((o) => GrpoTrainer.open(o));
+  }
+
+  /** The learner at start-up: goes on with the job it ran when it stopped, if any. */
+  static async open(opts: JobTrainersOptions): Promise<JobTrainers> {
+    const host = new JobTrainers(opts);
+    const rec = await readActive(opts.root);
+    if (rec) {
+      opts.logger.info("resuming the learner's job", { job: rec.jobId, modelDir: rec.modelDir });
+      await host.startJob(rec);
+    }
+    return host;
+  }
+
+  /** The job the learner trains now, or null before the first StartJob. */
+  current(): { jobId: string; trainer: GrpoTrainer } | null {
+    return this.active;
+  }
+
+  /** The trainer of `jobId`; JobNotStartedError when the learner runs another job (or none). */
+  trainerFor(jobId: string): GrpoTrainer {
+    if (this.active && this.active.jobId === jobId) return this.active.trainer;
+    throw new JobNotStartedError(
+      this.active
+        ? `job_id: the learner trains job ${this.active.jobId}, not ${jobId}; the coordinator must StartJob ${jobId} first`
+        : `job_id: no job is started on the learner; the coordinator must StartJob ${jobId} first`,
+    );
+  }
+
+  /**
+   * Makes `jobId` the learner's job: its own checkpoints when it has some (resume), else its
+   * model_dir's weights (or init_from's) at version 0 with a fresh optimizer and guard. Throws
+   * InvalidArgumentError naming the field, ModelMismatchError naming model_dir.
+   */
+  startJob(input: StartJobInput): Promise<StartedJob> {
+    const run = this.lock.then(() => this.startLocked(input));
+    this.lock = run.catch(() => undefined);
+    return run;
+  }
+
+  jobDir(jobId: string): string {
+    return join(this.opts.root, "jobs", checkJobId("job_id", jobId));
+  }
+
+  dispose(): void {
+    this.active?.trainer.dispose();
+    this.active = null;
+  }
+
+  private async startLocked(input: StartJobInput): Promise<StartedJob> {
+    const jobId = checkJobId("job_id", input.jobId);
+    if (!input.modelDir) throw new InvalidArgumentError("model_dir", "is required");
+    const initFrom = normalizeInitFrom(input.initFrom, jobId);
+    if (this.active?.jobId === jobId) {
+      const s = this.active.trainer.status();
+      return { jobId, policyVersion: s.policyVersion, resumed: true, modelName: s.modelName ?? "", initSource: "resume" };
+    }
+    const dir = this.jobDir(jobId);
+    const resuming = (await new CheckpointStore(dir).listSteps()).length > 0;
+    const initialWeights = resuming || !initFrom ? undefined : await this.initialWeights(initFrom);
+    const served = this.opts.servedModels ? await this.opts.servedModels() : [];
+    const trainer = await this.open({
+      ...this.opts.trainer,
+      logger: this.opts.logger.child({ job: jobId }),
+      modelDir: input.modelDir,
+      checkpointDir: dir,
+      ...(initialWeights ? { initialWeights } : {}),
+      validateModel: (model: ModelShape) => checkServedArchitecture(input.modelDir, model, served),
+    });
+    const previous = this.active;
+    this.active = { jobId, trainer };
+    previous?.trainer.dispose();
+    await writeActive(this.opts.root, { jobId, modelDir: input.modelDir, initFrom });
+    const s = trainer.status();
+    const initSource = resuming ? "resume" : initFrom?.job ? `job:${initFrom.job}` : initFrom?.checkpoint ? `checkpoint:${initFrom.checkpoint}` : "model_dir";
+    this.opts.logger.info("job started on the learner", { job: jobId, policyVersion: s.policyVersion, initSource, previous: previous?.jobId ?? "" });
+    return { jobId, policyVersion: s.policyVersion, resumed: resuming, modelName: s.modelName ?? "", initSource };
+  }
+
+  private async initialWeights(initFrom: InitFromInput): Promise<GrpoTrainerOptions["initialWeights"]> {
+    const [field, dir] = initFrom.job ? ["init_from.job", this.jobDir(initFrom.job)] : ["init_from.checkpoint", initFrom.checkpoint!];
+    const ck = await new CheckpointStore(dir).loadLatest().catch((err: unknown) => {
+      throw new InvalidArgumentError(field, `cannot read checkpoints in ${dir}: ${(err as Error).message}`);
+    });
+    if (!ck) {
+      throw new InvalidArgumentError(
+        field,
+        initFrom.job ? `job ${initFrom.job} has no checkpoint on this learner (${dir})` : `no valid checkpoint in ${dir}`,
+      );
+    }
+    return { tensors: splitWeights(ck.weights).current, field };
+  }
+}
+
+function normalizeInitFrom(initFrom: InitFromInput | null | undefined, jobId: string): InitFromInput | null {
+  if (!initFrom || (!initFrom.job && !initFrom.checkpoint)) return null;
+  if (initFrom.job && initFrom.checkpoint) throw new InvalidArgumentError("init_from", "give job or checkpoint, not both");
+  if (initFrom.job) {
+    checkJobId("init_from.job", initFrom.job);
+    if (initFrom.job === jobId) throw new InvalidArgumentError("init_from.job", `is the job itself (${jobId})`);
+    return { job: initFrom.job };
+  }
+  return { checkpoint: initFrom.checkpoint! };
+}
+
+async function readActive(root: string): Promise<ActiveJobRecord | null> {
+  let text: string;
+  try {
+    text = await readFile(join(root, ACTIVE_FILE), "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw err;
+  }
+  const rec = JSON.parse(text) as ActiveJobRecord;
+  if (!rec.jobId || !rec.modelDir) throw new Error(`${join(root, ACTIVE_FILE)} names no job or model_dir; remove it to start with no job`);
+  return rec;
+}
+
+/** Written atomically (temp file, rename): a crash leaves the old record or the new one. */
+async function writeActive(root: string, rec: ActiveJobRecord): Promise<void> {
+  await mkdir(root, { recursive: true });
+  const tmp = join(root, `.${ACTIVE_FILE}.${process.pid}.tmp`);
+  await writeFile(tmp, JSON.stringify(rec) + "\n");
+  await rename(tmp, join(root, ACTIVE_FILE));
+}

@@ -6,6 +6,8 @@ import {
   freePort,
   loadProto,
   type LearnerServiceClient,
+  type StartJobRequestIn,
+  type StartJobResponse,
   type TrainSampleIn,
   type TrainStepRequestIn,
   type TrainStepResponse,
@@ -50,6 +52,13 @@ export async function startLearner(
   };
 }
 
+/** StartJob: the learner loads the job's model (or resumes it) and pushes it to the registered workers. */
+export function startJob(client: LearnerServiceClient, req: StartJobRequestIn, timeoutMs = 120_000): Promise<StartJobResponse> {
+  return new Promise((resolve, reject) => {
+    client.startJob(req, { deadline: new Date(Date.now() + timeoutMs) }, (err, res) => (err ? reject(err) : resolve(res!)));
+  });
+}
+
 export function trainStep(client: LearnerServiceClient, req: TrainStepRequestIn, timeoutMs = 120_000): Promise<TrainStepResponse> {
   return new Promise((resolve, reject) => {
     client.trainStep(req, { deadline: new Date(Date.now() + timeoutMs) }, (err, res) => (err ? reject(err) : resolve(res!)));
@@ -65,6 +74,8 @@ export function syntheticSamples(opts: {
   perGroup: number;
   responseLen: number;
   policyVersion: number;
+  /** The job whose policy "generated" them (the TrainStep's job). */
+  jobId: string;
   eosId: number;
   salt?: number;
 }): TrainSampleIn[] {
@@ -80,6 +91,7 @@ export function syntheticSamples(opts: {
         responseTokenIds: [...response, opts.eosId],
         reward: (k + g) % 2,
         policyVersion: opts.policyVersion,
+        policyJobId: opts.jobId,
       });
     }
   }

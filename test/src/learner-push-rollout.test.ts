@@ -21,7 +21,7 @@ import {
 } from "@rlmesh/shared";
 import { writeRandomModelDir } from "@rlmesh/learner/testing/random-model-dir";
 import { startService, waitServing, type ServiceProcess } from "./helpers.js";
-import { startLearner, syntheticSamples, tempDir, trainStep, type LearnerProcess } from "./learner-harness.js";
+import { startJob, startLearner, syntheticSamples, tempDir, trainStep, type LearnerProcess } from "./learner-harness.js";
 
 const EOS = 2;
 const tmp = await tempDir("rlmesh-learner-push-rollout-");
@@ -65,6 +65,16 @@ async function startRollout(id: string, port: number, modelDir: string, learnerA
   return svc;
 }
 
+async function servedPolicy(port: number): Promise<{ jobId: string; version: number }> {
+  const c = createClient<RolloutServiceClient>(loadProto().proto.rlmesh.v1.RolloutService, `127.0.0.1:${port}`);
+  try {
+    const info = await call<ModelInfo>((cb) => c.getModelInfo({}, { deadline: new Date(Date.now() + 10_000) }, cb));
+    return { jobId: info.policyJobId, version: Number(info.policyVersion) };
+  } finally {
+    c.close();
+  }
+}
+
 async function servedVersion(port: number): Promise<number> {
   const c = createClient<RolloutServiceClient>(loadProto().proto.rlmesh.v1.RolloutService, `127.0.0.1:${port}`);
   try {
@@ -84,12 +94,16 @@ test(
     const req = (step: number, version: number) => ({
       jobId: "job-push-rollout",
       step,
-      samples: syntheticSamples({ groups: 2, perGroup: 4, responseLen: 12, policyVersion: version, eosId: EOS, salt: step }),
+      samples: syntheticSamples({ groups: 2, perGroup: 4, responseLen: 12, policyVersion: version, jobId: "job-push-rollout", eosId: EOS, salt: step }),
       params: { lr: 1e-3, warmupSteps: 0 },
     });
     const [portA, portB] = [await freePort(), await freePort()];
     await startRollout("rollout-a", portA, modelDir, learner.address);
     const b = await startRollout("rollout-b", portB, modelDir, learner.address);
+    // StartJob checks the model against both workers' ModelInfo and pushes its version 0 to them.
+    const started = await startJob(learner.client, { jobId: "job-push-rollout", modelDir });
+    assert.deepEqual(started.pushedTo, ["rollout-a", "rollout-b"]);
+    for (const p of [portA, portB]) assert.deepEqual(await servedPolicy(p), { jobId: "job-push-rollout", version: 0 });
 
     const s1 = await trainStep(learner.client, req(1, 0));
     assert.equal(s1.policyVersion, 1);

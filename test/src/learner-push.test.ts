@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { createLogger, createRedis, startLocalRedis, weightsChecksum, type LocalRedis } from "@rlmesh/shared";
 import { fetchWeights, startWeightSink, type WeightSink } from "@rlmesh/learner/testing/weight-sink";
 import { writeRandomModelDir } from "@rlmesh/learner/testing/random-model-dir";
-import { startLearner, syntheticSamples, tempDir, trainStep, type LearnerProcess } from "./learner-harness.js";
+import { startJob, startLearner, syntheticSamples, tempDir, trainStep, type LearnerProcess } from "./learner-harness.js";
 import { reflectServices } from "./helpers.js";
 import { call, type CheckpointResponse, type LearnerStatus } from "@rlmesh/shared";
 import { existsSync } from "node:fs";
@@ -49,14 +49,18 @@ test(
     const req = (step: number, version: number) => ({
       jobId: "job-push",
       step,
-      samples: syntheticSamples({ groups: 2, perGroup: 4, responseLen: 12, policyVersion: version, eosId: EOS, salt: step }),
+      samples: syntheticSamples({ groups: 2, perGroup: 4, responseLen: 12, policyVersion: version, jobId: "job-push", eosId: EOS, salt: step }),
       params: { lr: 1e-3, warmupSteps: 0 },
     });
 
+    // No worker yet: the model is checked against the learner's RLMESH_MODEL_DIR, nothing is pushed.
+    const started = await startJob(learner.client, { jobId: "job-push", modelDir });
+    assert.deepEqual([Number(started.policyVersion), started.pushedTo], [0, []]);
     const w1 = await startWeightSink({ id: "rollout-a", redis: r, learnerAddr: learner.address, logger });
     let w2 = await startWeightSink({ id: "rollout-b", redis: r, learnerAddr: learner.address, logger });
     sinks.push(w1, w2);
     assert.equal(w1.version(), 0, "a worker fetches the latest weights at start-up");
+    assert.equal(w1.jobId(), "job-push");
 
     const s1 = await trainStep(learner.client, req(1, 0));
     assert.equal(s1.policyVersion, 1);

@@ -5,10 +5,10 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { readdir } from "node:fs/promises";
-import { startLocalRedis, weightsChecksum, type LocalRedis, type TrainStepRequestIn, type TrainStepResponse } from "@rlmesh/shared";
+import { startLocalRedis, weightsChecksum, type LearnerStatus, type LocalRedis, type TrainStepRequestIn, type TrainStepResponse } from "@rlmesh/shared";
 import { fetchWeights } from "@rlmesh/learner/testing/weight-sink";
 import { writeRandomModelDir } from "@rlmesh/learner/testing/random-model-dir";
-import { startLearner, syntheticSamples, tempDir, trainStep, type LearnerProcess } from "./learner-harness.js";
+import { startJob, startLearner, syntheticSamples, tempDir, trainStep, type LearnerProcess } from "./learner-harness.js";
 
 const EOS = 2;
 let redis: LocalRedis | undefined;
@@ -25,7 +25,7 @@ function step(n: number, version: number): TrainStepRequestIn {
   return {
     jobId: "job-resume",
     step: n,
-    samples: syntheticSamples({ groups: 4, perGroup: 4, responseLen: 40, policyVersion: version, eosId: EOS, salt: n }),
+    samples: syntheticSamples({ groups: 4, perGroup: 4, responseLen: 40, policyVersion: version, jobId: "job-resume", eosId: EOS, salt: n }),
     params: { lr: 2e-3, warmupSteps: 0 },
     seed: 1234 + n,
   };
@@ -44,6 +44,7 @@ test("SIGKILL during a TrainStep, restart, the same TrainStep gives the uninterr
   // Reference: a learner that is never interrupted.
   const ref = await startLearner({ modelDir, checkpointDir: join(tmp.path, "ckpt-ref"), redisUrl: redis.url });
   running.push(ref);
+  assert.equal((await startJob(ref.client, { jobId: "job-resume", modelDir })).policyVersion, 0);
   const ref1 = await trainStep(ref.client, step(1, 0));
   assert.equal(ref1.policyVersion, 1);
   const ref2 = await trainStep(ref.client, step(2, 1));
@@ -57,6 +58,7 @@ test("SIGKILL during a TrainStep, restart, the same TrainStep gives the uninterr
   const ckpt = join(tmp.path, "ckpt-crash");
   const a = await startLearner({ modelDir, checkpointDir: ckpt, redisUrl: redis.url });
   running.push(a);
+  await startJob(a.client, { jobId: "job-resume", modelDir });
   const a1 = await trainStep(a.client, step(1, 0));
   assert.deepEqual(comparable(a1), comparable(ref1));
   const inFlight = trainStep(a.client, step(2, 1)).then(
@@ -68,7 +70,7 @@ test("SIGKILL during a TrainStep, restart, the same TrainStep gives the uninterr
   const outcome = await inFlight;
   assert.match(outcome, /^failed: /, `the kill must land inside step 2 (step takes ~${stepMs.toFixed(0)} ms)`);
   // Whatever the kill interrupted, only complete checkpoints have final names.
-  const names = await readdir(ckpt);
+  const names = await readdir(join(ckpt, "jobs", "job-resume"));
   assert.ok(
     names.every((n) => /^ckpt-\d{12}$/.test(n) || n.startsWith(".tmp-ckpt-")),
     names.join(","),
@@ -76,6 +78,8 @@ test("SIGKILL during a TrainStep, restart, the same TrainStep gives the uninterr
 
   const b = await startLearner({ modelDir, checkpointDir: ckpt, redisUrl: redis.url });
   running.push(b);
+  // The restarted learner went on with its job (active-job.json) before any StartJob.
+  assert.equal((await new Promise<LearnerStatus>((res, rej) => b.client.getStatus({}, (e, s) => (e ? rej(e) : res(s!))))).jobId, "job-resume");
   // The api's retry of step 1 is answered from the record, without training again.
   const replay1 = await trainStep(b.client, step(1, 0));
   assert.equal(replay1.stats!.replayed, true);

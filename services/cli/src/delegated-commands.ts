@@ -32,6 +32,10 @@ const BENCHES: Record<string, { summary: string; run: (argv: string[]) => Promis
     summary: "an RL job under a time budget: learning curve (held-out pass@1 on both lines), time split; --ablate runs recipe variants",
     run: async (argv) => (await import("./bench-rl.js")).benchRlCommand(argv),
   },
+  "reward-queue": {
+    summary: "reward jobs through BullMQ with executor SIGKILLs and a Redis restart: jobs/s, p50/p99 latency, lost/double-counted (must be 0)",
+    run: async (argv) => (await import("@rlmesh/executor/reward-queue-bench")).benchRewardQueueCommand(argv),
+  },
   learner: {
     summary: "TrainStep samples/s and weight-push MB/s vs raw loopback TCP",
     run: async (argv) => (await import("@rlmesh/learner/bench-learner")).benchLearnerCommand(argv),
@@ -53,7 +57,7 @@ export const delegatedCommands: Command[] = [
     summary: `benchmarks: ${Object.keys(BENCHES).join(", ")}`,
     usage: `rlmesh bench <${Object.keys(BENCHES).join("|")}> [--json] [options]`,
     help: Object.entries(BENCHES)
-      .map(([k, b]) => `  ${k.padEnd(8)} ${b.summary}`)
+      .map(([k, b]) => `  ${k.padEnd(12)} ${b.summary}`)
       .join("\n"),
     run: async (argv) => {
       const [which, ...rest] = argv;

@@ -33,6 +33,8 @@ export interface ExecutorOptions {
   lockDurationMs?: number;
   stalledIntervalMs?: number;
   docker?: Docker;
+  /** Called with the reward worker as soon as it exists, before it can emit any job event (load-test evidence). */
+  onWorker?: (worker: Worker<RewardJobData, RewardResult>) => void;
   /** Which sandboxes: Docker containers or bwrap. @defaultValue RLMESH_SANDBOX_BACKEND, else "docker" */
   backend?: SandboxBackendName;
   /** bwrap: host uid of the sandboxes when the executor runs as root. */
@@ -117,6 +119,7 @@ export async function startExecutor(opts: ExecutorOptions): Promise<RunningExecu
     ...(opts.lockDurationMs ? { lockDurationMs: opts.lockDurationMs } : {}),
     ...(opts.stalledIntervalMs ? { stalledIntervalMs: opts.stalledIntervalMs } : {}),
   });
+  opts.onWorker?.(worker);
   await worker.waitUntilReady();
   logger?.info("executor ready", { queue: queueName, concurrency, backend: backend.name, ...(backend.name === "docker" ? { image } : {}), owner });
   let closing: Promise<void> | undefined;

@@ -21,6 +21,8 @@ export interface RewardWaiterOptions {
   /** How often pending jobs are read back from Redis (events missed while disconnected, deadlines). @defaultValue 5000 */
   reconcileIntervalMs?: number;
   logger?: Logger;
+  /** Called once per awaited id when it settles (latency measurements). */
+  onSettled?: (jobId: string, outcome: RewardOutcome) => void;
 }
 
 export interface RewardWaiterStats {
@@ -223,6 +225,7 @@ export class RewardWaiter {
     const p = this.pending.get(id);
     if (!p) return;
     this.pending.delete(id);
+    this.opts.onSettled?.(id, outcome);
     for (const s of p.settle) s(outcome);
   }
 }

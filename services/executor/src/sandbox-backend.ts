@@ -102,3 +102,18 @@ export async function openSandboxBackend(name: SandboxBackendName, opts: Sandbox
     },
   };
 }
+
+/**
+ * Runs fn with RLMESH_SANDBOX_BACKEND set, then restores it: for code that starts an in-process
+ * executor with the default backend (runEval) when a caller wants a given one (bench, tests).
+ */
+export async function withSandboxBackend<T>(backend: SandboxBackendName, fn: () => Promise<T>): Promise<T> {
+  const before = process.env.RLMESH_SANDBOX_BACKEND;
+  process.env.RLMESH_SANDBOX_BACKEND = backend;
+  try {
+    return await fn();
+  } finally {
+    if (before === undefined) delete process.env.RLMESH_SANDBOX_BACKEND;
+    else process.env.RLMESH_SANDBOX_BACKEND = before;
+  }
+}

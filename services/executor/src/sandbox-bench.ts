@@ -1,11 +1,15 @@
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
 import { randomBytes } from "node:crypto";
 import Docker from "dockerode";
 import type { CanonicalRow } from "@rlmesh/shared/datasets/index";
 import { asResponse } from "./code-block.js";
 import { DockerSandbox } from "./docker-sandbox.js";
 import { runEval } from "./run-eval.js";
+import { type SandboxBackendName, openSandboxBackend, withSandboxBackend } from "./sandbox-backend.js";
+import { SandboxPool } from "./sandbox-pool.js";
+import type { SandboxRequest } from "./sandbox-protocol.js";
 import { DEFAULT_CONTAINER_LIMITS, DEFAULT_SANDBOX_LIMITS } from "./sandbox-limits.js";
 import { scoreCandidate } from "./score-candidate.js";
 
@@ -15,9 +19,32 @@ import { scoreCandidate } from "./score-candidate.js";
  */
 export const BENCH_LIMITS = { ...DEFAULT_SANDBOX_LIMITS, timeout_ms_per_test: 60_000, total_timeout_ms: 120_000 };
 
+/** One backend's numbers in a bench run. */
+export interface BackendBench {
+  /** Through the real path: queue -> executor -> warm pool -> fork server. */
+  executor_per_s: number;
+  executor_passed: number;
+  ratio_vs_bare: number;
+  /** The warm pool called directly (no queue, no Redis): what the sandboxes alone sustain. */
+  pool_per_s: number;
+  pool_passed: number;
+  pool_ratio_vs_bare: number;
+  /** One sandbox, one request at a time: mean ms per candidate seen by the executor ... */
+  sequential_ms_per_candidate: number;
+  /** ... of which inside the judge (fork server's duration_ms: program load + tests) ... */
+  judge_ms_per_candidate: number;
+  /** ... and the rest: frame I/O, the supervisor's kill/reap/wipe, PID 1 reaping it and forking the next supervisor + candidate + judge. */
+  overhead_ms_per_candidate: number;
+  /** Start-up of one sandbox (create -> fork server ready), ms. */
+  start_ms: number;
+}
+
 export interface SandboxBenchResult {
+  /** The Docker backend's executor rate (kept flat for scripts; also under backends.docker). */
   executor_per_s: number;
   bare_subprocess_per_s: number;
+  /** Sequential bare python3 per candidate, ms (interpreter start-up + the tests). */
+  bare_sequential_ms_per_candidate: number;
   cold_docker_run_per_s: number;
   ratio_vs_bare: number;
   ratio_vs_cold: number;
@@ -27,6 +54,10 @@ export interface SandboxBenchResult {
   executor_passed: number;
   bare_passed: number;
   cold_passed: number;
+  backends: Partial<Record<SandboxBackendName, BackendBench>>;
+  /** Load average (1 min) when the run started and ended: the numbers are wall-clock rates. */
+  loadavg: [number, number];
+  cpus: number;
 }
 
 /** Python used for the unsandboxed baseline (the system one; pyenv shims add start-up time). */
@@ -71,50 +102,152 @@ function seconds(start: bigint): number {
   return Number(process.hrtime.bigint() - start) / 1e9;
 }
 
-/**
- * Executions per second, same rows and concurrency: the executor (queue -> warm pool -> fork
- * server; pool warm-up excluded), a bare `python3` per candidate (no isolation at all), and a
- * cold container per candidate (create + start + run + remove, what `docker run --rm` does).
- */
-export async function benchSandbox(rows: CanonicalRow[], opts: { concurrency: number; coldSample: number }): Promise<SandboxBenchResult> {
+function ms(start: bigint): number {
+  return Number(process.hrtime.bigint() - start) / 1e6;
+}
+
+const round = (x: number) => Math.round(x * 100) / 100;
+
+/** A warm pool of `concurrency` sandboxes of one backend, called directly, and one sandbox sequentially. */
+async function benchPool(
+  backend: SandboxBackendName,
+  rows: CanonicalRow[],
+  concurrency: number,
+): Promise<Omit<BackendBench, "executor_per_s" | "executor_passed" | "ratio_vs_bare" | "pool_ratio_vs_bare">> {
   const limits = BENCH_LIMITS;
-  const eval_ = await runEval({ dataset: rows, solutions: "canonical", concurrency: opts.concurrency, limits });
-  const executorPerS = eval_.summary.executions_per_second;
+  const container = DEFAULT_CONTAINER_LIMITS;
+  const b = await openSandboxBackend(backend, { owner: `bench-${process.pid}-${randomBytes(3).toString("hex")}`, limits: container });
+  try {
+    const t0 = process.hrtime.bigint();
+    const one = await b.create();
+    const startMs = ms(t0);
+    let seqMs = 0;
+    let judgeMs = 0;
+    try {
+      // Sequential profile on the first 200 rows (a single slow row would otherwise dominate).
+      for (const row of rows.slice(0, 200)) {
+        const t = process.hrtime.bigint();
+        // The fork server's own duration_ms (program load + tests, timed inside the sandbox).
+        const recording = {
+          run: async (req: SandboxRequest, watchdogMs: number) => {
+            const resp = await one.run(req, watchdogMs);
+            judgeMs += resp.duration_ms;
+            return resp;
+          },
+        };
+        await scoreCandidate(recording, { response: asResponse(row.reference ?? ""), tests: row.tests }, { limits, container });
+        seqMs += ms(t);
+      }
+    } finally {
+      await one.destroy();
+    }
+    const n = Math.min(rows.length, 200);
+    const pool = new SandboxPool({ size: concurrency, create: () => b.create() });
+    await pool.start();
+    let passed = 0;
+    let seconds_: number;
+    try {
+      const t1 = process.hrtime.bigint();
+      const rewards = await mapLimit(rows, concurrency, async (row) =>
+        (await scoreCandidate(pool, { response: asResponse(row.reference ?? ""), tests: row.tests }, { limits, container })).reward,
+      );
+      seconds_ = seconds(t1);
+      passed = rewards.filter((r) => r === 1).length;
+    } finally {
+      await pool.close();
+    }
+    return {
+      pool_per_s: round(rows.length / seconds_),
+      pool_passed: passed,
+      sequential_ms_per_candidate: round(seqMs / n),
+      judge_ms_per_candidate: round(judgeMs / n),
+      overhead_ms_per_candidate: round((seqMs - judgeMs) / n),
+      start_ms: round(startMs),
+    };
+  } finally {
+    await b.close();
+  }
+}
+
+/**
+ * Executions per second, same rows and concurrency, for each backend: the executor (queue ->
+ * warm pool -> fork server; pool warm-up excluded) and the warm pool alone; a bare `python3`
+ * per candidate (no isolation at all); and, with Docker, a cold container per candidate
+ * (create + start + run + remove, what `docker run --rm` does).
+ */
+export async function benchSandbox(
+  rows: CanonicalRow[],
+  opts: { concurrency: number; coldSample: number; backends?: SandboxBackendName[] },
+): Promise<SandboxBenchResult> {
+  const limits = BENCH_LIMITS;
+  const backends = opts.backends ?? (["docker", "bwrap"] as SandboxBackendName[]);
+  const load0 = loadavg()[0]!;
 
   const t0 = process.hrtime.bigint();
   const bare = await mapLimit(rows, opts.concurrency, (row) => runPython(plainScript(row), limits.total_timeout_ms));
   const barePerS = rows.length / seconds(t0);
+  let bareSeqMs = 0;
+  const seqRows = rows.slice(0, 200);
+  for (const row of seqRows) {
+    const t = process.hrtime.bigint();
+    await runPython(plainScript(row), limits.total_timeout_ms);
+    bareSeqMs += ms(t);
+  }
 
-  const docker = new Docker();
-  const owner = `bench-${process.pid}-${randomBytes(3).toString("hex")}`;
-  const sample = rows.slice(0, opts.coldSample);
-  const t1 = process.hrtime.bigint();
-  const cold = await mapLimit(sample, opts.concurrency, async (row) => {
-    const sandbox = await DockerSandbox.start({ docker, owner, limits: DEFAULT_CONTAINER_LIMITS });
-    try {
-      const r = await scoreCandidate(
-        sandbox,
-        { response: asResponse(row.reference ?? ""), tests: row.tests },
-        { limits, container: DEFAULT_CONTAINER_LIMITS },
-      );
-      return r.reward === 1;
-    } finally {
-      await sandbox.destroy();
-    }
-  });
-  const coldPerS = sample.length / seconds(t1);
-  const round = (x: number) => Math.round(x * 100) / 100;
+  const per: Partial<Record<SandboxBackendName, BackendBench>> = {};
+  for (const backend of backends) {
+    const eval_ = await withSandboxBackend(backend, () =>
+      runEval({ dataset: rows, solutions: "canonical", concurrency: opts.concurrency, limits }),
+    );
+    const executorPerS = eval_.summary.executions_per_second;
+    const pool = await benchPool(backend, rows, opts.concurrency);
+    per[backend] = {
+      executor_per_s: round(executorPerS),
+      executor_passed: eval_.summary.passed,
+      ratio_vs_bare: round(executorPerS / barePerS),
+      ...pool,
+      pool_ratio_vs_bare: round(pool.pool_per_s / barePerS),
+    };
+  }
+
+  let coldPerS = 0;
+  let cold: boolean[] = [];
+  const sample = backends.includes("docker") ? rows.slice(0, opts.coldSample) : [];
+  if (sample.length > 0) {
+    const docker = new Docker();
+    const owner = `bench-${process.pid}-${randomBytes(3).toString("hex")}`;
+    const t1 = process.hrtime.bigint();
+    cold = await mapLimit(sample, opts.concurrency, async (row) => {
+      const sandbox = await DockerSandbox.start({ docker, owner, limits: DEFAULT_CONTAINER_LIMITS });
+      try {
+        const r = await scoreCandidate(
+          sandbox,
+          { response: asResponse(row.reference ?? ""), tests: row.tests },
+          { limits, container: DEFAULT_CONTAINER_LIMITS },
+        );
+        return r.reward === 1;
+      } finally {
+        await sandbox.destroy();
+      }
+    });
+    coldPerS = sample.length / seconds(t1);
+  }
+  const headline = per.docker ?? per[backends[0]!]!;
   return {
-    executor_per_s: round(executorPerS),
+    executor_per_s: headline.executor_per_s,
     bare_subprocess_per_s: round(barePerS),
+    bare_sequential_ms_per_candidate: round(bareSeqMs / seqRows.length),
     cold_docker_run_per_s: round(coldPerS),
-    ratio_vs_bare: round(executorPerS / barePerS),
-    ratio_vs_cold: round(executorPerS / coldPerS),
+    ratio_vs_bare: headline.ratio_vs_bare,
+    ratio_vs_cold: coldPerS > 0 ? round(headline.executor_per_s / coldPerS) : 0,
     candidates: rows.length,
     cold_sample: sample.length,
     concurrency: opts.concurrency,
-    executor_passed: eval_.summary.passed,
+    executor_passed: headline.executor_passed,
     bare_passed: bare.filter(Boolean).length,
     cold_passed: cold.filter(Boolean).length,
+    backends: per,
+    loadavg: [round(load0), round(loadavg()[0]!)],
+    cpus: cpus().length,
   };
 }

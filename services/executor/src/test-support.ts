@@ -15,6 +15,7 @@ import { DEFAULT_BWRAP } from "./bwrap-sandbox.js";
 import { SANDBOX_OWNER_LABEL } from "./docker-sandbox.js";
 import type { RunningExecutor } from "./executor.js";
 import { SANDBOX_BACKENDS, type SandboxBackendName } from "./sandbox-backend.js";
+export { withSandboxBackend } from "./sandbox-backend.js";
 
 
 /**
@@ -121,16 +122,4 @@ export async function sandboxIdsOf(executor: RunningExecutor, owner: string): Pr
     return list.map((c) => c.Id).sort();
   }
   return executor.pool.ids();
-}
-
-/** Runs fn with RLMESH_SANDBOX_BACKEND set (for runEval's in-process executor), then restores it. */
-export async function withSandboxBackend<T>(backend: SandboxBackendName, fn: () => Promise<T>): Promise<T> {
-  const before = process.env.RLMESH_SANDBOX_BACKEND;
-  process.env.RLMESH_SANDBOX_BACKEND = backend;
-  try {
-    return await fn();
-  } finally {
-    if (before === undefined) delete process.env.RLMESH_SANDBOX_BACKEND;
-    else process.env.RLMESH_SANDBOX_BACKEND = before;
-  }
 }

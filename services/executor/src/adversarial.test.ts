@@ -209,6 +209,19 @@ function suite(backend: SandboxBackendName): void {
     assert.equal(probe.reward, 1, `next candidate saw leftovers: ${JSON.stringify(probe)}`);
   });
 
+  test("SysV IPC objects left behind are gone for the next candidate", async () => {
+    const leaver = [
+      "import ctypes",
+      "libc = ctypes.CDLL(None, use_errno=True)",
+      "made = [libc.shmget(0, 4096, 0o1600), libc.msgget(0, 0o1600), libc.semget(0, 1, 0o1600)]",
+      "def add(a, b):\n    return a + b",
+    ].join("\n");
+    assert.equal((await client.score(fenced(leaver), ADD, LIMITS)).reward, 1);
+    const probe = "def left():\n    return [len(open('/proc/sysvipc/' + k).read().splitlines()) - 1 for k in ('shm', 'msg', 'sem')]";
+    const r = await client.score(fenced(probe), { kind: "call", fn: "left", cases: [{ args: [], expected: [0, 0, 0] }] }, LIMITS);
+    assert.equal(r.reward, 1, `IPC objects survived into the next candidate: ${JSON.stringify(r)}`);
+  });
+
   test("the previous candidate's code and tests are not in the next candidate's memory", async () => {
     const marker = `MARK${process.pid}x${Date.now()}`;
     const a = await client.score(

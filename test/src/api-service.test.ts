@@ -8,6 +8,7 @@ import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { checkHealth, createRedis, freePort, startLocalRedis, type JobEvent, type JobServiceClient, type LocalRedis } from "@rlmesh/shared";
 import { jobClient, jobs } from "@rlmesh/cli/job-client";
+import { DEFAULT_MODEL_DIR } from "@rlmesh/shared/repo-paths";
 import { reflectServices, startService, waitServing, type ServiceProcess } from "./helpers.js";
 
 describe("api service", () => {
@@ -16,6 +17,7 @@ describe("api service", () => {
   let addr: string;
   let client: JobServiceClient;
   const dir = mkdtempSync(join(tmpdir(), "rlmesh-api-test-"));
+  const model = DEFAULT_MODEL_DIR;
   const dataset = join(dir, "tasks.jsonl");
   const row = { task_id: "t1", prompt: "Write f(x) returning x+1.", tests: { kind: "assert", tests: ["assert f(1) == 2"] } };
   writeFileSync(dataset, JSON.stringify(row) + "\n");
@@ -52,20 +54,26 @@ describe("api service", () => {
   });
 
   test("a bad spec gets INVALID_ARGUMENT naming the field", async () => {
-    await assert.rejects(jobs.submit(client, { modelDir: dir, dataset: { path: dataset }, groupSize: 1 }), (err: grpc.ServiceError) => {
+    await assert.rejects(jobs.submit(client, { modelDir: model, dataset: { path: dataset }, groupSize: 1 }), (err: grpc.ServiceError) => {
       assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
       assert.match(err.details, /^spec\.group_size: /);
       return true;
     });
     await assert.rejects(
-      jobs.submit(client, { modelDir: dir, dataset: { path: join(dir, "missing.jsonl") } }),
+      jobs.submit(client, { modelDir: model, dataset: { path: join(dir, "missing.jsonl") } }),
       (err: grpc.ServiceError) => {
         assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
         assert.match(err.details, /^spec\.dataset\.path: file not found/);
         return true;
       },
     );
-    await assert.rejects(jobs.submit(client, { modelDir: dir, dataset: { path: badDataset } }), (err: grpc.ServiceError) => {
+    // A directory that is not a model directory is refused at submit, not when the job starts.
+    await assert.rejects(jobs.submit(client, { modelDir: dir, dataset: { path: dataset } }), (err: grpc.ServiceError) => {
+      assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+      assert.match(err.details, /^spec\.model_dir: .* has no manifest\.json: not a model directory/);
+      return true;
+    });
+    await assert.rejects(jobs.submit(client, { modelDir: model, dataset: { path: badDataset } }), (err: grpc.ServiceError) => {
       assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
       assert.match(err.details, /^spec\.dataset\.path: .*bad\.jsonl:2: field "tests\.tests": is empty/);
       return true;
@@ -86,7 +94,7 @@ describe("api service", () => {
   });
 
   test("submit, get, list; WatchJob streams live events, resumes from an offset and ends with the job", async () => {
-    const job = await jobs.submit(client, { name: "t", modelDir: dir, dataset: { path: dataset }, steps: 3 });
+    const job = await jobs.submit(client, { name: "t", modelDir: model, dataset: { path: dataset }, steps: 3 });
     assert.equal(job.state, "JOB_STATE_QUEUED");
     assert.equal(job.spec?.groupSize, 8, "defaults filled in");
     assert.equal((await jobs.get(client, job.id)).id, job.id);
@@ -143,7 +151,7 @@ describe("api service", () => {
   });
 
   test("job state survives an api restart (it lives in Redis)", async () => {
-    const job = await jobs.submit(client, { modelDir: dir, dataset: { path: dataset } });
+    const job = await jobs.submit(client, { modelDir: model, dataset: { path: dataset } });
     await api.stop("SIGTERM");
     const port = Number(addr.split(":")[1]);
     api = startService("api", { REDIS_URL: redis.url, RLMESH_API_PORT: String(port), RLMESH_API_METRICS_PORT: "0" });
@@ -151,8 +159,46 @@ describe("api service", () => {
     client.close();
     client = jobClient(addr);
     // The restarted api resumed the job (it waits for rollout workers).
-    assert.equal((await jobs.get(client, job.id)).state, "JOB_STATE_RUNNING");
+    const events: JobEvent[] = [];
+    for await (const e of jobs.watch(client, job.id, 0, AbortSignal.timeout(300))) events.push(e);
+    assert.equal((await jobs.get(client, job.id)).state, "JOB_STATE_RUNNING", JSON.stringify(events));
     await jobs.cancel(client, job.id);
+  });
+
+  test("a watch survives an api restart: it reconnects and resumes after its last event, none lost or repeated", async () => {
+    const job = await jobs.submit(client, { modelDir: model, dataset: { path: dataset } });
+    const watcher = jobClient(addr);
+    const seen: JobEvent[] = [];
+    const retries: string[] = [];
+    const watching = (async () => {
+      for await (const e of jobs.watchResilient(watcher, job.id, 0, { onRetry: (m) => retries.push(m) })) seen.push(e);
+    })();
+    await new Promise((res) => setTimeout(res, 500));
+    const before = seen.length;
+    await api.stop("SIGKILL");
+    // Events written while the api is down are read from Redis after the reconnect.
+    const r = createRedis(redis.url, { role: "client" });
+    const { JobStore } = await import("@rlmesh/api/job-store");
+    await new JobStore(r).appendEvent(job.id, { log: { level: "info", message: "written while the api was down" } });
+    r.disconnect();
+    await new Promise((res) => setTimeout(res, 1500));
+    const port = Number(addr.split(":")[1]);
+    api = startService("api", { REDIS_URL: redis.url, RLMESH_API_PORT: String(port), RLMESH_API_METRICS_PORT: "0" });
+    await waitServing(addr, 20_000, api);
+    client.close();
+    client = jobClient(addr);
+    await jobs.cancel(client, job.id, "watch test over");
+    await watching;
+    watcher.close();
+    assert.ok(before > 0 && retries.length > 0, `events before the restart: ${before}; retries: ${retries.join(" | ")}`);
+    assert.match(retries[0] ?? "", /api unavailable .*reconnecting in .* resuming at event \d+/);
+    assert.deepEqual(
+      seen.map((e) => Number(e.offset)),
+      seen.map((_, i) => i),
+      "offsets dense from 0: nothing lost, nothing repeated",
+    );
+    assert.ok(seen.some((e) => e.log?.message === "written while the api was down"));
+    assert.equal(seen.at(-1)?.state?.to, "JOB_STATE_CANCELLED");
   });
 
   test("SIGTERM shuts down gracefully: exit code 0 and the port is released", async () => {

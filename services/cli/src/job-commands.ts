@@ -130,16 +130,12 @@ async function watchJob(id: string, from: number): Promise<number> {
   const ac = new AbortController();
   const onSig = () => ac.abort();
   process.once("SIGINT", onSig);
-  let last: JobEvent | undefined;
-  for await (const e of jobs.watch(c, id, from, ac.signal)) {
-    console.log(formatEvent(e));
-    last = e;
-  }
+  const onRetry = (message: string) => console.error(`rlmesh watch: ${message}`);
+  for await (const e of jobs.watchResilient(c, id, from, { signal: ac.signal, onRetry })) console.log(formatEvent(e));
   process.off("SIGINT", onSig);
-  const job = await jobs.get(c, id);
+  const job = await jobs.get(c, id); // waits for a reconnecting api (waitForReady)
   c.close();
   console.log(formatJob(job));
-  void last;
   return job.state === "JOB_STATE_SUCCEEDED" ? 0 : job.state === "JOB_STATE_CANCELLED" ? 130 : 1;
 }
 

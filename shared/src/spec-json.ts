@@ -62,7 +62,7 @@ function describe(v: unknown): string {
   if (v === null) return "null";
   if (Array.isArray(v)) return "an array";
   if (typeof v === "string") return `the string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)}`;
-  if (typeof v === "object") return "an object";
+  if (typeof v === "object" || typeof v === "function") return "an object";
   return `${typeof v} ${String(v)}`;
 }
 

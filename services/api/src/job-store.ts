@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
-import type { Job, JobEvent, JobEventIn, JobSpec, JobState } from "@rlmesh/shared";
+import type { Job, JobEvent, JobEventIn, JobState } from "@rlmesh/shared";
 import type { NormalizedJobSpec } from "./job-spec.js";
 
 /** Redis key prefix for job state. */
@@ -34,7 +34,7 @@ export class JobStore {
     const now = Date.now();
     const job: Job = {
       id: JobStore.newId(),
-      spec: spec as unknown as JobSpec,
+      spec,
       state: "JOB_STATE_QUEUED",
       step: 0,
       policyVersion: 0,

@@ -139,7 +139,7 @@ class ExecutorFleet {
     return new Promise((resolveReady, reject) => {
       let seen = "";
       const timer = setTimeout(() => reject(new Error(`executor ${i} not ready in ${READY_TIMEOUT_MS} ms; log ${logPath}`)), READY_TIMEOUT_MS);
-      child.stderr!.on("data", (d: Buffer) => {
+      child.stderr.on("data", (d: Buffer) => {
         out.write(d);
         if (this.ready.has(child)) return;
         seen = (seen + d.toString()).slice(-4096);

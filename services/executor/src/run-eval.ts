@@ -128,7 +128,7 @@ export function loadSamples(path: string): EvalSample[] {
       if (!hasResponse && !hasCompletion) throw new EvalError(`${path}:${line}: field "response" (or "completion"): missing`);
       const field = hasResponse ? "response" : "completion";
       if (typeof o[field] !== "string") throw new EvalError(`${path}:${line}: field "${field}": expected a string`);
-      out.push({ task_id: id, kind: field, text: o[field] as string, line });
+      out.push({ task_id: id, kind: field, text: o[field], line });
     });
   return out;
 }

@@ -7,7 +7,7 @@ import { Registry } from "prom-client";
 import { type LocalRedis, startLocalRedis } from "@rlmesh/shared";
 import type { AssertTests, TestSpec } from "@rlmesh/shared/datasets/index";
 import { type RunningExecutor, startExecutor } from "./executor.js";
-import { QueueClient, fenced, backendTest, backendsUnderTest, requireBackend, sandboxIdsOf } from "./test-support.js";
+import { QueueClient, fenced, backendTest, backendsUnderTest, requireBackend } from "./test-support.js";
 import type { SandboxBackendName } from "./sandbox-backend.js";
 
 const QUEUE = "reward-unusual-correct";

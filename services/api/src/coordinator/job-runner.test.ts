@@ -152,7 +152,7 @@ test("two jobs submitted at once queue: the second waits QUEUED with an event na
       return { jobId: req.jobId ?? "", policyVersion: 0, resumed: false, modelName: "fake", initSource: "model_dir", pushedTo: ["w0"], pushFailed: [] };
     },
     trainStep: async (req) => {
-      calls.push(`train ${req.jobId} ${req.step}`);
+      calls.push(`train ${req.jobId} ${String(req.step)}`);
       await new Promise((r) => setTimeout(r, 5));
       return { policyVersion: Number(req.step), stats: { numSamples: 1 }, pushSeconds: 0 } as unknown as TrainStepResponse;
     },
@@ -193,6 +193,6 @@ test("init_from a job that has not SUCCEEDED fails the job naming spec.init_from
   await coord.stop();
   const done = await store.get(job.id);
   assert.equal(done?.state, "JOB_STATE_FAILED");
-  assert.match(done!.error, new RegExp(`^spec\\.init_from\\.job: job ${running.id} is JOB_STATE_QUEUED; only a SUCCEEDED job's final weights`));
+  assert.match(done.error, new RegExp(`^spec\\.init_from\\.job: job ${running.id} is JOB_STATE_QUEUED; only a SUCCEEDED job's final weights`));
   assert.deepEqual(calls, []);
 });

@@ -227,7 +227,7 @@ test("versions are scoped by job: version 0 of a new job is taken, samples carry
     // A catch-up that started while job-a v3 was served must not undo the push of job-b v0.
     await assert.rejects(
       e.swapWeights(4, base, { jobId: "job-a", ifServing: { jobId: "job-a", version: 3 } }),
-      (err: unknown) => err instanceof SupersededSwapError && /job job-b v0 is served now/.test((err as Error).message),
+      (err: unknown) => err instanceof SupersededSwapError && /job job-b v0 is served now/.test((err).message),
     );
     const proto = new ProtoRolloutEngine(e);
     assert.equal(proto.modelInfo().policyJobId, "job-b");

@@ -62,8 +62,8 @@ function describe(v: unknown): string {
   if (v === null) return "null";
   if (Array.isArray(v)) return "an array";
   if (typeof v === "string") return `the string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)}`;
-  if (typeof v === "object" || typeof v === "function") return "an object";
-  return `${typeof v} ${String(v)}`;
+  if (typeof v === "number" || typeof v === "boolean" || typeof v === "bigint") return `${typeof v} ${v.toString()}`;
+  return typeof v === "object" ? "an object" : typeof v;
 }
 
 /** Descriptor type names are relative ("DatasetSpec") or qualified (".rlmesh.v1.DatasetSpec"). */

@@ -36,3 +36,30 @@ test("a batch where every group is all-equal is skipped", () => {
   assert.equal(built.skipped, true);
   assert.equal(built.batch, null);
 });
+
+test("an empty response is a legal sample: it counts in its group's advantages with its reward, and gets no row", () => {
+  const withEmpty: ScoredSample[] = [
+    { groupId: "p", promptIds: [7, 8], responseIds: [1, 2], reward: 1 },
+    { groupId: "p", promptIds: [7, 8], responseIds: [], reward: 0 },
+    { groupId: "p", promptIds: [7, 8], responseIds: [3], reward: 0 },
+  ];
+  const built = buildGrpoBatch(withEmpty, { padId: 0, seed: 1, substitute: false });
+  // Group mean 1/3: the empty sample pulls the others' advantages like any reward-0 sample.
+  assert.ok(built.advantages[0]! > 0 && built.advantages[1]! < 0 && built.advantages[2]! < 0);
+  assert.equal(built.advantages[1], built.advantages[2]);
+  assert.deepEqual(Array.from(built.sourceIndex), [0, 2]);
+  const b = built.batch!;
+  assert.equal(b.batchSize, 2);
+  assert.deepEqual(Array.from(b.tokens), [7, 8, 1, 2, 7, 8, 3, 0]);
+  assert.deepEqual(Array.from(b.advantages), [built.advantages[0], built.advantages[2]]);
+  // Nothing but empty responses: nothing to train on, the step is skipped (not an error).
+  const allEmpty = buildGrpoBatch(
+    [
+      { groupId: "p", promptIds: [7], responseIds: [], reward: 1 },
+      { groupId: "p", promptIds: [7], responseIds: [], reward: 0 },
+    ],
+    { padId: 0, seed: 1 },
+  );
+  assert.equal(allEmpty.skipped, true);
+  assert.equal(allEmpty.batch, null);
+});

@@ -61,23 +61,26 @@ export function buildGrpoBatch(samples: readonly ScoredSample[], opts: BuildGrpo
     (opts.substitute ?? true)
       ? substituteZeroAdvantage(advantages, opts.seed)
       : { sourceIndex: Int32Array.from(samples.keys()), substituted: 0, skipped: advantages.every((a) => a === 0) };
+  // A sample with an empty response (the model answered nothing) counts in its group's advantages
+  // with its reward, but has no token for the loss: it gets no row.
+  const sourceIndex = Int32Array.from([...sub.sourceIndex].filter((src) => samples[src]!.responseIds.length > 0));
   const common = {
-    sourceIndex: sub.sourceIndex,
+    sourceIndex,
     substituted: sub.substituted,
     skipped: sub.skipped,
     rewardMean,
     advantageStats: stats,
     advantages,
   };
-  if (sub.skipped || samples.length === 0) return { ...common, batch: null, skipped: true };
-  const B = samples.length;
-  const T = Math.max(...samples.map((s) => s.promptIds.length + s.responseIds.length));
+  if (sub.skipped || sourceIndex.length === 0) return { ...common, batch: null, skipped: true };
+  const B = sourceIndex.length;
+  const T = Math.max(...[...sourceIndex].map((src) => samples[src]!.promptIds.length + samples[src]!.responseIds.length));
   const tokens = new Int32Array(B * T).fill(opts.padId);
   const attentionMask = new Uint8Array(B * T);
   const responseMask = new Uint8Array(B * T);
   const rowAdvantages = new Float64Array(B);
   for (let r = 0; r < B; r++) {
-    const src = sub.sourceIndex[r]!;
+    const src = sourceIndex[r]!;
     const s = samples[src]!;
     rowAdvantages[r] = advantages[src]!;
     const P = s.promptIds.length;

@@ -166,6 +166,17 @@ test("malformed requests are rejected with the offending field", async () => {
   t.dispose();
 });
 
+test("an empty generation is a legal sample: reward 0, counted in its group, no loss tokens", async () => {
+  const t = await open();
+  const samples = batch();
+  samples[1] = { ...samples[1]!, responseTokenIds: [], reward: 0 };
+  t.validate(request(0, samples));
+  const res = await t.trainStep(request(0, samples));
+  assert.equal(res.policyVersion, 1);
+  assert.ok(Number.isFinite(res.stats.loss), JSON.stringify(res.stats));
+  t.dispose();
+});
+
 test("a repeated TrainStep for an applied (job, step) returns the recorded result without training", async () => {
   const t = await open();
   const first = await t.trainStep(request(0, batch()));

@@ -85,7 +85,8 @@ export function validateTrainRequest(req: TrainStepRequest, lim: TrainRequestLim
     if (len > lim.maxSeqLen) {
       throw new InvalidArgumentError(`${f}.response_token_ids`, `prompt + response (up to EOS) is ${len} tokens, the model's max_seq_len is ${lim.maxSeqLen}`);
     }
-    if (response.length === 0) throw new InvalidArgumentError(`${f}.response_token_ids`, "is empty");
+    // An empty response is a legal sample (reward 0 from the sandbox): it counts in its group's
+    // advantages and has no token for the loss (grpo-batch gives it no row).
     return { groupId: s.promptId, promptIds: s.promptTokenIds, responseIds: response, reward: s.reward };
   });
 }

@@ -4,14 +4,11 @@
 // the candidate could reach the judge's comparisons, objects, memory or pipes; each must earn 0,
 // within its limits, and the executor must keep serving from the same container (a correct
 // canary right after each attack). Grouped by category; each `attack(...)` is one case.
-import { after, before, describe } from "node:test";
+import { describe } from "node:test";
 import assert from "node:assert/strict";
-import { Registry } from "prom-client";
-import { type LocalRedis, startLocalRedis } from "@rlmesh/shared";
 import type { AssertTests, CallTests, TestSpec } from "@rlmesh/shared/datasets/index";
-import { type RunningExecutor, startExecutor } from "./executor.js";
 import type { RewardResult, RewardStatus } from "@rlmesh/shared/reward/reward-result";
-import { QueueClient, fenced, backendTest, backendsUnderTest, requireBackend, sandboxIdsOf } from "./test-support.js";
+import { backendTest, backendsUnderTest, executorFixture, fenced, sandboxIdsOf } from "./test-support.js";
 import type { SandboxBackendName } from "./sandbox-backend.js";
 
 const OWNER = `adversarial-judge-${process.pid}`;
@@ -52,38 +49,22 @@ const asserts = (...tests: string[]): AssertTests => ({ kind: "assert", tests })
 function suite(backend: SandboxBackendName): void {
   const test = backendTest(backend);
   const owner = `${OWNER}-${backend}`;
-  let redis: LocalRedis;
-  let executor: RunningExecutor;
-  let client: QueueClient;
+  const fx = executorFixture(QUEUE, backend, owner);
 
   async function sandboxIds(): Promise<string[]> {
-    return sandboxIdsOf(executor, owner);
+    return sandboxIdsOf(fx.executor, owner);
   }
-
-  before(async () => {
-    await requireBackend(backend);
-    redis = await startLocalRedis();
-    executor = await startExecutor({ redisUrl: redis.url, queueName: QUEUE, concurrency: 1, executorId: owner, backend, registry: new Registry() });
-    client = new QueueClient(redis.url, QUEUE);
-    await client.ready();
-  });
-
-  after(async () => {
-    await client?.close();
-    await executor?.close();
-    await redis?.stop();
-  });
 
   /** The candidate earns 0 with one of `statuses`, in time; then a correct candidate still earns 1. */
   async function scoreAttack(program: string, statuses: RewardStatus[], tests: TestSpec = ADD): Promise<RewardResult> {
     const ids = await sandboxIds();
     const t0 = Date.now();
-    const r = await client.score(fenced(program), tests, LIMITS);
+    const r = await fx.client.score(fenced(program), tests, LIMITS);
     const elapsed = Date.now() - t0;
     assert.equal(r.reward, 0, `reward must be 0, got ${JSON.stringify(r)}`);
     assert.ok(statuses.includes(r.status), `status ${r.status} not in ${statuses.join("|")}: ${JSON.stringify(r)}`);
     assert.ok(elapsed < LIMITS.total_timeout_ms + SLACK_MS, `verdict took ${elapsed} ms`);
-    const canary = await client.score(fenced(GOOD), ADD, LIMITS);
+    const canary = await fx.client.score(fenced(GOOD), ADD, LIMITS);
     assert.equal(canary.reward, 1, `canary after the attack: ${JSON.stringify(canary)}`);
     assert.deepEqual(await sandboxIds(), ids, "the sandbox container had to be replaced");
     return r;
@@ -726,13 +707,13 @@ function suite(backend: SandboxBackendName): void {
     `);
 
   test("scanning its own memory finds what is there (control: text of its own program)", async () => {
-    const control = await client.score(fenced(SCAN_OWN_MEMORY + "\nHINT = 'add(7, 8) == 15'"), { kind: "call", fn: "add", cases: [{ args: [7, 8], expected: 15 }] }, LIMITS);
+    const control = await fx.client.score(fenced(SCAN_OWN_MEMORY + "\nHINT = 'add(7, 8) == 15'"), { kind: "call", fn: "add", cases: [{ args: [7, 8], expected: 15 }] }, LIMITS);
     assert.equal(control.reward, 1, JSON.stringify(control));
   });
 
   test("scanning its own memory (maps + ctypes) for this or the previous request's tests", async () => {
     // The previous request (same container) had these very tests: none of it may be left over.
-    assert.equal((await client.score(fenced(GOOD), ADD, LIMITS)).reward, 1);
+    assert.equal((await fx.client.score(fenced(GOOD), ADD, LIMITS)).reward, 1);
     await attack(SCAN_OWN_MEMORY, ["failed"]);
   });
 

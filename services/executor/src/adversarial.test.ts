@@ -4,12 +4,9 @@
 import { after, before, describe } from "node:test";
 import assert from "node:assert/strict";
 import { type AddressInfo, connect, createServer } from "node:net";
-import { Registry } from "prom-client";
-import { type LocalRedis, startLocalRedis } from "@rlmesh/shared";
 import type { AssertTests, CallTests } from "@rlmesh/shared/datasets/index";
-import { type RunningExecutor, startExecutor } from "./executor.js";
 import type { RewardResult, RewardStatus } from "@rlmesh/shared/reward/reward-result";
-import { QueueClient, fenced, backendTest, backendsUnderTest, requireBackend, sandboxIdsOf } from "./test-support.js";
+import { backendTest, backendsUnderTest, executorFixture, fenced, sandboxIdsOf } from "./test-support.js";
 import type { SandboxBackendName } from "./sandbox-backend.js";
 
 const SECRET = `s3cr3t-${process.pid}-${Date.now()}`;
@@ -25,42 +22,28 @@ const GOOD = "def add(a, b):\n    return a + b";
 function suite(backend: SandboxBackendName): void {
   const test = backendTest(backend);
   const owner = `${OWNER}-${backend}`;
-  let redis: LocalRedis;
-  let executor: RunningExecutor;
-  let client: QueueClient;
-  let registry: Registry;
-
-  async function sandboxIds(): Promise<string[]> {
-    return sandboxIdsOf(executor, owner);
-  }
-
-  before(async () => {
-    await requireBackend(backend);
-    redis = await startLocalRedis();
+  before(() => {
     process.env.RLMESH_TEST_SECRET = SECRET; // must never be visible inside a sandbox
-    registry = new Registry();
-    executor = await startExecutor({ redisUrl: redis.url, queueName: QUEUE, concurrency: 1, executorId: owner, backend, registry });
-    client = new QueueClient(redis.url, QUEUE);
-    await client.ready();
   });
-
-  after(async () => {
-    await client?.close();
-    await executor?.close();
-    await redis?.stop();
+  const fx = executorFixture(QUEUE, backend, owner);
+  after(() => {
     delete process.env.RLMESH_TEST_SECRET;
   });
+
+  async function sandboxIds(): Promise<string[]> {
+    return sandboxIdsOf(fx.executor, owner);
+  }
 
   async function expectZero(program: string, statuses: RewardStatus[], tests: AssertTests | CallTests = ADD): Promise<RewardResult> {
     const before = await sandboxIds();
     const t0 = Date.now();
-    const r = await client.score(fenced(program), tests, LIMITS);
+    const r = await fx.client.score(fenced(program), tests, LIMITS);
     const elapsed = Date.now() - t0;
     assert.equal(r.reward, 0, `reward must be 0, got ${JSON.stringify(r)}`);
     assert.ok(statuses.includes(r.status), `status ${r.status} (${r.reason}) not in ${statuses.join("|")}`);
     assert.ok(elapsed < LIMITS.total_timeout_ms + SLACK_MS, `verdict took ${elapsed} ms`);
     // The executor keeps serving, from the same container, and the next candidate is fine.
-    const canary = await client.score(fenced(GOOD), ADD, LIMITS);
+    const canary = await fx.client.score(fenced(GOOD), ADD, LIMITS);
     assert.equal(canary.reward, 1, `canary after the attack: ${JSON.stringify(canary)}`);
     assert.deepEqual(await sandboxIds(), before, "the sandbox container had to be replaced");
     return r;
@@ -72,13 +55,13 @@ function suite(backend: SandboxBackendName): void {
   }
 
   test("a correct candidate passes and a wrong one fails", async () => {
-    assert.equal((await client.score(fenced(GOOD), ADD)).reward, 1);
+    assert.equal((await fx.client.score(fenced(GOOD), ADD)).reward, 1);
     const r = await expectZero("def add(a, b):\n    return a - b", ["failed"]);
     assert.equal(r.tests_run, 3);
   });
 
   test("no code block is a format error", async () => {
-    const r = await client.score("def add(a, b): return a + b", ADD);
+    const r = await fx.client.score("def add(a, b): return a + b", ADD);
     assert.equal(r.status, "format_error");
     assert.equal(r.reward, 0);
   });
@@ -187,7 +170,7 @@ function suite(backend: SandboxBackendName): void {
   ].join("\n");
 
   test("a background process and files left behind are gone for the next candidate", async () => {
-    const clean = await client.score(fenced(PROBE_CODE), PROBE, LIMITS);
+    const clean = await fx.client.score(fenced(PROBE_CODE), PROBE, LIMITS);
     assert.equal(clean.reward, 1, `probe on a clean sandbox: ${JSON.stringify(clean)}`);
     const leaver = [
       "import os, time",
@@ -203,9 +186,9 @@ function suite(backend: SandboxBackendName): void {
       "    os._exit(0)",
       "def add(a, b):\n    return a + b",
     ].join("\n");
-    const r = await client.score(fenced(leaver), ADD, LIMITS);
+    const r = await fx.client.score(fenced(leaver), ADD, LIMITS);
     assert.equal(r.reward, 1, "leaving a process behind is allowed but must not survive");
-    const probe = await client.score(fenced(PROBE_CODE), PROBE, LIMITS);
+    const probe = await fx.client.score(fenced(PROBE_CODE), PROBE, LIMITS);
     assert.equal(probe.reward, 1, `next candidate saw leftovers: ${JSON.stringify(probe)}`);
   });
 
@@ -216,15 +199,15 @@ function suite(backend: SandboxBackendName): void {
       "made = [libc.shmget(0, 4096, 0o1600), libc.msgget(0, 0o1600), libc.semget(0, 1, 0o1600)]",
       "def add(a, b):\n    return a + b",
     ].join("\n");
-    assert.equal((await client.score(fenced(leaver), ADD, LIMITS)).reward, 1);
+    assert.equal((await fx.client.score(fenced(leaver), ADD, LIMITS)).reward, 1);
     const probe = "def left():\n    return [len(open('/proc/sysvipc/' + k).read().splitlines()) - 1 for k in ('shm', 'msg', 'sem')]";
-    const r = await client.score(fenced(probe), { kind: "call", fn: "left", cases: [{ args: [], expected: [0, 0, 0] }] }, LIMITS);
+    const r = await fx.client.score(fenced(probe), { kind: "call", fn: "left", cases: [{ args: [], expected: [0, 0, 0] }] }, LIMITS);
     assert.equal(r.reward, 1, `IPC objects survived into the next candidate: ${JSON.stringify(r)}`);
   });
 
   test("the previous candidate's code and tests are not in the next candidate's memory", async () => {
     const marker = `MARK${process.pid}x${Date.now()}`;
-    const a = await client.score(
+    const a = await fx.client.score(
       fenced(`NOTE = "${marker}-code"\ndef add(a, b):\n    return a + b`),
       { kind: "assert", tests: [`assert add(1, 2) == 3 or "${marker}-test"`] },
       LIMITS,
@@ -242,9 +225,9 @@ function suite(backend: SandboxBackendName): void {
       fn: "seen",
       cases: [{ args: [[...m].reverse().join("")], expected }],
     });
-    const control = await client.score(fenced(probe), tests(`CTRL-${marker}`, true), LIMITS);
+    const control = await fx.client.score(fenced(probe), tests(`CTRL-${marker}`, true), LIMITS);
     assert.equal(control.reward, 1, `the probe must find its own marker: ${JSON.stringify(control)}`);
-    const r = await client.score(fenced(probe), tests(`${marker}-`, false), LIMITS);
+    const r = await fx.client.score(fenced(probe), tests(`${marker}-`, false), LIMITS);
     assert.equal(r.reward, 1, `the previous candidate was visible in memory: ${JSON.stringify(r)}`);
   });
 
@@ -287,9 +270,9 @@ function suite(backend: SandboxBackendName): void {
       const isolated = { has_path: true, host_port_reachable: false, ifaces: ["lo"], uid: 10001, oom_score_adj: "1000" };
       // Control: the probe does see what is there (its own PATH), so it can detect a leak. The
       // candidate is also the OOM killer's first choice, so the fork server survives memory abuse.
-      const control = await client.score(fenced(code), probe("/usr/bin", { secret_seen: true, ...isolated }), LIMITS);
+      const control = await fx.client.score(fenced(code), probe("/usr/bin", { secret_seen: true, ...isolated }), LIMITS);
       assert.equal(control.reward, 1, JSON.stringify(control));
-      const r = await client.score(fenced(code), probe(SECRET, { secret_seen: false, ...isolated }), LIMITS);
+      const r = await fx.client.score(fenced(code), probe(SECRET, { secret_seen: false, ...isolated }), LIMITS);
       assert.equal(r.reward, 1, `the executor's secret or the host's network was reachable: ${JSON.stringify(r)}`);
     } finally {
       server.close();
@@ -305,19 +288,19 @@ function suite(backend: SandboxBackendName): void {
       ],
     };
     const sum = "a, b = map(float, input().split())\ns = a + b\nprint(int(s) if s == int(s) else s)";
-    assert.equal((await client.score(fenced(sum), stdio, LIMITS)).reward, 1);
+    assert.equal((await fx.client.score(fenced(sum), stdio, LIMITS)).reward, 1);
     await expectZero("import sys\nprint('5')\nsys.exit(0)", ["runtime_error"], {
       kind: "call",
       fn: "add",
       cases: [{ args: [1, 2], expected: 3 }],
     });
-    const wrongStdio = await client.score(fenced("print(5)"), stdio, LIMITS);
+    const wrongStdio = await fx.client.score(fenced("print(5)"), stdio, LIMITS);
     assert.equal(wrongStdio.reward, 0);
     assert.equal(wrongStdio.tests_passed, 1);
   });
 
   test("metrics count executions by status and report the pool", async () => {
-    const text = await registry.metrics();
+    const text = await fx.registry.metrics();
     assert.match(text, /rlmesh_sandbox_executions_total\{status="passed"\} [1-9]/);
     assert.match(text, /rlmesh_sandbox_executions_total\{status="timeout"\} [1-9]/);
     assert.match(text, /rlmesh_sandbox_execution_duration_seconds_bucket/);

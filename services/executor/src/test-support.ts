@@ -1,19 +1,20 @@
 // Helpers shared by the executor's Docker/bwrap/Redis tests (not a test file itself).
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { test as nodeTest } from "node:test";
+import { after, before, test as nodeTest } from "node:test";
 import { resolve } from "node:path";
 import Docker from "dockerode";
 import { type Job, Queue, QueueEvents } from "bullmq";
 import type { Redis } from "ioredis";
-import { createRedis } from "@rlmesh/shared";
+import { createRedis, type LocalRedis, startLocalRedis } from "@rlmesh/shared";
+import { Registry } from "prom-client";
 import type { TestSpec } from "@rlmesh/shared/datasets/index";
 import { type RewardJobData, enqueueRewardJobs, rewardJobId } from "@rlmesh/shared/reward/reward-jobs";
 import type { RewardResult } from "@rlmesh/shared/reward/reward-result";
 import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
 import { DEFAULT_BWRAP } from "./bwrap-sandbox.js";
 import { SANDBOX_OWNER_LABEL } from "./docker-sandbox.js";
-import type { RunningExecutor } from "./executor.js";
+import { type RunningExecutor, startExecutor } from "./executor.js";
 import { SANDBOX_BACKENDS, type SandboxBackendName } from "./sandbox-backend.js";
 export { withSandboxBackend } from "./sandbox-backend.js";
 
@@ -122,4 +123,35 @@ export async function sandboxIdsOf(executor: RunningExecutor, owner: string): Pr
     return list.map((c) => c.Id).sort();
   }
   return executor.pool.ids();
+}
+
+/** What an executor fixture gives a suite (valid between its before and after hooks). */
+export interface ExecutorFixture {
+  readonly redis: LocalRedis;
+  readonly executor: RunningExecutor;
+  readonly client: QueueClient;
+  readonly registry: Registry;
+}
+
+/**
+ * Registers before/after hooks that start a private Redis, one executor (concurrency 1) on
+ * `backend` with the id `owner`, and a queue client; stops them after the suite. Fails loudly
+ * when the backend cannot run here.
+ */
+export function executorFixture(queue: string, backend: SandboxBackendName, owner: string): ExecutorFixture {
+  const f = {} as { redis: LocalRedis; executor: RunningExecutor; client: QueueClient; registry: Registry };
+  before(async () => {
+    await requireBackend(backend);
+    f.redis = await startLocalRedis();
+    f.registry = new Registry();
+    f.executor = await startExecutor({ redisUrl: f.redis.url, queueName: queue, concurrency: 1, executorId: owner, backend, registry: f.registry });
+    f.client = new QueueClient(f.redis.url, queue);
+    await f.client.ready();
+  });
+  after(async () => {
+    await f.client?.close();
+    await f.executor?.close();
+    await f.redis?.stop();
+  });
+  return f;
 }

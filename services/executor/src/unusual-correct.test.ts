@@ -1,13 +1,10 @@
 // Correct programs that do unusual things, through queue -> executor -> Docker: each must earn
 // reward 1 under the two-process judge (test code in the judge process, the candidate reached
 // through plain-data stubs, handles for its objects, callbacks for the tests' functions).
-import { after, before, describe } from "node:test";
+import { describe } from "node:test";
 import assert from "node:assert/strict";
-import { Registry } from "prom-client";
-import { type LocalRedis, startLocalRedis } from "@rlmesh/shared";
 import type { AssertTests, TestSpec } from "@rlmesh/shared/datasets/index";
-import { type RunningExecutor, startExecutor } from "./executor.js";
-import { QueueClient, fenced, backendTest, backendsUnderTest, requireBackend } from "./test-support.js";
+import { backendTest, backendsUnderTest, executorFixture, fenced } from "./test-support.js";
 import type { SandboxBackendName } from "./sandbox-backend.js";
 
 const QUEUE = "reward-unusual-correct";
@@ -22,26 +19,10 @@ const asserts = (...tests: string[]): AssertTests => ({ kind: "assert", tests })
 
 function suite(backend: SandboxBackendName): void {
   const test = backendTest(backend);
-  let redis: LocalRedis;
-  let executor: RunningExecutor;
-  let client: QueueClient;
-
-  before(async () => {
-    await requireBackend(backend);
-    redis = await startLocalRedis();
-    executor = await startExecutor({ redisUrl: redis.url, queueName: QUEUE, concurrency: 1, executorId: `unusual-${process.pid}-${backend}`, backend, registry: new Registry() });
-    client = new QueueClient(redis.url, QUEUE);
-    await client.ready();
-  });
-
-  after(async () => {
-    await client?.close();
-    await executor?.close();
-    await redis?.stop();
-  });
+  const fx = executorFixture(QUEUE, backend, `unusual-${process.pid}-${backend}`);
 
   async function passes(program: string, tests: TestSpec): Promise<void> {
-    const r = await client.score(fenced(program), tests, LIMITS);
+    const r = await fx.client.score(fenced(program), tests, LIMITS);
     assert.equal(r.reward, 1, JSON.stringify(r));
   }
 

@@ -8,6 +8,7 @@ export class ApiMetrics {
   readonly stepsTotal: Counter;
   readonly phaseSeconds: Histogram;
   readonly jobsRunning: Gauge;
+  readonly samplesDropped: Counter;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -23,6 +24,12 @@ export class ApiMetrics {
       registers,
     });
     this.jobsRunning = new Gauge({ name: "rlmesh_jobs_running", help: "Jobs being driven by this api", registers });
+    this.samplesDropped = new Counter({
+      name: "rlmesh_reward_samples_dropped_total",
+      help: "Candidates left out of their group with no reward because the sandbox infrastructure failed on every attempt (never scored 0)",
+      labelNames: ["reason", "phase"],
+      registers,
+    });
   }
 
   observeStep(step: number, rewardMean: number, phases: Record<string, number>): void {

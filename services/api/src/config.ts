@@ -19,6 +19,14 @@ export const API_CONFIG = {
   },
   learnerAddr: { env: "RLMESH_LEARNER_ADDR", type: "string", default: "127.0.0.1:50071", doc: "host:port of the learner (LearnerService)" },
   rewardQueue: { env: "RLMESH_REWARD_QUEUE", type: "string", default: "reward", doc: "BullMQ queue the reward jobs go to" },
+  maxInfraFailureRate: {
+    env: "RLMESH_MAX_INFRA_FAILURE_RATE",
+    type: "float",
+    default: 0.1,
+    min: 0,
+    max: 1,
+    doc: "Largest fraction of a step's candidates that may get no reward (sandbox_error, executor_lost, infra_timeout after their retries) before the job fails",
+  },
   shutdownGraceMs: {
     env: "RLMESH_SHUTDOWN_GRACE_MS",
     type: "int",

@@ -30,7 +30,16 @@ const store = new JobStore(redis);
 const rollout = new RolloutPool(redis, logger);
 const learner = new GrpcLearnerClient(config.learnerAddr, logger);
 const rewards = new QueueRewardScorer(workerRedis, config.rewardQueue, logger);
-const coordinator = new Coordinator({ store, redis, rollout, rewards, learner, logger, metrics: apiMetrics });
+const coordinator = new Coordinator({
+  store,
+  redis,
+  rollout,
+  rewards,
+  learner,
+  logger,
+  metrics: apiMetrics,
+  maxInfraFailureRate: config.maxInfraFailureRate,
+});
 
 // Signal handling first: a SIGTERM during start-up still shuts down cleanly.
 const servers: { grpc?: GrpcServerHandle; metrics?: MetricsServer } = {};

@@ -4,6 +4,7 @@ import { DEFAULT_CONTAINER_LIMITS, DEFAULT_SANDBOX_LIMITS } from "./sandbox-limi
 import { SANDBOX_IMAGE } from "./sandbox-image.js";
 import { DEFAULT_BWRAP_HOST_UID } from "./bwrap-sandbox.js";
 import { DEFAULT_SANDBOX_BACKEND, SANDBOX_BACKENDS } from "./sandbox-backend.js";
+import { DEFAULT_LOCK_MS, DEFAULT_STALLED_INTERVAL_MS } from "./reward-worker.js";
 
 /** Environment of the executor service (validated once at start-up). */
 export const EXECUTOR_CONFIG = {
@@ -111,14 +112,14 @@ export const EXECUTOR_CONFIG = {
   lockDurationMs: {
     env: "RLMESH_EXECUTOR_LOCK_MS",
     type: "int",
-    default: 30_000,
+    default: DEFAULT_LOCK_MS,
     min: 1000,
     doc: "BullMQ lock duration (a dead executor's job is retried after this)",
   },
   stalledIntervalMs: {
     env: "RLMESH_EXECUTOR_STALLED_INTERVAL_MS",
     type: "int",
-    default: 30_000,
+    default: DEFAULT_STALLED_INTERVAL_MS,
     min: 500,
     doc: "How often stalled jobs are looked for",
   },

@@ -1,13 +1,13 @@
 // The worker's retry policy against a real Redis (no Docker): a SandboxError is retried with
-// backoff and recorded as sandbox_error only when every attempt failed; a candidate's failure
-// is final at once.
+// backoff and the job fails (sandbox_error: no reward) only when every attempt failed; a
+// candidate's failure is a final result at once.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { type LocalRedis, createRedis, startLocalRedis } from "@rlmesh/shared";
 import { Queue, QueueEvents } from "bullmq";
 import type { Redis } from "ioredis";
 import { type RewardJobData, enqueueRewardJobs } from "@rlmesh/shared/reward/reward-jobs";
-import { type RewardResult, rewardResult } from "@rlmesh/shared/reward/reward-result";
+import { type RewardResult, classifyFailedReason, rewardResult } from "@rlmesh/shared/reward/reward-result";
 import { createRewardWorker } from "./reward-worker.js";
 import { InvalidJobError, SandboxError } from "./sandbox-error.js";
 
@@ -63,19 +63,20 @@ test("sandbox errors are retried; candidate failures are final; ids are idempote
     const again = await enqueueRewardJobs(queue, [data(2, "wrong")]);
     assert.equal(again[0]!.id, jobs[2]!.id, "same candidate, same job");
     assert.equal(jobs[0]!.id, "w_1-3-0");
-    const results = (await Promise.all(jobs.map((j) => j.waitUntilFinished(events, 20_000)))) as RewardResult[];
-    assert.deepEqual(
-      results.map((r) => [r.status, r.reward]),
-      [
-        ["passed", 1],
-        ["sandbox_error", 0],
-        ["failed", 0],
-        ["sandbox_error", 0],
-      ],
-    );
+    const settled = await Promise.allSettled(jobs.map((j) => j.waitUntilFinished(events, 20_000) as Promise<RewardResult>));
+    const ok = (i: number) => (settled[i]!.status === "fulfilled" ? (settled[i] as PromiseFulfilledResult<RewardResult>).value : undefined);
+    const why = (i: number) => (settled[i]!.status === "rejected" ? String((settled[i] as PromiseRejectedResult).reason?.message) : "");
+    assert.deepEqual([ok(0)?.status, ok(0)?.reward], ["passed", 1]);
+    assert.deepEqual([ok(2)?.status, ok(2)?.reward], ["failed", 0]);
+    // An infrastructure failure is no result at all: the job fails, naming why.
+    assert.equal(ok(1), undefined, "a sandbox that fails on every attempt gives no reward, not reward 0");
+    assert.match(why(1), /^sandbox_error: sandbox failed on all 3 attempt\(s\): docker is down/);
+    assert.equal(ok(3), undefined);
+    assert.match(why(3), /^invalid_job: unknown test kind/);
+    assert.equal(classifyFailedReason(why(1)), "sandbox_error");
+    assert.equal(classifyFailedReason(why(3)), "invalid_job");
+    assert.equal((await queue.getJob(jobs[1]!.id!))?.attemptsMade, 3);
     assert.deepEqual([calls.get("flaky"), calls.get("broken"), calls.get("wrong"), calls.get("malformed")], [3, 3, 1, 1]);
-    assert.match(results[3]!.reason, /invalid job/);
-    assert.match(results[1]!.reason, /docker is down/);
   } finally {
     await worker.close();
     await events.close();

@@ -1,10 +1,24 @@
-import { type ConnectionOptions, type Job, Worker } from "bullmq";
+import { type ConnectionOptions, type Job, UnrecoverableError, Worker } from "bullmq";
 import type { Logger } from "@rlmesh/shared";
 import type { RewardJobData } from "@rlmesh/shared/reward/reward-jobs";
-import { type RewardResult, rewardResult } from "@rlmesh/shared/reward/reward-result";
+import { type RewardResult, infraFailureReason } from "@rlmesh/shared/reward/reward-result";
 import { InvalidJobError, SandboxError } from "./sandbox-error.js";
 import type { ExecutorMetrics } from "./executor-metrics.js";
-import { testCount } from "@rlmesh/shared/datasets/index";
+
+/**
+ * How a dead executor's in-flight jobs are taken back within seconds: a short BullMQ lock that
+ * the live worker renews every half lock (BullMQ's lockRenewTime), and a frequent stalled-job
+ * check by every other (or the restarted) executor. A job whose executor died is back in wait
+ * at most lock + 2 × interval after its last renewal (≤ 9 s; measured 3–6 s in
+ * executor-crash.test.ts), instead of BullMQ's 30 s + 30 s defaults. The cost is one PEXPIRE per
+ * active job every 2.5 s and one stalled-check script per executor every 2 s: nothing next to a
+ * sandbox run. A live executor whose event loop stalls for more than the lock (it does no
+ * CPU work itself; the candidate runs in its container) would lose the job to another one, which
+ * runs it again: the first completion is refused ("missing lock"), so it is still scored once.
+ */
+export const DEFAULT_LOCK_MS = 5000;
+/** How often each executor looks for stalled jobs (see DEFAULT_LOCK_MS). */
+export const DEFAULT_STALLED_INTERVAL_MS = 2000;
 
 export interface RewardWorkerOptions {
   connection: ConnectionOptions;
@@ -16,9 +30,9 @@ export interface RewardWorkerOptions {
   score: (data: RewardJobData) => Promise<RewardResult>;
   metrics?: ExecutorMetrics;
   logger?: Logger;
-  /** BullMQ lock duration: a job whose worker stops renewing it is retried after this. @defaultValue 30000 */
+  /** BullMQ lock duration: a job whose worker stops renewing it is retried after this. @defaultValue DEFAULT_LOCK_MS */
   lockDurationMs?: number;
-  /** How often stalled jobs are looked for. @defaultValue 30000 */
+  /** How often stalled jobs are looked for. @defaultValue DEFAULT_STALLED_INTERVAL_MS */
   stalledIntervalMs?: number;
   /** Stalls before a job is failed for good. @defaultValue 2 */
   maxStalledCount?: number;
@@ -26,9 +40,10 @@ export interface RewardWorkerOptions {
 
 /**
  * BullMQ worker of the reward queue. A candidate's own failure is a final result (the job's
- * return value); a SandboxError is thrown so BullMQ retries with the producer's backoff, and
- * on the last attempt it is recorded as a sandbox_error result with reward 0. A malformed job
- * (InvalidJobError) is recorded as sandbox_error at once.
+ * return value). An infrastructure failure is never a result: a SandboxError (or any other
+ * executor error) is thrown so BullMQ retries with the producer's backoff, and after the last
+ * attempt the job is *failed* with the reason `sandbox_error: …`, so its producer sees "no
+ * reward", not reward 0. A malformed job (InvalidJobError) fails at once (`invalid_job: …`).
  */
 export function createRewardWorker(opts: RewardWorkerOptions): Worker<RewardJobData, RewardResult> {
   const { metrics, logger } = opts;
@@ -39,22 +54,19 @@ export function createRewardWorker(opts: RewardWorkerOptions): Worker<RewardJobD
     try {
       result = await opts.score(job.data);
     } catch (err) {
-      // A malformed job fails the same way every time: record it at once.
-      const last = err instanceof InvalidJobError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      const invalid = err instanceof InvalidJobError;
+      const last = invalid || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       const infra = err instanceof SandboxError;
-      logger?.warn("reward job failed", { job: job.id, attempt: job.attemptsMade + 1, last, err: (err as Error).message });
+      const message = (err as Error).message;
+      logger?.warn("reward job failed", { job: job.id, attempt: job.attemptsMade + 1, last, err: message });
       if (!last) throw err;
-      result = rewardResult({
-        status: "sandbox_error",
-        tests_run: 0,
-        tests_passed: 0,
-        tests_total: safeCount(job.data),
-        duration_ms: Number(process.hrtime.bigint() - started) / 1e6,
-        reason:
-          err instanceof InvalidJobError
-            ? `invalid job: ${err.message}`
-            : `${infra ? "sandbox" : "executor"} failed on every attempt: ${(err as Error).message}`,
-      });
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      metrics?.executions.inc({ status: "sandbox_error" });
+      metrics?.duration.observe({ status: "sandbox_error" }, seconds);
+      if (invalid) throw new UnrecoverableError(infraFailureReason("invalid_job", message));
+      throw new Error(
+        infraFailureReason("sandbox_error", `${infra ? "sandbox" : "executor"} failed on all ${job.attemptsMade + 1} attempt(s): ${message}`),
+      );
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     metrics?.executions.inc({ status: result.status });
@@ -64,8 +76,8 @@ export function createRewardWorker(opts: RewardWorkerOptions): Worker<RewardJobD
   const worker = new Worker<RewardJobData, RewardResult>(opts.queueName, processor, {
     connection: opts.connection,
     concurrency: opts.concurrency,
-    lockDuration: opts.lockDurationMs ?? 30_000,
-    stalledInterval: opts.stalledIntervalMs ?? 30_000,
+    lockDuration: opts.lockDurationMs ?? DEFAULT_LOCK_MS,
+    stalledInterval: opts.stalledIntervalMs ?? DEFAULT_STALLED_INTERVAL_MS,
     maxStalledCount: opts.maxStalledCount ?? 2,
     autorun: true,
   });
@@ -73,10 +85,3 @@ export function createRewardWorker(opts: RewardWorkerOptions): Worker<RewardJobD
   return worker;
 }
 
-function safeCount(data: RewardJobData): number {
-  try {
-    return testCount(data.tests);
-  } catch {
-    return 0;
-  }
-}

@@ -30,3 +30,28 @@ export function rewardResult(fields: Omit<RewardResult, "reward" | "stderr_tail"
     stderr_tail: tail.length > STDERR_TAIL_CHARS ? tail.slice(-STDERR_TAIL_CHARS) : tail,
   };
 }
+
+/**
+ * Why a reward job ended without a reward: the infrastructure failed, not the candidate. Such a
+ * sample has no reward at all (it is dropped from its group), never reward 0.
+ * - `sandbox_error`: the sandbox (Docker, the container, the fork server) failed on every attempt;
+ * - `executor_lost`: the executor running it died (its lock expired) more often than BullMQ allows;
+ * - `infra_timeout`: no final result within the producer's wait (no executor took it);
+ * - `invalid_job`: the job's payload is unusable (a producer bug; retrying cannot help).
+ */
+export const INFRA_FAILURES = ["sandbox_error", "executor_lost", "infra_timeout", "invalid_job"] as const;
+export type InfraFailure = (typeof INFRA_FAILURES)[number];
+
+/** Prefix of a failed reward job's failedReason that says which infrastructure failure it was. */
+export function infraFailureReason(kind: InfraFailure, detail: string): string {
+  return `${kind}: ${detail}`;
+}
+
+/** The infrastructure failure a failed reward job's failedReason names (BullMQ's stall limit: executor_lost). */
+export function classifyFailedReason(reason: string): InfraFailure {
+  const m = /^(sandbox_error|executor_lost|infra_timeout|invalid_job):/.exec(reason);
+  if (m) return m[1] as InfraFailure;
+  // BullMQ's own words when a job's lock expired more than maxStalledCount times.
+  if (/stalled more than allowable limit/i.test(reason)) return "executor_lost";
+  return "sandbox_error";
+}

@@ -1,3 +1,4 @@
+import type { InfraFailure } from "@rlmesh/shared/reward/reward-result";
 import type { CanonicalRow } from "@rlmesh/shared/datasets/index";
 import type {
   GrpoParams,
@@ -19,10 +20,12 @@ export interface Candidate {
   response: string;
 }
 
-export interface Score {
-  reward: number;
-  status: string;
-}
+/**
+ * A candidate's score: its reward from the sandbox, or — when the infrastructure failed on every
+ * attempt — no reward at all (`reward: null`, the failure and its reason). A `null` sample is
+ * dropped from its group; it is never trained on as reward 0.
+ */
+export type Score = { reward: number; status: string } | { reward: null; status: InfraFailure; reason: string };
 
 /** Scores candidates through the reward queue (BullMQ → executors → Docker). */
 export interface RewardScorer {

@@ -7,6 +7,7 @@ import type { NormalizedJobSpec as JobSpec } from "../job-spec.js";
 import { stepSeed } from "./batch-sampler.js";
 import type { Candidate, LearnerClient } from "./interfaces.js";
 import { passRate, type PassRate } from "./pass-at-1.js";
+import { checkInfraFailureRate, DEFAULT_MAX_INFRA_FAILURE_RATE, describeDropped, droppedSamples } from "./infra-failures.js";
 import type { RunnerDeps } from "./runner-deps.js";
 
 /**
@@ -45,7 +46,16 @@ export async function evalPassAt1(
     response: s.text,
   }));
   const scores = await deps.rewards.score(candidates, spec.limits, signal);
-  return { ...passRate(scores.filter((s) => s.reward > 0).length, candidates.length), policyVersion };
+  // Responses the infrastructure could not score are left out of n (never counted as failures).
+  const dropped = droppedSamples(candidates, scores);
+  if (dropped.length > 0 && !signal.aborted) {
+    for (const d of dropped) deps.metrics?.samplesDropped.inc({ reason: d.status, phase: "eval" });
+    const what = `eval ${tag} at step ${step}`;
+    await deps.store.appendEvent(jobId, { log: { level: "warn", message: describeDropped(what, dropped, candidates.length) } });
+    checkInfraFailureRate(what, dropped, candidates.length, deps.maxInfraFailureRate ?? DEFAULT_MAX_INFRA_FAILURE_RATE);
+  }
+  const scored = scores.filter((s) => s.reward !== null);
+  return { ...passRate(scored.filter((s) => s.reward > 0).length, scored.length), policyVersion };
 }
 
 /** What a job's evaluator needs. */

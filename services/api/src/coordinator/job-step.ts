@@ -6,6 +6,7 @@ import { sampleBatch, stepSeed } from "./batch-sampler.js";
 import { CollapseGuardStop } from "./collapse-guard-stop.js";
 import { groupRewards, groupsToTrain, informativeGroupFraction } from "./dynamic-sampling.js";
 import type { Candidate } from "./interfaces.js";
+import { checkInfraFailureRate, DEFAULT_MAX_INFRA_FAILURE_RATE, describeDropped, droppedSamples } from "./infra-failures.js";
 import type { RunnerDeps } from "./runner-deps.js";
 
 /** Where a step's generated samples are kept until the step completes (for resume). */
@@ -72,8 +73,22 @@ export async function runStep(job: Job, step: number, ctx: StepContext, generate
   t.reward = (performance.now() - t0) / 1000;
   if (signal.aborted) return job;
 
+  // A candidate the infrastructure could not score has no reward: it leaves its group (told in an
+  // event, counted), and too many of them fail the job rather than train on a thinned step.
+  const dropped = droppedSamples(candidates, scores);
+  if (dropped.length > 0) {
+    for (const d of dropped) deps.metrics?.samplesDropped.inc({ reason: d.status, phase: "train" });
+    log.warn("samples dropped: no reward", { step, dropped: dropped.length, of: candidates.length });
+    await store.appendEvent(job.id, { log: { level: "warn", message: describeDropped(`step ${step}`, dropped, candidates.length) } });
+    checkInfraFailureRate(`step ${step}`, dropped, candidates.length, deps.maxInfraFailureRate ?? DEFAULT_MAX_INFRA_FAILURE_RATE);
+  }
+  const scored = samples.flatMap((smp, k) => {
+    const r = scores[k]!.reward;
+    return r === null ? [] : [{ smp, k, reward: r }];
+  });
+
   t0 = performance.now();
-  const groups = groupRewards(samples.map((smp, k) => ({ group: smp.promptId, reward: scores[k]!.reward })));
+  const groups = groupRewards(scored.map(({ smp, reward }) => ({ group: smp.promptId, reward })));
   const keep = groupsToTrain(groups, spec.promptsPerStep);
   const trained = await deps.learner.trainStep(
     {
@@ -81,24 +96,24 @@ export async function runStep(job: Job, step: number, ctx: StepContext, generate
       step,
       seed: stepSeed(seed, step, 0x7e),
       params: spec.grpo,
-      samples: samples
-        .map((s, k) => ({
+      samples: scored
+        .filter(({ smp }) => keep.has(smp.promptId))
+        .map(({ smp: s, reward }) => ({
           promptId: `${step}-${s.promptId}`,
           promptTokenIds: s.promptTokenIds,
           responseTokenIds: s.tokenIds,
-          reward: scores[k]!.reward,
+          reward,
           policyVersion: s.policyVersion,
           policyJobId: s.policyJobId,
-        }))
-        .filter((_, k) => keep.has(samples[k]!.promptId)),
+        })),
     },
     signal,
   );
   t.train = (performance.now() - t0) / 1000 - trained.pushSeconds;
   t.push = trained.pushSeconds;
 
-  const rewardMean = scores.reduce((a, s) => a + s.reward, 0) / Math.max(1, scores.length);
-  const solved = new Set(candidates.filter((_, k) => scores[k]!.reward > 0).map((c) => c.row.task_id));
+  const rewardMean = scored.reduce((a, s) => a + s.reward, 0) / Math.max(1, scored.length);
+  const solved = new Set(scored.filter((s) => s.reward > 0).map((s) => candidates[s.k]!.row.task_id));
   const passRateStep = solved.size / batch.length;
   const informativeFraction = informativeGroupFraction(groups);
   await store.appendEvent(job.id, {

@@ -3,6 +3,7 @@ import type { Redis } from "ioredis";
 import type { Logger, SandboxLimits } from "@rlmesh/shared";
 import { enqueueRewardJobs, rewardJobId, type RewardJobData } from "@rlmesh/shared/reward/reward-jobs";
 import { RewardWaiter } from "@rlmesh/shared/reward/reward-waiter";
+import { classifyFailedReason } from "@rlmesh/shared/reward/reward-result";
 import type { Candidate, RewardScorer, Score } from "./interfaces.js";
 
 /** Longest wait for one candidate's final result (queueing included). */
@@ -58,13 +59,22 @@ export class QueueRewardScorer implements RewardScorer {
     const ids = data.map((d) => rewardJobId(d.job_id, d.step, d.sample_index));
     const outcomes = await this.waiter.waitFor(ids, REWARD_WAIT_TIMEOUT_MS, () => enqueueRewardJobs(this.queue, data), signal);
     signal?.throwIfAborted();
-    const bad = outcomes.flatMap((o, i) => (o.state === "completed" ? [] : [`${ids[i]}: ${o.state}: ${o.reason}`]));
-    if (bad.length > 0) {
-      throw new Error(`${bad.length} of ${ids.length} reward job(s) did not complete (e.g. ${bad.slice(0, 3).join("; ")})`);
+    // A job gone from Redis (removed, data lost) is re-enqueued by a retry of the step.
+    const missing = outcomes.flatMap((o, i) => (o.state === "missing" ? [`${ids[i]}: ${o.reason}`] : []));
+    if (missing.length > 0) {
+      throw new Error(`${missing.length} of ${ids.length} reward job(s) vanished from Redis (e.g. ${missing.slice(0, 3).join("; ")})`);
     }
-    return outcomes.map((o) => {
-      const r = (o as Extract<typeof o, { state: "completed" }>).result;
-      return { reward: r.reward, status: r.status };
+    // A failed job (its retries spent, or its executor lost too often) and a job with no result
+    // within the wait are "no reward": the caller drops the sample, never scores it 0.
+    return outcomes.map((o): Score => {
+      if (o.state === "completed") {
+        const r = o.result;
+        // An older executor recorded a spent sandbox as a sandbox_error result: still no reward.
+        if (r.status === "sandbox_error") return { reward: null, status: "sandbox_error", reason: r.reason };
+        return { reward: r.reward, status: r.status };
+      }
+      if (o.state === "failed") return { reward: null, status: classifyFailedReason(o.reason), reason: o.reason };
+      return { reward: null, status: "infra_timeout", reason: o.reason };
     });
   }
 

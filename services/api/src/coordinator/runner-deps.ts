@@ -14,4 +14,6 @@ export interface RunnerDeps {
   learner: LearnerClient;
   logger: Logger;
   metrics?: ApiMetrics;
+  /** Largest fraction of a step's (or an eval's) candidates that may go unscored. @defaultValue DEFAULT_MAX_INFRA_FAILURE_RATE */
+  maxInfraFailureRate?: number;
 }

@@ -3,13 +3,17 @@
 import { status } from "@grpc/grpc-js";
 import { InvalidArgumentError } from "@rlmesh/shared";
 import { CollapseGuardStop } from "./collapse-guard-stop.js";
+import { InfraFailureRateError } from "./infra-failures.js";
 
 /** Attempts per step before the job fails. */
 export const STEP_ATTEMPTS = 6;
 
-/** Errors worth retrying a step for: anything but a bad request, a cancellation or a guard stop. */
+/**
+ * Errors worth retrying a step for: anything but a bad request, a cancellation, a guard stop or
+ * too many unscored candidates (a retry finds the same failed reward jobs under the same ids).
+ */
 export function isTransient(err: unknown): boolean {
-  if (err instanceof InvalidArgumentError || err instanceof CollapseGuardStop) return false;
+  if (err instanceof InvalidArgumentError || err instanceof CollapseGuardStop || err instanceof InfraFailureRateError) return false;
   if (err instanceof Error && err.name === "AbortError") return false;
   const code = (err as { code?: unknown }).code;
   return !(typeof code === "number" && PERMANENT_GRPC_CODES.has(code));

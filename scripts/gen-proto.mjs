@@ -2,8 +2,15 @@
 // Generates TypeScript types for proto/rlmesh/v1/*.proto with @grpc/proto-loader's
 // proto-loader-gen-types (offline, no protoc), into shared/src/gen/. The generated imports
 // lack the `.js` extension that NodeNext ESM needs, so it is added here.
+//
+// It also builds the descriptor set that gRPC reflection serves (shared/src/grpc/reflection.ts):
+// proto/gen/descriptor-set.binpb, one FileDescriptorProto per .proto file (rlmesh/v1/*, the
+// grpc health and reflection protos) with the files' own names, snake_case fields, map entries
+// and source comments, compiled by the system protoc (>= 3.15 for proto3 `optional`;
+// Debian's protobuf-compiler, which scripts/setup.sh installs). PROTOC names another protoc.
 import { execFileSync } from "node:child_process";
-import { readdirSync, readFileSync, writeFileSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createRequire } from "node:module";
@@ -37,3 +44,46 @@ function walk(dir) {
 }
 walk(out);
 console.log(`gen-proto: ${files.length} proto files -> shared/src/gen`);
+
+// --- descriptor set for reflection ---
+const protoc = process.env.PROTOC || "protoc";
+let version;
+try {
+  version = execFileSync(protoc, ["--version"], { encoding: "utf8" }).trim();
+} catch (err) {
+  console.error(
+    `gen-proto: cannot run ${protoc} (${err.code ?? err.message}): the reflection descriptor set needs protoc >= 3.15.\n` +
+      "  Install it with: apt-get install -y protobuf-compiler   (scripts/setup.sh does), or set PROTOC=/path/to/protoc",
+  );
+  process.exit(1);
+}
+const m = /(\d+)\.(\d+)/.exec(version);
+if (!m || Number(m[1]) < 3 || (Number(m[1]) === 3 && Number(m[2]) < 15)) {
+  console.error(`gen-proto: ${protoc} is "${version}"; proto/ uses proto3 optional, which needs protoc >= 3.15 (Debian bookworm's protobuf-compiler is 3.21)`);
+  process.exit(1);
+}
+// The health proto as grpc/health/v1/health.proto (its canonical name), the reflection protos
+// from @grpc/reflection's copy of grpc/reflection/{v1,v1alpha}/reflection.proto.
+const extra = mkdtempSync(join(tmpdir(), "rlmesh-gen-proto-"));
+try {
+  const healthSrc = require("grpc-health-check").protoPath;
+  mkdirSync(join(extra, "grpc", "health", "v1"), { recursive: true });
+  copyFileSync(healthSrc, join(extra, "grpc", "health", "v1", "health.proto"));
+  const reflectionDir = join(dirname(require.resolve("@grpc/reflection/package.json")), "build", "proto");
+  const descOut = join(protoDir, "gen", "descriptor-set.binpb");
+  mkdirSync(dirname(descOut), { recursive: true });
+  const inputs = [
+    ...files,
+    "grpc/health/v1/health.proto",
+    "grpc/reflection/v1/reflection.proto",
+    "grpc/reflection/v1alpha/reflection.proto",
+  ];
+  execFileSync(
+    protoc,
+    ["--include_imports", "--include_source_info", `--descriptor_set_out=${descOut}`, `-I${protoDir}`, `-I${extra}`, `-I${reflectionDir}`, ...inputs],
+    { stdio: "inherit" },
+  );
+  console.log(`gen-proto: ${inputs.length} proto files -> proto/gen/descriptor-set.binpb (${version})`);
+} finally {
+  rmSync(extra, { recursive: true, force: true });
+}

@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
-APT_PACKAGES=(redis-server docker.io docker-compose debootstrap python3 iproute2 prometheus bubblewrap)
+APT_PACKAGES=(redis-server docker.io docker-compose debootstrap python3 iproute2 prometheus bubblewrap protobuf-compiler protobuf-compiler-grpc python3-grpcio python3-protobuf)
 if [ "${RLMESH_SKIP_APT:-0}" != 1 ]; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -2,8 +2,8 @@
 # Builds the rlmesh service image (deploy/docker/Dockerfile) from the host's built repository,
 # streamed to dockerd as a tar context that holds only what the services run:
 #   package.json, node_modules (less dev tools and other platforms' onnxruntime binaries),
-#   shared/ and services/*/ (package.json, dist/ without tests and maps, bin/), proto/,
-#   models/, datasets/, deploy/docker/Dockerfile.
+#   shared/ and services/*/ (package.json, dist/ without tests and maps, bin/), proto/ (with
+#   proto/gen/descriptor-set.binpb, the descriptor set gRPC reflection serves), models/, datasets/, deploy/docker/Dockerfile.
 # Needs the base image node:20-bookworm-slim (deploy/docker/build-base-images.sh) and a built
 # repo (`npm run setup`). Tag: rlmesh:<package.json version>, or $RLMESH_IMAGE.
 #
@@ -23,6 +23,7 @@ docker image inspect node:20-bookworm-slim >/dev/null 2>&1 \
   || { log "base image node:20-bookworm-slim missing: run deploy/docker/build-base-images.sh"; exit 1; }
 [ -d node_modules ] || { log "node_modules missing: run npm run setup first"; exit 1; }
 [ -f shared/dist/index.js ] || { log "shared/dist missing: run npm run build first"; exit 1; }
+[ -f proto/gen/descriptor-set.binpb ] || { log "proto/gen/descriptor-set.binpb missing (gRPC reflection serves it): run npm run build first, with protoc installed"; exit 1; }
 for s in "${SERVICES[@]}"; do
   [ -f "services/$s/dist/main.js" ] || { log "services/$s/dist/main.js missing: run npm run build first (is the service written yet?)"; exit 1; }
 done

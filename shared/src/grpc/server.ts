@@ -1,10 +1,8 @@
 import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
-import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from "grpc-health-check";
-import { ReflectionService } from "@grpc/reflection";
-import { loadProto } from "../proto.js";
+import { HealthImplementation, type ServingStatus } from "grpc-health-check";
 import type { Logger } from "../logger.js";
 import { toServiceError } from "./errors.js";
+import { addReflection, defaultDescriptorIndex, descriptorSetPath } from "./reflection.js";
 
 /** Largest gRPC message accepted or sent, both ends (weight chunks and big batches fit). */
 export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
@@ -57,12 +55,13 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
   for (const s of opts.services) status[s.name] = "SERVING";
   const health = new HealthImplementation(status);
   health.addToServer(server);
-  // Reflection describes exactly what this server serves: its services plus health.
-  const healthDef = protoLoader.loadSync(healthProtoPath, { keepCase: true });
-  new ReflectionService(
-    { ...loadProto().definition, ...healthDef },
-    { services: [...opts.services.map((s) => s.name), HEALTH_SERVICE] },
-  ).addToServer(server);
+  // Reflection lists exactly what this server serves (its services, health, reflection) and
+  // serves the real file descriptors of proto/ (shared/src/grpc/reflection.ts).
+  try {
+    addReflection(server, defaultDescriptorIndex(), [...opts.services.map((s) => s.name), HEALTH_SERVICE]);
+  } catch (err) {
+    opts.logger.error("grpc reflection disabled", { descriptorSet: descriptorSetPath(), err: (err as Error).message });
+  }
 
   const bindHost = host.includes(":") ? `[${host}]` : host;
   const port = await new Promise<number>((resolve, reject) => {

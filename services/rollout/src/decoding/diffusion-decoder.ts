@@ -114,14 +114,52 @@ export async function decodeBatch(
   params: DecodeParams,
   opts: DecodeOptions = {},
 ): Promise<DecodedSequence[]> {
-  const spec = model.spec;
-  const special: SpecialIds = { maskId: spec.maskId, padId: spec.padId, eosId: spec.eosId };
-  const gen = params.max_new_tokens;
-  const nBlocks = Math.ceil(gen / params.block_length);
-  const blockSteps = stepsPerBlock(params.steps, nBlocks);
-  const t0 = performance.now();
+  return new BatchDecoder(model, inputs, params, opts).decode();
+}
 
-  const seqs: SeqState[] = inputs.map((inp) => {
+/** The proposal of one step for a sequence's masked positions in its current block. */
+interface StepProposal {
+  /** Masked positions of the current block. */
+  cand: number[];
+  /** Per candidate: the drawn token, its probability and the unmasking order's confidence. */
+  tokens: number[];
+  tokenProbs: number[];
+  confs: number[];
+}
+
+/**
+ * One decodeBatch call: the sequences' states, the step rule (propose tokens, choose which to
+ * commit, move to the next block) and the forwards (full, or over the block with the cache).
+ */
+class BatchDecoder {
+  private readonly spec: DenoiserSpec;
+  private readonly special: SpecialIds;
+  private readonly gen: number;
+  private readonly nBlocks: number;
+  private readonly t0 = performance.now();
+  private readonly seqs: SeqState[];
+  private readonly sampling: SamplingOptions;
+  private readonly probs: Float64Array;
+  private readonly row: Float64Array;
+
+  constructor(
+    private readonly model: Denoiser,
+    inputs: readonly DecodeInput[],
+    private readonly params: DecodeParams,
+    private readonly opts: DecodeOptions,
+  ) {
+    this.spec = model.spec;
+    this.special = { maskId: this.spec.maskId, padId: this.spec.padId, eosId: this.spec.eosId };
+    this.gen = params.max_new_tokens;
+    this.nBlocks = Math.ceil(this.gen / params.block_length);
+    this.seqs = inputs.map((inp) => this.initialState(inp, stepsPerBlock(params.steps, this.nBlocks)));
+    this.sampling = { temperature: params.temperature, topP: params.top_p, topK: params.top_k };
+    this.probs = new Float64Array(this.spec.vocabSize);
+    this.row = new Float64Array(this.spec.vocabSize);
+  }
+
+  private initialState(inp: DecodeInput, blockSteps: number[]): SeqState {
+    const { spec, gen, params } = this;
     const promptLen = inp.prompt.length;
     const len = promptLen + gen;
     if (len > spec.maxSeqLen) {
@@ -137,7 +175,7 @@ export async function decodeBatch(
       ids,
       promptLen,
       len,
-      blockStarts: Array.from({ length: nBlocks }, (_, b) => promptLen + b * params.block_length),
+      blockStarts: Array.from({ length: this.nBlocks }, (_, b) => promptLen + b * params.block_length),
       blockSteps,
       block: 0,
       stepsLeft: blockSteps[0] as number,
@@ -149,24 +187,78 @@ export async function decodeBatch(
       cacheV: [],
       endSeconds: 0,
     };
-  });
+  }
 
-  const sampling: SamplingOptions = { temperature: params.temperature, topP: params.top_p, topK: params.top_k };
-  const probs = new Float64Array(spec.vocabSize);
-  const row = new Float64Array(spec.vocabSize);
+  async decode(): Promise<DecodedSequence[]> {
+    const { params, opts } = this;
+    const V = this.spec.vocabSize;
+    for (;;) {
+      if (opts.signal?.aborted) throw new DecodeAbortedError(opts.signal.reason);
+      const active = this.seqs.filter((s) => !s.done);
+      if (active.length === 0) break;
+      if (params.cache === "none") {
+        const { out, T } = await this.fullForward(active, false);
+        active.forEach((s, b) => this.commitStep(s, out.logits, (p) => (b * T + p) * V));
+        continue;
+      }
+      const refresh = params.cache_refresh === "step" ? active : active.filter((s) => s.needRefresh);
+      if (params.cache_refresh === "step") {
+        await this.fullForward(refresh, true);
+      } else if (refresh.length > 0) {
+        const { out, T } = await this.fullForward(refresh, true);
+        refresh.forEach((s, b) => {
+          s.needRefresh = false;
+          this.commitStep(s, out.logits, (p) => (b * T + p) * V);
+        });
+      }
+      if (opts.signal?.aborted) throw new DecodeAbortedError(opts.signal.reason);
+      const cachedGroup = params.cache_refresh === "step" ? active : active.filter((s) => !refresh.includes(s) && !s.done);
+      if (cachedGroup.length > 0) {
+        const { out, T, starts } = await this.cachedForward(cachedGroup);
+        cachedGroup.forEach((s, b) => this.commitStep(s, out.logits, (p) => (b * T + (p - (starts[b] as number))) * V));
+      }
+    }
+    return this.seqs.map((s) => {
+      const cut = cutResponse(s.ids, s.promptLen, s.len, this.special);
+      return {
+        tokenIds: cut.tokenIds,
+        finished: cut.finished,
+        rawResponse: s.ids.slice(s.promptLen),
+        nfe: s.nfe,
+        steps: s.step,
+        decodeSeconds: s.endSeconds,
+      };
+    });
+  }
 
-  const commitStep = (s: SeqState, logits: Float32Array, rowOffset: (pos: number) => number): void => {
+  /** One denoising step of `s` from its logits: propose, commit, then advance past finished blocks. */
+  private commitStep(s: SeqState, logits: Float32Array, rowOffset: (pos: number) => number): void {
+    const proposal = this.propose(s, logits, rowOffset);
+    if (!proposal) return;
+    const { cand, tokens } = proposal;
+    for (const i of this.choose(s, proposal)) s.ids[cand[i] as number] = tokens[i] as number;
+    s.step++;
+    const be = blockEnd(s, this.params.block_length);
+    if (this.params.eos_fill) {
+      const lastChanged = fillAfterEnd(s.ids, s.promptLen, s.len, this.special);
+      // The dual cache holds the suffix as it was at the refresh; PADs written there make it stale.
+      if (lastChanged >= be && this.params.cache === "dual") s.needRefresh = true;
+    }
+    this.advanceBlocks(s);
+  }
+
+  /** A token, its probability and its confidence for each masked position of the current block. */
+  private propose(s: SeqState, logits: Float32Array, rowOffset: (pos: number) => number): StepProposal | null {
+    const { spec, params, row, probs } = this;
     const V = spec.vocabSize;
     const bs = s.blockStarts[s.block] as number;
     const be = blockEnd(s, params.block_length);
     const cand: number[] = [];
     for (let p = bs; p < be; p++) if (s.ids[p] === spec.maskId) cand.push(p);
-    if (cand.length === 0) return;
-    const progress = 1 - countMask(s.ids, s.promptLen, s.len, spec.maskId) / gen;
+    if (cand.length === 0) return null;
+    const progress = 1 - countMask(s.ids, s.promptLen, s.len, spec.maskId) / this.gen;
     const penalty = padPenaltyAt(params.pad_penalty, progress);
-    const tokens: number[] = [];
-    const tokenProbs: number[] = [];
-    const confs: number[] = [];
+    const out: StepProposal = { cand, tokens: [], tokenProbs: [], confs: [] };
     // Greedy with no filters and a probability-only order: skip the full distribution.
     const greedy =
       params.temperature === 0 &&
@@ -181,37 +273,39 @@ export async function decodeBatch(
       row[spec.maskId] = -Infinity;
       if (greedy) {
         const g = greedyTokenProb(row, 0, V);
-        tokens.push(g.token);
-        tokenProbs.push(g.prob);
-        confs.push(g.prob);
+        out.tokens.push(g.token);
+        out.tokenProbs.push(g.prob);
+        out.confs.push(g.prob);
         continue;
       }
-      samplingProbs(row, 0, V, sampling, probs);
+      samplingProbs(row, 0, V, this.sampling, probs);
       const tok = drawToken(probs, V, params.temperature, counterUniform(s.seed, s.step, p, RNG_STREAM_TOKEN));
-      tokens.push(tok);
-      tokenProbs.push(probs[tok] as number);
-      confs.push(algConfidence(params.alg, probs, V, tok));
+      out.tokens.push(tok);
+      out.tokenProbs.push(probs[tok] as number);
+      out.confs.push(algConfidence(params.alg, probs, V, tok));
     }
-    let chosen: number[];
-    if (params.commit === "threshold") chosen = thresholdCommit(tokenProbs, params.threshold);
-    else if (params.commit === "factor") chosen = factorCommit(tokenProbs, params.factor);
-    else {
-      const orderU = () => cand.map((p) => counterUniform(s.seed, s.step, p, RNG_STREAM_ORDER));
-      if (params.alg === "origin") chosen = originCommit(orderU(), s.stepsLeft);
-      else {
-        const k = scheduledCount(cand.length, s.stepsLeft);
-        chosen = params.alg_temp > 0 ? sampleKByConfidence(confs, k, params.alg_temp, orderU()) : topKIndices(confs, k);
-      }
-      s.stepsLeft--;
-    }
-    for (const i of chosen) s.ids[cand[i] as number] = tokens[i] as number;
-    s.step++;
+    return out;
+  }
 
-    if (params.eos_fill) {
-      const lastChanged = fillAfterEnd(s.ids, s.promptLen, s.len, special);
-      // The dual cache holds the suffix as it was at the refresh; PADs written there make it stale.
-      if (lastChanged >= be && params.cache === "dual") s.needRefresh = true;
+  /** Which proposals to commit (indices into the proposal): threshold, factor or the step schedule. */
+  private choose(s: SeqState, { cand, tokenProbs, confs }: StepProposal): number[] {
+    const { params } = this;
+    if (params.commit === "threshold") return thresholdCommit(tokenProbs, params.threshold);
+    if (params.commit === "factor") return factorCommit(tokenProbs, params.factor);
+    const orderU = () => cand.map((p) => counterUniform(s.seed, s.step, p, RNG_STREAM_ORDER));
+    let chosen: number[];
+    if (params.alg === "origin") chosen = originCommit(orderU(), s.stepsLeft);
+    else {
+      const k = scheduledCount(cand.length, s.stepsLeft);
+      chosen = params.alg_temp > 0 ? sampleKByConfidence(confs, k, params.alg_temp, orderU()) : topKIndices(confs, k);
     }
+    s.stepsLeft--;
+    return chosen;
+  }
+
+  /** Moves `s` past every block with no mask left; the last one finishes the sequence. */
+  private advanceBlocks(s: SeqState): void {
+    const { nBlocks, params, spec } = this;
     while (s.block < nBlocks && !hasMask(s.ids, s.blockStarts[s.block] as number, blockEnd(s, params.block_length), spec.maskId)) {
       s.block++;
       if (s.block < nBlocks) {
@@ -221,20 +315,24 @@ export async function decodeBatch(
     }
     if (s.block >= nBlocks) {
       s.done = true;
-      s.endSeconds = (performance.now() - t0) / 1000;
+      s.endSeconds = (performance.now() - this.t0) / 1000;
     }
-  };
+  }
 
-  const run = async (input: ForwardInput, kind: ForwardInfo["kind"]): Promise<ForwardOutput> => {
-    opts.onForward?.({ kind, batch: input.batch, length: input.length, pastLength: input.pastLength });
-    return model.forward(input);
-  };
+  private run(input: ForwardInput, kind: ForwardInfo["kind"]): Promise<ForwardOutput> {
+    this.opts.onForward?.({ kind, batch: input.batch, length: input.length, pastLength: input.pastLength });
+    return this.model.forward(input);
+  }
 
-  const seen = (s: SeqState) => visibleEnd(s, params.block_length, params.lookahead);
+  private seen(s: SeqState): number {
+    return visibleEnd(s, this.params.block_length, this.params.lookahead);
+  }
 
-  const fullForward = async (group: SeqState[], wantPresent: boolean): Promise<{ out: ForwardOutput; T: number }> => {
+  /** A forward over each sequence's visible canvas; with `wantPresent` it refreshes their caches. */
+  private async fullForward(group: SeqState[], wantPresent: boolean): Promise<{ out: ForwardOutput; T: number }> {
+    const { spec } = this;
     const B = group.length;
-    const ends = group.map(seen);
+    const ends = group.map((s) => this.seen(s));
     const T = Math.max(...ends);
     const ids = new Int32Array(B * T).fill(spec.padId);
     const positions = new Int32Array(B * T);
@@ -248,28 +346,37 @@ export async function decodeBatch(
       }
       s.nfe++;
     });
-    const out = await run({ batch: B, length: T, pastLength: 0, ids, positions, attention, wantPresent }, "full");
+    const out = await this.run({ batch: B, length: T, pastLength: 0, ids, positions, attention, wantPresent }, "full");
     if (wantPresent) storeCache(group, out, T, spec);
     return { out, T };
-  };
+  }
 
-  const cachedForward = async (group: SeqState[]): Promise<{ out: ForwardOutput; T: number; starts: number[] }> => {
+  /**
+   * What a cached forward of `s` computes and reuses: the current block (prefix cache: through the
+   * visible end) is computed; the cached K/V of the prefix (dual: and of the visible suffix) is reused.
+   */
+  private cacheLayout(s: SeqState): { bs: number; curEnd: number; pastRanges: Array<[number, number]>; P: number } {
+    const { params } = this;
+    const bs = s.blockStarts[s.block] as number;
+    const be = blockEnd(s, params.block_length);
+    const end = this.seen(s);
+    const curEnd = params.cache === "prefix" ? end : be;
+    const pastRanges: Array<[number, number]> =
+      params.cache === "prefix"
+        ? [[0, bs]]
+        : [
+            [0, bs],
+            [be, end],
+          ];
+    return { bs, curEnd, pastRanges, P: pastRanges.reduce((a, [x, y]) => a + (y - x), 0) };
+  }
+
+  /** A forward over each sequence's current block, attending to its cached K/V. */
+  private async cachedForward(group: SeqState[]): Promise<{ out: ForwardOutput; T: number; starts: number[] }> {
+    const { spec } = this;
     const B = group.length;
     const { nLayers: L, nHeads: H, headDim: Dh } = spec;
-    const cur = group.map((s) => {
-      const bs = s.blockStarts[s.block] as number;
-      const be = blockEnd(s, params.block_length);
-      const end = seen(s);
-      const curEnd = params.cache === "prefix" ? end : be;
-      const pastRanges: Array<[number, number]> =
-        params.cache === "prefix"
-          ? [[0, bs]]
-          : [
-              [0, bs],
-              [be, end],
-            ];
-      return { bs, curEnd, pastRanges, P: pastRanges.reduce((a, [x, y]) => a + (y - x), 0) };
-    });
+    const cur = group.map((s) => this.cacheLayout(s));
     const T = Math.max(...cur.map((c) => c.curEnd - c.bs));
     const P = Math.max(...cur.map((c) => c.P));
     const ids = new Int32Array(B * T).fill(spec.padId);
@@ -301,52 +408,12 @@ export async function decodeBatch(
       }
       s.nfe++;
     });
-    const out = await run(
+    const out = await this.run(
       { batch: B, length: T, pastLength: P, ids, positions, attention, past: { keys, values }, wantPresent: false },
       "cached",
     );
     return { out, T, starts: cur.map((c) => c.bs) };
-  };
-
-  const V = spec.vocabSize;
-  for (;;) {
-    if (opts.signal?.aborted) throw new DecodeAbortedError(opts.signal.reason);
-    const active = seqs.filter((s) => !s.done);
-    if (active.length === 0) break;
-    if (params.cache === "none") {
-      const { out, T } = await fullForward(active, false);
-      active.forEach((s, b) => commitStep(s, out.logits, (p) => (b * T + p) * V));
-      continue;
-    }
-    const refresh = params.cache_refresh === "step" ? active : active.filter((s) => s.needRefresh);
-    if (params.cache_refresh === "step") {
-      await fullForward(refresh, true);
-    } else if (refresh.length > 0) {
-      const { out, T } = await fullForward(refresh, true);
-      refresh.forEach((s, b) => {
-        s.needRefresh = false;
-        commitStep(s, out.logits, (p) => (b * T + p) * V);
-      });
-    }
-    if (opts.signal?.aborted) throw new DecodeAbortedError(opts.signal.reason);
-    const cachedGroup = params.cache_refresh === "step" ? active : active.filter((s) => !refresh.includes(s) && !s.done);
-    if (cachedGroup.length > 0) {
-      const { out, T, starts } = await cachedForward(cachedGroup);
-      cachedGroup.forEach((s, b) => commitStep(s, out.logits, (p) => (b * T + (p - (starts[b] as number))) * V));
-    }
   }
-
-  return seqs.map((s) => {
-    const cut = cutResponse(s.ids, s.promptLen, s.len, special);
-    return {
-      tokenIds: cut.tokenIds,
-      finished: cut.finished,
-      rawResponse: s.ids.slice(s.promptLen),
-      nfe: s.nfe,
-      steps: s.step,
-      decodeSeconds: s.endSeconds,
-    };
-  });
 }
 
 function storeCache(group: SeqState[], out: ForwardOutput, T: number, spec: DenoiserSpec): void {

@@ -16,7 +16,7 @@ import {
   writeModelDir,
 } from "@rlmesh/shared/model/index";
 import type { ModelManifest, PolicyModelConfig } from "@rlmesh/shared/model/index";
-import { loadTokenizer } from "@rlmesh/shared/tokenizer/index";
+import { loadTokenizer, type LoadedTokenizer } from "@rlmesh/shared/tokenizer/index";
 import { generateToySuite } from "@rlmesh/shared/toy/index";
 
 import { initJax } from "../model/jax-runtime.js";
@@ -231,30 +231,14 @@ export async function trainBase(args: TrainBaseArgs, log: (line: string) => void
   const tok = await loadTokenizer(args.tokenizer, { requireSpecial: ["mask", "pad", "eos"] });
   const ids = { mask: tok.specialIds.mask!, pad: tok.specialIds.pad!, eos: tok.specialIds.eos! };
   const config: PolicyModelConfig = { ...settings.model, vocabSize: tok.vocabSize };
-  const trainSource = args.trainSize ? `a generated toy train split of ${args.trainSize} rows` : join(args.data, "train.jsonl");
-  const examples = args.trainSize
-    ? sftExamplesFromRows(generateToySuite({ trainSize: args.trainSize }).train, tok, ids.eos)
-    : await loadSftExamples(join(args.data, "train.jsonl"), tok, ids.eos);
-  if (examples.length === 0) throw new Error(`train-base: no rows with prompt + reference in ${trainSource}`);
+  const { examples, trainSource } = await loadTrainExamples(args, tok, ids.eos);
   const tooLong = examples.filter((e) => e.promptIds.length + settings.responseBudget > config.maxSeqLen).length;
   if (tooLong > 0)
     log(`warning: ${tooLong} prompts do not fit max_seq_len ${config.maxSeqLen} with the response budget; they are truncated`);
 
   await initJax();
   const rng = new SeededRandom(args.seed);
-  let initBytes: Uint8Array;
-  if (args.init) {
-    const init = await loadModel(args.init);
-    const initConfig = configFromManifest(init.manifest);
-    for (const key of ["vocabSize", "dModel", "nLayers", "nHeads", "ffDim", "tiedEmbeddings"] as const) {
-      if ((initConfig[key] ?? false) !== (config[key] ?? false)) {
-        throw new Error(`train-base: --init ${args.init} has ${key} ${initConfig[key] ?? false}, the ${args.preset} config has ${config[key] ?? false}`);
-      }
-    }
-    initBytes = init.modelBytes;
-  } else {
-    initBytes = serializeModel(buildPolicyGraph(config, initWeights(config, args.seed)));
-  }
+  const initBytes = await initialModelBytes(args, config);
   if (args.init) log(`train-base: starting from the weights of ${args.init}`);
   const policy = JaxPolicy.fromModelBytes(initBytes, { nLayers: config.nLayers, vocabSize: config.vocabSize });
   const weights: WeightTensors = policy.initialWeights();
@@ -305,24 +289,14 @@ export async function trainBase(args: TrainBaseArgs, log: (line: string) => void
 
   const targetWeight = args.numberWeight !== 1 ? numberTokenWeights(tok, args.numberWeight) : undefined;
   const t0 = performance.now();
-  let order = shuffled(examples.length, rng);
-  let cursor = 0;
+  const sampler = new ExampleSampler(examples, rng, config.maxSeqLen - settings.responseBudget);
   let ema = NaN;
   let step = 0;
   let lastEval = 0;
   let lastSnapshot = 0;
   const logEvery = Math.max(1, Math.min(50, Math.floor(totalSteps / 20)));
   for (; step < totalSteps; step++) {
-    const chosen: SftExample[] = [];
-    for (let i = 0; i < settings.batchSize; i++) {
-      if (cursor >= order.length) {
-        order = shuffled(examples.length, rng);
-        cursor = 0;
-      }
-      const ex = examples[order[cursor++]!]!;
-      const maxPrompt = config.maxSeqLen - settings.responseBudget;
-      chosen.push(ex.promptIds.length > maxPrompt ? { ...ex, promptIds: ex.promptIds.slice(-maxPrompt) } : ex);
-    }
+    const chosen = sampler.next(settings.batchSize);
     const { batch, tokenWeights } = makeSftBatch(chosen, rng, {
       maskId: ids.mask,
       padId: ids.pad,
@@ -357,8 +331,7 @@ export async function trainBase(args: TrainBaseArgs, log: (line: string) => void
     if (args.snapshotDir && elapsed - lastSnapshot >= args.snapshotEveryMinutes * 60) {
       lastSnapshot = elapsed;
       const dir = join(args.snapshotDir, `step-${step + 1}`);
-      await writeModelDir(dir, serializeModel(buildPolicyGraph(config, toWeightMap(weights))), manifestNow({ steps: step + 1 }));
-      await copyFile(args.tokenizer, join(dir, "tokenizer.json"));
+      await saveModelDir(dir, args.tokenizer, config, weights, manifestNow({ steps: step + 1 }));
     }
     if (args.stopAfter !== undefined && step + 1 >= args.stopAfter) {
       log(`train-base: --stop-after ${args.stopAfter} reached`);
@@ -391,16 +364,78 @@ export async function trainBase(args: TrainBaseArgs, log: (line: string) => void
     final_loss_ema: Number(ema.toFixed(4)),
     ...Object.fromEntries(Object.entries(evals).map(([k, v]) => [`pass_at_1_${k}`, Number(v.passAt1.toFixed(4))])),
   });
-  const bytes = serializeModel(buildPolicyGraph(config, toWeightMap(weights)));
-  await writeModelDir(args.out, bytes, manifest);
-  if (resolve(join(args.out, "tokenizer.json")) !== resolve(args.tokenizer)) {
-    await mkdir(args.out, { recursive: true });
-    await copyFile(args.tokenizer, join(args.out, "tokenizer.json"));
-  }
+  const bytes = await saveModelDir(args.out, args.tokenizer, config, weights, manifest);
   log(
-    `train-base: wrote ${join(args.out, "model.onnx")} (${(bytes.length / 1e6).toFixed(2)} MB) and manifest.json; total ${fmtDuration((performance.now() - t0) / 1000)}`,
+    `train-base: wrote ${join(args.out, "model.onnx")} (${(bytes / 1e6).toFixed(2)} MB) and manifest.json; total ${fmtDuration((performance.now() - t0) / 1000)}`,
   );
   return { steps: step, seconds, finalLoss: ema, manifest, evals };
+}
+
+/** The SFT examples: the toy train split on disk, or a larger one generated in memory (--train-size). */
+async function loadTrainExamples(args: TrainBaseArgs, tok: LoadedTokenizer, eosId: number): Promise<{ examples: SftExample[]; trainSource: string }> {
+  const trainSource = args.trainSize ? `a generated toy train split of ${args.trainSize} rows` : join(args.data, "train.jsonl");
+  const examples = args.trainSize
+    ? sftExamplesFromRows(generateToySuite({ trainSize: args.trainSize }).train, tok, eosId)
+    : await loadSftExamples(join(args.data, "train.jsonl"), tok, eosId);
+  if (examples.length === 0) throw new Error(`train-base: no rows with prompt + reference in ${trainSource}`);
+  return { examples, trainSource };
+}
+
+/** The starting graph: --init's model (same architecture as the preset, checked) or fresh weights. */
+async function initialModelBytes(args: TrainBaseArgs, config: PolicyModelConfig): Promise<Uint8Array> {
+  if (!args.init) return serializeModel(buildPolicyGraph(config, initWeights(config, args.seed)));
+  const init = await loadModel(args.init);
+  const initConfig = configFromManifest(init.manifest);
+  for (const key of ["vocabSize", "dModel", "nLayers", "nHeads", "ffDim", "tiedEmbeddings"] as const) {
+    if ((initConfig[key] ?? false) !== (config[key] ?? false)) {
+      throw new Error(`train-base: --init ${args.init} has ${key} ${initConfig[key] ?? false}, the ${args.preset} config has ${config[key] ?? false}`);
+    }
+  }
+  return init.modelBytes;
+}
+
+/** Epochs of shuffled examples, prompts cut (from the left) to what fits next to the response budget. */
+class ExampleSampler {
+  private order: number[];
+  private cursor = 0;
+
+  constructor(
+    private readonly examples: readonly SftExample[],
+    private readonly rng: SeededRandom,
+    private readonly maxPrompt: number,
+  ) {
+    this.order = shuffled(examples.length, rng);
+  }
+
+  next(n: number): SftExample[] {
+    const chosen: SftExample[] = [];
+    for (let i = 0; i < n; i++) {
+      if (this.cursor >= this.order.length) {
+        this.order = shuffled(this.examples.length, this.rng);
+        this.cursor = 0;
+      }
+      const ex = this.examples[this.order[this.cursor++]!]!;
+      chosen.push(ex.promptIds.length > this.maxPrompt ? { ...ex, promptIds: ex.promptIds.slice(-this.maxPrompt) } : ex);
+    }
+    return chosen;
+  }
+}
+
+/** Writes a model directory (graph with the weights, manifest, tokenizer); returns the graph's size in bytes. */
+async function saveModelDir(
+  dir: string,
+  tokenizerPath: string,
+  config: PolicyModelConfig,
+  weights: WeightTensors,
+  manifest: Parameters<typeof writeModelDir>[2],
+): Promise<number> {
+  const bytes = serializeModel(buildPolicyGraph(config, toWeightMap(weights)));
+  await writeModelDir(dir, bytes, manifest);
+  if (resolve(join(dir, "tokenizer.json")) !== resolve(tokenizerPath)) {
+    await mkdir(dir, { recursive: true });
+    await copyFile(tokenizerPath, join(dir, "tokenizer.json"));
+  }
+  return bytes.length;
 }
 
 function toWeightMap(w: WeightTensors): Map<string, Float32Array> {

@@ -121,8 +121,17 @@ test("Redis SIGKILLed and restarted (AOF) mid-wait: every job settles once", { t
     await new Promise((r) => setTimeout(r, 5));
     return passed(j.data.sample_index);
   });
-  const wait = waiter.waitFor(ids(data), 45_000, () => enqueueRewardJobs(queue, data));
-  await new Promise((r) => setTimeout(r, 300));
+  // Redis dies while jobs are awaited (after the enqueue: an enqueue cut by the outage fails the
+  // step, which the coordinator retries; on a loaded machine 300 ms was sometimes mid-enqueue).
+  let enqueued!: () => void;
+  const allEnqueued = new Promise<void>((r) => (enqueued = r));
+  const wait = waiter.waitFor(ids(data), 45_000, async () => {
+    const r = await enqueueRewardJobs(queue, data);
+    enqueued();
+    return r;
+  });
+  await allEnqueued;
+  await new Promise((r) => setTimeout(r, 100));
   await redis.kill();
   await new Promise((r) => setTimeout(r, 1000));
   await redis.restart();

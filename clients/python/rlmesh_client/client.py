@@ -109,6 +109,12 @@ def _state_value(state: Union[None, int, str]) -> int:
 # --- specs ---------------------------------------------------------------------------------
 
 
+def _is_repeated(f: FieldDescriptor) -> bool:
+    # protobuf >= 5.x has is_repeated (7.x dropped label); 3.20-4.x only label.
+    repeated = getattr(f, "is_repeated", None)
+    return bool(repeated) if repeated is not None else f.label == FieldDescriptor.LABEL_REPEATED
+
+
 def _check_keys(value: Any, desc: Descriptor, path: str) -> None:
     """Unknown keys, named by path with the nearest known field (json_format says less)."""
     if not isinstance(value, Mapping):
@@ -126,7 +132,7 @@ def _check_keys(value: Any, desc: Descriptor, path: str) -> None:
             continue
         if f.message_type.GetOptions().map_entry:
             continue
-        if f.label == FieldDescriptor.LABEL_REPEATED:
+        if _is_repeated(f):
             if isinstance(item, list):
                 for i, elem in enumerate(item):
                     _check_keys(elem, f.message_type, f"{here}[{i}]")

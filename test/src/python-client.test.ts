@@ -36,27 +36,33 @@ describe("Python client", () => {
     const committed = join(CLIENT_DIR, "rlmesh_client", "_gen");
     assert.deepEqual(listFiles(committed), listFiles(fresh), "the same files (run clients/python/gen_stubs.sh)");
     for (const f of listFiles(fresh)) {
-      assert.ok(readFileSync(join(committed, f)).equals(readFileSync(join(fresh, f))), `${f} is stale: run clients/python/gen_stubs.sh and commit`);
+      assert.ok(
+        readFileSync(join(committed, f)).equals(readFileSync(join(fresh, f))),
+        `${f} is stale: run clients/python/gen_stubs.sh and commit`,
+      );
     }
   });
 
   test("specs convert from the JSON shape; unknown fields and wrong types name the field", async () => {
     const run = await runPython(["test/python/client_checks.py", "unit"]);
     assert.equal(run.code, 0, run.stderr);
-    const out = lastJsonLine(run) as { steps_set: boolean; group_size_set: boolean; temperature_set: boolean; errors: Record<string, { code: string; field: string } | null>; field_of: (string | null)[] };
+    const out = lastJsonLine(run) as {
+      steps_set: boolean;
+      group_size_set: boolean;
+      temperature_set: boolean;
+      errors: Record<string, { code: string; field: string } | null>;
+      field_of: (string | null)[];
+    };
     assert.equal(out.steps_set, true, "an explicit 0 is set (proto3 optional)");
     assert.equal(out.group_size_set, false);
     assert.equal(out.temperature_set, true);
-    assert.deepEqual(
-      Object.fromEntries(Object.entries(out.errors).map(([k, e]) => [k, e && `${e.code} ${e.field}`])),
-      {
-        unknown: "INVALID_ARGUMENT spec.group_sise",
-        nested_unknown: "INVALID_ARGUMENT spec.dataset.pth",
-        wrong_type: "INVALID_ARGUMENT spec.group_size",
-        nested_type: "INVALID_ARGUMENT spec.decoding.temperature",
-        not_object: "INVALID_ARGUMENT spec.dataset",
-      },
-    );
+    assert.deepEqual(Object.fromEntries(Object.entries(out.errors).map(([k, e]) => [k, e && `${e.code} ${e.field}`])), {
+      unknown: "INVALID_ARGUMENT spec.group_sise",
+      nested_unknown: "INVALID_ARGUMENT spec.dataset.pth",
+      wrong_type: "INVALID_ARGUMENT spec.group_size",
+      nested_type: "INVALID_ARGUMENT spec.decoding.temperature",
+      not_object: "INVALID_ARGUMENT spec.dataset",
+    });
     assert.deepEqual(out.field_of, ["spec.group_size", "spec.extra_eval_datasets[1].path", null]);
   });
 
@@ -82,28 +88,45 @@ describe("Python client", () => {
       const run = await runPython(
         [
           "clients/python/examples/run_job.py",
-          "--target", mesh.apiAddr,
-          "--model-dir", DEFAULT_MODEL_DIR,
-          "--dataset", dataset,
-          "--eval-dataset", evalDataset,
-          "--eval-limit", "4",
-          "--steps", "2",
-          "--group-size", "4",
-          "--prompts-per-step", "4",
+          "--target",
+          mesh.apiAddr,
+          "--model-dir",
+          DEFAULT_MODEL_DIR,
+          "--dataset",
+          dataset,
+          "--eval-dataset",
+          evalDataset,
+          "--eval-limit",
+          "4",
+          "--steps",
+          "2",
+          "--group-size",
+          "4",
+          "--prompts-per-step",
+          "4",
         ],
         { timeoutMs: 300_000 },
       );
       assert.equal(run.code, 0, `exit ${run.code}\n${run.stdout}\n${run.stderr}`);
       const lines = run.stdout.split("\n");
-      assert.ok(lines.some((l) => /^\s*step\s+reward\s+pass\s+informative\s+policy\s+loss\s+s\/step$/.test(l)), run.stdout);
+      assert.ok(
+        lines.some((l) => /^\s*step\s+reward\s+pass\s+informative\s+policy\s+loss\s+s\/step$/.test(l)),
+        run.stdout,
+      );
       const rows = lines.filter((l) => /^\s+\d+\s+\d\.\d{3}\s+\d\.\d{3}\s+\d\.\d{2}\s+v\d+\s+\S+\s+\d+\.\d{2}$/.test(l));
-      assert.deepEqual(rows.map((l) => Number(l.trim().split(/\s+/)[0])), [1, 2], run.stdout);
+      assert.deepEqual(
+        rows.map((l) => Number(l.trim().split(/\s+/)[0])),
+        [1, 2],
+        run.stdout,
+      );
       assert.equal(lines.filter((l) => /eval at step \d+ \(eval, greedy\): pass@1 \d\.\d{3}/.test(l)).length, 2, run.stdout);
       assert.match(run.stdout, /job \S+ SUCCEEDED after 2 steps; held-out pass@1 \d\.\d{3}/);
     });
 
     test("a bad spec is INVALID_ARGUMENT naming the field; a job is cancelled mid-run; get, list, watch from an offset", async () => {
-      const run = await runPython(["test/python/client_checks.py", "mesh", mesh.apiAddr, DEFAULT_MODEL_DIR, dataset], { timeoutMs: 300_000 });
+      const run = await runPython(["test/python/client_checks.py", "mesh", mesh.apiAddr, DEFAULT_MODEL_DIR, dataset], {
+        timeoutMs: 300_000,
+      });
       assert.equal(run.code, 0, `exit ${run.code}\n${run.stdout}\n${run.stderr}`);
       const out = lastJsonLine(run) as {
         bad_spec: { code: string; field: string; details: string };

@@ -20,7 +20,12 @@ export function pythonWithGrpc(): string {
       found = py;
       return py;
     } catch (err) {
-      tried.push(`${py}: ${String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim().split("\n").pop()}`);
+      tried.push(
+        `${py}: ${String((err as { stderr?: Buffer }).stderr ?? (err as Error).message)
+          .trim()
+          .split("\n")
+          .pop()}`,
+      );
     }
   }
   throw new Error(

@@ -33,7 +33,13 @@ describe("reflection from a Python dynamic client", { timeout: 180_000 }, () => 
     api = startService("api", { REDIS_URL: redis.url, RLMESH_API_PORT: String(port), RLMESH_API_METRICS_PORT: "0" });
     await waitServing(addr, 20_000, api);
     const client = jobClient(addr);
-    const job = await jobs.submit(client, { name: "reflected", modelDir: DEFAULT_MODEL_DIR, dataset: { path: dataset }, groupSize: 4, steps: 1 });
+    const job = await jobs.submit(client, {
+      name: "reflected",
+      modelDir: DEFAULT_MODEL_DIR,
+      dataset: { path: dataset },
+      groupSize: 4,
+      steps: 1,
+    });
     client.close();
     jobId = job.id;
   });
@@ -70,12 +76,23 @@ describe("reflection from a Python dynamic client", { timeout: 180_000 }, () => 
         "rlmesh.v1.JobService",
       ]);
       // One file per .proto, under its own name, imports resolvable by name.
-      for (const f of ["rlmesh/v1/jobs.proto", "rlmesh/v1/common.proto", "rlmesh/v1/learner.proto", "rlmesh/v1/rollout.proto", "grpc/health/v1/health.proto", `grpc/reflection/${version}/reflection.proto`]) {
+      for (const f of [
+        "rlmesh/v1/jobs.proto",
+        "rlmesh/v1/common.proto",
+        "rlmesh/v1/learner.proto",
+        "rlmesh/v1/rollout.proto",
+        "grpc/health/v1/health.proto",
+        `grpc/reflection/${version}/reflection.proto`,
+      ]) {
         assert.ok(out.files.includes(f), `${f} in ${out.files.join(", ")}`);
       }
       assert.ok(!out.files.some((f) => f.includes("rlmesh_v1")), out.files.join(", "));
       assert.equal(out.jobs_file_answer[0], "rlmesh/v1/jobs.proto");
-      assert.deepEqual(out.jobs_file_answer.slice(1).sort(), ["rlmesh/v1/common.proto", "rlmesh/v1/learner.proto", "rlmesh/v1/rollout.proto"]);
+      assert.deepEqual(out.jobs_file_answer.slice(1).sort(), [
+        "rlmesh/v1/common.proto",
+        "rlmesh/v1/learner.proto",
+        "rlmesh/v1/rollout.proto",
+      ]);
       assert.equal(out.pool_files, out.files.length);
       assert.equal(out.method_symbol_file, "rlmesh/v1/jobs.proto");
       assert.ok(out.unknown_symbol_error && out.unknown_file_error, "unknown symbol / file: NOT_FOUND on the stream");

@@ -46,7 +46,16 @@ function parseResponse(bytes: Uint8Array): { files?: string[]; error?: [number, 
 
 test("the descriptor set holds one file per .proto under its own name", () => {
   const names = index.fileNames();
-  for (const f of ["rlmesh/v1/common.proto", "rlmesh/v1/jobs.proto", "rlmesh/v1/learner.proto", "rlmesh/v1/reward.proto", "rlmesh/v1/rollout.proto", "grpc/health/v1/health.proto", "grpc/reflection/v1/reflection.proto", "grpc/reflection/v1alpha/reflection.proto"]) {
+  for (const f of [
+    "rlmesh/v1/common.proto",
+    "rlmesh/v1/jobs.proto",
+    "rlmesh/v1/learner.proto",
+    "rlmesh/v1/reward.proto",
+    "rlmesh/v1/rollout.proto",
+    "grpc/health/v1/health.proto",
+    "grpc/reflection/v1/reflection.proto",
+    "grpc/reflection/v1alpha/reflection.proto",
+  ]) {
     assert.ok(names.includes(f), f);
   }
 });

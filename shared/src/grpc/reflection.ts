@@ -9,7 +9,13 @@ import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { fromBinary } from "@bufbuild/protobuf";
 import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
-import { FileDescriptorProtoSchema, type DescriptorProto, type EnumDescriptorProto, type FieldDescriptorProto, type FileDescriptorProto } from "@bufbuild/protobuf/wkt";
+import {
+  FileDescriptorProtoSchema,
+  type DescriptorProto,
+  type EnumDescriptorProto,
+  type FieldDescriptorProto,
+  type FileDescriptorProto,
+} from "@bufbuild/protobuf/wkt";
 import { protoDir } from "../proto.js";
 
 export const REFLECTION_SERVICE_NAMES = ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"] as const;
@@ -43,7 +49,8 @@ export class DescriptorIndex {
     }
     for (const f of index.files.values()) {
       for (const dep of f.proto.dependency) {
-        if (!index.files.has(dep)) throw new Error(`descriptor set: ${f.proto.name} imports ${dep}, which the set lacks (build it with protoc --include_imports)`);
+        if (!index.files.has(dep))
+          throw new Error(`descriptor set: ${f.proto.name} imports ${dep}, which the set lacks (build it with protoc --include_imports)`);
       }
     }
     return index;
@@ -254,7 +261,8 @@ function definition(version: "v1" | "v1alpha"): grpc.ServiceDefinition {
 export function addReflection(server: grpc.Server, index: DescriptorIndex, services: readonly string[]): void {
   const listed = [...new Set([...services, ...REFLECTION_SERVICE_NAMES])];
   for (const name of listed) {
-    if (!index.fileOfSymbol(name)) throw new Error(`reflection: service ${name} is not in the descriptor set (${index.fileNames().join(", ")})`);
+    if (!index.fileOfSymbol(name))
+      throw new Error(`reflection: service ${name} is not in the descriptor set (${index.fileNames().join(", ")})`);
   }
   const handler: grpc.handleBidiStreamingCall<Buffer, Buffer> = (call) => {
     call.on("data", (raw: Buffer) => {

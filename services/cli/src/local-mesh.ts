@@ -1,10 +1,26 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { checkHealth, freePort, startLocalRedis, type LocalRedis } from "@rlmesh/shared";
+import type { Redis } from "ioredis";
+import { checkHealth, createRedis, freePort, startLocalRedis, type LocalRedis } from "@rlmesh/shared";
+import { JobStore } from "@rlmesh/api/job-store";
 import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
 
 const READY_TIMEOUT_MS = 120_000;
+
+/**
+ * How `rlmesh up` supervises its services: a service that exits (crash, SIGKILL, OOM) is
+ * started again after a backoff (first delay, doubling, capped), unless it died more than
+ * `maxRestarts` times within `windowMs` (a crash loop: it is left down and the give-up is logged
+ * and told to the running jobs). A service that stayed up for `windowMs` starts a fresh count.
+ */
+export interface SupervisionPolicy {
+  firstDelayMs: number;
+  maxDelayMs: number;
+  maxRestarts: number;
+  windowMs: number;
+}
+export const SUPERVISION: Readonly<SupervisionPolicy> = Object.freeze({ firstDelayMs: 1000, maxDelayMs: 30_000, maxRestarts: 5, windowMs: 120_000 });
 
 /** The fixed ports of `rlmesh up` (rollout i and executor i add i); demo, bench rl and tests pick free ports. */
 export const UP_PORTS = Object.freeze({
@@ -43,6 +59,10 @@ export interface MeshOptions {
   /** Threads per onnxruntime session in each rollout worker. */
   ortThreads?: number;
   log?: (line: string) => void;
+  /** Restart services that exit (default true); `kill()` always holds a service down until `restart()`. */
+  supervise?: boolean;
+  /** Override SUPERVISION (tests). */
+  supervision?: Partial<SupervisionPolicy>;
 }
 
 export interface MeshProcess {
@@ -67,6 +87,8 @@ export interface LocalMesh {
   kill(name: string, signal?: NodeJS.Signals): Promise<void>;
   /** Starts a killed process again with the same settings. */
   restart(name: string): Promise<MeshProcess>;
+  /** Restarts done by the supervisor so far, per service. */
+  restarts(): Record<string, number>;
 }
 
 /**
@@ -149,6 +171,7 @@ export async function startLocalMesh(opts: MeshOptions): Promise<LocalMesh> {
     proc.stderr?.pipe(out);
     const mp: MeshProcess = { name: s.name, proc, metricsPort: s.metricsPort, logFile, ...(s.grpcAddr ? { grpcAddr: s.grpcAddr } : {}) };
     processes.set(s.name, mp);
+    proc.once("exit", onExit(s, mp, Date.now()));
     return mp;
   };
   const waitReady = async (mp: MeshProcess) => {
@@ -167,8 +190,71 @@ export async function startLocalMesh(opts: MeshOptions): Promise<LocalMesh> {
     }
   };
 
+  // Supervision: a service that exits while the mesh is up is started again (with backoff and a
+  // crash-loop limit); each death and restart is logged and told to the running jobs' events.
+  const sup = { ...SUPERVISION, ...opts.supervision };
+  const supervise = opts.supervise ?? true;
+  let stopping = false;
+  const held = new Set<string>(); // killed on purpose by kill(): down until restart()
+  const deaths = new Map<string, number[]>(); // exit times within the window
+  const restartCount: Record<string, number> = {};
+  let eventRedis: Redis | undefined;
+  const tellJobs = async (level: string, message: string) => {
+    try {
+      eventRedis ??= createRedis(redisUrl, { role: "client" });
+      const store = new JobStore(eventRedis);
+      for (const job of await store.list("JOB_STATE_RUNNING", 100)) await store.appendEvent(job.id, { log: { level, message } });
+    } catch (err) {
+      log(`supervisor: could not add "${message}" to the jobs' events: ${(err as Error).message}`);
+    }
+  };
+  const supervisorLog = (mp: MeshProcess, line: string) => {
+    log(`supervisor: ${line}`);
+    try {
+      createWriteStream(mp.logFile, { flags: "a" }).end(`${JSON.stringify({ time: new Date().toISOString(), level: "warn", service: "supervisor", msg: line })}\n`);
+    } catch {
+      // the log folder is gone (the mesh is being removed)
+    }
+  };
+  const onExit = (s: (typeof specs)[number], mp: MeshProcess, startedAt: number) => (code: number | null, signal: NodeJS.Signals | null) => {
+    if (stopping || !supervise || held.has(s.name) || processes.get(s.name) !== mp) return;
+    const how = signal ? `signal ${signal}` : `exit code ${code}`;
+    const now = Date.now();
+    const recent = (deaths.get(s.name) ?? []).filter((t) => now - t < sup.windowMs);
+    recent.push(now);
+    deaths.set(s.name, recent);
+    const upFor = ((now - startedAt) / 1000).toFixed(1);
+    if (recent.length > sup.maxRestarts) {
+      const msg = `${s.name} exited (${how}) after ${upFor} s; it died ${recent.length} times within ${sup.windowMs / 1000} s (crash loop): not restarting it; see ${mp.logFile}`;
+      supervisorLog(mp, msg);
+      void tellJobs("error", `service ${msg}`);
+      return;
+    }
+    const delay = Math.min(sup.maxDelayMs, sup.firstDelayMs * 2 ** (recent.length - 1));
+    const msg = `${s.name} exited (${how}) after ${upFor} s; restarting it in ${delay / 1000} s (restart ${recent.length} of at most ${sup.maxRestarts} within ${sup.windowMs / 1000} s)`;
+    supervisorLog(mp, msg);
+    void tellJobs("warn", `service ${msg}`);
+    setTimeout(() => {
+      if (stopping || held.has(s.name) || processes.get(s.name) !== mp) return;
+      const t0 = Date.now();
+      const next = launch(s);
+      restartCount[s.name] = (restartCount[s.name] ?? 0) + 1;
+      waitReady(next).then(
+        () => {
+          const back = `${s.name} is back (pid ${next.proc.pid}, ready ${((Date.now() - t0) / 1000).toFixed(1)} s after its restart)`;
+          supervisorLog(next, back);
+          void tellJobs("info", `service ${back}`);
+        },
+        // It died again while starting: its own exit handler restarts it (or gives up).
+        (err: Error) => supervisorLog(next, `${s.name} did not come back: ${err.message}`),
+      );
+    }, delay).unref();
+  };
+
   const stop = async () => {
+    stopping = true;
     await Promise.all([...processes.values()].map((p) => terminate(p.proc)));
+    eventRedis?.disconnect();
     await redis?.stop();
   };
   try {
@@ -196,13 +282,16 @@ export async function startLocalMesh(opts: MeshOptions): Promise<LocalMesh> {
     ...(redis ? { redis } : {}),
     metricsTargets: () => [...processes.values()].map((p) => `127.0.0.1:${p.metricsPort}`),
     stop,
+    restarts: () => ({ ...restartCount }),
     kill: async (name, signal = "SIGKILL") => {
       const p = processes.get(name);
+      held.add(name);
       if (p) await terminate(p.proc, signal);
     },
     restart: async (name) => {
       const s = specs.find((x) => x.name === name);
       if (!s) throw new Error(`no mesh process named ${name}`);
+      held.delete(name);
       const mp = launch(s);
       await waitReady(mp);
       return mp;

@@ -33,6 +33,8 @@ export interface RewardScorer {
   score(candidates: Candidate[], limits: SandboxLimits, signal?: AbortSignal): Promise<Score[]>;
   /** Removes queued, not-yet-started reward jobs of a job (on cancel). */
   purge(jobId: string): Promise<number>;
+  /** Executors consuming the reward queue now (for "waiting for an executor" events). */
+  executors?(): Promise<number>;
 }
 
 export interface LearnerClient {
@@ -44,6 +46,8 @@ export interface LearnerClient {
   trainStep(req: TrainStepRequestIn, signal?: AbortSignal): Promise<TrainStepResponse>;
   /** Held-out pass@1 for the learner's collapse guard (optional: a learner without a guard). */
   reportEval?(req: ReportEvalRequestIn, signal?: AbortSignal): Promise<ReportEvalResponse>;
+  /** Null when the learner answers SERVING, else why not (for "waiting for the learner" events). */
+  unavailable?(): Promise<string | null>;
 }
 
 export type { GrpoParams };

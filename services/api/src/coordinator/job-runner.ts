@@ -6,6 +6,7 @@ import { startOnLearner } from "./job-start.js";
 import { loadRows } from "./job-datasets.js";
 import { generateStep, runStep, stepSamplesKey, type Generated, type StepContext } from "./job-step.js";
 import type { RunnerDeps } from "./runner-deps.js";
+import { withWaitingNotices } from "./waiting-notice.js";
 import { isTransient, STEP_ATTEMPTS, stepRetryDelayMs } from "./step-retry.js";
 
 /**
@@ -24,18 +25,29 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
   const seed = Number(spec.seed);
 
   if (job.state === "JOB_STATE_QUEUED") job = await store.transition(job.id, "JOB_STATE_RUNNING", "started");
-  else await store.appendEvent(job.id, { log: { level: "info", message: `resumed after step ${job.step}` } });
+  else {
+    // An api that died between recording a step's event and its step counter: the step is done
+    // (its event is in the log), so the counter catches up instead of the step running twice.
+    const tail = await store.readEvents(job.id, Math.max(0, Number(job.eventCount) - 50));
+    const last = tail.filter((e) => e.step).at(-1)?.step;
+    if (last && Number(last.step) > job.step) {
+      job = await store.update(job.id, { step: Number(last.step), policyVersion: last.policyVersion, rewardMean: last.rewardMean, passRate: last.passRate });
+      await deps.redis.del(stepSamplesKey(job.id, job.step));
+    }
+    await store.appendEvent(job.id, { log: { level: "info", message: `resumed after step ${job.step}` } });
+  }
 
   const extraEvals = spec.extraEvalDatasets.map((d) => ({ split: evalSplitName(d.path), rows: loadRows(d) }));
   const evaluate = jobEvaluator({ jobId: job.id, spec, deps, signal, log, evalRows, extraEvals });
+  const emit = (message: string) => store.appendEvent(job.id, { log: { level: "warn", message } });
   const workers = await deps.rollout.workers();
   if (workers.length === 0) {
     await store.appendEvent(job.id, { log: { level: "warn", message: "waiting for a rollout worker to register" } });
-    await deps.rollout.waitForWorkers(1, Infinity, signal);
+    await withWaitingNotices(deps.rollout.waitForWorkers(1, Infinity, signal), "the job's start", async () => "a rollout worker (none registered)", emit);
   }
   // The learner trains this job from here on: its model at version 0 (or its own checkpoints),
   // on every rollout worker before the first rollout and the step-0 eval.
-  await startOnLearner(job, spec, deps, signal);
+  await withWaitingNotices(startOnLearner(job, spec, deps, signal), "StartJob", async () => (deps.learner.unavailable ? deps.learner.unavailable() : null), emit);
   if (evalRows.length > 0 && job.step === 0) await evaluate(0);
 
   const started = performance.now();

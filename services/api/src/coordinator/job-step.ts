@@ -6,6 +6,7 @@ import { sampleBatch, stepSeed } from "./batch-sampler.js";
 import { CollapseGuardStop } from "./collapse-guard-stop.js";
 import { groupRewards, groupsToTrain, informativeGroupFraction } from "./dynamic-sampling.js";
 import type { Candidate } from "./interfaces.js";
+import { withWaitingNotices } from "./waiting-notice.js";
 import { checkInfraFailureRate, DEFAULT_MAX_INFRA_FAILURE_RATE, describeDropped, droppedSamples } from "./infra-failures.js";
 import type { RunnerDeps } from "./runner-deps.js";
 
@@ -56,7 +57,9 @@ export async function runStep(job: Job, step: number, ctx: StepContext, generate
   const { store } = deps;
   const t: Record<string, number> = {};
   let t0 = performance.now();
-  const { batch, samples } = await generated;
+  const emit = (message: string) => store.appendEvent(job.id, { log: { level: "warn", message } });
+  const rolloutMissing = async () => ((await deps.rollout.workers()).length === 0 ? "a rollout worker (none registered)" : null);
+  const { batch, samples } = await withWaitingNotices(generated, `step ${step} rollout`, rolloutMissing, emit);
   // With overlap, the rollout ran (partly) during the previous step: count only the wait here.
   t.rollout = (performance.now() - t0) / 1000;
   onSamples();
@@ -69,7 +72,14 @@ export async function runStep(job: Job, step: number, ctx: StepContext, generate
     row: batch[Number(s.promptId)]!,
     response: s.text,
   }));
-  const scores = await deps.rewards.score(candidates, spec.limits, signal);
+  const executorsMissing = async () =>
+    deps.rewards.executors && (await deps.rewards.executors()) === 0 ? "an executor (none is consuming the reward queue)" : null;
+  const scores = await withWaitingNotices(
+    deps.rewards.score(candidates, spec.limits, signal),
+    `step ${step} rewards (${candidates.length} candidates)`,
+    executorsMissing,
+    emit,
+  );
   t.reward = (performance.now() - t0) / 1000;
   if (signal.aborted) return job;
 
@@ -90,7 +100,8 @@ export async function runStep(job: Job, step: number, ctx: StepContext, generate
   t0 = performance.now();
   const groups = groupRewards(scored.map(({ smp, reward }) => ({ group: smp.promptId, reward })));
   const keep = groupsToTrain(groups, spec.promptsPerStep);
-  const trained = await deps.learner.trainStep(
+  const learnerMissing = async () => (deps.learner.unavailable ? deps.learner.unavailable() : null);
+  const trainCall = deps.learner.trainStep(
     {
       jobId: job.id,
       step,
@@ -109,6 +120,7 @@ export async function runStep(job: Job, step: number, ctx: StepContext, generate
     },
     signal,
   );
+  const trained = await withWaitingNotices(trainCall, `step ${step} TrainStep`, learnerMissing, emit);
   t.train = (performance.now() - t0) / 1000 - trained.pushSeconds;
   t.push = trained.pushSeconds;
 

@@ -1,4 +1,5 @@
 import {
+  checkHealth,
   createClient,
   isRetryable,
   loadProto,
@@ -25,7 +26,7 @@ export class GrpcLearnerClient implements LearnerClient {
   private readonly client: LearnerServiceClient;
 
   constructor(
-    address: string,
+    private readonly address: string,
     private readonly logger: Logger,
   ) {
     this.client = createClient(loadProto().proto.rlmesh.v1.LearnerService, address);
@@ -59,6 +60,12 @@ export class GrpcLearnerClient implements LearnerClient {
         await new Promise((r) => setTimeout(r, Math.min(5000, 250 * attempt)));
       }
     }
+  }
+
+  /** Null when the learner answers SERVING on gRPC health, else what it answered. */
+  async unavailable(): Promise<string | null> {
+    const st = await checkHealth(this.address, "", 2000).catch((err: Error) => `unreachable: ${err.message.split("\n")[0]}`);
+    return st === "SERVING" ? null : `the learner at ${this.address} (${st || "not answering"})`;
   }
 
   async reportEval(req: ReportEvalRequestIn, signal?: AbortSignal): Promise<ReportEvalResponse> {

@@ -29,14 +29,17 @@ export class QueueRewardScorer implements RewardScorer {
   private readonly queue: Queue;
   private readonly events: QueueEvents;
   private readonly waiter: RewardWaiter;
+  private readonly connections: Redis[];
 
   constructor(
     workerConnection: Redis,
     queueName: string,
     private readonly logger: Logger,
   ) {
-    this.queue = new Queue(queueName, { connection: workerConnection.duplicate() });
-    this.events = new QueueEvents(queueName, { connection: workerConnection.duplicate() });
+    // BullMQ does not close connections it is given: these two are the scorer's to close.
+    this.connections = [workerConnection.duplicate(), workerConnection.duplicate()];
+    this.queue = new Queue(queueName, { connection: this.connections[0]! });
+    this.events = new QueueEvents(queueName, { connection: this.connections[1]! });
     this.queue.on("error", (err) => logger.warn("reward queue error", { err: err.message }));
     this.events.on("error", (err) => logger.warn("reward queue events error", { err: err.message }));
     this.waiter = new RewardWaiter(this.queue, this.events, { logger });
@@ -78,6 +81,11 @@ export class QueueRewardScorer implements RewardScorer {
     });
   }
 
+  /** Workers (executors) connected to the reward queue: BullMQ names their connections. */
+  async executors(): Promise<number> {
+    return this.queue.getWorkersCount();
+  }
+
   async purge(jobId: string): Promise<number> {
     const prefix = rewardJobId(jobId, 0, 0).replace(/-0-0$/, "-");
     let removed = 0;
@@ -95,5 +103,6 @@ export class QueueRewardScorer implements RewardScorer {
   async close(): Promise<void> {
     this.waiter.close();
     await Promise.all([this.queue.close(), this.events.close()]);
+    for (const c of this.connections) c.disconnect();
   }
 }

@@ -18,8 +18,12 @@ import {
 export const DEFAULT_GENERATE_TIMEOUT_MS = 300_000;
 /** Attempts per shard before the step fails (UNAVAILABLE moves the shard to another worker). */
 export const GENERATE_ATTEMPTS = 4;
-/** How long a Generate waits for a first rollout worker to register before failing. */
-export const WORKER_WAIT_MS = 30_000;
+/**
+ * How long a Generate waits for a first rollout worker to register before its step fails (and is
+ * retried): long enough for a supervised worker to restart and load its model; the step tells
+ * the job it is waiting every 10 s meanwhile (waiting-notice.ts).
+ */
+export const WORKER_WAIT_MS = 120_000;
 
 export interface PromptInput {
   id: string;

@@ -285,3 +285,24 @@ test("the cluster builds offline, comes up healthy and is scraped, then tears do
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
+
+test("supervision: every compose service restarts when it exits, and its healthcheck probes its own port", async () => {
+  const raw = (await loadYaml(readFileSync(COMPOSE_FILE, "utf8"))) as {
+    services: Record<string, { restart?: string; healthcheck?: { test?: string[] }; environment?: Record<string, string> }>;
+    "x-rlmesh-service"?: { restart?: string };
+  };
+  const restartOf = (name: string) => raw.services[name]?.restart ?? raw["x-rlmesh-service"]?.restart;
+  for (const name of ["redis", "api", "rollout", "learner", "executor", "prometheus"]) {
+    assert.match(restartOf(name) ?? "", /^(always|unless-stopped)$/, `${name} restarts when it exits`);
+  }
+  const probes: Record<string, string> = {
+    api: "127.0.0.1:50051",
+    rollout: "127.0.0.1:50061",
+    learner: "127.0.0.1:50071",
+    executor: "http://127.0.0.1:9464/healthz",
+  };
+  for (const [name, target] of Object.entries(probes)) {
+    const testCmd = (raw.services[name]?.healthcheck?.test ?? []).join(" ");
+    assert.ok(testCmd.includes(target), `${name}'s healthcheck probes ${target}: ${testCmd}`);
+  }
+});

@@ -186,3 +186,22 @@ test("every rlmesh container runs one of the services from the one image", async
     assert.ok(existsSync(join(REPO_ROOT, "services", name, "src")), `services/${name} exists`);
   }
 });
+
+test("supervision: every service pod restarts what exits, and its probes match the service (gRPC health ready, /healthz live)", async () => {
+  const objects = await loadObjects();
+  for (const name of ["api", "rollout", "learner", "executor"]) {
+    const dep = objects.find(({ obj }) => obj.kind === "Deployment" && obj.metadata.name === name)?.obj;
+    assert.ok(dep, `${name} Deployment`);
+    const pod = dep.spec!.template!.spec as PodSpec & { restartPolicy?: string };
+    assert.equal(pod.restartPolicy, "Always", `${name}: restartPolicy Always (a dead container is restarted with backoff)`);
+    const c = pod.containers.find((x) => x.name === name)!;
+    assert.ok(c.startupProbe && c.readinessProbe && c.livenessProbe, `${name}: startup, readiness and liveness probes`);
+    // Liveness: the process's own /healthz on its metrics port (a wedged process is restarted).
+    assert.equal((c.livenessProbe.httpGet as { path?: string } | undefined)?.path, "/healthz", `${name}: liveness is /healthz`);
+    assert.equal(c.livenessProbe.httpGet?.port, "metrics", `${name}: liveness on the metrics port`);
+    // Readiness: gRPC health on the service's gRPC port; the executor (a queue worker) has only /healthz.
+    const grpcPort = c.ports?.find((p) => p.name === "grpc")?.containerPort;
+    if (name === "executor") assert.equal(c.readinessProbe.httpGet?.port, "metrics");
+    else assert.equal(c.readinessProbe.grpc?.port, grpcPort, `${name}: readiness is gRPC health on ${grpcPort}`);
+  }
+});

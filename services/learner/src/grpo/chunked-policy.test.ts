@@ -106,3 +106,32 @@ test("a GRPO update run in row chunks lands on the same weights as one pass", as
   assert.ok(moved > total / 2, `the update moved ${moved}/${total} weights`);
   assert.ok(differ <= total * 1e-3, `${differ}/${total} weights differ by more than 1e-6`);
 });
+
+test("split mode in row chunks: readMask travels with each chunk (padding rows read nowhere); same loss and gradients as the whole graph", async () => {
+  const split = JaxPolicy.fromModelBytes(serializeModel(buildPolicyGraph(config, initWeights(config, 4))), {
+    nLayers: config.nLayers,
+    vocabSize: config.vocabSize,
+    mode: "split",
+  });
+  try {
+    assert.equal(split.mode, "split");
+    const cfg: GrpoLossConfig = DEFAULT_GRPO_LOSS_CONFIG;
+    const stacked = stackMaskPasses(batch, drawMaskPairs(7, batch.responseMask, batch.batchSize, batch.seqLen, 2), MASK_ID, cfg);
+    const weights = policy.initialWeights();
+    const whole = await policy.tokenLogProbs(weights, stacked.tokens);
+    const extras = grpoLossExtras(stacked, whole, cfg);
+    const lossFn = grpoLogProbLoss(cfg);
+    const one = await policy.lossAndGrad(weights, stacked.tokens, lossFn, extras);
+    const many = await new ChunkedPolicy(split, 5).lossAndGrad(weights, stacked.tokens, lossFn, extras);
+    assert.ok(Math.abs(many.loss - one.loss) < 1e-5 * Math.max(1, Math.abs(one.loss)), `${many.loss} vs ${one.loss}`);
+    const read = stacked.tokens.readMask!;
+    for (let i = 0; i < read.length; i++) {
+      if (read[i]) assert.ok(Math.abs(many.logProbs[i]! - one.logProbs[i]!) < 1e-5, `log-prob ${i}`);
+      else assert.equal(many.logProbs[i], 0, "unread positions are not computed");
+    }
+    for (const [name, g] of Object.entries(one.grads))
+      assert.ok(maxRelDiff(many.grads[name]!.data, g.data) < 1e-4, `${name}: ${maxRelDiff(many.grads[name]!.data, g.data)}`);
+  } finally {
+    split.dispose();
+  }
+});

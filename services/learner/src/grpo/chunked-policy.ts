@@ -88,7 +88,7 @@ function padRows(a: Float32Array, extra: number): Float32Array {
   return out;
 }
 
-/** Rows [start, start+rows) of a batch, then `padded` copies of its first row (targets included). */
+/** Rows [start, start+rows) of a batch, then `padded` copies of its first row (targets included; readMask 0). */
 function sliceRows(b: PolicyTokenBatch, start: number, rows: number, padded: number): PolicyTokenBatch {
   const T = b.seqLen;
   const n = rows + padded;
@@ -98,7 +98,7 @@ function sliceRows(b: PolicyTokenBatch, start: number, rows: number, padded: num
     for (let p = 0; p < padded; p++) out.set(src.subarray(start * T, (start + 1) * T), (rows + p) * T);
     return out;
   };
-  return {
+  const out: PolicyTokenBatch = {
     batchSize: n,
     seqLen: T,
     inputIds: take(b.inputIds, (l) => new Int32Array(l)),
@@ -106,4 +106,11 @@ function sliceRows(b: PolicyTokenBatch, start: number, rows: number, padded: num
     attentionMask: take(b.attentionMask, (l) => new Float32Array(l)),
     targets: take(b.targets, (l) => new Int32Array(l)),
   };
+  if (b.readMask) {
+    // Padding rows are read nowhere (their extras are 0).
+    const m = new Uint8Array(n * T);
+    m.set(b.readMask.subarray(start * T, (start + rows) * T));
+    out.readMask = m;
+  }
+  return out;
 }

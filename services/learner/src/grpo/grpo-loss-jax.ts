@@ -1,6 +1,6 @@
 // The shims must be installed before @jax-js/jax is first evaluated (see model/jax-runtime.ts).
 import "../model/jax-runtime.js";
-import { numpy as np, type Array as JaxArray } from "@jax-js/jax";
+import { lax, numpy as np, type Array as JaxArray } from "@jax-js/jax";
 import { LOG_RATIO_CLAMP } from "./clipped-surrogate.js";
 import { GrpoConfigError, type GrpoLossConfig } from "./grpo-config.js";
 
@@ -18,10 +18,15 @@ const cache = new Map<string, LogProbLoss>();
  *   L  = factor·( max(−A·r, −A·clip(r, 1−ε_low, 1+ε_high)) [min −c·A for A<0] + β·k3(refTerm − coef·logp) )
  * summed. One function object per distinct config, so a caller that jits per loss function
  * (JaxPolicy caches by identity) compiles once.
+ *
+ * With `oldFromSelf`, the old log-probs are the forward's own values (stop-gradient) and the
+ * extras carry no `oldTerm`: one forward+backward instead of a forward for the old log-probs and
+ * another forward+backward (grpo-update.ts `fuseOldLogProbs`).
  */
-export function grpoLogProbLoss(cfg: GrpoLossConfig): LogProbLoss {
+export function grpoLogProbLoss(cfg: GrpoLossConfig, opts: { oldFromSelf?: boolean } = {}): LogProbLoss {
   if (cfg.entropyCoef > 0) throw new GrpoConfigError("entropyCoef > 0 is not supported by the log-prob loss");
-  const key = JSON.stringify([cfg.clipEpsLow, cfg.clipEpsHigh, cfg.dualClipC, cfg.klCoef]);
+  const oldFromSelf = opts.oldFromSelf ?? false;
+  const key = JSON.stringify([cfg.clipEpsLow, cfg.clipEpsHigh, cfg.dualClipC, cfg.klCoef, oldFromSelf]);
   const hit = cache.get(key);
   if (hit) return hit;
   const lo = 1 - cfg.clipEpsLow;
@@ -37,7 +42,10 @@ export function grpoLogProbLoss(cfg: GrpoLossConfig): LogProbLoss {
     const coef = need("coef");
     // Positions a row does not score are zeroed with `where`, so a −∞ there cannot become NaN.
     const ell = np.where(coef.ref.notEqual(0), logProbs, 0).mul(coef);
-    const logRatio = np.clip(ell.ref.sub(need("oldTerm")), -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP);
+    // oldFromSelf: the old policy is this very forward (on-policy, before any optimizer step), so
+    // oldTerm = stop_gradient(ell): ratio 1, and the gradient of the clipped objective at ratio 1.
+    const oldTerm = oldFromSelf ? lax.stopGradient(ell.ref) : need("oldTerm");
+    const logRatio = np.clip(ell.ref.sub(oldTerm), -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP);
     const ratio = np.exp(logRatio);
     const adv = need("adv");
     const unclipped = ratio.ref.mul(adv.ref).neg();

@@ -93,6 +93,14 @@ export async function runGrpoUpdate(args: {
    * `weights` (exact for on-policy samples, an approximation for stale ones).
    */
   oldWeights?: NamedTensors;
+  /**
+   * On-policy (no `oldWeights`): take the old log-probs of the first slot from the first
+   * optimizer step's own forward (stop-gradient) instead of a separate forward pass. The same
+   * update (the old policy is these weights on the same inputs) up to float rounding: a separate
+   * forward-only program can differ from the update's forward in the last bits, so its ratio is
+   * 1 ± ~1e-7 where the fused one is exactly 1. @defaultValue false
+   */
+  fuseOldLogProbs?: boolean;
 }): Promise<GrpoUpdateResult> {
   const cfg: GrpoUpdateConfig = { ...DEFAULT_GRPO_UPDATE_CONFIG, ...args.cfg };
   validateGrpoLossConfig(cfg.loss);
@@ -105,14 +113,24 @@ export async function runGrpoUpdate(args: {
     cfg.maskPairSchedule === "all"
       ? [stackMaskPasses(batch, pairs, args.maskId, cfg.loss)]
       : pairs.map((p) => stackMaskPasses(batch, [p], args.maskId, cfg.loss));
-  const extras: Record<string, Float32Array>[] = [];
-  for (const s of slots)
-    extras.push(grpoLossExtras(s, await args.policy.tokenLogProbs(args.oldWeights ?? args.weights, s.tokens), cfg.loss));
+  const fuse = (args.fuseOldLogProbs ?? false) && !args.oldWeights;
+  // null: the slot's old log-probs come from epoch 0's own forward (fuse).
+  const extras: (Record<string, Float32Array> | null)[] = [];
+  for (const [i, s] of slots.entries())
+    extras.push(fuse && i === 0 ? null : grpoLossExtras(s, await args.policy.tokenLogProbs(args.oldWeights ?? args.weights, s.tokens), cfg.loss));
   const lossFn = grpoLogProbLoss(cfg.loss);
   const epochs: GrpoEpochStats[] = [];
   for (let e = 0; e < cfg.ppoEpochs; e++) {
     const slot = e % slots.length;
-    const r = await args.policy.lossAndGrad(args.weights, slots[slot]!.tokens, lossFn, extras[slot]!);
+    const s = slots[slot]!;
+    let r: Awaited<ReturnType<GrpoPolicy["lossAndGrad"]>>;
+    const ready = extras[slot];
+    if (ready) r = await args.policy.lossAndGrad(args.weights, s.tokens, lossFn, ready);
+    else {
+      const { oldTerm: _unused, ...withoutOld } = grpoLossExtras(s, new Float32Array(s.coef.length), cfg.loss);
+      r = await args.policy.lossAndGrad(args.weights, s.tokens, grpoLogProbLoss(cfg.loss, { oldFromSelf: true }), withoutOld);
+      extras[slot] = grpoLossExtras(s, r.logProbs, cfg.loss);
+    }
     const stats = grpoStackedLossReference(extras[slot]!, r.logProbs, cfg.loss).stats;
     const clip = clipGradNorm(r.grads, cfg.maxGradNorm);
     const lr = args.lrAt(args.optimizer.step);

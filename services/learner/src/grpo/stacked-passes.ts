@@ -21,6 +21,8 @@ export interface PolicyTokenBatch {
   attentionMask: Float32Array;
   /** Token whose log-prob is read at each position (the clean sampled token). */
   targets: Int32Array;
+  /** 1 where a log-prob is read (coef ≠ 0); a policy may return 0 elsewhere (JaxPolicy split mode). */
+  readMask?: Uint8Array;
 }
 
 export interface StackedPasses {
@@ -51,6 +53,7 @@ export function stackMaskPasses(batch: GrpoBatch, pairs: MaskPair[], maskId: num
   const coef = new Float32Array(N * T);
   const factor = new Float32Array(N * T);
   const adv = new Float32Array(N * T);
+  const readMask = new Uint8Array(N * T);
   let row = 0;
   for (const pair of pairs) {
     if (pair.batchSize !== B || pair.seqLen !== T)
@@ -69,12 +72,13 @@ export function stackMaskPasses(batch: GrpoBatch, pairs: MaskPair[], maskId: num
           adv[dst + j] = batch.advantages[b]!;
           if (!pair.masks[k][src + j]) continue;
           coef[dst + j] = c.logRatioCoef[k][src + j]!;
+          readMask[dst + j] = coef[dst + j] ? 1 : 0;
           factor[dst + j] = (c.tokenWeight[src + j]! * agg[src + j]!) / pairs.length;
         }
       }
     }
   }
-  return { tokens: { batchSize: N, seqLen: T, inputIds, positionIds, attentionMask, targets }, pairs, coef, factor, adv };
+  return { tokens: { batchSize: N, seqLen: T, inputIds, positionIds, attentionMask, targets, readMask }, pairs, coef, factor, adv };
 }
 
 /**

@@ -1,5 +1,6 @@
 // jax-runtime must be evaluated before @jax-js/jax (it installs the Node polyfills + Worker shim).
 import { jit, nn, numpy as np, valueAndGrad } from "./jax-runtime.js";
+import { splitGraph, type SplitGraph } from "./split-graph.js";
 import type { Array as JaxArray } from "@jax-js/jax";
 import { ONNXModel } from "@jax-js/onnx";
 
@@ -36,6 +37,31 @@ export interface TokenBatch {
   /** 1 = real key, 0 = padding that no position may attend to. */
   attentionMask: Float32Array;
   targets: Int32Array;
+  /**
+   * 1 at the positions whose log-probabilities the caller reads (optional). A split-mode policy
+   * applies the LM head only there and returns 0 elsewhere; a whole-graph policy ignores it.
+   */
+  readMask?: Uint8Array;
+}
+
+/**
+ * How the policy evaluates the graph: `whole-graph` runs the ONNX graph as it is (one-hot
+ * embedding matmul, LM head at every position); `split` runs the embedding as a gather and the
+ * LM head only at read positions (model/split-graph.ts), falling back to `whole-graph` when the
+ * graph does not have that shape. Both give the same log-probs and gradients up to float
+ * summation order.
+ */
+export type JaxPolicyMode = "whole-graph" | "split";
+
+/**
+ * Rows of the gathered LM head: half of the batch's positions, or all of them when more are read
+ * (one coupled pass pair reads each response position once, so usually half is enough). Two
+ * shapes per batch shape at most, so the jitted step is not recompiled for every count of read
+ * positions (a compile costs far more than the head's unread rows; see bench learner --profile).
+ */
+export function headRows(positions: number, read: number): number {
+  const half = Math.ceil(positions / 2);
+  return read <= half ? half : positions;
 }
 
 /** A jax-js loss over per-token log-probs [B,T] and extra [B,T] float inputs; returns a scalar. */
@@ -62,19 +88,35 @@ export class JaxPolicy {
   private readonly onnx: ONNXModel;
   private readonly initial: WeightTensors;
   private readonly jitted = new Map<LogProbLoss | "weighted" | "logprobs" | "logits", unknown>();
+  private readonly splitJitted = new Map<LogProbLoss | "logprobs", unknown>();
+  /** The body graph and its ends (split mode only). */
+  private readonly split: { graph: SplitGraph; body: ONNXModel; dModel: number } | null;
 
-  private constructor(onnx: ONNXModel, initial: WeightTensors, vocabSize: number) {
+  private constructor(onnx: ONNXModel, initial: WeightTensors, vocabSize: number, split: SplitGraph | null) {
     this.onnx = onnx;
     this.initial = initial;
     this.weightNames = Object.keys(initial);
     this.vocabSize = vocabSize;
+    const e = split ? initial[split.embeddingWeight] : undefined;
+    this.split =
+      split && e?.shape.length === 2 && e.shape[0] === vocabSize
+        ? { graph: split, body: new ONNXModel(split.bodyBytes as Uint8Array<ArrayBuffer>), dModel: e.shape[1]! }
+        : null;
+  }
+
+  /** The mode the policy actually runs (`split` falls back to `whole-graph` on other graphs). */
+  get mode(): JaxPolicyMode {
+    return this.split ? "split" : "whole-graph";
   }
 
   /**
    * From the bytes of the rollout's model.onnx: every float initializer of at least 2 elements
    * whose name is not `const.*` is a trainable weight.
    */
-  static fromModelBytes(bytes: Uint8Array, opts: { nLayers: number; vocabSize: number; pastInputNames?: string[] }): JaxPolicy {
+  static fromModelBytes(
+    bytes: Uint8Array,
+    opts: { nLayers: number; vocabSize: number; pastInputNames?: string[]; mode?: JaxPolicyMode },
+  ): JaxPolicy {
     const model = parseModel(bytes);
     const all = readWeights(model);
     const names = [...all.keys()].filter((n) => !n.startsWith("const."));
@@ -91,11 +133,12 @@ export class JaxPolicy {
       past.filter((n) => graphInputs.has(n)),
     );
     const onnx = new ONNXModel(modelBytes(diffGraph) as Uint8Array<ArrayBuffer>);
-    return new JaxPolicy(onnx, initial, opts.vocabSize);
+    const split = opts.mode === "split" ? splitGraph(diffGraph, names) : null;
+    return new JaxPolicy(onnx, initial, opts.vocabSize, split);
   }
 
   /** From a directory validated by loadModel (uses the manifest's layer count, vocab and past names). */
-  static fromLoadedModel(loaded: LoadedModel): JaxPolicy {
+  static fromLoadedModel(loaded: LoadedModel, mode: JaxPolicyMode = "whole-graph"): JaxPolicy {
     const m = loaded.manifest;
     if (m.shifted_logits) throw new Error("jax policy: shifted-logits models are not supported by the learner yet");
     const past: string[] = [];
@@ -103,7 +146,7 @@ export class JaxPolicy {
       if (m.inputs.past_key) past.push(layerName(m.inputs.past_key, i));
       if (m.inputs.past_value) past.push(layerName(m.inputs.past_value, i));
     }
-    return JaxPolicy.fromModelBytes(loaded.modelBytes, { nLayers: m.n_layers, vocabSize: m.vocab_size, pastInputNames: past });
+    return JaxPolicy.fromModelBytes(loaded.modelBytes, { nLayers: m.n_layers, vocabSize: m.vocab_size, pastInputNames: past, mode });
   }
 
   /** A copy of the weights stored in the model file. */
@@ -124,6 +167,7 @@ export class JaxPolicy {
 
   /** log p(targets[b,t]) at every position [B*T] (forward only). */
   async tokenLogProbs(weights: WeightTensors, batch: TokenBatch): Promise<Float32Array> {
+    if (this.split) return this.splitTokenLogProbs(weights, batch);
     const fn = this.cached("logprobs", () =>
       jit((params: Params, ids: JaxArray, pos: JaxArray, mask: JaxArray, targets: JaxArray) =>
         this.logProbsOf(this.forward(params, ids, pos, mask), targets),
@@ -167,6 +211,7 @@ export class JaxPolicy {
     loss: LogProbLoss,
     extras: Record<string, Float32Array>,
   ): Promise<GradResult> {
+    if (this.split) return this.splitLossAndGrad(weights, batch, loss, extras);
     const fn = this.cached(loss, () =>
       jit(
         valueAndGrad(
@@ -204,9 +249,155 @@ export class JaxPolicy {
 
   /** Frees the graph's constants and compiled kernels. */
   dispose(): void {
-    for (const f of this.jitted.values()) (f as { dispose?: () => void }).dispose?.();
+    for (const f of [...this.jitted.values(), ...this.splitJitted.values()]) (f as { dispose?: () => void }).dispose?.();
     this.jitted.clear();
+    this.splitJitted.clear();
     this.onnx.dispose();
+    this.split?.body.dispose();
+  }
+
+  /**
+   * Log-probs [K] of `targets` at flat positions `rows` [K] of the batch: embedding by gather, the
+   * body graph, then the LM head on the K gathered hidden states only.
+   */
+  private splitLogProbsOf(
+    params: Params,
+    ids: JaxArray,
+    pos: JaxArray,
+    mask: JaxArray,
+    rows: JaxArray,
+    rowValid: JaxArray,
+    targets: JaxArray,
+  ): JaxArray {
+    const { graph: g, body, dModel } = this.split!;
+    const [B, T] = ids.shape as [number, number];
+    const inputs: Params = { ...params };
+    for (const w of g.weightsNotInBody) delete inputs[w];
+    const embedding = params[g.embeddingWeight]!;
+    const head = params[g.headWeight]!;
+    // take(E, ids[B, T]) is [B, T, D] with no reshape after it: the scatter-add of its gradient
+    // must read a materialized array (jax-js cannot feed a routine a view).
+    inputs[g.embeddingOutput] = np.take(g.headWeight === g.embeddingWeight ? embedding.ref : embedding, g.bodyTakesInputIds ? ids.ref : ids, 0);
+    if (g.bodyTakesInputIds) inputs[INPUT_IDS] = ids;
+    inputs[POSITION_IDS] = pos;
+    inputs[ATTENTION_MASK] = mask;
+    for (const w of g.weightsNotInBody) if (w !== g.embeddingWeight && w !== g.headWeight) params[w]!.dispose();
+    const out = body.run(inputs);
+    const hidden = out[g.hiddenOutput];
+    if (!hidden) throw new Error("jax policy: body graph has no hidden-state output");
+    for (const [k, v] of Object.entries(out)) if (k !== g.hiddenOutput) v.dispose();
+    // × rowValid (1 on read rows, 0 on bucket padding): besides zeroing the padding, it makes the
+    // gradient reaching the gather a materialized array, which jax-js's scatter-add requires.
+    const picked = np.take(hidden.reshape([B * T, dModel]), rows, 0).mul(rowValid);
+    const logits = np.matmul(picked, g.headTransposed ? head.transpose() : head);
+    return this.logProbsOf(logits, targets);
+  }
+
+  /** The read positions of a batch as gather indices (padded to a head-row bucket with index 0). */
+  private readRows(batch: TokenBatch): { rows: Int32Array; read: number } {
+    const n = batch.batchSize * batch.seqLen;
+    const m = batch.readMask;
+    if (m && m.length !== n) throw new Error(`jax policy: readMask has ${m.length} values, expected ${batch.batchSize}×${batch.seqLen}`);
+    let read = 0;
+    if (m) for (let i = 0; i < n; i++) read += m[i] ? 1 : 0;
+    else read = n;
+    const rows = new Int32Array(m ? headRows(n, read) : n);
+    if (m) {
+      let k = 0;
+      for (let i = 0; i < n; i++) if (m[i]) rows[k++] = i;
+    } else for (let i = 0; i < n; i++) rows[i] = i;
+    return { rows, read };
+  }
+
+  /** The gather indices [K] and the read-row indicator [K, 1] as jax-js arrays. */
+  private rowArrays(rows: Int32Array, read: number): [JaxArray, JaxArray] {
+    const valid = new Float32Array(rows.length);
+    valid.fill(1, 0, read);
+    return [np.array(rows, { dtype: np.int32 }), np.array(valid, { shape: [rows.length, 1] })];
+  }
+
+  private gatherRows<A extends Float32Array | Int32Array>(src: A, rows: Int32Array, read: number, make: (n: number) => A): A {
+    const out = make(rows.length);
+    for (let k = 0; k < read; k++) out[k] = src[rows[k]!]!;
+    return out;
+  }
+
+  private scatterRows(values: Float32Array, rows: Int32Array, read: number, n: number): Float32Array {
+    const out = new Float32Array(n);
+    for (let k = 0; k < read; k++) out[rows[k]!] = values[k]!;
+    return out;
+  }
+
+  private async splitTokenLogProbs(weights: WeightTensors, batch: TokenBatch): Promise<Float32Array> {
+    const fn = this.splitCached("logprobs", () =>
+      jit((params: Params, ids: JaxArray, pos: JaxArray, mask: JaxArray, rows: JaxArray, valid: JaxArray, targets: JaxArray) =>
+        this.splitLogProbsOf(params, ids, pos, mask, rows, valid, targets),
+      ),
+    ) as (p: Params, ids: JaxArray, pos: JaxArray, mask: JaxArray, rows: JaxArray, valid: JaxArray, t: JaxArray) => JaxArray;
+    const [ids, pos, mask, allTargets] = this.batchArrays(batch);
+    allTargets.dispose();
+    const { rows, read } = this.readRows(batch);
+    const targets = this.gatherRows(batch.targets, rows, read, (n) => new Int32Array(n));
+    const lp = (await fn(this.params(weights), ids, pos, mask, ...this.rowArrays(rows, read), np.array(targets, { dtype: np.int32 })).data()) as Float32Array;
+    return this.scatterRows(lp, rows, read, batch.batchSize * batch.seqLen);
+  }
+
+  private async splitLossAndGrad(
+    weights: WeightTensors,
+    batch: TokenBatch,
+    loss: LogProbLoss,
+    extras: Record<string, Float32Array>,
+  ): Promise<GradResult> {
+    const fn = this.splitCached(loss, () =>
+      jit(
+        valueAndGrad(
+          (
+            params: Params,
+            ids: JaxArray,
+            pos: JaxArray,
+            mask: JaxArray,
+            rows: JaxArray,
+            valid: JaxArray,
+            targets: JaxArray,
+            ex: Record<string, JaxArray>,
+          ): [JaxArray, JaxArray] => {
+            const lp = this.splitLogProbsOf(params, ids, pos, mask, rows, valid, targets);
+            return [loss(lp.ref, ex), lp];
+          },
+          { hasAux: true },
+        ),
+      ),
+    ) as (
+      p: Params,
+      ids: JaxArray,
+      pos: JaxArray,
+      mask: JaxArray,
+      rows: JaxArray,
+      valid: JaxArray,
+      t: JaxArray,
+      ex: Record<string, JaxArray>,
+    ) => [[JaxArray, JaxArray], Params];
+    const [ids, pos, mask, allTargets] = this.batchArrays(batch);
+    allTargets.dispose();
+    const { rows, read } = this.readRows(batch);
+    const targets = this.gatherRows(batch.targets, rows, read, (n) => new Int32Array(n));
+    const ex: Record<string, JaxArray> = {};
+    for (const [k, v] of Object.entries(extras)) {
+      this.checkLength(`extras.${k}`, v.length, batch);
+      ex[k] = np.array(this.gatherRows(v, rows, read, (n) => new Float32Array(n)));
+    }
+    const [[l, lp], grads] = fn(this.params(weights), ids, pos, mask, ...this.rowArrays(rows, read), np.array(targets, { dtype: np.int32 }), ex);
+    const r = await this.collect(l, lp, grads);
+    return { ...r, logProbs: this.scatterRows(r.logProbs, rows, read, batch.batchSize * batch.seqLen) };
+  }
+
+  private splitCached(key: LogProbLoss | "logprobs", make: () => unknown): unknown {
+    let f = this.splitJitted.get(key);
+    if (!f) {
+      f = make();
+      this.splitJitted.set(key, f);
+    }
+    return f;
   }
 
   private cached(key: LogProbLoss | "weighted" | "logprobs" | "logits", make: () => unknown): unknown {

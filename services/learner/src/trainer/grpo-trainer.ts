@@ -25,7 +25,7 @@ import type { LearnerMetrics } from "../learner-metrics.js";
 import { ChunkedPolicy } from "../grpo/chunked-policy.js";
 import { MixedVersionPolicy } from "./mixed-version-policy.js";
 import { initJax } from "../model/jax-runtime.js";
-import { JaxPolicy } from "../model/jax-policy.js";
+import { JaxPolicy, type JaxPolicyMode } from "../model/jax-policy.js";
 import { initAdamW, type AdamWState } from "../optim/adamw.js";
 import { learningRateAt } from "../optim/lr-schedule.js";
 import { cloneNamedTensors, type NamedTensors } from "../optim/named-tensors.js";
@@ -49,7 +49,26 @@ const SEED_SUBSTITUTION = 2;
 /** Checkpoint tensor names of the previous version's weights (kept for stale samples' old log-probs). */
 const PREVIOUS_PREFIX = "prev@";
 
+/**
+ * How a TrainStep's update is computed; both give the same weights (grpo-update-paths.test.ts).
+ * `fast`: the policy's split graph (embedding by gather, LM head only at read positions) and the
+ * on-policy old log-probs taken from the update's own forward. `baseline`: the whole ONNX graph
+ * and a separate old-log-prob forward (the learner before issue 17, kept for comparison).
+ */
+export type LearnerUpdatePath = "fast" | "baseline";
+export const LEARNER_UPDATE_ENV = "RLMESH_LEARNER_UPDATE";
+
+/** RLMESH_LEARNER_UPDATE (`fast` when unset). */
+export function learnerUpdatePath(env: NodeJS.ProcessEnv = process.env): LearnerUpdatePath {
+  const v = env[LEARNER_UPDATE_ENV];
+  if (v === undefined || v === "" || v === "fast") return "fast";
+  if (v === "baseline") return "baseline";
+  throw new Error(`${LEARNER_UPDATE_ENV} must be "fast" or "baseline", got "${v}"`);
+}
+
 export interface GrpoTrainerOptions {
+  /** @defaultValue learnerUpdatePath() (RLMESH_LEARNER_UPDATE, else "fast") */
+  updatePath?: LearnerUpdatePath;
   modelDir: string;
   checkpointDir: string;
   logger: Logger;
@@ -168,6 +187,7 @@ export class GrpoTrainer implements Trainer {
   private readonly maxStaleness: number;
   private readonly checkpointEvery: number;
   private readonly recipe: LearnerRecipe;
+  private readonly updatePath: LearnerUpdatePath;
 
   private readonly policy: JaxPolicy;
   private readonly manifest: ModelManifest;
@@ -204,6 +224,7 @@ export class GrpoTrainer implements Trainer {
     this.maxStaleness = opts.maxStaleness ?? DEFAULT_MAX_STALENESS;
     this.checkpointEvery = opts.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY;
     this.recipe = opts.recipe ?? LEARNER_RECIPE;
+    this.updatePath = opts.updatePath ?? learnerUpdatePath();
     this.store = new CheckpointStore(opts.checkpointDir, {
       keepLast: opts.keepCheckpoints ?? DEFAULT_KEEP_LAST,
       // The collapse guard's rollback targets must survive pruning.
@@ -226,7 +247,8 @@ export class GrpoTrainer implements Trainer {
       if (m.inputs.past_key) past.push(layerName(m.inputs.past_key, i));
       if (m.inputs.past_value) past.push(layerName(m.inputs.past_value, i));
     }
-    const policy = JaxPolicy.fromModelBytes(model.modelBytes, { nLayers: m.n_layers, vocabSize: m.vocab_size, pastInputNames: past });
+    const mode: JaxPolicyMode = (opts.updatePath ?? learnerUpdatePath()) === "fast" ? "split" : "whole-graph";
+    const policy = JaxPolicy.fromModelBytes(model.modelBytes, { nLayers: m.n_layers, vocabSize: m.vocab_size, pastInputNames: past, mode });
     const modelSha256 = createHash("sha256").update(model.modelBytes).digest("hex");
     const constants = constantTensors(model.modelBytes, policy.weightNames);
     const trainerModel: TrainerModel = { policy, manifest: m, modelSha256, constants };
@@ -457,6 +479,7 @@ export class GrpoTrainer implements Trainer {
       lrAt: (s) => learningRateAt(s, params.schedule, this.guard.lrScale),
       cfg: params.update,
       ...(oldWeights ? { oldWeights } : {}),
+      fuseOldLogProbs: this.updatePath === "fast",
     });
     const [advMean, advStd] = meanStd(batch.advantages);
     const epochs = result.epochs;

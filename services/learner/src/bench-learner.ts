@@ -2,13 +2,14 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { connect } from "node:net";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
 import { createLogger, createRedis, startLocalRedis, type HostTensor, type TrainSample, type TrainStepRequest } from "@rlmesh/shared";
 
-import { GrpoTrainer } from "./trainer/grpo-trainer.js";
+import { GrpoTrainer, type LearnerUpdatePath } from "./trainer/grpo-trainer.js";
+import { jaxThreadCount } from "./model/worker-shim.js";
 import { writeRandomModelDir } from "./testing/random-model-dir.js";
 import { DEFAULT_MODEL_DIR as SHIPPED_MODEL_DIR } from "@rlmesh/shared/repo-paths";
 import { WeightPusher } from "./push/weight-pusher.js";
@@ -18,21 +19,42 @@ export const BENCH_PROMPTS = 4;
 export const BENCH_SAMPLES_PER_PROMPT = 8;
 export const BENCH_PROMPT_TOKENS = 24;
 export const BENCH_RESPONSE_TOKENS = 48;
-export const BENCH_TRAIN_STEPS = 2;
+/** Timed TrainSteps per update path (after one untimed compile step each), interleaved. */
+export const BENCH_TRAIN_STEPS = 3;
+export const BENCH_PROFILE_REPS = 3;
 export const BENCH_PUSH_ROUNDS = 10;
 const WORKERS = 2;
 const MB = 1e6;
 const LOOPBACK_CHUNK = 1 << 20;
 
-export const BENCH_LEARNER_USAGE = `usage: rlmesh bench learner [--json] [--steps N] [--pushes N] [--model-dir DIR]
-  TrainStep samples/s (jax-js, ${BENCH_PROMPTS}×${BENCH_SAMPLES_PER_PROMPT} samples, ${BENCH_RESPONSE_TOKENS}-token responses) on the
-  shipped model (a random-init model of the same config if it is not trained yet), and
-  weight-push MB/s to ${WORKERS} local gRPC workers vs raw loopback TCP measured in the same run.`;
+export const BENCH_LEARNER_USAGE = `usage: rlmesh bench learner [--json] [--steps N] [--pushes N] [--model-dir DIR] [--profile [--reps N]]
+  TrainStep samples/s (jax-js, ${BENCH_PROMPTS}×${BENCH_SAMPLES_PER_PROMPT} samples, ${BENCH_RESPONSE_TOKENS}-token responses, coupled masks) on the
+  shipped model (a random-init model of the same config if it is not trained yet): the fast update
+  path and the baseline path (RLMESH_LEARNER_UPDATE=baseline, the learner before issue 17) in the
+  same run, steps interleaved, medians of --steps (default ${BENCH_TRAIN_STEPS}); and weight-push MB/s to ${WORKERS}
+  local gRPC workers vs raw loopback TCP measured in the same run.
+  --profile: instead, the table of where a TrainStep's time goes (compilation, forward, backward,
+  the one-hot embedding gradient, the LM head at unread positions, the coupled second pass, copies,
+  optimizer, checkpoint), both paths, medians of --reps (default ${BENCH_PROFILE_REPS}).
+  Threads: RLMESH_JAX_THREADS (default: all cores).`;
 
 export interface BenchLearnerResult {
   model: string;
+  /** The fast update path (the learner's default). */
   train_samples_per_s: number;
   train_step_seconds: number;
+  /** The baseline path (RLMESH_LEARNER_UPDATE=baseline), same run, steps interleaved. */
+  baseline_train_samples_per_s: number;
+  baseline_train_step_seconds: number;
+  /** train_samples_per_s / baseline_train_samples_per_s. */
+  train_speedup: number;
+  /** Every timed step's seconds, in run order. */
+  train_step_seconds_all: { fast: number[]; baseline: number[] };
+  /** The untimed first step per path (compiles the batch shape's kernels). */
+  first_step_seconds: { fast: number; baseline: number };
+  jax_threads: number;
+  loadavg_before: number[];
+  loadavg_after: number[];
   push_mb_per_s: number;
   loopback_mb_per_s: number;
   push_ratio: number;
@@ -44,10 +66,12 @@ interface BenchArgs {
   steps: number;
   pushes: number;
   modelDir?: string;
+  profile: boolean;
+  reps: number;
 }
 
 function parseArgs(argv: readonly string[]): BenchArgs {
-  const a: BenchArgs = { json: false, steps: BENCH_TRAIN_STEPS, pushes: BENCH_PUSH_ROUNDS };
+  const a: BenchArgs = { json: false, steps: BENCH_TRAIN_STEPS, pushes: BENCH_PUSH_ROUNDS, profile: false, reps: BENCH_PROFILE_REPS };
   for (let i = 0; i < argv.length; i++) {
     const f = argv[i]!;
     const int = () => {
@@ -58,6 +82,8 @@ function parseArgs(argv: readonly string[]): BenchArgs {
     if (f === "--json") a.json = true;
     else if (f === "--steps") a.steps = int();
     else if (f === "--pushes") a.pushes = int();
+    else if (f === "--profile") a.profile = true;
+    else if (f === "--reps") a.reps = int();
     else if (f === "--model-dir") {
       const v = argv[++i];
       if (!v) throw new Error(`bench learner: --model-dir needs a value\n${BENCH_LEARNER_USAGE}`);
@@ -87,25 +113,49 @@ export function benchSamples(vocab: number, eos: number, mask: number, version: 
   return out;
 }
 
-async function benchTrain(modelDir: string, steps: number, scratch: string): Promise<{ samplesPerS: number; stepSeconds: number; tensors: HostTensor[] }> {
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const n = s.length;
+  return n % 2 ? s[(n - 1) / 2]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
+}
+
+interface TrainBench {
+  seconds: Record<LearnerUpdatePath, number[]>;
+  first: Record<LearnerUpdatePath, number>;
+  tensors: HostTensor[];
+}
+
+/**
+ * Both update paths on the same requests, in one process: one untimed step each (compiles this
+ * batch shape's kernels), then `steps` timed steps each, alternating which path goes first.
+ */
+async function benchTrain(modelDir: string, steps: number, scratch: string, log: (l: string) => void): Promise<TrainBench> {
   const logger = createLogger("bench-learner", { level: "error" });
-  const trainer = await GrpoTrainer.open({ modelDir, checkpointDir: join(scratch, "ckpt"), logger });
-  const m = trainer.modelManifest;
-  const req = (n: number): TrainStepRequest => ({
+  const paths: LearnerUpdatePath[] = ["baseline", "fast"];
+  const trainers = {} as Record<LearnerUpdatePath, GrpoTrainer>;
+  for (const p of paths) trainers[p] = await GrpoTrainer.open({ modelDir, checkpointDir: join(scratch, `ckpt-${p}`), logger, updatePath: p });
+  const m = trainers.fast.modelManifest;
+  const req = (t: GrpoTrainer, n: number): TrainStepRequest => ({
     jobId: BENCH_JOB,
     step: n,
-    samples: benchSamples(m.vocab_size, m.eos_id, m.mask_id, trainer.status().policyVersion, n),
+    samples: benchSamples(m.vocab_size, m.eos_id, m.mask_id, t.status().policyVersion, n),
     params: null,
     seed: 0,
   });
-  // Step 0 compiles the kernels for this batch shape; it is not timed.
-  await trainer.trainStep(req(0));
-  const t0 = performance.now();
-  for (let n = 1; n <= steps; n++) await trainer.trainStep(req(n));
-  const seconds = (performance.now() - t0) / 1000;
-  const tensors = trainer.weights().tensors;
-  trainer.dispose();
-  return { samplesPerS: (steps * BENCH_PROMPTS * BENCH_SAMPLES_PER_PROMPT) / seconds, stepSeconds: seconds / steps, tensors };
+  const timed = async (p: LearnerUpdatePath, n: number) => {
+    const t0 = performance.now();
+    await trainers[p].trainStep(req(trainers[p], n));
+    return (performance.now() - t0) / 1000;
+  };
+  const out: TrainBench = { seconds: { baseline: [], fast: [] }, first: { baseline: 0, fast: 0 }, tensors: [] };
+  for (const p of paths) out.first[p] = await timed(p, 0);
+  for (let n = 1; n <= steps; n++) {
+    for (const p of n % 2 ? paths : [...paths].reverse()) out.seconds[p].push(await timed(p, n));
+    log(`  step ${n}/${steps}: baseline ${out.seconds.baseline.at(-1)!.toFixed(2)} s, fast ${out.seconds.fast.at(-1)!.toFixed(2)} s (load average ${loadavg()[0]!.toFixed(2)})`);
+  }
+  out.tensors = trainers.fast.weights().tensors;
+  for (const p of paths) trainers[p].dispose();
+  return out;
 }
 
 interface SinkProcess {
@@ -184,22 +234,32 @@ async function benchPush(tensors: HostTensor[], rounds: number): Promise<{ pushM
   }
 }
 
+/** The model the bench runs: --model-dir, the shipped model, or a random-init one of its config. */
+async function benchModel(args: BenchArgs, scratch?: string): Promise<{ modelDir: string; model: string }> {
+  if (args.modelDir) return { modelDir: args.modelDir, model: args.modelDir };
+  if (existsSync(join(SHIPPED_MODEL_DIR, "model.onnx"))) return { modelDir: SHIPPED_MODEL_DIR, model: "shipped models/tiny-coder" };
+  const dir = scratch ?? (await mkdtemp(join(tmpdir(), "rlmesh-bench-learner-")));
+  return {
+    modelDir: await writeRandomModelDir(join(dir, "model"), "tiny", 1),
+    model: "random-init tiny config (models/tiny-coder/model.onnx not trained yet)",
+  };
+}
+
 export async function benchLearner(args: BenchArgs, log: (line: string) => void): Promise<BenchLearnerResult> {
   const scratch = await mkdtemp(join(tmpdir(), "rlmesh-bench-learner-"));
   try {
-    let modelDir = args.modelDir;
-    let model: string;
-    if (modelDir) model = modelDir;
-    else if (existsSync(join(SHIPPED_MODEL_DIR, "model.onnx"))) {
-      modelDir = SHIPPED_MODEL_DIR;
-      model = "shipped models/tiny-coder";
-    } else {
-      modelDir = await writeRandomModelDir(join(scratch, "model"), "tiny", 1);
-      model = "random-init tiny config (models/tiny-coder/model.onnx not trained yet)";
-    }
-    log(`bench learner: model ${model}`);
-    const train = await benchTrain(modelDir, args.steps, scratch);
-    log(`  TrainStep: ${train.samplesPerS.toFixed(2)} samples/s (${train.stepSeconds.toFixed(2)} s per step of ${BENCH_PROMPTS * BENCH_SAMPLES_PER_PROMPT} samples)`);
+    const { modelDir, model } = await benchModel(args, scratch);
+    log(`bench learner: model ${model}; jax-js threads ${jaxThreadCount()}; load average ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
+    const loadavgBefore = loadavg();
+    const train = await benchTrain(modelDir, args.steps, scratch, log);
+    const loadavgAfter = loadavg();
+    const samples = BENCH_PROMPTS * BENCH_SAMPLES_PER_PROMPT;
+    const stepFast = median(train.seconds.fast);
+    const stepBase = median(train.seconds.baseline);
+    const speedup = stepBase / stepFast;
+    log(`  TrainStep fast:     ${(samples / stepFast).toFixed(2)} samples/s (median ${stepFast.toFixed(2)} s per step of ${samples} samples; first step ${train.first.fast.toFixed(2)} s)`);
+    log(`  TrainStep baseline: ${(samples / stepBase).toFixed(2)} samples/s (median ${stepBase.toFixed(2)} s; first step ${train.first.baseline.toFixed(2)} s)`);
+    log(`  speed-up ${speedup.toFixed(2)}× (medians of ${args.steps} interleaved steps; load average ${loadavgAfter.map((x) => x.toFixed(2)).join(" ")})`);
     const weightBytes = train.tensors.reduce((a, t) => a + t.data.byteLength, 0);
     const push = await benchPush(train.tensors, args.pushes);
     const ratio = push.pushMbps / push.loopMbps;
@@ -207,8 +267,16 @@ export async function benchLearner(args: BenchArgs, log: (line: string) => void)
     log(`  raw loopback TCP: ${push.loopMbps.toFixed(1)} MB/s; push/loopback = ${ratio.toFixed(3)}`);
     return {
       model,
-      train_samples_per_s: train.samplesPerS,
-      train_step_seconds: train.stepSeconds,
+      train_samples_per_s: samples / stepFast,
+      train_step_seconds: stepFast,
+      baseline_train_samples_per_s: samples / stepBase,
+      baseline_train_step_seconds: stepBase,
+      train_speedup: speedup,
+      train_step_seconds_all: train.seconds,
+      first_step_seconds: train.first,
+      jax_threads: jaxThreadCount(),
+      loadavg_before: loadavgBefore,
+      loadavg_after: loadavgAfter,
       push_mb_per_s: push.pushMbps,
       loopback_mb_per_s: push.loopMbps,
       push_ratio: ratio,
@@ -227,6 +295,14 @@ export async function benchLearnerCommand(argv: string[]): Promise<number> {
   } catch (err) {
     console.error((err as Error).message);
     return 2;
+  }
+  if (args.profile) {
+    const { profileLearner, formatProfile } = await import("./profile-learner.js");
+    const { modelDir, model } = await benchModel(args);
+    const p = await profileLearner(modelDir, model, args.reps, args.json ? () => undefined : (l) => console.log(l));
+    if (args.json) console.log(JSON.stringify(p));
+    else for (const l of formatProfile(p)) console.log(l);
+    return 0;
   }
   const result = await benchLearner(args, args.json ? () => undefined : (l) => console.log(l));
   if (args.json) console.log(JSON.stringify(result));

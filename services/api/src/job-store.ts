@@ -45,6 +45,8 @@ export class JobStore {
       updatedAtMs: now,
       error: "",
       eventCount: 0,
+      jobRewardMean: 0,
+      candidatesScored: 0,
     };
     await this.redis.multi().set(this.key(job.id), JSON.stringify(job)).zadd(JOB_INDEX_KEY, now, job.id).exec();
     await this.appendEvent(job.id, { state: { fromState: "JOB_STATE_UNSPECIFIED", to: "JOB_STATE_QUEUED", reason: "submitted" } });

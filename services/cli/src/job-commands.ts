@@ -59,7 +59,7 @@ function specFromArgs(argv: string[]): JobSpecIn {
 }
 
 export function formatJob(j: Job): string {
-  return `${j.id}  ${short(j.state).padEnd(9)}  step ${j.step}/${j.spec?.steps ?? "?"}  reward ${j.rewardMean.toFixed(3)}  pass@1 ${j.evalPassAt1.toFixed(3)}  v${j.policyVersion}${j.error ? `  error: ${j.error}` : ""}`;
+  return `${j.id}  ${short(j.state).padEnd(9)}  step ${j.step}/${j.spec?.steps ?? "?"}  reward ${j.rewardMean.toFixed(3)} (job mean ${(j.jobRewardMean ?? 0).toFixed(3)})  pass@1 ${j.evalPassAt1.toFixed(3)}  v${j.policyVersion}${j.error ? `  error: ${j.error}` : ""}`;
 }
 
 export function formatEvent(e: JobEvent): string {

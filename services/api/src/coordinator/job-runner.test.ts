@@ -107,6 +107,9 @@ test("a healthy job runs every step and succeeds; a guard rollback is recorded a
   assert.equal(job.state, "JOB_STATE_SUCCEEDED");
   assert.deepEqual(l.steps, [1, 2, 3, 4, 5, 6, 7, 8]);
   assert.equal(events.find((e) => e.step?.step === 3)?.step?.train?.guardAction, "rollback");
+  // The job's own mean over all its scored candidates, next to the last step's.
+  assert.equal(Number(job.candidatesScored), 8 * 2 * 2);
+  assert.equal(job.jobRewardMean, 0.5);
 });
 
 test("the guard's stop at a training step fails the job at that step, naming the reason, without retrying", async () => {

@@ -142,7 +142,12 @@ export async function runStep(job: Job, step: number, ctx: StepContext, generate
       trainedGroups: keep.size,
     },
   });
-  const progress = { step, policyVersion: trained.policyVersion, rewardMean, passRate: passRateStep };
+  // The job's own mean over every scored candidate so far (Job.reward_mean is this step's).
+  const before = Number(job.candidatesScored ?? 0);
+  const candidatesScored = before + scored.length;
+  const jobRewardMean =
+    candidatesScored > 0 ? (Number(job.jobRewardMean ?? 0) * before + scored.reduce((a, s) => a + s.reward, 0)) / candidatesScored : 0;
+  const progress = { step, policyVersion: trained.policyVersion, rewardMean, passRate: passRateStep, jobRewardMean, candidatesScored };
   const stop = trained.stats?.guardAction === "stop" ? new CollapseGuardStop(step, `step reward: ${trained.stats.guardReason}`) : null;
   // A stop is recorded with the step, so a restarted api does not resume the job.
   job = stop

@@ -1,6 +1,9 @@
 import type { Redis } from "ioredis";
 import type { Logger } from "./logger.js";
 
+/** How long close() waits for Redis to delete the entry (it expires by itself otherwise). */
+export const REGISTRY_CLOSE_TIMEOUT_MS = 2000;
+
 /** Registry entries expire unless refreshed within this many milliseconds. */
 export const DEFAULT_REGISTRY_TTL_MS = 10_000;
 const PREFIX = "rlmesh:workers";
@@ -49,13 +52,21 @@ export async function registerWorker(
   );
   timer.unref();
   return {
+    // Never rejects: a write that fails (Redis down) is logged and the heartbeat writes the new
+    // meta on its next beat. A rejected refresh used to crash a rollout worker after a weight swap.
     refresh: async (m) => {
       if (m) meta = { ...meta, ...m };
-      await write();
+      await write().catch((err: unknown) => opts.logger?.warn("registry refresh failed; the heartbeat retries", { err, kind, id: entry.id }));
     },
+    // Bounded: with Redis down the entry expires by itself (TTL), so shutdown does not wait on it.
     close: async () => {
       clearInterval(timer);
-      await redis.del(key);
+      let timeout: NodeJS.Timeout | undefined;
+      await Promise.race([
+        redis.del(key).catch((err: unknown) => opts.logger?.warn("registry close failed; the entry expires by itself", { err, kind, id: entry.id })),
+        new Promise<void>((r) => (timeout = setTimeout(r, REGISTRY_CLOSE_TIMEOUT_MS))),
+      ]);
+      clearTimeout(timeout);
     },
   };
 }

@@ -35,7 +35,20 @@ export function toServiceError(err: unknown): Partial<grpc.ServiceError> {
     const deadline = /deadline exceeded/i.test(err.message);
     return { code: deadline ? grpc.status.DEADLINE_EXCEEDED : grpc.status.CANCELLED, details: err.message };
   }
+  // Redis away (ioredis gave up on a command, or the connection is closed): a retryable
+  // UNAVAILABLE that says what is down, not INTERNAL with the client library's raw text.
+  if (isRedisUnavailable(err)) {
+    return { code: grpc.status.UNAVAILABLE, details: `Redis unavailable, retry later (${(err as Error).message})` };
+  }
   return { code: grpc.status.INTERNAL, details: err instanceof Error ? err.message : String(err) };
+}
+
+/** An error of the Redis client that means the server cannot be reached right now. */
+export function isRedisUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (err.name === "MaxRetriesPerRequestError") return true;
+  // ioredis' own messages (a gRPC peer's ECONNREFUSED must not read as "Redis").
+  return /Reached the max retries per request limit|^Connection is closed\.?$|^Stream isn't writeable/.test(err.message);
 }
 
 export function isServiceError(err: unknown): err is grpc.ServiceError {

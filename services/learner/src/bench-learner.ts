@@ -27,12 +27,13 @@ const WORKERS = 2;
 const MB = 1e6;
 const LOOPBACK_CHUNK = 1 << 20;
 
-export const BENCH_LEARNER_USAGE = `usage: rlmesh bench learner [--json] [--steps N] [--pushes N] [--model-dir DIR] [--profile [--reps N]]
+export const BENCH_LEARNER_USAGE = `usage: rlmesh bench learner [--json] [--steps N] [--pushes N] [--push-workers 1,2,4] [--push-mb N] [--model-dir DIR] [--profile [--reps N]]
   TrainStep samples/s (jax-js, ${BENCH_PROMPTS}×${BENCH_SAMPLES_PER_PROMPT} samples, ${BENCH_RESPONSE_TOKENS}-token responses, coupled masks) on the
   shipped model (a random-init model of the same config if it is not trained yet): the fast update
   path and the baseline path (RLMESH_LEARNER_UPDATE=baseline, the learner before issue 17) in the
   same run, steps interleaved, medians of --steps (default ${BENCH_TRAIN_STEPS}); and weight-push MB/s to ${WORKERS}
-  local gRPC workers vs raw loopback TCP measured in the same run.
+  local gRPC workers vs raw loopback TCP measured in the same run (--push-workers: one
+  measurement per worker count; --push-mb: a synthetic payload of N MB instead of the weights).
   --profile: instead, the table of where a TrainStep's time goes (compilation, forward, backward,
   the one-hot embedding gradient, the LM head at unread positions, the coupled second pass, copies,
   optimizer, checkpoint), both paths, medians of --reps (default ${BENCH_PROFILE_REPS}).
@@ -58,6 +59,9 @@ export interface BenchLearnerResult {
   push_mb_per_s: number;
   loopback_mb_per_s: number;
   push_ratio: number;
+  /** One measurement per --push-workers count (the push_* fields above: 2 workers, else the first). */
+  push_by_workers: PushMeasurement[];
+  push_payload_bytes: number;
   weight_bytes: number;
 }
 
@@ -65,13 +69,17 @@ interface BenchArgs {
   json: boolean;
   steps: number;
   pushes: number;
+  /** Rollout-worker counts to push to, one measurement each. */
+  pushWorkers: number[];
+  /** Push a synthetic payload of this many MB instead of the model's weights. */
+  pushMb?: number;
   modelDir?: string;
   profile: boolean;
   reps: number;
 }
 
 function parseArgs(argv: readonly string[]): BenchArgs {
-  const a: BenchArgs = { json: false, steps: BENCH_TRAIN_STEPS, pushes: BENCH_PUSH_ROUNDS, profile: false, reps: BENCH_PROFILE_REPS };
+  const a: BenchArgs = { json: false, steps: BENCH_TRAIN_STEPS, pushes: BENCH_PUSH_ROUNDS, pushWorkers: [WORKERS], profile: false, reps: BENCH_PROFILE_REPS };
   for (let i = 0; i < argv.length; i++) {
     const f = argv[i]!;
     const int = () => {
@@ -83,6 +91,13 @@ function parseArgs(argv: readonly string[]): BenchArgs {
     else if (f === "--steps") a.steps = int();
     else if (f === "--pushes") a.pushes = int();
     else if (f === "--profile") a.profile = true;
+    else if (f === "--push-mb") a.pushMb = int();
+    else if (f === "--push-workers") {
+      const list = (argv[++i] ?? "").split(",").map(Number);
+      if (list.length === 0 || list.some((n) => !Number.isInteger(n) || n < 1))
+        throw new Error(`bench learner: --push-workers needs a list of positive integers, e.g. 1,2,4\n${BENCH_LEARNER_USAGE}`);
+      a.pushWorkers = list;
+    }
     else if (f === "--reps") a.reps = int();
     else if (f === "--model-dir") {
       const v = argv[++i];
@@ -199,13 +214,36 @@ function pump(port: number, bytes: number): Promise<void> {
   });
 }
 
-async function benchPush(tensors: HostTensor[], rounds: number): Promise<{ pushMbps: number; loopMbps: number }> {
+export interface PushMeasurement {
+  workers: number;
+  /** Mean seconds to push one version to all the workers. */
+  push_seconds: number;
+  push_mb_per_s: number;
+  loopback_mb_per_s: number;
+  push_ratio: number;
+}
+
+/** `mb` MB of float32 weights in 16 MB tensors (a synthetic push payload). */
+function syntheticTensors(mb: number): HostTensor[] {
+  const floats = Math.round((mb * MB) / 4);
+  const per = (16 * MB) / 4;
+  const out: HostTensor[] = [];
+  for (let i = 0, left = floats; left > 0; i++, left -= per) {
+    const n = Math.min(per, left);
+    const data = new Float32Array(n);
+    for (let j = 0; j < n; j += 1024) data[j] = (i + j) % 7;
+    out.push({ name: `bench.w${String(i).padStart(4, "0")}`, dtype: "DTYPE_FLOAT32", shape: [n], data });
+  }
+  return out;
+}
+
+async function benchPush(tensors: HostTensor[], rounds: number, workers: number): Promise<PushMeasurement> {
   const logger = createLogger("bench-learner", { level: "error" });
   const redisServer = await startLocalRedis();
   const redis = createRedis(redisServer.url, { role: "client", logger });
   const sinks: SinkProcess[] = [];
   try {
-    for (let w = 0; w < WORKERS; w++) sinks.push(await startSinkProcess(redisServer.url, `bench-${w}`));
+    for (let w = 0; w < workers; w++) sinks.push(await startSinkProcess(redisServer.url, `bench-${w}`));
     const pusher = new WeightPusher(redis, logger);
     // Version 1 opens the channels; it is not timed.
     await pusher.push({ jobId: BENCH_JOB, version: 1 }, tensors);
@@ -213,16 +251,18 @@ async function benchPush(tensors: HostTensor[], rounds: number): Promise<{ pushM
     let seconds = 0;
     for (let v = 2; v < 2 + rounds; v++) {
       const r = await pusher.push({ jobId: BENCH_JOB, version: v }, tensors);
-      if (r.pushedTo.length !== WORKERS) throw new Error(`bench learner: push of version ${v} reached ${r.pushedTo.length} of ${WORKERS} workers`);
+      if (r.pushedTo.length !== workers) throw new Error(`bench learner: push of version ${v} reached ${r.pushedTo.length} of ${workers} workers`);
       bytes += r.bytes;
       seconds += r.seconds;
     }
     pusher.close();
     // The same number of bytes, split the same way, over raw sockets to the same processes.
     const t0 = performance.now();
-    await Promise.all(sinks.map((s) => pump(s.tcpPort, bytes / WORKERS)));
+    await Promise.all(sinks.map((s) => pump(s.tcpPort, bytes / workers)));
     const loopSeconds = (performance.now() - t0) / 1000;
-    return { pushMbps: bytes / MB / seconds, loopMbps: bytes / MB / loopSeconds };
+    const pushMbps = bytes / MB / seconds;
+    const loopMbps = bytes / MB / loopSeconds;
+    return { workers, push_seconds: seconds / rounds, push_mb_per_s: pushMbps, loopback_mb_per_s: loopMbps, push_ratio: pushMbps / loopMbps };
   } finally {
     for (const s of sinks) {
       const exited = new Promise((r) => s.proc.once("exit", r));
@@ -261,10 +301,19 @@ export async function benchLearner(args: BenchArgs, log: (line: string) => void)
     log(`  TrainStep baseline: ${(samples / stepBase).toFixed(2)} samples/s (median ${stepBase.toFixed(2)} s; first step ${train.first.baseline.toFixed(2)} s)`);
     log(`  speed-up ${speedup.toFixed(2)}× (medians of ${args.steps} interleaved steps; load average ${loadavgAfter.map((x) => x.toFixed(2)).join(" ")})`);
     const weightBytes = train.tensors.reduce((a, t) => a + t.data.byteLength, 0);
-    const push = await benchPush(train.tensors, args.pushes);
-    const ratio = push.pushMbps / push.loopMbps;
-    log(`  weight push: ${push.pushMbps.toFixed(1)} MB/s to ${WORKERS} workers (${(weightBytes / MB).toFixed(2)} MB per version, ${args.pushes} versions)`);
-    log(`  raw loopback TCP: ${push.loopMbps.toFixed(1)} MB/s; push/loopback = ${ratio.toFixed(3)}`);
+    const payload = args.pushMb ? syntheticTensors(args.pushMb) : train.tensors;
+    const payloadBytes = payload.reduce((a, t) => a + t.data.byteLength, 0);
+    const pushes: PushMeasurement[] = [];
+    for (const workers of args.pushWorkers) {
+      const p = await benchPush(payload, args.pushes, workers);
+      pushes.push(p);
+      log(
+        `  weight push to ${workers} worker(s): ${p.push_seconds.toFixed(3)} s per version, ${p.push_mb_per_s.toFixed(1)} MB/s ` +
+          `(${(payloadBytes / MB).toFixed(2)} MB per version${args.pushMb ? ", synthetic" : ""}, ${args.pushes} versions); ` +
+          `raw loopback TCP ${p.loopback_mb_per_s.toFixed(1)} MB/s; push/loopback = ${p.push_ratio.toFixed(3)}`,
+      );
+    }
+    const push = pushes.find((p) => p.workers === WORKERS) ?? pushes[0]!;
     return {
       model,
       train_samples_per_s: samples / stepFast,
@@ -277,9 +326,11 @@ export async function benchLearner(args: BenchArgs, log: (line: string) => void)
       jax_threads: jaxThreadCount(),
       loadavg_before: loadavgBefore,
       loadavg_after: loadavgAfter,
-      push_mb_per_s: push.pushMbps,
-      loopback_mb_per_s: push.loopMbps,
-      push_ratio: ratio,
+      push_mb_per_s: push.push_mb_per_s,
+      loopback_mb_per_s: push.loopback_mb_per_s,
+      push_ratio: push.push_ratio,
+      push_by_workers: pushes,
+      push_payload_bytes: payloadBytes,
       weight_bytes: weightBytes,
     };
   } finally {

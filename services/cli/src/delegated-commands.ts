@@ -37,7 +37,7 @@ const BENCHES: Record<string, { summary: string; run: (argv: string[]) => Promis
     run: async (argv) => (await import("@rlmesh/executor/reward-queue-bench")).benchRewardQueueCommand(argv),
   },
   learner: {
-    summary: "TrainStep samples/s and weight-push MB/s vs raw loopback TCP",
+    summary: "TrainStep samples/s, fast vs baseline update path in the same run (--profile: where a step goes), and weight-push MB/s vs raw loopback TCP",
     run: async (argv) => (await import("@rlmesh/learner/bench-learner")).benchLearnerCommand(argv),
   },
 };

@@ -3,50 +3,21 @@
 // which one in an event, counts it, and fails the job when too many of a step's candidates are
 // dropped. Real Redis (job state, events) and a real prom-client registry; the rollout pool,
 // the reward queue and the learner are faked at their seams.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { Redis } from "ioredis";
 import { Registry } from "prom-client";
-import { createLogger, createRedis, startLocalRedis, type LocalRedis, type TrainStepRequestIn, type TrainStepResponse } from "@rlmesh/shared";
+import { createLogger, type TrainStepRequestIn, type TrainStepResponse } from "@rlmesh/shared";
 import { ApiMetrics } from "../api-metrics.js";
 import { normalizeSpec } from "../job-spec.js";
 import { JobStore } from "../job-store.js";
 import { Coordinator } from "./coordinator.js";
-import type { RolloutPool } from "./rollout-pool.js";
+import { fakeRollout, runnerTestbed } from "./testing/runner-testbed.js";
 import type { LearnerClient, RewardScorer, Score } from "./interfaces.js";
 
-let redis: LocalRedis;
-let conn: Redis;
-const dir = mkdtempSync(join(tmpdir(), "rlmesh-infra-failures-test-"));
-const dataset = join(dir, "tasks.jsonl");
-writeFileSync(
-  dataset,
-  [1, 2, 3]
-    .map((k) => JSON.stringify({ task_id: `t${k}`, prompt: `Write f(x) returning x+${k}.`, tests: { kind: "assert", tests: [`assert f(1) == ${1 + k}`] } }))
-    .join("\n") + "\n",
-);
-
-before(async () => {
-  redis = await startLocalRedis();
-  conn = createRedis(redis.url, { role: "client" });
-});
-after(async () => {
-  await conn?.quit();
-  await redis?.stop();
-});
-
-const rollout = {
-  workers: async () => [{ id: "w0" }],
-  waitForWorkers: async () => [{ id: "w0" }],
-  generate: async (prompts: { id: string }[], g: number) => ({
-    samples: prompts.flatMap((p) =>
-      Array.from({ length: g }, (_, k) => ({ promptId: p.id, sampleIndex: k, promptTokenIds: [1], tokenIds: [2, 3 + k], text: `r${k}`, policyVersion: 0 })),
-    ),
-  }),
-} as unknown as RolloutPool;
+const bed = runnerTestbed("infra-failures-test");
+const { dir, dataset } = bed;
+/** One sample per (prompt, g). */
+const rollout = fakeRollout((k) => [2, 3 + k]);
 
 /** Every candidate passes except those `drop` names (step → sample indexes), which get no reward. */
 function scorer(drop: Record<number, number[]>): RewardScorer & { calls: number } {
@@ -79,12 +50,12 @@ function learner(): LearnerClient & { requests: TrainStepRequestIn[] } {
 }
 
 async function run(rewards: RewardScorer, l: LearnerClient, maxInfraFailureRate?: number) {
-  const store = new JobStore(conn);
+  const store = new JobStore(bed.conn);
   const registry = new Registry();
   const metrics = new ApiMetrics(registry);
   const deps = {
     store,
-    redis: conn,
+    redis: bed.conn,
     rollout,
     rewards,
     learner: l,

@@ -1,49 +1,19 @@
 // The job runner against a real Redis (job state and events), with the rollout pool, the reward
 // queue and the learner faked at their seams: what the coordinator does with the learner's
 // collapse-guard decisions.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { Redis } from "ioredis";
-import { createLogger, createRedis, startLocalRedis, type LocalRedis, type ReportEvalResponse, type TrainStepResponse } from "@rlmesh/shared";
+import { createLogger, type ReportEvalResponse, type TrainStepResponse } from "@rlmesh/shared";
 import { normalizeSpec } from "../job-spec.js";
 import { JobStore } from "../job-store.js";
 import { Coordinator } from "./coordinator.js";
-import type { RolloutPool } from "./rollout-pool.js";
+import { fakeRollout, runnerTestbed } from "./testing/runner-testbed.js";
 import type { LearnerClient, RewardScorer } from "./interfaces.js";
 
-let redis: LocalRedis;
-let conn: Redis;
-const dir = mkdtempSync(join(tmpdir(), "rlmesh-job-runner-test-"));
-const dataset = join(dir, "tasks.jsonl");
-writeFileSync(
-  dataset,
-  [1, 2, 3]
-    .map((k) => JSON.stringify({ task_id: `t${k}`, prompt: `Write f(x) returning x+${k}.`, tests: { kind: "assert", tests: [`assert f(1) == ${1 + k}`] } }))
-    .join("\n") + "\n",
-);
-
-before(async () => {
-  redis = await startLocalRedis();
-  conn = createRedis(redis.url, { role: "client" });
-});
-after(async () => {
-  await conn?.quit();
-  await redis?.stop();
-});
-
-/** One sample per (prompt, g); odd samples pass. */
-const rollout = {
-  workers: async () => [{ id: "w0" }],
-  waitForWorkers: async () => [{ id: "w0" }],
-  generate: async (prompts: { id: string }[], g: number) => ({
-    samples: prompts.flatMap((p) =>
-      Array.from({ length: g }, (_, k) => ({ promptId: p.id, sampleIndex: k, promptTokenIds: [1], tokenIds: [2, 3], text: `r${k}`, policyVersion: 0 })),
-    ),
-  }),
-} as unknown as RolloutPool;
+const bed = runnerTestbed("job-runner-test");
+const { dir, dataset } = bed;
+/** One sample per (prompt, g). */
+const rollout = fakeRollout();
 const rewards: RewardScorer = {
   score: async (cands) => cands.map((c) => ({ reward: c.sampleIndex % 2, status: "ok" })),
   purge: async () => 0,
@@ -73,8 +43,8 @@ function learner(guard: { atStep?: number; atEval?: number; action: string }): L
 }
 
 async function run(l: LearnerClient, extra: { evalInterval?: number; overlap?: boolean } = {}) {
-  const store = new JobStore(conn);
-  const deps = { store, redis: conn, rollout, rewards, learner: l, logger: createLogger("api-test", { level: "error" }) };
+  const store = new JobStore(bed.conn);
+  const deps = { store, redis: bed.conn, rollout, rewards, learner: l, logger: createLogger("api-test", { level: "error" }) };
   const spec = normalizeSpec({
     modelDir: dir,
     dataset: { path: dataset },
@@ -92,7 +62,7 @@ async function run(l: LearnerClient, extra: { evalInterval?: number; overlap?: b
     const j = await store.get(job.id);
     if (j && (j.state === "JOB_STATE_SUCCEEDED" || j.state === "JOB_STATE_FAILED")) {
       await coord.stop();
-      const leftSamples = await conn.keys(`rlmesh:job:${job.id}:step:*:samples`);
+      const leftSamples = await bed.conn.keys(`rlmesh:job:${job.id}:step:*:samples`);
       return { job: j, events: await store.readEvents(job.id, 0), leftSamples };
     }
     await new Promise((r) => setTimeout(r, 25));
@@ -160,8 +130,8 @@ test("two jobs submitted at once queue: the second waits QUEUED with an event na
       return { policyVersion: Number(req.step), stats: { numSamples: 1 }, pushSeconds: 0 } as unknown as TrainStepResponse;
     },
   };
-  const store = new JobStore(conn);
-  const coord = new Coordinator({ store, redis: conn, rollout, rewards, learner: l, logger: createLogger("api-test", { level: "error" }) });
+  const store = new JobStore(bed.conn);
+  const coord = new Coordinator({ store, redis: bed.conn, rollout, rewards, learner: l, logger: createLogger("api-test", { level: "error" }) });
   const spec = normalizeSpec({ modelDir: dir, dataset: { path: dataset }, groupSize: 2, promptsPerStep: 2, steps: 3 });
   const a = await store.create(spec);
   const b = await store.create(spec);
@@ -187,8 +157,8 @@ test("two jobs submitted at once queue: the second waits QUEUED with an event na
 test("init_from a job that has not SUCCEEDED fails the job naming spec.init_from.job, before the learner is asked", async () => {
   const calls: string[] = [];
   const l = learner({ action: "" });
-  const store = new JobStore(conn);
-  const coord = new Coordinator({ store, redis: conn, rollout, rewards, learner: { ...l, startJob: async (req) => (calls.push(req.jobId ?? ""), l.startJob(req)) }, logger: createLogger("api-test", { level: "error" }) });
+  const store = new JobStore(bed.conn);
+  const coord = new Coordinator({ store, redis: bed.conn, rollout, rewards, learner: { ...l, startJob: async (req) => (calls.push(req.jobId ?? ""), l.startJob(req)) }, logger: createLogger("api-test", { level: "error" }) });
   const running = await store.create(normalizeSpec({ modelDir: dir, dataset: { path: dataset }, groupSize: 2, promptsPerStep: 2, steps: 1 }));
   const job = await store.create(normalizeSpec({ modelDir: dir, dataset: { path: dataset }, groupSize: 2, promptsPerStep: 2, steps: 1, initFrom: { job: running.id } }));
   coord.start(job);

@@ -38,7 +38,9 @@ export const upCommand: Command = {
   help: `Fixed ports: ${describeUpPorts()} (rollout i and executor i add i to theirs).\nEvery service listens on loopback; move a port with the service's RLMESH_*_PORT variable (README, Configuration).`,
   async run(argv) {
     const { mesh } = await meshFromArgs(argv, true, (s) => console.log(s));
-    console.log(`\nports: ${describeUpPorts(mesh.processes.filter((p) => p.name.startsWith("rollout")).length, mesh.processes.filter((p) => p.name.startsWith("executor")).length)}`);
+    console.log(
+      `\nports: ${describeUpPorts(mesh.processes.filter((p) => p.name.startsWith("rollout")).length, mesh.processes.filter((p) => p.name.startsWith("executor")).length)}`,
+    );
     console.log(`\nmesh up: api ${mesh.apiAddr} — submit with \`npx rlmesh submit SPEC.json\`; Ctrl-C stops everything`);
     await new Promise<void>((res) => {
       process.once("SIGINT", res);
@@ -62,6 +64,10 @@ export interface DemoSummary {
   phase_seconds_per_step: Record<string, number>;
   reward_mean_first: number;
   reward_mean_last: number;
+  /** Steps after which the policy version did not move: no informative group, nothing learned. */
+  steps_without_update: number;
+  /** Mean over steps of the fraction of prompt groups whose rewards were not all equal. */
+  informative_fraction_mean: number;
 }
 
 /** Follows a job to its end, printing a live progress line; returns the summary. */
@@ -116,6 +122,8 @@ export async function followJob(
     phase_seconds_per_step: phase,
     reward_mean_first: steps[0]?.rewardMean ?? NaN,
     reward_mean_last: steps.at(-1)?.rewardMean ?? NaN,
+    steps_without_update: steps.filter((st, i) => Number(st.policyVersion) === Number(i === 0 ? 0 : steps[i - 1]!.policyVersion)).length,
+    informative_fraction_mean: steps.length ? steps.reduce((a, st) => a + (st.informativeFraction ?? 0), 0) / steps.length : 0,
   };
 }
 
@@ -179,6 +187,10 @@ export const demoCommand: Command = {
         `steps ${s.steps} in ${s.seconds.toFixed(0)} s (${s.seconds_per_step.toFixed(1)} s/step: ${Object.entries(s.phase_seconds_per_step)
           .map(([k, v]) => `${k} ${v.toFixed(2)}`)
           .join(", ")})`,
+      );
+      print(
+        `steps that updated the policy: ${s.steps - s.steps_without_update} of ${s.steps} (the others had no group with unequal rewards); ` +
+          `informative groups ${(100 * s.informative_fraction_mean).toFixed(0)} % on average`,
       );
       print(
         `metrics: ${mesh

@@ -261,7 +261,7 @@ export async function benchRlCommand(argv: string[]): Promise<number> {
       const client = jobClient(mesh.apiAddr);
       const job = await jobs.submit(client, spec);
       const events: JobEvent[] = [];
-      for await (const e of jobs.watch(client, job.id, 0)) {
+      for await (const e of jobs.watchResilient(client, job.id, 0)) {
         events.push(e);
         if (e.step) process.stderr.write(`  step ${e.step.step}  reward ${e.step.rewardMean.toFixed(3)}  informative ${e.step.informativeFraction.toFixed(2)}\n`);
         if (e.eval) print(`  eval @ step ${e.eval.step} ${e.eval.split}/${e.eval.mode || "greedy"}: ${pct(e.eval.passAt1)} (n=${e.eval.n})`);

@@ -85,7 +85,7 @@ export async function followJob(
   total = job0.spec?.steps ?? 0;
   const budgetSeconds = (job0.spec?.maxMinutes ?? 0) * 60;
   const tty = process.stderr.isTTY;
-  for await (const e of jobs.watch(client, jobId, 0)) {
+  for await (const e of jobs.watchResilient(client, jobId, 0, { onRetry: (m) => opts.print(m) })) {
     // The primary line's greedy pass@1 (extra lines and sampled evals are printed, not summarised).
     if (e.eval && e.eval.split === PRIMARY_EVAL_SPLIT && (e.eval.mode || "greedy") === "greedy") evals.push(e.eval);
     if (e.step) steps.push(e.step);

@@ -28,7 +28,7 @@ export interface LoadedModel {
  * architecture. Throws ModelLoadError naming the file and what is wrong.
  */
 export async function loadModel(dir: string): Promise<LoadedModel> {
-  const manifest = validateManifest(await readJson(join(dir, MANIFEST_FILE), MANIFEST_FILE));
+  const manifest = await loadManifest(dir);
   const modelPath = join(dir, manifest.files.model);
   const tokenizerPath = join(dir, manifest.files.tokenizer);
   const modelBytes = await readBytes(modelPath, manifest.files.model);
@@ -41,6 +41,11 @@ export async function loadModel(dir: string): Promise<LoadedModel> {
   checkGraphAgainstManifest(model, manifest, manifest.files.model);
   const tokenizerVocabSize = checkTokenizer(await readJson(tokenizerPath, manifest.files.tokenizer), manifest);
   return { dir, manifest, modelPath, tokenizerPath, modelBytes, tokenizerVocabSize };
+}
+
+/** The directory's manifest.json alone, validated (no graph or tokenizer read). Throws ModelLoadError. */
+export async function loadManifest(dir: string): Promise<ModelManifest> {
+  return validateManifest(await readJson(join(dir, MANIFEST_FILE), MANIFEST_FILE));
 }
 
 async function readBytes(path: string, label: string): Promise<Uint8Array> {

@@ -1,10 +1,10 @@
 // A job's datasets: loading with the spec's filters, and the submit-time check.
 import { loadDataset, testCount, type CanonicalRow, type DatasetFormat } from "@rlmesh/shared/datasets/index";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { InvalidArgumentError } from "@rlmesh/shared";
-import { MANIFEST_FILE, validateManifest, type ModelManifest } from "@rlmesh/shared/model/index";
-import { loadTokenizer } from "@rlmesh/shared/tokenizer/index";
+import { loadManifest, MANIFEST_FILE, type ModelManifest } from "@rlmesh/shared/model/index";
+import { loadTokenizer, type LoadedTokenizer } from "@rlmesh/shared/tokenizer/index";
 import type { NormalizedDatasetSpec, NormalizedJobSpec as JobSpec } from "../job-spec.js";
 
 /**
@@ -44,13 +44,14 @@ export async function validateDatasets(spec: JobSpec): Promise<void> {
 
 /** How many prompt tokens fit next to the spec's max_new_tokens, and the model's tokenizer. */
 async function promptBudget(spec: JobSpec): Promise<{ count: (text: string) => number; maxPromptTokens: number; maxSeqLen: number } | null> {
-  const manifestPath = join(spec.modelDir, MANIFEST_FILE);
-  if (!existsSync(manifestPath)) throw new InvalidArgumentError("spec.model_dir", `${spec.modelDir} has no ${MANIFEST_FILE}: not a model directory`);
+  if (!existsSync(join(spec.modelDir, MANIFEST_FILE))) {
+    throw new InvalidArgumentError("spec.model_dir", `${spec.modelDir} has no ${MANIFEST_FILE}: not a model directory`);
+  }
   let manifest: ModelManifest;
   try {
-    manifest = validateManifest(JSON.parse(readFileSync(manifestPath, "utf8")));
+    manifest = await loadManifest(spec.modelDir);
   } catch (err) {
-    throw new InvalidArgumentError("spec.model_dir", `${manifestPath}: ${(err as Error).message}`);
+    throw new InvalidArgumentError("spec.model_dir", `${spec.modelDir}: ${(err as Error).message}`);
   }
   const maxNew = spec.decoding.maxNewTokens ?? 0;
   const maxPromptTokens = manifest.max_seq_len - maxNew;
@@ -59,8 +60,21 @@ async function promptBudget(spec: JobSpec): Promise<{ count: (text: string) => n
   }
   const tokenizerPath = join(spec.modelDir, manifest.files.tokenizer);
   if (!existsSync(tokenizerPath)) return null; // a token-id model: the rollout worker checks lengths itself
-  const tok = await loadTokenizer(tokenizerPath);
+  const tok = await cachedTokenizer(tokenizerPath);
   return { count: (text) => tok.encode(text).length, maxPromptTokens, maxSeqLen: manifest.max_seq_len };
+}
+
+// One parsed tokenizer per file: every submit of a job on the same model would otherwise read
+// and parse it again.
+const tokenizers = new Map<string, Promise<LoadedTokenizer>>();
+function cachedTokenizer(path: string): Promise<LoadedTokenizer> {
+  let t = tokenizers.get(path);
+  if (!t) {
+    t = loadTokenizer(path);
+    t.catch(() => tokenizers.delete(path));
+    tokenizers.set(path, t);
+  }
+  return t;
 }
 
 /** Loads a dataset spec into canonical rows, applying its filters. */

@@ -124,7 +124,8 @@ export async function runStep(job: Job, step: number, ctx: StepContext, generate
   t.train = (performance.now() - t0) / 1000 - trained.pushSeconds;
   t.push = trained.pushSeconds;
 
-  const rewardMean = scored.reduce((a, s) => a + s.reward, 0) / Math.max(1, scored.length);
+  const rewardSum = scored.reduce((a, s) => a + s.reward, 0);
+  const rewardMean = rewardSum / Math.max(1, scored.length);
   const solved = new Set(scored.filter((s) => s.reward > 0).map((s) => candidates[s.k]!.row.task_id));
   const passRateStep = solved.size / batch.length;
   const informativeFraction = informativeGroupFraction(groups);
@@ -145,8 +146,7 @@ export async function runStep(job: Job, step: number, ctx: StepContext, generate
   // The job's own mean over every scored candidate so far (Job.reward_mean is this step's).
   const before = Number(job.candidatesScored ?? 0);
   const candidatesScored = before + scored.length;
-  const jobRewardMean =
-    candidatesScored > 0 ? (Number(job.jobRewardMean ?? 0) * before + scored.reduce((a, s) => a + s.reward, 0)) / candidatesScored : 0;
+  const jobRewardMean = candidatesScored > 0 ? (Number(job.jobRewardMean ?? 0) * before + rewardSum) / candidatesScored : 0;
   const progress = { step, policyVersion: trained.policyVersion, rewardMean, passRate: passRateStep, jobRewardMean, candidatesScored };
   const stop = trained.stats?.guardAction === "stop" ? new CollapseGuardStop(step, `step reward: ${trained.stats.guardReason}`) : null;
   // A stop is recorded with the step, so a restarted api does not resume the job.

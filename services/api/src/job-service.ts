@@ -61,6 +61,10 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
       deps.onSubmitted?.(job);
       return job;
     }),
+    // Traces are stored by the coordinator (issue 20); until then the RPC says so.
+    GetJobTraces: unary(logger, "GetJobTraces", async () => {
+      throw new GrpcError(status.UNIMPLEMENTED, "GetJobTraces: not implemented yet");
+    }),
     GetJob: unary(logger, "GetJob", async (req: GetJobRequest__Output) => mustGet(jobId("id", req.id))),
     ListJobs: unary(logger, "ListJobs", async (req: ListJobsRequest__Output) => {
       const limit = req.limit ? check.int("limit", req.limit, 1, 10_000) : DEFAULT_LIST_LIMIT;

@@ -23,6 +23,11 @@ export const DECODING_ALGS = ["origin", "maskgit_plus", "topk_margin", "entropy"
 export const CACHE_MODES = ["none", "prefix", "dual"] as const;
 export const ADV_ESTIMATORS = ["grpo", "drgrpo"] as const;
 export const LOSS_AGGS = ["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"] as const;
+export const LOSS_WEIGHTS = ["inv_t", "cart"] as const;
+export const JOB_TASKS = ["complete", "infill"] as const;
+/** DreamOn's defaults: start from 16 masks (no length oracle), grow up to 64. */
+export const DEFAULT_INFILL_INITIAL_LENGTH = 16;
+export const DEFAULT_INFILL_MAX_LENGTH = 64;
 
 export const DEFAULT_DECODING: DecodingParams = {
   alg: DEFAULT_ALG,
@@ -73,6 +78,18 @@ export interface NormalizedJobSpec {
   maxMinutes: number;
   oversample: number;
   initFrom: NormalizedInitFrom | null;
+  /** complete | infill. */
+  task: (typeof JOB_TASKS)[number];
+  traceSamplesPerStep: number;
+  infill: NormalizedInfillParams;
+}
+
+/** Infill task settings (only used when task is infill). */
+export interface NormalizedInfillParams {
+  initialLength: number;
+  maxLength: number;
+  /** false = fixed length (initialLength tokens); true = expand/delete (the model must support it). */
+  variableLength: boolean;
 }
 
 const orDefault = <T>(v: T | undefined | null, d: T): T => (v === undefined || v === null || v === 0 || v === "" ? d : v);
@@ -136,6 +153,10 @@ function normalizeGrpo(p: Partial<GrpoParams> | null | undefined): GrpoParams {
   if (g.maskEpochs !== undefined) check.int("spec.grpo.mask_epochs", g.maskEpochs, 1, 64);
   if (g.ppoEpochs !== undefined) check.int("spec.grpo.ppo_epochs", g.ppoEpochs, 1, 64);
   if (g.warmupSteps !== undefined) check.int("spec.grpo.warmup_steps", g.warmupSteps, 0, 1_000_000);
+  if (g.lossWeight !== undefined) check.oneOf("spec.grpo.loss_weight", g.lossWeight, LOSS_WEIGHTS);
+  if (g.cartP !== undefined) {
+    if (!(g.cartP > 0 && g.cartP < 1)) throw new InvalidArgumentError("spec.grpo.cart_p", `must be in (0, 1), got ${g.cartP}`);
+  }
   return g;
 }
 
@@ -173,5 +194,17 @@ export function normalizeSpec(spec: JobSpecIn | null | undefined): NormalizedJob
     // 0 and 1 both mean off (documented in jobs.proto).
     oversample: Math.max(1, check.int("spec.oversample", s.oversample ?? 1, 0, 64)),
     initFrom: normalizeInitFrom("spec.init_from", s.initFrom),
+    task: check.oneOf("spec.task", s.task ?? "complete", JOB_TASKS),
+    traceSamplesPerStep: check.int("spec.trace_samples_per_step", s.traceSamplesPerStep ?? 0, 0, 64),
+    infill: normalizeInfill(s.infill),
   };
+}
+
+function normalizeInfill(p: Partial<NormalizedInfillParams> | null | undefined): NormalizedInfillParams {
+  const initialLength = check.int("spec.infill.initial_length", p?.initialLength ?? DEFAULT_INFILL_INITIAL_LENGTH, 1, 4096);
+  const maxLength = check.int("spec.infill.max_length", p?.maxLength ?? Math.max(DEFAULT_INFILL_MAX_LENGTH, initialLength), 1, 4096);
+  if (maxLength < initialLength) {
+    throw new InvalidArgumentError("spec.infill.max_length", `must be >= initial_length (${initialLength}), got ${maxLength}`);
+  }
+  return { initialLength, maxLength, variableLength: p?.variableLength ?? true };
 }

@@ -122,7 +122,7 @@ export function benchSamples(vocab: number, eos: number, mask: number, version: 
     const prompt = Array.from({ length: BENCH_PROMPT_TOKENS }, (_, j) => id(g * 131 + j * 7 + salt));
     for (let k = 0; k < BENCH_SAMPLES_PER_PROMPT; k++) {
       const resp = Array.from({ length: BENCH_RESPONSE_TOKENS - 1 }, (_, j) => id(g * 37 + k * 101 + j * 13 + salt));
-      out.push({ promptId: `p${g}`, promptTokenIds: prompt, responseTokenIds: [...resp, eos], reward: (g + k) % 2, policyVersion: version, policyJobId: jobId });
+      out.push({ promptId: `p${g}`, promptTokenIds: prompt, responseTokenIds: [...resp, eos], reward: (g + k) % 2, policyVersion: version, policyJobId: jobId, suffixTokenIds: [] });
     }
   }
   return out;

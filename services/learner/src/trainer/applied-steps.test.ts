@@ -9,7 +9,7 @@ const req = (step: number, reward = 1, jobId = "j"): TrainStepRequest => ({
   step,
   seed: 0,
   params: null,
-  samples: [{ promptId: "p", promptTokenIds: [1, 2], responseTokenIds: [3, 4], reward, policyVersion: 0, policyJobId: jobId }],
+  samples: [{ promptId: "p", promptTokenIds: [1, 2], responseTokenIds: [3, 4], reward, policyVersion: 0, policyJobId: jobId, suffixTokenIds: [] }],
 });
 
 test("the fingerprint covers samples, params and seed", () => {

@@ -34,7 +34,7 @@ async function open(extra: Partial<GrpoTrainerOptions> = {}): Promise<GrpoTraine
 const FAST: GrpoParams = { lr: 3e-3, warmupSteps: 0, ppoEpochs: 2 };
 
 function sample(promptId: string, prompt: number[], response: number[], reward: number, policyVersion = 0): TrainSample {
-  return { promptId, promptTokenIds: prompt, responseTokenIds: response, reward, policyVersion, policyJobId: "job-1" };
+  return { promptId, promptTokenIds: prompt, responseTokenIds: response, reward, policyVersion, policyJobId: "job-1", suffixTokenIds: [] };
 }
 
 /** Two groups of two: in each, one rewarded and one unrewarded response (then PAD after EOS). */

@@ -37,6 +37,7 @@ function samples(jobId: string, version: number): TrainSample[] {
     reward,
     policyVersion: version,
     policyJobId: jobId,
+    suffixTokenIds: [],
   });
   return [s("p1", [10, 11, 12], [20, 21, EOS, PAD], 1), s("p1", [10, 11, 12], [30, EOS], 0), s("p2", [13, 14], [40, 41, 42, EOS], 0), s("p2", [13, 14], [50, EOS], 1)];
 }

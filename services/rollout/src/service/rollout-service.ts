@@ -57,6 +57,10 @@ export function createRolloutService(deps: RolloutServiceDeps): RolloutServiceHa
       metrics?.observeGenerate(res, (performance.now() - t0) / 1000);
       return res;
     }),
+    // Implemented with the infill decoder (issue 18); until then the RPC says so.
+    Infill: unary(logger, "Infill", async () => {
+      throw new GrpcError(status.UNIMPLEMENTED, "Infill: not implemented by this worker yet");
+    }),
     UpdateWeights: clientStream(logger, "UpdateWeights", async (call: grpc.ServerReadableStream<WeightChunk, UpdateWeightsResponseIn>) => {
       const asm = new WeightAssembler();
       const t0 = performance.now();

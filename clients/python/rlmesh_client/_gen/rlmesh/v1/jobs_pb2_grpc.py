@@ -40,6 +40,11 @@ class JobServiceStub(object):
                 request_serializer=rlmesh_dot_v1_dot_jobs__pb2.WatchJobRequest.SerializeToString,
                 response_deserializer=rlmesh_dot_v1_dot_jobs__pb2.JobEvent.FromString,
                 )
+        self.GetJobTraces = channel.unary_unary(
+                '/rlmesh.v1.JobService/GetJobTraces',
+                request_serializer=rlmesh_dot_v1_dot_jobs__pb2.GetJobTracesRequest.SerializeToString,
+                response_deserializer=rlmesh_dot_v1_dot_jobs__pb2.GetJobTracesResponse.FromString,
+                )
 
 
 class JobServiceServicer(object):
@@ -78,6 +83,13 @@ class JobServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetJobTraces(self, request, context):
+        """The traced samples a job kept (spec.trace_samples_per_step), oldest step first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -105,6 +117,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.WatchJob,
                     request_deserializer=rlmesh_dot_v1_dot_jobs__pb2.WatchJobRequest.FromString,
                     response_serializer=rlmesh_dot_v1_dot_jobs__pb2.JobEvent.SerializeToString,
+            ),
+            'GetJobTraces': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJobTraces,
+                    request_deserializer=rlmesh_dot_v1_dot_jobs__pb2.GetJobTracesRequest.FromString,
+                    response_serializer=rlmesh_dot_v1_dot_jobs__pb2.GetJobTracesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -199,5 +216,22 @@ class JobService(object):
         return grpc.experimental.unary_stream(request, target, '/rlmesh.v1.JobService/WatchJob',
             rlmesh_dot_v1_dot_jobs__pb2.WatchJobRequest.SerializeToString,
             rlmesh_dot_v1_dot_jobs__pb2.JobEvent.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def GetJobTraces(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/rlmesh.v1.JobService/GetJobTraces',
+            rlmesh_dot_v1_dot_jobs__pb2.GetJobTracesRequest.SerializeToString,
+            rlmesh_dot_v1_dot_jobs__pb2.GetJobTracesResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

@@ -30,6 +30,11 @@ class RolloutServiceStub(object):
                 request_serializer=rlmesh_dot_v1_dot_rollout__pb2.GetModelInfoRequest.SerializeToString,
                 response_deserializer=rlmesh_dot_v1_dot_rollout__pb2.ModelInfo.FromString,
                 )
+        self.Infill = channel.unary_unary(
+                '/rlmesh.v1.RolloutService/Infill',
+                request_serializer=rlmesh_dot_v1_dot_rollout__pb2.InfillRequest.SerializeToString,
+                response_deserializer=rlmesh_dot_v1_dot_rollout__pb2.InfillResponse.FromString,
+                )
 
 
 class RolloutServiceServicer(object):
@@ -56,6 +61,14 @@ class RolloutServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Infill(self, request, context):
+        """Fill the middle between a prefix and a suffix (DreamOn-style variable length when the model
+        declares expand support, fixed length otherwise).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RolloutServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +86,11 @@ def add_RolloutServiceServicer_to_server(servicer, server):
                     servicer.GetModelInfo,
                     request_deserializer=rlmesh_dot_v1_dot_rollout__pb2.GetModelInfoRequest.FromString,
                     response_serializer=rlmesh_dot_v1_dot_rollout__pb2.ModelInfo.SerializeToString,
+            ),
+            'Infill': grpc.unary_unary_rpc_method_handler(
+                    servicer.Infill,
+                    request_deserializer=rlmesh_dot_v1_dot_rollout__pb2.InfillRequest.FromString,
+                    response_serializer=rlmesh_dot_v1_dot_rollout__pb2.InfillResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -133,5 +151,22 @@ class RolloutService(object):
         return grpc.experimental.unary_unary(request, target, '/rlmesh.v1.RolloutService/GetModelInfo',
             rlmesh_dot_v1_dot_rollout__pb2.GetModelInfoRequest.SerializeToString,
             rlmesh_dot_v1_dot_rollout__pb2.ModelInfo.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def Infill(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/rlmesh.v1.RolloutService/Infill',
+            rlmesh_dot_v1_dot_rollout__pb2.InfillRequest.SerializeToString,
+            rlmesh_dot_v1_dot_rollout__pb2.InfillResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

@@ -114,6 +114,7 @@ export async function startExecutor(opts: ExecutorOptions): Promise<RunningExecu
     queueName,
     concurrency,
     score: (data) => scoreCandidate(pool, data, { limits, container }),
+    name: owner,
     ...(metrics ? { metrics } : {}),
     ...(logger ? { logger } : {}),
     ...(opts.lockDurationMs ? { lockDurationMs: opts.lockDurationMs } : {}),

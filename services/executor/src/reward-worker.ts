@@ -36,6 +36,11 @@ export interface RewardWorkerOptions {
   stalledIntervalMs?: number;
   /** Stalls before a job is failed for good. @defaultValue 2 */
   maxStalledCount?: number;
+  /**
+   * This executor's id, recorded by BullMQ on every job it takes (the job's `processedBy`), so a
+   * reward can be traced to the executor that scored it.
+   */
+  name?: string;
 }
 
 /**
@@ -79,6 +84,7 @@ export function createRewardWorker(opts: RewardWorkerOptions): Worker<RewardJobD
     lockDuration: opts.lockDurationMs ?? DEFAULT_LOCK_MS,
     stalledInterval: opts.stalledIntervalMs ?? DEFAULT_STALLED_INTERVAL_MS,
     maxStalledCount: opts.maxStalledCount ?? 2,
+    ...(opts.name ? { name: opts.name } : {}),
     autorun: true,
   });
   worker.on("error", (err) => logger?.error("reward worker error", { err }));

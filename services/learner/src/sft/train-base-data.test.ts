@@ -3,6 +3,7 @@ import { test } from "node:test";
 
 import { SeededRandom } from "@rlmesh/shared/model/index";
 
+import { cartWeightsNaive } from "../grpo/cart-weights.js";
 import { makeSftBatch, numberTokenWeights } from "./train-base-data.js";
 import type { SftExample } from "./train-base-data.js";
 
@@ -89,4 +90,47 @@ test("targetWeight multiplies a masked token's weight by its target's boost and 
       assert.ok(Math.abs(boosted.tokenWeights[k]! - want) <= 1e-6 * want, `position ${k}: ${boosted.tokenWeights[k]} vs ${want}`);
     }
   }
+});
+
+test("cart weighting: same masks as 1/t, weights = CART (prompt + clean response + kept PAD as context) / Σ w", () => {
+  for (let seed = 1; seed <= 30; seed++) {
+    const inv = makeSftBatch(examples, new SeededRandom(seed), opts);
+    const cart = makeSftBatch(examples, new SeededRandom(seed), { ...opts, weighting: { kind: "cart", p: 0.1 } });
+    assert.deepEqual(cart.batch.inputIds, inv.batch.inputIds, "the weighting must not change the draw");
+    assert.equal(cart.maskedTokens, inv.maskedTokens);
+    const { batchSize: B, seqLen: T } = cart.batch;
+    // Reference: the definition over this batch's masks, context = real (attended) unmasked tokens.
+    const masked = cart.batch.inputIds.map((id) => (id === MASK ? 1 : 0));
+    const context = cart.batch.inputIds.map((id, k) => (id !== MASK && cart.batch.attentionMask[k] === 1 ? 1 : 0));
+    const w = cartWeightsNaive(masked, context, B, T, 0.1);
+    const sum = w.reduce((a, x) => a + x, 0);
+    assert.ok(sum > 0);
+    let total = 0;
+    for (let k = 0; k < B * T; k++) {
+      assert.ok(Math.abs(cart.tokenWeights[k]! - w[k]! / sum) < 1e-6, `seed ${seed} position ${k}: ${cart.tokenWeights[k]} vs ${w[k]! / sum}`);
+      total += cart.tokenWeights[k]!;
+    }
+    assert.ok(Math.abs(total - 1) < 1e-5, `weights sum to 1 (weighted mean), got ${total}`);
+    // Not a rescaled 1/t: within a row, 1/t weights are all equal, CART ones differ by position.
+    const row1 = [...cart.tokenWeights.subarray(T, 2 * T)].filter((x, j) => masked[T + j] === 1);
+    if (row1.length >= 3) assert.ok(new Set(row1.map((x) => x.toFixed(7))).size > 1, `seed ${seed}: CART weights of a row should vary`);
+  }
+});
+
+test("cart weighting: a masked token next to the prompt weighs more than one deep in a masked run", () => {
+  // When the start of the response is masked, the prompt is its nearest context: weight decays with distance.
+  let checked = 0;
+  const ex: SftExample[] = [{ promptIds: [10, 11, 12, 13], responseIds: [20, 21, 22, 23, 24, 25, EOS] }];
+  for (let seed = 1; seed <= 20; seed++) {
+    const r = makeSftBatch(ex, new SeededRandom(seed), { ...opts, responseBudget: 7, weighting: { kind: "cart", p: 0.5 } });
+    const T = r.batch.seqLen;
+    const maskedIdx = [...Array(T).keys()].filter((j) => r.batch.inputIds[j] === MASK);
+    // The first response position (right after the prompt) when masked has ≥ ½·p·1 from its left neighbour.
+    if (r.batch.inputIds[4] === MASK && r.batch.inputIds[5] === MASK && r.batch.inputIds[6] === MASK && r.batch.inputIds[7] === MASK) {
+      assert.ok(r.tokenWeights[4]! > r.tokenWeights[6]!, `seed ${seed}: ${r.tokenWeights[4]} vs ${r.tokenWeights[6]}`);
+      checked++;
+    }
+    for (const j of maskedIdx) assert.ok(r.tokenWeights[j]! > 0, "every masked token has some context here");
+  }
+  assert.ok(checked > 0, "some seed masks the first four response tokens");
 });

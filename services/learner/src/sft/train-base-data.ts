@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 
 import type { SeededRandom } from "@rlmesh/shared/model/index";
 
+import { cartWeights, type LossWeighting } from "../grpo/cart-weights.js";
 import type { TokenBatch } from "../model/jax-policy.js";
 
 /**
@@ -10,6 +11,12 @@ import type { TokenBatch } from "../model/jax-policy.js";
  * masked; each response token is masked with probability t ~ U(tMin, 1) drawn per example and
  * the loss on masked tokens is weighted 1/t. Trailing PAD is randomly truncated (Dream-Coder) so
  * that PAD, the most common token, does not dominate the loss.
+ *
+ * With `weighting: cart` the 1/t weight is replaced by CART's context-adaptive weight (see
+ * grpo/cart-weights.ts) and the loss is the weighted mean Σ w·ℓ / Σ w over the batch's masked
+ * tokens. Context follows Dream-Coder's SFT trainer: every clean position of the row counts —
+ * the prompt, the unmasked response tokens and the kept trailing PAD (not the bucket padding,
+ * which is not part of the row). The masks are the same draws as with 1/t (same rng calls).
  */
 
 export interface SftExample {
@@ -32,6 +39,8 @@ export interface SftBatchOptions {
    * masked token's weight is multiplied by it. Absent: every token weighs the same.
    */
   targetWeight?: Float32Array;
+  /** How a masked token's loss is weighted. @defaultValue 1/t */
+  weighting?: LossWeighting;
 }
 
 export const DEFAULT_T_MIN = 0.05;
@@ -39,7 +48,10 @@ export const DEFAULT_LENGTH_BUCKET = 16;
 
 export interface SftBatch {
   batch: TokenBatch;
-  /** mask / (t · number of response tokens in the batch): loss = −Σ w·log p. */
+  /**
+   * 1/t: mask / (t · number of response tokens in the batch); CART: w / Σ w over the batch's
+   * masked tokens (× the target weight in both); loss = −Σ tokenWeight·log p.
+   */
   tokenWeights: Float32Array;
   maskedTokens: number;
 }
@@ -124,10 +136,20 @@ export function makeSftBatch(examples: readonly SftExample[], rng: SeededRandom,
     responseTokens += r.response.length;
   });
   const tokenWeights = new Float32Array(B * seqLen);
+  const weighting = opts.weighting ?? { kind: "inv_t" };
+  let cart: Float64Array | null = null;
+  let cartSum = 0;
+  if (weighting.kind === "cart") {
+    const context = new Uint8Array(B * seqLen);
+    for (let k = 0; k < context.length; k++) context[k] = attentionMask[k] && !mask[k] ? 1 : 0;
+    cart = cartWeights(mask, context, B, seqLen, weighting.p);
+    for (const w of cart) cartSum += w;
+  }
   for (let k = 0; k < tokenWeights.length; k++) {
     if (mask[k] === 0) continue;
     const boost = opts.targetWeight?.[targets[k]!] ?? 1;
-    tokenWeights[k] = (boost * invT[Math.floor(k / seqLen)]!) / responseTokens;
+    // A batch whose masked tokens have no context at all has Σ w = 0: it contributes no loss.
+    tokenWeights[k] = cart ? (cartSum > 0 ? (boost * cart[k]!) / cartSum : 0) : (boost * invT[Math.floor(k / seqLen)]!) / responseTokens;
     maskedTokens++;
   }
   return { batch: { batchSize: B, seqLen, inputIds, positionIds, attentionMask, targets }, tokenWeights, maskedTokens };

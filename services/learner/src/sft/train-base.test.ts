@@ -92,4 +92,29 @@ test("train-base arguments are validated with the flag named", () => {
   assert.throws(() => parseTrainBaseArgs(["--minutes", "-1"]), /--minutes must be a number/);
   assert.throws(() => parseTrainBaseArgs(["--bogus"]), /unknown flag --bogus/);
   assert.deepEqual(parseTrainBaseArgs(["--seed", "3", "--out", "x"]).seed, 3);
+  assert.deepEqual(parseTrainBaseArgs([]).lossWeighting, { kind: "inv_t" });
+  assert.deepEqual(parseTrainBaseArgs(["--loss-weight", "cart"]).lossWeighting, { kind: "cart", p: 0.1 });
+  assert.deepEqual(parseTrainBaseArgs(["--loss-weight", "cart", "--cart-p", "0.5"]).lossWeighting, { kind: "cart", p: 0.5 });
+  assert.throws(() => parseTrainBaseArgs(["--loss-weight", "linear"]), /--loss-weight must be one of inv_t, cart, got "linear"/);
+  assert.throws(() => parseTrainBaseArgs(["--loss-weight", "cart", "--cart-p", "1"]), /--cart-p must be in \(0, 1\), got 1/);
+  assert.throws(() => parseTrainBaseArgs(["--loss-weight", "cart", "--cart-p", "x"]), /--cart-p must be a number in \(0, 1\), got "x"/);
+  assert.throws(() => parseTrainBaseArgs(["--cart-p", "0.1"]), /--cart-p applies only to loss_weight cart/);
+});
+
+test("train-base --loss-weight cart trains from the same draws to different weights, and records the weighting", async () => {
+  const data = await dataset();
+  const run = async (extra: string[], out: string) =>
+    trainBase(
+      { ...parseTrainBaseArgs(["--config", "ci", "--steps", "2", "--seed", "5", "--eval-limit", "0", ...extra]), data, out, tokenizer: tokenizerFile },
+      () => undefined,
+    );
+  const inv = await run([], join(data, "inv"));
+  const cart = await run(["--loss-weight", "cart", "--cart-p", "0.2"], join(data, "cart"));
+  assert.equal(cart.steps, 2);
+  assert.ok(Number.isFinite(cart.finalLoss) && cart.finalLoss > 0, `loss ${cart.finalLoss}`);
+  assert.notEqual(cart.finalLoss, inv.finalLoss, "CART weights change the loss of the same batches");
+  assert.equal(cart.manifest.training?.["loss_weight"], "cart");
+  assert.equal(cart.manifest.training?.["cart_p"], 0.2);
+  assert.equal(inv.manifest.training?.["loss_weight"], "inv_t");
+  assert.notDeepEqual((await loadModel(join(data, "cart"))).modelBytes, (await loadModel(join(data, "inv"))).modelBytes);
 });

@@ -25,6 +25,7 @@ import type { WeightTensors } from "../model/jax-policy.js";
 import { adamwStep, initAdamW } from "../optim/adamw.js";
 import { clipGradNorm } from "../optim/grad-clip.js";
 import { learningRateAt } from "../optim/lr-schedule.js";
+import { DEFAULT_CART_P, parseLossWeighting, type LossWeighting } from "../grpo/cart-weights.js";
 import { DEFAULT_LENGTH_BUCKET, DEFAULT_T_MIN, loadSftExamples, makeSftBatch, numberTokenWeights, sftExamplesFromRows } from "./train-base-data.js";
 import type { SftExample } from "./train-base-data.js";
 import { readEvalRows, toyPassAt1 } from "./train-base-eval.js";
@@ -102,14 +103,18 @@ export interface TrainBaseArgs {
   trainSize?: number;
   /** Loss multiplier of number tokens (the copied constants); 1 = a flat loss. */
   numberWeight: number;
+  /** Weight of a masked token's loss: 1/t (default) or CART (--loss-weight cart --cart-p P). */
+  lossWeighting: LossWeighting;
 }
 
 export const TRAIN_BASE_USAGE = `usage: rlmesh train-base [--config tiny|ci] [--seed S] [--steps N] [--minutes M] [--out DIR]
                          [--data DIR] [--tokenizer FILE] [--eval-limit N] [--eval-every-min M]
                          [--snapshot-dir DIR] [--snapshot-every-min M] [--init MODEL_DIR] [--lr LR] [--stop-after N]
-                         [--train-size N] [--number-weight W]
+                         [--train-size N] [--number-weight W] [--loss-weight inv_t|cart] [--cart-p P]
   Masked-diffusion SFT of the tiny coder on the toy train split (jax-js on CPU); writes
-  DIR/model.onnx + DIR/manifest.json (+ tokenizer.json) atomically. Same seed + steps = same model.`;
+  DIR/model.onnx + DIR/manifest.json (+ tokenizer.json) atomically. Same seed + steps = same model.
+  --loss-weight cart replaces the 1/t weight of a masked token by CART's context-adaptive weight
+  (--cart-p, default ${DEFAULT_CART_P}); the masks drawn are the same.`;
 
 export function parseTrainBaseArgs(argv: readonly string[]): TrainBaseArgs {
   const args: TrainBaseArgs = {
@@ -122,7 +127,10 @@ export function parseTrainBaseArgs(argv: readonly string[]): TrainBaseArgs {
     evalEveryMinutes: 0,
     snapshotEveryMinutes: 5,
     numberWeight: 1,
+    lossWeighting: { kind: "inv_t" },
   };
+  let lossWeight: string | undefined;
+  let cartP: number | undefined;
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
     const value = (): string => {
@@ -188,12 +196,26 @@ export function parseTrainBaseArgs(argv: readonly string[]): TrainBaseArgs {
       case "--number-weight":
         args.numberWeight = num(0);
         break;
+      case "--loss-weight":
+        lossWeight = value();
+        break;
+      case "--cart-p": {
+        const raw = value();
+        cartP = Number(raw);
+        if (raw.trim() === "" || Number.isNaN(cartP)) throw new Error(`train-base: --cart-p must be a number in (0, 1), got "${raw}"`);
+        break;
+      }
       case "-h":
       case "--help":
         throw new Error(TRAIN_BASE_USAGE);
       default:
         throw new Error(`train-base: unknown flag ${flag}\n${TRAIN_BASE_USAGE}`);
     }
+  }
+  try {
+    args.lossWeighting = parseLossWeighting(lossWeight, cartP, { lossWeight: "--loss-weight", cartP: "--cart-p" });
+  } catch (err) {
+    throw new Error(`train-base: ${(err as Error).message}`);
   }
   return args;
 }
@@ -259,7 +281,8 @@ export async function trainBase(args: TrainBaseArgs, log: (line: string) => void
   };
   log(
     `train-base: config ${args.preset} (d ${config.dModel}, ${config.nLayers} layers, ${config.nHeads} heads, ff ${config.ffDim}, vocab ${config.vocabSize}, ` +
-      `${(parameterCount(config) / 1e6).toFixed(2)} M params), ${examples.length} examples (${trainSource}), batch ${settings.batchSize}, ${totalSteps} steps, seed ${args.seed}`,
+      `${(parameterCount(config) / 1e6).toFixed(2)} M params), ${examples.length} examples (${trainSource}), batch ${settings.batchSize}, ${totalSteps} steps, seed ${args.seed}, ` +
+      `loss weight ${args.lossWeighting.kind === "cart" ? `cart (p ${args.lossWeighting.p})` : "1/t"}`,
   );
 
   const evals: Record<string, PassAt1Result> = {};
@@ -273,6 +296,8 @@ export async function trainBase(args: TrainBaseArgs, log: (line: string) => void
         ...(args.init ? { init: args.init } : {}),
         ...(args.numberWeight !== 1 ? { number_weight: args.numberWeight } : {}),
         ...(args.trainSize ? { train_size: args.trainSize } : {}),
+        loss_weight: args.lossWeighting.kind,
+        ...(args.lossWeighting.kind === "cart" ? { cart_p: args.lossWeighting.p } : {}),
         ...extra,
       },
       decoding: { response_budget: settings.responseBudget, lookahead: recommendedLookahead(settings.responseBudget) },
@@ -304,6 +329,7 @@ export async function trainBase(args: TrainBaseArgs, log: (line: string) => void
       tMin: settings.tMin,
       lengthBucket: DEFAULT_LENGTH_BUCKET,
       ...(targetWeight ? { targetWeight } : {}),
+      weighting: args.lossWeighting,
     });
     const { loss, grads } = await policy.weightedNllGrad(weights, batch, tokenWeights);
     const clip = clipGradNorm(grads, settings.gradClip);

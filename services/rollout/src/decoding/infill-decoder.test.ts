@@ -1,0 +1,254 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { decodeInfillBatch, type InfillInput } from "./infill-decoder.js";
+import { resolveInfillLengths, resolveInfillParams, type InfillParamsInput } from "./infill-params.js";
+import { InvalidDecodeParamsError } from "./decode-params.js";
+import { createReferenceDenoiser } from "./reference-denoiser.js";
+import type { Denoiser, DenoiserSpec, ForwardInput } from "./denoiser.js";
+
+// Vocabulary of the scripted tests: 0 PAD, 1 EOS, 2..9 ordinary tokens, 10 <|expand|>, 11 MASK.
+const SPEC: DenoiserSpec = { vocabSize: 12, nLayers: 1, nHeads: 1, headDim: 2, maxSeqLen: 64, maskId: 11, padId: 0, eosId: 1 };
+const EOS = 1;
+const EXPAND = 10;
+const MASK = 11;
+const TOKENS = { eosId: EOS, expandId: EXPAND };
+
+/** Logits row: each [token, logit] pair set, the rest 0. */
+function row(...pairs: Array<[number, number]>): number[] {
+  const r = new Array<number>(SPEC.vocabSize).fill(0);
+  for (const [t, v] of pairs) r[t] = v;
+  return r;
+}
+
+interface RowView {
+  /** This row's canvas (attended tokens only). */
+  ids: number[];
+  /** Position within the canvas. */
+  pos: number;
+}
+
+/** A model whose logits come from a script over (the row's canvas, position); it records what it saw. */
+function scripted(rowAt: (v: RowView) => number[], seen: number[][][] = []): Denoiser {
+  return {
+    spec: SPEC,
+    async forward(inp: ForwardInput) {
+      const V = SPEC.vocabSize;
+      const T = inp.length;
+      const logits = new Float32Array(inp.batch * T * V);
+      const batchSeen: number[][] = [];
+      for (let b = 0; b < inp.batch; b++) {
+        const ids: number[] = [];
+        for (let t = 0; t < T; t++) {
+          if (inp.attention[b * T + t] === 1) {
+            assert.equal(inp.positions[b * T + t], ids.length, "positions are 0..len-1 over the attended canvas");
+            ids.push(inp.ids[b * T + t] as number);
+          }
+        }
+        batchSeen.push(ids);
+        for (let t = 0; t < ids.length; t++) logits.set(rowAt({ ids, pos: t }), (b * T + t) * V);
+      }
+      seen.push(batchSeen);
+      return { logits };
+    },
+  };
+}
+
+function params(input: InfillParamsInput, tokens: { eosId: number; expandId?: number } = TOKENS) {
+  return resolveInfillParams({ temperature: 0, ...input }, tokens);
+}
+
+function item(prefix: number[], suffix: number[], initialLength: number, maxLength = initialLength, seed = 1): InfillInput {
+  return { prefix, suffix, initialLength, maxLength, seed };
+}
+
+test("fixed length: exactly initial_length masks, one per step at threshold 1, prefix and suffix untouched", async () => {
+  const seen: number[][][] = [];
+  const model = scripted(({ pos }) => row([2 + (pos % 6), 5], [EXPAND, 9]), seen);
+  const [r] = await decodeInfillBatch(model, [item([7, 8], [9, 9, 9], 4)], params({ variable: false, threshold: 1, trace: true }));
+  // The expand logit (9) is the largest, but fixed length never expands.
+  assert.deepEqual(r!.middleIds, [4, 5, 6, 7]);
+  assert.equal(r!.nfe, 4);
+  assert.deepEqual([...r!.commitSteps!].sort(), [1, 2, 3, 4]);
+  assert.deepEqual(r!.events, []);
+  for (const [ids] of seen) {
+    assert.equal(ids!.length, 9, "the canvas keeps its length");
+    assert.deepEqual(ids!.slice(0, 2), [7, 8]);
+    assert.deepEqual(ids!.slice(6), [9, 9, 9]);
+  }
+});
+
+test("fixed length: Fast-dLLM threshold commits every confident middle token in one step per block", async () => {
+  const confident = scripted(() => row([3, 12]));
+  const [fast] = await decodeInfillBatch(confident, [item([5], [6], 8)], params({ variable: false, threshold: 0.9, block_length: 4 }));
+  assert.deepEqual(fast!.middleIds, [3, 3, 3, 3, 3, 3, 3, 3]);
+  assert.equal(fast!.nfe, 2, "one step per block of 4");
+  const unsure = scripted(() => row([3, 1]));
+  const [slow] = await decodeInfillBatch(unsure, [item([5], [6], 8)], params({ variable: false, threshold: 0.9, block_length: 4 }));
+  assert.equal(slow!.nfe, 8, "one token per step when nothing reaches the threshold");
+  const [sched] = await decodeInfillBatch(unsure, [item([5], [6], 8)], params({ variable: false, commit: "schedule", steps: 4, block_length: 8 }));
+  assert.equal(sched!.nfe, 4, "the step schedule commits 8 tokens in 4 steps");
+});
+
+test("fixed length: an EOS fills the masks to its right and EOS tokens are dropped from the middle", async () => {
+  // prefix [5]: middle positions 1..5. Position 3 says EOS most confidently; the rest say 4 + pos.
+  const model = scripted(({ pos }) => (pos === 3 ? row([EOS, 12]) : row([4 + pos, 6])));
+  const [r] = await decodeInfillBatch(model, [item([5], [9], 5)], params({ variable: false, threshold: 1, trace: true }));
+  assert.deepEqual(r!.middleIds, [5, 6], "positions 1 and 2; 3 is EOS, 4 and 5 EOS-filled");
+  assert.equal(r!.nfe, 3);
+  assert.deepEqual(
+    r!.events!.map((e) => [e.step, e.kind, e.position]),
+    [
+      [1, "eos_fill", 3],
+      [1, "eos_fill", 4],
+    ],
+  );
+  const [noFill] = await decodeInfillBatch(model, [item([5], [9], 5)], params({ variable: false, threshold: 1, eos_fill: false }));
+  assert.deepEqual(noFill!.middleIds, [5, 6, 8, 9], "without eos_fill the masks after the EOS are decoded and the EOS dropped");
+  assert.equal(noFill!.nfe, 5);
+});
+
+test("variable length: expand replaces a token by two masks until the window is full (max_length)", async () => {
+  const seen: number[][][] = [];
+  // Everywhere: expand is the favourite, token 3 the runner-up.
+  const model = scripted(() => row([EXPAND, 10], [3, 6]), seen);
+  const [r] = await decodeInfillBatch(model, [item([5, 6], [7, 8], 2, 6)], params({ variable: true, trace: true }));
+  assert.deepEqual(r!.middleIds, [3, 3, 3, 3, 3, 3]);
+  assert.equal(r!.nfe, 4 + 6, "four expansions, then six commits");
+  assert.deepEqual(
+    r!.events!.map((e) => [e.step, e.kind, e.position]),
+    [1, 2, 3, 4].map((s) => [s, "expand", 0]),
+  );
+  assert.deepEqual(r!.commitSteps, [5, 6, 7, 8, 9, 10]);
+  // The canvas grew by one per expansion; the suffix moved right and kept its tokens.
+  assert.deepEqual(
+    seen.map(([ids]) => ids!.length),
+    [6, 7, 8, 9, 10, 10, 10, 10, 10, 10],
+  );
+  assert.deepEqual(seen[4]![0], [5, 6, MASK, MASK, MASK, MASK, MASK, MASK, 7, 8]);
+});
+
+test("variable length: the expansion budget (max_length expansions) blocks expand even when the window has room", async () => {
+  // One masked position: expand. Two: EOS at the second (most confident), 3 at the first.
+  const model = scripted(({ ids, pos }) => {
+    const mid = ids.length - 2; // prefix [5], suffix [9]
+    if (mid === 1) return row([EXPAND, 10], [3, 4]);
+    return pos === 2 ? row([EOS, 12]) : row([3, 4]);
+  });
+  const [r] = await decodeInfillBatch(model, [item([5], [9], 1, 2)], params({ variable: true, trace: true }));
+  assert.deepEqual(r!.middleIds, [3]);
+  assert.deepEqual(
+    r!.events!.map((e) => [e.step, e.kind, e.position]),
+    [
+      [1, "expand", 0],
+      [2, "delete", 1],
+      [3, "expand", 0],
+      [4, "delete", 1],
+    ],
+    "two expansions (= max_length) spend the budget; the fifth step may not expand",
+  );
+  assert.equal(r!.nfe, 5);
+});
+
+test("variable length: an EOS turns the masks to its right into EOS and every EOS is deleted (the suffix shifts left)", async () => {
+  const seen: number[][][] = [];
+  // prefix [5] (middle starts at 1), 4 masks, suffix [9, 8]. Confidence order: pos 1 -> 3, pos 4 -> 6, pos 2 -> EOS.
+  const model = scripted(({ ids, pos }) => {
+    if (ids.length !== 7) return row([2, 1]);
+    if (pos === 1) return row([3, 14]);
+    if (pos === 4) return row([6, 12]);
+    if (pos === 2) return row([EOS, 10]);
+    return row([4, 1]);
+  }, seen);
+  const [r] = await decodeInfillBatch(model, [item([5], [9, 8], 4, 8)], params({ variable: true, trace: true }));
+  assert.deepEqual(r!.middleIds, [3, 6], "the committed 6 right of the EOS stays; the mask between is deleted");
+  assert.deepEqual(
+    r!.events!.map((e) => [e.step, e.kind, e.position]),
+    [
+      [3, "eos_fill", 2],
+      [3, "delete", 2],
+      [3, "delete", 1],
+    ],
+  );
+  assert.equal(r!.nfe, 3);
+  assert.deepEqual(r!.commitSteps, [1, 2]);
+  assert.deepEqual(seen.at(-1)![0], [5, 3, MASK, MASK, 6, 9, 8], "the canvas of the last step, before the EOS");
+});
+
+test("variable length: EOS at the first middle position empties the middle", async () => {
+  const model = scripted(() => row([EOS, 10]));
+  const [r] = await decodeInfillBatch(model, [item([5, 6], [7], 6, 16)], params({ variable: true, trace: true }));
+  assert.deepEqual(r!.middleIds, []);
+  assert.equal(r!.nfe, 1);
+  assert.equal(r!.events!.filter((e) => e.kind === "delete").length, 6);
+});
+
+test("batch > 1 with spans of different lengths gives each row what it gets alone (real attention, padded keys)", async () => {
+  const spec: DenoiserSpec = { ...SPEC, vocabSize: 12, nLayers: 2, nHeads: 2, headDim: 4, maxSeqLen: 64 };
+  const model = createReferenceDenoiser(spec, 7, 6);
+  const items: InfillInput[] = [
+    item([2, 3, 4, 5, 6], [7], 3, 12, 11),
+    item([8], [2, 3, 4, 5], 6, 10, 12),
+    item([4, 4, 5], [], 2, 9, 13),
+  ];
+  for (const variable of [false, true]) {
+    const p = params({ variable, temperature: 0.9, threshold: 1, trace: true });
+    const together = await decodeInfillBatch(model, items, p);
+    for (let i = 0; i < items.length; i++) {
+      const [alone] = await decodeInfillBatch(model, [items[i]!], p);
+      assert.deepEqual(
+        { ...together[i]!, decodeSeconds: 0 },
+        { ...alone!, decodeSeconds: 0 },
+        `row ${i}, variable ${variable}`,
+      );
+    }
+    if (!variable) together.forEach((r, i) => assert.ok(r.middleIds.length <= items[i]!.initialLength));
+    else {
+      together.forEach((r, i) => assert.ok(r.middleIds.length <= items[i]!.maxLength));
+      assert.ok(together.some((r) => r.events!.some((e) => e.kind === "expand")), "the batch exercised an expansion");
+    }
+  }
+});
+
+test("shifted logits (Dream's convention): position j reads row j - 1", async () => {
+  const shifted: Denoiser = {
+    spec: { ...SPEC, shiftedLogits: true },
+    async forward(inp: ForwardInput) {
+      const V = SPEC.vocabSize;
+      const logits = new Float32Array(inp.batch * inp.length * V);
+      // Row t predicts position t + 1: say token 2 + (t + 1).
+      for (let t = 0; t < inp.length; t++) logits.set(row([2 + ((t + 1) % 7), 8]), t * V);
+      return { logits };
+    },
+  };
+  const [r] = await decodeInfillBatch(shifted, [item([9, 9], [9], 3)], params({ variable: false, threshold: 1 }));
+  assert.deepEqual(r!.middleIds, [4, 5, 6]);
+});
+
+test("infill params: defaults, and bad values named by field", () => {
+  const v = resolveInfillParams({}, TOKENS);
+  assert.equal(v.variable, true, "variable when the model can expand");
+  assert.equal(v.alg, "entropy");
+  assert.equal(v.expand_id, EXPAND);
+  assert.equal(v.delete_id, EOS);
+  const f = resolveInfillParams({}, { eosId: EOS });
+  assert.equal(f.variable, false, "fixed on an ordinary model");
+  const bad = (fn: () => unknown, field: string) =>
+    assert.throws(fn, (e: unknown) => e instanceof InvalidDecodeParamsError && e.field === field && e.message.startsWith(field));
+  bad(() => resolveInfillParams({ variable: true }, { eosId: EOS }), "variable_length");
+  bad(() => resolveInfillParams({ variable: true, alg: "origin" }, TOKENS), "alg");
+  bad(() => resolveInfillLengths("items[1]", 0, undefined, true), "items[1].initial_length");
+  bad(() => resolveInfillLengths("items[0]", 8, 4, true), "items[0].max_length");
+  bad(() => resolveInfillLengths("items[0]", 4, 100000, true), "items[0].max_length");
+  bad(() => resolveInfillLengths("items[0]", 2.5, 4, true), "items[0].initial_length");
+  assert.deepEqual(resolveInfillLengths("items[0]", undefined, undefined, true), { initialLength: 4, maxLength: 64 });
+  assert.deepEqual(resolveInfillLengths("items[0]", 32, undefined, true), { initialLength: 32, maxLength: 64 });
+  assert.deepEqual(resolveInfillLengths("items[0]", 10, undefined, false), { initialLength: 10, maxLength: 10 });
+});
+
+test("a middle that does not fit max_seq_len is refused naming the length field", async () => {
+  const model = scripted(() => row([3, 5]));
+  await assert.rejects(
+    decodeInfillBatch(model, [item(new Array(40).fill(2), new Array(10).fill(2), 4, 20)], params({ variable: true })),
+    (e: unknown) => e instanceof InvalidDecodeParamsError && e.field === "items[0].max_length",
+  );
+});

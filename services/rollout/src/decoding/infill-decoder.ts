@@ -1,0 +1,361 @@
+/**
+ * Infill decoding: fill the middle of canvas = prefix + middle + suffix, in a batch whose rows
+ * have different prefix, suffix and middle lengths (padded keys get attention 0).
+ *
+ * Variable length follows DreamOn's public generation code (`batch_generate_with_expand_as_token`):
+ * one token per step, the most confident masked middle position (entropy order by default);
+ * after the commit
+ *  - an EOS (the delete token) turns every mask to its right in the middle into EOS
+ *    (`pad_eos_to_right`), then every EOS in the middle is deleted: the suffix shifts left
+ *    (DreamOn appends a reserve mask past the attended window; here the window is the canvas);
+ *  - an `<|expand|>` is replaced in place by two masks; the expand logit is blocked once the
+ *    middle has `maxLength` tokens or `maxLength` expansions were spent (DreamOn's budget);
+ * until no mask is left in the middle. Positions are 0..len-1 over the current canvas, as
+ * DreamOn's `cumsum(attention) - 1` over its window.
+ *
+ * Fixed length (ordinary models): exactly `initialLength` masks, never an expand; Fast-dLLM
+ * blocks over the middle with the threshold / factor / schedule commit rules; with `eos_fill`
+ * an EOS turns the masks to its right into EOS. EOS/PAD inside the middle are dropped from the
+ * returned middle (DreamOn's fixed-length baseline decodes them with skip_special_tokens).
+ */
+import { algConfidence, drawToken, greedyTokenProb, samplingProbs, type SamplingOptions } from "./sampling.js";
+import { factorCommit, sampleKByConfidence, scheduledCount, thresholdCommit, topKIndices } from "./commit-rules.js";
+import { counterUniform, RNG_STREAM_ORDER, RNG_STREAM_TOKEN } from "./counter-rng.js";
+import { InvalidDecodeParamsError } from "./decode-params.js";
+import { DecodeAbortedError, stepsPerBlock, type DecodeOptions, type ForwardInfo } from "./diffusion-decoder.js";
+import type { Denoiser, DenoiserSpec } from "./denoiser.js";
+import type { InfillParams } from "./infill-params.js";
+
+export interface InfillInput {
+  prefix: ArrayLike<number>;
+  suffix: ArrayLike<number>;
+  /** Masks the middle starts with (fixed length: exactly this many). */
+  initialLength: number;
+  /** Variable length: the middle never grows past this. */
+  maxLength: number;
+  seed: number;
+}
+
+export type InfillEventKind = "expand" | "delete" | "eos_fill";
+
+/** At `step` (1-based), `kind` happened at middle position `position` (index at that moment). */
+export interface InfillEditEvent {
+  step: number;
+  kind: InfillEventKind;
+  position: number;
+}
+
+export interface InfilledSequence {
+  /** The final middle (no MASK, EOS or PAD). */
+  middleIds: number[];
+  /** Forward passes this row took part in. */
+  nfe: number;
+  /** Commit steps taken. */
+  steps: number;
+  /** Only with params.trace: per middle position, the 1-based step that committed it. */
+  commitSteps?: number[];
+  /** Only with params.trace: the edits in order. */
+  events?: InfillEditEvent[];
+  /** Seconds from the start of the batch until this row was complete. */
+  decodeSeconds: number;
+}
+
+interface Row {
+  seed: number;
+  /** prefix + middle + suffix. */
+  ids: number[];
+  pre: number;
+  /** Current middle length. */
+  mid: number;
+  maxLength: number;
+  /** Expansions left (DreamOn's expand_budget). */
+  budget: number;
+  /** Per middle position, the step that committed it (0 = still a mask). */
+  commit: number[];
+  events: InfillEditEvent[];
+  step: number;
+  nfe: number;
+  done: boolean;
+  /** Fixed mode: current block and the schedule's steps left in it. */
+  block: number;
+  blockSteps: number[];
+  stepsLeft: number;
+  /** A bound on steps (never reached by a correct decode; stops a runaway one). */
+  maxSteps: number;
+  endSeconds: number;
+}
+
+/** Position whose logits row predicts canvas position `p`. */
+function logitRow(spec: DenoiserSpec, p: number): number {
+  return spec.shiftedLogits ? Math.max(0, p - 1) : p;
+}
+
+/** Decodes a batch of infill items; results are in input order. */
+export async function decodeInfillBatch(
+  model: Denoiser,
+  inputs: readonly InfillInput[],
+  params: InfillParams,
+  opts: DecodeOptions = {},
+): Promise<InfilledSequence[]> {
+  return new InfillDecoder(model, inputs, params, opts).decode();
+}
+
+class InfillDecoder {
+  private readonly spec: DenoiserSpec;
+  private readonly rows: Row[];
+  private readonly sampling: SamplingOptions;
+  private readonly probs: Float64Array;
+  private readonly row: Float64Array;
+  private readonly t0 = performance.now();
+
+  constructor(
+    private readonly model: Denoiser,
+    inputs: readonly InfillInput[],
+    private readonly params: InfillParams,
+    private readonly opts: DecodeOptions,
+  ) {
+    this.spec = model.spec;
+    const { spec } = this;
+    if (params.variable && params.expand_id < 0) {
+      throw new InvalidDecodeParamsError("variable_length", "variable_length needs a model with an expand token");
+    }
+    for (const id of [params.expand_id, params.delete_id]) {
+      if (id >= spec.vocabSize || id === spec.maskId) throw new Error(`infill token id ${id} is outside the vocabulary or is MASK`);
+    }
+    this.rows = inputs.map((inp, i) => this.initialRow(inp, i));
+    this.sampling = { temperature: params.temperature, topP: params.top_p, topK: params.top_k };
+    this.probs = new Float64Array(spec.vocabSize);
+    this.row = new Float64Array(spec.vocabSize);
+  }
+
+  private initialRow(inp: InfillInput, i: number): Row {
+    const { spec, params } = this;
+    const { initialLength: n, maxLength } = inp;
+    if (!Number.isInteger(n) || n < 1) throw new InvalidDecodeParamsError(`items[${i}].initial_length`, `items[${i}].initial_length must be >= 1`);
+    if (params.variable && !(Number.isInteger(maxLength) && maxLength >= n)) {
+      throw new InvalidDecodeParamsError(`items[${i}].max_length`, `items[${i}].max_length must be >= initial_length (${n})`);
+    }
+    const longest = inp.prefix.length + (params.variable ? maxLength : n) + inp.suffix.length;
+    if (longest > spec.maxSeqLen) {
+      throw new InvalidDecodeParamsError(
+        params.variable ? `items[${i}].max_length` : `items[${i}].initial_length`,
+        `prefix (${inp.prefix.length}) + middle (${params.variable ? maxLength : n}) + suffix (${inp.suffix.length}) tokens exceed the model's max_seq_len ${spec.maxSeqLen}`,
+      );
+    }
+    const ids = [...Array.from(inp.prefix), ...new Array<number>(n).fill(spec.maskId), ...Array.from(inp.suffix)];
+    const nBlocks = params.variable ? 1 : Math.ceil(n / params.block_length);
+    const steps = params.steps > 0 ? Math.min(params.steps, n) : n;
+    const blockSteps = stepsPerBlock(steps, nBlocks);
+    return {
+      seed: inp.seed,
+      ids,
+      pre: inp.prefix.length,
+      mid: n,
+      maxLength: params.variable ? maxLength : n,
+      budget: params.variable ? maxLength : 0,
+      commit: new Array<number>(n).fill(0),
+      events: [],
+      step: 0,
+      nfe: 0,
+      done: false,
+      block: 0,
+      blockSteps,
+      stepsLeft: blockSteps[0] as number,
+      maxSteps: params.variable ? n + 2 * maxLength + 1 : n,
+      endSeconds: 0,
+    };
+  }
+
+  async decode(): Promise<InfilledSequence[]> {
+    const { opts, spec } = this;
+    const V = spec.vocabSize;
+    for (;;) {
+      if (opts.signal?.aborted) throw new DecodeAbortedError(opts.signal.reason);
+      for (const r of this.rows) if (!r.done && (!this.hasMask(r) || r.step >= r.maxSteps)) this.finish(r);
+      const active = this.rows.filter((r) => !r.done);
+      if (active.length === 0) break;
+      const B = active.length;
+      const T = Math.max(...active.map((r) => r.ids.length));
+      const ids = new Int32Array(B * T).fill(spec.padId);
+      const positions = new Int32Array(B * T);
+      const attention = new Float32Array(B * T);
+      active.forEach((r, b) => {
+        for (let j = 0; j < r.ids.length; j++) {
+          ids[b * T + j] = r.ids[j] as number;
+          positions[b * T + j] = j;
+          attention[b * T + j] = 1;
+        }
+        r.nfe++;
+      });
+      const info: ForwardInfo = { kind: "full", batch: B, length: T, pastLength: 0 };
+      opts.onForward?.(info);
+      const out = await this.model.forward({ batch: B, length: T, pastLength: 0, ids, positions, attention, wantPresent: false });
+      active.forEach((r, b) => this.step(r, out.logits, (p) => (b * T + logitRow(spec, p)) * V));
+    }
+    return this.rows.map((r) => this.result(r));
+  }
+
+  private hasMask(r: Row): boolean {
+    for (let k = 0; k < r.mid; k++) if (r.ids[r.pre + k] === this.spec.maskId) return true;
+    return false;
+  }
+
+  private finish(r: Row): void {
+    r.done = true;
+    r.endSeconds = (performance.now() - this.t0) / 1000;
+  }
+
+  /** Middle positions (0-based in the middle) that may be committed this step. */
+  private candidates(r: Row): number[] {
+    const { spec, params } = this;
+    let lo = 0;
+    let hi = r.mid;
+    if (!params.variable) {
+      // Semi-AR blocks over the middle: move past finished blocks first.
+      const nBlocks = r.blockSteps.length;
+      for (;;) {
+        lo = r.block * params.block_length;
+        hi = Math.min(r.mid, lo + params.block_length);
+        let any = false;
+        for (let k = lo; k < hi; k++) if (r.ids[r.pre + k] === spec.maskId) any = true;
+        if (any || r.block >= nBlocks - 1) break;
+        r.block++;
+        r.stepsLeft = r.blockSteps[r.block] as number;
+      }
+    }
+    const cand: number[] = [];
+    for (let k = lo; k < hi; k++) if (r.ids[r.pre + k] === spec.maskId) cand.push(k);
+    return cand;
+  }
+
+  /** One denoising step of row `r`: propose, commit, then apply the edit rules. */
+  private step(r: Row, logits: Float32Array, rowOffset: (pos: number) => number): void {
+    const { spec, params, row, probs } = this;
+    const V = spec.vocabSize;
+    const cand = this.candidates(r);
+    if (cand.length === 0) return;
+    const expandOpen = params.variable && r.mid < r.maxLength && r.budget > 0;
+    // Greedy with no filters needs only the argmax and its probability, unless the order is by
+    // the alg's confidence (variable length, or the schedule rule) and that is not the probability.
+    const orderByProb = (!params.variable && params.commit !== "schedule") || params.alg === "maskgit_plus" || params.alg === "origin";
+    const greedy = params.temperature === 0 && params.top_p >= 1 && params.top_k === 0 && orderByProb;
+    const tokens: number[] = [];
+    const tokenProbs: number[] = [];
+    const confs: number[] = [];
+    for (const k of cand) {
+      const p = r.pre + k;
+      const off = rowOffset(p);
+      for (let v = 0; v < V; v++) row[v] = logits[off + v] as number;
+      row[spec.maskId] = -Infinity;
+      if (params.expand_id >= 0 && !expandOpen) row[params.expand_id] = -Infinity;
+      if (greedy) {
+        const g = greedyTokenProb(row, 0, V);
+        tokens.push(g.token);
+        tokenProbs.push(g.prob);
+        confs.push(g.prob);
+        continue;
+      }
+      samplingProbs(row, 0, V, this.sampling, probs);
+      const tok = drawToken(probs, V, params.temperature, counterUniform(r.seed, r.step, p, RNG_STREAM_TOKEN));
+      tokens.push(tok);
+      tokenProbs.push(probs[tok] as number);
+      confs.push(algConfidence(params.alg, probs, V, tok));
+    }
+    const chosen = this.choose(r, cand, tokenProbs, confs);
+    r.step++;
+    if (params.variable) {
+      const i = chosen[0] as number;
+      this.commitVariable(r, cand[i] as number, tokens[i] as number);
+      return;
+    }
+    for (const i of chosen) {
+      const k = cand[i] as number;
+      r.ids[r.pre + k] = tokens[i] as number;
+      r.commit[k] = r.step;
+    }
+    if (params.eos_fill) this.fillAfterFirstEnd(r);
+  }
+
+  /** Indices into the candidates: one (variable, DreamOn) or the fixed mode's commit rule. */
+  private choose(r: Row, cand: number[], tokenProbs: number[], confs: number[]): number[] {
+    const { params } = this;
+    const orderU = () => cand.map((k) => counterUniform(r.seed, r.step, r.pre + k, RNG_STREAM_ORDER));
+    if (params.variable) return params.alg_temp > 0 ? sampleKByConfidence(confs, 1, params.alg_temp, orderU()) : topKIndices(confs, 1);
+    if (params.commit === "threshold") return thresholdCommit(tokenProbs, params.threshold);
+    if (params.commit === "factor") return factorCommit(tokenProbs, params.factor);
+    const n = scheduledCount(cand.length, r.stepsLeft);
+    r.stepsLeft = Math.max(1, r.stepsLeft - 1);
+    return params.alg_temp > 0 ? sampleKByConfidence(confs, n, params.alg_temp, orderU()) : topKIndices(confs, n);
+  }
+
+  private isEnd(t: number): boolean {
+    return t === this.params.delete_id || t === this.spec.eosId || t === this.spec.padId;
+  }
+
+  private event(r: Row, kind: InfillEventKind, position: number): void {
+    if (this.params.trace) r.events.push({ step: r.step, kind, position });
+  }
+
+  /** EOS fill: every mask right of the first end token in the middle becomes the delete token. */
+  private fillAfterFirstEnd(r: Row): void {
+    const { spec, params } = this;
+    let k = 0;
+    while (k < r.mid && !this.isEnd(r.ids[r.pre + k] as number)) k++;
+    for (let j = k + 1; j < r.mid; j++) {
+      if (r.ids[r.pre + j] !== spec.maskId) continue;
+      r.ids[r.pre + j] = params.delete_id;
+      r.commit[j] = r.step;
+      this.event(r, "eos_fill", j);
+    }
+  }
+
+  /** DreamOn's edit rules after committing `token` at middle position `k`. */
+  private commitVariable(r: Row, k: number, token: number): void {
+    const { spec, params } = this;
+    if (token === params.expand_id) {
+      // One position becomes two masks: the middle grows by one, the suffix shifts right.
+      r.ids.splice(r.pre + k, 1, spec.maskId, spec.maskId);
+      r.commit.splice(k, 1, 0, 0);
+      r.mid++;
+      r.budget--;
+      this.event(r, "expand", k);
+      return;
+    }
+    r.ids[r.pre + k] = token;
+    r.commit[k] = r.step;
+    if (!this.isEnd(token)) return;
+    // Delete: masks right of the end token become it, then every end token in the middle goes
+    // (right to left, so the recorded positions are those of the moment).
+    for (let j = k + 1; j < r.mid; j++) {
+      if (r.ids[r.pre + j] !== spec.maskId) continue;
+      r.ids[r.pre + j] = token;
+      this.event(r, "eos_fill", j);
+    }
+    for (let j = r.mid - 1; j >= 0; j--) {
+      if (!this.isEnd(r.ids[r.pre + j] as number)) continue;
+      r.ids.splice(r.pre + j, 1);
+      r.commit.splice(j, 1);
+      r.mid--;
+      this.event(r, "delete", j);
+    }
+  }
+
+  private result(r: Row): InfilledSequence {
+    const { spec } = this;
+    const middleIds: number[] = [];
+    const commitSteps: number[] = [];
+    for (let k = 0; k < r.mid; k++) {
+      const t = r.ids[r.pre + k] as number;
+      if (t === spec.maskId || this.isEnd(t) || t === this.params.expand_id) continue;
+      middleIds.push(t);
+      commitSteps.push(r.commit[k] as number);
+    }
+    return {
+      middleIds,
+      nfe: r.nfe,
+      steps: r.step,
+      ...(this.params.trace ? { commitSteps, events: r.events } : {}),
+      decodeSeconds: r.endSeconds,
+    };
+  }
+}

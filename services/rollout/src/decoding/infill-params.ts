@@ -1,0 +1,132 @@
+/**
+ * Parameters of infill decoding (fill the middle between a prefix and a suffix), resolved and
+ * checked here so the gRPC service, the CLI and the bench agree. Bad values throw
+ * InvalidDecodeParamsError naming the field (gRPC INVALID_ARGUMENT).
+ */
+import { InvalidDecodeParamsError, resolveDecodeParams, type CommitRule, type DecodeParamsInput } from "./decode-params.js";
+import type { UnmaskAlg } from "./sampling.js";
+
+/** DreamOn's evaluation: the middle starts as 4 masks and may grow to 64 tokens. */
+export const DEFAULT_VARIABLE_INITIAL_LENGTH = 4;
+export const DEFAULT_INFILL_MAX_LENGTH = 64;
+/** Fixed-length mode without an initial_length: this many masks. */
+export const DEFAULT_FIXED_INITIAL_LENGTH = 16;
+/** Largest middle a request may ask for (either length). */
+export const MAX_INFILL_LENGTH = 1024;
+/** DreamOn's unmasking order for infilling. */
+export const DEFAULT_INFILL_ALG: UnmaskAlg = "entropy";
+
+/** Fully resolved infill decoding parameters (one request; every sample shares them). */
+export interface InfillParams {
+  /** true = DreamOn expand/delete; false = exactly `initial_length` masks. */
+  variable: boolean;
+  alg: UnmaskAlg;
+  alg_temp: number;
+  temperature: number;
+  top_p: number;
+  top_k: number;
+  /**
+   * Fixed-length mode only (variable length commits one token per step, as DreamOn):
+   * Fast-dLLM threshold / factor rules or an even step schedule, within semi-AR blocks.
+   */
+  commit: CommitRule;
+  threshold: number;
+  factor: number;
+  /** Fixed mode, `schedule` rule: steps for the whole middle (clamped to its length). */
+  steps: number;
+  /** Fixed mode: semi-autoregressive block length over the middle. */
+  block_length: number;
+  /** Fixed mode: an EOS committed in the middle turns every mask to its right into EOS. */
+  eos_fill: boolean;
+  /** Token the model writes to grow the middle by one (two masks replace it); -1 = none. */
+  expand_id: number;
+  /** Token that deletes a middle position (DreamOn: EOS). */
+  delete_id: number;
+  /** Record per-position commit steps and expand/delete/eos_fill events. */
+  trace: boolean;
+  seed: number;
+}
+
+/** What a caller may set; unset = defaults above (and resolveDecodeParams' for the rest). */
+export interface InfillParamsInput extends DecodeParamsInput {
+  variable?: boolean;
+  trace?: boolean;
+}
+
+export interface InfillModelTokens {
+  eosId: number;
+  /** The model's `<|expand|>` id; undefined = an ordinary model (fixed length only). */
+  expandId?: number;
+  /** The model's delete token; undefined = EOS plays delete (DreamOn). */
+  deleteId?: number;
+}
+
+/** Lengths of one item's middle: checked, defaults filled. */
+export interface InfillLengths {
+  initialLength: number;
+  maxLength: number;
+}
+
+function fail(field: string, what: string): never {
+  throw new InvalidDecodeParamsError(field, `${field} ${what}`);
+}
+
+/**
+ * Resolves the request-wide parameters. `variable` unset means variable length when the model
+ * can expand. Asking for variable length on a model without an expand token is an error
+ * naming `variable_length`.
+ */
+export function resolveInfillParams(input: InfillParamsInput, tokens: InfillModelTokens): InfillParams {
+  const canExpand = tokens.expandId !== undefined && tokens.expandId >= 0;
+  if (input.variable === true && !canExpand) {
+    fail("variable_length", "needs a model with expand support (manifest expand_id); this model can only infill a fixed length");
+  }
+  const variable = input.variable ?? canExpand;
+  const base = resolveDecodeParams({ ...input, alg: input.alg || DEFAULT_INFILL_ALG });
+  if (variable && base.alg === "origin") fail("alg", "origin is not supported with variable length (DreamOn commits by confidence)");
+  return {
+    variable,
+    alg: base.alg,
+    alg_temp: base.alg_temp,
+    temperature: base.temperature,
+    top_p: base.top_p,
+    top_k: base.top_k,
+    commit: base.commit,
+    threshold: base.threshold,
+    factor: base.factor,
+    // resolveDecodeParams defaults steps to max_new_tokens: only a caller's steps mean anything here.
+    steps: input.steps ? base.steps : 0,
+    block_length: base.block_length,
+    eos_fill: base.eos_fill,
+    expand_id: canExpand ? (tokens.expandId as number) : -1,
+    delete_id: tokens.deleteId ?? tokens.eosId,
+    trace: input.trace ?? false,
+    seed: base.seed,
+  };
+}
+
+function intOrUndefined(field: string, v: number | null | undefined): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (!Number.isInteger(v)) fail(field, "must be an integer");
+  return v;
+}
+
+/**
+ * One item's middle lengths. `field` prefixes the names (e.g. `items[2]`). Fixed length uses
+ * exactly initial_length masks (max_length, when given, must not be below it).
+ */
+export function resolveInfillLengths(
+  field: string,
+  initial: number | null | undefined,
+  max: number | null | undefined,
+  variable: boolean,
+): InfillLengths {
+  const i = intOrUndefined(`${field}.initial_length`, initial);
+  const m = intOrUndefined(`${field}.max_length`, max);
+  if (i !== undefined && (i < 1 || i > MAX_INFILL_LENGTH)) fail(`${field}.initial_length`, `must be in [1, ${MAX_INFILL_LENGTH}], got ${i}`);
+  if (m !== undefined && (m < 1 || m > MAX_INFILL_LENGTH)) fail(`${field}.max_length`, `must be in [1, ${MAX_INFILL_LENGTH}], got ${m}`);
+  const initialLength = i ?? (variable ? Math.min(DEFAULT_VARIABLE_INITIAL_LENGTH, m ?? DEFAULT_VARIABLE_INITIAL_LENGTH) : DEFAULT_FIXED_INITIAL_LENGTH);
+  const maxLength = m ?? (variable ? Math.max(DEFAULT_INFILL_MAX_LENGTH, initialLength) : initialLength);
+  if (maxLength < initialLength) fail(`${field}.max_length`, `must be >= initial_length (${initialLength}), got ${maxLength}`);
+  return { initialLength, maxLength };
+}

@@ -3,7 +3,7 @@ import { GraphProtoSchema, ModelProtoSchema, OperatorSetIdProtoSchema } from "on
 import type { ModelProto, NodeProto, TensorProto, ValueInfoProto } from "onnx-buf";
 
 import type { WeightMap } from "./init-weights.js";
-import { headDim, validateModelConfig } from "./model-config.js";
+import { DEFAULT_ROPE_THETA, headDim, kvHeads, validateModelConfig } from "./model-config.js";
 import type { PolicyModelConfig } from "./model-config.js";
 import {
   ATTENTION_MASK,
@@ -26,8 +26,8 @@ export const IR_VERSION = 8n;
 export const MASKED_KEY_BIAS = 1e9;
 /** Coefficient of the sigmoid GELU approximation x·σ(1.702x) (one op fewer than tanh-GELU). */
 export const GELU_SIGMOID_COEF = 1.702;
-/** RoPE base frequency (as in Llama/Qwen). */
-export const ROPE_BASE = 10000;
+/** Default RoPE base frequency (as in Llama; configs override it with `ropeTheta`). */
+export const ROPE_BASE = DEFAULT_ROPE_THETA;
 
 export interface BuildGraphOptions {
   /**
@@ -64,8 +64,12 @@ export function buildPolicyGraph(config: PolicyModelConfig, weights: WeightMap, 
   const withPast = options.withPast ?? true;
   const weightsAs = options.weightsAs ?? "initializers";
   const b = new GraphAssembler();
-  const { vocabSize: V, nHeads: H, dModel: D, nLayers } = config;
+  const { vocabSize: V, nHeads: H, nLayers } = config;
   const Dh = headDim(config);
+  const Hkv = kvHeads(config);
+  /** Query heads per K/V head (1 without grouped-query attention). */
+  const G = H / Hkv;
+  const ropeTheta = config.ropeTheta ?? ROPE_BASE;
 
   const inputs: ValueInfoProto[] = [
     valueInfo(INPUT_IDS, TensorProto_DataType.INT64, [B, T]),
@@ -74,8 +78,8 @@ export function buildPolicyGraph(config: PolicyModelConfig, weights: WeightMap, 
   ];
   if (withPast) {
     for (let i = 0; i < nLayers; i++) {
-      inputs.push(valueInfo(pastKeyName(i), TensorProto_DataType.FLOAT, [B, H, P, Dh]));
-      inputs.push(valueInfo(pastValueName(i), TensorProto_DataType.FLOAT, [B, H, P, Dh]));
+      inputs.push(valueInfo(pastKeyName(i), TensorProto_DataType.FLOAT, [B, Hkv, P, Dh]));
+      inputs.push(valueInfo(pastValueName(i), TensorProto_DataType.FLOAT, [B, Hkv, P, Dh]));
     }
   }
   const weightInits: TensorProto[] = [];
@@ -90,30 +94,37 @@ export function buildPolicyGraph(config: PolicyModelConfig, weights: WeightMap, 
   }
 
   // Constants (not trainable).
-  const vocabIds = b.constInt64("const.vocab_ids", [V], range(V));
+  const gather = config.embedding === "gather";
+  const vocabIds = gather ? "" : b.constInt64("const.vocab_ids", [V], range(V));
   // RoPE (rotate-half layout): inverse frequencies [Dh/2] and the [Dh,Dh] matrix R with x·R = rotate_half(x).
   const invFreq = b.constFloats(
     "const.rope_inv_freq",
     [Dh / 2],
-    Array.from({ length: Dh / 2 }, (_, j) => 1 / Math.pow(ROPE_BASE, (2 * j) / Dh)),
+    Array.from({ length: Dh / 2 }, (_, j) => 1 / Math.pow(ropeTheta, (2 * j) / Dh)),
   );
   const rotateHalf = b.constFloats("const.rope_rotate_half", [Dh, Dh], rotateHalfMatrix(Dh));
   const axesRope = b.constInt64("const.axes_rope", [1], [1]);
   const axesLast = b.constInt64("const.axes_last", [1], [-1]);
   const axesMask = b.constInt64("const.axes_mask", [2], [1, 2]);
   const headsShape = b.constInt64("const.heads_shape", [2], [H, Dh]);
-  const modelShape = b.constInt64("const.model_shape", [1], [D]);
+  const modelShape = b.constInt64("const.model_shape", [1], [H * Dh]);
+  // Grouped-query attention: K/V split into Hkv heads; q into [Hkv, G] groups (see the layer loop).
+  const kvHeadsShape = G > 1 ? b.constInt64("const.kv_heads_shape", [2], [Hkv, Dh]) : headsShape;
+  const groupShape = G > 1 ? b.constInt64("const.group_shape", [3], [Hkv, G, Dh]) : "";
+  const axesGroup = G > 1 ? b.constInt64("const.axes_group", [1], [2]) : "";
   const one = b.constFloat("const.one", 1);
   const maskBig = b.constFloat("const.mask_bias", MASKED_KEY_BIAS);
   const scale = b.constFloat("const.attn_scale", 1 / Math.sqrt(Dh));
   const eps = b.constFloat("const.norm_eps", config.normEps);
-  const geluK = b.constFloat("const.gelu_coef", GELU_SIGMOID_COEF);
+  const geluK = config.mlp === "swiglu" ? "" : b.constFloat("const.gelu_coef", GELU_SIGMOID_COEF);
 
   const oneHotMatmul = (ids: string, table: string, arange: string, tag: string): string => {
     const eq = b.op("Equal", [b.op("Unsqueeze", [ids, axesLast], `${tag}.unsq`), arange], `${tag}.eq`);
     return b.op("MatMul", [b.op("Cast", [eq], `${tag}.onehot`, { to: TensorProto_DataType.FLOAT }), table], `${tag}.emb`);
   };
-  let x = oneHotMatmul(INPUT_IDS, "tok_embedding", vocabIds, "tok");
+  let x = gather
+    ? b.op("Gather", ["tok_embedding", INPUT_IDS], "tok.emb", { axis: 0 })
+    : oneHotMatmul(INPUT_IDS, "tok_embedding", vocabIds, "tok");
 
   // Angles [B,T,Dh] = position · inv_freq, duplicated for both halves; cos/sin as [B,1,T,Dh].
   const freqs = b.op(
@@ -124,15 +135,23 @@ export function buildPolicyGraph(config: PolicyModelConfig, weights: WeightMap, 
   const angles = b.op("Concat", [freqs, freqs], "rope.angles", { axis: -1 });
   const cos = b.op("Unsqueeze", [b.op("Cos", [angles], "rope.cos3"), axesRope], "rope.cos");
   const sin = b.op("Unsqueeze", [b.op("Sin", [angles], "rope.sin3"), axesRope], "rope.sin");
-  const rope = (t: string, tag: string, outName?: string): string =>
+  // [B,1,1,T,Dh] for the grouped [B,Hkv,G,T,Dh] queries.
+  const cos5 = G > 1 ? b.op("Unsqueeze", [cos, axesRope], "rope.cos5") : "";
+  const sin5 = G > 1 ? b.op("Unsqueeze", [sin, axesRope], "rope.sin5") : "";
+  const rope = (t: string, tag: string, outName?: string, grouped = false): string =>
     b.op(
       "Add",
-      [b.op("Mul", [t, cos], `${tag}.rc`), b.op("Mul", [b.op("MatMul", [t, rotateHalf], `${tag}.rh`), sin], `${tag}.rs`)],
+      [
+        b.op("Mul", [t, grouped ? cos5 : cos], `${tag}.rc`),
+        b.op("Mul", [b.op("MatMul", [t, rotateHalf], `${tag}.rh`), grouped ? sin5 : sin], `${tag}.rs`),
+      ],
       outName ?? `${tag}.rope`,
     );
 
   const btShape = b.op("Shape", [INPUT_IDS], "bt_shape");
   const qkvShape = b.op("Concat", [btShape, headsShape], "qkv_shape", { axis: 0 });
+  const kvShape = G > 1 ? b.op("Concat", [btShape, kvHeadsShape], "kv_shape", { axis: 0 }) : qkvShape;
+  const qGroupShape = G > 1 ? b.op("Concat", [btShape, groupShape], "q_group_shape", { axis: 0 }) : "";
   const outShape = b.op("Concat", [btShape, modelShape], "out_shape", { axis: 0 });
   // [B,S] in {0,1} → additive bias [B,1,1,S]: 0 where attended, −1e9 where masked.
   const maskBias = b.op(
@@ -140,35 +159,70 @@ export function buildPolicyGraph(config: PolicyModelConfig, weights: WeightMap, 
     [b.op("Mul", [b.op("Sub", [ATTENTION_MASK, one], "mask.m1"), maskBig], "mask.bias2d"), axesMask],
     "mask.bias",
   );
+  const maskBias5 = G > 1 ? b.op("Unsqueeze", [maskBias, axesRope], "mask.bias5") : "";
 
   const rmsNorm = (h: string, w: string, tag: string): string => {
     const ms = b.op("ReduceMean", [b.op("Mul", [h, h], `${tag}.sq`), axesLast], `${tag}.ms`, { keepdims: 1 });
     const inv = b.op("Sqrt", [b.op("Add", [ms, eps], `${tag}.mse`)], `${tag}.rms`);
     return b.op("Mul", [b.op("Div", [h, inv], `${tag}.normed`), w], `${tag}.out`);
   };
-  const heads = (h: string, w: string, tag: string, outName?: string): string =>
-    b.op("Transpose", [b.op("Reshape", [b.op("MatMul", [h, w], `${tag}.proj`), qkvShape], `${tag}.split`)], outName ?? `${tag}.heads`, {
+  const project = (h: string, w: string, bias: string | null, tag: string): string => {
+    const proj = b.op("MatMul", [h, w], `${tag}.proj`);
+    return bias ? b.op("Add", [proj, bias], `${tag}.proj_b`) : proj;
+  };
+  /** [B,T,n·Dh] → [B,n,T,Dh]. */
+  const heads = (proj: string, shape: string, tag: string, outName?: string): string =>
+    b.op("Transpose", [b.op("Reshape", [proj, shape], `${tag}.split`)], outName ?? `${tag}.heads`, {
       perm: [0, 2, 1, 3],
     });
 
   for (let i = 0; i < nLayers; i++) {
     const p = `layers.${i}`;
     const h = rmsNorm(x, `${p}.attn_norm`, `${p}.attn_norm`);
-    const q = rope(heads(h, `${p}.attn.wq`, `${p}.q`), `${p}.q`);
-    const k = rope(heads(h, `${p}.attn.wk`, `${p}.k`), `${p}.k`, presentKeyName(i));
-    const v = heads(h, `${p}.attn.wv`, `${p}.v`, presentValueName(i));
+    const bias = (n: string) => (config.qkvBias ? `${p}.attn.${n}` : null);
+    const qProj = project(h, `${p}.attn.wq`, bias("bq"), `${p}.q`);
+    // Grouped-query attention without copying K/V: q as [B,Hkv,G,T,Dh] against K/V [B,Hkv,1,S,Dh]
+    // (a broadcast MatMul), so query head h = kv·G + g reads K/V head kv = ⌊h/G⌋ (HF repeat_kv).
+    const q =
+      G === 1
+        ? rope(heads(qProj, qkvShape, `${p}.q`), `${p}.q`)
+        : rope(
+            b.op("Transpose", [b.op("Reshape", [qProj, qGroupShape], `${p}.q.split`)], `${p}.q.groups`, { perm: [0, 2, 3, 1, 4] }),
+            `${p}.q`,
+            undefined,
+            true,
+          );
+    const k = rope(heads(project(h, `${p}.attn.wk`, bias("bk"), `${p}.k`), kvShape, `${p}.k`), `${p}.k`, presentKeyName(i));
+    const v = heads(project(h, `${p}.attn.wv`, bias("bv"), `${p}.v`), kvShape, `${p}.v`, presentValueName(i));
     const kAll = withPast ? b.op("Concat", [pastKeyName(i), k], `${p}.k_all`, { axis: 2 }) : k;
     const vAll = withPast ? b.op("Concat", [pastValueName(i), v], `${p}.v_all`, { axis: 2 }) : v;
     const kT = b.op("Transpose", [kAll], `${p}.k_t`, { perm: [0, 1, 3, 2] });
-    const scores = b.op("Add", [b.op("Mul", [b.op("MatMul", [q, kT], `${p}.qk`), scale], `${p}.qk_scaled`), maskBias], `${p}.scores`);
-    const probs = b.op("Softmax", [scores], `${p}.probs`, { axis: -1 });
-    const ctx = b.op("MatMul", [probs, vAll], `${p}.ctx`);
-    const merged = b.op("Reshape", [b.op("Transpose", [ctx], `${p}.ctx_t`, { perm: [0, 2, 1, 3] }), outShape], `${p}.ctx_merged`);
+    let merged: string;
+    if (G === 1) {
+      const scores = b.op("Add", [b.op("Mul", [b.op("MatMul", [q, kT], `${p}.qk`), scale], `${p}.qk_scaled`), maskBias], `${p}.scores`);
+      const probs = b.op("Softmax", [scores], `${p}.probs`, { axis: -1 });
+      const ctx = b.op("MatMul", [probs, vAll], `${p}.ctx`);
+      merged = b.op("Reshape", [b.op("Transpose", [ctx], `${p}.ctx_t`, { perm: [0, 2, 1, 3] }), outShape], `${p}.ctx_merged`);
+    } else {
+      const kT5 = b.op("Unsqueeze", [kT, axesGroup], `${p}.k_t5`);
+      const v5 = b.op("Unsqueeze", [vAll, axesGroup], `${p}.v5`);
+      const scores = b.op("Add", [b.op("Mul", [b.op("MatMul", [q, kT5], `${p}.qk`), scale], `${p}.qk_scaled`), maskBias5], `${p}.scores`);
+      const probs = b.op("Softmax", [scores], `${p}.probs`, { axis: -1 });
+      const ctx = b.op("MatMul", [probs, v5], `${p}.ctx`);
+      merged = b.op("Reshape", [b.op("Transpose", [ctx], `${p}.ctx_t`, { perm: [0, 3, 1, 2, 4] }), outShape], `${p}.ctx_merged`);
+    }
     x = b.op("Add", [x, b.op("MatMul", [merged, `${p}.attn.wo`], `${p}.attn_out`)], `${p}.resid1`);
 
     const f = rmsNorm(x, `${p}.ffn_norm`, `${p}.ffn_norm`);
     const up = b.op("MatMul", [f, `${p}.ffn.w_up`], `${p}.up`);
-    const act = b.op("Mul", [up, b.op("Sigmoid", [b.op("Mul", [up, geluK], `${p}.up_k`)], `${p}.gate`)], `${p}.act`);
+    let act: string;
+    if (config.mlp === "swiglu") {
+      const g = b.op("MatMul", [f, `${p}.ffn.w_gate`], `${p}.gate_proj`);
+      const silu = b.op("Mul", [g, b.op("Sigmoid", [g], `${p}.gate_sig`)], `${p}.silu`);
+      act = b.op("Mul", [silu, up], `${p}.act`);
+    } else {
+      act = b.op("Mul", [up, b.op("Sigmoid", [b.op("Mul", [up, geluK], `${p}.up_k`)], `${p}.gate`)], `${p}.act`);
+    }
     x = b.op("Add", [x, b.op("MatMul", [act, `${p}.ffn.w_down`], `${p}.ffn_out`)], `${p}.resid2`);
   }
   const final = rmsNorm(x, "final_norm", "final_norm");
@@ -177,8 +231,8 @@ export function buildPolicyGraph(config: PolicyModelConfig, weights: WeightMap, 
 
   const outputs: ValueInfoProto[] = [valueInfo(LOGITS, TensorProto_DataType.FLOAT, [B, T, V])];
   for (let i = 0; i < nLayers; i++) {
-    outputs.push(valueInfo(presentKeyName(i), TensorProto_DataType.FLOAT, [B, H, T, Dh]));
-    outputs.push(valueInfo(presentValueName(i), TensorProto_DataType.FLOAT, [B, H, T, Dh]));
+    outputs.push(valueInfo(presentKeyName(i), TensorProto_DataType.FLOAT, [B, Hkv, T, Dh]));
+    outputs.push(valueInfo(presentValueName(i), TensorProto_DataType.FLOAT, [B, Hkv, T, Dh]));
   }
 
   const graph = create(GraphProtoSchema, {

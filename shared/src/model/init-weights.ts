@@ -11,6 +11,7 @@ export function initWeights(config: PolicyModelConfig, seed: number): WeightMap 
   for (const spec of weightLayout(config)) {
     const data = new Float32Array(shapeSize(spec.shape));
     if (spec.init === "ones") data.fill(1);
+    else if (spec.init === "zeros") data.fill(0);
     else for (let i = 0; i < data.length; i++) data[i] = rng.normal() * INIT_STD;
     out.set(spec.name, data);
   }

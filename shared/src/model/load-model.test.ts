@@ -163,3 +163,25 @@ test("a missing tokenizer file is named", async () => {
   await rm(join(dir, "tokenizer.json"));
   await rejects(dir, /tokenizer\.json: cannot read/);
 });
+
+test("a Dream-style graph (GQA, q/k/v bias, SwiGLU, Gather, θ 1e6) loads with its manifest fields; a manifest without n_kv_heads is named", async () => {
+  const dream = { ...cfg, nHeads: 4, nKvHeads: 2, qkvBias: true, mlp: "swiglu" as const, ropeTheta: 1e6, embedding: "gather" as const };
+  const bytes = serializeModel(buildPolicyGraph(dream, initWeights(dream, 1)));
+  const manifest = manifestForConfig(dream, { mask: 0, pad: 1, eos: 2 }, { shifted_logits: true });
+  assert.equal(manifest.n_kv_heads, 2);
+  const ok = await loadModel(await modelDir({ bytes, manifest: (m) => Object.assign(m, manifest) }));
+  assert.deepEqual(
+    [ok.manifest.n_kv_heads, ok.manifest.qkv_bias, ok.manifest.mlp, ok.manifest.rope_theta, ok.manifest.embedding, ok.manifest.shifted_logits],
+    [2, true, "swiglu", 1e6, "gather", true],
+  );
+  await rejects(
+    await modelDir({ bytes, manifest: (m) => Object.assign(m, { ...manifest, n_kv_heads: undefined }) }),
+    /input "past_key_0" dim 1 is 2, manifest says 4/,
+  );
+  await rejects(
+    await modelDir({ bytes, manifest: (m) => Object.assign(m, { ...manifest, mlp: "gelu_sigmoid" }) }),
+    /model\.onnx: weight "layers\.0\.ffn\.w_gate" is not in the rlmesh-mdlm-v1 layout/,
+  );
+  await rejects(await modelDir({ bytes, manifest: (m) => Object.assign(m, { ...manifest, n_kv_heads: 3 }) }), /n_heads 4 must be a multiple of n_kv_heads 3/);
+  await rejects(await modelDir({ bytes, manifest: (m) => Object.assign(m, { ...manifest, mlp: "relu" }) }), /manifest\.json: mlp must be "gelu_sigmoid" or "swiglu"/);
+});

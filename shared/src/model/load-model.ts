@@ -111,7 +111,8 @@ function checkGraphAgainstManifest(model: ModelProto, m: ModelManifest, label: s
   const expectedOutputs: TensorExpectation[] = [
     { field: "outputs.logits", name: m.outputs.logits, elemType: F, dims: [null, null, m.vocab_size] },
   ];
-  const kv = [null, m.n_heads, null, m.head_dim];
+  // K/V tensors carry the K/V heads (grouped-query attention: fewer than n_heads).
+  const kv = [null, m.n_kv_heads ?? m.n_heads, null, m.head_dim];
   const perLayer = (field: string, template: string | undefined, list: TensorExpectation[]) => {
     if (template === undefined) return;
     for (let i = 0; i < m.n_layers; i++) list.push({ field, name: layerName(template, i), elemType: F, dims: kv });
@@ -132,7 +133,16 @@ function checkGraphAgainstManifest(model: ModelProto, m: ModelManifest, label: s
   }
   if (m.architecture === RLMESH_ARCHITECTURE) {
     const inits = new Map(graph.initializer.map((t) => [t.name, t.dims.map(Number)]));
-    for (const spec of weightLayout(configFromManifest(m))) {
+    const layout = weightLayout(configFromManifest(m));
+    const expected = new Set(layout.map((s) => s.name));
+    for (const name of inits.keys()) {
+      if (!name.startsWith("const.") && !expected.has(name)) {
+        throw new ModelLoadError(
+          `${label}: weight "${name}" is not in the ${RLMESH_ARCHITECTURE} layout manifest.json describes (check mlp, qkv_bias, tied_embeddings)`,
+        );
+      }
+    }
+    for (const spec of layout) {
       const shape = inits.get(spec.name);
       if (!shape) throw new ModelLoadError(`${label}: missing weight "${spec.name}" of ${RLMESH_ARCHITECTURE}`);
       if (shape.join(",") !== spec.shape.join(",")) {
@@ -162,8 +172,13 @@ function checkTokenizer(raw: unknown, m: ModelManifest): number {
     ["mask", m.mask_id],
     ["pad", m.pad_id],
     ["eos", m.eos_id],
+    ["expand", m.expand_id],
+    ["delete", m.delete_id],
   ] as const) {
     const token = m.special_tokens?.[key];
+    if (token !== undefined && id === undefined) {
+      throw new ModelLoadError(`manifest.json: special_tokens.${key} is "${token}" but ${key}_id is missing`);
+    }
     if (token === undefined) continue;
     const got = ids.get(token);
     if (got === undefined) throw new ModelLoadError(`${label}: has no special token "${token}" (manifest special_tokens.${key})`);

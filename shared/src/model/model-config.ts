@@ -19,7 +19,34 @@ export interface PolicyModelConfig {
    * @defaultValue false
    */
   tiedEmbeddings?: boolean;
+  /**
+   * Grouped-query attention: number of K/V heads (divides nHeads; query head h reads K/V head
+   * ⌊h / (nHeads / nKvHeads)⌋, as Hugging Face's `repeat_kv`). past/present K/V in the I/O
+   * contract carry the nKvHeads heads, not nHeads. @defaultValue nHeads
+   */
+  nKvHeads?: number;
+  /** Per-head width; Hugging Face configs may state it (`head_dim`). @defaultValue dModel / nHeads */
+  headDim?: number;
+  /** Bias vectors on the q/k/v projections (Qwen2 / Dream). @defaultValue false */
+  qkvBias?: boolean;
+  /**
+   * Feed-forward block: `gelu_sigmoid` = w_down(x·σ(1.702x)) of w_up (the tiny model), `swiglu` =
+   * w_down(silu(x·w_gate) ⊙ x·w_up) (Llama / Qwen2 / Dream / LLaDA). @defaultValue "gelu_sigmoid"
+   */
+  mlp?: MlpKind;
+  /** RoPE base frequency. @defaultValue 10000 */
+  ropeTheta?: number;
+  /**
+   * Token embedding: `onehot` = one-hot MatMul (no Gather: the learner's gradient needs no scatter;
+   * fine for a few hundred ids), `gather` = ONNX `Gather` (vocab-sized tables such as Qwen's 151k).
+   * @defaultValue "onehot"
+   */
+  embedding?: EmbeddingKind;
 }
+
+export type MlpKind = "gelu_sigmoid" | "swiglu";
+export type EmbeddingKind = "onehot" | "gather";
+export const DEFAULT_ROPE_THETA = 10000;
 
 export const DEFAULT_NORM_EPS = 1e-5;
 
@@ -51,7 +78,12 @@ export const CI_CONFIG: Omit<PolicyModelConfig, "vocabSize"> = {
 };
 
 export function headDim(config: PolicyModelConfig): number {
-  return config.dModel / config.nHeads;
+  return config.headDim ?? config.dModel / config.nHeads;
+}
+
+/** K/V heads (= nHeads without grouped-query attention). */
+export function kvHeads(config: PolicyModelConfig): number {
+  return config.nKvHeads ?? config.nHeads;
 }
 
 /** Throws a message naming the bad field; returns the config for chaining. */
@@ -61,12 +93,28 @@ export function validateModelConfig(config: PolicyModelConfig): PolicyModelConfi
     const v = config[key];
     if (!Number.isInteger(v) || v <= 0) throw new Error(`model config: ${key} must be a positive integer, got ${v}`);
   }
-  if (config.dModel % config.nHeads !== 0) {
+  for (const key of ["nKvHeads", "headDim"] as const) {
+    const v = config[key];
+    if (v !== undefined && (!Number.isInteger(v) || v <= 0)) throw new Error(`model config: ${key} must be a positive integer, got ${v}`);
+  }
+  if (config.headDim === undefined && config.dModel % config.nHeads !== 0) {
     throw new Error(`model config: dModel ${config.dModel} is not divisible by nHeads ${config.nHeads}`);
   }
-  if ((config.dModel / config.nHeads) % 2 !== 0) {
-    throw new Error(`model config: head dim ${config.dModel / config.nHeads} must be even for RoPE`);
+  if (headDim(config) % 2 !== 0) {
+    throw new Error(`model config: head dim ${headDim(config)} must be even for RoPE`);
+  }
+  if (config.nHeads % kvHeads(config) !== 0) {
+    throw new Error(`model config: nHeads ${config.nHeads} is not divisible by nKvHeads ${kvHeads(config)}`);
   }
   if (!(config.normEps > 0)) throw new Error(`model config: normEps must be > 0, got ${config.normEps}`);
+  if (config.ropeTheta !== undefined && !(config.ropeTheta > 0)) {
+    throw new Error(`model config: ropeTheta must be > 0, got ${config.ropeTheta}`);
+  }
+  if (config.mlp !== undefined && config.mlp !== "gelu_sigmoid" && config.mlp !== "swiglu") {
+    throw new Error(`model config: mlp must be "gelu_sigmoid" or "swiglu", got ${String(config.mlp)}`);
+  }
+  if (config.embedding !== undefined && config.embedding !== "onehot" && config.embedding !== "gather") {
+    throw new Error(`model config: embedding must be "onehot" or "gather", got ${String(config.embedding)}`);
+  }
   return config;
 }

@@ -1,5 +1,5 @@
-import type { PolicyModelConfig } from "./model-config.js";
-import { DEFAULT_NORM_EPS } from "./model-config.js";
+import type { EmbeddingKind, MlpKind, PolicyModelConfig } from "./model-config.js";
+import { DEFAULT_NORM_EPS, headDim, kvHeads } from "./model-config.js";
 
 /** Architecture tag of models built by graph-builder.ts. */
 export const RLMESH_ARCHITECTURE = "rlmesh-mdlm-v1";
@@ -37,6 +37,24 @@ export interface ModelManifest {
   norm_eps?: number;
   /** Only for `rlmesh-mdlm-v1`: the LM head is the transposed token embedding. @defaultValue false */
   tied_embeddings?: boolean;
+  /**
+   * Grouped-query attention: K/V heads. past/present K/V tensors are [B, n_kv_heads, S, head_dim]
+   * (the cache holds K/V heads, not query heads). @defaultValue n_heads
+   */
+  n_kv_heads?: number;
+  /** Only for `rlmesh-mdlm-v1` (graph-builder options, absent = the tiny model's choice): q/k/v bias. @defaultValue false */
+  qkv_bias?: boolean;
+  /** Feed-forward kind. @defaultValue "gelu_sigmoid" */
+  mlp?: MlpKind;
+  /** RoPE base. @defaultValue 10000 */
+  rope_theta?: number;
+  /** Token embedding op: one-hot MatMul or Gather. @defaultValue "onehot" */
+  embedding?: EmbeddingKind;
+  /** DreamOn-style edit tokens, when the vocabulary has `<|expand|>` / `<|delete|>`. */
+  expand_id?: number;
+  delete_id?: number;
+  /** Where the weights came from (e.g. `import-hf`: model_type, source files, dtype); free-form provenance. */
+  source?: Record<string, unknown>;
   inputs: {
     input_ids: string;
     position_ids: string;
@@ -53,7 +71,7 @@ export interface ModelManifest {
   cache_support: CacheLayout[];
   files: { model: string; tokenizer: string };
   /** Optional special-token strings; when present, loading checks the tokenizer maps them to the ids. */
-  special_tokens?: { mask?: string; pad?: string; eos?: string };
+  special_tokens?: { mask?: string; pad?: string; eos?: string; expand?: string; delete?: string };
   /** Free-form provenance (seed, steps, minutes, measured pass@1). */
   training?: Record<string, unknown>;
   /**
@@ -90,6 +108,10 @@ export function manifestForConfig(
   extra: {
     name?: string;
     special_tokens?: ModelManifest["special_tokens"];
+    shifted_logits?: boolean;
+    expand_id?: number;
+    delete_id?: number;
+    source?: Record<string, unknown>;
     training?: Record<string, unknown>;
     decoding?: ModelManifest["decoding"];
   } = {},
@@ -102,15 +124,22 @@ export function manifestForConfig(
     mask_id: ids.mask,
     pad_id: ids.pad,
     eos_id: ids.eos,
-    shifted_logits: false,
+    shifted_logits: extra.shifted_logits ?? false,
     n_layers: config.nLayers,
     n_heads: config.nHeads,
-    head_dim: config.dModel / config.nHeads,
+    head_dim: headDim(config),
     d_model: config.dModel,
     max_seq_len: config.maxSeqLen,
     ff_dim: config.ffDim,
     norm_eps: config.normEps,
     ...(config.tiedEmbeddings ? { tied_embeddings: true } : {}),
+    ...(kvHeads(config) !== config.nHeads ? { n_kv_heads: kvHeads(config) } : {}),
+    ...(config.qkvBias ? { qkv_bias: true } : {}),
+    ...(config.mlp !== undefined && config.mlp !== "gelu_sigmoid" ? { mlp: config.mlp } : {}),
+    ...(config.ropeTheta !== undefined && config.ropeTheta !== 10000 ? { rope_theta: config.ropeTheta } : {}),
+    ...(config.embedding === "gather" ? { embedding: "gather" as const } : {}),
+    ...(extra.expand_id !== undefined ? { expand_id: extra.expand_id } : {}),
+    ...(extra.delete_id !== undefined ? { delete_id: extra.delete_id } : {}),
     inputs: {
       input_ids: "input_ids",
       position_ids: "position_ids",
@@ -124,6 +153,7 @@ export function manifestForConfig(
     ...(extra.special_tokens ? { special_tokens: extra.special_tokens } : {}),
     ...(extra.training ? { training: extra.training } : {}),
     ...(extra.decoding ? { decoding: extra.decoding } : {}),
+    ...(extra.source ? { source: extra.source } : {}),
   };
 }
 
@@ -143,6 +173,12 @@ export function configFromManifest(m: ModelManifest): PolicyModelConfig {
     maxSeqLen: m.max_seq_len,
     normEps: m.norm_eps ?? DEFAULT_NORM_EPS,
     ...(m.tied_embeddings ? { tiedEmbeddings: true } : {}),
+    ...(m.head_dim * m.n_heads !== m.d_model ? { headDim: m.head_dim } : {}),
+    ...(m.n_kv_heads !== undefined && m.n_kv_heads !== m.n_heads ? { nKvHeads: m.n_kv_heads } : {}),
+    ...(m.qkv_bias ? { qkvBias: true } : {}),
+    ...(m.mlp !== undefined && m.mlp !== "gelu_sigmoid" ? { mlp: m.mlp } : {}),
+    ...(m.rope_theta !== undefined ? { ropeTheta: m.rope_theta } : {}),
+    ...(m.embedding === "gather" ? { embedding: "gather" as const } : {}),
   };
 }
 
@@ -211,11 +247,39 @@ export function validateManifest(raw: unknown): ModelManifest {
     if (typeof t !== "boolean") fail("tied_embeddings", "a boolean", t);
     m.tied_embeddings = t;
   }
+  if (o["n_kv_heads"] !== undefined) m.n_kv_heads = posInt(o, "n_kv_heads");
+  if (o["qkv_bias"] !== undefined) {
+    const t = o["qkv_bias"];
+    if (typeof t !== "boolean") fail("qkv_bias", "a boolean", t);
+    m.qkv_bias = t;
+  }
+  if (o["mlp"] !== undefined) {
+    const v = o["mlp"];
+    if (v !== "gelu_sigmoid" && v !== "swiglu") fail("mlp", '"gelu_sigmoid" or "swiglu"', v);
+    m.mlp = v;
+  }
+  if (o["rope_theta"] !== undefined) {
+    const v = o["rope_theta"];
+    if (typeof v !== "number" || !(v > 0)) fail("rope_theta", "a positive number", v);
+    m.rope_theta = v;
+  }
+  if (o["embedding"] !== undefined) {
+    const v = o["embedding"];
+    if (v !== "onehot" && v !== "gather") fail("embedding", '"onehot" or "gather"', v);
+    m.embedding = v;
+  }
+  if (o["expand_id"] !== undefined) m.expand_id = tokenId(o, "expand_id", vocab);
+  if (o["delete_id"] !== undefined) m.delete_id = tokenId(o, "delete_id", vocab);
+  if (o["source"] !== undefined) m.source = obj(o["source"], "source");
   if (m.mask_id === m.pad_id || m.mask_id === m.eos_id) {
     throw new ModelLoadError(`manifest.json: mask_id ${m.mask_id} must differ from pad_id ${m.pad_id} and eos_id ${m.eos_id}`);
   }
-  if (m.n_heads * m.head_dim !== m.d_model) {
-    throw new ModelLoadError(`manifest.json: n_heads ${m.n_heads} × head_dim ${m.head_dim} must equal d_model ${m.d_model}`);
+  const kvH = m.n_kv_heads ?? m.n_heads;
+  if (m.n_heads % kvH !== 0) {
+    throw new ModelLoadError(`manifest.json: n_heads ${m.n_heads} must be a multiple of n_kv_heads ${kvH}`);
+  }
+  if (m.architecture === RLMESH_ARCHITECTURE && m.head_dim % 2 !== 0) {
+    throw new ModelLoadError(`manifest.json: head_dim ${m.head_dim} must be even (RoPE)`);
   }
   const inputs = obj(o["inputs"], "inputs");
   m.inputs = {
@@ -257,7 +321,7 @@ export function validateManifest(raw: unknown): ModelManifest {
   if (o["special_tokens"] !== undefined) {
     const st = obj(o["special_tokens"], "special_tokens");
     const special: NonNullable<ModelManifest["special_tokens"]> = {};
-    for (const k of ["mask", "pad", "eos"] as const) {
+    for (const k of ["mask", "pad", "eos", "expand", "delete"] as const) {
       const v = optStr(st, k, "special_tokens.");
       if (v !== undefined) special[k] = v;
     }

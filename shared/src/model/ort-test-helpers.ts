@@ -1,7 +1,7 @@
 import ort from "onnxruntime-node";
 
 import type { PolicyModelConfig } from "./model-config.js";
-import { headDim } from "./model-config.js";
+import { headDim, kvHeads } from "./model-config.js";
 import { pastKeyName, pastValueName, presentKeyName, presentValueName } from "./model-io-names.js";
 
 /** Test-only helpers: run one forward of a graph-builder model in onnxruntime-node. */
@@ -35,7 +35,7 @@ export async function ortForward(
   past?: { keys: KvTensor[]; values: KvTensor[] },
 ): Promise<ForwardOut> {
   const T = ids.length / batch;
-  const H = cfg.nHeads;
+  const H = kvHeads(cfg);
   const Dh = headDim(cfg);
   const feeds: Record<string, ort.Tensor> = {
     input_ids: new ort.Tensor(

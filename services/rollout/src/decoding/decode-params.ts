@@ -64,6 +64,11 @@ export interface DecodeParams {
    * (block + lookahead = its trained response length), and a forward costs less.
    */
   lookahead: number;
+  /**
+   * Record, per response position, the 1-based step that committed its token
+   * (DecodedSequence.commitSteps). Off = no bookkeeping at all. @defaultValue false
+   */
+  trace?: boolean;
 }
 
 /** Partial parameters as a caller sends them; zero/undefined numbers mean "default" as in the proto. */
@@ -166,6 +171,7 @@ export function resolveDecodeParams(input: DecodeParamsInput = {}): DecodeParams
     seed,
     eos_fill: input.eos_fill ?? true,
     lookahead,
+    trace: input.trace === true,
   };
 }
 

@@ -33,6 +33,12 @@ export interface DecodedSequence {
   steps: number;
   /** Seconds from the start of the batch until this sequence was complete. */
   decodeSeconds: number;
+  /**
+   * Only with params.trace: per response position (max_new_tokens of them, like rawResponse),
+   * the 1-based step that committed its token (PAD written after an EOS counts as committed
+   * at the step that wrote it).
+   */
+  commitSteps?: Int32Array;
 }
 
 /** What one forward pass looked like (for metrics and tests). */
@@ -76,6 +82,8 @@ interface SeqState {
   cacheK: Float32Array[];
   cacheV: Float32Array[];
   endSeconds: number;
+  /** params.trace: commit step per response position (0 = still masked); null when not tracing. */
+  commitSteps: Int32Array | null;
 }
 
 /** Steps of each block: `steps` split as evenly as possible, at least one per block. */
@@ -186,6 +194,7 @@ class BatchDecoder {
       cacheK: [],
       cacheV: [],
       endSeconds: 0,
+      commitSteps: params.trace === true ? new Int32Array(gen) : null,
     };
   }
 
@@ -227,6 +236,7 @@ class BatchDecoder {
         nfe: s.nfe,
         steps: s.step,
         decodeSeconds: s.endSeconds,
+        ...(s.commitSteps ? { commitSteps: s.commitSteps } : {}),
       };
     });
   }
@@ -244,6 +254,7 @@ class BatchDecoder {
       // The dual cache holds the suffix as it was at the refresh; PADs written there make it stale.
       if (lastChanged >= be && this.params.cache === "dual") s.needRefresh = true;
     }
+    if (s.commitSteps) recordCommits(s, this.spec.maskId);
     this.advanceBlocks(s);
   }
 
@@ -414,6 +425,12 @@ class BatchDecoder {
     );
     return { out, T, starts: cur.map((c) => c.bs) };
   }
+}
+
+/** Trace bookkeeping after a step: every response position newly unmasked was committed at s.step. */
+function recordCommits(s: SeqState, maskId: number): void {
+  const c = s.commitSteps!;
+  for (let j = 0; j < c.length; j++) if (c[j] === 0 && s.ids[s.promptLen + j] !== maskId) c[j] = s.step;
 }
 
 function storeCache(group: SeqState[], out: ForwardOutput, T: number, spec: DenoiserSpec): void {

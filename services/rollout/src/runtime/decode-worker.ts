@@ -75,7 +75,7 @@ async function main(): Promise<void> {
             decodeSeconds: (Date.now() - started) / 1000,
             forwards,
           },
-          results.map((r) => r.rawResponse.buffer as ArrayBuffer),
+          results.flatMap((r) => [r.rawResponse.buffer as ArrayBuffer, ...(r.commitSteps ? [r.commitSteps.buffer as ArrayBuffer] : [])]),
         );
       } catch (err) {
         post({ type: "error", id: job.id, error: serializeError(err) });

@@ -91,6 +91,8 @@ export interface GeneratedSample {
   policyJobId: string;
   nfe: number;
   timings: { queueSeconds: number; decodeSeconds: number };
+  /** Only with params.trace: per token of tokenIds, the 1-based step that committed it. */
+  commitSteps?: number[];
 }
 
 export interface GenerateResult {
@@ -323,6 +325,7 @@ export class OrtRolloutEngine {
                 policyJobId: this.policyOf(msg.version).jobId,
                 nfe: r.nfe,
                 timings: { queueSeconds: msg.queueSeconds, decodeSeconds: r.decodeSeconds },
+                ...(r.commitSteps ? { commitSteps: Array.from(r.commitSteps.subarray(0, r.tokenIds.length)) } : {}),
               };
             });
           } finally {

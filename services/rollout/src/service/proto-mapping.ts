@@ -25,6 +25,7 @@ export function decodeParamsFromProto(p: DecodingParams | null | undefined): Dec
   if (p.padPenalty !== undefined) out.pad_penalty = p.padPenalty;
   if (p.seed !== undefined) out.seed = Number(p.seed);
   if (p.lookahead !== undefined && p.lookahead !== null) out.lookahead = p.lookahead;
+  if (p.trace === true) out.trace = true;
   return out;
 }
 
@@ -45,6 +46,7 @@ export function generateResponseToProto(res: GenerateResult, workerId: string): 
       nfe: s.nfe,
       timings: { queueSeconds: s.timings.queueSeconds, decodeSeconds: s.timings.decodeSeconds },
       finished: s.finished,
+      ...(s.commitSteps ? { commitSteps: s.commitSteps } : {}),
     })),
     workerId,
     policyVersion: res.policyVersion,

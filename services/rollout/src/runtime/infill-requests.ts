@@ -1,0 +1,161 @@
+/**
+ * Infill requests in domain terms: the check of a request before it is queued (items, lengths,
+ * the model's expand support) and the samples to decode. The canvas a model sees is
+ * encode(prefix) + middle + encode(suffix), each piece encoded on its own: the layout the
+ * infilling model is trained on (services/learner/src/sft/train-base-infill.ts) and, for the
+ * toy suite's line middles, the tokens of the whole reference (shared/src/infill).
+ */
+import type { ModelManifest } from "@rlmesh/shared/model/index";
+import { deriveSeed } from "../decoding/counter-rng.js";
+import { InvalidDecodeParamsError } from "../decoding/decode-params.js";
+import type { InfillEditEvent, InfillInput } from "../decoding/infill-decoder.js";
+import {
+  resolveInfillLengths,
+  resolveInfillParams,
+  type InfillModelTokens,
+  type InfillParams,
+  type InfillParamsInput,
+} from "../decoding/infill-params.js";
+
+/** Items per Infill request, samples per item (the gRPC limits of Generate). */
+export const MAX_INFILL_ITEMS = 4096;
+export const MAX_INFILL_SAMPLES_PER_ITEM = 1024;
+
+export interface InfillRequestItem {
+  itemId: string;
+  /** Text (encoded with the model's tokenizer) or token ids. */
+  prefix: string | readonly number[];
+  suffix: string | readonly number[];
+  /** Unset: 4 masks (variable, DreamOn) or 16 (fixed). */
+  initialLength?: number | null;
+  /** Unset: 64 (variable) or initial_length (fixed). */
+  maxLength?: number | null;
+  /** @defaultValue 1 */
+  samples?: number;
+  /** Seed of this item's samples. @defaultValue derived from params.seed and the item's index */
+  seed?: number;
+}
+
+export interface InfillRequestOptions {
+  /** true = expand/delete, false = fixed length; unset = variable when the model can expand. */
+  variable?: boolean;
+  params?: InfillParamsInput;
+}
+
+export interface PreparedInfillSample {
+  req: InfillRequestItem;
+  prefixIds: number[];
+  suffixIds: number[];
+  sampleIndex: number;
+  input: InfillInput;
+}
+
+export interface PreparedInfill {
+  params: InfillParams;
+  items: PreparedInfillSample[];
+}
+
+export interface InfilledSample {
+  itemId: string;
+  sampleIndex: number;
+  prefixTokenIds: number[];
+  suffixTokenIds: number[];
+  middleTokenIds: number[];
+  /** Decoded middle (special tokens skipped); empty without a tokenizer. */
+  middleText: string;
+  policyVersion: number;
+  policyJobId: string;
+  nfe: number;
+  commitSteps?: number[];
+  events?: InfillEditEvent[];
+  timings: { queueSeconds: number; decodeSeconds: number };
+}
+
+export interface InfillResult {
+  samples: InfilledSample[];
+  /** The oldest policy any sample used (they differ only across a concurrent swap). */
+  policyVersion: number;
+  policyJobId: string;
+  seconds: number;
+  /** Whether the request decoded with expand/delete. */
+  variable: boolean;
+}
+
+/**
+ * The model's infill tokens from its manifest: `expand_id` (a model trained for DreamOn
+ * infilling; absent = fixed length only) and `delete_id` (absent = EOS deletes, as DreamOn).
+ */
+export function infillTokensOf(manifest: ModelManifest): InfillModelTokens {
+  return {
+    eosId: manifest.eos_id,
+    ...(manifest.expand_id !== undefined ? { expandId: manifest.expand_id } : {}),
+    ...(manifest.delete_id !== undefined ? { deleteId: manifest.delete_id } : {}),
+  };
+}
+
+/** Whether the model declares expand support (ModelInfo.infill_variable_length). */
+export function supportsVariableLength(manifest: ModelManifest): boolean {
+  return infillTokensOf(manifest).expandId !== undefined;
+}
+
+function fail(field: string, what: string): never {
+  throw new InvalidDecodeParamsError(field, `${field} ${what}`);
+}
+
+/**
+ * Resolved parameters and the samples to decode; throws InvalidDecodeParamsError naming the
+ * field (items, items[i].prefix, items[i].initial_length, items[i].max_length, variable_length,
+ * samples_per_item, or a decoding parameter).
+ */
+export function prepareInfill(
+  manifest: ModelManifest,
+  encode: ((text: string) => number[]) | undefined,
+  requests: readonly InfillRequestItem[],
+  opts: InfillRequestOptions = {},
+): PreparedInfill {
+  if (requests.length === 0) fail("items", "must not be empty");
+  if (requests.length > MAX_INFILL_ITEMS) fail("items", `must hold at most ${MAX_INFILL_ITEMS} items, got ${requests.length}`);
+  const params = resolveInfillParams({ ...opts.params, ...(opts.variable !== undefined ? { variable: opts.variable } : {}) }, infillTokensOf(manifest));
+  const items: PreparedInfillSample[] = [];
+  requests.forEach((req, i) => {
+    const f = `items[${i}]`;
+    const samples = req.samples ?? 1;
+    if (!Number.isInteger(samples) || samples < 1 || samples > MAX_INFILL_SAMPLES_PER_ITEM) {
+      fail("samples_per_item", `must be an integer in [1, ${MAX_INFILL_SAMPLES_PER_ITEM}], got ${samples}`);
+    }
+    const ids = (part: "prefix" | "suffix"): number[] => {
+      const v = req[part];
+      if (typeof v === "string") {
+        if (!encode) fail(`${f}.${part}`, "is text but this model has no tokenizer: send token ids");
+        return v === "" ? [] : encode(v);
+      }
+      const out = Array.from(v);
+      if (out.some((t) => !Number.isInteger(t) || t < 0 || t >= manifest.vocab_size || t === manifest.mask_id)) {
+        fail(`${f}.${part}`, "has token ids outside the vocabulary (or MASK)");
+      }
+      return out;
+    };
+    const prefixIds = ids("prefix");
+    const suffixIds = ids("suffix");
+    if (prefixIds.length === 0 && suffixIds.length === 0) fail(`${f}.prefix`, "and suffix are both empty: there is nothing to infill between");
+    const { initialLength, maxLength } = resolveInfillLengths(f, req.initialLength, req.maxLength, params.variable);
+    const middle = params.variable ? maxLength : initialLength;
+    if (prefixIds.length + middle + suffixIds.length > manifest.max_seq_len) {
+      fail(
+        params.variable ? `${f}.max_length` : `${f}.initial_length`,
+        `${middle} + prefix (${prefixIds.length}) + suffix (${suffixIds.length}) tokens exceed the model's max_seq_len ${manifest.max_seq_len}`,
+      );
+    }
+    const base = req.seed ?? deriveSeed(params.seed, i);
+    for (let g = 0; g < samples; g++) {
+      items.push({
+        req,
+        prefixIds,
+        suffixIds,
+        sampleIndex: g,
+        input: { prefix: prefixIds, suffix: suffixIds, initialLength, maxLength, seed: deriveSeed(base, g) },
+      });
+    }
+  });
+  return { params, items };
+}

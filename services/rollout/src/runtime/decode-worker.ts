@@ -9,6 +9,7 @@ import ort from "onnxruntime-node";
 import { createLogger } from "@rlmesh/shared";
 import { modelBytes as serialize, parseModel, replaceWeights } from "@rlmesh/shared/model/index";
 import { decodeBatch, DecodeAbortedError } from "../decoding/diffusion-decoder.js";
+import { decodeInfillBatch } from "../decoding/infill-decoder.js";
 import { InvalidDecodeParamsError } from "../decoding/decode-params.js";
 import { createSessionWithFallback } from "./execution-provider.js";
 import { OrtDenoiser } from "./ort-denoiser.js";
@@ -45,7 +46,7 @@ async function main(): Promise<void> {
     retired: false,
   };
   const pending = new Map<number, Served>();
-  const queue: Array<Extract<ToWorker, { type: "generate" }>> = [];
+  const queue: Array<Extract<ToWorker, { type: "generate" | "infill" }>> = [];
   const controllers = new Map<number, AbortController>();
   let busy = false;
 
@@ -61,6 +62,23 @@ async function main(): Promise<void> {
       const forwards = { full: 0, cached: 0 };
       try {
         if (ctl.signal.aborted) throw new DecodeAbortedError(ctl.signal.reason);
+        if (job.type === "infill") {
+          // Infill (issue 18): full forwards over each canvas, whose length changes as it decodes.
+          const filled = await decodeInfillBatch(served.denoiser, job.inputs, job.params, {
+            signal: ctl.signal,
+            onForward: (f) => forwards[f.kind]++,
+          });
+          post({
+            type: "infill-result",
+            id: job.id,
+            version: served.version,
+            results: filled,
+            queueSeconds: Math.max(0, started - job.postedAt) / 1000,
+            decodeSeconds: (Date.now() - started) / 1000,
+            forwards,
+          });
+          continue;
+        }
         const results = await decodeBatch(served.denoiser, job.inputs, job.params, {
           signal: ctl.signal,
           onForward: (f) => forwards[f.kind]++,
@@ -91,6 +109,7 @@ async function main(): Promise<void> {
   port.on("message", (msg: ToWorker) => {
     switch (msg.type) {
       case "generate":
+      case "infill":
         controllers.set(msg.id, new AbortController());
         queue.push(msg);
         void pump();

@@ -17,6 +17,7 @@ import { DecodeAbortedError, type DecodeInput } from "../decoding/diffusion-deco
 import type { ExecutionProvider } from "./execution-provider.js";
 import { validateWeights, weightSpecsOf, WeightValidationError, type WeightSpec } from "./weight-validation.js";
 import type { ForwardCounts, FromWorker, SerializedError, ToWorker, WorkerInit } from "./worker-protocol.js";
+import { prepareInfill, type InfilledSample, type InfillRequestItem, type InfillRequestOptions, type InfillResult, type PreparedInfill } from "./infill-requests.js";
 import { acceptsPolicy, formatPolicy, samePolicy, type PolicyRef } from "@rlmesh/shared/weights";
 
 /** Samples decoded together by one worker. */
@@ -392,6 +393,100 @@ export class OrtRolloutEngine {
   }
 
   /**
+   * Infill (runtime/infill-requests.ts): fills the middle between each item's prefix and suffix,
+   * `samples` per item, on the decode workers (variable length when the model declares an expand
+   * token, unless `variable` is false). Throws InvalidDecodeParamsError naming the field,
+   * DecodeAbortedError when `signal` fires.
+   */
+  async infillSamples(
+    requests: readonly InfillRequestItem[],
+    opts: InfillRequestOptions & { signal?: AbortSignal; maxBatch?: number } = {},
+  ): Promise<InfillResult> {
+    if (this.closed) throw new Error("rollout engine is closed");
+    const t0 = performance.now();
+    const { params, items } = this.prepareInfill(requests, opts);
+    const codec = this.opts.model.codec;
+    const maxBatch = opts.maxBatch ?? this.opts.maxBatch ?? DEFAULT_MAX_BATCH;
+    const chunks: (typeof items)[] = [];
+    for (let i = 0; i < items.length; i += maxBatch) chunks.push(items.slice(i, i + maxBatch));
+    const ids: Array<{ slot: WorkerSlot; id: number }> = [];
+    const onAbort = () => {
+      for (const { slot, id } of ids)
+        slot.worker.postMessage({ type: "cancel", id, reason: String(opts.signal?.reason ?? "cancelled") } satisfies ToWorker);
+    };
+    if (opts.signal?.aborted) throw new DecodeAbortedError(opts.signal.reason);
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      const outputs = await Promise.all(
+        chunks.map(async (chunk) => {
+          const slot = this.slots.reduce((a, b) => (b.queued < a.queued ? b : a));
+          const id = this.nextId++;
+          ids.push({ slot, id });
+          slot.queued += chunk.length;
+          try {
+            const msg = await this.request(slot, `job:${id}`, {
+              type: "infill",
+              id,
+              inputs: chunk.map((c) => c.input),
+              params,
+              postedAt: Date.now(),
+            });
+            if (msg.type !== "infill-result") throw new Error(`unexpected ${msg.type}`);
+            const policy = this.policyOf(msg.version);
+            this.opts.onBatch?.({
+              worker: slot.index,
+              batchSize: chunk.length,
+              policyVersion: policy.version,
+              responseTokens: msg.results.reduce((a, r) => a + r.middleIds.length, 0),
+              nfe: msg.results.reduce((a, r) => a + r.nfe, 0),
+              forwards: msg.forwards,
+              queueSeconds: msg.queueSeconds,
+              decodeSeconds: msg.decodeSeconds,
+            });
+            return chunk.map((c, k): InfilledSample & { serial: number } => {
+              const r = msg.results[k]!;
+              return {
+                itemId: c.req.itemId,
+                sampleIndex: c.sampleIndex,
+                prefixTokenIds: c.prefixIds,
+                suffixTokenIds: c.suffixIds,
+                middleTokenIds: r.middleIds,
+                middleText: codec ? codec.decode(r.middleIds) : "",
+                serial: msg.version,
+                policyVersion: policy.version,
+                policyJobId: policy.jobId,
+                nfe: r.nfe,
+                ...(r.commitSteps ? { commitSteps: r.commitSteps } : {}),
+                ...(r.events ? { events: r.events } : {}),
+                timings: { queueSeconds: msg.queueSeconds, decodeSeconds: r.decodeSeconds },
+              };
+            });
+          } finally {
+            slot.queued -= chunk.length;
+          }
+        }),
+      );
+      const serials = outputs.flat();
+      const oldest = this.policyOf(Math.min(...serials.map((s) => s.serial), this.serial));
+      return {
+        samples: serials.map(({ serial: _serial, ...sample }): InfilledSample => sample),
+        policyVersion: oldest.version,
+        policyJobId: oldest.jobId,
+        seconds: (performance.now() - t0) / 1000,
+        variable: params.variable,
+      };
+    } finally {
+      opts.signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /** The check of an infill request before it is queued (InvalidDecodeParamsError naming the field). */
+  prepareInfill(requests: readonly InfillRequestItem[], opts: InfillRequestOptions = {}): PreparedInfill {
+    const codec = this.opts.model.codec;
+    return prepareInfill(this.opts.model.manifest, codec ? (t) => codec.encode(t) : undefined, requests, opts);
+  }
+
+  /**
    * Validates `tensors` (names, dtypes, shapes, finite values) against the model, prepares a
    * session of the new version on every worker, then switches all of them. Batches in flight
    * finish on the version they started with. On any failure the old version keeps serving.
@@ -469,6 +564,7 @@ export class OrtRolloutEngine {
     let key: string;
     switch (m.type) {
       case "result":
+      case "infill-result":
       case "error":
         key = `job:${m.id}`;
         break;

@@ -2,6 +2,8 @@
 import type { ModelManifest } from "@rlmesh/shared/model/index";
 import type { DecodeParams } from "../decoding/decode-params.js";
 import type { DecodeInput, DecodedSequence } from "../decoding/diffusion-decoder.js";
+import type { InfillInput, InfilledSequence } from "../decoding/infill-decoder.js";
+import type { InfillParams } from "../decoding/infill-params.js";
 import type { ExecutionProvider, SessionSettings } from "./execution-provider.js";
 
 export interface WorkerInit {
@@ -14,6 +16,7 @@ export interface WorkerInit {
 
 export type ToWorker =
   | { type: "generate"; id: number; inputs: DecodeInput[]; params: DecodeParams; postedAt: number }
+  | { type: "infill"; id: number; inputs: InfillInput[]; params: InfillParams; postedAt: number }
   | { type: "cancel"; id: number; reason: string }
   | { type: "prepare"; version: number; weights: Array<[string, Float32Array]> }
   | { type: "commit"; version: number }
@@ -38,6 +41,15 @@ export type FromWorker =
       id: number;
       version: number;
       results: DecodedSequence[];
+      queueSeconds: number;
+      decodeSeconds: number;
+      forwards: ForwardCounts;
+    }
+  | {
+      type: "infill-result";
+      id: number;
+      version: number;
+      results: InfilledSequence[];
       queueSeconds: number;
       decodeSeconds: number;
       forwards: ForwardCounts;

@@ -83,3 +83,26 @@ test("sandbox errors are retried; candidate failures are final; ids are idempote
     await queue.close();
   }
 });
+
+test("a named worker records itself on every job it takes (processedBy), so a reward names its executor", { timeout: 30_000 }, async () => {
+  const queueName = "reward-named";
+  const queue = new Queue(queueName, { connection: conn("client") });
+  const events = new QueueEvents(queueName, { connection: conn("worker") });
+  await events.waitUntilReady();
+  const worker = createRewardWorker({
+    connection: conn("worker"),
+    queueName,
+    concurrency: 1,
+    name: "executor-a",
+    score: async () => rewardResult({ status: "passed", tests_run: 1, tests_passed: 1, tests_total: 1, duration_ms: 1, reason: "" }),
+  });
+  try {
+    const [job] = await enqueueRewardJobs(queue, [data(0, "ok")]);
+    assert.equal(((await job!.waitUntilFinished(events, 20_000)) as RewardResult).reward, 1);
+    assert.equal((await queue.getJob(job!.id!))?.processedBy, "executor-a");
+  } finally {
+    await worker.close();
+    await events.close();
+    await queue.close();
+  }
+});

@@ -77,6 +77,15 @@ test("a row without a usable reference is a DatasetError naming the file, line, 
   );
 });
 
+test("allSpans gives every qualifying middle of each row (training data)", () => {
+  const all = infillRowsFromRows([row("a", FIVE_LINES), row("b", "```python\ndef f(x):\n    return x + 1\n```")], { allSpans: true });
+  // 4 body lines → runs [a, b) with 1 ≤ a < b ≤ 5, less "    return w" alone (2 words); the other row has one.
+  assert.deepEqual(
+    all.map((r) => r.task_id),
+    ["a#L1-2", "a#L1-3", "a#L1-4", "a#L1-5", "a#L2-3", "a#L2-4", "a#L2-5", "a#L3-4", "a#L3-5", "b#L1-2"],
+  );
+});
+
 test("a bare reference (MBPP's code) is cut inside an added python fence", () => {
   const [r] = infillRowsFromRows([row("mbpp", "def f(x):\n    y = x * 2\n    return y + 1\n")], { seed: 3 });
   assert.ok(r!.prefix.startsWith("Write a program.```python\ndef f(x):"));

@@ -45,6 +45,8 @@ export interface InfillRowOptions {
   lines?: readonly number[];
   /** Longest middle in lines (a random run of 1..maxLines whole lines). @defaultValue no limit */
   maxLines?: number;
+  /** Every qualifying middle of each row (one row per span, in span order) instead of one seeded pick: training data. */
+  allSpans?: boolean;
 }
 
 /** What a row's code block looks like: fence line, code lines, closing fence. */
@@ -128,7 +130,7 @@ export function cutRow(row: CanonicalRow, block: { open: string; code: readonly 
  */
 export function infillRowsFromRows(rows: readonly CanonicalRow[], options: InfillRowOptions = {}): InfillRow[] {
   const seed = options.seed ?? 1;
-  return rows.map((row, i) => {
+  return rows.flatMap((row, i) => {
     const line = options.lines?.[i] ?? 0;
     const fail = (detail: string): never => {
       throw new DatasetError(line, "reference", `row ${JSON.stringify(row.task_id)} ${detail}`, options.file);
@@ -142,9 +144,10 @@ export function infillRowsFromRows(rows: readonly CanonicalRow[], options: Infil
         `has no run of whole lines usable as a middle (${block.code.length} code line(s); a middle leaves some code and holds no def line)`,
       );
     }
+    if (options.allSpans) return spans.map(([a, b]) => cutRow(row, block, a, b, line));
     const rng = createRng(hashSeed(`${seed}|${row.task_id}`));
     const [a, b] = spans[rng.int(0, spans.length - 1)]!;
-    return cutRow(row, block, a, b, line);
+    return [cutRow(row, block, a, b, line)];
   });
 }
 

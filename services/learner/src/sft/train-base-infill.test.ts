@@ -1,0 +1,129 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { SeededRandom } from "@rlmesh/shared/model/index";
+
+import { DREAMON_DEFAULTS, dreamOnRow, growVocab, makeDreamOnBatch, withExpandToken } from "./train-base-infill.js";
+import type { DreamOnOptions, InfillExample } from "./train-base-infill.js";
+
+const MASK = 0;
+const PAD = 1;
+const EOS = 2;
+const EXPAND = 99;
+const opts: DreamOnOptions = { maskId: MASK, padId: PAD, eosId: EOS, expandId: EXPAND, ...DREAMON_DEFAULTS, maxSeqLen: 320, lengthBucket: 16 };
+
+/** An rng that returns the given uniforms in order (and fails when they run out). */
+function scripted(values: number[]): SeededRandom {
+  let i = 0;
+  const next = () => {
+    if (i >= values.length) throw new Error("scripted rng ran out");
+    return values[i++]!;
+  };
+  return { next, int: (n: number) => Math.floor(next() * n), normal: () => 0 } as unknown as SeededRandom;
+}
+
+test("a DreamOn row by hand: EOS padding, t-masking, EOS always masked, an expand label hides the next position", () => {
+  const ex: InfillExample = { prefixIds: [50, 51], middleIds: [10, 11, 12, 13], suffixIds: [60] };
+  const rng = scripted([
+    0.7, // EOS count: int(3) = 2
+    0.5, // t
+    0.1, 0.2, 0.9, 0.3, 0.9, 0.1, // per-position mask draws (< t masks): 10, 11, 13 and the 2nd EOS
+    0.9, // not the uniform half: p = 0.5 · (1 − 4/6) = 1/6
+    0.1, // pair (0, 1): 0.1 < 1/6 → merge
+    0.5, // pair (3, EOS): no merge; the scan stops at the first EOS
+  ]);
+  const r = dreamOnRow(ex, rng, { ...opts, maxDelete: 3 });
+  assert.equal(r.eosCount, 2);
+  assert.equal(r.t, 0.5);
+  assert.ok(Math.abs(r.p - 1 / 6) < 1e-12);
+  assert.deepEqual(r.hidden, [1]);
+  assert.deepEqual(r.inputIds, [MASK, 12, MASK, MASK, MASK]);
+  assert.deepEqual(r.targets, [EXPAND, 12, 13, EOS, EOS]);
+  assert.deepEqual(r.lossKind, [1, 0, 1, 2, 2]);
+});
+
+test("the uniform half keeps p = 0.5; the other half uses 0.5·(1 − masked fraction)", () => {
+  const ex: InfillExample = { prefixIds: [5], middleIds: [10, 11, 12, 13], suffixIds: [] };
+  // EOS 0, t 0.5, masks 1,1,0,0 → 2/4 masked; then the uniform draw.
+  const base = [0, 0.5, 0.1, 0.1, 0.9, 0.9];
+  assert.equal(dreamOnRow(ex, scripted([...base, 0.2, 0.9, 0.9, 0.9]), opts).p, 0.5);
+  assert.equal(dreamOnRow(ex, scripted([...base, 0.7, 0.9, 0.9, 0.9]), opts).p, 0.25);
+});
+
+test("rows over many draws: EOS count in 0..63, EOS always masked, one hidden position per expand label, hidden never starts a pair", () => {
+  const rng = new SeededRandom(11);
+  const ex: InfillExample = { prefixIds: [7, 8, 9], middleIds: Array.from({ length: 12 }, (_, i) => 10 + i), suffixIds: [60, 61] };
+  const eosCounts = new Set<number>();
+  let expands = 0;
+  for (let n = 0; n < 400; n++) {
+    const r = dreamOnRow(ex, rng, opts);
+    eosCounts.add(r.eosCount);
+    assert.ok(r.eosCount >= 0 && r.eosCount <= 63);
+    assert.equal(r.inputIds.length, 12 + r.eosCount - r.hidden.length);
+    const nExpand = r.targets.filter((t) => t === EXPAND).length;
+    assert.equal(nExpand, r.hidden.length);
+    expands += nExpand;
+    for (let i = 1; i < r.hidden.length; i++) assert.ok(r.hidden[i]! - r.hidden[i - 1]! >= 2, "a hidden position never starts a pair");
+    r.targets.forEach((t, i) => {
+      if (t === EOS) assert.equal(r.inputIds[i], MASK, "EOS positions are always masked");
+      if (t === EXPAND) assert.equal(r.inputIds[i], MASK);
+      if (r.inputIds[i] !== MASK) assert.equal(r.lossKind[i], 0);
+      else assert.equal(r.lossKind[i], t === EOS ? 2 : 1);
+    });
+    // Each expand label stands for two tokens: visible positions + expand labels = middle + EOS tail.
+    assert.equal(r.targets.length + nExpand, 12 + r.eosCount);
+  }
+  assert.ok(eosCounts.has(0) && Math.max(...eosCounts) >= 55, `EOS counts cover 0..63: ${Math.min(...eosCounts)}..${Math.max(...eosCounts)}`);
+  assert.ok(expands > 100, `expand labels are common: ${expands}`);
+});
+
+test("a batch: prefix | visible response | suffix, PAD after; weights (1−t)/(N+1) on tokens and (1−t)/(E·(N+1)) on EOS", () => {
+  const exs: InfillExample[] = [
+    { prefixIds: [50, 51, 52], middleIds: [10, 11, 12], suffixIds: [60, 61] },
+    { prefixIds: [53], middleIds: [13, 14, 15, 16, 17], suffixIds: [62] },
+  ];
+  const rng = new SeededRandom(5);
+  const state = rng.getState();
+  const b = makeDreamOnBatch(exs, rng, opts);
+  // Same rows again, from the same state, to know t and the layout.
+  rng.setState(state);
+  const rows = exs.map((ex) => dreamOnRow(ex, rng, opts));
+  const T = b.batch.seqLen;
+  assert.equal(T % 16, 0);
+  let N = 0;
+  let E = 0;
+  rows.forEach((r) => r.lossKind.forEach((k) => (k === 1 ? N++ : k === 2 ? E++ : 0)));
+  assert.equal(b.tokenLosses, N);
+  assert.equal(b.eosLosses, E);
+  rows.forEach((r, i) => {
+    const ex = exs[i]!;
+    const seq = [...ex.prefixIds, ...r.inputIds, ...ex.suffixIds];
+    for (let j = 0; j < T; j++) {
+      const k = i * T + j;
+      assert.equal(b.batch.inputIds[k], j < seq.length ? seq[j] : PAD);
+      assert.equal(b.batch.attentionMask[k], j < seq.length ? 1 : 0);
+      assert.equal(b.batch.positionIds[k], j);
+      const inResp = j >= ex.prefixIds.length && j < ex.prefixIds.length + r.inputIds.length;
+      const kind = inResp ? r.lossKind[j - ex.prefixIds.length]! : 0;
+      const want = kind === 0 ? 0 : kind === 1 ? (1 - r.t) / (N + 1) : (1 - r.t) / (E * (N + 1));
+      assert.ok(Math.abs(b.tokenWeights[k]! - want) < 1e-7, `weight at row ${i} pos ${j}: ${b.tokenWeights[k]} vs ${want}`);
+      if (inResp) assert.equal(b.batch.targets[k], r.targets[j - ex.prefixIds.length]);
+    }
+  });
+});
+
+test("withExpandToken adds <|expand|> after the largest id once; growVocab copies the MASK row into new rows", () => {
+  const tok = { model: { vocab: { a: 4, b: 5 } }, added_tokens: [{ id: 0, content: "<|mask|>" }] };
+  const { json, expandId, added } = withExpandToken(tok);
+  assert.equal(expandId, 6);
+  assert.ok(added);
+  assert.equal(withExpandToken(json).expandId, 6);
+  assert.equal(withExpandToken(json).added, false);
+  assert.equal(tok.added_tokens.length, 1, "the input is not modified");
+  const d = 2;
+  const emb = new Float32Array([1, 2, 3, 4, 5, 6]); // V 3
+  const grown = growVocab(new Map([["tok_embedding", emb]]), 3, 4, d, 1, new SeededRandom(1)).get("tok_embedding")!;
+  assert.equal(grown.length, 8);
+  assert.deepEqual([...grown.subarray(0, 6)], [...emb]);
+  assert.ok(Math.abs(grown[6]! - 3) < 0.1 && Math.abs(grown[7]! - 4) < 0.1);
+});

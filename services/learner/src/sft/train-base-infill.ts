@@ -1,0 +1,232 @@
+import type { SeededRandom } from "@rlmesh/shared/model/index";
+import type { InfillRow } from "@rlmesh/shared/infill/index";
+
+import type { TokenBatch } from "../model/jax-policy.js";
+import type { SftBatch } from "./train-base-data.js";
+
+/**
+ * DreamOn's training rows for variable-length infilling (written after DreamOn's public
+ * `sft_expand_dataset.py` and `fsdp_sft_expand_trainer.py`):
+ *
+ * - the response is the middle followed by 0–63 EOS (EOS plays "delete": a decoder turns the
+ *   masks after an EOS into EOS and drops them);
+ * - each response token is masked with probability t ~ U(0, 1) drawn per example, and every EOS
+ *   position is masked;
+ * - scanning the middle left to right (stopping at the first EOS), a masked position followed by
+ *   a masked position is merged with probability p: its label becomes `<|expand|>` and the second
+ *   one is hidden (DreamOn gives it attention 0 and no position; here it is left out of the
+ *   sequence, which for this bidirectional model is the same forward). p = 0.5 · (1 − masked
+ *   fraction), except in half the examples (`use_uniform_merge_prob` 0.5 in DreamOn's config)
+ *   where p stays 0.5;
+ * - the loss is on the visible masked positions, weighted (1 − t); EOS losses are averaged
+ *   separately and added: loss = (Σ_non-EOS (1−t)·ℓ + mean_EOS (1−t)·ℓ) / (N_non-EOS + 1),
+ *   DreamOn's `weight_eos` branch, over the batch.
+ *
+ * One deliberate difference: a hidden position does not start the next pair. DreamOn's loop lets
+ * it (a run of three masks can hide two tokens behind one `<|expand|>`, which one expansion into
+ * two masks cannot undo); here each `<|expand|>` stands for exactly two tokens.
+ */
+
+export interface InfillExample {
+  /** Everything before the middle: prompt + opening fence + code prefix. */
+  prefixIds: number[];
+  /** The true middle. */
+  middleIds: number[];
+  /** Everything after the middle (code suffix + closing fence). */
+  suffixIds: number[];
+}
+
+export interface DreamOnOptions {
+  maskId: number;
+  padId: number;
+  eosId: number;
+  expandId: number;
+  /** EOS padding after the middle is drawn from 0 … maxDelete − 1 (DreamOn's max_delete 64). @defaultValue 64 */
+  maxDelete: number;
+  /** DreamOn's merge_prob. @defaultValue 0.5 */
+  mergeProb: number;
+  /** Share of examples whose p stays mergeProb (DreamOn's use_uniform_merge_prob). @defaultValue 0.5 */
+  uniformMergeShare: number;
+  /** Sequences are cut to this (EOS padding shrinks first). */
+  maxSeqLen: number;
+  /** Batch sequence length is rounded up to a multiple of this. */
+  lengthBucket: number;
+}
+
+export const DREAMON_DEFAULTS = { maxDelete: 64, mergeProb: 0.5, uniformMergeShare: 0.5 } as const;
+
+/** What one training row holds (response part only; the prefix and suffix are unmasked context). */
+export interface DreamOnRow {
+  /** Visible response tokens as the model sees them (MASK where masked). */
+  inputIds: number[];
+  /** The label of each visible response position (the token, or `<|expand|>` for a merged pair). */
+  targets: number[];
+  /** Per visible response position: 0 = no loss, 1 = masked token (or expand), 2 = masked EOS. */
+  lossKind: (0 | 1 | 2)[];
+  /** Indices (in the middle + EOS response, before hiding) of the hidden second positions. */
+  hidden: number[];
+  /** The per-example noise level t. */
+  t: number;
+  /** The merge probability used. */
+  p: number;
+  /** EOS tokens appended after the middle. */
+  eosCount: number;
+}
+
+/** Builds one DreamOn row for an example (pure given the rng state). */
+export function dreamOnRow(ex: InfillExample, rng: SeededRandom, opts: DreamOnOptions): DreamOnRow {
+  const room = opts.maxSeqLen - ex.prefixIds.length - ex.middleIds.length - ex.suffixIds.length;
+  const eosCount = room > 0 && opts.maxDelete > 0 ? rng.int(Math.min(opts.maxDelete, room)) : 0;
+  const resp = [...ex.middleIds, ...new Array<number>(eosCount).fill(opts.eosId)];
+  const L = resp.length;
+  const t = rng.next();
+  const randomMask = resp.map(() => rng.next() < t);
+  const numMasked = randomMask.filter(Boolean).length;
+  const masked = resp.map((tok, i) => randomMask[i]! || tok === opts.eosId);
+  const p = rng.next() < opts.uniformMergeShare ? opts.mergeProb : opts.mergeProb * (1 - numMasked / Math.max(1, L));
+  const labels = [...resp];
+  const hiddenSet = new Set<number>();
+  for (let i = 0; i < L - 1; i++) {
+    if (resp[i] === opts.eosId) break;
+    if (hiddenSet.has(i)) continue;
+    if (masked[i] && masked[i + 1] && rng.next() < p) {
+      labels[i] = opts.expandId;
+      hiddenSet.add(i + 1);
+    }
+  }
+  const row: DreamOnRow = { inputIds: [], targets: [], lossKind: [], hidden: [...hiddenSet].sort((a, b) => a - b), t, p, eosCount };
+  for (let i = 0; i < L; i++) {
+    if (hiddenSet.has(i)) continue;
+    row.inputIds.push(masked[i] ? opts.maskId : resp[i]!);
+    row.targets.push(labels[i]!);
+    row.lossKind.push(!masked[i] ? 0 : labels[i] === opts.eosId ? 2 : 1);
+  }
+  return row;
+}
+
+export interface DreamOnBatch extends SftBatch {
+  /** Masked non-EOS positions (tokens and expand labels) in the batch. */
+  tokenLosses: number;
+  /** Masked EOS positions in the batch. */
+  eosLosses: number;
+  /** Positions labelled `<|expand|>`. */
+  expandLabels: number;
+  /** Hidden (merged-away) positions. */
+  hidden: number;
+}
+
+/** One DreamOn training batch: sequence = prefix, visible response, suffix; PAD after (attention 0). */
+export function makeDreamOnBatch(examples: readonly InfillExample[], rng: SeededRandom, opts: DreamOnOptions): DreamOnBatch {
+  const rows = examples.map((ex) => {
+    const r = dreamOnRow(ex, rng, opts);
+    // Context that does not fit is cut from the left of the prefix (the prompt's start).
+    const keep = Math.max(0, opts.maxSeqLen - r.inputIds.length - ex.suffixIds.length);
+    const prefix = ex.prefixIds.length > keep ? ex.prefixIds.slice(ex.prefixIds.length - keep) : ex.prefixIds;
+    return { r, prefix, suffix: ex.suffixIds };
+  });
+  const maxLen = Math.max(...rows.map(({ r, prefix, suffix }) => prefix.length + r.inputIds.length + suffix.length));
+  const seqLen = Math.min(Math.max(opts.maxSeqLen, opts.lengthBucket), Math.ceil(maxLen / opts.lengthBucket) * opts.lengthBucket);
+  const B = rows.length;
+  const inputIds = new Int32Array(B * seqLen).fill(opts.padId);
+  const targets = new Int32Array(B * seqLen).fill(opts.padId);
+  const positionIds = new Int32Array(B * seqLen);
+  const attentionMask = new Float32Array(B * seqLen);
+  const kind = new Uint8Array(B * seqLen);
+  const weightT = new Float32Array(B);
+  let tokenLosses = 0;
+  let eosLosses = 0;
+  let expandLabels = 0;
+  let hidden = 0;
+  rows.forEach(({ r, prefix, suffix }, b) => {
+    weightT[b] = 1 - r.t;
+    hidden += r.hidden.length;
+    const put = (j: number, input: number, target: number, k: 0 | 1 | 2) => {
+      const at = b * seqLen + j;
+      inputIds[at] = input;
+      targets[at] = target;
+      attentionMask[at] = 1;
+      kind[at] = k;
+    };
+    let j = 0;
+    for (const tok of prefix) put(j++, tok, tok, 0);
+    r.inputIds.forEach((tok, i) => {
+      const k = r.lossKind[i]!;
+      if (k === 1) tokenLosses++;
+      if (k === 2) eosLosses++;
+      if (k === 1 && r.targets[i] === opts.expandId) expandLabels++;
+      put(j++, tok, r.targets[i]!, k);
+    });
+    for (const tok of suffix) put(j++, tok, tok, 0);
+    for (let q = 0; q < seqLen; q++) positionIds[b * seqLen + q] = q;
+  });
+  const tokenWeights = new Float32Array(B * seqLen);
+  for (let k = 0; k < tokenWeights.length; k++) {
+    if (kind[k] === 0) continue;
+    const w = weightT[Math.floor(k / seqLen)]! / (tokenLosses + 1);
+    tokenWeights[k] = kind[k] === 1 ? w : w / eosLosses;
+  }
+  const batch: TokenBatch = { batchSize: B, seqLen, inputIds, positionIds, attentionMask, targets };
+  return { batch, tokenWeights, maskedTokens: tokenLosses + eosLosses, tokenLosses, eosLosses, expandLabels, hidden };
+}
+
+interface EncodeTokenizer {
+  encode(text: string): number[];
+}
+
+/** Infilling rows → token ids (prefix = prompt + code before, middle, suffix), each piece encoded on its own. */
+export function infillExamples(rows: readonly InfillRow[], tokenizer: EncodeTokenizer): InfillExample[] {
+  return rows.map((r) => ({ prefixIds: tokenizer.encode(r.prefix), middleIds: tokenizer.encode(r.middle), suffixIds: tokenizer.encode(r.suffix) }));
+}
+
+/** The special token DreamOn adds for "this mask stands for two tokens". */
+export const EXPAND_TOKEN = "<|expand|>";
+
+/**
+ * A tokenizer.json with `<|expand|>` added as a special token right after the largest id (the
+ * new embedding row). Returns the JSON and the new token's id; unchanged when it already exists.
+ */
+export function withExpandToken(tokenizerJson: unknown): { json: unknown; expandId: number; added: boolean } {
+  const j = structuredClone(tokenizerJson) as { model: { vocab: Record<string, number> }; added_tokens?: { id: number; content: string }[] };
+  const added = j.added_tokens ?? [];
+  const existing = added.find((t) => t.content === EXPAND_TOKEN) ?? (j.model.vocab[EXPAND_TOKEN] !== undefined ? { id: j.model.vocab[EXPAND_TOKEN] } : undefined);
+  if (existing) return { json: j, expandId: existing.id, added: false };
+  const maxId = Math.max(...Object.values(j.model.vocab), ...added.map((t) => t.id));
+  const expandId = maxId + 1;
+  j.added_tokens = [...added, { id: expandId, content: EXPAND_TOKEN, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true } as { id: number; content: string }];
+  return { json: j, expandId, added: true };
+}
+
+/**
+ * Grows a weight map to `newVocab` rows: `tok_embedding` [V, d] (and an untied `lm_head` [d, V])
+ * gain rows (columns) for the new tokens, initialised as a copy of the MASK token's row (the
+ * model's "unknown here" embedding) plus small noise, so the new token starts out rare and
+ * distinct. Other tensors are shared, not copied.
+ */
+export function growVocab(
+  weights: ReadonlyMap<string, Float32Array>,
+  oldVocab: number,
+  newVocab: number,
+  dModel: number,
+  maskId: number,
+  rng: SeededRandom,
+): Map<string, Float32Array> {
+  const out = new Map(weights);
+  const emb = weights.get("tok_embedding");
+  if (!emb || emb.length !== oldVocab * dModel) throw new Error(`growVocab: tok_embedding has ${emb?.length ?? 0} values, expected ${oldVocab}×${dModel}`);
+  const grown = new Float32Array(newVocab * dModel);
+  grown.set(emb);
+  for (let v = oldVocab; v < newVocab; v++) {
+    for (let c = 0; c < dModel; c++) grown[v * dModel + c] = emb[maskId * dModel + c]! + 0.01 * rng.normal();
+  }
+  out.set("tok_embedding", grown);
+  const head = weights.get("lm_head");
+  if (head) {
+    const g = new Float32Array(dModel * newVocab);
+    for (let r = 0; r < dModel; r++) {
+      g.set(head.subarray(r * oldVocab, (r + 1) * oldVocab), r * newVocab);
+      for (let v = oldVocab; v < newVocab; v++) g[r * newVocab + v] = head[r * oldVocab + maskId]! + 0.01 * rng.normal();
+    }
+    out.set("lm_head", g);
+  }
+  return out;
+}

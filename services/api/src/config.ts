@@ -27,6 +27,15 @@ export const API_CONFIG = {
     max: 1,
     doc: "Largest fraction of a step's candidates that may get no reward (sandbox_error, executor_lost, infra_timeout after their retries) before the job fails",
   },
+  ui: { env: "RLMESH_UI", type: "bool", default: false, doc: "Serve the web console (/ui, with Bull Board at /ui/queues) on RLMESH_UI_HOST:RLMESH_UI_PORT" },
+  uiHost: { env: "RLMESH_UI_HOST", type: "string", default: "127.0.0.1", doc: "Listen address of the web console (loopback unless set)" },
+  uiPort: { env: "RLMESH_UI_PORT", type: "int", default: 9450, min: 0, max: 65535, doc: "HTTP port of the web console" },
+  uiToken: {
+    env: "RLMESH_UI_TOKEN",
+    type: "string",
+    default: "",
+    doc: "Operator token: with it (Authorization: Bearer, or the /ui/login cookie) the console can cancel jobs and the writable Bull Board at /ui/admin/queues opens; empty = the console is read-only",
+  },
   shutdownGraceMs: {
     env: "RLMESH_SHUTDOWN_GRACE_MS",
     type: "int",

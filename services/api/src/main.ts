@@ -19,6 +19,7 @@ import { validateDatasets } from "./coordinator/job-datasets.js";
 import { RolloutPool } from "./coordinator/rollout-pool.js";
 import { GrpcLearnerClient } from "./coordinator/learner-client.js";
 import { QueueRewardScorer } from "./coordinator/queue-reward-scorer.js";
+import { startConsole, type ConsoleServer } from "./console/console-server.js";
 
 const logger = createLogger("api");
 const config = loadConfig(API_CONFIG);
@@ -42,8 +43,9 @@ const coordinator = new Coordinator({
 });
 
 // Signal handling first: a SIGTERM during start-up still shuts down cleanly.
-const servers: { grpc?: GrpcServerHandle; metrics?: MetricsServer } = {};
+const servers: { grpc?: GrpcServerHandle; metrics?: MetricsServer; console?: ConsoleServer } = {};
 onShutdown(logger, async () => {
+  await servers.console?.close();
   await servers.grpc?.shutdown(config.shutdownGraceMs);
   await coordinator.stop();
   await rewards.close();
@@ -72,5 +74,26 @@ const grpcServer = await startGrpcServer({
 const metricsServer = await metrics.serve(config.metricsPort);
 servers.grpc = grpcServer;
 servers.metrics = metricsServer;
+// The web console (off unless RLMESH_UI): loopback by default, read-only without RLMESH_UI_TOKEN.
+if (config.ui) {
+  servers.console = await startConsole(
+    {
+      store,
+      redis,
+      rewardQueue: config.rewardQueue,
+      token: config.uiToken,
+      logger,
+      cancel: async (id, reason) => {
+        const next = await store.transition(id, "JOB_STATE_CANCELLED", reason);
+        logger.info("job cancelled", { job: id, from: "console" });
+        void coordinator.cancel(id);
+        return next;
+      },
+    },
+    config.uiHost,
+    config.uiPort,
+  );
+  logger.info("console ready", { url: servers.console.url, readOnly: !config.uiToken });
+}
 const resumed = await coordinator.resumeAll();
 logger.info("api ready", { grpc: grpcServer.address, metricsPort: metricsServer.port, resumedJobs: resumed });

@@ -9,6 +9,8 @@ import { SupersededSwapError, type OrtRolloutEngine } from "../runtime/ort-rollo
 import { WeightValidationError } from "../runtime/weight-validation.js";
 import { decodeParamsFromProto, generateResponseToProto, modelInfoToProto, requestItemsFromProto } from "./proto-mapping.js";
 import type { RolloutEngine } from "./rollout-engine.js";
+import { infillItemsFromProto, infillOptionsFromProto, infillResponseToProto, type InfillRequest, type InfillResponseIn } from "./infill-proto.js";
+import { supportsVariableLength } from "../runtime/infill-requests.js";
 
 export class ProtoRolloutEngine implements RolloutEngine {
   constructor(readonly runtime: OrtRolloutEngine) {}
@@ -33,6 +35,19 @@ export class ProtoRolloutEngine implements RolloutEngine {
     return generateResponseToProto(res, this.runtime.workerId);
   }
 
+  /** Checks an Infill request without decoding; throws InvalidArgumentError naming the field. */
+  validateInfill(req: InfillRequest): void {
+    asInvalidArgument(() => this.runtime.prepareInfill(infillItemsFromProto(req), infillOptionsFromProto(req)));
+  }
+
+  async infill(req: InfillRequest, signal?: AbortSignal): Promise<InfillResponseIn> {
+    this.validateInfill(req);
+    const res = await asInvalidArgumentAsync(() =>
+      this.runtime.infillSamples(infillItemsFromProto(req), { ...infillOptionsFromProto(req), ...(signal ? { signal } : {}) }),
+    );
+    return infillResponseToProto(res, this.runtime.workerId);
+  }
+
   servedPolicy(): PolicyRef {
     return { jobId: this.runtime.policyJobId, version: this.runtime.policyVersion };
   }
@@ -52,7 +67,8 @@ export class ProtoRolloutEngine implements RolloutEngine {
   }
 
   modelInfo(): ModelInfoIn {
-    return modelInfoToProto(this.runtime.info(), this.runtime.workerId);
+    const info = this.runtime.info();
+    return { ...modelInfoToProto(info, this.runtime.workerId), infillVariableLength: supportsVariableLength(info.manifest) };
   }
 
   close(): Promise<void> {

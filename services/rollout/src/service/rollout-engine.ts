@@ -1,5 +1,6 @@
 import type { GenerateRequest, GenerateResponseIn, HostTensor, ModelInfoIn } from "@rlmesh/shared";
 import type { PolicyRef } from "@rlmesh/shared/weights";
+import type { InfillRequest, InfillResponseIn } from "./infill-proto.js";
 
 /**
  * What the gRPC RolloutService needs from a model runtime. The onnxruntime implementation runs
@@ -12,6 +13,10 @@ export interface RolloutEngine {
   validate(req: GenerateRequest): void;
   /** Generates every prompt × samples_per_prompt; stops between steps when `signal` aborts. */
   generate(req: GenerateRequest, signal: AbortSignal): Promise<GenerateResponseIn>;
+  /** Throws InvalidArgumentError naming the field when an Infill request is bad. */
+  validateInfill(req: InfillRequest): void;
+  /** Fills the middle of every item × samples_per_item; stops between steps when `signal` aborts. */
+  infill(req: InfillRequest, signal: AbortSignal): Promise<InfillResponseIn>;
   /** The policy served now: its job ("" = the model directory's own weights) and version. */
   servedPolicy(): PolicyRef;
   /**

@@ -15,6 +15,7 @@ import {
 } from "@rlmesh/shared";
 import { status } from "@grpc/grpc-js";
 import type { RolloutEngine } from "./rollout-engine.js";
+import type { InfillRequest } from "./infill-proto.js";
 import type { RolloutMetrics } from "./rollout-metrics.js";
 import { acceptsPolicy, formatPolicy } from "@rlmesh/shared/weights";
 
@@ -57,9 +58,20 @@ export function createRolloutService(deps: RolloutServiceDeps): RolloutServiceHa
       metrics?.observeGenerate(res, (performance.now() - t0) / 1000);
       return res;
     }),
-    // Implemented with the infill decoder (issue 18); until then the RPC says so.
-    Infill: unary(logger, "Infill", async () => {
-      throw new GrpcError(status.UNIMPLEMENTED, "Infill: not implemented by this worker yet");
+    Infill: unary(logger, "Infill", async (req: InfillRequest, call) => {
+      if (req.items.length === 0) throw new GrpcError(status.INVALID_ARGUMENT, "items: must not be empty");
+      check.int("items", req.items.length, 1, MAX_PROMPTS_PER_REQUEST);
+      if (req.samplesPerItem) check.int("samples_per_item", req.samplesPerItem, 1, MAX_SAMPLES_PER_PROMPT);
+      const served = engine.servedPolicy();
+      if (req.policyJobId && req.policyJobId !== served.jobId) {
+        deps.onOtherJob?.(req.policyJobId);
+        throw new GrpcError(
+          status.UNAVAILABLE,
+          `policy_job_id: this worker serves ${formatPolicy(served)}, not job ${req.policyJobId}'s policy; it is catching up with the learner, retry`,
+        );
+      }
+      engine.validateInfill(req);
+      return engine.infill(req, callSignal(call));
     }),
     UpdateWeights: clientStream(logger, "UpdateWeights", async (call: grpc.ServerReadableStream<WeightChunk, UpdateWeightsResponseIn>) => {
       const asm = new WeightAssembler();

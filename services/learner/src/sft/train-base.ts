@@ -28,6 +28,7 @@ import { learningRateAt } from "../optim/lr-schedule.js";
 import { DEFAULT_CART_P, parseLossWeighting, type LossWeighting } from "../grpo/cart-weights.js";
 import { DEFAULT_LENGTH_BUCKET, DEFAULT_T_MIN, loadSftExamples, makeSftBatch, numberTokenWeights, sftExamplesFromRows } from "./train-base-data.js";
 import type { SftExample } from "./train-base-data.js";
+import { trainDreamOn } from "./train-base-dreamon.js";
 import { readEvalRows, toyPassAt1 } from "./train-base-eval.js";
 import type { PassAt1Result } from "./train-base-eval.js";
 
@@ -105,16 +106,20 @@ export interface TrainBaseArgs {
   numberWeight: number;
   /** Weight of a masked token's loss: 1/t (default) or CART (--loss-weight cart --cart-p P). */
   lossWeighting: LossWeighting;
+  /** mdlm = masked-diffusion SFT on whole answers (default); dreamon = DreamOn variable-length infilling (train-base-dreamon.ts). */
+  recipe?: "mdlm" | "dreamon";
 }
 
 export const TRAIN_BASE_USAGE = `usage: rlmesh train-base [--config tiny|ci] [--seed S] [--steps N] [--minutes M] [--out DIR]
                          [--data DIR] [--tokenizer FILE] [--eval-limit N] [--eval-every-min M]
                          [--snapshot-dir DIR] [--snapshot-every-min M] [--init MODEL_DIR] [--lr LR] [--stop-after N]
-                         [--train-size N] [--number-weight W] [--loss-weight inv_t|cart] [--cart-p P]
+                         [--train-size N] [--number-weight W] [--loss-weight inv_t|cart] [--cart-p P] [--recipe mdlm|dreamon]
   Masked-diffusion SFT of the tiny coder on the toy train split (jax-js on CPU); writes
   DIR/model.onnx + DIR/manifest.json (+ tokenizer.json) atomically. Same seed + steps = same model.
   --loss-weight cart replaces the 1/t weight of a masked token by CART's context-adaptive weight
-  (--cart-p, default ${DEFAULT_CART_P}); the masks drawn are the same.`;
+  (--cart-p, default ${DEFAULT_CART_P}); the masks drawn are the same.
+  --recipe dreamon trains variable-length infilling (DreamOn: middle + EOS, <|expand|> merges) on
+  infilling rows of the train split, from --init's weights with <|expand|> added to the vocabulary.`;
 
 export function parseTrainBaseArgs(argv: readonly string[]): TrainBaseArgs {
   const args: TrainBaseArgs = {
@@ -205,6 +210,12 @@ export function parseTrainBaseArgs(argv: readonly string[]): TrainBaseArgs {
         if (raw.trim() === "" || Number.isNaN(cartP)) throw new Error(`train-base: --cart-p must be a number in (0, 1), got "${raw}"`);
         break;
       }
+      case "--recipe": {
+        const v = value();
+        if (v !== "mdlm" && v !== "dreamon") throw new Error(`train-base: --recipe must be mdlm or dreamon, got "${v}"`);
+        args.recipe = v;
+        break;
+      }
       case "-h":
       case "--help":
         throw new Error(TRAIN_BASE_USAGE);
@@ -249,6 +260,7 @@ function fmtDuration(s: number): string {
 /** Trains, writes the model directory, optionally evaluates; progress lines go to `log`. */
 export async function trainBase(args: TrainBaseArgs, log: (line: string) => void): Promise<TrainBaseResult> {
   const settings = TRAIN_BASE_PRESETS[args.preset];
+  if (args.recipe === "dreamon") return trainDreamOn(args, settings, log);
   const totalSteps = args.steps ?? settings.steps;
   const tok = await loadTokenizer(args.tokenizer, { requireSpecial: ["mask", "pad", "eos"] });
   const ids = { mask: tok.specialIds.mask!, pad: tok.specialIds.pad!, eos: tok.specialIds.eos! };

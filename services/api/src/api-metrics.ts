@@ -9,6 +9,8 @@ export class ApiMetrics {
   readonly phaseSeconds: Histogram;
   readonly jobsRunning: Gauge;
   readonly samplesDropped: Counter;
+  readonly traceOrderCorrelation: Histogram;
+  readonly traceNfePerToken: Histogram;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -30,6 +32,24 @@ export class ApiMetrics {
       labelNames: ["reason", "phase"],
       registers,
     });
+    this.traceOrderCorrelation = new Histogram({
+      name: "rlmesh_trace_order_correlation",
+      help: "Traced samples (spec.trace_samples_per_step): Pearson correlation of response position and commit step (1 = left to right, near 0 = sketch-first)",
+      buckets: [-0.5, 0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1],
+      registers,
+    });
+    this.traceNfePerToken = new Histogram({
+      name: "rlmesh_trace_nfe_per_token",
+      help: "Traced samples: forward passes per response token (1 = one token per step; lower = more parallel decoding)",
+      buckets: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.5, 2],
+      registers,
+    });
+  }
+
+  /** One kept traced sample: its order correlation and NFE per response token. */
+  observeTrace(orderCorrelation: number, nfe: number, tokens: number): void {
+    this.traceOrderCorrelation.observe(orderCorrelation);
+    if (tokens > 0) this.traceNfePerToken.observe(nfe / tokens);
   }
 
   observeStep(step: number, rewardMean: number, phases: Record<string, number>): void {

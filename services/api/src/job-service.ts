@@ -18,7 +18,8 @@ import type { ListJobsRequest__Output } from "@rlmesh/shared/gen/rlmesh/v1/ListJ
 import type { CancelJobRequest__Output } from "@rlmesh/shared/gen/rlmesh/v1/CancelJobRequest";
 import type { SubmitJobRequest__Output } from "@rlmesh/shared/gen/rlmesh/v1/SubmitJobRequest";
 import type { WatchJobRequest__Output } from "@rlmesh/shared/gen/rlmesh/v1/WatchJobRequest";
-import { JobStore, TERMINAL_STATES } from "./job-store.js";
+import type { GetJobTracesRequest__Output } from "@rlmesh/shared/gen/rlmesh/v1/GetJobTracesRequest";
+import { JobStore, MAX_TRACES_KEPT, TERMINAL_STATES } from "./job-store.js";
 import { normalizeSpec, type NormalizedJobSpec } from "./job-spec.js";
 
 /** How long one blocking read of a job's event stream waits before re-checking the job. */
@@ -61,9 +62,14 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
       deps.onSubmitted?.(job);
       return job;
     }),
-    // Traces are stored by the coordinator (issue 20); until then the RPC says so.
-    GetJobTraces: unary(logger, "GetJobTraces", async () => {
-      throw new GrpcError(status.UNIMPLEMENTED, "GetJobTraces: not implemented yet");
+    // The traced samples the coordinator kept (spec.trace_samples_per_step), oldest step first.
+    GetJobTraces: unary(logger, "GetJobTraces", async (req: GetJobTracesRequest__Output) => {
+      const id = jobId("id", req.id);
+      const fromStep = Number(req.fromStep);
+      if (!Number.isSafeInteger(fromStep) || fromStep < 0) throw new InvalidArgumentError("from_step", `must be an integer >= 0 (0 = all steps), got ${req.fromStep}`);
+      const limit = req.limit ? check.int("limit", req.limit, 1, MAX_TRACES_KEPT) : 0;
+      await mustGet(id);
+      return { samples: await store.readTraces(id, fromStep, limit) };
     }),
     GetJob: unary(logger, "GetJob", async (req: GetJobRequest__Output) => mustGet(jobId("id", req.id))),
     ListJobs: unary(logger, "ListJobs", async (req: ListJobsRequest__Output) => {

@@ -1,12 +1,21 @@
 import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { Job, JobEvent, JobEventIn, JobState } from "@rlmesh/shared";
+import type { TracedSample__Output as TracedSample } from "@rlmesh/shared/gen/rlmesh/v1/TracedSample";
 import type { NormalizedJobSpec } from "./job-spec.js";
 
 /** Redis key prefix for job state. */
 export const JOB_KEY_PREFIX = "rlmesh:job";
 /** Sorted set of job ids by creation time. */
 export const JOB_INDEX_KEY = "rlmesh:jobs";
+
+/** Traced samples kept per job (the newest; older ones are trimmed). */
+export const MAX_TRACES_KEPT = 200;
+/**
+ * How long a job's traces live after their last append when the job's own key has no expiry
+ * (jobs are kept until deleted today); a job key with a TTL gives its traces the same TTL.
+ */
+export const TRACES_TTL_S = 14 * 24 * 3600;
 
 export const TERMINAL_STATES: ReadonlySet<JobState> = new Set(["JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"]);
 
@@ -96,6 +105,29 @@ export class JobStore {
     const full: JobEventIn = { ...event, jobId: id, timeMs: Date.now() };
     const n = (await this.redis.eval(APPEND_EVENT, 2, this.key(id, "seq"), this.key(id, "events"), JSON.stringify(full))) as number;
     return n;
+  }
+
+  /**
+   * Keeps a step's traced samples with the job: appended to a bounded list (the newest
+   * MAX_TRACES_KEPT stay) that expires with the job (the job key's TTL, or TRACES_TTL_S).
+   */
+  async appendTraces(id: string, samples: readonly TracedSample[], maxKept = MAX_TRACES_KEPT): Promise<void> {
+    if (samples.length === 0) return;
+    const key = this.key(id, "traces");
+    const ttlMs = await this.redis.pttl(this.key(id));
+    await this.redis
+      .multi()
+      .rpush(key, ...samples.map((s) => JSON.stringify(s)))
+      .ltrim(key, -maxKept, -1)
+      .pexpire(key, ttlMs > 0 ? ttlMs : TRACES_TTL_S * 1000)
+      .exec();
+  }
+
+  /** A job's kept traced samples with step >= fromStep, oldest first, at most `limit` (0 = all). */
+  async readTraces(id: string, fromStep = 0, limit = 0): Promise<TracedSample[]> {
+    const raw = await this.redis.lrange(this.key(id, "traces"), 0, -1);
+    const all = raw.map((r) => JSON.parse(r) as TracedSample).filter((s) => Number(s.step) >= fromStep);
+    return limit > 0 ? all.slice(0, limit) : all;
   }
 
   /**

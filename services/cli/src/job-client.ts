@@ -1,6 +1,7 @@
 import { call, createClient, loadProto, type Job, type JobEvent, type JobServiceClient, type JobSpecIn } from "@rlmesh/shared";
 import { Metadata, status } from "@grpc/grpc-js";
 import { checkJobSpecJson } from "@rlmesh/shared/spec-json";
+import type { GetJobTracesResponse__Output as GetJobTracesResponse } from "@rlmesh/shared/gen/rlmesh/v1/GetJobTracesResponse";
 
 /** Default api address; RLMESH_API_ADDR overrides it. */
 export const DEFAULT_API_ADDR = "127.0.0.1:50051";
@@ -27,6 +28,9 @@ export const jobs = {
   },
   get: (c: JobServiceClient, id: string) => call<Job>((cb) => c.getJob({ id }, ready(), deadline(), cb)),
   list: (c: JobServiceClient, limit = 50) => call<{ jobs: Job[] }>((cb) => c.listJobs({ limit }, ready(), deadline(), cb)),
+  /** The traced samples the job kept (spec.trace_samples_per_step), oldest step first. */
+  traces: (c: JobServiceClient, id: string, fromStep = 0, limit = 0) =>
+    call<GetJobTracesResponse>((cb) => c.getJobTraces({ id, fromStep, limit }, ready(), deadline(), cb)),
   cancel: (c: JobServiceClient, id: string, reason = "cancelled from the CLI") =>
     call<Job>((cb) => c.cancelJob({ id, reason }, ready(), deadline(), cb)),
   /** Streams events from `fromOffset` until the job ends (or `signal` aborts). */

@@ -67,7 +67,7 @@ async function promptBudget(spec: JobSpec): Promise<{ count: (text: string) => n
 // One parsed tokenizer per file: every submit of a job on the same model would otherwise read
 // and parse it again.
 const tokenizers = new Map<string, Promise<LoadedTokenizer>>();
-function cachedTokenizer(path: string): Promise<LoadedTokenizer> {
+export function cachedTokenizer(path: string): Promise<LoadedTokenizer> {
   let t = tokenizers.get(path);
   if (!t) {
     t = loadTokenizer(path);

@@ -9,6 +9,7 @@ import type { Candidate } from "./interfaces.js";
 import { withWaitingNotices } from "./waiting-notice.js";
 import { checkInfraFailureRate, DEFAULT_MAX_INFRA_FAILURE_RATE, describeDropped, droppedSamples } from "./infra-failures.js";
 import type { RunnerDeps } from "./runner-deps.js";
+import { recordStepTraces } from "./job-traces.js";
 
 /** Where a step's generated samples are kept until the step completes (for resume). */
 const STEP_SAMPLES_TTL_S = 24 * 3600;
@@ -38,7 +39,8 @@ export async function generateStep(jobId: string, step: number, ctx: StepContext
   const res = await deps.rollout.generate(
     batch.map((r, i) => ({ id: String(i), text: r.prompt })),
     spec.groupSize,
-    { ...spec.decoding, seed: stepSeed(seed, step, 0x5a) },
+    // Traces: the whole request is traced (it shares its parameters); runStep keeps a few.
+    { ...spec.decoding, seed: stepSeed(seed, step, 0x5a), ...((spec.traceSamplesPerStep ?? 0) > 0 ? { trace: true } : {}) },
     // Only this job's policy generates its samples (a worker on another job's catches up first).
     { signal, requestId: `${jobId}-${step}`, policyJobId: jobId },
   );
@@ -128,6 +130,7 @@ export async function runStep(job: Job, step: number, ctx: StepContext, generate
   const rewardMean = rewardSum / Math.max(1, scored.length);
   const solved = new Set(scored.filter((s) => s.reward > 0).map((s) => candidates[s.k]!.row.task_id));
   const passRateStep = solved.size / batch.length;
+  await recordStepTraces(job.id, step, spec, batch, scored, deps, log);
   const informativeFraction = informativeGroupFraction(groups);
   await store.appendEvent(job.id, {
     step: {

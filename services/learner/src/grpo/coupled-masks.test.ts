@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { drawMaskPairs, maskedInputIds, maskPairCoefficients, maskPairFromSeeds } from "./coupled-masks.js";
 import { createRng } from "./seeded-rng.js";
 import { GrpoConfigError } from "./grpo-config.js";
+import { cartWeightsNaive, LossWeightError } from "./cart-weights.js";
 
 /** Rows of [prompt | response | pad] with random lengths. */
 function layout(seed: number, B: number, T: number): Uint8Array {
@@ -97,4 +98,91 @@ test("weight placement: inside the ratio (coef w, token weight 1) or in the loss
     }
   }
   assert.ok(Math.abs(sum / n - 1) < 0.05, `mean token weight ${sum / n}`);
+});
+
+test("cart weighting: the same masks and t as 1/t, per-token CART weights with the response's clean tokens as context", () => {
+  const B = 8;
+  const T = 40;
+  const resp = layout(4, B, T);
+  const [inv] = drawMaskPairs(21, resp, B, T, 1);
+  const [cart] = drawMaskPairs(21, resp, B, T, 1, { weighting: { kind: "cart", p: 0.1 } });
+  assert.deepEqual(cart!.masks, inv!.masks);
+  assert.deepEqual(cart!.t, inv!.t);
+  assert.equal(inv!.cartWeights, undefined);
+  // Pass k's context is the response tokens pass k leaves clean = the other pass's masked ones;
+  // the prompt (and padding) never count (Dream-Coder's RL actor slices CART to the response).
+  for (const k of [0, 1] as const) {
+    const want = cartWeightsNaive(cart!.masks[k], cart!.masks[k === 0 ? 1 : 0], B, T, 0.1);
+    for (let i = 0; i < B * T; i++) assert.ok(Math.abs(cart!.cartWeights![k][i]! - want[i]!) < 1e-12, `pass ${k} position ${i}`);
+  }
+  assert.throws(() => drawMaskPairs(21, resp, B, T, 1, { weighting: { kind: "cart", p: 1 } }), LossWeightError);
+});
+
+test("cart weighting: a hand-checked row, prompt excluded from the context", () => {
+  // Row: 2 prompt tokens, then 4 response tokens. Use the seed's own masks and check one pass
+  // against hand arithmetic on the response alone.
+  const resp = Uint8Array.from([0, 0, 1, 1, 1, 1]);
+  const [pair] = drawMaskPairs(3, resp, 1, 6, 1, { tMin: 0.2, tMax: 0.8, weighting: { kind: "cart", p: 0.5 } });
+  const m = pair!.masks[0];
+  const w = pair!.cartWeights![0];
+  for (let n = 2; n < 6; n++) {
+    let want = 0;
+    if (m[n]) for (let i = 2; i < 6; i++) if (i !== n && !m[i]) want += 0.25 * 0.5 ** (Math.abs(n - i) - 1);
+    assert.ok(Math.abs(w[n]! - want) < 1e-12, `position ${n}: ${w[n]} vs ${want} (mask ${Array.from(m).join("")})`);
+  }
+  assert.equal(w[0], 0);
+  assert.equal(w[1], 0);
+});
+
+test("cart coefficients: weights rescaled to mean 1 per aggregation group, so the loss is Σ w·ℓ / Σ w", () => {
+  const B = 6;
+  const T = 30;
+  const resp = layout(9, B, T);
+  const [pair] = drawMaskPairs(8, resp, B, T, 1, { weighting: { kind: "cart", p: 0.1 } });
+  const raw = new Float64Array(B * T);
+  for (let i = 0; i < B * T; i++) raw[i] = pair!.masks[0][i] ? pair!.cartWeights![0][i]! : pair!.masks[1][i] ? pair!.cartWeights![1][i]! : 0;
+  const valid = resp.reduce((a, x) => a + x, 0);
+  const total = raw.reduce((a, x) => a + x, 0);
+  // token-mean, weights in the loss: tokenWeight = w·N/Σw, coef 1; the 1/N factor then gives w/Σw.
+  const inLoss = maskPairCoefficients(pair!, "loss", "token-mean");
+  let sum = 0;
+  for (let i = 0; i < B * T; i++) {
+    assert.ok(Math.abs(inLoss.tokenWeight[i]! - (raw[i]! * valid) / total) < 1e-5, `position ${i}`);
+    const k = pair!.masks[0][i] ? 0 : pair!.masks[1][i] ? 1 : -1;
+    if (k >= 0) assert.equal(inLoss.logRatioCoef[k as 0 | 1][i], 1);
+    sum += inLoss.tokenWeight[i]!;
+  }
+  assert.ok(Math.abs(sum / valid - 1) < 1e-5, `mean weight ${sum / valid}`);
+  // Not 1/t in disguise: 1/t weights are constant per row and pass, CART ones vary.
+  const [inv] = drawMaskPairs(8, resp, B, T, 1);
+  assert.notDeepEqual(inLoss.tokenWeight, maskPairCoefficients(inv!, "loss", "token-mean").tokenWeight);
+  // Weights in the ratio: coef = the same rescaled weight, token weight 1.
+  const inRatio = maskPairCoefficients(pair!, "ratio", "token-mean");
+  for (let i = 0; i < B * T; i++) {
+    const k = pair!.masks[0][i] ? 0 : pair!.masks[1][i] ? 1 : -1;
+    if (k < 0) continue;
+    assert.ok(Math.abs(inRatio.logRatioCoef[k as 0 | 1][i]! - inLoss.tokenWeight[i]!) < 1e-6);
+    assert.equal(inRatio.tokenWeight[i], 1);
+  }
+  // Sequence means: mean 1 within each row that has response tokens.
+  const perRow = maskPairCoefficients(pair!, "loss", "seq-mean-token-mean");
+  for (let b = 0; b < B; b++) {
+    let s = 0;
+    let n = 0;
+    for (let j = b * T; j < (b + 1) * T; j++) {
+      s += perRow.tokenWeight[j]!;
+      n += resp[j]!;
+    }
+    if (n > 1) assert.ok(Math.abs(s / n - 1) < 1e-5, `row ${b}: mean ${s / n}`);
+  }
+});
+
+test("cart coefficients: a group with no context at all weighs 0 instead of dividing by zero", () => {
+  // One-token responses: the masked token has no clean response token beside it in either pass.
+  const resp = Uint8Array.from([0, 1, 0, 0, 0, 1]);
+  const [pair] = drawMaskPairs(1, resp, 2, 3, 1, { weighting: { kind: "cart", p: 0.1 } });
+  for (const agg of ["token-mean", "seq-mean-token-mean"] as const) {
+    const c = maskPairCoefficients(pair!, "loss", agg);
+    assert.deepEqual(Array.from(c.tokenWeight), [0, 0, 0, 0, 0, 0]);
+  }
 });

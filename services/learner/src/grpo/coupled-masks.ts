@@ -1,5 +1,6 @@
 import { createRng, deriveSeed } from "./seeded-rng.js";
-import { DEFAULT_MASK_T_MAX, DEFAULT_MASK_T_MIN, GrpoConfigError, type MaskWeightPlacement } from "./grpo-config.js";
+import { cartWeights, checkCartP, type LossWeighting } from "./cart-weights.js";
+import { DEFAULT_MASK_T_MAX, DEFAULT_MASK_T_MIN, GrpoConfigError, type LossAggregation, type MaskWeightPlacement } from "./grpo-config.js";
 
 /**
  * Coupled complementary masks for a masked-diffusion policy (DiffuCoder / Dream-Coder): per
@@ -7,6 +8,11 @@ import { DEFAULT_MASK_T_MAX, DEFAULT_MASK_T_MIN, GrpoConfigError, type MaskWeigh
  * tokens with u < t (weight 1/t), pass 2 those with u ≥ t (weight 1/(1−t)), so every response
  * token is scored exactly once per pair. Everything follows from one seed per sample, which is
  * stored so the old- and new-policy passes see identical masks.
+ *
+ * With `weighting: cart` the same masks are drawn, but a masked token's weight is CART's
+ * context-adaptive one (cart-weights.ts) instead of 1/t or 1/(1−t). Context follows
+ * Dream-Coder's RL actor, which slices the CART kernel to the response: the response tokens the
+ * pass leaves clean count, the prompt does not.
  */
 
 export interface CoupledMaskOptions {
@@ -14,6 +20,8 @@ export interface CoupledMaskOptions {
   tMin?: number;
   /** @defaultValue DEFAULT_MASK_T_MAX */
   tMax?: number;
+  /** @defaultValue 1/t (inv_t) */
+  weighting?: LossWeighting;
 }
 
 /** One coupled mask pair for a whole batch; masks are dense [B, T] row-major, 1 = masked. */
@@ -27,6 +35,11 @@ export interface MaskPair {
   masks: [Uint8Array, Uint8Array];
   /** Per-sample weights of pass 1 (1/t) and pass 2 (1/(1−t)). */
   weights: [Float64Array, Float64Array];
+  /**
+   * CART only: per-token weights of pass 1 and pass 2, dense [B, T] (0 where the pass does not
+   * mask); they replace `weights` in the loss coefficients.
+   */
+  cartWeights?: [Float64Array, Float64Array];
 }
 
 function resolveRange(opts: CoupledMaskOptions): [number, number] {
@@ -51,6 +64,7 @@ export function maskPairFromSeeds(
   opts: CoupledMaskOptions = {},
 ): MaskPair {
   const [tMin, tMax] = resolveRange(opts);
+  if (opts.weighting?.kind === "cart") checkCartP(opts.weighting.p);
   const batchSize = seeds.length;
   if (responseMask.length !== batchSize * seqLen) {
     throw new RangeError(`responseMask has ${responseMask.length} entries, expected ${batchSize}x${seqLen}`);
@@ -75,7 +89,14 @@ export function maskPairFromSeeds(
       else m2[j] = 1;
     }
   }
-  return { batchSize, seqLen, seeds: Uint32Array.from(seeds), t, masks: [m1, m2], weights: [w1, w2] };
+  const pair: MaskPair = { batchSize, seqLen, seeds: Uint32Array.from(seeds), t, masks: [m1, m2], weights: [w1, w2] };
+  if (opts.weighting?.kind === "cart") {
+    // The masks are complementary over the response: pass 1's clean response tokens are
+    // exactly pass 2's masked ones and vice versa.
+    const p = opts.weighting.p;
+    pair.cartWeights = [cartWeights(m1, m2, batchSize, seqLen, p), cartWeights(m2, m1, batchSize, seqLen, p)];
+  }
+  return pair;
 }
 
 /** `maskEpochs` independent mask pairs for a batch, seeded from `baseSeed`. */
@@ -111,27 +132,59 @@ export function maskedInputIds(tokens: ArrayLike<number>, mask: ArrayLike<number
  * log-ratio_j = Σ_k logRatioCoef_k[j]·(log p_new,k[j] − log p_old,k[j]) and the token's loss is
  * multiplied by tokenWeight[j]. `ratio` placement: coef = mask·w, tokenWeight = 1 on response
  * tokens; `loss` placement: coef = mask, tokenWeight = w/2 (expected value 1 per token).
+ *
+ * CART pairs: w is the token's CART weight rescaled so that its mean over the tokens the
+ * aggregation averages (the whole batch for token-mean, each row for the sequence means) is 1,
+ * so that with the aggregation's 1/N factor the loss is the weighted mean Σ w·ℓ / Σ w
+ * (Dream-Coder's RL actor). Placement as above, without the /2 (the mean is already 1).
+ * A group whose tokens all lack context (Σ w = 0) weighs 0.
  */
 export function maskPairCoefficients(
   pair: MaskPair,
   placement: MaskWeightPlacement,
+  aggregation: LossAggregation = "token-mean",
 ): { logRatioCoef: [Float32Array, Float32Array]; tokenWeight: Float32Array } {
   const n = pair.batchSize * pair.seqLen;
   const c1 = new Float32Array(n);
   const c2 = new Float32Array(n);
   const tw = new Float32Array(n);
+  const cart = pair.cartWeights ? normalizedCartWeights(pair, pair.cartWeights, aggregation) : null;
   for (let b = 0; b < pair.batchSize; b++) {
     const w1 = pair.weights[0][b]!;
     const w2 = pair.weights[1][b]!;
     for (let j = b * pair.seqLen; j < (b + 1) * pair.seqLen; j++) {
       if (pair.masks[0][j]) {
-        c1[j] = placement === "ratio" ? w1 : 1;
-        tw[j] = placement === "ratio" ? 1 : w1 / 2;
+        const w = cart ? cart[j]! : w1;
+        c1[j] = placement === "ratio" ? w : 1;
+        tw[j] = placement === "ratio" ? 1 : cart ? w : w / 2;
       } else if (pair.masks[1][j]) {
-        c2[j] = placement === "ratio" ? w2 : 1;
-        tw[j] = placement === "ratio" ? 1 : w2 / 2;
+        const w = cart ? cart[j]! : w2;
+        c2[j] = placement === "ratio" ? w : 1;
+        tw[j] = placement === "ratio" ? 1 : cart ? w : w / 2;
       }
     }
   }
   return { logRatioCoef: [c1, c2], tokenWeight: tw };
+}
+
+/** CART weights of both passes in one [B, T] array, scaled to mean 1 per aggregation group. */
+function normalizedCartWeights(pair: MaskPair, cw: [Float64Array, Float64Array], aggregation: LossAggregation): Float64Array {
+  const { batchSize: B, seqLen: T } = pair;
+  const w = new Float64Array(B * T);
+  const scaleGroup = (from: number, to: number) => {
+    let sum = 0;
+    let count = 0;
+    for (let j = from; j < to; j++) {
+      if (pair.masks[0][j]) w[j] = cw[0][j]!;
+      else if (pair.masks[1][j]) w[j] = cw[1][j]!;
+      else continue;
+      sum += w[j]!;
+      count++;
+    }
+    const scale = sum > 0 ? count / sum : 0;
+    for (let j = from; j < to; j++) w[j] = w[j]! * scale;
+  };
+  if (aggregation === "token-mean") scaleGroup(0, B * T);
+  else for (let b = 0; b < B; b++) scaleGroup(b * T, (b + 1) * T);
+  return w;
 }

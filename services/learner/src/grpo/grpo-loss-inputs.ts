@@ -83,7 +83,7 @@ export function prepareGrpoLoss(inputs: GrpoLossInputs, cfg: GrpoLossConfig): Pr
   const pairs = inputs.pairs.map((pair, p): PreparedPair => {
     if (pair.batchSize !== B || pair.seqLen !== T)
       throw new GrpoConfigError(`mask pair ${p} is ${pair.batchSize}x${pair.seqLen}, expected ${B}x${T}`);
-    const { logRatioCoef, tokenWeight } = maskPairCoefficients(pair, cfg.maskWeightPlacement);
+    const { logRatioCoef, tokenWeight } = maskPairCoefficients(pair, cfg.maskWeightPlacement, cfg.aggregation);
     return {
       pair,
       logRatioCoef,

@@ -58,7 +58,7 @@ export function stackMaskPasses(batch: GrpoBatch, pairs: MaskPair[], maskId: num
   for (const pair of pairs) {
     if (pair.batchSize !== B || pair.seqLen !== T)
       throw new GrpoConfigError(`mask pair is ${pair.batchSize}x${pair.seqLen}, expected ${B}x${T}`);
-    const c = maskPairCoefficients(pair, cfg.maskWeightPlacement);
+    const c = maskPairCoefficients(pair, cfg.maskWeightPlacement, cfg.aggregation);
     for (const k of [0, 1] as const) {
       const ids = maskedInputIds(batch.tokens, pair.masks[k], maskId);
       for (let b = 0; b < B; b++, row++) {

@@ -11,6 +11,10 @@ import { loadModel } from "@rlmesh/shared/model/index";
 import { initJax } from "../model/jax-runtime.js";
 import { JaxPolicy } from "../model/jax-policy.js";
 import { GrpoTrainer, type GrpoTrainerOptions } from "./grpo-trainer.js";
+import { resolveGrpoParams } from "./learner-recipe.js";
+import { buildGrpoBatch } from "../grpo/grpo-batch.js";
+import { drawMaskPairs } from "../grpo/coupled-masks.js";
+import { stackMaskPasses } from "../grpo/stacked-passes.js";
 import { LearnerMetrics } from "../learner-metrics.js";
 import { writeRandomModelDir } from "../testing/random-model-dir.js";
 import type { NamedTensors } from "../optim/named-tensors.js";
@@ -366,4 +370,58 @@ test("a checkpoint made from another model is refused with a clear message", asy
   const other = await writeRandomModelDir(join(root, "model-2"), "ci", 8, 64);
   (await GrpoTrainer.open({ modelDir: other, checkpointDir: dir, logger })).dispose();
   await assert.rejects(GrpoTrainer.open({ modelDir, checkpointDir: dir, logger }), /was trained from a different model\.onnx/);
+});
+
+test("a TrainStep with loss_weight cart scores the same masks with CART's per-token weights, and still trains", async () => {
+  const samples = batch();
+  const cartParams: GrpoParams = { ...FAST, lossWeight: "cart", cartP: 0.1 };
+  // The per-token loss factors the update uses, from the same resolution path as the trainer.
+  const built = buildGrpoBatch(
+    samples.map((s) => ({ groupId: s.promptId, promptIds: s.promptTokenIds, responseIds: s.responseTokenIds, reward: s.reward })),
+    { padId: PAD, seed: 0 },
+  ).batch!;
+  const stacked = (params: GrpoParams) => {
+    const r = resolveGrpoParams(params);
+    const pairs = drawMaskPairs(5, built.responseMask, built.batchSize, built.seqLen, r.update.maskEpochs, r.update.mask);
+    return stackMaskPasses(built, pairs, MASK, r.update.loss);
+  };
+  const inv = stacked(FAST);
+  const cart = stacked(cartParams);
+  assert.deepEqual(cart.tokens.inputIds, inv.tokens.inputIds, "same masked inputs");
+  assert.notDeepEqual(cart.factor, inv.factor, "different per-token weights");
+  const total = (f: Float32Array) => f.reduce((a, x) => a + x, 0);
+  // Both are means over the response tokens: 1/t's factors average 1 only in expectation, CART's are exactly 1.
+  assert.ok(Math.abs(total(cart.factor) - 1) < 1e-5, `CART factors sum to ${total(cart.factor)}`);
+
+  const a = await open();
+  const b = await open();
+  const before = await responseLogLik(named(a), samples);
+  const resInv = await a.trainStep(request(0, samples, FAST));
+  const resCart = await b.trainStep(request(0, samples, cartParams));
+  assert.equal(resCart.policyVersion, 1);
+  assert.equal(resCart.stats.skipped, false);
+  assert.ok(Number.isFinite(resCart.stats.loss) && Number(resCart.stats.gradNorm) > 0, JSON.stringify(resCart.stats));
+  assert.notEqual(resCart.stats.gradNorm, resInv.stats.gradNorm, "CART and 1/t give different gradients");
+  const afterLl = await responseLogLik(named(b), samples);
+  const gain = samples.map((_, i) => afterLl[i]! - before[i]!);
+  const msg = samples.map((s, i) => `sample ${i} reward ${s.reward}: ${before[i]!.toFixed(4)} -> ${afterLl[i]!.toFixed(4)}`).join("; ");
+  // The probe scores the response fully masked, the one regime CART weighs least (no clean
+  // context), so a single rewarded sample may not rise there; the rewarded ones rise on average
+  // and each clearly gains over its group's unrewarded one.
+  assert.ok(gain[0]! + gain[3]! > 0, msg);
+  assert.ok(gain[0]! - gain[1]! > 0.05 && gain[3]! - gain[2]! > 0.05, msg);
+  a.dispose();
+  b.dispose();
+});
+
+test("a TrainStep with a bad loss_weight or cart_p is INVALID_ARGUMENT naming the field", async () => {
+  const t = await open();
+  for (const [params, re] of [
+    [{ ...FAST, lossWeight: "linear" }, /params\.loss_weight: must be one of inv_t, cart/],
+    [{ ...FAST, lossWeight: "cart", cartP: 1.5 }, /params\.cart_p: must be in \(0, 1\)/],
+  ] as [GrpoParams, RegExp][]) {
+    await assert.rejects(t.trainStep(request(0, batch(), params)), (e: unknown) => e instanceof InvalidArgumentError && re.test(e.message));
+  }
+  assert.equal(t.status().policyVersion, 0);
+  t.dispose();
 });

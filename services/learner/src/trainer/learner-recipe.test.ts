@@ -17,7 +17,7 @@ test("unset GrpoParams take the recipe's defaults", () => {
   assert.equal(r.update.loss.klCoef, 0);
   assert.equal(r.update.maskEpochs, 1);
   assert.equal(r.update.ppoEpochs, 1);
-  assert.deepEqual(r.update.mask, { tMin: 0.2, tMax: 0.8 });
+  assert.deepEqual(r.update.mask, { tMin: 0.2, tMax: 0.8, weighting: { kind: "inv_t" } });
   assert.equal(r.update.maxGradNorm, 1);
   assert.equal(r.update.adamw.weightDecay, 0);
   assert.equal(r.substitute, true);
@@ -35,7 +35,7 @@ test("set fields override the recipe, zero included where zero is meaningful", (
   assert.equal(r.update.loss.maskWeightPlacement, "ratio");
   assert.equal(r.update.maskEpochs, 2);
   assert.equal(r.update.ppoEpochs, 3);
-  assert.deepEqual(r.update.mask, { tMin: 0.1, tMax: 0.9 });
+  assert.deepEqual(r.update.mask, { tMin: 0.1, tMax: 0.9, weighting: { kind: "inv_t" } });
   assert.equal(r.update.adamw.weightDecay, 0.01);
   assert.equal(r.substitute, false);
   assert.deepEqual(r.advantage, { scaleByStd: false });
@@ -54,8 +54,23 @@ test("out-of-range or unsupported params name the field", () => {
     [{ entropyCoef: 0.01 }, /^params\.entropy_coef: must be 0/],
     [{ maxGradNorm: 0 }, /^params\.max_grad_norm: must be > 0/],
     [{ warmupSteps: -1 }, /^params\.warmup_steps/],
+    [{ lossWeight: "linear" }, /^params\.loss_weight: must be one of inv_t, cart, got "linear"/],
+    [{ lossWeight: "cart", cartP: 1 }, /^params\.cart_p: must be in \(0, 1\), got 1/],
+    [{ lossWeight: "cart", cartP: 0 }, /^params\.cart_p: must be in \(0, 1\), got 0/],
+    [{ cartP: 0.1 }, /^params\.cart_p: applies only to loss_weight cart/],
   ];
   for (const [params, re] of cases) {
     assert.throws(() => resolveGrpoParams(p(params)), (err: unknown) => err instanceof InvalidArgumentError && re.test(err.message), String(re));
   }
+});
+
+test("loss_weight cart selects CART weights (p from cart_p, Dream-Coder's 0.1 when unset); inv_t is the default", () => {
+  assert.deepEqual(resolveGrpoParams(p({ lossWeight: "cart" })).update.mask.weighting, { kind: "cart", p: 0.1 });
+  assert.deepEqual(resolveGrpoParams(p({ lossWeight: "cart", cartP: 0.3 })).update.mask.weighting, { kind: "cart", p: 0.3 });
+  assert.deepEqual(resolveGrpoParams(p({ lossWeight: "inv_t" })).update.mask.weighting, { kind: "inv_t" });
+  assert.deepEqual(LEARNER_RECIPE.lossWeighting, { kind: "inv_t" });
+  // A recipe whose default is CART: unset fields take its p, an explicit inv_t still wins.
+  const cartRecipe = { ...LEARNER_RECIPE, lossWeighting: { kind: "cart" as const, p: 0.2 } };
+  assert.deepEqual(resolveGrpoParams(null, cartRecipe).update.mask.weighting, { kind: "cart", p: 0.2 });
+  assert.deepEqual(resolveGrpoParams(p({ lossWeight: "inv_t" }), cartRecipe).update.mask.weighting, { kind: "inv_t" });
 });

@@ -1,4 +1,5 @@
 import { InvalidArgumentError, type GrpoParams } from "@rlmesh/shared";
+import { LossWeightError, parseLossWeighting, type LossWeighting } from "../grpo/cart-weights.js";
 import type { GroupAdvantageOptions } from "../grpo/group-advantages.js";
 import type { LossAggregation } from "../grpo/grpo-config.js";
 import type { GrpoUpdateConfig } from "../grpo/grpo-update.js";
@@ -33,6 +34,8 @@ export const LEARNER_RECIPE: Readonly<LearnerRecipe> = Object.freeze({
   substitution: true,
   /** 1/t weights only in the loss weighting (expected weight 1 per token), not in the ratio. */
   weightInRatio: false,
+  /** Masked-token weight: 1/t of the coupled masks (`loss_weight: "cart"` switches to CART). */
+  lossWeighting: Object.freeze({ kind: "inv_t" }),
 });
 
 export interface LearnerRecipe {
@@ -53,6 +56,7 @@ export interface LearnerRecipe {
   weightDecay: number;
   substitution: boolean;
   weightInRatio: boolean;
+  lossWeighting: LossWeighting;
 }
 
 /** Everything one TrainStep's update needs, resolved from GrpoParams and the recipe. */
@@ -106,6 +110,14 @@ export function resolveGrpoParams(p: GrpoParams | null | undefined, recipe: Lear
   const weightDecay = num(q.weightDecay, recipe.weightDecay, "weight_decay", (x) => x >= 0 && x < 1, "in [0, 1)");
   const substitute = q.disableSubstitution === undefined || q.disableSubstitution === null ? recipe.substitution : !q.disableSubstitution;
   const weightInRatio = q.weightInRatio ?? recipe.weightInRatio;
+  let weighting: LossWeighting;
+  try {
+    weighting = parseLossWeighting(q.lossWeight, q.cartP, { lossWeight: "loss_weight", cartP: "cart_p" }, recipe.lossWeighting);
+  } catch (err) {
+    if (!(err instanceof LossWeightError)) throw err;
+    const field = err.message.startsWith("cart_p") ? "cart_p" : "loss_weight";
+    bad(field, err.message.slice(field.length + 1));
+  }
   return {
     update: {
       loss: {
@@ -120,7 +132,7 @@ export function resolveGrpoParams(p: GrpoParams | null | undefined, recipe: Lear
       maskEpochs,
       ppoEpochs,
       maskPairSchedule: "all",
-      mask: { tMin, tMax },
+      mask: { tMin, tMax, weighting },
       maxGradNorm,
       adamw: { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay },
     },

@@ -420,6 +420,7 @@ async function rlJobThroughCompose(ctx: ClusterContext): Promise<void> {
   for (const [i, n] of samples.entries()) assert.ok(n > 0, `rollout replica ${rollouts[i]!.hostname} generated samples: ${n}`);
   assert.ok(samples.reduce((a, b) => a + b, 0) >= RL.steps * RL_CANDIDATES, `samples ${samples.join("+")}`);
 
+  ctx.notes.push(`rlmesh submit --watch printed:\n${lines.join("\n")}${stderr ? `\nand on stderr:\n${stderr}` : ""}`);
   ctx.notes.push(
     `RL job ${jobId}: ${RL.steps} steps × ${RL_CANDIDATES} candidates in ${jobSeconds.toFixed(1)} s; ` +
       `learner restart took ${(r.ms / 1000).toFixed(1)} s (returned after ${r.stepsSeenWhenDone} step(s)), resumed at v${resumedAt}; ` +

@@ -15,7 +15,7 @@ import {
   presentKeyName,
   presentValueName,
 } from "./model-io-names.js";
-import { floatTensor, int64Tensor, node, TensorProto_DataType, valueInfo } from "./onnx-proto.js";
+import { externalFloatTensor, floatTensor, int64Tensor, node, TensorProto_DataType, valueInfo } from "./onnx-proto.js";
 import type { AttrValue, Dim } from "./onnx-proto.js";
 import { shapeSize, weightLayout } from "./weight-layout.js";
 
@@ -42,6 +42,19 @@ export interface BuildGraphOptions {
    * @defaultValue "initializers"
    */
   weightsAs?: "initializers" | "inputs";
+  /**
+   * Weights stored as ONNX external data (a model whose weights pass protobuf's 2 GB limit): those
+   * named here become initializers that point into a file next to model.onnx and need no values
+   * in `weights`. Only with weightsAs "initializers".
+   */
+  externalWeights?: ReadonlyMap<string, ExternalTensorRef>;
+}
+
+/** Where one initializer's float32 bytes live in an external data file (relative to model.onnx). */
+export interface ExternalTensorRef {
+  location: string;
+  offset: number;
+  length: number;
 }
 
 /** Symbolic dims of the contract. */
@@ -84,6 +97,15 @@ export function buildPolicyGraph(config: PolicyModelConfig, weights: WeightMap, 
   }
   const weightInits: TensorProto[] = [];
   for (const spec of weightLayout(config)) {
+    const ext = options.externalWeights?.get(spec.name);
+    if (ext) {
+      if (weightsAs !== "initializers") throw new Error("buildPolicyGraph: externalWeights need weightsAs \"initializers\"");
+      if (ext.length !== shapeSize(spec.shape) * 4) {
+        throw new Error(`buildPolicyGraph: external weight ${spec.name} has ${ext.length} bytes, expected [${spec.shape.join(",")}] float32`);
+      }
+      weightInits.push(externalFloatTensor(spec.name, spec.shape, ext));
+      continue;
+    }
     const data = weights.get(spec.name);
     if (!data) throw new Error(`buildPolicyGraph: missing weight ${spec.name}`);
     if (data.length !== shapeSize(spec.shape)) {

@@ -8,3 +8,4 @@ export * from "./onnx-weights.js";
 export * from "./model-manifest.js";
 export * from "./load-model.js";
 export * from "./write-model-dir.js";
+export * from "./hf/index.js";

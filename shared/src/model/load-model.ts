@@ -1,4 +1,4 @@
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 
 import type { ModelProto, ValueInfoProto } from "onnx-buf";
@@ -6,7 +6,7 @@ import type { ModelProto, ValueInfoProto } from "onnx-buf";
 import { configFromManifest, layerName, MANIFEST_FILE, ModelLoadError, RLMESH_ARCHITECTURE, validateManifest } from "./model-manifest.js";
 import type { ModelManifest } from "./model-manifest.js";
 import { parseModel } from "./onnx-weights.js";
-import { TensorProto_DataType, valueInfoDims, valueInfoElemType } from "./onnx-proto.js";
+import { externalRef, TensorProto_DataType, valueInfoDims, valueInfoElemType } from "./onnx-proto.js";
 import type { Dim } from "./onnx-proto.js";
 import { weightLayout } from "./weight-layout.js";
 
@@ -20,6 +20,12 @@ export interface LoadedModel {
   modelBytes: Uint8Array;
   /** Number of ids the tokenizer can produce (≤ vocab_size). */
   tokenizerVocabSize: number;
+  /**
+   * ONNX external data files next to model.onnx (weights above protobuf's 2 GB limit), checked to
+   * hold every referenced byte range. Empty for a self-contained model. When not empty, create
+   * ORT sessions from `modelPath` (ORT resolves the files next to it), not from `modelBytes`.
+   */
+  externalDataFiles: string[];
 }
 
 /**
@@ -39,13 +45,41 @@ export async function loadModel(dir: string): Promise<LoadedModel> {
     throw new ModelLoadError(`${manifest.files.model}: not a valid ONNX model (${(err as Error).message})`);
   }
   checkGraphAgainstManifest(model, manifest, manifest.files.model);
+  const externalDataFiles = await checkExternalData(model, dir, manifest.files.model);
   const tokenizerVocabSize = checkTokenizer(await readJson(tokenizerPath, manifest.files.tokenizer), manifest);
-  return { dir, manifest, modelPath, tokenizerPath, modelBytes, tokenizerVocabSize };
+  return { dir, manifest, modelPath, tokenizerPath, modelBytes, tokenizerVocabSize, externalDataFiles };
 }
 
 /** The directory's manifest.json alone, validated (no graph or tokenizer read). Throws ModelLoadError. */
 export async function loadManifest(dir: string): Promise<ModelManifest> {
   return validateManifest(await readJson(join(dir, MANIFEST_FILE), MANIFEST_FILE));
+}
+
+/** Every external-data reference of the graph points at a plain file in `dir` that holds its byte range. */
+async function checkExternalData(model: ModelProto, dir: string, label: string): Promise<string[]> {
+  const sizes = new Map<string, number>();
+  for (const t of model.graph!.initializer) {
+    const ref = externalRef(t);
+    if (!ref) continue;
+    const loc = ref.location;
+    if (loc === "" || loc.includes("/") || loc.includes("\\") || loc.startsWith(".")) {
+      throw new ModelLoadError(`${label}: initializer "${t.name}" has external data location ${JSON.stringify(loc)}, not a plain file name in the model directory`);
+    }
+    let size = sizes.get(loc);
+    if (size === undefined) {
+      try {
+        size = (await stat(join(dir, loc))).size;
+      } catch (err) {
+        throw new ModelLoadError(`${label}: initializer "${t.name}" needs external data file ${loc} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      }
+      sizes.set(loc, size);
+    }
+    const length = ref.length ?? t.dims.reduce((a, d) => a * Number(d), 1) * 4;
+    if (!(ref.offset >= 0) || ref.offset + length > size) {
+      throw new ModelLoadError(`${loc}: initializer "${t.name}" needs bytes ${ref.offset}..${ref.offset + length}, the file has ${size} (truncated?)`);
+    }
+  }
+  return [...sizes.keys()];
 }
 
 async function readBytes(path: string, label: string): Promise<Uint8Array> {

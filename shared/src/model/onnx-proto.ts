@@ -1,5 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import {
+  StringStringEntryProtoSchema,
+  TensorProto_DataLocation,
   AttributeProto_AttributeType,
   AttributeProtoSchema,
   NodeProtoSchema,
@@ -25,6 +27,28 @@ export function floatTensor(name: string, shape: readonly number[], data: Float3
     dataType: TensorProto_DataType.FLOAT,
     rawData: new Uint8Array(data.slice().buffer),
   });
+}
+
+/** A FLOAT initializer whose bytes live in an external data file (ONNX external data, path relative to the model). */
+export function externalFloatTensor(name: string, shape: readonly number[], ref: { location: string; offset: number; length: number }): TensorProto {
+  return create(TensorProtoSchema, {
+    name,
+    dims: shape.map((d) => BigInt(d)),
+    dataType: TensorProto_DataType.FLOAT,
+    dataLocation: TensorProto_DataLocation.EXTERNAL,
+    externalData: [
+      create(StringStringEntryProtoSchema, { key: "location", value: ref.location }),
+      create(StringStringEntryProtoSchema, { key: "offset", value: String(ref.offset) }),
+      create(StringStringEntryProtoSchema, { key: "length", value: String(ref.length) }),
+    ],
+  });
+}
+
+/** location/offset/length of an external tensor, or null for one stored in the file. */
+export function externalRef(t: TensorProto): { location: string; offset: number; length: number | null } | null {
+  if (t.dataLocation !== TensorProto_DataLocation.EXTERNAL) return null;
+  const get = (k: string) => t.externalData.find((e) => e.key === k)?.value;
+  return { location: get("location") ?? "", offset: Number(get("offset") ?? 0), length: get("length") === undefined ? null : Number(get("length")) };
 }
 
 export function int64Tensor(name: string, shape: readonly number[], values: readonly number[]): TensorProto {

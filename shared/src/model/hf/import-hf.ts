@@ -1,0 +1,242 @@
+import { copyFile, mkdir, open, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
+
+import { buildPolicyGraph, serializeModel } from "../graph-builder.js";
+import type { ExternalTensorRef } from "../graph-builder.js";
+import type { WeightMap } from "../init-weights.js";
+import { loadModel } from "../load-model.js";
+import type { LoadedModel } from "../load-model.js";
+import { DEFAULT_MODEL_FILE, DEFAULT_TOKENIZER_FILE, MANIFEST_FILE, manifestForConfig, validateManifest } from "../model-manifest.js";
+import type { ModelManifest } from "../model-manifest.js";
+import { parameterCount, weightLayout } from "../weight-layout.js";
+import { hfArchitecture } from "./hf-architectures.js";
+import type { HfArchitecture, HfTensorMapping } from "./hf-architectures.js";
+import { HfImportError } from "./hf-import-error.js";
+import { openCheckpointTensors, readSafetensorsTensor } from "./safetensors.js";
+import type { SafetensorsTensor } from "./safetensors.js";
+import { resolveSpecialIds, tokenizerTable } from "./special-ids.js";
+
+/** protobuf cannot serialize a message of 2 GiB or more; stay clear of it (graph + constants). */
+export const DEFAULT_EXTERNAL_DATA_THRESHOLD = 2 * 1024 ** 3 - 64 * 1024 ** 2;
+export const EXTERNAL_DATA_FILE = "model.onnx.data";
+/** External tensors start on this boundary (page-aligned, so ORT can map them). */
+const EXTERNAL_ALIGN = 4096;
+
+export interface ImportHfOptions {
+  /** Output model directory; must not exist or be empty. Written as a temp sibling, renamed at the end. */
+  out: string;
+  /** Manifest name. @defaultValue the source directory's name */
+  name?: string;
+  /** Only float32 is written today. */
+  dtype?: "float32" | "float16";
+  /** Weights bytes above which they go to model.onnx.data (ONNX external data). */
+  externalDataThreshold?: number;
+  /** Progress lines (tensor k/n, MB/s). */
+  onProgress?: (line: string) => void;
+}
+
+export interface ImportHfResult {
+  model: LoadedModel;
+  modelType: string;
+  parameters: number;
+  tensors: number;
+  weightBytes: number;
+  external: boolean;
+  seconds: number;
+}
+
+async function readJsonFile(dir: string, file: string, required: boolean): Promise<Record<string, unknown> | null> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, file), "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (!required && code === "ENOENT") return null;
+    throw new HfImportError(`${file}: cannot read ${join(dir, file)} (${code ?? (err as Error).message})`);
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    throw new HfImportError(`${file}: invalid JSON (${(err as Error).message})`);
+  }
+  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new HfImportError(`${file}: not a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+/** Where a tensor should have been: the shard index if the checkpoint has one, else model.safetensors. */
+function checkpointLabel(files: { file: string }[]): string {
+  return files.length === 1 && files[0]!.file === "model.safetensors" ? "model.safetensors" : "model.safetensors.index.json";
+}
+
+/** Every tensor the architecture needs is present with its shape; nothing unknown is left over. */
+function matchTensors(arch: HfArchitecture, tensors: Map<string, SafetensorsTensor>, label: string): Map<string, SafetensorsTensor> {
+  const out = new Map<string, SafetensorsTensor>();
+  for (const m of arch.tensors) {
+    const t = tensors.get(m.hf);
+    if (!t) throw new HfImportError(`${label}: tensor "${m.hf}" is missing (a ${arch.modelType} checkpoint as config.json describes it needs it)`);
+    if (t.shape.join(",") !== m.hfShape.join(",")) {
+      throw new HfImportError(`${t.file}: tensor "${m.hf}" has shape [${t.shape.join(", ")}], config.json implies [${m.hfShape.join(", ")}]`);
+    }
+    out.set(m.hf, t);
+  }
+  for (const [name, t] of tensors) {
+    if (out.has(name) || arch.ignorable.has(name) || name.endsWith(".rotary_emb.inv_freq")) continue;
+    throw new HfImportError(`${t.file}: tensor "${name}" is not part of a ${arch.modelType} checkpoint as config.json describes it (an unsupported option?)`);
+  }
+  return out;
+}
+
+/** [rows, cols] row-major → [cols, rows], in cache-friendly tiles. */
+export function transpose2d(src: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(src.length);
+  const B = 64;
+  for (let i0 = 0; i0 < rows; i0 += B) {
+    const i1 = Math.min(rows, i0 + B);
+    for (let j0 = 0; j0 < cols; j0 += B) {
+      const j1 = Math.min(cols, j0 + B);
+      for (let i = i0; i < i1; i++) {
+        const r = i * cols;
+        for (let j = j0; j < j1; j++) out[j * rows + i] = src[r + j]!;
+      }
+    }
+  }
+  return out;
+}
+
+async function rlmeshTensor(m: HfTensorMapping, t: SafetensorsTensor): Promise<Float32Array> {
+  const data = await readSafetensorsTensor(t);
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i]!)) throw new HfImportError(`${t.file}: tensor "${m.hf}" holds a non-finite value at flat index ${i}`);
+  }
+  return m.transpose ? transpose2d(data, m.hfShape[0]!, m.hfShape[1]!) : data;
+}
+
+async function isEmptyOrMissing(dir: string): Promise<boolean> {
+  try {
+    return (await readdir(dir)).length === 0;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return true;
+    throw err;
+  }
+}
+
+/**
+ * Imports a Hugging Face model directory (config.json, optional generation_config.json,
+ * *.safetensors with an optional model.safetensors.index.json, tokenizer.json, optional
+ * tokenizer_config.json) into an rlmesh model directory: model.onnx from the graph builder
+ * (+ model.onnx.data when the weights pass the threshold), tokenizer.json, manifest.json.
+ * Everything is checked before the heavy work; the output is written to a temp sibling
+ * directory, verified with loadModel, then renamed, so a failure leaves nothing at `out`.
+ */
+export async function importHfCheckpoint(src: string, options: ImportHfOptions): Promise<ImportHfResult> {
+  const t0 = performance.now();
+  const progress = options.onProgress ?? (() => {});
+  if ((options.dtype ?? "float32") !== "float32") {
+    throw new HfImportError(`--dtype ${options.dtype}: only float32 is implemented (the graph computes in float32; float16 storage is not built yet)`);
+  }
+  const config = (await readJsonFile(src, "config.json", true))!;
+  const arch = hfArchitecture(config);
+  const tokenizerRaw = await readJsonFile(src, "tokenizer.json", true);
+  const tokenizer = tokenizerTable(tokenizerRaw);
+  const vocabKey = arch.modelType === "llada" && config["embedding_size"] !== undefined ? "embedding_size" : "vocab_size";
+  if (tokenizer.size > arch.config.vocabSize) {
+    throw new HfImportError(`tokenizer.json: has ids up to ${tokenizer.size - 1}, but config.json ${vocabKey} is ${arch.config.vocabSize} (tokenizer and model disagree)`);
+  }
+  const ids = resolveSpecialIds({
+    config,
+    generationConfig: await readJsonFile(src, "generation_config.json", false),
+    tokenizerConfig: await readJsonFile(src, "tokenizer_config.json", false),
+    tokenizer,
+    vocabSize: arch.config.vocabSize,
+    vocabKey,
+    idKeys: arch.configIdKeys,
+  });
+  const { files, tensors } = await openCheckpointTensors(src);
+  const matched = matchTensors(arch, tensors, checkpointLabel(files));
+
+  const out = resolve(options.out);
+  if (!(await isEmptyOrMissing(out))) throw new HfImportError(`--out ${options.out}: exists and is not empty (refusing to overwrite)`);
+  const parameters = parameterCount(arch.config);
+  const weightBytes = parameters * 4;
+  const external = weightBytes > (options.externalDataThreshold ?? DEFAULT_EXTERNAL_DATA_THRESHOLD);
+  progress(
+    `import-hf: ${arch.modelType} d ${arch.config.dModel}, ${arch.config.nLayers} layers, heads ${arch.config.nHeads}/${arch.config.nKvHeads ?? arch.config.nHeads}, ` +
+      `vocab ${arch.config.vocabSize}, ${(parameters / 1e6).toFixed(1)} M params, ${files.length} safetensors file(s)` +
+      (external ? `; weights ${(weightBytes / 1024 ** 3).toFixed(2)} GiB → ${EXTERNAL_DATA_FILE}` : ""),
+  );
+
+  const tmp = join(dirname(out), `.${basename(out)}.import-${process.pid}-${Date.now()}.tmp`);
+  await mkdir(tmp, { recursive: true });
+  try {
+    const byRl = new Map(arch.tensors.map((m) => [m.rl, m]));
+    const layout = weightLayout(arch.config);
+    const weights: WeightMap = new Map();
+    const refs = new Map<string, ExternalTensorRef>();
+    const dataFile = external ? await open(join(tmp, EXTERNAL_DATA_FILE), "w") : null;
+    let offset = 0;
+    let done = 0;
+    let lastReport = performance.now();
+    try {
+      for (const [k, spec] of layout.entries()) {
+        const m = byRl.get(spec.name);
+        if (!m) throw new Error(`import-hf: internal: no checkpoint tensor maps to ${spec.name}`);
+        const data = await rlmeshTensor(m, matched.get(m.hf)!);
+        if (dataFile) {
+          offset = Math.ceil(offset / EXTERNAL_ALIGN) * EXTERNAL_ALIGN;
+          const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+          await dataFile.write(bytes, 0, bytes.byteLength, offset);
+          refs.set(spec.name, { location: EXTERNAL_DATA_FILE, offset, length: bytes.byteLength });
+          offset += bytes.byteLength;
+        } else weights.set(spec.name, data);
+        done += data.byteLength;
+        const now = performance.now();
+        if (now - lastReport > 2000 || k === layout.length - 1) {
+          const s = (now - t0) / 1000;
+          progress(`import-hf: tensor ${k + 1}/${layout.length} (${spec.name}), ${(done / 1024 ** 2).toFixed(0)}/${(weightBytes / 1024 ** 2).toFixed(0)} MB, ${(done / 1024 ** 2 / s).toFixed(0)} MB/s`);
+          lastReport = now;
+        }
+      }
+    } finally {
+      await dataFile?.close();
+    }
+    const graph = buildPolicyGraph(arch.config, weights, external ? { externalWeights: refs } : {});
+    weights.clear();
+    const name = options.name ?? basename(resolve(src));
+    const manifest: ModelManifest = validateManifest(
+      manifestForConfig(
+        arch.config,
+        { mask: ids.mask, pad: ids.pad, eos: ids.eos },
+        {
+          name,
+          shifted_logits: arch.shiftedLogits,
+          special_tokens: ids.tokens,
+          ...(ids.expand !== undefined ? { expand_id: ids.expand } : {}),
+          ...(ids.delete !== undefined ? { delete_id: ids.delete } : {}),
+          source: {
+            importer: "rlmesh import-hf",
+            model_type: arch.modelType,
+            source_name: basename(resolve(src)),
+            safetensors_files: files.map((f) => f.file),
+            dtype: "float32",
+            special_id_sources: ids.sources,
+            ...(external ? { external_data: EXTERNAL_DATA_FILE } : {}),
+          },
+        },
+      ),
+    );
+    await writeFile(join(tmp, DEFAULT_MODEL_FILE), serializeModel(graph));
+    await copyFile(join(src, "tokenizer.json"), join(tmp, DEFAULT_TOKENIZER_FILE));
+    await writeFile(join(tmp, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + "\n");
+    await loadModel(tmp); // the same checks every consumer runs, before anything appears at `out`
+    await rm(out, { recursive: true, force: true }); // an empty directory (checked above)
+    await rename(tmp, out);
+    const model = await loadModel(out);
+    const seconds = (performance.now() - t0) / 1000;
+    progress(`import-hf: wrote ${out} in ${seconds.toFixed(1)} s (${(weightBytes / 1024 ** 2).toFixed(0)} MB of float32 weights${external ? ` in ${EXTERNAL_DATA_FILE}` : ""})`);
+    return { model, modelType: arch.modelType, parameters, tensors: layout.length, weightBytes, external, seconds };
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true });
+    throw err;
+  }
+}

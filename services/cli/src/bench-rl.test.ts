@@ -89,6 +89,14 @@ test("bench specs: every variant changes the recipe it names, and an unknown one
   assert.equal(both.grpo?.lr, 3e-4);
   assert.equal(both.oversample, 3);
   assert.throws(() => benchRlSpec({ ...o, variant: "lr-3e-4+nope" }), /unknown variant "nope"/);
+  const cart = benchRlSpec({ ...o, variant: "cart" });
+  assert.equal(cart.grpo?.lossWeight, "cart");
+  assert.equal(cart.grpo?.cartP, 0.1);
+  assert.equal(benchRlSpec({ ...o, variant: "cart+inv-t" }).grpo?.lossWeight, "inv_t");
+  assert.equal(benchRlSpec({ ...o, variant: "cart+inv-t" }).grpo?.cartP, undefined);
+  // --steps fixes the work: the job runs that many steps (the recipe alone runs until its budget).
+  assert.equal(benchRlSpec({ ...o, steps: 40, variant: "cart" }).steps, 40);
+  assert.ok(Number(recipe.steps) > 100_000);
 });
 
 test("informative fraction counts groups with unequal rewards; split names come from the file", () => {

@@ -47,6 +47,20 @@ export const RL_VARIANTS: Record<string, { summary: string; apply: (s: Spec) => 
   },
   overlap: { summary: "rollout of step k+1 overlapped with training of step k", apply: (s) => void (s.overlap = true) },
   "mask-epochs-2": { summary: "2 coupled mask epochs per batch", apply: (s) => void (s.grpo.maskEpochs = 2) },
+  cart: {
+    summary: "CART token weights (p 0.1) instead of 1/t",
+    apply: (s) => {
+      s.grpo.lossWeight = "cart";
+      s.grpo.cartP = 0.1;
+    },
+  },
+  "inv-t": {
+    summary: "1/t token weights (explicit, whatever the learner's default)",
+    apply: (s) => {
+      s.grpo.lossWeight = "inv_t";
+      delete s.grpo.cartP;
+    },
+  },
 };
 
 export interface CurvePoint {
@@ -163,6 +177,8 @@ function round(x: number, d: number): number {
 export function benchRlSpec(o: {
   seed: number;
   minutes: number;
+  /** A fixed number of steps (the same work for every variant, whatever the machine's load); unset = until the budget. */
+  steps?: number;
   evalInterval: number;
   evalSamples: number;
   evalLimit: number;
@@ -175,7 +191,7 @@ export function benchRlSpec(o: {
     if (!v) throw new UsageError(`unknown variant "${name}"; one of ${Object.keys(RL_VARIANTS).join(", ")} (combine with +)`);
     return v;
   });
-  const base = demoSpec(DEMO_UNBOUNDED_STEPS, o.seed, o.modelDir);
+  const base = demoSpec(o.steps ?? DEMO_UNBOUNDED_STEPS, o.seed, o.modelDir);
   const spec: Spec = {
     ...base,
     name: `bench-rl-${o.variant}`,
@@ -219,13 +235,15 @@ export function formatAblation(results: BenchRlResult[]): string {
 }
 
 export const BENCH_RL_USAGE =
-  "rlmesh bench rl [--minutes N] [--seed S] [--eval-every STEPS] [--eval-limit N] [--eval-samples K] [--ablate v1,v2+v3,…] [--model DIR] [--rollouts N] [--executors M] [--json]";
+  "rlmesh bench rl [--minutes N] [--steps N] [--seed S] [--eval-every STEPS] [--eval-limit N] [--eval-samples K] [--ablate v1,v2+v3,…] [--model DIR] [--rollouts N] [--executors M] [--json]";
 
 export async function benchRlCommand(argv: string[]): Promise<number> {
   const a = parseArgs(argv, ["json", "quiet"]);
   const json = flagBool(a, "json");
   const print = (s: string) => (json ? console.error(s) : console.log(s));
-  const minutes = flagFloat(a, "minutes", 15);
+  // --steps fixes the work per variant; the time budget then only caps a runaway (default 600 min).
+  const steps = a.flags.has("steps") ? flagInt(a, "steps", 1, 1) : undefined;
+  const minutes = flagFloat(a, "minutes", steps === undefined ? 15 : 600);
   if (!(minutes > 0)) throw new UsageError(`--minutes must be > 0, got ${minutes}`);
   const seed = flagInt(a, "seed", 1);
   const ablate = flagString(a, "ablate");
@@ -237,6 +255,7 @@ export async function benchRlCommand(argv: string[]): Promise<number> {
     const spec = benchRlSpec({
       seed,
       minutes,
+      ...(steps !== undefined ? { steps } : {}),
       evalInterval: flagInt(a, "eval-every", 25, 0),
       evalSamples: flagInt(a, "eval-samples", 0, 0),
       evalLimit: flagInt(a, "eval-limit", 0, 0),
@@ -245,7 +264,7 @@ export async function benchRlCommand(argv: string[]): Promise<number> {
     });
     const stateDir = join(REPO_ROOT, ".rlmesh", `bench-rl-${Date.now().toString(36)}`);
     mkdirSync(stateDir, { recursive: true });
-    print(`bench rl: variant ${variant} (${RL_VARIANTS[variant]!.summary}), seed ${seed}, ${minutes} min budget`);
+    print(`bench rl: variant ${variant} (${RL_VARIANTS[variant]!.summary}), seed ${seed}, ${steps !== undefined ? `${steps} steps, ` : ""}${minutes} min budget`);
     const mesh = await startLocalMesh({
       rollouts: flagInt(a, "rollouts", 1, 1),
       executors: flagInt(a, "executors", 1, 1),

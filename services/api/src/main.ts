@@ -83,6 +83,7 @@ if (config.ui) {
       rewardQueue: config.rewardQueue,
       token: config.uiToken,
       logger,
+      traces: (id) => store.readTraces(id),
       cancel: async (id, reason) => {
         const next = await store.transition(id, "JOB_STATE_CANCELLED", reason);
         logger.info("job cancelled", { job: id, from: "console" });

@@ -57,6 +57,8 @@ describe("web console", { timeout: 60_000 }, () => {
     conn = createRedis(redis.url, { role: "client" });
     store = new JobStore(conn);
     job = await seedJob(store);
+    await store.appendTraces(job.id, [trace(1, 1)]);
+    await store.appendTraces(job.id, [trace(2, 0)]);
     queue = new Queue(QUEUE, { connection: createRedis(redis.url, { role: "worker" }) });
     await queue.add("score", { job_id: job.id, step: 1, sample_index: 0 }, { jobId: `${job.id}-1-0` });
   });
@@ -74,8 +76,7 @@ describe("web console", { timeout: 60_000 }, () => {
         rewardQueue: QUEUE,
         token,
         logger,
-        traces: async (id) => (id === job.id ? [trace(1, 1), trace(2, 0)] : []),
-        renderTrace: (s, title) => `<!doctype html><title>${title}</title><body data-ready="1">${s.tokenTexts.join("")}</body>`,
+        traces: (id) => store.readTraces(id),
         cancel: (id, reason) => store.transition(id, "JOB_STATE_CANCELLED", reason),
         ...extra,
       },
@@ -141,7 +142,9 @@ describe("web console", { timeout: 60_000 }, () => {
       assert.deepEqual(traces, [`2|0.00|/ui/jobs/${job.id}/traces/1`, `1|1.00|/ui/jobs/${job.id}/traces/0`]);
       const viewer = await fetch(`${ui.url}/jobs/${job.id}/traces/1`);
       assert.equal(viewer.status, 200);
-      assert.match(await viewer.text(), /return x\+1/);
+      const replay = await viewer.text();
+      assert.match(replay, /<title>[^<]*step 2 · task-2/);
+      assert.deepEqual([...replay.matchAll(/<span class="t[^"]*" data-s="(\d+)" data-p="(\d+)"[^>]*>([^<]*)</g)].map((m) => m.slice(1).join(":")), ["1:0:return", "3:1: x", "2:2:+1"]);
       // A running job's page refreshes itself; no cancel button without the operator token.
       assert.match(html, /http-equiv="refresh"/);
       assert.doesNotMatch(html, /cancel job/);

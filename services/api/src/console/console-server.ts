@@ -12,6 +12,7 @@ import { ExpressAdapter } from "@bull-board/express";
 import type { Redis } from "ioredis";
 import type { Job, JobState, Logger } from "@rlmesh/shared";
 import type { TracedSample__Output as TracedSample } from "@rlmesh/shared/gen/rlmesh/v1/TracedSample";
+import { renderTraceHtml } from "@rlmesh/shared/trace/index";
 import type { JobStore } from "../job-store.js";
 import { jobView } from "./console-model.js";
 import { errorPage, page } from "./html.js";
@@ -27,7 +28,7 @@ export interface ConsoleDeps {
   logger: Logger;
   /** A job's stored traced samples, oldest first (absent: the console says traces are unavailable). */
   traces?: (jobId: string) => Promise<TracedSample[]>;
-  /** A self-contained HTML page replaying one traced sample (the trace viewer). */
+  /** The trace viewer: a self-contained HTML page replaying one traced sample (default: shared's renderTraceHtml). */
   renderTrace?: (sample: TracedSample, title: string) => string;
   /** Cancels a queued or running job (offered to the operator only). */
   cancel?: (jobId: string, reason: string) => Promise<Job>;
@@ -221,8 +222,8 @@ export function createConsoleApp(deps: ConsoleDeps): { app: express.Express; clo
     const sample = traces[i];
     if (!sample)
       throw new HttpError(404, "Trace not found", `job ${job.id} has ${traces.length} stored traced sample(s) (indices 0..${traces.length - 1}); there is no #${i}${note ? ` (${note})` : ""}`);
-    if (!deps.renderTrace) throw new HttpError(501, "Not implemented", "this api has no trace viewer");
-    res.type("html").send(deps.renderTrace(sample, `${job.id} step ${sample.step} · ${sample.promptId}`));
+    const title = `${job.id} step ${sample.step} · ${sample.promptId}`;
+    res.type("html").send(deps.renderTrace ? deps.renderTrace(sample, title) : renderTraceHtml([sample], { title, subtitle: `reward ${sample.reward} · policy v${sample.policyVersion} · back: /ui/jobs/${job.id}` }));
   });
 
   app.post("/ui/jobs/:id/cancel", async (req, res) => {

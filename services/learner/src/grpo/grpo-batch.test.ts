@@ -63,3 +63,19 @@ test("an empty response is a legal sample: it counts in its group's advantages w
   assert.equal(allEmpty.skipped, true);
   assert.equal(allEmpty.batch, null);
 });
+
+test("infill samples: the suffix follows the response, attended and outside the loss (responseMask 0)", () => {
+  const infill: ScoredSample[] = [
+    { groupId: "p", promptIds: [7, 8], responseIds: [1, 2], suffixIds: [30, 31], reward: 1 },
+    { groupId: "p", promptIds: [7, 8], responseIds: [4], suffixIds: [30, 31], reward: 0 },
+  ];
+  const b = buildGrpoBatch(infill, { padId: 0, seed: 1 }).batch!;
+  assert.equal(b.seqLen, 6);
+  assert.deepEqual(Array.from(b.tokens.subarray(0, 6)), [7, 8, 1, 2, 30, 31]);
+  assert.deepEqual(Array.from(b.responseMask.subarray(0, 6)), [0, 0, 1, 1, 0, 0]);
+  assert.deepEqual(Array.from(b.attentionMask.subarray(0, 6)), [1, 1, 1, 1, 1, 1]);
+  // A shorter middle: its suffix moves left with it, PAD after.
+  assert.deepEqual(Array.from(b.tokens.subarray(6, 12)), [7, 8, 4, 30, 31, 0]);
+  assert.deepEqual(Array.from(b.responseMask.subarray(6, 12)), [0, 0, 1, 0, 0, 0]);
+  assert.deepEqual(Array.from(b.attentionMask.subarray(6, 12)), [1, 1, 1, 1, 1, 0]);
+});

@@ -5,7 +5,7 @@ import { substituteZeroAdvantage } from "./informative-substitution.js";
 export interface GrpoBatch {
   batchSize: number;
   seqLen: number;
-  /** Prompt + sampled response (+ PAD) per row. */
+  /** Prompt + sampled response (+ infill suffix) (+ PAD) per row. */
   tokens: Int32Array;
   /** 1 = a real token whose key may be attended (0 for padding). */
   attentionMask: Uint8Array;
@@ -21,6 +21,12 @@ export interface ScoredSample {
   promptIds: ArrayLike<number>;
   /** The generated response the loss covers (the caller decides whether it ends at EOS). */
   responseIds: ArrayLike<number>;
+  /**
+   * Infill samples: the program's tokens after the response (the response is the middle between
+   * promptIds and these). Context like the prompt: in the sequence after the response, attended,
+   * never masked, no loss.
+   */
+  suffixIds?: ArrayLike<number>;
   reward: number;
 }
 
@@ -48,7 +54,8 @@ export interface BuiltGrpoBatch {
 
 /**
  * Rewards → group advantages → informative substitution → dense [B, T] batch rows of
- * prompt + response, right-padded with `padId` (attentionMask 0 on padding).
+ * prompt + response (+ suffix for infill samples), right-padded with `padId` (attentionMask 0 on
+ * padding). Only response positions are in responseMask (the loss).
  */
 export function buildGrpoBatch(samples: readonly ScoredSample[], opts: BuildGrpoBatchOptions): BuiltGrpoBatch {
   const { advantages, stats } = groupAdvantages(
@@ -74,7 +81,8 @@ export function buildGrpoBatch(samples: readonly ScoredSample[], opts: BuildGrpo
   };
   if (sub.skipped || sourceIndex.length === 0) return { ...common, batch: null, skipped: true };
   const B = sourceIndex.length;
-  const T = Math.max(...[...sourceIndex].map((src) => samples[src]!.promptIds.length + samples[src]!.responseIds.length));
+  const suffixLen = (s: ScoredSample) => s.suffixIds?.length ?? 0;
+  const T = Math.max(...[...sourceIndex].map((src) => samples[src]!.promptIds.length + samples[src]!.responseIds.length + suffixLen(samples[src]!)));
   const tokens = new Int32Array(B * T).fill(opts.padId);
   const attentionMask = new Uint8Array(B * T);
   const responseMask = new Uint8Array(B * T);
@@ -89,7 +97,9 @@ export function buildGrpoBatch(samples: readonly ScoredSample[], opts: BuildGrpo
       tokens[r * T + P + j] = s.responseIds[j]!;
       responseMask[r * T + P + j] = 1;
     }
-    attentionMask.fill(1, r * T, r * T + P + s.responseIds.length);
+    const S = suffixLen(s);
+    for (let j = 0; j < S; j++) tokens[r * T + P + s.responseIds.length + j] = s.suffixIds![j]!;
+    attentionMask.fill(1, r * T, r * T + P + s.responseIds.length + S);
   }
   return { ...common, batch: { batchSize: B, seqLen: T, tokens, attentionMask, responseMask, advantages: rowAdvantages } };
 }

@@ -6,7 +6,7 @@ export interface TrainRequestLimits {
   vocabSize: number;
   maskId: number;
   eosId: number;
-  /** Rows of the position table: prompt + response must fit. */
+  /** Rows of the position table: prompt + response (+ suffix) must fit. */
   maxSeqLen: number;
   /** The learner's current policy version. */
   policyVersion: number;
@@ -42,7 +42,7 @@ export function validateTrainRequest(req: TrainStepRequest, lim: TrainRequestLim
   if (!Number.isInteger(req.step) || req.step < 0) throw new InvalidArgumentError("step", `must be a non-negative integer, got ${req.step}`);
   if (req.samples.length === 0) throw new InvalidArgumentError("samples", "is empty");
   const oldest = lim.policyVersion - lim.maxStaleness;
-  const prompts = new Map<string, { index: number; ids: readonly number[] }>();
+  const prompts = new Map<string, { index: number; ids: readonly number[]; suffix: readonly number[] }>();
   return req.samples.map((s, i) => {
     const f = `samples[${i}]`;
     if (!s.promptId) throw new InvalidArgumentError(`${f}.prompt_id`, "is required (samples of one prompt form a GRPO group)");
@@ -72,21 +72,32 @@ export function validateTrainRequest(req: TrainStepRequest, lim: TrainRequestLim
     }
     checkIds(s.promptTokenIds, `${f}.prompt_token_ids`, lim, true);
     checkIds(s.responseTokenIds, `${f}.response_token_ids`, lim, false);
+    // Infill samples: the suffix is context after the response (real text: no MASK).
+    const suffix = s.suffixTokenIds ?? [];
+    checkIds(suffix, `${f}.suffix_token_ids`, lim, false);
     const first = prompts.get(s.promptId);
-    if (!first) prompts.set(s.promptId, { index: i, ids: s.promptTokenIds });
-    else if (first.ids.length !== s.promptTokenIds.length || first.ids.some((id, j) => id !== s.promptTokenIds[j])) {
+    const same = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((id, j) => id === b[j]);
+    if (!first) prompts.set(s.promptId, { index: i, ids: s.promptTokenIds, suffix });
+    else if (!same(first.ids, s.promptTokenIds)) {
       throw new InvalidArgumentError(
         `${f}.prompt_token_ids`,
         `differ from samples[${first.index}] although both have prompt_id "${s.promptId}" (one prompt_id = one prompt)`,
       );
+    } else if (!same(first.suffix, suffix)) {
+      throw new InvalidArgumentError(
+        `${f}.suffix_token_ids`,
+        `differ from samples[${first.index}] although both have prompt_id "${s.promptId}" (one prompt_id = one prefix and suffix)`,
+      );
     }
-    const response = responseUpToEos(s.responseTokenIds, lim.eosId);
-    const len = s.promptTokenIds.length + response.length;
+    // An infill middle is the whole response (the decoder deletes its EOS); a completion ends at EOS.
+    const response = suffix.length > 0 ? [...s.responseTokenIds] : responseUpToEos(s.responseTokenIds, lim.eosId);
+    const len = s.promptTokenIds.length + response.length + suffix.length;
     if (len > lim.maxSeqLen) {
-      throw new InvalidArgumentError(`${f}.response_token_ids`, `prompt + response (up to EOS) is ${len} tokens, the model's max_seq_len is ${lim.maxSeqLen}`);
+      const what = suffix.length > 0 ? "prompt + response + suffix" : "prompt + response (up to EOS)";
+      throw new InvalidArgumentError(`${f}.response_token_ids`, `${what} is ${len} tokens, the model's max_seq_len is ${lim.maxSeqLen}`);
     }
     // An empty response is a legal sample (reward 0 from the sandbox): it counts in its group's
     // advantages and has no token for the loss (grpo-batch gives it no row).
-    return { groupId: s.promptId, promptIds: s.promptTokenIds, responseIds: response, reward: s.reward };
+    return { groupId: s.promptId, promptIds: s.promptTokenIds, responseIds: response, ...(suffix.length > 0 ? { suffixIds: suffix } : {}), reward: s.reward };
   });
 }

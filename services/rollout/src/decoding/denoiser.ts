@@ -13,6 +13,11 @@ export interface DenoiserSpec {
   maskId: number;
   padId: number;
   eosId: number;
+  /**
+   * Dream's convention: the logit at position i predicts token i + 1, so position j's
+   * distribution is the logit row j - 1 (position 0 uses row 0). Absent = false.
+   */
+  shiftedLogits?: boolean;
 }
 
 /** Per-layer K and V, each [B, H, S, Dh] row-major. */
@@ -40,7 +45,7 @@ export interface ForwardInput {
 }
 
 export interface ForwardOutput {
-  /** [B, T, V], not shifted (position j predicts token j). */
+  /** [B, T, V] as the model gives them: row j predicts token j, or j + 1 when `spec.shiftedLogits`. */
   logits: Float32Array;
   /** K/V of the T current tokens, [B, H, T, Dh] per layer (when asked for). */
   present?: KvTensors;

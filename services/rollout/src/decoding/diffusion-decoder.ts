@@ -207,7 +207,7 @@ class BatchDecoder {
       if (active.length === 0) break;
       if (params.cache === "none") {
         const { out, T } = await this.fullForward(active, false);
-        active.forEach((s, b) => this.commitStep(s, out.logits, (p) => (b * T + p) * V));
+        active.forEach((s, b) => this.commitStep(s, out.logits, (p) => (b * T + this.logitRow(p)) * V));
         continue;
       }
       const refresh = params.cache_refresh === "step" ? active : active.filter((s) => s.needRefresh);
@@ -217,14 +217,14 @@ class BatchDecoder {
         const { out, T } = await this.fullForward(refresh, true);
         refresh.forEach((s, b) => {
           s.needRefresh = false;
-          this.commitStep(s, out.logits, (p) => (b * T + p) * V);
+          this.commitStep(s, out.logits, (p) => (b * T + this.logitRow(p)) * V);
         });
       }
       if (opts.signal?.aborted) throw new DecodeAbortedError(opts.signal.reason);
       const cachedGroup = params.cache_refresh === "step" ? active : active.filter((s) => !refresh.includes(s) && !s.done);
       if (cachedGroup.length > 0) {
         const { out, T, starts } = await this.cachedForward(cachedGroup);
-        cachedGroup.forEach((s, b) => this.commitStep(s, out.logits, (p) => (b * T + (p - (starts[b] as number))) * V));
+        cachedGroup.forEach((s, b) => this.commitStep(s, out.logits, (p) => (b * T + (this.logitRow(p) - (starts[b] as number))) * V));
       }
     }
     return this.seqs.map((s) => {
@@ -284,6 +284,7 @@ class BatchDecoder {
       row[spec.maskId] = -Infinity;
       if (greedy) {
         const g = greedyTokenProb(row, 0, V);
+        if (Number.isNaN(g.prob)) throw nonFiniteLogits(p);
         out.tokens.push(g.token);
         out.tokenProbs.push(g.prob);
         out.confs.push(g.prob);
@@ -291,6 +292,7 @@ class BatchDecoder {
       }
       samplingProbs(row, 0, V, this.sampling, probs);
       const tok = drawToken(probs, V, params.temperature, counterUniform(s.seed, s.step, p, RNG_STREAM_TOKEN));
+      if (tok === spec.maskId || Number.isNaN(probs[tok])) throw nonFiniteLogits(p);
       out.tokens.push(tok);
       out.tokenProbs.push(probs[tok] as number);
       out.confs.push(algConfidence(params.alg, probs, V, tok));
@@ -330,6 +332,14 @@ class BatchDecoder {
     }
   }
 
+  /**
+   * The forward's row that holds position p's distribution: p itself, or for a shifted-logits
+   * model (Dream) the row before it — Dream's `cat([logits[:, :1], logits[:, :-1]], 1)`.
+   */
+  private logitRow(p: number): number {
+    return this.spec.shiftedLogits === true ? Math.max(p - 1, 0) : p;
+  }
+
   private run(input: ForwardInput, kind: ForwardInfo["kind"]): Promise<ForwardOutput> {
     this.opts.onForward?.({ kind, batch: input.batch, length: input.length, pastLength: input.pastLength });
     return this.model.forward(input);
@@ -365,21 +375,24 @@ class BatchDecoder {
   /**
    * What a cached forward of `s` computes and reuses: the current block (prefix cache: through the
    * visible end) is computed; the cached K/V of the prefix (dual: and of the visible suffix) is reused.
+   * A shifted-logits model reads the block's first distribution from the position before the
+   * block, so that position is computed too (the window starts one early; it leaves the prefix).
    */
-  private cacheLayout(s: SeqState): { bs: number; curEnd: number; pastRanges: Array<[number, number]>; P: number } {
+  private cacheLayout(s: SeqState): { ws: number; curEnd: number; pastRanges: Array<[number, number]>; P: number } {
     const { params } = this;
     const bs = s.blockStarts[s.block] as number;
+    const ws = this.logitRow(bs);
     const be = blockEnd(s, params.block_length);
     const end = this.seen(s);
     const curEnd = params.cache === "prefix" ? end : be;
     const pastRanges: Array<[number, number]> =
       params.cache === "prefix"
-        ? [[0, bs]]
+        ? [[0, ws]]
         : [
-            [0, bs],
+            [0, ws],
             [be, end],
           ];
-    return { bs, curEnd, pastRanges, P: pastRanges.reduce((a, [x, y]) => a + (y - x), 0) };
+    return { ws, curEnd, pastRanges, P: pastRanges.reduce((a, [x, y]) => a + (y - x), 0) };
   }
 
   /** A forward over each sequence's current block, attending to its cached K/V. */
@@ -388,7 +401,7 @@ class BatchDecoder {
     const B = group.length;
     const { nLayers: L, nHeads: H, headDim: Dh } = spec;
     const cur = group.map((s) => this.cacheLayout(s));
-    const T = Math.max(...cur.map((c) => c.curEnd - c.bs));
+    const T = Math.max(...cur.map((c) => c.curEnd - c.ws));
     const P = Math.max(...cur.map((c) => c.P));
     const ids = new Int32Array(B * T).fill(spec.padId);
     const positions = new Int32Array(B * T);
@@ -397,9 +410,9 @@ class BatchDecoder {
     const values = Array.from({ length: L }, () => new Float32Array(B * H * P * Dh));
     group.forEach((s, b) => {
       const c = cur[b]!;
-      for (let t = 0; t < c.curEnd - c.bs; t++) {
-        ids[b * T + t] = s.ids[c.bs + t] as number;
-        positions[b * T + t] = c.bs + t;
+      for (let t = 0; t < c.curEnd - c.ws; t++) {
+        ids[b * T + t] = s.ids[c.ws + t] as number;
+        positions[b * T + t] = c.ws + t;
         attention[b * (P + T) + P + t] = 1;
       }
       for (let j = 0; j < c.P; j++) attention[b * (P + T) + j] = 1;
@@ -423,7 +436,7 @@ class BatchDecoder {
       { batch: B, length: T, pastLength: P, ids, positions, attention, past: { keys, values }, wantPresent: false },
       "cached",
     );
-    return { out, T, starts: cur.map((c) => c.bs) };
+    return { out, T, starts: cur.map((c) => c.ws) };
   }
 }
 
@@ -431,6 +444,11 @@ class BatchDecoder {
 function recordCommits(s: SeqState, maskId: number): void {
   const c = s.commitSteps!;
   for (let j = 0; j < c.length; j++) if (c[j] === 0 && s.ids[s.promptLen + j] !== maskId) c[j] = s.step;
+}
+
+/** A NaN distribution would commit MASK (or nothing) forever: the decode stops and says why instead. */
+function nonFiniteLogits(pos: number): Error {
+  return new Error(`the model's logits for position ${pos} are not finite (NaN): cannot decode`);
 }
 
 function storeCache(group: SeqState[], out: ForwardOutput, T: number, spec: DenoiserSpec): void {

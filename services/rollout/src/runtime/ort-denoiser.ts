@@ -15,6 +15,7 @@ export function specFromManifest(m: ModelManifest): DenoiserSpec {
     maskId: m.mask_id,
     padId: m.pad_id,
     eosId: m.eos_id,
+    shiftedLogits: m.shifted_logits,
   };
 }
 
@@ -32,9 +33,6 @@ export class OrtDenoiser implements Denoiser {
     readonly session: InferenceSession,
     private readonly manifest: ModelManifest,
   ) {
-    if (manifest.shifted_logits) {
-      throw new Error("shifted_logits models (Dream exports) are not supported by the rollout decoder yet");
-    }
     this.spec = specFromManifest(manifest);
     const { inputs, outputs } = manifest;
     this.hasPast = inputs.past_key !== undefined && session.inputNames.includes(layerName(inputs.past_key, 0));

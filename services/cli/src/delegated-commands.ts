@@ -67,6 +67,20 @@ export const delegatedCommands: Command[] = [
     },
   },
   {
+    name: "infill",
+    summary: "fill the middle between a prefix and a suffix file with a local model (DreamOn variable length when it declares expand) and print the program",
+    usage: "rlmesh infill --model DIR --prefix-file A --suffix-file B [--initial-length N] [--max-length M] [--fixed] [--temperature T] [--seed S] [--json]",
+    run: async (argv) => {
+      const { infillCommand, InfillUsageError } = await import("@rlmesh/rollout/infill-command");
+      try {
+        return await infillCommand(argv);
+      } catch (err) {
+        if (err instanceof InfillUsageError) throw new UsageError(err.message);
+        throw err;
+      }
+    },
+  },
+  {
     name: "train-base",
     summary: "masked-diffusion SFT of the tiny base model on the toy train split (reproducible from a seed)",
     usage: "rlmesh train-base [--minutes M] [--seed S] [--config tiny|ci] [--out DIR]",

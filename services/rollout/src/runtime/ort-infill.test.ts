@@ -49,6 +49,9 @@ test("infill on decode workers equals the decoder on the same session in this th
       const strip = (s: (typeof a.samples)[number]) => ({ ...s, timings: null });
       assert.deepEqual(a.samples.map(strip), b.samples.map(strip));
       const prepared = one.prepareInfill(items, { variable, params });
+      // The canvas ends with EOS after the suffix (DreamOn's evaluation layout), unless asked not to.
+      assert.deepEqual(prepared.items[0]!.input.suffix, [9, 10, 2]);
+      assert.deepEqual(one.prepareInfill(items, { variable, params, suffixEos: false }).items[0]!.input.suffix, [9, 10]);
       const direct = await decodeInfillBatch(new OrtDenoiser(ort, session, manifest), prepared.items.map((p) => p.input), prepared.params);
       a.samples.forEach((s, i) => {
         assert.deepEqual(s.middleTokenIds, direct[i]!.middleIds);

@@ -1,0 +1,105 @@
+/**
+ * `rlmesh infill`: fill the middle between a prefix file and a suffix file with a local model
+ * (onnxruntime, in-process; the same engine and decoder as RolloutService.Infill) and print the
+ * whole program, prefix + middle + suffix.
+ */
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { createLogger } from "@rlmesh/shared";
+import { InvalidDecodeParamsError } from "./decoding/decode-params.js";
+import { loadRolloutModel, OrtRolloutEngine } from "./runtime/ort-rollout-engine.js";
+
+export const INFILL_USAGE =
+  "rlmesh infill --model DIR --prefix-file A --suffix-file B [--initial-length N] [--max-length M] [--fixed] [--temperature T] [--seed S] [--json]";
+
+export const INFILL_HELP = [
+  "Variable length (DreamOn expand/delete) when the model's manifest declares expand_id, else fixed length;",
+  "--fixed forces fixed length: exactly --initial-length masks (default 16). Variable length starts from",
+  "--initial-length masks (default 4) and grows to at most --max-length (default 64). Greedy unless",
+  "--temperature is given. --json prints {program, middle, length, nfe, variable, policy_version}.",
+].join("\n");
+
+/** Thrown for a bad command line (the CLI prints it with the usage). */
+export class InfillUsageError extends Error {
+  override name = "UsageError";
+}
+
+function flags(argv: string[]): Map<string, string | true> {
+  const out = new Map<string, string | true>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith("--")) throw new InfillUsageError(`unexpected argument ${a}`);
+    const eq = a.indexOf("=");
+    const key = eq > 0 ? a.slice(2, eq) : a.slice(2);
+    if (eq > 0) out.set(key, a.slice(eq + 1));
+    else if (key === "fixed" || key === "json") out.set(key, true);
+    else {
+      const v = argv[i + 1];
+      if (v === undefined || v.startsWith("--")) throw new InfillUsageError(`--${key} needs a value`);
+      out.set(key, v);
+      i++;
+    }
+  }
+  const known = ["model", "prefix-file", "suffix-file", "initial-length", "max-length", "fixed", "temperature", "seed", "json"];
+  for (const k of out.keys()) if (!known.includes(k)) throw new InfillUsageError(`unknown option --${k}`);
+  return out;
+}
+
+function num(f: Map<string, string | true>, key: string, integer: boolean): number | undefined {
+  const v = f.get(key);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v === true || !Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new InfillUsageError(`--${key} must be ${integer ? "an integer" : "a number"}, got ${String(v)}`);
+  return n;
+}
+
+export async function infillCommand(argv: string[], print: (line: string) => void = console.log): Promise<number> {
+  const f = flags(argv);
+  const need = (k: string): string => {
+    const v = f.get(k);
+    if (typeof v !== "string") throw new InfillUsageError(`--${k} is required`);
+    return v;
+  };
+  const modelDir = resolve(need("model"));
+  const prefix = readFileSync(need("prefix-file"), "utf8");
+  const suffix = readFileSync(need("suffix-file"), "utf8");
+  const initialLength = num(f, "initial-length", true);
+  const maxLength = num(f, "max-length", true);
+  const temperature = num(f, "temperature", false) ?? 0;
+  const seed = num(f, "seed", true) ?? 1;
+  const engine = await OrtRolloutEngine.create({
+    model: await loadRolloutModel(modelDir),
+    replicas: 1,
+    logger: createLogger("infill", { level: "warn" }),
+  });
+  try {
+    const res = await engine.infillSamples(
+      [{ itemId: "0", prefix, suffix, ...(initialLength !== undefined ? { initialLength } : {}), ...(maxLength !== undefined ? { maxLength } : {}) }],
+      { ...(f.has("fixed") ? { variable: false } : {}), params: { temperature, seed, threshold: 1 } },
+    );
+    const s = res.samples[0]!;
+    const program = prefix + s.middleText + suffix;
+    if (f.has("json")) {
+      print(
+        JSON.stringify({
+          program,
+          middle: s.middleText,
+          length: s.middleTokenIds.length,
+          nfe: s.nfe,
+          variable: res.variable,
+          policy_version: s.policyVersion,
+        }),
+      );
+    } else print(program);
+    return 0;
+  } catch (err) {
+    // Bad lengths or a fixed-only model asked for variable length: say which option.
+    if (err instanceof InvalidDecodeParamsError) {
+      const opt = /initial_length/.test(err.field) ? "--initial-length" : /max_length/.test(err.field) ? "--max-length" : err.field;
+      throw new InfillUsageError(`${opt}: ${err.message}`);
+    }
+    throw err;
+  } finally {
+    await engine.close();
+  }
+}

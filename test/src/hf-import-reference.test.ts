@@ -1,0 +1,126 @@
+// Imported Hugging Face checkpoints against an independent PyTorch forward (test/python/
+// hf_reference_forward.py, Debian's python3-torch), and the KV-cache contract on the imported graph.
+import assert from "node:assert/strict";
+import { execFile, execFileSync } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+
+import ort from "onnxruntime-node";
+import { configFromManifest, headDim, importHfCheckpoint, kvHeads, loadModel } from "@rlmesh/shared/model/index";
+import type { PolicyModelConfig } from "@rlmesh/shared/model/index";
+import { writeHfFixture } from "@rlmesh/shared/model/hf/testing/hf-fixture";
+import type { HfFixtureOptions } from "@rlmesh/shared/model/hf/testing/hf-fixture";
+import { logitRows, maxAbsDiff, ortForward, selectPositions } from "@rlmesh/shared/model/ort-test-helpers";
+import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
+
+const TOL = 1e-4;
+const root = await mkdtemp(join(tmpdir(), "rlmesh-hf-ref-"));
+after(() => rm(root, { recursive: true, force: true }));
+
+/** A python3 with torch and numpy (RLMESH_PYTHON, python3, /usr/bin/python3); fails loudly when none has them. */
+function pythonWithTorch(): string {
+  const tried: string[] = [];
+  for (const py of [process.env.RLMESH_PYTHON, "python3", "/usr/bin/python3"].filter((c): c is string => !!c)) {
+    try {
+      execFileSync(py, ["-c", "import torch, numpy"], { stdio: "pipe" });
+      return py;
+    } catch (err) {
+      tried.push(`${py}: ${String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim().split("\n").pop()}`);
+    }
+  }
+  throw new Error(`no python3 with torch and numpy (tried ${tried.join("; ")}): apt-get install -y python3-torch python3-numpy (scripts/setup.sh does), or set RLMESH_PYTHON`);
+}
+const python = pythonWithTorch();
+
+async function referenceLogits(dir: string, ids: number[]): Promise<Float32Array> {
+  const out = join(root, `ref-${Math.random().toString(36).slice(2)}.f32`);
+  await new Promise<void>((resolve, reject) =>
+    execFile(python, [join(REPO_ROOT, "test", "python", "hf_reference_forward.py"), dir, ids.join(","), out], { timeout: 120_000 }, (err, _o, stderr) =>
+      err ? reject(new Error(`reference forward failed: ${stderr}`)) : resolve(),
+    ),
+  );
+  const bytes = await readFile(out);
+  return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+}
+
+const CASES: Record<string, Omit<HfFixtureOptions, "dir">> = {
+  "Dream (untied head, one model.safetensors, F32)": { modelType: "Dream", seed: 11 },
+  "Dream (tied head, sharded index, BF16, DreamOn edit tokens)": { modelType: "Dream", seed: 12, tied: true, sharded: true, dtype: "BF16", editTokens: true },
+  "llada (untied ff_out, sharded index, F16)": { modelType: "llada", seed: 13, sharded: true, dtype: "F16" },
+  "llada (tied wte, GQA 4/2, q/k/v bias)": { modelType: "llada", seed: 14, tied: true, configOverrides: { n_kv_heads: 2, include_qkv_bias: true } },
+};
+
+const N = 14;
+const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i);
+
+for (const [name, opts] of Object.entries(CASES)) {
+  test(`${name}: import-hf logits equal the PyTorch reference (max |Δ| ≤ ${TOL}); cached = uncached (prefix, dual)`, async (t) => {
+    const src = join(root, `${opts.modelType}-${opts.seed}`);
+    const fx = await writeHfFixture({ ...opts, dir: src });
+    const out = join(root, `${opts.modelType}-${opts.seed}-out`);
+    const imported = await importHfCheckpoint(src, { out });
+    const m = imported.model.manifest;
+    assert.equal(m.shifted_logits, opts.modelType === "Dream");
+    assert.equal(m.mask_id, fx.ids.mask);
+    if (opts.editTokens) {
+      // The tiny-coder tokenizer has ids 0..564; the fixture appends <|expand|> 565, <|delete|> 566.
+      assert.deepEqual([m.expand_id, m.delete_id, m.special_tokens?.expand, m.special_tokens?.delete], [565, 566, "<|expand|>", "<|delete|>"]);
+    } else assert.equal(m.expand_id, undefined);
+
+    const cfg: PolicyModelConfig = configFromManifest(m);
+    const ids = Array.from({ length: N }, (_, i) => (i === 4 || i === 9 ? fx.ids.mask : (i * 37 + 5) % 560));
+    const positions = range(0, N);
+    const session = await ort.InferenceSession.create(imported.model.modelPath, { intraOpNumThreads: 1 });
+    const full = await ortForward(session, cfg, 1, ids, positions, new Array(N).fill(1));
+    const ref = await referenceLogits(src, ids);
+    assert.equal(ref.length, N * m.vocab_size);
+    const delta = maxAbsDiff(full.logits, ref);
+    let scale = 0;
+    for (const v of ref) scale = Math.max(scale, Math.abs(v));
+    assert.ok(scale > 1, `reference logits too flat to test anything (max |logit| ${scale})`);
+    assert.ok(delta <= TOL, `max |Δlogit| ${delta} > ${TOL} (max |logit| ${scale})`);
+    t.diagnostic(`max |Δlogit| vs PyTorch ${delta.toExponential(2)} (max |logit| ${scale.toFixed(2)}, torch via ${python})`);
+
+    // The rollout's cache contract on the imported graph: K/V carry the K/V heads and their positions.
+    const H = kvHeads(cfg);
+    const Dh = headDim(cfg);
+    const V = m.vocab_size;
+    const pick = (keep: number[]) => ({
+      keys: full.keys.map((k) => selectPositions(k, 1, H, Dh, keep)),
+      values: full.values.map((v) => selectPositions(v, 1, H, Dh, keep)),
+    });
+    const a = 6;
+    const cur = range(a, N);
+    const prefix = await ortForward(session, cfg, 1, cur.map((j) => ids[j]!), cur, new Array(N).fill(1), pick(range(0, a)));
+    assert.ok(maxAbsDiff(prefix.logits, logitRows(full.logits, N, V, 0, a, N)) < TOL, "prefix cache");
+    const [b0, b1] = [4, 9];
+    const block = range(b0, b1);
+    const dual = await ortForward(session, cfg, 1, block.map((j) => ids[j]!), block, new Array(N).fill(1), pick([...range(0, b0), ...range(b1, N)]));
+    assert.ok(maxAbsDiff(dual.logits, logitRows(full.logits, N, V, 0, b0, b1)) < TOL, "dual cache");
+  });
+}
+
+test("weights as ONNX external data (threshold forced small) give the same logits, from the model path and from bytes + externalData", async () => {
+  const src = join(root, "dream-external");
+  await writeHfFixture({ modelType: "Dream", seed: 21, dir: src });
+  const inline = await importHfCheckpoint(src, { out: join(root, "dream-inline") });
+  const ext = await importHfCheckpoint(src, { out: join(root, "dream-external-out"), externalDataThreshold: 1024 });
+  assert.equal(inline.external, false);
+  assert.equal(ext.external, true);
+  const loaded = await loadModel(join(root, "dream-external-out"));
+  assert.deepEqual(loaded.externalDataFiles, ["model.onnx.data"]);
+  assert.ok(loaded.modelBytes.byteLength < 64 * 1024, `model.onnx should hold no weights, is ${loaded.modelBytes.byteLength} bytes`);
+  const cfg = configFromManifest(loaded.manifest);
+  const ids = range(0, 10).map((i) => (i * 13 + 7) % 500);
+  const pos = range(0, 10);
+  const mask = new Array(10).fill(1);
+  const a = await ortForward(await ort.InferenceSession.create(inline.model.modelPath), cfg, 1, ids, pos, mask);
+  const b = await ortForward(await ort.InferenceSession.create(loaded.modelPath), cfg, 1, ids, pos, mask);
+  assert.equal(maxAbsDiff(a.logits, b.logits), 0);
+  const data = new Uint8Array(await readFile(join(loaded.dir, "model.onnx.data")));
+  const fromBytes = await ort.InferenceSession.create(loaded.modelBytes, { externalData: [{ path: "model.onnx.data", data }] });
+  const c = await ortForward(fromBytes, cfg, 1, ids, pos, mask);
+  assert.equal(maxAbsDiff(a.logits, c.logits), 0);
+});

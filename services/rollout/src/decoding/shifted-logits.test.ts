@@ -58,7 +58,7 @@ const ref = createReferenceDenoiser(SPEC, 3);
 const shifted = shiftedView(ref);
 
 const modes: Array<{ name: string; params: DecodeParamsInput }> = [
-  ...UNMASK_ALGS.map((alg) => ({ name: `schedule ${alg}`, params: { commit: "schedule", alg, steps: 12, temperature: 0.9 } })),
+  ...UNMASK_ALGS.map((alg) => ({ name: `schedule ${alg}`, params: { commit: "schedule" as const, alg, steps: 12, temperature: 0.9 } })),
   { name: "schedule maskgit_plus alg_temp", params: { commit: "schedule", alg: "maskgit_plus", alg_temp: 0.5, steps: 6, temperature: 0.9 } },
   { name: "threshold 1.0 greedy", params: { threshold: 1, temperature: 0 } },
   { name: "threshold 0.3 sampled", params: { threshold: 0.3, temperature: 0.9 } },

@@ -5,6 +5,7 @@ import { cancelCommand, jobsCommand, submitCommand, watchCommand } from "./job-c
 import { healthCommand } from "./health-command.js";
 import { demoCommand, upCommand } from "./mesh-commands.js";
 import { delegatedCommands } from "./delegated-commands.js";
+import { traceCommand } from "./trace/trace-command.js";
 
 const COMMANDS: Command[] = [
   demoCommand,
@@ -14,6 +15,7 @@ const COMMANDS: Command[] = [
   jobsCommand,
   cancelCommand,
   healthCommand,
+  traceCommand,
   ...delegatedCommands,
 ];
 

@@ -101,7 +101,7 @@ const SCRIPT = `
   var interval=+document.body.getAttribute("data-interval")||350,timer=null;
   function show(k){
     k=Math.max(0,Math.min(max,k|0));
-    scrub.value=String(k);now.textContent=String(k);document.body.setAttribute("data-step",String(k));
+    scrub.value=String(k);scrub.setAttribute("value",String(k));now.textContent=String(k);document.body.setAttribute("data-step",String(k));
     tokens.forEach(function(t){var s=+t.getAttribute("data-s");t.classList.toggle("m",s>k);t.classList.toggle("new",s===k);});
     samples.forEach(function(sec){var n=sec.querySelectorAll(".t:not(.m)").length;sec.setAttribute("data-shown",String(n));sec.querySelector(".shown").textContent=String(n);});
   }

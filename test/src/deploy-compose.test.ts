@@ -239,6 +239,26 @@ async function rewardJobRecords(ctx: ClusterContext, jobId: string): Promise<Rew
   });
 }
 
+/** Waits (a few scrapes) until a per-instance Prometheus query gives exactly `expected` (any order). */
+async function prometheusAgrees(ctx: ClusterContext, query: string, expected: number[]): Promise<void> {
+  const want = [...expected].sort((a, b) => a - b).join(",");
+  const deadline = Date.now() + SCRAPED_TIMEOUT_MS;
+  let last = "";
+  while (Date.now() < deadline) {
+    const res = await fetch(`http://127.0.0.1:${ctx.prometheusPort}/api/v1/query?query=${encodeURIComponent(query)}`).catch(() => undefined);
+    if (res?.ok) {
+      const body = (await res.json()) as { data: { result: { value: [number, string] }[] } };
+      last = body.data.result
+        .map((r) => Number(r.value[1]))
+        .sort((a, b) => a - b)
+        .join(",");
+      if (last === want) return;
+    }
+    await sleep(2000);
+  }
+  assert.fail(`Prometheus ${query}: ${last || "no series"}, the containers say ${want}`);
+}
+
 const STEP_LINE = /^\[\d+\] \S+ step (\d+): reward [\d.]+, pass [\d.]+, v(\d+) /;
 
 interface LearnerRestart {
@@ -420,11 +440,15 @@ async function rlJobThroughCompose(ctx: ClusterContext): Promise<void> {
   for (const [i, n] of samples.entries()) assert.ok(n > 0, `rollout replica ${rollouts[i]!.hostname} generated samples: ${n}`);
   assert.ok(samples.reduce((a, b) => a + b, 0) >= RL.steps * RL_CANDIDATES, `samples ${samples.join("+")}`);
 
+  // What a user sees in Prometheus (docs/deploy.md): per instance, the same counts.
+  await prometheusAgrees(ctx, "sum by (instance) (rlmesh_rollout_samples_total)", samples);
+  await prometheusAgrees(ctx, "sum by (instance) (rlmesh_sandbox_executions_total)", executions);
+
   ctx.notes.push(`rlmesh submit --watch printed:\n${lines.join("\n")}${stderr ? `\nand on stderr:\n${stderr}` : ""}`);
   ctx.notes.push(
     `RL job ${jobId}: ${RL.steps} steps × ${RL_CANDIDATES} candidates in ${jobSeconds.toFixed(1)} s; ` +
       `learner restart took ${(r.ms / 1000).toFixed(1)} s (returned after ${r.stepsSeenWhenDone} step(s)), resumed at v${resumedAt}; ` +
-      `policy versions ${versions.join(",")}; rewards per executor ${JSON.stringify(Object.fromEntries(byExecutor))}; ` +
+      `policy versions ${versions.join(",")}; rewards per executor ${JSON.stringify(Object.fromEntries(byExecutor))} (processedBy ${[...new Set(records.map((x) => x.processedBy))].join(", ")}); ` +
       `samples per rollout replica ${JSON.stringify(Object.fromEntries(rollouts.map((c, i) => [c.hostname, samples[i]])))}`,
   );
 }

@@ -8,6 +8,8 @@ export interface DenoiserSpec {
   vocabSize: number;
   nLayers: number;
   nHeads: number;
+  /** K/V heads of the past/present tensors (grouped-query attention). Absent = nHeads. */
+  nKvHeads?: number;
   headDim: number;
   maxSeqLen: number;
   maskId: number;
@@ -20,7 +22,7 @@ export interface DenoiserSpec {
   shiftedLogits?: boolean;
 }
 
-/** Per-layer K and V, each [B, H, S, Dh] row-major. */
+/** Per-layer K and V, each [B, Hkv, S, Dh] row-major (Hkv = nKvHeads ?? nHeads). */
 export interface KvTensors {
   keys: Float32Array[];
   values: Float32Array[];

@@ -399,7 +399,8 @@ class BatchDecoder {
   private async cachedForward(group: SeqState[]): Promise<{ out: ForwardOutput; T: number; starts: number[] }> {
     const { spec } = this;
     const B = group.length;
-    const { nLayers: L, nHeads: H, headDim: Dh } = spec;
+    const { nLayers: L, headDim: Dh } = spec;
+    const H = spec.nKvHeads ?? spec.nHeads;
     const cur = group.map((s) => this.cacheLayout(s));
     const T = Math.max(...cur.map((c) => c.curEnd - c.ws));
     const P = Math.max(...cur.map((c) => c.P));
@@ -452,7 +453,8 @@ function nonFiniteLogits(pos: number): Error {
 }
 
 function storeCache(group: SeqState[], out: ForwardOutput, T: number, spec: DenoiserSpec): void {
-  const { nLayers: L, nHeads: H, headDim: Dh } = spec;
+  const { nLayers: L, headDim: Dh } = spec;
+  const H = spec.nKvHeads ?? spec.nHeads;
   if (!out.present || out.present.keys.length !== L || out.present.values.length !== L) {
     throw new Error(`model returned no present K/V for ${L} layers; it cannot serve a KV cache`);
   }

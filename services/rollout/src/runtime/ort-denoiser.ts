@@ -10,6 +10,7 @@ export function specFromManifest(m: ModelManifest): DenoiserSpec {
     vocabSize: m.vocab_size,
     nLayers: m.n_layers,
     nHeads: m.n_heads,
+    nKvHeads: m.n_kv_heads ?? m.n_heads,
     headDim: m.head_dim,
     maxSeqLen: m.max_seq_len,
     maskId: m.mask_id,
@@ -67,9 +68,10 @@ export class OrtDenoiser implements Denoiser {
     if (P > 0 && !this.hasPast) throw new Error("this model has no past K/V inputs; use cache none");
     if (this.hasPast) {
       const empty = new Float32Array(0);
+      const kvH = spec.nKvHeads ?? spec.nHeads;
       for (let i = 0; i < spec.nLayers; i++) {
-        feeds[this.pastK[i]!] = new ort.Tensor("float32", P > 0 ? input.past!.keys[i]! : empty, [B, spec.nHeads, P, spec.headDim]);
-        feeds[this.pastV[i]!] = new ort.Tensor("float32", P > 0 ? input.past!.values[i]! : empty, [B, spec.nHeads, P, spec.headDim]);
+        feeds[this.pastK[i]!] = new ort.Tensor("float32", P > 0 ? input.past!.keys[i]! : empty, [B, kvH, P, spec.headDim]);
+        feeds[this.pastV[i]!] = new ort.Tensor("float32", P > 0 ? input.past!.values[i]! : empty, [B, kvH, P, spec.headDim]);
       }
     }
     if (input.wantPresent && this.presentK.length === 0) throw new Error("this model has no present K/V outputs; use cache none");

@@ -8,13 +8,28 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import ort from "onnxruntime-node";
 import { OrtDenoiser } from "./ort-denoiser.js";
-import { randomContractModel } from "../testing/test-model.js";
+import type { PolicyModelConfig } from "@rlmesh/shared/model/index";
+import { randomContractModel, SMALL_TEST_CONFIG } from "../testing/test-model.js";
 import { decodeBatch } from "../decoding/diffusion-decoder.js";
 import { resolveDecodeParams } from "../decoding/decode-params.js";
 import { createSessionWithFallback } from "./execution-provider.js";
 
-async function denoisers(seed = 7) {
-  const { bytes, manifest } = randomContractModel(undefined, seed);
+/**
+ * Dream's block shape at test size: grouped-query attention (4 query heads over 2 K/V heads), q/k/v
+ * bias, SwiGLU, its RoPE base, a Gather embedding and an untied head.
+ */
+const DREAM_LIKE: PolicyModelConfig = {
+  ...SMALL_TEST_CONFIG,
+  nHeads: 4,
+  nKvHeads: 2,
+  qkvBias: true,
+  mlp: "swiglu",
+  ropeTheta: 1_000_000,
+  embedding: "gather",
+};
+
+async function denoisers(seed = 7, config: PolicyModelConfig = SMALL_TEST_CONFIG) {
+  const { bytes, manifest } = randomContractModel(config, seed);
   const { session } = await createSessionWithFallback(ort, bytes, { executionProvider: "cpu", intraOpNumThreads: 1 });
   return {
     plain: new OrtDenoiser(ort, session, manifest),
@@ -25,9 +40,14 @@ async function denoisers(seed = 7) {
 const inputs = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14, 15, 16, 17, 18]].map((prompt, i) => ({ prompt, seed: 40 + i }));
 const raw = (out: Awaited<ReturnType<typeof decodeBatch>>) => out.map((r) => Array.from(r.rawResponse));
 
-for (const temperature of [0, 1]) {
-  test(`ORT shifted-logits model: cached decoding (exact refresh) gives the uncached tokens at threshold 1.0 (temperature ${temperature})`, async () => {
-    const { plain, shifted } = await denoisers();
+for (const [family, config, temperature] of [
+  ["rlmesh", SMALL_TEST_CONFIG, 0],
+  ["rlmesh", SMALL_TEST_CONFIG, 1],
+  ["Dream-like GQA", DREAM_LIKE, 0],
+  ["Dream-like GQA", DREAM_LIKE, 1],
+] as const) {
+  test(`ORT shifted-logits ${family} model: cached decoding (exact refresh) gives the uncached tokens at threshold 1.0 (temperature ${temperature})`, async () => {
+    const { plain, shifted } = await denoisers(7, config);
     assert.equal(shifted.spec.shiftedLogits, true);
     const base = { max_new_tokens: 24, block_length: 8, threshold: 1, temperature, eos_fill: false };
     const uncached = raw(await decodeBatch(shifted, inputs, resolveDecodeParams({ ...base, cache: "none" })));

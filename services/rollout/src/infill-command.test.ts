@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
-import { infillCommand, InfillUsageError } from "./infill-command.js";
+import { asLines, infillCommand, InfillUsageError } from "./infill-command.js";
 
 const MODEL = join(REPO_ROOT, "models", "tiny-coder");
 
@@ -31,4 +31,10 @@ test("rlmesh infill prints prefix + middle + suffix with the shipped model (fixe
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("files are taken as whole lines: the line breaks around the middle go with it", () => {
+  assert.deepEqual(asLines("P.```python\ndef f(x):\n", "```\n"), { prefix: "P.```python\ndef f(x):", suffix: "\n```", tail: "\n" });
+  assert.deepEqual(asLines("a", "\nb"), { prefix: "a", suffix: "\nb", tail: "" });
+  assert.deepEqual(asLines("a\r\n", ""), { prefix: "a", suffix: "", tail: "" });
 });

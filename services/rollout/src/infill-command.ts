@@ -10,13 +10,16 @@ import { InvalidDecodeParamsError } from "./decoding/decode-params.js";
 import { loadRolloutModel, OrtRolloutEngine } from "./runtime/ort-rollout-engine.js";
 
 export const INFILL_USAGE =
-  "rlmesh infill --model DIR --prefix-file A --suffix-file B [--initial-length N] [--max-length M] [--fixed] [--temperature T] [--seed S] [--json]";
+  "rlmesh infill --model DIR --prefix-file A --suffix-file B [--initial-length N] [--max-length M] [--fixed] [--temperature T] [--seed S] [--raw] [--json]";
 
 export const INFILL_HELP = [
   "Variable length (DreamOn expand/delete) when the model's manifest declares expand_id, else fixed length;",
   "--fixed forces fixed length: exactly --initial-length masks (default 16). Variable length starts from",
   "--initial-length masks (default 4) and grows to at most --max-length (default 64). Greedy unless",
   "--temperature is given. --json prints {program, middle, length, nfe, variable, policy_version}.",
+  "Files are read as whole lines: the prefix's final newline and the suffix's first line break go with",
+  "the middle (the tiny coder's tokenizer glues a newline to the indentation after it, and the infilling",
+  "rows put each middle line's break before it); --raw uses the files' bytes exactly.",
 ].join("\n");
 
 /** Thrown for a bad command line (the CLI prints it with the usage). */
@@ -32,7 +35,7 @@ function flags(argv: string[]): Map<string, string | true> {
     const eq = a.indexOf("=");
     const key = eq > 0 ? a.slice(2, eq) : a.slice(2);
     if (eq > 0) out.set(key, a.slice(eq + 1));
-    else if (key === "fixed" || key === "json") out.set(key, true);
+    else if (key === "fixed" || key === "json" || key === "raw") out.set(key, true);
     else {
       const v = argv[i + 1];
       if (v === undefined || v.startsWith("--")) throw new InfillUsageError(`--${key} needs a value`);
@@ -40,7 +43,7 @@ function flags(argv: string[]): Map<string, string | true> {
       i++;
     }
   }
-  const known = ["model", "prefix-file", "suffix-file", "initial-length", "max-length", "fixed", "temperature", "seed", "json"];
+  const known = ["model", "prefix-file", "suffix-file", "initial-length", "max-length", "fixed", "temperature", "seed", "json", "raw"];
   for (const k of out.keys()) if (!known.includes(k)) throw new InfillUsageError(`unknown option --${k}`);
   return out;
 }
@@ -61,8 +64,9 @@ export async function infillCommand(argv: string[], print: (line: string) => voi
     return v;
   };
   const modelDir = resolve(need("model"));
-  const prefix = readFileSync(need("prefix-file"), "utf8");
-  const suffix = readFileSync(need("suffix-file"), "utf8");
+  const prefixFile = readFileSync(need("prefix-file"), "utf8");
+  const suffixFile = readFileSync(need("suffix-file"), "utf8");
+  const { prefix, suffix, tail } = f.has("raw") ? { prefix: prefixFile, suffix: suffixFile, tail: "" } : asLines(prefixFile, suffixFile);
   const initialLength = num(f, "initial-length", true);
   const maxLength = num(f, "max-length", true);
   const temperature = num(f, "temperature", false) ?? 0;
@@ -78,7 +82,7 @@ export async function infillCommand(argv: string[], print: (line: string) => voi
       { ...(f.has("fixed") ? { variable: false } : {}), params: { temperature, seed, threshold: 1 } },
     );
     const s = res.samples[0]!;
-    const program = prefix + s.middleText + suffix;
+    const program = prefix + s.middleText + suffix + tail;
     if (f.has("json")) {
       print(
         JSON.stringify({
@@ -102,4 +106,16 @@ export async function infillCommand(argv: string[], print: (line: string) => voi
   } finally {
     await engine.close();
   }
+}
+
+/**
+ * Whole-line files in the infilling rows' layout (shared/src/infill): the prefix without its final
+ * newline, the suffix starting with a line break and without its final newline (given back as `tail`).
+ */
+export function asLines(prefixFile: string, suffixFile: string): { prefix: string; suffix: string; tail: string } {
+  const prefix = prefixFile.replace(/\r?\n$/, "");
+  const tail = /\n$/.test(suffixFile) ? "\n" : "";
+  const body = suffixFile.replace(/\r?\n$/, "");
+  const suffix = body === "" || body.startsWith("\n") ? body : `\n${body}`;
+  return { prefix, suffix, tail };
 }

@@ -59,7 +59,7 @@ export async function trainDreamOn(args: TrainBaseArgs, settings: TrainBaseSetti
     const rng = new SeededRandom(args.seed);
     const { config, weights: startWeights } = await startingWeights(args, settings, tok.vocabSize, ids.mask, rng, log);
     const rows = trainInfillRows(args);
-    const examples = infillExamples(rows, tok);
+    const examples = infillExamples(rows, tok, ids.eos);
     const trainSource = args.trainSize ? `a generated toy train split of ${args.trainSize} rows` : join(args.data, "train.jsonl");
 
     await initJax();

@@ -10,7 +10,7 @@ import { passesTests } from "./train-base-check.js";
 /**
  * A minimal uncached greedy infill decoder, only for measuring a model while train-base trains it
  * (the rollout service owns the real decoders; services do not import each other). Sequence =
- * prefix, middle canvas, suffix. Each step runs a full forward and commits ONE masked middle
+ * prefix, middle canvas, suffix (infillPassAt1 ends it with EOS, as the rollout does). Each step runs a full forward and commits ONE masked middle
  * position, the one whose distribution has the lowest entropy (DreamOn's order), to its argmax:
  *
  * - fixed length: the canvas is `initial` masks and only ordinary tokens may be committed;
@@ -176,7 +176,8 @@ export async function infillPassAt1(
   try {
     for (let i = 0; i < rows.length; i += batchSize) {
       const chunk = rows.slice(i, i + batchSize);
-      const items = chunk.map((r) => ({ prefixIds: tokenizer.encode(r.prefix), suffixIds: tokenizer.encode(r.suffix) }));
+      // The canvas ends with EOS after the suffix, as in training and in the rollout's infill.
+      const items = chunk.map((r) => ({ prefixIds: tokenizer.encode(r.prefix), suffixIds: [...tokenizer.encode(r.suffix), manifest.eos_id] }));
       const initial = chunk.map((r) => (mode === "oracle" ? tokenizer.encode(r.middle).length : mode === "variable_from_4" ? 4 : 32));
       const out = await greedyInfillDecode(ort, session, manifest, items, { variable: mode !== "oracle", initial });
       for (const o of out) {

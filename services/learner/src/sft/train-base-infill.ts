@@ -173,9 +173,14 @@ interface EncodeTokenizer {
   encode(text: string): number[];
 }
 
-/** Infilling rows → token ids (prefix = prompt + code before, middle, suffix), each piece encoded on its own. */
-export function infillExamples(rows: readonly InfillRow[], tokenizer: EncodeTokenizer): InfillExample[] {
-  return rows.map((r) => ({ prefixIds: tokenizer.encode(r.prefix), middleIds: tokenizer.encode(r.middle), suffixIds: tokenizer.encode(r.suffix) }));
+/**
+ * Infilling rows → token ids (prefix = prompt + code before, middle, suffix), each piece encoded on
+ * its own, the suffix followed by EOS: the base model ended every answer with EOS, and the
+ * rollout's infill canvas is prefix | middle | suffix EOS (DreamOn's evaluation layout,
+ * `encode(suffix, add_eos=True)`), so training sees the layout decoding uses.
+ */
+export function infillExamples(rows: readonly InfillRow[], tokenizer: EncodeTokenizer, eosId: number): InfillExample[] {
+  return rows.map((r) => ({ prefixIds: tokenizer.encode(r.prefix), middleIds: tokenizer.encode(r.middle), suffixIds: [...tokenizer.encode(r.suffix), eosId] }));
 }
 
 /** The special token DreamOn adds for "this mask stands for two tokens". */

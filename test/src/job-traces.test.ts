@@ -4,6 +4,7 @@
 // the model's weights to the worker as the job's version 0, as the real one does at StartJob).
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -45,6 +46,16 @@ import { startService, waitServing, type ServiceProcess } from "./helpers.js";
 const MODEL_DIR = join(REPO_ROOT, "models", "tiny-coder");
 const TRACES_PER_STEP = 3;
 const STEPS = 3;
+const CLI = join(REPO_ROOT, "services", "cli", "dist", "main.js");
+
+/** The CLI as a child process, without blocking this process (it serves the api the CLI calls). */
+function rlmesh(args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) =>
+    execFile(process.execPath, [CLI, ...args], { encoding: "utf8", timeout: 60_000 }, (err, stdout, stderr) =>
+      resolve({ status: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    ),
+  );
+}
 
 function push(c: RolloutServiceClient, jobId: string, version: number, tensors: HostTensor[]): Promise<UpdateWeightsResponse> {
   return new Promise((resolve, reject) => {
@@ -61,6 +72,7 @@ describe("job decode traces: rollout worker → coordinator → Redis → GetJob
   let workerClient: RolloutServiceClient;
   let server: GrpcServerHandle;
   let client: JobServiceClient;
+  let apiAddr: string;
   let coordinator: Coordinator;
   let pool: RolloutPool;
   const registry = new Registry();
@@ -135,7 +147,8 @@ describe("job decode traces: rollout worker → coordinator → Redis → GetJob
         },
       ],
     });
-    client = jobClient(`127.0.0.1:${apiPort}`);
+    apiAddr = `127.0.0.1:${apiPort}`;
+    client = jobClient(apiAddr);
   });
 
   after(async () => {
@@ -196,6 +209,12 @@ describe("job decode traces: rollout worker → coordinator → Redis → GetJob
       assert.equal(s.reward, given.get(key));
       assert.equal(Number(s.policyVersion), 0);
     }
+    // rlmesh trace --job renders them: one section per kept sample, each correlation printed.
+    const out = join(dir, `${job.id}.html`);
+    const cli = await rlmesh(["trace", "--job", job.id, "--api", apiAddr, "--out", out]);
+    assert.equal(cli.status, 0, cli.stderr);
+    assert.equal((readFileSync(out, "utf8").match(/<section class="sample"/g) ?? []).length, samples.length);
+    for (const s of samples) assert.ok(cli.stdout.includes(`${s.promptId} @${Number(s.step)}`) && cli.stdout.includes(s.orderCorrelation.toFixed(3)), cli.stdout);
     // Filters: from_step and limit.
     const late = await jobs.traces(client, job.id, 3);
     assert.deepEqual(late.samples, samples.slice(6));
@@ -229,6 +248,10 @@ describe("job decode traces: rollout worker → coordinator → Redis → GetJob
     await fails(jobs.traces(client, job.id, 0, MAX_TRACES_KEPT + 1), grpc.status.INVALID_ARGUMENT, /^limit: /);
     await fails(jobs.traces(client, job.id, 0, -3), grpc.status.INVALID_ARGUMENT, /^limit: /);
     await fails(jobs.traces(client, "bad id!"), grpc.status.INVALID_ARGUMENT, /^id: /);
+    // The CLI says why there is nothing to render.
+    const cli = await rlmesh(["trace", "--job", job.id, "--api", apiAddr, "--out", join(dir, "none.html")]);
+    assert.equal(cli.status, 1);
+    assert.match(cli.stderr, /kept no traces: submit it with "trace_samples_per_step"/);
   });
 
   test("the kept traces are bounded: the newest stay", async () => {

@@ -4,8 +4,8 @@
 // them (argmax). Prints the accuracy per constant slot (slot 0 = the first number in the response)
 // and per number token. A model that copies is far above the share of the most common constant.
 //   node scripts/probe-constant-copy.mjs MODEL_DIR DATASET.jsonl [ROWS]   (after `npm run build`)
-import { isNumberToken, sftExamplesFromRows } from "../services/learner/dist/train-base-data.js";
-import { readEvalRows } from "../services/learner/dist/train-base-eval.js";
+import { isNumberToken, sftExamplesFromRows } from "../services/learner/dist/sft/train-base-data.js";
+import { readEvalRows } from "../services/learner/dist/sft/train-base-eval.js";
 import { loadProbeModel } from "./probe-model.mjs";
 
 const [dir, data, limitArg] = process.argv.slice(2);

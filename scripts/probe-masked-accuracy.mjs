@@ -4,7 +4,7 @@
 // accuracy of the masked token. A model that uses context is far more accurate at fraction 0.
 //   node scripts/probe-masked-accuracy.mjs MODEL_DIR DATASET.jsonl   (after `npm run build`)
 import { readFileSync } from "node:fs";
-import { sftExamplesFromRows } from "../services/learner/dist/train-base-data.js";
+import { sftExamplesFromRows } from "../services/learner/dist/sft/train-base-data.js";
 import { loadProbeModel } from "./probe-model.mjs";
 
 const [dir, data] = process.argv.slice(2);

@@ -114,6 +114,31 @@ export function buildDashboard() {
     [`sum(rate(rlmesh_rollout_weight_received_bytes_total{${SEL}}[${R}]))`, "received bytes/s"],
   ]);
 
+  row("Decode traces");
+  const mean = (metric, legend) => [`sum(rate(${metric}_sum{${SEL}}[${R}])) / sum(rate(${metric}_count{${SEL}}[${R}]))`, legend];
+  panel(
+    "Commit-order correlation",
+    "Traced samples of jobs with trace_samples_per_step: Pearson correlation of response position and the step that committed its token. 1 = left to right, near 0 = sketch-first (structure before the middle), between = interleaved. Mean and p10 / p50 / p90 (rlmesh trace renders the samples).",
+    "short",
+    [
+      mean("rlmesh_trace_order_correlation", "mean"),
+      q(0.1, "rlmesh_trace_order_correlation"),
+      q(0.5, "rlmesh_trace_order_correlation"),
+      q(0.9, "rlmesh_trace_order_correlation"),
+    ],
+    { min: -1, max: 1 },
+  );
+  panel(
+    "NFE per token (traced samples)",
+    "Forward passes per response token of the traced samples: 1 = one token per step, lower = more tokens committed in parallel per forward.",
+    "short",
+    [mean("rlmesh_trace_nfe_per_token", "mean"), q(0.5, "rlmesh_trace_nfe_per_token"), q(0.95, "rlmesh_trace_nfe_per_token")],
+    { min: 0 },
+  );
+  panel("Traced samples / min", "Traced samples the api keeps per minute (trace_samples_per_step per step).", "short", [
+    [`sum(rate(rlmesh_trace_order_correlation_count{${SEL}}[${R}])) * 60`, "traced/min"],
+  ]);
+
   row("Reward queue and sandboxes");
   panel("Queue depth", "Reward jobs waiting in the BullMQ queue (every executor reports the same queue: max).", "short", [
     [`max(rlmesh_queue_depth{${SEL}})`, "waiting"],

@@ -40,6 +40,10 @@ const BENCHES: Record<string, { summary: string; run: (argv: string[]) => Promis
     summary: "infilling pass@1 through the sandbox on held-out rows: oracle / ½ / 2× fixed length vs DreamOn variable length from 4 and 32 masks",
     run: async (argv) => (await import("./bench-infill.js")).benchInfillCommand(argv),
   },
+  "import-hf": {
+    summary: "time import-hf on a random ≈100 M-param Dream-architecture checkpoint (d 768, 12 layers, GQA 12/2, vocab 151936) made by the test fixture; --out DIR keeps the model",
+    run: async (argv) => (await import("./import-hf-command.js")).benchImportHfCommand(argv),
+  },
   learner: {
     summary: "TrainStep samples/s, fast vs baseline update path in the same run (--profile: where a step goes), and weight-push MB/s vs raw loopback TCP",
     run: async (argv) => (await import("@rlmesh/learner/bench-learner")).benchLearnerCommand(argv),
@@ -83,6 +87,13 @@ export const delegatedCommands: Command[] = [
         throw err;
       }
     },
+  },
+  {
+    name: "import-hf",
+    summary: "turn a Hugging Face checkpoint directory (Dream / DiffuCoder / Dream-Coder, LLaDA) into an rlmesh model directory",
+    usage: "rlmesh import-hf SRC_DIR --out DIR [--dtype float32|float16] [--name N] [--json]",
+    help: "Reads config.json, generation_config.json, *.safetensors (+ model.safetensors.index.json), tokenizer.json, tokenizer_config.json; writes model.onnx (+ model.onnx.data past 2 GB), tokenizer.json, manifest.json. Supported model_type: Dream (shifted logits), llada. A refused import leaves nothing at DIR. --dtype float16 is not implemented yet.",
+    run: async (argv) => (await import("./import-hf-command.js")).importHfRun(argv),
   },
   {
     name: "train-base",

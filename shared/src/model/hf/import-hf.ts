@@ -228,10 +228,15 @@ export async function importHfCheckpoint(src: string, options: ImportHfOptions):
     await writeFile(join(tmp, DEFAULT_MODEL_FILE), serializeModel(graph));
     await copyFile(join(src, "tokenizer.json"), join(tmp, DEFAULT_TOKENIZER_FILE));
     await writeFile(join(tmp, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + "\n");
-    await loadModel(tmp); // the same checks every consumer runs, before anything appears at `out`
+    const checked = await loadModel(tmp); // the same checks every consumer runs, before anything appears at `out`
     await rm(out, { recursive: true, force: true }); // an empty directory (checked above)
     await rename(tmp, out);
-    const model = await loadModel(out);
+    const model: LoadedModel = {
+      ...checked,
+      dir: out,
+      modelPath: join(out, checked.manifest.files.model),
+      tokenizerPath: join(out, checked.manifest.files.tokenizer),
+    };
     const seconds = (performance.now() - t0) / 1000;
     progress(`import-hf: wrote ${out} in ${seconds.toFixed(1)} s (${(weightBytes / 1024 ** 2).toFixed(0)} MB of float32 weights${external ? ` in ${EXTERNAL_DATA_FILE}` : ""})`);
     return { model, modelType: arch.modelType, parameters, tensors: layout.length, weightBytes, external, seconds };

@@ -255,7 +255,13 @@ export function encodeSafetensors(entries: readonly SafetensorsEntry[], metadata
     if (dtype === "F32") bytes = new Uint8Array(e.data.buffer.slice(e.data.byteOffset, e.data.byteOffset + e.data.byteLength));
     else {
       const u16 = new Uint16Array(e.data.length);
-      for (let i = 0; i < e.data.length; i++) u16[i] = dtype === "F16" ? floatToHalf(e.data[i]!) : floatToBf16(e.data[i]!);
+      if (dtype === "BF16") {
+        const u32 = new Uint32Array(Float32Array.from(e.data).buffer);
+        for (let i = 0; i < u32.length; i++) {
+          const x = u32[i]!;
+          u16[i] = (x & 0x7f800000) === 0x7f800000 ? x >>> 16 : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+        }
+      } else for (let i = 0; i < e.data.length; i++) u16[i] = floatToHalf(e.data[i]!);
       bytes = new Uint8Array(u16.buffer);
     }
     header[e.name] = { dtype, shape: e.shape, data_offsets: [offset, offset + bytes.byteLength] };

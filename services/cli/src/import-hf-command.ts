@@ -1,0 +1,124 @@
+import { mkdtemp, rm, stat, readdir } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+
+import { HfImportError, importHfCheckpoint } from "@rlmesh/shared/model/index";
+import { flagBool, flagString, parseArgs, UsageError } from "./args.js";
+
+/**
+ * `rlmesh import-hf SRC_DIR --out DIR [--dtype float32|float16] [--name N] [--json]` (registered,
+ * with its usage and help, in delegated-commands.ts, which loads this module on demand).
+ */
+export async function importHfRun(argv: string[]): Promise<number> {
+  const a = parseArgs(argv, ["json"]);
+  const src = a.positional[0];
+  if (!src || a.positional.length > 1) throw new UsageError("give exactly one SRC_DIR (a Hugging Face model directory)");
+  const out = flagString(a, "out");
+  if (!out) throw new UsageError("--out DIR is required");
+  const dtype = flagString(a, "dtype", "float32");
+  if (dtype !== "float32" && dtype !== "float16") throw new UsageError(`--dtype must be float32 or float16, got ${dtype}`);
+  const json = flagBool(a, "json");
+  const name = flagString(a, "name");
+  try {
+    const r = await importHfCheckpoint(src, {
+      out,
+      dtype,
+      ...(name ? { name } : {}),
+      onProgress: (line) => (json ? process.stderr : process.stdout).write(line + "\n"),
+    });
+    const m = r.model.manifest;
+    if (json) {
+      console.log(
+        JSON.stringify({
+          out: resolve(out),
+          model_type: r.modelType,
+          name: m.name,
+          parameters: r.parameters,
+          weight_bytes: r.weightBytes,
+          external_data: r.external,
+          seconds: r.seconds,
+          vocab_size: m.vocab_size,
+          shifted_logits: m.shifted_logits,
+          mask_id: m.mask_id,
+          pad_id: m.pad_id,
+          eos_id: m.eos_id,
+          ...(m.expand_id !== undefined ? { expand_id: m.expand_id, delete_id: m.delete_id } : {}),
+        }),
+      );
+    } else {
+      console.log(
+        `${m.name}: ${r.modelType}, ${(r.parameters / 1e6).toFixed(1)} M params, vocab ${m.vocab_size}, shifted_logits ${m.shifted_logits}, ` +
+          `mask ${m.mask_id} pad ${m.pad_id} eos ${m.eos_id}${m.expand_id !== undefined ? ` expand ${m.expand_id} delete ${m.delete_id}` : ""}`,
+      );
+    }
+    return 0;
+  } catch (err) {
+    if (err instanceof HfImportError) {
+      console.error(`rlmesh import-hf: ${err.message}${err.message.startsWith("--") ? "" : ` (checkpoint ${src})`}`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+async function dirBytes(dir: string): Promise<number> {
+  let n = 0;
+  for (const f of await readdir(dir)) n += (await stat(join(dir, f))).size;
+  return n;
+}
+
+/**
+ * `rlmesh bench import-hf [--size 100m|tiny] [--out DIR] [--keep-checkpoint DIR] [--json]`: writes a random
+ * Dream-architecture checkpoint (BF16, like the released ones) with the test fixture, then times
+ * import-hf on it. --out keeps the imported model (e.g. for `bench decode --model DIR`).
+ */
+export async function benchImportHfCommand(argv: string[]): Promise<number> {
+  const a = parseArgs(argv, ["json"]);
+  const size = flagString(a, "size", "100m");
+  if (size !== "100m" && size !== "tiny") throw new UsageError(`--size must be 100m or tiny, got ${size}`);
+  const json = flagBool(a, "json");
+  const log = (line: string) => (json ? process.stderr : process.stdout).write(line + "\n");
+  const { writeHfFixture } = await import("@rlmesh/shared/model/hf/testing/hf-fixture");
+  const work = await mkdtemp(join(tmpdir(), "rlmesh-bench-import-"));
+  const keepCkpt = flagString(a, "keep-checkpoint");
+  const src = keepCkpt ? resolve(keepCkpt) : join(work, "checkpoint");
+  const outFlag = flagString(a, "out");
+  const out = outFlag ? resolve(outFlag) : join(work, "imported");
+  try {
+    log(`bench import-hf: writing a random ${size} Dream-architecture checkpoint (BF16) to ${src} ...`);
+    const t0 = performance.now();
+    await writeHfFixture({ modelType: "Dream", size, dir: src, dtype: "BF16", seed: 1 });
+    const writeS = (performance.now() - t0) / 1000;
+    const ckptBytes = await dirBytes(src);
+    log(`bench import-hf: checkpoint ${(ckptBytes / 1024 ** 2).toFixed(0)} MB written in ${writeS.toFixed(1)} s; importing ...`);
+    const rssBefore = process.memoryUsage().rss;
+    let peakRss = rssBefore;
+    const timer = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 50);
+    const r = await importHfCheckpoint(src, { out, onProgress: log }).finally(() => clearInterval(timer));
+    peakRss = Math.max(peakRss, process.memoryUsage().rss);
+    const outBytes = await dirBytes(out);
+    const result = {
+      size,
+      model_type: r.modelType,
+      parameters: r.parameters,
+      checkpoint_mb: +(ckptBytes / 1024 ** 2).toFixed(1),
+      imported_mb: +(outBytes / 1024 ** 2).toFixed(1),
+      import_s: +r.seconds.toFixed(2),
+      import_mb_per_s: +(ckptBytes / 1024 ** 2 / r.seconds).toFixed(1),
+      external_data: r.external,
+      peak_rss_mb: Math.round(peakRss / 1024 ** 2),
+      ...(outFlag ? { out } : {}),
+    };
+    if (json) console.log(JSON.stringify(result));
+    else {
+      console.log(
+        `import-hf ${size}: ${(r.parameters / 1e6).toFixed(1)} M params, checkpoint ${result.checkpoint_mb} MB (BF16) → ${result.imported_mb} MB (float32 ONNX) ` +
+          `in ${result.import_s} s (${result.import_mb_per_s} MB/s of checkpoint), peak RSS ${result.peak_rss_mb} MB` +
+          (outFlag ? `\nmodel kept at ${out} (try: npx rlmesh bench decode --model ${out})` : ""),
+      );
+    }
+    return 0;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}

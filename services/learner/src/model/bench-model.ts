@@ -60,7 +60,7 @@ export async function benchModel(opts: { modelDir: string; batch: number; seqLen
     ),
     [m.inputs.attention_mask]: new ort.Tensor("float32", mask, [B, T]),
   };
-  const empty = new ort.Tensor("float32", new Float32Array(0), [B, m.n_heads, 0, m.head_dim]);
+  const empty = new ort.Tensor("float32", new Float32Array(0), [B, m.n_kv_heads ?? m.n_heads, 0, m.head_dim]);
   for (const name of session.inputNames) if (!(name in feeds)) feeds[name] = empty;
   const ortTimes: number[] = [];
   for (let i = 0; i < BENCH_WARMUP + opts.iters; i++) {

@@ -27,7 +27,9 @@ export type WeightTensors = Record<string, WeightTensor>;
 /**
  * A batch of full sequences (prompt + response, no KV cache), flat row-major [B, T].
  * `targets[b,t]` is the token whose log-probability is read at position t — for masked
- * diffusion, the clean token at a masked position (logits are not shifted).
+ * diffusion, the clean token at a masked position. Always in position space: for a
+ * shifted-logits model (Dream) the policy reads position t's distribution from logit row t − 1
+ * itself (see `shiftedLogits`), and the caller never shifts.
  */
 export interface TokenBatch {
   batchSize: number;
@@ -91,8 +93,15 @@ export class JaxPolicy {
   private readonly splitJitted = new Map<LogProbLoss | "logprobs", unknown>();
   /** The body graph and its ends (split mode only). */
   private readonly split: { graph: SplitGraph; body: ONNXModel; dModel: number } | null;
+  /**
+   * Dream's convention: logit row i predicts token i + 1, so position t's log-prob is read
+   * from row t − 1. Position 0 has no row of its own (Dream reuses row 0 there): it may not be
+   * read, and its reported log-prob is 0.
+   */
+  readonly shiftedLogits: boolean;
 
-  private constructor(onnx: ONNXModel, initial: WeightTensors, vocabSize: number, split: SplitGraph | null) {
+  private constructor(onnx: ONNXModel, initial: WeightTensors, vocabSize: number, split: SplitGraph | null, shiftedLogits: boolean) {
+    this.shiftedLogits = shiftedLogits;
     this.onnx = onnx;
     this.initial = initial;
     this.weightNames = Object.keys(initial);
@@ -115,7 +124,7 @@ export class JaxPolicy {
    */
   static fromModelBytes(
     bytes: Uint8Array,
-    opts: { nLayers: number; vocabSize: number; pastInputNames?: string[]; mode?: JaxPolicyMode },
+    opts: { nLayers: number; vocabSize: number; pastInputNames?: string[]; mode?: JaxPolicyMode; shiftedLogits?: boolean },
   ): JaxPolicy {
     const model = parseModel(bytes);
     const all = readWeights(model);
@@ -134,19 +143,24 @@ export class JaxPolicy {
     );
     const onnx = new ONNXModel(modelBytes(diffGraph) as Uint8Array<ArrayBuffer>);
     const split = opts.mode === "split" ? splitGraph(diffGraph, names) : null;
-    return new JaxPolicy(onnx, initial, opts.vocabSize, split);
+    return new JaxPolicy(onnx, initial, opts.vocabSize, split, opts.shiftedLogits ?? false);
   }
 
   /** From a directory validated by loadModel (uses the manifest's layer count, vocab and past names). */
   static fromLoadedModel(loaded: LoadedModel, mode: JaxPolicyMode = "whole-graph"): JaxPolicy {
     const m = loaded.manifest;
-    if (m.shifted_logits) throw new Error("jax policy: shifted-logits models are not supported by the learner yet");
     const past: string[] = [];
     for (let i = 0; i < m.n_layers; i++) {
       if (m.inputs.past_key) past.push(layerName(m.inputs.past_key, i));
       if (m.inputs.past_value) past.push(layerName(m.inputs.past_value, i));
     }
-    return JaxPolicy.fromModelBytes(loaded.modelBytes, { nLayers: m.n_layers, vocabSize: m.vocab_size, pastInputNames: past, mode });
+    return JaxPolicy.fromModelBytes(loaded.modelBytes, {
+      nLayers: m.n_layers,
+      vocabSize: m.vocab_size,
+      pastInputNames: past,
+      mode,
+      shiftedLogits: m.shifted_logits,
+    });
   }
 
   /** A copy of the weights stored in the model file. */
@@ -156,7 +170,7 @@ export class JaxPolicy {
     return out;
   }
 
-  /** Logits [B*T*V] (forward only). */
+  /** Logits [B*T*V] (forward only), the graph's rows as they are (not shifted back for a shifted-logits model). */
   async logits(weights: WeightTensors, batch: TokenBatch): Promise<Float32Array> {
     const fn = this.cached("logits", () =>
       jit((params: Params, ids: JaxArray, pos: JaxArray, mask: JaxArray) => this.forward(params, ids, pos, mask)),
@@ -167,6 +181,14 @@ export class JaxPolicy {
 
   /** log p(targets[b,t]) at every position [B*T] (forward only). */
   async tokenLogProbs(weights: WeightTensors, batch: TokenBatch): Promise<Float32Array> {
+    if (this.shiftedLogits) {
+      const rows = toRowSpace(batch, {});
+      return toPositionSpace(await this.rowTokenLogProbs(weights, rows.batch), batch);
+    }
+    return this.rowTokenLogProbs(weights, batch);
+  }
+
+  private async rowTokenLogProbs(weights: WeightTensors, batch: TokenBatch): Promise<Float32Array> {
     if (this.split) return this.splitTokenLogProbs(weights, batch);
     const fn = this.cached("logprobs", () =>
       jit((params: Params, ids: JaxArray, pos: JaxArray, mask: JaxArray, targets: JaxArray) =>
@@ -183,6 +205,16 @@ export class JaxPolicy {
    * A·ratio·mask/(t·N) (the derivative of its surrogate w.r.t. each log-prob).
    */
   async weightedNllGrad(weights: WeightTensors, batch: TokenBatch, tokenWeights: Float32Array): Promise<GradResult> {
+    if (this.shiftedLogits) {
+      this.checkLength("tokenWeights", tokenWeights.length, batch);
+      const rows = toRowSpace(batch, { tokenWeights });
+      const r = await this.rowWeightedNllGrad(weights, rows.batch, rows.extras["tokenWeights"]!);
+      return { ...r, logProbs: toPositionSpace(r.logProbs, batch) };
+    }
+    return this.rowWeightedNllGrad(weights, batch, tokenWeights);
+  }
+
+  private async rowWeightedNllGrad(weights: WeightTensors, batch: TokenBatch, tokenWeights: Float32Array): Promise<GradResult> {
     const fn = this.cached("weighted", () =>
       jit(
         valueAndGrad(
@@ -206,6 +238,21 @@ export class JaxPolicy {
    * surrogate with old log-probs, advantages and mask weights), with its gradient.
    */
   async lossAndGrad(
+    weights: WeightTensors,
+    batch: TokenBatch,
+    loss: LogProbLoss,
+    extras: Record<string, Float32Array>,
+  ): Promise<GradResult> {
+    if (this.shiftedLogits) {
+      for (const [k, v] of Object.entries(extras)) this.checkLength(`extras.${k}`, v.length, batch);
+      const rows = toRowSpace(batch, extras);
+      const r = await this.rowLossAndGrad(weights, rows.batch, loss, rows.extras);
+      return { ...r, logProbs: toPositionSpace(r.logProbs, batch) };
+    }
+    return this.rowLossAndGrad(weights, batch, loss, extras);
+  }
+
+  private async rowLossAndGrad(
     weights: WeightTensors,
     batch: TokenBatch,
     loss: LogProbLoss,
@@ -461,4 +508,51 @@ export class JaxPolicy {
     }
     return { loss: lossValue, logProbs, grads: out };
   }
+}
+
+/**
+ * A shifted-logits batch moved from position space to logit-row space: row r reads what
+ * position r + 1 reads (its target, read flag, per-position weights and extras); the last row of
+ * each sequence predicts past the sequence and reads nothing. Every loss of this policy is a sum
+ * of per-position terms within a row, so the move changes no value and no gradient. Position 0
+ * has no row of its own: reading it (readMask, or a non-zero token weight when there is no
+ * readMask) is an error.
+ */
+export function toRowSpace(
+  batch: TokenBatch,
+  perPosition: Record<string, Float32Array>,
+): { batch: TokenBatch; extras: Record<string, Float32Array> } {
+  const { batchSize: B, seqLen: T } = batch;
+  for (let b = 0; b < B; b++) {
+    const read = batch.readMask ? batch.readMask[b * T] !== 0 : perPosition["tokenWeights"] !== undefined && perPosition["tokenWeights"][b * T] !== 0;
+    if (read) {
+      throw new Error(
+        `jax policy: row ${b} reads position 0, which a shifted-logits model cannot score (position t is predicted by row t − 1); ` +
+          "a sequence must start with at least one prompt token",
+      );
+    }
+  }
+  const shift = <A extends Float32Array | Int32Array | Uint8Array>(src: A, make: (n: number) => A): A => {
+    const out = make(src.length);
+    for (let b = 0; b < B; b++) out.set(src.subarray(b * T + 1, (b + 1) * T), b * T);
+    return out;
+  };
+  const extras: Record<string, Float32Array> = {};
+  for (const [k, v] of Object.entries(perPosition)) extras[k] = shift(v, (n) => new Float32Array(n));
+  return {
+    batch: {
+      ...batch,
+      targets: shift(batch.targets, (n) => new Int32Array(n)),
+      ...(batch.readMask ? { readMask: shift(batch.readMask, (n) => new Uint8Array(n)) } : {}),
+    },
+    extras,
+  };
+}
+
+/** Per-row log-probs [B*T] back in position space: position t gets row t − 1's value, position 0 gets 0. */
+export function toPositionSpace(rowValues: Float32Array, batch: TokenBatch): Float32Array {
+  const { batchSize: B, seqLen: T } = batch;
+  const out = new Float32Array(B * T);
+  for (let b = 0; b < B; b++) out.set(rowValues.subarray(b * T, (b + 1) * T - 1), b * T + 1);
+  return out;
 }

@@ -7,8 +7,8 @@ type NodeProto = NonNullable<ModelProto["graph"]>["node"][number];
 /**
  * The learner's graph without its two vocabulary-wide ends, so JaxPolicy can run them itself:
  *
- * - the token embedding `MatMul(Cast(Equal(Unsqueeze(input_ids), vocab_ids)), E)` (a one-hot
- *   matmul) becomes a graph input that JaxPolicy fills with `take(E, input_ids)`. The result is the
+ * - the token embedding — `Gather(E, input_ids)`, or `MatMul(Cast(Equal(Unsqueeze(input_ids),
+ *   vocab_ids)), E)` (a one-hot matmul) — becomes a graph input that JaxPolicy fills with `take(E, input_ids)`. The result is the
  *   same numbers (one non-zero term per sum); its gradient is a scatter-add instead of a one-hot
  *   matmul, which jax-js fused with the layer-0 norm backward and recomputed per vocabulary entry
  *   (≈ 2/3 of a whole TrainStep on the demo batch, see `bench learner --profile`);
@@ -67,29 +67,47 @@ export function splitGraph(differentiable: ModelProto, weightNames: readonly str
     removed.add(t);
   }
 
-  // Embedding: MatMul(Cast(Equal(Unsqueeze(input_ids, ·), ·)), E).
-  const embed = graph.node.find((n) => {
-    if (n.opType !== "MatMul" || !weights.has(n.input[1] ?? "")) return false;
-    const cast = producer.get(n.input[0]!);
-    const eq = cast?.opType === "Cast" ? producer.get(cast.input[0]!) : undefined;
-    const unsq = eq?.opType === "Equal" ? producer.get(eq.input[0]!) : undefined;
-    return unsq?.opType === "Unsqueeze" && unsq.input[0] === INPUT_IDS;
-  });
-  if (!embed) return null;
-  const cast = producer.get(embed.input[0]!)!;
-  const eq = producer.get(cast.input[0]!)!;
-  const unsq = producer.get(eq.input[0]!)!;
-  // The chain's intermediates must feed nothing else.
-  for (const [n, next] of [
-    [unsq, eq],
-    [eq, cast],
-    [cast, embed],
-  ] as const) {
-    const users = consumers(n.output[0]!);
-    if (users.length !== 1 || users[0] !== next) return null;
+  // Embedding: a vocabulary-sized `Gather(E, input_ids, axis 0)` (imported families), or the
+  // one-hot MatMul(Cast(Equal(Unsqueeze(input_ids, ·), ·)), E). Either way JaxPolicy feeds
+  // take(E, input_ids), whose gradient is a scatter-add into E's rows.
+  const gather = graph.node.find(
+    (n) =>
+      n.opType === "Gather" &&
+      weights.has(n.input[0] ?? "") &&
+      n.input[1] === INPUT_IDS &&
+      Number(n.attribute.find((a) => a.name === "axis")?.i ?? 0) === 0,
+  );
+  let embed: NodeProto;
+  let embeddingWeight: string;
+  if (gather) {
+    embed = gather;
+    embeddingWeight = gather.input[0]!;
+    removed.add(gather);
+  } else {
+    const mm = graph.node.find((n) => {
+      if (n.opType !== "MatMul" || !weights.has(n.input[1] ?? "")) return false;
+      const cast = producer.get(n.input[0]!);
+      const eq = cast?.opType === "Cast" ? producer.get(cast.input[0]!) : undefined;
+      const unsq = eq?.opType === "Equal" ? producer.get(eq.input[0]!) : undefined;
+      return unsq?.opType === "Unsqueeze" && unsq.input[0] === INPUT_IDS;
+    });
+    if (!mm) return null;
+    embed = mm;
+    const cast = producer.get(embed.input[0]!)!;
+    const eq = producer.get(cast.input[0]!)!;
+    const unsq = producer.get(eq.input[0]!)!;
+    // The chain's intermediates must feed nothing else.
+    for (const [n, next] of [
+      [unsq, eq],
+      [eq, cast],
+      [cast, embed],
+    ] as const) {
+      const users = consumers(n.output[0]!);
+      if (users.length !== 1 || users[0] !== next) return null;
+    }
+    for (const n of [embed, cast, eq, unsq]) removed.add(n);
+    embeddingWeight = embed.input[1]!;
   }
-  for (const n of [embed, cast, eq, unsq]) removed.add(n);
-  const embeddingWeight = embed.input[1]!;
   const embeddingOutput = embed.output[0]!;
 
   const logitsInfo = graph.output.find((v) => v.name === LOGITS);

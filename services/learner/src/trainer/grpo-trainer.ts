@@ -248,7 +248,13 @@ export class GrpoTrainer implements Trainer {
       if (m.inputs.past_value) past.push(layerName(m.inputs.past_value, i));
     }
     const mode: JaxPolicyMode = (opts.updatePath ?? learnerUpdatePath()) === "fast" ? "split" : "whole-graph";
-    const policy = JaxPolicy.fromModelBytes(model.modelBytes, { nLayers: m.n_layers, vocabSize: m.vocab_size, pastInputNames: past, mode });
+    const policy = JaxPolicy.fromModelBytes(model.modelBytes, {
+      nLayers: m.n_layers,
+      vocabSize: m.vocab_size,
+      pastInputNames: past,
+      mode,
+      shiftedLogits: m.shifted_logits,
+    });
     const modelSha256 = createHash("sha256").update(model.modelBytes).digest("hex");
     const constants = constantTensors(model.modelBytes, policy.weightNames);
     const trainerModel: TrainerModel = { policy, manifest: m, modelSha256, constants };

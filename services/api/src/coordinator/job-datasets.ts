@@ -1,11 +1,13 @@
 // A job's datasets: loading with the spec's filters, and the submit-time check.
-import { loadDataset, testCount, type CanonicalRow, type DatasetFormat } from "@rlmesh/shared/datasets/index";
+import { loadDataset, readDatasetText, testCount, type CanonicalRow, type DatasetFormat } from "@rlmesh/shared/datasets/index";
+import { nonBlankLines } from "@rlmesh/shared/infill/index";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { InvalidArgumentError } from "@rlmesh/shared";
 import { loadManifest, MANIFEST_FILE, type ModelManifest } from "@rlmesh/shared/model/index";
 import { loadTokenizer, type LoadedTokenizer } from "@rlmesh/shared/tokenizer/index";
 import type { NormalizedDatasetSpec, NormalizedJobSpec as JobSpec } from "../job-spec.js";
+import { infillTaskRows, type InfillTaskRow } from "./infill-task.js";
 
 /**
  * Rejects a job whose datasets do not load, or whose prompts do not fit the model: every row's
@@ -28,6 +30,17 @@ export async function validateDatasets(spec: JobSpec): Promise<void> {
       throw new InvalidArgumentError(`${field}.path`, (err as Error).message);
     }
     if (rows.length === 0) throw new InvalidArgumentError(`${field}.path`, `${ds.path} has no rows after filters`);
+    if (spec.task === "infill") {
+      // Every row must cut into an infilling row (a reference with a whole-line middle).
+      let cut: InfillTaskRow[];
+      try {
+        cut = loadJobRows(ds, spec) as InfillTaskRow[];
+      } catch (err) {
+        throw new InvalidArgumentError(`${field}.path`, (err as Error).message);
+      }
+      if (fit) checkInfillFits(field, ds.path, cut, spec, fit);
+      continue;
+    }
     if (!fit) continue;
     for (const [i, row] of rows.entries()) {
       const n = fit.count(row.prompt);
@@ -42,6 +55,20 @@ export async function validateDatasets(spec: JobSpec): Promise<void> {
   }
 }
 
+/** An infill job's prefix + longest middle + suffix must fit the model's max_seq_len. */
+function checkInfillFits(field: string, path: string, rows: readonly InfillTaskRow[], spec: JobSpec, fit: { count: (text: string) => number; maxSeqLen: number }): void {
+  const longest = Math.max(spec.infill.maxLength, spec.infill.initialLength);
+  for (const row of rows) {
+    const n = fit.count(row.infill.prefix) + fit.count(row.infill.suffix) + longest;
+    if (n > fit.maxSeqLen) {
+      throw new InvalidArgumentError(
+        `${field}.path`,
+        `${path}: row ${row.infill.line} (task ${row.infill.source_task_id}) needs ${n} positions (prefix + suffix + infill.max_length ${longest}), the model's max_seq_len is ${fit.maxSeqLen}`,
+      );
+    }
+  }
+}
+
 /** How many prompt tokens fit next to the spec's max_new_tokens, and the model's tokenizer. */
 async function promptBudget(spec: JobSpec): Promise<{ count: (text: string) => number; maxPromptTokens: number; maxSeqLen: number } | null> {
   if (!existsSync(join(spec.modelDir, MANIFEST_FILE))) {
@@ -52,6 +79,12 @@ async function promptBudget(spec: JobSpec): Promise<{ count: (text: string) => n
     manifest = await loadManifest(spec.modelDir);
   } catch (err) {
     throw new InvalidArgumentError("spec.model_dir", `${spec.modelDir}: ${(err as Error).message}`);
+  }
+  if (spec.task === "infill" && spec.infill.variableLength && manifest.expand_id === undefined) {
+    throw new InvalidArgumentError(
+      "spec.infill.variable_length",
+      `${spec.modelDir} declares no expand_id: variable-length infilling needs a model trained for it (e.g. models/tiny-coder-infill), or set variable_length false`,
+    );
   }
   const maxNew = spec.decoding.maxNewTokens ?? 0;
   const maxPromptTokens = manifest.max_seq_len - maxNew;
@@ -87,4 +120,23 @@ export function loadRows(spec: NormalizedDatasetSpec): CanonicalRow[] {
   }
   if (spec.limit > 0) rows = rows.slice(0, spec.limit);
   return rows;
+}
+
+/**
+ * A job's rows for its task: the dataset's rows (completion), or one infilling row per dataset row
+ * (infill: a seeded whole-line middle of its reference; a row without one is a DatasetError naming
+ * the file's line and the row).
+ */
+export function loadJobRows(ds: NormalizedDatasetSpec, spec: Pick<JobSpec, "task" | "seed">): CanonicalRow[] {
+  const rows = loadRows(ds);
+  if (spec.task !== "infill") return rows;
+  // The file line of each row (filters drop rows; parseDataset makes one row per non-blank line).
+  const lines = nonBlankLines(readDatasetText(ds.path));
+  const lineOf = new Map(loadDataset(ds.path, ds.format as DatasetFormat).map((r, i) => [r.task_id, lines[i] ?? 0]));
+  return infillTaskRows(
+    rows,
+    Number(spec.seed),
+    ds.path,
+    rows.map((r) => lineOf.get(r.task_id) ?? 0),
+  );
 }

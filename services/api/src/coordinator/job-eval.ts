@@ -9,6 +9,7 @@ import type { Candidate, LearnerClient } from "./interfaces.js";
 import { passRate, type PassRate } from "./pass-at-1.js";
 import { checkInfraFailureRate, DEFAULT_MAX_INFRA_FAILURE_RATE, describeDropped, droppedSamples } from "./infra-failures.js";
 import type { RunnerDeps } from "./runner-deps.js";
+import { asInfillRows, rolloutInfill } from "./infill-task.js";
 
 /**
  * Held-out pass@1 with the policy the rollout workers serve now: greedy (one response per prompt)
@@ -31,14 +32,14 @@ export async function evalPassAt1(
     k > 0
       ? { ...spec.decoding, seed: stepSeed(Number(spec.seed), step, 0xe7) }
       : { ...spec.decoding, temperature: 0, topP: 1, topK: 0, seed: 1 };
-  const res = await deps.rollout.generate(
-    rows.map((r, i) => ({ id: String(i), text: r.prompt })),
-    Math.max(1, k),
-    decoding,
-    { signal, requestId: `${jobId}-eval-${tag}-${step}`, policyJobId: jobId },
-  );
-  const policyVersion = Math.min(...res.samples.map((s) => Number(s.policyVersion)));
-  const candidates: Candidate[] = res.samples.map((s, i) => ({
+  const call = { signal, requestId: `${jobId}-eval-${tag}-${step}`, policyJobId: jobId };
+  // Infill jobs are evaluated on infilling: the whole program (prefix + middle + suffix) is run.
+  const samples =
+    spec.task === "infill"
+      ? await rolloutInfill(asInfillRows(rows), Math.max(1, k), decoding, spec, deps, call)
+      : (await deps.rollout.generate(rows.map((r, i) => ({ id: String(i), text: r.prompt })), Math.max(1, k), decoding, call)).samples;
+  const policyVersion = Math.min(...samples.map((s) => Number(s.policyVersion)));
+  const candidates: Candidate[] = samples.map((s, i) => ({
     jobId: `${jobId}-eval-${tag}`,
     step,
     sampleIndex: i,

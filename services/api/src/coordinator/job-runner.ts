@@ -3,7 +3,7 @@ import type { Job } from "@rlmesh/shared";
 import type { NormalizedJobSpec as JobSpec } from "../job-spec.js";
 import { jobEvaluator } from "./job-eval.js";
 import { startOnLearner } from "./job-start.js";
-import { loadRows } from "./job-datasets.js";
+import { loadJobRows } from "./job-datasets.js";
 import { generateStep, runStep, stepSamplesKey, type Generated, type StepContext } from "./job-step.js";
 import type { RunnerDeps } from "./runner-deps.js";
 import { withWaitingNotices } from "./waiting-notice.js";
@@ -19,9 +19,10 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
   const { store, logger } = deps;
   const spec = job.spec as JobSpec;
   const log = logger.child({ job: job.id });
-  const rows = loadRows(spec.dataset);
+  // Infill jobs (spec.task "infill") get infilling rows: a whole-line middle cut from each reference.
+  const rows = loadJobRows(spec.dataset, spec);
   if (rows.length === 0) throw new Error(`dataset ${spec.dataset.path} has no rows after filters`);
-  const evalRows = spec.evalDataset.path ? loadRows(spec.evalDataset) : [];
+  const evalRows = spec.evalDataset.path ? loadJobRows(spec.evalDataset, spec) : [];
   const seed = Number(spec.seed);
 
   if (job.state === "JOB_STATE_QUEUED") job = await store.transition(job.id, "JOB_STATE_RUNNING", "started");
@@ -37,7 +38,7 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
     await store.appendEvent(job.id, { log: { level: "info", message: `resumed after step ${job.step}` } });
   }
 
-  const extraEvals = spec.extraEvalDatasets.map((d) => ({ split: evalSplitName(d.path), rows: loadRows(d) }));
+  const extraEvals = spec.extraEvalDatasets.map((d) => ({ split: evalSplitName(d.path), rows: loadJobRows(d, spec) }));
   const evaluate = jobEvaluator({ jobId: job.id, spec, deps, signal, log, evalRows, extraEvals });
   const emit = (message: string) => store.appendEvent(job.id, { log: { level: "warn", message } });
   const workers = await deps.rollout.workers();

@@ -1,6 +1,6 @@
 // One RL step of a job: generate (or take the prefetched samples), score, train, record.
 import type { CanonicalRow } from "@rlmesh/shared/datasets/index";
-import type { Job, Logger, Sample } from "@rlmesh/shared";
+import type { Job, Logger } from "@rlmesh/shared";
 import type { NormalizedJobSpec as JobSpec } from "../job-spec.js";
 import { sampleBatch, stepSeed } from "./batch-sampler.js";
 import { CollapseGuardStop } from "./collapse-guard-stop.js";
@@ -10,6 +10,7 @@ import { withWaitingNotices } from "./waiting-notice.js";
 import { checkInfraFailureRate, DEFAULT_MAX_INFRA_FAILURE_RATE, describeDropped, droppedSamples } from "./infra-failures.js";
 import type { RunnerDeps } from "./runner-deps.js";
 import { recordStepTraces } from "./job-traces.js";
+import { asInfillRows, rolloutInfill, type StepSample } from "./infill-task.js";
 
 /** Where a step's generated samples are kept until the step completes (for resume). */
 const STEP_SAMPLES_TTL_S = 24 * 3600;
@@ -26,7 +27,7 @@ export interface StepContext {
 /** A step's prompts and generated samples (kept in Redis until the step completes). */
 export interface Generated {
   batch: CanonicalRow[];
-  samples: Sample[];
+  samples: StepSample[];
 }
 
 export async function generateStep(jobId: string, step: number, ctx: StepContext): Promise<Generated> {
@@ -35,17 +36,17 @@ export async function generateStep(jobId: string, step: number, ctx: StepContext
   const batch = idx.map((i) => rows[i]!);
   const samplesKey = stepSamplesKey(jobId, step);
   const cached = await deps.redis.get(samplesKey);
-  if (cached) return { batch, samples: JSON.parse(cached) as Sample[] };
-  const res = await deps.rollout.generate(
-    batch.map((r, i) => ({ id: String(i), text: r.prompt })),
-    spec.groupSize,
-    // Traces: the whole request is traced (it shares its parameters); runStep keeps a few.
-    { ...spec.decoding, seed: stepSeed(seed, step, 0x5a), ...((spec.traceSamplesPerStep ?? 0) > 0 ? { trace: true } : {}) },
-    // Only this job's policy generates its samples (a worker on another job's catches up first).
-    { signal, requestId: `${jobId}-${step}`, policyJobId: jobId },
-  );
-  await deps.redis.set(samplesKey, JSON.stringify(res.samples), "EX", STEP_SAMPLES_TTL_S);
-  return { batch, samples: res.samples };
+  if (cached) return { batch, samples: JSON.parse(cached) as StepSample[] };
+  // Traces: the whole request is traced (it shares its parameters); runStep keeps a few.
+  const params = { ...spec.decoding, seed: stepSeed(seed, step, 0x5a), ...((spec.traceSamplesPerStep ?? 0) > 0 ? { trace: true } : {}) };
+  // Only this job's policy generates its samples (a worker on another job's catches up first).
+  const call = { signal, requestId: `${jobId}-${step}`, policyJobId: jobId };
+  const samples: StepSample[] =
+    spec.task === "infill"
+      ? await rolloutInfill(asInfillRows(batch), spec.groupSize, params, spec, deps, call)
+      : (await deps.rollout.generate(batch.map((r, i) => ({ id: String(i), text: r.prompt })), spec.groupSize, params, call)).samples;
+  await deps.redis.set(samplesKey, JSON.stringify(samples), "EX", STEP_SAMPLES_TTL_S);
+  return { batch, samples };
 }
 
 export const stepSamplesKey = (jobId: string, step: number) => `rlmesh:job:${jobId}:step:${step}:samples`;
@@ -118,6 +119,8 @@ export async function runStep(job: Job, step: number, ctx: StepContext, generate
           reward,
           policyVersion: s.policyVersion,
           policyJobId: s.policyJobId,
+          // Infill: the program's tokens after the middle (the learner scores only the middle).
+          suffixTokenIds: s.suffixTokenIds ?? [],
         })),
     },
     signal,

@@ -13,6 +13,9 @@ import {
   type Sample,
   type WorkerEntry,
 } from "@rlmesh/shared";
+import type { InfillItem } from "@rlmesh/shared/gen/rlmesh/v1/InfillItem";
+import type { InfillResponse__Output as InfillResponse } from "@rlmesh/shared/gen/rlmesh/v1/InfillResponse";
+import type { InfillSample__Output as InfillSample } from "@rlmesh/shared/gen/rlmesh/v1/InfillSample";
 
 /** Per-call deadline for Generate when the caller gives none. */
 export const DEFAULT_GENERATE_TIMEOUT_MS = 300_000;
@@ -35,6 +38,21 @@ export interface GenerateResult {
   /** worker id → prompts it served. */
   byWorker: Record<string, number>;
   seconds: number;
+}
+
+export interface InfillResult {
+  samples: InfillSample[];
+  /** worker id → items it served. */
+  byWorker: Record<string, number>;
+  seconds: number;
+}
+
+export interface RolloutCallOptions {
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  minPolicyVersion?: number;
+  requestId?: string;
+  policyJobId?: string;
 }
 
 /** Thrown when no live rollout worker is registered. */
@@ -75,17 +93,75 @@ export class RolloutPool {
     prompts: PromptInput[],
     samplesPerPrompt: number,
     params: DecodingParams,
-    opts: { timeoutMs?: number; signal?: AbortSignal; minPolicyVersion?: number; requestId?: string; policyJobId?: string } = {},
+    opts: RolloutCallOptions = {},
   ): Promise<GenerateResult> {
+    const { results, byWorker, seconds } = await this.onShards<PromptInput, Sample>(prompts, opts, (c, shard, deadline, done) =>
+      c.generate(
+        {
+          prompts: shard,
+          samplesPerPrompt,
+          params,
+          minPolicyVersion: opts.minPolicyVersion ?? 0,
+          requestId: opts.requestId ?? "",
+          policyJobId: opts.policyJobId ?? "",
+        },
+        { deadline },
+        (err, r: GenerateResponse | undefined) => done(err, r?.samples),
+      ),
+    );
+    return { samples: results, byWorker, seconds };
+  }
+
+  /**
+   * RolloutService.Infill over every live worker (one shard of items per worker, retried like
+   * Generate): `variableLength` unset lets each worker choose (variable when its model supports it).
+   */
+  async infill(
+    items: InfillItem[],
+    samplesPerItem: number,
+    params: DecodingParams,
+    opts: RolloutCallOptions & { variableLength?: boolean } = {},
+  ): Promise<InfillResult> {
+    const { results, byWorker, seconds } = await this.onShards<InfillItem, InfillSample>(items, opts, (c, shard, deadline, done) =>
+      c.infill(
+        {
+          items: shard,
+          samplesPerItem,
+          params,
+          requestId: opts.requestId ?? "",
+          policyJobId: opts.policyJobId ?? "",
+          ...(opts.variableLength !== undefined ? { variableLength: opts.variableLength } : {}),
+        },
+        { deadline },
+        (err, r: InfillResponse | undefined) => done(err, r?.samples),
+      ),
+    );
+    return { samples: results, byWorker, seconds };
+  }
+
+  /**
+   * Spreads `items` over the live workers, one shard each, and calls `call` per shard; a shard
+   * whose worker is UNAVAILABLE is retried on another one (GENERATE_ATTEMPTS in all).
+   */
+  private async onShards<I, R>(
+    items: I[],
+    opts: RolloutCallOptions,
+    call: (
+      client: RolloutServiceClient,
+      shard: I[],
+      deadline: Date,
+      done: (err: Error | null, results: R[] | undefined) => void,
+    ) => { cancel(): void },
+  ): Promise<{ results: R[]; byWorker: Record<string, number>; seconds: number }> {
     const t0 = performance.now();
     let workers = await this.workers();
     if (workers.length === 0) workers = await this.waitForWorkers(1, WORKER_WAIT_MS, opts.signal);
-    const shards: PromptInput[][] = workers.map(() => []);
-    prompts.forEach((p, i) => shards[i % workers.length]!.push(p));
+    const shards: I[][] = workers.map(() => []);
+    items.forEach((p, i) => shards[i % workers.length]!.push(p));
     const byWorker: Record<string, number> = {};
     const results = await Promise.all(
       shards.map(async (shard, i) => {
-        if (shard.length === 0) return [] as Sample[];
+        if (shard.length === 0) return [] as R[];
         let lastErr: unknown;
         for (let attempt = 0; attempt < GENERATE_ATTEMPTS; attempt++) {
           if (opts.signal?.aborted) throw opts.signal.reason;
@@ -98,23 +174,12 @@ export class RolloutPool {
           try {
             const c = this.clients.get(w.address);
             const deadline = new Date(Date.now() + (opts.timeoutMs ?? DEFAULT_GENERATE_TIMEOUT_MS));
-            const res = await new Promise<GenerateResponse>((resolve, reject) => {
-              const callObj = c.generate(
-                {
-                  prompts: shard,
-                  samplesPerPrompt,
-                  params,
-                  minPolicyVersion: opts.minPolicyVersion ?? 0,
-                  requestId: opts.requestId ?? "",
-                  policyJobId: opts.policyJobId ?? "",
-                },
-                { deadline },
-                (err, r) => (err ? reject(err) : resolve(r!)),
-              );
+            const res = await new Promise<R[]>((resolve, reject) => {
+              const callObj = call(c, shard, deadline, (err, r) => (err ? reject(err) : resolve(r ?? [])));
               opts.signal?.addEventListener("abort", () => callObj.cancel(), { once: true });
             });
             byWorker[w.id] = (byWorker[w.id] ?? 0) + shard.length;
-            return res.samples;
+            return res;
           } catch (err) {
             lastErr = err;
             if (!isRetryable(err)) throw err;
@@ -130,7 +195,7 @@ export class RolloutPool {
         throw lastErr;
       }),
     );
-    return { samples: results.flat(), byWorker, seconds: (performance.now() - t0) / 1000 };
+    return { results: results.flat(), byWorker, seconds: (performance.now() - t0) / 1000 };
   }
 
   close(): void {

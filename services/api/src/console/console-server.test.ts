@@ -51,6 +51,7 @@ describe("web console", { timeout: 60_000 }, () => {
   let store: JobStore;
   let job: Job;
   let queue: Queue;
+  let queueConn: Redis;
 
   before(async () => {
     redis = await startLocalRedis();
@@ -59,11 +60,13 @@ describe("web console", { timeout: 60_000 }, () => {
     job = await seedJob(store);
     await store.appendTraces(job.id, [trace(1, 1)]);
     await store.appendTraces(job.id, [trace(2, 0)]);
-    queue = new Queue(QUEUE, { connection: createRedis(redis.url, { role: "worker" }) });
+    queueConn = createRedis(redis.url, { role: "worker" });
+    queue = new Queue(QUEUE, { connection: queueConn });
     await queue.add("score", { job_id: job.id, step: 1, sample_index: 0 }, { jobId: `${job.id}-1-0` });
   });
   after(async () => {
     await queue?.close();
+    queueConn?.disconnect();
     conn?.disconnect();
     await redis?.stop();
   });

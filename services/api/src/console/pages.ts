@@ -111,6 +111,7 @@ export function jobPage(v: JobView, o: JobPageOptions): string {
   const timeChart = stackedBars({
     id: "time-split",
     title: "time per step by phase",
+    width: 1000,
     names: v.phaseNames,
     colors: PHASE_COLORS,
     bars: v.steps.map((s) => ({ x: s.step, parts: s.phases })),

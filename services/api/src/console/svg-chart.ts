@@ -151,7 +151,7 @@ export function stackedBars(o: StackedBarsOptions): string {
   });
   parts.push(`<text x="${(W + PAD.left) / 2}" y="${H - 4}" text-anchor="middle" class="axis-label">step</text>`);
   o.names.forEach((n, ni) => {
-    const lx = PAD.left + 150 + ni * 90;
+    const lx = W - PAD.right - (o.names.length - ni) * 80;
     parts.push(`<rect x="${lx}" y="6" width="10" height="10" fill="${o.colors[ni % o.colors.length]}"/><text x="${lx + 14}" y="15" class="legend">${escapeHtml(n)}</text>`);
   });
   if (o.bars.length === 0) parts.push(`<text x="${W / 2}" y="${H / 2}" text-anchor="middle" class="empty">no steps yet</text>`);

@@ -63,7 +63,10 @@ test("eval --json on HumanEval with canonical solutions", { timeout: 60_000 }, a
     "total",
     "unanswered_tasks",
     "unmatched_samples",
+    "unscored_by_status",
+    "unscored_samples",
   ]);
+  assert.equal(summary.unscored_samples, 0);
   assert.deepEqual(summary.pass_at_k, { "1": 1 });
   assert.deepEqual(
     summary.pass_at_k_skipped.map((s: { k: number }) => s.k),

@@ -6,6 +6,8 @@ import { DEFAULT_KS, type EvalSummary, runEval, writeResults } from "./run-eval.
 export const EVAL_USAGE =
   "usage: rlmesh eval --dataset FILE [--format auto|humaneval|mbpp|lcb|rlmesh] [--solutions canonical|SAMPLES.jsonl] [--k 1,10,100] [--results OUT.jsonl] [--concurrency N] [--json]";
 
+/** Exit code of an eval that ran but could not score every sample. */
+export const EXIT_UNSCORED = 3;
 /** Failing samples listed in the text report (all of them go to --results). */
 const FAILURES_LISTED = 20;
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -27,7 +29,8 @@ export function formatPassAtK(s: EvalSummary): string[] {
  * with --json the last stdout line is the summary object, with --results one JSON line per
  * sample goes to a file. Warnings (unmatched task ids, tasks without samples) go to stderr.
  * Returns the exit code (0: ran, whatever the rewards; 2: bad usage or input, no sample
- * naming a dataset task included; 1: infrastructure missing).
+ * naming a dataset task included; 1: infrastructure missing; 3: ran, but the infrastructure could
+ * not score some samples — they are left out of pass@k and named in a warning).
  */
 export async function evalCommand(argv: string[], out: (line: string) => void = (l) => process.stdout.write(l + "\n")): Promise<number> {
   let flags: ReturnType<typeof parseFlags>;
@@ -67,7 +70,7 @@ export async function evalCommand(argv: string[], out: (line: string) => void = 
     if (resultsPath) writeResults(resultsPath, report.rows);
     const s = report.summary;
     if (!flags.switches.has("json")) {
-      const failing = report.rows.filter((r) => r.result.reward !== 1);
+      const failing = report.rows.filter((r) => r.result.reward !== 1 && !r.unscored);
       for (const row of failing.slice(0, FAILURES_LISTED))
         out(`  ${row.task_id}#${row.sample}: ${row.result.status} (${row.result.tests_passed}/${row.result.tests_total}) ${row.result.reason}`);
       if (failing.length > FAILURES_LISTED) out(`  … ${failing.length - FAILURES_LISTED} more failing samples${resultsPath ? "" : " (--results FILE lists every sample)"}`);
@@ -76,11 +79,12 @@ export async function evalCommand(argv: string[], out: (line: string) => void = 
         .join(" ");
       out(`${s.passed}/${s.total} samples passed (${statuses}) in ${s.seconds}s, ${s.executions_per_second} executions/s`);
       for (const l of formatPassAtK(s)) out(l);
+      if (s.unscored_samples > 0) out(`${s.unscored_samples} sample(s) unscored (infrastructure failure), left out of the counts above`);
       if (resultsPath) out(`per-sample results: ${resultsPath} (${report.rows.length} lines)`);
     } else {
       out(JSON.stringify(s));
     }
-    return 0;
+    return s.unscored_samples > 0 ? EXIT_UNSCORED : 0;
   } catch (err) {
     const e = err as Error;
     process.stderr.write(`rlmesh eval: ${e.message}\n`);

@@ -8,7 +8,7 @@ import { asResponse } from "./code-block.js";
 import { type RunningExecutor, startExecutor } from "./executor.js";
 import { DEFAULT_REWARD_QUEUE } from "@rlmesh/shared/reward/queue-names";
 import { type RewardJobData, enqueueRewardJobs, rewardJobId } from "@rlmesh/shared/reward/reward-jobs";
-import { type RewardResult, type RewardStatus, rewardResult } from "@rlmesh/shared/reward/reward-result";
+import { type InfraFailure, type RewardResult, type RewardStatus, classifyFailedReason, rewardResult } from "@rlmesh/shared/reward/reward-result";
 import { type RewardOutcome, RewardWaiter } from "@rlmesh/shared/reward/reward-waiter";
 import { type PassAtKReport, type TaskCounts, passAtKOverTasks } from "./pass-at-k.js";
 import type { SandboxLimits } from "./sandbox-limits.js";
@@ -62,6 +62,12 @@ export interface EvalRowResult {
   /** Line of the samples file, when read from one. */
   line?: number;
   result: RewardResult;
+  /**
+   * True when the infrastructure could not score the sample (its reward job failed for good:
+   * sandbox_error, executor_lost, ...). Such a sample is left out of every count and of pass@k,
+   * never scored 0; `result` then says why (status and reason).
+   */
+  unscored?: InfraFailure;
 }
 
 export interface EvalSummary {
@@ -81,6 +87,10 @@ export interface EvalSummary {
   unanswered_tasks: number;
   /** Samples whose task id is not in the dataset (not scored). */
   unmatched_samples: number;
+  /** Samples the infrastructure could not score (left out of total, passed and pass@k). */
+  unscored_samples: number;
+  /** unscored_samples by infrastructure failure (sandbox_error, executor_lost, ...). */
+  unscored_by_status: Partial<Record<InfraFailure, number>>;
   /** pass@k as a fraction, over every dataset task, keyed by k. */
   pass_at_k: Record<string, number>;
   /** The requested ks not reported, and why. */
@@ -219,9 +229,18 @@ export function planEval(rows: CanonicalRow[], samples: EvalSample[]): EvalPlan 
 }
 
 /** Summary of results (pure). `tasks` gives every dataset task's n and c for pass@k. */
-export function summarize(results: RewardResult[], seconds: number, tasks: TaskCounts[] = [], ks: number[] = [1], unmatched = 0): EvalSummary {
+export function summarize(
+  results: RewardResult[],
+  seconds: number,
+  tasks: TaskCounts[] = [],
+  ks: number[] = [1],
+  unmatched = 0,
+  unscored: InfraFailure[] = [],
+): EvalSummary {
   const by: Partial<Record<RewardStatus, number>> = {};
   for (const r of results) by[r.status] = (by[r.status] ?? 0) + 1;
+  const unscoredBy: Partial<Record<InfraFailure, number>> = {};
+  for (const k of unscored) unscoredBy[k] = (unscoredBy[k] ?? 0) + 1;
   const passed = results.filter((r) => r.reward === 1).length;
   const answered = tasks.filter((t) => t.n > 0);
   const pk: PassAtKReport = passAtKOverTasks(tasks, ks);
@@ -239,6 +258,8 @@ export function summarize(results: RewardResult[], seconds: number, tasks: TaskC
     },
     unanswered_tasks: tasks.length - answered.length,
     unmatched_samples: unmatched,
+    unscored_samples: unscored.length,
+    unscored_by_status: unscoredBy,
     pass_at_k: pk.pass_at_k,
     pass_at_k_skipped: pk.skipped,
   };
@@ -254,7 +275,8 @@ export function writeResults(path: string, rows: EvalRowResult[]): void {
           task_id: r.task_id,
           sample: r.sample,
           ...(r.line !== undefined ? { line: r.line } : {}),
-          reward: r.result.reward,
+          reward: r.unscored ? null : r.result.reward,
+          ...(r.unscored ? { unscored: r.unscored } : {}),
           status: r.result.status,
           tests_passed: r.result.tests_passed,
           tests_total: r.result.tests_total,
@@ -319,18 +341,42 @@ export async function runEval(opts: EvalOptions): Promise<EvalReport> {
     );
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const results = outcomes.map(outcomeResult);
+    // As in an RL step: a failed job, no result in time, or a spent sandbox recorded as a
+    // sandbox_error result are "no reward" — never a 0.
+    const kinds = outcomes.map(infraKind);
+    const isScored = kinds.map((k) => k === null);
     const passes = new Map<string, number>();
-    plan.candidates.forEach((c, i) => passes.set(c.row.task_id, (passes.get(c.row.task_id) ?? 0) + results[i]!.reward));
-    const tasks = rows.map((r) => ({ task_id: r.task_id, n: plan.counts.get(r.task_id) ?? 0, c: passes.get(r.task_id) ?? 0 }));
+    const scoredCounts = new Map<string, number>();
+    plan.candidates.forEach((c, i) => {
+      if (!isScored[i]) return;
+      passes.set(c.row.task_id, (passes.get(c.row.task_id) ?? 0) + results[i]!.reward);
+      scoredCounts.set(c.row.task_id, (scoredCounts.get(c.row.task_id) ?? 0) + 1);
+    });
+    // A task whose every sample went unscored is left out of pass@k (not a 0); one without any
+    // sample in the file still counts 0 (unanswered).
+    const tasks = rows
+      .filter((r) => !((plan.counts.get(r.task_id) ?? 0) > 0 && !scoredCounts.has(r.task_id)))
+      .map((r) => ({ task_id: r.task_id, n: scoredCounts.get(r.task_id) ?? 0, c: passes.get(r.task_id) ?? 0 }));
+    const unscored = kinds.filter((k): k is InfraFailure => k !== null);
+    const warnings = [...plan.warnings];
+    if (unscored.length > 0) warnings.push(unscoredWarning(plan.candidates.length, plan.candidates.flatMap((c, i) => (isScored[i] ? [] : [{ id: `${c.row.task_id}#${c.sample}`, kind: kinds[i]!, result: results[i]! }]))));
     return {
-      summary: summarize(results, seconds, tasks, opts.ks ?? DEFAULT_KS, plan.unmatched.length),
+      summary: summarize(
+        results.filter((_, i) => isScored[i]),
+        seconds,
+        tasks,
+        opts.ks ?? DEFAULT_KS,
+        plan.unmatched.length,
+        unscored,
+      ),
       rows: plan.candidates.map((c, i) => ({
         task_id: c.row.task_id,
         sample: c.sample,
         ...(c.line !== undefined ? { line: c.line } : {}),
         result: results[i]!,
+        ...(kinds[i] ? { unscored: kinds[i] } : {}),
       })),
-      warnings: plan.warnings,
+      warnings,
     };
   } finally {
     waiter?.close();
@@ -342,8 +388,30 @@ export async function runEval(opts: EvalOptions): Promise<EvalReport> {
   }
 }
 
-/** A job that did not complete is recorded as a sandbox_error (reward 0) with the reason. */
+/**
+ * A reward job that did not complete: the infrastructure failed, so the sample is unscored (see
+ * infraKind); the result records the reason and is never counted as 0.
+ */
 function outcomeResult(o: RewardOutcome): RewardResult {
   if (o.state === "completed") return o.result;
   return rewardResult({ status: "sandbox_error", tests_run: 0, tests_passed: 0, tests_total: 0, duration_ms: 0, reason: `${o.state}: ${o.reason}` });
+}
+
+/** Which infrastructure failure left a sample unscored, or null when it was scored. */
+function infraKind(o: RewardOutcome): InfraFailure | null {
+  if (o.state === "completed") return o.result.status === "sandbox_error" ? "sandbox_error" : null;
+  return o.state === "failed" ? classifyFailedReason(o.reason) : "infra_timeout";
+}
+
+/** The warning for samples the infrastructure could not score (named, up to IDS_NAMED). */
+export function unscoredWarning(total: number, unscored: { id: string; kind: InfraFailure; result: RewardResult }[]): string {
+  const by = new Map<string, number>();
+  for (const u of unscored) by.set(u.kind, (by.get(u.kind) ?? 0) + 1);
+  const counts = [...by].map(([k, v]) => `${k} ×${v}`).join(", ");
+  const named = unscored.slice(0, IDS_NAMED).map((u) => `${u.id} (${u.result.reason.slice(0, 120)})`);
+  const more = unscored.length > IDS_NAMED ? `; … ${unscored.length - IDS_NAMED} more` : "";
+  return (
+    `${unscored.length} of ${total} sample(s) could not be scored — the sandbox infrastructure failed on every attempt [${counts}]; ` +
+    `they are left out of the counts and of pass@k, not scored 0: ${named.join("; ")}${more}`
+  );
 }

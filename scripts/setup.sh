@@ -12,7 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
-APT_PACKAGES=(redis-server docker.io docker-compose debootstrap python3 iproute2 prometheus bubblewrap protobuf-compiler protobuf-compiler-grpc python3-grpcio python3-protobuf)
+# python3-torch: the test-only reference forward of imported HF checkpoints; chromium: the
+# console and trace-viewer browser tests.
+APT_PACKAGES=(redis-server docker.io docker-compose debootstrap python3 iproute2 prometheus bubblewrap protobuf-compiler protobuf-compiler-grpc python3-grpcio python3-protobuf python3-torch python3-numpy chromium)
 if [ "${RLMESH_SKIP_APT:-0}" != 1 ]; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -2,7 +2,8 @@
 // killed from outside (SIGKILL of its pid, as a crash or the OOM killer would) is restarted with
 // backoff, the death and the return are logged with the signal and told to the running job's
 // events naming the service, and the job finishes. A crash loop is given up on (logged, told),
-// and a step that waits on the missing executor says "waiting for an executor" every 10 s.
+// and a step that waits on the missing executor says "waiting for an executor" every 10 s. The
+// private redis-server is supervised the same way.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
@@ -109,4 +110,27 @@ test("a crash loop is given up on; a step waiting on the missing executor says s
   assert.ok(restarted, "the step said it was waiting for an executor");
   const waiting = events.filter((e) => e.log && /^waiting for an executor \(none is consuming the reward queue\): step 1 rewards \(8 candidates\) has waited \d+ s/.test(e.log.message));
   assert.ok(waiting.length >= 1, logs(events).join("\n"));
+});
+
+test("a killed redis-server is restarted on its port and AOF; the job rides it out and its events say so", { timeout: 120_000 }, async () => {
+  const client = jobClient(mesh.apiAddr);
+  const job = await jobs.submit(client, spec(3, 5));
+  let killedRedis = false;
+  const events = await follow(job.id, (e) => {
+    if (!killedRedis && e.step?.step === 1) {
+      killedRedis = true;
+      mesh.redis!.process.kill("SIGKILL");
+    }
+  });
+  const done = await jobs.get(client, job.id);
+  client.close();
+  assert.ok(killedRedis);
+  assert.equal(done.state, "JOB_STATE_SUCCEEDED", logs(events).join("\n"));
+  assert.deepEqual(events.filter((e) => e.step).map((e) => e.step!.step), [1, 2, 3], "no step lost or run twice");
+  assert.ok(lines.some((l) => /^supervisor: redis-server exited \(signal SIGKILL\) after [\d.]+ s; restarting it in [\d.]+ s \(restart 1 of at most 3/.test(l)), lines.join("\n"));
+  assert.ok(lines.some((l) => /^supervisor: redis-server is back \(redis:\/\/127\.0\.0\.1:\d+/.test(l)), lines.join("\n"));
+  const said = logs(events).join("\n");
+  assert.match(said, /warn: service redis-server exited \(signal SIGKILL\)/, said);
+  assert.match(said, /info: service redis-server is back/, said);
+  assert.equal(mesh.restarts().redis, 1);
 });

@@ -78,6 +78,11 @@ export interface LocalMesh {
   apiAddr: string;
   learnerAddr: string;
   processes: MeshProcess[];
+  /**
+   * The private redis-server (absent with opts.redisUrl). It is supervised like the services: when
+   * it dies the mesh restarts it (same port, same AOF directory) with backoff and a crash-loop
+   * limit. Its stop()/kill() here hold it down until its restart() (fault tests).
+   */
   redis?: LocalRedis;
   /** Metrics endpoints, for Prometheus. */
   metricsTargets(): string[];
@@ -251,6 +256,73 @@ export async function startLocalMesh(opts: MeshOptions): Promise<LocalMesh> {
     }, delay).unref();
   };
 
+  // The private Redis is supervised too: everything else waits on it, so a dead one is restarted
+  // (same port, same AOF directory: the jobs and the reward queue come back) and said out loud.
+  let redisHeld = false;
+  const watchRedis = () => {
+    if (!redis) return;
+    const r = redis;
+    const proc = r.process;
+    const startedAt = Date.now();
+    proc.once("exit", (code, signal) => {
+      if (stopping || !supervise || redisHeld || r.process !== proc) return;
+      const how = signal ? `signal ${signal}` : `exit code ${code}`;
+      const now = Date.now();
+      const recent = (deaths.get("redis") ?? []).filter((t) => now - t < sup.windowMs);
+      recent.push(now);
+      deaths.set("redis", recent);
+      const upFor = ((now - startedAt) / 1000).toFixed(1);
+      if (recent.length > sup.maxRestarts) {
+        log(`supervisor: redis-server exited (${how}) after ${upFor} s; it died ${recent.length} times within ${sup.windowMs / 1000} s (crash loop): not restarting it`);
+        return;
+      }
+      const delay = Math.min(sup.maxDelayMs, sup.firstDelayMs * 2 ** (recent.length - 1));
+      const what = `redis-server exited (${how}) after ${upFor} s; restarting it in ${delay / 1000} s (restart ${recent.length} of at most ${sup.maxRestarts} within ${sup.windowMs / 1000} s)`;
+      log(`supervisor: ${what}`);
+      setTimeout(() => {
+        if (stopping || redisHeld || r.process !== proc) return;
+        const t0 = Date.now();
+        r.restart().then(
+          () => {
+            restartCount.redis = (restartCount.redis ?? 0) + 1;
+            watchRedis();
+            const back = `redis-server is back (${r.url}, ${((Date.now() - t0) / 1000).toFixed(1)} s after its restart)`;
+            log(`supervisor: ${back}`);
+            // Written once Redis answers again, so the jobs' events carry the outage.
+            void tellJobs("warn", `service ${what}`).then(() => tellJobs("info", `service ${back}`));
+          },
+          (err: Error) => {
+            log(`supervisor: redis-server did not come back: ${err.message}`);
+            watchRedis();
+          },
+        );
+      }, delay).unref();
+    });
+  };
+  watchRedis();
+  const ownRedis = redis;
+  const supervisedRedis: LocalRedis | undefined = ownRedis && {
+    url: ownRedis.url,
+    port: ownRedis.port,
+    dir: ownRedis.dir,
+    get process() {
+      return ownRedis.process;
+    },
+    stop: async () => {
+      redisHeld = true;
+      await ownRedis.stop();
+    },
+    kill: async () => {
+      redisHeld = true;
+      await ownRedis.kill();
+    },
+    restart: async () => {
+      await ownRedis.restart();
+      redisHeld = false;
+      watchRedis();
+    },
+  };
+
   const stop = async () => {
     stopping = true;
     await Promise.all([...processes.values()].map((p) => terminate(p.proc)));
@@ -279,7 +351,7 @@ export async function startLocalMesh(opts: MeshOptions): Promise<LocalMesh> {
     get processes() {
       return [...processes.values()];
     },
-    ...(redis ? { redis } : {}),
+    ...(supervisedRedis ? { redis: supervisedRedis } : {}),
     metricsTargets: () => [...processes.values()].map((p) => `127.0.0.1:${p.metricsPort}`),
     stop,
     restarts: () => ({ ...restartCount }),

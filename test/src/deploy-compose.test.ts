@@ -220,12 +220,11 @@ for _, k in ipairs(redis.call('KEYS', ARGV[1])) do
 end
 return cjson.encode(out)`;
 
-async function rewardJobRecords(ctx: ClusterContext, jobId: string): Promise<RewardJobRecord[]> {
-  const [redis] = await serviceContainers(ctx, "redis");
-  assert.ok(redis, "the redis container");
-  const pattern = `bull:reward:${jobId.replace(/:/g, "_").replace(/[*?[\]\\]/g, "\\$&")}-*`;
+/** The reward jobs of an RL job (ids `<job>-<step>-<sample>`), or of one of its steps. */
+async function rewardJobRecords(redisId: string, jobId: string, step?: number): Promise<RewardJobRecord[]> {
+  const pattern = `bull:reward:${jobId.replace(/:/g, "_").replace(/[*?[\]\\]/g, "\\$&")}-${step === undefined ? "" : `${step}-`}*`;
   // redis-cli prints the one bulk string as is (raw: its output is not a terminal).
-  const { stdout } = await run("docker", ["exec", redis.id, "redis-cli", "EVAL", REWARD_JOBS_LUA, "0", pattern]);
+  const { stdout } = await run("docker", ["exec", redisId, "redis-cli", "EVAL", REWARD_JOBS_LUA, "0", pattern]);
   const rows = JSON.parse(stdout.trim()) as unknown;
   if (!Array.isArray(rows)) return []; // cjson encodes an empty table as {}
   return (rows as string[][]).map(([key, processedBy, finishedOn, failedReason, returnvalue]) => {
@@ -262,6 +261,9 @@ async function prometheusAgrees(ctx: ClusterContext, query: string, expected: nu
 const STEP_LINE = /^\[\d+\] \S+ step (\d+): reward [\d.]+, pass [\d.]+, v(\d+) /;
 
 interface LearnerRestart {
+  /** Steps the CLI had reported, and rewards of step RESTART_STEP finished, when the restart began. */
+  stepsAtStart: number;
+  rewardsInAtStart: number;
   before: string;
   after: string;
   ms: number;
@@ -270,11 +272,16 @@ interface LearnerRestart {
   learner: Container;
 }
 
+/** The step during whose training the learner is restarted. */
+const RESTART_STEP = 3;
+
 /**
- * The user's path: `rlmesh submit --watch` on the host against the published api; when the
- * first step is reported, `docker-compose restart learner` (SIGTERM, drain, start again from the
- * checkpoint volume) while the job goes on. Then checks the job, its event log, where its rewards
- * and samples came from, and the learner's policy version.
+ * The user's path: `rlmesh submit --watch` on the host against the published api, and
+ * `docker-compose restart learner` (SIGTERM, drain, start again from the checkpoint volume) while
+ * the job goes on: once every reward of step RESTART_STEP is in and the step is not reported yet,
+ * so the restart meets that step's TrainStep (or its weight push), the moment where a step could
+ * be lost or applied twice. Then checks the job, its event log, where its rewards and samples
+ * came from, and the learner's policy version.
  */
 async function rlJobThroughCompose(ctx: ClusterContext): Promise<void> {
   // Paths are the api container's (the image carries models/ and datasets/ under /app).
@@ -306,14 +313,23 @@ async function rlJobThroughCompose(ctx: ClusterContext): Promise<void> {
   const lines: string[] = [];
   let stderr = "";
   let stepLines = 0;
+  let cliExited = false;
   let restart: Promise<LearnerRestart> | undefined;
-  const restartLearner = async (): Promise<LearnerRestart> => {
-    const [learner] = await serviceContainers(ctx, "learner");
-    assert.ok(learner, "the learner container");
+  const [learner] = await serviceContainers(ctx, "learner");
+  const [redis] = await serviceContainers(ctx, "redis");
+  assert.ok(learner && redis, "the learner and redis containers");
+  const restartLearner = async (jobId: string): Promise<LearnerRestart> => {
+    let rewardsIn = 0;
+    while (!cliExited && stepLines < RESTART_STEP) {
+      rewardsIn = (await rewardJobRecords(redis.id, jobId, RESTART_STEP)).filter((x) => x.finishedOn).length;
+      if (rewardsIn === RL_CANDIDATES) break;
+      await sleep(200);
+    }
+    const stepsAtStart = stepLines;
     const before = await startedAt(learner.id);
     const r0 = Date.now();
     await compose(ctx, ["restart", "learner"], 120_000);
-    return { before, after: await startedAt(learner.id), ms: Date.now() - r0, stepsSeenWhenDone: stepLines, learner };
+    return { stepsAtStart, rewardsInAtStart: rewardsIn, before, after: await startedAt(learner.id), ms: Date.now() - r0, stepsSeenWhenDone: stepLines, learner };
   };
   let buffered = "";
   cli.stdout.setEncoding("utf8").on("data", (chunk: string) => {
@@ -322,12 +338,11 @@ async function rlJobThroughCompose(ctx: ClusterContext): Promise<void> {
       const line = buffered.slice(0, nl);
       buffered = buffered.slice(nl + 1);
       lines.push(line);
-      if (STEP_LINE.test(line)) {
-        stepLines++;
-        if (!restart) {
-          restart = restartLearner();
-          restart.catch(() => undefined); // awaited below; this only keeps it from being unhandled meanwhile
-        }
+      if (STEP_LINE.test(line)) stepLines++;
+      if (!restart && lines.length === 1) {
+        // The first line is the job id.
+        restart = restartLearner(line.trim());
+        restart.catch(() => undefined); // awaited below; this only keeps it from being unhandled meanwhile
       }
     }
   });
@@ -336,6 +351,7 @@ async function rlJobThroughCompose(ctx: ClusterContext): Promise<void> {
     const timer = setTimeout(() => cli.kill("SIGTERM"), RL_JOB_TIMEOUT_MS);
     cli.on("error", reject);
     cli.on("close", (c) => {
+      cliExited = true;
       clearTimeout(timer);
       resolve(c);
     });
@@ -344,7 +360,7 @@ async function rlJobThroughCompose(ctx: ClusterContext): Promise<void> {
   const jobSeconds = (Date.now() - t0) / 1000;
   const out = `stdout:\n${lines.join("\n")}\nstderr:\n${stderr}`;
   assert.equal(code, 0, `rlmesh submit --watch exited ${code} after ${jobSeconds.toFixed(0)} s\n${out}`);
-  assert.ok(restart, `no step was reported, so the learner was never restarted\n${out}`);
+  assert.ok(restart, `the CLI printed no job id, so the learner was never restarted\n${out}`);
   const r = await restart;
 
   // The CLI's own account: the job id first, one line per step 1..N in order, the final state.
@@ -358,8 +374,14 @@ async function rlJobThroughCompose(ctx: ClusterContext): Promise<void> {
   assert.deepEqual(cliSteps, oneToN, `the CLI reports steps 1..${RL.steps} once each\n${out}`);
   assert.match(lines.at(-1) ?? "", new RegExp(`^${jobId}\\s+succeeded\\s+step ${RL.steps}/${RL.steps} `), out);
 
-  // The learner really restarted, and mid-job: the restart returned before the last step.
+  // The learner really restarted, during step RESTART_STEP's training, and the restart returned
+  // before the last step.
   assert.notEqual(r.after, r.before, "the learner container started again");
+  assert.deepEqual(
+    [r.stepsAtStart, r.rewardsInAtStart],
+    [RESTART_STEP - 1, RL_CANDIDATES],
+    `the restart began with step ${RESTART_STEP}'s rewards all in and the step not reported yet\n${out}`,
+  );
   assert.ok(r.stepsSeenWhenDone < RL.steps, `restart finished after ${r.stepsSeenWhenDone} of ${RL.steps} steps: not mid-job`);
 
   // The job's event log, read again from offset 0 through the library: every step exactly once,
@@ -404,7 +426,10 @@ async function rlJobThroughCompose(ctx: ClusterContext): Promise<void> {
     });
   assert.equal(resumed.length, 1, `the restarted learner resumed from its checkpoint once:\n${le.slice(-3000)}`);
   const resumedAt = resumed[0]!.policyVersion!;
-  assert.ok(resumedAt >= versions[0]! && resumedAt <= versions.at(-1)!, `resumed at v${resumedAt}, steps at ${versions.join(",")}`);
+  // Restarted during step RESTART_STEP's TrainStep: it resumes at the version before that step,
+  // or after it when the draining learner finished the TrainStep first.
+  const [vBefore, vAfter] = [versions[RESTART_STEP - 2]!, versions[RESTART_STEP - 1]!];
+  assert.ok(resumedAt >= vBefore && resumedAt <= vAfter, `resumed at v${resumedAt}; steps at ${versions.join(",")}`);
   const learnerMetrics = await containerMetrics(r.learner.id, 9471);
   assert.equal(metricSum(learnerMetrics, "rlmesh_learner_policy_version"), done.policyVersion, "the learner serves the job's final version");
 
@@ -412,7 +437,7 @@ async function rlJobThroughCompose(ctx: ClusterContext): Promise<void> {
   // none failed, and BullMQ's processedBy names both executors.
   const executors = await serviceContainers(ctx, "executor");
   assert.equal(executors.length, EXECUTOR_REPLICAS);
-  const records = await rewardJobRecords(ctx, jobId);
+  const records = await rewardJobRecords(redis.id, jobId);
   assert.equal(records.length, RL.steps * RL_CANDIDATES, "one reward job per candidate, none twice");
   const perStep = new Map<number, number>();
   for (const rec of records) {
@@ -447,7 +472,7 @@ async function rlJobThroughCompose(ctx: ClusterContext): Promise<void> {
   ctx.notes.push(`rlmesh submit --watch printed:\n${lines.join("\n")}${stderr ? `\nand on stderr:\n${stderr}` : ""}`);
   ctx.notes.push(
     `RL job ${jobId}: ${RL.steps} steps × ${RL_CANDIDATES} candidates in ${jobSeconds.toFixed(1)} s; ` +
-      `learner restart took ${(r.ms / 1000).toFixed(1)} s (returned after ${r.stepsSeenWhenDone} step(s)), resumed at v${resumedAt}; ` +
+      `learner restart during step ${RESTART_STEP}'s training took ${(r.ms / 1000).toFixed(1)} s (returned after ${r.stepsSeenWhenDone} step(s) were reported), resumed at v${resumedAt}; ` +
       `policy versions ${versions.join(",")}; rewards per executor ${JSON.stringify(Object.fromEntries(byExecutor))} (processedBy ${[...new Set(records.map((x) => x.processedBy))].join(", ")}); ` +
       `samples per rollout replica ${JSON.stringify(Object.fromEntries(rollouts.map((c, i) => [c.hostname, samples[i]])))}`,
   );

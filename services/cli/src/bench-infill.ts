@@ -13,10 +13,10 @@ import { infillProgram, loadInfillRows, type InfillRow } from "@rlmesh/shared/in
 import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
 import { loadRolloutModel, OrtRolloutEngine } from "@rlmesh/rollout/runtime/ort-rollout-engine";
 import { supportsVariableLength, type InfillRequestItem } from "@rlmesh/rollout/runtime/infill-requests";
-import { flagBool, flagInt, flagString, parseArgs, UsageError } from "./args.js";
+import { flagBool, flagFloat, flagInt, flagString, parseArgs, UsageError } from "./args.js";
 
 export const BENCH_INFILL_USAGE =
-  "rlmesh bench infill [--model DIR] [--dataset FILE] [--limit N] [--modes a,b,...] [--seed S] [--replicas N] [--no-suffix-eos] [--json]";
+  "rlmesh bench infill [--model DIR] [--dataset FILE] [--limit N] [--modes a,b,...] [--seed S] [--replicas N] [--threshold T] [--no-suffix-eos] [--json]";
 
 export type InfillMode = "oracle" | "fixed_short" | "fixed_long" | "variable_from_4" | "variable_from_32";
 export const INFILL_MODES: readonly InfillMode[] = ["oracle", "fixed_short", "fixed_long", "variable_from_4", "variable_from_32"];
@@ -95,6 +95,9 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
   const limit = flagInt(a, "limit", 200, 1);
   const seed = flagInt(a, "seed", 1, 0);
   const replicas = flagInt(a, "replicas", 1, 1);
+  // Fixed modes: Fast-dLLM's threshold rule (1 = one token per step, DreamOn's baseline); variable length is always one per step.
+  const threshold = flagFloat(a, "threshold", 1);
+  if (!(threshold > 0 && threshold <= 1)) throw new UsageError(`--threshold must be in (0, 1], got ${threshold}`);
   const wanted = (flagString(a, "modes") ?? INFILL_MODES.join(",")).split(",").map((s) => s.trim()) as InfillMode[];
   for (const m of wanted) if (!INFILL_MODES.includes(m)) throw new UsageError(`--modes: unknown mode ${m}; one of ${INFILL_MODES.join(", ")}`);
   const say = (l: string) => {
@@ -109,7 +112,7 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
   const modes = wanted.filter((m) => variableOk || !modeLengths(m, 1).variable);
   const skipped = wanted.filter((m) => !modes.includes(m)).map((m) => ({ mode: m, reason: `${model.manifest.name} declares no expand_id (fixed length only)` }));
   const trueLengths = rows.map((r) => encode(r.middle).length);
-  say(`bench infill: ${model.manifest.name} (${modelDir}), ${rows.length} held-out infilling rows of ${dataset}, greedy, one token per step`);
+  say(`bench infill: ${model.manifest.name} (${modelDir}), ${rows.length} held-out infilling rows of ${dataset}, greedy, ${threshold >= 1 ? "one token per step" : `fixed modes at threshold ${threshold}, variable one token per step`}`);
   for (const s of skipped) say(`  ${s.mode}: skipped (${s.reason})`);
 
   const engine = await OrtRolloutEngine.create({ model, replicas, logger: createLogger("bench-infill", { level: "warn" }) });
@@ -133,7 +136,7 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
         });
         const res = await engine.infillSamples(items, {
           variable,
-          params: { temperature: 0, threshold: 1, seed },
+          params: { temperature: 0, threshold: variable ? 1 : threshold, seed },
           ...(flagBool(a, "no-suffix-eos") ? { suffixEos: false } : {}),
         });
         for (const s of res.samples) {
@@ -184,7 +187,7 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
         dataset,
         rows: rows.length,
         mean_true_length: mean(trueLengths),
-        decoding: { temperature: 0, tokens_per_step: 1, alg: "entropy", suffix_eos: !flagBool(a, "no-suffix-eos") },
+        decoding: { temperature: 0, fixed_threshold: threshold, variable_tokens_per_step: 1, alg: "entropy", suffix_eos: !flagBool(a, "no-suffix-eos") },
         modes: results,
         skipped,
         target,

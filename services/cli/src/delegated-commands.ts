@@ -91,8 +91,8 @@ export const delegatedCommands: Command[] = [
   {
     name: "import-hf",
     summary: "turn a Hugging Face checkpoint directory (Dream / DiffuCoder / Dream-Coder, LLaDA) into an rlmesh model directory",
-    usage: "rlmesh import-hf SRC_DIR --out DIR [--dtype float32|float16] [--name N] [--json]",
-    help: "Reads config.json, generation_config.json, *.safetensors (+ model.safetensors.index.json), tokenizer.json, tokenizer_config.json; writes model.onnx (+ model.onnx.data past 2 GB), tokenizer.json, manifest.json. Supported model_type: Dream (shifted logits), llada. A refused import leaves nothing at DIR. --dtype float16 is not implemented yet.",
+    usage: "rlmesh import-hf SRC_DIR --out DIR [--dtype float32|float16] [--name N] [--mask-id I] [--pad-id I] [--eos-id I] [--json]",
+    help: "Reads config.json, generation_config.json, *.safetensors (+ model.safetensors.index.json), tokenizer.json, tokenizer_config.json; writes model.onnx (+ model.onnx.data past 2 GB), tokenizer.json, manifest.json. Supported model_type: Dream (shifted logits), llada. Special ids come from the checkpoint's files; when they contradict each other the import stops, and --mask-id/--pad-id/--eos-id state the one to use. A refused import leaves nothing at DIR. --dtype float16 is not implemented yet.",
     run: async (argv) => (await import("./import-hf-command.js")).importHfRun(argv),
   },
   {

@@ -19,11 +19,20 @@ export async function importHfRun(argv: string[]): Promise<number> {
   if (dtype !== "float32" && dtype !== "float16") throw new UsageError(`--dtype must be float32 or float16, got ${dtype}`);
   const json = flagBool(a, "json");
   const name = flagString(a, "name");
+  const specialIds: Partial<Record<"mask" | "pad" | "eos", number>> = {};
+  for (const role of ["mask", "pad", "eos"] as const) {
+    const v = flagString(a, `${role}-id`);
+    if (v === undefined) continue;
+    const id = Number(v);
+    if (!Number.isInteger(id) || id < 0) throw new UsageError(`--${role}-id must be a non-negative integer, got ${v}`);
+    specialIds[role] = id;
+  }
   try {
     const r = await importHfCheckpoint(src, {
       out,
       dtype,
       ...(name ? { name } : {}),
+      specialIds,
       onProgress: (line) => (json ? process.stderr : process.stdout).write(line + "\n"),
     });
     const m = r.model.manifest;

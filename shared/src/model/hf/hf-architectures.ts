@@ -55,7 +55,8 @@ function posInt(c: Json, key: string, fallback?: number): number {
     if (fallback !== undefined) return fallback;
     missing(key, "a positive integer is required");
   }
-  if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) throw new HfImportError(`${FILE}: ${key} must be a positive integer, got ${JSON.stringify(v)}`);
+  if (typeof v !== "number" || !Number.isInteger(v) || v <= 0)
+    throw new HfImportError(`${FILE}: ${key} must be a positive integer, got ${JSON.stringify(v)}`);
   return v;
 }
 function posNum(c: Json, key: string): number {
@@ -75,7 +76,9 @@ function only(c: Json, key: string, allowed: readonly unknown[], why: string): v
   const v = c[key];
   if (v === undefined) return;
   if (!allowed.some((a) => a === v)) {
-    throw new HfImportError(`${FILE}: ${key} ${JSON.stringify(v)} is not supported (${why}; supported: ${allowed.map((a) => JSON.stringify(a)).join(", ")})`);
+    throw new HfImportError(
+      `${FILE}: ${key} ${JSON.stringify(v)} is not supported (${why}; supported: ${allowed.map((a) => JSON.stringify(a)).join(", ")})`,
+    );
   }
 }
 
@@ -86,10 +89,17 @@ export function hfArchitecture(raw: unknown): HfArchitecture {
   if (modelType === undefined) missing("model_type", `one of ${SUPPORTED_MODEL_TYPES.join(", ")}`);
   if (modelType === "Dream") return dream(c);
   if (modelType === "llada") return llada(c);
-  throw new HfImportError(`${FILE}: model_type ${JSON.stringify(modelType)} is not supported (supported: ${SUPPORTED_MODEL_TYPES.join(", ")})`);
+  throw new HfImportError(
+    `${FILE}: model_type ${JSON.stringify(modelType)} is not supported (supported: ${SUPPORTED_MODEL_TYPES.join(", ")})`,
+  );
 }
 
-const linear = (hf: string, rl: string, outDim: number, inDim: number): HfTensorMapping => ({ hf, rl, hfShape: [outDim, inDim], transpose: true });
+const linear = (hf: string, rl: string, outDim: number, inDim: number): HfTensorMapping => ({
+  hf,
+  rl,
+  hfShape: [outDim, inDim],
+  transpose: true,
+});
 const vector = (hf: string, rl: string, n: number): HfTensorMapping => ({ hf, rl, hfShape: [n], transpose: false });
 
 function dream(c: Json): HfArchitecture {
@@ -100,7 +110,8 @@ function dream(c: Json): HfArchitecture {
   const nHeads = posInt(c, "num_attention_heads");
   const nKv = posInt(c, "num_key_value_heads");
   const headDim = posInt(c, "head_dim", Math.floor(d / nHeads));
-  if (c["head_dim"] === undefined && d % nHeads !== 0) throw new HfImportError(`${FILE}: hidden_size ${d} is not divisible by num_attention_heads ${nHeads}`);
+  if (c["head_dim"] === undefined && d % nHeads !== 0)
+    throw new HfImportError(`${FILE}: hidden_size ${d} is not divisible by num_attention_heads ${nHeads}`);
   if (nHeads % nKv !== 0) throw new HfImportError(`${FILE}: num_attention_heads ${nHeads} is not a multiple of num_key_value_heads ${nKv}`);
   const tied = bool(c, "tie_word_embeddings", false);
   const config: PolicyModelConfig = {
@@ -209,7 +220,12 @@ function llada(c: Json): HfArchitecture {
       linear(`${h}.k_proj.weight`, `${r}.attn.wk`, kv, d),
       linear(`${h}.v_proj.weight`, `${r}.attn.wv`, kv, d),
     );
-    if (qkvBias) tensors.push(vector(`${h}.q_proj.bias`, `${r}.attn.bq`, d), vector(`${h}.k_proj.bias`, `${r}.attn.bk`, kv), vector(`${h}.v_proj.bias`, `${r}.attn.bv`, kv));
+    if (qkvBias)
+      tensors.push(
+        vector(`${h}.q_proj.bias`, `${r}.attn.bq`, d),
+        vector(`${h}.k_proj.bias`, `${r}.attn.bk`, kv),
+        vector(`${h}.v_proj.bias`, `${r}.attn.bv`, kv),
+      );
     tensors.push(
       linear(`${h}.attn_out.weight`, `${r}.attn.wo`, d, d),
       vector(`${h}.ff_norm.weight`, `${r}.ffn_norm`, d),

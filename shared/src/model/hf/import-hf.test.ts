@@ -61,18 +61,29 @@ test("refused: a missing tensor is named, with the shard index as the place it s
   await refused(
     { sharded: true },
     async (dir) => {
-      await editJson(join(dir, "model.safetensors.index.json"), (j) => delete (j["weight_map"] as Json)["model.layers.0.mlp.up_proj.weight"]);
+      await editJson(
+        join(dir, "model.safetensors.index.json"),
+        (j) => delete (j["weight_map"] as Json)["model.layers.0.mlp.up_proj.weight"],
+      );
     },
     /^model\.safetensors\.index\.json: tensor "model\.layers\.0\.mlp\.up_proj\.weight" is missing/,
   );
 });
 
 test("refused: an unknown model_type names the key and the supported ones", async () => {
-  await refused({}, (dir) => editJson(join(dir, "config.json"), (j) => (j["model_type"] = "qwen3")), /^config\.json: model_type "qwen3" is not supported \(supported: Dream, llada\)$/);
+  await refused(
+    {},
+    (dir) => editJson(join(dir, "config.json"), (j) => (j["model_type"] = "qwen3")),
+    /^config\.json: model_type "qwen3" is not supported \(supported: Dream, llada\)$/,
+  );
 });
 
 test("refused: a tokenizer whose ids do not fit the config's vocab_size", async () => {
-  await refused({}, (dir) => editJson(join(dir, "config.json"), (j) => (j["vocab_size"] = 400)), /^tokenizer\.json: has ids up to 564, but config\.json vocab_size is 400/);
+  await refused(
+    {},
+    (dir) => editJson(join(dir, "config.json"), (j) => (j["vocab_size"] = 400)),
+    /^tokenizer\.json: has ids up to 564, but config\.json vocab_size is 400/,
+  );
   await refused(
     { modelType: "llada" },
     (dir) => editJson(join(dir, "config.json"), (j) => Object.assign(j, { vocab_size: 500, embedding_size: 512 })),
@@ -82,19 +93,23 @@ test("refused: a tokenizer whose ids do not fit the config's vocab_size", async 
 
 test("refused: a missing config key is named", async () => {
   await refused({}, (dir) => editJson(join(dir, "config.json"), (j) => delete j["rope_theta"]), /^config\.json: rope_theta is missing/);
-  await refused({ modelType: "llada" }, (dir) => editJson(join(dir, "config.json"), (j) => delete j["n_layers"]), /^config\.json: n_layers is missing/);
+  await refused(
+    { modelType: "llada" },
+    (dir) => editJson(join(dir, "config.json"), (j) => delete j["n_layers"]),
+    /^config\.json: n_layers is missing/,
+  );
 });
 
 test("refused: special ids that contradict each other across the checkpoint's files", async () => {
   await refused(
     {},
     (dir) => editJson(join(dir, "generation_config.json"), (j) => (j["mask_token_id"] = 7)),
-    /^generation_config\.json: mask_token_id = 7 contradicts config\.json mask_token_id = 0$/,
+    /^generation_config\.json: mask_token_id = 7 contradicts config\.json mask_token_id = 0 \(state the mask id with --mask-id to choose\)$/,
   );
   await refused(
     {},
     (dir) => editJson(join(dir, "tokenizer_config.json"), (j) => (j["eos_token"] = "<|bos|>")),
-    /^tokenizer_config\.json: eos_token "<\|bos\|>" = 3 contradicts config\.json eos_token_id = 2$/,
+    /^tokenizer_config\.json: eos_token "<\|bos\|>" = 3 contradicts config\.json eos_token_id = 2 \(state the eos id with --eos-id to choose\)$/,
   );
   await refused(
     {},
@@ -104,6 +119,20 @@ test("refused: special ids that contradict each other across the checkpoint's fi
       await editJson(join(dir, "tokenizer_config.json"), (j) => (j["pad_token"] = "<|mask|>"));
     },
     /^config\.json: mask id 0 equals the pad id \(config\.json pad_token_id\): a diffusion model needs a distinct mask$/,
+  );
+});
+
+test("an id the user states (--eos-id) settles a contradiction between the files, and is recorded as such", async () => {
+  const src = join(root, "stated-src");
+  await writeHfFixture({ modelType: "Dream", dir: src });
+  await editJson(join(src, "tokenizer_config.json"), (j) => (j["eos_token"] = "<|bos|>"));
+  const r = await importHfCheckpoint(src, { out: join(root, "stated-out"), specialIds: { eos: 3 } });
+  assert.equal(r.model.manifest.eos_id, 3);
+  assert.equal(r.model.manifest.special_tokens?.eos, "<|bos|>");
+  assert.deepEqual((r.model.manifest.source?.["special_id_sources"] as Record<string, string>)["eos"], "command line --eos-id");
+  await assert.rejects(
+    importHfCheckpoint(src, { out: join(root, "stated-out2"), specialIds: { eos: 100000 } }),
+    /^HfImportError: --eos-id 100000: must be an integer in \[0, 592\)/,
   );
 });
 
@@ -149,12 +178,19 @@ test("refused: a bad safetensors header (length past the end, invalid JSON, wron
       const path = join(dir, "model.safetensors");
       const b = Buffer.from(await readFile(path));
       const len = Number(b.readBigUInt64LE(0));
-      const header = b.subarray(8, 8 + len).toString("utf8").replace('"dtype":"F32"', '"dtype":"F16"');
+      const header = b
+        .subarray(8, 8 + len)
+        .toString("utf8")
+        .replace('"dtype":"F32"', '"dtype":"F16"');
       await writeFile(path, Buffer.concat([b.subarray(0, 8 + len - header.length), Buffer.from(header), b.subarray(8 + len)]));
     },
     /^model\.safetensors: safetensors header: tensor "model\.embed_tokens\.weight" data_offsets \[0, \d+\] hold \d+ bytes, F16\[\d+,32\] needs \d+$/,
   );
-  await refused({}, (dir) => truncate(join(dir, "model.safetensors"), 20_000), /^model\.safetensors: safetensors header: tensor ".*" data_offsets end \d+ is past the end of the data .*truncated file\?$/);
+  await refused(
+    {},
+    (dir) => truncate(join(dir, "model.safetensors"), 20_000),
+    /^model\.safetensors: safetensors header: tensor ".*" data_offsets end \d+ is past the end of the data .*truncated file\?$/,
+  );
 });
 
 test("refused: a shard index that names a missing file", async () => {
@@ -166,13 +202,23 @@ test("refused: a shard index that names a missing file", async () => {
 });
 
 test("refused: options the family's code has but the importer does not build, and tensors it would drop", async () => {
-  await refused({}, (dir) => editJson(join(dir, "config.json"), (j) => (j["rope_scaling"] = { type: "linear", factor: 2 })), /^config\.json: rope_scaling \{"type":"linear","factor":2\} is not supported \(RoPE scaling/);
-  await refused({ modelType: "llada" }, (dir) => editJson(join(dir, "config.json"), (j) => (j["scale_logits"] = true)), /^config\.json: scale_logits true is not supported/);
+  await refused(
+    {},
+    (dir) => editJson(join(dir, "config.json"), (j) => (j["rope_scaling"] = { type: "linear", factor: 2 })),
+    /^config\.json: rope_scaling \{"type":"linear","factor":2\} is not supported \(RoPE scaling/,
+  );
+  await refused(
+    { modelType: "llada" },
+    (dir) => editJson(join(dir, "config.json"), (j) => (j["scale_logits"] = true)),
+    /^config\.json: scale_logits true is not supported/,
+  );
   await refused(
     {},
     async (dir) => {
       const h = await readSafetensorsHeader(join(dir, "model.safetensors"));
-      const entries = await Promise.all([...h.tensors.values()].map(async (t) => ({ name: t.name, shape: t.shape, data: await readSafetensorsTensor(t) })));
+      const entries = await Promise.all(
+        [...h.tensors.values()].map(async (t) => ({ name: t.name, shape: t.shape, data: await readSafetensorsTensor(t) })),
+      );
       entries.push({ name: "model.layers.0.self_attn.q_norm.weight", shape: [8], data: new Float32Array(8) });
       await writeFile(join(dir, "model.safetensors"), encodeSafetensors(entries));
     },

@@ -27,6 +27,8 @@ export interface ImportHfOptions {
   out: string;
   /** Manifest name. @defaultValue the source directory's name */
   name?: string;
+  /** Special ids stated by the user (CLI --mask-id/--pad-id/--eos-id); they win over the checkpoint's files. */
+  specialIds?: Partial<Record<"mask" | "pad" | "eos", number>>;
   /** Only float32 is written today. */
   dtype?: "float32" | "float16";
   /** Weights bytes above which they go to model.onnx.data (ONNX external data). */
@@ -74,15 +76,22 @@ function matchTensors(arch: HfArchitecture, tensors: Map<string, SafetensorsTens
   const out = new Map<string, SafetensorsTensor>();
   for (const m of arch.tensors) {
     const t = tensors.get(m.hf);
-    if (!t) throw new HfImportError(`${label}: tensor "${m.hf}" is missing (a ${arch.modelType} checkpoint as config.json describes it needs it)`);
+    if (!t)
+      throw new HfImportError(
+        `${label}: tensor "${m.hf}" is missing (a ${arch.modelType} checkpoint as config.json describes it needs it)`,
+      );
     if (t.shape.join(",") !== m.hfShape.join(",")) {
-      throw new HfImportError(`${t.file}: tensor "${m.hf}" has shape [${t.shape.join(", ")}], config.json implies [${m.hfShape.join(", ")}]`);
+      throw new HfImportError(
+        `${t.file}: tensor "${m.hf}" has shape [${t.shape.join(", ")}], config.json implies [${m.hfShape.join(", ")}]`,
+      );
     }
     out.set(m.hf, t);
   }
   for (const [name, t] of tensors) {
     if (out.has(name) || arch.ignorable.has(name) || name.endsWith(".rotary_emb.inv_freq")) continue;
-    throw new HfImportError(`${t.file}: tensor "${name}" is not part of a ${arch.modelType} checkpoint as config.json describes it (an unsupported option?)`);
+    throw new HfImportError(
+      `${t.file}: tensor "${name}" is not part of a ${arch.modelType} checkpoint as config.json describes it (an unsupported option?)`,
+    );
   }
   return out;
 }
@@ -133,7 +142,9 @@ export async function importHfCheckpoint(src: string, options: ImportHfOptions):
   const t0 = performance.now();
   const progress = options.onProgress ?? (() => {});
   if ((options.dtype ?? "float32") !== "float32") {
-    throw new HfImportError(`--dtype ${options.dtype}: only float32 is implemented (the graph computes in float32; float16 storage is not built yet)`);
+    throw new HfImportError(
+      `--dtype ${options.dtype}: only float32 is implemented (the graph computes in float32; float16 storage is not built yet)`,
+    );
   }
   const config = (await readJsonFile(src, "config.json", true))!;
   const arch = hfArchitecture(config);
@@ -141,7 +152,9 @@ export async function importHfCheckpoint(src: string, options: ImportHfOptions):
   const tokenizer = tokenizerTable(tokenizerRaw);
   const vocabKey = arch.modelType === "llada" && config["embedding_size"] !== undefined ? "embedding_size" : "vocab_size";
   if (tokenizer.size > arch.config.vocabSize) {
-    throw new HfImportError(`tokenizer.json: has ids up to ${tokenizer.size - 1}, but config.json ${vocabKey} is ${arch.config.vocabSize} (tokenizer and model disagree)`);
+    throw new HfImportError(
+      `tokenizer.json: has ids up to ${tokenizer.size - 1}, but config.json ${vocabKey} is ${arch.config.vocabSize} (tokenizer and model disagree)`,
+    );
   }
   const ids = resolveSpecialIds({
     config,
@@ -151,6 +164,7 @@ export async function importHfCheckpoint(src: string, options: ImportHfOptions):
     vocabSize: arch.config.vocabSize,
     vocabKey,
     idKeys: arch.configIdKeys,
+    ...(options.specialIds ? { overrides: options.specialIds } : {}),
   });
   const { files, tensors } = await openCheckpointTensors(src);
   const matched = matchTensors(arch, tensors, checkpointLabel(files));
@@ -193,7 +207,9 @@ export async function importHfCheckpoint(src: string, options: ImportHfOptions):
         const now = performance.now();
         if (now - lastReport > 2000 || k === layout.length - 1) {
           const s = (now - t0) / 1000;
-          progress(`import-hf: tensor ${k + 1}/${layout.length} (${spec.name}), ${(done / 1024 ** 2).toFixed(0)}/${(weightBytes / 1024 ** 2).toFixed(0)} MB, ${(done / 1024 ** 2 / s).toFixed(0)} MB/s`);
+          progress(
+            `import-hf: tensor ${k + 1}/${layout.length} (${spec.name}), ${(done / 1024 ** 2).toFixed(0)}/${(weightBytes / 1024 ** 2).toFixed(0)} MB, ${(done / 1024 ** 2 / s).toFixed(0)} MB/s`,
+          );
           lastReport = now;
         }
       }
@@ -238,7 +254,9 @@ export async function importHfCheckpoint(src: string, options: ImportHfOptions):
       tokenizerPath: join(out, checked.manifest.files.tokenizer),
     };
     const seconds = (performance.now() - t0) / 1000;
-    progress(`import-hf: wrote ${out} in ${seconds.toFixed(1)} s (${(weightBytes / 1024 ** 2).toFixed(0)} MB of float32 weights${external ? ` in ${EXTERNAL_DATA_FILE}` : ""})`);
+    progress(
+      `import-hf: wrote ${out} in ${seconds.toFixed(1)} s (${(weightBytes / 1024 ** 2).toFixed(0)} MB of float32 weights${external ? ` in ${EXTERNAL_DATA_FILE}` : ""})`,
+    );
     return { model, modelType: arch.modelType, parameters, tensors: layout.length, weightBytes, external, seconds };
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });

@@ -95,7 +95,8 @@ export async function readSafetensorsHeader(path: string, file = basename(path))
       const [begin, end] = offs as [number, number];
       const shape = t.shape as number[];
       const bytes = shape.reduce((a, d) => a * d, 1) * ITEM_SIZE[t.dtype];
-      if (end - begin !== bytes) fail(file, `${where} data_offsets [${begin}, ${end}] hold ${end - begin} bytes, ${t.dtype}[${shape.join(",")}] needs ${bytes}`);
+      if (end - begin !== bytes)
+        fail(file, `${where} data_offsets [${begin}, ${end}] hold ${end - begin} bytes, ${t.dtype}[${shape.join(",")}] needs ${bytes}`);
       if (end > dataLen) fail(file, `${where} data_offsets end ${end} is past the end of the data (${dataLen} bytes): truncated file?`);
       tensors.set(name, { name, dtype: t.dtype, shape, start: dataStart + begin, end: dataStart + end, path, file });
     }

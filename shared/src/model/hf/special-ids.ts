@@ -19,7 +19,8 @@ export function tokenizerTable(raw: unknown, file = "tokenizer.json"): Tokenizer
   const added = tok.added_tokens ?? [];
   if (!Array.isArray(added)) throw new HfImportError(`${file}: added_tokens must be a list`);
   for (const t of added as { id?: unknown; content?: unknown }[]) {
-    if (typeof t.id !== "number" || typeof t.content !== "string") throw new HfImportError(`${file}: added_tokens entry ${JSON.stringify(t)} needs an id and a content`);
+    if (typeof t.id !== "number" || typeof t.content !== "string")
+      throw new HfImportError(`${file}: added_tokens entry ${JSON.stringify(t)} needs an id and a content`);
     idOf.set(t.content, t.id);
   }
   const tokenOf = new Map<number, string>();
@@ -54,6 +55,8 @@ interface Sources {
   vocabSize: number;
   vocabKey: string;
   idKeys: { mask: string; pad: string; eos: string };
+  /** Ids the user states (import-hf --mask-id/--pad-id/--eos-id): they win over the files, which then need not agree. */
+  overrides?: Partial<Record<HfSpecialRole, number>>;
 }
 
 /** The text of a tokenizer_config.json special-token entry: a string or `{ content }`. */
@@ -76,6 +79,16 @@ export function resolveSpecialIds(s: Sources): SpecialIds {
   const ids: Partial<Record<HfSpecialRole | "expand" | "delete", number>> = {};
   for (const role of ["mask", "pad", "eos"] as const) {
     const key = s.idKeys[role];
+    const stated = s.overrides?.[role];
+    if (stated !== undefined) {
+      if (!Number.isInteger(stated) || stated < 0 || stated >= s.vocabSize) {
+        throw new HfImportError(`--${role}-id ${stated}: must be an integer in [0, ${s.vocabSize}) (config.json ${s.vocabKey})`);
+      }
+      if (!s.tokenizer.tokenOf.has(stated)) throw new HfImportError(`tokenizer.json: has no token with id ${stated} (--${role}-id)`);
+      ids[role] = stated;
+      sources[role] = `command line --${role}-id`;
+      continue;
+    }
     const found: { where: string; ids: number[] }[] = [];
     const numeric = (file: string, obj: Record<string, unknown> | null, allowList: boolean) => {
       if (!obj || obj[key] === undefined || obj[key] === null) return;
@@ -83,14 +96,19 @@ export function resolveSpecialIds(s: Sources): SpecialIds {
       if (typeof v === "number" && Number.isInteger(v) && v >= 0) found.push({ where: `${file} ${key}`, ids: [v] });
       else if (allowList && Array.isArray(v) && v.length > 0 && v.every((x) => Number.isInteger(x) && (x as number) >= 0)) {
         found.push({ where: `${file} ${key}`, ids: v as number[] });
-      } else throw new HfImportError(`${file}: ${key} must be a non-negative integer${allowList ? " or a list of them" : ""}, got ${JSON.stringify(v)}`);
+      } else
+        throw new HfImportError(
+          `${file}: ${key} must be a non-negative integer${allowList ? " or a list of them" : ""}, got ${JSON.stringify(v)}`,
+        );
     };
     numeric("config.json", s.config, false);
     numeric("generation_config.json", s.generationConfig, true);
     const tcKey = `${role}_token`;
     const text = s.tokenizerConfig ? tokenText(s.tokenizerConfig[tcKey]) : null;
     if (s.tokenizerConfig && s.tokenizerConfig[tcKey] !== undefined && s.tokenizerConfig[tcKey] !== null && text === null) {
-      throw new HfImportError(`tokenizer_config.json: ${tcKey} must be a string or {"content": ...}, got ${JSON.stringify(s.tokenizerConfig[tcKey])}`);
+      throw new HfImportError(
+        `tokenizer_config.json: ${tcKey} must be a string or {"content": ...}, got ${JSON.stringify(s.tokenizerConfig[tcKey])}`,
+      );
     }
     if (text !== null) {
       const id = s.tokenizer.idOf.get(text);
@@ -106,10 +124,13 @@ export function resolveSpecialIds(s: Sources): SpecialIds {
     const id = primary.ids[0]!;
     for (const f of found) {
       if (!f.ids.includes(id)) {
-        throw new HfImportError(`${f.where.split(" ")[0]}: ${f.where.split(" ").slice(1).join(" ")} = ${JSON.stringify(f.ids.length === 1 ? f.ids[0] : f.ids)} contradicts ${primary.where} = ${id}`);
+        throw new HfImportError(
+          `${f.where.split(" ")[0]}: ${f.where.split(" ").slice(1).join(" ")} = ${JSON.stringify(f.ids.length === 1 ? f.ids[0] : f.ids)} contradicts ${primary.where} = ${id} (state the ${role} id with --${role}-id to choose)`,
+        );
       }
     }
-    if (id >= s.vocabSize) throw new HfImportError(`${primary.where.split(" ")[0]}: ${key} ${id} is not below config.json ${s.vocabKey} ${s.vocabSize}`);
+    if (id >= s.vocabSize)
+      throw new HfImportError(`${primary.where.split(" ")[0]}: ${key} ${id} is not below config.json ${s.vocabKey} ${s.vocabSize}`);
     if (!s.tokenizer.tokenOf.has(id)) throw new HfImportError(`tokenizer.json: has no token with id ${id} (${primary.where})`);
     ids[role] = id;
     sources[role] = primary.where;
@@ -120,9 +141,12 @@ export function resolveSpecialIds(s: Sources): SpecialIds {
     const key = `${role}_token_id`;
     const fromCfg = s.config[key];
     if (fromCfg !== undefined && fromCfg !== null) {
-      if (typeof fromCfg !== "number" || !Number.isInteger(fromCfg)) throw new HfImportError(`config.json: ${key} must be an integer, got ${JSON.stringify(fromCfg)}`);
-      if (fromTok !== undefined && fromTok !== fromCfg) throw new HfImportError(`config.json: ${key} = ${fromCfg} contradicts tokenizer.json "${text}" = ${fromTok}`);
-      if (!s.tokenizer.tokenOf.has(fromCfg)) throw new HfImportError(`tokenizer.json: has no token with id ${fromCfg} (config.json ${key})`);
+      if (typeof fromCfg !== "number" || !Number.isInteger(fromCfg))
+        throw new HfImportError(`config.json: ${key} must be an integer, got ${JSON.stringify(fromCfg)}`);
+      if (fromTok !== undefined && fromTok !== fromCfg)
+        throw new HfImportError(`config.json: ${key} = ${fromCfg} contradicts tokenizer.json "${text}" = ${fromTok}`);
+      if (!s.tokenizer.tokenOf.has(fromCfg))
+        throw new HfImportError(`tokenizer.json: has no token with id ${fromCfg} (config.json ${key})`);
       ids[role] = fromCfg;
       sources[role] = `config.json ${key}`;
     } else if (fromTok !== undefined) {
@@ -132,7 +156,9 @@ export function resolveSpecialIds(s: Sources): SpecialIds {
   }
   const { mask, pad, eos } = ids as Record<HfSpecialRole, number>;
   if (mask === pad || mask === eos) {
-    throw new HfImportError(`${sources["mask"]!.split(" ")[0]}: mask id ${mask} equals the ${mask === pad ? "pad" : "eos"} id (${sources[mask === pad ? "pad" : "eos"]}): a diffusion model needs a distinct mask`);
+    throw new HfImportError(
+      `${sources["mask"]!.split(" ")[0]}: mask id ${mask} equals the ${mask === pad ? "pad" : "eos"} id (${sources[mask === pad ? "pad" : "eos"]}): a diffusion model needs a distinct mask`,
+    );
   }
   const tok = (id: number) => s.tokenizer.tokenOf.get(id)!;
   const tokens: SpecialIds["tokens"] = { mask: tok(mask), pad: tok(pad), eos: tok(eos) };

@@ -144,7 +144,10 @@ describe("web console in headless Chromium against a real mesh", { timeout: 600_
     const rows = await page.evaluate<string[]>(`[...document.querySelectorAll("#traces tr.trace-row")].map(r => r.dataset.step + "|" + r.querySelector(".reward").innerText)`);
     assert.deepEqual(
       rows,
-      [...traced.samples].reverse().map((s) => `${s.step}|${s.reward.toFixed(2)}`),
+      [...traced.samples]
+        .reverse()
+        .slice(0, 20)
+        .map((s) => `${s.step}|${s.reward.toFixed(2)}`),
     );
     client.close();
 

@@ -5,6 +5,8 @@ import { escapeHtml, page, pct } from "./html.js";
 import { primaryLine, type JobView } from "./console-model.js";
 import { lineChart, stackedBars } from "./svg-chart.js";
 
+/** Traced rollouts listed on a job's page (the newest). */
+export const MAX_TRACE_ROWS = 20;
 const PHASE_COLORS = ["#2f6fde", "#e07b39", "#3a9d5d", "#9b59b6", "#c0392b", "#7f8c8d"];
 const LINE_COLORS = ["#2f6fde", "#e07b39", "#3a9d5d", "#9b59b6", "#c0392b", "#16a085"];
 
@@ -139,6 +141,7 @@ export function jobPage(v: JobView, o: JobPageOptions): string {
   );
   const traceRows = [...o.traces]
     .reverse()
+    .slice(0, MAX_TRACE_ROWS)
     .map((t, i) => {
       const index = o.traces.length - 1 - i;
       return `<tr class="trace-row" data-step="${Number(t.step)}"><td class="num">${Number(t.step)}</td><td>${escapeHtml(t.promptId)}</td><td class="num reward">${Number(t.reward).toFixed(2)}</td><td class="num">${Number(t.orderCorrelation).toFixed(3)}</td><td class="num">${t.tokenTexts.length}</td><td class="num">${Number(t.nfe)}</td><td class="num">v${Number(t.policyVersion)}</td><td><a href="${jobHref(j.id)}/traces/${index}">open in trace viewer</a></td></tr>`;
@@ -167,7 +170,7 @@ ${j.error ? `<p class="err" id="job-error">${escapeHtml(j.error)}</p>` : ""}
 <h2>Collapse guard</h2>
 <table id="guard"><thead><tr><th class="num">step</th><th>action</th><th>signal</th><th>reason</th><th>time</th></tr></thead>
 <tbody>${guardRows.join("") || `<tr><td colspan="5" class="muted" id="no-rollbacks">no rollback: the guard never acted</td></tr>`}</tbody></table>
-<h2>Recent traced rollouts</h2>
+<h2>Recent traced rollouts <span class="muted">(newest ${MAX_TRACE_ROWS} of ${o.traces.length})</span></h2>
 <table id="traces"><thead><tr><th class="num">step</th><th>prompt</th><th class="num">reward</th><th class="num">order r</th><th class="num">tokens</th><th class="num">NFE</th><th class="num">policy</th><th></th></tr></thead>
 <tbody>${traceRows.join("") || `<tr><td colspan="8" class="muted">${escapeHtml(traceNote)}</td></tr>`}</tbody></table>
 <h2>Steps <span class="muted">(newest 50)</span></h2>

@@ -3,6 +3,7 @@
 // update that leaves the old version serving, and INVALID_ARGUMENT naming a bad parameter.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
@@ -107,6 +108,15 @@ describe("rollout workers over gRPC", { timeout: 300_000 }, () => {
       }
     }
     assert.notEqual(a!.workerId, b!.workerId);
+  });
+
+  test("GetModelInfo names the model and the sha256 of its directory's weights (model.onnx), the same on both workers", async () => {
+    const want = createHash("sha256").update(readFileSync(join(MODEL_DIR, "model.onnx"))).digest("hex");
+    for (const w of workers) {
+      const i = await info(w.client);
+      assert.equal(i.modelName, "tiny-coder");
+      assert.equal(i.modelFingerprint, want);
+    }
   });
 
   test("a bad parameter is INVALID_ARGUMENT naming the field", async () => {

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
 import { GrpcError, InvalidArgumentError, type HostTensor, type LearnerStatusIn, type Logger, type TrainStatsIn, type TrainStepRequest } from "@rlmesh/shared";
 import { layerName, loadModel, parseModel, readWeights, type ModelManifest } from "@rlmesh/shared/model/index";
+import { modelFingerprint } from "@rlmesh/shared/model/model-fingerprint";
 
 import { AppliedSteps, requestFingerprint, type AppliedStep } from "./applied-steps.js";
 import { padBatchToBucket } from "./batch-bucket.js";
@@ -103,6 +104,8 @@ export interface ModelShape {
   manifest: ModelManifest;
   /** Every float initializer of the graph (trainable weights and constants), in graph order. */
   weights: { name: string; shape: number[] }[];
+  /** sha256 of the model directory's weights (shared model-fingerprint.ts), when known. */
+  fingerprint?: string;
 }
 
 /** JSON part of a learner checkpoint (CheckpointData.extra). */
@@ -240,7 +243,11 @@ export class GrpoTrainer implements Trainer {
   static async open(opts: GrpoTrainerOptions): Promise<GrpoTrainer> {
     const model = await loadModel(opts.modelDir);
     const m = model.manifest;
-    await opts.validateModel?.({ manifest: m, weights: [...readWeights(parseModel(model.modelBytes))].map(([name, w]) => ({ name, shape: [...w.shape] })) });
+    await opts.validateModel?.({
+      manifest: m,
+      weights: [...readWeights(parseModel(model.modelBytes))].map(([name, w]) => ({ name, shape: [...w.shape] })),
+      fingerprint: await modelFingerprint(model),
+    });
     await initJax();
     const past: string[] = [];
     for (let i = 0; i < m.n_layers; i++) {

@@ -3,11 +3,12 @@
 // a restart, init_from takes a job's final weights, and a model of another architecture is refused.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
+import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLogger, InvalidArgumentError, weightsChecksum, type TrainSample } from "@rlmesh/shared";
-import { loadModel, parseModel, readWeights } from "@rlmesh/shared/model/index";
+import { loadModel, modelBytes as serialize, parseModel, readWeights, replaceWeights } from "@rlmesh/shared/model/index";
+import { modelFingerprint } from "@rlmesh/shared/model/model-fingerprint";
 import { JobTrainers } from "./job-trainers.js";
 import { JobNotStartedError } from "./trainer.js";
 import { ModelMismatchError, servedShapeOfModel, type ServedShape } from "./model-compat.js";
@@ -98,5 +99,39 @@ test("a model of another architecture than the rollout workers serve is refused 
       err.message.startsWith(`model_dir: ${otherArch} (random-tiny) is another architecture than rollout worker w0 serves (random-ci): `),
   );
   assert.equal(h.current()?.jobId, "job-a");
+  h.dispose();
+});
+
+test("the same architecture under another name or with other weights is refused at StartJob naming both; an identical copy at another path is accepted", { timeout: 120_000 }, async () => {
+  const withFingerprint: ServedShape = { ...served, fingerprint: await modelFingerprint(model) };
+  const h = await JobTrainers.open({ root: join(root, "ckpt-identity"), logger, trainer: {}, servedModels: async () => [withFingerprint] });
+  // A byte-identical copy elsewhere is the same model: the path does not matter.
+  const copy = join(root, "model-copy");
+  await cp(modelDir, copy, { recursive: true });
+  assert.equal((await h.startJob({ jobId: "job-copy", modelDir: copy })).policyVersion, 0);
+  // Same architecture and name, one weight changed: another fingerprint.
+  const tuned = join(root, "model-tuned");
+  await cp(modelDir, tuned, { recursive: true });
+  const proto = parseModel(await readFile(join(tuned, "model.onnx")));
+  const w = readWeights(proto, ["final_norm"]).get("final_norm")!;
+  w.data[0] = w.data[0]! + 0.5;
+  await writeFile(join(tuned, "model.onnx"), serialize(replaceWeights(proto, new Map([["final_norm", w.data]]))));
+  await assert.rejects(
+    h.startJob({ jobId: "job-tuned", modelDir: tuned }),
+    (err: unknown) =>
+      err instanceof ModelMismatchError &&
+      err.message.startsWith(`model_dir: ${tuned} (random-ci) is not the model rollout worker w0 serves (random-ci): its weights fingerprint is `) &&
+      err.message.includes(`rollout worker w0 serves ${withFingerprint.fingerprint.slice(0, 12)}…`),
+  );
+  // Same bytes, another manifest name.
+  const renamed = join(root, "model-renamed");
+  await cp(modelDir, renamed, { recursive: true });
+  const manifest = JSON.parse(await readFile(join(renamed, "manifest.json"), "utf8")) as Record<string, unknown>;
+  await writeFile(join(renamed, "manifest.json"), JSON.stringify({ ...manifest, name: "my-coder" }));
+  await assert.rejects(
+    h.startJob({ jobId: "job-renamed", modelDir: renamed }),
+    (err: unknown) => err instanceof ModelMismatchError && err.message.includes(`is not the model rollout worker w0 serves (random-ci): the model is named "my-coder", rollout worker w0 serves "random-ci"`),
+  );
+  assert.equal(h.current()?.jobId, "job-copy", "a refused job leaves the running one");
   h.dispose();
 });

@@ -3,6 +3,7 @@
 // workers already run, so anything else would be refused by them or, worse, mixed.
 import type { ModelInfo } from "@rlmesh/shared";
 import { loadModel, parseModel, readWeights } from "@rlmesh/shared/model/index";
+import { modelFingerprint } from "@rlmesh/shared/model/model-fingerprint";
 import type { ModelShape } from "./grpo-trainer.js";
 
 /** A job's model does not fit what the rollout workers serve (FAILED_PRECONDITION naming model_dir). */
@@ -23,6 +24,8 @@ export interface ServedShape {
   maxSeqLen: number;
   shiftedLogits: boolean;
   weights: { name: string; shape: number[] }[];
+  /** sha256 of the served model directory's own weights ("" = not reported: the name alone is compared). */
+  fingerprint: string;
 }
 
 export function servedShapeOfModelInfo(info: ModelInfo, servedBy: string): ServedShape {
@@ -36,6 +39,7 @@ export function servedShapeOfModelInfo(info: ModelInfo, servedBy: string): Serve
     maxSeqLen: info.maxSeqLen,
     shiftedLogits: info.shiftedLogits,
     weights: info.weights.map((w) => ({ name: w.name, shape: w.shape.map(Number) })),
+    fingerprint: info.modelFingerprint,
   };
 }
 
@@ -51,6 +55,7 @@ export function servedShapeOfModel(model: ModelShape, servedBy: string): ServedS
     maxSeqLen: m.max_seq_len,
     shiftedLogits: m.shifted_logits,
     weights: model.weights,
+    fingerprint: model.fingerprint ?? "",
   };
 }
 
@@ -76,7 +81,23 @@ export function architectureDifference(job: ServedShape, served: ServedShape): s
   return null;
 }
 
-/** Throws ModelMismatchError naming model_dir when the job's model differs from any served one. */
+/**
+ * The job's model and a served one are not the same model: another manifest name, or other
+ * weights (fingerprints compared when both are known). Null when they are the same.
+ */
+export function identityDifference(job: ServedShape, served: ServedShape): string | null {
+  if (job.modelName !== served.modelName) return `the model is named ${JSON.stringify(job.modelName)}, ${served.servedBy} serves ${JSON.stringify(served.modelName)}`;
+  if (job.fingerprint && served.fingerprint && job.fingerprint !== served.fingerprint) {
+    return `its weights fingerprint is ${job.fingerprint.slice(0, 12)}…, ${served.servedBy} serves ${served.fingerprint.slice(0, 12)}…`;
+  }
+  return null;
+}
+
+/**
+ * Throws ModelMismatchError naming model_dir when the job's model differs from any served one:
+ * another architecture, or the same architecture under another name or with other weights (the
+ * job's model must be the model the mesh runs; the path does not matter).
+ */
 export function checkServedArchitecture(modelDir: string, model: ModelShape, served: readonly ServedShape[]): void {
   const job = servedShapeOfModel(model, modelDir);
   for (const s of served) {
@@ -85,6 +106,13 @@ export function checkServedArchitecture(modelDir: string, model: ModelShape, ser
       throw new ModelMismatchError(
         `model_dir: ${modelDir} (${job.modelName}) is another architecture than ${s.servedBy} serves (${s.modelName}): ${diff}; ` +
           "rollout workers only take weights of the graph they run",
+      );
+    }
+    const other = identityDifference(job, s);
+    if (other) {
+      throw new ModelMismatchError(
+        `model_dir: ${modelDir} (${job.modelName}) is not the model ${s.servedBy} serves (${s.modelName}): ${other}; ` +
+          "a job runs on the model the mesh serves (start the services with this model directory, or submit the one they serve)",
       );
     }
   }
@@ -96,9 +124,13 @@ const referenceShapes = new Map<string, Promise<ServedShape>>();
 export function referenceShape(modelDir: string): Promise<ServedShape> {
   let p = referenceShapes.get(modelDir);
   if (!p) {
-    p = loadModel(modelDir).then((m) =>
+    p = loadModel(modelDir).then(async (m) =>
       servedShapeOfModel(
-        { manifest: m.manifest, weights: [...readWeights(parseModel(m.modelBytes))].map(([name, w]) => ({ name, shape: [...w.shape] })) },
+        {
+          manifest: m.manifest,
+          weights: [...readWeights(parseModel(m.modelBytes))].map(([name, w]) => ({ name, shape: [...w.shape] })),
+          fingerprint: await modelFingerprint(m),
+        },
         `the mesh's model ${modelDir} (RLMESH_MODEL_DIR of the learner; no rollout worker is registered)`,
       ),
     );

@@ -9,6 +9,7 @@ import { Worker } from "node:worker_threads";
 import { hostname } from "node:os";
 import type { HostTensor, Logger } from "@rlmesh/shared";
 import { loadModel, type ModelManifest } from "@rlmesh/shared/model/index";
+import { modelFingerprint } from "@rlmesh/shared/model/model-fingerprint";
 import { loadTokenizer } from "@rlmesh/shared/tokenizer/index";
 import { deriveSeed } from "../decoding/counter-rng.js";
 import { InvalidDecodeParamsError, resolveDecodeParams, type DecodeParams, type DecodeParamsInput } from "../decoding/decode-params.js";
@@ -36,6 +37,8 @@ export interface RolloutModel {
   manifest: ModelManifest;
   /** Without it, prompts must be token ids and `text` is empty. */
   codec?: TextCodec;
+  /** sha256 of the directory's own weights (shared model-fingerprint.ts); "" when not loaded from a directory. */
+  fingerprint?: string;
 }
 
 export interface RolloutEngineOptions {
@@ -125,6 +128,8 @@ export class SupersededSwapError extends WeightValidationError {
 export interface EngineInfo {
   name: string;
   manifest: ModelManifest;
+  /** The model directory's weights fingerprint, computed once at load ("" for a model given as bytes). */
+  modelFingerprint: string;
   policyVersion: number;
   policyJobId: string;
   executionProvider: ExecutionProvider;
@@ -165,6 +170,7 @@ export async function loadRolloutModel(dir: string): Promise<RolloutModel> {
   return {
     modelBytes: loaded.modelBytes,
     manifest: loaded.manifest,
+    fingerprint: await modelFingerprint(loaded),
     codec: { encode: (t) => tok.encode(t), decode: (ids) => tok.decode(ids, { skipSpecial: true }) },
   };
 }
@@ -252,6 +258,7 @@ export class OrtRolloutEngine {
     return {
       name: this.opts.model.manifest.name,
       manifest: this.opts.model.manifest,
+      modelFingerprint: this.opts.model.fingerprint ?? "",
       policyVersion: this.policy.version,
       policyJobId: this.policy.jobId,
       executionProvider: this.slots[0]!.provider,

@@ -71,5 +71,6 @@ export function modelInfoToProto(info: EngineInfo, workerId: string): ModelInfoI
     executionProvider: info.executionProvider,
     weights: info.weights.map((w) => ({ name: w.name, dtype: w.dtype, shape: w.shape })),
     workerId,
+    modelFingerprint: info.modelFingerprint,
   };
 }

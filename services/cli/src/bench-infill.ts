@@ -16,7 +16,7 @@ import { supportsVariableLength, type InfillRequestItem } from "@rlmesh/rollout/
 import { flagBool, flagFloat, flagInt, flagString, parseArgs, UsageError } from "./args.js";
 
 export const BENCH_INFILL_USAGE =
-  "rlmesh bench infill [--model DIR] [--dataset FILE] [--limit N] [--modes a,b,...] [--seed S] [--replicas N] [--threshold T] [--no-suffix-eos] [--json]";
+  "rlmesh bench infill [--model DIR] [--dataset FILE] [--limit N] [--modes a,b,...] [--seed S] [--replicas N] [--threshold T] [--variable-threshold T] [--no-suffix-eos] [--json]";
 
 export type InfillMode = "oracle" | "fixed_short" | "fixed_long" | "variable_from_4" | "variable_from_32";
 export const INFILL_MODES: readonly InfillMode[] = ["oracle", "fixed_short", "fixed_long", "variable_from_4", "variable_from_32"];
@@ -98,6 +98,9 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
   // Fixed modes: Fast-dLLM's threshold rule (1 = one token per step, DreamOn's baseline); variable length is always one per step.
   const threshold = flagFloat(a, "threshold", 1);
   if (!(threshold > 0 && threshold <= 1)) throw new UsageError(`--threshold must be in (0, 1], got ${threshold}`);
+  // Variable modes: 1 = DreamOn (one token per step); below 1, confident ordinary tokens commit together (one edit per step).
+  const variableThreshold = flagFloat(a, "variable-threshold", 1);
+  if (!(variableThreshold > 0 && variableThreshold <= 1)) throw new UsageError(`--variable-threshold must be in (0, 1], got ${variableThreshold}`);
   const wanted = (flagString(a, "modes") ?? INFILL_MODES.join(",")).split(",").map((s) => s.trim()) as InfillMode[];
   for (const m of wanted) if (!INFILL_MODES.includes(m)) throw new UsageError(`--modes: unknown mode ${m}; one of ${INFILL_MODES.join(", ")}`);
   const say = (l: string) => {
@@ -112,7 +115,7 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
   const modes = wanted.filter((m) => variableOk || !modeLengths(m, 1).variable);
   const skipped = wanted.filter((m) => !modes.includes(m)).map((m) => ({ mode: m, reason: `${model.manifest.name} declares no expand_id (fixed length only)` }));
   const trueLengths = rows.map((r) => encode(r.middle).length);
-  say(`bench infill: ${model.manifest.name} (${modelDir}), ${rows.length} held-out infilling rows of ${dataset}, greedy, ${threshold >= 1 ? "one token per step" : `fixed modes at threshold ${threshold}, variable one token per step`}`);
+  say(`bench infill: ${model.manifest.name} (${modelDir}), ${rows.length} held-out infilling rows of ${dataset}, greedy, fixed modes ${threshold >= 1 ? "one token per step" : `at threshold ${threshold}`}, variable ${variableThreshold >= 1 ? "one token per step" : `at threshold ${variableThreshold}`}`);
   for (const s of skipped) say(`  ${s.mode}: skipped (${s.reason})`);
 
   const engine = await OrtRolloutEngine.create({ model, replicas, logger: createLogger("bench-infill", { level: "warn" }) });
@@ -136,7 +139,7 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
         });
         const res = await engine.infillSamples(items, {
           variable,
-          params: { temperature: 0, threshold: variable ? 1 : threshold, seed },
+          params: { temperature: 0, threshold: variable ? variableThreshold : threshold, seed },
           ...(flagBool(a, "no-suffix-eos") ? { suffixEos: false } : {}),
         });
         for (const s of res.samples) {
@@ -187,7 +190,7 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
         dataset,
         rows: rows.length,
         mean_true_length: mean(trueLengths),
-        decoding: { temperature: 0, fixed_threshold: threshold, variable_tokens_per_step: 1, alg: "entropy", suffix_eos: !flagBool(a, "no-suffix-eos") },
+        decoding: { temperature: 0, fixed_threshold: threshold, variable_threshold: variableThreshold, alg: "entropy", suffix_eos: !flagBool(a, "no-suffix-eos") },
         modes: results,
         skipped,
         target,

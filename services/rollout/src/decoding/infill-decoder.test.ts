@@ -182,6 +182,39 @@ test("variable length: EOS at the first middle position empties the middle", asy
   assert.equal(r!.events!.filter((e) => e.kind === "delete").length, 6);
 });
 
+test("variable length with an explicit threshold < 1: confident ordinary tokens commit together, one edit per step", async () => {
+  // prefix [5], suffix [9]. While the middle is shorter than 5, its first position says expand.
+  const grow = scripted(({ ids, pos }) => {
+    const mid = ids.length - 3; // prefix, suffix and the suffix's EOS
+    if (mid < 5) return pos === 1 ? row([EXPAND, 12]) : row([3, 12]);
+    return row([4, 12]);
+  });
+  const [r] = await decodeInfillBatch(grow, [item([5], [9, EOS], 3, 8)], params({ variable: true, threshold: 0.9, trace: true }));
+  assert.deepEqual(r!.middleIds, [4, 4, 3, 3, 3]);
+  assert.equal(r!.nfe, 3, "three steps for five tokens and two expansions");
+  assert.deepEqual(
+    r!.events!.map((e) => [e.step, e.kind, e.position]),
+    [
+      [1, "expand", 0],
+      [2, "expand", 0],
+    ],
+  );
+  assert.deepEqual(r!.commitSteps, [3, 3, 2, 1, 1]);
+  // Expand and EOS both confident in one step: only the more confident edit (EOS) is applied.
+  const both = scripted(({ ids, pos }) => {
+    if (ids.length - 3 !== 3) return row([6, 12]);
+    return pos === 1 ? row([EXPAND, 12]) : pos === 2 ? row([3, 12]) : row([EOS, 14]);
+  });
+  const [b] = await decodeInfillBatch(both, [item([5], [9, EOS], 3, 8)], params({ variable: true, threshold: 0.9, trace: true }));
+  assert.deepEqual(b!.middleIds, [6, 3]);
+  assert.deepEqual(
+    b!.events!.map((e) => [e.step, e.kind, e.position]),
+    [[1, "delete", 2]],
+  );
+  // Without a threshold the same model is DreamOn's one token per step.
+  assert.equal(resolveInfillParams({ variable: true }, TOKENS).variable_threshold, 1);
+});
+
 test("batch > 1 with spans of different lengths gives each row what it gets alone (real attention, padded keys)", async () => {
   const spec: DenoiserSpec = { ...SPEC, vocabSize: 12, nLayers: 2, nHeads: 2, headDim: 4, maxSeqLen: 64 };
   const model = createReferenceDenoiser(spec, 7, 6);

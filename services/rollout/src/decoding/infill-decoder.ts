@@ -264,8 +264,13 @@ class InfillDecoder {
     const chosen = this.choose(r, cand, tokenProbs, confs);
     r.step++;
     if (params.variable) {
-      const i = chosen[0] as number;
-      this.commitVariable(r, cand[i] as number, tokens[i] as number);
+      // Ordinary tokens first (they shift nothing), then at most one edit: the most confident.
+      const edits = chosen.filter((i) => this.isEdit(tokens[i] as number));
+      for (const i of chosen) if (!edits.includes(i)) this.commitVariable(r, cand[i] as number, tokens[i] as number);
+      if (edits.length > 0) {
+        const i = edits.reduce((a, b) => ((confs[b] as number) > (confs[a] as number) ? b : a));
+        this.commitVariable(r, cand[i] as number, tokens[i] as number);
+      }
       return;
     }
     for (const i of chosen) {
@@ -280,12 +285,22 @@ class InfillDecoder {
   private choose(r: Row, cand: number[], tokenProbs: number[], confs: number[]): number[] {
     const { params } = this;
     const orderU = () => cand.map((k) => counterUniform(r.seed, r.step, r.pre + k, RNG_STREAM_ORDER));
-    if (params.variable) return params.alg_temp > 0 ? sampleKByConfidence(confs, 1, params.alg_temp, orderU()) : topKIndices(confs, 1);
+    if (params.variable) {
+      const one = () => (params.alg_temp > 0 ? sampleKByConfidence(confs, 1, params.alg_temp, orderU()) : topKIndices(confs, 1));
+      if (params.variable_threshold >= 1) return one();
+      const sure = tokenProbs.flatMap((p, i) => (p >= params.variable_threshold ? [i] : []));
+      return sure.length > 0 ? sure : one();
+    }
     if (params.commit === "threshold") return thresholdCommit(tokenProbs, params.threshold);
     if (params.commit === "factor") return factorCommit(tokenProbs, params.factor);
     const n = scheduledCount(cand.length, r.stepsLeft);
     r.stepsLeft = Math.max(1, r.stepsLeft - 1);
     return params.alg_temp > 0 ? sampleKByConfidence(confs, n, params.alg_temp, orderU()) : topKIndices(confs, n);
+  }
+
+  /** Tokens that edit the canvas in variable length: expand, delete/EOS, PAD. */
+  private isEdit(t: number): boolean {
+    return t === this.params.expand_id || this.isEnd(t);
   }
 
   private isEnd(t: number): boolean {

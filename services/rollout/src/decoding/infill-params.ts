@@ -32,6 +32,13 @@ export interface InfillParams {
   commit: CommitRule;
   threshold: number;
   factor: number;
+  /**
+   * Variable length: 1 = DreamOn, one token per step. Below 1 (a caller's explicit `threshold`),
+   * Fast-dLLM's rule for ordinary tokens: every masked position whose token has probability >=
+   * it is committed in the same step, with at most one expand/delete edit per step (the most
+   * confident), applied after the ordinary tokens.
+   */
+  variable_threshold: number;
   /** Fixed mode, `schedule` rule: steps for the whole middle (clamped to its length). */
   steps: number;
   /** Fixed mode: semi-autoregressive block length over the middle. */
@@ -93,6 +100,7 @@ export function resolveInfillParams(input: InfillParamsInput, tokens: InfillMode
     top_k: base.top_k,
     commit: base.commit,
     threshold: base.threshold,
+    variable_threshold: input.threshold !== undefined && input.threshold > 0 && input.threshold < 1 ? base.threshold : 1,
     factor: base.factor,
     // resolveDecodeParams defaults steps to max_new_tokens: only a caller's steps mean anything here.
     steps: input.steps ? base.steps : 0,

@@ -131,6 +131,18 @@ test("rlmesh trace: a real tiny-coder decode, rendered, replays in headless Chro
     timeout: 120_000,
   });
   assert.equal(mid.status, 0, mid.stderr);
+  // An animated GIF of the replay (3 stills: step 0, half-way, the end).
+  const gifFile = join(ARTIFACTS, "trace.gif");
+  const gifRun = spawnSync(process.execPath, [CLI, "trace", "--input", jsonFile, "--out", join(dir, "gif.html"), "--gif", gifFile, "--gif-frames", "3"], {
+    encoding: "utf8",
+    timeout: 120_000,
+  });
+  assert.equal(gifRun.status, 0, gifRun.stderr);
+  assert.match(gifRun.stdout, new RegExp(`3 frames: steps 0, ${Math.round(maxStep / 2)}, ${maxStep}`));
+  const gif = readFileSync(gifFile);
+  assert.equal(gif.subarray(0, 6).toString(), "GIF89a");
+  assert.equal(gif.readUInt16LE(6), 1100, "GIF width");
+  assert.equal(gif.at(-1), 0x3b, "GIF trailer");
   const sections = (f: string) => readFileSync(f, "utf8").match(/<section[\s\S]*?<\/section>/g);
   assert.deepEqual(sections(join(dir, "again.html")), sections(html), "the JSON renders the same samples again");
   rmSync(dir, { recursive: true, force: true });
@@ -154,8 +166,10 @@ test("rlmesh trace: malformed trace input and bad flags fail with a clear messag
   r = cli("--model", MODEL_DIR);
   assert.equal(r.status, 2);
   assert.match(r.stderr, /--model needs --prompt-file/);
-  r = cli("--input", bad, "--gif", "x.gif");
+  const good = join(dir, "good.json");
+  writeFileSync(good, JSON.stringify([{ token_texts: ["a", "b"], commit_steps: [2, 1] }]));
+  r = cli("--input", good, "--out", join(dir, "g.html"), "--gif", join(dir, "g.gif"), "--gif-frames", "1");
   assert.equal(r.status, 2);
-  assert.match(r.stderr, /--gif is not supported/);
+  assert.match(r.stderr, /--gif-frames must be an integer >= 2, got 1/);
   rmSync(dir, { recursive: true, force: true });
 });

@@ -11,6 +11,11 @@ import type { Command } from "../command.js";
 import { apiAddress } from "../job-client.js";
 import { estimatePageHeight, PNG_WIDTH, renderPng } from "./chromium-still.js";
 import { tracesFromFile, tracesOfJob, tracesOfOneOff } from "./trace-sources.js";
+import { renderGif } from "./trace-gif.js";
+
+/** Frames of --gif (one Chromium still each) and the time each shows. */
+export const GIF_FRAMES = 24;
+export const GIF_DELAY_MS = 250;
 
 /** Default response length of a one-off decode: the shipped model's trained length. */
 export const ONE_OFF_MAX_NEW_TOKENS = 64;
@@ -72,7 +77,7 @@ export const traceCommand: Command = {
   summary: "replay how a diffusion decode wrote its tokens: an HTML page (and PNG) from a job's traces or a one-off decode",
   usage:
     "rlmesh trace (--job ID [--api ADDR] [--from-step N] [--limit N] | --model DIR --prompt-file F [--samples N] [decoding flags] | --input TRACES.json) " +
-    "[--out trace.html] [--json TRACES.json] [--png FILE [--png-step K] [--png-width W]]",
+    "[--out trace.html] [--json TRACES.json] [--png FILE [--png-step K]] [--gif FILE [--gif-frames N] [--gif-delay-ms MS]] [--png-width W]",
   help: [
     "Sources:",
     "  --job ID            the traced samples a job kept (spec trace_samples_per_step > 0), from the api (--api, default RLMESH_API_ADDR or 127.0.0.1:50051)",
@@ -86,16 +91,13 @@ export const traceCommand: Command = {
     "  --out F             the self-contained HTML page (default trace.html): tokens appear in commit order, coloured by step; scrubber and play",
     "  --json F            the traces as JSON (renderable again with --input)",
     "  --png F             a still of the page via headless Chromium at --png-step K (default: the finished decode)",
-    "  --gif               not supported: the HTML page's play button is the animation",
+    `  --gif F             an animated GIF of the replay: --gif-frames N Chromium stills (default ${GIF_FRAMES}) from step 0 to the end, --gif-delay-ms MS each (${GIF_DELAY_MS})`,
     "Prints per sample the Pearson correlation of position and commit step (order_r: 1 = left to right;",
     ">= 0.9 left-to-right, >= 0.5 interleaved, below sketch-first).",
   ].join("\n"),
   async run(argv) {
     const a = parseArgs(argv);
     if (a.positional.length > 0) throw new UsageError(`unexpected argument ${a.positional[0]}`);
-    if (a.flags.has("gif")) {
-      throw new UsageError("--gif is not supported (no GIF encoder in this repository); the HTML page animates the decode (play), and --png --png-step K gives a still of any step");
-    }
     const jobId = flagString(a, "job");
     const modelDir = flagString(a, "model");
     const input = flagString(a, "input");
@@ -141,6 +143,18 @@ export const traceCommand: Command = {
       const step = a.flags.has("png-step") ? flagInt(a, "png-step", steps, 0) : undefined;
       renderPng(out, png, { ...(step !== undefined ? { step } : {}), width, height: estimatePageHeight(traces, width) });
       console.log(`wrote ${png}${step !== undefined ? ` (step ${step})` : ""}`);
+    }
+    const gif = flagString(a, "gif");
+    if (gif) {
+      const width = flagInt(a, "png-width", PNG_WIDTH, 320);
+      const shown = renderGif(out, gif, {
+        maxSteps: steps,
+        frames: flagInt(a, "gif-frames", GIF_FRAMES, 2),
+        delayMs: flagInt(a, "gif-delay-ms", GIF_DELAY_MS, 10),
+        width,
+        height: estimatePageHeight(traces, width),
+      });
+      console.log(`wrote ${gif} (${shown.length} frames: steps ${shown.join(", ")})`);
     }
     return 0;
   },

@@ -31,6 +31,11 @@ export interface JobServiceDeps {
   /** A connection WatchJob streams may block on (each stream duplicates it). */
   redis: Redis;
   logger: Logger;
+  /**
+   * Loads the spec's model directory and compares it with what the mesh serves; throws
+   * InvalidArgumentError (a broken model) or FAILED_PRECONDITION (another model than the workers').
+   */
+  validateModel?: (spec: NormalizedJobSpec) => void | Promise<void>;
   /** Loads the spec's datasets; throws InvalidArgumentError naming the bad row and field. */
   validateDatasets?: (spec: NormalizedJobSpec) => void | Promise<void>;
   /** Called after a job is stored; the coordinator starts it. */
@@ -56,6 +61,7 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandlers {
   return {
     SubmitJob: unary(logger, "SubmitJob", async (req: SubmitJobRequest__Output) => {
       const spec = normalizeSpec(req.spec);
+      await deps.validateModel?.(spec);
       await deps.validateDatasets?.(spec);
       const job = await store.create(spec);
       logger.info("job submitted", { job: job.id, steps: spec.steps });

@@ -16,6 +16,7 @@ import { createJobService } from "./job-service.js";
 import { JobStore } from "./job-store.js";
 import { Coordinator } from "./coordinator/coordinator.js";
 import { validateDatasets } from "./coordinator/job-datasets.js";
+import { checkJobModel, rolloutWorkerModels } from "./coordinator/job-model.js";
 import { RolloutPool } from "./coordinator/rollout-pool.js";
 import { GrpcLearnerClient } from "./coordinator/learner-client.js";
 import { QueueRewardScorer } from "./coordinator/queue-reward-scorer.js";
@@ -61,6 +62,7 @@ const jobService = createJobService({
   store,
   redis,
   logger,
+  validateModel: (spec) => checkJobModel(spec, { servedModels: () => rolloutWorkerModels(() => rollout.workers(), logger) }),
   validateDatasets,
   onSubmitted: (job) => coordinator.start(job),
   onCancelled: (job) => void coordinator.cancel(job.id),

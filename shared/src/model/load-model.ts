@@ -105,6 +105,8 @@ interface TensorExpectation {
   elemType: number;
   /** null = any size. */
   dims: (number | null)[];
+  /** The manifest key each fixed dim comes from (named in the error, e.g. vocab_size). */
+  dimKeys?: (string | null)[];
 }
 
 function describeType(t: number): string {
@@ -125,7 +127,8 @@ function checkTensor(info: ValueInfoProto | undefined, exp: TensorExpectation, l
   exp.dims.forEach((want, i) => {
     const got: Dim | undefined = dims[i];
     if (want !== null && typeof got === "number" && got !== want) {
-      throw new ModelLoadError(`${label}: ${kind} "${exp.name}" dim ${i} is ${got}, manifest says ${want} (${exp.field})`);
+      const key = exp.dimKeys?.[i];
+      throw new ModelLoadError(`${label}: ${kind} "${exp.name}" dim ${i} is ${got}, manifest says ${want} (${key ? `manifest.json ${key}; ` : ""}${exp.field})`);
     }
   });
 }
@@ -143,13 +146,14 @@ function checkGraphAgainstManifest(model: ModelProto, m: ModelManifest, label: s
     { field: "inputs.attention_mask", name: m.inputs.attention_mask, elemType: F, dims: [null, null] },
   ];
   const expectedOutputs: TensorExpectation[] = [
-    { field: "outputs.logits", name: m.outputs.logits, elemType: F, dims: [null, null, m.vocab_size] },
+    { field: "outputs.logits", name: m.outputs.logits, elemType: F, dims: [null, null, m.vocab_size], dimKeys: [null, null, "vocab_size"] },
   ];
   // K/V tensors carry the K/V heads (grouped-query attention: fewer than n_heads).
   const kv = [null, m.n_kv_heads ?? m.n_heads, null, m.head_dim];
   const perLayer = (field: string, template: string | undefined, list: TensorExpectation[]) => {
     if (template === undefined) return;
-    for (let i = 0; i < m.n_layers; i++) list.push({ field, name: layerName(template, i), elemType: F, dims: kv });
+    const kvKeys = [null, m.n_kv_heads === undefined ? "n_heads" : "n_kv_heads", null, "head_dim"];
+    for (let i = 0; i < m.n_layers; i++) list.push({ field, name: layerName(template, i), elemType: F, dims: kv, dimKeys: kvKeys });
     const extra = layerName(template, m.n_layers);
     if (inputs.has(extra) || outputs.has(extra)) {
       throw new ModelLoadError(`${label}: has "${extra}" but manifest n_layers is ${m.n_layers}`);

@@ -50,6 +50,7 @@ function specFromArgs(argv: string[]): JobSpecIn {
   set("prompts-per-step", "promptsPerStep", int);
   set("seed", "seed", int);
   set("eval-interval", "evalInterval", int);
+  set("trace-samples-per-step", "traceSamplesPerStep", int);
   const ds = flagString(a, "dataset");
   if (ds) spec.dataset = { ...(spec.dataset as object), path: resolve(ds) };
   const ev = flagString(a, "eval-dataset");
@@ -80,7 +81,7 @@ export const submitCommand: Command = {
   name: "submit",
   summary: "submit an RL job from a JSON spec file and/or flags",
   usage:
-    "rlmesh submit [SPEC.json] [--model DIR] [--dataset FILE] [--steps N] [--group-size G] [--prompts-per-step B] [--seed S] [--eval-dataset FILE] [--eval-interval N] [--overlap] [--watch]",
+    "rlmesh submit [SPEC.json] [--model DIR] [--dataset FILE] [--steps N] [--group-size G] [--prompts-per-step B] [--seed S] [--eval-dataset FILE] [--eval-interval N] [--trace-samples-per-step N] [--overlap] [--watch]",
   async run(argv) {
     const watch = argv.includes("--watch");
     const spec = specFromArgs(argv.filter((x) => x !== "--watch"));

@@ -77,9 +77,10 @@ async function dirBytes(dir: string): Promise<number> {
 }
 
 /**
- * `rlmesh bench import-hf [--size 100m|tiny] [--out DIR] [--keep-checkpoint DIR] [--json]`: writes a random
+ * `rlmesh bench import-hf [--size 100m|tiny] [--out DIR] [--checkpoint DIR] [--json]`: writes a random
  * Dream-architecture checkpoint (BF16, like the released ones) with the test fixture, then times
- * import-hf on it. --out keeps the imported model (e.g. for `bench decode --model DIR`).
+ * import-hf on it. --out keeps the imported model (e.g. for `bench decode --model DIR`); --checkpoint
+ * keeps the checkpoint there, or reuses the one already there (then --size is not checked against it).
  */
 export async function benchImportHfCommand(argv: string[]): Promise<number> {
   const a = parseArgs(argv, ["json"]);
@@ -89,17 +90,26 @@ export async function benchImportHfCommand(argv: string[]): Promise<number> {
   const log = (line: string) => (json ? process.stderr : process.stdout).write(line + "\n");
   const { writeHfFixture } = await import("@rlmesh/shared/model/hf/testing/hf-fixture");
   const work = await mkdtemp(join(tmpdir(), "rlmesh-bench-import-"));
-  const keepCkpt = flagString(a, "keep-checkpoint");
+  const keepCkpt = flagString(a, "checkpoint");
   const src = keepCkpt ? resolve(keepCkpt) : join(work, "checkpoint");
   const outFlag = flagString(a, "out");
   const out = outFlag ? resolve(outFlag) : join(work, "imported");
   try {
-    log(`bench import-hf: writing a random ${size} Dream-architecture checkpoint (BF16) to ${src} ...`);
-    const t0 = performance.now();
-    await writeHfFixture({ modelType: "Dream", size, dir: src, dtype: "BF16", seed: 1 });
-    const writeS = (performance.now() - t0) / 1000;
+    const reuse =
+      keepCkpt !== undefined &&
+      (await stat(join(src, "config.json")).then(
+        () => true,
+        () => false,
+      ));
+    if (reuse) log(`bench import-hf: reusing the checkpoint in ${src}`);
+    else {
+      log(`bench import-hf: writing a random ${size} Dream-architecture checkpoint (BF16) to ${src} ...`);
+      const t0 = performance.now();
+      await writeHfFixture({ modelType: "Dream", size, dir: src, dtype: "BF16", seed: 1 });
+      log(`bench import-hf: checkpoint written in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    }
     const ckptBytes = await dirBytes(src);
-    log(`bench import-hf: checkpoint ${(ckptBytes / 1024 ** 2).toFixed(0)} MB written in ${writeS.toFixed(1)} s; importing ...`);
+    log(`bench import-hf: checkpoint ${(ckptBytes / 1024 ** 2).toFixed(0)} MB; importing ...`);
     const rssBefore = process.memoryUsage().rss;
     let peakRss = rssBefore;
     const timer = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 50);

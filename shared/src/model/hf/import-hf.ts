@@ -216,6 +216,7 @@ export async function importHfCheckpoint(src: string, options: ImportHfOptions):
     } finally {
       await dataFile?.close();
     }
+    const tRead = performance.now();
     const graph = buildPolicyGraph(arch.config, weights, external ? { externalWeights: refs } : {});
     weights.clear();
     const name = options.name ?? basename(resolve(src));
@@ -242,9 +243,11 @@ export async function importHfCheckpoint(src: string, options: ImportHfOptions):
       ),
     );
     await writeFile(join(tmp, DEFAULT_MODEL_FILE), serializeModel(graph));
+    const tWrite = performance.now();
     await copyFile(join(src, "tokenizer.json"), join(tmp, DEFAULT_TOKENIZER_FILE));
     await writeFile(join(tmp, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + "\n");
     const checked = await loadModel(tmp); // the same checks every consumer runs, before anything appears at `out`
+    const tCheck = performance.now();
     await rm(out, { recursive: true, force: true }); // an empty directory (checked above)
     await rename(tmp, out);
     const model: LoadedModel = {
@@ -255,7 +258,8 @@ export async function importHfCheckpoint(src: string, options: ImportHfOptions):
     };
     const seconds = (performance.now() - t0) / 1000;
     progress(
-      `import-hf: wrote ${out} in ${seconds.toFixed(1)} s (${(weightBytes / 1024 ** 2).toFixed(0)} MB of float32 weights${external ? ` in ${EXTERNAL_DATA_FILE}` : ""})`,
+      `import-hf: wrote ${out} in ${seconds.toFixed(1)} s (${(weightBytes / 1024 ** 2).toFixed(0)} MB of float32 weights${external ? ` in ${EXTERNAL_DATA_FILE}` : ""}; ` +
+        `read + convert ${((tRead - t0) / 1000).toFixed(1)} s, build + write ONNX ${((tWrite - tRead) / 1000).toFixed(1)} s, loadModel check ${((tCheck - tWrite) / 1000).toFixed(1)} s)`,
     );
     return { model, modelType: arch.modelType, parameters, tensors: layout.length, weightBytes, external, seconds };
   } catch (err) {

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 
+import { DEFAULT_MODEL_DIR } from "../../repo-paths.js";
 import { HfImportError } from "./hf-import-error.js";
 import { importHfCheckpoint } from "./import-hf.js";
 import { encodeSafetensors, floatToBf16, floatToHalf, halfToFloat, readSafetensorsHeader, readSafetensorsTensor } from "./safetensors.js";
@@ -242,6 +243,29 @@ test("an --out that exists and is not empty is refused and left as it was; an em
   assert.equal(r.model.manifest.name, "tiny-dream");
   assert.deepEqual((await readdir(empty)).sort(), ["manifest.json", "model.onnx", "tokenizer.json"]);
   assert.equal(r.model.manifest.source?.["model_type"], "Dream");
+});
+
+test("the project's own format (manifest.json, no config.json) is checked and copied; a broken one is refused naming the field", async () => {
+  const out = join(root, "own-format-out");
+  const r = await importHfCheckpoint(DEFAULT_MODEL_DIR, { out, name: "tiny-copy" });
+  assert.equal(r.modelType, "rlmesh");
+  assert.equal(r.model.manifest.name, "tiny-copy");
+  assert.deepEqual(
+    new Uint8Array(await readFile(join(out, "model.onnx"))),
+    new Uint8Array(await readFile(join(DEFAULT_MODEL_DIR, "model.onnx"))),
+  );
+  const broken = join(root, "own-format-broken");
+  await mkdir(broken);
+  for (const f of ["model.onnx", "tokenizer.json"]) await writeFile(join(broken, f), await readFile(join(DEFAULT_MODEL_DIR, f)));
+  await writeFile(
+    join(broken, "manifest.json"),
+    (await readFile(join(DEFAULT_MODEL_DIR, "manifest.json"), "utf8")).replace(/"vocab_size": \d+/, '"vocab_size": 999'),
+  );
+  await assert.rejects(
+    importHfCheckpoint(broken, { out: join(root, "own-format-broken-out") }),
+    /^HfImportError: model\.onnx: output "logits" dim 2 is \d+, manifest says 999/,
+  );
+  assert.equal(await readdir(join(root, "own-format-broken-out")).catch(() => null), null);
 });
 
 test("F16 and BF16 conversions round to nearest and decode exactly", () => {

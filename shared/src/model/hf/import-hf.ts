@@ -6,7 +6,16 @@ import type { ExternalTensorRef } from "../graph-builder.js";
 import type { WeightMap } from "../init-weights.js";
 import { loadModel } from "../load-model.js";
 import type { LoadedModel } from "../load-model.js";
-import { DEFAULT_MODEL_FILE, DEFAULT_TOKENIZER_FILE, MANIFEST_FILE, manifestForConfig, validateManifest } from "../model-manifest.js";
+import {
+  configFromManifest,
+  DEFAULT_MODEL_FILE,
+  DEFAULT_TOKENIZER_FILE,
+  MANIFEST_FILE,
+  manifestForConfig,
+  ModelLoadError,
+  RLMESH_ARCHITECTURE,
+  validateManifest,
+} from "../model-manifest.js";
 import type { ModelManifest } from "../model-manifest.js";
 import { parameterCount, weightLayout } from "../weight-layout.js";
 import { hfArchitecture } from "./hf-architectures.js";
@@ -131,6 +140,51 @@ async function isEmptyOrMissing(dir: string): Promise<boolean> {
 }
 
 /**
+ * The project's own format (a directory with manifest.json, no config.json): checked with
+ * loadModel (a bad one is refused naming the file and field), then copied the same way — temp
+ * sibling, renamed — with --name applied to the manifest.
+ */
+async function copyRlmeshModelDir(src: string, options: ImportHfOptions, t0: number): Promise<ImportHfResult> {
+  let loaded: LoadedModel;
+  try {
+    loaded = await loadModel(src);
+  } catch (err) {
+    if (err instanceof ModelLoadError) throw new HfImportError(err.message);
+    throw err;
+  }
+  const out = resolve(options.out);
+  if (!(await isEmptyOrMissing(out))) throw new HfImportError(`--out ${options.out}: exists and is not empty (refusing to overwrite)`);
+  const tmp = join(dirname(out), `.${basename(out)}.import-${process.pid}-${Date.now()}.tmp`);
+  await mkdir(tmp, { recursive: true });
+  try {
+    const m = loaded.manifest;
+    for (const f of [m.files.model, m.files.tokenizer, ...loaded.externalDataFiles]) await copyFile(join(src, f), join(tmp, f));
+    await writeFile(join(tmp, MANIFEST_FILE), JSON.stringify({ ...m, ...(options.name ? { name: options.name } : {}) }, null, 2) + "\n");
+    const checked = await loadModel(tmp);
+    await rm(out, { recursive: true, force: true });
+    await rename(tmp, out);
+    const model: LoadedModel = { ...checked, dir: out, modelPath: join(out, m.files.model), tokenizerPath: join(out, m.files.tokenizer) };
+    const seconds = (performance.now() - t0) / 1000;
+    options.onProgress?.(
+      `import-hf: ${src} is an rlmesh model directory (${m.architecture}); checked and copied to ${out} in ${seconds.toFixed(1)} s`,
+    );
+    const parameters = m.architecture === RLMESH_ARCHITECTURE && m.ff_dim !== undefined ? parameterCount(configFromManifest(m)) : 0;
+    return {
+      model,
+      modelType: "rlmesh",
+      parameters,
+      tensors: 0,
+      weightBytes: parameters * 4,
+      external: loaded.externalDataFiles.length > 0,
+      seconds,
+    };
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/**
  * Imports a Hugging Face model directory (config.json, optional generation_config.json,
  * *.safetensors with an optional model.safetensors.index.json, tokenizer.json, optional
  * tokenizer_config.json) into an rlmesh model directory: model.onnx from the graph builder
@@ -146,6 +200,15 @@ export async function importHfCheckpoint(src: string, options: ImportHfOptions):
       `--dtype ${options.dtype}: only float32 is implemented (the graph computes in float32; float16 storage is not built yet)`,
     );
   }
+  const hasConfig = await readFile(join(src, "config.json")).then(
+    () => true,
+    () => false,
+  );
+  const hasManifest = await readFile(join(src, MANIFEST_FILE)).then(
+    () => true,
+    () => false,
+  );
+  if (!hasConfig && hasManifest) return copyRlmeshModelDir(src, options, t0);
   const config = (await readJsonFile(src, "config.json", true))!;
   const arch = hfArchitecture(config);
   const tokenizerRaw = await readJsonFile(src, "tokenizer.json", true);

@@ -1,12 +1,13 @@
 // Jobs on one mesh (real processes: Redis, api, rollout on onnxruntime, executor with Docker
 // sandboxes, learner on jax-js): each job trains the model its spec names from version 0, two
-// jobs submitted at once queue, and a model of another architecture than the workers serve is
-// refused naming model_dir.
+// jobs submitted at once queue, and a model other than the workers serve is refused at submit
+// naming both (the learner's own check at StartJob is tested in job-trainers.test.ts).
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import * as grpc from "@grpc/grpc-js";
 import type { JobEvent, JobSpecIn } from "@rlmesh/shared";
 import { startLocalMesh, type LocalMesh } from "@rlmesh/cli/local-mesh";
 import { DEFAULT_MODEL_DIR, REPO_ROOT } from "@rlmesh/shared/repo-paths";
@@ -103,16 +104,15 @@ describe("jobs on one mesh", { timeout: 600_000 }, () => {
     t.diagnostic(`job b: ${JSON.stringify(summary(eb))}`);
   });
 
-  test("a model of another architecture than the rollout workers serve fails the job naming model_dir; the next job still runs", async () => {
-    // Same tokenizer and context as the shipped model (the api's submit checks pass), other layers.
+  test("a model other than the rollout workers serve is refused at submit naming both; the next job still runs", async () => {
+    // Same tokenizer and context as the shipped model (the api's dataset checks would pass), other layers.
     const other = await writeRandomModelDir(join(stateDir, "model-ci"), "ci", 3, 320);
     const client = jobClient(mesh.apiAddr);
-    const bad = await jobs.submit(client, { ...spec("other-arch"), modelDir: other, evalDataset: null });
-    const events = await watchAll(mesh, bad.id);
-    const done = await jobs.get(client, bad.id);
-    assert.equal(done.state, "JOB_STATE_FAILED", JSON.stringify(events.filter((x) => x.log || x.state)));
-    assert.match(done.error, new RegExp(`model_dir: ${other} \\(random-ci\\) is another architecture than rollout worker rollout-0 serves`));
-    assert.equal(events.filter((x) => x.step).length, 0, "nothing was generated or trained");
+    await assert.rejects(jobs.submit(client, { ...spec("other-arch"), modelDir: other, evalDataset: null }), (err: grpc.ServiceError) => {
+      assert.equal(err.code, grpc.status.FAILED_PRECONDITION, err.details);
+      assert.match(err.details, new RegExp(`^spec\\.model_dir: ${other} is model "random-ci" \\(weights sha256 [0-9a-f]{12}…\\), but rollout worker rollout-0 serves "tiny-coder"`));
+      return true;
+    });
     const ok = await jobs.submit(client, { ...spec("after"), steps: 1, evalDataset: null });
     await watchAll(mesh, ok.id);
     assert.equal((await jobs.get(client, ok.id)).state, "JOB_STATE_SUCCEEDED");

@@ -236,7 +236,11 @@ test("batch > 1 with spans of different lengths gives each row what it gets alon
     }
     if (!variable) together.forEach((r, i) => assert.ok(r.middleIds.length <= items[i]!.initialLength));
     else {
-      together.forEach((r, i) => assert.ok(r.middleIds.length <= items[i]!.maxLength));
+      together.forEach((r, i) => {
+        assert.ok(r.middleIds.length <= items[i]!.maxLength);
+        const count = (k: string) => r.events!.filter((e) => e.kind === k).length;
+        assert.equal(r.middleIds.length, items[i]!.initialLength + count("expand") - count("delete"), "length = initial + expands - deletes");
+      });
       assert.ok(together.some((r) => r.events!.some((e) => e.kind === "expand")), "the batch exercised an expansion");
     }
   }

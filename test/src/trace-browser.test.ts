@@ -166,6 +166,9 @@ test("rlmesh trace: malformed trace input and bad flags fail with a clear messag
   r = cli("--model", MODEL_DIR);
   assert.equal(r.status, 2);
   assert.match(r.stderr, /--model needs --prompt-file/);
+  r = cli("--model", MODEL_DIR, "--dataset", join(dir, "missing.jsonl"));
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /--dataset .*missing\.jsonl/);
   const good = join(dir, "good.json");
   writeFileSync(good, JSON.stringify([{ token_texts: ["a", "b"], commit_steps: [2, 1] }]));
   r = cli("--input", good, "--out", join(dir, "g.html"), "--gif", join(dir, "g.gif"), "--gif-frames", "1");

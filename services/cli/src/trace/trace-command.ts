@@ -6,6 +6,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { orderLabel, renderTraceHtml, traceSteps, type TraceSample } from "@rlmesh/shared/trace/index";
 import type { DecodeParamsInput } from "@rlmesh/rollout/decoding/decode-params";
+import { loadDataset, type CanonicalRow } from "@rlmesh/shared/datasets/index";
 import { flagFloat, flagInt, flagString, parseArgs, UsageError } from "../args.js";
 import type { Command } from "../command.js";
 import { apiAddress } from "../job-client.js";
@@ -16,6 +17,9 @@ import { renderGif } from "./trace-gif.js";
 /** Frames of --gif (one Chromium still each) and the time each shows. */
 export const GIF_FRAMES = 24;
 export const GIF_DELAY_MS = 250;
+
+/** Prompts a one-off --dataset decode takes by default. */
+export const ONE_OFF_DATASET_LIMIT = 8;
 
 /** Default response length of a one-off decode: the shipped model's trained length. */
 export const ONE_OFF_MAX_NEW_TOKENS = 64;
@@ -76,12 +80,13 @@ export const traceCommand: Command = {
   name: "trace",
   summary: "replay how a diffusion decode wrote its tokens: an HTML page (and PNG) from a job's traces or a one-off decode",
   usage:
-    "rlmesh trace (--job ID [--api ADDR] [--from-step N] [--limit N] | --model DIR --prompt-file F [--samples N] [decoding flags] | --input TRACES.json) " +
+    "rlmesh trace (--job ID [--api ADDR] [--from-step N] [--limit N] | --model DIR (--prompt-file F | --dataset FILE [--limit N]) [--samples N] [decoding flags] | --input TRACES.json) " +
     "[--out trace.html] [--json TRACES.json] [--png FILE [--png-step K]] [--gif FILE [--gif-frames N] [--gif-delay-ms MS]] [--png-width W]",
   help: [
     "Sources:",
     "  --job ID            the traced samples a job kept (spec trace_samples_per_step > 0), from the api (--api, default RLMESH_API_ADDR or 127.0.0.1:50051)",
     "  --model DIR --prompt-file F   decode the prompt (the file's text) locally with onnxruntime, traced; --samples N (default 1)",
+    `  --model DIR --dataset FILE    the same for the first --limit N prompts of a dataset (default ${ONE_OFF_DATASET_LIMIT}); prints the mean order_r too`,
     "      decoding (default: one token per step over one block, greedy, as in the Dream-Coder figures):",
     "      --max-new-tokens N (64) --steps N (max-new-tokens) --block-length N (max-new-tokens) --alg ALG (maskgit_plus)",
     "      --threshold T (the Fast-dLLM threshold rule instead of the schedule) --alg-temp T --temperature T (0) --top-p P",
@@ -112,16 +117,30 @@ export const traceCommand: Command = {
       subtitle = `job ${jobId} (${api}): ${traces.length} traced samples`;
     } else if (modelDir) {
       const promptFile = flagString(a, "prompt-file");
-      if (!promptFile) throw new UsageError("--model needs --prompt-file F (the prompt's text)");
-      let prompt: string;
-      try {
-        prompt = readFileSync(promptFile, "utf8").replace(/\s+$/, "");
-      } catch (err) {
-        throw new UsageError(`--prompt-file ${promptFile}: ${(err as Error).message}`);
+      const dataset = flagString(a, "dataset");
+      if (!promptFile === !dataset) throw new UsageError("--model needs --prompt-file F (the prompt's text) or --dataset FILE [--limit N] (its first N prompts)");
+      let prompts: Array<{ id: string; text: string }>;
+      if (promptFile) {
+        let prompt: string;
+        try {
+          prompt = readFileSync(promptFile, "utf8").replace(/\s+$/, "");
+        } catch (err) {
+          throw new UsageError(`--prompt-file ${promptFile}: ${(err as Error).message}`);
+        }
+        if (prompt.trim() === "") throw new UsageError(`--prompt-file ${promptFile} is empty`);
+        prompts = [{ id: "prompt", text: prompt }];
+      } else {
+        let rows: CanonicalRow[];
+        try {
+          rows = loadDataset(dataset!, "auto");
+        } catch (err) {
+          throw new UsageError(`--dataset ${dataset}: ${(err as Error).message}`);
+        }
+        prompts = rows.slice(0, flagInt(a, "limit", ONE_OFF_DATASET_LIMIT, 1)).map((r) => ({ id: r.task_id, text: r.prompt }));
+        if (prompts.length === 0) throw new UsageError(`--dataset ${dataset} has no rows`);
       }
-      if (prompt.trim() === "") throw new UsageError(`--prompt-file ${promptFile} is empty`);
       const params = decodeFlags(a);
-      traces = await tracesOfOneOff({ modelDir, prompt, samples: flagInt(a, "samples", 1, 1), params });
+      traces = await tracesOfOneOff({ modelDir, prompts, samples: flagInt(a, "samples", 1, 1), params });
       subtitle = `${modelDir}: ${Object.entries(params)
         .map(([k, v]) => `${k} ${String(v)}`)
         .join(", ")}`;
@@ -135,6 +154,11 @@ export const traceCommand: Command = {
     const json = flagString(a, "json");
     if (json) writeFileSync(json, JSON.stringify({ samples: traces }, null, 1) + "\n");
     for (const line of traceSummaryLines(traces)) console.log(line);
+    if (traces.length > 1) {
+      const rs = traces.map((t) => t.orderCorrelation ?? 0).sort((x, y) => x - y);
+      const mean = rs.reduce((x, y) => x + y, 0) / rs.length;
+      console.log(`order_r over ${rs.length} samples: mean ${mean.toFixed(3)}, median ${rs[rs.length >> 1]!.toFixed(3)}, min ${rs[0]!.toFixed(3)}, max ${rs.at(-1)!.toFixed(3)}`);
+    }
     const steps = Math.max(...traces.map((s) => traceSteps(s)));
     console.log(`wrote ${out} (${traces.length} samples, ${steps} steps)${json ? ` and ${json}` : ""}`);
     const png = flagString(a, "png");

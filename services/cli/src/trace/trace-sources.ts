@@ -56,25 +56,30 @@ export function tracesFromFile(path: string): TraceSample[] {
 
 export interface OneOffOptions {
   modelDir: string;
-  prompt: string;
+  /** The prompts (id and text) to decode, `samples` each. */
+  prompts: Array<{ id: string; text: string }>;
   samples: number;
   params: DecodeParamsInput;
   threads?: number;
 }
 
-/** Decodes `samples` responses to `prompt` with the model, traced; token texts from its tokenizer. */
+/** Decodes `samples` responses to each prompt with the model, traced; token texts from its tokenizer. */
 export async function tracesOfOneOff(o: OneOffOptions): Promise<TraceSample[]> {
   const model = await loadRolloutModel(o.modelDir);
   const tok = await loadTokenizer(join(o.modelDir, model.manifest.files.tokenizer));
   const engine = await OrtRolloutEngine.create({ model, replicas: 1, ...(o.threads ? { intraOpNumThreads: o.threads } : {}) });
   try {
-    const res = await engine.generateSamples([{ promptId: "prompt", prompt: o.prompt, samples: o.samples }], { ...o.params, trace: true });
+    const res = await engine.generateSamples(
+      o.prompts.map((p) => ({ promptId: p.id, prompt: p.text, samples: o.samples })),
+      { ...o.params, trace: true },
+    );
+    const textOf = new Map(o.prompts.map((p) => [p.id, p.text]));
     return res.samples.map((s) => {
       const commitSteps = s.commitSteps ?? [];
       if (commitSteps.length !== s.tokenIds.length) throw new Error(`the decoder returned ${commitSteps.length} commit steps for ${s.tokenIds.length} tokens`);
       return {
-        promptId: `sample ${s.sampleIndex + 1}`,
-        promptText: o.prompt,
+        promptId: o.prompts.length === 1 ? `sample ${s.sampleIndex + 1}` : o.samples === 1 ? s.promptId : `${s.promptId} #${s.sampleIndex + 1}`,
+        promptText: textOf.get(s.promptId) ?? "",
         tokenIds: s.tokenIds,
         tokenTexts: s.tokenIds.map((id) => tok.decode([id], { skipSpecial: false })),
         commitSteps,

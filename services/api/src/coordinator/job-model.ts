@@ -3,7 +3,9 @@
 // manifest name and weights fingerprint (ModelInfo.model_fingerprint), whatever its path.
 import { status } from "@grpc/grpc-js";
 import { createClient, GrpcError, InvalidArgumentError, loadProto, type Logger, type ModelInfo, type RolloutServiceClient, type WorkerEntry } from "@rlmesh/shared";
-import { loadModel, ModelLoadError, type LoadedModel } from "@rlmesh/shared/model/index";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { loadModel, MANIFEST_FILE, ModelLoadError, type LoadedModel } from "@rlmesh/shared/model/index";
 import { cachedModelFingerprint } from "@rlmesh/shared/model/model-fingerprint";
 import type { NormalizedJobSpec as JobSpec } from "../job-spec.js";
 
@@ -24,6 +26,9 @@ export interface JobModelCheckDeps {
 
 /** The spec's model directory, loaded and validated; INVALID_ARGUMENT naming spec.model_dir, the file and the field. */
 export async function loadJobModel(spec: JobSpec): Promise<LoadedModel> {
+  if (!existsSync(join(spec.modelDir, MANIFEST_FILE))) {
+    throw new InvalidArgumentError("spec.model_dir", `${spec.modelDir} has no ${MANIFEST_FILE}: not a model directory`);
+  }
   try {
     return await loadModel(spec.modelDir);
   } catch (err) {

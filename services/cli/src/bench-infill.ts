@@ -208,7 +208,7 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
       `  ${mode.padEnd(18)} ${pct(r.pass_at_1).padStart(7)} ${r.mean_length_error.toFixed(2).padStart(10)} ${r.mean_length.toFixed(1).padStart(9)} ${pct(r.exact_match).padStart(6)} ${r.nfe_per_token.toFixed(2).padStart(10)}`,
     );
   }
-  if (target.met === null) say("\n  target (variable within 2 points of oracle, >= 30 % relative above the worse fixed mode): not measurable without the variable modes");
+  if (target.met === null) say("\n  target (variable within 2 points of oracle, >= 30 % relative above the worse fixed mode): not measurable (needs oracle, a fixed and a variable mode)");
   else
     say(
       `\n  target: best variable ${pct(target.variable_best!)} vs oracle ${pct(target.oracle!)} (within 2 points: ${target.within_2_points_of_oracle ? "yes" : "no"}), ` +

@@ -12,8 +12,9 @@ forward as its public modeling code does:
 
 Raw logits (no shift: Dream's shift is the sampler's job). One sequence at positions 0..T-1.
 
-usage: hf_reference_forward.py CHECKPOINT_DIR IDS OUT.f32
+usage: hf_reference_forward.py CHECKPOINT_DIR IDS OUT.f32 [CHECKPOINT_DIR IDS OUT.f32 ...]
   IDS: comma-separated token ids; OUT.f32 receives float32 little-endian logits [T, V].
+  Several triples run in one process (torch's import is most of a small run's time).
 """
 import json
 import math
@@ -150,10 +151,7 @@ def llada_forward(cfg, w, ids):
     return torch.nn.functional.linear(x, head)
 
 
-def main():
-    if len(sys.argv) != 4:
-        raise SystemExit(__doc__)
-    src, ids_arg, out = sys.argv[1:]
+def run_one(src, ids_arg, out):
     with open(os.path.join(src, "config.json")) as f:
         cfg = json.load(f)
     ids = [int(s) for s in ids_arg.split(",")]
@@ -164,7 +162,15 @@ def main():
     with torch.no_grad():
         logits = forward(cfg, weights, ids)
     logits.numpy().astype("<f4").tofile(out)
-    print(json.dumps({"shape": list(logits.shape), "torch": torch.__version__}))
+    print(json.dumps({"checkpoint": src, "shape": list(logits.shape), "torch": torch.__version__}))
+
+
+def main():
+    args = sys.argv[1:]
+    if len(args) == 0 or len(args) % 3 != 0:
+        raise SystemExit(__doc__)
+    for i in range(0, len(args), 3):
+        run_one(*args[i : i + 3])
 
 
 if __name__ == "__main__":

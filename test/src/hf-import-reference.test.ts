@@ -5,13 +5,13 @@ import { execFile, execFileSync } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { after, before, test } from "node:test";
 
 import ort from "onnxruntime-node";
 import { configFromManifest, headDim, importHfCheckpoint, kvHeads, loadModel } from "@rlmesh/shared/model/index";
-import type { PolicyModelConfig } from "@rlmesh/shared/model/index";
+import type { ImportHfResult, PolicyModelConfig } from "@rlmesh/shared/model/index";
 import { writeHfFixture } from "@rlmesh/shared/model/hf/testing/hf-fixture";
-import type { HfFixtureOptions } from "@rlmesh/shared/model/hf/testing/hf-fixture";
+import type { HfFixture, HfFixtureOptions } from "@rlmesh/shared/model/hf/testing/hf-fixture";
 import { logitRows, maxAbsDiff, ortForward, selectPositions } from "@rlmesh/shared/model/ort-test-helpers";
 import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
 
@@ -27,54 +27,92 @@ function pythonWithTorch(): string {
       execFileSync(py, ["-c", "import torch, numpy"], { stdio: "pipe" });
       return py;
     } catch (err) {
-      tried.push(`${py}: ${String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim().split("\n").pop()}`);
+      tried.push(
+        `${py}: ${String((err as { stderr?: Buffer }).stderr ?? (err as Error).message)
+          .trim()
+          .split("\n")
+          .pop()}`,
+      );
     }
   }
-  throw new Error(`no python3 with torch and numpy (tried ${tried.join("; ")}): apt-get install -y python3-torch python3-numpy (scripts/setup.sh does), or set RLMESH_PYTHON`);
+  throw new Error(
+    `no python3 with torch and numpy (tried ${tried.join("; ")}): apt-get install -y python3-torch python3-numpy (scripts/setup.sh does), or set RLMESH_PYTHON`,
+  );
 }
 const python = pythonWithTorch();
 
-async function referenceLogits(dir: string, ids: number[]): Promise<Float32Array> {
-  const out = join(root, `ref-${Math.random().toString(36).slice(2)}.f32`);
+/** Reference logits of several (checkpoint, ids) pairs, in one python process (torch's import is most of a run). */
+async function referenceLogits(runs: { dir: string; ids: number[] }[]): Promise<Float32Array[]> {
+  const outs = runs.map((_, k) => join(root, `ref-${k}.f32`));
+  const args = runs.flatMap((r, k) => [r.dir, r.ids.join(","), outs[k]!]);
   await new Promise<void>((resolve, reject) =>
-    execFile(python, [join(REPO_ROOT, "test", "python", "hf_reference_forward.py"), dir, ids.join(","), out], { timeout: 120_000 }, (err, _o, stderr) =>
+    execFile(python, [join(REPO_ROOT, "test", "python", "hf_reference_forward.py"), ...args], { timeout: 180_000 }, (err, _o, stderr) =>
       err ? reject(new Error(`reference forward failed: ${stderr}`)) : resolve(),
     ),
   );
-  const bytes = await readFile(out);
-  return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+  return Promise.all(
+    outs.map(async (o) => {
+      const bytes = await readFile(o);
+      return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+    }),
+  );
 }
 
 const CASES: Record<string, Omit<HfFixtureOptions, "dir">> = {
   "Dream (untied head, one model.safetensors, F32)": { modelType: "Dream", seed: 11 },
-  "Dream (tied head, sharded index, BF16, DreamOn edit tokens)": { modelType: "Dream", seed: 12, tied: true, sharded: true, dtype: "BF16", editTokens: true },
+  "Dream (tied head, sharded index, BF16, DreamOn edit tokens)": {
+    modelType: "Dream",
+    seed: 12,
+    tied: true,
+    sharded: true,
+    dtype: "BF16",
+    editTokens: true,
+  },
   "llada (untied ff_out, sharded index, F16)": { modelType: "llada", seed: 13, sharded: true, dtype: "F16" },
-  "llada (tied wte, GQA 4/2, q/k/v bias)": { modelType: "llada", seed: 14, tied: true, configOverrides: { n_kv_heads: 2, include_qkv_bias: true } },
+  "llada (tied wte, GQA 4/2, q/k/v bias)": {
+    modelType: "llada",
+    seed: 14,
+    tied: true,
+    configOverrides: { n_kv_heads: 2, include_qkv_bias: true },
+  },
 };
 
 const N = 14;
 const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i);
 
-for (const [name, opts] of Object.entries(CASES)) {
-  test(`${name}: import-hf logits equal the PyTorch reference (max |Δ| ≤ ${TOL}); cached = uncached (prefix, dual)`, async (t) => {
+/** Every case's fixture, import and input ids, and the PyTorch logits of all of them from one python run. */
+const prepared = new Map<string, { fx: HfFixture; imported: ImportHfResult; ids: number[]; ref: Float32Array }>();
+before(async () => {
+  const runs: { name: string; fx: HfFixture; imported: ImportHfResult; ids: number[] }[] = [];
+  for (const [name, opts] of Object.entries(CASES)) {
     const src = join(root, `${opts.modelType}-${opts.seed}`);
     const fx = await writeHfFixture({ ...opts, dir: src });
-    const out = join(root, `${opts.modelType}-${opts.seed}-out`);
-    const imported = await importHfCheckpoint(src, { out });
+    const imported = await importHfCheckpoint(src, { out: join(root, `${opts.modelType}-${opts.seed}-out`) });
+    const ids = Array.from({ length: N }, (_, i) => (i === 4 || i === 9 ? fx.ids.mask : (i * 37 + 5) % 560));
+    runs.push({ name, fx, imported, ids });
+  }
+  const refs = await referenceLogits(runs.map((r) => ({ dir: r.fx.dir, ids: r.ids })));
+  runs.forEach((r, k) => prepared.set(r.name, { fx: r.fx, imported: r.imported, ids: r.ids, ref: refs[k]! }));
+});
+
+for (const [name, opts] of Object.entries(CASES)) {
+  test(`${name}: import-hf logits equal the PyTorch reference (max |Δ| ≤ ${TOL}); cached = uncached (prefix, dual)`, async (t) => {
+    const { fx, imported, ids, ref } = prepared.get(name)!;
     const m = imported.model.manifest;
     assert.equal(m.shifted_logits, opts.modelType === "Dream");
     assert.equal(m.mask_id, fx.ids.mask);
     if (opts.editTokens) {
       // The tiny-coder tokenizer has ids 0..564; the fixture appends <|expand|> 565, <|delete|> 566.
-      assert.deepEqual([m.expand_id, m.delete_id, m.special_tokens?.expand, m.special_tokens?.delete], [565, 566, "<|expand|>", "<|delete|>"]);
+      assert.deepEqual(
+        [m.expand_id, m.delete_id, m.special_tokens?.expand, m.special_tokens?.delete],
+        [565, 566, "<|expand|>", "<|delete|>"],
+      );
     } else assert.equal(m.expand_id, undefined);
 
     const cfg: PolicyModelConfig = configFromManifest(m);
-    const ids = Array.from({ length: N }, (_, i) => (i === 4 || i === 9 ? fx.ids.mask : (i * 37 + 5) % 560));
     const positions = range(0, N);
     const session = await ort.InferenceSession.create(imported.model.modelPath, { intraOpNumThreads: 1 });
     const full = await ortForward(session, cfg, 1, ids, positions, new Array(N).fill(1));
-    const ref = await referenceLogits(src, ids);
     assert.equal(ref.length, N * m.vocab_size);
     const delta = maxAbsDiff(full.logits, ref);
     let scale = 0;
@@ -93,11 +131,27 @@ for (const [name, opts] of Object.entries(CASES)) {
     });
     const a = 6;
     const cur = range(a, N);
-    const prefix = await ortForward(session, cfg, 1, cur.map((j) => ids[j]!), cur, new Array(N).fill(1), pick(range(0, a)));
+    const prefix = await ortForward(
+      session,
+      cfg,
+      1,
+      cur.map((j) => ids[j]!),
+      cur,
+      new Array(N).fill(1),
+      pick(range(0, a)),
+    );
     assert.ok(maxAbsDiff(prefix.logits, logitRows(full.logits, N, V, 0, a, N)) < TOL, "prefix cache");
     const [b0, b1] = [4, 9];
     const block = range(b0, b1);
-    const dual = await ortForward(session, cfg, 1, block.map((j) => ids[j]!), block, new Array(N).fill(1), pick([...range(0, b0), ...range(b1, N)]));
+    const dual = await ortForward(
+      session,
+      cfg,
+      1,
+      block.map((j) => ids[j]!),
+      block,
+      new Array(N).fill(1),
+      pick([...range(0, b0), ...range(b1, N)]),
+    );
     assert.ok(maxAbsDiff(dual.logits, logitRows(full.logits, N, V, 0, b0, b1)) < TOL, "dual cache");
   });
 }

@@ -71,7 +71,7 @@ export async function trainDreamOn(args: TrainBaseArgs, settings: TrainBaseSetti
     log(
       `train-base (dreamon): d ${config.dModel}, ${config.nLayers} layers, vocab ${config.vocabSize} (${(parameterCount(config) / 1e6).toFixed(2)} M params), ` +
         `${examples.length} infilling rows from ${rows.length === 0 ? 0 : new Set(rows.map((r) => r.source_task_id)).size} rows of ${trainSource}, batch ${settings.batchSize}, ` +
-        `${totalSteps} steps, lr ${schedule.baseLr}, seed ${args.seed}`,
+        `${totalSteps} steps, lr ${schedule.baseLr}, seed ${args.seed}, time weight ${args.dreamonTimeWeight ?? "linear"}`,
     );
 
     const manifestNow = (extra: Record<string, unknown>): ModelManifest =>
@@ -85,7 +85,12 @@ export async function trainDreamOn(args: TrainBaseArgs, settings: TrainBaseSetti
           preset: args.preset,
           ...(args.init ? { init: args.init } : {}),
           ...(args.trainSize ? { train_size: args.trainSize } : {}),
-          dreamon: { ...DREAMON_DEFAULTS, eos_plays_delete: true, weight: "1 - t", eos_loss: "averaged apart and added" },
+          dreamon: {
+            ...DREAMON_DEFAULTS,
+            eos_plays_delete: true,
+            weight: args.dreamonTimeWeight === "inv_t" ? "1/t, t ~ U(0.05, 1)" : "1 - t, t ~ U(0, 1)",
+            eos_loss: "averaged apart and added",
+          },
           ...extra,
         },
         decoding: { response_budget: settings.responseBudget, lookahead: recommendedLookahead(settings.responseBudget) },
@@ -111,6 +116,7 @@ export async function trainDreamOn(args: TrainBaseArgs, settings: TrainBaseSetti
       ...DREAMON_DEFAULTS,
       maxSeqLen: config.maxSeqLen,
       lengthBucket: DEFAULT_LENGTH_BUCKET,
+      timeWeight: args.dreamonTimeWeight ?? "linear",
     };
     const t0 = performance.now();
     let ema = NaN;

@@ -127,3 +127,21 @@ test("withExpandToken adds <|expand|> after the largest id once; growVocab copie
   assert.deepEqual([...grown.subarray(0, 6)], [...emb]);
   assert.ok(Math.abs(grown[6]! - 3) < 0.1 && Math.abs(grown[7]! - 4) < 0.1);
 });
+
+test("timeWeight inv_t: t ~ U(0.05, 1) and the weight 1/t replaces 1 − t, everything else equal", () => {
+  const ex: InfillExample = { prefixIds: [50], middleIds: [10, 11, 12, 13, 14, 15], suffixIds: [60] };
+  const rng = new SeededRandom(9);
+  const state = rng.getState();
+  const b = makeDreamOnBatch([ex, ex, ex], rng, { ...opts, timeWeight: "inv_t" });
+  rng.setState(state);
+  const rows = [0, 1, 2].map(() => dreamOnRow(ex, rng, { ...opts, timeWeight: "inv_t" }));
+  const N = b.tokenLosses;
+  rows.forEach((r, i) => {
+    assert.ok(r.t >= 0.05 && r.t < 1);
+    const k = r.lossKind.indexOf(1);
+    if (k < 0) return;
+    assert.ok(Math.abs(b.tokenWeights[i * b.batch.seqLen + 1 + k]! - 1 / r.t / (N + 1)) < 1e-6);
+  });
+  // Zero-noise draws are impossible under inv_t: the first uniform 0 gives t = 0.05.
+  assert.equal(dreamOnRow(ex, scripted([0, 0, ...new Array<number>(20).fill(0.99)]), { ...opts, timeWeight: "inv_t" }).t, 0.05);
+});

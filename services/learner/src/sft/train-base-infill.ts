@@ -20,7 +20,8 @@ import type { SftBatch } from "./train-base-data.js";
  *   where p stays 0.5;
  * - the loss is on the visible masked positions, weighted (1 − t); EOS losses are averaged
  *   separately and added: loss = (Σ_non-EOS (1−t)·ℓ + mean_EOS (1−t)·ℓ) / (N_non-EOS + 1),
- *   DreamOn's `weight_eos` branch, over the batch.
+ *   DreamOn's `weight_eos` branch, over the batch. `timeWeight: "inv_t"` puts the base model's
+ *   1/t (t ~ U(0.05, 1)) in place of (1 − t), everything else equal.
  *
  * One deliberate difference: a hidden position does not start the next pair. DreamOn's loop lets
  * it (a run of three masks can hide two tokens behind one `<|expand|>`, which one expansion into
@@ -51,7 +52,18 @@ export interface DreamOnOptions {
   maxSeqLen: number;
   /** Batch sequence length is rounded up to a multiple of this. */
   lengthBucket: number;
+  /**
+   * Per-example loss weight: `linear` = (1 − t) with t ~ U(0, 1) (DreamOn's `time_reweighting:
+   * linear`); `inv_t` = 1/t with t ~ U(tMin, 1), the base model's own masked-diffusion weighting.
+   * @defaultValue "linear"
+   */
+  timeWeight?: DreamOnTimeWeight;
 }
+
+export type DreamOnTimeWeight = "linear" | "inv_t";
+export const DREAMON_TIME_WEIGHTS: readonly DreamOnTimeWeight[] = ["linear", "inv_t"];
+/** Lower bound of t under `inv_t` (so 1/t stays bounded; the base's DEFAULT_T_MIN). */
+export const INV_T_MIN = 0.05;
 
 export const DREAMON_DEFAULTS = { maxDelete: 64, mergeProb: 0.5, uniformMergeShare: 0.5 } as const;
 
@@ -79,7 +91,7 @@ export function dreamOnRow(ex: InfillExample, rng: SeededRandom, opts: DreamOnOp
   const eosCount = room > 0 && opts.maxDelete > 0 ? rng.int(Math.min(opts.maxDelete, room)) : 0;
   const resp = [...ex.middleIds, ...new Array<number>(eosCount).fill(opts.eosId)];
   const L = resp.length;
-  const t = rng.next();
+  const t = opts.timeWeight === "inv_t" ? INV_T_MIN + (1 - INV_T_MIN) * rng.next() : rng.next();
   const randomMask = resp.map(() => rng.next() < t);
   const numMasked = randomMask.filter(Boolean).length;
   const masked = resp.map((tok, i) => randomMask[i]! || tok === opts.eosId);
@@ -138,7 +150,7 @@ export function makeDreamOnBatch(examples: readonly InfillExample[], rng: Seeded
   let expandLabels = 0;
   let hidden = 0;
   rows.forEach(({ r, prefix, suffix }, b) => {
-    weightT[b] = 1 - r.t;
+    weightT[b] = opts.timeWeight === "inv_t" ? 1 / r.t : 1 - r.t;
     hidden += r.hidden.length;
     const put = (j: number, input: number, target: number, k: 0 | 1 | 2) => {
       const at = b * seqLen + j;

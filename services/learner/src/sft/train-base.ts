@@ -108,18 +108,21 @@ export interface TrainBaseArgs {
   lossWeighting: LossWeighting;
   /** mdlm = masked-diffusion SFT on whole answers (default); dreamon = DreamOn variable-length infilling (train-base-dreamon.ts). */
   recipe?: "mdlm" | "dreamon";
+  /** DreamOn's per-example weight: linear = (1 − t) (DreamOn), inv_t = 1/t (the base's). */
+  dreamonTimeWeight?: "linear" | "inv_t";
 }
 
 export const TRAIN_BASE_USAGE = `usage: rlmesh train-base [--config tiny|ci] [--seed S] [--steps N] [--minutes M] [--out DIR]
                          [--data DIR] [--tokenizer FILE] [--eval-limit N] [--eval-every-min M]
                          [--snapshot-dir DIR] [--snapshot-every-min M] [--init MODEL_DIR] [--lr LR] [--stop-after N]
-                         [--train-size N] [--number-weight W] [--loss-weight inv_t|cart] [--cart-p P] [--recipe mdlm|dreamon]
+                         [--train-size N] [--number-weight W] [--loss-weight inv_t|cart] [--cart-p P] [--recipe mdlm|dreamon] [--dreamon-weight linear|inv_t]
   Masked-diffusion SFT of the tiny coder on the toy train split (jax-js on CPU); writes
   DIR/model.onnx + DIR/manifest.json (+ tokenizer.json) atomically. Same seed + steps = same model.
   --loss-weight cart replaces the 1/t weight of a masked token by CART's context-adaptive weight
   (--cart-p, default ${DEFAULT_CART_P}); the masks drawn are the same.
   --recipe dreamon trains variable-length infilling (DreamOn: middle + EOS, <|expand|> merges) on
-  infilling rows of the train split, from --init's weights with <|expand|> added to the vocabulary.`;
+  infilling rows of the train split, from --init's weights with <|expand|> added to the vocabulary;
+  --dreamon-weight linear (DreamOn's 1 − t, default) or inv_t (the base's 1/t).`;
 
 export function parseTrainBaseArgs(argv: readonly string[]): TrainBaseArgs {
   const args: TrainBaseArgs = {
@@ -214,6 +217,12 @@ export function parseTrainBaseArgs(argv: readonly string[]): TrainBaseArgs {
         const v = value();
         if (v !== "mdlm" && v !== "dreamon") throw new Error(`train-base: --recipe must be mdlm or dreamon, got "${v}"`);
         args.recipe = v;
+        break;
+      }
+      case "--dreamon-weight": {
+        const v = value();
+        if (v !== "linear" && v !== "inv_t") throw new Error(`train-base: --dreamon-weight must be linear or inv_t, got "${v}"`);
+        args.dreamonTimeWeight = v;
         break;
       }
       case "-h":

@@ -254,11 +254,14 @@ describe("job decode traces: rollout worker → coordinator → Redis → GetJob
     assert.match(cli.stderr, /kept no traces: submit it with "trace_samples_per_step"/);
   });
 
-  test("the kept traces are bounded: the newest stay", async () => {
+  test("the kept traces are bounded (the newest stay) and kept once per step", async () => {
     const store = new JobStore(conn);
     const job = await store.create((await jobs.get(client, (await jobs.list(client)).jobs[0]!.id)).spec as never);
     const rec = (step: number) => ({ step, promptId: "t", promptText: "", tokenIds: [3], tokenTexts: ["x"], commitSteps: [1], reward: 0, policyVersion: 0, orderCorrelation: 0, nfe: 1 });
     for (let step = 1; step <= 5; step++) await store.appendTraces(job.id, [rec(step), rec(step)], 4);
+    assert.deepEqual((await store.readTraces(job.id)).map((s) => s.step), [4, 4, 5, 5]);
+    // A retried step keeps its traces once.
+    await store.appendTraces(job.id, [rec(5)], 4);
     assert.deepEqual((await store.readTraces(job.id)).map((s) => s.step), [4, 4, 5, 5]);
   });
 });

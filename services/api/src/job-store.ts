@@ -11,6 +11,8 @@ export const JOB_INDEX_KEY = "rlmesh:jobs";
 
 /** Traced samples kept per job (the newest; older ones are trimmed). */
 export const MAX_TRACES_KEPT = 200;
+/** The most traced samples one step keeps (spec.trace_samples_per_step's bound). */
+export const MAX_TRACES_PER_STEP = 64;
 /**
  * How long a job's traces live after their last append when the job's own key has no expiry
  * (jobs are kept until deleted today); a job key with a TTL gives its traces the same TTL.
@@ -110,10 +112,15 @@ export class JobStore {
   /**
    * Keeps a step's traced samples with the job: appended to a bounded list (the newest
    * MAX_TRACES_KEPT stay) that expires with the job (the job key's TTL, or TRACES_TTL_S).
+   * Once per step: a step retried after its traces were kept does not keep them again (a job has
+   * one coordinator, so the check and the append do not race).
    */
   async appendTraces(id: string, samples: readonly TracedSample[], maxKept = MAX_TRACES_KEPT): Promise<void> {
     if (samples.length === 0) return;
     const key = this.key(id, "traces");
+    const steps = new Set(samples.map((s) => Number(s.step)));
+    const tail = await this.redis.lrange(key, -MAX_TRACES_PER_STEP * 2, -1);
+    if (tail.some((r) => steps.has(Number((JSON.parse(r) as TracedSample).step)))) return;
     const ttlMs = await this.redis.pttl(this.key(id));
     await this.redis
       .multi()

@@ -20,6 +20,12 @@ export interface DenoiserSpec {
    * distribution is the logit row j - 1 (position 0 uses row 0). Absent = false.
    */
   shiftedLogits?: boolean;
+  /**
+   * Ids the tokenizer can produce (≤ vocabSize). A checkpoint's vocabulary is often padded past
+   * its tokenizer (Qwen/Dream: 152064 rows, 151665 tokens); ids at or above this are never
+   * proposed. Absent = vocabSize.
+   */
+  tokenizerVocabSize?: number;
 }
 
 /** Per-layer K and V, each [B, Hkv, S, Dh] row-major (Hkv = nKvHeads ?? nHeads). */

@@ -148,6 +148,8 @@ class BatchDecoder {
   private readonly seqs: SeqState[];
   private readonly sampling: SamplingOptions;
   private readonly probs: Float64Array;
+  /** Ids below this may be proposed (the tokenizer's size). */
+  private readonly emitVocab: number;
   private readonly row: Float64Array;
 
   constructor(
@@ -163,6 +165,7 @@ class BatchDecoder {
     this.seqs = inputs.map((inp) => this.initialState(inp, stepsPerBlock(params.steps, this.nBlocks)));
     this.sampling = { temperature: params.temperature, topP: params.top_p, topK: params.top_k };
     this.probs = new Float64Array(this.spec.vocabSize);
+    this.emitVocab = Math.min(this.spec.tokenizerVocabSize ?? this.spec.vocabSize, this.spec.vocabSize);
     this.row = new Float64Array(this.spec.vocabSize);
   }
 
@@ -282,6 +285,8 @@ class BatchDecoder {
       applyPadPenalty(row, 0, spec.padId, spec.eosId, penalty);
       // Committing MASK would be no progress (and an endless decode): it is never a candidate.
       row[spec.maskId] = -Infinity;
+      // Nor is an id the tokenizer cannot decode (a vocabulary padded past the tokenizer).
+      for (let v = this.emitVocab; v < V; v++) row[v] = -Infinity;
       if (greedy) {
         const g = greedyTokenProb(row, 0, V);
         if (Number.isNaN(g.prob)) throw nonFiniteLogits(p);

@@ -155,3 +155,24 @@ test("a model whose logits are NaN stops the decode with an error naming the pos
     );
   }
 });
+
+test("a vocabulary padded past the tokenizer (Qwen/Dream): ids at or above tokenizerVocabSize are never proposed", async () => {
+  const V = SPEC.vocabSize;
+  // The padding rows have the largest logits at every position.
+  const model: Denoiser = {
+    spec: { ...SPEC, vocabSize: V, tokenizerVocabSize: V - 2 },
+    async forward(inp: ForwardInput) {
+      const logits = new Float32Array(inp.batch * inp.length * V);
+      for (let i = 0; i < inp.batch * inp.length; i++) {
+        logits[i * V + 4] = 3;
+        logits[i * V + V - 1] = 30;
+        logits[i * V + V - 2] = 30;
+      }
+      return { logits };
+    },
+  };
+  for (const temperature of [0, 1]) {
+    const [r] = await decodeBatch(model, [{ prompt: [5, 6], seed: 3 }], resolveDecodeParams({ max_new_tokens: 8, block_length: 4, temperature, cache: "none", eos_fill: false }));
+    assert.ok(r!.rawResponse.every((t) => t < V - 2), Array.from(r!.rawResponse).join(","));
+  }
+});

@@ -12,6 +12,7 @@ import { decodeBatch, DecodeAbortedError } from "../decoding/diffusion-decoder.j
 import { decodeInfillBatch } from "../decoding/infill-decoder.js";
 import { InvalidDecodeParamsError } from "../decoding/decode-params.js";
 import { createSessionWithFallback } from "./execution-provider.js";
+import { writeExternalVersion } from "./external-weights.js";
 import { OrtDenoiser } from "./ort-denoiser.js";
 import type { FromWorker, SerializedError, ToWorker, WorkerInit } from "./worker-protocol.js";
 
@@ -38,9 +39,9 @@ function release(s: Served): void {
 
 async function main(): Promise<void> {
   const baseModel = parseModel(init.modelBytes);
-  const first = await createSessionWithFallback(ort, init.modelBytes, init.settings, log);
+  const first = await createSessionWithFallback(ort, init.externalModelPath ?? init.modelBytes, init.settings, log);
   let current: Served = {
-    denoiser: new OrtDenoiser(ort, first.session, init.manifest),
+    denoiser: new OrtDenoiser(ort, first.session, init.manifest, init.tokenizerVocabSize),
     version: init.version,
     inFlight: 0,
     retired: false,
@@ -121,10 +122,19 @@ async function main(): Promise<void> {
         const t0 = Date.now();
         void (async () => {
           try {
-            const bytes = serialize(replaceWeights(baseModel, new Map(msg.weights)));
-            const created = await createSessionWithFallback(ort, bytes, init.settings);
+            let created: Awaited<ReturnType<typeof createSessionWithFallback>>;
+            if (init.externalModelPath) {
+              const copy = await writeExternalVersion(init.externalModelPath, baseModel, new Map(msg.weights), `w${init.index}-v${msg.version}`);
+              try {
+                created = await createSessionWithFallback(ort, copy.modelPath, init.settings);
+              } finally {
+                await copy.dispose();
+              }
+            } else {
+              created = await createSessionWithFallback(ort, serialize(replaceWeights(baseModel, new Map(msg.weights))), init.settings);
+            }
             pending.set(msg.version, {
-              denoiser: new OrtDenoiser(ort, created.session, init.manifest),
+              denoiser: new OrtDenoiser(ort, created.session, init.manifest, init.tokenizerVocabSize),
               version: msg.version,
               inFlight: 0,
               retired: false,

@@ -36,25 +36,28 @@ function options(provider: ExecutionProvider, threads: number): InferenceSession
 
 export async function createSessionWithFallback(
   ort: OrtModule,
-  modelBytes: Uint8Array,
+  modelBytes: Uint8Array | string,
   settings: SessionSettings,
   log?: Logger,
 ): Promise<CreatedSession> {
+  // A path (a model with ONNX external data: onnxruntime reads the data files next to it) or bytes.
+  const create = (o: ReturnType<typeof options>) =>
+    typeof modelBytes === "string" ? ort.InferenceSession.create(modelBytes, o) : ort.InferenceSession.create(modelBytes, o);
   const wanted = settings.executionProvider;
   if (wanted !== "cpu") {
     try {
-      const session = await ort.InferenceSession.create(modelBytes, options(wanted, settings.intraOpNumThreads));
+      const session = await create(options(wanted, settings.intraOpNumThreads));
       log?.info("onnxruntime session created", { execution_provider: wanted, intra_op_threads: settings.intraOpNumThreads });
       return { session, provider: wanted };
     } catch (err) {
       const reason = (err as Error).message;
       log?.warn("execution provider unavailable, falling back to cpu", { wanted, reason });
-      const session = await ort.InferenceSession.create(modelBytes, options("cpu", settings.intraOpNumThreads));
+      const session = await create(options("cpu", settings.intraOpNumThreads));
       log?.info("onnxruntime session created", { execution_provider: "cpu", intra_op_threads: settings.intraOpNumThreads });
       return { session, provider: "cpu", fallbackReason: reason };
     }
   }
-  const session = await ort.InferenceSession.create(modelBytes, options("cpu", settings.intraOpNumThreads));
+  const session = await create(options("cpu", settings.intraOpNumThreads));
   log?.info("onnxruntime session created", { execution_provider: "cpu", intra_op_threads: settings.intraOpNumThreads });
   return { session, provider: "cpu" };
 }

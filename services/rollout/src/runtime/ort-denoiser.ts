@@ -5,8 +5,9 @@ import type { Denoiser, DenoiserSpec, ForwardInput, ForwardOutput } from "../dec
 
 type OrtModule = typeof import("onnxruntime-node");
 
-export function specFromManifest(m: ModelManifest): DenoiserSpec {
+export function specFromManifest(m: ModelManifest, tokenizerVocabSize?: number): DenoiserSpec {
   return {
+    ...(tokenizerVocabSize !== undefined ? { tokenizerVocabSize } : {}),
     vocabSize: m.vocab_size,
     nLayers: m.n_layers,
     nHeads: m.n_heads,
@@ -33,8 +34,9 @@ export class OrtDenoiser implements Denoiser {
     private readonly ort: OrtModule,
     readonly session: InferenceSession,
     private readonly manifest: ModelManifest,
+    tokenizerVocabSize?: number,
   ) {
-    this.spec = specFromManifest(manifest);
+    this.spec = specFromManifest(manifest, tokenizerVocabSize);
     const { inputs, outputs } = manifest;
     this.hasPast = inputs.past_key !== undefined && session.inputNames.includes(layerName(inputs.past_key, 0));
     for (let i = 0; i < manifest.n_layers; i++) {

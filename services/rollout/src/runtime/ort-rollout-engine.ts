@@ -6,6 +6,7 @@
  */
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
+import { resolve } from "node:path";
 import { hostname } from "node:os";
 import type { HostTensor, Logger } from "@rlmesh/shared";
 import { loadModel, type ModelManifest } from "@rlmesh/shared/model/index";
@@ -39,6 +40,10 @@ export interface RolloutModel {
   codec?: TextCodec;
   /** sha256 of the directory's own weights (shared model-fingerprint.ts); "" when not loaded from a directory. */
   fingerprint?: string;
+  /** model.onnx's path when its weights are in ONNX external data (sessions are then created from the path). */
+  externalModelPath?: string;
+  /** Ids the tokenizer can produce (< vocab_size when the checkpoint pads its vocabulary); none above is sampled. */
+  tokenizerVocabSize?: number;
 }
 
 export interface RolloutEngineOptions {
@@ -171,6 +176,8 @@ export async function loadRolloutModel(dir: string): Promise<RolloutModel> {
     modelBytes: loaded.modelBytes,
     manifest: loaded.manifest,
     fingerprint: await modelFingerprint(loaded),
+    tokenizerVocabSize: loaded.tokenizerVocabSize,
+    ...(loaded.externalDataFiles.length > 0 ? { externalModelPath: resolve(loaded.modelPath) } : {}),
     codec: { encode: (t) => tok.encode(t), decode: (ids) => tok.decode(ids, { skipSpecial: true }) },
   };
 }
@@ -215,6 +222,8 @@ export class OrtRolloutEngine {
         const init: WorkerInit = {
           index,
           modelBytes: opts.model.modelBytes,
+          ...(opts.model.externalModelPath ? { externalModelPath: opts.model.externalModelPath } : {}),
+          ...(opts.model.tokenizerVocabSize !== undefined ? { tokenizerVocabSize: opts.model.tokenizerVocabSize } : {}),
           manifest: opts.model.manifest,
           settings: { executionProvider: opts.executionProvider ?? "cpu", intraOpNumThreads: threads },
           version: 0,

@@ -9,6 +9,13 @@ import type { ExecutionProvider, SessionSettings } from "./execution-provider.js
 export interface WorkerInit {
   index: number;
   modelBytes: Uint8Array;
+  /**
+   * For a model with ONNX external data: its model.onnx path (sessions are created from the path,
+   * weight versions from copies of it; see external-weights.ts). Absent = a self-contained model.
+   */
+  externalModelPath?: string;
+  /** Ids the model's tokenizer can produce; the decoder proposes no id at or above it. */
+  tokenizerVocabSize?: number;
   manifest: ModelManifest;
   settings: SessionSettings;
   version: number;

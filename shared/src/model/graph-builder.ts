@@ -67,6 +67,9 @@ const S = "total_seq";
  * Builds the policy transformer: token embedding as a one-hot matmul (so the learner's gradient
  * needs no scatter), RoPE on q/k from explicit position_ids, pre-RMSNorm bidirectional attention
  * over past+current keys, sigmoid-GELU MLP, LM head untied or tied to the embedding (config). Logits are not shifted.
+ * The config's family options (README "Family options") change pieces of this one graph, never
+ * its I/O contract: GQA (K/V with nKvHeads heads, queries grouped), q/k/v bias, SwiGLU, ropeTheta,
+ * an explicit headDim, a Gather embedding; left unset, the graph is node for node the tiny model's.
  *
  * Attention is laid out for jax-js's fast gradients: scores = MatMul(q, Transpose(k)) with k
  * stored [B,H,S,Dh]; P·V is a plain MatMul, which measured faster under jax-js's gradient than the

@@ -74,6 +74,7 @@ test("bench decode --json prints the issue's JSON shape (random-weight model, 2 
     }
     assert.equal(typeof r.speedup_best, "number");
     assert.equal(typeof r.batch8_vs_batch1, "number");
+    assert.ok(r.peak_rss_mb > 50 && r.peak_rss_mb < 100_000, `peak RSS ${r.peak_rss_mb} MB`);
     assert.deepEqual(
       r.runs.map((x: { gen_length: number }) => x.gen_length),
       [64, 32],

@@ -58,6 +58,8 @@ export interface BenchDecodeReport extends GenLengthResult {
   intra_op_threads: number;
   eos_fill: boolean;
   pad_penalty: number;
+  /** Peak resident memory of the process (the decode workers are its threads), MB. */
+  peak_rss_mb: number;
   notes: string[];
 }
 
@@ -254,6 +256,7 @@ export async function runDecodeBench(
       intra_op_threads: opts.threads,
       eos_fill: opts.eosFill,
       pad_penalty: opts.padPenalty,
+      peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
       notes,
     };
   } finally {
@@ -280,7 +283,7 @@ export function formatBenchTable(r: BenchDecodeReport): string {
     );
   }
   lines.push(`batch${BENCH_BATCH}_vs_batch1 ${r.batch8_vs_batch1 ?? "-"}x (${r.batch_mode ?? "-"})`);
-  lines.push(`tasks ${r.tasks}, evaluator ${r.evaluator}, intra-op threads ${r.intra_op_threads}`);
+  lines.push(`tasks ${r.tasks}, evaluator ${r.evaluator}, intra-op threads ${r.intra_op_threads}, peak RSS ${r.peak_rss_mb} MB`);
   for (const n of r.notes) lines.push(`note: ${n}`);
   return lines.join("\n");
 }

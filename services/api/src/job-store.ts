@@ -28,6 +28,21 @@ local n = redis.call('INCR', KEYS[1]) - 1
 redis.call('XADD', KEYS[2], n .. '-1', 'e', ARGV[1])
 return n`;
 
+// A step's event and the job's progress in one step: the event is appended and the job record
+// replaced only when the stored job has not reached that step yet (a retried or resumed step whose
+// record went through — e.g. Redis died before the reply — is not recorded twice). Returns the
+// event's offset, or -1 when the step was already recorded.
+const RECORD_STEP = `
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, j = pcall(cjson.decode, cur)
+  if ok and tonumber(j['step'] or 0) >= tonumber(ARGV[3]) then return -1 end
+end
+local n = redis.call('INCR', KEYS[2]) - 1
+redis.call('XADD', KEYS[3], n .. '-1', 'e', ARGV[1])
+redis.call('SET', KEYS[1], ARGV[2])
+return n`;
+
 /** Job state and its append-only event log, kept in Redis so they survive an api restart. */
 export class JobStore {
   constructor(private readonly redis: Redis) {}
@@ -100,6 +115,35 @@ export class JobStore {
     const next = await this.update(id, { ...patch, state: to });
     await this.appendEvent(id, { state: { fromState: job.state, to, reason } });
     return next;
+  }
+
+  /**
+   * Records a completed step atomically: its step event and the job's progress (`patch`, whose
+   * `step` is the step). A step the stored job has already reached is not recorded again; the
+   * stored job is returned then.
+   */
+  async recordStep(
+    id: string,
+    event: Omit<JobEventIn, "offset" | "timeMs" | "jobId">,
+    patch: Partial<Omit<Job, "id" | "spec" | "createdAtMs">> & { step: number },
+  ): Promise<{ job: Job; recorded: boolean }> {
+    const job = await this.get(id);
+    if (!job) throw new Error(`job ${id} not found`);
+    if (Number(job.step) >= patch.step) return { job, recorded: false };
+    const next: Job = { ...job, ...patch, updatedAtMs: Date.now() };
+    const full: JobEventIn = { ...event, jobId: id, timeMs: Date.now() };
+    const n = (await this.redis.eval(
+      RECORD_STEP,
+      3,
+      this.key(id),
+      this.key(id, "seq"),
+      this.key(id, "events"),
+      JSON.stringify(full),
+      JSON.stringify(next),
+      String(patch.step),
+    )) as number;
+    if (n < 0) return { job: (await this.get(id)) ?? job, recorded: false };
+    return { job: next, recorded: true };
   }
 
   /** Appends an event (offset and time are assigned here); returns its offset. */

@@ -1,5 +1,5 @@
 import { evalSplitName } from "@rlmesh/shared/eval-splits";
-import type { Job } from "@rlmesh/shared";
+import { isRedisUnavailable, type Job } from "@rlmesh/shared";
 import type { NormalizedJobSpec as JobSpec } from "../job-spec.js";
 import { jobEvaluator } from "./job-eval.js";
 import { startOnLearner } from "./job-start.js";
@@ -7,7 +7,7 @@ import { loadJobRows } from "./job-datasets.js";
 import { generateStep, runStep, stepSamplesKey, type Generated, type StepContext } from "./job-step.js";
 import type { RunnerDeps } from "./runner-deps.js";
 import { withWaitingNotices } from "./waiting-notice.js";
-import { isTransient, STEP_ATTEMPTS, stepRetryDelayMs } from "./step-retry.js";
+import { isTransient, REDIS_OUTAGE_LIMIT_MS, REDIS_RETRY_MS, STEP_ATTEMPTS, stepRetryDelayMs } from "./step-retry.js";
 
 /**
  * Drives one RL job: starts it on the learner (its own model, versions from 0), then per step, sample prompts → Generate on the rollout workers → score every
@@ -92,15 +92,39 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
       // A step is idempotent (its samples are kept in Redis, reward job ids and TrainStep are keyed
       // by (job, step)), so a transient failure — a worker, the learner or Redis restarting — is
       // retried with backoff before the job fails.
+      // A Redis outage does not use up the step's attempts: the step waits for Redis (up to
+      // REDIS_OUTAGE_LIMIT_MS), retrying every few seconds.
+      let redisDownSince = 0;
       for (let attempt = 1; ; attempt++) {
         try {
+          if (attempt > 1) {
+            // The failed attempt may have recorded the step before it failed (Redis died before
+            // the reply): then it is done.
+            const stored = await store.get(job.id);
+            if (stored && Number(stored.step) >= step) {
+              job = stored;
+              break;
+            }
+          }
           const pre = prefetch.next;
           prefetch.next = null;
           const samples = pre && pre.step === step ? pre.samples : generateStep(job.id, step, ctx);
           job = await runStep(job, step, ctx, samples, () => startPrefetch(step + 1));
           break;
         } catch (err) {
-          if (signal.aborted || attempt >= STEP_ATTEMPTS || !isTransient(err)) throw err;
+          if (signal.aborted || !isTransient(err)) throw err;
+          if (isRedisUnavailable(err)) {
+            redisDownSince ||= Date.now();
+            if (Date.now() - redisDownSince < REDIS_OUTAGE_LIMIT_MS) {
+              attempt--;
+              log.warn("Redis unavailable, retrying the step", { step, downSeconds: Math.round((Date.now() - redisDownSince) / 1000) });
+              await new Promise((r) => setTimeout(r, REDIS_RETRY_MS));
+              continue;
+            }
+          } else {
+            redisDownSince = 0;
+          }
+          if (attempt >= STEP_ATTEMPTS) throw err;
           const waitMs = stepRetryDelayMs(attempt);
           log.warn("step failed, retrying", { step, attempt, waitMs, err: (err as Error).message });
           await store

@@ -135,7 +135,7 @@ export async function runStep(job: Job, step: number, ctx: StepContext, generate
   const passRateStep = solved.size / batch.length;
   await recordStepTraces(job.id, step, spec, batch, scored, deps, log);
   const informativeFraction = informativeGroupFraction(groups);
-  await store.appendEvent(job.id, {
+  const stepEvent = {
     step: {
       step,
       rewardMean,
@@ -148,17 +148,19 @@ export async function runStep(job: Job, step: number, ctx: StepContext, generate
       samplesPolicyVersion: Math.min(...samples.map((x) => Number(x.policyVersion))),
       trainedGroups: keep.size,
     },
-  });
+  };
   // The job's own mean over every scored candidate so far (Job.reward_mean is this step's).
   const before = Number(job.candidatesScored ?? 0);
   const candidatesScored = before + scored.length;
   const jobRewardMean = candidatesScored > 0 ? (Number(job.jobRewardMean ?? 0) * before + rewardSum) / candidatesScored : 0;
   const progress = { step, policyVersion: trained.policyVersion, rewardMean, passRate: passRateStep, jobRewardMean, candidatesScored };
   const stop = trained.stats?.guardAction === "stop" ? new CollapseGuardStop(step, `step reward: ${trained.stats.guardReason}`) : null;
+  // The step's event and the job's progress go in together, once: a retried step whose record
+  // went through (Redis died before its reply) is not recorded twice.
+  const recorded = await store.recordStep(job.id, stepEvent, progress);
+  job = recorded.job;
   // A stop is recorded with the step, so a restarted api does not resume the job.
-  job = stop
-    ? await store.transition(job.id, "JOB_STATE_FAILED", stop.message, { ...progress, error: stop.message })
-    : await store.update(job.id, progress);
+  if (stop) job = await store.transition(job.id, "JOB_STATE_FAILED", stop.message, { error: stop.message });
   await deps.redis.del(stepSamplesKey(job.id, step));
   deps.metrics?.observeStep(step, rewardMean, t);
   log.info("step", { step, rewardMean, policyVersion: trained.policyVersion, ...t });

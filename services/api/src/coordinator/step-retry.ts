@@ -26,6 +26,10 @@ export const PERMANENT_GRPC_CODES: ReadonlySet<number> = new Set([
   status.UNIMPLEMENTED,
 ]);
 
+/** How long a step waits out a Redis outage (retrying every REDIS_RETRY_MS) before it counts as a failed attempt. */
+export const REDIS_OUTAGE_LIMIT_MS = 10 * 60_000;
+export const REDIS_RETRY_MS = 2000;
+
 /** First retry delay of a failed step; doubles per attempt. */
 export const STEP_RETRY_BASE_MS = 1000;
 /** Longest wait between two attempts of a step. */

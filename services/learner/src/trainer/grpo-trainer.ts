@@ -3,6 +3,7 @@ import * as grpc from "@grpc/grpc-js";
 import { GrpcError, InvalidArgumentError, type HostTensor, type LearnerStatusIn, type Logger, type TrainStatsIn, type TrainStepRequest } from "@rlmesh/shared";
 import { layerName, loadModel, parseModel, readWeights, type ModelManifest } from "@rlmesh/shared/model/index";
 import { modelFingerprint } from "@rlmesh/shared/model/model-fingerprint";
+import { checkTrainable } from "./model-compat.js";
 
 import { AppliedSteps, requestFingerprint, type AppliedStep } from "./applied-steps.js";
 import { padBatchToBucket } from "./batch-bucket.js";
@@ -243,6 +244,7 @@ export class GrpoTrainer implements Trainer {
   static async open(opts: GrpoTrainerOptions): Promise<GrpoTrainer> {
     const model = await loadModel(opts.modelDir);
     const m = model.manifest;
+    checkTrainable(opts.modelDir, model);
     await opts.validateModel?.({
       manifest: m,
       weights: [...readWeights(parseModel(model.modelBytes))].map(([name, w]) => ({ name, shape: [...w.shape] })),

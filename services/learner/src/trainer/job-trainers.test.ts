@@ -9,9 +9,11 @@ import { join } from "node:path";
 import { createLogger, InvalidArgumentError, weightsChecksum, type TrainSample } from "@rlmesh/shared";
 import { loadModel, modelBytes as serialize, parseModel, readWeights, replaceWeights } from "@rlmesh/shared/model/index";
 import { modelFingerprint } from "@rlmesh/shared/model/model-fingerprint";
+import { importHfCheckpoint } from "@rlmesh/shared/model/index";
+import { writeHfFixture } from "@rlmesh/shared/model/hf/testing/hf-fixture";
 import { JobTrainers } from "./job-trainers.js";
 import { JobNotStartedError } from "./trainer.js";
-import { ModelMismatchError, servedShapeOfModel, type ServedShape } from "./model-compat.js";
+import { ModelMismatchError, servedShapeOfModel, UntrainableModelError, type ServedShape } from "./model-compat.js";
 import { writeRandomModelDir } from "../testing/random-model-dir.js";
 
 const root = await mkdtemp(join(tmpdir(), "rlmesh-job-trainers-test-"));
@@ -133,5 +135,21 @@ test("the same architecture under another name or with other weights is refused 
     (err: unknown) => err instanceof ModelMismatchError && err.message.includes(`is not the model rollout worker w0 serves (random-ci): the model is named "my-coder", rollout worker w0 serves "random-ci"`),
   );
   assert.equal(h.current()?.jobId, "job-copy", "a refused job leaves the running one");
+  h.dispose();
+});
+
+test("a model whose weights are in ONNX external data (> 2 GB) is refused at StartJob: the learner cannot hold it", { timeout: 120_000 }, async () => {
+  const fx = await writeHfFixture({ modelType: "Dream", dir: join(root, "hf-dream"), seed: 2 });
+  const ext = await importHfCheckpoint(fx.dir, { out: join(root, "dream-ext"), name: "dream-ext", externalDataThreshold: 1 });
+  assert.ok(ext.model.externalDataFiles.length > 0);
+  const h = await host(join(root, "ckpt-ext"));
+  await assert.rejects(
+    h.startJob({ jobId: "job-ext", modelDir: ext.model.dir }),
+    (err: unknown) =>
+      err instanceof UntrainableModelError &&
+      err instanceof ModelMismatchError &&
+      err.message.startsWith(`model_dir: ${ext.model.dir} (dream-ext) keeps its weights in ONNX external data (model.onnx.data: more than 2 GB)`),
+  );
+  assert.equal(h.current(), null);
   h.dispose();
 });

@@ -12,6 +12,25 @@ export class ModelMismatchError extends Error {
   readonly field = "model_dir";
 }
 
+/**
+ * A model the learner cannot train (FAILED_PRECONDITION naming model_dir): its weights are in ONNX
+ * external data, i.e. above 2 GB, and jax-js on WebAssembly has one 32-bit address space (4 GiB)
+ * for the weights, their gradients and the activations together.
+ */
+export class UntrainableModelError extends ModelMismatchError {
+  override name = "UntrainableModelError";
+}
+
+/** Throws UntrainableModelError when the learner cannot hold the model's weights and gradients. */
+export function checkTrainable(modelDir: string, model: { externalDataFiles: readonly string[]; manifest: { name: string } }): void {
+  if (model.externalDataFiles.length === 0) return;
+  throw new UntrainableModelError(
+    `model_dir: ${modelDir} (${model.manifest.name}) keeps its weights in ONNX external data (${model.externalDataFiles.join(", ")}: more than 2 GB); ` +
+      "the learner differentiates with jax-js on WebAssembly, whose 4 GiB address space cannot hold those weights and their gradients. " +
+      "Rollouts and evals run on such a model; GRPO training does not (see README, Bring your own model)",
+  );
+}
+
 /** What a served model is compared on (a worker's ModelInfo, or a model directory's shape). */
 export interface ServedShape {
   /** Who serves it, for the message: "rollout worker w1", "the learner's RLMESH_MODEL_DIR". */

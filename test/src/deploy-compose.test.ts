@@ -296,9 +296,9 @@ const FIRST_RESTART_STEP = 2;
  * The user's path: `rlmesh submit --watch` on the host against the published api, and
  * `docker-compose restart learner` (SIGTERM, drain, start again from the checkpoint volume) while
  * the job goes on: once every reward of a step (FIRST_RESTART_STEP or later) is in and the step is
- * not reported yet, so the restart meets that step's TrainStep (or its weight push), the moment where a step could
- * be lost or applied twice. Then checks the job, its event log, where its rewards and samples
- * came from, and the learner's policy version.
+ * not reported yet, so the restart meets that step's TrainStep (or its weight push), the moment
+ * where a step could be lost or applied twice. Then checks the job, its event log, where its
+ * rewards and samples came from, and the learner's policy version.
  */
 async function rlJobThroughCompose(ctx: ClusterContext): Promise<void> {
   // Paths are the api container's (the image carries models/ and datasets/ under /app).
@@ -348,9 +348,9 @@ async function rlJobThroughCompose(ctx: ClusterContext): Promise<void> {
       rewardsIn = finished.length;
       if (rewardsIn === RL_CANDIDATES && stepLines < step) {
         // Checked again after the poll (the step may have been reported meanwhile). A step with
-        // nothing to learn trains in ~0.1 s: too short to meet; the next step is taken instead
-        // (the last one in any case).
-        if (informative(finished) || step === RL.steps) break;
+        // nothing to learn trains in ~0.1 s: too short to meet; the next step is taken instead,
+        // but no later than the last but one, so a step runs on the restarted learner.
+        if (informative(finished) || step >= RL.steps - 1) break;
         step++;
         continue;
       }
@@ -413,7 +413,6 @@ async function rlJobThroughCompose(ctx: ClusterContext): Promise<void> {
     [r.step - 1, RL_CANDIDATES],
     `the restart began with step ${r.step}'s rewards all in and the step not reported yet\n${out}`,
   );
-  assert.ok(r.stepsSeenWhenDone < RL.steps, `restart finished after ${r.stepsSeenWhenDone} of ${RL.steps} steps: not mid-job`);
 
   // The job's event log, read again from offset 0 through the library: every step exactly once,
   // full groups, and a policy version that never goes back and moves by at most one per step.
@@ -552,7 +551,10 @@ const STEPS: Step[] = [
         const values = Object.values(states);
         const expected = CLUSTER_SERVICES.length + EXTRA_REPLICAS;
         if (values.length === expected && values.every((s) => s === "running/healthy")) return;
-        const dead = Object.entries(states).filter(([, s]) => s.startsWith("exited") || s.endsWith("/unhealthy"));
+        // An exited container fails at once. An unhealthy one is waited for until the deadline:
+        // on a loaded machine a health probe can time out a few times in a row, and Docker turns
+        // the container healthy again at its next passing probe.
+        const dead = Object.entries(states).filter(([, s]) => s.startsWith("exited") || s.startsWith("dead"));
         if (dead.length > 0) break;
         await sleep(2000);
       }

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { connect } from "node:net";
 import { loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -12,6 +12,7 @@ import { GrpoTrainer, type LearnerUpdatePath } from "./trainer/grpo-trainer.js";
 import { jaxThreadCount } from "./model/worker-shim.js";
 import { writeRandomModelDir } from "./testing/random-model-dir.js";
 import { DEFAULT_MODEL_DIR as SHIPPED_MODEL_DIR } from "@rlmesh/shared/repo-paths";
+import { parseModel, readWeights } from "@rlmesh/shared/model/index";
 import { WeightPusher } from "./push/weight-pusher.js";
 
 /** Benchmark shape: a typical RL step of the demo (prompts × samples, response tokens). */
@@ -27,13 +28,14 @@ const WORKERS = 2;
 const MB = 1e6;
 const LOOPBACK_CHUNK = 1 << 20;
 
-export const BENCH_LEARNER_USAGE = `usage: rlmesh bench learner [--json] [--steps N] [--pushes N] [--push-workers 1,2,4] [--push-mb N] [--model-dir DIR] [--profile [--reps N]]
+export const BENCH_LEARNER_USAGE = `usage: rlmesh bench learner [--json] [--steps N] [--pushes N] [--push-workers 1,2,4] [--push-mb N] [--model-dir DIR] [--push-only] [--profile [--reps N]]
   TrainStep samples/s (jax-js, ${BENCH_PROMPTS}×${BENCH_SAMPLES_PER_PROMPT} samples, ${BENCH_RESPONSE_TOKENS}-token responses, coupled masks) on the
   shipped model (a random-init model of the same config if it is not trained yet): the fast update
   path and the baseline path (RLMESH_LEARNER_UPDATE=baseline, the learner before issue 17) in the
   same run, steps interleaved, medians of --steps (default ${BENCH_TRAIN_STEPS}); and weight-push MB/s to ${WORKERS}
   local gRPC workers vs raw loopback TCP measured in the same run (--push-workers: one
-  measurement per worker count; --push-mb: a synthetic payload of N MB instead of the weights).
+  measurement per worker count; --push-mb: a synthetic payload of N MB instead of the weights;
+  --push-only: no TrainSteps, the push alone of the model's float initializers or of --push-mb).
   --profile: instead, the table of where a TrainStep's time goes (compilation, forward, backward,
   the one-hot embedding gradient, the LM head at unread positions, the coupled second pass, copies,
   optimizer, checkpoint), both paths, medians of --reps (default ${BENCH_PROFILE_REPS}).
@@ -73,6 +75,8 @@ interface BenchArgs {
   pushWorkers: number[];
   /** Push a synthetic payload of this many MB instead of the model's weights. */
   pushMb?: number;
+  /** Skip the TrainSteps: only the weight push (of the model's float initializers, or --push-mb). */
+  pushOnly?: boolean;
   modelDir?: string;
   profile: boolean;
   reps: number;
@@ -91,6 +95,7 @@ function parseArgs(argv: readonly string[]): BenchArgs {
     else if (f === "--steps") a.steps = int();
     else if (f === "--pushes") a.pushes = int();
     else if (f === "--profile") a.profile = true;
+    else if (f === "--push-only") a.pushOnly = true;
     else if (f === "--push-mb") a.pushMb = int();
     else if (f === "--push-workers") {
       const list = (argv[++i] ?? "").split(",").map(Number);
@@ -274,6 +279,62 @@ async function benchPush(tensors: HostTensor[], rounds: number, workers: number)
   }
 }
 
+/** One push measurement per --push-workers count, logged as it is taken. */
+async function benchPushes(
+  args: BenchArgs,
+  weights: HostTensor[],
+  log: (line: string) => void,
+): Promise<{ payloadBytes: number; pushes: PushMeasurement[]; push: PushMeasurement }> {
+  const payload = args.pushMb ? syntheticTensors(args.pushMb) : weights;
+  const payloadBytes = payload.reduce((a, t) => a + t.data.byteLength, 0);
+  const pushes: PushMeasurement[] = [];
+  for (const workers of args.pushWorkers) {
+    const p = await benchPush(payload, args.pushes, workers);
+    pushes.push(p);
+    log(
+      `  weight push to ${workers} worker(s): ${p.push_seconds.toFixed(3)} s per version, ${p.push_mb_per_s.toFixed(1)} MB/s ` +
+        `(${(payloadBytes / MB).toFixed(2)} MB per version${args.pushMb ? ", synthetic" : ""}, ${args.pushes} versions); ` +
+        `raw loopback TCP ${p.loopback_mb_per_s.toFixed(1)} MB/s; push/loopback = ${p.push_ratio.toFixed(3)}`,
+    );
+  }
+  return { payloadBytes, pushes, push: pushes.find((p) => p.workers === WORKERS) ?? pushes[0]! };
+}
+
+export interface BenchPushOnlyResult {
+  model: string;
+  push_mb_per_s: number;
+  loopback_mb_per_s: number;
+  push_ratio: number;
+  push_by_workers: PushMeasurement[];
+  push_payload_bytes: number;
+}
+
+/** `bench learner --push-only`: the weight push alone, of the model's float initializers (or --push-mb). */
+export async function benchPushOnly(args: BenchArgs, log: (line: string) => void): Promise<BenchPushOnlyResult> {
+  let model = `synthetic ${args.pushMb} MB`;
+  let weights: HostTensor[] = [];
+  if (!args.pushMb) {
+    const m = await benchModel(args);
+    model = m.model;
+    weights = [...readWeights(parseModel(await readFile(join(m.modelDir, "model.onnx"))))].map(([name, w]) => ({
+      name,
+      dtype: "DTYPE_FLOAT32" as const,
+      shape: [...w.shape],
+      data: w.data,
+    }));
+  }
+  log(`bench learner --push-only: ${model}; load average ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
+  const { payloadBytes, pushes, push } = await benchPushes(args, weights, log);
+  return {
+    model,
+    push_mb_per_s: push.push_mb_per_s,
+    loopback_mb_per_s: push.loopback_mb_per_s,
+    push_ratio: push.push_ratio,
+    push_by_workers: pushes,
+    push_payload_bytes: payloadBytes,
+  };
+}
+
 /** The model the bench runs: --model-dir, the shipped model, or a random-init one of its config. */
 async function benchModel(args: BenchArgs, scratch?: string): Promise<{ modelDir: string; model: string }> {
   if (args.modelDir) return { modelDir: args.modelDir, model: args.modelDir };
@@ -301,19 +362,7 @@ export async function benchLearner(args: BenchArgs, log: (line: string) => void)
     log(`  TrainStep baseline: ${(samples / stepBase).toFixed(2)} samples/s (median ${stepBase.toFixed(2)} s; first step ${train.first.baseline.toFixed(2)} s)`);
     log(`  speed-up ${speedup.toFixed(2)}× (medians of ${args.steps} interleaved steps; load average ${loadavgAfter.map((x) => x.toFixed(2)).join(" ")})`);
     const weightBytes = train.tensors.reduce((a, t) => a + t.data.byteLength, 0);
-    const payload = args.pushMb ? syntheticTensors(args.pushMb) : train.tensors;
-    const payloadBytes = payload.reduce((a, t) => a + t.data.byteLength, 0);
-    const pushes: PushMeasurement[] = [];
-    for (const workers of args.pushWorkers) {
-      const p = await benchPush(payload, args.pushes, workers);
-      pushes.push(p);
-      log(
-        `  weight push to ${workers} worker(s): ${p.push_seconds.toFixed(3)} s per version, ${p.push_mb_per_s.toFixed(1)} MB/s ` +
-          `(${(payloadBytes / MB).toFixed(2)} MB per version${args.pushMb ? ", synthetic" : ""}, ${args.pushes} versions); ` +
-          `raw loopback TCP ${p.loopback_mb_per_s.toFixed(1)} MB/s; push/loopback = ${p.push_ratio.toFixed(3)}`,
-      );
-    }
-    const push = pushes.find((p) => p.workers === WORKERS) ?? pushes[0]!;
+    const { payloadBytes, pushes, push } = await benchPushes(args, train.tensors, log);
     return {
       model,
       train_samples_per_s: samples / stepFast,
@@ -353,6 +402,11 @@ export async function benchLearnerCommand(argv: string[]): Promise<number> {
     const p = await profileLearner(modelDir, model, args.reps, args.json ? () => undefined : (l) => console.log(l));
     if (args.json) console.log(JSON.stringify(p));
     else for (const l of formatProfile(p)) console.log(l);
+    return 0;
+  }
+  if (args.pushOnly) {
+    const r = await benchPushOnly(args, args.json ? () => undefined : (l) => console.log(l));
+    if (args.json) console.log(JSON.stringify(r));
     return 0;
   }
   const result = await benchLearner(args, args.json ? () => undefined : (l) => console.log(l));

@@ -263,7 +263,7 @@ class Judgement:
         self.outcomes = {}  # i -> (passed, reason)
         self.started = -1
         self.ended = False
-        self.kill_reason = None  # timeout | output_limit | protocol
+        self.kill_reason = None  # timeout | starved | output_limit | protocol
         self.exit_signal = 0
         self.candidate_signal = 0
         self.oom_killed = None  # True/False when the cgroup counter is readable
@@ -297,6 +297,21 @@ def _expected(req):
     if tests["kind"] == "stdio":
         return [c["output"] for c in tests["cases"]]
     return None
+
+
+STARVE_CREDIT_MAX = 3.0
+
+
+def _run_delay_s(pids):
+    """Seconds the slowest of these processes has waited on a run queue (/proc/PID/schedstat)."""
+    worst = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/schedstat" % pid) as f:
+                worst = max(worst, int(f.read().split()[1]))
+        except (OSError, ValueError, IndexError):
+            pass
+    return worst / 1e9
 
 
 def _total_tests(req):
@@ -399,11 +414,23 @@ def judge(req, proc, in_container=False):
         nonlocal phase_deadline
         phase_deadline = time.monotonic() + test_timeout
 
+    # Time limits are wall-clock, but time the processes spent waiting for a CPU (a loaded host)
+    # is not the candidate's: it is credited back, up to STARVE_CREDIT_MAX x the total limit.
+    # Past that the run is a sandbox_error (the infrastructure's failure, retried elsewhere), never
+    # a timeout verdict. A sleeping or blocked candidate waits on no run queue and gets no credit.
+    watched = [p for p in (proc.pid, proc.judge_pid if trusted else None) if p]
+    delay_base = _run_delay_s(watched)
+    credit_cap = STARVE_CREDIT_MAX * limits["total_timeout_ms"] / 1000.0
     while not (j.ended or j.kill_reason or j.load_error or j.test_error):
         now = time.monotonic()
-        deadline = min(total_deadline, phase_deadline)
+        credit = _run_delay_s(watched) - delay_base
+        deadline = min(total_deadline, phase_deadline) + min(credit, credit_cap)
         if now >= deadline:
-            j.kill_reason = "timeout"
+            if credit >= credit_cap:
+                j.kill_reason = "starved"
+                j.detail = "the host starved the sandbox of CPU (its processes waited %.1f s for a CPU); not the candidate's time" % credit
+            else:
+                j.kill_reason = "timeout"
             break
         events = sel.select(deadline - now)
         for key, _ in events:
@@ -526,6 +553,8 @@ def verdict(j):
         return "passed", run, passed
     if j.kill_reason == "timeout":
         return "timeout", run, passed
+    if j.kill_reason == "starved":
+        return "sandbox_error", run, passed
     if j.kill_reason in ("output_limit",):
         return "runtime_error", run, passed
     if j.kill_reason == "protocol":

@@ -10,7 +10,11 @@ import { test } from "node:test";
 
 import ort from "onnxruntime-node";
 
-import { buildPolicyGraph, initWeights, serializeModel } from "@rlmesh/shared/model/index";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { buildPolicyGraph, importHfCheckpoint, initWeights, serializeModel } from "@rlmesh/shared/model/index";
+import { writeHfFixture } from "@rlmesh/shared/model/hf/testing/hf-fixture";
 import type { PolicyModelConfig } from "@rlmesh/shared/model/index";
 
 import { JaxPolicy, toPositionSpace, toRowSpace, type JaxPolicyMode, type TokenBatch, type WeightTensors } from "./jax-policy.js";
@@ -214,4 +218,53 @@ test("shifted logits: reading position 0 is refused with a reason; the row-space
   }
   const back = toPositionSpace(extras["w"]!, batch);
   assert.deepEqual(Array.from(back), Array.from(tokenW));
+});
+
+test("an imported Dream checkpoint (HF-layout fixture through import-hf): jax-js logits = onnxruntime logits, shifted log-probs read row t − 1", async () => {
+  await initJax();
+  const root = mkdtempSync(join(tmpdir(), "rlmesh-jax-import-"));
+  try {
+    const fx = await writeHfFixture({ modelType: "Dream", dir: join(root, "hf"), seed: 6 });
+    const { model } = await importHfCheckpoint(fx.dir, { out: join(root, "model"), name: "dream-tiny" });
+    const m = model.manifest;
+    assert.equal(m.shifted_logits, true);
+    const p = JaxPolicy.fromLoadedModel(model, "split");
+    assert.equal(p.mode, "split");
+    assert.equal(p.shiftedLogits, true);
+    const Tn = 9;
+    const tokIds = Int32Array.from({ length: 2 * Tn }, (_, i) => (i * 7 + 5) % 500);
+    const b: TokenBatch = {
+      batchSize: 2,
+      seqLen: Tn,
+      inputIds: tokIds,
+      positionIds: Int32Array.from({ length: 2 * Tn }, (_, i) => i % Tn),
+      attentionMask: new Float32Array(2 * Tn).fill(1),
+      targets: Int32Array.from({ length: 2 * Tn }, (_, i) => (i * 11 + 3) % 500),
+      readMask: Uint8Array.from({ length: 2 * Tn }, (_, i) => (i % Tn === 0 ? 0 : 1)),
+    };
+    const session = await ort.InferenceSession.create(model.modelBytes, { intraOpNumThreads: 1 });
+    const kvH = m.n_kv_heads ?? m.n_heads;
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor("int64", BigInt64Array.from(tokIds, BigInt), [2, Tn]),
+      position_ids: new ort.Tensor("int64", BigInt64Array.from(b.positionIds, BigInt), [2, Tn]),
+      attention_mask: new ort.Tensor("float32", b.attentionMask, [2, Tn]),
+    };
+    for (let i = 0; i < m.n_layers; i++) feeds[`past_key_${i}`] = feeds[`past_value_${i}`] = new ort.Tensor("float32", new Float32Array(0), [2, kvH, 0, m.head_dim]);
+    const expected = (await session.run(feeds))["logits"]!.data as Float32Array;
+    const got = await p.logits(p.initialWeights(), b);
+    const scale = Math.max(...expected.map(Math.abs));
+    let diff = 0;
+    for (let i = 0; i < got.length; i++) diff = Math.max(diff, Math.abs(got[i]! - expected[i]!));
+    assert.ok(diff < 1e-4 * Math.max(scale, 1), `max |Δlogit| ${diff} (scale ${scale})`);
+    const lp = await p.tokenLogProbs(p.initialWeights(), b);
+    for (let k = 0; k < 2 * Tn; k++) {
+      if (k % Tn === 0) continue;
+      const want = logSoftmaxAt(expected, k - 1, b.targets[k]!, m.vocab_size);
+      assert.ok(Math.abs(lp[k]! - want) < 1e-4 * Math.max(1, Math.abs(want)), `${k}: ${lp[k]} vs ${want}`);
+    }
+    p.dispose();
+    await session.release();
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });

@@ -245,6 +245,34 @@ test("an --out that exists and is not empty is refused and left as it was; an em
   assert.equal(r.model.manifest.source?.["model_type"], "Dream");
 });
 
+test("a tied Dream checkpoint that still carries lm_head.weight imports (the copy is not needed); an untied one without it is refused", async () => {
+  const src = join(root, "tied-with-head");
+  await writeHfFixture({ modelType: "Dream", dir: src, tied: true });
+  const h = await readSafetensorsHeader(join(src, "model.safetensors"));
+  const entries = await Promise.all(
+    [...h.tensors.values()].map(async (t) => ({ name: t.name, shape: t.shape, data: await readSafetensorsTensor(t) })),
+  );
+  const emb = entries.find((e) => e.name === "model.embed_tokens.weight")!;
+  entries.push({ name: "lm_head.weight", shape: emb.shape, data: emb.data });
+  await writeFile(join(src, "model.safetensors"), encodeSafetensors(entries));
+  const r = await importHfCheckpoint(src, { out: join(root, "tied-with-head-out") });
+  assert.equal(r.model.manifest.tied_embeddings, true);
+  await refused(
+    {},
+    (dir) =>
+      editJson(join(dir, "config.json"), (j) => (j["tie_word_embeddings"] = false)).then(async () => {
+        const hh = await readSafetensorsHeader(join(dir, "model.safetensors"));
+        const kept = await Promise.all(
+          [...hh.tensors.values()]
+            .filter((t) => t.name !== "lm_head.weight")
+            .map(async (t) => ({ name: t.name, shape: t.shape, data: await readSafetensorsTensor(t) })),
+        );
+        await writeFile(join(dir, "model.safetensors"), encodeSafetensors(kept));
+      }),
+    /^model\.safetensors: tensor "lm_head\.weight" is missing/,
+  );
+});
+
 test("the project's own format (manifest.json, no config.json) is checked and copied; a broken one is refused naming the field", async () => {
   const out = join(root, "own-format-out");
   const r = await importHfCheckpoint(DEFAULT_MODEL_DIR, { out, name: "tiny-copy" });

@@ -110,7 +110,7 @@ export async function readSafetensorsHeader(path: string, file = basename(path))
 export async function readSafetensorsTensor(t: SafetensorsTensor, handle?: FileHandle): Promise<Float32Array> {
   const fh = handle ?? (await open(t.path, "r"));
   try {
-    const bytes = Buffer.alloc(t.end - t.start);
+    const bytes = Buffer.allocUnsafe(t.end - t.start); // filled completely below, or an error
     let done = 0;
     while (done < bytes.length) {
       const { bytesRead } = await fh.read(bytes, done, bytes.length - done, t.start + done);

@@ -4,16 +4,17 @@ Protocol on stdin/stdout: frames of a 4-byte big-endian length + UTF-8 JSON. On 
 {"ready": true}; then for each request {id, code, tests, limits} it writes one response
 {id, status, tests_run, tests_passed, tests_total, duration_ms, stderr_tail, detail}.
 
-PID 1 never reads a request itself: per request it forks a supervisor (supervise_one), and the
-supervisor, before it reads the request, forks from that clean warm interpreter two processes:
+PID 1 never reads a request itself. It forks one persistent supervisor, which reads the
+requests, and per request forks from its own clean warm interpreter (which never held a request)
+two processes, and hands their pipes and pidfds to the supervisor (SCM_RIGHTS):
   - the candidate process (runner.py), which will run the candidate program and nothing else;
   - the judge process (judge.py), which runs the test code and reaches the candidate only through
     stubs that exchange plain data with the candidate process over a private pair of pipes.
 The judge reports each test to the supervisor on its own pipe (nonce-tagged); the candidate
 process has no pipe to the supervisor for function-style tests. stdin/stdout tests are run by
 the candidate process in one forked child per case, and judged by the supervisor (stdout).
-The supervisor answers on stdout after every other process is dead; PID 1 answers for it only
-if a candidate killed or stopped it.
+The supervisor answers on stdout after PID 1 killed and reaped every other process; PID 1
+answers for it only if a candidate killed or stopped it (then a fresh supervisor is forked).
 
 Why this is safe as PID 1 of the container's pid namespace:
   - SIGKILL/SIGSTOP from inside the namespace do not reach PID 1, and every other signal is
@@ -23,8 +24,8 @@ Why this is safe as PID 1 of the container's pid namespace:
     unreadable for the same-uid candidate, so it can neither write to their pipes nor read their
     memory;
   - expected values and test code never enter the candidate process;
-  - after each request kill(-1, SIGKILL) and reaping until no child is left removes every
-    process the candidate started, and the tmpfs (/tmp, /dev/shm) is wiped.
+  - after each request PID 1 SIGKILLs every process but the supervisor and reaps until none is
+    left (it is init: every orphan is its child), and the tmpfs (/tmp, /dev/shm) is wiped.
 """
 
 import gc
@@ -35,6 +36,7 @@ import select
 import selectors
 import shutil
 import signal
+import socket
 import struct
 import sys
 import tempfile
@@ -226,6 +228,28 @@ class Runner:
             os.close(fd)
         self.judge_pidfd = _pidfd(jpid)
 
+    FD_NAMES = ("job_w", "result_r", "out_r", "err_r", "pidfd", "jjob_w", "jresult_r", "judge_pidfd")
+
+    def handoff(self):
+        """(message, fds) that give the supervisor this pair: its pids and every descriptor the
+        fork server's side holds (pipe ends and pidfds), sent with SCM_RIGHTS."""
+        names = [n for n in self.FD_NAMES if getattr(self, n) is not None]
+        return {"pid": self.pid, "judge_pid": self.judge_pid, "run_dir": self.run_dir, "fds": names}, \
+            [getattr(self, n) for n in names]
+
+    @classmethod
+    def received(cls, msg, fds):
+        """The supervisor's handle on a pair PID 1 forked (see handoff)."""
+        proc = cls.__new__(cls)
+        for n in cls.FD_NAMES:
+            setattr(proc, n, None)
+        for n, fd in zip(msg["fds"], fds):
+            if n not in cls.FD_NAMES:
+                raise ValueError("unknown descriptor %r" % n)
+            setattr(proc, n, fd)
+        proc.pid, proc.judge_pid, proc.run_dir = msg["pid"], msg["judge_pid"], msg["run_dir"]
+        return proc
+
     def close_fds(self):
         for fd in (self.job_w, self.result_r, self.out_r, self.err_r, self.pidfd, self.jjob_w,
                    self.jresult_r, self.judge_pidfd):
@@ -319,7 +343,10 @@ def _total_tests(req):
     return len(tests["tests"]) if tests["kind"] == "assert" else len(tests["cases"])
 
 
-def judge(req, proc, in_container=False):
+def judge(req, proc, in_container=False, exit_signals=None):
+    """Runs one request on a forked candidate/judge pair. exit_signals(), when given, returns the
+    signals that ended the candidate and the judge process on their own (0 if none) for a
+    caller that is not their parent (the persistent supervisor asks PID 1)."""
     limits = req["limits"]
     started = time.monotonic()
     total_deadline = started + limits["total_timeout_ms"] / 1000.0
@@ -478,8 +505,14 @@ def judge(req, proc, in_container=False):
                 j.detail = j.detail or "runner exited before all tests ran"
             break
     sel.close()
-    j.candidate_signal = _runner_signal(proc.pid, j)
-    j.exit_signal = j.candidate_signal or (_runner_signal(proc.judge_pid, j) if trusted else 0)
+    if exit_signals is None:
+        j.candidate_signal = _runner_signal(proc.pid, j)
+        judge_signal = _runner_signal(proc.judge_pid, j) if trusted else 0
+    else:
+        j.candidate_signal, judge_signal = exit_signals()
+        if not trusted:
+            judge_signal = 0
+    j.exit_signal = j.candidate_signal or judge_signal
     if oom_before is not None:
         after = oom_kills()
         j.oom_killed = after is not None and after > oom_before
@@ -719,15 +752,8 @@ def respond(req, j, stderr_tail, duration_ms):
 
 
 EXIT_EOF = 10
-PR_SET_CHILD_SUBREAPER = 36
+EXIT_PID1_GONE = 11
 SUPERVISOR_GRACE_S = 2.5  # after the request's own budget; the executor's watchdog allows 5 s
-
-
-def _prctl(option, value):
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(option, value, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(%d) failed" % option)
 
 
 def _bad_request(req, exc):
@@ -736,105 +762,238 @@ def _bad_request(req, exc):
             "stderr_tail": "", "detail": "bad request: %s" % exc}
 
 
-def supervise_one(run_dir, header_fd):
-    """The per-request supervisor (a fresh child of PID 1); returns its exit code.
+# ---------------------------------------------------------------- PID 1 and the supervisor
+#
+# PID 1 is the zygote: it never reads a request. It forks, once, a persistent *supervisor* that
+# reads the requests and judges them, and per request forks the candidate process and the judge
+# process from its own clean warm interpreter and hands the supervisor its ends of their pipes
+# and their pidfds over a private socket (SCM_RIGHTS). So no process a candidate or a test runs
+# in was forked from memory that ever held test code or expected values (the supervisor's heap
+# keeps freed request bytes, and nothing is ever forked from it), and a request costs two forks,
+# not three. Messages on that socket (JSON, one per packet):
+#   supervisor -> PID 1: next (ready for a pair) | header {id, total, deadline_s} | finish
+#   PID 1 -> supervisor: pair {pid, judge_pid, run_dir, fds} + descriptors | clean {c, j}
+# On `finish` PID 1 takes the exit signals of the pair (if they ended on their own), kills every
+# process but itself and the supervisor, reaps them all, and answers `clean` with the signals;
+# the supervisor then empties the tmpfs and SysV IPC and answers the executor. If a candidate
+# kills or stops the supervisor, PID 1 answers for it (runtime_error / timeout) after killing
+# everything, and forks a fresh supervisor.
 
-    PID 1 never reads a request: everything of it (code, tests, expected values, messages about
-    them) lives only in this process, which exits after answering, so nothing of it can be left
-    in the freed memory of the process the next candidate is forked from. Candidate and judge
-    are forked from here before the request is read. As a child subreaper it becomes the parent
-    of every process the candidate leaves behind, kills them all (kill(-1) spares PID 1 and
-    itself), reaps them, empties the tmpfs, and only then answers on stdout.
-    """
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
-    os.mkdir(run_dir, 0o700)
-    proc = Runner(run_dir, new_session=False)
+def _send(sock, msg):
+    sock.sendall(json.dumps(msg, separators=(",", ":")).encode())
+
+
+def _recv(sock):
+    """One message and the descriptors that came with it; (None, []) when the peer is gone."""
+    data, fds, _flags, _addr = socket.recv_fds(sock, 65536, 16)
+    if not data:
+        for fd in fds:
+            os.close(fd)
+        return None, []
+    return json.loads(data), fds
+
+
+def _finish(sock):
+    """Asks PID 1 to end the pair and every process the candidate left; returns the pair's own
+    exit signals (candidate, judge), 0 for a process that was still running."""
+    _send(sock, {"t": "finish"})
+    msg, fds = _recv(sock)
+    for fd in fds:
+        os.close(fd)
+    if not isinstance(msg, dict) or msg.get("t") != "clean":
+        raise SystemExit(EXIT_PID1_GONE)
+    return int(msg.get("c") or 0), int(msg.get("j") or 0)
+
+
+def _supervise_request(sock, proc):
+    """One request on the pair PID 1 forked; (response or None, exit code or None)."""
     try:
         req = read_frame(0)
     except ValueError as exc:
         proc.close_fds()
-        write_frame(1, _bad_request(None, exc))
-        return 0
+        _finish(sock)
+        return _bad_request(None, exc), None
     if req is None:
-        return EXIT_EOF
+        proc.close_fds()
+        return None, EXIT_EOF
+    signals = None
+
+    def exit_signals():
+        nonlocal signals
+        signals = _finish(sock)
+        return signals
+
     try:
         _validate(req)
-        write_frame(header_fd, {"id": req.get("id"), "total": _total_tests(req),
-                                "deadline_s": req["limits"]["total_timeout_ms"] / 1000.0 + SUPERVISOR_GRACE_S})
-        os.close(header_fd)
-        j, tail, ms = judge(req, proc, in_container=True)
+        _send(sock, {"t": "header", "id": req.get("id"), "total": _total_tests(req),
+                     "deadline_s": req["limits"]["total_timeout_ms"] / 1000.0 + SUPERVISOR_GRACE_S})
+        j, tail, ms = judge(req, proc, in_container=True, exit_signals=exit_signals)
         resp = respond(req, j, tail, ms)
     except (ValueError, KeyError, TypeError) as exc:
         resp = _bad_request(req, exc)
     proc.close_fds()
-    kill_all_as_init()
-    for root in WIPE_ROOTS:
-        wipe(root)
-    wipe_sysv_ipc()
-    write_frame(1, resp)
-    return 0
+    if signals is None:
+        _finish(sock)
+    return resp, None
 
 
-def _wait_supervisor(pid, deadline):
-    """Waits for the supervisor until the deadline; keeps it running if a candidate stops it.
+def supervisor_loop(sock, run_dir):
+    """The persistent supervisor (a child of PID 1); returns its exit code.
 
-    Returns its wait status, or None when the deadline passed.
+    Per request: a fresh run dir, `next` to PID 1, the pair's descriptors back, then the request
+    from stdin, judged; PID 1 kills and reaps everything else (`finish`), the tmpfs and SysV IPC
+    are emptied, and only then the response goes to stdout.
     """
-    pidfd = os.pidfd_open(pid)
-    try:
-        while True:
-            wpid, status = os.waitpid(pid, os.WNOHANG | os.WUNTRACED)
-            if wpid == pid:
-                if os.WIFSTOPPED(status):
-                    os.kill(pid, signal.SIGCONT)
-                    continue
-                return status
-            left = deadline - time.monotonic() if deadline is not None else 0.05
-            if left <= 0:
-                return None
-            select.select([pidfd], [], [], min(left, 0.05))
-    finally:
-        os.close(pidfd)
+    while True:
+        try:
+            os.mkdir(run_dir, 0o700)
+        except FileExistsError:
+            pass
+        _send(sock, {"t": "next"})
+        msg, fds = _recv(sock)
+        if not isinstance(msg, dict) or msg.get("t") != "pair":
+            for fd in fds:
+                os.close(fd)
+            return EXIT_PID1_GONE
+        proc = Runner.received(msg, fds)
+        resp, code = _supervise_request(sock, proc)
+        if code is not None:
+            return code
+        for root in WIPE_ROOTS:
+            wipe(root)
+        wipe_sysv_ipc()
+        write_frame(1, resp)
 
 
-def _serve_one(run_dir):
-    """One request through a fresh supervisor; False on stdin EOF."""
-    header_r, header_w = os.pipe()
+def _spawn_supervisor(run_dir):
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid == 0:
         code = 3
         try:
-            os.close(header_r)
-            code = supervise_one(run_dir, header_w)
+            mine.close()
+            code = supervisor_loop(theirs, run_dir)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 3
         finally:
             os._exit(code)
-    os.close(header_w)
-    started = time.monotonic()
+    theirs.close()
+    return pid, mine
+
+
+def _pair_signal(pid):
+    """The signal that ended a process of the pair on its own (it is reaped), else 0."""
     try:
-        header = read_frame(header_r)
-    except ValueError:
-        header = None
-    os.close(header_r)
-    deadline = started + header["deadline_s"] if isinstance(header, dict) else None
-    status = _wait_supervisor(pid, deadline)
-    if header is None:
-        kill_all_as_init()
-        if status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_EOF:
-            return False
-        return True  # it answered a bad request itself (or failed before reading one)
-    answered = status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-    kill_all_as_init()
-    if not answered:
-        # The candidate killed (or stopped) the supervisor: no test result can exist; answer
-        # for it, once every process is gone.
-        for root in WIPE_ROOTS:
-            wipe(root)
-        wipe_sysv_ipc()
-        write_frame(1, {"id": header.get("id"), "status": "timeout" if status is None else "runtime_error",
-                        "tests_run": 0, "tests_passed": 0, "tests_total": header.get("total", 0),
-                        "duration_ms": int((time.monotonic() - started) * 1000), "stderr_tail": "",
-                        "detail": "the judge's supervisor was %s" % ("stopped" if status is None else "killed")})
-    return True
+        wpid, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return 0
+    if wpid == pid and os.WIFSIGNALED(status):
+        return os.WTERMSIG(status)
+    return 0
+
+
+def kill_all_but(spare):
+    """As PID 1: kills every process of the namespace except itself and `spare` (the
+    supervisor), reaping until none is left. Returns the supervisor's wait status if it ended
+    meanwhile, else None."""
+    spare_status = None
+    while True:
+        others = [int(n) for n in os.listdir("/proc") if n.isdigit() and int(n) not in (1, spare)]
+        for pid in others:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        reaped = False
+        while True:
+            try:
+                wpid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if wpid == 0:
+                break
+            reaped = True
+            if wpid == spare:
+                spare_status = status
+        if not others:
+            return spare_status
+        if not reaped:
+            select.select([], [], [], 0.0002)
+
+
+def _await_supervisor(sock, spid, deadline, state):
+    """The supervisor's next message, ("exit", status) when it ended, or ("deadline", None).
+    A supervisor a candidate stopped is continued."""
+    while True:
+        wpid, status = os.waitpid(spid, os.WNOHANG | os.WUNTRACED)
+        if wpid == spid:
+            if os.WIFSTOPPED(status):
+                os.kill(spid, signal.SIGCONT)
+                continue
+            return "exit", status
+        left = deadline - time.monotonic() if deadline is not None else 0.05
+        if left <= 0:
+            return "deadline", None
+        waits = [state["pidfd"]] + ([] if state["sock_eof"] else [sock])
+        ready, _, _ = select.select(waits, [], [], min(left, 0.05))
+        if sock in ready:
+            msg, fds = _recv(sock)
+            for fd in fds:
+                os.close(fd)
+            if msg is None:
+                state["sock_eof"] = True
+                continue
+            return "msg", msg
+
+
+def _serve_with_supervisor(run_dir):
+    """Serves requests through one supervisor until it ends; False on stdin EOF."""
+    spid, sock = _spawn_supervisor(run_dir)
+    state = {"pidfd": os.pidfd_open(spid), "sock_eof": False}
+    header, started, proc = None, 0.0, None
+    try:
+        while True:
+            deadline = started + header["deadline_s"] if header is not None else None
+            kind, value = _await_supervisor(sock, spid, deadline, state)
+            if kind == "msg" and isinstance(value, dict):
+                t = value.get("t")
+                if t == "next":
+                    proc = Runner(run_dir, new_session=False)
+                    msg, fds = proc.handoff()
+                    msg["t"] = "pair"
+                    socket.send_fds(sock, [json.dumps(msg, separators=(",", ":")).encode()], fds)
+                    proc.close_fds()  # PID 1 keeps no descriptor of the pair
+                    header = None
+                    continue
+                if t == "header" and isinstance(value.get("deadline_s"), (int, float)):
+                    header, started = value, time.monotonic()
+                    continue
+                if t == "finish" and proc is not None:
+                    sigs = {"c": _pair_signal(proc.pid), "j": _pair_signal(proc.judge_pid)}
+                    ended = kill_all_but(spid)
+                    header, proc = None, None
+                    if ended is None:
+                        _send(sock, dict(sigs, t="clean"))
+                        continue
+                    kind, value = "exit", ended
+            # The supervisor ended, sent nonsense, or ran past the request's deadline.
+            kill_all_as_init()
+            if kind == "exit" and os.WIFEXITED(value) and os.WEXITSTATUS(value) == EXIT_EOF and header is None:
+                return False
+            for root in WIPE_ROOTS:
+                wipe(root)
+            wipe_sysv_ipc()
+            if header is not None:
+                # The candidate killed (or stopped) the supervisor: no test result can exist;
+                # answer for it, once every process is gone.
+                write_frame(1, {"id": header.get("id"), "status": "timeout" if kind == "deadline" else "runtime_error",
+                                "tests_run": 0, "tests_passed": 0, "tests_total": header.get("total", 0),
+                                "duration_ms": int((time.monotonic() - started) * 1000), "stderr_tail": "",
+                                "detail": "the judge's supervisor was %s" % ("stopped" if kind == "deadline" else "killed")})
+            return True
+    finally:
+        os.close(state["pidfd"])
+        sock.close()
 
 
 def _set_nproc(argv):
@@ -854,7 +1013,7 @@ def serve_as_init():
     os.umask(0o077)
     run_dir = "/tmp/run"
     write_frame(1, {"ready": True, "protocol": PROTOCOL_VERSION, "pid": os.getpid()})
-    while _serve_one(run_dir):
+    while _serve_with_supervisor(run_dir):
         pass
     return 0
 

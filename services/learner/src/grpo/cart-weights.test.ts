@@ -106,4 +106,6 @@ test("parseLossWeighting: defaults, names, and errors naming the field", () => {
   assert.throws(() => parseLossWeighting("linear", undefined, f), /^LossWeightError: params\.loss_weight must be one of inv_t, cart, got "linear"/);
   assert.throws(() => parseLossWeighting("cart", 1, f), /params\.cart_p must be in \(0, 1\), got 1/);
   assert.throws(() => parseLossWeighting("inv_t", 0.1, f), /params\.cart_p applies only to loss_weight cart/);
+  assert.throws(() => parseLossWeighting("cart", -1, f), (e: unknown) => e instanceof LossWeightError && e.field === "cart_p");
+  assert.throws(() => parseLossWeighting("x", undefined, f), (e: unknown) => e instanceof LossWeightError && e.field === "loss_weight");
 });

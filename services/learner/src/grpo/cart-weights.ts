@@ -26,13 +26,19 @@ export const DEFAULT_CART_P = 0.1;
 
 export const INV_T_WEIGHTING: Readonly<LossWeighting> = Object.freeze({ kind: "inv_t" });
 
-/** Thrown for a CART input that is out of range or inconsistent. */
+/** Thrown for a CART input that is out of range or inconsistent; `field` says which input. */
 export class LossWeightError extends Error {
   override name = "LossWeightError";
+  constructor(
+    message: string,
+    readonly field: "loss_weight" | "cart_p" | "input" = "input",
+  ) {
+    super(message);
+  }
 }
 
 export function checkCartP(p: number): number {
-  if (!(Number.isFinite(p) && p > 0 && p < 1)) throw new LossWeightError(`cart_p must be in (0, 1), got ${p}`);
+  if (!(Number.isFinite(p) && p > 0 && p < 1)) throw new LossWeightError(`cart_p must be in (0, 1), got ${p}`, "cart_p");
   return p;
 }
 
@@ -115,13 +121,13 @@ export function parseLossWeighting(
 ): LossWeighting {
   const kind = name === undefined || name === null || name === "" ? dflt.kind : name;
   if (kind !== "inv_t" && kind !== "cart")
-    throw new LossWeightError(`${fields.lossWeight} must be one of ${LOSS_WEIGHT_NAMES.join(", ")}, got "${name}"`);
+    throw new LossWeightError(`${fields.lossWeight} must be one of ${LOSS_WEIGHT_NAMES.join(", ")}, got "${name}"`, "loss_weight");
   if (kind === "inv_t") {
     if (cartP !== undefined && cartP !== null)
-      throw new LossWeightError(`${fields.cartP} applies only to loss_weight cart (loss weight here: inv_t), got ${cartP}`);
+      throw new LossWeightError(`${fields.cartP} applies only to loss_weight cart (loss weight here: inv_t), got ${cartP}`, "cart_p");
     return { kind };
   }
   const p = cartP ?? (dflt.kind === "cart" ? dflt.p : DEFAULT_CART_P);
-  if (!(Number.isFinite(p) && p > 0 && p < 1)) throw new LossWeightError(`${fields.cartP} must be in (0, 1), got ${p}`);
+  if (!(Number.isFinite(p) && p > 0 && p < 1)) throw new LossWeightError(`${fields.cartP} must be in (0, 1), got ${p}`, "cart_p");
   return { kind, p };
 }

@@ -112,11 +112,11 @@ export function resolveGrpoParams(p: GrpoParams | null | undefined, recipe: Lear
   const weightInRatio = q.weightInRatio ?? recipe.weightInRatio;
   let weighting: LossWeighting;
   try {
-    weighting = parseLossWeighting(q.lossWeight, q.cartP, { lossWeight: "loss_weight", cartP: "cart_p" }, recipe.lossWeighting);
+    // Messages start with the field name; InvalidArgumentError adds "params.<field>: ".
+    weighting = parseLossWeighting(q.lossWeight, q.cartP, { lossWeight: "", cartP: "" }, recipe.lossWeighting);
   } catch (err) {
-    if (!(err instanceof LossWeightError)) throw err;
-    const field = err.message.startsWith("cart_p") ? "cart_p" : "loss_weight";
-    bad(field, err.message.slice(field.length + 1));
+    if (!(err instanceof LossWeightError) || err.field === "input") throw err;
+    bad(err.field, err.message.trimStart());
   }
   return {
     update: {

@@ -174,7 +174,7 @@ class Runner:
     descriptor that is not its own before doing anything else.
     """
 
-    def __init__(self, run_dir, new_session):
+    def __init__(self, run_dir, new_session, judge_server=None):
         self.run_dir = run_dir
         job_r, self.job_w = os.pipe()
         self.result_r, result_w = os.pipe()
@@ -204,6 +204,17 @@ class Runner:
         jjob_r, self.jjob_w = os.pipe()
         self.jresult_r, jresult_w = os.pipe()
         cand_pidfd = self.pidfd
+        if judge_server is not None:
+            # A judge process that served earlier runs (clean ones only) gets this run's pipes.
+            fds = [jjob_r, jresult_w, c2j_r, j2c_w] + ([cand_pidfd] if cand_pidfd is not None else [])
+            try:
+                socket.send_fds(judge_server["sock"], [b'{"t":"job"}'], fds)
+            finally:
+                for fd in (jjob_r, jresult_w, c2j_r, j2c_w):
+                    os.close(fd)
+            self.judge_pid = judge_server["pid"]
+            self.judge_pidfd = _pidfd(self.judge_pid)
+            return
 
         def judge_proc():
             spec = read_frame(jjob_r)
@@ -260,15 +271,25 @@ class Runner:
                     pass
 
 
-def judge_limits(limits, run_dir):
-    """The judge runs trusted test code, but on data the candidate chose: bound it too."""
+def judge_limits(limits, run_dir, persistent=False):
+    """The judge runs trusted test code, but on data the candidate chose: bound it too.
+
+    A judge process that serves several runs sets soft limits only (a hard limit could not be
+    raised again for the next run); its CPU limit counts from what it has used so far, and
+    SIGXCPU ends it (judge_server)."""
     import resource
     mem = int(limits["memory_mb"]) * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
     cpu = int(limits["total_timeout_ms"] / 1000) + 2
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     fsize = int(limits["file_size_mb"]) * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+    if persistent:
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        cpu += int(used.ru_utime + used.ru_stime) + 1
+        for res, soft in ((resource.RLIMIT_AS, mem), (resource.RLIMIT_CPU, cpu), (resource.RLIMIT_FSIZE, fsize)):
+            resource.setrlimit(res, (soft, resource.getrlimit(res)[1]))
+    else:
+        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     os.environ.clear()
     os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": run_dir, "LANG": "C.UTF-8",
@@ -509,7 +530,7 @@ def judge(req, proc, in_container=False, exit_signals=None):
         j.candidate_signal = _runner_signal(proc.pid, j)
         judge_signal = _runner_signal(proc.judge_pid, j) if trusted else 0
     else:
-        j.candidate_signal, judge_signal = exit_signals()
+        j.candidate_signal, judge_signal = exit_signals(j)
         if not trusted:
             judge_signal = 0
     j.exit_signal = j.candidate_signal or judge_signal
@@ -793,10 +814,10 @@ def _recv(sock):
     return json.loads(data), fds
 
 
-def _finish(sock):
+def _finish(sock, judge_done=False):
     """Asks PID 1 to end the pair and every process the candidate left; returns the pair's own
     exit signals (candidate, judge), 0 for a process that was still running."""
-    _send(sock, {"t": "finish"})
+    _send(sock, {"t": "finish", "judge_done": judge_done})
     msg, fds = _recv(sock)
     for fd in fds:
         os.close(fd)
@@ -818,9 +839,10 @@ def _supervise_request(sock, proc):
         return None, EXIT_EOF
     signals = None
 
-    def exit_signals():
+    def exit_signals(j):
         nonlocal signals
-        signals = _finish(sock)
+        # The judge process may serve the next run only if this one ended cleanly.
+        signals = _finish(sock, judge_done=j.ended and not (j.kill_reason or j.load_error or j.test_error))
         return signals
 
     try:
@@ -865,6 +887,87 @@ def supervisor_loop(sock, run_dir):
         write_frame(1, resp)
 
 
+JUDGE_RUNS = 64  # runs one judge process serves at most before a fresh one is forked
+JUDGE_READY_S = 0.5  # how long PID 1 waits for a judge that reported its end to say it is idle
+
+
+def judge_server(sock, run_dir):
+    """A judge process that serves run after run (forked by PID 1, never by the supervisor).
+
+    Per run PID 1 sends it the run's pipes (job, results, the channel to the candidate, the
+    candidate's pidfd); it judges exactly as a fresh judge process would, then drops everything
+    of the run (its channel is marked dead so a kept handle refers to nothing, `solution` leaves
+    sys.modules, its fds close, the working directory is left) and says `ready`. PID 1 keeps it
+    only when the run ended cleanly and that `ready` came; otherwise it is killed with the
+    candidate. SIGXCPU ends it (its CPU limit is a soft one, see judge_limits).
+    """
+    signal.signal(signal.SIGXCPU, signal.SIG_DFL)
+    import builtins
+    import threading
+    clean = {"bdict": vars(builtins), "builtins": dict(vars(builtins)), "path": list(sys.path), "recursion": sys.getrecursionlimit(),
+             "std": (sys.stdin, sys.stdout, sys.stderr)}
+    while True:
+        msg, fds = _recv(sock)
+        if not isinstance(msg, dict) or msg.get("t") != "job" or len(fds) < 4:
+            return
+        jjob_r, jresult_w, c2j_r, j2c_w = fds[:4]
+        cand_pidfd = fds[4] if len(fds) > 4 else None
+        try:
+            spec = read_frame(jjob_r)
+            os.close(jjob_r)
+            if spec is None:
+                return
+            judge_limits(spec["limits"], run_dir, persistent=True)
+            reporter = runner.Reporter(jresult_w, spec["nonce"])
+            try:
+                judge_process.run(spec, reporter, judge_process.Channel(c2j_r, j2c_w, cand_pidfd))
+            except BaseException as exc:  # a harness bug: fail the run, say where
+                reporter.send("test_error", msg="judge: " + judge_process._short(exc))
+            del spec, reporter
+        finally:
+            judge_process.end_run()
+            for fd in fds[1:]:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            os.chdir("/")
+            # What a run's test code may have changed that the next run's would see.
+            bdict = clean["bdict"]
+            bdict.clear()  # (no builtin can be looked up from here until the update)
+            bdict.update(clean["builtins"])
+            sys.path[:] = clean["path"]
+            sys.setrecursionlimit(clean["recursion"])
+            sys.stdin, sys.stdout, sys.stderr = clean["std"]
+        if threading.active_count() > 1:
+            return  # a thread of the run still runs: this process serves no other run
+        _send(sock, {"t": "ready"})
+
+
+def _spawn_judge(run_dir):
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:
+        _child({theirs.fileno()}, None, None, lambda: judge_server(theirs, run_dir))
+    theirs.close()
+    return {"pid": pid, "sock": mine, "runs": 0}
+
+
+def _judge_idle(judge_server_, judge_done):
+    """True when the judge process may serve the next run: the run ended cleanly, it said
+    `ready` in time, it is alive, and it has not served JUDGE_RUNS runs yet."""
+    if not judge_done or judge_server_["runs"] >= JUDGE_RUNS:
+        return False
+    sock = judge_server_["sock"]
+    ready, _, _ = select.select([sock], [], [], JUDGE_READY_S)
+    if not ready:
+        return False
+    msg, fds = _recv(sock)
+    for fd in fds:
+        os.close(fd)
+    return isinstance(msg, dict) and msg.get("t") == "ready"
+
+
 def _spawn_supervisor(run_dir):
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
@@ -892,13 +995,27 @@ def _pair_signal(pid):
     return 0
 
 
-def kill_all_but(spare):
-    """As PID 1: kills every process of the namespace except itself and `spare` (the
-    supervisor), reaping until none is left. Returns the supervisor's wait status if it ended
-    meanwhile, else None."""
+def _judge_alive_after(pid):
+    """After every other process is gone: a stop the candidate sent the kept judge process is
+    undone (SIGCONT also discards a pending SIGSTOP); False if it is not alive any more."""
+    try:
+        os.kill(pid, signal.SIGCONT)
+        wpid, _ = os.waitpid(pid, os.WNOHANG)
+    except (ProcessLookupError, ChildProcessError):
+        return False
+    if wpid == pid:
+        return False
+    return True
+
+
+def kill_all_but(spare, spare_judge=None):
+    """As PID 1: kills every process of the namespace except itself, `spare` (the supervisor)
+    and `spare_judge` (a judge process kept for the next run), reaping until none is left.
+    Returns the supervisor's wait status if it ended meanwhile, else None."""
     spare_status = None
+    keep = (1, spare, spare_judge)
     while True:
-        others = [int(n) for n in os.listdir("/proc") if n.isdigit() and int(n) not in (1, spare)]
+        others = [int(n) for n in os.listdir("/proc") if n.isdigit() and int(n) not in keep]
         for pid in others:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -951,6 +1068,7 @@ def _serve_with_supervisor(run_dir):
     spid, sock = _spawn_supervisor(run_dir)
     state = {"pidfd": os.pidfd_open(spid), "sock_eof": False}
     header, started, proc = None, 0.0, None
+    judge = None  # the judge process kept from the last clean run
     try:
         while True:
             deadline = started + header["deadline_s"] if header is not None else None
@@ -958,7 +1076,10 @@ def _serve_with_supervisor(run_dir):
             if kind == "msg" and isinstance(value, dict):
                 t = value.get("t")
                 if t == "next":
-                    proc = Runner(run_dir, new_session=False)
+                    if judge is None:
+                        judge = _spawn_judge(run_dir)
+                    judge["runs"] += 1
+                    proc = Runner(run_dir, new_session=False, judge_server=judge)
                     msg, fds = proc.handoff()
                     msg["t"] = "pair"
                     socket.send_fds(sock, [json.dumps(msg, separators=(",", ":")).encode()], fds)
@@ -970,7 +1091,14 @@ def _serve_with_supervisor(run_dir):
                     continue
                 if t == "finish" and proc is not None:
                     sigs = {"c": _pair_signal(proc.pid), "j": _pair_signal(proc.judge_pid)}
-                    ended = kill_all_but(spid)
+                    keep = judge is not None and not sigs["j"] and _judge_idle(judge, value.get("judge_done") is True)
+                    if not keep and judge is not None:
+                        judge["sock"].close()
+                        judge = None
+                    ended = kill_all_but(spid, judge["pid"] if keep else None)
+                    if keep and not _judge_alive_after(judge["pid"]):
+                        judge["sock"].close()
+                        judge = None
                     header, proc = None, None
                     if ended is None:
                         _send(sock, dict(sigs, t="clean"))
@@ -994,6 +1122,8 @@ def _serve_with_supervisor(run_dir):
     finally:
         os.close(state["pidfd"])
         sock.close()
+        if judge is not None:
+            judge["sock"].close()
 
 
 def _set_nproc(argv):

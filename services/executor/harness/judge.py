@@ -269,6 +269,16 @@ def _channel():
     return CHANNEL
 
 
+def end_run():
+    """After a run in a judge process that serves the next one too: the run's channel is dead
+    (a handle kept from it refers to nothing), its `solution` module is gone."""
+    global CHANNEL
+    if CHANNEL is not None:
+        CHANNEL.broken = CandidateDied
+    CHANNEL = None
+    sys.modules.pop("solution", None)
+
+
 # ---------------------------------------------------------------- stubs
 
 def _refuse(name):
@@ -286,13 +296,17 @@ class CandidateObject:
     would let the candidate decide a test.
     """
 
-    __slots__ = ("_rlmesh_h",)
+    __slots__ = ("_rlmesh_h", "_rlmesh_c")
 
     def __init__(self, h):
         object.__setattr__(self, "_rlmesh_h", h)
+        object.__setattr__(self, "_rlmesh_c", CHANNEL)  # handles are numbers of one run's candidate
 
     def _rlmesh_req(self, op, args=(), kwargs=None):
-        return _channel().request(op, object.__getattribute__(self, "_rlmesh_h"), args, kwargs)
+        chan = _channel()
+        if object.__getattribute__(self, "_rlmesh_c") is not chan:
+            raise chan.violation("a candidate object of an earlier run")
+        return chan.request(op, object.__getattribute__(self, "_rlmesh_h"), args, kwargs)
 
     def __call__(self, *args, **kwargs):
         return self._rlmesh_req("call", args, kwargs)

@@ -623,6 +623,69 @@ function suite(backend: SandboxBackendName): void {
       ["timeout"],
     ));
 
+  // ---------------------------------------------------------------- the judge process serves several runs
+  // PID 1 keeps a judge process after a clean run (up to 64 runs) and hands it the next run's
+  // pipes; candidates are still forked fresh for every run. Nothing of one run may reach the next.
+
+  test("a candidate object that test code kept in a module is dead for the next run", async () => {
+    const BOX = py(`
+      class Box:
+          def get(self):
+              return 7
+      def make():
+          return Box()
+    `);
+    let second: RewardResult | undefined;
+    // A judge process serves at most 64 runs: if the first run happened to be its last, the
+    // second meets a fresh one (no kept object at all); one more try then meets a kept one.
+    for (let i = 0; i < 2; i++) {
+      const first = await fx.client.score(fenced(BOX), asserts("import math\nmath._rlmesh_kept = make()\nassert make().get() == 7"), LIMITS);
+      assert.equal(first.reward, 1, JSON.stringify(first));
+      second = await fx.client.score(fenced(BOX), asserts("import math\nassert math._rlmesh_kept.get() == 7"), LIMITS);
+      if (!/has no attribute '_rlmesh_kept'/.test(second.reason)) break;
+    }
+    assert.equal(second!.reward, 0, JSON.stringify(second));
+    assert.equal(second!.status, "failed", JSON.stringify(second));
+    assert.match(second!.reason, /NotPlainData.*earlier run/);
+  });
+
+  test("a test that replaced a builtin does not change the next run's builtins", async () => {
+    const patched = await fx.client.score(fenced(GOOD), asserts("import builtins\nbuiltins.sorted = lambda *a, **k: [42]\nassert add(1, 2) == 3"), LIMITS);
+    assert.equal(patched.reward, 1, JSON.stringify(patched));
+    const next = await fx.client.score(fenced(GOOD), asserts("assert sorted([2, 1]) == [1, 2]", "assert add(1, 2) == 3"), LIMITS);
+    assert.equal(next.reward, 1, JSON.stringify(next));
+  });
+
+  test("SIGSTOP to every process around the judge's last report: the next candidate is judged in time", async () => {
+    for (const delay of [0, 0.001, 0.005, 0.02]) {
+      await attack(
+        py(`
+          import os, signal, time
+          calls = [0]
+          def add(a, b):
+              calls[0] += 1
+              if calls[0] < 3:
+                  return a + b
+              if os.fork() == 0:
+                  time.sleep(${delay})
+                  for p in os.listdir('/proc'):
+                      if p.isdigit() and int(p) not in (1, os.getpid()):
+                          try:
+                              os.kill(int(p), signal.SIGSTOP)
+                          except OSError:
+                              pass
+                  os._exit(0)
+              return 0
+        `),
+        ["failed", "timeout"],
+      );
+      const t0 = Date.now();
+      const canary = await fx.client.score(fenced(GOOD), ADD, LIMITS);
+      assert.equal(canary.reward, 1, JSON.stringify(canary));
+      assert.ok(Date.now() - t0 < LIMITS.total_timeout_ms, `the next candidate took ${Date.now() - t0} ms (delay ${delay})`);
+    }
+  });
+
   // ---------------------------------------------------------------- looking for the judge's data
 
   /** Each finder looks for `assert add(1, 2) == N` style text and answers N; 0 when nothing is found. */

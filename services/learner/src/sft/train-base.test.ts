@@ -99,6 +99,7 @@ test("train-base arguments are validated with the flag named", () => {
   assert.throws(() => parseTrainBaseArgs(["--loss-weight", "cart", "--cart-p", "1"]), /--cart-p must be in \(0, 1\), got 1/);
   assert.throws(() => parseTrainBaseArgs(["--loss-weight", "cart", "--cart-p", "x"]), /--cart-p must be a number in \(0, 1\), got "x"/);
   assert.throws(() => parseTrainBaseArgs(["--cart-p", "0.1"]), /--cart-p applies only to loss_weight cart/);
+  assert.throws(() => parseTrainBaseArgs(["--recipe", "dreamon", "--loss-weight", "cart"]), /--loss-weight cart applies to the mdlm recipe/);
 });
 
 test("train-base --loss-weight cart trains from the same draws to different weights, and records the weighting", async () => {

@@ -237,6 +237,8 @@ export function parseTrainBaseArgs(argv: readonly string[]): TrainBaseArgs {
   } catch (err) {
     throw new Error(`train-base: ${(err as Error).message}`);
   }
+  if (args.recipe === "dreamon" && args.lossWeighting.kind === "cart")
+    throw new Error("train-base: --loss-weight cart applies to the mdlm recipe; --recipe dreamon weighs its tokens by --dreamon-weight");
   return args;
 }
 

@@ -54,6 +54,37 @@ export function tensorToBytes(t: HostTensor): Buffer {
   return copy;
 }
 
+/**
+ * A tensor whose data is a typed array over `bytes` itself (no copy) on a little-endian host;
+ * the caller hands over `bytes`, which must start at an offset aligned for the dtype (a fresh
+ * ArrayBuffer is). Elsewhere, or when misaligned, a byte-swapped copy (tensorFromBytes).
+ */
+export function tensorOverBytes(name: string, dtype: DType, shape: number[], bytes: Uint8Array): HostTensor {
+  const w = bytesPerElement(dtype);
+  const expected = numElements(shape) * w;
+  if (bytes.byteLength !== expected) {
+    throw new TensorCodecError(`tensor ${name}: got ${bytes.byteLength} bytes, shape [${shape.join(",")}] of ${dtype} needs ${expected}`);
+  }
+  if (!littleEndian || bytes.byteOffset % w !== 0) return tensorFromBytes(name, dtype, shape, bytes);
+  const { buffer, byteOffset } = bytes;
+  const n = expected / w;
+  switch (dtype) {
+    case "DTYPE_FLOAT32":
+      return { name, dtype, shape, data: new Float32Array(buffer, byteOffset, n) };
+    case "DTYPE_INT32":
+      return { name, dtype, shape, data: new Int32Array(buffer, byteOffset, n) };
+    case "DTYPE_INT64":
+      return { name, dtype, shape, data: new BigInt64Array(buffer, byteOffset, n) };
+    case "DTYPE_UINT8":
+      return { name, dtype, shape, data: new Uint8Array(buffer, byteOffset, n) };
+    case "DTYPE_FLOAT16":
+    case "DTYPE_BFLOAT16":
+      return { name, dtype, shape, data: new Uint16Array(buffer, byteOffset, n) };
+    default:
+      throw new TensorCodecError(`tensor ${name}: unsupported dtype ${dtype}`);
+  }
+}
+
 /** Typed array over raw little-endian bytes; copies so the result is aligned and owned. */
 export function tensorFromBytes(name: string, dtype: DType, shape: number[], bytes: Uint8Array): HostTensor {
   const w = bytesPerElement(dtype);

@@ -33,7 +33,8 @@ export const BENCH_LEARNER_USAGE = `usage: rlmesh bench learner [--json] [--step
   shipped model (a random-init model of the same config if it is not trained yet): the fast update
   path and the baseline path (RLMESH_LEARNER_UPDATE=baseline, the learner before issue 17) in the
   same run, steps interleaved, medians of --steps (default ${BENCH_TRAIN_STEPS}); and weight-push MB/s to ${WORKERS}
-  local gRPC workers vs raw loopback TCP measured in the same run (--push-workers: one
+  local gRPC workers vs raw loopback TCP of the same bytes to the same processes, interleaved
+  round by round (push/loopback: the median round's; --push-workers: one
   measurement per worker count; --push-mb: a synthetic payload of N MB instead of the weights;
   --push-only: no TrainSteps, the push alone of the model's float initializers or of --push-mb).
   --profile: instead, the table of where a TrainStep's time goes (compilation, forward, backward,
@@ -221,11 +222,14 @@ function pump(port: number, bytes: number): Promise<void> {
 
 export interface PushMeasurement {
   workers: number;
-  /** Mean seconds to push one version to all the workers. */
+  /** Median seconds to push one version to all the workers. */
   push_seconds: number;
   push_mb_per_s: number;
   loopback_mb_per_s: number;
+  /** Median over the rounds of (push MB/s ÷ loopback MB/s of the same round). */
   push_ratio: number;
+  /** Each round's push/loopback ratio. */
+  push_ratios: number[];
 }
 
 /** `mb` MB of float32 weights in 16 MB tensors (a synthetic push payload). */
@@ -251,23 +255,45 @@ async function benchPush(tensors: HostTensor[], rounds: number, workers: number)
     for (let w = 0; w < workers; w++) sinks.push(await startSinkProcess(redisServer.url, `bench-${w}`));
     const pusher = new WeightPusher(redis, logger);
     // Version 1 opens the channels; it is not timed.
-    await pusher.push({ jobId: BENCH_JOB, version: 1 }, tensors);
-    let bytes = 0;
-    let seconds = 0;
+    const first = await pusher.push({ jobId: BENCH_JOB, version: 1 }, tensors);
+    const bytes = first.bytes;
+    if (first.pushedTo.length !== workers) throw new Error(`bench learner: push of version 1 reached ${first.pushedTo.length} of ${workers} workers`);
+    // Each round: one version pushed and the same bytes, split the same way, over raw sockets to
+    // the same processes, in alternating order, so that both see the same machine load (on a
+    // shared machine the load moves within seconds); the ratio is the median of the rounds'.
+    const push: number[] = [];
+    const loop: number[] = [];
+    const ratios: number[] = [];
     for (let v = 2; v < 2 + rounds; v++) {
-      const r = await pusher.push({ jobId: BENCH_JOB, version: v }, tensors);
-      if (r.pushedTo.length !== workers) throw new Error(`bench learner: push of version ${v} reached ${r.pushedTo.length} of ${workers} workers`);
-      bytes += r.bytes;
-      seconds += r.seconds;
+      const timedPush = async () => {
+        const r = await pusher.push({ jobId: BENCH_JOB, version: v }, tensors);
+        if (r.pushedTo.length !== workers) throw new Error(`bench learner: push of version ${v} reached ${r.pushedTo.length} of ${workers} workers`);
+        push.push(r.seconds);
+      };
+      const timedLoop = async () => {
+        const t0 = performance.now();
+        await Promise.all(sinks.map((s) => pump(s.tcpPort, bytes / workers)));
+        loop.push((performance.now() - t0) / 1000);
+      };
+      if (v % 2) {
+        await timedLoop();
+        await timedPush();
+      } else {
+        await timedPush();
+        await timedLoop();
+      }
+      ratios.push(loop.at(-1)! / push.at(-1)!);
     }
     pusher.close();
-    // The same number of bytes, split the same way, over raw sockets to the same processes.
-    const t0 = performance.now();
-    await Promise.all(sinks.map((s) => pump(s.tcpPort, bytes / workers)));
-    const loopSeconds = (performance.now() - t0) / 1000;
-    const pushMbps = bytes / MB / seconds;
-    const loopMbps = bytes / MB / loopSeconds;
-    return { workers, push_seconds: seconds / rounds, push_mb_per_s: pushMbps, loopback_mb_per_s: loopMbps, push_ratio: pushMbps / loopMbps };
+    const pushSeconds = median(push);
+    return {
+      workers,
+      push_seconds: pushSeconds,
+      push_mb_per_s: bytes / MB / pushSeconds,
+      loopback_mb_per_s: bytes / MB / median(loop),
+      push_ratio: median(ratios),
+      push_ratios: ratios,
+    };
   } finally {
     for (const s of sinks) {
       const exited = new Promise((r) => s.proc.once("exit", r));
@@ -293,8 +319,9 @@ async function benchPushes(
     pushes.push(p);
     log(
       `  weight push to ${workers} worker(s): ${p.push_seconds.toFixed(3)} s per version, ${p.push_mb_per_s.toFixed(1)} MB/s ` +
-        `(${(payloadBytes / MB).toFixed(2)} MB per version${args.pushMb ? ", synthetic" : ""}, ${args.pushes} versions); ` +
-        `raw loopback TCP ${p.loopback_mb_per_s.toFixed(1)} MB/s; push/loopback = ${p.push_ratio.toFixed(3)}`,
+        `(${(payloadBytes / MB).toFixed(2)} MB per version${args.pushMb ? ", synthetic" : ""}, medians of ${args.pushes} versions); ` +
+        `raw loopback TCP ${p.loopback_mb_per_s.toFixed(1)} MB/s; push/loopback = ${p.push_ratio.toFixed(3)} ` +
+        `(median of rounds: ${p.push_ratios.map((r) => r.toFixed(2)).join(" ")})`,
     );
   }
   return { payloadBytes, pushes, push: pushes.find((p) => p.workers === WORKERS) ?? pushes[0]! };

@@ -1,11 +1,13 @@
 import * as grpc from "@grpc/grpc-js";
-import { DEFAULT_MAX_MESSAGE_BYTES } from "./server.js";
+import { DEFAULT_MAX_MESSAGE_BYTES, HTTP2_CONNECTION_WINDOW_BYTES } from "./server.js";
 
 export function clientOptions(maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES): grpc.ClientOptions {
   return {
     "grpc.max_receive_message_length": maxMessageBytes,
     "grpc.max_send_message_length": maxMessageBytes,
     "grpc.keepalive_time_ms": 30_000,
+    // The windows this client grants servers (server-streamed GetWeights); see server.ts.
+    "grpc-node.flow_control_window": HTTP2_CONNECTION_WINDOW_BYTES,
   };
 }
 

@@ -1,3 +1,4 @@
+import type * as http2 from "node:http2";
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation, type ServingStatus } from "grpc-health-check";
 import type { Logger } from "../logger.js";
@@ -45,6 +46,45 @@ export function serverOptions(maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES): grpc
   };
 }
 
+/**
+ * HTTP/2 flow control of every gRPC endpoint, both ends. Node's defaults (a 64 KiB window per
+ * stream and per connection, 16 KiB frames) make a client-streamed UpdateWeights stop every 64 KiB
+ * for a WINDOW_UPDATE round trip; with these a 400 MB push is flow-controlled in 16 MiB steps.
+ * Memory stays bounded: a window is credit the peer may send ahead of what the reader consumed.
+ */
+export const HTTP2_STREAM_WINDOW_BYTES = 16 * 1024 * 1024;
+export const HTTP2_CONNECTION_WINDOW_BYTES = 32 * 1024 * 1024;
+/** Largest HTTP/2 DATA frame the peer may send us (Node's default is 16 KiB). */
+export const HTTP2_MAX_FRAME_BYTES = 1024 * 1024 - 1;
+
+/** The part of grpc-js' Server this file reaches into: its HTTP/2 servers (not in its typings). */
+interface GrpcServerInternals {
+  http2Servers?: Map<http2.Http2Server, unknown>;
+}
+
+/**
+ * grpc-js (1.14) has no server option for HTTP/2 windows or frame size (its client has
+ * `grpc-node.flow_control_window`), so set them on the HTTP/2 servers it created: the SETTINGS
+ * each new connection announces (stream window, frame size) and the connection window. Returns
+ * false (and changes nothing) if grpc-js no longer exposes them.
+ */
+export function tuneHttp2Server(server: grpc.Server): boolean {
+  const servers = (server as unknown as GrpcServerInternals).http2Servers;
+  if (!(servers instanceof Map) || servers.size === 0) return false;
+  for (const h2 of servers.keys()) {
+    if (typeof h2.updateSettings !== "function") return false;
+    h2.updateSettings({ initialWindowSize: HTTP2_STREAM_WINDOW_BYTES, maxFrameSize: HTTP2_MAX_FRAME_BYTES });
+    h2.on("session", (session: http2.ServerHttp2Session) => {
+      try {
+        session.setLocalWindowSize(HTTP2_CONNECTION_WINDOW_BYTES);
+      } catch {
+        // A session already closing: nothing to tune.
+      }
+    });
+  }
+  return true;
+}
+
 /** Starts a gRPC server with the given services plus health checking and reflection. */
 export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServerHandle> {
   const host = opts.host ?? "127.0.0.1";
@@ -68,6 +108,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
     server.bindAsync(`${bindHost}:${opts.port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
   });
   const address = `${bindHost}:${port}`;
+  if (!tuneHttp2Server(server)) opts.logger.warn("grpc server: cannot tune HTTP/2 windows (grpc-js internals changed); large streams will be slower");
   opts.logger.info("grpc server listening", { address, services: opts.services.map((s) => s.name) });
 
   const setServing = (st: ServingStatus) => {

@@ -1,3 +1,4 @@
+import * as grpc from "@grpc/grpc-js";
 import type { Redis } from "ioredis";
 import {
   ClientPool,
@@ -23,15 +24,68 @@ export const PUSH_TIMEOUT_MS = 60_000;
 /** Deadline of one worker's GetModelInfo (the model check of StartJob). */
 export const MODEL_INFO_TIMEOUT_MS = 5000;
 
+/** Encoded chunks kept for the other workers' streams at most (beyond it a chunk is encoded again). */
+export const SHARED_ENCODING_MAX_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The protobuf encoding of one push's chunks, shared by its N worker streams: the first stream to
+ * send a chunk encodes it and keeps the bytes for the N-1 others, dropped once they all took them
+ * (grpc-js only reads a serialized message: it copies it behind the message's length prefix). A
+ * worker far behind the others would make the kept bytes grow; past SHARED_ENCODING_MAX_BYTES a
+ * chunk is encoded once per stream instead.
+ */
+class SharedEncoding {
+  private readonly kept = new Map<WeightChunkIn, { bytes: Buffer; left: number }>();
+  private keptBytes = 0;
+
+  constructor(private readonly streams: number) {}
+
+  encode(chunk: WeightChunkIn, serialize: (c: WeightChunkIn) => Buffer): Buffer {
+    const hit = this.kept.get(chunk);
+    if (hit) {
+      if (--hit.left === 0) {
+        this.kept.delete(chunk);
+        this.keptBytes -= hit.bytes.length;
+      }
+      return hit.bytes;
+    }
+    const bytes = serialize(chunk);
+    if (this.streams > 1 && this.keptBytes + bytes.length <= SHARED_ENCODING_MAX_BYTES) {
+      this.kept.set(chunk, { bytes, left: this.streams - 1 });
+      this.keptBytes += bytes.length;
+    }
+    return bytes;
+  }
+}
+
+/** The push a chunk object belongs to (chunks of no push are encoded as usual). */
+const encodingOf = new WeakMap<object, SharedEncoding>();
+
+let sharedEncodingCtor: ReturnType<typeof loadProto>["proto"]["rlmesh"]["v1"]["RolloutService"] | undefined;
+
+/** RolloutService's client constructor whose UpdateWeights encodes a push's chunks once (SharedEncoding). */
+function sharedEncodingRolloutClient(): NonNullable<typeof sharedEncodingCtor> {
+  if (!sharedEncodingCtor) {
+    const { service } = loadProto().proto.rlmesh.v1.RolloutService;
+    const serialize = service.UpdateWeights.requestSerialize;
+    const UpdateWeights = {
+      ...service.UpdateWeights,
+      requestSerialize: (c: WeightChunkIn) => encodingOf.get(c)?.encode(c, serialize) ?? serialize(c),
+    };
+    sharedEncodingCtor = grpc.makeGenericClientConstructor({ ...service, UpdateWeights }, "RolloutService") as unknown as NonNullable<
+      typeof sharedEncodingCtor
+    >;
+  }
+  return sharedEncodingCtor;
+}
+
 /**
  * Streams a weight version to every registered rollout worker in parallel (chunked
  * UpdateWeights). A worker that is down or rejects is skipped and reported; it catches up by
  * calling GetWeights when it is back.
  */
 export class WeightPusher {
-  private readonly clients = new ClientPool<RolloutServiceClient>((address) =>
-    createClient(loadProto().proto.rlmesh.v1.RolloutService, address),
-  );
+  private readonly clients = new ClientPool<RolloutServiceClient>((address) => createClient(sharedEncodingRolloutClient(), address));
 
   constructor(
     private readonly redis: Redis,
@@ -68,6 +122,9 @@ export class WeightPusher {
       return { pushedTo: [], pushFailed: [], seconds: (performance.now() - t0) / 1000, bytes: 0 };
     }
     const chunks = [...chunkWeights(policy, tensors)];
+    // Every worker's stream sends the same chunk objects: each is encoded once, for all of them.
+    const encoding = new SharedEncoding(workers.length);
+    for (const c of chunks) encodingOf.set(c, encoding);
     const bytes = tensors.reduce((a, t) => a + t.data.byteLength, 0);
     const outcomes = await Promise.all(
       workers.map((w) =>

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { connect } from "node:net";
 import { loadavg, tmpdir } from "node:os";
@@ -184,6 +184,31 @@ interface SinkProcess {
   tcpPort: number;
 }
 
+/** CPU seconds (user + system) a process has used, from /proc (null where there is none). */
+function procCpuSeconds(pid: number | undefined): number | null {
+  try {
+    // Fields after the ")" of the command name: utime and stime are the 12th and 13th.
+    const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS_PER_S;
+  } catch {
+    return null;
+  }
+}
+/** USER_HZ: 100 on every Linux of note (sysconf is out of reach from Node). */
+const CLOCK_TICKS_PER_S = 100;
+
+/** CPU seconds of this process and the sinks so far (null without /proc). */
+function benchCpuSeconds(sinks: readonly SinkProcess[]): number | null {
+  const own = process.cpuUsage();
+  let total = (own.user + own.system) / 1e6;
+  for (const s of sinks) {
+    const c = procCpuSeconds(s.proc.pid);
+    if (c === null) return null;
+    total += c;
+  }
+  return total;
+}
+
 async function startSinkProcess(redisUrl: string, id: string): Promise<SinkProcess> {
   const main = join(dirname(fileURLToPath(import.meta.url)), "testing", "weight-sink-main.js");
   const proc = spawn(process.execPath, [main, redisUrl, id], { stdio: ["ignore", "pipe", "inherit"] });
@@ -230,6 +255,13 @@ export interface PushMeasurement {
   push_ratio: number;
   /** Each round's push/loopback ratio. */
   push_ratios: number[];
+  /**
+   * CPU milliseconds per MB moved (the pushing process and every worker process together, all
+   * rounds), push and raw loopback; null without /proc. Less sensitive to the machine's load than
+   * seconds: on a busy machine the ratio follows the CPU each byte costs.
+   */
+  push_cpu_ms_per_mb: number | null;
+  loopback_cpu_ms_per_mb: number | null;
 }
 
 /** `mb` MB of float32 weights in 16 MB tensors (a synthetic push payload). */
@@ -264,16 +296,24 @@ async function benchPush(tensors: HostTensor[], rounds: number, workers: number)
     const push: number[] = [];
     const loop: number[] = [];
     const ratios: number[] = [];
+    let pushCpu: number | null = 0;
+    let loopCpu: number | null = 0;
     for (let v = 2; v < 2 + rounds; v++) {
       const timedPush = async () => {
+        const c0 = benchCpuSeconds(sinks);
         const r = await pusher.push({ jobId: BENCH_JOB, version: v }, tensors);
+        const c1 = benchCpuSeconds(sinks);
+        pushCpu = c0 === null || c1 === null || pushCpu === null ? null : pushCpu + c1 - c0;
         if (r.pushedTo.length !== workers) throw new Error(`bench learner: push of version ${v} reached ${r.pushedTo.length} of ${workers} workers`);
         push.push(r.seconds);
       };
       const timedLoop = async () => {
+        const c0 = benchCpuSeconds(sinks);
         const t0 = performance.now();
         await Promise.all(sinks.map((s) => pump(s.tcpPort, bytes / workers)));
         loop.push((performance.now() - t0) / 1000);
+        const c1 = benchCpuSeconds(sinks);
+        loopCpu = c0 === null || c1 === null || loopCpu === null ? null : loopCpu + c1 - c0;
       };
       if (v % 2) {
         await timedLoop();
@@ -293,6 +333,8 @@ async function benchPush(tensors: HostTensor[], rounds: number, workers: number)
       loopback_mb_per_s: bytes / MB / median(loop),
       push_ratio: median(ratios),
       push_ratios: ratios,
+      push_cpu_ms_per_mb: pushCpu === null ? null : (pushCpu * 1000) / ((bytes * rounds) / MB),
+      loopback_cpu_ms_per_mb: loopCpu === null ? null : (loopCpu * 1000) / ((bytes * rounds) / MB),
     };
   } finally {
     for (const s of sinks) {
@@ -321,7 +363,10 @@ async function benchPushes(
       `  weight push to ${workers} worker(s): ${p.push_seconds.toFixed(3)} s per version, ${p.push_mb_per_s.toFixed(1)} MB/s ` +
         `(${(payloadBytes / MB).toFixed(2)} MB per version${args.pushMb ? ", synthetic" : ""}, medians of ${args.pushes} versions); ` +
         `raw loopback TCP ${p.loopback_mb_per_s.toFixed(1)} MB/s; push/loopback = ${p.push_ratio.toFixed(3)} ` +
-        `(median of rounds: ${p.push_ratios.map((r) => r.toFixed(2)).join(" ")})`,
+        `(median of rounds: ${p.push_ratios.map((r) => r.toFixed(2)).join(" ")})` +
+        (p.push_cpu_ms_per_mb === null || p.loopback_cpu_ms_per_mb === null
+          ? ""
+          : `; CPU ms per MB (all processes): push ${p.push_cpu_ms_per_mb.toFixed(2)}, loopback ${p.loopback_cpu_ms_per_mb.toFixed(2)}`),
     );
   }
   return { payloadBytes, pushes, push: pushes.find((p) => p.workers === WORKERS) ?? pushes[0]! };

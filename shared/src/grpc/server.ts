@@ -48,14 +48,15 @@ export function serverOptions(maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES): grpc
 
 /**
  * HTTP/2 flow control of every gRPC endpoint, both ends. Node's defaults (a 64 KiB window per
- * stream and per connection, 16 KiB frames) make a client-streamed UpdateWeights stop every 64 KiB
- * for a WINDOW_UPDATE round trip; with these a 400 MB push is flow-controlled in 16 MiB steps.
- * Memory stays bounded: a window is credit the peer may send ahead of what the reader consumed.
+ * stream and per connection) let a client-streamed UpdateWeights send 64 KiB ahead of what the
+ * worker has read, then wait for its WINDOW_UPDATE: a round trip per 32–64 KiB, which on a network
+ * link (or a busy machine, where the reader is not scheduled at once) caps the stream far below
+ * the link. With these the sender may run 16 MiB ahead. Memory stays bounded: a window is credit
+ * the peer may send ahead of what the reader consumed. The frame size stays Node's (16 KiB) so a
+ * push does not hold other calls on the connection behind large frames.
  */
 export const HTTP2_STREAM_WINDOW_BYTES = 16 * 1024 * 1024;
 export const HTTP2_CONNECTION_WINDOW_BYTES = 32 * 1024 * 1024;
-/** Largest HTTP/2 DATA frame the peer may send us (Node's default is 16 KiB). */
-export const HTTP2_MAX_FRAME_BYTES = 1024 * 1024 - 1;
 
 /** The part of grpc-js' Server this file reaches into: its HTTP/2 servers (not in its typings). */
 interface GrpcServerInternals {
@@ -63,9 +64,9 @@ interface GrpcServerInternals {
 }
 
 /**
- * grpc-js (1.14) has no server option for HTTP/2 windows or frame size (its client has
+ * grpc-js (1.14) has no server option for HTTP/2 windows (its client has
  * `grpc-node.flow_control_window`), so set them on the HTTP/2 servers it created: the SETTINGS
- * each new connection announces (stream window, frame size) and the connection window. Returns
+ * each new connection announces (stream window) and the connection window. Returns
  * false (and changes nothing) if grpc-js no longer exposes them.
  */
 export function tuneHttp2Server(server: grpc.Server): boolean {
@@ -73,7 +74,7 @@ export function tuneHttp2Server(server: grpc.Server): boolean {
   if (!(servers instanceof Map) || servers.size === 0) return false;
   for (const h2 of servers.keys()) {
     if (typeof h2.updateSettings !== "function") return false;
-    h2.updateSettings({ initialWindowSize: HTTP2_STREAM_WINDOW_BYTES, maxFrameSize: HTTP2_MAX_FRAME_BYTES });
+    h2.updateSettings({ initialWindowSize: HTTP2_STREAM_WINDOW_BYTES });
     h2.on("session", (session: http2.ServerHttp2Session) => {
       try {
         session.setLocalWindowSize(HTTP2_CONNECTION_WINDOW_BYTES);

@@ -52,11 +52,14 @@ export async function benchSandboxCommand(
       out(JSON.stringify(r));
     } else {
       out(`candidates: ${r.candidates} MBPP references, concurrency ${r.concurrency}, ${r.cpus} CPUs, load ${r.loadavg[0]} -> ${r.loadavg[1]}`);
-      out(`bare python3 subprocess, no isolation:    ${r.bare_subprocess_per_s}/s (${r.bare_passed} passed; ${r.bare_sequential_ms_per_candidate} ms each, sequential)`);
+      out(
+        `bare python3 subprocess, no isolation:    ${r.bare_subprocess_per_s}/s (${r.bare_passed} passed; ${r.bare_sequential_ms_per_candidate} ms each, sequential; CPU ${r.bare_sequential_cpu_ms_per_candidate} ms each)`,
+      );
       for (const [name, b] of Object.entries(r.backends)) {
         out(`${name.padEnd(6)} executor (queue -> pool -> fork server): ${b.executor_per_s}/s (${b.executor_passed} passed)  ratio vs bare ${b.ratio_vs_bare}`);
         out(`${name.padEnd(6)} warm pool alone (no queue):              ${b.pool_per_s}/s (${b.pool_passed} passed)  ratio vs bare ${b.pool_ratio_vs_bare}`);
         out(`${name.padEnd(6)} per candidate, sequential: ${b.sequential_ms_per_candidate} ms = judge ${b.judge_ms_per_candidate} + fork/cleanup/protocol ${b.overhead_ms_per_candidate}; sandbox start ${b.start_ms} ms`);
+        out(`${name.padEnd(6)} CPU per candidate, sequential (sandbox + executor): ${b.sequential_cpu_ms_per_candidate} ms  bare/this ${b.cpu_ratio_vs_bare}`);
       }
       if (r.cold_sample > 0) out(`cold container per candidate:               ${r.cold_docker_run_per_s}/s (${r.cold_passed}/${r.cold_sample} passed)  docker executor vs cold ${r.ratio_vs_cold}`);
     }

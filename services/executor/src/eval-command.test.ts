@@ -240,7 +240,7 @@ test("eval reports bad input with the line and field, and bad usage", async () =
   assert.match(errors.join(""), /--dataset is required/);
 });
 
-test("bench sandbox prints the three rates and ratios", { timeout: 180_000 }, async () => {
+test("bench sandbox prints the three rates and ratios", { timeout: 300_000 }, async () => {
   const lines: string[] = [];
   assert.equal(await benchSandboxCommand(["--json", "--cold-sample", "8"], (l) => lines.push(l)), 0);
   const r = JSON.parse(lines.at(-1)!);
@@ -250,5 +250,11 @@ test("bench sandbox prints the three rates and ratios", { timeout: 180_000 }, as
   assert.equal(r.executor_passed, 427);
   assert.equal(r.bare_passed, 427);
   assert.ok(r.ratio_vs_cold > 1, "a warm pool beats a cold container per candidate");
+  // CPU time per candidate, sequential: bare python3 and every backend's sandbox (all its processes) + executor.
+  assert.ok(r.bare_sequential_cpu_ms_per_candidate > 0, `bare cpu = ${r.bare_sequential_cpu_ms_per_candidate}`);
+  for (const [name, b] of Object.entries(r.backends as Record<string, { sequential_cpu_ms_per_candidate: number; cpu_ratio_vs_bare: number }>)) {
+    assert.ok(b.sequential_cpu_ms_per_candidate > 0, `${name} cpu = ${b.sequential_cpu_ms_per_candidate}`);
+    assert.ok(b.cpu_ratio_vs_bare > 0, `${name} cpu ratio = ${b.cpu_ratio_vs_bare}`);
+  }
   console.log(`# bench: ${lines.at(-1)}`);
 });

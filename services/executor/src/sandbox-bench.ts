@@ -1,10 +1,11 @@
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { randomBytes } from "node:crypto";
 import Docker from "dockerode";
 import type { CanonicalRow } from "@rlmesh/shared/datasets/index";
 import { asResponse } from "./code-block.js";
+import { BwrapSandbox } from "./bwrap-sandbox.js";
 import { DockerSandbox } from "./docker-sandbox.js";
 import { runEval } from "./run-eval.js";
 import { type SandboxBackendName, openSandboxBackend, withSandboxBackend } from "./sandbox-backend.js";
@@ -37,6 +38,14 @@ export interface BackendBench {
   overhead_ms_per_candidate: number;
   /** Start-up of one sandbox (create -> fork server ready), ms. */
   start_ms: number;
+  /**
+   * CPU time per candidate in the sequential profile: every process of the sandbox (bwrap: its
+   * PID 1 and all it reaped; docker: the container's cgroup, dockerd not counted) plus this
+   * process. Unlike the rates, hardly moved by other load on the machine. 0 when unreadable.
+   */
+  sequential_cpu_ms_per_candidate: number;
+  /** bare_sequential_cpu_ms_per_candidate / sequential_cpu_ms_per_candidate (0 when unknown). */
+  cpu_ratio_vs_bare: number;
 }
 
 export interface SandboxBenchResult {
@@ -45,6 +54,8 @@ export interface SandboxBenchResult {
   bare_subprocess_per_s: number;
   /** Sequential bare python3 per candidate, ms (interpreter start-up + the tests). */
   bare_sequential_ms_per_candidate: number;
+  /** CPU time of the same sequential bare runs per candidate: python3 (reaped children) + this process. */
+  bare_sequential_cpu_ms_per_candidate: number;
   cold_docker_run_per_s: number;
   ratio_vs_bare: number;
   ratio_vs_cold: number;
@@ -108,12 +119,52 @@ function ms(start: bigint): number {
 
 const round = (x: number) => Math.round(x * 100) / 100;
 
+/** Clock ticks per second of /proc/<pid>/stat times (USER_HZ, 100 on Linux). */
+const CLK_TCK = 100;
+
+/** utime+stime (+ cutime+cstime with `children`) of a process, seconds; undefined when unreadable. */
+function procCpuSeconds(pid: number | "self", children: boolean): number | undefined {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    const fields = children ? [11, 12, 13, 14] : [11, 12];
+    return fields.reduce((a, i) => a + Number(f[i]), 0) / CLK_TCK;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reaped children's CPU of this process (cutime+cstime), seconds. */
+function childrenCpuSeconds(): number {
+  const f = readFileSync("/proc/self/stat", "utf8").split(") ")[1]!.split(" ");
+  return (Number(f[13]) + Number(f[14])) / CLK_TCK;
+}
+
+function selfCpuSeconds(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
+/** CPU seconds a sandbox has used so far (all its processes), or undefined. */
+async function sandboxCpuSeconds(sandbox: unknown): Promise<number | undefined> {
+  if (sandbox instanceof BwrapSandbox) return sandbox.pid1 ? procCpuSeconds(sandbox.pid1, true) : undefined;
+  if (sandbox instanceof DockerSandbox) {
+    try {
+      const stats = (await new Docker().getContainer(sandbox.id).stats({ stream: false })) as { cpu_stats?: { cpu_usage?: { total_usage?: number } } };
+      const ns = stats.cpu_stats?.cpu_usage?.total_usage;
+      return typeof ns === "number" ? ns / 1e9 : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
 /** A warm pool of `concurrency` sandboxes of one backend, called directly, and one sandbox sequentially. */
 async function benchPool(
   backend: SandboxBackendName,
   rows: CanonicalRow[],
   concurrency: number,
-): Promise<Omit<BackendBench, "executor_per_s" | "executor_passed" | "ratio_vs_bare" | "pool_ratio_vs_bare">> {
+): Promise<Omit<BackendBench, "executor_per_s" | "executor_passed" | "ratio_vs_bare" | "pool_ratio_vs_bare" | "cpu_ratio_vs_bare">> {
   const limits = BENCH_LIMITS;
   const container = DEFAULT_CONTAINER_LIMITS;
   const b = await openSandboxBackend(backend, { owner: `bench-${process.pid}-${randomBytes(3).toString("hex")}`, limits: container });
@@ -123,7 +174,10 @@ async function benchPool(
     const startMs = ms(t0);
     let seqMs = 0;
     let judgeMs = 0;
+    let cpuMs = 0;
     try {
+      const sandboxCpu0 = await sandboxCpuSeconds(one);
+      const selfCpu0 = selfCpuSeconds();
       // Sequential profile on the first 200 rows (a single slow row would otherwise dominate).
       for (const row of rows.slice(0, 200)) {
         const t = process.hrtime.bigint();
@@ -138,6 +192,9 @@ async function benchPool(
         await scoreCandidate(recording, { response: asResponse(row.reference ?? ""), tests: row.tests }, { limits, container });
         seqMs += ms(t);
       }
+      const selfCpu = selfCpuSeconds() - selfCpu0;
+      const sandboxCpu1 = await sandboxCpuSeconds(one);
+      if (sandboxCpu0 !== undefined && sandboxCpu1 !== undefined) cpuMs = (sandboxCpu1 - sandboxCpu0 + selfCpu) * 1000;
     } finally {
       await one.destroy();
     }
@@ -163,6 +220,7 @@ async function benchPool(
       judge_ms_per_candidate: round(judgeMs / n),
       overhead_ms_per_candidate: round((seqMs - judgeMs) / n),
       start_ms: round(startMs),
+      sequential_cpu_ms_per_candidate: round(cpuMs / n),
     };
   } finally {
     await b.close();
@@ -188,11 +246,13 @@ export async function benchSandbox(
   const barePerS = rows.length / seconds(t0);
   let bareSeqMs = 0;
   const seqRows = rows.slice(0, 200);
+  const bareCpu0 = childrenCpuSeconds() + selfCpuSeconds();
   for (const row of seqRows) {
     const t = process.hrtime.bigint();
     await runPython(plainScript(row), limits.total_timeout_ms);
     bareSeqMs += ms(t);
   }
+  const bareCpuMs = ((childrenCpuSeconds() + selfCpuSeconds() - bareCpu0) * 1000) / seqRows.length;
 
   const per: Partial<Record<SandboxBackendName, BackendBench>> = {};
   for (const backend of backends) {
@@ -207,6 +267,7 @@ export async function benchSandbox(
       ratio_vs_bare: round(executorPerS / barePerS),
       ...pool,
       pool_ratio_vs_bare: round(pool.pool_per_s / barePerS),
+      cpu_ratio_vs_bare: pool.sequential_cpu_ms_per_candidate > 0 ? round(bareCpuMs / pool.sequential_cpu_ms_per_candidate) : 0,
     };
   }
 
@@ -237,6 +298,7 @@ export async function benchSandbox(
     executor_per_s: headline.executor_per_s,
     bare_subprocess_per_s: round(barePerS),
     bare_sequential_ms_per_candidate: round(bareSeqMs / seqRows.length),
+    bare_sequential_cpu_ms_per_candidate: round(bareCpuMs),
     cold_docker_run_per_s: round(coldPerS),
     ratio_vs_bare: headline.ratio_vs_bare,
     ratio_vs_cold: coldPerS > 0 ? round(headline.executor_per_s / coldPerS) : 0,

@@ -261,6 +261,15 @@ test("shifted logits (Dream's convention): position j reads row j - 1", async ()
   assert.deepEqual(r!.middleIds, [4, 5, 6]);
 });
 
+test("a vocabulary padded past the tokenizer (imported Dream/Qwen models): those ids are never proposed", async () => {
+  // Ids 8 and 9 are padded embedding rows with the largest logits; the tokenizer has 8 tokens.
+  const model = scripted(({ pos }) => row([8, 20], [9, 19], [2 + (pos % 4), 5]));
+  const padded: Denoiser = { ...model, spec: { ...SPEC, tokenizerVocabSize: 8 } };
+  const [r] = await decodeInfillBatch(padded, [item([7, 7], [6], 5)], params({ variable: false, threshold: 1 }));
+  assert.equal(r!.middleIds.length, 5);
+  for (const id of r!.middleIds) assert.ok(id < 8, `id ${id} is past the tokenizer's vocabulary`);
+});
+
 test("infill params: defaults, and bad values named by field", () => {
   const v = resolveInfillParams({}, TOKENS);
   assert.equal(v.variable, true, "variable when the model can expand");

@@ -246,6 +246,8 @@ class InfillDecoder {
       const p = r.pre + k;
       const off = rowOffset(p);
       for (let v = 0; v < V; v++) row[v] = logits[off + v] as number;
+      // Ids past the tokenizer's vocabulary (an imported model's padded embedding rows) are never proposed.
+      for (let v = Math.min(spec.tokenizerVocabSize ?? V, V); v < V; v++) row[v] = -Infinity;
       row[spec.maskId] = -Infinity;
       if (params.expand_id >= 0 && !expandOpen) row[params.expand_id] = -Infinity;
       if (greedy) {

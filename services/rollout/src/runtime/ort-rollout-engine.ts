@@ -291,8 +291,60 @@ export class OrtRolloutEngine {
     const { params, items } = this.prepare(requests, paramsInput);
     const m = this.opts.model.manifest;
     const codec = this.opts.model.codec;
+    const serials = await this.dispatch(items, opts, (chunk, id) => ({ type: "generate", id, inputs: chunk.map((c) => c.input), params, postedAt: Date.now() }), (chunk, msg, slot) => {
+      if (msg.type !== "result") throw new Error(`unexpected ${msg.type}`);
+      this.opts.onBatch?.({
+        worker: slot.index,
+        batchSize: chunk.length,
+        policyVersion: this.policyOf(msg.version).version,
+        responseTokens: msg.results.reduce((a, r) => a + r.tokenIds.length, 0),
+        nfe: msg.results.reduce((a, r) => a + r.nfe, 0),
+        forwards: msg.forwards,
+        queueSeconds: msg.queueSeconds,
+        decodeSeconds: msg.decodeSeconds,
+      });
+      return chunk.map((c, k): GeneratedSample & { serial: number } => {
+        const r = msg.results[k]!;
+        const body = r.tokenIds.length > 0 && r.tokenIds[r.tokenIds.length - 1] === m.eos_id ? r.tokenIds.slice(0, -1) : r.tokenIds;
+        return {
+          promptId: c.req.promptId,
+          sampleIndex: c.sampleIndex,
+          promptTokenIds: c.promptIds,
+          tokenIds: r.tokenIds,
+          text: codec ? codec.decode(body) : "",
+          finished: r.finished,
+          serial: msg.version,
+          policyVersion: this.policyOf(msg.version).version,
+          policyJobId: this.policyOf(msg.version).jobId,
+          nfe: r.nfe,
+          timings: { queueSeconds: msg.queueSeconds, decodeSeconds: r.decodeSeconds },
+          ...(r.commitSteps ? { commitSteps: Array.from(r.commitSteps.subarray(0, r.tokenIds.length)) } : {}),
+        };
+      });
+    });
+    const oldest = this.policyOf(Math.min(...serials.map((s) => s.serial), this.serial));
+    const samples = serials.map(({ serial: _serial, ...sample }): GeneratedSample => sample);
+    return {
+      samples,
+      policyVersion: oldest.version,
+      policyJobId: oldest.jobId,
+      seconds: (performance.now() - t0) / 1000,
+    };
+  }
+
+  /**
+   * Sends `items` to the decode workers in chunks of at most maxBatch (each chunk to the least
+   * busy worker), cancels them all when `signal` fires, and returns what `collect` makes of each
+   * chunk's answer, in item order.
+   */
+  private async dispatch<I, S>(
+    items: readonly I[],
+    opts: { signal?: AbortSignal; maxBatch?: number },
+    post: (chunk: I[], id: number) => ToWorker,
+    collect: (chunk: I[], msg: FromWorker, slot: WorkerSlot) => S[],
+  ): Promise<S[]> {
     const maxBatch = opts.maxBatch ?? this.opts.maxBatch ?? DEFAULT_MAX_BATCH;
-    const chunks: (typeof items)[] = [];
+    const chunks: I[][] = [];
     for (let i = 0; i < items.length; i += maxBatch) chunks.push(items.slice(i, i + maxBatch));
     const ids: Array<{ slot: WorkerSlot; id: number }> = [];
     const onAbort = () => {
@@ -309,56 +361,13 @@ export class OrtRolloutEngine {
           ids.push({ slot, id });
           slot.queued += chunk.length;
           try {
-            const msg = await this.request(slot, `job:${id}`, {
-              type: "generate",
-              id,
-              inputs: chunk.map((c) => c.input),
-              params,
-              postedAt: Date.now(),
-            });
-            if (msg.type !== "result") throw new Error(`unexpected ${msg.type}`);
-            this.opts.onBatch?.({
-              worker: slot.index,
-              batchSize: chunk.length,
-              policyVersion: this.policyOf(msg.version).version,
-              responseTokens: msg.results.reduce((a, r) => a + r.tokenIds.length, 0),
-              nfe: msg.results.reduce((a, r) => a + r.nfe, 0),
-              forwards: msg.forwards,
-              queueSeconds: msg.queueSeconds,
-              decodeSeconds: msg.decodeSeconds,
-            });
-            return chunk.map((c, k): GeneratedSample & { serial: number } => {
-              const r = msg.results[k]!;
-              const body = r.tokenIds.length > 0 && r.tokenIds[r.tokenIds.length - 1] === m.eos_id ? r.tokenIds.slice(0, -1) : r.tokenIds;
-              return {
-                promptId: c.req.promptId,
-                sampleIndex: c.sampleIndex,
-                promptTokenIds: c.promptIds,
-                tokenIds: r.tokenIds,
-                text: codec ? codec.decode(body) : "",
-                finished: r.finished,
-                serial: msg.version,
-                policyVersion: this.policyOf(msg.version).version,
-                policyJobId: this.policyOf(msg.version).jobId,
-                nfe: r.nfe,
-                timings: { queueSeconds: msg.queueSeconds, decodeSeconds: r.decodeSeconds },
-                ...(r.commitSteps ? { commitSteps: Array.from(r.commitSteps.subarray(0, r.tokenIds.length)) } : {}),
-              };
-            });
+            return collect(chunk, await this.request(slot, `job:${id}`, post(chunk, id)), slot);
           } finally {
             slot.queued -= chunk.length;
           }
         }),
       );
-      const serials = outputs.flat();
-      const oldest = this.policyOf(Math.min(...serials.map((s) => s.serial), this.serial));
-      const samples = serials.map(({ serial: _serial, ...sample }): GeneratedSample => sample);
-      return {
-        samples,
-        policyVersion: oldest.version,
-        policyJobId: oldest.jobId,
-        seconds: (performance.now() - t0) / 1000,
-      };
+      return outputs.flat();
     } finally {
       opts.signal?.removeEventListener("abort", onAbort);
     }
@@ -422,78 +431,46 @@ export class OrtRolloutEngine {
     const t0 = performance.now();
     const { params, items } = this.prepareInfill(requests, opts);
     const codec = this.opts.model.codec;
-    const maxBatch = opts.maxBatch ?? this.opts.maxBatch ?? DEFAULT_MAX_BATCH;
-    const chunks: (typeof items)[] = [];
-    for (let i = 0; i < items.length; i += maxBatch) chunks.push(items.slice(i, i + maxBatch));
-    const ids: Array<{ slot: WorkerSlot; id: number }> = [];
-    const onAbort = () => {
-      for (const { slot, id } of ids)
-        slot.worker.postMessage({ type: "cancel", id, reason: String(opts.signal?.reason ?? "cancelled") } satisfies ToWorker);
+    const serials = await this.dispatch(items, opts, (chunk, id) => ({ type: "infill", id, inputs: chunk.map((c) => c.input), params, postedAt: Date.now() }), (chunk, msg, slot) => {
+      if (msg.type !== "infill-result") throw new Error(`unexpected ${msg.type}`);
+      const policy = this.policyOf(msg.version);
+      this.opts.onBatch?.({
+        worker: slot.index,
+        batchSize: chunk.length,
+        policyVersion: policy.version,
+        responseTokens: msg.results.reduce((a, r) => a + r.middleIds.length, 0),
+        nfe: msg.results.reduce((a, r) => a + r.nfe, 0),
+        forwards: msg.forwards,
+        queueSeconds: msg.queueSeconds,
+        decodeSeconds: msg.decodeSeconds,
+      });
+      return chunk.map((c, k): InfilledSample & { serial: number } => {
+        const r = msg.results[k]!;
+        return {
+          itemId: c.req.itemId,
+          sampleIndex: c.sampleIndex,
+          prefixTokenIds: c.prefixIds,
+          suffixTokenIds: c.suffixIds,
+          middleTokenIds: r.middleIds,
+          middleText: codec ? codec.decode(r.middleIds) : "",
+          serial: msg.version,
+          policyVersion: policy.version,
+          policyJobId: policy.jobId,
+          nfe: r.nfe,
+          ...(r.commitSteps ? { commitSteps: r.commitSteps } : {}),
+          ...(r.events ? { events: r.events } : {}),
+          timings: { queueSeconds: msg.queueSeconds, decodeSeconds: r.decodeSeconds },
+        };
+      });
+    });
+    const oldest = this.policyOf(Math.min(...serials.map((s) => s.serial), this.serial));
+    return {
+      samples: serials.map(({ serial: _serial, ...sample }): InfilledSample => sample),
+      policyVersion: oldest.version,
+      policyJobId: oldest.jobId,
+      seconds: (performance.now() - t0) / 1000,
+      variable: params.variable,
     };
-    if (opts.signal?.aborted) throw new DecodeAbortedError(opts.signal.reason);
-    opts.signal?.addEventListener("abort", onAbort, { once: true });
-    try {
-      const outputs = await Promise.all(
-        chunks.map(async (chunk) => {
-          const slot = this.slots.reduce((a, b) => (b.queued < a.queued ? b : a));
-          const id = this.nextId++;
-          ids.push({ slot, id });
-          slot.queued += chunk.length;
-          try {
-            const msg = await this.request(slot, `job:${id}`, {
-              type: "infill",
-              id,
-              inputs: chunk.map((c) => c.input),
-              params,
-              postedAt: Date.now(),
-            });
-            if (msg.type !== "infill-result") throw new Error(`unexpected ${msg.type}`);
-            const policy = this.policyOf(msg.version);
-            this.opts.onBatch?.({
-              worker: slot.index,
-              batchSize: chunk.length,
-              policyVersion: policy.version,
-              responseTokens: msg.results.reduce((a, r) => a + r.middleIds.length, 0),
-              nfe: msg.results.reduce((a, r) => a + r.nfe, 0),
-              forwards: msg.forwards,
-              queueSeconds: msg.queueSeconds,
-              decodeSeconds: msg.decodeSeconds,
-            });
-            return chunk.map((c, k): InfilledSample & { serial: number } => {
-              const r = msg.results[k]!;
-              return {
-                itemId: c.req.itemId,
-                sampleIndex: c.sampleIndex,
-                prefixTokenIds: c.prefixIds,
-                suffixTokenIds: c.suffixIds,
-                middleTokenIds: r.middleIds,
-                middleText: codec ? codec.decode(r.middleIds) : "",
-                serial: msg.version,
-                policyVersion: policy.version,
-                policyJobId: policy.jobId,
-                nfe: r.nfe,
-                ...(r.commitSteps ? { commitSteps: r.commitSteps } : {}),
-                ...(r.events ? { events: r.events } : {}),
-                timings: { queueSeconds: msg.queueSeconds, decodeSeconds: r.decodeSeconds },
-              };
-            });
-          } finally {
-            slot.queued -= chunk.length;
-          }
-        }),
-      );
-      const serials = outputs.flat();
-      const oldest = this.policyOf(Math.min(...serials.map((s) => s.serial), this.serial));
-      return {
-        samples: serials.map(({ serial: _serial, ...sample }): InfilledSample => sample),
-        policyVersion: oldest.version,
-        policyJobId: oldest.jobId,
-        seconds: (performance.now() - t0) / 1000,
-        variable: params.variable,
-      };
-    } finally {
-      opts.signal?.removeEventListener("abort", onAbort);
-    }
   }
 
   /** The check of an infill request before it is queued (InvalidDecodeParamsError naming the field). */

@@ -347,16 +347,54 @@ def _expected(req):
 STARVE_CREDIT_MAX = 3.0
 
 
-def _run_delay_s(pids):
-    """Seconds the slowest of these processes has waited on a run queue (/proc/PID/schedstat)."""
-    worst = 0
-    for pid in pids:
-        try:
-            with open("/proc/%d/schedstat" % pid) as f:
-                worst = max(worst, int(f.read().split()[1]))
-        except (OSError, ValueError, IndexError):
-            pass
-    return worst / 1e9
+def _sched_delay_ns(pid):
+    """Nanoseconds this process has waited on a run queue (/proc/PID/schedstat), None if gone."""
+    try:
+        with open("/proc/%d/schedstat" % pid) as f:
+            return int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _runs_alone(pid):
+    """The candidate runs one thread and has no children: then nothing of the sandbox's own can
+    keep it from a CPU, and a run-queue wait is the host's doing. Candidates that start threads or
+    processes can contend with themselves, so they get no credit."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            threads = next((int(line.split()[1]) for line in f if line.startswith("Threads:")), 0)
+        if threads != 1:
+            return False
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return f.read().strip() == ""
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+class StarveCredit:
+    """Run-queue wait credited to a run, sampled at least every STARVE_SAMPLE_S: per process, its
+    wait since the last sample (each process from its own baseline: a reused judge's counter holds
+    earlier runs); an interval counts only while the candidate runs alone (see _runs_alone)."""
+
+    def __init__(self, candidate, others):
+        self.candidate = candidate
+        self.last = {p: _sched_delay_ns(p) for p in [candidate] + list(others)}
+        self.seconds = 0.0
+
+    def update(self):
+        alone = _runs_alone(self.candidate)
+        worst = 0
+        for pid, prev in list(self.last.items()):
+            now = _sched_delay_ns(pid)
+            if now is not None and prev is not None:
+                worst = max(worst, now - prev)
+            self.last[pid] = now
+        if alone:
+            self.seconds += worst / 1e9
+        return self.seconds
+
+
+STARVE_SAMPLE_S = 0.1
 
 
 def _total_tests(req):
@@ -459,20 +497,23 @@ def judge(req, proc, in_container=False, exit_signals=None):
             j.kill_reason, j.detail = "protocol", "unknown message"
 
     def phase_deadline_reset():
-        nonlocal phase_deadline
+        nonlocal phase_deadline, phase_credit_base
         phase_deadline = time.monotonic() + test_timeout
+        phase_credit_base = starve.seconds
 
     # Time limits are wall-clock, but time the processes spent waiting for a CPU (a loaded host)
-    # is not the candidate's: it is credited back, up to STARVE_CREDIT_MAX x the total limit.
+    # is not the candidate's: it is credited back (StarveCredit: only while the candidate runs
+    # alone, one thread and no children), up to STARVE_CREDIT_MAX x the total limit.
     # Past that the run is a sandbox_error (the infrastructure's failure, retried elsewhere), never
     # a timeout verdict. A sleeping or blocked candidate waits on no run queue and gets no credit.
-    watched = [p for p in (proc.pid, proc.judge_pid if trusted else None) if p]
-    delay_base = _run_delay_s(watched)
+    starve = StarveCredit(proc.pid, [proc.judge_pid] if trusted and proc.judge_pid else [])
+    phase_credit_base = 0.0
     credit_cap = STARVE_CREDIT_MAX * limits["total_timeout_ms"] / 1000.0
     while not (j.ended or j.kill_reason or j.load_error or j.test_error):
         now = time.monotonic()
-        credit = _run_delay_s(watched) - delay_base
-        deadline = min(total_deadline, phase_deadline) + min(credit, credit_cap)
+        credit = starve.update()
+        # The run's credit extends the total limit; what accrued in this phase extends the phase's.
+        deadline = min(total_deadline + min(credit, credit_cap), phase_deadline + min(credit - phase_credit_base, credit_cap))
         if now >= deadline:
             if credit >= credit_cap:
                 j.kill_reason = "starved"
@@ -480,7 +521,7 @@ def judge(req, proc, in_container=False, exit_signals=None):
             else:
                 j.kill_reason = "timeout"
             break
-        events = sel.select(deadline - now)
+        events = sel.select(min(deadline - now, STARVE_SAMPLE_S))
         for key, _ in events:
             what = key.data
             if what == "exit":

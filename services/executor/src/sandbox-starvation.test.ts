@@ -1,8 +1,9 @@
 // A loaded host is not the candidate's fault: the harness's time limits are wall-clock, and time
 // its processes spent waiting for a CPU (run-queue delay, /proc/PID/schedstat) is credited back,
 // so a correct candidate starved by six CPU hogs on its CPU still passes, while a candidate that
-// sleeps (waits on no run queue) gets no credit and times out, and an endless loop on an idle CPU
-// still times out on time. Real bwrap sandbox, pinned with taskset to one CPU together with the
+// sleeps (waits on no run queue) gets no credit and times out, a candidate that contends with
+// itself (threads, children) gets no credit, and an endless loop on an idle CPU still times out
+// on time. The sandbox's judge process is reused across these runs (its counters are per run). Real bwrap sandbox, pinned with taskset to one CPU together with the
 // hogs. Needs bubblewrap and taskset (fails loudly without them).
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -67,4 +68,13 @@ test("a correct candidate starved by CPU hogs passes; a sleeping one still times
   assert.ok(wall > LIMITS.test_timeout_ms, `the hogs really slowed it down (${wall} ms)`);
   const sleeper = await sandbox.run(call("sleeper", "import time\ndef f():\n    time.sleep(5)\n    return True"), 30_000);
   assert.equal(sleeper.status, "timeout", JSON.stringify(sleeper));
+  // A candidate that makes its own contention (a busy thread beside an endless loop) earns no
+  // credit: it times out like any endless loop, never a sandbox_error that would leave it unscored.
+  const t1 = Date.now();
+  const selfContending = await sandbox.run(
+    call("self-contending", "import threading\ndef spin():\n    while True:\n        pass\ndef f():\n    threading.Thread(target=spin, daemon=True).start()\n    while True:\n        pass"),
+    30_000,
+  );
+  assert.equal(selfContending.status, "timeout", JSON.stringify(selfContending));
+  assert.ok(Date.now() - t1 < 3 * LIMITS.total_timeout_ms, `no credit stretched it (${Date.now() - t1} ms)`);
 });

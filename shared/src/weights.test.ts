@@ -114,3 +114,17 @@ test("a tensor whose shape needs more than total_bytes is refused at its first c
   const asm = new WeightAssembler();
   assert.throws(() => asm.add({ ...first!, shape: [1e9], data: Buffer.alloc(0) } as never), /more than total_bytes/);
 });
+
+test("tensors that each fit total_bytes but together do not are refused before they are allocated; total_bytes 0 is refused", () => {
+  const chunks = [...chunkWeights(6, bigTensors(), 24)];
+  const asm = new WeightAssembler();
+  const first = chunks[0]!;
+  // Two byte tensors of just over half of total_bytes each: the first fits, the second does not.
+  const half = Math.floor(Number(first.totalBytes) / 2) + 1;
+  asm.add({ ...first, tensorName: "a", dtype: "DTYPE_UINT8", shape: [half], offset: 0, data: Buffer.alloc(0) } as never);
+  assert.throws(
+    () => asm.add({ ...first, tensorName: "b", dtype: "DTYPE_UINT8", shape: [half], offset: 0, data: Buffer.alloc(0) } as never),
+    /with the tensors before it that is more than total_bytes/,
+  );
+  assert.throws(() => new WeightAssembler().add({ ...first, totalBytes: 0 } as never), /total_bytes > 0/);
+});

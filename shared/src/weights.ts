@@ -82,6 +82,8 @@ export class WeightAssembler {
   received = 0;
   private readonly parts = new Map<string, Part>();
   /** sha256 of the bytes so far while they arrive in checksum order; null once they did not. */
+  /** Bytes of the tensors allocated so far (never more than totalBytes). */
+  private allocated = 0;
   private hash: Hash | null = createHash("sha256");
   private hashName: string | null = null;
   private hashPart: Part | null = null;
@@ -107,8 +109,13 @@ export class WeightAssembler {
       } catch (err) {
         throw new WeightStreamError(`tensor ${c.tensorName}: ${(err as Error).message}`);
       }
-      if (this.totalBytes && size > this.totalBytes)
-        throw new WeightStreamError(`tensor ${c.tensorName}: shape [${c.shape.join(",")}] needs ${size} bytes, more than total_bytes=${this.totalBytes}`);
+      // Every tensor's bytes together must fit the announced total before any is allocated.
+      if (!(Number(this.totalBytes) > 0)) throw new WeightStreamError("first chunk must carry total_bytes > 0");
+      if (this.allocated + size > Number(this.totalBytes))
+        throw new WeightStreamError(
+          `tensor ${c.tensorName}: shape [${c.shape.join(",")}] needs ${size} bytes; with the tensors before it that is more than total_bytes=${this.totalBytes}`,
+        );
+      this.allocated += size;
       // A fresh ArrayBuffer (calloc'd, not zero-filled by hand), aligned for any typed array.
       part = { dtype: c.dtype, shape: c.shape, bytes: new Uint8Array(new ArrayBuffer(size)), filled: 0 };
       this.parts.set(c.tensorName, part);

@@ -49,3 +49,18 @@ test("recordStep appends the step event and the progress together, once per step
   assert.equal(stored!.rewardMean, 0.75);
   assert.equal(Number(stored!.eventCount ?? events.length), events.length);
 });
+
+test("recordStep does not record a step over a job that ended meanwhile (a cancel during the step)", async () => {
+  const store = new JobStore(conn);
+  const spec = normalizeSpec({ name: "c", modelDir: join(REPO_ROOT, "models", "tiny-coder"), dataset: { path: join(REPO_ROOT, "datasets", "toy", "train.jsonl") }, steps: 3 });
+  const job = await store.create(spec);
+  await store.transition(job.id, "JOB_STATE_RUNNING", "started");
+  await store.transition(job.id, "JOB_STATE_CANCELLED", "user");
+  const r = await store.recordStep(job.id, stepEvent(1, 0.5), { step: 1, policyVersion: 1, rewardMean: 0.5 });
+  assert.equal(r.recorded, false);
+  assert.equal(r.job.state, "JOB_STATE_CANCELLED");
+  const stored = await store.get(job.id);
+  assert.equal(stored!.state, "JOB_STATE_CANCELLED", "the cancel stands");
+  assert.equal(Number(stored!.step), 0);
+  assert.equal((await store.readEvents(job.id, 0)).filter((e) => e.step).length, 0);
+});

@@ -31,12 +31,14 @@ return n`;
 // A step's event and the job's progress in one step: the event is appended and the job record
 // replaced only when the stored job has not reached that step yet (a retried or resumed step whose
 // record went through — e.g. Redis died before the reply — is not recorded twice). Returns the
-// event's offset, or -1 when the step was already recorded.
+// event's offset, -1 when the step was already recorded, -2 when the job has ended meanwhile.
 const RECORD_STEP = `
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local ok, j = pcall(cjson.decode, cur)
   if ok and tonumber(j['step'] or 0) >= tonumber(ARGV[3]) then return -1 end
+  -- A job that ended meanwhile (cancelled, failed) keeps its end: no step is recorded over it.
+  if ok and (j['state'] == 'JOB_STATE_CANCELLED' or j['state'] == 'JOB_STATE_FAILED' or j['state'] == 'JOB_STATE_SUCCEEDED') then return -2 end
 end
 local n = redis.call('INCR', KEYS[2]) - 1
 redis.call('XADD', KEYS[3], n .. '-1', 'e', ARGV[1])
@@ -119,8 +121,9 @@ export class JobStore {
 
   /**
    * Records a completed step atomically: its step event and the job's progress (`patch`, whose
-   * `step` is the step). A step the stored job has already reached is not recorded again; the
-   * stored job is returned then.
+   * `step` is the step). A step the stored job has already reached is not recorded again, nor one
+   * of a job that ended meanwhile (a cancel between the step's start and its record); the stored
+   * job is returned then.
    */
   async recordStep(
     id: string,
@@ -129,7 +132,7 @@ export class JobStore {
   ): Promise<{ job: Job; recorded: boolean }> {
     const job = await this.get(id);
     if (!job) throw new Error(`job ${id} not found`);
-    if (Number(job.step) >= patch.step) return { job, recorded: false };
+    if (Number(job.step) >= patch.step || TERMINAL_STATES.has(job.state)) return { job, recorded: false };
     const next: Job = { ...job, ...patch, updatedAtMs: Date.now() };
     const full: JobEventIn = { ...event, jobId: id, timeMs: Date.now() };
     const n = (await this.redis.eval(

@@ -58,6 +58,10 @@ onShutdown(logger, async () => {
 });
 
 const { proto } = loadProto();
+/** Stops a cancelled job's run; its clean-up (purging reward jobs) may fail with Redis away: logged, never a crash. */
+const cancelRun = (id: string) => {
+  coordinator.cancel(id).catch((err: unknown) => logger.warn("cancel clean-up failed", { job: id, err: (err as Error).message }));
+};
 const jobService = createJobService({
   store,
   redis,
@@ -65,7 +69,7 @@ const jobService = createJobService({
   validateModel: (spec) => checkJobModel(spec, { servedModels: () => rolloutWorkerModels(() => rollout.workers(), logger) }),
   validateDatasets,
   onSubmitted: (job) => coordinator.start(job),
-  onCancelled: (job) => void coordinator.cancel(job.id),
+  onCancelled: (job) => cancelRun(job.id),
 });
 const grpcServer = await startGrpcServer({
   host: config.host,
@@ -89,7 +93,7 @@ if (config.ui) {
       cancel: async (id, reason) => {
         const next = await store.transition(id, "JOB_STATE_CANCELLED", reason);
         logger.info("job cancelled", { job: id, from: "console" });
-        void coordinator.cancel(id);
+        cancelRun(id);
         return next;
       },
     },

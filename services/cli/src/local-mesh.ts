@@ -259,45 +259,50 @@ export async function startLocalMesh(opts: MeshOptions): Promise<LocalMesh> {
   // The private Redis is supervised too: everything else waits on it, so a dead one is restarted
   // (same port, same AOF directory: the jobs and the reward queue come back) and said out loud.
   let redisHeld = false;
+  const onRedisExit = (r: LocalRedis, proc: ChildProcess, startedAt: number, code: number | null, signal: NodeJS.Signals | null) => {
+    if (stopping || !supervise || redisHeld || r.process !== proc) return;
+    const how = signal ? `signal ${signal}` : `exit code ${code}`;
+    const now = Date.now();
+    const recent = (deaths.get("redis") ?? []).filter((t) => now - t < sup.windowMs);
+    recent.push(now);
+    deaths.set("redis", recent);
+    const upFor = ((now - startedAt) / 1000).toFixed(1);
+    if (recent.length > sup.maxRestarts) {
+      log(`supervisor: redis-server exited (${how}) after ${upFor} s; it died ${recent.length} times within ${sup.windowMs / 1000} s (crash loop): not restarting it`);
+      return;
+    }
+    const delay = Math.min(sup.maxDelayMs, sup.firstDelayMs * 2 ** (recent.length - 1));
+    const what = `redis-server exited (${how}) after ${upFor} s; restarting it in ${delay / 1000} s (restart ${recent.length} of at most ${sup.maxRestarts} within ${sup.windowMs / 1000} s)`;
+    log(`supervisor: ${what}`);
+    setTimeout(() => {
+      if (stopping || redisHeld || r.process !== proc) return;
+      const t0 = Date.now();
+      r.restart().then(
+        () => {
+          restartCount.redis = (restartCount.redis ?? 0) + 1;
+          watchRedis();
+          const back = `redis-server is back (${r.url}, ${((Date.now() - t0) / 1000).toFixed(1)} s after its restart)`;
+          log(`supervisor: ${back}`);
+          // Written once Redis answers again, so the jobs' events carry the outage.
+          void tellJobs("warn", `service ${what}`).then(() => tellJobs("info", `service ${back}`));
+        },
+        (err: Error) => {
+          log(`supervisor: redis-server did not come back: ${err.message}`);
+          // The new redis-server may already be gone: count it as another death (backoff, then
+          // the crash-loop limit) instead of waiting for an exit that has happened.
+          const p = r.process;
+          if (p.exitCode !== null || p.signalCode !== null) onRedisExit(r, p, t0, p.exitCode, p.signalCode);
+          else watchRedis();
+        },
+      );
+    }, delay).unref();
+  };
   const watchRedis = () => {
     if (!redis) return;
     const r = redis;
     const proc = r.process;
     const startedAt = Date.now();
-    proc.once("exit", (code, signal) => {
-      if (stopping || !supervise || redisHeld || r.process !== proc) return;
-      const how = signal ? `signal ${signal}` : `exit code ${code}`;
-      const now = Date.now();
-      const recent = (deaths.get("redis") ?? []).filter((t) => now - t < sup.windowMs);
-      recent.push(now);
-      deaths.set("redis", recent);
-      const upFor = ((now - startedAt) / 1000).toFixed(1);
-      if (recent.length > sup.maxRestarts) {
-        log(`supervisor: redis-server exited (${how}) after ${upFor} s; it died ${recent.length} times within ${sup.windowMs / 1000} s (crash loop): not restarting it`);
-        return;
-      }
-      const delay = Math.min(sup.maxDelayMs, sup.firstDelayMs * 2 ** (recent.length - 1));
-      const what = `redis-server exited (${how}) after ${upFor} s; restarting it in ${delay / 1000} s (restart ${recent.length} of at most ${sup.maxRestarts} within ${sup.windowMs / 1000} s)`;
-      log(`supervisor: ${what}`);
-      setTimeout(() => {
-        if (stopping || redisHeld || r.process !== proc) return;
-        const t0 = Date.now();
-        r.restart().then(
-          () => {
-            restartCount.redis = (restartCount.redis ?? 0) + 1;
-            watchRedis();
-            const back = `redis-server is back (${r.url}, ${((Date.now() - t0) / 1000).toFixed(1)} s after its restart)`;
-            log(`supervisor: ${back}`);
-            // Written once Redis answers again, so the jobs' events carry the outage.
-            void tellJobs("warn", `service ${what}`).then(() => tellJobs("info", `service ${back}`));
-          },
-          (err: Error) => {
-            log(`supervisor: redis-server did not come back: ${err.message}`);
-            watchRedis();
-          },
-        );
-      }, delay).unref();
-    });
+    proc.once("exit", (code, signal) => onRedisExit(r, proc, startedAt, code, signal));
   };
   watchRedis();
   const ownRedis = redis;

@@ -7,6 +7,7 @@ import { loadJobRows } from "./job-datasets.js";
 import { generateStep, runStep, stepSamplesKey, type Generated, type StepContext } from "./job-step.js";
 import type { RunnerDeps } from "./runner-deps.js";
 import { withWaitingNotices } from "./waiting-notice.js";
+import { TERMINAL_STATES } from "../job-store.js";
 import { isTransient, REDIS_OUTAGE_LIMIT_MS, REDIS_RETRY_MS, STEP_ATTEMPTS, stepRetryDelayMs } from "./step-retry.js";
 
 /**
@@ -95,12 +96,14 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
       // A Redis outage does not use up the step's attempts: the step waits for Redis (up to
       // REDIS_OUTAGE_LIMIT_MS), retrying every few seconds.
       let redisDownSince = 0;
+      let retried = false;
       for (let attempt = 1; ; attempt++) {
         try {
-          if (attempt > 1) {
+          if (retried) {
             // The failed attempt may have recorded the step before it failed (Redis died before
-            // the reply): then it is done.
+            // the reply): then it is done — or the job ended meanwhile (a cancel, a guard stop).
             const stored = await store.get(job.id);
+            if (stored && TERMINAL_STATES.has(stored.state)) return;
             if (stored && Number(stored.step) >= step) {
               job = stored;
               break;
@@ -113,6 +116,7 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
           break;
         } catch (err) {
           if (signal.aborted || !isTransient(err)) throw err;
+          retried = true;
           if (isRedisUnavailable(err)) {
             redisDownSince ||= Date.now();
             if (Date.now() - redisDownSince < REDIS_OUTAGE_LIMIT_MS) {

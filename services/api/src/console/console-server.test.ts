@@ -285,7 +285,13 @@ describe("web console", { timeout: 60_000 }, () => {
       assert.equal((await fetch(`${ui.url}/admin/queues`, { headers: jar })).status, 200);
       const cross = await fetch(`${ui.url}/admin/queues/api/queues/${QUEUE}/pause`, { method: "PUT", headers: { ...jar, origin: "http://evil.example" } });
       assert.equal(cross.status, 403);
+      // An opaque origin (a sandboxed frame sends "null") is refused too, not a 500.
+      const opaque = await fetch(`${ui.url}/admin/queues/api/queues/${QUEUE}/pause`, { method: "PUT", headers: { ...jar, origin: "null" } });
+      assert.equal(opaque.status, 403);
       assert.equal(await queue.isPaused(), false);
+      // A malformed cookie is no token: the page answers, it does not fail.
+      const garbled = await fetch(`${ui.url}/admin/queues`, { headers: { cookie: "rlmesh_ui_token=%E0%A4%A" } });
+      assert.ok(garbled.status === 403 || garbled.status === 401, `status ${garbled.status}`);
     });
   });
 });

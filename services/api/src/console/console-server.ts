@@ -85,10 +85,24 @@ function jobId(raw: string | undefined): string {
 
 const digest = (s: string) => createHash("sha256").update(s).digest();
 
+/** The host of an Origin header; null for an opaque origin ("null", a sandboxed frame) or garbage. */
+function originHost(origin: string): string | null {
+  try {
+    return new URL(origin).host || null;
+  } catch {
+    return null;
+  }
+}
+
 function cookieToken(req: Request): string | undefined {
   for (const part of (req.headers.cookie ?? "").split(";")) {
     const [k, ...rest] = part.trim().split("=");
-    if (k === COOKIE) return decodeURIComponent(rest.join("="));
+    if (k !== COOKIE) continue;
+    try {
+      return decodeURIComponent(rest.join("="));
+    } catch {
+      return undefined; // a malformed cookie is no token (never a 500)
+    }
   }
   return undefined;
 }
@@ -146,7 +160,7 @@ export function createConsoleApp(deps: ConsoleDeps): { app: express.Express; clo
     if (req.method === "GET" || req.method === "HEAD") return next();
     if (!isOperator(req)) throw new HttpError(403, "Forbidden", readOnlyMessage);
     const origin = req.headers.origin;
-    if (!req.headers.authorization && origin && new URL(origin).host !== req.headers.host)
+    if (!req.headers.authorization && origin && originHost(origin) !== req.headers.host)
       throw new HttpError(403, "Forbidden", `cross-site request from ${origin} refused`);
     next();
   });

@@ -453,7 +453,7 @@ function recordCommits(s: SeqState, maskId: number): void {
 }
 
 /** A NaN distribution would commit MASK (or nothing) forever: the decode stops and says why instead. */
-function nonFiniteLogits(pos: number): Error {
+export function nonFiniteLogits(pos: number): Error {
   return new Error(`the model's logits for position ${pos} are not finite (NaN): cannot decode`);
 }
 

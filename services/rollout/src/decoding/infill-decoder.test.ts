@@ -270,6 +270,12 @@ test("a vocabulary padded past the tokenizer (imported Dream/Qwen models): those
   for (const id of r!.middleIds) assert.ok(id < 8, `id ${id} is past the tokenizer's vocabulary`);
 });
 
+test("NaN logits stop the infill decode with an error naming the position (never a truncated middle)", async () => {
+  const model = scripted(() => new Array<number>(SPEC.vocabSize).fill(Number.NaN));
+  await assert.rejects(decodeInfillBatch(model, [item([7, 7], [6], 3)], params({ variable: false, threshold: 1 })), /logits for position \d+ are not finite/);
+  await assert.rejects(decodeInfillBatch(model, [item([7, 7], [6], 3)], params({ variable: false, threshold: 1, temperature: 1 })), /not finite/);
+});
+
 test("infill params: defaults, and bad values named by field", () => {
   const v = resolveInfillParams({}, TOKENS);
   assert.equal(v.variable, true, "variable when the model can expand");

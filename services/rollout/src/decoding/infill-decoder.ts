@@ -22,7 +22,7 @@ import { algConfidence, drawToken, greedyTokenProb, samplingProbs, type Sampling
 import { factorCommit, sampleKByConfidence, scheduledCount, thresholdCommit, topKIndices } from "./commit-rules.js";
 import { counterUniform, RNG_STREAM_ORDER, RNG_STREAM_TOKEN } from "./counter-rng.js";
 import { InvalidDecodeParamsError } from "./decode-params.js";
-import { DecodeAbortedError, stepsPerBlock, type DecodeOptions, type ForwardInfo } from "./diffusion-decoder.js";
+import { DecodeAbortedError, nonFiniteLogits, stepsPerBlock, type DecodeOptions, type ForwardInfo } from "./diffusion-decoder.js";
 import type { Denoiser, DenoiserSpec } from "./denoiser.js";
 import type { InfillParams } from "./infill-params.js";
 
@@ -252,6 +252,7 @@ class InfillDecoder {
       if (params.expand_id >= 0 && !expandOpen) row[params.expand_id] = -Infinity;
       if (greedy) {
         const g = greedyTokenProb(row, 0, V);
+        if (Number.isNaN(g.prob)) throw nonFiniteLogits(p);
         tokens.push(g.token);
         tokenProbs.push(g.prob);
         confs.push(g.prob);
@@ -259,6 +260,7 @@ class InfillDecoder {
       }
       samplingProbs(row, 0, V, this.sampling, probs);
       const tok = drawToken(probs, V, params.temperature, counterUniform(r.seed, r.step, p, RNG_STREAM_TOKEN));
+      if (tok === spec.maskId || Number.isNaN(probs[tok])) throw nonFiniteLogits(p);
       tokens.push(tok);
       tokenProbs.push(probs[tok] as number);
       confs.push(algConfidence(params.alg, probs, V, tok));

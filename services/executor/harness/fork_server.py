@@ -932,6 +932,21 @@ JUDGE_RUNS = 64  # runs one judge process serves at most before a fresh one is f
 JUDGE_READY_S = 0.5  # how long PID 1 waits for a judge that reported its end to say it is idle
 
 
+JUDGE_REUSE_MAX_GROWTH_KB = 64 * 1024
+
+
+def _vm_size_kb():
+    """This process's virtual memory size in KiB (/proc/self/status VmSize), None if unreadable."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def judge_server(sock, run_dir):
     """A judge process that serves run after run (forked by PID 1, never by the supervisor).
 
@@ -945,8 +960,11 @@ def judge_server(sock, run_dir):
     signal.signal(signal.SIGXCPU, signal.SIG_DFL)
     import builtins
     import threading
+    import gc
     clean = {"bdict": vars(builtins), "builtins": dict(vars(builtins)), "path": list(sys.path), "recursion": sys.getrecursionlimit(),
-             "std": (sys.stdin, sys.stdout, sys.stderr)}
+             "std": (sys.stdin, sys.stdout, sys.stderr),
+             "signals": {n: signal.getsignal(n) for n in (signal.SIGALRM, signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)},
+             "vmsize": _vm_size_kb()}
     while True:
         msg, fds = _recv(sock)
         if not isinstance(msg, dict) or msg.get("t") != "job" or len(fds) < 4:
@@ -980,8 +998,22 @@ def judge_server(sock, run_dir):
             sys.path[:] = clean["path"]
             sys.setrecursionlimit(clean["recursion"])
             sys.stdin, sys.stdout, sys.stderr = clean["std"]
+            # Timers and handlers a run's test code set (APPS-style alarms) end with the run.
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            for n, h in clean["signals"].items():
+                try:
+                    signal.signal(n, h)
+                except (OSError, ValueError, TypeError):
+                    pass
+            # What a run left in memory (cycles, large replies) is freed now, so it cannot count
+            # against the next run's memory limit; a process that still holds much more than it
+            # started with serves no other run.
+            gc.collect()
         if threading.active_count() > 1:
             return  # a thread of the run still runs: this process serves no other run
+        vm = _vm_size_kb()
+        if vm is None or clean["vmsize"] is None or vm > clean["vmsize"] + JUDGE_REUSE_MAX_GROWTH_KB:
+            return
         _send(sock, {"t": "ready"})
 
 

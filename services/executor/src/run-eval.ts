@@ -91,7 +91,7 @@ export interface EvalSummary {
   unscored_samples: number;
   /** unscored_samples by infrastructure failure (sandbox_error, executor_lost, ...). */
   unscored_by_status: Partial<Record<InfraFailure, number>>;
-  /** pass@k as a fraction, over every dataset task, keyed by k. */
+  /** pass@k as a fraction, keyed by k, over every dataset task except those whose every sample went unscored (infrastructure failure; see unscored_samples). */
   pass_at_k: Record<string, number>;
   /** The requested ks not reported, and why. */
   pass_at_k_skipped: { k: number; reason: string }[];

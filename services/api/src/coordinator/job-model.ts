@@ -3,7 +3,7 @@
 // manifest name and weights fingerprint (ModelInfo.model_fingerprint), whatever its path.
 import { status } from "@grpc/grpc-js";
 import { createClient, GrpcError, InvalidArgumentError, loadProto, type Logger, type ModelInfo, type RolloutServiceClient, type WorkerEntry } from "@rlmesh/shared";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { loadModel, MANIFEST_FILE, ModelLoadError, type LoadedModel } from "@rlmesh/shared/model/index";
 import { cachedModelFingerprint } from "@rlmesh/shared/model/model-fingerprint";
@@ -43,11 +43,9 @@ export async function loadJobModel(spec: JobSpec): Promise<LoadedModel> {
  * at StartJob, against the workers or, with none registered, its own RLMESH_MODEL_DIR.
  */
 export async function checkJobModel(spec: JobSpec, deps: JobModelCheckDeps): Promise<void> {
-  const loaded = await loadJobModel(spec);
+  const { name, fingerprint } = await validatedModel(spec);
   const served = await deps.servedModels();
   if (served.length === 0) return;
-  const name = loaded.manifest.name;
-  const fingerprint = await cachedModelFingerprint(loaded);
   for (const s of served) {
     const sameName = s.modelName === name;
     const sameWeights = !s.fingerprint || s.fingerprint === fingerprint;
@@ -60,6 +58,34 @@ export async function checkJobModel(spec: JobSpec, deps: JobModelCheckDeps): Pro
         `submit the model directory the workers run, or restart the rollout workers and the learner with RLMESH_MODEL_DIR=${spec.modelDir}`,
     );
   }
+}
+
+/** A model directory validated before, by its files' sizes and times: loading a large model is not repeated per submit. */
+const validatedModels = new Map<string, { key: string; name: string; fingerprint: string }>();
+
+function directoryKey(dir: string): string {
+  return readdirSync(dir)
+    .sort()
+    .map((f) => {
+      const st = statSync(join(dir, f));
+      return `${f}:${st.size}:${st.mtimeMs}`;
+    })
+    .join("|");
+}
+
+async function validatedModel(spec: JobSpec): Promise<{ name: string; fingerprint: string }> {
+  let key = "";
+  try {
+    key = directoryKey(spec.modelDir);
+  } catch {
+    // unreadable: loadJobModel says what is wrong
+  }
+  const hit = validatedModels.get(spec.modelDir);
+  if (key && hit?.key === key) return hit;
+  const loaded = await loadJobModel(spec);
+  const entry = { key, name: loaded.manifest.name, fingerprint: await cachedModelFingerprint(loaded) };
+  if (key) validatedModels.set(spec.modelDir, entry);
+  return entry;
 }
 
 function getModelInfo(client: RolloutServiceClient, timeoutMs: number): Promise<ModelInfo> {

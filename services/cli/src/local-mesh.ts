@@ -221,22 +221,34 @@ export async function startLocalMesh(opts: MeshOptions): Promise<LocalMesh> {
       // the log folder is gone (the mesh is being removed)
     }
   };
-  const onExit = (s: (typeof specs)[number], mp: MeshProcess, startedAt: number) => (code: number | null, signal: NodeJS.Signals | null) => {
-    if (stopping || !supervise || held.has(s.name) || processes.get(s.name) !== mp) return;
+  /**
+   * Records a death of `name` (shown as `label`) and decides: restart after `delay` ms (backoff),
+   * or give up (`delay` null: more than maxRestarts deaths within the window). One policy for the
+   * services and the private Redis.
+   */
+  const recordDeath = (name: string, label: string, startedAt: number, code: number | null, signal: NodeJS.Signals | null) => {
     const how = signal ? `signal ${signal}` : `exit code ${code}`;
     const now = Date.now();
-    const recent = (deaths.get(s.name) ?? []).filter((t) => now - t < sup.windowMs);
+    const recent = (deaths.get(name) ?? []).filter((t) => now - t < sup.windowMs);
     recent.push(now);
-    deaths.set(s.name, recent);
-    const upFor = ((now - startedAt) / 1000).toFixed(1);
-    if (recent.length > sup.maxRestarts) {
-      const msg = `${s.name} exited (${how}) after ${upFor} s; it died ${recent.length} times within ${sup.windowMs / 1000} s (crash loop): not restarting it; see ${mp.logFile}`;
-      supervisorLog(mp, msg);
-      void tellJobs("error", `service ${msg}`);
+    deaths.set(name, recent);
+    const died = `${label} exited (${how}) after ${((now - startedAt) / 1000).toFixed(1)} s`;
+    if (recent.length > sup.maxRestarts)
+      return { delay: null, message: `${died}; it died ${recent.length} times within ${sup.windowMs / 1000} s (crash loop): not restarting it` };
+    const delay = Math.min(sup.maxDelayMs, sup.firstDelayMs * 2 ** (recent.length - 1));
+    return {
+      delay,
+      message: `${died}; restarting it in ${delay / 1000} s (restart ${recent.length} of at most ${sup.maxRestarts} within ${sup.windowMs / 1000} s)`,
+    };
+  };
+  const onExit = (s: (typeof specs)[number], mp: MeshProcess, startedAt: number) => (code: number | null, signal: NodeJS.Signals | null) => {
+    if (stopping || !supervise || held.has(s.name) || processes.get(s.name) !== mp) return;
+    const { delay, message: msg } = recordDeath(s.name, s.name, startedAt, code, signal);
+    if (delay === null) {
+      supervisorLog(mp, `${msg}; see ${mp.logFile}`);
+      void tellJobs("error", `service ${msg}; see ${mp.logFile}`);
       return;
     }
-    const delay = Math.min(sup.maxDelayMs, sup.firstDelayMs * 2 ** (recent.length - 1));
-    const msg = `${s.name} exited (${how}) after ${upFor} s; restarting it in ${delay / 1000} s (restart ${recent.length} of at most ${sup.maxRestarts} within ${sup.windowMs / 1000} s)`;
     supervisorLog(mp, msg);
     void tellJobs("warn", `service ${msg}`);
     setTimeout(() => {
@@ -261,19 +273,9 @@ export async function startLocalMesh(opts: MeshOptions): Promise<LocalMesh> {
   let redisHeld = false;
   const onRedisExit = (r: LocalRedis, proc: ChildProcess, startedAt: number, code: number | null, signal: NodeJS.Signals | null) => {
     if (stopping || !supervise || redisHeld || r.process !== proc) return;
-    const how = signal ? `signal ${signal}` : `exit code ${code}`;
-    const now = Date.now();
-    const recent = (deaths.get("redis") ?? []).filter((t) => now - t < sup.windowMs);
-    recent.push(now);
-    deaths.set("redis", recent);
-    const upFor = ((now - startedAt) / 1000).toFixed(1);
-    if (recent.length > sup.maxRestarts) {
-      log(`supervisor: redis-server exited (${how}) after ${upFor} s; it died ${recent.length} times within ${sup.windowMs / 1000} s (crash loop): not restarting it`);
-      return;
-    }
-    const delay = Math.min(sup.maxDelayMs, sup.firstDelayMs * 2 ** (recent.length - 1));
-    const what = `redis-server exited (${how}) after ${upFor} s; restarting it in ${delay / 1000} s (restart ${recent.length} of at most ${sup.maxRestarts} within ${sup.windowMs / 1000} s)`;
+    const { delay, message: what } = recordDeath("redis", "redis-server", startedAt, code, signal);
     log(`supervisor: ${what}`);
+    if (delay === null) return;
     setTimeout(() => {
       if (stopping || redisHeld || r.process !== proc) return;
       const t0 = Date.now();

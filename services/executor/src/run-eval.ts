@@ -8,8 +8,8 @@ import { asResponse } from "./code-block.js";
 import { type RunningExecutor, startExecutor } from "./executor.js";
 import { DEFAULT_REWARD_QUEUE } from "@rlmesh/shared/reward/queue-names";
 import { type RewardJobData, enqueueRewardJobs, rewardJobId } from "@rlmesh/shared/reward/reward-jobs";
-import { type InfraFailure, type RewardResult, type RewardStatus, classifyFailedReason, rewardResult } from "@rlmesh/shared/reward/reward-result";
-import { type RewardOutcome, RewardWaiter } from "@rlmesh/shared/reward/reward-waiter";
+import { type InfraFailure, type RewardResult, type RewardStatus, rewardResult } from "@rlmesh/shared/reward/reward-result";
+import { type RewardOutcome, RewardWaiter, outcomeInfraFailure } from "@rlmesh/shared/reward/reward-waiter";
 import { type PassAtKReport, type TaskCounts, passAtKOverTasks } from "./pass-at-k.js";
 import type { SandboxLimits } from "./sandbox-limits.js";
 
@@ -343,7 +343,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalReport> {
     const results = outcomes.map(outcomeResult);
     // As in an RL step: a failed job, no result in time, or a spent sandbox recorded as a
     // sandbox_error result are "no reward" — never a 0.
-    const kinds = outcomes.map(infraKind);
+    const kinds = outcomes.map(outcomeInfraFailure);
     const isScored = kinds.map((k) => k === null);
     const passes = new Map<string, number>();
     const scoredCounts = new Map<string, number>();
@@ -395,12 +395,6 @@ export async function runEval(opts: EvalOptions): Promise<EvalReport> {
 function outcomeResult(o: RewardOutcome): RewardResult {
   if (o.state === "completed") return o.result;
   return rewardResult({ status: "sandbox_error", tests_run: 0, tests_passed: 0, tests_total: 0, duration_ms: 0, reason: `${o.state}: ${o.reason}` });
-}
-
-/** Which infrastructure failure left a sample unscored, or null when it was scored. */
-function infraKind(o: RewardOutcome): InfraFailure | null {
-  if (o.state === "completed") return o.result.status === "sandbox_error" ? "sandbox_error" : null;
-  return o.state === "failed" ? classifyFailedReason(o.reason) : "infra_timeout";
 }
 
 /** The warning for samples the infrastructure could not score (named, up to IDS_NAMED). */

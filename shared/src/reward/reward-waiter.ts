@@ -1,7 +1,7 @@
 import type { Queue, QueueEvents } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger } from "../logger.js";
-import { REWARD_STATUSES, type RewardResult } from "./reward-result.js";
+import { classifyFailedReason, REWARD_STATUSES, type InfraFailure, type RewardResult } from "./reward-result.js";
 
 /** How one reward job ended, as seen by its producer. */
 export type RewardOutcome =
@@ -11,6 +11,16 @@ export type RewardOutcome =
   /** The job is gone from Redis while it was awaited (removed, e.g. by a cancel, or data lost). */
   | { state: "missing"; reason: string }
   | { state: "timeout"; reason: string };
+
+/**
+ * Which infrastructure failure left a reward job without a reward, or null when it was scored: a
+ * failed job (retries spent, executor lost), no result in time or gone, and a spent sandbox that
+ * an older executor recorded as a sandbox_error result. Such a sample is never scored 0.
+ */
+export function outcomeInfraFailure(o: RewardOutcome): InfraFailure | null {
+  if (o.state === "completed") return o.result.status === "sandbox_error" ? "sandbox_error" : null;
+  return o.state === "failed" ? classifyFailedReason(o.reason) : "infra_timeout";
+}
 
 /** Default period of the reconciliation sweep. */
 export const DEFAULT_RECONCILE_INTERVAL_MS = 5000;

@@ -2,8 +2,7 @@ import { Queue, QueueEvents } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger, SandboxLimits } from "@rlmesh/shared";
 import { enqueueRewardJobs, rewardJobId, type RewardJobData } from "@rlmesh/shared/reward/reward-jobs";
-import { RewardWaiter } from "@rlmesh/shared/reward/reward-waiter";
-import { classifyFailedReason } from "@rlmesh/shared/reward/reward-result";
+import { outcomeInfraFailure, RewardWaiter } from "@rlmesh/shared/reward/reward-waiter";
 import type { Candidate, RewardScorer, Score } from "./interfaces.js";
 
 /** Longest wait for one candidate's final result (queueing included). */
@@ -70,14 +69,9 @@ export class QueueRewardScorer implements RewardScorer {
     // A failed job (its retries spent, or its executor lost too often) and a job with no result
     // within the wait are "no reward": the caller drops the sample, never scores it 0.
     return outcomes.map((o): Score => {
-      if (o.state === "completed") {
-        const r = o.result;
-        // An older executor recorded a spent sandbox as a sandbox_error result: still no reward.
-        if (r.status === "sandbox_error") return { reward: null, status: "sandbox_error", reason: r.reason };
-        return { reward: r.reward, status: r.status };
-      }
-      if (o.state === "failed") return { reward: null, status: classifyFailedReason(o.reason), reason: o.reason };
-      return { reward: null, status: "infra_timeout", reason: o.reason };
+      const failure = outcomeInfraFailure(o);
+      if (o.state === "completed") return failure ? { reward: null, status: failure, reason: o.result.reason } : { reward: o.result.reward, status: o.result.status };
+      return { reward: null, status: failure ?? "infra_timeout", reason: o.reason };
     });
   }
 

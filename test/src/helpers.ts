@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { checkHealth } from "@rlmesh/shared";
+import { checkHealth, createClient, freePort, loadProto, type RolloutServiceClient } from "@rlmesh/shared";
 import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
 
 
@@ -46,6 +46,27 @@ export async function waitServing(address: string, timeoutMs = 20_000, svc?: Ser
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`${address} not SERVING after ${timeoutMs} ms (last: ${last})${svc ? `\n${svc.output()}` : ""}`);
+}
+
+/** A rollout worker process serving `modelDir` on a free loopback port, registered in `redisUrl`, SERVING. */
+export async function startRolloutWorker(
+  redisUrl: string,
+  workerId: string,
+  modelDir: string,
+): Promise<{ svc: ServiceProcess; addr: string; client: RolloutServiceClient }> {
+  const port = await freePort();
+  const svc = startService("rollout", {
+    REDIS_URL: redisUrl,
+    RLMESH_ROLLOUT_PORT: String(port),
+    RLMESH_ROLLOUT_METRICS_PORT: "0",
+    RLMESH_WORKER_ID: workerId,
+    RLMESH_MODEL_DIR: modelDir,
+    RLMESH_ORT_THREADS: "1",
+    RLMESH_LEARNER_ADDR: `127.0.0.1:${await freePort()}`,
+  });
+  const addr = `127.0.0.1:${port}`;
+  await waitServing(addr, 60_000, svc);
+  return { svc, addr, client: createClient(loadProto().proto.rlmesh.v1.RolloutService, addr) };
 }
 
 /** Lists the services a server exposes through gRPC reflection (v1). */

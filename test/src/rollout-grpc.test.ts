@@ -9,11 +9,8 @@ import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import {
   chunkWeights,
-  createClient,
   createRedis,
-  freePort,
   listWorkers,
-  loadProto,
   startLocalRedis,
   type GenerateResponse,
   type HostTensor,
@@ -23,7 +20,7 @@ import {
   type UpdateWeightsResponse,
 } from "@rlmesh/shared";
 import { parseModel, readWeights } from "@rlmesh/shared/model/index";
-import { startService, waitServing, type ServiceProcess } from "./helpers.js";
+import { startRolloutWorker, type ServiceProcess } from "./helpers.js";
 import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
 
 const MODEL_DIR = join(REPO_ROOT, "models", "tiny-coder");
@@ -64,19 +61,7 @@ describe("rollout workers over gRPC", { timeout: 300_000 }, () => {
     const model = parseModel(readFileSync(join(MODEL_DIR, "model.onnx")));
     weights = [...readWeights(model)].map(([name, w]) => ({ name, dtype: "DTYPE_FLOAT32" as const, shape: w.shape, data: w.data }));
     for (let i = 0; i < 2; i++) {
-      const port = await freePort();
-      const svc = startService("rollout", {
-        REDIS_URL: redis.url,
-        RLMESH_ROLLOUT_PORT: String(port),
-        RLMESH_ROLLOUT_METRICS_PORT: "0",
-        RLMESH_WORKER_ID: `w${i}`,
-        RLMESH_MODEL_DIR: MODEL_DIR,
-        RLMESH_ORT_THREADS: "1",
-        RLMESH_LEARNER_ADDR: `127.0.0.1:${await freePort()}`,
-      });
-      const addr = `127.0.0.1:${port}`;
-      await waitServing(addr, 60_000, svc);
-      workers.push({ svc, addr, client: createClient(loadProto().proto.rlmesh.v1.RolloutService, addr) });
+      workers.push(await startRolloutWorker(redis.url, `w${i}`, MODEL_DIR));
     }
   });
   after(async () => {

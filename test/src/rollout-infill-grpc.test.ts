@@ -10,9 +10,6 @@ import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import {
   chunkWeights,
-  createClient,
-  freePort,
-  loadProto,
   startLocalRedis,
   type HostTensor,
   type LocalRedis,
@@ -25,7 +22,7 @@ import type { InfillItem } from "@rlmesh/shared/gen/rlmesh/v1/InfillItem";
 import { parseModel, readWeights } from "@rlmesh/shared/model/index";
 import { loadInfillRows } from "@rlmesh/shared/infill/index";
 import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
-import { startService, waitServing, type ServiceProcess } from "./helpers.js";
+import { startRolloutWorker, type ServiceProcess } from "./helpers.js";
 
 const BASE_DIR = join(REPO_ROOT, "models", "tiny-coder");
 const INFILL_DIR = join(REPO_ROOT, "models", "tiny-coder-infill");
@@ -74,19 +71,8 @@ describe("RolloutService.Infill over gRPC", { timeout: 300_000 }, () => {
       writeFileSync(join(variableDir, "manifest.json"), JSON.stringify({ ...manifest, expand_id: 3 }));
     }
     for (const [i, dir] of [BASE_DIR, variableDir].entries()) {
-      const port = await freePort();
-      const svc = startService("rollout", {
-        REDIS_URL: redis.url,
-        RLMESH_ROLLOUT_PORT: String(port),
-        RLMESH_ROLLOUT_METRICS_PORT: "0",
-        RLMESH_WORKER_ID: `infill-w${i}`,
-        RLMESH_MODEL_DIR: dir,
-        RLMESH_ORT_THREADS: "1",
-        RLMESH_LEARNER_ADDR: `127.0.0.1:${await freePort()}`,
-      });
-      const addr = `127.0.0.1:${port}`;
-      await waitServing(addr, 60_000, svc);
-      workers.push({ svc, dir, client: createClient(loadProto().proto.rlmesh.v1.RolloutService, addr) });
+      const { svc, client } = await startRolloutWorker(redis.url, `infill-w${i}`, dir);
+      workers.push({ svc, dir, client });
     }
   });
   after(async () => {

@@ -15,6 +15,7 @@ import { resolveGrpoParams } from "./learner-recipe.js";
 import { buildGrpoBatch } from "../grpo/grpo-batch.js";
 import { drawMaskPairs } from "../grpo/coupled-masks.js";
 import { stackMaskPasses } from "../grpo/stacked-passes.js";
+import { maskedLogLik } from "../testing/masked-log-lik.js";
 import { LearnerMetrics } from "../learner-metrics.js";
 import { writeRandomModelDir } from "../testing/random-model-dir.js";
 import type { NamedTensors } from "../optim/named-tensors.js";
@@ -66,35 +67,11 @@ const scorer = JaxPolicy.fromModelBytes(model.modelBytes, { nLayers: model.manif
 
 /** log p(response up to EOS | prompt) with the whole response masked, per sample. */
 async function responseLogLik(weights: NamedTensors, samples: TrainSample[]): Promise<number[]> {
-  const T = 16;
-  const B = samples.length;
-  const inputIds = new Int32Array(B * T).fill(PAD);
-  const targets = new Int32Array(B * T).fill(PAD);
-  const attention = new Float32Array(B * T);
-  const scored = new Uint8Array(B * T);
-  samples.forEach((s, b) => {
+  const rows = samples.map((s) => {
     const resp = s.responseTokenIds.slice(0, s.responseTokenIds.indexOf(EOS) + 1);
-    [...s.promptTokenIds, ...resp].forEach((id, j) => {
-      const isResp = j >= s.promptTokenIds.length;
-      inputIds[b * T + j] = isResp ? MASK : id;
-      targets[b * T + j] = id;
-      attention[b * T + j] = 1;
-      scored[b * T + j] = isResp ? 1 : 0;
-    });
+    return { ids: [...s.promptTokenIds, ...resp], scored: (j: number) => j >= s.promptTokenIds.length };
   });
-  const lp = await scorer.tokenLogProbs(weights, {
-    batchSize: B,
-    seqLen: T,
-    inputIds,
-    positionIds: Int32Array.from({ length: B * T }, (_, i) => i % T),
-    attentionMask: attention,
-    targets,
-  });
-  return samples.map((_, b) => {
-    let s = 0;
-    for (let j = b * T; j < (b + 1) * T; j++) if (scored[j]) s += lp[j]!;
-    return s;
-  });
+  return maskedLogLik(scorer, weights, rows, { mask: MASK, pad: PAD });
 }
 
 test("a TrainStep raises the likelihood of positive-advantage samples and lowers the others", async () => {

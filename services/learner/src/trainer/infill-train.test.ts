@@ -12,6 +12,7 @@ import { initJax } from "../model/jax-runtime.js";
 import { JaxPolicy } from "../model/jax-policy.js";
 import { GrpoTrainer } from "./grpo-trainer.js";
 import { writeRandomModelDir } from "../testing/random-model-dir.js";
+import { maskedLogLik } from "../testing/masked-log-lik.js";
 import type { NamedTensors } from "../optim/named-tensors.js";
 
 await initJax();
@@ -44,36 +45,12 @@ const scorer = JaxPolicy.fromModelBytes(model.modelBytes, { nLayers: model.manif
 
 /** log p(middle | prefix, suffix) with the whole middle masked, per sample; `withSuffix` false drops the suffix. */
 async function middleLogLik(weights: NamedTensors, xs: TrainSample[], withSuffix = true): Promise<number[]> {
-  const T = 16;
-  const B = xs.length;
-  const inputIds = new Int32Array(B * T).fill(PAD);
-  const targets = new Int32Array(B * T).fill(PAD);
-  const attention = new Float32Array(B * T);
-  const scored = new Uint8Array(B * T);
-  xs.forEach((s, b) => {
+  const rows = xs.map((s) => {
     const P = s.promptTokenIds.length;
     const R = s.responseTokenIds.length;
-    [...s.promptTokenIds, ...s.responseTokenIds, ...(withSuffix ? s.suffixTokenIds : [])].forEach((id, j) => {
-      const inMiddle = j >= P && j < P + R;
-      inputIds[b * T + j] = inMiddle ? MASK : id;
-      targets[b * T + j] = id;
-      attention[b * T + j] = 1;
-      scored[b * T + j] = inMiddle ? 1 : 0;
-    });
+    return { ids: [...s.promptTokenIds, ...s.responseTokenIds, ...(withSuffix ? s.suffixTokenIds : [])], scored: (j: number) => j >= P && j < P + R };
   });
-  const lp = await scorer.tokenLogProbs(weights, {
-    batchSize: B,
-    seqLen: T,
-    inputIds,
-    positionIds: Int32Array.from({ length: B * T }, (_, i) => i % T),
-    attentionMask: attention,
-    targets,
-  });
-  return xs.map((_, b) => {
-    let s = 0;
-    for (let j = b * T; j < (b + 1) * T; j++) if (scored[j]) s += lp[j]!;
-    return s;
-  });
+  return maskedLogLik(scorer, weights, rows, { mask: MASK, pad: PAD });
 }
 
 test("an infill TrainStep raises log p(rewarded middle | prefix, suffix) over the unrewarded one; the suffix is context the update sees", async () => {

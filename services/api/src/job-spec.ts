@@ -82,7 +82,20 @@ export interface NormalizedJobSpec {
   task: (typeof JOB_TASKS)[number];
   traceSamplesPerStep: number;
   infill: NormalizedInfillParams;
+  /** Curriculum sampling (window 0 = off). */
+  curriculum: NormalizedCurriculumParams;
 }
+
+/** Curriculum sampling settings (`services/api/src/coordinator/batch-sampler.ts`). */
+export interface NormalizedCurriculumParams {
+  /** Skip a key whose last `window` visits were saturated (0 = off). */
+  window: number;
+  /** Chance that a skipped key's row is drawn anyway. */
+  explore: number;
+}
+
+/** Exploration share of the curriculum sampler when `curriculum.explore` is unset. */
+export const DEFAULT_CURRICULUM_EXPLORE = 0.1;
 
 /** Infill task settings (only used when task is infill). */
 export interface NormalizedInfillParams {
@@ -197,6 +210,14 @@ export function normalizeSpec(spec: JobSpecIn | null | undefined): NormalizedJob
     task: check.oneOf("spec.task", s.task ?? "complete", JOB_TASKS),
     traceSamplesPerStep: check.int("spec.trace_samples_per_step", s.traceSamplesPerStep ?? 0, 0, 64),
     infill: normalizeInfill(s.infill),
+    curriculum: normalizeCurriculum(s.curriculum),
+  };
+}
+
+function normalizeCurriculum(p: Partial<NormalizedCurriculumParams> | null | undefined): NormalizedCurriculumParams {
+  return {
+    window: check.int("spec.curriculum.window", p?.window ?? 0, 0, 64),
+    explore: check.range("spec.curriculum.explore", p?.explore ?? DEFAULT_CURRICULUM_EXPLORE, 0, 1),
   };
 }
 

@@ -18,6 +18,7 @@ const step = (ms: number, s: number, reward: number, inf: number, extra: Partial
       informativeFraction: inf,
       samplesPolicyVersion: s - 1,
       trainedGroups: 8,
+      promptsSkipped: 0,
       policyVersion: s,
       candidates: 64,
       timings: { seconds: { rollout: 2, reward: 0.5, train: 3, push: 0.1 } },

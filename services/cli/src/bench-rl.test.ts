@@ -75,6 +75,25 @@ test("the learning curve has one point per primary greedy eval, with the rewards
   assert.match(formatAblation([r, { ...r, variant: "no-warmup" }]), /no-warmup\s+20\.0%\s+35\.0%\s+15\.0 pt/);
 });
 
+test("the summary counts steps without an update, the informative fraction, skipped prompts and the first eval 10 points up", () => {
+  const events = [
+    evalEv(1000, 0, "eval", "greedy", 30, 100),
+    step(2000, 1, 0, 0, { policyVersion: 0, promptsSkipped: 3 }), // no informative group: the version stays 0
+    step(3000, 2, 0.5, 0.5, { policyVersion: 1, promptsSkipped: 1 }),
+    evalEv(4000, 2, "eval", "greedy", 38, 100),
+    step(5000, 3, 1, 0, { policyVersion: 1, promptsSkipped: 0 }),
+    step(6000, 4, 0.5, 1, { policyVersion: 2, promptsSkipped: 0 }),
+    evalEv(7000, 4, "eval", "greedy", 40, 100),
+  ];
+  const r = summarizeRlEvents(events, { variant: "curriculum", seed: 2, state: "JOB_STATE_SUCCEEDED" });
+  assert.equal(r.steps_without_update, 2);
+  assert.equal(r.informative_fraction_mean, 0.375);
+  assert.equal(r.prompts_skipped_per_step, 1);
+  assert.equal(r.steps_to_plus_10, 4);
+  assert.equal(summarizeRlEvents(events.slice(0, 4), { variant: "c", seed: 2, state: "s" }).steps_to_plus_10, null);
+  assert.match(formatAblation([r]), /curriculum\s+30\.0%\s+40\.0%\s+10\.0 pt.*0\.38\s+2\s+4$/m);
+});
+
 test("bench specs: every variant changes the recipe it names, and an unknown one is refused", () => {
   const o = { seed: 1, minutes: 2, evalInterval: 10, evalSamples: 4, evalLimit: 50, modelDir: DEFAULT_MODEL_DIR };
   const recipe = benchRlSpec({ ...o, variant: "recipe" });
@@ -89,6 +108,8 @@ test("bench specs: every variant changes the recipe it names, and an unknown one
   const both = benchRlSpec({ ...o, variant: "lr-3e-4+oversample-3" });
   assert.equal(both.grpo?.lr, 3e-4);
   assert.equal(both.oversample, 3);
+  assert.deepEqual(benchRlSpec({ ...o, variant: "curriculum" }).curriculum, { window: 2, explore: 0.1 });
+  assert.deepEqual(benchRlSpec({ ...o, variant: "curriculum-1+oversample-2" }).curriculum, { window: 1, explore: 0.1 });
   assert.throws(() => benchRlSpec({ ...o, variant: "lr-3e-4+nope" }), /unknown variant "nope"/);
   const cart = benchRlSpec({ ...o, variant: "cart" });
   assert.equal(cart.grpo?.lossWeight, "cart");

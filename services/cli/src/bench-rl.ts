@@ -37,6 +37,18 @@ export const RL_VARIANTS: Record<string, { summary: string; apply: (s: Spec) => 
       s.promptsPerStep = 4;
     },
   },
+  curriculum: {
+    summary: "curriculum sampling: skip prompts whose template was all-pass or all-fail on its last 2 visits (10 % exploration)",
+    apply: (s) => void (s.curriculum = { window: 2, explore: 0.1 }),
+  },
+  "curriculum-1": {
+    summary: "curriculum sampling: skip prompts whose template was all-pass or all-fail on its last visit (10 % exploration)",
+    apply: (s) => void (s.curriculum = { window: 1, explore: 0.1 }),
+  },
+  "oversample-2": {
+    summary: "dynamic sampling: roll out 2× the prompts, train on the informative groups first",
+    apply: (s) => void (s.oversample = 2),
+  },
   "oversample-3": {
     summary: "dynamic sampling: roll out 3× the prompts, train on the informative groups",
     apply: (s) => void (s.oversample = 3),
@@ -95,6 +107,14 @@ export interface BenchRlResult {
   seconds_per_step: number;
   phase_seconds_per_step: Record<string, number>;
   rollbacks: number;
+  /** Steps after which the policy version did not move (no informative group: nothing learned). */
+  steps_without_update: number;
+  /** Mean over steps of the fraction of rolled-out groups whose rewards were not all equal. */
+  informative_fraction_mean: number;
+  /** Mean rows per step the curriculum sampler passed over (0 without spec.curriculum). */
+  prompts_skipped_per_step: number;
+  /** The first eval step whose primary pass@1 is ≥ 10 points above the step-0 eval (null: never). */
+  steps_to_plus_10: number | null;
   curve: CurvePoint[];
 }
 
@@ -164,6 +184,10 @@ export function summarizeRlEvents(events: JobEvent[], meta: { variant: string; s
     seconds_per_step: steps.length ? round(stepSeconds / steps.length, 3) : 0,
     phase_seconds_per_step: phase,
     rollbacks,
+    steps_without_update: steps.filter((st, i) => Number(st.policyVersion) === (i === 0 ? 0 : Number(steps[i - 1]!.policyVersion))).length,
+    informative_fraction_mean: steps.length ? round(steps.reduce((a, st) => a + (st.informativeFraction ?? 0), 0) / steps.length, 3) : 0,
+    prompts_skipped_per_step: steps.length ? round(steps.reduce((a, st) => a + Number(st.promptsSkipped ?? 0), 0) / steps.length, 2) : 0,
+    steps_to_plus_10: first ? (curve.find((p) => p.pass_at_1 - first.pass_at_1 >= 0.1 - 1e-9)?.step ?? null) : null,
     curve,
   };
 }
@@ -224,12 +248,13 @@ export function formatCurve(r: BenchRlResult): string {
 
 export function formatAblation(results: BenchRlResult[]): string {
   return [
-    "variant            before   after    delta    compositional      steps  s/step  rollbacks",
+    "variant            before   after    delta    compositional      steps  s/step  rollbacks  informative  no-update  to +10",
     ...results.map(
       (r) =>
         `${r.variant.padEnd(17)}  ${pct(r.pass_at_1_before).padStart(6)}  ${pct(r.pass_at_1_after).padStart(6)}  ` +
         `${((r.pass_at_1_after - r.pass_at_1_before) * 100).toFixed(1).padStart(5)} pt  ${pct(r.compositional_before).padStart(6)} → ${pct(r.compositional_after).padStart(6)}  ` +
-        `${String(r.steps).padStart(5)}  ${r.seconds_per_step.toFixed(1).padStart(6)}  ${String(r.rollbacks).padStart(9)}`,
+        `${String(r.steps).padStart(5)}  ${r.seconds_per_step.toFixed(1).padStart(6)}  ${String(r.rollbacks).padStart(9)}  ` +
+        `${r.informative_fraction_mean.toFixed(2).padStart(11)}  ${String(r.steps_without_update).padStart(9)}  ${String(r.steps_to_plus_10 ?? "–").padStart(6)}`,
     ),
   ].join("\n");
 }

@@ -49,6 +49,11 @@ export interface CanonicalRow {
   reference?: string;
   /** Format the row was converted from. */
   source: DatasetSource;
+  /**
+   * The task template the row was generated from (an rlmesh row's `meta.template`, e.g. the toy
+   * suite's `arithmetic/sub.square.sub`), when it has one: the curriculum sampler's key.
+   */
+  template?: string;
 }
 
 /** Number of tests a spec holds (what tests_run counts up to). */

@@ -68,6 +68,15 @@ test("rlmesh canonical rows round-trip", () => {
   assert.equal(again[0]!.source, "rlmesh");
 });
 
+test("an rlmesh row's meta.template is its template (the curriculum key), kept through a round trip; a bad one is named", () => {
+  const row = { task_id: "t1", prompt: "p", tests: { kind: "assert", tests: ["assert True"] }, meta: { family: "a", template: "a/b.c" } };
+  const [r] = parseDataset(jsonl(row), "rlmesh");
+  assert.equal(r!.template, "a/b.c");
+  assert.equal(parseDataset(JSON.stringify(r), "rlmesh")[0]!.template, "a/b.c");
+  assert.equal(parseDataset(jsonl({ ...row, meta: { family: "a" } }), "rlmesh")[0]!.template, undefined);
+  assert.throws(() => parseDataset(jsonl({ ...row, meta: { template: 7 } }), "rlmesh"), /field "meta\.template": expected a non-empty string, got/);
+});
+
 test("format detection", () => {
   assert.equal(detectFormat(HUMANEVAL), "humaneval");
   assert.equal(detectFormat(MBPP), "mbpp");

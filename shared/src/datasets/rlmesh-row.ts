@@ -36,7 +36,21 @@ export function fromRlmesh(row: Record<string, unknown>, line: number, file?: st
   } else {
     return f.fail("tests.kind", `expected "assert", "call" or "stdio", got ${describe(kind)}`);
   }
-  return { task_id: taskId, prompt, tests, ...(reference !== undefined ? { reference } : {}), source: "rlmesh" };
+  // The curriculum key: `meta.template` (the toy suite's rows), or `template` (a canonical row written back out).
+  const meta = row.meta;
+  const inMeta = typeof meta === "object" && meta !== null && !Array.isArray(meta) && "template" in meta;
+  const template = inMeta ? (meta as Record<string, unknown>).template : row.template;
+  if (template !== undefined && (typeof template !== "string" || template === "")) {
+    f.fail(inMeta ? "meta.template" : "template", `expected a non-empty string, got ${describe(template)}`);
+  }
+  return {
+    task_id: taskId,
+    prompt,
+    tests,
+    ...(reference !== undefined ? { reference } : {}),
+    source: "rlmesh",
+    ...(typeof template === "string" ? { template } : {}),
+  };
 }
 
 function casesOf(f: RowFields, t: Record<string, unknown>): Record<string, unknown>[] {

@@ -54,3 +54,112 @@ function permutation(n: number, seed: number): number[] {
   }
   return p;
 }
+
+/** What one visit of a curriculum key showed: its group's rewards all equal (saturated) or not. */
+export interface Visit {
+  /** Index of the visited row in the job's rows. */
+  row: number;
+  /** True when the group's rewards were all equal (all 1 or all 0): nothing for GRPO to learn. */
+  saturated: boolean;
+}
+
+/** A step's prompts and how many rows the curriculum passed over to draw them. */
+export interface DrawnBatch {
+  indices: number[];
+  skipped: number;
+}
+
+/**
+ * Curriculum sampling: walks the same epoch-wise shuffle as `sampleBatch`, but passes over a
+ * row whose curriculum key (`keys[row]`: the row's template, else its task id) was saturated on
+ * each of its last `window` visits, unless an exploration draw (probability `explore`, seeded by
+ * the step) takes it anyway so that a skipped key is checked again. An informative visit clears
+ * the key's streak. The batch of step k depends on the seed and on the visits recorded for steps
+ * ≤ k - 1 - lag (lag 1 when step k's rollout starts before step k - 1 is scored, i.e. overlap),
+ * so the same rewards give the same batches, and a restarted api that records the stored visits
+ * again (`record`) draws the same batches. Draws happen in step order; a step drawn twice (a
+ * retry, a prefetch) gets the same batch.
+ */
+export class CurriculumSampler {
+  /** Consecutive saturated visits per key (the streak). */
+  private readonly streak = new Map<string, number>();
+  private readonly visits = new Map<number, Visit[]>();
+  private readonly drawn = new Map<number, DrawnBatch>();
+  private lastDrawn = 0;
+  private lastApplied = 0;
+  /** Position in the endless sequence of epoch shuffles. */
+  private pos = 0;
+
+  constructor(
+    private readonly keys: readonly string[],
+    private readonly o: { seed: number; size: number; window: number; explore: number; lag: number },
+  ) {
+    if (keys.length === 0) throw new Error("cannot sample from an empty dataset");
+    if (!(o.window >= 1)) throw new Error(`curriculum window must be >= 1, got ${o.window}`);
+    if (!(o.explore >= 0 && o.explore <= 1)) throw new Error(`curriculum explore must be in [0, 1], got ${o.explore}`);
+  }
+
+  /** Records what step `step`'s groups showed (the batch's rows, saturated or not). */
+  record(step: number, visits: Visit[]): void {
+    if (step <= this.lastApplied) return; // already applied (a replayed record)
+    this.visits.set(step, visits);
+  }
+
+  /** Whether a key is skipped now (its last `window` visits saturated). */
+  isSkipped(key: string): boolean {
+    return (this.streak.get(key) ?? 0) >= this.o.window;
+  }
+
+  /** Step `step`'s batch (steps are drawn in order; earlier ones are drawn first when needed). */
+  draw(step: number): DrawnBatch {
+    const done = this.drawn.get(step);
+    if (done) return done;
+    if (step <= this.lastDrawn) throw new Error(`step ${step} was drawn before and forgotten`);
+    let out: DrawnBatch | undefined;
+    for (let s = this.lastDrawn + 1; s <= step; s++) {
+      this.applyUpTo(s - 1 - this.o.lag);
+      out = this.drawOne(s);
+      this.drawn.set(s, out);
+      this.lastDrawn = s;
+    }
+    // Only the recent draws are asked for again (a retry, a prefetched step).
+    for (const s of this.drawn.keys()) if (s < step - 4) this.drawn.delete(s);
+    return out!;
+  }
+
+  private applyUpTo(step: number): void {
+    for (let s = this.lastApplied + 1; s <= step; s++) {
+      for (const v of this.visits.get(s) ?? []) {
+        const key = this.keys[v.row];
+        if (key === undefined) continue;
+        this.streak.set(key, v.saturated ? (this.streak.get(key) ?? 0) + 1 : 0);
+      }
+      this.visits.delete(s);
+      this.lastApplied = s;
+    }
+  }
+
+  private drawOne(step: number): DrawnBatch {
+    const n = this.keys.length;
+    const rnd = mulberry32(stepSeed(this.o.seed, step, 0xc0de));
+    const indices: number[] = [];
+    let skipped = 0;
+    let walked = 0;
+    while (indices.length < this.o.size) {
+      const epoch = Math.floor(this.pos / n);
+      const row = permutation(n, stepSeed(this.o.seed, epoch, 0xe90c))[this.pos % n]!;
+      this.pos++;
+      walked++;
+      // After a whole epoch of skipped rows (every key saturated, no exploration) take rows as they come.
+      if (this.isSkipped(this.keys[row]!) && walked <= n && !(rnd() < this.o.explore)) {
+        skipped++;
+        continue;
+      }
+      indices.push(row);
+    }
+    return { indices, skipped };
+  }
+}
+
+/** A row's curriculum key: its template when it has one, else its task id. */
+export const curriculumKey = (row: { task_id: string; template?: string }): string => row.template ?? row.task_id;

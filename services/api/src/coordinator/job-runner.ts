@@ -4,7 +4,7 @@ import type { NormalizedJobSpec as JobSpec } from "../job-spec.js";
 import { jobEvaluator } from "./job-eval.js";
 import { startOnLearner } from "./job-start.js";
 import { loadJobRows } from "./job-datasets.js";
-import { generateStep, runStep, stepSamplesKey, type Generated, type StepContext } from "./job-step.js";
+import { generateStep, loadCurriculumSampler, runStep, stepSamplesKey, type Generated, type StepContext } from "./job-step.js";
 import type { RunnerDeps } from "./runner-deps.js";
 import { withWaitingNotices } from "./waiting-notice.js";
 import { TERMINAL_STATES } from "../job-store.js";
@@ -55,7 +55,7 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
   const started = performance.now();
   const firstStep = job.step + 1;
   let lastStep = spec.steps;
-  const ctx: StepContext = { rows, seed, spec, deps, signal, log };
+  const ctx: StepContext = { rows, seed, spec, deps, signal, log, sampler: await loadCurriculumSampler(job.id, rows, spec, deps) };
   // Overlap: step k+1's rollout starts as soon as step k's samples exist and runs while step k
   // is scored and trained, so its samples are one policy version behind (the learner's
   // max_staleness admits that; old log-probs come from the previous version).

@@ -2,7 +2,7 @@
 import type { CanonicalRow } from "@rlmesh/shared/datasets/index";
 import type { Job, Logger } from "@rlmesh/shared";
 import type { NormalizedJobSpec as JobSpec } from "../job-spec.js";
-import { sampleBatch, stepSeed } from "./batch-sampler.js";
+import { CurriculumSampler, curriculumKey, sampleBatch, stepSeed, type DrawnBatch, type Visit } from "./batch-sampler.js";
 import { CollapseGuardStop } from "./collapse-guard-stop.js";
 import { groupRewards, groupsToTrain, informativeGroupFraction } from "./dynamic-sampling.js";
 import type { Candidate } from "./interfaces.js";
@@ -22,21 +22,28 @@ export interface StepContext {
   deps: RunnerDeps;
   signal: AbortSignal;
   log: Logger;
+  /** The curriculum sampler (spec.curriculum.window > 0), else null: the plain epoch-wise shuffle. */
+  sampler: CurriculumSampler | null;
 }
 
 /** A step's prompts and generated samples (kept in Redis until the step completes). */
 export interface Generated {
   batch: CanonicalRow[];
+  /** The batch's row indices in the job's rows. */
+  indices: number[];
+  /** Rows the curriculum sampler passed over to draw the batch. */
+  skipped: number;
   samples: StepSample[];
 }
 
 export async function generateStep(jobId: string, step: number, ctx: StepContext): Promise<Generated> {
   const { rows, seed, spec, deps, signal } = ctx;
-  const idx = sampleBatch(rows.length, spec.promptsPerStep * Math.max(1, spec.oversample), seed, step);
-  const batch = idx.map((i) => rows[i]!);
+  const size = spec.promptsPerStep * Math.max(1, spec.oversample);
+  const drawn: DrawnBatch = ctx.sampler ? ctx.sampler.draw(step) : { indices: sampleBatch(rows.length, size, seed, step), skipped: 0 };
+  const batch = drawn.indices.map((i) => rows[i]!);
   const samplesKey = stepSamplesKey(jobId, step);
   const cached = await deps.redis.get(samplesKey);
-  if (cached) return { batch, samples: JSON.parse(cached) as StepSample[] };
+  if (cached) return { batch, ...drawn, samples: JSON.parse(cached) as StepSample[] };
   // Traces: the whole request is traced (it shares its parameters); runStep keeps a few.
   const params = { ...spec.decoding, seed: stepSeed(seed, step, 0x5a), ...((spec.traceSamplesPerStep ?? 0) > 0 ? { trace: true } : {}) };
   // Only this job's policy generates its samples (a worker on another job's catches up first).
@@ -46,10 +53,40 @@ export async function generateStep(jobId: string, step: number, ctx: StepContext
       ? await rolloutInfill(asInfillRows(batch), spec.groupSize, params, spec, deps, call)
       : (await deps.rollout.generate(batch.map((r, i) => ({ id: String(i), text: r.prompt })), spec.groupSize, params, call)).samples;
   await deps.redis.set(samplesKey, JSON.stringify(samples), "EX", STEP_SAMPLES_TTL_S);
-  return { batch, samples };
+  return { batch, ...drawn, samples };
 }
 
 export const stepSamplesKey = (jobId: string, step: number) => `rlmesh:job:${jobId}:step:${step}:samples`;
+
+/** Each step's curriculum visits (a hash: step → [[row, saturated 0/1], …]), for a restarted api. */
+export const curriculumVisitsKey = (jobId: string) => `rlmesh:job:${jobId}:curriculum`;
+/** How long a job's curriculum visits are kept after its last step (as its traces). */
+const CURRICULUM_TTL_S = 14 * 24 * 3600;
+
+/**
+ * The job's curriculum sampler (null when spec.curriculum.window is 0), with the visits of the
+ * steps it already ran (stored in Redis), so a restarted api draws the same batches.
+ */
+export async function loadCurriculumSampler(jobId: string, rows: CanonicalRow[], spec: JobSpec, deps: Pick<RunnerDeps, "redis">): Promise<CurriculumSampler | null> {
+  if (spec.curriculum.window <= 0) return null;
+  const sampler = new CurriculumSampler(rows.map(curriculumKey), {
+    seed: Number(spec.seed),
+    size: spec.promptsPerStep * Math.max(1, spec.oversample),
+    window: spec.curriculum.window,
+    explore: spec.curriculum.explore,
+    lag: spec.overlap ? 1 : 0,
+  });
+  const stored = await deps.redis.hgetall(curriculumVisitsKey(jobId));
+  for (const [step, v] of Object.entries(stored)) {
+    sampler.record(Number(step), (JSON.parse(v) as [number, number][]).map(([row, sat]) => ({ row, saturated: sat === 1 })));
+  }
+  return sampler;
+}
+
+/** A step's visits: one per group with a scored sample, saturated when its rewards are all equal. */
+function stepVisits(indices: number[], groups: Map<string, Set<number>>): Visit[] {
+  return [...groups].map(([promptId, rewards]) => ({ row: indices[Number(promptId)]!, saturated: rewards.size === 1 }));
+}
 
 /**
  * Scores, trains and records one step. `generated` is its samples (generated now, or prefetched
@@ -62,7 +99,7 @@ export async function runStep(job: Job, step: number, ctx: StepContext, generate
   let t0 = performance.now();
   const emit = (message: string) => store.appendEvent(job.id, { log: { level: "warn", message } });
   const rolloutMissing = async () => ((await deps.rollout.workers()).length === 0 ? "a rollout worker (none registered)" : null);
-  const { batch, samples } = await withWaitingNotices(generated, `step ${step} rollout`, rolloutMissing, emit);
+  const { batch, indices, skipped, samples } = await withWaitingNotices(generated, `step ${step} rollout`, rolloutMissing, emit);
   // With overlap, the rollout ran (partly) during the previous step: count only the wait here.
   t.rollout = (performance.now() - t0) / 1000;
   onSamples();
@@ -103,6 +140,17 @@ export async function runStep(job: Job, step: number, ctx: StepContext, generate
   t0 = performance.now();
   const groups = groupRewards(scored.map(({ smp, reward }) => ({ group: smp.promptId, reward })));
   const keep = groupsToTrain(groups, spec.promptsPerStep);
+  if (ctx.sampler) {
+    // Stored before the step is recorded: a restarted api replays it to draw the same batches.
+    const visits = stepVisits(indices, groups);
+    const key = curriculumVisitsKey(job.id);
+    await deps.redis
+      .multi()
+      .hset(key, String(step), JSON.stringify(visits.map((v) => [v.row, v.saturated ? 1 : 0])))
+      .expire(key, CURRICULUM_TTL_S)
+      .exec();
+    ctx.sampler.record(step, visits);
+  }
   const learnerMissing = async () => (deps.learner.unavailable ? deps.learner.unavailable() : null);
   const trainCall = deps.learner.trainStep(
     {
@@ -147,6 +195,7 @@ export async function runStep(job: Job, step: number, ctx: StepContext, generate
       informativeFraction,
       samplesPolicyVersion: Math.min(...samples.map((x) => Number(x.policyVersion))),
       trainedGroups: keep.size,
+      promptsSkipped: skipped,
     },
   };
   // The job's own mean over every scored candidate so far (Job.reward_mean is this step's).

@@ -22,9 +22,9 @@ import { generateToySuite } from "@rlmesh/shared/toy/index";
 import { initJax } from "../model/jax-runtime.js";
 import { JaxPolicy } from "../model/jax-policy.js";
 import type { WeightTensors } from "../model/jax-policy.js";
-import { adamwStep, initAdamW } from "../optim/adamw.js";
+import { adamwStep, initAdamW, type AdamWConfig, type AdamWState } from "../optim/adamw.js";
 import { clipGradNorm } from "../optim/grad-clip.js";
-import { learningRateAt } from "../optim/lr-schedule.js";
+import { learningRateAt, type LrScheduleConfig } from "../optim/lr-schedule.js";
 import { DEFAULT_CART_P, parseLossWeighting, type LossWeighting } from "../grpo/cart-weights.js";
 import { DEFAULT_LENGTH_BUCKET, DEFAULT_T_MIN, loadSftExamples, makeSftBatch, numberTokenWeights, sftExamplesFromRows } from "./train-base-data.js";
 import type { SftExample } from "./train-base-data.js";
@@ -263,6 +263,19 @@ export interface TrainBaseResult {
   evals: Record<string, PassAt1Result>;
 }
 
+/** Adam of base training (β2 0.98: the shipped model's recipe; the GRPO learner uses 0.999). */
+const SFT_ADAM_BETA1 = 0.9;
+const SFT_ADAM_BETA2 = 0.98;
+const SFT_ADAM_EPS = 1e-8;
+/** Held-out splits of the pass@1 evals, and the samples decoded together there. */
+const EVAL_SPLITS = ["test-instances", "test-compositional"] as const;
+const EVAL_BATCH_SIZE = 50;
+/** About this many progress lines per run, at most MAX_LOG_EVERY steps apart. */
+const PROGRESS_LINES = 20;
+const MAX_LOG_EVERY = 50;
+/** The logged loss EMA: keep·ema + add·loss. */
+const LOSS_EMA = { keep: 0.95, add: 0.05 } as const;
+
 function fmtDuration(s: number): string {
   const m = Math.floor(s / 60);
   return `${m}m${String(Math.round(s - 60 * m)).padStart(2, "0")}s`;
@@ -272,6 +285,42 @@ function fmtDuration(s: number): string {
 export async function trainBase(args: TrainBaseArgs, log: (line: string) => void): Promise<TrainBaseResult> {
   const settings = TRAIN_BASE_PRESETS[args.preset];
   if (args.recipe === "dreamon") return trainDreamOn(args, settings, log);
+  const run = await setUpRun(args, settings, log);
+  logRunHeader(run, log);
+  const trained = await trainLoop(run, log);
+  run.policy.dispose();
+  return finishRun(run, trained, log);
+}
+
+/** Everything one base-training run holds: its inputs, the policy being trained and its optimizer. */
+interface BaseRun {
+  args: TrainBaseArgs;
+  settings: TrainBaseSettings;
+  totalSteps: number;
+  tok: LoadedTokenizer;
+  ids: { mask: number; pad: number; eos: number };
+  config: PolicyModelConfig;
+  examples: SftExample[];
+  trainSource: string;
+  /** The run's one RNG: the example order, then each batch's masks. */
+  rng: SeededRandom;
+  policy: JaxPolicy;
+  weights: WeightTensors;
+  opt: AdamWState;
+  adamCfg: AdamWConfig;
+  schedule: LrScheduleConfig;
+}
+
+/** What the training loop leaves: steps taken, the loss EMA, its seconds and its start time. */
+interface TrainedSteps {
+  step: number;
+  ema: number;
+  seconds: number;
+  t0: number;
+}
+
+/** Tokenizer, examples, the starting weights, the optimizer and its schedule (the RNG is seeded here, before any draw). */
+async function setUpRun(args: TrainBaseArgs, settings: TrainBaseSettings, log: (line: string) => void): Promise<BaseRun> {
   const totalSteps = args.steps ?? settings.steps;
   const tok = await loadTokenizer(args.tokenizer, { requireSpecial: ["mask", "pad", "eos"] });
   const ids = { mask: tok.specialIds.mask!, pad: tok.specialIds.pad!, eos: tok.specialIds.eos! };
@@ -288,107 +337,88 @@ export async function trainBase(args: TrainBaseArgs, log: (line: string) => void
   const policy = JaxPolicy.fromModelBytes(initBytes, { nLayers: config.nLayers, vocabSize: config.vocabSize });
   const weights: WeightTensors = policy.initialWeights();
   const opt = initAdamW(weights);
-  const adamCfg = {
-    beta1: 0.9,
-    beta2: 0.98,
-    eps: 1e-8,
+  const adamCfg: AdamWConfig = {
+    beta1: SFT_ADAM_BETA1,
+    beta2: SFT_ADAM_BETA2,
+    eps: SFT_ADAM_EPS,
     weightDecay: settings.weightDecay,
     noDecay: (n: string) => n.endsWith("norm") || n.includes("embedding"),
   };
-  const schedule = {
+  const schedule: LrScheduleConfig = {
     baseLr: args.lr ?? settings.lr,
     warmupSteps: settings.warmupSteps,
     decay: "cosine" as const,
     totalSteps,
     minLrRatio: settings.minLrRatio,
   };
+  return { args, settings, totalSteps, tok, ids, config, examples, trainSource, rng, policy, weights, opt, adamCfg, schedule };
+}
+
+function logRunHeader(run: BaseRun, log: (line: string) => void): void {
+  const { args, config, settings } = run;
   log(
     `train-base: config ${args.preset} (d ${config.dModel}, ${config.nLayers} layers, ${config.nHeads} heads, ff ${config.ffDim}, vocab ${config.vocabSize}, ` +
-      `${(parameterCount(config) / 1e6).toFixed(2)} M params), ${examples.length} examples (${trainSource}), batch ${settings.batchSize}, ${totalSteps} steps, seed ${args.seed}, ` +
+      `${(parameterCount(config) / 1e6).toFixed(2)} M params), ${run.examples.length} examples (${run.trainSource}), batch ${settings.batchSize}, ${run.totalSteps} steps, seed ${args.seed}, ` +
       `loss weight ${args.lossWeighting.kind === "cart" ? `cart (p ${args.lossWeighting.p})` : "1/t"}`,
   );
+}
 
-  const evals: Record<string, PassAt1Result> = {};
-  const manifestNow = (extra: Record<string, unknown>) =>
-    manifestForConfig(config, ids, {
-      special_tokens: { mask: "<|mask|>", pad: "<|pad|>", eos: "<|eos|>" },
-      training: {
-        seed: args.seed,
-        preset: args.preset,
-        response_budget: settings.responseBudget,
-        ...(args.init ? { init: args.init } : {}),
-        ...(args.numberWeight !== 1 ? { number_weight: args.numberWeight } : {}),
-        ...(args.trainSize ? { train_size: args.trainSize } : {}),
-        loss_weight: args.lossWeighting.kind,
-        ...(args.lossWeighting.kind === "cart" ? { cart_p: args.lossWeighting.p } : {}),
-        ...extra,
-      },
-      decoding: { response_budget: settings.responseBudget, lookahead: recommendedLookahead(settings.responseBudget) },
-    });
-  const evalNow = async (limit: number): Promise<Record<string, PassAt1Result>> => {
-    const bytes = serializeModel(buildPolicyGraph(config, toWeightMap(weights)));
-    const out: Record<string, PassAt1Result> = {};
-    for (const split of ["test-instances", "test-compositional"]) {
-      const rows = await readEvalRows(join(args.data, `${split}.jsonl`), limit);
-      out[split] = await toyPassAt1(bytes, manifestNow({}), tok, rows, { responseLength: settings.responseBudget, batchSize: 50 });
-    }
-    return out;
-  };
+/** The manifest of the run's model, its `training` record with `extra` (steps, timings, evals). */
+function runManifest(run: BaseRun, extra: Record<string, unknown>): ModelManifest {
+  const { args, settings } = run;
+  return manifestForConfig(run.config, run.ids, {
+    special_tokens: { mask: "<|mask|>", pad: "<|pad|>", eos: "<|eos|>" },
+    training: {
+      seed: args.seed,
+      preset: args.preset,
+      response_budget: settings.responseBudget,
+      ...(args.init ? { init: args.init } : {}),
+      ...(args.numberWeight !== 1 ? { number_weight: args.numberWeight } : {}),
+      ...(args.trainSize ? { train_size: args.trainSize } : {}),
+      loss_weight: args.lossWeighting.kind,
+      ...(args.lossWeighting.kind === "cart" ? { cart_p: args.lossWeighting.p } : {}),
+      ...extra,
+    },
+    decoding: { response_budget: settings.responseBudget, lookahead: recommendedLookahead(settings.responseBudget) },
+  });
+}
 
-  const targetWeight = args.numberWeight !== 1 ? numberTokenWeights(tok, args.numberWeight) : undefined;
+/** Greedy pass@1 of the current weights on the first `limit` rows of each held-out split. */
+async function evalPassAt1(run: BaseRun, limit: number): Promise<Record<string, PassAt1Result>> {
+  const bytes = serializeModel(buildPolicyGraph(run.config, toWeightMap(run.weights)));
+  const out: Record<string, PassAt1Result> = {};
+  for (const split of EVAL_SPLITS) {
+    const rows = await readEvalRows(join(run.args.data, `${split}.jsonl`), limit);
+    out[split] = await toyPassAt1(bytes, runManifest(run, {}), run.tok, rows, { responseLength: run.settings.responseBudget, batchSize: EVAL_BATCH_SIZE });
+  }
+  return out;
+}
+
+/** The optimizer steps, with progress lines, periodic evals and snapshots, and the --stop-after / --minutes stops. */
+async function trainLoop(run: BaseRun, log: (line: string) => void): Promise<TrainedSteps> {
+  const { args, settings, totalSteps } = run;
+  const targetWeight = args.numberWeight !== 1 ? numberTokenWeights(run.tok, args.numberWeight) : undefined;
   const t0 = performance.now();
-  const sampler = new ExampleSampler(examples, rng, config.maxSeqLen - settings.responseBudget);
+  const sampler = new ExampleSampler(run.examples, run.rng, run.config.maxSeqLen - settings.responseBudget);
   let ema = NaN;
   let step = 0;
-  let lastEval = 0;
-  let lastSnapshot = 0;
-  const logEvery = Math.max(1, Math.min(50, Math.floor(totalSteps / 20)));
+  const last = { eval: 0, snapshot: 0 };
+  const logEvery = Math.max(1, Math.min(MAX_LOG_EVERY, Math.floor(totalSteps / PROGRESS_LINES)));
   for (; step < totalSteps; step++) {
-    const chosen = sampler.next(settings.batchSize);
-    const { batch, tokenWeights } = makeSftBatch(chosen, rng, {
-      maskId: ids.mask,
-      padId: ids.pad,
-      responseBudget: settings.responseBudget,
-      tMin: settings.tMin,
-      lengthBucket: DEFAULT_LENGTH_BUCKET,
-      ...(targetWeight ? { targetWeight } : {}),
-      weighting: args.lossWeighting,
-    });
-    const { loss, grads } = await policy.weightedNllGrad(weights, batch, tokenWeights);
-    const clip = clipGradNorm(grads, settings.gradClip);
-    if (!clip.finite) throw new Error(`train-base: non-finite gradient at step ${step} (loss ${loss})`);
-    adamwStep(weights, grads, opt, learningRateAt(step, schedule), adamCfg);
-    ema = Number.isNaN(ema) ? loss : 0.95 * ema + 0.05 * loss;
+    const { loss, gradNorm, seqLen } = await sftStep(run, sampler.next(settings.batchSize), targetWeight, step);
+    ema = Number.isNaN(ema) ? loss : LOSS_EMA.keep * ema + LOSS_EMA.add * loss;
     const elapsed = (performance.now() - t0) / 1000;
     if ((step + 1) % logEvery === 0 || step === 0) {
       const eta = (elapsed / (step + 1)) * (totalSteps - step - 1);
       log(
-        `step ${step + 1}/${totalSteps} loss ${loss.toFixed(4)} (ema ${ema.toFixed(4)}) lr ${learningRateAt(step, schedule).toExponential(2)} ` +
-          `gnorm ${clip.norm.toFixed(3)} T ${batch.seqLen} ${((elapsed * 1000) / (step + 1)).toFixed(0)} ms/step elapsed ${fmtDuration(elapsed)} eta ${fmtDuration(eta)}`,
+        `step ${step + 1}/${totalSteps} loss ${loss.toFixed(4)} (ema ${ema.toFixed(4)}) lr ${learningRateAt(step, run.schedule).toExponential(2)} ` +
+          `gnorm ${gradNorm.toFixed(3)} T ${seqLen} ${((elapsed * 1000) / (step + 1)).toFixed(0)} ms/step elapsed ${fmtDuration(elapsed)} eta ${fmtDuration(eta)}`,
       );
     }
-    if (args.evalEveryMinutes > 0 && elapsed - lastEval >= args.evalEveryMinutes * 60 && step + 1 < totalSteps) {
-      lastEval = elapsed;
-      const e = await evalNow(Math.max(1, Math.floor(args.evalLimit / 2)));
-      log(
-        `eval @ step ${step + 1} (${fmtDuration(elapsed)}): ` +
-          Object.entries(e)
-            .map(([k, v]) => `${k} ${(100 * v.passAt1).toFixed(1)}% (${v.passed}/${v.n})`)
-            .join(", "),
-      );
-    }
-    if (args.snapshotDir && elapsed - lastSnapshot >= args.snapshotEveryMinutes * 60) {
-      lastSnapshot = elapsed;
-      const dir = join(args.snapshotDir, `step-${step + 1}`);
-      await saveModelDir(dir, args.tokenizer, config, weights, manifestNow({ steps: step + 1 }));
-    }
-    if (args.stopAfter !== undefined && step + 1 >= args.stopAfter) {
-      log(`train-base: --stop-after ${args.stopAfter} reached`);
-      step++;
-      break;
-    }
-    if (args.minutes !== undefined && elapsed >= args.minutes * 60) {
-      log(`train-base: --minutes ${args.minutes} reached at step ${step + 1}; stopping early`);
+    await periodicEvalAndSnapshot(run, step, elapsed, last, log);
+    const stop = stopReason(args, step, elapsed);
+    if (stop) {
+      log(stop);
       step++;
       break;
     }
@@ -397,23 +427,87 @@ export async function trainBase(args: TrainBaseArgs, log: (line: string) => void
   log(
     `train-base: trained ${step} steps in ${fmtDuration(seconds)} (${((seconds * 1000) / Math.max(1, step)).toFixed(0)} ms/step), final loss ema ${ema.toFixed(4)}`,
   );
-  policy.dispose();
+  return { step, ema, seconds, t0 };
+}
 
+/** One optimizer step on `chosen` (masks drawn from the run's RNG); throws on a non-finite gradient. */
+async function sftStep(
+  run: BaseRun,
+  chosen: SftExample[],
+  targetWeight: Float32Array | undefined,
+  step: number,
+): Promise<{ loss: number; gradNorm: number; seqLen: number }> {
+  const { args, settings } = run;
+  const { batch, tokenWeights } = makeSftBatch(chosen, run.rng, {
+    maskId: run.ids.mask,
+    padId: run.ids.pad,
+    responseBudget: settings.responseBudget,
+    tMin: settings.tMin,
+    lengthBucket: DEFAULT_LENGTH_BUCKET,
+    ...(targetWeight ? { targetWeight } : {}),
+    weighting: args.lossWeighting,
+  });
+  const { loss, grads } = await run.policy.weightedNllGrad(run.weights, batch, tokenWeights);
+  const clip = clipGradNorm(grads, settings.gradClip);
+  if (!clip.finite) throw new Error(`train-base: non-finite gradient at step ${step} (loss ${loss})`);
+  adamwStep(run.weights, grads, run.opt, learningRateAt(step, run.schedule), run.adamCfg);
+  return { loss, gradNorm: clip.norm, seqLen: batch.seqLen };
+}
+
+/** --eval-every-min (on half the eval rows, not after the last step) and --snapshot-dir saves, each on its own clock. */
+async function periodicEvalAndSnapshot(
+  run: BaseRun,
+  step: number,
+  elapsed: number,
+  last: { eval: number; snapshot: number },
+  log: (line: string) => void,
+): Promise<void> {
+  const { args } = run;
+  if (args.evalEveryMinutes > 0 && elapsed - last.eval >= args.evalEveryMinutes * 60 && step + 1 < run.totalSteps) {
+    last.eval = elapsed;
+    const e = await evalPassAt1(run, Math.max(1, Math.floor(args.evalLimit / 2)));
+    log(
+      `eval @ step ${step + 1} (${fmtDuration(elapsed)}): ` +
+        Object.entries(e)
+          .map(([k, v]) => `${k} ${(100 * v.passAt1).toFixed(1)}% (${v.passed}/${v.n})`)
+          .join(", "),
+    );
+  }
+  if (args.snapshotDir && elapsed - last.snapshot >= args.snapshotEveryMinutes * 60) {
+    last.snapshot = elapsed;
+    const dir = join(args.snapshotDir, `step-${step + 1}`);
+    await saveModelDir(dir, args.tokenizer, run.config, run.weights, runManifest(run, { steps: step + 1 }));
+  }
+}
+
+/** The line that ends training early after `step` (--stop-after, then --minutes), or undefined to go on. */
+function stopReason(args: TrainBaseArgs, step: number, elapsed: number): string | undefined {
+  if (args.stopAfter !== undefined && step + 1 >= args.stopAfter) return `train-base: --stop-after ${args.stopAfter} reached`;
+  if (args.minutes !== undefined && elapsed >= args.minutes * 60)
+    return `train-base: --minutes ${args.minutes} reached at step ${step + 1}; stopping early`;
+  return undefined;
+}
+
+/** The final eval (--eval-limit rows), the manifest with the run's record, and the model directory. */
+async function finishRun(run: BaseRun, trained: TrainedSteps, log: (line: string) => void): Promise<TrainBaseResult> {
+  const { args } = run;
+  const { step, ema, seconds, t0 } = trained;
+  const evals: Record<string, PassAt1Result> = {};
   if (args.evalLimit > 0) {
-    Object.assign(evals, await evalNow(args.evalLimit));
+    Object.assign(evals, await evalPassAt1(run, args.evalLimit));
     for (const [k, v] of Object.entries(evals)) {
       log(
         `eval ${k}: pass@1 ${(100 * v.passAt1).toFixed(1)}% (${v.passed}/${v.n}, greedy, python3 check) in ${v.seconds.toFixed(0)} s; by family ${JSON.stringify(v.byFamily)}`,
       );
     }
   }
-  const manifest = manifestNow({
+  const manifest = runManifest(run, {
     steps: step,
     train_seconds: Math.round(seconds),
     final_loss_ema: Number(ema.toFixed(4)),
     ...Object.fromEntries(Object.entries(evals).map(([k, v]) => [`pass_at_1_${k}`, Number(v.passAt1.toFixed(4))])),
   });
-  const bytes = await saveModelDir(args.out, args.tokenizer, config, weights, manifest);
+  const bytes = await saveModelDir(args.out, args.tokenizer, run.config, run.weights, manifest);
   log(
     `train-base: wrote ${join(args.out, "model.onnx")} (${(bytes / 1e6).toFixed(2)} MB) and manifest.json; total ${fmtDuration((performance.now() - t0) / 1000)}`,
   );

@@ -10,6 +10,7 @@ import {
   type DatasetSpec,
 } from "@rlmesh/shared";
 import { DEFAULT_ALG, DEFAULT_BLOCK_LENGTH, DEFAULT_CACHE, DEFAULT_MAX_STALENESS, DEFAULT_THRESHOLD } from "@rlmesh/shared/decoding-defaults";
+import { GRPO_ADV_ESTIMATORS, GRPO_DEFAULTS, GRPO_LOSS_AGGREGATIONS, GRPO_LOSS_WEIGHTS } from "@rlmesh/shared/grpo-defaults";
 import { normalizeInitFrom, type NormalizedInitFrom } from "./init-from-spec.js";
 
 /** Defaults for a job spec's unset fields (the shipped tiny model's recipe). An explicit 0 is never "use the default". */
@@ -21,9 +22,14 @@ export { DEFAULT_MAX_STALENESS };
 export const DATASET_FORMATS = ["auto", "humaneval", "mbpp", "lcb", "rlmesh"] as const;
 export const DECODING_ALGS = ["origin", "maskgit_plus", "topk_margin", "entropy"] as const;
 export const CACHE_MODES = ["none", "prefix", "dual"] as const;
-export const ADV_ESTIMATORS = ["grpo", "drgrpo"] as const;
-export const LOSS_AGGS = ["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"] as const;
-export const LOSS_WEIGHTS = ["inv_t", "cart"] as const;
+export const ADV_ESTIMATORS = GRPO_ADV_ESTIMATORS;
+export const LOSS_AGGS = GRPO_LOSS_AGGREGATIONS;
+export const LOSS_WEIGHTS = GRPO_LOSS_WEIGHTS;
+/**
+ * What an unset `spec.grpo` field means (shared/src/grpo-defaults.ts; the learner's recipe is made
+ * of the same values). The spec keeps unset fields unset: the learner applies these.
+ */
+export const DEFAULT_GRPO: Readonly<GrpoParams> = GRPO_DEFAULTS;
 export const JOB_TASKS = ["complete", "infill"] as const;
 /** DreamOn's defaults: start from 16 masks (no length oracle), grow up to 64. */
 export const DEFAULT_INFILL_INITIAL_LENGTH = 16;

@@ -65,3 +65,12 @@ test("an explicit 0 is validated as 0, never replaced by the default; negative s
   // Unset takes the default.
   assert.equal(normalizeSpec(base).steps, 20);
 });
+
+test("curriculum: off by default, explore defaults to 0.1, bad values are named", () => {
+  assert.deepEqual(normalizeSpec(base).curriculum, { window: 0, explore: 0.1 });
+  assert.deepEqual(normalizeSpec({ ...base, curriculum: { window: 2 } }).curriculum, { window: 2, explore: 0.1 });
+  assert.deepEqual(normalizeSpec({ ...base, curriculum: { window: 1, explore: 0 } }).curriculum, { window: 1, explore: 0 });
+  assert.throws(() => normalizeSpec({ ...base, curriculum: { window: -1 } }), /^InvalidArgumentError: spec\.curriculum\.window: must be an integer in \[0, 64\], got -1/);
+  assert.throws(() => normalizeSpec({ ...base, curriculum: { window: 1.5 } }), /spec\.curriculum\.window/);
+  assert.throws(() => normalizeSpec({ ...base, curriculum: { window: 2, explore: 1.5 } }), /spec\.curriculum\.explore: .*1\.5/);
+});

@@ -14,6 +14,8 @@ Raw logits (no shift: Dream's shift is the sampler's job). One sequence at posit
 
 usage: hf_reference_forward.py CHECKPOINT_DIR IDS OUT.f32 [CHECKPOINT_DIR IDS OUT.f32 ...]
   IDS: comma-separated token ids; OUT.f32 receives float32 little-endian logits [T, V].
+  CHECKPOINT_DIR prefixed "float16:" rounds every weight to float16 (torch's .half(), round to
+  nearest even) and computes in float32: what `import-hf --dtype float16` stores and runs.
   Several triples run in one process (torch's import is most of a small run's time).
 """
 import json
@@ -152,17 +154,22 @@ def llada_forward(cfg, w, ids):
 
 
 def run_one(src, ids_arg, out):
+    half = src.startswith("float16:")
+    if half:
+        src = src[len("float16:") :]
     with open(os.path.join(src, "config.json")) as f:
         cfg = json.load(f)
     ids = [int(s) for s in ids_arg.split(",")]
     weights = read_checkpoint(src)
+    if half:
+        weights = {k: v.half().float() for k, v in weights.items()}
     forward = {"Dream": dream_forward, "llada": llada_forward}.get(cfg["model_type"])
     if forward is None:
         raise SystemExit(f"config.json: model_type {cfg['model_type']!r} has no reference forward here")
     with torch.no_grad():
         logits = forward(cfg, weights, ids)
     logits.numpy().astype("<f4").tofile(out)
-    print(json.dumps({"checkpoint": src, "shape": list(logits.shape), "torch": torch.__version__}))
+    print(json.dumps({"checkpoint": src, "float16_weights": half, "shape": list(logits.shape), "torch": torch.__version__}))
 
 
 def main():

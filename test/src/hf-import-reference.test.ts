@@ -77,6 +77,31 @@ const CASES: Record<string, Omit<HfFixtureOptions, "dir">> = {
   },
 };
 
+/**
+ * `import-hf --dtype float16` of these fixtures: float16 weights, float32 compute. Compared with
+ * the PyTorch forward on weights rounded to float16 (what the file holds: ≤ TOL, as in float32)
+ * and with the checkpoint's own weights (the cost of half precision, bounded by HALF_BOUND).
+ */
+const FLOAT16_CASES: Record<string, Omit<HfFixtureOptions, "dir">> = {
+  "Dream float16 (untied head, F32 checkpoint)": { modelType: "Dream", seed: 31 },
+  "llada float16 (tied wte, GQA 4/2, q/k/v bias, BF16 checkpoint)": {
+    modelType: "llada",
+    seed: 32,
+    tied: true,
+    dtype: "BF16",
+    configOverrides: { n_kv_heads: 2, include_qkv_bias: true },
+  },
+};
+
+/**
+ * Bound on max |Δlogit| between a float16-stored import and the unrounded checkpoint: every
+ * weight carries a relative rounding error ≤ 2^-11 (float16's 10-bit mantissa, round to nearest);
+ * to first order a logit then moves by at most that much of its size per weight matrix on its
+ * path — 7 per layer (q, k, v, o, gate, up, down) plus the head — so |Δ| ≤ 2^-11 · (7L + 1) · max
+ * |logit| (errors of independent weights partly cancel, so this is loose, not tight).
+ */
+const halfBound = (nLayers: number, maxLogit: number) => 2 ** -11 * (7 * nLayers + 1) * maxLogit;
+
 const N = 14;
 const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i);
 
@@ -91,9 +116,27 @@ before(async () => {
     const ids = Array.from({ length: N }, (_, i) => (i === 4 || i === 9 ? fx.ids.mask : (i * 37 + 5) % 560));
     runs.push({ name, fx, imported, ids });
   }
-  const refs = await referenceLogits(runs.map((r) => ({ dir: r.fx.dir, ids: r.ids })));
+  const halfRuns: typeof runs = [];
+  for (const [name, opts] of Object.entries(FLOAT16_CASES)) {
+    const src = join(root, `${opts.modelType}-${opts.seed}`);
+    const fx = await writeHfFixture({ ...opts, dir: src });
+    const imported = await importHfCheckpoint(src, { out: join(root, `${opts.modelType}-${opts.seed}-f16`), dtype: "float16" });
+    const ids = Array.from({ length: N }, (_, i) => (i === 4 || i === 9 ? fx.ids.mask : (i * 41 + 3) % 560));
+    halfRuns.push({ name, fx, imported, ids });
+  }
+  const refs = await referenceLogits([
+    ...runs.map((r) => ({ dir: r.fx.dir, ids: r.ids })),
+    ...halfRuns.flatMap((r) => [
+      { dir: `float16:${r.fx.dir}`, ids: r.ids },
+      { dir: r.fx.dir, ids: r.ids },
+    ]),
+  ]);
   runs.forEach((r, k) => prepared.set(r.name, { fx: r.fx, imported: r.imported, ids: r.ids, ref: refs[k]! }));
+  halfRuns.forEach((r, k) =>
+    preparedHalf.set(r.name, { ...r, ref: refs[runs.length + 2 * k]!, refUnrounded: refs[runs.length + 2 * k + 1]! }),
+  );
 });
+const preparedHalf = new Map<string, { fx: HfFixture; imported: ImportHfResult; ids: number[]; ref: Float32Array; refUnrounded: Float32Array }>();
 
 for (const [name, opts] of Object.entries(CASES)) {
   test(`${name}: import-hf logits equal the PyTorch reference (max |Δ| ≤ ${TOL}); cached = uncached (prefix, dual)`, async (t) => {
@@ -109,6 +152,44 @@ for (const [name, opts] of Object.entries(CASES)) {
       );
     } else assert.equal(m.expand_id, undefined);
 
+    const { delta, scale } = await checkAgainstReference(imported, ids, ref);
+    t.diagnostic(`max |Δlogit| vs PyTorch ${delta.toExponential(2)} (max |logit| ${scale.toFixed(2)}, torch via ${python})`);
+  });
+}
+
+for (const name of Object.keys(FLOAT16_CASES)) {
+  test(`${name}: import-hf --dtype float16 logits equal PyTorch on float16-rounded weights (max |Δ| ≤ ${TOL}), stay within the half-precision bound of the unrounded checkpoint; cached = uncached`, async (t) => {
+    const { imported, ids, ref, refUnrounded } = preparedHalf.get(name)!;
+    const m = imported.model.manifest;
+    assert.equal(m.weight_dtype, "float16");
+    assert.equal(m.source?.["dtype"], "float16");
+    assert.equal(imported.weightBytes, imported.parameters * 2);
+    const { delta, scale, full } = await checkAgainstReference(imported, ids, ref);
+    const deltaUnrounded = maxAbsDiff(full.logits, refUnrounded);
+    const bound = halfBound(m.n_layers, scale);
+    assert.ok(deltaUnrounded <= bound, `float16 vs the unrounded checkpoint: max |Δlogit| ${deltaUnrounded} > bound ${bound}`);
+    if (FLOAT16_CASES[name]!.dtype === "BF16") {
+      // bfloat16's 8-bit mantissa fits float16's 10 bits: in float16's range the conversion is exact
+      // (only values under 2^-14 lose bits as float16 subnormals), so the logits stay within TOL.
+      assert.ok(deltaUnrounded <= TOL, `BF16 checkpoint as float16: max |Δlogit| ${deltaUnrounded} > ${TOL}`);
+    } else {
+      // From float32 it costs something: the comparison above was not against the rounded weights again.
+      assert.ok(deltaUnrounded > TOL, `float16 storage changed no logit by more than ${TOL}: were the weights rounded at all?`);
+    }
+    t.diagnostic(
+      `max |Δlogit|: vs PyTorch on float16-rounded weights ${delta.toExponential(2)}, vs the unrounded checkpoint ${deltaUnrounded.toExponential(2)} ` +
+        `(bound ${bound.toExponential(2)}; max |logit| ${scale.toFixed(2)})`,
+    );
+  });
+}
+
+/** Full-forward logits of an imported model against reference logits (≤ TOL), then prefix/dual cached = uncached. */
+async function checkAgainstReference(
+  imported: ImportHfResult,
+  ids: number[],
+  ref: Float32Array,
+): Promise<{ delta: number; scale: number; full: Awaited<ReturnType<typeof ortForward>> }> {
+    const m = imported.model.manifest;
     const cfg: PolicyModelConfig = configFromManifest(m);
     const positions = range(0, N);
     const session = await ort.InferenceSession.create(imported.model.modelPath, { intraOpNumThreads: 1 });
@@ -119,7 +200,6 @@ for (const [name, opts] of Object.entries(CASES)) {
     for (const v of ref) scale = Math.max(scale, Math.abs(v));
     assert.ok(scale > 1, `reference logits too flat to test anything (max |logit| ${scale})`);
     assert.ok(delta <= TOL, `max |Δlogit| ${delta} > ${TOL} (max |logit| ${scale})`);
-    t.diagnostic(`max |Δlogit| vs PyTorch ${delta.toExponential(2)} (max |logit| ${scale.toFixed(2)}, torch via ${python})`);
 
     // The rollout's cache contract on the imported graph: K/V carry the K/V heads and their positions.
     const H = kvHeads(cfg);
@@ -153,7 +233,7 @@ for (const [name, opts] of Object.entries(CASES)) {
       pick([...range(0, b0), ...range(b1, N)]),
     );
     assert.ok(maxAbsDiff(dual.logits, logitRows(full.logits, N, V, 0, b0, b1)) < TOL, "dual cache");
-  });
+    return { delta, scale, full };
 }
 
 test("weights as ONNX external data (threshold forced small) give the same logits, from the model path and from bytes + externalData", async () => {
@@ -177,4 +257,23 @@ test("weights as ONNX external data (threshold forced small) give the same logit
   const fromBytes = await ort.InferenceSession.create(loaded.modelBytes, { externalData: [{ path: "model.onnx.data", data }] });
   const c = await ortForward(fromBytes, cfg, 1, ids, pos, mask);
   assert.equal(maxAbsDiff(a.logits, c.logits), 0);
+});
+
+test("--dtype float16 with external data (threshold forced small): 2-byte ranges checked by loadModel, the same logits as the inline float16 import", async () => {
+  const src = join(root, "dream-external-f16");
+  await writeHfFixture({ modelType: "Dream", seed: 22, dir: src });
+  const inline = await importHfCheckpoint(src, { out: join(root, "dream-f16-inline"), dtype: "float16" });
+  const ext = await importHfCheckpoint(src, { out: join(root, "dream-f16-external"), dtype: "float16", externalDataThreshold: 1024 });
+  assert.equal(ext.external, true);
+  const loaded = await loadModel(join(root, "dream-f16-external"));
+  assert.equal(loaded.manifest.weight_dtype, "float16");
+  const dataBytes = (await readFile(join(loaded.dir, "model.onnx.data"))).byteLength;
+  assert.ok(dataBytes >= ext.weightBytes && dataBytes < ext.weightBytes + 4096 * 40, `data file ${dataBytes} B for ${ext.weightBytes} B of float16`);
+  const cfg = configFromManifest(loaded.manifest);
+  const ids = range(0, 10).map((i) => (i * 17 + 3) % 500);
+  const pos = range(0, 10);
+  const mask = new Array(10).fill(1);
+  const a = await ortForward(await ort.InferenceSession.create(inline.model.modelPath), cfg, 1, ids, pos, mask);
+  const b = await ortForward(await ort.InferenceSession.create(loaded.modelPath), cfg, 1, ids, pos, mask);
+  assert.equal(maxAbsDiff(a.logits, b.logits), 0);
 });

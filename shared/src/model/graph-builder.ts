@@ -15,7 +15,8 @@ import {
   presentKeyName,
   presentValueName,
 } from "./model-io-names.js";
-import { externalFloatTensor, floatTensor, int64Tensor, node, TensorProto_DataType, valueInfo } from "./onnx-proto.js";
+import { float32ToFloat16, firstNonFiniteHalf } from "./float16.js";
+import { externalFloatTensor, float16Tensor, floatTensor, int64Tensor, node, TensorProto_DataType, valueInfo } from "./onnx-proto.js";
 import type { AttrValue, Dim } from "./onnx-proto.js";
 import { shapeSize, weightLayout } from "./weight-layout.js";
 
@@ -48,6 +49,24 @@ export interface BuildGraphOptions {
    * in `weights`. Only with weightsAs "initializers".
    */
   externalWeights?: ReadonlyMap<string, ExternalTensorRef>;
+  /**
+   * Storage of the weight initializers. `float16`: each weight is a FLOAT16 initializer under its
+   * own name, read through `Cast(to FLOAT)` into `<name>.f32`, so the graph still computes in
+   * float32 (half the bytes on disk; onnxruntime folds the Casts into float32 constants when it
+   * creates the session). A float32 tensor swapped in under the same name (`replaceWeights`)
+   * keeps the graph valid: Cast float→float is the identity. Only with weightsAs "initializers";
+   * external refs then hold 2 bytes per element.
+   * @defaultValue "float32"
+   */
+  weightDtype?: WeightDtype;
+}
+
+/** How the weights of a model file are stored (manifest `weight_dtype`). */
+export type WeightDtype = "float32" | "float16";
+
+/** The Cast output a float16 weight is read through (`<name>.f32`). */
+export function float32ViewName(weight: string): string {
+  return `${weight}.f32`;
 }
 
 /** Where one initializer's float32 bytes live in an external data file (relative to model.onnx). */
@@ -98,15 +117,19 @@ export function buildPolicyGraph(config: PolicyModelConfig, weights: WeightMap, 
       inputs.push(valueInfo(pastValueName(i), TensorProto_DataType.FLOAT, [B, Hkv, P, Dh]));
     }
   }
+  const half = (options.weightDtype ?? "float32") === "float16";
+  if (half && weightsAs !== "initializers") throw new Error('buildPolicyGraph: weightDtype "float16" needs weightsAs "initializers"');
   const weightInits: TensorProto[] = [];
   for (const spec of weightLayout(config)) {
     const ext = options.externalWeights?.get(spec.name);
     if (ext) {
       if (weightsAs !== "initializers") throw new Error("buildPolicyGraph: externalWeights need weightsAs \"initializers\"");
-      if (ext.length !== shapeSize(spec.shape) * 4) {
-        throw new Error(`buildPolicyGraph: external weight ${spec.name} has ${ext.length} bytes, expected [${spec.shape.join(",")}] float32`);
+      if (ext.length !== shapeSize(spec.shape) * (half ? 2 : 4)) {
+        throw new Error(
+          `buildPolicyGraph: external weight ${spec.name} has ${ext.length} bytes, expected [${spec.shape.join(",")}] ${half ? "float16" : "float32"}`,
+        );
       }
-      weightInits.push(externalFloatTensor(spec.name, spec.shape, ext));
+      weightInits.push(externalFloatTensor(spec.name, spec.shape, ext, half ? TensorProto_DataType.FLOAT16 : TensorProto_DataType.FLOAT));
       continue;
     }
     const data = weights.get(spec.name);
@@ -114,8 +137,15 @@ export function buildPolicyGraph(config: PolicyModelConfig, weights: WeightMap, 
     if (data.length !== shapeSize(spec.shape)) {
       throw new Error(`buildPolicyGraph: weight ${spec.name} has ${data.length} values, expected [${spec.shape.join(",")}]`);
     }
-    if (weightsAs === "initializers") weightInits.push(floatTensor(spec.name, spec.shape, data));
-    else inputs.push(valueInfo(spec.name, TensorProto_DataType.FLOAT, spec.shape));
+    if (weightsAs === "initializers") {
+      if (!half) weightInits.push(floatTensor(spec.name, spec.shape, data));
+      else {
+        const bits = float32ToFloat16(data);
+        const bad = firstNonFiniteHalf(bits);
+        if (bad >= 0) throw new Error(`buildPolicyGraph: weight ${spec.name} value ${data[bad]} at flat index ${bad} does not fit float16`);
+        weightInits.push(float16Tensor(spec.name, spec.shape, bits));
+      }
+    } else inputs.push(valueInfo(spec.name, TensorProto_DataType.FLOAT, spec.shape));
   }
 
   // Constants (not trainable).
@@ -260,9 +290,18 @@ export function buildPolicyGraph(config: PolicyModelConfig, weights: WeightMap, 
     outputs.push(valueInfo(presentValueName(i), TensorProto_DataType.FLOAT, [B, Hkv, T, Dh]));
   }
 
+  let nodes = b.nodes;
+  if (half) {
+    // Every weight read goes through its Cast to float32; the Casts come first.
+    const weightNames = new Set(weightInits.map((t) => t.name));
+    const casts = weightInits.map((t) => node("Cast", `${t.name}.cast_f32`, [t.name], [float32ViewName(t.name)], { to: TensorProto_DataType.FLOAT }));
+    for (const n of nodes) n.input = n.input.map((i) => (weightNames.has(i) ? float32ViewName(i) : i));
+    nodes = [...casts, ...nodes];
+  }
+
   const graph = create(GraphProtoSchema, {
     name: "rlmesh_policy",
-    node: b.nodes,
+    node: nodes,
     initializer: [...weightInits, ...b.constants],
     input: inputs,
     output: outputs,

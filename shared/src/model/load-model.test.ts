@@ -8,6 +8,7 @@ import { buildPolicyGraph, serializeModel } from "./graph-builder.js";
 import { initWeights } from "./init-weights.js";
 import { loadModel } from "./load-model.js";
 import { manifestForConfig, ModelLoadError } from "./model-manifest.js";
+import { modelBytes, parseModel } from "./onnx-weights.js";
 import type { ModelManifest } from "./model-manifest.js";
 import { TEST_CONFIG } from "./ort-test-helpers.js";
 import { writeModelDir } from "./write-model-dir.js";
@@ -184,4 +185,29 @@ test("a Dream-style graph (GQA, q/k/v bias, SwiGLU, Gather, θ 1e6) loads with i
   );
   await rejects(await modelDir({ bytes, manifest: (m) => Object.assign(m, { ...manifest, n_kv_heads: 3 }) }), /n_heads 4 must be a multiple of n_kv_heads 3/);
   await rejects(await modelDir({ bytes, manifest: (m) => Object.assign(m, { ...manifest, mlp: "relu" }) }), /manifest\.json: mlp must be "gelu_sigmoid" or "swiglu"/);
+});
+
+test("weight_dtype float16: a float16 model loads; a weight of the other dtype, a float16 weight read without its Cast, and a bad weight_dtype are refused by name", async () => {
+  const half = serializeModel(buildPolicyGraph(cfg, initWeights(cfg, 1), { weightDtype: "float16" }));
+  const ok = await loadModel(await modelDir({ manifest: (m) => (m.weight_dtype = "float16"), bytes: half }));
+  assert.equal(ok.manifest.weight_dtype, "float16");
+  // float16 weights under a manifest that says (by default) float32
+  await rejects(await modelDir({ bytes: half }), /^model\.onnx: weight "tok_embedding" is FLOAT16, manifest\.json weight_dtype is float32 \(stored as FLOAT\)$/);
+  // float32 weights under a manifest that says float16
+  await rejects(
+    await modelDir({ manifest: (m) => (m.weight_dtype = "float16") }),
+    /^model\.onnx: weight "tok_embedding" is FLOAT, manifest\.json weight_dtype is float16 \(stored as FLOAT16\)$/,
+  );
+  // a float16 weight fed straight into a MatMul (no Cast to float32)
+  const model = parseModel(half);
+  const node = model.graph!.node.find((n) => n.input.includes("layers.0.attn.wq.f32"))!;
+  node.input = node.input.map((i) => (i === "layers.0.attn.wq.f32" ? "layers.0.attn.wq" : i));
+  await rejects(
+    await modelDir({ manifest: (m) => (m.weight_dtype = "float16"), bytes: modelBytes(model) }),
+    /^model\.onnx: float16 weight "layers\.0\.attn\.wq" is read by MatMul node "layers\.0\.q\.proj"; with weight_dtype float16 each weight is read only through a Cast to float32$/,
+  );
+  await rejects(
+    await modelDir({ manifest: (m) => ((m as unknown as Record<string, unknown>)["weight_dtype"] = "bfloat16") }),
+    /^manifest\.json: weight_dtype must be "float32" or "float16", got "bfloat16"$/,
+  );
 });

@@ -6,7 +6,7 @@ import type { ModelProto, ValueInfoProto } from "onnx-buf";
 import { configFromManifest, layerName, MANIFEST_FILE, ModelLoadError, RLMESH_ARCHITECTURE, validateManifest } from "./model-manifest.js";
 import type { ModelManifest } from "./model-manifest.js";
 import { parseModel } from "./onnx-weights.js";
-import { externalRef, TensorProto_DataType, valueInfoDims, valueInfoElemType } from "./onnx-proto.js";
+import { externalRef, floatItemSize, TensorProto_DataType, valueInfoDims, valueInfoElemType } from "./onnx-proto.js";
 import type { Dim } from "./onnx-proto.js";
 import { weightLayout } from "./weight-layout.js";
 
@@ -74,7 +74,7 @@ async function checkExternalData(model: ModelProto, dir: string, label: string):
       }
       sizes.set(loc, size);
     }
-    const length = ref.length ?? t.dims.reduce((a, d) => a * Number(d), 1) * 4;
+    const length = ref.length ?? t.dims.reduce((a, d) => a * Number(d), 1) * (floatItemSize(t.dataType) ?? 4);
     if (!(ref.offset >= 0) || ref.offset + length > size) {
       throw new ModelLoadError(`${loc}: initializer "${t.name}" needs bytes ${ref.offset}..${ref.offset + length}, the file has ${size} (truncated?)`);
     }
@@ -186,6 +186,32 @@ function checkGraphAgainstManifest(model: ModelProto, m: ModelManifest, label: s
       if (shape.join(",") !== spec.shape.join(",")) {
         throw new ModelLoadError(`${label}: weight "${spec.name}" is [${shape.join(",")}], manifest implies [${spec.shape.join(",")}]`);
       }
+    }
+    checkWeightDtype(graph, new Set(layout.map((s) => s.name)), m.weight_dtype ?? "float32", label);
+  }
+}
+
+/**
+ * Every weight is stored as manifest `weight_dtype` says; a float16 weight is read only through a
+ * Cast to float32 (the graph computes in float32, as `import-hf --dtype float16` builds it).
+ */
+function checkWeightDtype(graph: NonNullable<ModelProto["graph"]>, weights: Set<string>, dtype: "float32" | "float16", label: string): void {
+  const want = dtype === "float16" ? TensorProto_DataType.FLOAT16 : TensorProto_DataType.FLOAT;
+  for (const t of graph.initializer) {
+    if (!weights.has(t.name) || t.dataType === Number(want)) continue;
+    throw new ModelLoadError(
+      `${label}: weight "${t.name}" is ${describeType(t.dataType)}, manifest.json weight_dtype is ${dtype} (stored as ${describeType(want)})`,
+    );
+  }
+  if (dtype !== "float16") return;
+  for (const n of graph.node) {
+    const w = n.input.find((i) => weights.has(i));
+    if (w === undefined) continue;
+    const to = n.attribute.find((a) => a.name === "to")?.i;
+    if (n.opType !== "Cast" || to !== BigInt(TensorProto_DataType.FLOAT)) {
+      throw new ModelLoadError(
+        `${label}: float16 weight "${w}" is read by ${n.opType} node "${n.name}"; with weight_dtype float16 each weight is read only through a Cast to float32`,
+      );
     }
   }
 }

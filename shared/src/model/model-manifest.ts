@@ -53,6 +53,12 @@ export interface ModelManifest {
   /** DreamOn-style edit tokens, when the vocabulary has `<|expand|>` / `<|delete|>`. */
   expand_id?: number;
   delete_id?: number;
+  /**
+   * How model.onnx stores its weights: `float16` = FLOAT16 initializers read through a Cast to
+   * float32 (`import-hf --dtype float16`; the graph computes in float32). loadModel checks every
+   * weight against it. @defaultValue "float32"
+   */
+  weight_dtype?: "float32" | "float16";
   /** Where the weights came from (e.g. `import-hf`: model_type, source files, dtype); free-form provenance. */
   source?: Record<string, unknown>;
   inputs: {
@@ -114,6 +120,7 @@ export function manifestForConfig(
     source?: Record<string, unknown>;
     training?: Record<string, unknown>;
     decoding?: ModelManifest["decoding"];
+    weight_dtype?: ModelManifest["weight_dtype"];
   } = {},
 ): ModelManifest {
   return {
@@ -140,6 +147,7 @@ export function manifestForConfig(
     ...(config.embedding === "gather" ? { embedding: "gather" as const } : {}),
     ...(extra.expand_id !== undefined ? { expand_id: extra.expand_id } : {}),
     ...(extra.delete_id !== undefined ? { delete_id: extra.delete_id } : {}),
+    ...(extra.weight_dtype === "float16" ? { weight_dtype: "float16" as const } : {}),
     inputs: {
       input_ids: "input_ids",
       position_ids: "position_ids",
@@ -270,6 +278,11 @@ export function validateManifest(raw: unknown): ModelManifest {
   }
   if (o["expand_id"] !== undefined) m.expand_id = tokenId(o, "expand_id", vocab);
   if (o["delete_id"] !== undefined) m.delete_id = tokenId(o, "delete_id", vocab);
+  if (o["weight_dtype"] !== undefined) {
+    const v = o["weight_dtype"];
+    if (v !== "float32" && v !== "float16") fail("weight_dtype", '"float32" or "float16"', v);
+    m.weight_dtype = v;
+  }
   if (o["source"] !== undefined) m.source = obj(o["source"], "source");
   if (m.mask_id === m.pad_id || m.mask_id === m.eos_id) {
     throw new ModelLoadError(`manifest.json: mask_id ${m.mask_id} must differ from pad_id ${m.pad_id} and eos_id ${m.eos_id}`);

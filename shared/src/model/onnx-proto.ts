@@ -15,6 +15,8 @@ import {
 } from "onnx-buf";
 import type { AttributeProto, NodeProto, TensorProto, ValueInfoProto } from "onnx-buf";
 
+import { float16ToFloat32 } from "./float16.js";
+
 /** Small constructors over onnx-buf's messages, so the graph builder reads like the math. */
 
 export type Dim = number | string;
@@ -29,12 +31,30 @@ export function floatTensor(name: string, shape: readonly number[], data: Float3
   });
 }
 
-/** A FLOAT initializer whose bytes live in an external data file (ONNX external data, path relative to the model). */
-export function externalFloatTensor(name: string, shape: readonly number[], ref: { location: string; offset: number; length: number }): TensorProto {
+/** A FLOAT16 tensor from its half-precision bits (see float16.ts). */
+export function float16Tensor(name: string, shape: readonly number[], bits: Uint16Array): TensorProto {
   return create(TensorProtoSchema, {
     name,
     dims: shape.map((d) => BigInt(d)),
-    dataType: TensorProto_DataType.FLOAT,
+    dataType: TensorProto_DataType.FLOAT16,
+    rawData: new Uint8Array(bits.slice().buffer),
+  });
+}
+
+/**
+ * A FLOAT (or FLOAT16) initializer whose bytes live in an external data file (ONNX external data,
+ * path relative to the model).
+ */
+export function externalFloatTensor(
+  name: string,
+  shape: readonly number[],
+  ref: { location: string; offset: number; length: number },
+  dataType: TensorProto_DataType.FLOAT | TensorProto_DataType.FLOAT16 = TensorProto_DataType.FLOAT,
+): TensorProto {
+  return create(TensorProtoSchema, {
+    name,
+    dims: shape.map((d) => BigInt(d)),
+    dataType,
     dataLocation: TensorProto_DataLocation.EXTERNAL,
     externalData: [
       create(StringStringEntryProtoSchema, { key: "location", value: ref.location }),
@@ -61,9 +81,26 @@ export function int64Tensor(name: string, shape: readonly number[], values: read
   });
 }
 
-/** Float32 contents of a FLOAT tensor, whichever field holds them. */
+/** Bytes per element of the float types a weight may have (FLOAT, FLOAT16); undefined for others. */
+export function floatItemSize(dataType: number): 4 | 2 | undefined {
+  if (dataType === Number(TensorProto_DataType.FLOAT)) return 4;
+  if (dataType === Number(TensorProto_DataType.FLOAT16)) return 2;
+  return undefined;
+}
+
+/**
+ * Float32 contents of a FLOAT tensor, whichever field holds them; a FLOAT16 tensor upcast to
+ * float32 (exact). Not for external data (the bytes are in another file).
+ */
 export function tensorFloats(t: TensorProto): Float32Array {
-  if (t.dataType !== Number(TensorProto_DataType.FLOAT)) throw new Error(`tensor ${t.name} is not float32`);
+  if (t.dataType === Number(TensorProto_DataType.FLOAT16)) {
+    if (t.dataLocation === TensorProto_DataLocation.EXTERNAL) throw new Error(`tensor ${t.name}: its float16 values are in external data`);
+    // raw_data holds the little-endian bits; int32_data one value's bits per element.
+    const bits =
+      t.rawData.length > 0 ? new Uint16Array(new Uint8Array(t.rawData).buffer, 0, t.rawData.byteLength / 2) : Uint16Array.from(t.int32Data);
+    return float16ToFloat32(bits);
+  }
+  if (t.dataType !== Number(TensorProto_DataType.FLOAT)) throw new Error(`tensor ${t.name} is not float32 or float16`);
   if (t.rawData.length > 0) {
     const copy = new Uint8Array(t.rawData);
     return new Float32Array(copy.buffer, 0, copy.byteLength / 4);

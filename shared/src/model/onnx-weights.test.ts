@@ -6,7 +6,8 @@ import ort from "onnxruntime-node";
 import { buildPolicyGraph, serializeModel } from "./graph-builder.js";
 import { initWeights } from "./init-weights.js";
 import { pastKeyName, pastValueName } from "./model-io-names.js";
-import { modelBytes, parseModel, readWeights, toDifferentiableGraph } from "./onnx-weights.js";
+import { TensorProto_DataType, valueInfoElemType } from "./onnx-proto.js";
+import { modelBytes, parseModel, readWeights, replaceWeights, toDifferentiableGraph } from "./onnx-weights.js";
 import { maxAbsDiff, ortForward, ortSession, TEST_CONFIG } from "./ort-test-helpers.js";
 import { weightLayout } from "./weight-layout.js";
 
@@ -57,4 +58,38 @@ test("the differentiable copy takes weights as inputs, has no past inputs, and c
 test("toDifferentiableGraph names weights that the model does not have", () => {
   const model = parseModel(serializeModel(buildPolicyGraph(cfg, initWeights(cfg, 1))));
   assert.throws(() => toDifferentiableGraph(model, [...names, "extra.w"], past), /missing weights extra\.w/);
+});
+
+test("float16 weights: readWeights upcasts them exactly, a float32 swap runs the swapped values exactly, and the differentiable copy drops the Casts (node for node the float32 graph)", async () => {
+  const w = initWeights(cfg, 5);
+  const half = parseModel(serializeModel(buildPolicyGraph(cfg, w, { weightDtype: "float16" })));
+  const read = readWeights(half);
+  assert.deepEqual([...read.keys()].filter((n) => !n.startsWith("const.")), names, "every float16 weight is a weight");
+  const rounded = new Map(names.map((n) => [n, read.get(n)!.data]));
+  const wq = w.get("layers.0.attn.wq")!;
+  const wqHalf = rounded.get("layers.0.attn.wq")!;
+  assert.notDeepEqual(wqHalf, wq, "the stored values are rounded");
+  assert.ok(maxAbsDiff(wqHalf, wq) <= 2 ** -11 * Math.max(...wq.map(Math.abs)), "to float16's precision");
+
+  const T = 5;
+  const ids = [3, 0, 7, 11, 2];
+  const pos = [0, 1, 2, 3, 4];
+  const mask = new Array(T).fill(1);
+  // The float16 model computes what a float32 model with the rounded weights computes.
+  const halfOut = await ortForward(await ortSession(modelBytes(half)), cfg, 1, ids, pos, mask);
+  const roundedOut = await ortForward(await ortSession(serializeModel(buildPolicyGraph(cfg, rounded))), cfg, 1, ids, pos, mask);
+  assert.ok(maxAbsDiff(halfOut.logits, roundedOut.logits) < 1e-5);
+  // A float32 version swapped in runs exactly as a float32 model of those weights.
+  const swapped = await ortForward(await ortSession(modelBytes(replaceWeights(half, w))), cfg, 1, ids, pos, mask);
+  const full = await ortForward(await ortSession(serializeModel(buildPolicyGraph(cfg, w))), cfg, 1, ids, pos, mask);
+  assert.equal(maxAbsDiff(swapped.logits, full.logits), 0);
+
+  const diff = toDifferentiableGraph(half, names, past);
+  const plain = toDifferentiableGraph(parseModel(serializeModel(buildPolicyGraph(cfg, w))), names, past);
+  assert.ok(!diff.graph!.node.some((n) => n.opType === "Cast" && names.includes(n.input[0]!)), "no weight Cast left");
+  assert.deepEqual(
+    diff.graph!.node.map((n) => [n.opType, ...n.input]),
+    plain.graph!.node.map((n) => [n.opType, ...n.input]),
+  );
+  assert.ok(diff.graph!.input.filter((v) => names.includes(v.name)).every((v) => valueInfoElemType(v) === TensorProto_DataType.FLOAT));
 });

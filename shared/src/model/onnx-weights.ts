@@ -2,7 +2,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { GraphProtoSchema, ModelProtoSchema, NodeProtoSchema } from "onnx-buf";
 import type { ModelProto, TensorProto } from "onnx-buf";
 
-import { floatTensor, tensorFloats, valueInfo, TensorProto_DataType } from "./onnx-proto.js";
+import { externalRef, floatItemSize, floatTensor, tensorFloats, valueInfo, TensorProto_DataType } from "./onnx-proto.js";
 
 /**
  * Weight handling on a serialized model. Weights live in one place, the graph's initializers:
@@ -26,14 +26,19 @@ function graphOf(model: ModelProto) {
   return model.graph;
 }
 
-/** Float32 initializers by name, in graph order (only the names asked for, if given). */
+/**
+ * Float initializers by name, in graph order (only the names asked for, if given), as float32:
+ * FLOAT16 ones (`weight_dtype` float16) upcast exactly, so every consumer (the learner, the
+ * rollout's weight specs) sees the float32 weights the graph computes with. An initializer in
+ * external data gives its shape and no values (its bytes are in another file).
+ */
 export function readWeights(model: ModelProto, names?: readonly string[]): Map<string, { shape: number[]; data: Float32Array }> {
   const wanted = names ? new Set(names) : null;
   const out = new Map<string, { shape: number[]; data: Float32Array }>();
   for (const t of graphOf(model).initializer) {
     if (wanted && !wanted.has(t.name)) continue;
-    if (!wanted && t.dataType !== Number(TensorProto_DataType.FLOAT)) continue;
-    out.set(t.name, { shape: t.dims.map(Number), data: tensorFloats(t) });
+    if (!wanted && floatItemSize(t.dataType) === undefined) continue;
+    out.set(t.name, { shape: t.dims.map(Number), data: externalRef(t) ? new Float32Array(0) : tensorFloats(t) });
   }
   if (wanted) for (const n of wanted) if (!out.has(n)) throw new Error(`ONNX model has no initializer named ${n}`);
   return out;
@@ -41,7 +46,9 @@ export function readWeights(model: ModelProto, names?: readonly string[]): Map<s
 
 /**
  * A copy of the model whose named initializers hold new values. Every name must exist with the
- * same element count, so a version from another architecture can never be swapped in.
+ * same element count, so a version from another architecture can never be swapped in. The new
+ * values are written as float32, also over a float16 weight: its `Cast(to FLOAT)` is then the
+ * identity, so a pushed version runs exactly as the learner computed it.
  */
 export function replaceWeights(model: ModelProto, weights: ReadonlyMap<string, Float32Array>): ModelProto {
   const graph = graphOf(model);
@@ -68,12 +75,28 @@ export function toDifferentiableGraph(model: ModelProto, weightNames: readonly s
   const graph = graphOf(model);
   const weightSet = new Set(weightNames);
   const pastSet = new Set(pastInputNames);
-  const weightInputs = graph.initializer.filter((t) => weightSet.has(t.name)).map((t) => valueInfo(t.name, t.dataType, t.dims.map(Number)));
+  // Weights are fed as float32 (readWeights upcasts float16 ones), so their inputs are FLOAT.
+  const weightInputs = graph.initializer
+    .filter((t) => weightSet.has(t.name))
+    .map((t) => valueInfo(t.name, floatItemSize(t.dataType) ? TensorProto_DataType.FLOAT : t.dataType, t.dims.map(Number)));
   if (weightInputs.length !== weightSet.size) {
     const have = new Set(weightInputs.map((v) => v.name));
     throw new Error(`toDifferentiableGraph: missing weights ${weightNames.filter((n) => !have.has(n)).join(", ")}`);
   }
-  const nodes = graph.node.map((n) => {
+  // A float16 weight's Cast to float32 is the identity on the float32 input: drop it and let its
+  // readers take the weight itself, so the graph is node for node a float32 model's (the
+  // learner's split-graph path finds the embedding's Gather and the head's Transpose).
+  const castOf = new Map<string, string>();
+  const FLOAT = BigInt(TensorProto_DataType.FLOAT);
+  for (const n of graph.node) {
+    if (n.opType === "Cast" && n.input.length === 1 && weightSet.has(n.input[0]!) && n.attribute.find((a) => a.name === "to")?.i === FLOAT) {
+      castOf.set(n.output[0]!, n.input[0]!);
+    }
+  }
+  const uncast = castOf.size === 0 ? graph.node : graph.node
+    .filter((n) => !castOf.has(n.output[0] ?? ""))
+    .map((n) => (n.input.some((i) => castOf.has(i)) ? create(NodeProtoSchema, { ...n, input: n.input.map((i) => castOf.get(i) ?? i) }) : n));
+  const nodes = uncast.map((n) => {
     if (!n.input.some((i) => pastSet.has(i))) return n;
     const rest = n.input.filter((i) => !pastSet.has(i));
     if (n.opType !== "Concat" || rest.length !== 1) {

@@ -306,3 +306,39 @@ test("F16 and BF16 conversions round to nearest and decode exactly", () => {
   assert.equal(floatToHalf(1 + 2 ** -11), 0x3c00, "a tie rounds to even");
   assert.equal(halfToFloat(0x7c00), Infinity);
 });
+
+test("--dtype float16: half the weight bytes, manifest weight_dtype float16; a weight outside float16's range is refused naming the file, tensor and value (float32 takes it)", async () => {
+  const parent = join(root, `case-${++n}`);
+  const src = join(parent, "src");
+  await writeHfFixture({ modelType: "Dream", dir: src, seed: 5 });
+  const f32 = await importHfCheckpoint(src, { out: join(parent, "f32") });
+  const f16 = await importHfCheckpoint(src, { out: join(parent, "f16"), dtype: "float16" });
+  assert.equal(f16.weightBytes * 2, f32.weightBytes);
+  assert.equal(f16.model.manifest.weight_dtype, "float16");
+  assert.equal(f32.model.manifest.weight_dtype, undefined, "float32 stays the default (absent)");
+  assert.deepEqual(f16.model.manifest.source?.["checkpoint_dtypes"], ["F32"]);
+  const size = async (d: string) => (await readFile(join(parent, d, "model.onnx"))).byteLength;
+  assert.ok((await size("f16")) < 0.55 * (await size("f32")), "model.onnx about halves");
+
+  // One value past float16's range (|x| > 65504) in a layer weight.
+  const path = join(src, "model.safetensors");
+  const h = await readSafetensorsHeader(path);
+  const entries = await Promise.all(
+    [...h.tensors.values()].map(async (t) => {
+      const data = await readSafetensorsTensor(t);
+      if (t.name === "model.layers.1.mlp.up_proj.weight") data[3] = 1e5;
+      return { name: t.name, shape: t.shape, data };
+    }),
+  );
+  await writeFile(path, encodeSafetensors(entries));
+  await assert.rejects(importHfCheckpoint(src, { out: join(parent, "big16"), dtype: "float16" }), (err: unknown) => {
+    assert.ok(err instanceof HfImportError, String(err));
+    assert.match(
+      err.message,
+      /^model\.safetensors: tensor "model\.layers\.1\.mlp\.up_proj\.weight" holds 100000 \(rlmesh layout, flat index \d+\), outside float16's range ±65504: --dtype float16 cannot store it \(use --dtype float32\)$/,
+    );
+    return true;
+  });
+  assert.ok(!(await readdir(parent)).some((f) => f.includes("big16")), "nothing half-written");
+  await importHfCheckpoint(src, { out: join(parent, "big32") });
+});

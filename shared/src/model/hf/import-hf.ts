@@ -2,7 +2,8 @@ import { copyFile, mkdir, open, readdir, readFile, rename, rm, writeFile } from 
 import { basename, dirname, join, resolve } from "node:path";
 
 import { buildPolicyGraph, serializeModel } from "../graph-builder.js";
-import type { ExternalTensorRef } from "../graph-builder.js";
+import type { ExternalTensorRef, WeightDtype } from "../graph-builder.js";
+import { firstNonFiniteHalf, float32ToFloat16, FLOAT16_MAX } from "../float16.js";
 import type { WeightMap } from "../init-weights.js";
 import { loadModel } from "../load-model.js";
 import type { LoadedModel } from "../load-model.js";
@@ -38,8 +39,13 @@ export interface ImportHfOptions {
   name?: string;
   /** Special ids stated by the user (CLI --mask-id/--pad-id/--eos-id); they win over the checkpoint's files. */
   specialIds?: Partial<Record<"mask" | "pad" | "eos", number>>;
-  /** Only float32 is written today. */
-  dtype?: "float32" | "float16";
+  /**
+   * Storage of the written weights. `float16`: FLOAT16 initializers (half the bytes of float32),
+   * each read through a Cast to float32 in the graph, which computes in float32 as before; the
+   * manifest says `weight_dtype: "float16"`. A weight outside float16's range (|x| > 65504) is
+   * refused by name. @defaultValue "float32"
+   */
+  dtype?: WeightDtype;
   /** Weights bytes above which they go to model.onnx.data (ONNX external data). */
   externalDataThreshold?: number;
   /** Progress lines (tensor k/n, MB/s). */
@@ -130,6 +136,18 @@ async function rlmeshTensor(m: HfTensorMapping, t: SafetensorsTensor): Promise<F
   return m.transpose ? transpose2d(data, m.hfShape[0]!, m.hfShape[1]!) : data;
 }
 
+/** float16 bits of a tensor for --dtype float16; a value past float16's range is refused by name. */
+function halfTensor(m: HfTensorMapping, t: SafetensorsTensor, data: Float32Array): Uint16Array {
+  const bits = float32ToFloat16(data);
+  const bad = firstNonFiniteHalf(bits);
+  if (bad >= 0) {
+    throw new HfImportError(
+      `${t.file}: tensor "${m.hf}" holds ${data[bad]} (rlmesh layout, flat index ${bad}), outside float16's range ±${FLOAT16_MAX}: --dtype float16 cannot store it (use --dtype float32)`,
+    );
+  }
+  return bits;
+}
+
 async function isEmptyOrMissing(dir: string): Promise<boolean> {
   try {
     return (await readdir(dir)).length === 0;
@@ -195,11 +213,8 @@ async function copyRlmeshModelDir(src: string, options: ImportHfOptions, t0: num
 export async function importHfCheckpoint(src: string, options: ImportHfOptions): Promise<ImportHfResult> {
   const t0 = performance.now();
   const progress = options.onProgress ?? (() => {});
-  if ((options.dtype ?? "float32") !== "float32") {
-    throw new HfImportError(
-      `--dtype ${options.dtype}: only float32 is implemented (the graph computes in float32; float16 storage is not built yet)`,
-    );
-  }
+  const dtype = options.dtype ?? "float32";
+  if (dtype !== "float32" && dtype !== "float16") throw new HfImportError(`--dtype must be float32 or float16, got ${String(dtype)}`);
   const hasConfig = await readFile(join(src, "config.json")).then(
     () => true,
     () => false,
@@ -235,7 +250,7 @@ export async function importHfCheckpoint(src: string, options: ImportHfOptions):
   const out = resolve(options.out);
   if (!(await isEmptyOrMissing(out))) throw new HfImportError(`--out ${options.out}: exists and is not empty (refusing to overwrite)`);
   const parameters = parameterCount(arch.config);
-  const weightBytes = parameters * 4;
+  const weightBytes = parameters * (dtype === "float16" ? 2 : 4);
   const external = weightBytes > (options.externalDataThreshold ?? DEFAULT_EXTERNAL_DATA_THRESHOLD);
   progress(
     `import-hf: ${arch.modelType} d ${arch.config.dModel}, ${arch.config.nLayers} layers, heads ${arch.config.nHeads}/${arch.config.nKvHeads ?? arch.config.nHeads}, ` +
@@ -258,15 +273,17 @@ export async function importHfCheckpoint(src: string, options: ImportHfOptions):
       for (const [k, spec] of layout.entries()) {
         const m = byRl.get(spec.name);
         if (!m) throw new Error(`import-hf: internal: no checkpoint tensor maps to ${spec.name}`);
-        const data = await rlmeshTensor(m, matched.get(m.hf)!);
+        const t = matched.get(m.hf)!;
+        const data = await rlmeshTensor(m, t);
+        const bits = dtype === "float16" ? halfTensor(m, t, data) : null;
         if (dataFile) {
           offset = Math.ceil(offset / EXTERNAL_ALIGN) * EXTERNAL_ALIGN;
-          const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+          const bytes = bits ? new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
           await dataFile.write(bytes, 0, bytes.byteLength, offset);
           refs.set(spec.name, { location: EXTERNAL_DATA_FILE, offset, length: bytes.byteLength });
           offset += bytes.byteLength;
-        } else weights.set(spec.name, data);
-        done += data.byteLength;
+        } else weights.set(spec.name, data); // float16: buildPolicyGraph rounds it the same way again
+        done += bits ? bits.byteLength : data.byteLength;
         const now = performance.now();
         if (now - lastReport > 2000 || k === layout.length - 1) {
           const s = (now - t0) / 1000;
@@ -280,7 +297,7 @@ export async function importHfCheckpoint(src: string, options: ImportHfOptions):
       await dataFile?.close();
     }
     const tRead = performance.now();
-    const graph = buildPolicyGraph(arch.config, weights, external ? { externalWeights: refs } : {});
+    const graph = buildPolicyGraph(arch.config, weights, { weightDtype: dtype, ...(external ? { externalWeights: refs } : {}) });
     weights.clear();
     const name = options.name ?? basename(resolve(src));
     const manifest: ModelManifest = validateManifest(
@@ -291,6 +308,7 @@ export async function importHfCheckpoint(src: string, options: ImportHfOptions):
           name,
           shifted_logits: arch.shiftedLogits,
           special_tokens: ids.tokens,
+          weight_dtype: dtype,
           ...(ids.expand !== undefined ? { expand_id: ids.expand } : {}),
           ...(ids.delete !== undefined ? { delete_id: ids.delete } : {}),
           source: {
@@ -298,7 +316,8 @@ export async function importHfCheckpoint(src: string, options: ImportHfOptions):
             model_type: arch.modelType,
             source_name: basename(resolve(src)),
             safetensors_files: files.map((f) => f.file),
-            dtype: "float32",
+            dtype,
+            checkpoint_dtypes: [...new Set([...matched.values()].map((t) => t.dtype))].sort(),
             special_id_sources: ids.sources,
             ...(external ? { external_data: EXTERNAL_DATA_FILE } : {}),
           },
@@ -321,7 +340,7 @@ export async function importHfCheckpoint(src: string, options: ImportHfOptions):
     };
     const seconds = (performance.now() - t0) / 1000;
     progress(
-      `import-hf: wrote ${out} in ${seconds.toFixed(1)} s (${(weightBytes / 1024 ** 2).toFixed(0)} MB of float32 weights${external ? ` in ${EXTERNAL_DATA_FILE}` : ""}; ` +
+      `import-hf: wrote ${out} in ${seconds.toFixed(1)} s (${(weightBytes / 1024 ** 2).toFixed(0)} MB of ${dtype} weights${external ? ` in ${EXTERNAL_DATA_FILE}` : ""}; ` +
         `read + convert ${((tRead - t0) / 1000).toFixed(1)} s, build + write ONNX ${((tWrite - tRead) / 1000).toFixed(1)} s, loadModel check ${((tCheck - tWrite) / 1000).toFixed(1)} s)`,
     );
     return { model, modelType: arch.modelType, parameters, tensors: layout.length, weightBytes, external, seconds };

@@ -68,6 +68,8 @@ export interface DemoSummary {
   steps_without_update: number;
   /** Mean over steps of the fraction of prompt groups whose rewards were not all equal. */
   informative_fraction_mean: number;
+  /** Mean rows per step the curriculum sampler passed over (their template saturated; 0 without spec.curriculum). */
+  prompts_skipped_per_step: number;
 }
 
 /** Follows a job to its end, printing a live progress line; returns the summary. */
@@ -124,6 +126,7 @@ export async function followJob(
     reward_mean_last: steps.at(-1)?.rewardMean ?? NaN,
     steps_without_update: steps.filter((st, i) => Number(st.policyVersion) === Number(i === 0 ? 0 : steps[i - 1]!.policyVersion)).length,
     informative_fraction_mean: steps.length ? steps.reduce((a, st) => a + (st.informativeFraction ?? 0), 0) / steps.length : 0,
+    prompts_skipped_per_step: steps.length ? steps.reduce((a, st) => a + Number(st.promptsSkipped ?? 0), 0) / steps.length : 0,
   };
 }
 
@@ -190,7 +193,8 @@ export const demoCommand: Command = {
       );
       print(
         `steps that updated the policy: ${s.steps - s.steps_without_update} of ${s.steps} (the others had no group with unequal rewards); ` +
-          `informative groups ${(100 * s.informative_fraction_mean).toFixed(0)} % on average`,
+          `informative groups ${(100 * s.informative_fraction_mean).toFixed(0)} % on average` +
+          (s.prompts_skipped_per_step > 0 ? `; the curriculum skipped ${s.prompts_skipped_per_step.toFixed(1)} saturated prompts per step` : ""),
       );
       print(
         `metrics: ${mesh

@@ -29,7 +29,7 @@ import { adamwStep, initAdamW } from "../optim/adamw.js";
 import { clipGradNorm } from "../optim/grad-clip.js";
 import { learningRateAt } from "../optim/lr-schedule.js";
 import { DEFAULT_LENGTH_BUCKET } from "./train-base-data.js";
-import { DREAMON_DEFAULTS, EXPAND_TOKEN, growVocab, infillExamples, makeDreamOnBatch, withExpandToken } from "./train-base-infill.js";
+import { DREAMON_DEFAULTS, EXPAND_TOKEN, growVocab, infillExamples, keepNewVocabGrads, makeDreamOnBatch, NEW_ROW_WARMUP, withExpandToken } from "./train-base-infill.js";
 import type { InfillExample } from "./train-base-infill.js";
 import { infillPassAt1 } from "./train-base-infill-eval.js";
 import type { InfillEvalMode, InfillPassResult } from "./train-base-infill-eval.js";
@@ -57,7 +57,7 @@ export async function trainDreamOn(args: TrainBaseArgs, settings: TrainBaseSetti
     log(`train-base (dreamon): ${EXPAND_TOKEN} is id ${expandId}${added ? " (added to the tokenizer)" : ""}; EOS (${ids.eos}) plays delete`);
 
     const rng = new SeededRandom(args.seed);
-    const { config, weights: startWeights } = await startingWeights(args, settings, tok.vocabSize, ids.mask, rng, log);
+    const { config, weights: startWeights, grownFrom } = await startingWeights(args, settings, tok.vocabSize, ids.mask, rng, log);
     const rows = trainInfillRows(args);
     const examples = infillExamples(rows, tok, ids.eos);
     const trainSource = args.trainSize ? `a generated toy train split of ${args.trainSize} rows` : join(args.data, "train.jsonl");
@@ -90,6 +90,8 @@ export async function trainDreamOn(args: TrainBaseArgs, settings: TrainBaseSetti
             eos_plays_delete: true,
             weight: args.dreamonTimeWeight === "inv_t" ? "1/t, t ~ U(0.05, 1)" : "1 - t, t ~ U(0, 1)",
             eos_loss: "averaged apart and added",
+            merges: "chained (a run of masks may collapse into one <|expand|>)",
+            ...(grownFrom !== undefined ? { new_row_warmup: { ...NEW_ROW_WARMUP, note: "only the new embedding rows train, constant LR, before the schedule" } } : {}),
           },
           ...extra,
         },
@@ -119,6 +121,19 @@ export async function trainDreamOn(args: TrainBaseArgs, settings: TrainBaseSetti
       timeWeight: args.dreamonTimeWeight ?? "linear",
     };
     const t0 = performance.now();
+    if (grownFrom !== undefined) {
+      // The new rows first, alone (see NEW_ROW_WARMUP): the rest of the model stays as --init left it.
+      const warmOpt = initAdamW(weights);
+      for (let s = 0; s < NEW_ROW_WARMUP.steps; s++) {
+        const b = makeDreamOnBatch(sampler.next(settings.batchSize), rng, batchOpts);
+        const { loss, grads, logProbs } = await policy.weightedNllGrad(weights, b.batch, b.tokenWeights);
+        keepNewVocabGrads(grads, grownFrom, config.vocabSize, config.dModel);
+        adamwStep(weights, grads, warmOpt, NEW_ROW_WARMUP.lr, { ...adamCfg, weightDecay: 0 });
+        let nll = 0;
+        for (let k = 0; k < logProbs.length; k++) if (b.tokenWeights[k]! > 0 && b.batch.targets[k] === expandId) nll -= logProbs[k]!;
+        log(`new-row warm-up ${s + 1}/${NEW_ROW_WARMUP.steps}: loss ${loss.toFixed(4)}, mean NLL of the ${b.expandLabels} expand labels ${(nll / Math.max(1, b.expandLabels)).toFixed(2)}`);
+      }
+    }
     let ema = NaN;
     let step = 0;
     let lastEval = 0;
@@ -203,7 +218,7 @@ async function startingWeights(
   maskId: number,
   rng: SeededRandom,
   log: (line: string) => void,
-): Promise<{ config: PolicyModelConfig; weights: Map<string, Float32Array> }> {
+): Promise<{ config: PolicyModelConfig; weights: Map<string, Float32Array>; grownFrom?: number }> {
   if (!args.init) {
     const config = { ...settings.model, vocabSize };
     return { config, weights: initWeights(config, args.seed) };
@@ -215,7 +230,7 @@ async function startingWeights(
   const read = new Map([...readWeights(parseModel(init.modelBytes))].map(([k, v]) => [k, v.data]));
   if (initConfig.vocabSize === vocabSize) return { config, weights: read };
   log(`train-base: --init ${args.init}: vocab ${initConfig.vocabSize} → ${vocabSize}, new embedding rows start from the MASK row (+ noise 0.01)`);
-  return { config, weights: growVocab(read, initConfig.vocabSize, vocabSize, config.dModel, maskId, rng) };
+  return { config, weights: growVocab(read, initConfig.vocabSize, vocabSize, config.dModel, maskId, rng), grownFrom: initConfig.vocabSize };
 }
 
 class Epochs {

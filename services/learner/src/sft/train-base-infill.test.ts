@@ -3,7 +3,7 @@ import { test } from "node:test";
 
 import { SeededRandom } from "@rlmesh/shared/model/index";
 
-import { DREAMON_DEFAULTS, dreamOnRow, growVocab, makeDreamOnBatch, withExpandToken } from "./train-base-infill.js";
+import { DREAMON_DEFAULTS, dreamOnRow, growVocab, keepNewVocabGrads, makeDreamOnBatch, withExpandToken } from "./train-base-infill.js";
 import type { DreamOnOptions, InfillExample } from "./train-base-infill.js";
 
 const MASK = 0;
@@ -50,29 +50,41 @@ test("the uniform half keeps p = 0.5; the other half uses 0.5·(1 − masked fra
   assert.equal(dreamOnRow(ex, scripted([...base, 0.7, 0.9, 0.9, 0.9]), opts).p, 0.25);
 });
 
-test("rows over many draws: EOS count in 0..63, EOS always masked, one hidden position per expand label, hidden never starts a pair", () => {
+test("rows over many draws: EOS count in 0..63, EOS always masked, each expand label stands for its run of hidden positions, runs of 3+ occur", () => {
   const rng = new SeededRandom(11);
   const ex: InfillExample = { prefixIds: [7, 8, 9], middleIds: Array.from({ length: 12 }, (_, i) => 10 + i), suffixIds: [60, 61] };
   const eosCounts = new Set<number>();
   let expands = 0;
+  let longRuns = 0;
   for (let n = 0; n < 400; n++) {
     const r = dreamOnRow(ex, rng, opts);
     eosCounts.add(r.eosCount);
     assert.ok(r.eosCount >= 0 && r.eosCount <= 63);
     assert.equal(r.inputIds.length, 12 + r.eosCount - r.hidden.length);
     const nExpand = r.targets.filter((t) => t === EXPAND).length;
-    assert.equal(nExpand, r.hidden.length);
+    assert.ok(nExpand <= r.hidden.length && (nExpand > 0) === (r.hidden.length > 0));
     expands += nExpand;
-    for (let i = 1; i < r.hidden.length; i++) assert.ok(r.hidden[i]! - r.hidden[i - 1]! >= 2, "a hidden position never starts a pair");
+    // Each hidden run (consecutive hidden indices) sits right after the visible position it merged into.
+    const hidden = new Set(r.hidden);
+    let runs = 0;
+    for (const h of r.hidden) {
+      if (hidden.has(h - 1)) {
+        longRuns++;
+        continue;
+      }
+      runs++;
+    }
+    assert.equal(runs, nExpand, "one <|expand|> per run of hidden positions");
     r.targets.forEach((t, i) => {
       if (t === EOS) assert.equal(r.inputIds[i], MASK, "EOS positions are always masked");
       if (t === EXPAND) assert.equal(r.inputIds[i], MASK);
       if (r.inputIds[i] !== MASK) assert.equal(r.lossKind[i], 0);
       else assert.equal(r.lossKind[i], t === EOS ? 2 : 1);
     });
-    // Each expand label stands for two tokens: visible positions + expand labels = middle + EOS tail.
-    assert.equal(r.targets.length + nExpand, 12 + r.eosCount);
+    // Visible positions + hidden ones = middle + EOS tail.
+    assert.equal(r.targets.length + r.hidden.length, 12 + r.eosCount);
   }
+  assert.ok(longRuns > 20, `runs of three or more merged masks occur: ${longRuns}`);
   assert.ok(eosCounts.has(0) && Math.max(...eosCounts) >= 55, `EOS counts cover 0..63: ${Math.min(...eosCounts)}..${Math.max(...eosCounts)}`);
   assert.ok(expands > 100, `expand labels are common: ${expands}`);
 });
@@ -144,4 +156,37 @@ test("timeWeight inv_t: t ~ U(0.05, 1) and the weight 1/t replaces 1 − t, ever
   });
   // Zero-noise draws are impossible under inv_t: the first uniform 0 gives t = 0.05.
   assert.equal(dreamOnRow(ex, scripted([0, 0, ...new Array<number>(20).fill(0.99)]), { ...opts, timeWeight: "inv_t" }).t, 0.05);
+});
+
+test("merges chain as in DreamOn: a run of three masks collapses into ONE <|expand|> with two hidden positions", () => {
+  const ex: InfillExample = { prefixIds: [50], middleIds: [10, 11, 12, 13], suffixIds: [60] };
+  const rng = scripted([
+    0, // EOS count: int(·) = 0
+    0.5, // t
+    0.1, 0.1, 0.1, 0.9, // masks 10, 11, 12; 13 visible
+    0.2, // the uniform half: p = 0.5
+    0.1, // pair (0, 1): merge → 0 is the anchor, 1 hidden
+    0.1, // pair (1, 2): 1 is hidden but still merges → 2 hidden, the label stays on 0
+  ]);
+  const r = dreamOnRow(ex, rng, opts);
+  assert.deepEqual(r.hidden, [1, 2]);
+  assert.deepEqual(r.inputIds, [MASK, 13]);
+  assert.deepEqual(r.targets, [EXPAND, 13]);
+  assert.deepEqual(r.lossKind, [1, 0]);
+});
+
+test("keepNewVocabGrads zeroes every gradient but the new rows (tied embedding) or new columns (untied head)", () => {
+  const d = 2;
+  const g = () => ({
+    tok_embedding: { data: Float32Array.from({ length: 4 * d }, (_, i) => i + 1) },
+    lm_head: { data: Float32Array.from({ length: d * 4 }, (_, i) => i + 1) },
+    "layers.0.attn.wq": { data: new Float32Array([5, 6]) },
+  });
+  const grads = g();
+  keepNewVocabGrads(grads, 3, 4, d);
+  assert.deepEqual([...grads.tok_embedding.data], [0, 0, 0, 0, 0, 0, 7, 8]);
+  assert.deepEqual([...grads.lm_head.data], [0, 0, 0, 4, 0, 0, 0, 8]);
+  assert.deepEqual([...grads["layers.0.attn.wq"].data], [0, 0]);
+  assert.throws(() => keepNewVocabGrads(g(), 4, 4, d), /oldVocab < newVocab/);
+  assert.throws(() => keepNewVocabGrads(g(), 2, 3, d), /tok_embedding gradient has 8 values, expected 3×2/);
 });

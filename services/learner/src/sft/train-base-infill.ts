@@ -23,9 +23,12 @@ import type { SftBatch } from "./train-base-data.js";
  *   DreamOn's `weight_eos` branch, over the batch. `timeWeight: "inv_t"` puts the base model's
  *   1/t (t ~ U(0.05, 1)) in place of (1 − t), everything else equal.
  *
- * One deliberate difference: a hidden position does not start the next pair. DreamOn's loop lets
- * it (a run of three masks can hide two tokens behind one `<|expand|>`, which one expansion into
- * two masks cannot undo); here each `<|expand|>` stands for exactly two tokens.
+ * Merges chain as in DreamOn's loop: a hidden position may start the next pair, so a run of k + 1
+ * masked positions can collapse into ONE visible `<|expand|>` standing for k + 1 tokens (the
+ * decoder undoes it by expanding again: `<|expand|>` means "this mask holds two or more tokens").
+ * An earlier version stopped chains (each `<|expand|>` stood for exactly two tokens), so training
+ * never showed a mask holding three or more tokens, which is what a decode from 4 masks for a
+ * 15-token middle starts from.
  */
 
 export interface InfillExample {
@@ -71,7 +74,7 @@ export const DREAMON_DEFAULTS = { maxDelete: 64, mergeProb: 0.5, uniformMergeSha
 export interface DreamOnRow {
   /** Visible response tokens as the model sees them (MASK where masked). */
   inputIds: number[];
-  /** The label of each visible response position (the token, or `<|expand|>` for a merged pair). */
+  /** The label of each visible response position (the token, or `<|expand|>` for a merged run). */
   targets: number[];
   /** Per visible response position: 0 = no loss, 1 = masked token (or expand), 2 = masked EOS. */
   lossKind: (0 | 1 | 2)[];
@@ -98,11 +101,13 @@ export function dreamOnRow(ex: InfillExample, rng: SeededRandom, opts: DreamOnOp
   const p = rng.next() < opts.uniformMergeShare ? opts.mergeProb : opts.mergeProb * (1 - numMasked / Math.max(1, L));
   const labels = [...resp];
   const hiddenSet = new Set<number>();
+  // The visible position a run of merged masks collapses into (its label is `<|expand|>`).
+  let anchor = -1;
   for (let i = 0; i < L - 1; i++) {
     if (resp[i] === opts.eosId) break;
-    if (hiddenSet.has(i)) continue;
+    if (!hiddenSet.has(i)) anchor = i;
     if (masked[i] && masked[i + 1] && rng.next() < p) {
-      labels[i] = opts.expandId;
+      labels[anchor] = opts.expandId;
       hiddenSet.add(i + 1);
     }
   }
@@ -211,6 +216,39 @@ export function withExpandToken(tokenizerJson: unknown): { json: unknown; expand
   const expandId = maxId + 1;
   j.added_tokens = [...added, { id: expandId, content: EXPAND_TOKEN, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true } as { id: number; content: string }];
   return { json: j, expandId, added: true };
+}
+
+/**
+ * Warm-up of the rows `growVocab` added, before the full fine-tune: `steps` AdamW steps at a
+ * constant `lr` in which ONLY the new embedding rows (and an untied head's new columns) move.
+ * Measured on the shipped base (16 train-split DreamOn rows per step): the new `<|expand|>` row
+ * starts as the MASK row, whose logit the base learned to push down, so an expand label costs
+ * ~19 nats; the Adam step of one row is bounded by the LR (3e-4 moves that logit by ~0.03 nat a
+ * step), so without this the whole network bends to raise it (the trunk moved 4–6 % per matrix
+ * in 150 steps and lost most of the base's fixed-length infilling). 8 steps at 0.1 bring it to
+ * ~8–10 nats at no cost to the rest of the model.
+ */
+export const NEW_ROW_WARMUP = { steps: 8, lr: 0.1 } as const;
+
+/**
+ * Zeroes, in place, every gradient except those of the token ids [oldVocab, newVocab):
+ * `tok_embedding` [V, d] rows and an untied `lm_head` [d, V] columns. Throws on a layout it
+ * does not know, so a renamed tensor cannot silently train the whole model.
+ */
+export function keepNewVocabGrads(grads: Record<string, { data: Float32Array }>, oldVocab: number, newVocab: number, dModel: number): void {
+  if (!(oldVocab > 0 && newVocab > oldVocab)) throw new RangeError(`keepNewVocabGrads: need 0 < oldVocab < newVocab, got ${oldVocab}, ${newVocab}`);
+  const emb = grads["tok_embedding"];
+  if (!emb || emb.data.length !== newVocab * dModel) throw new Error(`keepNewVocabGrads: tok_embedding gradient has ${emb?.data.length ?? 0} values, expected ${newVocab}×${dModel}`);
+  for (const [name, g] of Object.entries(grads)) {
+    if (name === "tok_embedding") {
+      g.data.fill(0, 0, oldVocab * dModel);
+    } else if (name === "lm_head") {
+      if (g.data.length !== dModel * newVocab) throw new Error(`keepNewVocabGrads: lm_head gradient has ${g.data.length} values, expected ${dModel}×${newVocab}`);
+      for (let r = 0; r < dModel; r++) g.data.fill(0, r * newVocab, r * newVocab + oldVocab);
+    } else {
+      g.data.fill(0);
+    }
+  }
 }
 
 /**

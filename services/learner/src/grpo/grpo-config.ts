@@ -1,14 +1,15 @@
-/** Knobs of the GRPO objective, with Dream-Coder's values as defaults. */
+/** Knobs of the GRPO objective, with Dream-Coder's values as defaults (shared/src/grpo-defaults.ts). */
+import { GRPO_DEFAULTS, GRPO_LOSS_AGGREGATIONS } from "@rlmesh/shared/grpo-defaults";
 
 /** Lower clip of the importance ratio: ratio >= 1 - ε_low. */
-export const DEFAULT_CLIP_EPS_LOW = 0.2;
+export const DEFAULT_CLIP_EPS_LOW = GRPO_DEFAULTS.clipLow;
 /** Upper clip ("clip-higher", DAPO): ratio <= 1 + ε_high. */
-export const DEFAULT_CLIP_EPS_HIGH = 0.28;
+export const DEFAULT_CLIP_EPS_HIGH = GRPO_DEFAULTS.clipHigh;
 /** Added to the group std so a near-constant group does not blow advantages up. */
 export const DEFAULT_ADVANTAGE_EPS = 1e-6;
 /** Mask ratio t of the coupled sampler is drawn from U(T_MIN, T_MAX). */
-export const DEFAULT_MASK_T_MIN = 0.2;
-export const DEFAULT_MASK_T_MAX = 0.8;
+export const DEFAULT_MASK_T_MIN = GRPO_DEFAULTS.tMin;
+export const DEFAULT_MASK_T_MAX = GRPO_DEFAULTS.tMax;
 /** |A| at or below this counts as "zero advantage" for informative substitution. */
 export const DEFAULT_ZERO_ADVANTAGE_TOL = 1e-8;
 
@@ -19,7 +20,7 @@ export const DEFAULT_ZERO_ADVANTAGE_TOL = 1e-8;
  * - `seq-mean-token-mean`: per sequence the mean over its tokens, then the mean over sequences
  *   (original GRPO).
  */
-export type LossAggregation = "token-mean" | "seq-mean-token-sum" | "seq-mean-token-mean";
+export type LossAggregation = (typeof GRPO_LOSS_AGGREGATIONS)[number];
 
 /**
  * Where the coupled-mask weights 1/t and 1/(1−t) go.

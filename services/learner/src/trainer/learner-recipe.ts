@@ -1,4 +1,5 @@
 import { InvalidArgumentError, type GrpoParams } from "@rlmesh/shared";
+import { GRPO_DEFAULTS, GRPO_LOSS_AGGREGATIONS } from "@rlmesh/shared/grpo-defaults";
 import { LossWeightError, parseLossWeighting, type LossWeighting } from "../grpo/cart-weights.js";
 import type { GroupAdvantageOptions } from "../grpo/group-advantages.js";
 import type { LossAggregation } from "../grpo/grpo-config.js";
@@ -7,35 +8,28 @@ import type { LrScheduleConfig } from "../optim/lr-schedule.js";
 
 /**
  * The learner's GRPO defaults for the shipped tiny model: what an unset GrpoParams field means.
- * Measured outside the repo (ARCHITECTURE.md): LR 1e-4 flat did not move held-out pass@1, 2e-4
- * degraded, 5e-4 collapsed, with the 1/t weights inside the ratio and no warmup — hence warmup,
- * weights in the loss (not the ratio), and LR 1e-4 until issue 9's measurements say otherwise.
+ * The values are shared/src/grpo-defaults.ts GRPO_DEFAULTS (also the api's spec defaults; the
+ * reasons for each are there), in the learner's terms.
  */
 export const LEARNER_RECIPE: Readonly<LearnerRecipe> = Object.freeze({
-  lr: 1e-4,
-  /** Linear warmup over the first optimizer steps (Adam's first steps are violent otherwise). */
-  warmupSteps: 10,
-  /** Dream-Coder / DAPO clip-higher. */
-  clipLow: 0.2,
-  clipHigh: 0.28,
-  /** 0 = no dual clip. */
-  dualClip: 0,
-  advEstimator: "grpo",
-  lossAgg: "token-mean",
-  maskEpochs: 1,
-  ppoEpochs: 1,
-  tMin: 0.2,
-  tMax: 0.8,
-  klCoef: 0,
-  entropyCoef: 0,
-  maxGradNorm: 1.0,
-  /** No decay: an RL run is short and decay would only pull the base model's weights to zero. */
-  weightDecay: 0,
-  substitution: true,
-  /** 1/t weights only in the loss weighting (expected weight 1 per token), not in the ratio. */
-  weightInRatio: false,
-  /** Masked-token weight: 1/t of the coupled masks (`loss_weight: "cart"` switches to CART). */
-  lossWeighting: Object.freeze({ kind: "inv_t" }),
+  lr: GRPO_DEFAULTS.lr,
+  warmupSteps: GRPO_DEFAULTS.warmupSteps,
+  clipLow: GRPO_DEFAULTS.clipLow,
+  clipHigh: GRPO_DEFAULTS.clipHigh,
+  dualClip: GRPO_DEFAULTS.dualClip,
+  advEstimator: GRPO_DEFAULTS.advEstimator,
+  lossAgg: GRPO_DEFAULTS.lossAgg,
+  maskEpochs: GRPO_DEFAULTS.maskEpochs,
+  ppoEpochs: GRPO_DEFAULTS.ppoEpochs,
+  tMin: GRPO_DEFAULTS.tMin,
+  tMax: GRPO_DEFAULTS.tMax,
+  klCoef: GRPO_DEFAULTS.klCoef,
+  entropyCoef: GRPO_DEFAULTS.entropyCoef,
+  maxGradNorm: GRPO_DEFAULTS.maxGradNorm,
+  weightDecay: GRPO_DEFAULTS.weightDecay,
+  substitution: !GRPO_DEFAULTS.disableSubstitution,
+  weightInRatio: GRPO_DEFAULTS.weightInRatio,
+  lossWeighting: Object.freeze({ kind: GRPO_DEFAULTS.lossWeight }),
 });
 
 export interface LearnerRecipe {
@@ -67,7 +61,7 @@ export interface ResolvedGrpoParams {
   advantage: GroupAdvantageOptions;
 }
 
-const AGGREGATIONS: readonly LossAggregation[] = ["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"];
+const AGGREGATIONS: readonly LossAggregation[] = GRPO_LOSS_AGGREGATIONS;
 const MAX_EPOCHS = 16;
 
 function bad(field: string, message: string): never {

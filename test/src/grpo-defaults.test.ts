@@ -1,0 +1,34 @@
+// One home for the GRPO defaults (issue 21 item 4): the api's spec defaults and the learner's
+// recipe are the same values, and the api's own validation accepts them.
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { test } from "node:test";
+
+import { DEFAULT_GRPO, normalizeSpec } from "@rlmesh/api/job-spec";
+import { LEARNER_RECIPE, resolveGrpoParams, type LearnerRecipe } from "@rlmesh/learner/trainer/learner-recipe";
+import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
+
+/** The api's spec defaults in the learner's terms (the only renamed fields: substitution, loss weighting). */
+function recipeOf(spec: typeof DEFAULT_GRPO): LearnerRecipe {
+  const { disableSubstitution, lossWeight, cartP, ...same } = spec;
+  assert.equal(cartP, undefined, "cart_p has no default: it only means something with loss_weight cart");
+  assert.equal(lossWeight, "inv_t");
+  return { ...(same as Omit<LearnerRecipe, "substitution" | "lossWeighting">), substitution: !disableSubstitution, lossWeighting: { kind: "inv_t" } };
+}
+
+test("the api's GRPO spec defaults equal the learner's recipe, field by field", () => {
+  assert.deepEqual(recipeOf(DEFAULT_GRPO), { ...LEARNER_RECIPE });
+  // Every recipe field has a spec default (none left to a learner-only constant).
+  assert.deepEqual(Object.keys(recipeOf(DEFAULT_GRPO)).sort(), Object.keys(LEARNER_RECIPE).sort());
+});
+
+test("a job spelling out the api's GRPO defaults trains exactly like one leaving them unset", () => {
+  assert.deepEqual(resolveGrpoParams(DEFAULT_GRPO), resolveGrpoParams(null));
+  assert.deepEqual(resolveGrpoParams({ ...DEFAULT_GRPO }, LEARNER_RECIPE), resolveGrpoParams({}, LEARNER_RECIPE));
+});
+
+test("the api's spec validation accepts its GRPO defaults and keeps unset fields unset", () => {
+  const base = { modelDir: join(REPO_ROOT, "models/tiny-coder"), dataset: { path: join(REPO_ROOT, "datasets/toy/train.jsonl") } };
+  assert.deepEqual(normalizeSpec({ ...base, grpo: { ...DEFAULT_GRPO } }).grpo, { ...DEFAULT_GRPO });
+  assert.deepEqual(normalizeSpec(base).grpo, {});
+});

@@ -13,7 +13,7 @@ import {
   type WeightChunkIn,
 } from "@rlmesh/shared";
 import type { GetWeightsRequest__Output } from "@rlmesh/shared/gen/rlmesh/v1/GetWeightsRequest";
-import { JobNotStartedError, type TrainerHost } from "./trainer/trainer.js";
+import { JobNotStartedError, RollbackCheckpointMissingError, type TrainerHost } from "./trainer/trainer.js";
 import { ModelMismatchError } from "./trainer/model-compat.js";
 import type { HostTensor } from "@rlmesh/shared";
 import { acceptsPolicy, type PolicyRef } from "@rlmesh/shared/weights";
@@ -44,6 +44,7 @@ function servedPolicy(jobs: TrainerHost): (PolicyRef & { tensors: HostTensor[] }
 /** The learner's domain errors as gRPC statuses (the one place they are turned into them). */
 function asStatus(err: unknown): never {
   if (err instanceof JobNotStartedError || err instanceof ModelMismatchError) throw new GrpcError(grpcStatus.FAILED_PRECONDITION, err.message);
+  if (err instanceof RollbackCheckpointMissingError) throw new GrpcError(grpcStatus.INTERNAL, err.message);
   throw err;
 }
 

@@ -1,6 +1,5 @@
 import { createHash } from "node:crypto";
-import * as grpc from "@grpc/grpc-js";
-import { GrpcError, InvalidArgumentError, type HostTensor, type LearnerStatusIn, type Logger, type TrainStatsIn, type TrainStepRequest } from "@rlmesh/shared";
+import { InvalidArgumentError, type HostTensor, type LearnerStatusIn, type Logger, type TrainStatsIn, type TrainStepRequest } from "@rlmesh/shared";
 import { layerName, loadModel, parseModel, readWeights, type ModelManifest } from "@rlmesh/shared/model/index";
 import { modelFingerprint } from "@rlmesh/shared/model/model-fingerprint";
 import { checkTrainable } from "./model-compat.js";
@@ -31,7 +30,7 @@ import { JaxPolicy, type JaxPolicyMode } from "../model/jax-policy.js";
 import { initAdamW, type AdamWState } from "../optim/adamw.js";
 import { learningRateAt } from "../optim/lr-schedule.js";
 import { cloneNamedTensors, type NamedTensors } from "../optim/named-tensors.js";
-import type { ReportEvalResult, Trainer, TrainStepResult } from "./trainer.js";
+import { RollbackCheckpointMissingError, type ReportEvalResult, type Trainer, type TrainStepResult } from "./trainer.js";
 import { validateTrainRequest } from "./train-request-validation.js";
 import { DEFAULT_MAX_STALENESS } from "@rlmesh/shared/decoding-defaults";
 
@@ -532,7 +531,7 @@ export class GrpoTrainer implements Trainer {
   private async rollback(decision: Extract<CollapseDecision, { kind: "rollback" }>, guard: CollapseGuardState): Promise<void> {
     const { toStep } = decision;
     const ck = (await this.store.load(toStep).catch(() => null)) ?? (await this.store.loadLatest(toStep));
-    if (!ck) throw new GrpcError(grpc.status.INTERNAL, `collapse guard: no valid checkpoint at or before step ${toStep} to roll back to`);
+    if (!ck) throw new RollbackCheckpointMissingError(`collapse guard: no valid checkpoint at or before step ${toStep} to roll back to`);
     this.previous = this.current;
     this.current = splitWeights(ck.weights).current;
     this.optimizer = ck.optimizer;

@@ -58,6 +58,11 @@ export class JobNotStartedError extends Error {
   override name = "JobNotStartedError";
 }
 
+/** The collapse guard asked for a rollback but no valid checkpoint is left to restore (INTERNAL). */
+export class RollbackCheckpointMissingError extends Error {
+  override name = "RollbackCheckpointMissingError";
+}
+
 /** The learner's jobs as LearnerService sees them: one trainer at a time, for the started job. */
 export interface TrainerHost {
   /** The job the learner trains now, or null before the first StartJob. */

@@ -4,6 +4,7 @@ import { DEFAULT_CONTAINER_LIMITS, DEFAULT_SANDBOX_LIMITS } from "./sandbox-limi
 import { SANDBOX_IMAGE } from "./sandbox-image.js";
 import { DEFAULT_BWRAP_HOST_UID } from "./bwrap-sandbox.js";
 import { DEFAULT_SANDBOX_BACKEND, SANDBOX_BACKENDS } from "./sandbox-backend.js";
+import { DEFAULT_PREFETCH } from "./executor.js";
 import { DEFAULT_LOCK_MS, DEFAULT_STALLED_INTERVAL_MS } from "./reward-worker.js";
 
 /** Environment of the executor service (validated once at start-up). */
@@ -17,6 +18,14 @@ export const EXECUTOR_CONFIG = {
     min: 1,
     max: 256,
     doc: "Candidates scored at once (= warm sandboxes)",
+  },
+  prefetch: {
+    env: "RLMESH_EXECUTOR_PREFETCH",
+    type: "int",
+    default: DEFAULT_PREFETCH,
+    min: 0,
+    max: 16,
+    doc: "Reward jobs held per warm sandbox beyond the one it runs, so a freed sandbox never waits for a Redis round trip (0: fetch a job only when a sandbox is free)",
   },
   executorId: {
     env: "RLMESH_EXECUTOR_ID",

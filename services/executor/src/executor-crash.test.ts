@@ -115,6 +115,41 @@ test("SIGKILL mid-job: another executor redoes the job, the reward is recorded o
   }
 });
 
+test("SIGKILL with a prefetched job waiting for the sandbox: both jobs are redone, each recorded once", { timeout: 120_000 }, async () => {
+  const queue = "reward-crash-prefetch";
+  const client = new QueueClient(redis.url, queue);
+  await client.ready();
+  try {
+    const completions: { jobId: string; returnvalue: unknown }[] = [];
+    client.events.on("completed", (e) => completions.push(e));
+    // One sandbox, the default prefetch of one job per sandbox: the executor holds two jobs.
+    const first = await spawnExecutor(queue);
+    const jobs = [
+      await client.submit(fenced(SLOW_GOOD), ADD, { timeout_ms_per_test: 20_000, total_timeout_ms: 30_000 }),
+      await client.submit(fenced(SLOW_GOOD), ADD, { timeout_ms_per_test: 20_000, total_timeout_ms: 30_000 }),
+    ];
+    await waitFor("both jobs to be held (one running, one prefetched)", async () =>
+      (await Promise.all(jobs.map((j) => client.queue.getJobState(j.id!)))).every((s) => s === "active"),
+    );
+    first.kill("SIGKILL");
+    await new Promise((r) => first.once("exit", r));
+    const second = await startExecutor({ redisUrl: redis.url, queueName: queue, concurrency: 1, lockDurationMs: LOCK_MS, stalledIntervalMs: STALLED_INTERVAL_MS });
+    executors.push(second);
+    for (const job of jobs) {
+      const result = (await job.waitUntilFinished(client.events, 60_000)) as RewardResult;
+      assert.equal(result.reward, 1);
+    }
+    await new Promise((r) => setTimeout(r, 3 * STALLED_INTERVAL_MS)); // room for a duplicate
+    for (const job of jobs) {
+      assert.equal(completions.filter((c) => c.jobId === job.id).length, 1, `job ${job.id} recorded exactly once`);
+      const stored = await client.queue.getJob(job.id!);
+      assert.ok((stored?.stalledCounter ?? 0) >= 1, `job ${job.id} was recovered as stalled`);
+    }
+  } finally {
+    await client.close();
+  }
+});
+
 test("SIGTERM lets the in-flight job finish, then the executor exits", { timeout: 60_000 }, async () => {
   const queue = "reward-shutdown";
   const client = new QueueClient(redis.url, queue);

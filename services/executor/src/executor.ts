@@ -12,7 +12,8 @@ import type { RewardResult } from "@rlmesh/shared/reward/reward-result";
 import { createRewardWorker } from "./reward-worker.js";
 import { SandboxPool } from "./sandbox-pool.js";
 import { type SandboxBackend, type SandboxBackendName, openSandboxBackend, sandboxBackendFromEnv } from "./sandbox-backend.js";
-import { type ContainerLimits, DEFAULT_CONTAINER_LIMITS, DEFAULT_SANDBOX_LIMITS, type SandboxLimits } from "./sandbox-limits.js";
+import { type ContainerLimits, DEFAULT_CONTAINER_LIMITS, DEFAULT_SANDBOX_LIMITS, MAX_SANDBOX_LIMITS, type SandboxLimits } from "./sandbox-limits.js";
+import { DEFAULT_WATCHDOG_GRACE_MS } from "./docker-sandbox.js";
 import { SANDBOX_IMAGE } from "./sandbox-image.js";
 import { scoreCandidate } from "./score-candidate.js";
 
@@ -22,6 +23,14 @@ export interface ExecutorOptions {
   queueName?: string;
   /** Candidates at once and warm sandboxes. @defaultValue 2 */
   concurrency?: number;
+  /**
+   * Reward jobs held per warm sandbox beyond the one it runs, waiting for a sandbox (BullMQ worker
+   * concurrency = concurrency × (1 + prefetch)), so a freed sandbox takes its next job at once
+   * instead of waiting for the Redis round trip that completes the last one and fetches the next.
+   * Their locks are renewed like the running ones; if the executor dies they stall and are
+   * retried like any other job. 0: a job is fetched only when a sandbox is free. @defaultValue DEFAULT_PREFETCH
+   */
+  prefetch?: number;
   /** Owner label of the sandboxes. @defaultValue `<host>-<pid>-<random>` */
   executorId?: string;
   image?: string;
@@ -43,6 +52,19 @@ export interface ExecutorOptions {
   cgroupParent?: string;
 }
 
+/** Jobs an executor holds per sandbox beyond the one it runs, by default (see ExecutorOptions.prefetch). */
+export const DEFAULT_PREFETCH = 1;
+
+/**
+ * How long a prefetched job may wait for a sandbox: waiters are served in order, so one is at
+ * most `prefetch` runs behind on every sandbox, each run bounded by the longest watchdog a job
+ * can ask for; plus a minute for replacing a failed sandbox. Past it the run is a SandboxError
+ * (retried, never a reward).
+ */
+export function acquireTimeoutMs(prefetch: number): number {
+  return (1 + prefetch) * (MAX_SANDBOX_LIMITS.total_timeout_ms + DEFAULT_WATCHDOG_GRACE_MS) + 60_000;
+}
+
 export interface RunningExecutor {
   pool: SandboxPool;
   backend: SandboxBackend;
@@ -61,6 +83,8 @@ export async function startExecutor(opts: ExecutorOptions): Promise<RunningExecu
   const logger = opts.logger;
   const queueName = opts.queueName ?? DEFAULT_REWARD_QUEUE;
   const concurrency = opts.concurrency ?? 2;
+  const prefetch = opts.prefetch ?? DEFAULT_PREFETCH;
+  if (!Number.isInteger(prefetch) || prefetch < 0) throw new Error(`executor prefetch must be an integer >= 0, got ${prefetch}`);
   const container = opts.containerLimits ?? DEFAULT_CONTAINER_LIMITS;
   const limits = opts.defaultLimits ?? DEFAULT_SANDBOX_LIMITS;
   const image = opts.image ?? SANDBOX_IMAGE;
@@ -97,6 +121,7 @@ export async function startExecutor(opts: ExecutorOptions): Promise<RunningExecu
   const pool = new SandboxPool({
     size: concurrency,
     create: () => backend.create(),
+    acquireTimeoutMs: acquireTimeoutMs(prefetch),
     ...(logger ? { logger } : {}),
     onChange: (live, busy) => {
       metrics?.poolSize.set(live);
@@ -112,7 +137,7 @@ export async function startExecutor(opts: ExecutorOptions): Promise<RunningExecu
   const worker = createRewardWorker({
     connection: redis("worker"),
     queueName,
-    concurrency,
+    concurrency: concurrency * (1 + prefetch),
     score: (data) => scoreCandidate(pool, data, { limits, container }),
     name: owner,
     ...(metrics ? { metrics } : {}),
@@ -122,7 +147,7 @@ export async function startExecutor(opts: ExecutorOptions): Promise<RunningExecu
   });
   opts.onWorker?.(worker);
   await worker.waitUntilReady();
-  logger?.info("executor ready", { queue: queueName, concurrency, backend: backend.name, ...(backend.name === "docker" ? { image } : {}), owner });
+  logger?.info("executor ready", { queue: queueName, concurrency, prefetch, backend: backend.name, ...(backend.name === "docker" ? { image } : {}), owner });
   let closing: Promise<void> | undefined;
   return {
     pool,

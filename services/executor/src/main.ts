@@ -20,6 +20,7 @@ try {
     redisUrl: config.redisUrl,
     queueName: config.queue,
     concurrency: config.concurrency,
+    prefetch: config.prefetch,
     executorId: config.executorId,
     image: config.image,
     backend: config.backend,

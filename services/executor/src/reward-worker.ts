@@ -24,7 +24,7 @@ export interface RewardWorkerOptions {
   connection: ConnectionOptions;
   /** @defaultValue "reward" */
   queueName: string;
-  /** Jobs processed at once (match the sandbox pool size). */
+  /** Jobs held at once: the sandbox pool size times (1 + the executor's prefetch per sandbox). */
   concurrency: number;
   /** Scores one candidate; throws SandboxError on infrastructure failure. */
   score: (data: RewardJobData) => Promise<RewardResult>;

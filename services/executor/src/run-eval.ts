@@ -53,6 +53,8 @@ export interface EvalOptions {
   inProcessExecutor?: boolean;
   limits?: Partial<SandboxLimits>;
   logger?: Logger;
+  /** Called right before the first candidate is enqueued (the timed part starts; benches read CPU counters here). */
+  onTimedStart?: () => void;
 }
 
 /** The result of one sample; `sample` numbers a task's samples from 0 in file order. */
@@ -333,6 +335,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalReport> {
     }));
     waiter = new RewardWaiter(queue, events, opts.logger ? { logger: opts.logger } : {});
     const q = queue;
+    opts.onTimedStart?.();
     const started = process.hrtime.bigint();
     const outcomes = await waiter.waitFor(
       jobs.map((j) => rewardJobId(j.job_id, j.step, j.sample_index)),

@@ -8,8 +8,10 @@ import { asResponse } from "./code-block.js";
 import { BwrapSandbox } from "./bwrap-sandbox.js";
 import { DockerSandbox } from "./docker-sandbox.js";
 import { runEval } from "./run-eval.js";
-import { type SandboxBackendName, openSandboxBackend, withSandboxBackend } from "./sandbox-backend.js";
+import { type SandboxBackendName, openSandboxBackend } from "./sandbox-backend.js";
 import { SandboxPool } from "./sandbox-pool.js";
+import { DEFAULT_PREFETCH, startExecutor } from "./executor.js";
+import { startLocalRedis } from "@rlmesh/shared";
 import type { SandboxRequest } from "./sandbox-protocol.js";
 import { DEFAULT_CONTAINER_LIMITS, DEFAULT_SANDBOX_LIMITS } from "./sandbox-limits.js";
 import { scoreCandidate } from "./score-candidate.js";
@@ -22,14 +24,20 @@ export const BENCH_LIMITS = { ...DEFAULT_SANDBOX_LIMITS, timeout_ms_per_test: 60
 
 /** One backend's numbers in a bench run. */
 export interface BackendBench {
-  /** Through the real path: queue -> executor -> warm pool -> fork server. */
+  /** Through the real path: queue -> executor -> warm pool -> fork server (the first prefetch setting measured). */
   executor_per_s: number;
   executor_passed: number;
   ratio_vs_bare: number;
+  /** The executor path at each prefetch setting measured (same rounds). */
+  executors: ExecutorBench[];
   /** The warm pool called directly (no queue, no Redis): what the sandboxes alone sustain. */
   pool_per_s: number;
   pool_passed: number;
   pool_ratio_vs_bare: number;
+  /** CPU per candidate of this process while it drives the pool directly, ms (compare ExecutorBench.node_cpu_ms_per_candidate). */
+  pool_node_cpu_ms_per_candidate: number;
+  /** Mean time a sandbox sat idle before each candidate when the pool is driven directly, ms. */
+  pool_sandbox_idle_ms_per_candidate: number;
   /** One sandbox, one request at a time: mean ms per candidate seen by the executor ... */
   sequential_ms_per_candidate: number;
   /** ... of which inside the judge (fork server's duration_ms: program load + tests) ... */
@@ -59,7 +67,9 @@ export interface SandboxBenchResult {
   cold_docker_run_per_s: number;
   ratio_vs_bare: number;
   ratio_vs_cold: number;
+  /** Rows per pass; every rate is over `rounds` passes. */
   candidates: number;
+  rounds: number;
   cold_sample: number;
   concurrency: number;
   executor_passed: number;
@@ -159,12 +169,13 @@ async function sandboxCpuSeconds(sandbox: unknown): Promise<number | undefined> 
   return undefined;
 }
 
-/** A warm pool of `concurrency` sandboxes of one backend, called directly, and one sandbox sequentially. */
-async function benchPool(
-  backend: SandboxBackendName,
-  rows: CanonicalRow[],
-  concurrency: number,
-): Promise<Omit<BackendBench, "executor_per_s" | "executor_passed" | "ratio_vs_bare" | "pool_ratio_vs_bare" | "cpu_ratio_vs_bare">> {
+type SequentialProfile = Pick<
+  BackendBench,
+  "sequential_ms_per_candidate" | "judge_ms_per_candidate" | "overhead_ms_per_candidate" | "start_ms" | "sequential_cpu_ms_per_candidate"
+>;
+
+/** One sandbox of a backend, one request at a time, on the first 200 rows: time and CPU per candidate. */
+async function benchSequential(backend: SandboxBackendName, rows: CanonicalRow[]): Promise<SequentialProfile> {
   const limits = BENCH_LIMITS;
   const container = DEFAULT_CONTAINER_LIMITS;
   const b = await openSandboxBackend(backend, { owner: `bench-${process.pid}-${randomBytes(3).toString("hex")}`, limits: container });
@@ -178,7 +189,7 @@ async function benchPool(
     try {
       const sandboxCpu0 = await sandboxCpuSeconds(one);
       const selfCpu0 = selfCpuSeconds();
-      // Sequential profile on the first 200 rows (a single slow row would otherwise dominate).
+      // The first 200 rows (a single slow row would otherwise dominate).
       for (const row of rows.slice(0, 200)) {
         const t = process.hrtime.bigint();
         // The fork server's own duration_ms (program load + tests, timed inside the sandbox).
@@ -199,23 +210,7 @@ async function benchPool(
       await one.destroy();
     }
     const n = Math.min(rows.length, 200);
-    const pool = new SandboxPool({ size: concurrency, create: () => b.create() });
-    await pool.start();
-    let passed = 0;
-    let seconds_: number;
-    try {
-      const t1 = process.hrtime.bigint();
-      const rewards = await mapLimit(rows, concurrency, async (row) =>
-        (await scoreCandidate(pool, { response: asResponse(row.reference ?? ""), tests: row.tests }, { limits, container })).reward,
-      );
-      seconds_ = seconds(t1);
-      passed = rewards.filter((r) => r === 1).length;
-    } finally {
-      await pool.close();
-    }
     return {
-      pool_per_s: round(rows.length / seconds_),
-      pool_passed: passed,
       sequential_ms_per_candidate: round(seqMs / n),
       judge_ms_per_candidate: round(judgeMs / n),
       overhead_ms_per_candidate: round((seqMs - judgeMs) / n),
@@ -227,89 +222,244 @@ async function benchPool(
   }
 }
 
+/** A warm pool of `concurrency` sandboxes called directly (no queue): one pass over the rows, warm-up excluded. */
+async function benchPoolRate(
+  backend: SandboxBackendName,
+  rows: CanonicalRow[],
+  concurrency: number,
+): Promise<{ seconds: number; passed: number; nodeCpu: number; idleMs: number }> {
+  const limits = BENCH_LIMITS;
+  const container = DEFAULT_CONTAINER_LIMITS;
+  const b = await openSandboxBackend(backend, { owner: `bench-${process.pid}-${randomBytes(3).toString("hex")}`, limits: container });
+  try {
+    const pool = new SandboxPool({ size: concurrency, create: () => b.create() });
+    await pool.start();
+    try {
+      pool.resetStats();
+      const t1 = process.hrtime.bigint();
+      const cpu0 = selfCpuSeconds();
+      const rewards = await mapLimit(rows, concurrency, async (row) =>
+        (await scoreCandidate(pool, { response: asResponse(row.reference ?? ""), tests: row.tests }, { limits, container })).reward,
+      );
+      return { seconds: seconds(t1), passed: rewards.filter((r) => r === 1).length, nodeCpu: selfCpuSeconds() - cpu0, idleMs: pool.stats.idleWaitMs };
+    } finally {
+      await pool.close();
+    }
+  } finally {
+    await b.close();
+  }
+}
+
+/** The executor path at one prefetch setting, summed over the rounds. */
+export interface ExecutorBench {
+  prefetch: number;
+  per_s: number;
+  passed: number;
+  ratio_vs_bare: number;
+  /** CPU per candidate of this process (producer + executor) and of the redis-server, ms. */
+  node_cpu_ms_per_candidate: number;
+  redis_cpu_ms_per_candidate: number;
+  /** Mean time a sandbox sat idle before each candidate (waiting for the executor to hand it a job), ms. */
+  sandbox_idle_ms_per_candidate: number;
+}
+
+export interface SandboxBenchOptions {
+  concurrency: number;
+  coldSample: number;
+  backends?: SandboxBackendName[];
+  /** Executor prefetch values (jobs held per sandbox, ExecutorOptions.prefetch) measured, each through the queue in every round; the first is the headline. @defaultValue [DEFAULT_PREFETCH] */
+  prefetch?: number[];
+  /**
+   * Passes over the rows. Every round runs each path once (bare, then per backend each executor
+   * setting and the pool, the order rotated each round), so a change of the machine's load falls
+   * on every path alike; rates are total candidates over total seconds. @defaultValue 1
+   */
+  rounds?: number;
+}
+
 /**
  * Executions per second, same rows and concurrency, for each backend: the executor (queue ->
- * warm pool -> fork server; pool warm-up excluded) and the warm pool alone; a bare `python3`
- * per candidate (no isolation at all); and, with Docker, a cold container per candidate
- * (create + start + run + remove, what `docker run --rm` does).
+ * warm pool -> fork server; pool warm-up excluded) at each prefetch setting and the warm pool
+ * alone; a bare `python3` per candidate (no isolation at all); and, with Docker, a cold container
+ * per candidate (create + start + run + remove, what `docker run --rm` does).
  */
-export async function benchSandbox(
-  rows: CanonicalRow[],
-  opts: { concurrency: number; coldSample: number; backends?: SandboxBackendName[] },
-): Promise<SandboxBenchResult> {
+export async function benchSandbox(rows: CanonicalRow[], opts: SandboxBenchOptions): Promise<SandboxBenchResult> {
   const limits = BENCH_LIMITS;
   const backends = opts.backends ?? (["docker", "bwrap"] as SandboxBackendName[]);
+  const prefetches = opts.prefetch ?? [DEFAULT_PREFETCH];
+  const rounds = opts.rounds ?? 1;
+  if (prefetches.length === 0 || prefetches.some((p) => !Number.isInteger(p) || p < 0)) throw new Error(`prefetch: integers >= 0, got ${prefetches.join(",")}`);
+  if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`rounds: a positive integer, got ${rounds}`);
   const load0 = loadavg()[0]!;
-
-  const t0 = process.hrtime.bigint();
-  const bare = await mapLimit(rows, opts.concurrency, (row) => runPython(plainScript(row), limits.total_timeout_ms));
-  const barePerS = rows.length / seconds(t0);
-  let bareSeqMs = 0;
-  const seqRows = rows.slice(0, 200);
-  const bareCpu0 = childrenCpuSeconds() + selfCpuSeconds();
-  for (const row of seqRows) {
-    const t = process.hrtime.bigint();
-    await runPython(plainScript(row), limits.total_timeout_ms);
-    bareSeqMs += ms(t);
-  }
-  const bareCpuMs = ((childrenCpuSeconds() + selfCpuSeconds() - bareCpu0) * 1000) / seqRows.length;
-
-  const per: Partial<Record<SandboxBackendName, BackendBench>> = {};
-  for (const backend of backends) {
-    const eval_ = await withSandboxBackend(backend, () =>
-      runEval({ dataset: rows, solutions: "canonical", concurrency: opts.concurrency, limits }),
-    );
-    const executorPerS = eval_.summary.executions_per_second;
-    const pool = await benchPool(backend, rows, opts.concurrency);
-    per[backend] = {
-      executor_per_s: round(executorPerS),
-      executor_passed: eval_.summary.passed,
-      ratio_vs_bare: round(executorPerS / barePerS),
-      ...pool,
-      pool_ratio_vs_bare: round(pool.pool_per_s / barePerS),
-      cpu_ratio_vs_bare: pool.sequential_cpu_ms_per_candidate > 0 ? round(bareCpuMs / pool.sequential_cpu_ms_per_candidate) : 0,
-    };
-  }
-
-  let coldPerS = 0;
-  let cold: boolean[] = [];
-  const sample = backends.includes("docker") ? rows.slice(0, opts.coldSample) : [];
-  if (sample.length > 0) {
-    const docker = new Docker();
-    const owner = `bench-${process.pid}-${randomBytes(3).toString("hex")}`;
-    const t1 = process.hrtime.bigint();
-    cold = await mapLimit(sample, opts.concurrency, async (row) => {
-      const sandbox = await DockerSandbox.start({ docker, owner, limits: DEFAULT_CONTAINER_LIMITS });
-      try {
-        const r = await scoreCandidate(
-          sandbox,
-          { response: asResponse(row.reference ?? ""), tests: row.tests },
-          { limits, container: DEFAULT_CONTAINER_LIMITS },
-        );
-        return r.reward === 1;
-      } finally {
-        await sandbox.destroy();
+  // One Redis for every executor pass, so its CPU per candidate can be read.
+  const redis = await startLocalRedis();
+  try {
+    // Each path is a function run once per round; sums of seconds and passes per path.
+    type Pass = { seconds: number; passed: number; nodeCpu: number; redisCpu: number; idleMs: number };
+    type Path = { key: string; run: () => Promise<Pass> };
+    const redisCpu = () => procCpuSeconds(redis.process.pid!, false) ?? 0;
+    const paths: Path[] = [
+      {
+        key: "bare",
+        run: async () => {
+          const t = process.hrtime.bigint();
+          const ok = await mapLimit(rows, opts.concurrency, (row) => runPython(plainScript(row), limits.total_timeout_ms));
+          return { seconds: seconds(t), passed: ok.filter(Boolean).length, nodeCpu: 0, redisCpu: 0, idleMs: 0 };
+        },
+      },
+    ];
+    for (const backend of backends) {
+      for (const prefetch of prefetches) {
+        paths.push({
+          key: `${backend}:executor:${prefetch}`,
+          run: async () => {
+            // The executor as a service runs it (startExecutor), on its own queue; runEval then
+            // finds it consuming and only produces and waits, as the coordinator does.
+            const queueName = `bench-${randomBytes(3).toString("hex")}`;
+            const executor = await startExecutor({ redisUrl: redis.url, queueName, concurrency: opts.concurrency, prefetch, backend });
+            let node0 = 0;
+            let redis0 = 0;
+            try {
+              const eval_ = await runEval({
+                dataset: rows,
+                solutions: "canonical",
+                limits,
+                redisUrl: redis.url,
+                queueName,
+                inProcessExecutor: false,
+                onTimedStart: () => {
+                  executor.pool.resetStats();
+                  node0 = selfCpuSeconds();
+                  redis0 = redisCpu();
+                },
+              });
+              return {
+                seconds: eval_.summary.seconds,
+                passed: eval_.summary.passed,
+                nodeCpu: selfCpuSeconds() - node0,
+                redisCpu: redisCpu() - redis0,
+                idleMs: executor.pool.stats.idleWaitMs,
+              };
+            } finally {
+              await executor.close();
+            }
+          },
+        });
       }
-    });
-    coldPerS = sample.length / seconds(t1);
+      paths.push({
+        key: `${backend}:pool`,
+        run: async () => {
+          return { ...(await benchPoolRate(backend, rows, opts.concurrency)), redisCpu: 0 };
+        },
+      });
+    }
+    const totals = new Map<string, Pass>();
+    for (let round = 0; round < rounds; round++) {
+      // Rotate the order so no path always runs first (or last) in a round.
+      const order = paths.map((_, i) => paths[(i + round) % paths.length]!);
+      for (const p of order) {
+        const r = await p.run();
+        const t = totals.get(p.key) ?? { seconds: 0, passed: 0, nodeCpu: 0, redisCpu: 0, idleMs: 0 };
+        totals.set(p.key, {
+          seconds: t.seconds + r.seconds,
+          passed: t.passed + r.passed,
+          nodeCpu: t.nodeCpu + r.nodeCpu,
+          redisCpu: t.redisCpu + r.redisCpu,
+          idleMs: t.idleMs + r.idleMs,
+        });
+      }
+    }
+    const n = rows.length * rounds;
+    const rate = (key: string) => n / totals.get(key)!.seconds;
+    const passedOf = (key: string) => Math.round(totals.get(key)!.passed / rounds);
+    const barePerS = rate("bare");
+
+    // Sequential profiles (not rounds): bare CPU per candidate, then each backend's.
+    let bareSeqMs = 0;
+    const seqRows = rows.slice(0, 200);
+    const bareCpu0 = childrenCpuSeconds() + selfCpuSeconds();
+    for (const row of seqRows) {
+      const t = process.hrtime.bigint();
+      await runPython(plainScript(row), limits.total_timeout_ms);
+      bareSeqMs += ms(t);
+    }
+    const bareCpuMs = ((childrenCpuSeconds() + selfCpuSeconds() - bareCpu0) * 1000) / seqRows.length;
+
+    const per: Partial<Record<SandboxBackendName, BackendBench>> = {};
+    for (const backend of backends) {
+      const profile = await benchSequential(backend, rows);
+      const executors: ExecutorBench[] = prefetches.map((prefetch) => {
+        const key = `${backend}:executor:${prefetch}`;
+        const t = totals.get(key)!;
+        return {
+          prefetch,
+          per_s: round(rate(key)),
+          passed: passedOf(key),
+          ratio_vs_bare: round(rate(key) / barePerS),
+          node_cpu_ms_per_candidate: round((t.nodeCpu * 1000) / n),
+          redis_cpu_ms_per_candidate: round((t.redisCpu * 1000) / n),
+          sandbox_idle_ms_per_candidate: round(t.idleMs / n),
+        };
+      });
+      const poolKey = `${backend}:pool`;
+      per[backend] = {
+        executor_per_s: executors[0]!.per_s,
+        executor_passed: executors[0]!.passed,
+        ratio_vs_bare: executors[0]!.ratio_vs_bare,
+        executors,
+        pool_per_s: round(rate(poolKey)),
+        pool_passed: passedOf(poolKey),
+        pool_ratio_vs_bare: round(rate(poolKey) / barePerS),
+        pool_node_cpu_ms_per_candidate: round((totals.get(poolKey)!.nodeCpu * 1000) / n),
+        pool_sandbox_idle_ms_per_candidate: round(totals.get(poolKey)!.idleMs / n),
+        ...profile,
+        cpu_ratio_vs_bare: profile.sequential_cpu_ms_per_candidate > 0 ? round(bareCpuMs / profile.sequential_cpu_ms_per_candidate) : 0,
+      };
+    }
+
+    let coldPerS = 0;
+    let cold: boolean[] = [];
+    const sample = backends.includes("docker") ? rows.slice(0, opts.coldSample) : [];
+    if (sample.length > 0) {
+      const docker = new Docker();
+      const owner = `bench-${process.pid}-${randomBytes(3).toString("hex")}`;
+      const t1 = process.hrtime.bigint();
+      cold = await mapLimit(sample, opts.concurrency, async (row) => {
+        const sandbox = await DockerSandbox.start({ docker, owner, limits: DEFAULT_CONTAINER_LIMITS });
+        try {
+          const r = await scoreCandidate(
+            sandbox,
+            { response: asResponse(row.reference ?? ""), tests: row.tests },
+            { limits, container: DEFAULT_CONTAINER_LIMITS },
+          );
+          return r.reward === 1;
+        } finally {
+          await sandbox.destroy();
+        }
+      });
+      coldPerS = sample.length / seconds(t1);
+    }
+    const headline = per.docker ?? per[backends[0]!]!;
+    return {
+      executor_per_s: headline.executor_per_s,
+      bare_subprocess_per_s: round(barePerS),
+      bare_sequential_ms_per_candidate: round(bareSeqMs / seqRows.length),
+      bare_sequential_cpu_ms_per_candidate: round(bareCpuMs),
+      cold_docker_run_per_s: round(coldPerS),
+      ratio_vs_bare: headline.ratio_vs_bare,
+      ratio_vs_cold: coldPerS > 0 ? round(headline.executor_per_s / coldPerS) : 0,
+      candidates: rows.length,
+      rounds,
+      cold_sample: sample.length,
+      concurrency: opts.concurrency,
+      executor_passed: headline.executor_passed,
+      bare_passed: passedOf("bare"),
+      cold_passed: cold.filter(Boolean).length,
+      backends: per,
+      loadavg: [round(load0), round(loadavg()[0]!)],
+      cpus: cpus().length,
+    };
+  } finally {
+    await redis.stop();
   }
-  const headline = per.docker ?? per[backends[0]!]!;
-  return {
-    executor_per_s: headline.executor_per_s,
-    bare_subprocess_per_s: round(barePerS),
-    bare_sequential_ms_per_candidate: round(bareSeqMs / seqRows.length),
-    bare_sequential_cpu_ms_per_candidate: round(bareCpuMs),
-    cold_docker_run_per_s: round(coldPerS),
-    ratio_vs_bare: headline.ratio_vs_bare,
-    ratio_vs_cold: coldPerS > 0 ? round(headline.executor_per_s / coldPerS) : 0,
-    candidates: rows.length,
-    cold_sample: sample.length,
-    concurrency: opts.concurrency,
-    executor_passed: headline.executor_passed,
-    bare_passed: bare.filter(Boolean).length,
-    cold_passed: cold.filter(Boolean).length,
-    backends: per,
-    loadavg: [round(load0), round(loadavg()[0]!)],
-    cpus: cpus().length,
-  };
 }

@@ -30,6 +30,14 @@ export interface SandboxPoolOptions {
  */
 export class SandboxPool {
   private readonly idle: Sandbox[] = [];
+  /** When each idle sandbox became idle (hrtime ns). */
+  private readonly idleSince = new Map<Sandbox, bigint>();
+  /**
+   * Runs started, and the total time their sandbox sat idle before (since it was offered back
+   * or started): with jobs always waiting this is ~0; an executor that fetches its next job only
+   * once a sandbox is free shows its queue round trip here.
+   */
+  readonly stats = { runs: 0, idleWaitMs: 0 };
   private readonly members = new Set<Sandbox>();
   private readonly waiters: { resolve: (s: Sandbox) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }[] = [];
   private live = 0;
@@ -42,6 +50,14 @@ export class SandboxPool {
   constructor(private readonly opts: SandboxPoolOptions) {
     this.acquireTimeoutMs = opts.acquireTimeoutMs ?? 60_000;
     this.restartDelayMs = opts.restartDelayMs ?? 1000;
+  }
+
+  /** Zeroes `stats`; sandboxes idle now count as idle from now (a bench's timed part starts). */
+  resetStats(): void {
+    this.stats.runs = 0;
+    this.stats.idleWaitMs = 0;
+    const now = process.hrtime.bigint();
+    for (const s of this.idle) this.idleSince.set(s, now);
   }
 
   get size(): number {
@@ -81,6 +97,7 @@ export class SandboxPool {
   /** Runs one request on a free sandbox. SandboxError when the infrastructure failed. */
   async run(req: SandboxRequest, watchdogMs: number): Promise<SandboxResponse> {
     const sandbox = await this.acquire();
+    this.stats.runs++;
     this.busy++;
     this.changed();
     try {
@@ -99,7 +116,11 @@ export class SandboxPool {
   private acquire(): Promise<Sandbox> {
     if (this.closed) return Promise.reject(new SandboxError("sandbox pool is closed"));
     const s = this.idle.pop();
-    if (s) return Promise.resolve(s);
+    if (s) {
+      this.stats.idleWaitMs += Number(process.hrtime.bigint() - (this.idleSince.get(s) ?? process.hrtime.bigint())) / 1e6;
+      this.idleSince.delete(s);
+      return Promise.resolve(s);
+    }
     return new Promise((resolve, reject) => {
       const waiter = {
         resolve,
@@ -121,6 +142,7 @@ export class SandboxPool {
       w.resolve(s);
     } else {
       this.idle.push(s);
+      this.idleSince.set(s, process.hrtime.bigint());
     }
   }
 
@@ -175,6 +197,7 @@ export class SandboxPool {
       w.reject(new SandboxError("sandbox pool is closed"));
     }
     const idle = this.idle.splice(0);
+    this.idleSince.clear();
     this.live -= idle.length;
     for (const s of idle) this.members.delete(s);
     await Promise.allSettled(idle.map((s) => s.destroy()));

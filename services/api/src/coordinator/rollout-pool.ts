@@ -27,6 +27,12 @@ export const GENERATE_ATTEMPTS = 4;
  * the job it is waiting every 10 s meanwhile (waiting-notice.ts).
  */
 export const WORKER_WAIT_MS = 120_000;
+/** Poll interval of the registry while waiting for workers. */
+const WORKER_POLL_MS = 200;
+/** Pause before a shard's next attempt when no worker is registered at all. */
+const NO_WORKER_RETRY_MS = 500;
+/** Back-off after a retryable failure: attempt k (0-based) waits (k + 1) × this. */
+const RETRY_BACKOFF_MS = 200;
 
 export interface PromptInput {
   id: string;
@@ -85,7 +91,7 @@ export class RolloutPool {
       const ws = await this.workers();
       if (ws.length >= n) return ws;
       if (Date.now() > deadline || signal?.aborted) throw new NoWorkersError(`${ws.length} rollout worker(s) registered, need ${n}`);
-      await new Promise((r) => setTimeout(r, 200));
+      await new Promise((r) => setTimeout(r, WORKER_POLL_MS));
     }
   }
 
@@ -168,7 +174,7 @@ export class RolloutPool {
           const live = attempt === 0 ? workers : await this.workers();
           const w = live[(i + attempt) % Math.max(1, live.length)];
           if (!w) {
-            await new Promise((r) => setTimeout(r, 500));
+            await new Promise((r) => setTimeout(r, NO_WORKER_RETRY_MS));
             continue;
           }
           try {
@@ -189,7 +195,7 @@ export class RolloutPool {
               err: (err as Error).message,
             });
             this.clients.evict(w.address);
-            await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
+            await new Promise((r) => setTimeout(r, RETRY_BACKOFF_MS * (attempt + 1)));
           }
         }
         throw lastErr;

@@ -121,28 +121,32 @@ async function takeover(
   return ms;
 }
 
-test("a SIGKILLed executor's in-flight job is started again by another executor within seconds, on the shipped lock defaults", { timeout: 240_000 }, async (t) => {
-  const a = await spawnExecutor("takeover-a");
-  let b: ChildProcess | undefined;
-  // A standing executor (started once a holds the job) takes it back: lock expiry plus at most
-  // two of its stalled checks.
-  const standing = await takeover({ id: "takeover-a", proc: a }, "takeover-b", {
-    beforeKill: async () => (b = await spawnExecutor("takeover-b")),
-  });
-  // A new executor in the dead one's place (what up's supervisor starts): its start-up counts too.
-  let fresh = 0;
-  const replaced = await takeover({ id: "takeover-b", proc: b! }, "takeover-c", {
-    afterKill: async () => {
-      const t0 = performance.now();
-      await spawnExecutor("takeover-c");
-      fresh = performance.now() - t0;
-    },
-  });
-  t.diagnostic(
-    `SIGKILL to takeover on the defaults (lock ${DEFAULT_LOCK_MS} ms, stalled check every ${DEFAULT_STALLED_INTERVAL_MS} ms, ` +
-      `design bound ${DESIGN_BOUND_MS} ms): standing executor ${(standing / 1000).toFixed(2)} s; ` +
-      `new executor ${(replaced / 1000).toFixed(2)} s (its start-up ${(fresh / 1000).toFixed(2)} s); allowed ${ALLOWED_MS / 1000} s`,
-  );
-  assert.ok(standing <= ALLOWED_MS, `standing executor took the job back after ${standing.toFixed(0)} ms (allowed ${ALLOWED_MS})`);
-  assert.ok(replaced <= ALLOWED_MS, `new executor took the job back after ${replaced.toFixed(0)} ms (allowed ${ALLOWED_MS})`);
-});
+test(
+  "a SIGKILLed executor's in-flight job is started again by another executor within seconds, on the shipped lock defaults",
+  { timeout: 240_000 },
+  async (t) => {
+    const a = await spawnExecutor("takeover-a");
+    let b: ChildProcess | undefined;
+    // A standing executor (started once a holds the job) takes it back: lock expiry plus at most
+    // two of its stalled checks.
+    const standing = await takeover({ id: "takeover-a", proc: a }, "takeover-b", {
+      beforeKill: async () => (b = await spawnExecutor("takeover-b")),
+    });
+    // A new executor in the dead one's place (what up's supervisor starts): its start-up counts too.
+    let fresh = 0;
+    const replaced = await takeover({ id: "takeover-b", proc: b! }, "takeover-c", {
+      afterKill: async () => {
+        const t0 = performance.now();
+        await spawnExecutor("takeover-c");
+        fresh = performance.now() - t0;
+      },
+    });
+    t.diagnostic(
+      `SIGKILL to takeover on the defaults (lock ${DEFAULT_LOCK_MS} ms, stalled check every ${DEFAULT_STALLED_INTERVAL_MS} ms, ` +
+        `design bound ${DESIGN_BOUND_MS} ms): standing executor ${(standing / 1000).toFixed(2)} s; ` +
+        `new executor ${(replaced / 1000).toFixed(2)} s (its start-up ${(fresh / 1000).toFixed(2)} s); allowed ${ALLOWED_MS / 1000} s`,
+    );
+    assert.ok(standing <= ALLOWED_MS, `standing executor took the job back after ${standing.toFixed(0)} ms (allowed ${ALLOWED_MS})`);
+    assert.ok(replaced <= ALLOWED_MS, `new executor took the job back after ${replaced.toFixed(0)} ms (allowed ${ALLOWED_MS})`);
+  },
+);

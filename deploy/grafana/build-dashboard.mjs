@@ -113,6 +113,30 @@ export function buildDashboard() {
     q(0.95, "rlmesh_rollout_weight_swap_duration_seconds"),
     [`sum(rate(rlmesh_rollout_weight_received_bytes_total{${SEL}}[${R}]))`, "received bytes/s"],
   ]);
+  panel(
+    "Infill samples, expands, deletes / s",
+    "RolloutService.Infill: calls and filled middles per second by mode (variable = DreamOn expand/delete, fixed = a set number of masks), and the <|expand|> commits and deleted middle positions of variable-length decodes per second.",
+    "short",
+    [
+      [`sum by (mode) (rate(rlmesh_rollout_infill_samples_total{${SEL}}[${R}]))`, "samples/s {{mode}}"],
+      [`sum by (mode) (rate(rlmesh_rollout_infill_requests_total{${SEL}}[${R}]))`, "calls/s {{mode}}"],
+      [`sum(rate(rlmesh_rollout_infill_expands_total{${SEL}}[${R}]))`, "expands/s"],
+      [`sum(rate(rlmesh_rollout_infill_deletes_total{${SEL}}[${R}]))`, "deletes/s"],
+    ],
+  );
+  panel(
+    "Infill NFE per token, middle length",
+    "Forward passes per returned middle token and mean middle length (tokens), by mode. A variable-length decode spends forwards on expansions and deletions too, so its NFE per token is above 1 at one token per step.",
+    "short",
+    [
+      [`sum by (mode) (rate(rlmesh_rollout_infill_nfe_total{${SEL}}[${R}])) / sum by (mode) (rate(rlmesh_rollout_infill_middle_tokens_total{${SEL}}[${R}]))`, "NFE/token {{mode}}"],
+      [`sum by (mode) (rate(rlmesh_rollout_infill_middle_tokens_total{${SEL}}[${R}])) / sum by (mode) (rate(rlmesh_rollout_infill_samples_total{${SEL}}[${R}]))`, "mean length {{mode}}"],
+    ],
+  );
+  panel("Infill duration p50 / p95", "Duration of one Infill call, by mode.", "s", [
+    q(0.5, "rlmesh_rollout_infill_duration_seconds", "mode"),
+    q(0.95, "rlmesh_rollout_infill_duration_seconds", "mode"),
+  ]);
 
   row("Decode traces");
   const mean = (metric, legend) => [`sum(rate(${metric}_sum{${SEL}}[${R}])) / sum(rate(${metric}_count{${SEL}}[${R}]))`, legend];

@@ -36,7 +36,7 @@ const runtime = await OrtRolloutEngine.create({
   workerId,
   logger,
 });
-const engine = new ProtoRolloutEngine(runtime);
+const engine = new ProtoRolloutEngine(runtime, { onInfill: (res, seconds) => rolloutMetrics.observeInfill(res, seconds) });
 onShutdown(logger, async () => {
   await held.registration?.close();
   held.catchUp?.close();

@@ -246,6 +246,29 @@ test("batch > 1 with spans of different lengths gives each row what it gets alon
   }
 });
 
+test("expands and deletes are counted with or without trace (the events' counts; metrics read them)", async () => {
+  const spec: DenoiserSpec = { ...SPEC, vocabSize: 12, nLayers: 2, nHeads: 2, headDim: 4, maxSeqLen: 64 };
+  const items: InfillInput[] = [item([2, 3, 4, 5, 6], [7], 3, 12, 11), item([8], [2, 3, 4, 5], 6, 10, 12), item([4, 4, 5], [], 2, 9, 13)];
+  let expands = 0;
+  let deletes = 0;
+  for (let seed = 1; seed <= 7; seed++) {
+    const model = createReferenceDenoiser(spec, seed, 6);
+    const traced = await decodeInfillBatch(model, items, params({ variable: true, temperature: 0.9, threshold: 1, trace: true }));
+    const plain = await decodeInfillBatch(model, items, params({ variable: true, temperature: 0.9, threshold: 1 }));
+    traced.forEach((r, i) => {
+      assert.equal(r.expands, r.events!.filter((e) => e.kind === "expand").length, `model ${seed} row ${i} expands`);
+      assert.equal(r.deletes, r.events!.filter((e) => e.kind === "delete").length, `model ${seed} row ${i} deletes`);
+      assert.equal(plain[i]!.events, undefined);
+      assert.deepEqual([plain[i]!.expands, plain[i]!.deletes], [r.expands, r.deletes], `model ${seed} row ${i} without trace`);
+      expands += r.expands;
+      deletes += r.deletes;
+    });
+    const fixed = await decodeInfillBatch(model, items, params({ variable: false, temperature: 0.9, threshold: 1 }));
+    fixed.forEach((r) => assert.deepEqual([r.expands, r.deletes], [0, 0], "fixed length never edits the canvas"));
+  }
+  assert.ok(expands > 0 && deletes > 0, `the decodes both expanded (${expands}) and deleted (${deletes})`);
+});
+
 test("shifted logits (Dream's convention): position j reads row j - 1", async () => {
   const shifted: Denoiser = {
     spec: { ...SPEC, shiftedLogits: true },

@@ -52,6 +52,10 @@ export interface InfilledSequence {
   nfe: number;
   /** Commit steps taken. */
   steps: number;
+  /** `<|expand|>` commits (each turned one mask into two), counted with or without trace. */
+  expands: number;
+  /** Middle positions deleted (EOS/delete/PAD tokens removed, variable length), with or without trace. */
+  deletes: number;
   /** Only with params.trace: per middle position, the 1-based step that committed it. */
   commitSteps?: number[];
   /** Only with params.trace: the edits in order. */
@@ -73,6 +77,8 @@ interface Row {
   /** Per middle position, the step that committed it (0 = still a mask). */
   commit: number[];
   events: InfillEditEvent[];
+  expands: number;
+  deletes: number;
   step: number;
   nfe: number;
   done: boolean;
@@ -155,6 +161,8 @@ class InfillDecoder {
       budget: params.variable ? maxLength : 0,
       commit: new Array<number>(n).fill(0),
       events: [],
+      expands: 0,
+      deletes: 0,
       step: 0,
       nfe: 0,
       done: false,
@@ -337,6 +345,7 @@ class InfillDecoder {
       r.commit.splice(k, 1, 0, 0);
       r.mid++;
       r.budget--;
+      r.expands++;
       this.event(r, "expand", k);
       return;
     }
@@ -355,6 +364,7 @@ class InfillDecoder {
       r.ids.splice(r.pre + j, 1);
       r.commit.splice(j, 1);
       r.mid--;
+      r.deletes++;
       this.event(r, "delete", j);
     }
   }
@@ -373,6 +383,8 @@ class InfillDecoder {
       middleIds,
       nfe: r.nfe,
       steps: r.step,
+      expands: r.expands,
+      deletes: r.deletes,
       ...(this.params.trace ? { commitSteps, events: r.events } : {}),
       decodeSeconds: r.endSeconds,
     };

@@ -70,6 +70,10 @@ export interface InfilledSample {
   policyVersion: number;
   policyJobId: string;
   nfe: number;
+  /** `<|expand|>` commits in this sample's decode (0 in fixed length). */
+  expands: number;
+  /** Middle positions deleted in this sample's decode (0 in fixed length). */
+  deletes: number;
   commitSteps?: number[];
   events?: InfillEditEvent[];
   timings: { queueSeconds: number; decodeSeconds: number };

@@ -225,6 +225,8 @@ export class OrtRolloutEngine {
           policyVersion: policy.version,
           policyJobId: policy.jobId,
           nfe: r.nfe,
+          expands: r.expands,
+          deletes: r.deletes,
           ...(r.commitSteps ? { commitSteps: r.commitSteps } : {}),
           ...(r.events ? { events: r.events } : {}),
           timings: { queueSeconds: msg.queueSeconds, decodeSeconds: r.decodeSeconds },

@@ -10,10 +10,21 @@ import { WeightValidationError } from "../runtime/weight-validation.js";
 import { decodeParamsFromProto, generateResponseToProto, modelInfoToProto, requestItemsFromProto } from "./proto-mapping.js";
 import type { RolloutEngine } from "./rollout-engine.js";
 import { infillItemsFromProto, infillOptionsFromProto, infillResponseToProto, type InfillRequest, type InfillResponseIn } from "./infill-proto.js";
-import { supportsVariableLength } from "../runtime/infill-requests.js";
+import { supportsVariableLength, type InfillResult } from "../runtime/infill-requests.js";
+
+export interface ProtoRolloutEngineHooks {
+  /**
+   * Each completed Infill with the runtime's result (which has what the proto response lacks:
+   * per-sample expand/delete counts) and the call's seconds; main.ts feeds the infill metrics.
+   */
+  onInfill?: (res: InfillResult, seconds: number) => void;
+}
 
 export class ProtoRolloutEngine implements RolloutEngine {
-  constructor(readonly runtime: OrtRolloutEngine) {}
+  constructor(
+    readonly runtime: OrtRolloutEngine,
+    private readonly hooks: ProtoRolloutEngineHooks = {},
+  ) {}
 
   /**
    * Checks a Generate request without decoding: parameters, cache support, prompt lengths,
@@ -42,9 +53,11 @@ export class ProtoRolloutEngine implements RolloutEngine {
 
   async infill(req: InfillRequest, signal?: AbortSignal): Promise<InfillResponseIn> {
     this.validateInfill(req);
+    const t0 = performance.now();
     const res = await asInvalidArgumentAsync(() =>
       this.runtime.infillSamples(infillItemsFromProto(req), { ...infillOptionsFromProto(req), ...(signal ? { signal } : {}) }),
     );
+    this.hooks.onInfill?.(res, (performance.now() - t0) / 1000);
     return infillResponseToProto(res, this.runtime.workerId);
   }
 

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { InvalidArgumentError, type HostTensor, type LearnerStatusIn, type Logger, type TrainStatsIn, type TrainStepRequest } from "@rlmesh/shared";
 import { layerName, loadModel, parseModel, readWeights, type ModelManifest } from "@rlmesh/shared/model/index";
 import { modelFingerprint } from "@rlmesh/shared/model/model-fingerprint";
-import { checkTrainable } from "./model-compat.js";
+import { checkTrainable, type ModelShape } from "./model-compat.js";
 
 import { AppliedSteps, requestFingerprint, type AppliedStep } from "./applied-steps.js";
 import { padBatchToBucket } from "./batch-bucket.js";
@@ -97,15 +97,6 @@ export interface GrpoTrainerOptions {
    * rollout workers serve); throws to refuse it.
    */
   validateModel?: (model: ModelShape) => void | Promise<void>;
-}
-
-/** What identifies a model's architecture: its token ids, context and float tensors. */
-export interface ModelShape {
-  manifest: ModelManifest;
-  /** Every float initializer of the graph (trainable weights and constants), in graph order. */
-  weights: { name: string; shape: number[] }[];
-  /** sha256 of the model directory's weights (shared model-fingerprint.ts), when known. */
-  fingerprint?: string;
 }
 
 /** JSON part of a learner checkpoint (CheckpointData.extra). */

@@ -6,8 +6,8 @@ import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { InvalidArgumentError, type Logger } from "@rlmesh/shared";
 import { CheckpointStore } from "../checkpoint/checkpoint-store.js";
-import { GrpoTrainer, splitWeights, type GrpoTrainerOptions, type ModelShape } from "./grpo-trainer.js";
-import { checkServedArchitecture, type ServedShape } from "./model-compat.js";
+import { GrpoTrainer, splitWeights, type GrpoTrainerOptions } from "./grpo-trainer.js";
+import { checkServedArchitecture, type ModelShape, type ServedShape } from "./model-compat.js";
 import { JobNotStartedError, type InitFromInput, type StartedJob, type StartJobInput, type TrainerHost } from "./trainer.js";
 
 export interface JobTrainersOptions {

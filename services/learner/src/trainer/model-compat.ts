@@ -2,9 +2,17 @@
 // context, and every float tensor with its shape). A job's weights are pushed into the graph the
 // workers already run, so anything else would be refused by them or, worse, mixed.
 import type { ModelInfo } from "@rlmesh/shared";
-import { loadModel, parseModel, readWeights } from "@rlmesh/shared/model/index";
+import { loadModel, parseModel, readWeights, type ModelManifest } from "@rlmesh/shared/model/index";
 import { modelFingerprint } from "@rlmesh/shared/model/model-fingerprint";
-import type { ModelShape } from "./grpo-trainer.js";
+
+/** What identifies a model's architecture: its token ids, context and float tensors. */
+export interface ModelShape {
+  manifest: ModelManifest;
+  /** Every float initializer of the graph (trainable weights and constants), in graph order. */
+  weights: { name: string; shape: number[] }[];
+  /** sha256 of the model directory's weights (shared model-fingerprint.ts), when known. */
+  fingerprint?: string;
+}
 
 /** A job's model does not fit what the rollout workers serve (FAILED_PRECONDITION naming model_dir). */
 export class ModelMismatchError extends Error {

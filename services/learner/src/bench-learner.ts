@@ -13,7 +13,7 @@ import { jaxThreadCount } from "./model/worker-shim.js";
 import { writeRandomModelDir } from "./testing/random-model-dir.js";
 import { DEFAULT_MODEL_DIR as SHIPPED_MODEL_DIR } from "@rlmesh/shared/repo-paths";
 import { parseModel, readWeights } from "@rlmesh/shared/model/index";
-import { WeightPusher } from "./push/weight-pusher.js";
+import { PUSH_TRANSPORTS, WeightPusher, type PushTransport } from "./push/weight-pusher.js";
 
 /** Benchmark shape: a typical RL step of the demo (prompts × samples, response tokens). */
 export const BENCH_PROMPTS = 4;
@@ -28,21 +28,23 @@ const WORKERS = 2;
 const MB = 1e6;
 const LOOPBACK_CHUNK = 1 << 20;
 
-export const BENCH_LEARNER_USAGE = `usage: rlmesh bench learner [--json] [--steps N] [--pushes N] [--push-workers 1,2,4] [--push-mb N] [--model-dir DIR] [--push-only] [--profile [--reps N]]
+export const BENCH_LEARNER_USAGE = `usage: rlmesh bench learner [--json] [--steps N] [--pushes N] [--push-workers 1,2,4] [--push-transports tcp,grpc] [--push-mb N] [--model-dir DIR] [--push-only] [--profile [--reps N]]
   TrainStep samples/s (jax-js, ${BENCH_PROMPTS}×${BENCH_SAMPLES_PER_PROMPT} samples, ${BENCH_RESPONSE_TOKENS}-token responses, coupled masks) on the
   shipped model (a random-init model of the same config if it is not trained yet): the fast update
   path and the baseline path (RLMESH_LEARNER_UPDATE=baseline, the learner before issue 17) in the
   same run, steps interleaved, medians of --steps (default ${BENCH_TRAIN_STEPS}); and weight-push MB/s to ${WORKERS}
   local gRPC workers vs raw loopback TCP of the same bytes to the same processes, interleaved
   round by round (push/loopback: the median round's; --push-workers: one
-  measurement per worker count; --push-mb: a synthetic payload of N MB instead of the weights;
+  measurement per worker count; --push-transports: the transports measured, interleaved in the
+  same rounds, the first is the headline and grpc the baseline (default tcp,grpc: the data
+  connection and the chunked stream); --push-mb: a synthetic payload of N MB instead of the weights;
   --push-only: no TrainSteps, the push alone of the model's float initializers or of --push-mb).
   --profile: instead, the table of where a TrainStep's time goes (compilation, forward, backward,
   the one-hot embedding gradient, the LM head at unread positions, the coupled second pass, copies,
   optimizer, checkpoint), both paths, medians of --reps (default ${BENCH_PROFILE_REPS}).
   Threads: RLMESH_JAX_THREADS (default: all cores).`;
 
-export interface BenchLearnerResult {
+export interface BenchLearnerResult extends PushSummary {
   model: string;
   /** The fast update path (the learner's default). */
   train_samples_per_s: number;
@@ -59,12 +61,6 @@ export interface BenchLearnerResult {
   jax_threads: number;
   loadavg_before: number[];
   loadavg_after: number[];
-  push_mb_per_s: number;
-  loopback_mb_per_s: number;
-  push_ratio: number;
-  /** One measurement per --push-workers count (the push_* fields above: 2 workers, else the first). */
-  push_by_workers: PushMeasurement[];
-  push_payload_bytes: number;
   weight_bytes: number;
 }
 
@@ -74,6 +70,8 @@ interface BenchArgs {
   pushes: number;
   /** Rollout-worker counts to push to, one measurement each. */
   pushWorkers: number[];
+  /** Transports measured in the same rounds; the first is the headline. */
+  pushTransports: PushTransport[];
   /** Push a synthetic payload of this many MB instead of the model's weights. */
   pushMb?: number;
   /** Skip the TrainSteps: only the weight push (of the model's float initializers, or --push-mb). */
@@ -84,7 +82,7 @@ interface BenchArgs {
 }
 
 function parseArgs(argv: readonly string[]): BenchArgs {
-  const a: BenchArgs = { json: false, steps: BENCH_TRAIN_STEPS, pushes: BENCH_PUSH_ROUNDS, pushWorkers: [WORKERS], profile: false, reps: BENCH_PROFILE_REPS };
+  const a: BenchArgs = { json: false, steps: BENCH_TRAIN_STEPS, pushes: BENCH_PUSH_ROUNDS, pushWorkers: [WORKERS], pushTransports: [...PUSH_TRANSPORTS], profile: false, reps: BENCH_PROFILE_REPS };
   for (let i = 0; i < argv.length; i++) {
     const f = argv[i]!;
     const int = () => {
@@ -103,6 +101,11 @@ function parseArgs(argv: readonly string[]): BenchArgs {
       if (list.length === 0 || list.some((n) => !Number.isInteger(n) || n < 1))
         throw new Error(`bench learner: --push-workers needs a list of positive integers, e.g. 1,2,4\n${BENCH_LEARNER_USAGE}`);
       a.pushWorkers = list;
+    } else if (f === "--push-transports") {
+      const list = (argv[++i] ?? "").split(",") as PushTransport[];
+      if (list.some((t) => !PUSH_TRANSPORTS.includes(t)) || new Set(list).size !== list.length)
+        throw new Error(`bench learner: --push-transports needs distinct names from ${PUSH_TRANSPORTS.join(",")}, e.g. tcp,grpc\n${BENCH_LEARNER_USAGE}`);
+      a.pushTransports = list;
     }
     else if (f === "--reps") a.reps = int();
     else if (f === "--model-dir") {
@@ -247,6 +250,8 @@ function pump(port: number, bytes: number): Promise<void> {
 
 export interface PushMeasurement {
   workers: number;
+  /** tcp: the data connection negotiated by UpdateWeights; grpc: chunks on the UpdateWeights stream. */
+  transport: PushTransport;
   /** Median seconds to push one version to all the workers. */
   push_seconds: number;
   push_mb_per_s: number;
@@ -278,65 +283,80 @@ function syntheticTensors(mb: number): HostTensor[] {
   return out;
 }
 
-async function benchPush(tensors: HostTensor[], rounds: number, workers: number): Promise<PushMeasurement> {
+/**
+ * Pushes to `workers` sink processes with each transport, and the same bytes over raw loopback
+ * TCP, interleaved round by round; one measurement per transport.
+ */
+async function benchPush(tensors: HostTensor[], rounds: number, workers: number, transports: readonly PushTransport[]): Promise<PushMeasurement[]> {
   const logger = createLogger("bench-learner", { level: "error" });
   const redisServer = await startLocalRedis();
   const redis = createRedis(redisServer.url, { role: "client", logger });
   const sinks: SinkProcess[] = [];
+  const pushers = transports.map((transport) => ({ transport, pusher: new WeightPusher(redis, logger, undefined, { transport }) }));
   try {
     for (let w = 0; w < workers; w++) sinks.push(await startSinkProcess(redisServer.url, `bench-${w}`));
-    const pusher = new WeightPusher(redis, logger);
-    // Version 1 opens the channels; it is not timed.
-    const first = await pusher.push({ jobId: BENCH_JOB, version: 1 }, tensors);
-    const bytes = first.bytes;
-    if (first.pushedTo.length !== workers) throw new Error(`bench learner: push of version 1 reached ${first.pushedTo.length} of ${workers} workers`);
-    // Each round: one version pushed and the same bytes, split the same way, over raw sockets to
-    // the same processes, in alternating order, so that both see the same machine load (on a
-    // shared machine the load moves within seconds); the ratio is the median of the rounds'.
-    const push: number[] = [];
-    const loop: number[] = [];
-    const ratios: number[] = [];
-    let pushCpu: number | null = 0;
-    let loopCpu: number | null = 0;
-    for (let v = 2; v < 2 + rounds; v++) {
-      const timedPush = async () => {
-        const c0 = benchCpuSeconds(sinks);
-        const r = await pusher.push({ jobId: BENCH_JOB, version: v }, tensors);
-        const c1 = benchCpuSeconds(sinks);
-        pushCpu = c0 === null || c1 === null || pushCpu === null ? null : pushCpu + c1 - c0;
-        if (r.pushedTo.length !== workers) throw new Error(`bench learner: push of version ${v} reached ${r.pushedTo.length} of ${workers} workers`);
-        push.push(r.seconds);
-      };
-      const timedLoop = async () => {
-        const c0 = benchCpuSeconds(sinks);
-        const t0 = performance.now();
-        await Promise.all(sinks.map((s) => pump(s.tcpPort, bytes / workers)));
-        loop.push((performance.now() - t0) / 1000);
-        const c1 = benchCpuSeconds(sinks);
-        loopCpu = c0 === null || c1 === null || loopCpu === null ? null : loopCpu + c1 - c0;
-      };
-      if (v % 2) {
-        await timedLoop();
-        await timedPush();
-      } else {
-        await timedPush();
-        await timedLoop();
-      }
-      ratios.push(loop.at(-1)! / push.at(-1)!);
-    }
-    pusher.close();
-    const pushSeconds = median(push);
-    return {
-      workers,
-      push_seconds: pushSeconds,
-      push_mb_per_s: bytes / MB / pushSeconds,
-      loopback_mb_per_s: bytes / MB / median(loop),
-      push_ratio: median(ratios),
-      push_ratios: ratios,
-      push_cpu_ms_per_mb: pushCpu === null ? null : (pushCpu * 1000) / ((bytes * rounds) / MB),
-      loopback_cpu_ms_per_mb: loopCpu === null ? null : (loopCpu * 1000) / ((bytes * rounds) / MB),
+    let v = 0;
+    const pushVersion = async (pusher: WeightPusher) => {
+      const r = await pusher.push({ jobId: BENCH_JOB, version: ++v }, tensors);
+      if (r.pushedTo.length !== workers) throw new Error(`bench learner: ${pusher.transport} push of version ${v} reached ${r.pushedTo.length} of ${workers} workers`);
+      return r;
     };
+    // A first version per transport opens its channels; it is not timed.
+    let bytes = 0;
+    for (const { pusher } of pushers) bytes = (await pushVersion(pusher)).bytes;
+    // Each round: one version per transport and the same bytes, split the same way, over raw
+    // sockets to the same processes, in an order that rotates every round, so that all see the
+    // same machine load (on a shared machine the load moves within seconds); a ratio is the median
+    // of the rounds'.
+    const push = new Map<PushTransport, { seconds: number[]; ratios: number[]; cpu: number | null }>(
+      transports.map((t) => [t, { seconds: [], ratios: [], cpu: 0 }]),
+    );
+    const loop: number[] = [];
+    let loopCpu: number | null = 0;
+    const add = (acc: number | null, c0: number | null, c1: number | null) => (c0 === null || c1 === null || acc === null ? null : acc + c1 - c0);
+    const legs: (PushTransport | "loopback")[] = ["loopback", ...transports];
+    for (let round = 0; round < rounds; round++) {
+      const seconds = new Map<string, number>();
+      for (let k = 0; k < legs.length; k++) {
+        const leg = legs[(k + round) % legs.length]!;
+        const c0 = benchCpuSeconds(sinks);
+        if (leg === "loopback") {
+          const t0 = performance.now();
+          await Promise.all(sinks.map((s) => pump(s.tcpPort, bytes / workers)));
+          seconds.set(leg, (performance.now() - t0) / 1000);
+          loopCpu = add(loopCpu, c0, benchCpuSeconds(sinks));
+        } else {
+          const r = await pushVersion(pushers.find((p) => p.transport === leg)!.pusher);
+          seconds.set(leg, r.seconds);
+          const m = push.get(leg)!;
+          m.cpu = add(m.cpu, c0, benchCpuSeconds(sinks));
+        }
+      }
+      loop.push(seconds.get("loopback")!);
+      for (const t of transports) {
+        const m = push.get(t)!;
+        m.seconds.push(seconds.get(t)!);
+        m.ratios.push(loop.at(-1)! / m.seconds.at(-1)!);
+      }
+    }
+    const perMb = (cpu: number | null) => (cpu === null ? null : (cpu * 1000) / ((bytes * rounds) / MB));
+    return transports.map((transport) => {
+      const m = push.get(transport)!;
+      const pushSeconds = median(m.seconds);
+      return {
+        workers,
+        transport,
+        push_seconds: pushSeconds,
+        push_mb_per_s: bytes / MB / pushSeconds,
+        loopback_mb_per_s: bytes / MB / median(loop),
+        push_ratio: median(m.ratios),
+        push_ratios: m.ratios,
+        push_cpu_ms_per_mb: perMb(m.cpu),
+        loopback_cpu_ms_per_mb: perMb(loopCpu),
+      };
+    });
   } finally {
+    for (const { pusher } of pushers) pusher.close();
     for (const s of sinks) {
       const exited = new Promise((r) => s.proc.once("exit", r));
       s.proc.kill("SIGTERM");
@@ -347,38 +367,60 @@ async function benchPush(tensors: HostTensor[], rounds: number, workers: number)
   }
 }
 
-/** One push measurement per --push-workers count, logged as it is taken. */
-async function benchPushes(
-  args: BenchArgs,
-  weights: HostTensor[],
-  log: (line: string) => void,
-): Promise<{ payloadBytes: number; pushes: PushMeasurement[]; push: PushMeasurement }> {
-  const payload = args.pushMb ? syntheticTensors(args.pushMb) : weights;
-  const payloadBytes = payload.reduce((a, t) => a + t.data.byteLength, 0);
-  const pushes: PushMeasurement[] = [];
-  for (const workers of args.pushWorkers) {
-    const p = await benchPush(payload, args.pushes, workers);
-    pushes.push(p);
-    log(
-      `  weight push to ${workers} worker(s): ${p.push_seconds.toFixed(3)} s per version, ${p.push_mb_per_s.toFixed(1)} MB/s ` +
-        `(${(payloadBytes / MB).toFixed(2)} MB per version${args.pushMb ? ", synthetic" : ""}, medians of ${args.pushes} versions); ` +
-        `raw loopback TCP ${p.loopback_mb_per_s.toFixed(1)} MB/s; push/loopback = ${p.push_ratio.toFixed(3)} ` +
-        `(median of rounds: ${p.push_ratios.map((r) => r.toFixed(2)).join(" ")})` +
-        (p.push_cpu_ms_per_mb === null || p.loopback_cpu_ms_per_mb === null
-          ? ""
-          : `; CPU ms per MB (all processes): push ${p.push_cpu_ms_per_mb.toFixed(2)}, loopback ${p.loopback_cpu_ms_per_mb.toFixed(2)}`),
-    );
-  }
-  return { payloadBytes, pushes, push: pushes.find((p) => p.workers === WORKERS) ?? pushes[0]! };
-}
-
-export interface BenchPushOnlyResult {
-  model: string;
+/** The push fields of both bench results. */
+export interface PushSummary {
   push_mb_per_s: number;
   loopback_mb_per_s: number;
   push_ratio: number;
+  /** The headline transport's measurements, one per --push-workers count (the push_* fields above: 2 workers, else the first). */
   push_by_workers: PushMeasurement[];
+  /** The headline transport (the first of --push-transports). */
+  push_transport: PushTransport;
+  /** push_ratio of the grpc transport (chunks on the stream), same rounds and worker count; null if not measured. */
+  baseline_push_ratio: number | null;
+  /** The grpc transport's measurements, one per worker count (empty if not measured). */
+  baseline_push_by_workers: PushMeasurement[];
   push_payload_bytes: number;
+}
+
+/** One push measurement per --push-workers count and transport, logged as it is taken. */
+async function benchPushes(args: BenchArgs, weights: HostTensor[], log: (line: string) => void): Promise<PushSummary> {
+  const payload = args.pushMb ? syntheticTensors(args.pushMb) : weights;
+  const payloadBytes = payload.reduce((a, t) => a + t.data.byteLength, 0);
+  const all: PushMeasurement[] = [];
+  for (const workers of args.pushWorkers) {
+    const ms = await benchPush(payload, args.pushes, workers, args.pushTransports);
+    all.push(...ms);
+    for (const p of ms)
+      log(
+        `  weight push (${p.transport}) to ${workers} worker(s): ${p.push_seconds.toFixed(3)} s per version, ${p.push_mb_per_s.toFixed(1)} MB/s ` +
+          `(${(payloadBytes / MB).toFixed(2)} MB per version${args.pushMb ? ", synthetic" : ""}, medians of ${args.pushes} versions); ` +
+          `raw loopback TCP ${p.loopback_mb_per_s.toFixed(1)} MB/s; push/loopback = ${p.push_ratio.toFixed(3)} ` +
+          `(median of rounds: ${p.push_ratios.map((r) => r.toFixed(2)).join(" ")})` +
+          (p.push_cpu_ms_per_mb === null || p.loopback_cpu_ms_per_mb === null
+            ? ""
+            : `; CPU ms per MB (all processes): push ${p.push_cpu_ms_per_mb.toFixed(2)}, loopback ${p.loopback_cpu_ms_per_mb.toFixed(2)}`),
+      );
+  }
+  const headline = args.pushTransports[0]!;
+  const of = (t: PushTransport) => all.filter((p) => p.transport === t);
+  const pick = (ms: PushMeasurement[]) => ms.find((p) => p.workers === WORKERS) ?? ms[0];
+  const push = pick(of(headline))!;
+  const baseline = headline === "grpc" ? [] : of("grpc");
+  return {
+    push_mb_per_s: push.push_mb_per_s,
+    loopback_mb_per_s: push.loopback_mb_per_s,
+    push_ratio: push.push_ratio,
+    push_by_workers: of(headline),
+    push_transport: headline,
+    baseline_push_ratio: pick(baseline)?.push_ratio ?? null,
+    baseline_push_by_workers: baseline,
+    push_payload_bytes: payloadBytes,
+  };
+}
+
+export interface BenchPushOnlyResult extends PushSummary {
+  model: string;
 }
 
 /** `bench learner --push-only`: the weight push alone, of the model's float initializers (or --push-mb). */
@@ -396,15 +438,7 @@ export async function benchPushOnly(args: BenchArgs, log: (line: string) => void
     }));
   }
   log(`bench learner --push-only: ${model}; load average ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
-  const { payloadBytes, pushes, push } = await benchPushes(args, weights, log);
-  return {
-    model,
-    push_mb_per_s: push.push_mb_per_s,
-    loopback_mb_per_s: push.loopback_mb_per_s,
-    push_ratio: push.push_ratio,
-    push_by_workers: pushes,
-    push_payload_bytes: payloadBytes,
-  };
+  return { model, ...(await benchPushes(args, weights, log)) };
 }
 
 /** The model the bench runs: --model-dir, the shipped model, or a random-init one of its config. */
@@ -434,7 +468,7 @@ export async function benchLearner(args: BenchArgs, log: (line: string) => void)
     log(`  TrainStep baseline: ${(samples / stepBase).toFixed(2)} samples/s (median ${stepBase.toFixed(2)} s; first step ${train.first.baseline.toFixed(2)} s)`);
     log(`  speed-up ${speedup.toFixed(2)}× (medians of ${args.steps} interleaved steps; load average ${loadavgAfter.map((x) => x.toFixed(2)).join(" ")})`);
     const weightBytes = train.tensors.reduce((a, t) => a + t.data.byteLength, 0);
-    const { payloadBytes, pushes, push } = await benchPushes(args, train.tensors, log);
+    const pushes = await benchPushes(args, train.tensors, log);
     return {
       model,
       train_samples_per_s: samples / stepFast,
@@ -447,11 +481,7 @@ export async function benchLearner(args: BenchArgs, log: (line: string) => void)
       jax_threads: jaxThreadCount(),
       loadavg_before: loadavgBefore,
       loadavg_after: loadavgAfter,
-      push_mb_per_s: push.push_mb_per_s,
-      loopback_mb_per_s: push.loopback_mb_per_s,
-      push_ratio: push.push_ratio,
-      push_by_workers: pushes,
-      push_payload_bytes: payloadBytes,
+      ...pushes,
       weight_bytes: weightBytes,
     };
   } finally {

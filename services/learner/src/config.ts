@@ -28,6 +28,14 @@ export const LEARNER_CONFIG = {
   guardPassZ: { env: "RLMESH_GUARD_PASS_Z", type: "float", default: DEFAULT_PASS_Z, min: 0, doc: "Collapse guard: the held-out drop must also exceed this many standard errors (from each eval's n)" },
   guardMaxRollbacks: { env: "RLMESH_GUARD_MAX_ROLLBACKS", type: "int", default: DEFAULT_MAX_ROLLBACKS, min: 0, doc: "Collapse guard: rollbacks before it gives up" },
   seed: { env: "RLMESH_LEARNER_SEED", type: "int", default: 1, min: 0, doc: "Run seed for masks/substitution when a TrainStep carries seed 0 (fresh start only)" },
+  pushTransport: {
+    env: "RLMESH_PUSH_TRANSPORT",
+    type: "enum",
+    values: ["tcp", "grpc"] as const,
+    default: "tcp",
+    doc: "How weight pushes carry the tensor bytes: tcp (a data connection negotiated by UpdateWeights, workers connect back to the learner; chunks for a worker that cannot) or grpc (chunks on the UpdateWeights stream)",
+  },
+  pushDataPort: { env: "RLMESH_PUSH_DATA_PORT", type: "int", default: 0, min: 0, max: 65535, doc: "Port of the learner's weight data server on RLMESH_LEARNER_HOST (0: a free one, told to each worker per push)" },
   shutdownGraceMs: { env: "RLMESH_SHUTDOWN_GRACE_MS", type: "int", default: 10000, min: 0, doc: "Graceful shutdown wait before forcing (all services)" },
 } satisfies Schema;
 

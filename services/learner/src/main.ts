@@ -11,7 +11,7 @@ const config = loadConfig(LEARNER_CONFIG);
 const metrics = createMetrics("learner");
 const learnerMetrics = new LearnerMetrics(metrics.registry);
 const redis = createRedis(config.redisUrl, { role: "client", logger });
-const pusher = new WeightPusher(redis, logger, learnerMetrics);
+const pusher = new WeightPusher(redis, logger, learnerMetrics, { transport: config.pushTransport, dataHost: config.host, dataPort: config.pushDataPort });
 
 // Signal handling first: a SIGTERM during start-up (model load, checkpoint resume) still stops cleanly.
 const started: { grpc?: GrpcServerHandle; metrics?: MetricsServer; jobs?: JobTrainers } = {};

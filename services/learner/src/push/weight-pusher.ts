@@ -15,6 +15,7 @@ import {
   type WeightChunkIn,
   type WorkerEntry,
 } from "@rlmesh/shared";
+import { WeightDataPayload, WeightDataServer, weightDataMetadata, type WeightDataDigest } from "@rlmesh/shared/weight-data";
 import type { PushResult } from "../learner-service.js";
 import type { LearnerMetrics } from "../learner-metrics.js";
 import { formatPolicy, type PolicyRef } from "@rlmesh/shared/weights";
@@ -79,19 +80,48 @@ function sharedEncodingRolloutClient(): NonNullable<typeof sharedEncodingCtor> {
   return sharedEncodingCtor;
 }
 
+/** How a push carries the tensor bytes: beside the call on a TCP connection, or as chunks in it. */
+export type PushTransport = "tcp" | "grpc";
+export const PUSH_TRANSPORTS: readonly PushTransport[] = ["tcp", "grpc"];
+
+export interface WeightPusherOptions {
+  /**
+   * "tcp" (default): UpdateWeights negotiates a tcp-v1 data connection (shared/src/weight-data.ts)
+   * and the bytes go on it; a worker that cannot take it gets chunks. "grpc": chunks on the
+   * stream only (the transport before issue 17's push work).
+   */
+  transport?: PushTransport;
+  /** Address the data server listens on (the learner's gRPC host); workers connect to it. */
+  dataHost?: string;
+  /** Port of the data server (0: a free one, told to each worker in the call's metadata). */
+  dataPort?: number;
+  /** Digest of the data connection's segments (default crc32). */
+  digest?: WeightDataDigest;
+}
+
 /**
- * Streams a weight version to every registered rollout worker in parallel (chunked
- * UpdateWeights). A worker that is down or rejects is skipped and reported; it catches up by
- * calling GetWeights when it is back.
+ * Streams a weight version to every registered rollout worker in parallel (UpdateWeights, the
+ * bytes on a tcp-v1 data connection or as chunks). A worker that is down or rejects is skipped and
+ * reported; it catches up by calling GetWeights when it is back.
  */
 export class WeightPusher {
   private readonly clients = new ClientPool<RolloutServiceClient>((address) => createClient(sharedEncodingRolloutClient(), address));
+  readonly transport: PushTransport;
+  private readonly dataServer: WeightDataServer | undefined;
+  /** Workers (by address) already warned about taking chunks instead of the data connection. */
+  private readonly warnedChunks = new Set<string>();
 
   constructor(
     private readonly redis: Redis,
     private readonly logger: Logger,
     private readonly metrics?: LearnerMetrics,
-  ) {}
+    private readonly opts: WeightPusherOptions = {},
+  ) {
+    this.transport = opts.transport ?? "tcp";
+    if (!PUSH_TRANSPORTS.includes(this.transport))
+      throw new Error(`push transport: must be one of ${PUSH_TRANSPORTS.join(", ")}, got ${JSON.stringify(this.transport)}`);
+    if (this.transport === "tcp") this.dataServer = new WeightDataServer(opts.dataHost ?? "127.0.0.1", opts.dataPort ?? 0);
+  }
 
   /** What every registered worker that answers serves (a worker that is down is left out). */
   async servedModels(): Promise<{ workerId: string; info: ModelInfo }[]> {
@@ -121,14 +151,23 @@ export class WeightPusher {
       this.logger.error("cannot list rollout workers; version not pushed", { policy: formatPolicy(policy), err: (err as Error).message });
       return { pushedTo: [], pushFailed: [], seconds: (performance.now() - t0) / 1000, bytes: 0 };
     }
-    const chunks = [...chunkWeights(policy, tensors)];
-    // Every worker's stream sends the same chunk objects: each is encoded once, for all of them.
-    const encoding = new SharedEncoding(workers.length);
-    for (const c of chunks) encodingOf.set(c, encoding);
+    // Built at most once per push, for every worker that needs them.
+    let chunks: WeightChunkIn[] | undefined;
+    const chunksOf = () => {
+      if (!chunks) {
+        chunks = [...chunkWeights(policy, tensors)];
+        // Every worker's stream sends the same chunk objects: each is encoded once, for all of them.
+        const encoding = new SharedEncoding(workers.length);
+        for (const c of chunks) encodingOf.set(c, encoding);
+      }
+      return chunks;
+    };
+    let payload: WeightDataPayload | undefined;
+    const payloadOf = () => (payload ??= new WeightDataPayload(policy, tensors, { digest: this.opts.digest }));
     const bytes = tensors.reduce((a, t) => a + t.data.byteLength, 0);
     const outcomes = await Promise.all(
       workers.map((w) =>
-        this.pushOne(w, chunks).then(
+        (this.dataServer ? this.pushOneTcp(w, policy, payloadOf, chunksOf) : this.pushOne(w, chunksOf())).then(
           // Not accepted but already serving this job at this version or newer is fine too.
           (res) => ({ w, ok: res.accepted || (res.jobId === policy.jobId && res.version >= version), res, err: undefined as string | undefined }),
           (err: Error) => ({ w, ok: false, res: undefined, err: err.message }),
@@ -154,6 +193,53 @@ export class WeightPusher {
     return { pushedTo, pushFailed, seconds, bytes: bytes * pushedTo.length };
   }
 
+  /**
+   * One worker over a tcp-v1 data connection. A worker that answers without having connected,
+   * because it does not know the transport (INVALID_ARGUMENT: an empty stream) or cannot reach the
+   * data server (FAILED_PRECONDITION), gets the chunks of this push instead (warned once per worker).
+   */
+  private async pushOneTcp(
+    w: WorkerEntry,
+    policy: PolicyRef,
+    payloadOf: () => WeightDataPayload,
+    chunksOf: () => WeightChunkIn[],
+  ): Promise<UpdateWeightsResponse> {
+    const payload = payloadOf();
+    let offer;
+    try {
+      offer = await this.dataServer!.offer(payload);
+    } catch (err) {
+      this.logger.warn("weight data server unavailable; pushing chunks on the stream", { err: (err as Error).message });
+      return this.pushOne(w, chunksOf());
+    }
+    try {
+      return await new Promise<UpdateWeightsResponse>((resolve, reject) => {
+        const stream = this.clients
+          .get(w.address)
+          .updateWeights(weightDataMetadata(offer, policy), { deadline: new Date(Date.now() + PUSH_TIMEOUT_MS) }, (err, res) => {
+            if (err) reject(err);
+            else resolve(res!);
+          });
+        stream.end();
+      });
+    } catch (err) {
+      const code = (err as grpc.ServiceError).code;
+      if (!offer.connected() && (code === grpc.status.INVALID_ARGUMENT || code === grpc.status.FAILED_PRECONDITION)) {
+        const first = !this.warnedChunks.has(w.address);
+        this.warnedChunks.add(w.address);
+        this.logger[first ? "warn" : "debug"]("rollout worker did not take the weight data connection; pushing it chunks on the stream", {
+          worker: w.id,
+          err: (err as Error).message,
+        });
+        return this.pushOne(w, chunksOf());
+      }
+      this.clients.evict(w.address);
+      throw err;
+    } finally {
+      offer.cancel();
+    }
+  }
+
   private pushOne(w: WorkerEntry, chunks: WeightChunkIn[]): Promise<UpdateWeightsResponse> {
     return new Promise((resolve, reject) => {
       const stream = this.clients.get(w.address).updateWeights({ deadline: new Date(Date.now() + PUSH_TIMEOUT_MS) }, (err, res) => {
@@ -173,5 +259,6 @@ export class WeightPusher {
 
   close(): void {
     this.clients.close();
+    this.dataServer?.close();
   }
 }

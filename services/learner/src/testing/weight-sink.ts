@@ -19,6 +19,7 @@ import {
 } from "@rlmesh/shared";
 import { status as grpcStatus } from "@grpc/grpc-js";
 import { acceptsPolicy, formatPolicy, type PolicyRef } from "@rlmesh/shared/weights";
+import { receiveUpdateWeights } from "@rlmesh/shared/weight-data";
 
 /**
  * A stand-in rollout worker that only takes weights: RolloutService.UpdateWeights over the real
@@ -70,28 +71,17 @@ export async function startWeightSink(opts: WeightSinkOptions): Promise<WeightSi
     call: grpc.ServerReadableStream<WeightChunk, UpdateWeightsResponseIn>,
     cb: grpc.sendUnaryData<UpdateWeightsResponseIn>,
   ) => {
-    const asm = new WeightAssembler();
-    let failed: Error | undefined;
-    call.on("data", (c: WeightChunk) => {
-      if (failed) return;
-      try {
-        asm.add(c);
-      } catch (err) {
-        failed = err as Error;
-      }
-    });
-    call.on("error", () => undefined);
-    call.on("end", () => {
-      void (async () => {
-        if (failed) return cb(new GrpcError(grpcStatus.INVALID_ARGUMENT, failed.message));
-        const t0 = performance.now();
-        const got = asm.finish();
-        if (!acceptsPolicy(got, { jobId, version }))
-          return cb(null, { accepted: false, version, jobId, message: `already at ${formatPolicy({ jobId, version })}`, bytesReceived: asm.received });
-        await install(got, got.tensors);
-        cb(null, { accepted: true, version, jobId, bytesReceived: asm.received, swapSeconds: (performance.now() - t0) / 1000 });
-      })().catch((err: Error) => cb(new GrpcError(grpcStatus.INVALID_ARGUMENT, err.message) as unknown as grpc.ServiceError));
-    });
+    void (async () => {
+      const t0 = performance.now();
+      // Both transports, as the rollout worker: chunks on the stream or a tcp-v1 data connection.
+      const got = await receiveUpdateWeights(call);
+      if (!acceptsPolicy(got, { jobId, version }))
+        return cb(null, { accepted: false, version, jobId, message: `already at ${formatPolicy({ jobId, version })}`, bytesReceived: got.received });
+      await install(got, got.tensors);
+      cb(null, { accepted: true, version, jobId, bytesReceived: got.received, swapSeconds: (performance.now() - t0) / 1000 });
+    })().catch((err: Error) =>
+      cb((err instanceof GrpcError ? err : new GrpcError(grpcStatus.INVALID_ARGUMENT, `weights: ${err.message}`)) as unknown as grpc.ServiceError),
+    );
   };
   const { proto } = loadProto();
   const server: GrpcServerHandle = await startGrpcServer({

@@ -5,7 +5,6 @@ import {
   clientStream,
   GrpcError,
   unary,
-  WeightAssembler,
   WeightStreamError,
   type GenerateRequest,
   type Logger,
@@ -18,6 +17,7 @@ import type { RolloutEngine } from "./rollout-engine.js";
 import type { InfillRequest } from "./infill-proto.js";
 import type { RolloutMetrics } from "./rollout-metrics.js";
 import { acceptsPolicy, formatPolicy } from "@rlmesh/shared/weights";
+import { receiveUpdateWeights } from "@rlmesh/shared/weight-data";
 
 export const MAX_PROMPTS_PER_REQUEST = 4096;
 export const MAX_SAMPLES_PER_PROMPT = 1024;
@@ -74,11 +74,10 @@ export function createRolloutService(deps: RolloutServiceDeps): RolloutServiceHa
       return engine.infill(req, callSignal(call));
     }),
     UpdateWeights: clientStream(logger, "UpdateWeights", async (call: grpc.ServerReadableStream<WeightChunk, UpdateWeightsResponseIn>) => {
-      const asm = new WeightAssembler();
       const t0 = performance.now();
       try {
-        for await (const chunk of call as AsyncIterable<WeightChunk>) asm.add(chunk);
-        const { version, jobId, tensors } = asm.finish();
+        // Chunks on the stream, or a tcp-v1 data connection that the call's metadata asks for.
+        const { version, jobId, tensors, received } = await receiveUpdateWeights(call);
         const current = engine.servedPolicy();
         if (!acceptsPolicy({ jobId, version }, current)) {
           return {
@@ -86,14 +85,14 @@ export function createRolloutService(deps: RolloutServiceDeps): RolloutServiceHa
             version: current.version,
             jobId: current.jobId,
             message: `version ${version} is not newer than the serving version ${current.version} of the same job (${formatPolicy(current)})`,
-            bytesReceived: asm.received,
+            bytesReceived: received,
           };
         }
         await engine.updateWeights({ jobId, version }, tensors);
         const swapSeconds = (performance.now() - t0) / 1000;
-        metrics?.observeSwap(version, swapSeconds, asm.received);
-        logger.info("weights swapped", { version, job: jobId, bytes: asm.received, seconds: swapSeconds });
-        return { accepted: true, version, jobId, message: "ok", bytesReceived: asm.received, swapSeconds };
+        metrics?.observeSwap(version, swapSeconds, received);
+        logger.info("weights swapped", { version, job: jobId, bytes: received, seconds: swapSeconds });
+        return { accepted: true, version, jobId, message: "ok", bytesReceived: received, swapSeconds };
       } catch (err) {
         if (err instanceof WeightStreamError) throw new GrpcError(status.INVALID_ARGUMENT, `weights: ${err.message}`);
         throw err;

@@ -41,7 +41,7 @@ const BENCHES: Record<string, { summary: string; run: (argv: string[]) => Promis
     run: async (argv) => (await import("./bench-infill.js")).benchInfillCommand(argv),
   },
   "import-hf": {
-    summary: "time import-hf on a random ≈100 M-param Dream-architecture checkpoint (d 768, 12 layers, GQA 12/2, vocab 151936) made by the test fixture; --out DIR keeps the model",
+    summary: "time import-hf on a random ≈100 M-param Dream-architecture checkpoint (d 768, 12 layers, GQA 12/2, vocab 151936) made by the test fixture; --dtype float32|float16 as import-hf's; --out DIR keeps the model",
     run: async (argv) => (await import("./import-hf-command.js")).benchImportHfCommand(argv),
   },
   learner: {
@@ -92,7 +92,7 @@ export const delegatedCommands: Command[] = [
     name: "import-hf",
     summary: "turn a Hugging Face checkpoint directory (Dream / DiffuCoder / Dream-Coder, LLaDA) into an rlmesh model directory",
     usage: "rlmesh import-hf SRC_DIR --out DIR [--dtype float32|float16] [--name N] [--mask-id I] [--pad-id I] [--eos-id I] [--json]",
-    help: "Reads config.json, generation_config.json, *.safetensors (+ model.safetensors.index.json), tokenizer.json, tokenizer_config.json; writes model.onnx (+ model.onnx.data past 2 GB), tokenizer.json, manifest.json. Supported model_type: Dream (shifted logits), llada. Special ids come from the checkpoint's files; when they contradict each other the import stops, and --mask-id/--pad-id/--eos-id state the one to use. A refused import leaves nothing at DIR. --dtype float16 is not implemented yet.",
+    help: "Reads config.json, generation_config.json, *.safetensors (+ model.safetensors.index.json), tokenizer.json, tokenizer_config.json; writes model.onnx (+ model.onnx.data past 2 GB), tokenizer.json, manifest.json. Supported model_type: Dream (shifted logits), llada. Special ids come from the checkpoint's files; when they contradict each other the import stops, and --mask-id/--pad-id/--eos-id state the one to use. A refused import leaves nothing at DIR. --dtype float16 stores the weights as float16 (half the bytes on disk; a weight past ±65504 is refused) read through a Cast to float32: the graph computes in float32, onnxruntime holds float32 weights in memory, pushed float32 versions run exactly, the learner trains it in float32.",
     run: async (argv) => (await import("./import-hf-command.js")).importHfRun(argv),
   },
   {

@@ -47,6 +47,12 @@ test("rlmesh import-hf: a Dream checkpoint becomes a model directory (--json sum
   const usage = await rlmesh(["import-hf", src]);
   assert.equal(usage.code, 2);
   assert.match(usage.stderr, /--out DIR is required/);
+  const half = await rlmesh(["import-hf", src, "--out", join(root, "dream-f16"), "--dtype", "float16", "--json"]);
+  assert.equal(half.code, 0, half.stderr);
+  const halfSummary = JSON.parse(half.stdout.trim().split("\n").pop()!) as Record<string, unknown>;
+  assert.equal(halfSummary["weight_dtype"], "float16");
+  assert.equal(Number(halfSummary["weight_bytes"]) * 2, Number(summary["weight_bytes"]));
+  assert.equal((JSON.parse(await readFile(join(root, "dream-f16", "manifest.json"), "utf8")) as { weight_dtype?: string }).weight_dtype, "float16");
   const dtype = await rlmesh(["import-hf", src, "--out", join(root, "x"), "--dtype", "int8"]);
   assert.equal(dtype.code, 2);
   assert.match(dtype.stderr, /--dtype must be float32 or float16, got int8/);

@@ -44,6 +44,7 @@ export async function importHfRun(argv: string[]): Promise<number> {
           name: m.name,
           parameters: r.parameters,
           weight_bytes: r.weightBytes,
+          weight_dtype: m.weight_dtype ?? "float32",
           external_data: r.external,
           seconds: r.seconds,
           vocab_size: m.vocab_size,
@@ -56,7 +57,7 @@ export async function importHfRun(argv: string[]): Promise<number> {
       );
     } else {
       console.log(
-        `${m.name}: ${r.modelType}, ${(r.parameters / 1e6).toFixed(1)} M params, vocab ${m.vocab_size}, shifted_logits ${m.shifted_logits}, ` +
+        `${m.name}: ${r.modelType}, ${(r.parameters / 1e6).toFixed(1)} M params (${m.weight_dtype ?? "float32"} weights), vocab ${m.vocab_size}, shifted_logits ${m.shifted_logits}, ` +
           `mask ${m.mask_id} pad ${m.pad_id} eos ${m.eos_id}${m.expand_id !== undefined ? ` expand ${m.expand_id} delete ${m.delete_id}` : ""}`,
       );
     }
@@ -77,15 +78,18 @@ async function dirBytes(dir: string): Promise<number> {
 }
 
 /**
- * `rlmesh bench import-hf [--size 100m|tiny] [--out DIR] [--checkpoint DIR] [--json]`: writes a random
- * Dream-architecture checkpoint (BF16, like the released ones) with the test fixture, then times
- * import-hf on it. --out keeps the imported model (e.g. for `bench decode --model DIR`); --checkpoint
- * keeps the checkpoint there, or reuses the one already there (then --size is not checked against it).
+ * `rlmesh bench import-hf [--size 100m|tiny] [--dtype float32|float16] [--out DIR] [--checkpoint DIR] [--json]`:
+ * writes a random Dream-architecture checkpoint (BF16, like the released ones) with the test
+ * fixture, then times import-hf on it (--dtype as import-hf's). --out keeps the imported model (e.g.
+ * for `bench decode --model DIR`); --checkpoint keeps the checkpoint there, or reuses the one
+ * already there (then --size is not checked against it).
  */
 export async function benchImportHfCommand(argv: string[]): Promise<number> {
   const a = parseArgs(argv, ["json"]);
   const size = flagString(a, "size", "100m");
   if (size !== "100m" && size !== "tiny") throw new UsageError(`--size must be 100m or tiny, got ${size}`);
+  const dtype = flagString(a, "dtype", "float32");
+  if (dtype !== "float32" && dtype !== "float16") throw new UsageError(`--dtype must be float32 or float16, got ${dtype}`);
   const json = flagBool(a, "json");
   const log = (line: string) => (json ? process.stderr : process.stdout).write(line + "\n");
   const { writeHfFixture } = await import("@rlmesh/shared/model/hf/testing/hf-fixture");
@@ -113,11 +117,12 @@ export async function benchImportHfCommand(argv: string[]): Promise<number> {
     const rssBefore = process.memoryUsage().rss;
     let peakRss = rssBefore;
     const timer = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 50);
-    const r = await importHfCheckpoint(src, { out, onProgress: log }).finally(() => clearInterval(timer));
+    const r = await importHfCheckpoint(src, { out, dtype, onProgress: log }).finally(() => clearInterval(timer));
     peakRss = Math.max(peakRss, process.memoryUsage().rss);
     const outBytes = await dirBytes(out);
     const result = {
       size,
+      dtype,
       model_type: r.modelType,
       parameters: r.parameters,
       checkpoint_mb: +(ckptBytes / 1024 ** 2).toFixed(1),
@@ -131,7 +136,7 @@ export async function benchImportHfCommand(argv: string[]): Promise<number> {
     if (json) console.log(JSON.stringify(result));
     else {
       console.log(
-        `import-hf ${size}: ${(r.parameters / 1e6).toFixed(1)} M params, checkpoint ${result.checkpoint_mb} MB (BF16) → ${result.imported_mb} MB (float32 ONNX) ` +
+        `import-hf ${size}: ${(r.parameters / 1e6).toFixed(1)} M params, checkpoint ${result.checkpoint_mb} MB (BF16) → ${result.imported_mb} MB (${dtype} ONNX) ` +
           `in ${result.import_s} s (${result.import_mb_per_s} MB/s of checkpoint), peak RSS ${result.peak_rss_mb} MB` +
           (outFlag ? `\nmodel kept at ${out} (try: npx rlmesh bench decode --model ${out})` : ""),
       );

@@ -15,6 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildPolicyGraph, importHfCheckpoint, initWeights, serializeModel } from "@rlmesh/shared/model/index";
 import { writeHfFixture } from "@rlmesh/shared/model/hf/testing/hf-fixture";
+import { float16ToFloat32, float32ToFloat16 } from "@rlmesh/shared/model/float16";
 import type { PolicyModelConfig } from "@rlmesh/shared/model/index";
 
 import { JaxPolicy, toPositionSpace, toRowSpace, type JaxPolicyMode, type TokenBatch, type WeightTensors } from "./jax-policy.js";
@@ -220,13 +221,15 @@ test("shifted logits: reading position 0 is refused with a reason; the row-space
   assert.deepEqual(Array.from(back), Array.from(tokenW));
 });
 
-test("an imported Dream checkpoint (HF-layout fixture through import-hf): jax-js logits = onnxruntime logits, shifted log-probs read row t − 1", async () => {
+for (const dtype of ["float32", "float16"] as const) {
+test(`an imported Dream checkpoint (HF-layout fixture through import-hf --dtype ${dtype}): jax-js logits = onnxruntime logits, shifted log-probs read row t − 1`, async () => {
   await initJax();
   const root = mkdtempSync(join(tmpdir(), "rlmesh-jax-import-"));
   try {
     const fx = await writeHfFixture({ modelType: "Dream", dir: join(root, "hf"), seed: 6 });
-    const { model } = await importHfCheckpoint(fx.dir, { out: join(root, "model"), name: "dream-tiny" });
+    const { model } = await importHfCheckpoint(fx.dir, { out: join(root, "model"), name: "dream-tiny", dtype });
     const m = model.manifest;
+    assert.equal(m.weight_dtype ?? "float32", dtype);
     assert.equal(m.shifted_logits, true);
     const p = JaxPolicy.fromLoadedModel(model, "split");
     assert.equal(p.mode, "split");
@@ -262,9 +265,22 @@ test("an imported Dream checkpoint (HF-layout fixture through import-hf): jax-js
       const want = logSoftmaxAt(expected, k - 1, b.targets[k]!, m.vocab_size);
       assert.ok(Math.abs(lp[k]! - want) < 1e-4 * Math.max(1, Math.abs(want)), `${k}: ${lp[k]} vs ${want}`);
     }
+    if (dtype === "float16") {
+      // Trained in float32 from the upcast weights: the initial weights are float32 arrays holding
+      // float16 values exactly, and a gradient step moves them off the float16 grid.
+      const w = p.initialWeights();
+      const wq = w["layers.0.attn.wq"]!.data;
+      assert.ok(wq instanceof Float32Array);
+      assert.deepEqual(float16ToFloat32(float32ToFloat16(wq)), wq, "float32 holding the float16 values exactly");
+      const { grads } = await p.lossAndGrad(w, b, weightedLoss, { w: Float32Array.from(b.readMask!, (r) => r * 0.3) });
+      const g = grads["tok_embedding"]!.data;
+      assert.ok(g.some((x) => Math.abs(x) > 1e-4), "the embedding gets a gradient");
+      assert.ok(grads["layers.0.attn.wq"]!.data.some((x) => Math.abs(x) > 1e-4), "wq gets a gradient");
+    }
     p.dispose();
     await session.release();
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
 });
+}

@@ -11,6 +11,7 @@ import { loadModel, modelBytes as serialize, parseModel, readWeights, replaceWei
 import { modelFingerprint } from "@rlmesh/shared/model/model-fingerprint";
 import { importHfCheckpoint } from "@rlmesh/shared/model/index";
 import { writeHfFixture } from "@rlmesh/shared/model/hf/testing/hf-fixture";
+import { float16ToFloat32, float32ToFloat16 } from "@rlmesh/shared/model/float16";
 import { JobTrainers } from "./job-trainers.js";
 import { JobNotStartedError } from "./trainer.js";
 import { ModelMismatchError, servedShapeOfModel, UntrainableModelError, type ServedShape } from "./model-compat.js";
@@ -151,5 +152,56 @@ test("a model whose weights are in ONNX external data (> 2 GB) is refused at Sta
       err.message.startsWith(`model_dir: ${ext.model.dir} (dream-ext) keeps its weights in ONNX external data (model.onnx.data: more than 2 GB)`),
   );
   assert.equal(h.current(), null);
+  h.dispose();
+});
+
+test("a float16 import (import-hf --dtype float16) trains in float32 from its upcast weights at StartJob; its float32 twin is another model (fingerprint) and is refused naming both", { timeout: 120_000 }, async () => {
+  const fx = await writeHfFixture({ modelType: "Dream", dir: join(root, "hf-dream-f16"), seed: 3 });
+  const f16 = await importHfCheckpoint(fx.dir, { out: join(root, "dream-f16"), name: "dream-tiny", dtype: "float16" });
+  const f32 = await importHfCheckpoint(fx.dir, { out: join(root, "dream-f32"), name: "dream-tiny" });
+  const shapeOf = async (m: typeof f16.model) =>
+    servedShapeOfModel(
+      {
+        manifest: m.manifest,
+        weights: [...readWeights(parseModel(m.modelBytes))].map(([name, w]) => ({ name, shape: [...w.shape] })),
+        fingerprint: await modelFingerprint(m),
+      },
+      "rollout worker w0",
+    );
+  const servedF16 = await shapeOf(f16.model);
+  const h = await JobTrainers.open({ root: join(root, "ckpt-f16"), logger, trainer: {}, servedModels: async () => [servedF16] });
+  const started = await h.startJob({ jobId: "job-f16", modelDir: f16.model.dir });
+  assert.equal(started.policyVersion, 0);
+  const upcast = readWeights(parseModel(f16.model.modelBytes));
+  const before = h.current()!.trainer.weights().tensors;
+  const wq = before.find((t) => t.name === "layers.0.attn.wq")!;
+  assert.equal(wq.dtype, "DTYPE_FLOAT32");
+  assert.deepEqual(wq.data, upcast.get("layers.0.attn.wq")!.data, "version 0 is the float16 values as float32");
+  const { eos_id: eos, pad_id: pad } = f16.model.manifest;
+  const s = (p: string, prompt: number[], response: number[], reward: number): TrainSample => ({
+    promptId: p,
+    promptTokenIds: prompt,
+    responseTokenIds: response,
+    reward,
+    policyVersion: 0,
+    policyJobId: "job-f16",
+    suffixTokenIds: [],
+  });
+  const batch = [s("p1", [10, 11, 12], [20, 21, eos, pad], 1), s("p1", [10, 11, 12], [30, eos], 0), s("p2", [13, 14], [40, 41, 42, eos], 0), s("p2", [13, 14], [50, eos], 1)];
+  const step = await h.trainerFor("job-f16").trainStep({ jobId: "job-f16", step: 1, samples: batch, params: { lr: 3e-3, warmupSteps: 0 }, seed: 5 });
+  assert.equal(step.policyVersion, 1);
+  const after = h.current()!.trainer.weights().tensors.find((t) => t.name === "layers.0.attn.wq")!;
+  assert.notDeepEqual(after.data, wq.data, "the update moved the weights");
+  const moved = after.data as Float32Array;
+  assert.ok(
+    float16ToFloat32(float32ToFloat16(moved)).some((v, i) => v !== moved[i]),
+    "off the float16 grid: the learner keeps float32 weights, not float16",
+  );
+  await assert.rejects(
+    h.startJob({ jobId: "job-f32", modelDir: f32.model.dir }),
+    (err: unknown) =>
+      err instanceof ModelMismatchError &&
+      err.message.startsWith(`model_dir: ${f32.model.dir} (dream-tiny) is not the model rollout worker w0 serves (dream-tiny): its weights fingerprint is `),
+  );
   h.dispose();
 });

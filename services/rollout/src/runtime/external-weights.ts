@@ -10,17 +10,17 @@ import { copyFile, mkdtemp, open, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { modelBytes as serialize, replaceWeights } from "@rlmesh/shared/model/index";
-import { externalRef } from "@rlmesh/shared/model/onnx-proto";
+import { externalRef, TensorProto_DataType } from "@rlmesh/shared/model/onnx-proto";
 import type { parseModel } from "@rlmesh/shared/model/index";
 
 type ModelProto = ReturnType<typeof parseModel>;
 
-/** Names of the initializers stored in external data, with where their bytes are. */
-export function externalTensors(model: ModelProto): Map<string, { location: string; offset: number; length: number | null }> {
-  const out = new Map<string, { location: string; offset: number; length: number | null }>();
+/** Names of the initializers stored in external data, with where their bytes are and whether they are float16. */
+export function externalTensors(model: ModelProto): Map<string, { location: string; offset: number; length: number | null; float16: boolean }> {
+  const out = new Map<string, { location: string; offset: number; length: number | null; float16: boolean }>();
   for (const t of model.graph?.initializer ?? []) {
     const ref = externalRef(t);
-    if (ref) out.set(t.name, ref);
+    if (ref) out.set(t.name, { ...ref, float16: t.dataType === Number(TensorProto_DataType.FLOAT16) });
   }
   return out;
 }
@@ -44,6 +44,14 @@ export async function writeExternalVersion(modelPath: string, base: ModelProto, 
     if (!ref) {
       inline.set(name, data);
       continue;
+    }
+    if (ref.float16) {
+      // Writing float32 over a float16 byte range cannot fit, and rounding the pushed values to
+      // float16 would serve another policy than the one pushed: refused, before anything is written.
+      throw new Error(
+        `weight ${name} is stored as float16 in external data (${ref.location}: a model imported with --dtype float16 over 2 GB); ` +
+          "a pushed float32 version cannot be written over it. Serve a --dtype float32 import to take weight versions",
+      );
     }
     const list = byFile.get(ref.location) ?? [];
     list.push({ name, offset: ref.offset, length: ref.length, data });

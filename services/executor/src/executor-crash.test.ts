@@ -37,7 +37,7 @@ after(async () => {
 });
 
 /** Starts `node dist/main.js` (the real executor service) and resolves once it consumes the queue. */
-function spawnExecutor(queue: string): Promise<ChildProcess> {
+function spawnExecutor(queue: string, env: Record<string, string> = {}): Promise<ChildProcess> {
   const child = spawn(process.execPath, [resolve(REPO_ROOT, "services/executor/dist/main.js")], {
     env: {
       PATH: process.env.PATH,
@@ -47,6 +47,7 @@ function spawnExecutor(queue: string): Promise<ChildProcess> {
       RLMESH_EXECUTOR_METRICS_PORT: "0",
       RLMESH_EXECUTOR_LOCK_MS: String(LOCK_MS),
       RLMESH_EXECUTOR_STALLED_INTERVAL_MS: String(STALLED_INTERVAL_MS),
+      ...env,
     },
     stdio: ["ignore", "ignore", "pipe"],
   });
@@ -122,8 +123,8 @@ test("SIGKILL with a prefetched job waiting for the sandbox: both jobs are redon
   try {
     const completions: { jobId: string; returnvalue: unknown }[] = [];
     client.events.on("completed", (e) => completions.push(e));
-    // One sandbox, the default prefetch of one job per sandbox: the executor holds two jobs.
-    const first = await spawnExecutor(queue);
+    // One sandbox and a prefetch of one job per sandbox: the executor holds two jobs.
+    const first = await spawnExecutor(queue, { RLMESH_EXECUTOR_PREFETCH: "1" });
     const jobs = [
       await client.submit(fenced(SLOW_GOOD), ADD, { timeout_ms_per_test: 20_000, total_timeout_ms: 30_000 }),
       await client.submit(fenced(SLOW_GOOD), ADD, { timeout_ms_per_test: 20_000, total_timeout_ms: 30_000 }),

@@ -52,8 +52,15 @@ export interface ExecutorOptions {
   cgroupParent?: string;
 }
 
-/** Jobs an executor holds per sandbox beyond the one it runs, by default (see ExecutorOptions.prefetch). */
-export const DEFAULT_PREFETCH = 1;
+/**
+ * Jobs an executor holds per sandbox beyond the one it runs, by default (see
+ * ExecutorOptions.prefetch): none. Prefetch shortens the time a sandbox waits for work, but every
+ * executor death stalls the held jobs too, and a job stalled more than the worker's
+ * maxStalledCount times fails (executor_lost): with an executor SIGKILLed every 3 s,
+ * reward-queue-load.test.ts saw ~1.9 stalled jobs per kill without prefetch and ~3.4 with one
+ * job per sandbox, and one of 2 000 jobs failed that way. So it is opt-in.
+ */
+export const DEFAULT_PREFETCH = 0;
 
 /**
  * How long a prefetched job may wait for a sandbox: waiters are served in order, so one is at

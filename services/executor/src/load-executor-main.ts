@@ -26,6 +26,7 @@ try {
     redisUrl: config.redisUrl,
     queueName: config.queue,
     concurrency: config.concurrency,
+    prefetch: config.prefetch,
     logger,
     lockDurationMs: config.lockDurationMs,
     stalledIntervalMs: config.stalledIntervalMs,

@@ -10,7 +10,9 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import { status } from "@grpc/grpc-js";
 import { GrpcError, InvalidArgumentError } from "@rlmesh/shared";
-import { modelBytes, parseModel, readWeights, replaceWeights } from "@rlmesh/shared/model/index";
+import { importHfCheckpoint, modelBytes, parseModel, readWeights, replaceWeights } from "@rlmesh/shared/model/index";
+import { writeHfFixture } from "@rlmesh/shared/model/hf/testing/hf-fixture";
+import { modelFingerprint } from "@rlmesh/shared/model/model-fingerprint";
 import { DEFAULT_MODEL_DIR, TOY_DATASET_DIR } from "@rlmesh/shared/repo-paths";
 import { normalizeSpec } from "../job-spec.js";
 import { checkJobModel, type ServedModel } from "./job-model.js";
@@ -85,4 +87,27 @@ test("another model than the workers serve is FAILED_PRECONDITION naming both: a
   });
   // One of several workers serving another model is enough to refuse.
   await assert.rejects(checkJobModel(spec(DEFAULT_MODEL_DIR), serving(shipped, { servedBy: "rollout worker rollout-9", modelName: "random-ci", fingerprint: "ab".repeat(32) })), /rollout worker rollout-9 serves "random-ci"/);
+});
+
+test("a float16 import (import-hf --dtype float16) passes when the workers serve it; against its float32 twin it is the same name with other weights, named float16; a bad weight_dtype is INVALID_ARGUMENT", async () => {
+  const fx = await writeHfFixture({ modelType: "Dream", dir: join(dir, "hf-dream"), seed: 4 });
+  const f16 = await importHfCheckpoint(fx.dir, { out: join(dir, "dream-f16"), name: "dream-tiny", dtype: "float16" });
+  const f32 = await importHfCheckpoint(fx.dir, { out: join(dir, "dream-f32"), name: "dream-tiny" });
+  const served = async (m: typeof f16.model): Promise<ServedModel> => ({ servedBy: "rollout worker rollout-0", modelName: "dream-tiny", fingerprint: await modelFingerprint(m) });
+  await checkJobModel(spec(f16.model.dir), serving(await served(f16.model)));
+  await assert.rejects(checkJobModel(spec(f16.model.dir), serving(await served(f32.model))), (e: unknown) => {
+    assert.ok(e instanceof GrpcError && e.code === status.FAILED_PRECONDITION, String(e));
+    assert.match(e.message, /is model "dream-tiny" \(float16 weights \(import-hf --dtype float16\), weights sha256 [0-9a-f]{12}…\), but rollout worker rollout-0 serves "dream-tiny" \(weights sha256 [0-9a-f]{12}…\): the same name with other weights/);
+    return true;
+  });
+  // float16 weights under a manifest edited to say float32: refused naming the file and the field.
+  const lying = join(dir, "dream-f16-lying");
+  cpSync(f16.model.dir, lying, { recursive: true });
+  const m = JSON.parse(readFileSync(join(lying, "manifest.json"), "utf8")) as Record<string, unknown>;
+  writeFileSync(join(lying, "manifest.json"), JSON.stringify({ ...m, weight_dtype: "float32" }));
+  await assert.rejects(checkJobModel(spec(lying), serving()), (e: unknown) => {
+    assert.ok(e instanceof InvalidArgumentError, String(e));
+    assert.match(e.message, /model\.onnx: weight "tok_embedding" is FLOAT16, manifest\.json weight_dtype is float32 \(stored as FLOAT\)/);
+    return true;
+  });
 });

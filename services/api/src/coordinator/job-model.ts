@@ -43,7 +43,7 @@ export async function loadJobModel(spec: JobSpec): Promise<LoadedModel> {
  * at StartJob, against the workers or, with none registered, its own RLMESH_MODEL_DIR.
  */
 export async function checkJobModel(spec: JobSpec, deps: JobModelCheckDeps): Promise<void> {
-  const { name, fingerprint } = await validatedModel(spec);
+  const { name, fingerprint, weightDtype } = await validatedModel(spec);
   const served = await deps.servedModels();
   if (served.length === 0) return;
   for (const s of served) {
@@ -53,7 +53,7 @@ export async function checkJobModel(spec: JobSpec, deps: JobModelCheckDeps): Pro
     const what = sameName ? `the same name with other weights` : `another model`;
     throw new GrpcError(
       status.FAILED_PRECONDITION,
-      `spec.model_dir: ${spec.modelDir} is model "${name}" (weights sha256 ${fingerprint.slice(0, 12)}…), but ${s.servedBy} serves ` +
+      `spec.model_dir: ${spec.modelDir} is model "${name}" (${weightDtype === "float16" ? "float16 weights (import-hf --dtype float16), " : ""}weights sha256 ${fingerprint.slice(0, 12)}…), but ${s.servedBy} serves ` +
         `"${s.modelName}"${s.fingerprint ? ` (weights sha256 ${s.fingerprint.slice(0, 12)}…)` : ""}: ${what}. A job runs on the model the mesh serves: ` +
         `submit the model directory the workers run, or restart the rollout workers and the learner with RLMESH_MODEL_DIR=${spec.modelDir}`,
     );
@@ -61,7 +61,7 @@ export async function checkJobModel(spec: JobSpec, deps: JobModelCheckDeps): Pro
 }
 
 /** A model directory validated before, by its files' sizes and times: loading a large model is not repeated per submit. */
-const validatedModels = new Map<string, { key: string; name: string; fingerprint: string }>();
+const validatedModels = new Map<string, { key: string; name: string; fingerprint: string; weightDtype: string }>();
 
 function directoryKey(dir: string): string {
   return readdirSync(dir)
@@ -73,7 +73,7 @@ function directoryKey(dir: string): string {
     .join("|");
 }
 
-async function validatedModel(spec: JobSpec): Promise<{ name: string; fingerprint: string }> {
+async function validatedModel(spec: JobSpec): Promise<{ name: string; fingerprint: string; weightDtype: string }> {
   let key = "";
   try {
     key = directoryKey(spec.modelDir);
@@ -83,7 +83,12 @@ async function validatedModel(spec: JobSpec): Promise<{ name: string; fingerprin
   const hit = validatedModels.get(spec.modelDir);
   if (key && hit?.key === key) return hit;
   const loaded = await loadJobModel(spec);
-  const entry = { key, name: loaded.manifest.name, fingerprint: await cachedModelFingerprint(loaded) };
+  const entry = {
+    key,
+    name: loaded.manifest.name,
+    fingerprint: await cachedModelFingerprint(loaded),
+    weightDtype: loaded.manifest.weight_dtype ?? "float32",
+  };
   if (key) validatedModels.set(spec.modelDir, entry);
   return entry;
 }

@@ -9,7 +9,15 @@ import {
   type SandboxLimits,
   type DatasetSpec,
 } from "@rlmesh/shared";
-import { DEFAULT_ALG, DEFAULT_BLOCK_LENGTH, DEFAULT_CACHE, DEFAULT_MAX_STALENESS, DEFAULT_THRESHOLD } from "@rlmesh/shared/decoding-defaults";
+import {
+  DECODING_ALGS as SHARED_DECODING_ALGS,
+  DECODING_CACHE_MODES,
+  DEFAULT_ALG,
+  DEFAULT_BLOCK_LENGTH,
+  DEFAULT_CACHE,
+  DEFAULT_MAX_STALENESS,
+  DEFAULT_THRESHOLD,
+} from "@rlmesh/shared/decoding-defaults";
 import { GRPO_ADV_ESTIMATORS, GRPO_DEFAULTS, GRPO_LOSS_AGGREGATIONS, GRPO_LOSS_WEIGHTS } from "@rlmesh/shared/grpo-defaults";
 import { normalizeInitFrom, type NormalizedInitFrom } from "./init-from-spec.js";
 
@@ -20,8 +28,8 @@ export const DEFAULT_STEPS = 20;
 export const DEFAULT_EVAL_INTERVAL = 0;
 export { DEFAULT_MAX_STALENESS };
 export const DATASET_FORMATS = ["auto", "humaneval", "mbpp", "lcb", "rlmesh"] as const;
-export const DECODING_ALGS = ["origin", "maskgit_plus", "topk_margin", "entropy"] as const;
-export const CACHE_MODES = ["none", "prefix", "dual"] as const;
+export const DECODING_ALGS = SHARED_DECODING_ALGS;
+export const CACHE_MODES = DECODING_CACHE_MODES;
 export const ADV_ESTIMATORS = GRPO_ADV_ESTIMATORS;
 export const LOSS_AGGS = GRPO_LOSS_AGGREGATIONS;
 export const LOSS_WEIGHTS = GRPO_LOSS_WEIGHTS;

@@ -4,11 +4,12 @@ import {
   DEFAULT_BLOCK_LENGTH,
   DEFAULT_CACHE as SHARED_DEFAULT_CACHE,
   DEFAULT_THRESHOLD,
+  DECODING_CACHE_MODES,
 } from "@rlmesh/shared/decoding-defaults";
 
 /** KV cache of the Fast-dLLM decoder. */
-export type CacheMode = "none" | "prefix" | "dual";
-export const CACHE_MODES: readonly CacheMode[] = ["none", "prefix", "dual"];
+export type CacheMode = (typeof DECODING_CACHE_MODES)[number];
+export const CACHE_MODES: readonly CacheMode[] = DECODING_CACHE_MODES;
 
 /**
  * When the approximate cache is recomputed with a full forward: once per block (Fast-dLLM),

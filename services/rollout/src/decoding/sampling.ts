@@ -3,9 +3,10 @@
  * softmax, then a draw (temperature > 0) or argmax (temperature 0), and the confidence that
  * orders unmasking for each `alg`.
  */
+import { DECODING_ALGS } from "@rlmesh/shared/decoding-defaults";
 
-export type UnmaskAlg = "origin" | "maskgit_plus" | "topk_margin" | "entropy";
-export const UNMASK_ALGS: readonly UnmaskAlg[] = ["origin", "maskgit_plus", "topk_margin", "entropy"];
+export type UnmaskAlg = (typeof DECODING_ALGS)[number];
+export const UNMASK_ALGS: readonly UnmaskAlg[] = DECODING_ALGS;
 
 /** Dream's epsilon inside log(p + eps) for the entropy confidence. */
 export const ENTROPY_EPS = 1e-10;

@@ -85,3 +85,28 @@ test("bench decode --json prints the issue's JSON shape (random-weight model, 2 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("bench decode --batch-only: only batch8_vs_batch1 (first mode, first gen length), each call logged; contradicting --no-batch is an error", async () => {
+  assert.throws(() => parseBenchDecodeArgs(["--batch-only", "--no-batch"]), /--batch-only and --no-batch contradict each other/);
+  const dir = mkdtempSync(join(tmpdir(), "rlmesh-bench-model-"));
+  try {
+    await writeRandomModelDir(dir, join(REPO, "models", "tiny-coder", "tokenizer.json"), { dModel: 16, nLayers: 2, nHeads: 2, ffDim: 32, maxSeqLen: 160, normEps: 1e-5 });
+    let printed = "";
+    let logged = "";
+    const code = await benchDecodeCommand(
+      ["--json", "--batch-only", "--model", dir, "--dataset", join(REPO, "datasets", "toy", "test-instances.jsonl"), "--tasks", "8", "--gen-lengths", "32,16", "--modes", "dual", "--evaluator", "none"],
+      { out: (s) => (printed += s), err: (s) => (logged += s + "\n") },
+    );
+    assert.equal(code, 0, logged);
+    const r = JSON.parse(printed);
+    assert.equal(r.gen_length, 32);
+    assert.deepEqual(r.modes, {}, "no per-mode pass");
+    assert.equal(r.runs.length, 1);
+    assert.equal(r.batch_mode, "dual");
+    assert.ok(r.batch8_vs_batch1 > 0, String(r.batch8_vs_batch1));
+    assert.match(logged, /batch of 8 \(dual, gen 32\): [\d.]+ s, peak RSS \d+ MB/);
+    assert.equal(logged.match(/ {2}alone \d\/8: /g)?.length, 8, logged);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

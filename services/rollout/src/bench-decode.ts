@@ -78,6 +78,12 @@ export interface BenchDecodeOptions {
   threads: number;
   evaluator: "sandbox" | "python" | "none";
   batchCompare: boolean;
+  /**
+   * Only the batch comparison (at the first gen length, in the first mode): skips the per-mode
+   * table, whose batch-1 calls the comparison repeats anyway. For slow models (an imported 218 M
+   * model on CPU), where each pass takes tens of minutes.
+   */
+  batchOnly?: boolean;
   /** Write PAD after the first EOS as soon as it is committed (all modes alike). @defaultValue true */
   eosFill: boolean;
   /** Dream-Coder PAD penalty. @defaultValue 0 */
@@ -153,15 +159,31 @@ export async function runDecodeBench(
 
     const runs: GenLengthResult[] = [];
     let evaluatorName = evaluate ? "" : "none";
-    for (const requested of opts.genLengths) {
-      let gen = requested;
-      if (requested > maxFit) {
-        // The largest whole number of blocks that fits (or all that is left when less than a block).
-        gen = Math.floor(maxFit / DEFAULT_BENCH_BLOCK_LENGTH) * DEFAULT_BENCH_BLOCK_LENGTH || maxFit;
-        notes.push(
-          `gen_length ${requested} does not fit: max_seq_len ${model.manifest.max_seq_len} - longest prompt ${longestPrompt} = ${maxFit}; measured at ${gen}`,
-        );
-      }
+    const fitted = (requested: number): number => {
+      if (requested <= maxFit) return requested;
+      // The largest whole number of blocks that fits (or all that is left when less than a block).
+      const gen = Math.floor(maxFit / DEFAULT_BENCH_BLOCK_LENGTH) * DEFAULT_BENCH_BLOCK_LENGTH || maxFit;
+      notes.push(
+        `gen_length ${requested} does not fit: max_seq_len ${model.manifest.max_seq_len} - longest prompt ${longestPrompt} = ${maxFit}; measured at ${gen}`,
+      );
+      return gen;
+    };
+    if (opts.batchOnly) {
+      const requested = opts.genLengths[0]!;
+      const gen = fitted(requested);
+      runs.push({
+        gen_length: gen,
+        ...(gen !== requested ? { requested_gen_length: requested } : {}),
+        modes: {},
+        speedup_best: 0,
+        best_mode: null,
+        speedup_best_within_tolerance: 0,
+        best_mode_within_tolerance: null,
+        lookahead: modeParams(opts.modes[0] ?? "dual", gen).lookahead,
+      });
+    }
+    for (const requested of opts.batchOnly ? [] : opts.genLengths) {
+      const gen = fitted(requested);
       if (runs.some((r) => r.gen_length === gen)) continue;
       const tallies = new Map(opts.modes.map((m) => [m, newTally()]));
       for (const req of requests) for (const mode of opts.modes) await timeCall(tallies.get(mode)!, mode, gen, [req], 1);
@@ -231,14 +253,22 @@ export async function runDecodeBench(
 
     let batchRatio: number | null = null;
     const primary = runs[0]!;
-    const batchMode = primary.best_mode ?? opts.modes[0] ?? null;
-    if (opts.batchCompare && batchMode) {
+    const batchMode = opts.batchOnly ? (opts.modes[0] ?? null) : (primary.best_mode ?? opts.modes[0] ?? null);
+    if ((opts.batchCompare || opts.batchOnly) && batchMode) {
       const one = newTally();
       const eight = newTally();
+      const rss = () => `peak RSS ${Math.round(process.resourceUsage().maxRSS / 1024)} MB`;
+      // Per group: the batched call first, then the same prompts one at a time; each call logged.
       for (let i = 0; i < requests.length; i += BENCH_BATCH) {
         const group = requests.slice(i, i + BENCH_BATCH);
-        for (const req of group) await timeCall(one, batchMode, primary.gen_length, [req], 1);
+        const s8 = eight.seconds;
         await timeCall(eight, batchMode, primary.gen_length, group, BENCH_BATCH);
+        log(`batch of ${group.length} (${batchMode}, gen ${primary.gen_length}): ${(eight.seconds - s8).toFixed(2)} s, ${rss()}`);
+        for (const [k, req] of group.entries()) {
+          const s1 = one.seconds;
+          await timeCall(one, batchMode, primary.gen_length, [req], 1);
+          log(`  alone ${k + 1}/${group.length}: ${(one.seconds - s1).toFixed(2)} s (${one.seconds.toFixed(2)} s so far), ${rss()}`);
+        }
       }
       batchRatio = round(one.seconds / eight.seconds, 2);
       log(
@@ -289,7 +319,7 @@ export function formatBenchTable(r: BenchDecodeReport): string {
 }
 
 export const BENCH_DECODE_USAGE =
-  "rlmesh bench decode [--json] [--model DIR] [--dataset FILE] [--tasks N] [--gen-lengths 256,128] [--modes vanilla,parallel,prefix,dual] [--threads N] [--evaluator sandbox|python|none] [--no-batch] [--no-eos-fill] [--pad-penalty X] [--lookahead N]";
+  "rlmesh bench decode [--json] [--model DIR] [--dataset FILE] [--tasks N] [--gen-lengths 256,128] [--modes vanilla,parallel,prefix,dual] [--threads N] [--evaluator sandbox|python|none] [--no-batch | --batch-only] [--no-eos-fill] [--pad-penalty X] [--lookahead N]";
 
 export function parseBenchDecodeArgs(argv: readonly string[]): BenchDecodeOptions & { json: boolean } {
   const o: BenchDecodeOptions & { json: boolean } = {
@@ -331,6 +361,7 @@ export function parseBenchDecodeArgs(argv: readonly string[]): BenchDecodeOption
       if (v !== "sandbox" && v !== "python" && v !== "none") throw new Error(`--evaluator must be sandbox, python or none`);
       o.evaluator = v;
     } else if (a === "--no-batch") o.batchCompare = false;
+    else if (a === "--batch-only") o.batchOnly = true;
     else if (a === "--no-eos-fill") o.eosFill = false;
     else if (a === "--pad-penalty") {
       const v = Number(value());
@@ -342,6 +373,7 @@ export function parseBenchDecodeArgs(argv: readonly string[]): BenchDecodeOption
       o.lookahead = v;
     } else throw new Error(`unknown option ${a}`);
   }
+  if (o.batchOnly && !o.batchCompare) throw new Error("--batch-only and --no-batch contradict each other");
   return o;
 }
 

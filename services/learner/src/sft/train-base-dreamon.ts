@@ -89,7 +89,7 @@ export async function trainDreamOn(args: TrainBaseArgs, settings: TrainBaseSetti
             ...DREAMON_DEFAULTS,
             eos_plays_delete: true,
             weight: args.dreamonTimeWeight === "inv_t" ? "1/t, t ~ U(0.05, 1)" : "1 - t, t ~ U(0, 1)",
-            eos_loss: "averaged apart and added",
+            eos_loss: "each row's EOS averaged apart and added as one token of the row",
             merges: "chained (a run of masks may collapse into one <|expand|>)",
             ...(grownFrom !== undefined ? { new_row_warmup: { ...NEW_ROW_WARMUP, note: "only the new embedding rows train, constant LR, before the schedule" } } : {}),
           },

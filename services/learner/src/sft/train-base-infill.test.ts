@@ -89,7 +89,7 @@ test("rows over many draws: EOS count in 0..63, EOS always masked, each expand l
   assert.ok(expands > 100, `expand labels are common: ${expands}`);
 });
 
-test("a batch: prefix | visible response | suffix, PAD after; weights (1−t)/(N+1) on tokens and (1−t)/(E·(N+1)) on EOS", () => {
+test("a batch: prefix | visible response | suffix, PAD after; weights (1−t)/D on tokens and (1−t)/(E_row·D) on a row's EOS, D = N + rows with EOS", () => {
   const exs: InfillExample[] = [
     { prefixIds: [50, 51, 52], middleIds: [10, 11, 12], suffixIds: [60, 61] },
     { prefixIds: [53], middleIds: [13, 14, 15, 16, 17], suffixIds: [62] },
@@ -107,6 +107,8 @@ test("a batch: prefix | visible response | suffix, PAD after; weights (1−t)/(N
   rows.forEach((r) => r.lossKind.forEach((k) => (k === 1 ? N++ : k === 2 ? E++ : 0)));
   assert.equal(b.tokenLosses, N);
   assert.equal(b.eosLosses, E);
+  const rowE = rows.map((r) => r.lossKind.filter((k) => k === 2).length);
+  const D = N + rowE.filter((e) => e > 0).length;
   rows.forEach((r, i) => {
     const ex = exs[i]!;
     const seq = [...ex.prefixIds, ...r.inputIds, ...ex.suffixIds];
@@ -117,7 +119,7 @@ test("a batch: prefix | visible response | suffix, PAD after; weights (1−t)/(N
       assert.equal(b.batch.positionIds[k], j);
       const inResp = j >= ex.prefixIds.length && j < ex.prefixIds.length + r.inputIds.length;
       const kind = inResp ? r.lossKind[j - ex.prefixIds.length]! : 0;
-      const want = kind === 0 ? 0 : kind === 1 ? (1 - r.t) / (N + 1) : (1 - r.t) / (E * (N + 1));
+      const want = kind === 0 ? 0 : kind === 1 ? (1 - r.t) / D : (1 - r.t) / (rowE[i]! * D);
       assert.ok(Math.abs(b.tokenWeights[k]! - want) < 1e-7, `weight at row ${i} pos ${j}: ${b.tokenWeights[k]} vs ${want}`);
       if (inResp) assert.equal(b.batch.targets[k], r.targets[j - ex.prefixIds.length]);
     }
@@ -147,12 +149,12 @@ test("timeWeight inv_t: t ~ U(0.05, 1) and the weight 1/t replaces 1 − t, ever
   const b = makeDreamOnBatch([ex, ex, ex], rng, { ...opts, timeWeight: "inv_t" });
   rng.setState(state);
   const rows = [0, 1, 2].map(() => dreamOnRow(ex, rng, { ...opts, timeWeight: "inv_t" }));
-  const N = b.tokenLosses;
+  const D = b.tokenLosses + rows.filter((r) => r.lossKind.includes(2)).length;
   rows.forEach((r, i) => {
     assert.ok(r.t >= 0.05 && r.t < 1);
     const k = r.lossKind.indexOf(1);
     if (k < 0) return;
-    assert.ok(Math.abs(b.tokenWeights[i * b.batch.seqLen + 1 + k]! - 1 / r.t / (N + 1)) < 1e-6);
+    assert.ok(Math.abs(b.tokenWeights[i * b.batch.seqLen + 1 + k]! - 1 / r.t / D) < 1e-6);
   });
   // Zero-noise draws are impossible under inv_t: the first uniform 0 gives t = 0.05.
   assert.equal(dreamOnRow(ex, scripted([0, 0, ...new Array<number>(20).fill(0.99)]), { ...opts, timeWeight: "inv_t" }).t, 0.05);
@@ -189,4 +191,33 @@ test("keepNewVocabGrads zeroes every gradient but the new rows (tied embedding) 
   assert.deepEqual([...grads["layers.0.attn.wq"].data], [0, 0]);
   assert.throws(() => keepNewVocabGrads(g(), 4, 4, d), /oldVocab < newVocab/);
   assert.throws(() => keepNewVocabGrads(g(), 2, 3, d), /tok_embedding gradient has 8 values, expected 3×2/);
+});
+
+test("each row's EOS losses weigh as one token of that row, however many EOS the other rows have", () => {
+  const exs: InfillExample[] = Array.from({ length: 4 }, (_, i) => ({ prefixIds: [50 + i], middleIds: [10, 11, 12, 13, 14, 15], suffixIds: [60] }));
+  const b = makeDreamOnBatch(exs, new SeededRandom(3), opts);
+  const T = b.batch.seqLen;
+  let rowsChecked = 0;
+  let total = 0;
+  let eosTotal = 0;
+  for (let row = 0; row < exs.length; row++) {
+    let eos = 0;
+    let oneToken = 0;
+    for (let j = 0; j < T; j++) {
+      const w = b.tokenWeights[row * T + j]!;
+      total += w;
+      if (w === 0) continue;
+      if (b.batch.targets[row * T + j] === EOS) eos += w;
+      else oneToken ||= w;
+    }
+    eosTotal += eos;
+    // A row's EOS weigh together exactly one of its masked tokens (the same (1 − t) factor).
+    if (eos > 0 && oneToken > 0) {
+      assert.ok(Math.abs(eos - oneToken) < 1e-6, `row ${row}: EOS mass ${eos} vs one token ${oneToken}`);
+      rowsChecked++;
+    }
+  }
+  assert.ok(rowsChecked >= 2, `rows with both EOS and masked tokens: ${rowsChecked}`);
+  // With the whole batch's EOS as one token (the old rule) EOS would be ≤ 1/(N+1) of the mass.
+  assert.ok(eosTotal / total > 1.5 / (b.tokenLosses + 1), `EOS share ${eosTotal / total}`);
 });

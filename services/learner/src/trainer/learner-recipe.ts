@@ -4,6 +4,7 @@ import { LossWeightError, parseLossWeighting, type LossWeighting } from "../grpo
 import type { GroupAdvantageOptions } from "../grpo/group-advantages.js";
 import type { LossAggregation } from "../grpo/grpo-config.js";
 import type { GrpoUpdateConfig } from "../grpo/grpo-update.js";
+import { DEFAULT_ADAM_BETA1, DEFAULT_ADAM_BETA2, DEFAULT_ADAM_EPS } from "../optim/adamw.js";
 import type { LrScheduleConfig } from "../optim/lr-schedule.js";
 
 /**
@@ -128,7 +129,7 @@ export function resolveGrpoParams(p: GrpoParams | null | undefined, recipe: Lear
       maskPairSchedule: "all",
       mask: { tMin, tMax, weighting },
       maxGradNorm,
-      adamw: { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay },
+      adamw: { beta1: DEFAULT_ADAM_BETA1, beta2: DEFAULT_ADAM_BETA2, eps: DEFAULT_ADAM_EPS, weightDecay },
     },
     schedule: { baseLr: lr, warmupSteps, decay: "constant", minLrRatio: 1 },
     substitute,

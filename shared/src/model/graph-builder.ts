@@ -59,6 +59,11 @@ export interface BuildGraphOptions {
    * @defaultValue "float32"
    */
   weightDtype?: WeightDtype;
+  /**
+   * With weightDtype "float16": weights already converted (float16 bits, e.g. by import-hf, which
+   * checks their range itself); those named here need no float32 values in `weights`.
+   */
+  float16Bits?: ReadonlyMap<string, Uint16Array>;
 }
 
 /** How the weights of a model file are stored (manifest `weight_dtype`). */
@@ -130,6 +135,14 @@ export function buildPolicyGraph(config: PolicyModelConfig, weights: WeightMap, 
         );
       }
       weightInits.push(externalFloatTensor(spec.name, spec.shape, ext, half ? TensorProto_DataType.FLOAT16 : TensorProto_DataType.FLOAT));
+      continue;
+    }
+    const bits = half ? options.float16Bits?.get(spec.name) : undefined;
+    if (bits) {
+      if (bits.length !== shapeSize(spec.shape)) {
+        throw new Error(`buildPolicyGraph: weight ${spec.name} has ${bits.length} float16 values, expected [${spec.shape.join(",")}]`);
+      }
+      weightInits.push(float16Tensor(spec.name, spec.shape, bits));
       continue;
     }
     const data = weights.get(spec.name);

@@ -265,6 +265,7 @@ export async function importHfCheckpoint(src: string, options: ImportHfOptions):
     const layout = weightLayout(arch.config);
     const weights: WeightMap = new Map();
     const refs = new Map<string, ExternalTensorRef>();
+    const halfBits = new Map<string, Uint16Array>();
     const dataFile = external ? await open(join(tmp, EXTERNAL_DATA_FILE), "w") : null;
     let offset = 0;
     let done = 0;
@@ -282,7 +283,8 @@ export async function importHfCheckpoint(src: string, options: ImportHfOptions):
           await dataFile.write(bytes, 0, bytes.byteLength, offset);
           refs.set(spec.name, { location: EXTERNAL_DATA_FILE, offset, length: bytes.byteLength });
           offset += bytes.byteLength;
-        } else weights.set(spec.name, data); // float16: buildPolicyGraph rounds it the same way again
+        } else if (bits) halfBits.set(spec.name, bits);
+        else weights.set(spec.name, data);
         done += bits ? bits.byteLength : data.byteLength;
         const now = performance.now();
         if (now - lastReport > 2000 || k === layout.length - 1) {
@@ -297,8 +299,13 @@ export async function importHfCheckpoint(src: string, options: ImportHfOptions):
       await dataFile?.close();
     }
     const tRead = performance.now();
-    const graph = buildPolicyGraph(arch.config, weights, { weightDtype: dtype, ...(external ? { externalWeights: refs } : {}) });
+    const graph = buildPolicyGraph(arch.config, weights, {
+      weightDtype: dtype,
+      ...(halfBits.size > 0 ? { float16Bits: halfBits } : {}),
+      ...(external ? { externalWeights: refs } : {}),
+    });
     weights.clear();
+    halfBits.clear();
     const name = options.name ?? basename(resolve(src));
     const manifest: ModelManifest = validateManifest(
       manifestForConfig(

@@ -1,7 +1,8 @@
 // Static checks of the repository's shape, run by repo-structure.test.ts:
 //   - no source file, script or config climbs out of the repository root with a relative path;
 //   - the workspace packages form a star: shared <- services <- cli (and test), and no service
-//     imports another service.
+//     imports another service;
+//   - no two source files import each other at load time, directly or through others.
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { dirname, posix } from "node:path";
@@ -100,4 +101,66 @@ export function starViolations(root: string): PackageEdge[] {
     }
   }
   return bad;
+}
+
+/**
+ * Cycles of load-time imports between source files: each strongly connected group of two or more
+ * files, from relative `import … from` / `export … from` specifiers that are not type-only
+ * (`import type`, `export type`: erased by the compiler). Dynamic `import()` is lazy and left out.
+ * `sources` maps a path relative to the root to its text.
+ */
+export function findImportCycles(sources: ReadonlyMap<string, string>): string[][] {
+  const edges = new Map<string, string[]>();
+  for (const [file, text] of sources) {
+    const out: string[] = [];
+    for (const m of text.matchAll(/^\s*(?:import|export)\s+(type\s+)?(?:[^;'"]*?\s+from\s+)?["'](\.[^"']+)["']/gm)) {
+      if (m[1]) continue;
+      const target = posix.normalize(posix.join(posix.dirname(file), m[2] ?? "")).replace(/\.js$/, ".ts");
+      if (sources.has(target)) out.push(target);
+    }
+    edges.set(file, out);
+  }
+  // Tarjan's strongly connected components.
+  const index = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const onStack = new Set<string>();
+  const cycles: string[][] = [];
+  const visit = (v: string): void => {
+    index.set(v, index.size);
+    low.set(v, index.get(v)!);
+    stack.push(v);
+    onStack.add(v);
+    for (const w of edges.get(v) ?? []) {
+      if (!index.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v)!, low.get(w)!));
+      } else if (onStack.has(w)) low.set(v, Math.min(low.get(v)!, index.get(w)!));
+    }
+    if (low.get(v) === index.get(v)) {
+      const group: string[] = [];
+      let w: string;
+      do {
+        w = stack.pop()!;
+        onStack.delete(w);
+        group.push(w);
+      } while (w !== v);
+      if (group.length > 1) cycles.push(group.sort());
+    }
+  };
+  for (const v of edges.keys()) if (!index.has(v)) visit(v);
+  return cycles;
+}
+
+/** Load-time import cycles among the TypeScript sources of every workspace package. */
+export function importCyclesIn(root: string): string[][] {
+  const rootPkg = JSON.parse(readFileSync(`${root}/package.json`, "utf8")) as { workspaces: string[] };
+  const files = execFileSync("git", ["ls-files", "--cached", "--others", "--exclude-standard"], { cwd: root, encoding: "utf8" }).split("\n");
+  const sources = new Map<string, string>();
+  for (const ws of rootPkg.workspaces) {
+    for (const f of files.filter((x) => x.startsWith(`${ws}/src/`) && x.endsWith(".ts") && !x.endsWith(".d.ts"))) {
+      sources.set(f, readFileSync(`${root}/${f}`, "utf8"));
+    }
+  }
+  return findImportCycles(sources);
 }

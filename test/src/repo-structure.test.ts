@@ -1,11 +1,12 @@
-// The repository stands alone and its packages form a star (issue: a fresh clone stands on its
-// own). Both checks read the working tree; both have a unit test that shows they can fail.
+// The repository stands alone, its packages form a star (issue: a fresh clone stands on its
+// own), and its source files have no load-time import cycles (issue 21). The checks read the
+// working tree; each has a unit test that shows it can fail.
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { MBPP_PATH, REPO_ROOT } from "@rlmesh/shared/repo-paths";
-import { findOutsidePaths, outsidePathsIn, starViolations } from "./repo-scan.js";
+import { findImportCycles, findOutsidePaths, importCyclesIn, outsidePathsIn, starViolations } from "./repo-scan.js";
 
 test("the outside-path check flags relative paths that climb above the root", () => {
   // The bug this check exists for: a default path into a folder beside the checkout.
@@ -42,4 +43,20 @@ test("workspace packages form a star: services depend on shared only, the CLI co
   assert.deepEqual(bad, [], `dependencies that break the star:\n${bad.map((e) => `  ${e.from} -> ${e.to} (${e.where})`).join("\n")}`);
   const api = JSON.parse(readFileSync(join(REPO_ROOT, "services", "api", "package.json"), "utf8")) as { dependencies: Record<string, string> };
   assert.deepEqual(Object.keys(api.dependencies).filter((d) => d.startsWith("@rlmesh/")), ["@rlmesh/shared"]);
+});
+
+test("the import-cycle check finds a load-time cycle and ignores type-only and lazy imports", () => {
+  const sources = new Map([
+    ["p/src/a.ts", 'import { b } from "./b.js";\nexport const a = 1;'],
+    ["p/src/b.ts", 'import {\n  c,\n} from "./sub/c.js";\nexport const b = c;'],
+    ["p/src/sub/c.ts", 'export * from "../a.js";\nexport const c = 2;'],
+    ["p/src/d.ts", 'import type { E } from "./e.js";\nexport const d = () => import("./e.js");'],
+    ["p/src/e.ts", 'import { d } from "./d.js";\nexport type E = typeof d;'],
+  ]);
+  assert.deepEqual(findImportCycles(sources), [["p/src/a.ts", "p/src/b.ts", "p/src/sub/c.ts"]]);
+});
+
+test("no load-time import cycles between source files", () => {
+  const cycles = importCyclesIn(REPO_ROOT);
+  assert.deepEqual(cycles, [], `import cycles:\n${cycles.map((c) => `  ${c.join(" <-> ")}`).join("\n")}`);
 });

@@ -159,7 +159,7 @@ async function rescore(data: RewardJobData[]): Promise<RewardResult[]> {
 
 test(
   "docker kill of the executor's sandboxes every 0.3 s through a whole RL job: a named failure or the clean run's result, never a sandbox's 0",
-  { timeout: 300_000 },
+  { timeout: 600_000 },
   async (t) => {
     const t0 = Date.now();
     const docker = await requireDockerAndImage();

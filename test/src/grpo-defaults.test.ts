@@ -32,3 +32,44 @@ test("the api's spec validation accepts its GRPO defaults and keeps unset fields
   assert.deepEqual(normalizeSpec({ ...base, grpo: { ...DEFAULT_GRPO } }).grpo, { ...DEFAULT_GRPO });
   assert.deepEqual(normalizeSpec(base).grpo, {});
 });
+
+test("a spec.grpo value the learner would refuse at the first TrainStep is refused at submit, naming the same field", () => {
+  const base = { modelDir: join(REPO_ROOT, "models/tiny-coder"), dataset: { path: join(REPO_ROOT, "datasets/toy/train.jsonl") } };
+  const cases: Record<string, number | string>[] = [
+    { lr: 1 },
+    { clipLow: 1 },
+    { dualClip: 0.5 },
+    { maskEpochs: 17 },
+    { ppoEpochs: 64 },
+    { tMin: 0 },
+    { tMax: 1 },
+    { tMax: 0.1 },
+    { klCoef: 0.01 },
+    { entropyCoef: 0.01 },
+    { maxGradNorm: 0 },
+    { weightDecay: 1 },
+    { cartP: 0.1 },
+    { lossWeight: "cart", cartP: 1 },
+    { advEstimator: "ppo" },
+    { lossAgg: "sum" },
+  ];
+  const fieldOf = (msg: string, prefix: string) => msg.slice(prefix.length).split(":")[0] ?? "";
+  for (const grpo of cases) {
+    let learnerField = "";
+    assert.throws(
+      () => resolveGrpoParams(grpo),
+      (e: unknown) => e instanceof Error && (learnerField = fieldOf(e.message, "params.")).length > 0,
+      `learner accepts ${JSON.stringify(grpo)}`,
+    );
+    assert.throws(
+      () => normalizeSpec({ ...base, grpo }),
+      (e: unknown) => e instanceof Error && e.message.startsWith("spec.grpo.") && fieldOf(e.message, "spec.grpo.") === learnerField,
+      `api ${JSON.stringify(grpo)}: expected spec.grpo.${learnerField}`,
+    );
+  }
+  // And what the learner accepts, the api accepts.
+  for (const grpo of [{ lr: 0 }, { dualClip: 1.5 }, { maskEpochs: 16 }, { lossWeight: "cart", cartP: 0.1 }, { tMin: 0.3, tMax: 0.3 }]) {
+    resolveGrpoParams(grpo);
+    normalizeSpec({ ...base, grpo });
+  }
+});

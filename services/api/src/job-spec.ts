@@ -19,6 +19,7 @@ import {
   DEFAULT_THRESHOLD,
 } from "@rlmesh/shared/decoding-defaults";
 import { GRPO_ADV_ESTIMATORS, GRPO_DEFAULTS, GRPO_LOSS_AGGREGATIONS, GRPO_LOSS_WEIGHTS } from "@rlmesh/shared/grpo-defaults";
+import { checkGrpoParams } from "@rlmesh/shared/grpo-params-check";
 import { normalizeInitFrom, type NormalizedInitFrom } from "./init-from-spec.js";
 
 /** Defaults for a job spec's unset fields (the shipped tiny model's recipe). An explicit 0 is never "use the default". */
@@ -158,32 +159,17 @@ export function normalizeDecoding(field: string, p: Partial<DecodingParams> | nu
   return d;
 }
 
-/** Validates the GRPO fields that are set; unset ones stay unset and take the learner's defaults. */
+/**
+ * Validates the GRPO fields that are set by the learner's own rule (shared checkGrpoParams), so a
+ * job accepted here never fails its first TrainStep on a value; unset ones stay unset and take
+ * the learner's defaults.
+ */
 function normalizeGrpo(p: Partial<GrpoParams> | null | undefined): GrpoParams {
   const g = defined(p) as GrpoParams;
-  const num = (k: keyof GrpoParams, name: string, min: number, max: number) => {
-    if (g[k] !== undefined) check.range(`spec.grpo.${name}`, g[k] as number, min, max);
-  };
-  num("lr", "lr", 0, 1);
-  num("clipLow", "clip_low", 0, 1);
-  num("clipHigh", "clip_high", 0, 10);
-  num("dualClip", "dual_clip", 0, 100);
-  num("tMin", "t_min", 0, 1);
-  num("tMax", "t_max", 0, 1);
-  num("maxGradNorm", "max_grad_norm", 0, 1e6);
-  num("weightDecay", "weight_decay", 0, 1);
-  if (g.advEstimator !== undefined) check.oneOf("spec.grpo.adv_estimator", g.advEstimator, ADV_ESTIMATORS);
-  if (g.lossAgg !== undefined) check.oneOf("spec.grpo.loss_agg", g.lossAgg, LOSS_AGGS);
   if (g.tMin !== undefined && g.tMax !== undefined && g.tMin > g.tMax) {
     throw new InvalidArgumentError("spec.grpo.t_min", `must be <= t_max (${g.tMax}), got ${g.tMin}`);
   }
-  if (g.maskEpochs !== undefined) check.int("spec.grpo.mask_epochs", g.maskEpochs, 1, 64);
-  if (g.ppoEpochs !== undefined) check.int("spec.grpo.ppo_epochs", g.ppoEpochs, 1, 64);
-  if (g.warmupSteps !== undefined) check.int("spec.grpo.warmup_steps", g.warmupSteps, 0, 1_000_000);
-  if (g.lossWeight !== undefined) check.oneOf("spec.grpo.loss_weight", g.lossWeight, LOSS_WEIGHTS);
-  if (g.cartP !== undefined) {
-    if (!(g.cartP > 0 && g.cartP < 1)) throw new InvalidArgumentError("spec.grpo.cart_p", `must be in (0, 1), got ${g.cartP}`);
-  }
+  checkGrpoParams(g, "spec.grpo");
   return g;
 }
 

@@ -1,5 +1,6 @@
 import { InvalidArgumentError, type GrpoParams } from "@rlmesh/shared";
-import { GRPO_DEFAULTS, GRPO_LOSS_AGGREGATIONS } from "@rlmesh/shared/grpo-defaults";
+import { GRPO_DEFAULTS } from "@rlmesh/shared/grpo-defaults";
+import { checkGrpoParams } from "@rlmesh/shared/grpo-params-check";
 import { LossWeightError, parseLossWeighting, type LossWeighting } from "../grpo/cart-weights.js";
 import type { GroupAdvantageOptions } from "../grpo/group-advantages.js";
 import type { LossAggregation } from "../grpo/grpo-config.js";
@@ -62,47 +63,28 @@ export interface ResolvedGrpoParams {
   advantage: GroupAdvantageOptions;
 }
 
-const AGGREGATIONS: readonly LossAggregation[] = GRPO_LOSS_AGGREGATIONS;
-const MAX_EPOCHS = 16;
-
-function bad(field: string, message: string): never {
-  throw new InvalidArgumentError(`params.${field}`, message);
-}
-
-function num(v: number | null | undefined, dflt: number, field: string, ok: (x: number) => boolean, what: string): number {
-  if (v === undefined || v === null) return dflt;
-  if (!Number.isFinite(v) || !ok(v)) bad(field, `must be ${what}, got ${v}`);
-  return v;
-}
-
-function int(v: number | null | undefined, dflt: number, field: string, min: number, max: number): number {
-  return num(v, dflt, field, (x) => Number.isInteger(x) && x >= min && x <= max, `an integer in [${min}, ${max}]`);
-}
-
 /**
  * GrpoParams (every field optional) over `recipe`. Throws InvalidArgumentError naming
- * `params.<field>` for a value out of range or an option the learner does not implement.
+ * `params.<field>` for a value out of range or an option the learner does not implement; the rule
+ * is shared `checkGrpoParams`, which the api also applies to a job's `spec.grpo` at submit.
  */
 export function resolveGrpoParams(p: GrpoParams | null | undefined, recipe: LearnerRecipe = LEARNER_RECIPE): ResolvedGrpoParams {
   const q = p ?? {};
-  const lr = num(q.lr, recipe.lr, "lr", (x) => x >= 0 && x < 1, "in [0, 1)");
-  const clipLow = num(q.clipLow, recipe.clipLow, "clip_low", (x) => x >= 0 && x < 1, "in [0, 1)");
-  const clipHigh = num(q.clipHigh, recipe.clipHigh, "clip_high", (x) => x >= 0 && x <= 10, "in [0, 10]");
-  const dualClip = num(q.dualClip, recipe.dualClip, "dual_clip", (x) => x === 0 || x > 1, "0 (off) or > 1");
-  const adv = q.advEstimator ?? recipe.advEstimator;
-  if (adv !== "grpo" && adv !== "drgrpo") bad("adv_estimator", `must be grpo or drgrpo, got "${adv}"`);
-  const agg = (q.lossAgg ?? recipe.lossAgg) as LossAggregation;
-  if (!AGGREGATIONS.includes(agg)) bad("loss_agg", `must be one of ${AGGREGATIONS.join(", ")}, got "${agg}"`);
-  const maskEpochs = int(q.maskEpochs, recipe.maskEpochs, "mask_epochs", 1, MAX_EPOCHS);
-  const ppoEpochs = int(q.ppoEpochs, recipe.ppoEpochs, "ppo_epochs", 1, MAX_EPOCHS);
-  const tMin = num(q.tMin, recipe.tMin, "t_min", (x) => x > 0 && x < 1, "in (0, 1)");
-  const tMax = num(q.tMax, recipe.tMax, "t_max", (x) => x >= tMin && x < 1, `in [t_min=${tMin}, 1)`);
-  // The stacked-pass loss has no reference policy or entropies; refuse rather than ignore.
-  num(q.klCoef, recipe.klCoef, "kl_coef", (x) => x === 0, "0 (the learner has no reference-policy KL term)");
-  num(q.entropyCoef, recipe.entropyCoef, "entropy_coef", (x) => x === 0, "0 (the learner has no entropy term)");
-  const maxGradNorm = num(q.maxGradNorm, recipe.maxGradNorm, "max_grad_norm", (x) => x > 0, "> 0");
-  const warmupSteps = int(q.warmupSteps, recipe.warmupSteps, "warmup_steps", 0, 1_000_000);
-  const weightDecay = num(q.weightDecay, recipe.weightDecay, "weight_decay", (x) => x >= 0 && x < 1, "in [0, 1)");
+  checkGrpoParams(q, "params", { tMin: recipe.tMin, lossWeight: recipe.lossWeighting.kind });
+  const or = <T>(v: T | null | undefined, dflt: T): T => (v === undefined || v === null ? dflt : v);
+  const lr = or(q.lr, recipe.lr);
+  const clipLow = or(q.clipLow, recipe.clipLow);
+  const clipHigh = or(q.clipHigh, recipe.clipHigh);
+  const dualClip = or(q.dualClip, recipe.dualClip);
+  const adv = or(q.advEstimator, recipe.advEstimator);
+  const agg = or(q.lossAgg, recipe.lossAgg) as LossAggregation;
+  const maskEpochs = or(q.maskEpochs, recipe.maskEpochs);
+  const ppoEpochs = or(q.ppoEpochs, recipe.ppoEpochs);
+  const tMin = or(q.tMin, recipe.tMin);
+  const tMax = or(q.tMax, recipe.tMax);
+  const maxGradNorm = or(q.maxGradNorm, recipe.maxGradNorm);
+  const warmupSteps = or(q.warmupSteps, recipe.warmupSteps);
+  const weightDecay = or(q.weightDecay, recipe.weightDecay);
   const substitute = q.disableSubstitution === undefined || q.disableSubstitution === null ? recipe.substitution : !q.disableSubstitution;
   const weightInRatio = q.weightInRatio ?? recipe.weightInRatio;
   let weighting: LossWeighting;
@@ -111,7 +93,7 @@ export function resolveGrpoParams(p: GrpoParams | null | undefined, recipe: Lear
     weighting = parseLossWeighting(q.lossWeight, q.cartP, { lossWeight: "", cartP: "" }, recipe.lossWeighting);
   } catch (err) {
     if (!(err instanceof LossWeightError) || err.field === "input") throw err;
-    bad(err.field, err.message.trimStart());
+    throw new InvalidArgumentError(`params.${err.field}`, err.message.trimStart());
   }
   return {
     update: {

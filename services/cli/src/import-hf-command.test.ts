@@ -57,3 +57,15 @@ test("rlmesh import-hf: a Dream checkpoint becomes a model directory (--json sum
   assert.equal(dtype.code, 2);
   assert.match(dtype.stderr, /--dtype must be float32 or float16, got int8/);
 });
+
+test("rlmesh bench import-hf --size tiny --dtype float16 --session-rss --json: the import's numbers and what an onnxruntime session of it holds", async () => {
+  const r = await rlmesh(["bench", "import-hf", "--size", "tiny", "--dtype", "float16", "--session-rss", "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout.trim().split("\n").pop()!) as { dtype: string; parameters: number; session: Record<string, number> };
+  assert.equal(j.dtype, "float16");
+  assert.ok(j.parameters > 0);
+  for (const k of ["rss_after_create_mb", "rss_after_forward_mb", "peak_rss_mb", "create_s", "forward_s"]) assert.ok(j.session[k]! > 0, `${k} ${j.session[k]}`);
+  const bad = await rlmesh(["bench", "import-hf", "--size", "tiny", "--dtype", "bf16"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--dtype must be float32 or float16, got bf16/);
+});

@@ -78,14 +78,15 @@ async function dirBytes(dir: string): Promise<number> {
 }
 
 /**
- * `rlmesh bench import-hf [--size 100m|tiny] [--dtype float32|float16] [--out DIR] [--checkpoint DIR] [--json]`:
+ * `rlmesh bench import-hf [--size 100m|tiny] [--dtype float32|float16] [--out DIR] [--checkpoint DIR] [--session-rss] [--json]`:
  * writes a random Dream-architecture checkpoint (BF16, like the released ones) with the test
  * fixture, then times import-hf on it (--dtype as import-hf's). --out keeps the imported model (e.g.
  * for `bench decode --model DIR`); --checkpoint keeps the checkpoint there, or reuses the one
- * already there (then --size is not checked against it).
+ * already there (then --size is not checked against it). --session-rss then measures what an
+ * onnxruntime session of the imported model holds (rollout session-rss.ts, in its own process).
  */
 export async function benchImportHfCommand(argv: string[]): Promise<number> {
-  const a = parseArgs(argv, ["json"]);
+  const a = parseArgs(argv, ["json", "session-rss"]);
   const size = flagString(a, "size", "100m");
   if (size !== "100m" && size !== "tiny") throw new UsageError(`--size must be 100m or tiny, got ${size}`);
   const dtype = flagString(a, "dtype", "float32");
@@ -132,12 +133,16 @@ export async function benchImportHfCommand(argv: string[]): Promise<number> {
       external_data: r.external,
       peak_rss_mb: Math.round(peakRss / 1024 ** 2),
       ...(outFlag ? { out } : {}),
+      ...(flagBool(a, "session-rss") ? { session: await (await import("@rlmesh/rollout/session-rss")).sessionRss(out) } : {}),
     };
     if (json) console.log(JSON.stringify(result));
     else {
       console.log(
         `import-hf ${size}: ${(r.parameters / 1e6).toFixed(1)} M params, checkpoint ${result.checkpoint_mb} MB (BF16) → ${result.imported_mb} MB (${dtype} ONNX) ` +
           `in ${result.import_s} s (${result.import_mb_per_s} MB/s of checkpoint), peak RSS ${result.peak_rss_mb} MB` +
+          (result.session
+            ? `\nonnxruntime session of it (own process, one 64-token forward): RSS ${result.session.rss_after_forward_mb} MB, peak ${result.session.peak_rss_mb} MB, forward ${result.session.forward_s} s`
+            : "") +
           (outFlag ? `\nmodel kept at ${out} (try: npx rlmesh bench decode --model ${out})` : ""),
       );
     }

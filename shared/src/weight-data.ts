@@ -383,9 +383,15 @@ export function receiveWeightData(opts: {
     let settled = false;
     const spare = new Uint8Array(64);
 
+    // Armed first; fail() (defined next) clears it.
+    const connectTimer = setTimeout(
+      () => fail(new WeightDataConnectError(`no data connection to ${opts.host}:${opts.port} within ${DATA_CONNECT_TIMEOUT_MS} ms`)),
+      DATA_CONNECT_TIMEOUT_MS,
+    );
     const fail = (err: Error) => {
       if (settled) return;
       settled = true;
+      clearTimeout(connectTimer);
       opts.signal?.removeEventListener("abort", onAbort);
       sock.destroy();
       reject(err);
@@ -493,10 +499,6 @@ export function receiveWeightData(opts: {
         },
       },
     });
-    const connectTimer = setTimeout(
-      () => fail(new WeightDataConnectError(`no data connection to ${opts.host}:${opts.port} within ${DATA_CONNECT_TIMEOUT_MS} ms`)),
-      DATA_CONNECT_TIMEOUT_MS,
-    );
     sock.once("connect", () => {
       connected = true;
       clearTimeout(connectTimer);

@@ -108,6 +108,8 @@ export class WeightPusher {
   private readonly clients = new ClientPool<RolloutServiceClient>((address) => createClient(sharedEncodingRolloutClient(), address));
   readonly transport: PushTransport;
   private readonly dataServer: WeightDataServer | undefined;
+  /** Pushes to one worker that went as chunks because it did not take the data connection. */
+  chunkFallbacks = 0;
   /** Workers (by address) already warned about taking chunks instead of the data connection. */
   private readonly warnedChunks = new Set<string>();
 
@@ -225,6 +227,7 @@ export class WeightPusher {
     } catch (err) {
       const code = (err as grpc.ServiceError).code;
       if (!offer.connected() && (code === grpc.status.INVALID_ARGUMENT || code === grpc.status.FAILED_PRECONDITION)) {
+        this.chunkFallbacks++;
         const first = !this.warnedChunks.has(w.address);
         this.warnedChunks.add(w.address);
         this.logger[first ? "warn" : "debug"]("rollout worker did not take the weight data connection; pushing it chunks on the stream", {

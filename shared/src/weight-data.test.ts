@@ -1,0 +1,217 @@
+// The tcp-v1 weight data connection over real loopback sockets: round trip into aligned typed
+// arrays with both digests, and every way a stream can go wrong on the way (a flipped byte,
+// truncation, reordered segments, extra bytes, another version, an unknown token, no listener),
+// the wrong bytes injected by a TCP proxy between the pusher's data server and the receiver.
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { connect, createServer, type Server, type Socket } from "node:net";
+import { randomBytes } from "node:crypto";
+import * as zlib from "node:zlib";
+import * as grpc from "@grpc/grpc-js";
+import { tensorToBytes, type HostTensor } from "./tensor.js";
+import { weightsChecksum, WeightStreamError } from "./weights.js";
+import {
+  crc32ByTable,
+  peerHost,
+  receiveWeightData,
+  WeightDataConnectError,
+  weightDataMetadata,
+  WeightDataPayload,
+  weightDataRequest,
+  WeightDataServer,
+  type WeightDataDigest,
+} from "./weight-data.js";
+
+const SEG = 4096;
+const tensors = (): HostTensor[] => [
+  { name: "w.b", dtype: "DTYPE_FLOAT32", shape: [3, 1500], data: Float32Array.from({ length: 4500 }, (_, i) => Math.sin(i)) },
+  { name: "w.a", dtype: "DTYPE_INT64", shape: [4], data: BigInt64Array.from([1n, -2n, 3n, 2n ** 40n]) },
+  { name: "w.empty", dtype: "DTYPE_FLOAT32", shape: [0, 8], data: new Float32Array(0) },
+  { name: "w.h", dtype: "DTYPE_FLOAT16", shape: [2049], data: Uint16Array.from({ length: 2049 }, (_, i) => i) },
+];
+const policy = { jobId: "job-x", version: 3 };
+
+const servers: { close(): void }[] = [];
+after(() => {
+  for (const s of servers) s.close();
+});
+
+async function dataServer(): Promise<WeightDataServer> {
+  const s = new WeightDataServer("127.0.0.1", 0);
+  servers.push(s);
+  await s.start();
+  return s;
+}
+
+/**
+ * A TCP proxy in front of `port`: the receiver's greeting goes through unchanged; what the data
+ * server sends is collected until it closes, passed through `mangle`, then sent on.
+ */
+async function proxy(port: number, mangle: (b: Buffer) => Buffer): Promise<number> {
+  const server: Server = createServer((down: Socket) => {
+    const up = connect(port, "127.0.0.1");
+    const got: Buffer[] = [];
+    down.on("data", (d) => up.write(d));
+    down.on("error", () => up.destroy());
+    up.on("data", (d) => got.push(d));
+    up.on("error", () => down.destroy());
+    up.on("end", () => down.end(mangle(Buffer.concat(got))));
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  servers.push(server);
+  const a = server.address();
+  return typeof a === "object" && a ? a.port : 0;
+}
+
+/** Offers `payload` and receives it through `port` (the data server's, or a proxy's). */
+async function roundTrip(server: WeightDataServer, payload: WeightDataPayload, port?: number, expect = policy) {
+  const offer = await server.offer(payload);
+  try {
+    return await receiveWeightData({ host: "127.0.0.1", port: port ?? offer.port, token: offer.token, expect });
+  } finally {
+    offer.cancel();
+  }
+}
+
+/** Where the tensor data starts in the data server's stream (after magic, length and header). */
+const dataStart = (p: WeightDataPayload) => p.head.length;
+
+for (const digest of ["crc32", "sha256"] as WeightDataDigest[]) {
+  test(`a version round-trips over the data connection into aligned typed arrays (${digest}, ${SEG}-byte segments)`, async () => {
+    const server = await dataServer();
+    const payload = new WeightDataPayload(policy, tensors(), { digest, segmentBytes: SEG });
+    const got = await roundTrip(server, payload);
+    assert.deepEqual([got.jobId, got.version], ["job-x", 3]);
+    assert.equal(got.received, payload.totalBytes);
+    assert.equal(got.received, 4500 * 4 + 32 + 2049 * 2);
+    assert.deepEqual(
+      got.tensors.map((t) => t.name),
+      ["w.a", "w.b", "w.empty", "w.h"],
+    );
+    assert.equal(weightsChecksum(got.tensors), weightsChecksum(tensors()));
+    const b = got.tensors.find((t) => t.name === "w.b")!;
+    assert.ok(b.data instanceof Float32Array && b.data.byteOffset % 4 === 0);
+    assert.deepEqual(b.shape, [3, 1500]);
+    assert.deepEqual(got.tensors.find((t) => t.name === "w.a")!.data, tensors()[1]!.data);
+    // The same payload serves a second receiver (as every worker of one push).
+    assert.equal(weightsChecksum((await roundTrip(server, payload)).tensors), weightsChecksum(tensors()));
+  });
+}
+
+test("a flipped byte anywhere in the data or the header fails the digest with the tensor and byte range", async () => {
+  const server = await dataServer();
+  const payload = new WeightDataPayload(policy, tensors(), { segmentBytes: SEG });
+  // w.a is 32 bytes (one segment + 4-byte digest); w.b starts after it: flip its byte 5000 (second segment).
+  const at = dataStart(payload) + 32 + 4 + SEG + 4 + (5000 - SEG);
+  const port = await proxy(await server.start(), (b) => {
+    b[at] = b[at]! ^ 0x01;
+    return b;
+  });
+  await assert.rejects(roundTrip(server, payload, port), (err: Error) => {
+    assert.ok(err instanceof WeightStreamError);
+    assert.match(err.message, /tensor w\.b: bytes \[4096, 8192\) fail the crc32 check .*corrupted, reordered or lost/);
+    return true;
+  });
+  // A header byte that still parses (a digit of the version inside the JSON is not, but a tensor name's letter is).
+  const headAt = payload.head.indexOf(Buffer.from('"w.h"')) + 1;
+  const port2 = await proxy(await server.start(), (b) => {
+    b[headAt] = "x".charCodeAt(0);
+    return b;
+  });
+  await assert.rejects(roundTrip(server, payload, port2), /tensor w\.a: bytes \[0, 32\) fail the crc32 check/);
+});
+
+test("a truncated stream, extra bytes and reordered segments are refused", async () => {
+  const server = await dataServer();
+  const payload = new WeightDataPayload(policy, tensors(), { segmentBytes: SEG });
+  const total = payload.totalBytes;
+  const cut = await proxy(await server.start(), (b) => b.subarray(0, b.length - 1000));
+  await assert.rejects(roundTrip(server, payload, cut), new RegExp(`data connection ended after \\d+ of ${total} bytes \\(truncated\\)`));
+  const extra = await proxy(await server.start(), (b) => Buffer.concat([b, Buffer.from("more")]));
+  await assert.rejects(roundTrip(server, payload, extra), /more bytes than the header's total_bytes/);
+  // Swap w.b's first two segments, each with its digest: every segment is intact, the order is not.
+  const b0 = dataStart(payload) + 32 + 4;
+  const swap = await proxy(await server.start(), (b) => {
+    const s1 = Buffer.from(b.subarray(b0, b0 + SEG + 4));
+    const s2 = Buffer.from(b.subarray(b0 + SEG + 4, b0 + 2 * (SEG + 4)));
+    s2.copy(b, b0);
+    s1.copy(b, b0 + SEG + 4);
+    return b;
+  });
+  await assert.rejects(roundTrip(server, payload, swap), /tensor w\.b: bytes \[0, 4096\) fail the crc32 check/);
+  const headerOnly = await proxy(await server.start(), (b) => b.subarray(0, 6));
+  await assert.rejects(roundTrip(server, payload, headerOnly), /ended before the header/);
+});
+
+test("data of another version than the call announced is refused; so are a bad magic and an unknown token", async () => {
+  const server = await dataServer();
+  const payload = new WeightDataPayload({ jobId: "job-x", version: 4 }, tensors(), { segmentBytes: SEG });
+  await assert.rejects(roundTrip(server, payload), /data header is for job job-x v4, but the call announced job job-x v3/);
+  const other = new WeightDataPayload({ jobId: "job-y", version: 3 }, tensors(), { segmentBytes: SEG });
+  await assert.rejects(roundTrip(server, other), /data header is for job job-y v3, but the call announced job job-x v3/);
+  const badMagic = await proxy(await server.start(), (b) => Buffer.concat([Buffer.from("XXXX"), b.subarray(4)]));
+  await assert.rejects(roundTrip(server, new WeightDataPayload(policy, tensors()), badMagic), /not a tcp-v1 weight stream \(bad magic\)/);
+  // A token the server never offered: it drops the connection without a byte.
+  await assert.rejects(
+    receiveWeightData({ host: "127.0.0.1", port: await server.start(), token: randomBytes(16).toString("hex"), expect: policy }),
+    /ended before the header/,
+  );
+});
+
+test("a receiver that cannot connect says so (WeightDataConnectError); an abort cancels a receive", async () => {
+  const free = createServer();
+  await new Promise<void>((r) => free.listen(0, "127.0.0.1", r));
+  const port = (free.address() as { port: number }).port;
+  await new Promise<void>((r) => free.close(() => r()));
+  await assert.rejects(receiveWeightData({ host: "127.0.0.1", port, token: "0".repeat(32), expect: policy }), (err: Error) => {
+    assert.ok(err instanceof WeightDataConnectError);
+    assert.match(err.message, /cannot open the data connection to 127\.0\.0\.1:\d+: .*ECONNREFUSED/);
+    return true;
+  });
+  const server = await dataServer();
+  const offer = await server.offer(new WeightDataPayload(policy, tensors()));
+  const ac = new AbortController();
+  ac.abort();
+  await assert.rejects(receiveWeightData({ host: "127.0.0.1", port: offer.port, token: offer.token, expect: policy, signal: ac.signal }), /cancelled/);
+  offer.cancel();
+  await offer.done;
+});
+
+test("UpdateWeights metadata: tcp-v1 parameters round-trip; a bad one is refused naming its key", () => {
+  const md = weightDataMetadata({ port: 4321, token: "ab".repeat(16) }, { jobId: "job/ü 1", version: 12 });
+  assert.deepEqual(weightDataRequest(md), { port: 4321, token: "ab".repeat(16), expect: { jobId: "job/ü 1", version: 12 } });
+  assert.equal(weightDataRequest(new grpc.Metadata()), null, "no transport key: chunks on the stream");
+  const bad = (key: string, value: string) => {
+    const m = md.clone();
+    m.set(key, value);
+    return () => weightDataRequest(m);
+  };
+  assert.throws(bad("rlmesh-weight-transport", "udp"), /metadata rlmesh-weight-transport: unknown transport "udp"/);
+  assert.throws(bad("rlmesh-weight-data-port", "0"), /metadata rlmesh-weight-data-port: must be a port in \[1, 65535\], got 0/);
+  assert.throws(bad("rlmesh-weight-data-token", "xyz"), /metadata rlmesh-weight-data-token: must be 32 hex characters/);
+  assert.throws(bad("rlmesh-weight-version", "-1"), /metadata rlmesh-weight-version: must be a non-negative integer, got "-1"/);
+  assert.throws(bad("rlmesh-weight-job", "%E0%A4%A"), /metadata rlmesh-weight-job: not URI-encoded/);
+});
+
+test("the table CRC-32 (for Node without zlib.crc32) equals zlib's; peer strings give their host", () => {
+  const data = randomBytes(100_003);
+  const z = (zlib as { crc32?: (b: Uint8Array, v?: number) => number }).crc32;
+  const byTable = crc32ByTable(data.subarray(50_000), crc32ByTable(data.subarray(0, 50_000), 0));
+  assert.equal(crc32ByTable(Buffer.from("123456789"), 0), 0xcbf43926, "the CRC-32 check value");
+  if (z) assert.equal(byTable, z(data));
+  assert.equal(peerHost("127.0.0.1:5000"), "127.0.0.1");
+  assert.equal(peerHost("::1:5000"), "::1");
+  assert.equal(peerHost("[::ffff:10.0.0.2]:80"), "::ffff:10.0.0.2");
+});
+
+test("the payload's segments are views of the tensors (no copy) and its header lists them by name", () => {
+  const ts = tensors();
+  const payload = new WeightDataPayload(policy, ts, { segmentBytes: SEG });
+  const json = JSON.parse(payload.head.subarray(8).toString("utf8")) as { tensors: { name: string }[]; totalBytes: number };
+  assert.deepEqual(
+    json.tensors.map((t) => t.name),
+    ["w.a", "w.b", "w.empty", "w.h"],
+  );
+  assert.equal(json.totalBytes, ts.reduce((a, t) => a + tensorToBytes(t).length, 0));
+  assert.throws(() => new WeightDataPayload(policy, ts, { segmentBytes: 10 }), /segmentBytes: must be an integer in \[4096/);
+});

@@ -1,0 +1,201 @@
+// The learner's weight push over the tcp-v1 data connection to a real rollout worker process
+// (onnxruntime, the shipped model, registered in a real Redis), and the ways it must not go
+// wrong: the version and job scoping of UpdateWeights stay as with chunks; a push whose data is of
+// another version than the call announced, or whose bytes are corrupted on the way, is refused
+// with INVALID_ARGUMENT naming the reason and leaves the served version; a worker that cannot
+// connect back, or that only takes chunks (an older worker), gets the same version as chunks.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { connect, createServer, type Socket } from "node:net";
+import { join } from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import {
+  createLogger,
+  createRedis,
+  listWorkers,
+  loadProto,
+  registerWorker,
+  ROLLOUT_WORKER_KIND,
+  startGrpcServer,
+  startLocalRedis,
+  WeightAssembler,
+  weightsChecksum,
+  type HostTensor,
+  type LocalRedis,
+  type ModelInfo,
+  type RolloutServiceClient,
+  type UpdateWeightsResponse,
+  type WeightChunk,
+} from "@rlmesh/shared";
+import { WeightDataPayload, WeightDataServer, weightDataMetadata } from "@rlmesh/shared/weight-data";
+import { parseModel, readWeights } from "@rlmesh/shared/model/index";
+import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
+import { WeightPusher } from "@rlmesh/learner/push/weight-pusher";
+import { startRolloutWorker, type ServiceProcess } from "./helpers.js";
+
+const MODEL_DIR = join(REPO_ROOT, "models", "tiny-coder");
+const logger = createLogger("weight-push-tcp-test", { level: "error" });
+
+const info = (c: RolloutServiceClient) =>
+  new Promise<ModelInfo>((resolve, reject) => c.getModelInfo({}, (err, res) => (err ? reject(err) : resolve(res!))));
+
+/** One UpdateWeights call with tcp-v1 metadata announcing `announced`, the data server offering `payload`. */
+async function tcpCall(
+  c: RolloutServiceClient,
+  server: WeightDataServer,
+  payload: WeightDataPayload,
+  announced: { jobId: string; version: number },
+  port?: number,
+): Promise<UpdateWeightsResponse> {
+  const offer = await server.offer(payload);
+  try {
+    return await new Promise((resolve, reject) => {
+      const md = weightDataMetadata({ token: offer.token, port: port ?? offer.port }, announced);
+      const stream = c.updateWeights(md, { deadline: new Date(Date.now() + 60_000) }, (err, res) => (err ? reject(err) : resolve(res!)));
+      stream.end();
+    });
+  } finally {
+    offer.cancel();
+  }
+}
+
+describe("weight push over the tcp-v1 data connection", { timeout: 300_000 }, () => {
+  let redis: LocalRedis;
+  let worker: { svc: ServiceProcess; client: RolloutServiceClient; addr: string };
+  let weights: HostTensor[];
+  const closers: (() => unknown)[] = [];
+
+  before(async () => {
+    redis = await startLocalRedis();
+    const model = parseModel(readFileSync(join(MODEL_DIR, "model.onnx")));
+    weights = [...readWeights(model)].map(([name, w]) => ({ name, dtype: "DTYPE_FLOAT32" as const, shape: w.shape, data: w.data }));
+    worker = await startRolloutWorker(redis.url, "tcp-w0", MODEL_DIR);
+    const r = createRedis(redis.url, { role: "client", logger });
+    closers.push(() => r.disconnect());
+    const deadline = Date.now() + 10_000;
+    while ((await listWorkers(r, ROLLOUT_WORKER_KIND)).length < 1 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 100));
+  });
+  after(async () => {
+    for (const c of closers.reverse()) await c();
+    worker?.client.close();
+    await worker?.svc.stop();
+    await redis?.stop();
+  });
+
+  test("a push reaches the worker over the data connection; versions stay scoped by job", async () => {
+    const r = createRedis(redis.url, { role: "client", logger });
+    closers.push(() => r.disconnect());
+    const pusher = new WeightPusher(r, logger, undefined, { transport: "tcp" });
+    closers.push(() => pusher.close());
+    // Changed weights, so the served bytes are this push's (the engine validates names and shapes).
+    const changed = weights.map((t, i) => (i === 0 ? { ...t, data: (t.data as Float32Array).map((x) => x * 0.5) } : t));
+    const p1 = await pusher.push({ jobId: "job-t", version: 1 }, changed);
+    assert.deepEqual([p1.pushedTo, p1.pushFailed], [["tcp-w0"], []]);
+    assert.equal(pusher.chunkFallbacks, 0, "the data connection carried it, not chunks");
+    let i = await info(worker.client);
+    assert.deepEqual([Number(i.policyVersion), i.policyJobId], [1, "job-t"]);
+    // Version 1 of the same job again: not newer, not taken (the push still counts it as served).
+    const again = await pusher.push({ jobId: "job-t", version: 1 }, weights);
+    assert.deepEqual(again.pushedTo, ["tcp-w0"]);
+    // Version 0 of another job is taken.
+    const other = await pusher.push({ jobId: "job-u", version: 0 }, weights);
+    assert.deepEqual(other.pushedTo, ["tcp-w0"]);
+    i = await info(worker.client);
+    assert.deepEqual([Number(i.policyVersion), i.policyJobId], [0, "job-u"]);
+    assert.equal(pusher.chunkFallbacks, 0);
+  });
+
+  test("data of another version than announced, and corrupted bytes, are refused and leave the served version", async () => {
+    const server = new WeightDataServer("127.0.0.1", 0);
+    closers.push(() => server.close());
+    const before = await info(worker.client);
+    const mismatched = new WeightDataPayload({ jobId: "job-u", version: 7 }, weights);
+    await assert.rejects(tcpCall(worker.client, server, mismatched, { jobId: "job-u", version: 8 }), (err: grpc.ServiceError) => {
+      assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+      assert.match(err.details, /^weights: data header is for job job-u v7, but the call announced job job-u v8/);
+      return true;
+    });
+    // A proxy that flips one byte in the middle of the data.
+    const payload = new WeightDataPayload({ jobId: "job-u", version: 9 }, weights);
+    const proxy = createServer((down: Socket) => {
+      const up = connect(serverPort, "127.0.0.1");
+      let seen = 0;
+      down.on("data", (d) => up.write(d));
+      up.on("data", (d: Buffer) => {
+        const flip = payload.head.length + 500_000 - seen;
+        if (flip >= 0 && flip < d.length) d[flip] = d[flip]! ^ 0x80;
+        seen += d.length;
+        down.write(d);
+      });
+      up.on("end", () => down.end());
+      up.on("error", () => down.destroy());
+      down.on("error", () => up.destroy());
+    });
+    const serverPort = await server.start();
+    await new Promise<void>((res) => proxy.listen(0, "127.0.0.1", res));
+    closers.push(() => proxy.close());
+    await assert.rejects(
+      tcpCall(worker.client, server, payload, { jobId: "job-u", version: 9 }, (proxy.address() as { port: number }).port),
+      (err: grpc.ServiceError) => {
+        assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+        assert.match(err.details, /^weights: tensor .*: bytes \[\d+, \d+\) fail the crc32 check/);
+        return true;
+      },
+    );
+    const afterBad = await info(worker.client);
+    assert.deepEqual([afterBad.policyVersion, afterBad.policyJobId], [before.policyVersion, before.policyJobId], "the old version still serves");
+  });
+
+  test("a worker that cannot connect back, and one that only takes chunks, get the version as chunks", async () => {
+    const r = createRedis(redis.url, { role: "client", logger });
+    closers.push(() => r.disconnect());
+    // The data server listens on 127.0.0.2; the worker connects to the gRPC peer's address, 127.0.0.1.
+    const unreachable = new WeightPusher(r, logger, undefined, { transport: "tcp", dataHost: "127.0.0.2" });
+    closers.push(() => unreachable.close());
+    const p = await unreachable.push({ jobId: "job-u", version: 1 }, weights);
+    assert.deepEqual([p.pushedTo, p.pushFailed], [["tcp-w0"], []]);
+    assert.equal(unreachable.chunkFallbacks, 1);
+    assert.equal(Number((await info(worker.client)).policyVersion), 1);
+
+    // An older worker: UpdateWeights over WeightAssembler only (it ignores the metadata, so the
+    // empty stream is INVALID_ARGUMENT "empty weight stream").
+    const got: { version: number; tensors: HostTensor[] }[] = [];
+    const old = await startGrpcServer({
+      port: 0,
+      logger,
+      services: [
+        {
+          name: "rlmesh.v1.RolloutService",
+          definition: loadProto().proto.rlmesh.v1.RolloutService.service,
+          implementation: {
+            UpdateWeights: (call: grpc.ServerReadableStream<WeightChunk, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+              const asm = new WeightAssembler();
+              call.on("data", (c: WeightChunk) => asm.add(c));
+              call.on("end", () => {
+                try {
+                  const w = asm.finish();
+                  got.push(w);
+                  cb(null, { accepted: true, version: w.version, jobId: w.jobId, bytesReceived: asm.received });
+                } catch (err) {
+                  cb({ code: grpc.status.INVALID_ARGUMENT, details: `weights: ${(err as Error).message}` });
+                }
+              });
+            },
+          },
+        },
+      ],
+    });
+    closers.push(() => old.shutdown(0));
+    const reg = await registerWorker(r, ROLLOUT_WORKER_KIND, { id: "old-w", address: old.address, meta: {} });
+    closers.push(() => reg.close());
+    const pusher = new WeightPusher(r, logger, undefined, { transport: "tcp" });
+    closers.push(() => pusher.close());
+    const q = await pusher.push({ jobId: "job-u", version: 2 }, weights);
+    assert.deepEqual([[...q.pushedTo].sort(), q.pushFailed], [["old-w", "tcp-w0"], []]);
+    assert.equal(pusher.chunkFallbacks, 1, "only the old worker took chunks");
+    assert.equal(got.length, 1);
+    assert.equal(weightsChecksum(got[0]!.tensors), weightsChecksum(weights));
+    assert.equal(Number((await info(worker.client)).policyVersion), 2);
+  });
+});

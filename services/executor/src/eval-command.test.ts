@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { benchSandboxCommand } from "./bench-command.js";
 import { evalCommand } from "./eval-command.js";
+import { defaultMbppPath } from "./bench-command.js";
 import { requireDockerAndImage } from "./test-support.js";
 
 let dir: string;
@@ -257,4 +258,46 @@ test("bench sandbox prints the three rates and ratios", { timeout: 300_000 }, as
     assert.ok(b.cpu_ratio_vs_bare > 0, `${name} cpu ratio = ${b.cpu_ratio_vs_bare}`);
   }
   console.log(`# bench: ${lines.at(-1)}`);
+});
+
+test("bench sandbox --prefetch 0,1 --rounds 2 --exclude-tasks: every executor setting and path on the kept rows, each round", { timeout: 300_000 }, async () => {
+  const file = join(dir, "mbpp6.jsonl");
+  const six = readFileSync(defaultMbppPath(), "utf8").split("\n").slice(0, 6);
+  writeFileSync(file, six.join("\n") + "\n");
+  const dropped = String((JSON.parse(six[2]!) as { task_id: number }).task_id);
+  const lines: string[] = [];
+  const argv = ["--dataset", file, "--exclude-tasks", dropped, "--prefetch", "0,1", "--rounds", "2", "--backends", "docker", "--cold-sample", "1", "--json"];
+  assert.equal(await benchSandboxCommand(argv, (l) => lines.push(l)), 0);
+  const r = JSON.parse(lines.at(-1)!);
+  assert.equal(r.candidates, 5);
+  assert.equal(r.rounds, 2);
+  assert.equal(r.bare_passed, 5);
+  const d = r.backends.docker;
+  assert.deepEqual(
+    d.executors.map((e: { prefetch: number; passed: number }) => [e.prefetch, e.passed]),
+    [
+      [0, 5],
+      [1, 5],
+    ],
+  );
+  assert.equal(d.executor_per_s, d.executors[0].per_s, "the first setting is the headline");
+  assert.equal(d.pool_passed, 5);
+  for (const e of d.executors) {
+    assert.ok(e.per_s > 0 && e.node_cpu_ms_per_candidate > 0, JSON.stringify(e));
+    assert.ok(e.redis_cpu_ms_per_candidate >= 0 && e.sandbox_idle_ms_per_candidate >= 0, JSON.stringify(e));
+  }
+  // Bad flags are usage errors (2); an excluded id the dataset lacks is named (1).
+  const errors: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = (s: string) => (errors.push(String(s)), true);
+  try {
+    assert.equal(await benchSandboxCommand(["--prefetch", "1,x"], () => {}), 2);
+    assert.equal(await benchSandboxCommand(["--rounds", "0"], () => {}), 2);
+    assert.equal(await benchSandboxCommand(["--dataset", file, "--exclude-tasks", "no-such-task"], () => {}), 1);
+  } finally {
+    process.stderr.write = write;
+  }
+  assert.match(errors.join(""), /--prefetch: expected integers >= 0 separated by commas, got "x"/);
+  assert.match(errors.join(""), /--rounds must be a positive integer/);
+  assert.match(errors.join(""), /--exclude-tasks: no task "no-such-task" in the dataset/);
 });

@@ -164,8 +164,10 @@ export default async function* faultReporter(source) {
 
 function errorText(err) {
   const inner = err.cause ?? err;
+  // An assertion's message spans lines (the diff of actual and expected): one line for the table.
   return String(inner?.message ?? inner)
-    .split("\n")[0]
+    .replace(/\s+/g, " ")
+    .trim()
     .slice(0, 300);
 }
 

@@ -54,7 +54,7 @@ function candidates(jobId: string): Candidate[] {
   ]);
 }
 
-test("docker kill of the sandboxes every 0.3 s: each candidate gets the clean run's reward, or none (dropped, named) — never a sandbox's 0", { timeout: 90_000 }, async (t) => {
+test("docker kill of the sandboxes every 0.3 s: each candidate gets the clean run's reward, or none (dropped, named) — never a sandbox's 0", { timeout: 300_000 }, async (t) => {
   const clean = await scorer.score(candidates("clean"), NO_LIMITS);
   assert.deepEqual(
     clean.map((s) => s.reward),

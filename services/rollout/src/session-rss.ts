@@ -7,6 +7,7 @@
  * at run time and what it does not.
  */
 import { execFile } from "node:child_process";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export interface SessionRss {
@@ -21,13 +22,12 @@ const TOKENS = 64;
 const mb = (b: number) => Math.round(b / 1024 ** 2);
 
 async function measure(modelDir: string): Promise<SessionRss> {
-  const { loadModel, layerName } = await import("@rlmesh/shared/model/index");
+  const { loadManifest, layerName } = await import("@rlmesh/shared/model/index");
   const ort = (await import("onnxruntime-node")).default;
-  const model = await loadModel(modelDir);
-  const m = model.manifest;
-  model.modelBytes = new Uint8Array(0); // only the session counts
+  // The manifest alone (loadModel would read and parse the ONNX in JS, which would count too).
+  const m = await loadManifest(modelDir);
   const t0 = performance.now();
-  const session = await ort.InferenceSession.create(model.modelPath, { intraOpNumThreads: 2 });
+  const session = await ort.InferenceSession.create(join(modelDir, m.files.model), { intraOpNumThreads: 2 });
   const t1 = performance.now();
   const rssCreate = process.memoryUsage().rss;
   const ids = BigInt64Array.from({ length: TOKENS }, (_, i) => BigInt((i * 7 + 3) % Math.min(m.vocab_size, 1000)));

@@ -259,7 +259,7 @@ export interface ExecutorBench {
   /** CPU per candidate of this process (producer + executor) and of the redis-server, ms. */
   node_cpu_ms_per_candidate: number;
   redis_cpu_ms_per_candidate: number;
-  /** Mean time a sandbox sat idle before each candidate (waiting for the executor to hand it a job), ms. */
+  /** Mean time a sandbox sat idle before each candidate (waiting for the executor to hand it a job; includes the wait for the first jobs while they are enqueued), ms. */
   sandbox_idle_ms_per_candidate: number;
 }
 

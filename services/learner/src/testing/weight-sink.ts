@@ -60,12 +60,14 @@ export async function startWeightSink(opts: WeightSinkOptions): Promise<WeightSi
   let tensors: HostTensor[] = [];
   let swaps = 0;
   let registration: Registration | undefined;
-  const install = async (p: PolicyRef, t: HostTensor[]) => {
+  const install = (p: PolicyRef, t: HostTensor[]) => {
     version = p.version;
     jobId = p.jobId;
     tensors = t;
     swaps++;
-    await registration?.refresh({ policy_version: p.version, policy_job_id: p.jobId });
+    // Published in the background (refresh never rejects): the reply does not wait for Redis, as a
+    // rollout worker's UpdateWeights reply does not.
+    void registration?.refresh({ policy_version: p.version, policy_job_id: p.jobId });
   };
   const updateWeights = (
     call: grpc.ServerReadableStream<WeightChunk, UpdateWeightsResponseIn>,
@@ -77,7 +79,7 @@ export async function startWeightSink(opts: WeightSinkOptions): Promise<WeightSi
       const got = await receiveUpdateWeights(call);
       if (!acceptsPolicy(got, { jobId, version }))
         return cb(null, { accepted: false, version, jobId, message: `already at ${formatPolicy({ jobId, version })}`, bytesReceived: got.received });
-      await install(got, got.tensors);
+      install(got, got.tensors);
       cb(null, { accepted: true, version, jobId, bytesReceived: got.received, swapSeconds: (performance.now() - t0) / 1000 });
     })().catch((err: Error) =>
       cb((err instanceof GrpcError ? err : new GrpcError(grpcStatus.INVALID_ARGUMENT, `weights: ${err.message}`)) as unknown as grpc.ServiceError),
@@ -101,7 +103,7 @@ export async function startWeightSink(opts: WeightSinkOptions): Promise<WeightSi
       if (err.code === grpcStatus.FAILED_PRECONDITION) return null;
       throw err;
     });
-    if (got) await install(got, got.tensors);
+    if (got) install(got, got.tensors);
   }
   if (opts.redis)
     registration = await registerWorker(opts.redis, ROLLOUT_WORKER_KIND, {

@@ -11,6 +11,7 @@ export const GRPO_MAX_EPOCHS = 16;
 /** The defaults a value is checked against when a related field is unset. */
 export interface GrpoCheckDefaults {
   tMin: number;
+  tMax: number;
   lossWeight: (typeof GRPO_LOSS_WEIGHTS)[number];
 }
 
@@ -25,7 +26,7 @@ const set = <T>(v: T | null | undefined): v is T => v !== undefined && v !== nul
 export function checkGrpoParams(
   p: Params | null | undefined,
   prefix: string,
-  defaults: GrpoCheckDefaults = { tMin: GRPO_DEFAULTS.tMin, lossWeight: GRPO_DEFAULTS.lossWeight },
+  defaults: GrpoCheckDefaults = { tMin: GRPO_DEFAULTS.tMin, tMax: GRPO_DEFAULTS.tMax, lossWeight: GRPO_DEFAULTS.lossWeight },
 ): void {
   const q = p ?? {};
   const bad = (field: string, message: string): never => {
@@ -51,6 +52,8 @@ export function checkGrpoParams(
   num(q.tMin, "t_min", (x) => x > 0 && x < 1, "in (0, 1)");
   const tMin = set(q.tMin) ? q.tMin : defaults.tMin;
   num(q.tMax, "t_max", (x) => x >= tMin && x < 1, `in [t_min=${tMin}, 1)`);
+  // A t_min alone must still leave the (default) t_max at or above it: U(t_min, t_max) is drawn.
+  if (set(q.tMin) && !set(q.tMax) && q.tMin > defaults.tMax) bad("t_min", `must be <= t_max (${defaults.tMax}, the default), got ${q.tMin}`);
   // The stacked-pass loss has no reference policy or entropies; refuse rather than ignore.
   num(q.klCoef, "kl_coef", (x) => x === 0, "0 (the learner has no reference-policy KL term)");
   num(q.entropyCoef, "entropy_coef", (x) => x === 0, "0 (the learner has no entropy term)");

@@ -44,6 +44,7 @@ test("a spec.grpo value the learner would refuse at the first TrainStep is refus
     { tMin: 0 },
     { tMax: 1 },
     { tMax: 0.1 },
+    { tMin: 0.9 },
     { klCoef: 0.01 },
     { entropyCoef: 0.01 },
     { maxGradNorm: 0 },

@@ -63,13 +63,14 @@ export interface ExecutorOptions {
 export const DEFAULT_PREFETCH = 0;
 
 /**
- * How long a prefetched job may wait for a sandbox: waiters are served in order, so one is at
- * most `prefetch` runs behind on every sandbox, each run bounded by the longest watchdog a job
- * can ask for; plus a minute for replacing a failed sandbox. Past it the run is a SandboxError
- * (retried, never a reward).
+ * How long a held job may wait for a sandbox: waiters are served in order and BullMQ holds
+ * pool × (1 + prefetch) jobs, so a waiter is at most `prefetch` runs behind on every sandbox (the
+ * first of them already running), each run bounded by the longest watchdog a job can ask for; plus
+ * a minute for replacing a failed sandbox. Without prefetch that is the minute alone, as before
+ * prefetch existed. Past it the run is a SandboxError (retried, never a reward).
  */
 export function acquireTimeoutMs(prefetch: number): number {
-  return (1 + prefetch) * (MAX_SANDBOX_LIMITS.total_timeout_ms + DEFAULT_WATCHDOG_GRACE_MS) + 60_000;
+  return prefetch * (MAX_SANDBOX_LIMITS.total_timeout_ms + DEFAULT_WATCHDOG_GRACE_MS) + 60_000;
 }
 
 export interface RunningExecutor {

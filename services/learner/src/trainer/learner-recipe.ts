@@ -70,7 +70,7 @@ export interface ResolvedGrpoParams {
  */
 export function resolveGrpoParams(p: GrpoParams | null | undefined, recipe: LearnerRecipe = LEARNER_RECIPE): ResolvedGrpoParams {
   const q = p ?? {};
-  checkGrpoParams(q, "params", { tMin: recipe.tMin, lossWeight: recipe.lossWeighting.kind });
+  checkGrpoParams(q, "params", { tMin: recipe.tMin, tMax: recipe.tMax, lossWeight: recipe.lossWeighting.kind });
   const or = <T>(v: T | null | undefined, dflt: T): T => (v === undefined || v === null ? dflt : v);
   const lr = or(q.lr, recipe.lr);
   const clipLow = or(q.clipLow, recipe.clipLow);

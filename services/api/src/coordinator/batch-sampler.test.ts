@@ -123,6 +123,20 @@ test("curriculum: skipped keys are revisited at the exploration rate; with every
   assert.equal(b.skipped, 100);
 });
 
+test("curriculum: when few keys are left unsaturated a batch fills up without taking a row twice", () => {
+  // 8 rows, one key each; k0..k6 saturated, k7 informative: a batch of 4 takes row 7 once and 3 others.
+  const keys = Array.from({ length: 8 }, (_, i) => `k${i}`);
+  const s = new CurriculumSampler(keys, { ...opts, window: 1, explore: 0, size: 4 });
+  s.draw(1);
+  s.record(1, keys.map((_, row) => ({ row, saturated: row !== 7 })));
+  for (let step = 2; step <= 13; step++) {
+    const b = s.draw(step);
+    assert.equal(new Set(b.indices).size, 4, `step ${step}: ${b.indices.join(",")} repeats a row`);
+    assert.ok(b.indices.includes(7), `step ${step}: the informative row 7 is missing from ${b.indices.join(",")}`);
+    s.record(step, b.indices.map((row) => ({ row, saturated: row !== 7 })));
+  }
+});
+
 test("curriculum: on a population with 30 % informative keys it rolls out more informative groups than the plain shuffle", () => {
   // 200 keys × 5 rows: keys 0..59 informative (mixed rewards), 60..199 saturated (all pass / all fail).
   const keys = Array.from({ length: 1000 }, (_, i) => `k${i % 200}`);

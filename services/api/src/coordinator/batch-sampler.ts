@@ -143,6 +143,7 @@ export class CurriculumSampler {
     const n = this.keys.length;
     const rnd = mulberry32(stepSeed(this.o.seed, step, 0xc0de));
     const indices: number[] = [];
+    const taken = new Set<number>();
     let skipped = 0;
     let walked = 0;
     while (indices.length < this.o.size) {
@@ -150,12 +151,16 @@ export class CurriculumSampler {
       const row = permutation(n, stepSeed(this.o.seed, epoch, 0xe90c))[this.pos % n]!;
       this.pos++;
       walked++;
-      // After a whole epoch of skipped rows (every key saturated, no exploration) take rows as they come.
-      if (this.isSkipped(this.keys[row]!) && walked <= n && !(rnd() < this.o.explore)) {
+      // A walk can cross into the next epoch: a row is never taken twice in one step while the
+      // dataset has others. Past a whole epoch's walk this step has taken every row that is not
+      // skipped, and it fills up with skipped rows as they come (a step always has its prompts).
+      if (taken.has(row) && taken.size < n) continue;
+      if (walked <= n && this.isSkipped(this.keys[row]!) && !(rnd() < this.o.explore)) {
         skipped++;
         continue;
       }
       indices.push(row);
+      taken.add(row);
     }
     return { indices, skipped };
   }

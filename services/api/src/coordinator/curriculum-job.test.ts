@@ -11,7 +11,7 @@ import { Coordinator } from "./coordinator.js";
 import { fakeRollout, runnerTestbed } from "./testing/runner-testbed.js";
 import type { LearnerClient, RewardScorer } from "./interfaces.js";
 import { loadJobRows } from "./job-datasets.js";
-import { curriculumVisitsKey, loadCurriculumSampler } from "./job-step.js";
+import { curriculumVisitsKey, loadCurriculumSampler, stepVisits } from "./job-step.js";
 import type { RolloutPool } from "./rollout-pool.js";
 
 const bed = runnerTestbed("curriculum-job-test");
@@ -83,4 +83,19 @@ test("a curriculum job stops drawing templates whose groups were all-pass or all
   const again = await loadCurriculumSampler(cur.job.id, rows, cur.spec, { redis: bed.conn });
   for (let step = 1; step <= 12; step++) assert.deepEqual(again!.draw(step).indices.map((i) => rows[i]!.prompt), cur.batches[step - 1], `step ${step}`);
   assert.equal(await loadCurriculumSampler(plain.job.id, rows, plain.spec, { redis: bed.conn }), null, "no curriculum: the plain shuffle");
+});
+
+test("curriculum visits: a group that lost samples to the infrastructure is not a visit; a job stored without spec.curriculum resumes without one", async () => {
+  const scored = [
+    ...[1, 1, 1, 1].map((reward) => ({ promptId: "0", reward })), // all pass, complete: saturated
+    ...[0, 1, 0, 0].map((reward) => ({ promptId: "1", reward })), // mixed, complete: informative
+    ...[0, 0, 0].map((reward) => ({ promptId: "2", reward })), // one sample dropped: not a visit
+  ];
+  assert.deepEqual(stepVisits([10, 11, 12], scored, 4), [
+    { row: 10, saturated: true },
+    { row: 11, saturated: false },
+  ]);
+  const { curriculum: _dropped, ...old } = normalizeSpec({ modelDir: bed.dir, dataset: { path: dataset } });
+  const stored = old as unknown as Parameters<typeof loadCurriculumSampler>[2];
+  assert.equal(await loadCurriculumSampler("j-old", [], stored, { redis: bed.conn }), null);
 });

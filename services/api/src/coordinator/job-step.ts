@@ -68,12 +68,14 @@ const CURRICULUM_TTL_S = 14 * 24 * 3600;
  * steps it already ran (stored in Redis), so a restarted api draws the same batches.
  */
 export async function loadCurriculumSampler(jobId: string, rows: CanonicalRow[], spec: JobSpec, deps: Pick<RunnerDeps, "redis">): Promise<CurriculumSampler | null> {
-  if (spec.curriculum.window <= 0) return null;
+  // A job stored before JobSpec.curriculum existed has no such field: resumed, it runs without one.
+  const curriculum = spec.curriculum as JobSpec["curriculum"] | undefined;
+  if (!curriculum || !(curriculum.window > 0)) return null;
   const sampler = new CurriculumSampler(rows.map(curriculumKey), {
     seed: Number(spec.seed),
     size: spec.promptsPerStep * Math.max(1, spec.oversample),
-    window: spec.curriculum.window,
-    explore: spec.curriculum.explore,
+    window: curriculum.window,
+    explore: curriculum.explore,
     lag: spec.overlap ? 1 : 0,
   });
   const stored = await deps.redis.hgetall(curriculumVisitsKey(jobId));
@@ -83,9 +85,17 @@ export async function loadCurriculumSampler(jobId: string, rows: CanonicalRow[],
   return sampler;
 }
 
-/** A step's visits: one per group with a scored sample, saturated when its rewards are all equal. */
-function stepVisits(indices: number[], groups: Map<string, Set<number>>): Visit[] {
-  return [...groups].map(([promptId, rewards]) => ({ row: indices[Number(promptId)]!, saturated: rewards.size === 1 }));
+/**
+ * A step's visits: one per group whose every sample was scored, saturated when its rewards are all
+ * equal. A group that lost samples to the infrastructure (dropped, no reward) is not a visit: the
+ * missing rewards could have been the ones that differ, so it says nothing about the policy.
+ */
+export function stepVisits(indices: number[], scored: { promptId: string; reward: number }[], groupSize: number): Visit[] {
+  const groups = new Map<string, number[]>();
+  for (const { promptId, reward } of scored) groups.set(promptId, [...(groups.get(promptId) ?? []), reward]);
+  return [...groups]
+    .filter(([, rewards]) => rewards.length >= groupSize)
+    .map(([promptId, rewards]) => ({ row: indices[Number(promptId)]!, saturated: new Set(rewards).size === 1 }));
 }
 
 /**
@@ -142,7 +152,11 @@ export async function runStep(job: Job, step: number, ctx: StepContext, generate
   const keep = groupsToTrain(groups, spec.promptsPerStep);
   if (ctx.sampler) {
     // Stored before the step is recorded: a restarted api replays it to draw the same batches.
-    const visits = stepVisits(indices, groups);
+    const visits = stepVisits(
+      indices,
+      scored.map(({ smp, reward }) => ({ promptId: smp.promptId, reward })),
+      spec.groupSize,
+    );
     const key = curriculumVisitsKey(job.id);
     await deps.redis
       .multi()

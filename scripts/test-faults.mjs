@@ -197,6 +197,8 @@ export function runFile(entry, dir, i) {
   const args = [
     "--test",
     "--test-concurrency=1",
+    // A test that fails with a connection still open would otherwise keep its file (and the suite) running.
+    "--test-force-exit",
     "--test-reporter=spec",
     "--test-reporter-destination=stdout",
     `--test-reporter=${join(ROOT, "scripts", "test-faults.mjs")}`,

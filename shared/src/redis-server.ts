@@ -25,6 +25,28 @@ export interface LocalRedisOptions {
   dir?: string;
   /** @defaultValue "redis-server" on PATH */
   binary?: string;
+  /**
+   * When the append-only file is fsynced (with `appendOnly`). `always`: a write is in the file
+   * before Redis acknowledges it, so a killed redis-server (OOM, SIGKILL) loses nothing a service
+   * was told was stored. `everysec` is faster but under a busy disk Redis holds the AOF buffer in
+   * memory for up to 2 s, and a kill loses writes it already acknowledged (a recorded step, its
+   * event). @defaultValue RLMESH_REDIS_APPENDFSYNC, else "always"
+   */
+  appendFsync?: AppendFsync;
+}
+
+/** The AOF fsync policies a private redis-server may run with. */
+export const APPEND_FSYNC_POLICIES = ["always", "everysec"] as const;
+export type AppendFsync = (typeof APPEND_FSYNC_POLICIES)[number];
+
+/** The fsync policy from RLMESH_REDIS_APPENDFSYNC (default always); anything else is an error naming it. */
+export function appendFsyncFromEnv(env: NodeJS.ProcessEnv = process.env): AppendFsync {
+  const v = env.RLMESH_REDIS_APPENDFSYNC;
+  if (v === undefined || v === "") return "always";
+  if (!(APPEND_FSYNC_POLICIES as readonly string[]).includes(v)) {
+    throw new RedisServerError(`RLMESH_REDIS_APPENDFSYNC must be one of ${APPEND_FSYNC_POLICIES.join(", ")}, got "${v}"`);
+  }
+  return v as AppendFsync;
 }
 
 /** Thrown when redis-server cannot be started (e.g. not installed). */
@@ -41,6 +63,7 @@ export async function startLocalRedis(opts: LocalRedisOptions = {}): Promise<Loc
   const ownDir = !opts.dir;
   const port = await freePort();
   const binary = opts.binary ?? "redis-server";
+  const appendFsync = opts.appendFsync ?? appendFsyncFromEnv();
   let proc: ChildProcess;
 
   const launch = async () => {
@@ -56,7 +79,7 @@ export async function startLocalRedis(opts: LocalRedisOptions = {}): Promise<Loc
       "--appendonly",
       opts.appendOnly ? "yes" : "no",
       "--appendfsync",
-      "everysec",
+      appendFsync,
       "--maxmemory-policy",
       "noeviction",
       "--protected-mode",

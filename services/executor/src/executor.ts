@@ -58,7 +58,8 @@ export interface ExecutorOptions {
  * executor death stalls the held jobs too, and a job stalled more than the worker's
  * maxStalledCount times fails (executor_lost): with an executor SIGKILLed every 3 s,
  * reward-queue-load.test.ts saw ~1.9 stalled jobs per kill without prefetch and ~3.4 with one
- * job per sandbox, and one of 2 000 jobs failed that way. So it is opt-in.
+ * job per sandbox, and one of 2 000 jobs failed that way (at the limit of 2 of that time; it is
+ * DEFAULT_MAX_STALLED_COUNT now). So it is opt-in.
  */
 export const DEFAULT_PREFETCH = 0;
 

@@ -22,6 +22,14 @@ import type { ExecutorMetrics } from "./executor-metrics.js";
 export const DEFAULT_LOCK_MS = 5000;
 /** How often each executor looks for stalled jobs (see DEFAULT_LOCK_MS). */
 export const DEFAULT_STALLED_INTERVAL_MS = 2000;
+/**
+ * How many times a job may be taken back from a dead executor before it fails as executor_lost.
+ * A candidate cannot kill its executor (it runs in a sandbox), so a stall is the infrastructure's
+ * doing, not the job's: with an executor SIGKILLed every 3 s (reward-queue-load.test.ts) a limit
+ * of 2 let 1 of 2 000 jobs fail that way at load ~25 (68 stalls in 37 kills). A job that somehow
+ * wedges every executor it lands on still ends, after 6 executors.
+ */
+export const DEFAULT_MAX_STALLED_COUNT = 5;
 
 export interface RewardWorkerOptions {
   connection: ConnectionOptions;
@@ -86,7 +94,7 @@ export function createRewardWorker(opts: RewardWorkerOptions): Worker<RewardJobD
     concurrency: opts.concurrency,
     lockDuration: opts.lockDurationMs ?? DEFAULT_LOCK_MS,
     stalledInterval: opts.stalledIntervalMs ?? DEFAULT_STALLED_INTERVAL_MS,
-    maxStalledCount: opts.maxStalledCount ?? 2,
+    maxStalledCount: opts.maxStalledCount ?? DEFAULT_MAX_STALLED_COUNT,
     ...(opts.name ? { name: opts.name } : {}),
     autorun: true,
   });

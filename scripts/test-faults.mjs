@@ -186,7 +186,10 @@ export function rowsOf(entry, lines) {
   // test in it did ("1 subtest failed") is left out when that test is a row.
   const named = rows.map((r) => {
     const known = entry.tests.find(([re]) => re.test(r.name));
-    return known ? { ...r, fault: known[1], asserts: known[2] } : { ...r, fault: null };
+    if (!known) return { ...r, fault: null };
+    // node:test reports a skipped test as ok; a listed fault test that skipped did not show anything.
+    const skipped = r.skip ? { ok: false, error: `skipped (${r.error ?? "test.skip/todo"}): a listed fault test must run` } : {};
+    return { ...r, fault: known[1], asserts: known[2], ...skipped };
   });
   const testFailed = named.some((r) => !r.ok && !/^\d+ subtests? failed$/.test(r.error ?? ""));
   return named.filter((r) => r.fault !== null || (!r.ok && !r.skip && !(testFailed && /^\d+ subtests? failed$/.test(r.error ?? ""))));

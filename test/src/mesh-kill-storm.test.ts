@@ -300,6 +300,12 @@ test(
         `step ${r.step} #${r.sample}: a clean re-score's reward (${r.status} vs ${again[i]!.status})`,
       );
 
+    // The comparison can only catch a wrongful 0 if the candidates it compares include passing ones.
+    assert.ok(
+      scored.some((r) => (r.reward ?? 0) > 0),
+      "some compared candidate has reward > 0 (else a sandbox's 0 would be indistinguishable from a fail)",
+    );
+
     const retried = [...stormJobs.values()].filter((r) => r.attempts > 1).length;
     assert.ok(retried + dropped.length > 0, "the storm hit reward jobs (retried or dropped)");
     t.diagnostic(

@@ -22,6 +22,18 @@ export class InvalidArgumentError extends GrpcError {
   }
 }
 
+/**
+ * A request that is well formed but cannot be served in the current state (another model is
+ * served, a step was applied with other inputs): FAILED_PRECONDITION. Domain code throws it like
+ * InvalidArgumentError; the handlers' wrappers send it as that status.
+ */
+export class FailedPreconditionError extends GrpcError {
+  constructor(message: string) {
+    super(grpc.status.FAILED_PRECONDITION, message);
+    this.name = "FailedPreconditionError";
+  }
+}
+
 export function notFound(message: string): GrpcError {
   return new GrpcError(grpc.status.NOT_FOUND, message);
 }

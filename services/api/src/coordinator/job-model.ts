@@ -1,8 +1,7 @@
 // A job's model at SubmitJob: the spec's model directory must load (the same checks a rollout
 // worker and the learner make), and be the model the mesh's rollout workers serve — the same
 // manifest name and weights fingerprint (ModelInfo.model_fingerprint), whatever its path.
-import { status } from "@grpc/grpc-js";
-import { createClient, GrpcError, InvalidArgumentError, loadProto, type Logger, type ModelInfo, type RolloutServiceClient, type WorkerEntry } from "@rlmesh/shared";
+import { createClient, FailedPreconditionError, InvalidArgumentError, loadProto, type Logger, type ModelInfo, type RolloutServiceClient, type WorkerEntry } from "@rlmesh/shared";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { loadModel, MANIFEST_FILE, ModelLoadError, type LoadedModel } from "@rlmesh/shared/model/index";
@@ -51,8 +50,7 @@ export async function checkJobModel(spec: JobSpec, deps: JobModelCheckDeps): Pro
     const sameWeights = !s.fingerprint || s.fingerprint === fingerprint;
     if (sameName && sameWeights) continue;
     const what = sameName ? `the same name with other weights` : `another model`;
-    throw new GrpcError(
-      status.FAILED_PRECONDITION,
+    throw new FailedPreconditionError(
       `spec.model_dir: ${spec.modelDir} is model "${name}" (${weightDtype === "float16" ? "float16 weights (import-hf --dtype float16), " : ""}weights sha256 ${fingerprint.slice(0, 12)}…), but ${s.servedBy} serves ` +
         `"${s.modelName}"${s.fingerprint ? ` (weights sha256 ${s.fingerprint.slice(0, 12)}…)` : ""}: ${what}. A job runs on the model the mesh serves: ` +
         `submit the model directory the workers run, or restart the rollout workers and the learner with RLMESH_MODEL_DIR=${spec.modelDir}`,

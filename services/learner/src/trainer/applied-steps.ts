@@ -1,6 +1,5 @@
 import { createHash } from "node:crypto";
-import { GrpcError, type TrainStatsIn, type TrainStepRequest } from "@rlmesh/shared";
-import * as grpc from "@grpc/grpc-js";
+import { FailedPreconditionError, type TrainStatsIn, type TrainStepRequest } from "@rlmesh/shared";
 
 /**
  * Idempotency of TrainStep per (job_id, step): the api retries a TrainStep after a learner crash,
@@ -50,8 +49,7 @@ export class AppliedSteps {
   find(req: TrainStepRequest, fingerprint = requestFingerprint(req)): AppliedStep | undefined {
     const hit = this.entries.find((e) => e.jobId === req.jobId && e.step === req.step);
     if (hit && hit.fingerprint !== fingerprint) {
-      throw new GrpcError(
-        grpc.status.FAILED_PRECONDITION,
+      throw new FailedPreconditionError(
         `step ${req.step} of job ${req.jobId} was already applied with different samples/params/seed; a retry must resend the same request`,
       );
     }

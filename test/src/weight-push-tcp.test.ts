@@ -157,6 +157,11 @@ describe("weight push over the tcp-v1 data connection", { timeout: 300_000 }, ()
     assert.deepEqual([p.pushedTo, p.pushFailed], [["tcp-w0"], []]);
     assert.equal(unreachable.chunkFallbacks, 1);
     assert.equal(Number((await info(worker.client)).policyVersion), 1);
+    // The next push to that worker goes as chunks directly, without offering the connection again.
+    const p2 = await unreachable.push({ jobId: "job-u", version: 2 }, weights);
+    assert.deepEqual([p2.pushedTo, p2.pushFailed], [["tcp-w0"], []]);
+    assert.deepEqual([unreachable.chunkFallbacks, unreachable.chunkOnlyPushes], [1, 1]);
+    assert.equal(Number((await info(worker.client)).policyVersion), 2);
 
     // An older worker: UpdateWeights over WeightAssembler only (it ignores the metadata, so the
     // empty stream is INVALID_ARGUMENT "empty weight stream").
@@ -191,11 +196,11 @@ describe("weight push over the tcp-v1 data connection", { timeout: 300_000 }, ()
     closers.push(() => reg.close());
     const pusher = new WeightPusher(r, logger, undefined, { transport: "tcp" });
     closers.push(() => pusher.close());
-    const q = await pusher.push({ jobId: "job-u", version: 2 }, weights);
+    const q = await pusher.push({ jobId: "job-u", version: 3 }, weights);
     assert.deepEqual([[...q.pushedTo].sort(), q.pushFailed], [["old-w", "tcp-w0"], []]);
     assert.equal(pusher.chunkFallbacks, 1, "only the old worker took chunks");
     assert.equal(got.length, 1);
     assert.equal(weightsChecksum(got[0]!.tensors), weightsChecksum(weights));
-    assert.equal(Number((await info(worker.client)).policyVersion), 2);
+    assert.equal(Number((await info(worker.client)).policyVersion), 3);
   });
 });

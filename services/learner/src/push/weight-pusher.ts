@@ -20,8 +20,18 @@ import type { PushResult } from "../learner-service.js";
 import type { LearnerMetrics } from "../learner-metrics.js";
 import { formatPolicy, type PolicyRef } from "@rlmesh/shared/weights";
 
-/** Deadline for pushing one version to one worker. */
+/** Deadline for pushing one version to one worker, on top of its bytes at PUSH_MIN_BYTES_PER_S. */
 export const PUSH_TIMEOUT_MS = 60_000;
+/** The slowest transfer a push is allowed before its deadline (a 15 GB float16 7B: +12.5 min). */
+export const PUSH_MIN_BYTES_PER_S = 20e6;
+/** A push's deadline: a minute plus its bytes at PUSH_MIN_BYTES_PER_S, so a large model is not cut off at 60 s. */
+export const pushDeadline = (bytes: number): Date => new Date(Date.now() + PUSH_TIMEOUT_MS + Math.ceil((bytes / PUSH_MIN_BYTES_PER_S) * 1000));
+/**
+ * How long a worker that did not take the data connection (it cannot reach the learner's data
+ * port, or only knows chunks) is pushed chunks directly, without offering the connection first
+ * (an unreachable port would otherwise cost each push the worker's connect timeout).
+ */
+export const CHUNKS_ONLY_MS = 10 * 60_000;
 /** Deadline of one worker's GetModelInfo (the model check of StartJob). */
 export const MODEL_INFO_TIMEOUT_MS = 5000;
 
@@ -110,8 +120,12 @@ export class WeightPusher {
   private readonly dataServer: WeightDataServer | undefined;
   /** Pushes to one worker that went as chunks because it did not take the data connection. */
   chunkFallbacks = 0;
+  /** Pushes sent as chunks directly to a worker that recently did not take the data connection. */
+  chunkOnlyPushes = 0;
   /** Workers (by address) already warned about taking chunks instead of the data connection. */
   private readonly warnedChunks = new Set<string>();
+  /** Workers (by address) pushed chunks directly until this time (CHUNKS_ONLY_MS after a fallback). */
+  private readonly chunksOnlyUntil = new Map<string, number>();
 
   constructor(
     private readonly redis: Redis,
@@ -169,7 +183,7 @@ export class WeightPusher {
     const bytes = tensors.reduce((a, t) => a + t.data.byteLength, 0);
     const outcomes = await Promise.all(
       workers.map((w) =>
-        (this.dataServer ? this.pushOneTcp(w, policy, payloadOf, chunksOf) : this.pushOne(w, chunksOf())).then(
+        this.pushTo(w, policy, bytes, payloadOf, chunksOf).then(
           // Not accepted but already serving this job at this version or newer is fine too.
           (res) => ({ w, ok: res.accepted || (res.jobId === policy.jobId && res.version >= version), res, err: undefined as string | undefined }),
           (err: Error) => ({ w, ok: false, res: undefined, err: err.message }),
@@ -195,14 +209,25 @@ export class WeightPusher {
     return { pushedTo, pushFailed, seconds, bytes: bytes * pushedTo.length };
   }
 
+  private pushTo(w: WorkerEntry, policy: PolicyRef, bytes: number, payloadOf: () => WeightDataPayload, chunksOf: () => WeightChunkIn[]) {
+    if (!this.dataServer) return this.pushOne(w, chunksOf(), bytes);
+    if ((this.chunksOnlyUntil.get(w.address) ?? 0) > Date.now()) {
+      this.chunkOnlyPushes++;
+      return this.pushOne(w, chunksOf(), bytes);
+    }
+    return this.pushOneTcp(w, policy, bytes, payloadOf, chunksOf);
+  }
+
   /**
    * One worker over a tcp-v1 data connection. A worker that answers without having connected,
    * because it does not know the transport (INVALID_ARGUMENT: an empty stream) or cannot reach the
-   * data server (FAILED_PRECONDITION), gets the chunks of this push instead (warned once per worker).
+   * data server (FAILED_PRECONDITION), gets the chunks of this push instead (warned once per
+   * worker), and chunks directly for the next CHUNKS_ONLY_MS.
    */
   private async pushOneTcp(
     w: WorkerEntry,
     policy: PolicyRef,
+    bytes: number,
     payloadOf: () => WeightDataPayload,
     chunksOf: () => WeightChunkIn[],
   ): Promise<UpdateWeightsResponse> {
@@ -212,13 +237,13 @@ export class WeightPusher {
       offer = await this.dataServer!.offer(payload);
     } catch (err) {
       this.logger.warn("weight data server unavailable; pushing chunks on the stream", { err: (err as Error).message });
-      return this.pushOne(w, chunksOf());
+      return this.pushOne(w, chunksOf(), bytes);
     }
     try {
       return await new Promise<UpdateWeightsResponse>((resolve, reject) => {
         const stream = this.clients
           .get(w.address)
-          .updateWeights(weightDataMetadata(offer, policy), { deadline: new Date(Date.now() + PUSH_TIMEOUT_MS) }, (err, res) => {
+          .updateWeights(weightDataMetadata(offer, policy), { deadline: pushDeadline(bytes) }, (err, res) => {
             if (err) reject(err);
             else resolve(res!);
           });
@@ -228,13 +253,14 @@ export class WeightPusher {
       const code = (err as grpc.ServiceError).code;
       if (!offer.connected() && (code === grpc.status.INVALID_ARGUMENT || code === grpc.status.FAILED_PRECONDITION)) {
         this.chunkFallbacks++;
+        this.chunksOnlyUntil.set(w.address, Date.now() + CHUNKS_ONLY_MS);
         const first = !this.warnedChunks.has(w.address);
         this.warnedChunks.add(w.address);
         this.logger[first ? "warn" : "debug"]("rollout worker did not take the weight data connection; pushing it chunks on the stream", {
           worker: w.id,
           err: (err as Error).message,
         });
-        return this.pushOne(w, chunksOf());
+        return this.pushOne(w, chunksOf(), bytes);
       }
       this.clients.evict(w.address);
       throw err;
@@ -243,9 +269,9 @@ export class WeightPusher {
     }
   }
 
-  private pushOne(w: WorkerEntry, chunks: WeightChunkIn[]): Promise<UpdateWeightsResponse> {
+  private pushOne(w: WorkerEntry, chunks: WeightChunkIn[], bytes: number): Promise<UpdateWeightsResponse> {
     return new Promise((resolve, reject) => {
-      const stream = this.clients.get(w.address).updateWeights({ deadline: new Date(Date.now() + PUSH_TIMEOUT_MS) }, (err, res) => {
+      const stream = this.clients.get(w.address).updateWeights({ deadline: pushDeadline(bytes) }, (err, res) => {
         if (err) {
           this.clients.evict(w.address);
           reject(err);

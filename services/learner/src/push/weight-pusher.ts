@@ -18,7 +18,7 @@ import {
 import { WeightDataPayload, WeightDataServer, weightDataMetadata, type WeightDataDigest } from "@rlmesh/shared/weight-data";
 import type { PushResult } from "../learner-service.js";
 import type { LearnerMetrics } from "../learner-metrics.js";
-import { formatPolicy, type PolicyRef } from "@rlmesh/shared/weights";
+import { acceptsPolicy, formatPolicy, type PolicyRef } from "@rlmesh/shared/weights";
 
 /** Deadline for pushing one version to one worker, on top of its bytes at PUSH_MIN_BYTES_PER_S. */
 export const PUSH_TIMEOUT_MS = 60_000;
@@ -184,8 +184,14 @@ export class WeightPusher {
     const outcomes = await Promise.all(
       workers.map((w) =>
         this.pushTo(w, policy, bytes, payloadOf, chunksOf).then(
-          // Not accepted but already serving this job at this version or newer is fine too.
-          (res) => ({ w, ok: res.accepted || (res.jobId === policy.jobId && res.version >= version), res, err: undefined as string | undefined }),
+          // Not accepted but already serving this job at this version or newer (a worker that would
+          // not take it by the shared rule) is fine too.
+          (res) => ({
+            w,
+            ok: res.accepted || !acceptsPolicy(policy, { jobId: res.jobId, version: Number(res.version) }),
+            res,
+            err: undefined as string | undefined,
+          }),
           (err: Error) => ({ w, ok: false, res: undefined, err: err.message }),
         ),
       ),

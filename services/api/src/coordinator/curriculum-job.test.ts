@@ -8,7 +8,7 @@ import { createLogger, type TrainStepResponse } from "@rlmesh/shared";
 import { normalizeSpec } from "../job-spec.js";
 import { JobStore } from "../job-store.js";
 import { Coordinator } from "./coordinator.js";
-import { fakeRollout, runnerTestbed } from "./testing/runner-testbed.js";
+import { fakeRollout, runJobToEnd, runnerTestbed } from "./testing/runner-testbed.js";
 import type { LearnerClient, RewardScorer } from "./interfaces.js";
 import { loadJobRows } from "./job-datasets.js";
 import { curriculumVisitsKey, loadCurriculumSampler, stepVisits } from "./job-step.js";
@@ -44,20 +44,8 @@ async function run(curriculum: { window: number; explore: number } | undefined) 
   const store = new JobStore(bed.conn);
   const deps = { store, redis: bed.conn, rollout, rewards, learner, logger: createLogger("api-test", { level: "error" }) };
   const spec = normalizeSpec({ modelDir: bed.dir, dataset: { path: dataset }, groupSize: 4, promptsPerStep: 2, steps: 12, seed: 5, ...(curriculum ? { curriculum } : {}) });
-  const coord = new Coordinator(deps);
-  const job = await store.create(spec);
-  coord.start(job);
-  for (let i = 0; i < 400; i++) {
-    const j = await store.get(job.id);
-    if (j && (j.state === "JOB_STATE_SUCCEEDED" || j.state === "JOB_STATE_FAILED")) {
-      await coord.stop();
-      return { job: j, spec, events: await store.readEvents(job.id, 0), batches };
-    }
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  await coord.stop();
-  throw new Error("job did not finish");
-}
+  const { job, events } = await runJobToEnd(store, new Coordinator(deps), spec);
+  return { job, spec, events, batches };}
 
 test("a curriculum job stops drawing templates whose groups were all-pass or all-fail, stores its visits, and a restarted api draws the same batches", async () => {
   const plain = await run(undefined);

@@ -11,7 +11,7 @@ import { ApiMetrics } from "../api-metrics.js";
 import { normalizeSpec } from "../job-spec.js";
 import { JobStore } from "../job-store.js";
 import { Coordinator } from "./coordinator.js";
-import { fakeRollout, runnerTestbed } from "./testing/runner-testbed.js";
+import { fakeRollout, runJobToEnd, runnerTestbed } from "./testing/runner-testbed.js";
 import type { LearnerClient, RewardScorer, Score } from "./interfaces.js";
 
 const bed = runnerTestbed("infra-failures-test");
@@ -65,20 +65,8 @@ async function run(rewards: RewardScorer, l: LearnerClient, maxInfraFailureRate?
   };
   // 4 prompts × G 4 = 16 candidates per step.
   const spec = normalizeSpec({ modelDir: dir, dataset: { path: dataset }, groupSize: 4, promptsPerStep: 4, steps: 3 });
-  const coord = new Coordinator(deps);
-  const job = await store.create(spec);
-  coord.start(job);
-  for (let i = 0; i < 400; i++) {
-    const j = await store.get(job.id);
-    if (j && (j.state === "JOB_STATE_SUCCEEDED" || j.state === "JOB_STATE_FAILED")) {
-      await coord.stop();
-      return { job: j, events: await store.readEvents(job.id, 0), metricsText: await registry.metrics() };
-    }
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  await coord.stop();
-  throw new Error("job did not finish");
-}
+  const { job, events } = await runJobToEnd(store, new Coordinator(deps), spec);
+  return { job, events, metricsText: await registry.metrics() };}
 
 test("an unscored candidate is dropped from its group, named in an event and counted; never trained on as reward 0", async () => {
   const l = learner();

@@ -7,7 +7,7 @@ import { createLogger, type ReportEvalResponse, type TrainStepResponse } from "@
 import { normalizeSpec } from "../job-spec.js";
 import { JobStore } from "../job-store.js";
 import { Coordinator } from "./coordinator.js";
-import { fakeRollout, runnerTestbed } from "./testing/runner-testbed.js";
+import { fakeRollout, runJobToEnd, runnerTestbed } from "./testing/runner-testbed.js";
 import type { LearnerClient, RewardScorer } from "./interfaces.js";
 
 const bed = runnerTestbed("job-runner-test");
@@ -55,21 +55,9 @@ async function run(l: LearnerClient, extra: { evalInterval?: number; overlap?: b
     promptsPerStep: 2,
     steps: 8,
   });
-  const coord = new Coordinator(deps);
-  const job = await store.create(spec);
-  coord.start(job);
-  for (let i = 0; i < 200; i++) {
-    const j = await store.get(job.id);
-    if (j && (j.state === "JOB_STATE_SUCCEEDED" || j.state === "JOB_STATE_FAILED")) {
-      await coord.stop();
-      const leftSamples = await bed.conn.keys(`rlmesh:job:${job.id}:step:*:samples`);
-      return { job: j, events: await store.readEvents(job.id, 0), leftSamples };
-    }
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  await coord.stop();
-  throw new Error("job did not finish");
-}
+  const { job, events } = await runJobToEnd(store, new Coordinator(deps), spec, 200);
+  const leftSamples = await bed.conn.keys(`rlmesh:job:${job.id}:step:*:samples`);
+  return { job, events, leftSamples };}
 
 test("a healthy job runs every step and succeeds; a guard rollback is recorded and training goes on", async () => {
   const l = learner({ atStep: 3, action: "rollback" });

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, type GrpoParams } from "@rlmesh/shared";
-import { GRPO_DEFAULTS } from "@rlmesh/shared/grpo-defaults";
+import { GRPO_DEFAULTS, type GrpoDefaults } from "@rlmesh/shared/grpo-defaults";
 import { checkGrpoParams } from "@rlmesh/shared/grpo-params-check";
 import { LossWeightError, parseLossWeighting, type LossWeighting } from "../grpo/cart-weights.js";
 import type { GroupAdvantageOptions } from "../grpo/group-advantages.js";
@@ -34,26 +34,14 @@ export const LEARNER_RECIPE: Readonly<LearnerRecipe> = Object.freeze({
   lossWeighting: Object.freeze({ kind: GRPO_DEFAULTS.lossWeight }),
 });
 
-export interface LearnerRecipe {
-  lr: number;
-  warmupSteps: number;
-  clipLow: number;
-  clipHigh: number;
-  dualClip: number;
-  advEstimator: "grpo" | "drgrpo";
-  lossAgg: LossAggregation;
-  maskEpochs: number;
-  ppoEpochs: number;
-  tMin: number;
-  tMax: number;
-  klCoef: number;
-  entropyCoef: number;
-  maxGradNorm: number;
-  weightDecay: number;
+/**
+ * The learner's recipe: the shared GRPO defaults' fields, with substitution and the loss weighting
+ * in the learner's own terms (on/off rather than disable; a parsed weighting rather than its name).
+ */
+export type LearnerRecipe = Omit<GrpoDefaults, "disableSubstitution" | "lossWeight"> & {
   substitution: boolean;
-  weightInRatio: boolean;
   lossWeighting: LossWeighting;
-}
+};
 
 /** Everything one TrainStep's update needs, resolved from GrpoParams and the recipe. */
 export interface ResolvedGrpoParams {

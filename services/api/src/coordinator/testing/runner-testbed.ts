@@ -7,6 +7,9 @@ import { join } from "node:path";
 import type { Redis } from "ioredis";
 import { createRedis, startLocalRedis, type LocalRedis } from "@rlmesh/shared";
 import type { RolloutPool } from "../rollout-pool.js";
+import type { Coordinator } from "../coordinator.js";
+import type { JobStore } from "../../job-store.js";
+import type { NormalizedJobSpec } from "../../job-spec.js";
 
 export interface RunnerTestbed {
   /** A Redis client of the private server (valid between the suite's hooks). */
@@ -50,4 +53,23 @@ export function fakeRollout(responseIds: (k: number) => number[] = () => [2, 3])
       ),
     }),
   } as unknown as RolloutPool;
+}
+
+/**
+ * Creates a job of `spec`, starts it on `coord` and polls (every 25 ms, up to `polls` times) until
+ * it SUCCEEDED or FAILED; stops the coordinator either way. Throws when it did not finish.
+ */
+export async function runJobToEnd(store: JobStore, coord: Coordinator, spec: NormalizedJobSpec, polls = 400) {
+  const job = await store.create(spec);
+  coord.start(job);
+  try {
+    for (let i = 0; i < polls; i++) {
+      const j = await store.get(job.id);
+      if (j && (j.state === "JOB_STATE_SUCCEEDED" || j.state === "JOB_STATE_FAILED")) return { job: j, events: await store.readEvents(job.id, 0) };
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  } finally {
+    await coord.stop();
+  }
+  throw new Error("job did not finish");
 }

@@ -48,8 +48,9 @@ async function measure(modelDir: string): Promise<SessionRss> {
     rss_after_create_mb: mb(rssCreate),
     rss_after_forward_mb: mb(process.memoryUsage().rss),
     peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
-    create_s: +((t1 - t0) / 1000).toFixed(2),
-    forward_s: +((t3 - t2) / 1000).toFixed(2),
+    // Four decimals: a tiny model's forward takes a few ms, which two decimals would print as 0.
+    create_s: +((t1 - t0) / 1000).toFixed(4),
+    forward_s: +((t3 - t2) / 1000).toFixed(4),
   };
 }
 

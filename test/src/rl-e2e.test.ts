@@ -6,7 +6,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Queue } from "bullmq";
-import { createRedis, type JobEvent } from "@rlmesh/shared";
+import { createClient, createRedis, loadProto, type JobEvent } from "@rlmesh/shared";
 import { startLocalMesh, type LocalMesh } from "@rlmesh/cli/local-mesh";
 import { DEFAULT_MODEL_DIR, REPO_ROOT } from "@rlmesh/shared/repo-paths";
 import { jobClient, jobs } from "@rlmesh/cli/job-client";
@@ -170,6 +170,38 @@ describe("RL job end to end", { timeout: 600_000 }, () => {
   });
 
   test("every dashboard panel's PromQL returns data from the mesh's real metrics", async () => {
+    // The Infill panels need Infill traffic: two fixed-length Infill calls on the mesh's rollout
+    // worker (at the policy it serves), then the scrapes.
+    const addr = mesh.processes.find((p) => p.name === "rollout-0")!.grpcAddr!;
+    const rollout = createClient(loadProto().proto.rlmesh.v1.RolloutService, addr);
+    try {
+      const served = await new Promise<{ policyJobId: string }>((resolve, reject) =>
+        rollout.getModelInfo({}, (err, res) => (err ? reject(err) : resolve(res!))),
+      );
+      for (let i = 0; i < 2; i++) {
+        const res = await new Promise<{ samples: unknown[] }>((resolve, reject) =>
+          rollout.infill(
+            {
+              items: [{ id: `dash-${i}`, prefix: "def f(x):\n", suffix: "\n", initialLength: 8 }],
+              samplesPerItem: 1,
+              variableLength: false,
+              policyJobId: served.policyJobId,
+            },
+            { deadline: new Date(Date.now() + 60_000) },
+            (err, r) => (err ? reject(err) : resolve(r!)),
+          ),
+        );
+        assert.equal(res.samples.length, 1);
+      }
+    } finally {
+      rollout.close();
+    }
+    // rate() needs two scrapes of the new series (1 s apart) inside its 30 s window.
+    for (let i = 0; i < 100; i++) {
+      const seen = await prom.query("count_over_time(rlmesh_rollout_infill_requests_total[30s])");
+      if (seen.some((x) => Number(x.value[1]) >= 2)) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
     await prom.waitForScrapes(3);
     const { panels, variables } = await evaluateDashboard(prom, loadDashboard());
     const empty = panels.filter((p) => p.error || p.samples === 0).map((p) => `${p.panelTitle}: ${p.error ?? "no data"} (${p.evaluated})`);

@@ -187,9 +187,10 @@ export function rowsOf(entry, lines) {
   const named = rows.map((r) => {
     const known = entry.tests.find(([re]) => re.test(r.name));
     if (!known) return { ...r, fault: null };
-    // node:test reports a skipped test as ok; a listed fault test that skipped did not show anything.
-    const skipped = r.skip ? { ok: false, error: `skipped (${r.error ?? "test.skip/todo"}): a listed fault test must run` } : {};
-    return { ...r, fault: known[1], asserts: known[2], ...skipped };
+    // node:test reports a test that did not run (skip/todo) as ok; a listed fault test must run,
+    // so such a row is a failure.
+    const notRun = r.skip ? { ok: false, error: `did not run (${r.error ?? "marked skip or todo"}): a listed fault test must run` } : {};
+    return { ...r, fault: known[1], asserts: known[2], ...notRun };
   });
   const testFailed = named.some((r) => !r.ok && !/^\d+ subtests? failed$/.test(r.error ?? ""));
   return named.filter((r) => r.fault !== null || (!r.ok && !r.skip && !(testFailed && /^\d+ subtests? failed$/.test(r.error ?? ""))));

@@ -135,16 +135,8 @@ export class OrtRolloutEngine {
     const post = (chunk: PreparedGenerate["items"], id: number) => ({ type: "generate" as const, id, inputs: chunk.map((c) => c.input), params, postedAt: Date.now() });
     const serials = await this.pool.dispatch(items, this.dispatchOptions(opts), post, (chunk, msg, slot) => {
       if (msg.type !== "result") throw new Error(`unexpected ${msg.type}`);
-      this.opts.onBatch?.({
-        worker: slot.index,
-        batchSize: chunk.length,
-        policyVersion: this.versions.policyOf(msg.version).version,
-        responseTokens: msg.results.reduce((a, r) => a + r.tokenIds.length, 0),
-        nfe: msg.results.reduce((a, r) => a + r.nfe, 0),
-        forwards: msg.forwards,
-        queueSeconds: msg.queueSeconds,
-        decodeSeconds: msg.decodeSeconds,
-      });
+      const policy = this.versions.policyOf(msg.version);
+      this.reportBatch(slot.index, chunk.length, policy.version, msg, msg.results.reduce((a, r) => a + r.tokenIds.length, 0));
       return chunk.map((c, k): GeneratedSample & { serial: number } => {
         const r = msg.results[k]!;
         const body = r.tokenIds.length > 0 && r.tokenIds[r.tokenIds.length - 1] === m.eos_id ? r.tokenIds.slice(0, -1) : r.tokenIds;
@@ -156,8 +148,8 @@ export class OrtRolloutEngine {
           text: codec ? codec.decode(body) : "",
           finished: r.finished,
           serial: msg.version,
-          policyVersion: this.versions.policyOf(msg.version).version,
-          policyJobId: this.versions.policyOf(msg.version).jobId,
+          policyVersion: policy.version,
+          policyJobId: policy.jobId,
           nfe: r.nfe,
           timings: { queueSeconds: msg.queueSeconds, decodeSeconds: r.decodeSeconds },
           ...(r.commitSteps ? { commitSteps: Array.from(r.commitSteps.subarray(0, r.tokenIds.length)) } : {}),
@@ -172,6 +164,26 @@ export class OrtRolloutEngine {
       policyJobId: oldest.jobId,
       seconds: (performance.now() - t0) / 1000,
     };
+  }
+
+  /** One decoded batch to the onBatch hook (metrics): Generate and Infill report alike. */
+  private reportBatch(
+    worker: number,
+    batchSize: number,
+    policyVersion: number,
+    msg: { results: readonly { nfe: number }[]; forwards: ForwardCounts; queueSeconds: number; decodeSeconds: number },
+    responseTokens: number,
+  ): void {
+    this.opts.onBatch?.({
+      worker,
+      batchSize,
+      policyVersion,
+      responseTokens,
+      nfe: msg.results.reduce((a, r) => a + r.nfe, 0),
+      forwards: msg.forwards,
+      queueSeconds: msg.queueSeconds,
+      decodeSeconds: msg.decodeSeconds,
+    });
   }
 
   /**
@@ -202,16 +214,7 @@ export class OrtRolloutEngine {
     const serials = await this.pool.dispatch(items, this.dispatchOptions(opts), post, (chunk, msg, slot) => {
       if (msg.type !== "infill-result") throw new Error(`unexpected ${msg.type}`);
       const policy = this.versions.policyOf(msg.version);
-      this.opts.onBatch?.({
-        worker: slot.index,
-        batchSize: chunk.length,
-        policyVersion: policy.version,
-        responseTokens: msg.results.reduce((a, r) => a + r.middleIds.length, 0),
-        nfe: msg.results.reduce((a, r) => a + r.nfe, 0),
-        forwards: msg.forwards,
-        queueSeconds: msg.queueSeconds,
-        decodeSeconds: msg.decodeSeconds,
-      });
+      this.reportBatch(slot.index, chunk.length, policy.version, msg, msg.results.reduce((a, r) => a + r.middleIds.length, 0));
       return chunk.map((c, k): InfilledSample & { serial: number } => {
         const r = msg.results[k]!;
         return {

@@ -99,6 +99,24 @@ export interface NormalizedJobSpec {
   infill: NormalizedInfillParams;
   /** Curriculum sampling (window 0 = off). */
   curriculum: NormalizedCurriculumParams;
+  /** Learning-rate decay over the run (`coordinator/lr-decay.ts`; "constant" = off). */
+  lrSchedule: NormalizedLrSchedule;
+}
+
+/** Learning-rate decays a job can ask for (`spec.lr_schedule.decay`). */
+export const LR_DECAYS = ["constant", "cosine"] as const;
+/** Fraction of the run at which the decay begins when `lr_schedule.decay_start` is unset. */
+export const DEFAULT_LR_DECAY_START = 0.5;
+/** The LR floor, as a fraction of grpo.lr, when `lr_schedule.min_ratio` is unset. */
+export const DEFAULT_LR_MIN_RATIO = 0.1;
+
+/** A job's learning-rate decay over its run (applied by the coordinator per step). */
+export interface NormalizedLrSchedule {
+  decay: (typeof LR_DECAYS)[number];
+  /** Fraction of the run, in [0, 1), at which the decay begins. */
+  decayStart: number;
+  /** The factor at the end of the run, in (0, 1]. */
+  minRatio: number;
 }
 
 /** Curriculum sampling settings (`services/api/src/coordinator/batch-sampler.ts`). */
@@ -211,7 +229,24 @@ export function normalizeSpec(spec: JobSpecIn | null | undefined): NormalizedJob
     traceSamplesPerStep: check.int("spec.trace_samples_per_step", s.traceSamplesPerStep ?? 0, 0, 64),
     infill: normalizeInfill(s.infill),
     curriculum: normalizeCurriculum(s.curriculum),
+    lrSchedule: normalizeLrSchedule(s.lrSchedule),
   };
+}
+
+/** `spec.lr_schedule`: decay one of LR_DECAYS, decay_start in [0, 1), min_ratio in (0, 1]. */
+export function normalizeLrSchedule(
+  p: { decay?: string | null; decayStart?: number | null; minRatio?: number | null } | null | undefined,
+): NormalizedLrSchedule {
+  const decay = check.oneOf("spec.lr_schedule.decay", p?.decay ?? "constant", LR_DECAYS);
+  const decayStart = p?.decayStart ?? DEFAULT_LR_DECAY_START;
+  if (!Number.isFinite(decayStart) || decayStart < 0 || decayStart >= 1) {
+    throw new InvalidArgumentError("spec.lr_schedule.decay_start", `must be in [0, 1), got ${decayStart}`);
+  }
+  const minRatio = p?.minRatio ?? DEFAULT_LR_MIN_RATIO;
+  if (!Number.isFinite(minRatio) || minRatio <= 0 || minRatio > 1) {
+    throw new InvalidArgumentError("spec.lr_schedule.min_ratio", `must be in (0, 1], got ${minRatio}`);
+  }
+  return { decay, decayStart, minRatio };
 }
 
 function normalizeCurriculum(p: Partial<NormalizedCurriculumParams> | null | undefined): NormalizedCurriculumParams {

@@ -74,3 +74,34 @@ test("curriculum: off by default, explore defaults to 0.1, bad values are named"
   assert.throws(() => normalizeSpec({ ...base, curriculum: { window: 1.5 } }), /spec\.curriculum\.window/);
   assert.throws(() => normalizeSpec({ ...base, curriculum: { window: 2, explore: 1.5 } }), /spec\.curriculum\.explore: .*1\.5/);
 });
+
+test("lr_schedule: constant by default, cosine's defaults filled in, bad values refused naming the field", () => {
+  assert.deepEqual(normalizeSpec(base).lrSchedule, { decay: "constant", decayStart: 0.5, minRatio: 0.1 });
+  assert.deepEqual(normalizeSpec({ ...base, lrSchedule: { decay: "cosine" } }).lrSchedule, {
+    decay: "cosine",
+    decayStart: 0.5,
+    minRatio: 0.1,
+  });
+  assert.deepEqual(normalizeSpec({ ...base, lrSchedule: { decay: "cosine", decayStart: 0, minRatio: 1 } }).lrSchedule, {
+    decay: "cosine",
+    decayStart: 0,
+    minRatio: 1,
+  });
+  const bad: [object, RegExp][] = [
+    [{ decay: "linear" }, /^spec\.lr_schedule\.decay: must be one of constant, cosine, got "linear"/],
+    [{ decay: "" }, /^spec\.lr_schedule\.decay: must be one of constant, cosine, got ""/],
+    [{ decay: "cosine", decayStart: 1 }, /^spec\.lr_schedule\.decay_start: must be in \[0, 1\), got 1$/],
+    [{ decay: "cosine", decayStart: -0.1 }, /^spec\.lr_schedule\.decay_start: must be in \[0, 1\), got -0\.1/],
+    [{ decay: "cosine", decayStart: Number.NaN }, /^spec\.lr_schedule\.decay_start: must be in \[0, 1\), got NaN/],
+    [{ decay: "cosine", minRatio: 0 }, /^spec\.lr_schedule\.min_ratio: must be in \(0, 1\], got 0$/],
+    [{ decay: "cosine", minRatio: 1.5 }, /^spec\.lr_schedule\.min_ratio: must be in \(0, 1\], got 1\.5/],
+    [{ minRatio: -1 }, /^spec\.lr_schedule\.min_ratio: must be in \(0, 1\], got -1/],
+  ];
+  for (const [lrSchedule, re] of bad) {
+    assert.throws(
+      () => normalizeSpec({ ...base, lrSchedule }),
+      (e: unknown) => e instanceof InvalidArgumentError && re.test(e.message),
+      JSON.stringify(lrSchedule),
+    );
+  }
+});

@@ -5,6 +5,7 @@ import { jobEvaluator } from "./job-eval.js";
 import { startOnLearner } from "./job-start.js";
 import { loadJobRows } from "./job-datasets.js";
 import { generateStep, loadCurriculumSampler, runStep, stepSamplesKey, type Generated, type StepContext } from "./job-step.js";
+import { recordedRunSeconds } from "./lr-decay.js";
 import type { RunnerDeps } from "./runner-deps.js";
 import { withWaitingNotices } from "./waiting-notice.js";
 import { TERMINAL_STATES } from "../job-store.js";
@@ -52,10 +53,21 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
   await withWaitingNotices(startOnLearner(job, spec, deps, signal), "StartJob", async () => (deps.learner.unavailable ? deps.learner.unavailable() : null), emit);
   if (evalRows.length > 0 && job.step === 0) await evaluate(0);
 
+  // The LR decay's clock goes on from the run seconds a previous api recorded for the job's steps.
+  const secondsBefore = await recordedRunSeconds(deps.redis, job.id);
   const started = performance.now();
   const firstStep = job.step + 1;
   let lastStep = spec.steps;
-  const ctx: StepContext = { rows, seed, spec, deps, signal, log, sampler: await loadCurriculumSampler(job.id, rows, spec, deps) };
+  const ctx: StepContext = {
+    rows,
+    seed,
+    spec,
+    deps,
+    signal,
+    log,
+    sampler: await loadCurriculumSampler(job.id, rows, spec, deps),
+    runSeconds: () => secondsBefore + (performance.now() - started) / 1000,
+  };
   // Overlap: step k+1's rollout starts as soon as step k's samples exist and runs while step k
   // is scored and trained, so its samples are one policy version behind (the learner's
   // max_staleness admits that; old log-probs come from the previous version).

@@ -11,6 +11,7 @@ import { checkInfraFailureRate, DEFAULT_MAX_INFRA_FAILURE_RATE, describeDropped,
 import type { RunnerDeps } from "./runner-deps.js";
 import { recordStepTraces } from "./job-traces.js";
 import { asInfillRows, rolloutInfill, type StepSample } from "./infill-task.js";
+import { stepLr } from "./lr-decay.js";
 
 /** Where a step's generated samples are kept until the step completes (for resume). */
 const STEP_SAMPLES_TTL_S = 24 * 3600;
@@ -24,6 +25,8 @@ export interface StepContext {
   log: Logger;
   /** The curriculum sampler (spec.curriculum.window > 0), else null: the plain epoch-wise shuffle. */
   sampler: CurriculumSampler | null;
+  /** Seconds of this job's run so far (its steps and evals, over api restarts): spec.lr_schedule's clock. */
+  runSeconds: () => number;
 }
 
 /** A step's prompts and generated samples (kept in Redis until the step completes). */
@@ -108,6 +111,9 @@ export async function runStep(job: Job, step: number, ctx: StepContext, generate
   const t: Record<string, number> = {};
   let t0 = performance.now();
   const emit = (message: string) => store.appendEvent(job.id, { log: { level: "warn", message } });
+  // The step's LR under spec.lr_schedule, fixed at its start and recorded before its TrainStep: a
+  // retried or resumed step resends the recorded one (the learner refuses other params for a step).
+  const lr = await stepLr(deps.redis, job.id, step, spec, ctx.runSeconds());
   const rolloutMissing = async () => ((await deps.rollout.workers()).length === 0 ? "a rollout worker (none registered)" : null);
   const { batch, indices, skipped, samples } = await withWaitingNotices(generated, `step ${step} rollout`, rolloutMissing, emit);
   // With overlap, the rollout ran (partly) during the previous step: count only the wait here.
@@ -171,7 +177,7 @@ export async function runStep(job: Job, step: number, ctx: StepContext, generate
       jobId: job.id,
       step,
       seed: stepSeed(seed, step, 0x7e),
-      params: spec.grpo,
+      params: lr ? { ...spec.grpo, lr: lr.lr } : spec.grpo,
       samples: scored
         .filter(({ smp }) => keep.has(smp.promptId))
         .map(({ smp: s, reward }) => ({
@@ -226,7 +232,7 @@ export async function runStep(job: Job, step: number, ctx: StepContext, generate
   if (stop) job = await store.transition(job.id, "JOB_STATE_FAILED", stop.message, { error: stop.message });
   await deps.redis.del(stepSamplesKey(job.id, step));
   deps.metrics?.observeStep(step, rewardMean, t);
-  log.info("step", { step, rewardMean, policyVersion: trained.policyVersion, ...t });
+  log.info("step", { step, rewardMean, policyVersion: trained.policyVersion, lr: trained.stats?.lr, ...t });
   if (stop) throw stop;
   return job;
 }

@@ -6,6 +6,9 @@ import { groupRewards, groupsToTrain, informativeGroupFraction } from "@rlmesh/a
 import { evalSplitName } from "@rlmesh/shared/eval-splits";
 import { passRate } from "@rlmesh/api/coordinator/pass-at-1";
 import { DEFAULT_MODEL_DIR } from "@rlmesh/shared/repo-paths";
+import { normalizeSpec } from "@rlmesh/api/job-spec";
+import { demoLrSchedule, demoSpec } from "./mesh-commands.js";
+import { UsageError } from "./args.js";
 
 let offset = 0;
 const at = (ms: number, kind: Partial<JobEvent>): JobEvent => ({ offset: offset++, timeMs: ms, jobId: "j", ...kind });
@@ -116,6 +119,10 @@ test("bench specs: every variant changes the recipe it names, and an unknown one
   assert.equal(cart.grpo?.cartP, 0.1);
   assert.equal(benchRlSpec({ ...o, variant: "cart+inv-t" }).grpo?.lossWeight, "inv_t");
   assert.equal(benchRlSpec({ ...o, variant: "cart+inv-t" }).grpo?.cartP, undefined);
+  // LR decay over the run: the recipe leaves lr_schedule unset (constant), lr-cosine asks for the cosine.
+  assert.equal(recipe.lrSchedule, undefined);
+  assert.deepEqual(benchRlSpec({ ...o, steps: 40, variant: "lr-cosine" }).lrSchedule, { decay: "cosine", decayStart: 0.5, minRatio: 0.1 });
+  assert.equal(benchRlSpec({ ...o, variant: "lr-cosine+lr-3e-4" }).grpo?.lr, 3e-4);
   // --steps fixes the work: the job runs that many steps (the recipe alone runs until its budget).
   assert.equal(benchRlSpec({ ...o, steps: 40, variant: "cart" }).steps, 40);
   assert.ok(Number(recipe.steps) > 100_000);
@@ -135,4 +142,15 @@ test("dynamic sampling keeps informative groups first, then the rest in rollout 
   assert.deepEqual([...groupsToTrain(items, 2)], ["1", "3"]);
   assert.deepEqual([...groupsToTrain(items, 3)], ["1", "3", "0"]);
   assert.deepEqual([...groupsToTrain(items, 10)].sort(), ["0", "1", "2", "3"]);
+});
+
+test("demo --lr-schedule: unset leaves the spec's schedule unset (constant); cosine is decay_start 0.5, min_ratio 0.1 and the api accepts it", () => {
+  assert.equal(demoLrSchedule(undefined), undefined);
+  assert.deepEqual(demoLrSchedule("constant"), { decay: "constant" });
+  const cosine = demoLrSchedule("cosine");
+  assert.deepEqual(cosine, { decay: "cosine", decayStart: 0.5, minRatio: 0.1 });
+  assert.throws(() => demoLrSchedule("linear"), (e: unknown) => e instanceof UsageError && /--lr-schedule must be one of constant, cosine, got "linear"/.test(e.message));
+  const spec = normalizeSpec({ ...demoSpec(100, 1, DEFAULT_MODEL_DIR), maxMinutes: 14, lrSchedule: cosine });
+  assert.deepEqual(spec.lrSchedule, { decay: "cosine", decayStart: 0.5, minRatio: 0.1 });
+  assert.equal(normalizeSpec(demoSpec(100, 1, DEFAULT_MODEL_DIR)).lrSchedule.decay, "constant", "the demo's default is unchanged");
 });

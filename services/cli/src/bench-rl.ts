@@ -29,6 +29,10 @@ export const RL_VARIANTS: Record<string, { summary: string; apply: (s: Spec) => 
   "seq-mean": { summary: "sequence-level loss aggregation", apply: (s) => void (s.grpo.lossAgg = "seq-mean-token-mean") },
   "lr-3e-4": { summary: "LR 3e-4", apply: (s) => void (s.grpo.lr = 3e-4) },
   "lr-3e-5": { summary: "LR 3e-5", apply: (s) => void (s.grpo.lr = 3e-5) },
+  "lr-cosine": {
+    summary: "LR decay over the run: grpo.lr until half-way (steps or budget), then a half cosine to 0.1 × grpo.lr",
+    apply: (s) => void (s.lrSchedule = { decay: "cosine", decayStart: 0.5, minRatio: 0.1 }),
+  },
   "temp-0.7": { summary: "rollout temperature 0.7", apply: (s) => void (s.decoding.temperature = 0.7) },
   g16: {
     summary: "G 16 × 4 prompts (twice the recipe's samples per step)",

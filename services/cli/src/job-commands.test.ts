@@ -35,3 +35,12 @@ test("submit's spec file: a good spec comes back in camelCase with its values as
   const good = file("good.json", JSON.stringify({ model_dir: "m", steps: 0, group_size: 8, decoding: { top_p: 0.9 } }));
   assert.deepEqual(readSpecFile(good), { modelDir: "m", steps: 0, groupSize: 8, decoding: { topP: 0.9 } });
 });
+
+test("submit's spec file: lr_schedule is read with its fields; a typo or a wrong type in it is named", () => {
+  const lr = file("lr.json", JSON.stringify({ model_dir: "m", lr_schedule: { decay: "cosine", decay_start: 0.5, min_ratio: 0.1 } }));
+  assert.deepEqual(readSpecFile(lr), { modelDir: "m", lrSchedule: { decay: "cosine", decayStart: 0.5, minRatio: 0.1 } });
+  const typo = file("lr-typo.json", JSON.stringify({ lr_schedule: { decay: "cosine", min_ration: 0.1 } }));
+  fails(typo, /lr-typo\.json: spec\.lr_schedule\.min_ration: unknown field \(did you mean min_ratio\?\)/);
+  const type = file("lr-type.json", JSON.stringify({ lr_schedule: { decay_start: "half" } }));
+  fails(type, /lr-type\.json: spec\.lr_schedule\.decay_start: expected a number/);
+});

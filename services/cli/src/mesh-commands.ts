@@ -70,6 +70,11 @@ export interface DemoSummary {
   informative_fraction_mean: number;
   /** Mean rows per step the curriculum sampler passed over (their template saturated; 0 without spec.curriculum). */
   prompts_skipped_per_step: number;
+  /** The job's spec.lr_schedule.decay ("constant" unless --lr-schedule says otherwise). */
+  lr_schedule: string;
+  /** The LR the learner used in the first and in the last step (TrainStats.lr: the schedule, warmup and collapse-guard scale). */
+  lr_first: number;
+  lr_last: number;
 }
 
 /** Follows a job to its end, printing a live progress line; returns the summary. */
@@ -86,6 +91,7 @@ export async function followJob(
   const job0 = await jobs.get(client, jobId);
   total = job0.spec?.steps ?? 0;
   const budgetSeconds = (job0.spec?.maxMinutes ?? 0) * 60;
+  const lrSchedule = job0.spec?.lrSchedule?.decay || "constant";
   const tty = process.stderr.isTTY;
   for await (const e of jobs.watchResilient(client, jobId, 0, { onRetry: (m) => opts.print(m) })) {
     // The primary line's greedy pass@1 (extra lines and sampled evals are printed, not summarised).
@@ -99,7 +105,8 @@ export async function followJob(
       let eta = per * (total - e.step.step);
       if (budgetSeconds > 0) eta = Math.min(eta, budgetSeconds - elapsed);
       const of = total < DEMO_UNBOUNDED_STEPS ? `/${total}` : "";
-      const line = `step ${e.step.step}${of}  reward ${e.step.rewardMean.toFixed(3)}  pass ${e.step.passRate.toFixed(2)}  ${per.toFixed(1)} s/step  ETA ${Math.max(0, Math.round(eta))} s  v${e.step.policyVersion}`;
+      const lr = lrSchedule !== "constant" && e.step.train ? `  lr ${e.step.train.lr.toExponential(2)}` : "";
+      const line = `step ${e.step.step}${of}  reward ${e.step.rewardMean.toFixed(3)}  pass ${e.step.passRate.toFixed(2)}  ${per.toFixed(1)} s/step  ETA ${Math.max(0, Math.round(eta))} s  v${e.step.policyVersion}${lr}`;
       process.stderr.write(tty ? `\r${line}   ` : `${line}\n`);
     } else {
       if (tty && steps.length) process.stderr.write("\n");
@@ -127,7 +134,22 @@ export async function followJob(
     steps_without_update: steps.filter((st, i) => Number(st.policyVersion) === Number(i === 0 ? 0 : steps[i - 1]!.policyVersion)).length,
     informative_fraction_mean: steps.length ? steps.reduce((a, st) => a + (st.informativeFraction ?? 0), 0) / steps.length : 0,
     prompts_skipped_per_step: steps.length ? steps.reduce((a, st) => a + Number(st.promptsSkipped ?? 0), 0) / steps.length : 0,
+    lr_schedule: lrSchedule,
+    lr_first: steps[0]?.train?.lr ?? NaN,
+    lr_last: steps.at(-1)?.train?.lr ?? NaN,
   };
+}
+
+/** `--lr-schedule` values of the demo (spec.lr_schedule.decay; cosine starts at half the budget and ends at 0.1 × the LR). */
+export const DEMO_LR_SCHEDULES = ["constant", "cosine"] as const;
+
+/** spec.lr_schedule for `rlmesh demo --lr-schedule NAME` (undefined: the spec leaves it unset, i.e. constant). */
+export function demoLrSchedule(name: string | undefined): JobSpecIn["lrSchedule"] | undefined {
+  if (name === undefined) return undefined;
+  if (!(DEMO_LR_SCHEDULES as readonly string[]).includes(name)) {
+    throw new UsageError(`--lr-schedule must be one of ${DEMO_LR_SCHEDULES.join(", ")}, got ${JSON.stringify(name)}`);
+  }
+  return name === "cosine" ? { decay: "cosine", decayStart: 0.5, minRatio: 0.1 } : { decay: "constant" };
 }
 
 /** Step count of a job bounded only by its time budget. */
@@ -156,7 +178,8 @@ export function demoSpec(steps: number, seed: number, modelDir: string): JobSpec
 export const demoCommand: Command = {
   name: "demo",
   summary: "the main job: bring up the local mesh, run RL on the shipped tiny model, print before/after pass@1",
-  usage: `rlmesh demo [--minutes M] [--steps N] [--seed S] [--json] [--quiet] ${MESH_FLAGS}`,
+  usage: `rlmesh demo [--minutes M] [--steps N] [--seed S] [--lr-schedule constant|cosine] [--json] [--quiet] ${MESH_FLAGS}`,
+  help: "--lr-schedule cosine: the LR stays at grpo.lr for the first half of the run (steps or time budget, whichever is further), then falls along a half cosine to 0.1 × grpo.lr at the end (spec.lr_schedule; default constant).",
   async run(argv) {
     const a0 = parseArgs(argv, ["json", "quiet"]);
     const json = flagBool(a0, "json");
@@ -176,7 +199,8 @@ export const demoCommand: Command = {
       const minutes = flagFloat(rest, "minutes", DEMO_DEFAULT_MINUTES);
       if (!(minutes > 0)) throw new UsageError(`--minutes must be > 0, got ${minutes}`);
       const spec = demoSpec(flagInt(rest, "steps", DEMO_UNBOUNDED_STEPS, 1), flagInt(rest, "seed", 1), modelDir);
-      const job = await jobs.submit(client, { ...spec, maxMinutes: minutes, evalInterval: DEMO_EVAL_INTERVAL });
+      const lrSchedule = demoLrSchedule(flagString(rest, "lr-schedule"));
+      const job = await jobs.submit(client, { ...spec, maxMinutes: minutes, evalInterval: DEMO_EVAL_INTERVAL, ...(lrSchedule ? { lrSchedule } : {}) });
       client.close();
       print(`submitted ${job.id}`);
       const s = await followJob(mesh.apiAddr, job.id, { quiet: flagBool(rest, "quiet"), print });

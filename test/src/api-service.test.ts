@@ -93,6 +93,33 @@ describe("api service", () => {
     );
   });
 
+  test("spec.lr_schedule over the wire: bad values are INVALID_ARGUMENT naming the field; a cosine one is stored with its defaults", async () => {
+    const base = { modelDir: model, dataset: { path: dataset }, steps: 3 };
+    const refused: [object, RegExp][] = [
+      [{ decay: "linear" }, /^spec\.lr_schedule\.decay: must be one of constant, cosine, got "linear"/],
+      [{ decay: "cosine", decayStart: 1 }, /^spec\.lr_schedule\.decay_start: must be in \[0, 1\), got 1$/],
+      [{ decay: "cosine", minRatio: 0 }, /^spec\.lr_schedule\.min_ratio: must be in \(0, 1\], got 0$/],
+    ];
+    for (const [lrSchedule, re] of refused) {
+      await assert.rejects(jobs.submit(client, { ...base, lrSchedule }), (err: grpc.ServiceError) => {
+        assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+        assert.match(err.details, re);
+        return true;
+      });
+    }
+    // Unset fields of a set message arrive unset (proto3 optional) and take the defaults.
+    const fields = (j: { spec?: { lrSchedule?: { decay?: string; decayStart?: number; minRatio?: number } | null } | null }) => {
+      const s = j.spec?.lrSchedule;
+      return { decay: s?.decay, decayStart: s?.decayStart, minRatio: s?.minRatio };
+    };
+    const job = await jobs.submit(client, { ...base, lrSchedule: { decay: "cosine" } });
+    await jobs.cancel(client, job.id, "test over");
+    assert.deepEqual(fields(job), { decay: "cosine", decayStart: 0.5, minRatio: 0.1 });
+    const plain = await jobs.submit(client, base);
+    await jobs.cancel(client, plain.id, "test over");
+    assert.deepEqual(fields(plain), { decay: "constant", decayStart: 0.5, minRatio: 0.1 });
+  });
+
   test("submit, get, list; WatchJob streams live events, resumes from an offset and ends with the job", async () => {
     const job = await jobs.submit(client, { name: "t", modelDir: model, dataset: { path: dataset }, steps: 3 });
     assert.equal(job.state, "JOB_STATE_QUEUED");

@@ -20,6 +20,9 @@ test("each mode's starting masks: oracle = true length, ½ (at least 1) and 2× 
   assert.deepEqual(modeLengths("fixed_long", 13), { variable: false, initialLength: 26, maxLength: 26 });
   assert.deepEqual(modeLengths("variable_from_4", 13), { variable: true, initialLength: 4, maxLength: 64 });
   assert.deepEqual(modeLengths("variable_from_32", 13), { variable: true, initialLength: 32, maxLength: 64 });
+  // The diagnostic mode starts variable length at the true length.
+  assert.deepEqual(modeLengths("variable_from_oracle", 13), { variable: true, initialLength: 13, maxLength: 64 });
+  assert.deepEqual(modeLengths("variable_from_oracle", 70), { variable: true, initialLength: 70, maxLength: 70 });
 });
 
 test("the target: best variable within 2 points of oracle and >= 30 % relative above the worse fixed mode", () => {

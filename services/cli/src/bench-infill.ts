@@ -18,8 +18,15 @@ import { flagBool, flagFloat, flagInt, flagString, parseArgs, UsageError } from 
 export const BENCH_INFILL_USAGE =
   "rlmesh bench infill [--model DIR] [--dataset FILE] [--limit N] [--modes a,b,...] [--seed S] [--replicas N] [--threshold T] [--variable-threshold T] [--no-suffix-eos] [--json]";
 
-export type InfillMode = "oracle" | "fixed_short" | "fixed_long" | "variable_from_4" | "variable_from_32";
+export type InfillMode = "oracle" | "fixed_short" | "fixed_long" | "variable_from_4" | "variable_from_32" | "variable_from_oracle";
+/** The modes the bench runs by default (DreamOn's comparison). */
 export const INFILL_MODES: readonly InfillMode[] = ["oracle", "fixed_short", "fixed_long", "variable_from_4", "variable_from_32"];
+/**
+ * A diagnostic mode, only on request (--modes): variable length starting from the true length.
+ * A model that knows the length leaves the canvas as it is (no expand, no delete), so this reads
+ * like oracle; where it falls below oracle, the expand/delete predictions are what fails.
+ */
+export const DIAGNOSTIC_MODES: readonly InfillMode[] = ["variable_from_oracle"];
 /** DreamOn's evaluation: the variable-length middle grows to at most 64 tokens. */
 export const VARIABLE_MAX_LENGTH = 64;
 
@@ -53,6 +60,8 @@ export function modeLengths(mode: InfillMode, trueLength: number): { variable: b
       return { variable: true, initialLength: 4, maxLength: VARIABLE_MAX_LENGTH };
     case "variable_from_32":
       return { variable: true, initialLength: 32, maxLength: VARIABLE_MAX_LENGTH };
+    case "variable_from_oracle":
+      return { variable: true, initialLength: trueLength, maxLength: Math.max(trueLength, VARIABLE_MAX_LENGTH) };
   }
 }
 
@@ -102,7 +111,8 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
   const variableThreshold = flagFloat(a, "variable-threshold", 1);
   if (!(variableThreshold > 0 && variableThreshold <= 1)) throw new UsageError(`--variable-threshold must be in (0, 1], got ${variableThreshold}`);
   const wanted = (flagString(a, "modes") ?? INFILL_MODES.join(",")).split(",").map((s) => s.trim()) as InfillMode[];
-  for (const m of wanted) if (!INFILL_MODES.includes(m)) throw new UsageError(`--modes: unknown mode ${m}; one of ${INFILL_MODES.join(", ")}`);
+  const known = [...INFILL_MODES, ...DIAGNOSTIC_MODES];
+  for (const m of wanted) if (!known.includes(m)) throw new UsageError(`--modes: unknown mode ${m}; one of ${known.join(", ")}`);
   const say = (l: string) => {
     if (!json) print(l);
   };
@@ -201,11 +211,11 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
   }
   say(`  mean true middle length ${mean(trueLengths).toFixed(1)} tokens; sandbox: ${report.summary.total} programs scored, ${report.summary.unscored_samples} unscored`);
   say("");
-  say(`  ${"mode".padEnd(18)} ${"pass@1".padStart(7)} ${"|len err|".padStart(10)} ${"mean len".padStart(9)} ${"exact".padStart(6)} ${"NFE/token".padStart(10)}`);
+  say(`  ${"mode".padEnd(20)} ${"pass@1".padStart(7)} ${"|len err|".padStart(10)} ${"mean len".padStart(9)} ${"exact".padStart(6)} ${"NFE/token".padStart(10)}`);
   for (const mode of modes) {
     const r = results[mode]!;
     say(
-      `  ${mode.padEnd(18)} ${pct(r.pass_at_1).padStart(7)} ${r.mean_length_error.toFixed(2).padStart(10)} ${r.mean_length.toFixed(1).padStart(9)} ${pct(r.exact_match).padStart(6)} ${r.nfe_per_token.toFixed(2).padStart(10)}`,
+      `  ${mode.padEnd(20)} ${pct(r.pass_at_1).padStart(7)} ${r.mean_length_error.toFixed(2).padStart(10)} ${r.mean_length.toFixed(1).padStart(9)} ${pct(r.exact_match).padStart(6)} ${r.nfe_per_token.toFixed(2).padStart(10)}`,
     );
   }
   if (target.met === null) say("\n  target (variable within 2 points of oracle, >= 30 % relative above the worse fixed mode): not measurable (needs oracle, a fixed and a variable mode)");

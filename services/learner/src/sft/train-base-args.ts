@@ -83,19 +83,35 @@ export interface TrainBaseArgs {
   recipe?: "mdlm" | "dreamon";
   /** DreamOn's per-example weight: linear = (1 − t) (DreamOn), inv_t = 1/t (the base's). */
   dreamonTimeWeight?: "linear" | "inv_t";
+  /** DreamOn: share of each batch's rows at the exact length (no EOS, no merges); 0 = none. */
+  dreamonExactShare?: number;
+  /** DreamOn: EOS padding after the middle is drawn from 0 … this − 1 (DreamOn's max_delete, 64). */
+  dreamonMaxDelete?: number;
+  /** DreamOn: share of rows whose merge count is uniform (train-base-infill.ts uniformCountShare); 0 = none. */
+  dreamonUniformMerges?: number;
+  /**
+   * DreamOn: the trunk's learning rate (every weight but the new vocabulary rows) as a multiple
+   * of --lr; 1 = one LR for all, 0 = only the new rows train.
+   */
+  trunkLrScale?: number;
 }
 
 export const TRAIN_BASE_USAGE = `usage: rlmesh train-base [--config tiny|ci] [--seed S] [--steps N] [--minutes M] [--out DIR]
                          [--data DIR] [--tokenizer FILE] [--eval-limit N] [--eval-every-min M]
                          [--snapshot-dir DIR] [--snapshot-every-min M] [--init MODEL_DIR] [--lr LR] [--stop-after N]
                          [--train-size N] [--number-weight W] [--loss-weight inv_t|cart] [--cart-p P] [--recipe mdlm|dreamon] [--dreamon-weight linear|inv_t]
+                         [--exact-share F] [--max-delete N] [--uniform-merges F] [--trunk-lr-scale S]
   Masked-diffusion SFT of the tiny coder on the toy train split (jax-js on CPU); writes
   DIR/model.onnx + DIR/manifest.json (+ tokenizer.json) atomically. Same seed + steps = same model.
   --loss-weight cart replaces the 1/t weight of a masked token by CART's context-adaptive weight
   (--cart-p, default ${DEFAULT_CART_P}); the masks drawn are the same.
   --recipe dreamon trains variable-length infilling (DreamOn: middle + EOS, <|expand|> merges) on
   infilling rows of the train split, from --init's weights with <|expand|> added to the vocabulary;
-  --dreamon-weight linear (DreamOn's 1 − t, default) or inv_t (the base's 1/t).`;
+  --dreamon-weight linear (DreamOn's 1 − t, default) or inv_t (the base's 1/t); --exact-share F
+  builds that share of rows at the exact length (no EOS padding, no merges; default 0);
+  --max-delete N draws the EOS padding from 0 … N − 1 (default 64); --uniform-merges F draws
+  that share of rows' merge count uniformly (default 0: per pair); --trunk-lr-scale S trains
+  every weight but the new <|expand|> row at S × the LR (default 1).`;
 
 export function parseTrainBaseArgs(argv: readonly string[]): TrainBaseArgs {
   const args: TrainBaseArgs = {
@@ -198,6 +214,27 @@ export function parseTrainBaseArgs(argv: readonly string[]): TrainBaseArgs {
         args.dreamonTimeWeight = v;
         break;
       }
+      case "--exact-share": {
+        const f = num(0);
+        if (f > 1) throw new Error(`train-base: --exact-share must be in [0, 1], got ${f}`);
+        args.dreamonExactShare = f;
+        break;
+      }
+      case "--max-delete":
+        args.dreamonMaxDelete = Math.floor(num(0));
+        break;
+      case "--uniform-merges": {
+        const f = num(0);
+        if (f > 1) throw new Error(`train-base: --uniform-merges must be in [0, 1], got ${f}`);
+        args.dreamonUniformMerges = f;
+        break;
+      }
+      case "--trunk-lr-scale": {
+        const f = num(0);
+        if (f > 1) throw new Error(`train-base: --trunk-lr-scale must be in [0, 1], got ${f}`);
+        args.trunkLrScale = f;
+        break;
+      }
       case "-h":
       case "--help":
         throw new Error(TRAIN_BASE_USAGE);
@@ -212,5 +249,14 @@ export function parseTrainBaseArgs(argv: readonly string[]): TrainBaseArgs {
   }
   if (args.recipe === "dreamon" && args.lossWeighting.kind === "cart")
     throw new Error("train-base: --loss-weight cart applies to the mdlm recipe; --recipe dreamon weighs its tokens by --dreamon-weight");
+  if (args.recipe !== "dreamon") {
+    const dreamonOnly = [
+      ["--exact-share", args.dreamonExactShare],
+      ["--max-delete", args.dreamonMaxDelete],
+      ["--uniform-merges", args.dreamonUniformMerges],
+      ["--trunk-lr-scale", args.trunkLrScale],
+    ] as const;
+    for (const [flag, v] of dreamonOnly) if (v !== undefined) throw new Error(`train-base: ${flag} applies to --recipe dreamon only`);
+  }
   return args;
 }

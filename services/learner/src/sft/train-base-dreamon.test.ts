@@ -64,3 +64,34 @@ test("train-base --recipe dreamon (3 steps from the shipped base) grows the voca
   const manifestText = await readFile(join(out, "manifest.json"), "utf8");
   assert.match(manifestText, /"infill_pass_at_1_oracle"/);
 });
+
+test("scaleTrunkUpdate: every weight moves s × its step, except the new vocabulary rows (tied) / columns (untied head), which keep the whole step", async () => {
+  const { scaleTrunkUpdate } = await import("./train-base-dreamon.js");
+  const V = 4;
+  const d = 2;
+  const before = { tok_embedding: new Float32Array(V * d).fill(1), lm_head: new Float32Array(d * V).fill(1), w: new Float32Array([1, 1]) };
+  const after = {
+    tok_embedding: { data: new Float32Array(V * d).fill(3) },
+    lm_head: { data: new Float32Array(d * V).fill(3) },
+    w: { data: new Float32Array([3, -1]) },
+  };
+  scaleTrunkUpdate(after as never, before, 0.25, 3, V, d);
+  // Old rows 0..2 of the embedding: 1 + 0.25·2; the new row 3: the whole step.
+  assert.deepEqual([...after.tok_embedding.data], [1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 3, 3]);
+  // lm_head [d, V]: column 3 of each row is new.
+  assert.deepEqual([...after.lm_head.data], [1.5, 1.5, 1.5, 3, 1.5, 1.5, 1.5, 3]);
+  assert.deepEqual([...after.w.data], [1.5, 0.5]);
+  assert.throws(() => scaleTrunkUpdate({ x: { data: new Float32Array(2) } } as never, {}, 0.5, 3, V, d), /no snapshot of x/);
+});
+
+test("the DreamOn-only flags are refused with the mdlm recipe and out of range, by name", () => {
+  assert.throws(() => parseTrainBaseArgs(["--exact-share", "0.5"]), /--exact-share applies to --recipe dreamon only/);
+  assert.throws(() => parseTrainBaseArgs(["--recipe", "dreamon", "--exact-share", "1.5"]), /--exact-share must be in \[0, 1\]/);
+  assert.throws(() => parseTrainBaseArgs(["--recipe", "dreamon", "--trunk-lr-scale", "2"]), /--trunk-lr-scale must be in \[0, 1\]/);
+  assert.throws(() => parseTrainBaseArgs(["--recipe", "dreamon", "--uniform-merges", "-1"]), /--uniform-merges must be a number/);
+  const a = parseTrainBaseArgs(["--recipe", "dreamon", "--exact-share", "0.25", "--max-delete", "16", "--uniform-merges", "0.5", "--trunk-lr-scale", "0.1"]);
+  assert.equal(a.dreamonExactShare, 0.25);
+  assert.equal(a.dreamonMaxDelete, 16);
+  assert.equal(a.dreamonUniformMerges, 0.5);
+  assert.equal(a.trunkLrScale, 0.1);
+});

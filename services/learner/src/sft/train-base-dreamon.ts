@@ -71,7 +71,8 @@ export async function trainDreamOn(args: TrainBaseArgs, settings: TrainBaseSetti
     log(
       `train-base (dreamon): d ${config.dModel}, ${config.nLayers} layers, vocab ${config.vocabSize} (${(parameterCount(config) / 1e6).toFixed(2)} M params), ` +
         `${examples.length} infilling rows from ${rows.length === 0 ? 0 : new Set(rows.map((r) => r.source_task_id)).size} rows of ${trainSource}, batch ${settings.batchSize}, ` +
-        `${totalSteps} steps, lr ${schedule.baseLr}, seed ${args.seed}, time weight ${args.dreamonTimeWeight ?? "linear"}`,
+        `${totalSteps} steps, lr ${schedule.baseLr}, seed ${args.seed}, time weight ${args.dreamonTimeWeight ?? "linear"}, ` +
+        `max delete ${args.dreamonMaxDelete ?? DREAMON_DEFAULTS.maxDelete}, exact share ${args.dreamonExactShare ?? 0}, uniform merges ${args.dreamonUniformMerges ?? 0}, trunk lr × ${args.trunkLrScale ?? 1}`,
     );
 
     const manifestNow = (extra: Record<string, unknown>): ModelManifest =>
@@ -87,6 +88,10 @@ export async function trainDreamOn(args: TrainBaseArgs, settings: TrainBaseSetti
           ...(args.trainSize ? { train_size: args.trainSize } : {}),
           dreamon: {
             ...DREAMON_DEFAULTS,
+            ...(args.dreamonMaxDelete !== undefined ? { maxDelete: args.dreamonMaxDelete } : {}),
+            exact_share: args.dreamonExactShare ?? 0,
+            uniform_merge_count_share: args.dreamonUniformMerges ?? 0,
+            trunk_lr_scale: args.trunkLrScale ?? 1,
             eos_plays_delete: true,
             weight: args.dreamonTimeWeight === "inv_t" ? "1/t, t ~ U(0.05, 1)" : "1 - t, t ~ U(0, 1)",
             eos_loss: "each row's EOS averaged apart and added as one token of the row",
@@ -119,7 +124,11 @@ export async function trainDreamOn(args: TrainBaseArgs, settings: TrainBaseSetti
       maxSeqLen: config.maxSeqLen,
       lengthBucket: DEFAULT_LENGTH_BUCKET,
       timeWeight: args.dreamonTimeWeight ?? "linear",
+      ...(args.dreamonMaxDelete !== undefined ? { maxDelete: args.dreamonMaxDelete } : {}),
+      exactShare: args.dreamonExactShare ?? 0,
+      uniformCountShare: args.dreamonUniformMerges ?? 0,
     };
+    const trunkLrScale = args.trunkLrScale ?? 1;
     const t0 = performance.now();
     if (grownFrom !== undefined) {
       // The new rows first, alone (see NEW_ROW_WARMUP): the rest of the model stays as --init left it.
@@ -148,7 +157,9 @@ export async function trainDreamOn(args: TrainBaseArgs, settings: TrainBaseSetti
       const { loss, grads } = await policy.weightedNllGrad(weights, b.batch, b.tokenWeights);
       const clip = clipGradNorm(grads, settings.gradClip);
       if (!clip.finite) throw new Error(`train-base (dreamon): non-finite gradient at step ${step} (loss ${loss})`);
+      const before = trunkLrScale < 1 ? snapshotWeights(weights) : undefined;
       adamwStep(weights, grads, opt, learningRateAt(step, schedule), adamCfg);
+      if (before) scaleTrunkUpdate(weights, before, trunkLrScale, grownFrom ?? config.vocabSize, config.vocabSize, config.dModel);
       ema = Number.isNaN(ema) ? loss : 0.95 * ema + 0.05 * loss;
       const elapsed = (performance.now() - t0) / 1000;
       if ((step + 1) % logEvery === 0 || step === 0) {
@@ -263,6 +274,29 @@ async function saveDir(dir: string, tokenizerPath: string, config: PolicyModelCo
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, "tokenizer.json"), await readFile(tokenizerPath));
   return bytes.length;
+}
+
+function snapshotWeights(w: WeightTensors): Record<string, Float32Array> {
+  return Object.fromEntries(Object.entries(w).map(([k, v]) => [k, v.data.slice()]));
+}
+
+/**
+ * Scales, in place, the update just applied to every weight but the new vocabulary rows
+ * ([newFrom, vocab) of tok_embedding, and of an untied lm_head's columns): w = w₀ + s·(w − w₀),
+ * which for AdamW (update and decoupled decay both ∝ LR) is the same step at s × the LR.
+ */
+export function scaleTrunkUpdate(w: WeightTensors, before: Record<string, Float32Array>, s: number, newFrom: number, vocab: number, dModel: number): void {
+  for (const [name, t] of Object.entries(w)) {
+    const old = before[name];
+    if (!old || old.length !== t.data.length) throw new Error(`scaleTrunkUpdate: no snapshot of ${name} with ${t.data.length} values`);
+    const d = t.data;
+    const keep = (i: number): boolean => {
+      if (name === "tok_embedding") return i >= newFrom * dModel;
+      if (name === "lm_head") return i % vocab >= newFrom;
+      return false;
+    };
+    for (let i = 0; i < d.length; i++) if (!keep(i)) d[i] = old[i]! + s * (d[i]! - old[i]!);
+  }
 }
 
 function toWeightMap(w: WeightTensors): Map<string, Float32Array> {

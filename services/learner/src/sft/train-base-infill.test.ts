@@ -221,3 +221,53 @@ test("each row's EOS losses weigh as one token of that row, however many EOS the
   // With the whole batch's EOS as one token (the old rule) EOS would be ≤ 1/(N+1) of the mass.
   assert.ok(eosTotal / total > 1.5 / (b.tokenLosses + 1), `EOS share ${eosTotal / total}`);
 });
+
+test("exactShare: that share of rows is the middle at its exact length (no EOS, no merges), t-masked; rows without it keep their random stream", () => {
+  const ex: InfillExample = { prefixIds: [5], middleIds: Array.from({ length: 10 }, (_, i) => 10 + i), suffixIds: [60] };
+  // Unset: the same draws as before the option existed.
+  const a = dreamOnRow(ex, new SeededRandom(3), opts);
+  const b = dreamOnRow(ex, new SeededRandom(3), { ...opts, exactShare: 0 });
+  assert.deepEqual(a, b);
+  const rng = new SeededRandom(4);
+  let exact = 0;
+  const n = 400;
+  for (let k = 0; k < n; k++) {
+    const r = dreamOnRow(ex, rng, { ...opts, exactShare: 0.5 });
+    if (r.eosCount === 0 && r.p === 0) {
+      exact++;
+      assert.deepEqual(r.hidden, []);
+      assert.deepEqual(r.targets, ex.middleIds, "labels are the middle itself");
+      r.inputIds.forEach((t, i) => assert.ok(t === MASK || t === ex.middleIds[i]));
+    }
+  }
+  // Besides the exact rows, a DreamOn row has eosCount 0 about 1 time in 64 (and p 0 only then at t = 1).
+  assert.ok(exact > 0.4 * n && exact < 0.6 * n, `about half the rows are exact: ${exact}/${n}`);
+  const all = dreamOnRow(ex, new SeededRandom(5), { ...opts, exactShare: 1 });
+  assert.equal(all.eosCount, 0);
+  assert.equal(all.p, 0);
+});
+
+test("uniformCountShare: the merge count is uniform over 0..mergeable pairs, so a middle squeezed into a few masks is common; labels as the per-pair rule", () => {
+  const ex: InfillExample = { prefixIds: [5], middleIds: Array.from({ length: 15 }, (_, i) => 10 + i), suffixIds: [60] };
+  const count = (o: DreamOnOptions) => {
+    const rng = new SeededRandom(9);
+    let squeezed = 0;
+    for (let k = 0; k < 600; k++) {
+      const r = dreamOnRow(ex, rng, o);
+      const visibleMiddle = 15 - r.hidden.filter((h) => h < 15).length;
+      if (visibleMiddle <= 5) squeezed++;
+      // Every run of hidden positions hangs off ONE visible <|expand|> (as in the per-pair rule).
+      const hidden = new Set(r.hidden);
+      const runs = r.hidden.filter((h) => !hidden.has(h - 1)).length;
+      assert.equal(r.targets.filter((t) => t === EXPAND).length, runs);
+      for (const h of r.hidden) assert.ok(h >= 1 && h <= 15, `only middle positions (and the first EOS) hide: ${h}`);
+    }
+    return squeezed;
+  };
+  const perPair = count(opts);
+  const uniform = count({ ...opts, uniformCountShare: 1 });
+  assert.ok(uniform > 3 * Math.max(1, perPair), `rows with the 15-token middle in <= 5 positions: per pair ${perPair}, uniform count ${uniform}`);
+  // Exact rows stay exact with the option on.
+  const r = dreamOnRow(ex, new SeededRandom(1), { ...opts, exactShare: 1, uniformCountShare: 1 });
+  assert.deepEqual(r.hidden, []);
+});

@@ -64,6 +64,21 @@ export interface DreamOnOptions {
    * @defaultValue "linear"
    */
   timeWeight?: DreamOnTimeWeight;
+  /**
+   * Share of rows built at the exact length instead (the middle alone: no EOS padding, no merges;
+   * masked with the same t): the oracle-length canvas, so the fixed-length skill the base has and
+   * a decode that reaches the right length are trained in every batch. @defaultValue 0
+   */
+  exactShare?: number;
+  /**
+   * Share of (non-exact) rows whose merge COUNT is uniform over 0 … the number of mergeable
+   * pairs (adjacent masked middle positions), the pairs then chosen at random, instead of one
+   * Bernoulli(p) per pair. Per-pair merging hides about p of a fully masked middle, so a middle
+   * squeezed into a few masks (a decode from 4 masks for a 15-token middle: 11 merges of 14
+   * pairs, ~2 % of rows at p = 0.5) is rarely trained; a uniform count covers every squeeze
+   * alike. @defaultValue 0
+   */
+  uniformCountShare?: number;
 }
 
 export type DreamOnTimeWeight = "linear" | "inv_t";
@@ -93,23 +108,40 @@ export interface DreamOnRow {
 
 /** Builds one DreamOn row for an example (pure given the rng state). */
 export function dreamOnRow(ex: InfillExample, rng: SeededRandom, opts: DreamOnOptions): DreamOnRow {
+  // Drawn only when asked for, so runs without exact rows keep their random streams.
+  const exact = (opts.exactShare ?? 0) > 0 && rng.next() < opts.exactShare!;
   const room = opts.maxSeqLen - ex.prefixIds.length - ex.middleIds.length - ex.suffixIds.length;
-  const eosCount = room > 0 && opts.maxDelete > 0 ? rng.int(Math.min(opts.maxDelete, room)) : 0;
+  const eosCount = !exact && room > 0 && opts.maxDelete > 0 ? rng.int(Math.min(opts.maxDelete, room)) : 0;
   const resp = [...ex.middleIds, ...new Array<number>(eosCount).fill(opts.eosId)];
   const L = resp.length;
   const t = opts.timeWeight === "inv_t" ? INV_T_MIN + (1 - INV_T_MIN) * rng.next() : rng.next();
   const randomMask = resp.map(() => rng.next() < t);
   const numMasked = randomMask.filter(Boolean).length;
   const masked = resp.map((tok, i) => randomMask[i]! || tok === opts.eosId);
-  const p = rng.next() < opts.uniformMergeShare ? opts.mergeProb : opts.mergeProb * (1 - numMasked / Math.max(1, L));
+  const drawnP = rng.next() < opts.uniformMergeShare ? opts.mergeProb : opts.mergeProb * (1 - numMasked / Math.max(1, L));
+  const p = exact ? 0 : drawnP;
+  const uniformCount = !exact && (opts.uniformCountShare ?? 0) > 0 && rng.next() < opts.uniformCountShare!;
   const labels = [...resp];
   const hiddenSet = new Set<number>();
+  if (uniformCount) {
+    // The pairs (i, i + 1) the per-pair loop below could merge; a uniform number of them, at random.
+    const pairs: number[] = [];
+    for (let i = 0; i < L - 1 && resp[i] !== opts.eosId; i++) if (masked[i] && masked[i + 1]) pairs.push(i);
+    const m = rng.int(pairs.length + 1);
+    for (let k = 0; k < m; k++) {
+      const j = k + rng.int(pairs.length - k);
+      [pairs[k], pairs[j]] = [pairs[j]!, pairs[k]!];
+      hiddenSet.add(pairs[k]! + 1);
+    }
+  }
   // The visible position a run of merged masks collapses into (its label is `<|expand|>`).
   let anchor = -1;
   for (let i = 0; i < L - 1; i++) {
     if (resp[i] === opts.eosId) break;
     if (!hiddenSet.has(i)) anchor = i;
-    if (masked[i] && masked[i + 1] && rng.next() < p) {
+    if (uniformCount) {
+      if (hiddenSet.has(i + 1)) labels[anchor] = opts.expandId;
+    } else if (masked[i] && masked[i + 1] && rng.next() < p) {
       labels[anchor] = opts.expandId;
       hiddenSet.add(i + 1);
     }

@@ -9,6 +9,7 @@ import {
   DEFAULT_REWARD_SMOOTHING,
 } from "./trainer/collapse-guard.js";
 import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
+import { DEFAULT_WARMUP_RECIPE, parseTokenRange, type WarmupRecipe } from "./trainer/warmup.js";
 
 export const LEARNER_CONFIG = {
   redisUrl: { env: "REDIS_URL", type: "string", default: "redis://127.0.0.1:6379", doc: "Redis of the worker registry (rollout workers the learner pushes weights to)" },
@@ -36,6 +37,11 @@ export const LEARNER_CONFIG = {
     doc: "How weight pushes carry the tensor bytes: tcp (a data connection negotiated by UpdateWeights, workers connect back to the learner; chunks for a worker that cannot) or grpc (chunks on the UpdateWeights stream)",
   },
   pushDataPort: { env: "RLMESH_PUSH_DATA_PORT", type: "int", default: 0, min: 0, max: 65535, doc: "Port of the learner's weight data server on RLMESH_LEARNER_HOST (0: a free one, told to each worker per push)" },
+  warmup: { env: "RLMESH_LEARNER_WARMUP", type: "bool", default: true, doc: "Compile a started job's batch shapes (RLMESH_LEARNER_WARMUP_*) in the background after StartJob, instead of inside its first TrainSteps; 0 = off" },
+  warmupRows: { env: "RLMESH_LEARNER_WARMUP_ROWS", type: "int", default: DEFAULT_WARMUP_RECIPE.rows, min: 1, doc: "Warm-up: samples per TrainStep (a job's prompts_per_step × group_size; default: the demo's 4 × 8)" },
+  warmupPromptTokens: { env: "RLMESH_LEARNER_WARMUP_PROMPT_TOKENS", type: "string", default: DEFAULT_WARMUP_RECIPE.promptTokens.join("-"), doc: "Warm-up: shortest-longest prompt in tokens (default: the toy task suite's)" },
+  warmupResponseTokens: { env: "RLMESH_LEARNER_WARMUP_RESPONSE_TOKENS", type: "int", default: DEFAULT_WARMUP_RECIPE.responseTokens, min: 1, doc: "Warm-up: longest response in tokens (a job's max_new_tokens)" },
+  warmupMaxSeconds: { env: "RLMESH_LEARNER_WARMUP_MAX_SECONDS", type: "float", default: DEFAULT_WARMUP_RECIPE.maxSeconds, min: 0.001, doc: "Warm-up: no new batch shape is started after this many seconds" },
   shutdownGraceMs: { env: "RLMESH_SHUTDOWN_GRACE_MS", type: "int", default: 10000, min: 0, doc: "Graceful shutdown wait before forcing (all services)" },
 } satisfies Schema;
 
@@ -44,4 +50,15 @@ export type LearnerConfig = ConfigOf<typeof LEARNER_CONFIG>;
 /** A configured path: absolute as given, relative ones from the repository root. */
 export function repoPath(p: string): string {
   return isAbsolute(p) ? p : join(REPO_ROOT, p);
+}
+
+/** The warm-up recipe of the configuration, or undefined when RLMESH_LEARNER_WARMUP is off. */
+export function warmupRecipe(c: Pick<LearnerConfig, "warmup" | "warmupRows" | "warmupPromptTokens" | "warmupResponseTokens" | "warmupMaxSeconds">): WarmupRecipe | undefined {
+  if (!c.warmup) return undefined;
+  return {
+    rows: c.warmupRows,
+    promptTokens: parseTokenRange(LEARNER_CONFIG.warmupPromptTokens.env, c.warmupPromptTokens),
+    responseTokens: c.warmupResponseTokens,
+    maxSeconds: c.warmupMaxSeconds,
+  };
 }

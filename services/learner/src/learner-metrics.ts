@@ -15,6 +15,7 @@ export class LearnerMetrics {
   readonly versionsBehind: Gauge;
   readonly rollbacks: Counter;
   readonly checkpointSeconds: Histogram;
+  readonly warmupSeconds: Gauge;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -58,6 +59,11 @@ export class LearnerMetrics {
       name: "rlmesh_learner_checkpoint_duration_seconds",
       help: "Time to write one checkpoint atomically",
       buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+      registers,
+    });
+    this.warmupSeconds = new Gauge({
+      name: "rlmesh_learner_warmup_seconds",
+      help: "Seconds the last job start spent compiling its batch shapes (warm-up; RLMESH_LEARNER_WARMUP)",
       registers,
     });
   }

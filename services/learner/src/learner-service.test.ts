@@ -55,6 +55,11 @@ const trainer = new FakeTrainer();
 /** A host double: the fake trainer for every job but "not-started"; StartJob of model "other-arch" fails the model check. */
 class FakeHost implements TrainerHost {
   jobId = "j";
+  /** warmUp calls: the job, and how many pushes had been made when it came. */
+  warmUps: { jobId: string; pushesBefore: number }[] = [];
+  warmUp(jobId: string): void {
+    this.warmUps.push({ jobId, pushesBefore: pushes.length });
+  }
   current() {
     return { jobId: this.jobId, trainer };
   }
@@ -167,6 +172,9 @@ test("StartJob makes the job the learner's at version 0 and pushes its weights, 
   assert.equal(Number(started.policyVersion), 0);
   assert.deepEqual(started.pushedTo, ["w1"]);
   assert.deepEqual(pushedPolicies.at(-1), { jobId: "job-2", version: 0 });
+  // The job's warm-up starts after the push (and after the reply).
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(jobs.warmUps.at(-1), { jobId: "job-2", pushesBefore: pushes.length });
   const status = await new Promise<Record<string, unknown>>((resolve, reject) => client.getStatus({}, (err, res) => (err ? reject(err) : resolve(res as never))));
   assert.equal(status.jobId, "job-2");
   const w = await fetchWeights(server.address);
@@ -185,4 +193,6 @@ test("a TrainStep of a job the learner does not run is FAILED_PRECONDITION namin
   assert.match(err.details, /^model_dir: other-arch \(m2\) is another architecture/);
   assert.equal(pushes.length, pushed, "nothing pushed");
   assert.equal(jobs.jobId, "job-2");
+  await new Promise((r) => setImmediate(r));
+  assert.notEqual(jobs.warmUps.at(-1)?.jobId, "job-3", "a refused StartJob warms nothing up");
 });

@@ -75,6 +75,9 @@ export function createLearnerService(deps: LearnerServiceDeps): LearnerServiceHa
         () => jobs.startJob({ jobId: req.jobId, modelDir: req.modelDir, initFrom }),
         () => true,
       ).catch(asStatus);
+      // After the push (a shape's compilation keeps the event loop busy for seconds), and after
+      // this reply is on its way: the job's first rollouts and step-0 eval overlap the warm-up.
+      setImmediate(() => jobs.warmUp?.(result.jobId));
       return { ...result, pushedTo: push?.pushedTo ?? [], pushFailed: push?.pushFailed ?? [] };
     }),
     TrainStep: unary(logger, "TrainStep", async (req: TrainStepRequest) => {

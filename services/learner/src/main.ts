@@ -1,5 +1,5 @@
 import { createLogger, createMetrics, createRedis, loadConfig, loadProto, onShutdown, startGrpcServer, SERVICE_NAMES, type GrpcServerHandle, type MetricsServer } from "@rlmesh/shared";
-import { LEARNER_CONFIG, repoPath } from "./config.js";
+import { LEARNER_CONFIG, repoPath, warmupRecipe } from "./config.js";
 import { JobTrainers } from "./trainer/job-trainers.js";
 import { referenceShape, servedShapeOfModelInfo } from "./trainer/model-compat.js";
 import { LearnerMetrics } from "./learner-metrics.js";
@@ -23,8 +23,17 @@ onShutdown(logger, async () => {
   started.jobs?.dispose();
 });
 
+const warmup = (() => {
+  try {
+    return warmupRecipe(config);
+  } catch (err) {
+    logger.error("learner cannot start", { err: err instanceof Error ? err.message : String(err) });
+    process.exit(1);
+  }
+})();
 const jobs = await JobTrainers.open({
   root: repoPath(config.checkpointDir),
+  ...(warmup ? { warmup } : {}),
   trainer: {
     maxStaleness: config.maxStaleness,
     maxTokensPerPass: config.maxTokensPerPass,
@@ -65,4 +74,7 @@ const grpcServer = await startGrpcServer({
 started.grpc = grpcServer;
 const metricsServer = await metrics.serve(config.metricsPort);
 started.metrics = metricsServer;
+// A job resumed at start-up warms up now that the learner serves (StartJob does it for the others).
+const resumed = jobs.current();
+if (resumed) jobs.warmUp(resumed.jobId);
 logger.info("learner ready", { grpc: grpcServer.address, metricsPort: metricsServer.port, job: jobs.current()?.jobId ?? "", ...jobs.current()?.trainer.status() });

@@ -32,6 +32,7 @@ import { learningRateAt } from "../optim/lr-schedule.js";
 import { cloneNamedTensors, type NamedTensors } from "../optim/named-tensors.js";
 import { RollbackCheckpointMissingError, type ReportEvalResult, type Trainer, type TrainStepResult } from "./trainer.js";
 import { validateTrainRequest } from "./train-request-validation.js";
+import { shapeKey, warmupBatch, type WarmedShape, type WarmupRecipe, type WarmupReport, type WarmupShape } from "./warmup.js";
 import { DEFAULT_MAX_STALENESS } from "@rlmesh/shared/decoding-defaults";
 
 export { DEFAULT_MAX_STALENESS };
@@ -47,6 +48,8 @@ export const DEFAULT_RUN_SEED = 1;
 /** Sub-streams of one step's seed. */
 const SEED_MASKS = 1;
 const SEED_SUBSTITUTION = 2;
+/** Mask seed of the warm-up's dummy batches (any: their update is thrown away). */
+const SEED_WARMUP = 0x5741524d;
 /** Checkpoint tensor names of the previous version's weights (kept for stale samples' old log-probs). */
 const PREVIOUS_PREFIX = "prev@";
 
@@ -196,6 +199,9 @@ export class GrpoTrainer implements Trainer {
   private guard: CollapseGuardState;
   private applied: AppliedSteps;
   private skippedBatches: number;
+  /** Batch shapes (shapeKey) whose update kernels are compiled: by a TrainStep or the warm-up. */
+  private readonly compiled = new Set<string>();
+  private warming: { stop: boolean; done: Promise<WarmupReport> } | null = null;
 
   private constructor(
     private readonly opts: GrpoTrainerOptions,
@@ -373,7 +379,110 @@ export class GrpoTrainer implements Trainer {
   }
 
   dispose(): void {
+    if (this.warming) this.warming.stop = true;
     this.policy.dispose();
+  }
+
+  /**
+   * Compiles the update's kernels for each of `shapes` (longest first is the caller's order) by
+   * running the update, as a TrainStep of that shape would, on a dummy batch and on copies of the
+   * weights (a fresh optimizer state for the copy): the trainer's weights, optimizer state,
+   * version and checkpoints do not change. Each shape runs under the trainer's lock, so a
+   * TrainStep that arrives meanwhile waits for the shape in progress only, and a shape that a
+   * TrainStep (or an earlier warm-up) compiled is not run again: nothing is compiled twice. No
+   * new shape starts after `maxSeconds`. Logs one line per shape and a total; sets
+   * rlmesh_learner_warmup_seconds. One warm-up per trainer: a second call returns the first's.
+   */
+  warmup(shapes: readonly WarmupShape[], opts: { recipe: WarmupRecipe; maxSeconds: number }): Promise<WarmupReport> {
+    if (this.warming) return this.warming.done;
+    const state = { stop: false, done: Promise.resolve(null as unknown as WarmupReport) };
+    state.done = this.runWarmup(shapes, opts, state);
+    this.warming = state;
+    return state.done;
+  }
+
+  /** The running or finished warm-up's report, or null when none was started. */
+  warmupReport(): Promise<WarmupReport> | null {
+    return this.warming?.done ?? null;
+  }
+
+  /** Starts no further warm-up shape and waits for the one in progress (before dispose). */
+  async stopWarmup(): Promise<void> {
+    if (!this.warming) return;
+    this.warming.stop = true;
+    await this.warming.done.catch(() => undefined);
+  }
+
+  /** Copies of the weights and optimizer state, and the version (tests, benches). */
+  trainingState(): { version: number; weights: NamedTensors; optimizer: AdamWState } {
+    const o = this.optimizer;
+    return { version: this.version, weights: cloneNamedTensors(this.current), optimizer: { step: o.step, m: cloneNamedTensors(o.m), v: cloneNamedTensors(o.v) } };
+  }
+
+  private async runWarmup(
+    shapes: readonly WarmupShape[],
+    opts: { recipe: WarmupRecipe; maxSeconds: number },
+    state: { stop: boolean },
+  ): Promise<WarmupReport> {
+    const t0 = performance.now();
+    const out: WarmedShape[] = [];
+    let warmSeconds = 0;
+    for (const shape of shapes) {
+      const late = (performance.now() - t0) / 1000 >= opts.maxSeconds;
+      const r: WarmedShape =
+        state.stop || late
+          ? { ...shape, outcome: "skipped", seconds: 0 }
+          : await this.exclusive(() => (state.stop ? Promise.resolve<WarmedShape>({ ...shape, outcome: "skipped", seconds: 0 }) : this.warmShape(shape, opts.recipe)));
+      out.push(r);
+      warmSeconds += r.seconds;
+      this.opts.logger.info("learner warm-up: batch shape", {
+        rows: r.rows,
+        seqLen: r.seqLen,
+        outcome: r.outcome,
+        seconds: Number(r.seconds.toFixed(3)),
+        ...(r.outcome === "skipped" ? { why: state.stop ? "stopped" : `past the ${opts.maxSeconds} s bound` } : {}),
+      });
+    }
+    const report: WarmupReport = { shapes: out, seconds: (performance.now() - t0) / 1000, warmSeconds };
+    this.opts.metrics?.warmupSeconds.set(warmSeconds);
+    this.opts.logger.info("learner warm-up done", {
+      compiled: out.filter((s) => s.outcome === "compiled").length,
+      already: out.filter((s) => s.outcome === "already").length,
+      skipped: out.filter((s) => s.outcome === "skipped").length,
+      warmSeconds: Number(warmSeconds.toFixed(3)),
+      seconds: Number(report.seconds.toFixed(3)),
+    });
+    return report;
+  }
+
+  /** One shape's warm-up (under the lock): the update of a dummy batch on a copy of the weights. */
+  private async warmShape(shape: WarmupShape, recipe: WarmupRecipe): Promise<WarmedShape> {
+    const key = shapeKey(shape.rows, shape.seqLen);
+    if (this.compiled.has(key)) return { ...shape, outcome: "already", seconds: 0 };
+    const t0 = performance.now();
+    const m = this.manifest;
+    const batch = padBatchToBucket(warmupBatch(shape, recipe, m), m.pad_id, m.max_seq_len);
+    const params = resolveGrpoParams(null, this.recipe);
+    const weights = cloneNamedTensors(this.current);
+    await runGrpoUpdate({
+      policy: this.chunkedPolicy(batch.seqLen),
+      weights,
+      optimizer: initAdamW(weights),
+      batch,
+      maskId: m.mask_id,
+      seed: SEED_WARMUP,
+      lrAt: (s) => learningRateAt(s, params.schedule, 1),
+      cfg: params.update,
+      fuseOldLogProbs: this.updatePath === "fast",
+    });
+    this.compiled.add(shapeKey(batch.batchSize, batch.seqLen));
+    return { ...shape, outcome: "compiled", seconds: (performance.now() - t0) / 1000 };
+  }
+
+  /** The policy in row chunks of at most maxTokensPerPass tokens, for batches of `seqLen`. */
+  private chunkedPolicy(seqLen: number): ChunkedPolicy {
+    const maxTokens = this.opts.maxTokensPerPass ?? DEFAULT_MAX_TOKENS_PER_PASS;
+    return new ChunkedPolicy(this.policy, Math.max(1, Math.floor(maxTokens / seqLen)));
   }
 
   /** A copy of the current weights plus the model's constants, as one version. */
@@ -461,8 +570,7 @@ export class GrpoTrainer implements Trainer {
     const batch = padBatchToBucket(built.batch, m.pad_id, m.max_seq_len);
     // Old log-probs come from the version that generated each sample (this one or the previous).
     const rowIsPrevious = Array.from(built.sourceIndex, (src) => req.samples[src]!.policyVersion < this.version);
-    const maxTokens = this.opts.maxTokensPerPass ?? DEFAULT_MAX_TOKENS_PER_PASS;
-    const chunked = new ChunkedPolicy(this.policy, Math.max(1, Math.floor(maxTokens / batch.seqLen)));
+    const chunked = this.chunkedPolicy(batch.seqLen);
     let policy: GrpoPolicy = chunked;
     let oldWeights: NamedTensors | undefined;
     if (rowIsPrevious.some(Boolean) && this.previous) {
@@ -486,6 +594,7 @@ export class GrpoTrainer implements Trainer {
       ...(oldWeights ? { oldWeights } : {}),
       fuseOldLogProbs: this.updatePath === "fast",
     });
+    this.compiled.add(shapeKey(batch.batchSize, batch.seqLen, oldWeights !== undefined));
     const [advMean, advStd] = meanStd(batch.advantages);
     const epochs = result.epochs;
     const avg = (f: (e: (typeof epochs)[number]) => number) => epochs.reduce((a, e) => a + f(e), 0) / epochs.length;

@@ -8,6 +8,7 @@ import { InvalidArgumentError, type Logger } from "@rlmesh/shared";
 import { CheckpointStore } from "../checkpoint/checkpoint-store.js";
 import { GrpoTrainer, splitWeights, type GrpoTrainerOptions } from "./grpo-trainer.js";
 import { checkServedArchitecture, type ModelShape, type ServedShape } from "./model-compat.js";
+import { warmupShapes, type WarmupRecipe } from "./warmup.js";
 import { JobNotStartedError, type InitFromInput, type StartedJob, type StartJobInput, type TrainerHost } from "./trainer.js";
 
 export interface JobTrainersOptions {
@@ -18,6 +19,11 @@ export interface JobTrainersOptions {
   trainer: Omit<GrpoTrainerOptions, "modelDir" | "checkpointDir" | "initialWeights" | "validateModel" | "logger">;
   /** The architectures a job's model must match: what the rollout workers serve now. */
   servedModels?: () => Promise<ServedShape[]>;
+  /**
+   * The batch shapes of a job's TrainSteps, compiled by warmUp (trainer/warmup.ts); unset: no
+   * warm-up (RLMESH_LEARNER_WARMUP=0).
+   */
+  warmup?: WarmupRecipe;
   /** Opens a job's trainer (a seam for tests). @defaultValue GrpoTrainer.open */
   openTrainer?: (opts: GrpoTrainerOptions) => Promise<GrpoTrainer>;
 }
@@ -87,6 +93,30 @@ export class JobTrainers implements TrainerHost {
     return run;
   }
 
+  /**
+   * Starts the warm-up of `jobId`'s trainer in the background (no-op without a warm-up recipe, for
+   * another job than the learner's, or when it ran already): every batch shape the recipe can
+   * produce is compiled, one at a time under the trainer's lock, so TrainSteps wait for at most
+   * the shape in progress and never compile a shape twice. Call it after StartJob has answered
+   * and pushed: each shape's compilation keeps the event loop busy for seconds. Errors are
+   * logged (the TrainSteps then compile their own shapes).
+   */
+  warmUp(jobId: string): void {
+    const recipe = this.opts.warmup;
+    const active = this.active;
+    if (!recipe || !active || active.jobId !== jobId || active.trainer.warmupReport()) return;
+    const shapes = warmupShapes(recipe, active.trainer.modelManifest.max_seq_len);
+    this.opts.logger.info("learner warm-up: compiling the job's batch shapes", {
+      job: jobId,
+      rows: recipe.rows,
+      seqLens: shapes.map((s) => s.seqLen).join(","),
+      maxSeconds: recipe.maxSeconds,
+    });
+    active.trainer.warmup(shapes, { recipe, maxSeconds: recipe.maxSeconds }).catch((err: unknown) => {
+      this.opts.logger.warn("learner warm-up failed; TrainSteps compile their own batch shapes", { job: jobId, err: err instanceof Error ? err.message : String(err) });
+    });
+  }
+
   jobDir(jobId: string): string {
     return join(this.opts.root, "jobs", checkJobId("job_id", jobId));
   }
@@ -118,6 +148,8 @@ export class JobTrainers implements TrainerHost {
     });
     const previous = this.active;
     this.active = { jobId, trainer };
+    // The previous job's warm-up may be compiling a shape: let it finish before freeing its kernels.
+    await previous?.trainer.stopWarmup();
     previous?.trainer.dispose();
     await writeActive(this.opts.root, { jobId, modelDir: input.modelDir, initFrom });
     const s = trainer.status();

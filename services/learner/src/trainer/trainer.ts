@@ -71,4 +71,6 @@ export interface TrainerHost {
   trainerFor(jobId: string): Trainer;
   /** Makes `jobId` the learner's job (resumes it from its own checkpoints when it has some). */
   startJob(input: StartJobInput): Promise<StartedJob>;
+  /** Starts compiling the started job's batch shapes in the background (none when not configured). */
+  warmUp?(jobId: string): void;
 }

@@ -1,0 +1,131 @@
+// Warm-up of a job's compiled batch shapes (issue 17): jax-js jit-compiles the update's kernels
+// once per batch shape (rows × bucketed sequence length), ≈ 3 s each on the fast path. Without a
+// warm-up every new bucket's first TrainStep pays that inside the job's first steps; with it, the
+// job's trainer compiles every shape its recipe can produce right after StartJob, in the
+// background, on dummy batches and on copies of the weights and optimizer state.
+import type { ModelManifest } from "@rlmesh/shared/model/index";
+import type { GrpoBatch } from "../grpo/grpo-batch.js";
+import { DEFAULT_SEQ_BUCKET } from "./batch-bucket.js";
+
+/** RLMESH_LEARNER_WARMUP: 0 turns the warm-up off. */
+export const LEARNER_WARMUP_ENV = "RLMESH_LEARNER_WARMUP";
+
+/**
+ * What a job's TrainSteps look like, as far as their compiled shapes go. StartJob does not carry
+ * the job's spec, so these come from the learner's configuration (defaults: the demo's job).
+ */
+export interface WarmupRecipe {
+  /** Samples per TrainStep: prompts_per_step × group_size. */
+  rows: number;
+  /** Shortest and longest prompt in tokens. */
+  promptTokens: readonly [number, number];
+  /** Longest response in tokens (the job's max_new_tokens). */
+  responseTokens: number;
+  /** No new shape is started after this many seconds (the warm-up is bounded). */
+  maxSeconds: number;
+}
+
+/**
+ * The demo's job (`rlmesh demo`): 4 prompts × G 8, the toy task suite's prompts (19–45 tokens
+ * with the shipped tokenizer, datasets/toy/train.jsonl), the api's default max_new_tokens 64.
+ */
+export const DEFAULT_WARMUP_RECIPE: Readonly<WarmupRecipe> = Object.freeze({
+  rows: 32,
+  promptTokens: Object.freeze([19, 45] as const),
+  responseTokens: 64,
+  maxSeconds: 120,
+});
+
+/** One batch shape the update compiles: GRPO batch rows × padded sequence length. */
+export interface WarmupShape {
+  rows: number;
+  seqLen: number;
+}
+
+/** What one shape's warm-up did. */
+export interface WarmedShape extends WarmupShape {
+  /** compiled: ran now; already: a TrainStep or an earlier warm-up had compiled it; skipped: not run (time bound or stop). */
+  outcome: "compiled" | "already" | "skipped";
+  seconds: number;
+}
+
+export interface WarmupReport {
+  shapes: WarmedShape[];
+  /** Wall seconds from the warm-up's start to its end (TrainSteps that ran in between included). */
+  seconds: number;
+  /** Seconds spent compiling and running the shapes themselves. */
+  warmSeconds: number;
+}
+
+/** A warm-up setting that cannot be used (the message names it). */
+export class WarmupConfigError extends Error {
+  override name = "WarmupConfigError";
+}
+
+/** "19-45" or "45" (both ends the same) as a [min, max] token range. */
+export function parseTokenRange(field: string, raw: string): [number, number] {
+  const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(raw);
+  if (!m) throw new WarmupConfigError(`${field} must be a token count or a range MIN-MAX (e.g. 19-45), got ${JSON.stringify(raw)}`);
+  const lo = Number(m[1]);
+  const hi = m[2] === undefined ? lo : Number(m[2]);
+  if (lo < 1 || hi < lo) throw new WarmupConfigError(`${field} must satisfy 1 <= MIN <= MAX, got ${JSON.stringify(raw)}`);
+  return [lo, hi];
+}
+
+export function checkWarmupRecipe(r: WarmupRecipe): WarmupRecipe {
+  const int = (field: string, v: number, min: number) => {
+    if (!Number.isInteger(v) || v < min) throw new WarmupConfigError(`warm-up ${field} must be an integer >= ${min}, got ${v}`);
+  };
+  int("rows", r.rows, 1);
+  int("promptTokens[0]", r.promptTokens[0], 1);
+  int("promptTokens[1]", r.promptTokens[1], r.promptTokens[0]);
+  int("responseTokens", r.responseTokens, 1);
+  if (!(r.maxSeconds > 0)) throw new WarmupConfigError(`warm-up maxSeconds must be > 0, got ${r.maxSeconds}`);
+  return r;
+}
+
+/**
+ * The padded sequence lengths a batch of this recipe can have (padBatchToBucket's targets for
+ * every length from the shortest prompt + 1 response token to the longest prompt + the longest
+ * response, capped at the model's max_seq_len), longest first: a batch's length is the longest
+ * of its rows, so the long buckets are the likely ones and are warmed before the time bound bites.
+ */
+export function warmupShapes(recipe: WarmupRecipe, maxSeqLen: number, bucket = DEFAULT_SEQ_BUCKET): WarmupShape[] {
+  checkWarmupRecipe(recipe);
+  const shortest = Math.min(maxSeqLen, recipe.promptTokens[0] + 1);
+  const longest = Math.min(maxSeqLen, recipe.promptTokens[1] + recipe.responseTokens);
+  const lens = new Set<number>();
+  for (let t = shortest; t <= longest; t++) lens.add(Math.max(t, Math.min(maxSeqLen, Math.ceil(t / bucket) * bucket)));
+  return [...lens].sort((a, b) => b - a).map((seqLen) => ({ rows: recipe.rows, seqLen }));
+}
+
+/** The trainer's key of a compiled shape (with `stale`: the old-log-prob forward of a previous version's samples too). */
+export function shapeKey(rows: number, seqLen: number, stale = false): string {
+  return `${rows}x${seqLen}${stale ? "+old" : ""}`;
+}
+
+/**
+ * A dummy GRPO batch of one shape: every row is `seqLen` real tokens (a prompt and then the
+ * longest response that fits, so the loss reads as many positions as a real batch of this length
+ * can), advantages ±1 so no row is dropped. Token ids cycle over the ordinary vocabulary (no
+ * MASK, PAD or EOS).
+ */
+export function warmupBatch(shape: WarmupShape, recipe: WarmupRecipe, m: Pick<ModelManifest, "vocab_size" | "mask_id" | "pad_id" | "eos_id">): GrpoBatch {
+  const { rows: B, seqLen: T } = shape;
+  const special = new Set([m.mask_id, m.pad_id, m.eos_id]);
+  const ordinary: number[] = [];
+  for (let id = 0; id < m.vocab_size && ordinary.length < 257; id++) if (!special.has(id)) ordinary.push(id);
+  if (ordinary.length === 0) throw new Error(`warm-up: the model's vocabulary (${m.vocab_size}) has no ordinary token`);
+  const response = Math.max(1, Math.min(recipe.responseTokens, T - 1));
+  const prompt = T - response;
+  const tokens = new Int32Array(B * T);
+  const attentionMask = new Uint8Array(B * T).fill(1);
+  const responseMask = new Uint8Array(B * T);
+  const advantages = new Float64Array(B);
+  for (let b = 0; b < B; b++) {
+    for (let j = 0; j < T; j++) tokens[b * T + j] = ordinary[(b * 31 + j * 7) % ordinary.length]!;
+    responseMask.fill(1, b * T + prompt, (b + 1) * T);
+    advantages[b] = b % 2 ? -1 : 1;
+  }
+  return { batchSize: B, seqLen: T, tokens, attentionMask, responseMask, advantages };
+}

@@ -15,6 +15,7 @@ import {
   peerHost,
   receiveWeightData,
   WeightDataConnectError,
+  WeightDataReceiver,
   weightDataMetadata,
   WeightDataPayload,
   weightDataRequest,
@@ -191,6 +192,136 @@ test("UpdateWeights metadata: tcp-v1 parameters round-trip; a bad one is refused
   assert.throws(bad("rlmesh-weight-data-token", "xyz"), /metadata rlmesh-weight-data-token: must be 32 hex characters/);
   assert.throws(bad("rlmesh-weight-version", "-1"), /metadata rlmesh-weight-version: must be a non-negative integer, got "-1"/);
   assert.throws(bad("rlmesh-weight-job", "%E0%A4%A"), /metadata rlmesh-weight-job: not URI-encoded/);
+  assert.equal(weightDataRequest(weightDataMetadata({ port: 4321, token: "ab".repeat(16) }, policy, "kept"))!.conn, "kept");
+  assert.throws(bad("rlmesh-weight-data-conn", "reuse"), /metadata rlmesh-weight-data-conn: must be "keep" or "kept", got "reuse"/);
+});
+
+/** A TCP proxy in front of `port` that passes bytes both ways as they come, flipping the server's byte number `flipAt.at` (counted over the connection). */
+async function streamingProxy(port: number, flipAt: { at: number }): Promise<number> {
+  const server: Server = createServer((down: Socket) => {
+    const up = connect(port, "127.0.0.1");
+    let seen = 0;
+    down.on("data", (d) => up.write(d));
+    up.on("data", (d: Buffer) => {
+      const i = flipAt.at - seen;
+      if (i >= 0 && i < d.length) d[i] = d[i]! ^ 0x01;
+      seen += d.length;
+      down.write(d);
+    });
+    up.on("end", () => down.end());
+    up.on("error", () => down.destroy());
+    down.on("error", () => up.destroy());
+    down.on("close", () => up.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  servers.push(server);
+  return (server.address() as { port: number }).port;
+}
+
+/** Bytes of one payload on the wire: header, data, a digest per segment. */
+const wireBytes = (p: WeightDataPayload) =>
+  p.head.length + p.totalBytes + tensors().reduce((a, t) => a + Math.ceil(tensorToBytes(t).length / SEG), 0) * 4;
+
+/** The test tensors with the float32 ones scaled (each version's bytes differ). */
+const scaled = (k: number) => tensors().map((t) => (t.dtype === "DTYPE_FLOAT32" ? { ...t, data: (t.data as Float32Array).map((x) => x * k) } : t));
+const v = (version: number, k = 1) => new WeightDataPayload({ jobId: "job-x", version }, scaled(k), { segmentBytes: SEG });
+
+test("a kept connection carries the next versions at once, whether the payload or the call comes first", async (t) => {
+  const server = await dataServer();
+  const receiver = new WeightDataReceiver();
+  t.after(() => receiver.close());
+  const at = (o: { port: number; token: string }, version: number, conn: "keep" | "kept") =>
+    receiver.receive({ host: "127.0.0.1", port: o.port, token: o.token, expect: { jobId: "job-x", version }, conn });
+  // The first push opens the connection ("keep"); both ends keep it.
+  const o1 = await server.offer(v(1), { key: "w0" });
+  assert.equal(o1.kept, false);
+  assert.equal((await at(o1, 1, "keep")).version, 1);
+  o1.cancel();
+  assert.ok(o1.times().greeted !== undefined);
+  assert.deepEqual([server.keptKeys(), receiver.size()], [["w0"], 1]);
+  // The payload is sent at once on it and arrives before the call asks for it.
+  const o2 = await server.offer(v(2, 2), { key: "w0" });
+  assert.equal(o2.kept, true);
+  await o2.done;
+  const got2 = await at(o2, 2, "kept");
+  o2.cancel();
+  assert.equal(got2.version, 2);
+  assert.equal(weightsChecksum(got2.tensors), weightsChecksum(scaled(2)));
+  assert.equal(o2.times().greeted, undefined, "no new connection");
+  // The call asks first, the payload follows.
+  const o3 = await server.offer(v(3, 3), { key: "w0" });
+  const got3 = await at(o3, 3, "kept");
+  o3.cancel();
+  assert.deepEqual([got3.version, o3.times().greeted], [3, undefined]);
+  assert.equal(weightsChecksum(got3.tensors), weightsChecksum(scaled(3)));
+  // Another key (another worker) has no kept connection: a new one.
+  const o4 = await server.offer(v(4), { key: "w1" });
+  assert.equal(o4.kept, false);
+  o4.cancel();
+  // A server that does not keep connections ends each one: the receiver's is dropped.
+  const plain = new WeightDataServer("127.0.0.1", 0, false);
+  servers.push(plain);
+  const o5 = await plain.offer(v(5), { key: "w0" });
+  assert.equal((await at(o5, 5, "keep")).version, 5);
+  o5.cancel();
+  assert.deepEqual(plain.keptKeys(), []);
+});
+
+test("a kept connection that is gone: the call connects anew with its token; a payload of another version on it is refused", async (t) => {
+  const server = await dataServer();
+  const receiver = new WeightDataReceiver();
+  t.after(() => receiver.close());
+  const at = (o: { port: number; token: string }, version: number, conn: "keep" | "kept") =>
+    receiver.receive({ host: "127.0.0.1", port: o.port, token: o.token, expect: { jobId: "job-x", version }, conn });
+  const o1 = await server.offer(v(1), { key: "w0" });
+  await at(o1, 1, "keep");
+  o1.cancel();
+  // The worker lost it (closed on its side): the kept payload fails to arrive, the token is presented on a new connection.
+  receiver.close();
+  const o2 = await server.offer(v(2), { key: "w0" });
+  assert.equal(o2.kept, true);
+  assert.equal((await at(o2, 2, "kept")).version, 2);
+  o2.cancel();
+  assert.ok(o2.times().greeted !== undefined, "a new connection");
+  assert.deepEqual([server.keptKeys(), receiver.size()], [["w0"], 1], "the new one is kept instead");
+  // Data of version 4 for a call announcing version 3, on the kept connection (the payload written before the call asks).
+  const o3 = await server.offer(v(4), { key: "w0" });
+  await o3.done;
+  await assert.rejects(at(o3, 3, "kept"), /data header is for job job-x v4, but the call announced job job-x v3/);
+  o3.cancel();
+  // Again, on whichever connection it comes (the failure dropped the kept one).
+  const o4 = await server.offer(v(6), { key: "w0" });
+  await assert.rejects(at(o4, 5, "kept"), /data header is for job job-x v6, but the call announced job job-x v5/);
+  o4.cancel();
+});
+
+test("a corrupted byte on a kept connection fails that push naming the tensor; the connection is dropped and the next push connects anew", async (t) => {
+  const server = await dataServer();
+  const receiver = new WeightDataReceiver();
+  t.after(() => receiver.close());
+  const flip = { at: -1 };
+  const port = await streamingProxy(await server.start(), flip);
+  const at = (o: { token: string }, version: number, conn: "keep" | "kept") =>
+    receiver.receive({ host: "127.0.0.1", port, token: o.token, expect: { jobId: "job-x", version }, conn });
+  const o1 = await server.offer(v(1), { key: "w0" });
+  await at(o1, 1, "keep");
+  o1.cancel();
+  // The second payload on the connection: after the first, "RLWP" + token, its header, w.a (32 + 4), then w.b's byte 100.
+  const p2 = v(2);
+  flip.at = wireBytes(v(1)) + 4 + 32 + p2.head.length + 32 + 4 + 100;
+  const o2 = await server.offer(p2, { key: "w0" });
+  assert.equal(o2.kept, true);
+  await assert.rejects(at(o2, 2, "kept"), (err: Error) => {
+    assert.ok(err instanceof WeightStreamError);
+    assert.match(err.message, /tensor w\.b: bytes \[0, 4096\) fail the crc32 check/);
+    return true;
+  });
+  o2.cancel();
+  assert.equal(receiver.size(), 0, "the connection is dropped");
+  const o3 = await server.offer(v(3), { key: "w0" });
+  assert.equal((await at(o3, 3, o3.kept ? "kept" : "keep")).version, 3);
+  o3.cancel();
+  assert.ok(o3.times().greeted !== undefined, "over a new connection");
 });
 
 test("the table CRC-32 (for Node without zlib.crc32) equals zlib's; peer strings give their host", () => {

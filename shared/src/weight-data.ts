@@ -24,6 +24,17 @@ import { formatPolicy, WeightAssembler, WeightStreamError, type PolicyRef } from
  * 4. The worker reads each segment straight into the tensor's memory (one allocation per tensor,
  *    no copy in JavaScript), checks every digest as it arrives, and answers the gRPC call.
  *
+ * Kept connections: when the call's metadata says "keep" (rlmesh-weight-data-conn), the worker
+ * greets with "RLWK" instead, the pusher leaves the connection open after the payload and both
+ * ends keep it (the pusher by the worker's address, the worker by the pusher's host and data
+ * port). The next push to that worker writes "RLWP" + a new one-time token and the payload on it
+ * at once, beside a call that says "kept" and names that token: no connecting back, no greeting
+ * round trip. The worker reads a payload that comes before its call and keeps it for
+ * DATA_CONNECT_TIMEOUT_MS for the call to claim; the call's token and version must match it. The
+ * token is offered for a new connection too: a worker that lost the kept connection (or whose
+ * payload does not start on it within DATA_CONNECT_TIMEOUT_MS) connects anew and presents it.
+ * A payload that fails a check on a kept connection fails its call and drops the connection.
+ *
  * A worker that does not know the transport answers the empty stream with INVALID_ARGUMENT, and
  * one that cannot reach the data port with FAILED_PRECONDITION; in both cases it never connected,
  * and the pusher sends that worker the version as chunks on the stream instead.
@@ -38,6 +49,13 @@ export const WEIGHT_DATA_TOKEN_MD = "rlmesh-weight-data-token";
 export const WEIGHT_JOB_MD = "rlmesh-weight-job";
 export const WEIGHT_VERSION_MD = "rlmesh-weight-version";
 export const TCP_V1 = "tcp-v1";
+/**
+ * "keep": the data server keeps the connection the worker opens for this push (the worker greets
+ * with "RLWK" and keeps it too); "kept": this push's bytes come on the connection kept from an
+ * earlier push, sent at once beside the call. Absent: a connection for this push only.
+ */
+export const WEIGHT_DATA_CONN_MD = "rlmesh-weight-data-conn";
+export type WeightDataConn = "keep" | "kept";
 
 /** Bytes of tensor data between two digests. */
 export const DEFAULT_SEGMENT_BYTES = 4 << 20;
@@ -49,6 +67,10 @@ export const MAX_HEADER_BYTES = 16 << 20;
 export const DATA_CONNECT_TIMEOUT_MS = 10_000;
 
 const HELLO = Buffer.from("RLWR", "ascii");
+/** The receiver's greeting when it will keep the connection for later pushes. */
+const HELLO_KEEP = Buffer.from("RLWK", "ascii");
+/** Starts a payload on a kept connection, followed by the call's token. */
+const PUSH = Buffer.from("RLWP", "ascii");
 const MAGIC = Buffer.from("RLW1", "ascii");
 const TOKEN_HEX = 32;
 
@@ -175,8 +197,11 @@ export class WeightDataPayload {
     return this.digests[i]!;
   }
 
-  /** Writes the whole version to `sock` (header, segments, digests) and ends it. */
-  async writeTo(sock: Socket): Promise<void> {
+  /**
+   * Writes the whole version to `sock` (header, segments, digests) and ends it, or leaves it open
+   * (`end` false: a kept connection that carries the next versions too).
+   */
+  async writeTo(sock: Socket, end = true): Promise<void> {
     let ok = sock.write(this.head);
     for (let i = 0; i < this.segments.length; i++) {
       if (!ok) await drained(sock);
@@ -187,7 +212,7 @@ export class WeightDataPayload {
       sock.uncork();
     }
     if (!ok) await drained(sock);
-    sock.end();
+    if (end) sock.end();
   }
 }
 
@@ -208,31 +233,56 @@ function drained(sock: Socket): Promise<void> {
   });
 }
 
-/** One payload waiting for the receiver that presents its token. */
+/** One payload waiting for the receiver that presents its token (or sent on its kept connection). */
 export interface WeightDataOffer {
   token: string;
   port: number;
-  /** True once the receiver connected and presented the token. */
+  /**
+   * True when the payload goes on the receiver's kept connection (opened for an earlier push),
+   * starting now, without waiting for the receiver: the call then says so ("kept").
+   */
+  kept: boolean;
+  /** True once the receiver connected and presented the token, or the payload went on its kept connection. */
   connected(): boolean;
+  /** performance.now() when the receiver presented the token (a new connection), and when the payload was written (undefined before). */
+  times(): { greeted?: number; written?: number };
   /** Settles when the payload is written (or could not be); never rejects unhandled. */
   done: Promise<void>;
-  /** Withdraws the offer (and drops its connection, if any). */
+  /** Withdraws the offer (and drops its connection unless it is kept, complete, for the next push). */
   cancel(): void;
+}
+
+/** A receiver's connection kept open after a push, for the next ones. */
+interface KeptSocket {
+  sock: Socket;
+  /** A payload is being written on it. */
+  busy: boolean;
 }
 
 /**
  * The pusher's end: a TCP server that hands each offered payload to the one receiver presenting
  * the offer's token, once. Unknown tokens, bad greetings and greetings that do not come within
  * DATA_CONNECT_TIMEOUT_MS are dropped.
+ *
+ * Kept connections (`keep`, the default): a receiver that greets with "RLWK" instead of "RLWR"
+ * (the call's metadata told it that this server keeps connections) keeps the connection open
+ * after the payload; the server files it under the offer's key (the worker's address). The next
+ * offer for that key writes "RLWP" + its token and the payload on that connection at once,
+ * concurrently with the call, instead of waiting for the receiver to connect back. The token is
+ * also offered as usual: a receiver that lost the kept connection connects anew and presents it
+ * (the kept connection, in an unknown state, is then dropped).
  */
 export class WeightDataServer {
   private server: Server | undefined;
   private starting: Promise<number> | undefined;
-  private readonly pending = new Map<string, (sock: Socket) => void>();
+  private readonly pending = new Map<string, (sock: Socket, keep: boolean) => void>();
+  private readonly kept = new Map<string, KeptSocket>();
 
   constructor(
     private readonly host = "127.0.0.1",
     private readonly port = 0,
+    /** Keep receivers' connections between pushes (receivers that ask to). */
+    readonly keep = true,
   ) {}
 
   /** Listens (once); resolves to the port. */
@@ -251,6 +301,11 @@ export class WeightDataServer {
     return this.starting;
   }
 
+  /** Keys (worker addresses) with a kept connection. */
+  keptKeys(): string[] {
+    return [...this.kept.keys()];
+  }
+
   private greet(sock: Socket): void {
     sock.on("error", () => undefined);
     const timer = setTimeout(() => sock.destroy(), DATA_CONNECT_TIMEOUT_MS);
@@ -261,44 +316,110 @@ export class WeightDataServer {
       sock.off("data", onData);
       clearTimeout(timer);
       const token = got.subarray(HELLO.length, HELLO.length + TOKEN_HEX).toString("latin1");
+      const hello = got.subarray(0, HELLO.length);
+      const keep = hello.equals(HELLO_KEEP);
       const take = this.pending.get(token);
-      if (got.length !== HELLO.length + TOKEN_HEX || !got.subarray(0, HELLO.length).equals(HELLO) || !take) return void sock.destroy();
+      if (got.length !== HELLO.length + TOKEN_HEX || !(keep || hello.equals(HELLO)) || !take) return void sock.destroy();
       this.pending.delete(token);
       sock.pause();
-      take(sock);
+      take(sock, keep);
     };
     sock.on("data", onData);
   }
 
-  async offer(payload: WeightDataPayload): Promise<WeightDataOffer> {
+  /** Files `sock` (its payload complete) as `key`'s kept connection, replacing any older one. */
+  private adopt(key: string, sock: Socket): void {
+    const old = this.kept.get(key);
+    if (old && old.sock !== sock) old.sock.destroy();
+    const k: KeptSocket = { sock, busy: false };
+    this.kept.set(key, k);
+    sock.once("close", () => {
+      if (this.kept.get(key) === k) this.kept.delete(key);
+    });
+  }
+
+  /**
+   * Offers `payload` to the receiver that presents the returned token; with `key` (the worker's
+   * address) and a kept connection for it that is idle, also writes it there right away.
+   */
+  async offer(payload: WeightDataPayload, opts: { key?: string } = {}): Promise<WeightDataOffer> {
     const port = await this.start();
     const token = randomBytes(TOKEN_HEX / 2).toString("hex");
-    let sock: Socket | undefined;
+    const keepAs = this.keep ? opts.key : undefined;
+    let fresh: Socket | undefined;
+    let adopted = false;
+    let kept: KeptSocket | undefined;
+    let keptWritten = false;
     let settle!: () => void;
     const done = new Promise<void>((resolve) => (settle = resolve));
-    this.pending.set(token, (s) => {
-      sock = s;
+    const times: { greeted?: number; written?: number } = {};
+    this.pending.set(token, (s, keepHello) => {
+      fresh = s;
+      times.greeted = performance.now();
+      // The receiver connected anew although the payload went on its kept connection: it lost
+      // that connection (or gave up on it), whose state is unknown now.
+      if (kept && !keptWritten) kept.sock.destroy();
       // Anything the receiver sends after its greeting is a protocol error; its close ends the offer.
       s.on("data", () => s.destroy());
       s.on("close", settle);
-      payload.writeTo(s).catch(() => s.destroy());
+      const keepIt = keepHello && keepAs !== undefined;
+      payload.writeTo(s, !keepIt).then(
+        () => {
+          times.written = performance.now();
+          if (keepIt && !s.destroyed) {
+            adopted = true;
+            this.adopt(keepAs, s);
+            settle();
+          }
+        },
+        () => s.destroy(),
+      );
       s.resume();
     });
+    const k = keepAs === undefined ? undefined : this.kept.get(keepAs);
+    if (k && !k.busy && !k.sock.destroyed) {
+      kept = k;
+      k.busy = true;
+      const sock = k.sock;
+      // After this turn: the caller starts the call first, so both travel at once.
+      setImmediate(() => {
+        if (sock.destroyed) return settle();
+        sock.write(Buffer.concat([PUSH, Buffer.from(token, "latin1")]));
+        payload.writeTo(sock, false).then(
+          () => {
+            keptWritten = true;
+            k.busy = false;
+            times.written = performance.now();
+            settle();
+          },
+          () => {
+            sock.destroy();
+            settle();
+          },
+        );
+      });
+    }
     return {
       token,
       port,
-      connected: () => sock !== undefined,
+      kept: kept !== undefined,
+      connected: () => fresh !== undefined || kept !== undefined,
+      times: () => times,
       done,
       cancel: () => {
         this.pending.delete(token);
-        if (sock) sock.destroy();
-        else settle();
+        if (fresh && !adopted) fresh.destroy();
+        // A payload cut off mid-way leaves the kept connection in an unknown state.
+        if (kept && !keptWritten) kept.sock.destroy();
+        if (!fresh && !kept) settle();
       },
     };
   }
 
   close(): void {
     for (const token of [...this.pending.keys()]) this.pending.delete(token);
+    for (const k of this.kept.values()) k.sock.destroy();
+    this.kept.clear();
     this.server?.close();
     this.server = undefined;
     this.starting = undefined;
@@ -320,7 +441,7 @@ export class WeightDataConnectError extends Error {
 
 const DTYPE_NAMES = new Set<string>(Object.keys(DTYPES).filter((d) => d !== "DTYPE_UNSPECIFIED"));
 
-function parseHeader(json: Buffer, expect: PolicyRef): Header {
+function parseHeader(json: Buffer, expect: PolicyRef | undefined): Header {
   let h: Header;
   try {
     h = JSON.parse(json.toString("utf8")) as Header;
@@ -328,10 +449,7 @@ function parseHeader(json: Buffer, expect: PolicyRef): Header {
     throw new WeightStreamError(`data header: not JSON (${(err as Error).message})`);
   }
   if (typeof h !== "object" || h === null || h.v !== 1) throw new WeightStreamError(`data header: unknown version ${JSON.stringify(h?.v)}`);
-  if (h.jobId !== expect.jobId || h.version !== expect.version)
-    throw new WeightStreamError(
-      `data header is for ${formatPolicy({ jobId: String(h.jobId), version: Number(h.version) })}, but the call announced ${formatPolicy(expect)}`,
-    );
+  if (expect) checkPolicy(h, expect);
   if (h.digest !== "crc32" && h.digest !== "sha256") throw new WeightStreamError(`data header: unknown digest ${JSON.stringify(h.digest)}`);
   if (!Number.isInteger(h.segmentBytes) || h.segmentBytes < MIN_SEGMENT_BYTES || h.segmentBytes > MAX_SEGMENT_BYTES)
     throw new WeightStreamError(`data header: segment_bytes must be an integer in [${MIN_SEGMENT_BYTES}, ${MAX_SEGMENT_BYTES}], got ${h.segmentBytes}`);
@@ -352,11 +470,170 @@ function parseHeader(json: Buffer, expect: PolicyRef): Header {
   return h;
 }
 
+/** The data must be of the version the call announced. */
+function checkPolicy(h: Pick<Header, "jobId" | "version">, expect: PolicyRef): void {
+  if (h.jobId !== expect.jobId || h.version !== expect.version)
+    throw new WeightStreamError(
+      `data header is for ${formatPolicy({ jobId: String(h.jobId), version: Number(h.version) })}, but the call announced ${formatPolicy(expect)}`,
+    );
+}
+
+/** Where a socket's reads go: the buffer the next read fills, and what to do with `n` bytes read into it (throws on a bad stream). */
+interface ReadTarget {
+  buffer(): Uint8Array;
+  read(n: number, buf: Uint8Array): void;
+}
+
+/**
+ * One version's "RLW1" stream (magic, header, segments and digests), read straight into each
+ * tensor's memory (one allocation per tensor) as the bytes arrive, every digest checked. The
+ * policy the call announced may come after the header (a kept connection's payload can arrive
+ * before its call): `announce` checks it then.
+ */
+class FrameReader implements ReadTarget {
+  state: "preamble" | "header" | "data" | "digest" | "done" = "preamble";
+  private small = Buffer.alloc(8);
+  private smallFilled = 0;
+  private header: Header | undefined;
+  private digest: RunningDigest | undefined;
+  private readonly tensors: HostTensor[] = [];
+  private ti = -1;
+  private bytes = new Uint8Array(0);
+  private off = 0;
+  private segEnd = 0;
+  private segStart = 0;
+  /** Tensor bytes received so far. */
+  received = 0;
+
+  constructor(private expect?: PolicyRef) {}
+
+  /** The policy the call announced (throws if the header, already read, is of another). */
+  announce(expect: PolicyRef): void {
+    this.expect = expect;
+    if (this.header) checkPolicy(this.header, expect);
+  }
+
+  get totalBytes(): number | undefined {
+    return this.header?.totalBytes;
+  }
+
+  result(): ReceivedWeights {
+    return { version: this.header!.version, jobId: this.header!.jobId, tensors: this.tensors, received: this.received };
+  }
+
+  /** Moves to the next tensor with bytes (allocating it), or to done. */
+  private nextTensor(): void {
+    const h = this.header!;
+    for (this.ti++; this.ti < h.tensors.length; this.ti++) {
+      const t = h.tensors[this.ti]!;
+      const size = numElements(t.shape) * bytesPerElement(t.dtype);
+      try {
+        this.bytes = new Uint8Array(new ArrayBuffer(size));
+      } catch (err) {
+        throw new WeightStreamError(`tensor ${t.name}: cannot allocate ${size} bytes (${(err as Error).message})`);
+      }
+      this.tensors.push(tensorOverBytes(t.name, t.dtype, [...t.shape], this.bytes));
+      if (size > 0) {
+        this.off = 0;
+        this.segStart = 0;
+        this.segEnd = Math.min(size, h.segmentBytes);
+        this.state = "data";
+        return;
+      }
+    }
+    this.state = "done";
+  }
+
+  buffer(): Uint8Array {
+    if (this.state === "data") return this.bytes.subarray(this.off, this.segEnd);
+    if (this.state === "done") throw new Error("FrameReader: read past the end");
+    return this.small.subarray(this.smallFilled);
+  }
+
+  read(n: number, buf: Uint8Array): void {
+    switch (this.state) {
+      case "preamble":
+      case "header":
+      case "digest": {
+        this.smallFilled += n;
+        if (this.smallFilled < this.small.length) return;
+        if (this.state === "preamble") {
+          if (!this.small.subarray(0, 4).equals(MAGIC)) throw new WeightStreamError("data connection: not a tcp-v1 weight stream (bad magic)");
+          const len = this.small.readUInt32LE(4);
+          if (len === 0 || len > MAX_HEADER_BYTES) throw new WeightStreamError(`data header: ${len} bytes (at most ${MAX_HEADER_BYTES})`);
+          this.small = Buffer.alloc(len);
+          this.smallFilled = 0;
+          this.state = "header";
+        } else if (this.state === "header") {
+          this.header = parseHeader(this.small, this.expect);
+          this.digest = runningDigest(this.header.digest);
+          this.digest.update(this.small);
+          this.small = Buffer.alloc(DIGEST_BYTES[this.header.digest]);
+          this.smallFilled = 0;
+          this.nextTensor();
+        } else {
+          const want = this.digest!.value();
+          if (!want.equals(this.small)) {
+            const t = this.header!.tensors[this.ti]!;
+            throw new WeightStreamError(
+              `tensor ${t.name}: bytes [${this.segStart}, ${this.off}) fail the ${this.header!.digest} check (sent ${this.small.toString("hex")}, received data gives ${want.toString("hex")}): corrupted, reordered or lost on the way`,
+            );
+          }
+          this.smallFilled = 0;
+          if (this.off < this.bytes.length) {
+            this.segStart = this.off;
+            this.segEnd = Math.min(this.bytes.length, this.off + this.header!.segmentBytes);
+            this.state = "data";
+          } else this.nextTensor();
+        }
+        return;
+      }
+      case "data":
+        this.digest!.update(buf.subarray(0, n));
+        this.off += n;
+        this.received += n;
+        if (this.off === this.segEnd) this.state = "digest";
+        return;
+      case "done":
+        throw new WeightStreamError(`data connection: more bytes than the header's total_bytes=${this.header!.totalBytes}`);
+    }
+  }
+}
+
+/**
+ * Connects a socket whose reads go to `target.current` (swappable: a kept connection's reader
+ * takes over from the first payload's): Node's `onread`, so the kernel copies straight into the
+ * target's buffer. A read the target refuses (throws) goes to `onError`.
+ */
+function connectReading(host: string, port: number, target: { current: ReadTarget }, onError: (err: Error) => void): Socket {
+  return connect({
+    host,
+    port,
+    noDelay: true,
+    onread: {
+      buffer: () => target.current.buffer(),
+      callback: (n: number, buf: Uint8Array) => {
+        try {
+          target.current.read(n, buf);
+        } catch (err) {
+          onError(err as Error);
+          return false;
+        }
+        return true;
+      },
+    },
+  });
+}
+
 /**
  * The worker's end: connects to the pusher's data server, presents the token and reads the
  * version announced by the call (`expect`) straight into each tensor's memory, checking every
  * digest. Rejects with WeightDataConnectError when it cannot connect, WeightStreamError when the
  * stream is malformed, truncated, corrupted or of another version.
+ *
+ * With `keep` (the server keeps connections: the call said so), it greets with "RLWK", resolves
+ * as soon as the last digest checks out (the server leaves the connection open) and hands the
+ * connection to `keep` for the next pushes.
  */
 export function receiveWeightData(opts: {
   host: string;
@@ -364,25 +641,13 @@ export function receiveWeightData(opts: {
   token: string;
   expect: PolicyRef;
   signal?: AbortSignal;
+  keep?: (sock: Socket, target: { current: ReadTarget }) => void;
 }): Promise<ReceivedWeights> {
   return new Promise<ReceivedWeights>((resolve, reject) => {
-    type State = "preamble" | "header" | "data" | "digest" | "done";
-    let state: State = "preamble";
-    let small = Buffer.alloc(8);
-    let smallFilled = 0;
-    let header: Header | undefined;
-    let digest: RunningDigest | undefined;
-    const tensors: HostTensor[] = [];
-    let ti = -1;
-    let bytes = new Uint8Array(0);
-    let off = 0;
-    let segEnd = 0;
-    let segStart = 0;
-    let received = 0;
+    const frame = new FrameReader(opts.expect);
+    const spare = new Uint8Array(64);
     let connected = false;
     let settled = false;
-    const spare = new Uint8Array(64);
-
     // Armed first; fail() (defined next) clears it.
     const connectTimer = setTimeout(
       () => fail(new WeightDataConnectError(`no data connection to ${opts.host}:${opts.port} within ${DATA_CONNECT_TIMEOUT_MS} ms`)),
@@ -397,137 +662,249 @@ export function receiveWeightData(opts: {
       reject(err);
     };
     const onAbort = () => fail(new WeightStreamError("data connection cancelled"));
-
-    /** Moves to the next tensor with bytes (allocating it), or to done. */
-    const nextTensor = () => {
-      const h = header!;
-      for (ti++; ti < h.tensors.length; ti++) {
-        const t = h.tensors[ti]!;
-        const size = numElements(t.shape) * bytesPerElement(t.dtype);
-        try {
-          bytes = new Uint8Array(new ArrayBuffer(size));
-        } catch (err) {
-          throw new WeightStreamError(`tensor ${t.name}: cannot allocate ${size} bytes (${(err as Error).message})`);
-        }
-        tensors.push(tensorOverBytes(t.name, t.dtype, [...t.shape], bytes));
-        if (size > 0) {
-          off = 0;
-          segStart = 0;
-          segEnd = Math.min(size, h.segmentBytes);
-          state = "data";
-          return;
-        }
-      }
-      state = "done";
+    const finish = () => {
+      settled = true;
+      opts.signal?.removeEventListener("abort", onAbort);
+      resolve(frame.result());
     };
-
-    const step = (n: number, buf: Uint8Array) => {
-      switch (state) {
-        case "preamble":
-        case "header":
-        case "digest": {
-          smallFilled += n;
-          if (smallFilled < small.length) return;
-          if (state === "preamble") {
-            if (!small.subarray(0, 4).equals(MAGIC)) throw new WeightStreamError("data connection: not a tcp-v1 weight stream (bad magic)");
-            const len = small.readUInt32LE(4);
-            if (len === 0 || len > MAX_HEADER_BYTES) throw new WeightStreamError(`data header: ${len} bytes (at most ${MAX_HEADER_BYTES})`);
-            small = Buffer.alloc(len);
-            smallFilled = 0;
-            state = "header";
-          } else if (state === "header") {
-            header = parseHeader(small, opts.expect);
-            digest = runningDigest(header.digest);
-            digest.update(small);
-            small = Buffer.alloc(DIGEST_BYTES[header.digest]);
-            smallFilled = 0;
-            nextTensor();
-          } else {
-            const want = digest!.value();
-            if (!want.equals(small)) {
-              const t = header!.tensors[ti]!;
-              throw new WeightStreamError(
-                `tensor ${t.name}: bytes [${segStart}, ${off}) fail the ${header!.digest} check (sent ${small.toString("hex")}, received data gives ${want.toString("hex")}): corrupted, reordered or lost on the way`,
-              );
-            }
-            smallFilled = 0;
-            if (off < bytes.length) {
-              segStart = off;
-              segEnd = Math.min(bytes.length, off + header!.segmentBytes);
-              state = "data";
-            } else nextTensor();
+    const target: { current: ReadTarget } = {
+      current: {
+        buffer: () => (frame.state === "done" ? spare : frame.buffer()),
+        read: (n, buf) => {
+          if (settled) throw new WeightStreamError("data connection: settled");
+          frame.read(n, buf);
+          if (frame.state === "done" && opts.keep) {
+            finish();
+            sock.off("error", onError);
+            sock.off("end", onEnd);
+            opts.keep(sock, target);
           }
-          return;
-        }
-        case "data":
-          digest!.update(buf.subarray(0, n));
-          off += n;
-          received += n;
-          if (off === segEnd) state = "digest";
-          return;
-        case "done":
-          throw new WeightStreamError(`data connection: more bytes than the header's total_bytes=${header!.totalBytes}`);
-      }
-    };
-
-    const nextBuffer = (): Uint8Array => {
-      switch (state) {
-        case "data":
-          return bytes.subarray(off, segEnd);
-        case "done":
-          return spare;
-        default:
-          return small.subarray(smallFilled);
-      }
-    };
-
-    const sock = connect({
-      host: opts.host,
-      port: opts.port,
-      noDelay: true,
-      onread: {
-        buffer: nextBuffer,
-        callback: (n: number, buf: Uint8Array) => {
-          if (settled) return false;
-          try {
-            step(n, buf);
-          } catch (err) {
-            fail(err as Error);
-            return false;
-          }
-          return true;
         },
       },
+    };
+    // A refused read: this receive fails, or (once kept) the kept connection closes.
+    const sock = connectReading(opts.host, opts.port, target, (err) => {
+      fail(err);
+      sock.destroy();
     });
     sock.once("connect", () => {
       connected = true;
       clearTimeout(connectTimer);
-      sock.write(Buffer.concat([HELLO, Buffer.from(opts.token, "latin1")]));
+      sock.write(Buffer.concat([opts.keep ? HELLO_KEEP : HELLO, Buffer.from(opts.token, "latin1")]));
     });
-    sock.on("error", (err) => {
+    const onError = (err: Error) => {
       clearTimeout(connectTimer);
       if (!connected) fail(new WeightDataConnectError(`cannot open the data connection to ${opts.host}:${opts.port}: ${err.message}`));
-      else fail(new WeightStreamError(`data connection lost after ${received} of ${header?.totalBytes ?? "?"} bytes: ${err.message}`));
-    });
-    sock.on("end", () => {
-      if (state !== "done")
+      else fail(new WeightStreamError(`data connection lost after ${frame.received} of ${frame.totalBytes ?? "?"} bytes: ${err.message}`));
+    };
+    sock.on("error", onError);
+    const onEnd = () => {
+      if (frame.state !== "done")
         return fail(
           new WeightStreamError(
-            header
-              ? `data connection ended after ${received} of ${header.totalBytes} bytes (truncated)`
+            frame.totalBytes !== undefined
+              ? `data connection ended after ${frame.received} of ${frame.totalBytes} bytes (truncated)`
               : "data connection ended before the header",
           ),
         );
       if (settled) return;
-      settled = true;
-      opts.signal?.removeEventListener("abort", onAbort);
       sock.end();
-      resolve({ version: header!.version, jobId: header!.jobId, tensors, received });
-    });
+      finish();
+    };
+    sock.on("end", onEnd);
     if (opts.signal?.aborted) onAbort();
     else opts.signal?.addEventListener("abort", onAbort);
   });
 }
+
+/** A call waiting for its payload on a kept connection. */
+interface Waiter {
+  expect: PolicyRef;
+  /** null: the payload will not come on this connection (connect anew with the token). */
+  resolve(r: ReceivedWeights | null): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * The receiver's side of a kept connection: "RLWP" + token, then a version's stream, again and
+ * again. A payload may arrive before its call (both are sent at once): it is read anyway and kept
+ * for DATA_CONNECT_TIMEOUT_MS for its call to claim it. A bad stream fails the call it belongs to
+ * and drops the connection; a connection that closes, or a payload that does not start within
+ * DATA_CONNECT_TIMEOUT_MS, makes the waiting calls connect anew (the server offers every token
+ * both ways).
+ */
+class KeptConnection implements ReadTarget {
+  private readonly prefix = Buffer.alloc(PUSH.length + TOKEN_HEX);
+  private filled = 0;
+  private frame: { token: string; reader: FrameReader } | undefined;
+  private readonly waiters = new Map<string, Waiter>();
+  private readonly arrived = new Map<string, { result: ReceivedWeights; timer: NodeJS.Timeout }>();
+  closed = false;
+
+  constructor(
+    private readonly sock: Socket,
+    target: { current: ReadTarget },
+    private readonly onClose: () => void,
+  ) {
+    target.current = this;
+    sock.on("error", () => this.close());
+    sock.on("end", () => this.close());
+    sock.on("close", () => this.close());
+    // Kept for later pushes only: it must not hold the process open.
+    sock.unref();
+  }
+
+  buffer(): Uint8Array {
+    return this.frame ? this.frame.reader.buffer() : this.prefix.subarray(this.filled);
+  }
+
+  read(n: number, buf: Uint8Array): void {
+    if (!this.frame) {
+      this.filled += n;
+      if (this.filled < this.prefix.length) return;
+      this.filled = 0;
+      if (!this.prefix.subarray(0, PUSH.length).equals(PUSH)) throw new WeightStreamError("kept data connection: not a payload's start (bad magic)");
+      const token = this.prefix.subarray(PUSH.length).toString("latin1");
+      const w = this.waiters.get(token);
+      if (w) clearTimeout(w.timer);
+      this.frame = { token, reader: new FrameReader(w?.expect) };
+      return;
+    }
+    const { token, reader } = this.frame;
+    try {
+      reader.read(n, buf);
+    } catch (err) {
+      // The call fails with the reason; the connection, in an unknown state now, is dropped.
+      this.waiters.get(token)?.reject(err as Error);
+      this.waiters.delete(token);
+      this.close();
+      throw err;
+    }
+    if (reader.state !== "done") return;
+    this.frame = undefined;
+    const w = this.waiters.get(token);
+    if (w) {
+      this.waiters.delete(token);
+      w.resolve(reader.result());
+    } else {
+      const timer = setTimeout(() => this.arrived.delete(token), DATA_CONNECT_TIMEOUT_MS);
+      timer.unref();
+      this.arrived.set(token, { result: reader.result(), timer });
+    }
+  }
+
+  /** The payload of `token`, checked against `expect`; null when it will not come on this connection. */
+  claim(token: string, expect: PolicyRef, signal?: AbortSignal): Promise<ReceivedWeights | null> {
+    if (this.closed) return Promise.resolve(null);
+    const got = this.arrived.get(token);
+    if (got) {
+      clearTimeout(got.timer);
+      this.arrived.delete(token);
+      try {
+        checkPolicy(got.result, expect);
+      } catch (err) {
+        return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      }
+      return Promise.resolve(got.result);
+    }
+    return new Promise<ReceivedWeights | null>((resolve, reject) => {
+      const onAbort = () => {
+        if (this.waiters.get(token)?.reject === wrappedReject) this.waiters.delete(token);
+        wrappedReject(new WeightStreamError("data connection cancelled"));
+      };
+      const cleanup = () => {
+        clearTimeout(w.timer);
+        signal?.removeEventListener("abort", onAbort);
+      };
+      const wrappedReject = (err: Error) => {
+        cleanup();
+        reject(err);
+      };
+      const w: Waiter = {
+        expect,
+        resolve: (r) => {
+          cleanup();
+          resolve(r);
+        },
+        reject: wrappedReject,
+        timer: setTimeout(() => {
+          this.waiters.delete(token);
+          w.resolve(null);
+        }, DATA_CONNECT_TIMEOUT_MS),
+      };
+      if (this.frame?.token === token) {
+        // Its payload is arriving: the header, if read, must be the announced version.
+        clearTimeout(w.timer);
+        try {
+          this.frame.reader.announce(expect);
+        } catch (err) {
+          this.sock.destroy();
+          return wrappedReject(err as Error);
+        }
+      }
+      this.waiters.set(token, w);
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener("abort", onAbort);
+    });
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.sock.destroy();
+    for (const w of this.waiters.values()) w.resolve(null);
+    this.waiters.clear();
+    for (const a of this.arrived.values()) clearTimeout(a.timer);
+    this.arrived.clear();
+    this.onClose();
+  }
+}
+
+/**
+ * A worker's data connections kept open between pushes, one per pusher data server (the host
+ * the call came from and the port it named).
+ */
+export class WeightDataReceiver {
+  private readonly conns = new Map<string, KeptConnection>();
+
+  /**
+   * One push's payload: on the kept connection when the call says it went there ("kept"),
+   * otherwise (or when that connection is gone) over a new connection presenting the token, which
+   * is kept afterwards if the server keeps connections ("keep" or "kept").
+   */
+  async receive(opts: { host: string; port: number; token: string; expect: PolicyRef; conn?: WeightDataConn; signal?: AbortSignal }): Promise<ReceivedWeights> {
+    const key = `${opts.host}|${opts.port}`;
+    if (opts.conn === "kept") {
+      const got = await this.conns.get(key)?.claim(opts.token, opts.expect, opts.signal);
+      if (got) return got;
+    }
+    return receiveWeightData({
+      ...opts,
+      keep: opts.conn
+        ? (sock, target) => {
+            this.conns.get(key)?.close();
+            const c: KeptConnection = new KeptConnection(sock, target, () => {
+              if (this.conns.get(key) === c) this.conns.delete(key);
+            });
+            this.conns.set(key, c);
+          }
+        : undefined,
+    });
+  }
+
+  /** How many kept connections there are. */
+  size(): number {
+    return this.conns.size;
+  }
+
+  close(): void {
+    for (const c of [...this.conns.values()]) c.close();
+  }
+}
+
+/** The receiver of this process's UpdateWeights calls. */
+export const weightDataReceiver = new WeightDataReceiver();
 
 /** The host part of grpc-js' peer string ("1.2.3.4:5", "::1:5", "[::1]:5"). */
 export function peerHost(peer: string): string {
@@ -542,7 +919,7 @@ function mdString(md: grpc.Metadata, key: string): string | undefined {
 }
 
 /** The tcp-v1 parameters of an UpdateWeights call's metadata; null for a chunked push. */
-export function weightDataRequest(md: grpc.Metadata): { port: number; token: string; expect: PolicyRef } | null {
+export function weightDataRequest(md: grpc.Metadata): { port: number; token: string; expect: PolicyRef; conn?: WeightDataConn } | null {
   const transport = mdString(md, WEIGHT_TRANSPORT_MD);
   if (transport === undefined) return null;
   if (transport !== TCP_V1) throw new WeightStreamError(`metadata ${WEIGHT_TRANSPORT_MD}: unknown transport "${transport}" (this worker takes ${TCP_V1})`);
@@ -561,12 +938,16 @@ export function weightDataRequest(md: grpc.Metadata): { port: number; token: str
   } catch {
     throw new WeightStreamError(`metadata ${WEIGHT_JOB_MD}: not URI-encoded`);
   }
-  return { port, token, expect: { jobId, version } };
+  const conn = mdString(md, WEIGHT_DATA_CONN_MD);
+  if (conn !== undefined && conn !== "keep" && conn !== "kept")
+    throw new WeightStreamError(`metadata ${WEIGHT_DATA_CONN_MD}: must be "keep" or "kept", got "${conn}"`);
+  return { port, token, expect: { jobId, version }, ...(conn ? { conn } : {}) };
 }
 
 /** The metadata of a tcp-v1 UpdateWeights call. */
-export function weightDataMetadata(offer: Pick<WeightDataOffer, "port" | "token">, policy: PolicyRef): grpc.Metadata {
+export function weightDataMetadata(offer: Pick<WeightDataOffer, "port" | "token">, policy: PolicyRef, conn?: WeightDataConn): grpc.Metadata {
   const md = new grpc.Metadata();
+  if (conn) md.set(WEIGHT_DATA_CONN_MD, conn);
   md.set(WEIGHT_TRANSPORT_MD, TCP_V1);
   md.set(WEIGHT_DATA_PORT_MD, String(offer.port));
   md.set(WEIGHT_DATA_TOKEN_MD, offer.token);
@@ -582,7 +963,10 @@ export function weightDataMetadata(offer: Pick<WeightDataOffer, "port" | "token"
  * FAILED_PRECONDITION "weights: …" when the data connection cannot be opened (the pusher then
  * sends chunks).
  */
-export async function receiveUpdateWeights(call: grpc.ServerReadableStream<WeightChunk, unknown>): Promise<ReceivedWeights> {
+export async function receiveUpdateWeights(
+  call: grpc.ServerReadableStream<WeightChunk, unknown>,
+  receiver: WeightDataReceiver = weightDataReceiver,
+): Promise<ReceivedWeights> {
   const req = weightDataRequest(call.metadata);
   if (!req) {
     const asm = new WeightAssembler();
@@ -597,7 +981,7 @@ export async function receiveUpdateWeights(call: grpc.ServerReadableStream<Weigh
       for await (const chunk of call as AsyncIterable<WeightChunk>)
         throw new WeightStreamError(`a ${TCP_V1} push carries its bytes on the data connection, but a chunk (tensor ${chunk.tensorName}) came on the stream`);
     })();
-    const data = receiveWeightData({ host: peerHost(call.getPeer()), port: req.port, token: req.token, expect: req.expect, signal: abort.signal });
+    const data = receiver.receive({ host: peerHost(call.getPeer()), ...req, signal: abort.signal });
     // Whichever fails first fails the call; the other is cancelled.
     const [got] = await Promise.all([
       data,

@@ -147,6 +147,69 @@ describe("weight push over the tcp-v1 data connection", { timeout: 300_000 }, ()
     assert.deepEqual([afterBad.policyVersion, afterBad.policyJobId], [before.policyVersion, before.policyJobId], "the old version still serves");
   });
 
+  test("a kept data connection carries the next version at once; a corrupted byte on it is refused, the old version serving; the next push connects anew", async () => {
+    const server = new WeightDataServer("127.0.0.1", 0);
+    closers.push(() => server.close());
+    const serverPort = await server.start();
+    // A proxy passing bytes both ways as they come; it flips the server's byte `flip.at` of the current connection.
+    const flip = { at: -1, seen: 0, connections: 0 };
+    const proxy = createServer((down: Socket) => {
+      const up = connect(serverPort, "127.0.0.1");
+      flip.connections++;
+      flip.seen = 0;
+      down.on("data", (d) => up.write(d));
+      up.on("data", (d: Buffer) => {
+        const i = flip.at - flip.seen;
+        if (i >= 0 && i < d.length) d[i] = d[i]! ^ 0x80;
+        flip.seen += d.length;
+        down.write(d);
+      });
+      up.on("end", () => down.end());
+      up.on("error", () => down.destroy());
+      down.on("error", () => up.destroy());
+      down.on("close", () => up.destroy());
+    });
+    await new Promise<void>((res) => proxy.listen(0, "127.0.0.1", res));
+    closers.push(() => proxy.close());
+    const proxyPort = (proxy.address() as { port: number }).port;
+    const keptCall = async (payload: WeightDataPayload) => {
+      const offer = await server.offer(payload, { key: worker.addr });
+      try {
+        const res = await new Promise<UpdateWeightsResponse>((resolve, reject) => {
+          const md = weightDataMetadata({ token: offer.token, port: proxyPort }, payload.policy, offer.kept ? "kept" : "keep");
+          const stream = worker.client.updateWeights(md, { deadline: new Date(Date.now() + 60_000) }, (err, r) => (err ? reject(err) : resolve(r!)));
+          stream.end();
+        });
+        return { res, kept: offer.kept, newConnection: offer.times().greeted !== undefined };
+      } finally {
+        offer.cancel();
+      }
+    };
+    const scaled = (k: number) => weights.map((t, i) => (i === 0 ? { ...t, data: (t.data as Float32Array).map((x) => x * k) } : t));
+    const r1 = await keptCall(new WeightDataPayload({ jobId: "job-k", version: 1 }, weights));
+    assert.deepEqual([r1.res.accepted, r1.kept, r1.newConnection], [true, false, true]);
+    const r2 = await keptCall(new WeightDataPayload({ jobId: "job-k", version: 2 }, scaled(0.5)));
+    assert.deepEqual([r2.res.accepted, r2.kept, r2.newConnection], [true, true, false], "version 2 went on the kept connection");
+    assert.equal(flip.connections, 1);
+    let i = await info(worker.client);
+    assert.deepEqual([Number(i.policyVersion), i.policyJobId], [2, "job-k"]);
+    // Version 3's bytes on the kept connection: one flipped in its data.
+    const p3 = new WeightDataPayload({ jobId: "job-k", version: 3 }, scaled(0.25));
+    flip.at = flip.seen + 36 + p3.head.length + 500_000;
+    await assert.rejects(keptCall(p3), (err: grpc.ServiceError) => {
+      assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+      assert.match(err.details, /^weights: tensor .*: bytes \[\d+, \d+\) fail the crc32 check/);
+      return true;
+    });
+    i = await info(worker.client);
+    assert.deepEqual([Number(i.policyVersion), i.policyJobId], [2, "job-k"], "the old version still serves");
+    // The worker dropped that connection: the next push connects anew and is taken.
+    const r4 = await keptCall(new WeightDataPayload({ jobId: "job-k", version: 3 }, scaled(0.25)));
+    assert.deepEqual([r4.res.accepted, r4.newConnection, flip.connections], [true, true, 2]);
+    i = await info(worker.client);
+    assert.deepEqual([Number(i.policyVersion), i.policyJobId], [3, "job-k"]);
+  });
+
   test("a worker that cannot connect back, and one that only takes chunks, get the version as chunks", async () => {
     const r = createRedis(redis.url, { role: "client", logger });
     closers.push(() => r.disconnect());

@@ -13,7 +13,24 @@ import { jaxThreadCount } from "./model/worker-shim.js";
 import { writeRandomModelDir } from "./testing/random-model-dir.js";
 import { DEFAULT_MODEL_DIR as SHIPPED_MODEL_DIR } from "@rlmesh/shared/repo-paths";
 import { parseModel, readWeights } from "@rlmesh/shared/model/index";
-import { PUSH_TRANSPORTS, WeightPusher, type PushTransport } from "./push/weight-pusher.js";
+import { WeightPusher, type PushPhases, type WeightPusherOptions } from "./push/weight-pusher.js";
+
+/**
+ * What --push-transports can name: the learner's two transports as it runs them (tcp: the data
+ * connection, kept between pushes, beside a cached worker list; grpc: chunks on the stream), and
+ * the data connection with a lever off, to measure each lever in the same rounds: tcp-connect is
+ * the push before the levers (a new connection per push, each push waiting for its Redis lookup).
+ */
+export const PUSH_VARIANTS = {
+  tcp: { transport: "tcp" },
+  grpc: { transport: "grpc" },
+  "tcp-connect": { transport: "tcp", keepConnections: false, cacheWorkers: false },
+  "tcp-nokeep": { transport: "tcp", keepConnections: false },
+  "tcp-nocache": { transport: "tcp", cacheWorkers: false },
+} as const satisfies Record<string, WeightPusherOptions>;
+export type PushTransport = keyof typeof PUSH_VARIANTS;
+const PUSH_TRANSPORTS = Object.keys(PUSH_VARIANTS) as PushTransport[];
+const DEFAULT_PUSH_TRANSPORTS: PushTransport[] = ["tcp", "grpc"];
 
 /** Benchmark shape: a typical RL step of the demo (prompts × samples, response tokens). */
 export const BENCH_PROMPTS = 4;
@@ -37,7 +54,9 @@ export const BENCH_LEARNER_USAGE = `usage: rlmesh bench learner [--json] [--step
   round by round (push/loopback: the median round's; --push-workers: one
   measurement per worker count; --push-transports: the transports measured, interleaved in the
   same rounds, the first is the headline and grpc the baseline (default tcp,grpc: the data
-  connection and the chunked stream); --push-mb: a synthetic payload of N MB instead of the weights;
+  connection and the chunked stream; also tcp-connect: the data connection as before issue 17's
+  fixed-cost work, a new connection per push and a Redis lookup before it, tcp-nokeep and
+  tcp-nocache: one lever off); --push-mb: a synthetic payload of N MB instead of the weights;
   --push-only: no TrainSteps, the push alone of the model's float initializers or of --push-mb).
   --profile: instead, the table of where a TrainStep's time goes (compilation, forward, backward,
   the one-hot embedding gradient, the LM head at unread positions, the coupled second pass, copies,
@@ -82,7 +101,7 @@ interface BenchArgs {
 }
 
 function parseArgs(argv: readonly string[]): BenchArgs {
-  const a: BenchArgs = { json: false, steps: BENCH_TRAIN_STEPS, pushes: BENCH_PUSH_ROUNDS, pushWorkers: [WORKERS], pushTransports: [...PUSH_TRANSPORTS], profile: false, reps: BENCH_PROFILE_REPS };
+  const a: BenchArgs = { json: false, steps: BENCH_TRAIN_STEPS, pushes: BENCH_PUSH_ROUNDS, pushWorkers: [WORKERS], pushTransports: [...DEFAULT_PUSH_TRANSPORTS], profile: false, reps: BENCH_PROFILE_REPS };
   for (let i = 0; i < argv.length; i++) {
     const f = argv[i]!;
     const int = () => {
@@ -267,6 +286,23 @@ export interface PushMeasurement {
    */
   push_cpu_ms_per_mb: number | null;
   loopback_cpu_ms_per_mb: number | null;
+  /**
+   * Where a push's time went (WeightPusher.lastPhases): milliseconds from the push's start until
+   * the Redis worker list came, and (the latest over the workers) until the UpdateWeights calls
+   * were started, the workers connected back and presented their tokens (tcp, a new data
+   * connection; null when none did), the payload was written, the replies came; and the whole
+   * push. Medians over the rounds.
+   */
+  push_phases_ms: { listed: number; call: number; greeted: number | null; written: number | null; reply: number; total: number };
+}
+
+/** One push's phases, the latest worker's for each (the push waits for all of them). */
+function pushPhaseRow(p: PushPhases): { listed: number; call: number; greeted: number | null; written: number | null; reply: number; total: number } {
+  const latest = (f: (w: PushPhases["workers"][number]) => number | undefined) => {
+    const xs = p.workers.map(f).filter((x): x is number => x !== undefined);
+    return xs.length ? Math.max(...xs) : null;
+  };
+  return { listed: p.listedMs, call: latest((w) => w.callMs) ?? 0, greeted: latest((w) => w.greetedMs), written: latest((w) => w.writtenMs), reply: latest((w) => w.replyMs) ?? 0, total: p.totalMs };
 }
 
 /** `mb` MB of float32 weights in 16 MB tensors (a synthetic push payload). */
@@ -292,24 +328,24 @@ async function benchPush(tensors: HostTensor[], rounds: number, workers: number,
   const redisServer = await startLocalRedis();
   const redis = createRedis(redisServer.url, { role: "client", logger });
   const sinks: SinkProcess[] = [];
-  const pushers = transports.map((transport) => ({ transport, pusher: new WeightPusher(redis, logger, undefined, { transport }) }));
+  const pushers = transports.map((transport) => ({ transport, pusher: new WeightPusher(redis, logger, undefined, { ...PUSH_VARIANTS[transport] }) }));
   try {
     for (let w = 0; w < workers; w++) sinks.push(await startSinkProcess(redisServer.url, `bench-${w}`));
     let v = 0;
-    const pushVersion = async (pusher: WeightPusher) => {
+    const pushVersion = async (pusher: WeightPusher, name: PushTransport) => {
       const r = await pusher.push({ jobId: BENCH_JOB, version: ++v }, tensors);
-      if (r.pushedTo.length !== workers) throw new Error(`bench learner: ${pusher.transport} push of version ${v} reached ${r.pushedTo.length} of ${workers} workers`);
+      if (r.pushedTo.length !== workers) throw new Error(`bench learner: ${name} push of version ${v} reached ${r.pushedTo.length} of ${workers} workers`);
       return r;
     };
     // A first version per transport opens its channels; it is not timed.
     let bytes = 0;
-    for (const { pusher } of pushers) bytes = (await pushVersion(pusher)).bytes;
+    for (const { pusher, transport } of pushers) bytes = (await pushVersion(pusher, transport)).bytes;
     // Each round: one version per transport and the same bytes, split the same way, over raw
     // sockets to the same processes, in an order that rotates every round, so that all see the
     // same machine load (on a shared machine the load moves within seconds); a ratio is the median
     // of the rounds'.
-    const push = new Map<PushTransport, { seconds: number[]; ratios: number[]; cpu: number | null }>(
-      transports.map((t) => [t, { seconds: [], ratios: [], cpu: 0 }]),
+    const push = new Map<PushTransport, { seconds: number[]; ratios: number[]; cpu: number | null; phases: ReturnType<typeof pushPhaseRow>[] }>(
+      transports.map((t) => [t, { seconds: [], ratios: [], cpu: 0, phases: [] }]),
     );
     const loop: number[] = [];
     let loopCpu: number | null = 0;
@@ -326,10 +362,12 @@ async function benchPush(tensors: HostTensor[], rounds: number, workers: number,
           seconds.set(leg, (performance.now() - t0) / 1000);
           loopCpu = add(loopCpu, c0, benchCpuSeconds(sinks));
         } else {
-          const r = await pushVersion(pushers.find((p) => p.transport === leg)!.pusher);
+          const pusher = pushers.find((p) => p.transport === leg)!.pusher;
+          const r = await pushVersion(pusher, leg);
           seconds.set(leg, r.seconds);
           const m = push.get(leg)!;
           m.cpu = add(m.cpu, c0, benchCpuSeconds(sinks));
+          m.phases.push(pushPhaseRow(pusher.lastPhases!));
         }
       }
       loop.push(seconds.get("loopback")!);
@@ -343,6 +381,10 @@ async function benchPush(tensors: HostTensor[], rounds: number, workers: number,
     return transports.map((transport) => {
       const m = push.get(transport)!;
       const pushSeconds = median(m.seconds);
+      const med = (f: (r: ReturnType<typeof pushPhaseRow>) => number | null) => {
+        const xs = m.phases.map(f).filter((x): x is number => x !== null);
+        return xs.length ? median(xs) : null;
+      };
       return {
         workers,
         transport,
@@ -353,6 +395,14 @@ async function benchPush(tensors: HostTensor[], rounds: number, workers: number,
         push_ratios: m.ratios,
         push_cpu_ms_per_mb: perMb(m.cpu),
         loopback_cpu_ms_per_mb: perMb(loopCpu),
+        push_phases_ms: {
+          listed: med((r) => r.listed)!,
+          call: med((r) => r.call)!,
+          greeted: med((r) => r.greeted),
+          written: med((r) => r.written),
+          reply: med((r) => r.reply)!,
+          total: med((r) => r.total)!,
+        },
       };
     });
   } finally {
@@ -383,6 +433,8 @@ export interface PushSummary {
   push_payload_bytes: number;
 }
 
+const fmtMs = (x: number | null) => (x === null ? "-" : x.toFixed(2));
+
 /** One push measurement per --push-workers count and transport, logged as it is taken. */
 async function benchPushes(args: BenchArgs, weights: HostTensor[], log: (line: string) => void): Promise<PushSummary> {
   const payload = args.pushMb ? syntheticTensors(args.pushMb) : weights;
@@ -399,7 +451,9 @@ async function benchPushes(args: BenchArgs, weights: HostTensor[], log: (line: s
           `(median of rounds: ${p.push_ratios.map((r) => r.toFixed(2)).join(" ")})` +
           (p.push_cpu_ms_per_mb === null || p.loopback_cpu_ms_per_mb === null
             ? ""
-            : `; CPU ms per MB (all processes): push ${p.push_cpu_ms_per_mb.toFixed(2)}, loopback ${p.loopback_cpu_ms_per_mb.toFixed(2)}`),
+            : `; CPU ms per MB (all processes): push ${p.push_cpu_ms_per_mb.toFixed(2)}, loopback ${p.loopback_cpu_ms_per_mb.toFixed(2)}`) +
+          `\n    phases (ms from the push's start, medians; latest worker): workers listed ${fmtMs(p.push_phases_ms.listed)}, calls started ${fmtMs(p.push_phases_ms.call)}, ` +
+          `connected back ${fmtMs(p.push_phases_ms.greeted)}, written ${fmtMs(p.push_phases_ms.written)}, replies ${fmtMs(p.push_phases_ms.reply)}, push ${fmtMs(p.push_phases_ms.total)}`,
       );
   }
   const headline = args.pushTransports[0]!;

@@ -107,6 +107,40 @@ export interface WeightPusherOptions {
   dataPort?: number;
   /** Digest of the data connection's segments (default crc32). */
   digest?: WeightDataDigest;
+  /**
+   * tcp: keep each worker's data connection open between pushes and send the next version on it
+   * at once, beside the call, instead of waiting for the worker to connect back (default true).
+   */
+  keepConnections?: boolean;
+  /**
+   * Push to the workers of the previous Redis lookup at once while this push's lookup runs
+   * beside it (a worker it adds is pushed to when it comes; one it no longer lists and that
+   * failed is not reported). Default true; false: every push waits for its lookup first.
+   */
+  cacheWorkers?: boolean;
+}
+
+/**
+ * Where one push's time went, in milliseconds from the push's start (performance.now() of the
+ * pushing process): `bench learner --push-only` prints the medians.
+ */
+export interface PushPhases {
+  /** The Redis lookup of the registered workers resolved. */
+  listedMs: number;
+  /** Per worker pushed to. */
+  workers: {
+    /** The worker's id. */
+    worker: string;
+    /** The UpdateWeights call was started (after the payload's header and the data offer). */
+    callMs: number;
+    /** tcp: the worker connected back and presented the token (undefined: no new connection). */
+    greetedMs?: number;
+    /** tcp: the whole payload was handed to the socket. */
+    writtenMs?: number;
+    /** The worker's reply came (it read, checked and installed the version). */
+    replyMs: number;
+  }[];
+  totalMs: number;
 }
 
 /**
@@ -126,6 +160,10 @@ export class WeightPusher {
   private readonly warnedChunks = new Set<string>();
   /** Workers (by address) pushed chunks directly until this time (CHUNKS_ONLY_MS after a fallback). */
   private readonly chunksOnlyUntil = new Map<string, number>();
+  /** The last push's phases (undefined before the first push). */
+  lastPhases: PushPhases | undefined;
+  /** The workers of the last Redis lookup (cacheWorkers). */
+  private knownWorkers: WorkerEntry[] | undefined;
 
   constructor(
     private readonly redis: Redis,
@@ -136,7 +174,8 @@ export class WeightPusher {
     this.transport = opts.transport ?? "tcp";
     if (!PUSH_TRANSPORTS.includes(this.transport))
       throw new Error(`push transport: must be one of ${PUSH_TRANSPORTS.join(", ")}, got ${JSON.stringify(this.transport)}`);
-    if (this.transport === "tcp") this.dataServer = new WeightDataServer(opts.dataHost ?? "127.0.0.1", opts.dataPort ?? 0);
+    if (this.transport === "tcp")
+      this.dataServer = new WeightDataServer(opts.dataHost ?? "127.0.0.1", opts.dataPort ?? 0, opts.keepConnections ?? true);
   }
 
   /** What every registered worker that answers serves (a worker that is down is left out). */
@@ -159,21 +198,34 @@ export class WeightPusher {
   async push(policy: PolicyRef, tensors: HostTensor[]): Promise<PushResult> {
     const { version } = policy;
     const t0 = performance.now();
-    let workers: WorkerEntry[];
-    try {
-      workers = await listWorkers(this.redis, ROLLOUT_WORKER_KIND);
-    } catch (err) {
-      // The step is applied and checkpointed already; workers catch up through GetWeights.
-      this.logger.error("cannot list rollout workers; version not pushed", { policy: formatPolicy(policy), err: (err as Error).message });
-      return { pushedTo: [], pushFailed: [], seconds: (performance.now() - t0) / 1000, bytes: 0 };
-    }
+    const phases: PushPhases = { listedMs: 0, workers: [], totalMs: 0 };
+    const known = this.opts.cacheWorkers === false ? undefined : this.knownWorkers;
+    const listing = listWorkers(this.redis, ROLLOUT_WORKER_KIND).then(
+      (ws) => {
+        phases.listedMs = performance.now() - t0;
+        return ws;
+      },
+      (err: Error) => {
+        phases.listedMs = performance.now() - t0;
+        // The step is applied and checkpointed already; workers catch up through GetWeights.
+        this.logger.error(known ? "cannot list rollout workers; version pushed to the previous lookup's workers only" : "cannot list rollout workers; version not pushed", {
+          policy: formatPolicy(policy),
+          err: err.message,
+        });
+        return null;
+      },
+    );
+    // Without a previous lookup, this one's list is awaited first.
+    const first = known ?? (await listing);
+    if (!first) return { pushedTo: [], pushFailed: [], seconds: (performance.now() - t0) / 1000, bytes: 0 };
     // Built at most once per push, for every worker that needs them.
     let chunks: WeightChunkIn[] | undefined;
     const chunksOf = () => {
       if (!chunks) {
         chunks = [...chunkWeights(policy, tensors)];
         // Every worker's stream sends the same chunk objects: each is encoded once, for all of them.
-        const encoding = new SharedEncoding(workers.length);
+        // (A worker that the lookup adds later encodes its own: the count is of the first ones.)
+        const encoding = new SharedEncoding(first.length);
         for (const c of chunks) encodingOf.set(c, encoding);
       }
       return chunks;
@@ -181,21 +233,37 @@ export class WeightPusher {
     let payload: WeightDataPayload | undefined;
     const payloadOf = () => (payload ??= new WeightDataPayload(policy, tensors, { digest: this.opts.digest }));
     const bytes = tensors.reduce((a, t) => a + t.data.byteLength, 0);
-    const outcomes = await Promise.all(
-      workers.map((w) =>
-        this.pushTo(w, policy, bytes, payloadOf, chunksOf).then(
-          // Not accepted but already serving this job at this version or newer (a worker that would
-          // not take it by the shared rule) is fine too.
-          (res) => ({
-            w,
-            ok: res.accepted || !acceptsPolicy(policy, { jobId: res.jobId, version: Number(res.version) }),
-            res,
-            err: undefined as string | undefined,
-          }),
-          (err: Error) => ({ w, ok: false, res: undefined, err: err.message }),
+    const pushAll = (ws: WorkerEntry[]) =>
+      Promise.all(
+        ws.map((w) =>
+          this.pushTo(w, policy, bytes, payloadOf, chunksOf, (phases.workers[phases.workers.length] = { worker: w.id, callMs: 0, replyMs: 0 }), t0).then(
+            // Not accepted but already serving this job at this version or newer (a worker that would
+            // not take it by the shared rule) is fine too.
+            (res) => ({
+              w,
+              ok: res.accepted || !acceptsPolicy(policy, { jobId: res.jobId, version: Number(res.version) }),
+              res,
+              err: undefined as string | undefined,
+            }),
+            (err: Error) => ({ w, ok: false, res: undefined, err: err.message }),
+          ),
         ),
-      ),
-    );
+      );
+    const same = (a: WorkerEntry, b: WorkerEntry) => a.id === b.id && a.address === b.address;
+    let outcomes = await pushAll(first);
+    if (known) {
+      // The lookup that ran beside the push: workers it adds get the version now; one it no
+      // longer lists (deregistered, or expired) is not this push's failure.
+      const listed = await listing;
+      if (listed) {
+        this.knownWorkers = listed;
+        outcomes = outcomes.filter((o) => o.ok || listed.some((w) => same(w, o.w)));
+        outcomes.push(...(await pushAll(listed.filter((w) => !first.some((k) => same(k, w))))));
+        // Registration meta (the served version) as of this lookup.
+        outcomes = outcomes.map((o) => ({ ...o, w: listed.find((w) => same(w, o.w)) ?? o.w }));
+      }
+    } else this.knownWorkers = first;
+    outcomes.sort((a, b) => (a.w.id < b.w.id ? -1 : a.w.id > b.w.id ? 1 : 0));
     const pushedTo: string[] = [];
     const pushFailed: string[] = [];
     for (const o of outcomes) {
@@ -210,18 +278,32 @@ export class WeightPusher {
       this.metrics?.versionsBehind.set({ worker: o.w.id }, Math.max(0, version - served));
     }
     const seconds = (performance.now() - t0) / 1000;
+    phases.totalMs = seconds * 1000;
+    this.lastPhases = phases;
     this.metrics?.pushSeconds.observe(seconds);
     this.metrics?.pushBytes.inc(bytes * pushedTo.length);
     return { pushedTo, pushFailed, seconds, bytes: bytes * pushedTo.length };
   }
 
-  private pushTo(w: WorkerEntry, policy: PolicyRef, bytes: number, payloadOf: () => WeightDataPayload, chunksOf: () => WeightChunkIn[]) {
-    if (!this.dataServer) return this.pushOne(w, chunksOf(), bytes);
-    if ((this.chunksOnlyUntil.get(w.address) ?? 0) > Date.now()) {
-      this.chunkOnlyPushes++;
-      return this.pushOne(w, chunksOf(), bytes);
+  private async pushTo(
+    w: WorkerEntry,
+    policy: PolicyRef,
+    bytes: number,
+    payloadOf: () => WeightDataPayload,
+    chunksOf: () => WeightChunkIn[],
+    phase: PushPhases["workers"][number],
+    t0: number,
+  ): Promise<UpdateWeightsResponse> {
+    try {
+      if (!this.dataServer) return await this.pushOne(w, chunksOf(), bytes, phase, t0);
+      if ((this.chunksOnlyUntil.get(w.address) ?? 0) > Date.now()) {
+        this.chunkOnlyPushes++;
+        return await this.pushOne(w, chunksOf(), bytes, phase, t0);
+      }
+      return await this.pushOneTcp(w, policy, bytes, payloadOf, chunksOf, phase, t0);
+    } finally {
+      phase.replyMs = performance.now() - t0;
     }
-    return this.pushOneTcp(w, policy, bytes, payloadOf, chunksOf);
   }
 
   /**
@@ -236,20 +318,23 @@ export class WeightPusher {
     bytes: number,
     payloadOf: () => WeightDataPayload,
     chunksOf: () => WeightChunkIn[],
+    phase: PushPhases["workers"][number],
+    t0: number,
   ): Promise<UpdateWeightsResponse> {
     const payload = payloadOf();
     let offer;
     try {
-      offer = await this.dataServer!.offer(payload);
+      offer = await this.dataServer!.offer(payload, { key: w.address });
     } catch (err) {
       this.logger.warn("weight data server unavailable; pushing chunks on the stream", { err: (err as Error).message });
-      return this.pushOne(w, chunksOf(), bytes);
+      return this.pushOne(w, chunksOf(), bytes, phase, t0);
     }
     try {
+      phase.callMs = performance.now() - t0;
       return await new Promise<UpdateWeightsResponse>((resolve, reject) => {
         const stream = this.clients
           .get(w.address)
-          .updateWeights(weightDataMetadata(offer, policy), { deadline: pushDeadline(bytes) }, (err, res) => {
+          .updateWeights(weightDataMetadata(offer, policy, offer.kept ? "kept" : this.dataServer!.keep ? "keep" : undefined), { deadline: pushDeadline(bytes) }, (err, res) => {
             if (err) reject(err);
             else resolve(res!);
           });
@@ -266,16 +351,20 @@ export class WeightPusher {
           worker: w.id,
           err: (err as Error).message,
         });
-        return this.pushOne(w, chunksOf(), bytes);
+        return this.pushOne(w, chunksOf(), bytes, phase, t0);
       }
       this.clients.evict(w.address);
       throw err;
     } finally {
+      const { greeted, written } = offer.times();
+      if (greeted !== undefined) phase.greetedMs = greeted - t0;
+      if (written !== undefined) phase.writtenMs = written - t0;
       offer.cancel();
     }
   }
 
-  private pushOne(w: WorkerEntry, chunks: WeightChunkIn[], bytes: number): Promise<UpdateWeightsResponse> {
+  private pushOne(w: WorkerEntry, chunks: WeightChunkIn[], bytes: number, phase: PushPhases["workers"][number], t0: number): Promise<UpdateWeightsResponse> {
+    phase.callMs = performance.now() - t0;
     return new Promise((resolve, reject) => {
       const stream = this.clients.get(w.address).updateWeights({ deadline: pushDeadline(bytes) }, (err, res) => {
         if (err) {

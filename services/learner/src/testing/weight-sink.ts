@@ -19,7 +19,7 @@ import {
 } from "@rlmesh/shared";
 import { status as grpcStatus } from "@grpc/grpc-js";
 import { acceptsPolicy, formatPolicy, type PolicyRef } from "@rlmesh/shared/weights";
-import { receiveUpdateWeights } from "@rlmesh/shared/weight-data";
+import { receiveUpdateWeights, WeightDataReceiver } from "@rlmesh/shared/weight-data";
 
 /**
  * A stand-in rollout worker that only takes weights: RolloutService.UpdateWeights over the real
@@ -60,6 +60,8 @@ export async function startWeightSink(opts: WeightSinkOptions): Promise<WeightSi
   let tensors: HostTensor[] = [];
   let swaps = 0;
   let registration: Registration | undefined;
+  // Its own kept data connections (several sinks may share a process; each is one worker).
+  const receiver = new WeightDataReceiver();
   const install = (p: PolicyRef, t: HostTensor[]) => {
     version = p.version;
     jobId = p.jobId;
@@ -76,7 +78,7 @@ export async function startWeightSink(opts: WeightSinkOptions): Promise<WeightSi
     void (async () => {
       const t0 = performance.now();
       // Both transports, as the rollout worker: chunks on the stream or a tcp-v1 data connection.
-      const got = await receiveUpdateWeights(call);
+      const got = await receiveUpdateWeights(call, receiver);
       if (!acceptsPolicy(got, { jobId, version }))
         return cb(null, { accepted: false, version, jobId, message: `already at ${formatPolicy({ jobId, version })}`, bytesReceived: got.received });
       install(got, got.tensors);
@@ -121,6 +123,7 @@ export async function startWeightSink(opts: WeightSinkOptions): Promise<WeightSi
     swaps: () => swaps,
     stop: async (deregister = false) => {
       server.server.forceShutdown();
+      receiver.close();
       if (deregister) await registration?.close();
     },
   };

@@ -170,3 +170,37 @@ test("SIGTERM lets the in-flight job finish, then the executor exits", { timeout
     await client.close();
   }
 });
+
+test("SIGTERM with a prefetched job held: the running job finishes, the held one goes back to the queue unstarted and is scored once by another executor", { timeout: 120_000 }, async () => {
+  const queue = "reward-shutdown-held";
+  const client = new QueueClient(redis.url, queue);
+  await client.ready();
+  try {
+    const completions: { jobId: string }[] = [];
+    client.events.on("completed", (e) => completions.push(e));
+    const child = await spawnExecutor(queue, { RLMESH_EXECUTOR_PREFETCH: "1" });
+    const jobs = [
+      await client.submit(fenced(SLOW_GOOD), ADD, { timeout_ms_per_test: 20_000, total_timeout_ms: 30_000 }),
+      await client.submit(fenced(SLOW_GOOD), ADD, { timeout_ms_per_test: 20_000, total_timeout_ms: 30_000 }),
+    ];
+    await waitFor("both jobs to be held (one running, one prefetched)", async () =>
+      (await Promise.all(jobs.map((j) => client.queue.getJobState(j.id!)))).every((s) => s === "active"),
+    );
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    child.kill("SIGTERM");
+    assert.equal(await exited, 0);
+    const states = await Promise.all(jobs.map((j) => client.queue.getJobState(j.id!)));
+    assert.deepEqual([...states].sort(), ["completed", "waiting"], `states after shutdown: ${states.join(", ")}`);
+    const held = jobs[states.indexOf("waiting")]!;
+    const stored = await client.queue.getJob(held.id!);
+    assert.equal(stored?.attemptsMade, 0, "given back without an attempt");
+    assert.equal(stored?.stalledCounter ?? 0, 0, "given back, not stalled");
+    const second = await startExecutor({ redisUrl: redis.url, queueName: queue, concurrency: 1, lockDurationMs: LOCK_MS, stalledIntervalMs: STALLED_INTERVAL_MS });
+    executors.push(second);
+    assert.equal(((await held.waitUntilFinished(client.events, 60_000)) as RewardResult).reward, 1);
+    await new Promise((r) => setTimeout(r, 3 * STALLED_INTERVAL_MS)); // room for a duplicate
+    for (const job of jobs) assert.equal(completions.filter((c) => c.jobId === job.id).length, 1, `job ${job.id} recorded exactly once`);
+  } finally {
+    await client.close();
+  }
+});

@@ -79,7 +79,10 @@ export interface RunningExecutor {
   backend: SandboxBackend;
   worker: Worker<RewardJobData, RewardResult>;
   metrics?: ExecutorMetrics;
-  /** Graceful: stops taking jobs, lets in-flight ones finish, then removes the sandboxes. */
+  /**
+   * Graceful: stops taking jobs, gives the held (prefetched, not started) ones back to the queue,
+   * lets the running ones finish, then removes the sandboxes.
+   */
   close(): Promise<void>;
 }
 
@@ -147,7 +150,8 @@ export async function startExecutor(opts: ExecutorOptions): Promise<RunningExecu
     connection: redis("worker"),
     queueName,
     concurrency: concurrency * (1 + prefetch),
-    score: (data) => scoreCandidate(pool, data, { limits, container }),
+    score: (data, onStart) => scoreCandidate(pool, data, { limits, container }, onStart),
+    heldStallPolicy: prefetch > 0,
     name: owner,
     ...(metrics ? { metrics } : {}),
     ...(logger ? { logger } : {}),
@@ -165,7 +169,9 @@ export async function startExecutor(opts: ExecutorOptions): Promise<RunningExecu
     ...(metrics ? { metrics } : {}),
     close: () =>
       (closing ??= (async () => {
-        await worker.close();
+        const workerClosed = worker.close();
+        pool.returnWaiters();
+        await workerClosed;
         await pool.close();
         await backend.close();
         await depthQueue?.close();

@@ -82,6 +82,8 @@ export interface LoadReport {
   redone_jobs: number;
   /** Jobs BullMQ recovered as stalled at least once (job hash `stc`). */
   stalled_jobs: number;
+  /** The highest stalled counter of any job (BullMQ fails a job past maxStalledCount). */
+  max_stalled_count: number;
   executor_kills: number;
   executor_starts: number;
   redis_restarts: number;
@@ -361,6 +363,7 @@ export async function runRewardQueueLoad(opts: LoadOptions): Promise<LoadReport>
     let mismatch = 0;
     let redone = 0;
     let stalledJobs = 0;
+    let maxStalled = 0;
     const latencies: number[] = [];
     const waits: number[] = [];
     const execs: number[] = [];
@@ -379,6 +382,7 @@ export async function runRewardQueueLoad(opts: LoadOptions): Promise<LoadReport>
       if (ev === 1) eventsOnce++;
       if (Number(startedCount[id] ?? 0) > 1) redone++;
       if ((st?.stalled ?? 0) > 0) stalledJobs++;
+      maxStalled = Math.max(maxStalled, st?.stalled ?? 0);
       if (s && s.outcome.state === "completed") {
         const sample = Number(id.split("-").at(-1));
         if (s.outcome.result.reward !== (sample % 2 === 0 ? 1 : 0)) wrong++;
@@ -412,6 +416,7 @@ export async function runRewardQueueLoad(opts: LoadOptions): Promise<LoadReport>
       result_mismatch: mismatch,
       redone_jobs: redone,
       stalled_jobs: stalledJobs,
+      max_stalled_count: maxStalled,
       executor_kills: fleet.kills,
       executor_starts: fleet.starts,
       redis_restarts: redisRestarts,

@@ -9,7 +9,7 @@ import type { Redis } from "ioredis";
 import { type RewardJobData, enqueueRewardJobs } from "@rlmesh/shared/reward/reward-jobs";
 import { type RewardResult, classifyFailedReason, rewardResult } from "@rlmesh/shared/reward/reward-result";
 import { createRewardWorker } from "./reward-worker.js";
-import { InvalidJobError, SandboxError } from "./sandbox-error.js";
+import { InvalidJobError, NotStartedError, SandboxError } from "./sandbox-error.js";
 
 let redis: LocalRedis;
 const conns: Redis[] = [];
@@ -100,6 +100,135 @@ test("a named worker records itself on every job it takes (processedBy), so a re
     const [job] = await enqueueRewardJobs(queue, [data(0, "ok")]);
     assert.equal(((await job!.waitUntilFinished(events, 20_000)) as RewardResult).reward, 1);
     assert.equal((await queue.getJob(job!.id!))?.processedBy, "executor-a");
+  } finally {
+    await worker.close();
+    await events.close();
+    await queue.close();
+  }
+});
+
+const PASSED = () => rewardResult({ status: "passed", tests_run: 1, tests_passed: 1, tests_total: 1, duration_ms: 1, reason: "" });
+
+/**
+ * An executor that dies holding a job, over and over, on the real BullMQ scripts: each worker
+ * takes the job and never finishes it (`hold`), then is closed without waiting for it (its lock
+ * is neither renewed nor released, as when the process is SIGKILLed); the next worker's stalled
+ * check takes the job back after the lock expires. Returns the stalls seen on the queue.
+ */
+async function dieHolding(queueName: string, deaths: number, hold: (onStart?: () => void) => Promise<RewardResult>, afterTaken?: () => Promise<void>): Promise<number> {
+  const events = new QueueEvents(queueName, { connection: conn("worker") });
+  await events.waitUntilReady();
+  const queue = new Queue(queueName, { connection: conn("client") });
+  let stalls = 0;
+  events.on("stalled", () => stalls++);
+  try {
+    for (let i = 0; i < deaths; i++) {
+      let taken = false;
+      const worker = createRewardWorker({
+        connection: conn("worker"),
+        queueName,
+        concurrency: 1,
+        lockDurationMs: 1000,
+        stalledIntervalMs: 300,
+        heldStallPolicy: true,
+        score: (_d, onStart) => {
+          taken = true;
+          return hold(onStart);
+        },
+      });
+      const deadline = Date.now() + 20_000;
+      while (!taken) {
+        const failed = await queue.getFailedCount();
+        if (failed > 0 || Date.now() > deadline) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      if (taken) await afterTaken?.();
+      await worker.close(true);
+      if (!taken) break;
+    }
+    return stalls;
+  } finally {
+    await events.close();
+    await queue.close();
+  }
+}
+
+test("held-job stall policy: a job whose executors die holding it (never started) is counted one stall, and is scored", { timeout: 90_000 }, async () => {
+  const queueName = "reward-held-stalls";
+  const queue = new Queue(queueName, { connection: conn("client") });
+  try {
+    const [job] = await enqueueRewardJobs(queue, [data(0, "held")]);
+    // 7 deaths: without the policy the 6th stall passes maxStalledCount (5) and the job fails.
+    const stalls = await dieHolding(queueName, 7, () => new Promise<RewardResult>(() => {}));
+    const events = new QueueEvents(queueName, { connection: conn("worker") });
+    await events.waitUntilReady();
+    const worker = createRewardWorker({ connection: conn("worker"), queueName, concurrency: 1, lockDurationMs: 1000, stalledIntervalMs: 300, heldStallPolicy: true, score: async () => PASSED() });
+    try {
+      assert.equal(((await job!.waitUntilFinished(events, 20_000)) as RewardResult).reward, 1);
+    } finally {
+      await worker.close();
+      await events.close();
+    }
+    const stored = await queue.getJob(job!.id!);
+    assert.ok(stalls >= 6, `stalls seen: ${stalls}`);
+    assert.ok((stored?.stalledCounter ?? 0) <= 2, `stalled counter ${stored?.stalledCounter} after ${stalls} held stalls`);
+  } finally {
+    await queue.close();
+  }
+});
+
+test("held-job stall policy: stalls while the job ran still count (the job fails after maxStalledCount)", { timeout: 90_000 }, async () => {
+  const queueName = "reward-running-stalls";
+  const queue = new Queue(queueName, { connection: conn("client") });
+  const client = conn("client");
+  try {
+    const [job] = await enqueueRewardJobs(queue, [data(0, "running")]);
+    const key = `bull:${queueName}:${job!.id}`;
+    let started = 0;
+    // Each worker starts the run (onStart) and dies in it; wait until the start is recorded.
+    await dieHolding(
+      queueName,
+      8,
+      (onStart) => {
+        onStart?.();
+        started++;
+        return new Promise<RewardResult>(() => {});
+      },
+      async () => {
+        while (Number(await client.hget(key, "rlmesh_running")) < started) await new Promise((r) => setTimeout(r, 20));
+      },
+    );
+    const stored = await queue.getJob(job!.id!);
+    assert.equal(await queue.getJobState(job!.id!), "failed");
+    assert.match(stored?.failedReason ?? "", /stalled more than allowable limit/);
+    assert.equal(started, 6, "started on 6 executors: the 6th stall is past the limit of 5");
+  } finally {
+    await queue.close();
+  }
+});
+
+test("a held job given back at shutdown (NotStartedError) returns to the queue without an attempt, and is scored later", { timeout: 30_000 }, async () => {
+  const queueName = "reward-given-back";
+  const queue = new Queue(queueName, { connection: conn("client") });
+  const events = new QueueEvents(queueName, { connection: conn("worker") });
+  await events.waitUntilReady();
+  let calls = 0;
+  const worker = createRewardWorker({
+    connection: conn("worker"),
+    queueName,
+    concurrency: 1,
+    heldStallPolicy: true,
+    score: async () => {
+      if (++calls === 1) throw new NotStartedError("executor shutting down");
+      return PASSED();
+    },
+  });
+  try {
+    const [job] = await enqueueRewardJobs(queue, [data(0, "given-back")], { attempts: 1 });
+    assert.equal(((await job!.waitUntilFinished(events, 20_000)) as RewardResult).reward, 1);
+    assert.equal(calls, 2, "taken again after it was given back");
+    const stored = await queue.getJob(job!.id!);
+    assert.equal(stored?.attemptsMade, 1, "the give-back was no attempt (1 attempt: the one that passed; attempts: 1 would have failed it otherwise)");
   } finally {
     await worker.close();
     await events.close();

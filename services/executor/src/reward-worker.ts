@@ -1,8 +1,8 @@
-import { type ConnectionOptions, type Job, UnrecoverableError, Worker } from "bullmq";
+import { type ConnectionOptions, type Job, UnrecoverableError, WaitingError, Worker } from "bullmq";
 import type { Logger } from "@rlmesh/shared";
 import type { RewardJobData } from "@rlmesh/shared/reward/reward-jobs";
 import { type RewardResult, infraFailureReason } from "@rlmesh/shared/reward/reward-result";
-import { InvalidJobError, SandboxError } from "./sandbox-error.js";
+import { InvalidJobError, NotStartedError, SandboxError } from "./sandbox-error.js";
 import type { ExecutorMetrics } from "./executor-metrics.js";
 
 /**
@@ -31,14 +31,55 @@ export const DEFAULT_STALLED_INTERVAL_MS = 2000;
  */
 export const DEFAULT_MAX_STALLED_COUNT = 5;
 
+/**
+ * Job hash field: runs of the job that started on a sandbox and have not ended (incremented when
+ * one starts, decremented when one ends in an error; a completed job is never read again). What
+ * is left in it when the job is fetched again is how many of its stalls happened while it ran.
+ */
+export const RUNNING_FIELD = "rlmesh_running";
+
+/**
+ * The held-job stall policy (executors with prefetch): a stall of a job its executor held but had
+ * not started (it waited for a sandbox) counts once, however many executors died holding it. At
+ * each fetch, the stalls beyond its running ones (RUNNING_FIELD) and one held one are taken off
+ * BullMQ's stalled counter, under the job's lock. Returns how many were taken off (-1: the lock
+ * is not this worker's any more).
+ */
+const FORGIVE_HELD_STALLS = `
+if redis.call("GET", KEYS[2]) ~= ARGV[1] then return -1 end
+local stalled = tonumber(redis.call("HGET", KEYS[1], "stc") or "0") or 0
+local running = tonumber(redis.call("HGET", KEYS[1], ARGV[2]) or "0") or 0
+if running < 0 then running = 0 end
+local held = stalled - running
+if held > 1 then
+  redis.call("HSET", KEYS[1], "stc", running + 1)
+  return held - 1
+end
+return 0`;
+
+/** The two commands the policy sends on the worker's own connection (ioredis, which BullMQ wraps). */
+interface PolicyClient {
+  eval(script: string, numKeys: number, ...args: string[]): Promise<unknown>;
+  hincrby(key: string, field: string, by: number): Promise<number>;
+}
+const policyClient = (worker: Worker): Promise<PolicyClient> => worker.client as unknown as Promise<PolicyClient>;
+
 export interface RewardWorkerOptions {
   connection: ConnectionOptions;
   /** @defaultValue "reward" */
   queueName: string;
   /** Jobs held at once: the sandbox pool size times (1 + the executor's prefetch per sandbox). */
   concurrency: number;
-  /** Scores one candidate; throws SandboxError on infrastructure failure. */
-  score: (data: RewardJobData) => Promise<RewardResult>;
+  /**
+   * Scores one candidate; throws SandboxError on infrastructure failure, NotStartedError when
+   * the executor gives a held job back (shutdown). Calls `onStart` once the candidate has a sandbox.
+   */
+  score: (data: RewardJobData, onStart?: () => void) => Promise<RewardResult>;
+  /**
+   * The held-job stall policy (FORGIVE_HELD_STALLS): on for executors that hold jobs beyond their
+   * sandboxes (prefetch > 0); costs one HINCRBY per job. @defaultValue false
+   */
+  heldStallPolicy?: boolean;
   metrics?: ExecutorMetrics;
   logger?: Logger;
   /** BullMQ lock duration: a job whose worker stops renewing it is retried after this. @defaultValue DEFAULT_LOCK_MS */
@@ -63,13 +104,39 @@ export interface RewardWorkerOptions {
  */
 export function createRewardWorker(opts: RewardWorkerOptions): Worker<RewardJobData, RewardResult> {
   const { metrics, logger } = opts;
-  const processor = async (job: Job<RewardJobData, RewardResult>): Promise<RewardResult> => {
+  const policy = opts.heldStallPolicy === true;
+  const processor = async (job: Job<RewardJobData, RewardResult>, token?: string): Promise<RewardResult> => {
     if (job.attemptsMade === 0 && job.processedOn) metrics?.queueWait.observe(Math.max(0, job.processedOn - job.timestamp) / 1000);
+    const jobKey = worker.toKey(job.id!);
+    if (policy && token && (job.stalledCounter ?? 0) >= 2) {
+      const client = await policyClient(worker);
+      const forgiven = Number(await client.eval(FORGIVE_HELD_STALLS, 2, jobKey, `${jobKey}:lock`, token, RUNNING_FIELD));
+      if (forgiven > 0) logger?.info("held-job stalls not counted", { job: job.id, stalled: job.stalledCounter, forgiven });
+    }
+    let running = false;
+    const runningBy = (n: number) => {
+      // Not awaited: the command goes out on the worker's connection before the request reaches
+      // the sandbox; if the executor dies first, a run counts as held (counted once all the same).
+      void policyClient(worker).then((c) => c.hincrby(jobKey, RUNNING_FIELD, n)).catch((err: unknown) => logger?.warn("run count not recorded", { job: job.id, err }));
+    };
+    const onStart = policy
+      ? () => {
+          running = true;
+          runningBy(1);
+        }
+      : undefined;
     const started = process.hrtime.bigint();
     let result: RewardResult;
     try {
-      result = await opts.score(job.data);
+      result = await opts.score(job.data, onStart);
     } catch (err) {
+      if (running) runningBy(-1);
+      if (err instanceof NotStartedError && token) {
+        // Held, never started, and the executor is shutting down: back to the queue, no attempt counted.
+        await job.moveToWait(token);
+        logger?.info("held reward job given back", { job: job.id });
+        throw new WaitingError();
+      }
       const invalid = err instanceof InvalidJobError;
       const last = invalid || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       const infra = err instanceof SandboxError;

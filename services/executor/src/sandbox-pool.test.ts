@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { type Sandbox, SandboxPool } from "./sandbox-pool.js";
-import { SandboxError } from "./sandbox-error.js";
+import { NotStartedError, SandboxError } from "./sandbox-error.js";
 import type { SandboxRequest, SandboxResponse } from "./sandbox-protocol.js";
 
 /** A fake sandbox: `behaviour` decides each run's outcome. */
@@ -96,4 +96,24 @@ test("start fails when no sandbox can start (Docker or image missing)", async ()
     create: async () => Promise.reject(new SandboxError("sandbox image rlmesh-sandbox:1 is missing")),
   });
   await assert.rejects(pool.start(), /missing/);
+});
+
+test("returnWaiters: runs waiting for a sandbox (and later ones that find none idle) are given back; the running one finishes; onStart marks a start", async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const pool = new SandboxPool({ size: 1, create: async () => new FakeSandbox("a", async () => (await gate, ok("a"))) });
+  await pool.start();
+  const starts: string[] = [];
+  const running = pool.run(req("r1"), 1000, () => starts.push("r1"));
+  const held = pool.run(req("r2"), 1000, () => starts.push("r2"));
+  pool.returnWaiters();
+  await assert.rejects(held, NotStartedError);
+  await assert.rejects(pool.run(req("r3"), 1000, () => starts.push("r3")), NotStartedError);
+  release();
+  assert.equal((await running).status, "passed");
+  assert.deepEqual(starts, ["r1"], "only the run that got a sandbox started");
+  // A sandbox idle again is still used: only runs that would wait are given back.
+  assert.equal((await pool.run(req("r4"), 1000, () => starts.push("r4"))).status, "passed");
+  assert.deepEqual(starts, ["r1", "r4"]);
+  await pool.close();
 });

@@ -1,6 +1,6 @@
 import type { Logger } from "@rlmesh/shared";
 import type { SandboxRequest, SandboxResponse } from "./sandbox-protocol.js";
-import { SandboxError } from "./sandbox-error.js";
+import { NotStartedError, SandboxError } from "./sandbox-error.js";
 
 /** What the pool needs from a sandbox (DockerSandbox, or a fake in tests). */
 export interface Sandbox {
@@ -44,6 +44,8 @@ export class SandboxPool {
   private busy = 0;
   private starting = 0;
   private closed = false;
+  /** Set by returnWaiters: a run that finds no idle sandbox is given back instead of waiting. */
+  private returning = false;
   private readonly acquireTimeoutMs: number;
   private readonly restartDelayMs: number;
 
@@ -94,9 +96,14 @@ export class SandboxPool {
     }
   }
 
-  /** Runs one request on a free sandbox. SandboxError when the infrastructure failed. */
-  async run(req: SandboxRequest, watchdogMs: number): Promise<SandboxResponse> {
+  /**
+   * Runs one request on a free sandbox. SandboxError when the infrastructure failed;
+   * NotStartedError when the pool gave the run back (returnWaiters) before a sandbox was free.
+   * `onStart` is called once a sandbox is taken for it, before the request is sent.
+   */
+  async run(req: SandboxRequest, watchdogMs: number, onStart?: () => void): Promise<SandboxResponse> {
     const sandbox = await this.acquire();
+    onStart?.();
     this.stats.runs++;
     this.busy++;
     this.changed();
@@ -121,6 +128,7 @@ export class SandboxPool {
       this.idleSince.delete(s);
       return Promise.resolve(s);
     }
+    if (this.returning) return Promise.reject(new NotStartedError("executor shutting down: no sandbox free, run given back"));
     return new Promise((resolve, reject) => {
       const waiter = {
         resolve,
@@ -187,6 +195,19 @@ export class SandboxPool {
 
   private changed(): void {
     this.opts.onChange?.(this.live, this.busy);
+  }
+
+  /**
+   * Gives back every run waiting for a sandbox (NotStartedError), and from now on every run that
+   * finds none idle: an executor shutting down returns its prefetched jobs to the queue instead
+   * of running them first. Runs already on a sandbox go on.
+   */
+  returnWaiters(): void {
+    this.returning = true;
+    for (const w of this.waiters.splice(0)) {
+      clearTimeout(w.timer);
+      w.reject(new NotStartedError("executor shutting down: run given back before it started"));
+    }
   }
 
   /** Destroys every sandbox; pending runs fail with SandboxError. */

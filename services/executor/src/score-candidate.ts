@@ -15,7 +15,8 @@ import { DEFAULT_WATCHDOG_GRACE_MS } from "./docker-sandbox.js";
 
 /** Something that runs one sandbox request (a SandboxPool). */
 export interface SandboxRunner {
-  run(req: SandboxRequest, watchdogMs: number): Promise<SandboxResponse>;
+  /** `onStart`, when the runner supports it (SandboxPool), is called once a sandbox is taken for the request. */
+  run(req: SandboxRequest, watchdogMs: number, onStart?: () => void): Promise<SandboxResponse>;
 }
 
 export interface ScoreInput {
@@ -52,6 +53,7 @@ export async function scoreCandidate(
   runner: SandboxRunner,
   input: ScoreInput,
   defaults: { limits: SandboxLimits; container: ContainerLimits },
+  onStart?: () => void,
 ): Promise<RewardResult> {
   if (typeof input.response !== "string") throw new InvalidJobError("response must be a string");
   validateTests(input.tests);
@@ -82,7 +84,7 @@ export async function scoreCandidate(
       output_limit_bytes: limits.output_bytes,
     },
   };
-  const res = await runner.run(req, limits.total_timeout_ms + DEFAULT_WATCHDOG_GRACE_MS);
+  const res = await runner.run(req, limits.total_timeout_ms + DEFAULT_WATCHDOG_GRACE_MS, onStart);
   if (!(REWARD_STATUSES as readonly string[]).includes(res.status) || res.status === "sandbox_error") {
     throw new SandboxError(`sandbox rejected the request: ${res.status} ${res.detail ?? ""}`);
   }

@@ -219,6 +219,12 @@ export function buildDashboard() {
     q(0.5, "rlmesh_learner_checkpoint_duration_seconds"),
     q(0.95, "rlmesh_learner_checkpoint_duration_seconds"),
   ]);
+  panel(
+    "Warm-up",
+    "Seconds the last job start spent compiling the job's batch shapes in the background, before its first TrainSteps need them (RLMESH_LEARNER_WARMUP; 0 = off or not run).",
+    "s",
+    [[`max(rlmesh_learner_warmup_seconds{${SEL}})`, "warm-up"]],
+  );
 
   row("Weight push");
   panel("Weight push bytes / s", "Weight bytes the learner streams to rollout workers per second.", "Bps", [

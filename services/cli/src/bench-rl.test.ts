@@ -69,6 +69,7 @@ test("the learning curve has one point per primary greedy eval, with the rewards
   assert.equal(r.seconds_per_step, 5.6);
   assert.deepEqual(r.phase_seconds_per_step, { rollout: 2, reward: 0.5, train: 3, push: 0.1 });
   assert.equal(r.rollbacks, 2, "a step-reward rollback and a held-out one");
+  assert.ok(Number.isNaN(r.lr_first) && Number.isNaN(r.lr_last), "no train stats in these events");
   // The benchmark's JSON contract (issue 9).
   const json = JSON.parse(JSON.stringify(r)) as Record<string, unknown>;
   for (const k of ["pass_at_1_before", "pass_at_1_after", "minutes", "steps", "curve", "compositional_before", "compositional_after"]) {
@@ -85,7 +86,7 @@ test("the summary counts steps without an update, the informative fraction, skip
     step(3000, 2, 0.5, 0.5, { policyVersion: 1, promptsSkipped: 1 }),
     evalEv(4000, 2, "eval", "greedy", 38, 100),
     step(5000, 3, 1, 0, { policyVersion: 1, promptsSkipped: 0 }),
-    step(6000, 4, 0.5, 1, { policyVersion: 2, promptsSkipped: 0 }),
+    step(6000, 4, 0.5, 1, { policyVersion: 2, promptsSkipped: 0, train: { lr: 2e-5 } as NonNullable<NonNullable<JobEvent["step"]>["train"]> }),
     evalEv(7000, 4, "eval", "greedy", 40, 100),
   ];
   const r = summarizeRlEvents(events, { variant: "curriculum", seed: 2, state: "JOB_STATE_SUCCEEDED" });
@@ -93,6 +94,7 @@ test("the summary counts steps without an update, the informative fraction, skip
   assert.equal(r.informative_fraction_mean, 0.375);
   assert.equal(r.prompts_skipped_per_step, 1);
   assert.equal(r.steps_to_plus_10, 4);
+  assert.equal(r.lr_last, 2e-5, "the last step's TrainStats.lr");
   assert.equal(summarizeRlEvents(events.slice(0, 4), { variant: "c", seed: 2, state: "s" }).steps_to_plus_10, null);
   assert.match(formatAblation([r]), /curriculum\s+30\.0%\s+40\.0%\s+10\.0 pt.*0\.38\s+2\s+4$/m);
 });

@@ -119,6 +119,9 @@ export interface BenchRlResult {
   prompts_skipped_per_step: number;
   /** The first eval step whose primary pass@1 is ≥ 10 points above the step-0 eval (null: never). */
   steps_to_plus_10: number | null;
+  /** The LR the learner used in the first and the last step (TrainStats.lr: spec.lr_schedule, warmup, guard scale; NaN without steps). */
+  lr_first: number;
+  lr_last: number;
   curve: CurvePoint[];
 }
 
@@ -192,6 +195,8 @@ export function summarizeRlEvents(events: JobEvent[], meta: { variant: string; s
     informative_fraction_mean: steps.length ? round(steps.reduce((a, st) => a + (st.informativeFraction ?? 0), 0) / steps.length, 3) : 0,
     prompts_skipped_per_step: steps.length ? round(steps.reduce((a, st) => a + Number(st.promptsSkipped ?? 0), 0) / steps.length, 2) : 0,
     steps_to_plus_10: first ? (curve.find((p) => p.pass_at_1 - first.pass_at_1 >= 0.1 - 1e-9)?.step ?? null) : null,
+    lr_first: steps[0]?.train?.lr ?? NaN,
+    lr_last: steps.at(-1)?.train?.lr ?? NaN,
     curve,
   };
 }
@@ -311,7 +316,10 @@ export async function benchRlCommand(argv: string[]): Promise<number> {
       const events: JobEvent[] = [];
       for await (const e of jobs.watchResilient(client, job.id, 0)) {
         events.push(e);
-        if (e.step) process.stderr.write(`  step ${e.step.step}  reward ${e.step.rewardMean.toFixed(3)}  informative ${e.step.informativeFraction.toFixed(2)}\n`);
+        if (e.step) {
+          const lr = e.step.train ? `  lr ${e.step.train.lr.toExponential(2)}` : "";
+          process.stderr.write(`  step ${e.step.step}  reward ${e.step.rewardMean.toFixed(3)}  informative ${e.step.informativeFraction.toFixed(2)}${lr}\n`);
+        }
         if (e.eval) print(`  eval @ step ${e.eval.step} ${e.eval.split}/${e.eval.mode || "greedy"}: ${pct(e.eval.passAt1)} (n=${e.eval.n})`);
         if (e.log) print(`  ${e.log.level}: ${e.log.message}`);
       }
@@ -328,7 +336,7 @@ export async function benchRlCommand(argv: string[]): Promise<number> {
       print(
         `time per step ${r.seconds_per_step.toFixed(2)} s: ${Object.entries(r.phase_seconds_per_step)
           .map(([k, v]) => `${k} ${v.toFixed(2)}`)
-          .join(", ")}\n`,
+          .join(", ")}; LR first step ${r.lr_first.toExponential(2)}, last ${r.lr_last.toExponential(2)}\n`,
       );
     } finally {
       await mesh.stop();

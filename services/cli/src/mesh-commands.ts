@@ -184,6 +184,8 @@ export const demoCommand: Command = {
     const a0 = parseArgs(argv, ["json", "quiet"]);
     const json = flagBool(a0, "json");
     const print = (s: string) => (json ? console.error(s) : console.log(s));
+    // A bad --lr-schedule is refused before the mesh starts.
+    const lrSchedule = demoLrSchedule(flagString(a0, "lr-schedule"));
     const { mesh, rest } = await meshFromArgs(argv, false, print);
     let interrupted = false;
     const onSig = () => {
@@ -199,7 +201,6 @@ export const demoCommand: Command = {
       const minutes = flagFloat(rest, "minutes", DEMO_DEFAULT_MINUTES);
       if (!(minutes > 0)) throw new UsageError(`--minutes must be > 0, got ${minutes}`);
       const spec = demoSpec(flagInt(rest, "steps", DEMO_UNBOUNDED_STEPS, 1), flagInt(rest, "seed", 1), modelDir);
-      const lrSchedule = demoLrSchedule(flagString(rest, "lr-schedule"));
       const job = await jobs.submit(client, { ...spec, maxMinutes: minutes, evalInterval: DEMO_EVAL_INTERVAL, ...(lrSchedule ? { lrSchedule } : {}) });
       client.close();
       print(`submitted ${job.id}`);

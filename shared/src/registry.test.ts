@@ -6,7 +6,7 @@ import { test } from "node:test";
 import type { Logger } from "./logger.js";
 import { createRedis } from "./redis.js";
 import { startLocalRedis } from "./redis-server.js";
-import { listWorkers, registerWorker, REGISTRY_CLOSE_TIMEOUT_MS } from "./registry.js";
+import { listWorkers, registerWorker, REGISTRY_CLOSE_TIMEOUT_MS, workersChangedChannel } from "./registry.js";
 
 test("with Redis down, refresh resolves (the heartbeat retries) and close returns within its bound", { timeout: 60_000 }, async () => {
   const server = await startLocalRedis();
@@ -27,5 +27,27 @@ test("with Redis down, refresh resolves (the heartbeat retries) and close return
   } finally {
     redis.disconnect();
     await server.stop().catch(() => undefined);
+  }
+});
+
+test("registering and deregistering announce the worker's id on the kind's change channel", { timeout: 60_000 }, async () => {
+  const server = await startLocalRedis();
+  const redis = createRedis(server.url, { role: "client" });
+  const sub = redis.duplicate();
+  try {
+    const heard: string[] = [];
+    sub.on("message", (channel: string, id: string) => heard.push(`${channel} ${id}`));
+    await sub.subscribe(workersChangedChannel("test-kind"));
+    const reg = await registerWorker(redis, "test-kind", { id: "w1", address: "127.0.0.1:1" }, { ttlMs: 30_000 });
+    await reg.refresh({ v: 1 }); // a refresh is no change of the worker list
+    await reg.close();
+    const deadline = Date.now() + 5000;
+    while (heard.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(heard, ["rlmesh:workers-changed:test-kind w1", "rlmesh:workers-changed:test-kind w1"]);
+    assert.deepEqual(await listWorkers(redis, "test-kind"), []);
+  } finally {
+    sub.disconnect();
+    redis.disconnect();
+    await server.stop();
   }
 });

@@ -10,6 +10,13 @@ const PREFIX = "rlmesh:workers";
 /** Registry kind of rollout workers (the api finds them there, the learner pushes to them). */
 export const ROLLOUT_WORKER_KIND = "rollout";
 
+/**
+ * The channel on which workers of `kind` announce (PUBLISH, the worker's id) that they registered
+ * or deregistered, so that a process caching the list (the learner's weight pusher) knows to look
+ * again. A crashed worker's entry expires without a notice.
+ */
+export const workersChangedChannel = (kind: string): string => `${PREFIX}-changed:${kind}`;
+
 export interface WorkerEntry {
   id: string;
   /** host:port other services dial. */
@@ -44,6 +51,12 @@ export async function registerWorker(
     await redis.set(key, JSON.stringify(value), "PX", ttl);
   };
   await write();
+  const announce = () =>
+    redis.publish(workersChangedChannel(kind), entry.id).then(
+      () => undefined,
+      (err: unknown) => opts.logger?.warn("registry change notice failed", { err, kind, id: entry.id }),
+    );
+  await announce();
   const timer = setInterval(
     () => {
       write().catch((err: unknown) => opts.logger?.warn("registry heartbeat failed", { err, kind, id: entry.id }));
@@ -63,7 +76,7 @@ export async function registerWorker(
       clearInterval(timer);
       let timeout: NodeJS.Timeout | undefined;
       await Promise.race([
-        redis.del(key).catch((err: unknown) => opts.logger?.warn("registry close failed; the entry expires by itself", { err, kind, id: entry.id })),
+        redis.del(key).then(announce, (err: unknown) => opts.logger?.warn("registry close failed; the entry expires by itself", { err, kind, id: entry.id })),
         new Promise<void>((r) => (timeout = setTimeout(r, REGISTRY_CLOSE_TIMEOUT_MS))),
       ]);
       clearTimeout(timeout);

@@ -22,7 +22,8 @@ import { formatPolicy, WeightAssembler, WeightStreamError, type PolicyRef } from
  *    segment_bytes, each followed by the digest of everything so far (header included): a running
  *    CRC-32 (zlib's, 4 bytes big-endian) or a running sha256 (32 bytes). It then closes its side.
  * 4. The worker reads each segment straight into the tensor's memory (one allocation per tensor,
- *    no copy in JavaScript), checks every digest as it arrives, and answers the gRPC call.
+ *    not zero-filled, no copy in JavaScript), checks every digest as it arrives, and answers the
+ *    gRPC call.
  *
  * Kept connections: when the call's metadata says "keep" (rlmesh-weight-data-conn), the worker
  * greets with "RLWK" instead, the pusher leaves the connection open after the payload and both
@@ -202,14 +203,24 @@ export class WeightDataPayload {
    * (`end` false: a kept connection that carries the next versions too).
    */
   async writeTo(sock: Socket, end = true): Promise<void> {
+    // Each segment goes to the socket before its digest is computed (by the first connection to
+    // send it), and that digest goes out with the next segment in one write: the receiver reads
+    // and checks segment i while segment i's digest is computed here.
     let ok = sock.write(this.head);
+    let digest: Buffer | undefined;
     for (let i = 0; i < this.segments.length; i++) {
       if (!ok) await drained(sock);
-      const d = this.digestAfter(i);
-      sock.cork();
-      sock.write(this.segments[i]!);
-      ok = sock.write(d);
-      sock.uncork();
+      if (digest) {
+        sock.cork();
+        sock.write(digest);
+        ok = sock.write(this.segments[i]!);
+        sock.uncork();
+      } else ok = sock.write(this.segments[i]!);
+      digest = this.digestAfter(i);
+    }
+    if (digest) {
+      if (!ok) await drained(sock);
+      ok = sock.write(digest);
     }
     if (!ok) await drained(sock);
     if (end) sock.end();
@@ -528,7 +539,10 @@ class FrameReader implements ReadTarget {
       const t = h.tensors[this.ti]!;
       const size = numElements(t.shape) * bytesPerElement(t.dtype);
       try {
-        this.bytes = new Uint8Array(new ArrayBuffer(size));
+        // Not zero-filled (a memset of the whole version otherwise): every byte is written by the
+        // stream before the version can be returned, and a failed stream's tensors are dropped.
+        const b = Buffer.allocUnsafeSlow(size);
+        this.bytes = new Uint8Array(b.buffer, b.byteOffset, size);
       } catch (err) {
         throw new WeightStreamError(`tensor ${t.name}: cannot allocate ${size} bytes (${(err as Error).message})`);
       }

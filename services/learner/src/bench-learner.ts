@@ -431,6 +431,8 @@ export interface PushSummary {
   /** The grpc transport's measurements, one per worker count (empty if not measured). */
   baseline_push_by_workers: PushMeasurement[];
   push_payload_bytes: number;
+  /** Every transport's measurements (all of --push-transports), one per worker count. */
+  push_measurements: PushMeasurement[];
 }
 
 const fmtMs = (x: number | null) => (x === null ? "-" : x.toFixed(2));
@@ -470,6 +472,7 @@ async function benchPushes(args: BenchArgs, weights: HostTensor[], log: (line: s
     baseline_push_ratio: pick(baseline)?.push_ratio ?? null,
     baseline_push_by_workers: baseline,
     push_payload_bytes: payloadBytes,
+    push_measurements: all,
   };
 }
 

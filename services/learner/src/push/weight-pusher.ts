@@ -4,8 +4,10 @@ import {
   ClientPool,
   chunkWeights,
   createClient,
+  DEFAULT_REGISTRY_TTL_MS,
   listWorkers,
   ROLLOUT_WORKER_KIND,
+  workersChangedChannel,
   loadProto,
   type HostTensor,
   type Logger,
@@ -32,6 +34,8 @@ export const pushDeadline = (bytes: number): Date => new Date(Date.now() + PUSH_
  * (an unreachable port would otherwise cost each push the worker's connect timeout).
  */
 export const CHUNKS_ONLY_MS = 10 * 60_000;
+/** How long a cached worker list is used at most (the registry's TTL: a crashed worker is gone from Redis by then). */
+export const WORKER_CACHE_MS = DEFAULT_REGISTRY_TTL_MS;
 /** Deadline of one worker's GetModelInfo (the model check of StartJob). */
 export const MODEL_INFO_TIMEOUT_MS = 5000;
 
@@ -113,9 +117,11 @@ export interface WeightPusherOptions {
    */
   keepConnections?: boolean;
   /**
-   * Push to the workers of the previous Redis lookup at once while this push's lookup runs
-   * beside it (a worker it adds is pushed to when it comes; one it no longer lists and that
-   * failed is not reported). Default true; false: every push waits for its lookup first.
+   * Keep the registered workers' list between pushes instead of a Redis lookup per push (default
+   * true): dropped when a worker announces that it registered or deregistered (the registry's
+   * change channel), when the subscription to it is not up, after WORKER_CACHE_MS, and after a push
+   * in which a worker failed (then the list is looked up again at once, and a failed worker it no
+   * longer lists is not reported). false: a lookup before every push.
    */
   cacheWorkers?: boolean;
 }
@@ -162,8 +168,15 @@ export class WeightPusher {
   private readonly chunksOnlyUntil = new Map<string, number>();
   /** The last push's phases (undefined before the first push). */
   lastPhases: PushPhases | undefined;
-  /** The workers of the last Redis lookup (cacheWorkers). */
-  private knownWorkers: WorkerEntry[] | undefined;
+  /** The workers of the last Redis lookup and when it was made (cacheWorkers). */
+  private knownWorkers: { workers: WorkerEntry[]; at: number } | undefined;
+  /** The subscription to the registry's change channel (cacheWorkers). */
+  private registryWatch: Redis | undefined;
+  private watching = false;
+  /** Change notices received so far. */
+  private registryChanges = 0;
+  /** Redis lookups of the worker list so far. */
+  workerLookups = 0;
 
   constructor(
     private readonly redis: Redis,
@@ -195,37 +208,91 @@ export class WeightPusher {
     return infos.filter((x) => x !== null);
   }
 
+  /** Subscribes (once) to the registry's change channel; the cache is used only while subscribed. */
+  private watchRegistry(): void {
+    if (this.registryWatch || this.opts.cacheWorkers === false) return;
+    const sub = this.redis.duplicate();
+    this.registryWatch = sub;
+    const channel = workersChangedChannel(ROLLOUT_WORKER_KIND);
+    const subscribe = () =>
+      sub.subscribe(channel).then(
+        () => {
+          // A list looked up before the subscription was active may have missed a notice.
+          this.registryChanges++;
+          this.knownWorkers = undefined;
+          this.watching = true;
+        },
+        (err: Error) => this.logger.warn("cannot watch the worker registry; looking the workers up before every push", { err: err.message }),
+      );
+    sub.on("message", () => {
+      this.registryChanges++;
+      this.knownWorkers = undefined;
+    });
+    sub.on("error", () => undefined);
+    // Notices sent while disconnected are lost: after a reconnect, subscribe again and start from a new lookup.
+    let lost = false;
+    sub.on("close", () => {
+      lost = true;
+      this.watching = false;
+      this.knownWorkers = undefined;
+    });
+    sub.on("ready", () => {
+      if (lost && this.registryWatch === sub) {
+        lost = false;
+        void subscribe();
+      }
+    });
+    void subscribe();
+  }
+
+  /** The worker list: the cached one while it is valid, else a Redis lookup (null if that fails). */
+  private async workers(policy: PolicyRef): Promise<WorkerEntry[] | null> {
+    this.watchRegistry();
+    const k = this.knownWorkers;
+    if (k && this.watching && Date.now() - k.at < WORKER_CACHE_MS) return k.workers;
+    this.knownWorkers = undefined;
+    this.workerLookups++;
+    const at = Date.now();
+    const changes = this.registryChanges;
+    try {
+      const workers = await listWorkers(this.redis, ROLLOUT_WORKER_KIND);
+      // Not kept if a change notice came during the lookup (it may predate the change).
+      if (this.opts.cacheWorkers !== false && this.registryChanges === changes) this.knownWorkers = { workers, at };
+      return workers;
+    } catch (err) {
+      // The step is applied and checkpointed already; workers catch up through GetWeights.
+      this.logger.error("cannot list rollout workers; version not pushed", { policy: formatPolicy(policy), err: (err as Error).message });
+      return null;
+    }
+  }
+
+  /** Whether the subscription to the registry's change channel is up (the cache is used only then). */
+  watchingRegistry(): boolean {
+    return this.watching;
+  }
+
+  /** Whether the next push would use the cached worker list (no Redis lookup). */
+  workersCached(): boolean {
+    const k = this.knownWorkers;
+    return k !== undefined && this.watching && Date.now() - k.at < WORKER_CACHE_MS;
+  }
+
   async push(policy: PolicyRef, tensors: HostTensor[]): Promise<PushResult> {
     const { version } = policy;
     const t0 = performance.now();
     const phases: PushPhases = { listedMs: 0, workers: [], totalMs: 0 };
-    const known = this.opts.cacheWorkers === false ? undefined : this.knownWorkers;
-    const listing = listWorkers(this.redis, ROLLOUT_WORKER_KIND).then(
-      (ws) => {
-        phases.listedMs = performance.now() - t0;
-        return ws;
-      },
-      (err: Error) => {
-        phases.listedMs = performance.now() - t0;
-        // The step is applied and checkpointed already; workers catch up through GetWeights.
-        this.logger.error(known ? "cannot list rollout workers; version pushed to the previous lookup's workers only" : "cannot list rollout workers; version not pushed", {
-          policy: formatPolicy(policy),
-          err: err.message,
-        });
-        return null;
-      },
-    );
-    // Without a previous lookup, this one's list is awaited first.
-    const first = known ?? (await listing);
-    if (!first) return { pushedTo: [], pushFailed: [], seconds: (performance.now() - t0) / 1000, bytes: 0 };
+    const lookups = this.workerLookups;
+    const workers = await this.workers(policy);
+    phases.listedMs = performance.now() - t0;
+    if (!workers) return { pushedTo: [], pushFailed: [], seconds: (performance.now() - t0) / 1000, bytes: 0 };
+    const cached = this.workerLookups === lookups;
     // Built at most once per push, for every worker that needs them.
     let chunks: WeightChunkIn[] | undefined;
     const chunksOf = () => {
       if (!chunks) {
         chunks = [...chunkWeights(policy, tensors)];
         // Every worker's stream sends the same chunk objects: each is encoded once, for all of them.
-        // (A worker that the lookup adds later encodes its own: the count is of the first ones.)
-        const encoding = new SharedEncoding(first.length);
+        const encoding = new SharedEncoding(workers.length);
         for (const c of chunks) encodingOf.set(c, encoding);
       }
       return chunks;
@@ -249,21 +316,19 @@ export class WeightPusher {
           ),
         ),
       );
-    const same = (a: WorkerEntry, b: WorkerEntry) => a.id === b.id && a.address === b.address;
-    let outcomes = await pushAll(first);
-    if (known) {
-      // The lookup that ran beside the push: workers it adds get the version now; one it no
-      // longer lists (deregistered, or expired) is not this push's failure.
-      const listed = await listing;
-      if (listed) {
-        this.knownWorkers = listed;
-        outcomes = outcomes.filter((o) => o.ok || listed.some((w) => same(w, o.w)));
-        outcomes.push(...(await pushAll(listed.filter((w) => !first.some((k) => same(k, w))))));
-        // Registration meta (the served version) as of this lookup.
-        outcomes = outcomes.map((o) => ({ ...o, w: listed.find((w) => same(w, o.w)) ?? o.w }));
-      }
-    } else this.knownWorkers = first;
-    outcomes.sort((a, b) => (a.w.id < b.w.id ? -1 : a.w.id > b.w.id ? 1 : 0));
+    let outcomes = await pushAll(workers);
+    if (cached && outcomes.some((o) => !o.ok)) {
+      // A worker of the cached list failed: look again; one that is no longer registered
+      // (deregistered, or its registration expired) is not this push's failure.
+      this.knownWorkers = undefined;
+      const listed = await this.workers(policy);
+      if (listed)
+        outcomes = outcomes.flatMap((o) => {
+          // Registration meta (the served version) as of this lookup.
+          const now = listed.find((w) => w.id === o.w.id && w.address === o.w.address);
+          return o.ok || now ? [{ ...o, w: now ?? o.w }] : [];
+        });
+    } else if (outcomes.some((o) => !o.ok)) this.knownWorkers = undefined;
     const pushedTo: string[] = [];
     const pushFailed: string[] = [];
     for (const o of outcomes) {
@@ -382,6 +447,9 @@ export class WeightPusher {
   }
 
   close(): void {
+    this.registryWatch?.disconnect();
+    this.registryWatch = undefined;
+    this.watching = false;
     this.clients.close();
     this.dataServer?.close();
   }

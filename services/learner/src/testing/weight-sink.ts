@@ -67,9 +67,10 @@ export async function startWeightSink(opts: WeightSinkOptions): Promise<WeightSi
     jobId = p.jobId;
     tensors = t;
     swaps++;
-    // Published in the background (refresh never rejects): the reply does not wait for Redis, as a
-    // rollout worker's UpdateWeights reply does not.
-    void registration?.refresh({ policy_version: p.version, policy_job_id: p.jobId });
+    // Published in the background after the reply is on its way (refresh never rejects): the reply
+    // does not wait for Redis, as a rollout worker's UpdateWeights reply does not (the rollout
+    // worker publishes its version on catch-ups and heartbeats only).
+    setImmediate(() => void registration?.refresh({ policy_version: p.version, policy_job_id: p.jobId }));
   };
   const updateWeights = (
     call: grpc.ServerReadableStream<WeightChunk, UpdateWeightsResponseIn>,

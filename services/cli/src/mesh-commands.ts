@@ -221,6 +221,7 @@ export const demoCommand: Command = {
           `informative groups ${(100 * s.informative_fraction_mean).toFixed(0)} % on average` +
           (s.prompts_skipped_per_step > 0 ? `; the curriculum skipped ${s.prompts_skipped_per_step.toFixed(1)} saturated prompts per step` : ""),
       );
+      if (s.lr_schedule !== "constant") print(`LR (${s.lr_schedule} decay): first step ${s.lr_first.toExponential(2)}, last step ${s.lr_last.toExponential(2)}`);
       print(
         `metrics: ${mesh
           .metricsTargets()

@@ -1,8 +1,50 @@
-import { readFileSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 /** Ports handed out by this process: two children of one mesh never get the same one. */
 const handedOut = new Set<number>();
+
+/**
+ * Ports handed out by any process on this host in the last RESERVE_MS: one file per port under
+ * `RLMESH_PORT_DIR` (default: the temp dir's `rlmesh-ports`), created exclusively. Two meshes
+ * started at the same moment (two `rlmesh up`, two test files) each probe a port free and release
+ * it before their child binds it; without a shared reservation both could draw the same one
+ * (seen once: a rollout worker hit its crash-loop limit on EADDRINUSE).
+ */
+const RESERVE_MS = 120_000;
+function portDir(): string {
+  return process.env.RLMESH_PORT_DIR || join(tmpdir(), "rlmesh-ports");
+}
+
+/** True when this process now holds `port`'s reservation (a fresh one, or a stale one taken over). */
+export function reservePort(port: number, now = Date.now()): boolean {
+  const dir = portDir();
+  const file = join(dir, String(port));
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o1777 });
+  } catch {
+    return true; // no shared place to reserve in: the in-process set still applies
+  }
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(file, "wx", 0o666);
+      writeSync(fd, `${process.pid}\n`);
+      closeSync(fd);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") return true; // unwritable dir: do not block
+      try {
+        if (now - statSync(file).mtimeMs < RESERVE_MS) return false;
+        unlinkSync(file); // stale: its holder's child has bound the port or given it up long ago
+      } catch {
+        // raced with another process over the stale file: try once more
+      }
+    }
+  }
+  return false;
+}
 
 /**
  * The kernel's ephemeral range ([low, high]), where outgoing connections take their local ports.
@@ -39,7 +81,8 @@ function tryListen(port: number, host: string): Promise<number | null> {
 /**
  * A TCP port that was free on `host` (and on all interfaces) a moment ago, for child servers
  * that need a fixed port. It is drawn below the ephemeral range, so no outgoing connection can
- * take it before the child binds it, and never twice in one process.
+ * take it before the child binds it, never twice in one process, and not while another process on
+ * this host holds it reserved (see reservePort).
  */
 export async function freePort(host = "127.0.0.1"): Promise<number> {
   const [low] = ephemeralPortRange();
@@ -49,7 +92,7 @@ export async function freePort(host = "127.0.0.1"): Promise<number> {
     for (let attempt = 0; attempt < 64; attempt++) {
       const port = bottom + Math.floor(Math.random() * (top - bottom + 1));
       if (handedOut.has(port)) continue;
-      if ((await tryListen(port, host)) && (host === "0.0.0.0" || (await tryListen(port, "0.0.0.0")))) {
+      if ((await tryListen(port, host)) && (host === "0.0.0.0" || (await tryListen(port, "0.0.0.0"))) && reservePort(port)) {
         handedOut.add(port);
         return port;
       }

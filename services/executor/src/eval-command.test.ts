@@ -256,6 +256,12 @@ test("bench sandbox prints the three rates and ratios", { timeout: 300_000 }, as
   for (const [name, b] of Object.entries(r.backends as Record<string, { sequential_cpu_ms_per_candidate: number; cpu_ratio_vs_bare: number }>)) {
     assert.ok(b.sequential_cpu_ms_per_candidate > 0, `${name} cpu = ${b.sequential_cpu_ms_per_candidate}`);
     assert.ok(b.cpu_ratio_vs_bare > 0, `${name} cpu ratio = ${b.cpu_ratio_vs_bare}`);
+    // ... split by process role: each role of the two-process judge did work on every MBPP row.
+    const roles = (b as unknown as { sequential_cpu_roles_ms?: Record<string, number> }).sequential_cpu_roles_ms;
+    assert.ok(roles, `${name}: no CPU split by role`);
+    for (const role of ["candidate", "pid1", "supervisor", "judge"]) assert.ok(roles[role]! > 0, `${name} ${role} cpu = ${roles[role]}`);
+    const sum = roles.candidate! + roles.pid1! + roles.supervisor! + roles.judge!;
+    assert.ok(sum <= b.sequential_cpu_ms_per_candidate + 0.05, `${name}: roles ${sum} ms > total ${b.sequential_cpu_ms_per_candidate} ms`);
   }
   console.log(`# bench: ${lines.at(-1)}`);
 });

@@ -28,7 +28,8 @@ export interface ExecutorOptions {
    * concurrency = concurrency × (1 + prefetch)), so a freed sandbox takes its next job at once
    * instead of waiting for the Redis round trip that completes the last one and fetches the next.
    * Their locks are renewed like the running ones; if the executor dies they stall and are
-   * retried like any other job. 0: a job is fetched only when a sandbox is free. @defaultValue DEFAULT_PREFETCH
+   * retried like any other job (a stall while held counts once; reward-worker.ts), and on shutdown
+   * they go back to the queue unstarted. 0: a job is fetched only when a sandbox is free. @defaultValue DEFAULT_PREFETCH
    */
   prefetch?: number;
   /** Owner label of the sandboxes. @defaultValue `<host>-<pid>-<random>` */
@@ -54,14 +55,17 @@ export interface ExecutorOptions {
 
 /**
  * Jobs an executor holds per sandbox beyond the one it runs, by default (see
- * ExecutorOptions.prefetch): none. Prefetch shortens the time a sandbox waits for work, but every
- * executor death stalls the held jobs too, and a job stalled more than the worker's
- * maxStalledCount times fails (executor_lost): with an executor SIGKILLed every 3 s,
- * reward-queue-load.test.ts saw ~1.9 stalled jobs per kill without prefetch and ~3.4 with one
- * job per sandbox, and one of 2 000 jobs failed that way (at the limit of 2 of that time; it is
- * DEFAULT_MAX_STALLED_COUNT now). So it is opt-in.
+ * ExecutorOptions.prefetch): one. It takes the Redis round trip (complete the last job, fetch the
+ * next) off the time a sandbox waits for work: `bench sandbox --prefetch 0,1 --rounds 2
+ * --exclude-tasks 123` (same run, load 20-25) measured sandbox idle 7.2 -> 1.6 ms (docker) and
+ * 6.7 -> 2.1 ms (bwrap) per candidate, and 3.46x -> 3.79x / 3.59x -> 3.94x bare python3's rate.
+ * It was opt-in while a killed executor's held jobs stalled like its running ones and could reach
+ * maxStalledCount (executor_lost) without ever running; now deaths while held count as one stall
+ * (the held-job stall policy, reward-worker.ts) and SIGTERM gives held jobs back unstarted:
+ * reward-queue-load.test.ts (an executor SIGKILLed every 3 s) passes at prefetch 1 with a highest
+ * stalled counter of 2 (3.6 stalled jobs per kill, against 1.9 at prefetch 0).
  */
-export const DEFAULT_PREFETCH = 0;
+export const DEFAULT_PREFETCH = 1;
 
 /**
  * How long a held job may wait for a sandbox: waiters are served in order and BullMQ holds

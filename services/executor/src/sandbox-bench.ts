@@ -47,11 +47,16 @@ export interface BackendBench {
   /** Start-up of one sandbox (create -> fork server ready), ms. */
   start_ms: number;
   /**
-   * CPU time per candidate in the sequential profile: every process of the sandbox (bwrap: its
-   * PID 1 and all it reaped; docker: the container's cgroup, dockerd not counted) plus this
-   * process. Unlike the rates, hardly moved by other load on the machine. 0 when unreadable.
+   * CPU time per candidate in the sequential profile: every process of the sandbox (bwrap: the
+   * sum of its roles, live supervisor and judge included; docker: the container's cgroup, dockerd
+   * not counted) plus this process. Unlike the rates, hardly moved by other load on the machine.
+   * 0 when unreadable.
    */
   sequential_cpu_ms_per_candidate: number;
+  /** The sequential profile's sandbox CPU per candidate by process role (undefined when /proc could not be read). */
+  sequential_cpu_roles_ms: RoleCpu | undefined;
+  /** ... and this process's (the executor side: frames, scoring) per candidate, ms. */
+  sequential_node_cpu_ms_per_candidate: number;
   /** bare_sequential_cpu_ms_per_candidate / sequential_cpu_ms_per_candidate (0 when unknown). */
   cpu_ratio_vs_bare: number;
 }
@@ -154,9 +159,127 @@ function selfCpuSeconds(): number {
   return (u.user + u.system) / 1e6;
 }
 
-/** CPU seconds a sandbox has used so far (all its processes), or undefined. */
+/** Host pid of a sandbox's PID 1 (the fork server), or undefined. */
+async function sandboxPid1(sandbox: unknown): Promise<number | undefined> {
+  if (sandbox instanceof BwrapSandbox) return sandbox.pid1 || undefined;
+  if (sandbox instanceof DockerSandbox) {
+    try {
+      const pid = (await sandbox.container.inspect()).State?.Pid;
+      return typeof pid === "number" && pid > 0 ? pid : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
+/** CPU per candidate of each process role of a sandbox, ms (see RoleSampler). */
+export interface RoleCpu {
+  /** PID 1, the zygote: forks the candidate (and a judge every 64 runs), hands over the pipes, kills and reaps. */
+  pid1: number;
+  /** The persistent supervisor: reads the request, frames to the judge/candidate, the judging loop, wipes /tmp, answers. */
+  supervisor: number;
+  /** The judge process(es): test code, the stubs' calls to the candidate, per-run clean-up. */
+  judge: number;
+  /** The candidate processes (and anything they forked): start after the fork (page faults), load, answering calls, exit. */
+  candidate: number;
+}
+
+function procStat(pid: number): { cpu: number; start: number } | undefined {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return { cpu: (Number(f[11]) + Number(f[12])) / CLK_TCK, start: Number(f[19]) };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CPU time of a sandbox's processes by role, read from the host's /proc (both backends' processes
+ * are host processes): PID 1's own time; its live children (the supervisor, the oldest; the judge,
+ * a child seen at two samples in a row; a pre-forked candidate, seen once); what PID 1 reaped
+ * (cutime: the candidates, and a judge when it is replaced, whose time up to its last sample is
+ * moved to the judge). Sampled after every candidate; a replaced judge's last run counts as
+ * candidate time (1 run in 64).
+ */
+class RoleSampler {
+  private readonly seen = new Map<number, { cpu: number; samples: number }>();
+  private readonly pid1Start: number;
+  private readonly reapedStart: number;
+  private supervisor?: number;
+  private supervisorStart = 0;
+  private judgeCpu = 0;
+  private reapedJudges = 0;
+
+  private constructor(private readonly pid1: number) {
+    this.pid1Start = procCpuSeconds(pid1, false) ?? 0;
+    this.reapedStart = (procCpuSeconds(pid1, true) ?? 0) - this.pid1Start;
+    this.sample(true);
+  }
+
+  static open(pid1: number | undefined): RoleSampler | undefined {
+    return pid1 !== undefined && procCpuSeconds(pid1, false) !== undefined ? new RoleSampler(pid1) : undefined;
+  }
+
+  private children(): number[] {
+    try {
+      return readFileSync(`/proc/${this.pid1}/task/${this.pid1}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+    } catch {
+      return [];
+    }
+  }
+
+  /** Reads every live child of PID 1; a child that was seen before and is gone was reaped. */
+  sample(first = false): void {
+    const now = new Map<number, { cpu: number; start: number }>();
+    for (const pid of this.children()) {
+      const st = procStat(pid);
+      if (st) now.set(pid, st);
+    }
+    if (this.supervisor === undefined && now.size > 0) {
+      // The first sample that sees PID 1's children (a sandbox reports ready before it forks them).
+      let oldest: [number, number] | undefined;
+      // Started first (the judge and a pre-forked candidate follow it, often within the same clock tick: then the lower pid).
+      for (const [pid, st] of now) if (!oldest || st.start < oldest[1] || (st.start === oldest[1] && pid < oldest[0])) oldest = [pid, st.start];
+      if (oldest) {
+        this.supervisor = oldest[0];
+        this.supervisorStart = now.get(oldest[0])!.cpu;
+      }
+    }
+    for (const [pid, prev] of this.seen) {
+      if (now.has(pid)) continue;
+      // Reaped since the last sample: a judge (seen twice or more) goes from cutime to the judge.
+      if (prev.samples >= 2) this.reapedJudges += prev.cpu;
+      this.seen.delete(pid);
+    }
+    for (const [pid, st] of now) {
+      if (pid === this.supervisor) continue;
+      const prev = this.seen.get(pid);
+      if (first) this.seen.set(pid, { cpu: st.cpu, samples: 2 });
+      else if (prev) {
+        if (prev.samples >= 2) this.judgeCpu += st.cpu - prev.cpu;
+        else this.judgeCpu += st.cpu; // the second sight of a judge: all its time so far is the judge's
+        this.seen.set(pid, { cpu: st.cpu, samples: prev.samples + 1 });
+      } else this.seen.set(pid, { cpu: st.cpu, samples: 1 });
+    }
+  }
+
+  /** Seconds per role since open. */
+  totals(): { pid1: number; supervisor: number; judge: number; candidate: number } {
+    this.sample();
+    const pid1 = (procCpuSeconds(this.pid1, false) ?? this.pid1Start) - this.pid1Start;
+    const reaped = (procCpuSeconds(this.pid1, true) ?? 0) - (procCpuSeconds(this.pid1, false) ?? 0) - this.reapedStart;
+    const sup = this.supervisor !== undefined ? (procStat(this.supervisor)?.cpu ?? this.supervisorStart) - this.supervisorStart : 0;
+    return { pid1, supervisor: sup, judge: this.judgeCpu, candidate: Math.max(0, reaped - this.reapedJudges) };
+  }
+}
+
+/**
+ * CPU seconds a sandbox has used so far, or undefined: Docker, the container's cgroup (every
+ * process in it); bwrap, undefined (its total is the sum of RoleSampler's roles, which also counts
+ * the live supervisor and judge: PID 1's own and reaped children's time alone left them out).
+ */
 async function sandboxCpuSeconds(sandbox: unknown): Promise<number | undefined> {
-  if (sandbox instanceof BwrapSandbox) return sandbox.pid1 ? procCpuSeconds(sandbox.pid1, true) : undefined;
   if (sandbox instanceof DockerSandbox) {
     try {
       const stats = (await new Docker().getContainer(sandbox.id).stats({ stream: false })) as { cpu_stats?: { cpu_usage?: { total_usage?: number } } };
@@ -171,7 +294,13 @@ async function sandboxCpuSeconds(sandbox: unknown): Promise<number | undefined> 
 
 type SequentialProfile = Pick<
   BackendBench,
-  "sequential_ms_per_candidate" | "judge_ms_per_candidate" | "overhead_ms_per_candidate" | "start_ms" | "sequential_cpu_ms_per_candidate"
+  | "sequential_ms_per_candidate"
+  | "judge_ms_per_candidate"
+  | "overhead_ms_per_candidate"
+  | "start_ms"
+  | "sequential_cpu_ms_per_candidate"
+  | "sequential_cpu_roles_ms"
+  | "sequential_node_cpu_ms_per_candidate"
 >;
 
 /** One sandbox of a backend, one request at a time, on the first 200 rows: time and CPU per candidate. */
@@ -186,7 +315,11 @@ async function benchSequential(backend: SandboxBackendName, rows: CanonicalRow[]
     let seqMs = 0;
     let judgeMs = 0;
     let cpuMs = 0;
+    let roles: RoleCpu | undefined;
+    let nodeMs = 0;
     try {
+      const sampler = RoleSampler.open(await sandboxPid1(one));
+      let samplingCpu = 0;
       const sandboxCpu0 = await sandboxCpuSeconds(one);
       const selfCpu0 = selfCpuSeconds();
       // The first 200 rows (a single slow row would otherwise dominate).
@@ -202,10 +335,20 @@ async function benchSequential(backend: SandboxBackendName, rows: CanonicalRow[]
         };
         await scoreCandidate(recording, { response: asResponse(row.reference ?? ""), tests: row.tests }, { limits, container });
         seqMs += ms(t);
+        if (sampler) {
+          const c = selfCpuSeconds();
+          sampler.sample();
+          samplingCpu += selfCpuSeconds() - c; // the bench's own /proc reading is not the executor's
+        }
       }
-      const selfCpu = selfCpuSeconds() - selfCpu0;
+      const selfCpu = selfCpuSeconds() - selfCpu0 - samplingCpu;
+      const n = Math.min(rows.length, 200);
+      nodeMs = (selfCpu * 1000) / n;
       const sandboxCpu1 = await sandboxCpuSeconds(one);
+      const r = sampler?.totals();
+      if (r) roles = { pid1: round((r.pid1 * 1000) / n), supervisor: round((r.supervisor * 1000) / n), judge: round((r.judge * 1000) / n), candidate: round((r.candidate * 1000) / n) };
       if (sandboxCpu0 !== undefined && sandboxCpu1 !== undefined) cpuMs = (sandboxCpu1 - sandboxCpu0 + selfCpu) * 1000;
+      else if (r) cpuMs = (r.pid1 + r.supervisor + r.judge + r.candidate + selfCpu) * 1000;
     } finally {
       await one.destroy();
     }
@@ -216,6 +359,8 @@ async function benchSequential(backend: SandboxBackendName, rows: CanonicalRow[]
       overhead_ms_per_candidate: round((seqMs - judgeMs) / n),
       start_ms: round(startMs),
       sequential_cpu_ms_per_candidate: round(cpuMs / n),
+      sequential_cpu_roles_ms: roles,
+      sequential_node_cpu_ms_per_candidate: round(nodeMs),
     };
   } finally {
     await b.close();

@@ -33,6 +33,11 @@ export const FAULT_SUITE = [
       ],
       [/^SIGKILL with a prefetched job/, "executor SIGKILL holding a prefetched job", "both jobs redone, each recorded once"],
       [/^SIGTERM lets/, "executor SIGTERM mid-candidate", "the in-flight job finishes, exit 0, sandboxes removed"],
+      [
+        /^SIGTERM with a prefetched job held/,
+        "executor SIGTERM holding a prefetched job",
+        "the running job finishes; the held one goes back unstarted (no attempt, no stall) and is scored once",
+      ],
     ],
   },
   {

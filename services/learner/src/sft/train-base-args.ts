@@ -89,6 +89,8 @@ export interface TrainBaseArgs {
   dreamonMaxDelete?: number;
   /** DreamOn: share of rows whose merge count is uniform (train-base-infill.ts uniformCountShare); 0 = none. */
   dreamonUniformMerges?: number;
+  /** DreamOn: where merges go (train-base-infill.ts mergePlacement): random (DreamOn) or tail. */
+  dreamonMergePlacement?: "random" | "tail";
   /**
    * DreamOn: the trunk's learning rate (every weight but the new vocabulary rows) as a multiple
    * of --lr; 1 = one LR for all, 0 = only the new rows train.
@@ -100,7 +102,7 @@ export const TRAIN_BASE_USAGE = `usage: rlmesh train-base [--config tiny|ci] [--
                          [--data DIR] [--tokenizer FILE] [--eval-limit N] [--eval-every-min M]
                          [--snapshot-dir DIR] [--snapshot-every-min M] [--init MODEL_DIR] [--lr LR] [--stop-after N]
                          [--train-size N] [--number-weight W] [--loss-weight inv_t|cart] [--cart-p P] [--recipe mdlm|dreamon] [--dreamon-weight linear|inv_t]
-                         [--exact-share F] [--max-delete N] [--uniform-merges F] [--trunk-lr-scale S]
+                         [--exact-share F] [--max-delete N] [--uniform-merges F] [--merge-placement random|tail] [--trunk-lr-scale S]
   Masked-diffusion SFT of the tiny coder on the toy train split (jax-js on CPU); writes
   DIR/model.onnx + DIR/manifest.json (+ tokenizer.json) atomically. Same seed + steps = same model.
   --loss-weight cart replaces the 1/t weight of a masked token by CART's context-adaptive weight
@@ -110,7 +112,9 @@ export const TRAIN_BASE_USAGE = `usage: rlmesh train-base [--config tiny|ci] [--
   --dreamon-weight linear (DreamOn's 1 − t, default) or inv_t (the base's 1/t); --exact-share F
   builds that share of rows at the exact length (no EOS padding, no merges; default 0);
   --max-delete N draws the EOS padding from 0 … N − 1 (default 64); --uniform-merges F draws
-  that share of rows' merge count uniformly (default 0: per pair); --trunk-lr-scale S trains
+  that share of rows' merge count uniformly (default 0: per pair); --merge-placement tail squeezes
+  each run of masks at its end (its last mask is the <|expand|>; default random, DreamOn's);
+  --trunk-lr-scale S trains
   every weight but the new <|expand|> row at S × the LR (default 1).`;
 
 export function parseTrainBaseArgs(argv: readonly string[]): TrainBaseArgs {
@@ -229,6 +233,12 @@ export function parseTrainBaseArgs(argv: readonly string[]): TrainBaseArgs {
         args.dreamonUniformMerges = f;
         break;
       }
+      case "--merge-placement": {
+        const v = value();
+        if (v !== "random" && v !== "tail") throw new Error(`train-base: --merge-placement must be random or tail, got "${v}"`);
+        args.dreamonMergePlacement = v;
+        break;
+      }
       case "--trunk-lr-scale": {
         const f = num(0);
         if (f > 1) throw new Error(`train-base: --trunk-lr-scale must be in [0, 1], got ${f}`);
@@ -254,6 +264,7 @@ export function parseTrainBaseArgs(argv: readonly string[]): TrainBaseArgs {
       ["--exact-share", args.dreamonExactShare],
       ["--max-delete", args.dreamonMaxDelete],
       ["--uniform-merges", args.dreamonUniformMerges],
+      ["--merge-placement", args.dreamonMergePlacement],
       ["--trunk-lr-scale", args.trunkLrScale],
     ] as const;
     for (const [flag, v] of dreamonOnly) if (v !== undefined) throw new Error(`train-base: ${flag} applies to --recipe dreamon only`);

@@ -72,7 +72,7 @@ export async function trainDreamOn(args: TrainBaseArgs, settings: TrainBaseSetti
       `train-base (dreamon): d ${config.dModel}, ${config.nLayers} layers, vocab ${config.vocabSize} (${(parameterCount(config) / 1e6).toFixed(2)} M params), ` +
         `${examples.length} infilling rows from ${rows.length === 0 ? 0 : new Set(rows.map((r) => r.source_task_id)).size} rows of ${trainSource}, batch ${settings.batchSize}, ` +
         `${totalSteps} steps, lr ${schedule.baseLr}, seed ${args.seed}, time weight ${args.dreamonTimeWeight ?? "linear"}, ` +
-        `max delete ${args.dreamonMaxDelete ?? DREAMON_DEFAULTS.maxDelete}, exact share ${args.dreamonExactShare ?? 0}, uniform merges ${args.dreamonUniformMerges ?? 0}, trunk lr × ${args.trunkLrScale ?? 1}`,
+        `max delete ${args.dreamonMaxDelete ?? DREAMON_DEFAULTS.maxDelete}, exact share ${args.dreamonExactShare ?? 0}, uniform merges ${args.dreamonUniformMerges ?? 0}, merges at ${args.dreamonMergePlacement ?? "random"}, trunk lr × ${args.trunkLrScale ?? 1}`,
     );
 
     const manifestNow = (extra: Record<string, unknown>): ModelManifest =>
@@ -91,6 +91,7 @@ export async function trainDreamOn(args: TrainBaseArgs, settings: TrainBaseSetti
             ...(args.dreamonMaxDelete !== undefined ? { maxDelete: args.dreamonMaxDelete } : {}),
             exact_share: args.dreamonExactShare ?? 0,
             uniform_merge_count_share: args.dreamonUniformMerges ?? 0,
+            merge_placement: args.dreamonMergePlacement ?? "random",
             trunk_lr_scale: args.trunkLrScale ?? 1,
             eos_plays_delete: true,
             weight: args.dreamonTimeWeight === "inv_t" ? "1/t, t ~ U(0.05, 1)" : "1 - t, t ~ U(0, 1)",
@@ -127,6 +128,7 @@ export async function trainDreamOn(args: TrainBaseArgs, settings: TrainBaseSetti
       ...(args.dreamonMaxDelete !== undefined ? { maxDelete: args.dreamonMaxDelete } : {}),
       exactShare: args.dreamonExactShare ?? 0,
       uniformCountShare: args.dreamonUniformMerges ?? 0,
+      mergePlacement: args.dreamonMergePlacement ?? "random",
     };
     const trunkLrScale = args.trunkLrScale ?? 1;
     const t0 = performance.now();

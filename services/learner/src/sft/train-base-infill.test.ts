@@ -271,3 +271,49 @@ test("uniformCountShare: the merge count is uniform over 0..mergeable pairs, so 
   const r = dreamOnRow(ex, new SeededRandom(1), { ...opts, exactShare: 1, uniformCountShare: 1 });
   assert.deepEqual(r.hidden, []);
 });
+
+test("mergePlacement tail: each run of masked middle positions loses its last m positions and its last visible one is the <|expand|>; EOS padding never merges", () => {
+  const ex: InfillExample = { prefixIds: [5], middleIds: [10, 11, 12, 13, 14, 15], suffixIds: [60] };
+  const rng = scripted([
+    0.5, // EOS count: int(2) = 1
+    0.5, // t
+    0.1, 0.1, 0.1, 0.9, 0.1, 0.1, 0.9, // masks: 10 11 12 | 14 15 | (EOS always masked)
+    0.1, // the uniform half: p = 0.5
+    // run 10 11 12: two pair draws, both < p → m = 2
+    0.2, 0.3,
+    // run 14 15: one pair draw ≥ p → m = 0
+    0.8,
+  ]);
+  const r = dreamOnRow(ex, rng, { ...opts, maxDelete: 2, mergePlacement: "tail" });
+  assert.equal(r.eosCount, 1);
+  assert.deepEqual(r.hidden, [1, 2]);
+  assert.deepEqual(r.inputIds, [MASK, 13, MASK, MASK, MASK]);
+  assert.deepEqual(r.targets, [EXPAND, 13, 14, 15, EOS]);
+  assert.deepEqual(r.lossKind, [1, 0, 1, 1, 2]);
+  // Over many rows: a run's labels are its exact tokens, then at most one <|expand|>, last.
+  const g = new SeededRandom(2);
+  const long: InfillExample = { prefixIds: [5], middleIds: Array.from({ length: 15 }, (_, i) => 10 + i), suffixIds: [60] };
+  let squeezed = 0;
+  for (let n = 0; n < 300; n++) {
+    const row = dreamOnRow(long, g, { ...opts, mergePlacement: "tail", uniformCountShare: 0.5 });
+    // Rebuild the middle: a visible non-expand label is the next true token; an expand stands for its hidden run.
+    let pos = 0;
+    row.targets.forEach((t, i) => {
+      if (t === EOS) return;
+      if (t === EXPAND) {
+        assert.equal(row.inputIds[i], MASK);
+        assert.ok(row.hidden.includes(pos + 1), "an expand is followed by hidden positions");
+        pos++;
+        while (row.hidden.includes(pos)) pos++;
+        // The next visible position is not masked (the run ended) or is past the middle.
+        assert.ok(pos >= 15 || row.inputIds[i + 1] !== MASK || row.targets[i + 1] === EOS, "the expand is the run's last visible mask");
+        return;
+      }
+      assert.equal(t, long.middleIds[pos], "labels before the expand are the exact tokens");
+      pos++;
+    });
+    assert.equal(pos, 15);
+    if (15 - row.hidden.length <= 5) squeezed++;
+  }
+  assert.ok(squeezed > 3, `middles squeezed into <= 5 positions occur: ${squeezed}`);
+});

@@ -79,7 +79,20 @@ export interface DreamOnOptions {
    * alike. @defaultValue 0
    */
   uniformCountShare?: number;
+  /**
+   * Where merges go. `random` (DreamOn): any adjacent masked pair of the middle, the run's first
+   * visible position labelled `<|expand|>`. `tail`: each maximal run of masked middle positions
+   * loses its LAST m positions (m per run: Binomial(run − 1, p), or uniform over 0 … run − 1 in a
+   * uniform-count row), and the run's last visible position is labelled `<|expand|>`: a run of k
+   * masks standing for n > k tokens reads as its first k − 1 tokens, then one mask for the rest,
+   * so every label but the run's last is an exact token (the decoder's rule is unchanged: an
+   * `<|expand|>` becomes two masks in place). @defaultValue "random"
+   */
+  mergePlacement?: MergePlacement;
 }
+
+export type MergePlacement = "random" | "tail";
+export const MERGE_PLACEMENTS: readonly MergePlacement[] = ["random", "tail"];
 
 export type DreamOnTimeWeight = "linear" | "inv_t";
 export const DREAMON_TIME_WEIGHTS: readonly DreamOnTimeWeight[] = ["linear", "inv_t"];
@@ -123,7 +136,25 @@ export function dreamOnRow(ex: InfillExample, rng: SeededRandom, opts: DreamOnOp
   const uniformCount = !exact && (opts.uniformCountShare ?? 0) > 0 && rng.next() < opts.uniformCountShare!;
   const labels = [...resp];
   const hiddenSet = new Set<number>();
-  if (uniformCount) {
+  if (opts.mergePlacement === "tail") {
+    // Runs of masked middle positions (EOS padding excluded), each squeezed at its end.
+    const midLen = ex.middleIds.length;
+    for (let i = 0; i < midLen; ) {
+      if (!masked[i]) {
+        i++;
+        continue;
+      }
+      let j = i;
+      while (j + 1 < midLen && masked[j + 1]) j++;
+      const run = j - i + 1;
+      let m = 0;
+      if (uniformCount) m = rng.int(run);
+      else for (let k = 0; k < run - 1; k++) if (rng.next() < p) m++;
+      for (let k = run - m; k < run; k++) hiddenSet.add(i + k);
+      if (m > 0) labels[i + run - m - 1] = opts.expandId;
+      i = j + 1;
+    }
+  } else if (uniformCount) {
     // The pairs (i, i + 1) the per-pair loop below could merge; a uniform number of them, at random.
     const pairs: number[] = [];
     for (let i = 0; i < L - 1 && resp[i] !== opts.eosId; i++) if (masked[i] && masked[i + 1]) pairs.push(i);
@@ -136,7 +167,7 @@ export function dreamOnRow(ex: InfillExample, rng: SeededRandom, opts: DreamOnOp
   }
   // The visible position a run of merged masks collapses into (its label is `<|expand|>`).
   let anchor = -1;
-  for (let i = 0; i < L - 1; i++) {
+  for (let i = 0; i < L - 1 && opts.mergePlacement !== "tail"; i++) {
     if (resp[i] === opts.eosId) break;
     if (!hiddenSet.has(i)) anchor = i;
     if (uniformCount) {

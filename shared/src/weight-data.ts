@@ -991,10 +991,15 @@ export async function receiveUpdateWeights(
   const onCancel = () => abort.abort();
   call.on("cancelled", onCancel);
   try {
-    const streamEmpty = (async () => {
-      for await (const chunk of call as AsyncIterable<WeightChunk>)
-        throw new WeightStreamError(`a ${TCP_V1} push carries its bytes on the data connection, but a chunk (tensor ${chunk.tensorName}) came on the stream`);
-    })();
+    // Events, not `for await`: ending an async iteration destroys the stream with an AbortError
+    // (a stack trace per push).
+    const streamEmpty = new Promise<void>((resolve, reject) => {
+      call.on("data", (chunk: WeightChunk) =>
+        reject(new WeightStreamError(`a ${TCP_V1} push carries its bytes on the data connection, but a chunk (tensor ${chunk.tensorName}) came on the stream`)),
+      );
+      call.on("end", resolve);
+      call.on("error", reject);
+    });
     const data = receiver.receive({ host: peerHost(call.getPeer()), ...req, signal: abort.signal });
     // Whichever fails first fails the call; the other is cancelled.
     const [got] = await Promise.all([

@@ -35,6 +35,9 @@ export async function startLearner(
     RLMESH_CHECKPOINT_DIR: checkpointDir,
     RLMESH_LEARNER_PORT: String(port),
     RLMESH_LEARNER_METRICS_PORT: String(metricsPort),
+    // These tests are about pushes and resumes: no background compilation of the demo's batch
+    // shapes (services/learner/src/trainer/warmup.test.ts tests the warm-up); a test may set it.
+    RLMESH_LEARNER_WARMUP: "0",
     ...rest,
   });
   const address = `127.0.0.1:${port}`;

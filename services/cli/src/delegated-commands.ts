@@ -45,8 +45,12 @@ const BENCHES: Record<string, { summary: string; run: (argv: string[]) => Promis
     run: async (argv) => (await import("./import-hf-command.js")).benchImportHfCommand(argv),
   },
   learner: {
-    summary: "TrainStep samples/s, fast vs baseline update path in the same run (--profile: where a step goes), and weight-push MB/s vs raw loopback TCP",
-    run: async (argv) => (await import("@rlmesh/learner/bench-learner")).benchLearnerCommand(argv),
+    summary:
+      "TrainStep samples/s, fast vs baseline update path in the same run (--profile: where a step goes), and weight-push MB/s vs raw loopback TCP; --first-steps N [--warmup on,off]: a fresh job's first N TrainSteps with and without the learner's warm-up",
+    run: async (argv) =>
+      argv.includes("--first-steps") || argv.includes("--warmup")
+        ? (await import("@rlmesh/learner/bench-learner-warmup")).benchFirstStepsCommand(argv)
+        : (await import("@rlmesh/learner/bench-learner")).benchLearnerCommand(argv),
   },
 };
 

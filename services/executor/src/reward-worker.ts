@@ -39,7 +39,7 @@ export const DEFAULT_MAX_STALLED_COUNT = 5;
 export const RUNNING_FIELD = "rlmesh_running";
 
 /**
- * The held-job stall policy (executors with prefetch): a stall of a job its executor held but had
+ * The held-job stall policy (for executors that hold jobs: prefetch): a stall of a job its executor held but had
  * not started (it waited for a sandbox) counts once, however many executors died holding it. At
  * each fetch, the stalls beyond its running ones (RUNNING_FIELD) and one held one are taken off
  * BullMQ's stalled counter, under the job's lock. Returns how many were taken off (-1: the lock
@@ -76,8 +76,9 @@ export interface RewardWorkerOptions {
    */
   score: (data: RewardJobData, onStart?: () => void) => Promise<RewardResult>;
   /**
-   * The held-job stall policy (FORGIVE_HELD_STALLS): on for executors that hold jobs beyond their
-   * sandboxes (prefetch > 0); costs one HINCRBY per job. @defaultValue false
+   * The held-job stall policy (FORGIVE_HELD_STALLS): the executor turns it on at every prefetch
+   * setting (every executor of a queue must record its runs, or its running stalls would read as
+   * held ones); costs one HINCRBY per job. @defaultValue false
    */
   heldStallPolicy?: boolean;
   metrics?: ExecutorMetrics;

@@ -115,7 +115,12 @@ const PASSED = () => rewardResult({ status: "passed", tests_run: 1, tests_passed
  * is neither renewed nor released, as when the process is SIGKILLed); the next worker's stalled
  * check takes the job back after the lock expires. Returns the stalls seen on the queue.
  */
-async function dieHolding(queueName: string, deaths: number, hold: (onStart?: () => void) => Promise<RewardResult>, afterTaken?: () => Promise<void>): Promise<number> {
+async function dieHolding(
+  queueName: string,
+  deaths: number,
+  hold: (onStart?: () => void) => Promise<RewardResult>,
+  afterTaken?: () => Promise<void>,
+): Promise<number> {
   const events = new QueueEvents(queueName, { connection: conn("worker") });
   await events.waitUntilReady();
   const queue = new Queue(queueName, { connection: conn("client") });
@@ -153,29 +158,41 @@ async function dieHolding(queueName: string, deaths: number, hold: (onStart?: ()
   }
 }
 
-test("held-job stall policy: a job whose executors die holding it (never started) is counted one stall, and is scored", { timeout: 90_000 }, async () => {
-  const queueName = "reward-held-stalls";
-  const queue = new Queue(queueName, { connection: conn("client") });
-  try {
-    const [job] = await enqueueRewardJobs(queue, [data(0, "held")]);
-    // 7 deaths: without the policy the 6th stall passes maxStalledCount (5) and the job fails.
-    const stalls = await dieHolding(queueName, 7, () => new Promise<RewardResult>(() => {}));
-    const events = new QueueEvents(queueName, { connection: conn("worker") });
-    await events.waitUntilReady();
-    const worker = createRewardWorker({ connection: conn("worker"), queueName, concurrency: 1, lockDurationMs: 1000, stalledIntervalMs: 300, heldStallPolicy: true, score: async () => PASSED() });
+test(
+  "held-job stall policy: a job whose executors die holding it (never started) is counted one stall, and is scored",
+  { timeout: 90_000 },
+  async () => {
+    const queueName = "reward-held-stalls";
+    const queue = new Queue(queueName, { connection: conn("client") });
     try {
-      assert.equal(((await job!.waitUntilFinished(events, 20_000)) as RewardResult).reward, 1);
+      const [job] = await enqueueRewardJobs(queue, [data(0, "held")]);
+      // 7 deaths: without the policy the 6th stall passes maxStalledCount (5) and the job fails.
+      const stalls = await dieHolding(queueName, 7, () => new Promise<RewardResult>(() => {}));
+      const events = new QueueEvents(queueName, { connection: conn("worker") });
+      await events.waitUntilReady();
+      const worker = createRewardWorker({
+        connection: conn("worker"),
+        queueName,
+        concurrency: 1,
+        lockDurationMs: 1000,
+        stalledIntervalMs: 300,
+        heldStallPolicy: true,
+        score: async () => PASSED(),
+      });
+      try {
+        assert.equal(((await job!.waitUntilFinished(events, 20_000)) as RewardResult).reward, 1);
+      } finally {
+        await worker.close();
+        await events.close();
+      }
+      const stored = await queue.getJob(job!.id!);
+      assert.ok(stalls >= 6, `stalls seen: ${stalls}`);
+      assert.ok((stored?.stalledCounter ?? 0) <= 2, `stalled counter ${stored?.stalledCounter} after ${stalls} held stalls`);
     } finally {
-      await worker.close();
-      await events.close();
+      await queue.close();
     }
-    const stored = await queue.getJob(job!.id!);
-    assert.ok(stalls >= 6, `stalls seen: ${stalls}`);
-    assert.ok((stored?.stalledCounter ?? 0) <= 2, `stalled counter ${stored?.stalledCounter} after ${stalls} held stalls`);
-  } finally {
-    await queue.close();
-  }
-});
+  },
+);
 
 test("held-job stall policy: stalls while the job ran still count (the job fails after maxStalledCount)", { timeout: 90_000 }, async () => {
   const queueName = "reward-running-stalls";
@@ -207,31 +224,39 @@ test("held-job stall policy: stalls while the job ran still count (the job fails
   }
 });
 
-test("a held job given back at shutdown (NotStartedError) returns to the queue without an attempt, and is scored later", { timeout: 30_000 }, async () => {
-  const queueName = "reward-given-back";
-  const queue = new Queue(queueName, { connection: conn("client") });
-  const events = new QueueEvents(queueName, { connection: conn("worker") });
-  await events.waitUntilReady();
-  let calls = 0;
-  const worker = createRewardWorker({
-    connection: conn("worker"),
-    queueName,
-    concurrency: 1,
-    heldStallPolicy: true,
-    score: async () => {
-      if (++calls === 1) throw new NotStartedError("executor shutting down");
-      return PASSED();
-    },
-  });
-  try {
-    const [job] = await enqueueRewardJobs(queue, [data(0, "given-back")], { attempts: 1 });
-    assert.equal(((await job!.waitUntilFinished(events, 20_000)) as RewardResult).reward, 1);
-    assert.equal(calls, 2, "taken again after it was given back");
-    const stored = await queue.getJob(job!.id!);
-    assert.equal(stored?.attemptsMade, 1, "the give-back was no attempt (1 attempt: the one that passed; attempts: 1 would have failed it otherwise)");
-  } finally {
-    await worker.close();
-    await events.close();
-    await queue.close();
-  }
-});
+test(
+  "a held job given back at shutdown (NotStartedError) returns to the queue without an attempt, and is scored later",
+  { timeout: 30_000 },
+  async () => {
+    const queueName = "reward-given-back";
+    const queue = new Queue(queueName, { connection: conn("client") });
+    const events = new QueueEvents(queueName, { connection: conn("worker") });
+    await events.waitUntilReady();
+    let calls = 0;
+    const worker = createRewardWorker({
+      connection: conn("worker"),
+      queueName,
+      concurrency: 1,
+      heldStallPolicy: true,
+      score: async () => {
+        if (++calls === 1) throw new NotStartedError("executor shutting down");
+        return PASSED();
+      },
+    });
+    try {
+      const [job] = await enqueueRewardJobs(queue, [data(0, "given-back")], { attempts: 1 });
+      assert.equal(((await job!.waitUntilFinished(events, 20_000)) as RewardResult).reward, 1);
+      assert.equal(calls, 2, "taken again after it was given back");
+      const stored = await queue.getJob(job!.id!);
+      assert.equal(
+        stored?.attemptsMade,
+        1,
+        "the give-back was no attempt (1 attempt: the one that passed; attempts: 1 would have failed it otherwise)",
+      );
+    } finally {
+      await worker.close();
+      await events.close();
+      await queue.close();
+    }
+  },
+);

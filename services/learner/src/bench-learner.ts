@@ -45,7 +45,7 @@ const WORKERS = 2;
 const MB = 1e6;
 const LOOPBACK_CHUNK = 1 << 20;
 
-export const BENCH_LEARNER_USAGE = `usage: rlmesh bench learner [--json] [--steps N] [--pushes N] [--push-workers 1,2,4] [--push-transports tcp,grpc] [--push-mb N] [--model-dir DIR] [--push-only] [--profile [--reps N]]
+export const BENCH_LEARNER_USAGE = `usage: rlmesh bench learner [--json] [--steps N] [--pushes N] [--push-workers 1,2,4] [--push-transports tcp,grpc] [--push-mb N] [--model-dir DIR] [--push-only [--push-alternate]] [--profile [--reps N]]
   TrainStep samples/s (jax-js, ${BENCH_PROMPTS}×${BENCH_SAMPLES_PER_PROMPT} samples, ${BENCH_RESPONSE_TOKENS}-token responses, coupled masks) on the
   shipped model (a random-init model of the same config if it is not trained yet): the fast update
   path and the baseline path (RLMESH_LEARNER_UPDATE=baseline, the learner before issue 17) in the
@@ -57,7 +57,10 @@ export const BENCH_LEARNER_USAGE = `usage: rlmesh bench learner [--json] [--step
   connection and the chunked stream; also tcp-connect: the data connection as before issue 17's
   fixed-cost work, a new connection per push and a Redis lookup before it, tcp-nokeep and
   tcp-nocache: one lever off); --push-mb: a synthetic payload of N MB instead of the weights;
-  --push-only: no TrainSteps, the push alone of the model's float initializers or of --push-mb).
+  --push-only: no TrainSteps, the push alone of the model's float initializers or of --push-mb;
+  --push-alternate: instead of rounds with loopback legs, --pushes versions per transport back to
+  back, the transports alternating version by version: push ms quartiles and CPU ms per push of
+  the pushing process and of the worker processes).
   --profile: instead, the table of where a TrainStep's time goes (compilation, forward, backward,
   the one-hot embedding gradient, the LM head at unread positions, the coupled second pass, copies,
   optimizer, checkpoint), both paths, medians of --reps (default ${BENCH_PROFILE_REPS}).
@@ -95,6 +98,8 @@ interface BenchArgs {
   pushMb?: number;
   /** Skip the TrainSteps: only the weight push (of the model's float initializers, or --push-mb). */
   pushOnly?: boolean;
+  /** With pushOnly: versions back to back, transports alternating (no loopback legs). */
+  pushAlternate?: boolean;
   modelDir?: string;
   profile: boolean;
   reps: number;
@@ -114,6 +119,7 @@ function parseArgs(argv: readonly string[]): BenchArgs {
     else if (f === "--pushes") a.pushes = int();
     else if (f === "--profile") a.profile = true;
     else if (f === "--push-only") a.pushOnly = true;
+    else if (f === "--push-alternate") a.pushAlternate = true;
     else if (f === "--push-mb") a.pushMb = int();
     else if (f === "--push-workers") {
       const list = (argv[++i] ?? "").split(",").map(Number);
@@ -476,8 +482,93 @@ async function benchPushes(args: BenchArgs, weights: HostTensor[], log: (line: s
   };
 }
 
-export interface BenchPushOnlyResult extends PushSummary {
+export interface BenchPushOnlyResult extends Partial<PushSummary> {
   model: string;
+  /** --push-alternate: one row per worker count and transport. */
+  push_alternate?: AlternateMeasurement[];
+}
+
+export interface AlternateMeasurement {
+  workers: number;
+  transport: PushTransport;
+  pushes: number;
+  push_ms_p25: number;
+  push_ms_median: number;
+  push_ms_p75: number;
+  /** CPU of the pushing process per version (null without /proc for the workers' column). */
+  pusher_cpu_ms_per_push: number;
+  /** CPU of all the worker processes together per version. */
+  workers_cpu_ms_per_push: number | null;
+}
+
+/**
+ * `--push-alternate`: `pushes` versions per transport to `workers` sink processes, back to back,
+ * the transports alternating version by version (so that all see the same load), after two
+ * untimed versions each; wall time quartiles and CPU per version of each side.
+ */
+async function benchPushAlternate(tensors: HostTensor[], pushes: number, workers: number, transports: readonly PushTransport[]): Promise<AlternateMeasurement[]> {
+  const logger = createLogger("bench-learner", { level: "error" });
+  const redisServer = await startLocalRedis();
+  const redis = createRedis(redisServer.url, { role: "client", logger });
+  const sinks: SinkProcess[] = [];
+  const pushers = transports.map((transport) => ({ transport, pusher: new WeightPusher(redis, logger, undefined, { ...PUSH_VARIANTS[transport] }) }));
+  try {
+    for (let w = 0; w < workers; w++) sinks.push(await startSinkProcess(redisServer.url, `bench-${w}`));
+    let v = 0;
+    const one = async (transport: PushTransport, pusher: WeightPusher) => {
+      const r = await pusher.push({ jobId: BENCH_JOB, version: ++v }, tensors);
+      if (r.pushedTo.length !== workers) throw new Error(`bench learner: ${transport} push of version ${v} reached ${r.pushedTo.length} of ${workers} workers`);
+      return r.seconds * 1000;
+    };
+    for (let i = 0; i < 2; i++) for (const { transport, pusher } of pushers) await one(transport, pusher);
+    const acc: { ms: number[]; own: number; sinks: number | null }[] = pushers.map(() => ({ ms: [], own: 0, sinks: 0 }));
+    const sinkCpu = () => {
+      let t = 0;
+      for (const s of sinks) {
+        const c = procCpuSeconds(s.proc.pid);
+        if (c === null) return null;
+        t += c;
+      }
+      return t;
+    };
+    for (let i = 0; i < pushes; i++) {
+      for (let k = 0; k < pushers.length; k++) {
+        const j = (k + i) % pushers.length;
+        const { transport, pusher } = pushers[j]!;
+        const c0 = process.cpuUsage();
+        const s0 = sinkCpu();
+        acc[j]!.ms.push(await one(transport, pusher));
+        const c1 = process.cpuUsage(c0);
+        const s1 = sinkCpu();
+        acc[j]!.own += (c1.user + c1.system) / 1000;
+        acc[j]!.sinks = s0 === null || s1 === null || acc[j]!.sinks === null ? null : acc[j]!.sinks + (s1 - s0) * 1000;
+      }
+    }
+    return pushers.map(({ transport }, j) => {
+      const a = acc[j]!;
+      const sorted = [...a.ms].sort((x, y) => x - y);
+      const q = (f: number) => sorted[Math.min(sorted.length - 1, Math.floor(f * sorted.length))]!;
+      return {
+        workers,
+        transport,
+        pushes,
+        push_ms_p25: q(0.25),
+        push_ms_median: median(a.ms),
+        push_ms_p75: q(0.75),
+        pusher_cpu_ms_per_push: a.own / pushes,
+        workers_cpu_ms_per_push: a.sinks === null ? null : a.sinks / pushes,
+      };
+    });
+  } finally {
+    for (const { pusher } of pushers) pusher.close();
+    for (const s of sinks) {
+      const exited = new Promise((r) => s.proc.once("exit", r));
+      s.proc.kill("SIGTERM");
+      await exited;
+    }
+    redis.disconnect();
+    await redisServer.stop();
+  }
 }
 
 /** `bench learner --push-only`: the weight push alone, of the model's float initializers (or --push-mb). */
@@ -495,6 +586,21 @@ export async function benchPushOnly(args: BenchArgs, log: (line: string) => void
     }));
   }
   log(`bench learner --push-only: ${model}; load average ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
+  if (args.pushAlternate) {
+    const payload = args.pushMb ? syntheticTensors(args.pushMb) : weights;
+    const rows: AlternateMeasurement[] = [];
+    for (const workers of args.pushWorkers) {
+      const ms = await benchPushAlternate(payload, args.pushes, workers, args.pushTransports);
+      rows.push(...ms);
+      for (const m of ms)
+        log(
+          `  ${m.transport} to ${workers} worker(s), ${m.pushes} versions alternating: push ms p25/median/p75 ${m.push_ms_p25.toFixed(2)}/${m.push_ms_median.toFixed(2)}/${m.push_ms_p75.toFixed(2)}; ` +
+            `CPU ms per version: pusher ${m.pusher_cpu_ms_per_push.toFixed(2)}, workers ${m.workers_cpu_ms_per_push?.toFixed(2) ?? "-"}`,
+        );
+    }
+    log(`  load average ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
+    return { model, push_alternate: rows };
+  }
   return { model, ...(await benchPushes(args, weights, log)) };
 }
 

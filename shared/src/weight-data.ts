@@ -200,9 +200,10 @@ export class WeightDataPayload {
 
   /**
    * Writes the whole version to `sock` (header, segments, digests) and ends it, or leaves it open
-   * (`end` false: a kept connection that carries the next versions too).
+   * (`end` false: a kept connection that carries the next versions too). `onQueued` is called once
+   * every byte is handed to the socket, before waiting for it to drain.
    */
-  async writeTo(sock: Socket, end = true): Promise<void> {
+  async writeTo(sock: Socket, end = true, onQueued?: () => void): Promise<void> {
     // Each segment goes to the socket before its digest is computed (by the first connection to
     // send it), and that digest goes out with the next segment in one write: the receiver reads
     // and checks segment i while segment i's digest is computed here.
@@ -222,6 +223,8 @@ export class WeightDataPayload {
       if (!ok) await drained(sock);
       ok = sock.write(digest);
     }
+    // Every byte is handed to the socket (the receiver may have them all before the drain below).
+    onQueued?.();
     if (!ok) await drained(sock);
     if (end) sock.end();
   }
@@ -374,14 +377,17 @@ export class WeightDataServer {
       s.on("data", () => s.destroy());
       s.on("close", settle);
       const keepIt = keepHello && keepAs !== undefined;
-      payload.writeTo(s, !keepIt).then(
+      // Kept once every byte is queued: the call's reply (and cancel()) can come before the drain.
+      const onQueued = () => {
+        if (keepIt && !s.destroyed) {
+          adopted = true;
+          this.adopt(keepAs, s);
+        }
+      };
+      payload.writeTo(s, !keepIt, onQueued).then(
         () => {
           times.written = performance.now();
-          if (keepIt && !s.destroyed) {
-            adopted = true;
-            this.adopt(keepAs, s);
-            settle();
-          }
+          if (adopted) settle();
         },
         () => s.destroy(),
       );
@@ -396,10 +402,13 @@ export class WeightDataServer {
       setImmediate(() => {
         if (sock.destroyed) return settle();
         sock.write(Buffer.concat([PUSH, Buffer.from(token, "latin1")]));
-        payload.writeTo(sock, false).then(
+        // Complete once every byte is queued (the next payload may follow it on the stream).
+        const onQueued = () => {
+          keptWritten = true;
+          k.busy = false;
+        };
+        payload.writeTo(sock, false, onQueued).then(
           () => {
-            keptWritten = true;
-            k.busy = false;
             times.written = performance.now();
             settle();
           },

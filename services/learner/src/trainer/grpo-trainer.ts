@@ -201,7 +201,7 @@ export class GrpoTrainer implements Trainer {
   private skippedBatches: number;
   /** Batch shapes (shapeKey) whose update kernels are compiled: by a TrainStep or the warm-up. */
   private readonly compiled = new Set<string>();
-  private warming: { stop: boolean; done: Promise<WarmupReport> } | null = null;
+  private warming: { stop: string; done: Promise<WarmupReport> } | null = null;
 
   private constructor(
     private readonly opts: GrpoTrainerOptions,
@@ -335,6 +335,9 @@ export class GrpoTrainer implements Trainer {
   }
 
   trainStep(req: TrainStepRequest): Promise<TrainStepResult> {
+    // The warm-up uses the time before the job's first TrainStep: from here on a shape is compiled
+    // when a step needs it (the shape in progress, if any, finishes first).
+    if (this.warming && !this.warming.stop) this.warming.stop = "a TrainStep arrived";
     return this.exclusive(() => this.trainStepLocked(req));
   }
 
@@ -379,23 +382,24 @@ export class GrpoTrainer implements Trainer {
   }
 
   dispose(): void {
-    if (this.warming) this.warming.stop = true;
+    if (this.warming) this.warming.stop ||= "the trainer was disposed";
     this.policy.dispose();
   }
 
   /**
-   * Compiles the update's kernels for each of `shapes` (longest first is the caller's order) by
+   * Compiles the update's kernels for each of `shapes` (in the caller's order) by
    * running the update, as a TrainStep of that shape would, on a dummy batch and on copies of the
    * weights (a fresh optimizer state for the copy): the trainer's weights, optimizer state,
-   * version and checkpoints do not change. Each shape runs under the trainer's lock, so a
-   * TrainStep that arrives meanwhile waits for the shape in progress only, and a shape that a
-   * TrainStep (or an earlier warm-up) compiled is not run again: nothing is compiled twice. No
-   * new shape starts after `maxSeconds`. Logs one line per shape and a total; sets
+   * version and checkpoints do not change. Each shape runs under the trainer's lock; no new shape
+   * starts once a TrainStep has arrived (that step waits for the shape in progress only; later
+   * shapes compile when a step needs them, as without warm-up), after `maxSeconds`, or after
+   * stopWarmup. A shape that a TrainStep (or an earlier warm-up) compiled is not run again:
+   * nothing is compiled twice. Logs one line per shape and a total; sets
    * rlmesh_learner_warmup_seconds. One warm-up per trainer: a second call returns the first's.
    */
   warmup(shapes: readonly WarmupShape[], opts: { recipe: WarmupRecipe; maxSeconds: number }): Promise<WarmupReport> {
     if (this.warming) return this.warming.done;
-    const state = { stop: false, done: Promise.resolve(null as unknown as WarmupReport) };
+    const state = { stop: "", done: Promise.resolve(null as unknown as WarmupReport) };
     state.done = this.runWarmup(shapes, opts, state);
     this.warming = state;
     return state.done;
@@ -409,7 +413,7 @@ export class GrpoTrainer implements Trainer {
   /** Starts no further warm-up shape and waits for the one in progress (before dispose). */
   async stopWarmup(): Promise<void> {
     if (!this.warming) return;
-    this.warming.stop = true;
+    this.warming.stop ||= "stopped (another job started)";
     await this.warming.done.catch(() => undefined);
   }
 
@@ -422,17 +426,20 @@ export class GrpoTrainer implements Trainer {
   private async runWarmup(
     shapes: readonly WarmupShape[],
     opts: { recipe: WarmupRecipe; maxSeconds: number },
-    state: { stop: boolean },
+    state: { stop: string },
   ): Promise<WarmupReport> {
     const t0 = performance.now();
     const out: WarmedShape[] = [];
     let warmSeconds = 0;
     for (const shape of shapes) {
-      const late = (performance.now() - t0) / 1000 >= opts.maxSeconds;
-      const r: WarmedShape =
-        state.stop || late
-          ? { ...shape, outcome: "skipped", seconds: 0 }
-          : await this.exclusive(() => (state.stop ? Promise.resolve<WarmedShape>({ ...shape, outcome: "skipped", seconds: 0 }) : this.warmShape(shape, opts.recipe)));
+      let why = state.stop || ((performance.now() - t0) / 1000 >= opts.maxSeconds ? `past the ${opts.maxSeconds} s bound` : "");
+      const r: WarmedShape = why
+        ? { ...shape, outcome: "skipped", seconds: 0 }
+        : await this.exclusive(() => {
+            // A TrainStep queued behind the previous shape goes first: this one is not run.
+            why = state.stop;
+            return why ? Promise.resolve<WarmedShape>({ ...shape, outcome: "skipped", seconds: 0 }) : this.warmShape(shape, opts.recipe);
+          });
       out.push(r);
       warmSeconds += r.seconds;
       this.opts.logger.info("learner warm-up: batch shape", {
@@ -440,7 +447,7 @@ export class GrpoTrainer implements Trainer {
         seqLen: r.seqLen,
         outcome: r.outcome,
         seconds: Number(r.seconds.toFixed(3)),
-        ...(r.outcome === "skipped" ? { why: state.stop ? "stopped" : `past the ${opts.maxSeconds} s bound` } : {}),
+        ...(r.outcome === "skipped" ? { why } : {}),
       });
     }
     const report: WarmupReport = { shapes: out, seconds: (performance.now() - t0) / 1000, warmSeconds };

@@ -95,9 +95,10 @@ export class JobTrainers implements TrainerHost {
 
   /**
    * Starts the warm-up of `jobId`'s trainer in the background (no-op without a warm-up recipe, for
-   * another job than the learner's, or when it ran already): every batch shape the recipe can
-   * produce is compiled, one at a time under the trainer's lock, so TrainSteps wait for at most
-   * the shape in progress and never compile a shape twice. Call it after StartJob has answered
+   * another job than the learner's, or when it ran already): the batch shapes the recipe can
+   * produce are compiled, one at a time under the trainer's lock, until the job's first TrainStep
+   * (which waits for the shape in progress only; nothing is compiled twice) or the time bound.
+   * Call it after StartJob has answered
    * and pushed: each shape's compilation keeps the event loop busy for seconds. Errors are
    * logged (the TrainSteps then compile their own shapes).
    */

@@ -87,8 +87,12 @@ export function checkWarmupRecipe(r: WarmupRecipe): WarmupRecipe {
 /**
  * The padded sequence lengths a batch of this recipe can have (padBatchToBucket's targets for
  * every length from the shortest prompt + 1 response token to the longest prompt + the longest
- * response, capped at the model's max_seq_len), longest first: a batch's length is the longest
- * of its rows, so the long buckets are the likely ones and are warmed before the time bound bites.
+ * response, capped at the model's max_seq_len), from the middle of that range outwards (ties:
+ * the longer first). The warm-up may be cut short (the job's first TrainStep, the time bound), so
+ * the likely lengths go first: a batch is as long as its longest row, which seldom has the
+ * shortest prompt and an almost empty response, nor (unless responses run to max_new_tokens) the
+ * longest of both. In a short local job (`bench rl`, toy suite, shipped model) the first steps'
+ * batches fell in the middle buckets (README, "Warm-up").
  */
 export function warmupShapes(recipe: WarmupRecipe, maxSeqLen: number, bucket = DEFAULT_SEQ_BUCKET): WarmupShape[] {
   checkWarmupRecipe(recipe);
@@ -96,7 +100,8 @@ export function warmupShapes(recipe: WarmupRecipe, maxSeqLen: number, bucket = D
   const longest = Math.min(maxSeqLen, recipe.promptTokens[1] + recipe.responseTokens);
   const lens = new Set<number>();
   for (let t = shortest; t <= longest; t++) lens.add(Math.max(t, Math.min(maxSeqLen, Math.ceil(t / bucket) * bucket)));
-  return [...lens].sort((a, b) => b - a).map((seqLen) => ({ rows: recipe.rows, seqLen }));
+  const centre = (shortest + longest) / 2;
+  return [...lens].sort((a, b) => Math.abs(a - centre) - Math.abs(b - centre) || b - a).map((seqLen) => ({ rows: recipe.rows, seqLen }));
 }
 
 /** The trainer's key of a compiled shape (with `stale`: the old-log-prob forward of a previous version's samples too). */

@@ -104,7 +104,9 @@ test("bench decode --batch-only: only batch8_vs_batch1 (first mode, first gen le
     assert.equal(r.runs.length, 1);
     assert.equal(r.batch_mode, "dual");
     assert.ok(r.batch8_vs_batch1 > 0, String(r.batch8_vs_batch1));
-    assert.match(logged, /batch of 8 \(dual, gen 32\): [\d.]+ s, peak RSS \d+ MB/);
+    assert.ok(r.batch8_vs_batch1_cpu > 0, String(r.batch8_vs_batch1_cpu));
+    assert.match(logged, /batch of 8 \(dual, gen 32\): [\d.]+ s, [\d.]+ CPU-s, peak RSS \d+ MB/);
+    assert.match(logged, /batch 8 vs 1 \(dual, gen 32\): [\d.]+ s vs [\d.]+ s wall, [\d.]+ vs [\d.]+ CPU-s/);
     assert.equal(logged.match(/ {2}alone \d\/8: /g)?.length, 8, logged);
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -254,16 +254,29 @@ test("a kept connection carries the next versions at once, whether the payload o
   o3.cancel();
   assert.deepEqual([got3.version, o3.times().greeted], [3, undefined]);
   assert.equal(weightsChecksum(got3.tensors), weightsChecksum(scaled(3)));
+  // A payload no call claims is dropped when the next one starts on the connection (not held 10 s).
+  const lost = await server.offer(v(4, 4), { key: "w0" });
+  await lost.done;
+  const deadline = Date.now() + 5000;
+  while (receiver.unclaimed() === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(receiver.unclaimed(), 1, "read, waiting for its call");
+  lost.cancel();
+  const o5 = await server.offer(v(5, 5), { key: "w0" });
+  assert.equal(o5.kept, true);
+  const got5 = await at(o5, 5, "kept");
+  o5.cancel();
+  assert.deepEqual([got5.version, receiver.unclaimed()], [5, 0]);
+  assert.equal(weightsChecksum(got5.tensors), weightsChecksum(scaled(5)));
   // Another key (another worker) has no kept connection: a new one.
-  const o4 = await server.offer(v(4), { key: "w1" });
-  assert.equal(o4.kept, false);
-  o4.cancel();
+  const o6 = await server.offer(v(6), { key: "w1" });
+  assert.equal(o6.kept, false);
+  o6.cancel();
   // A server that does not keep connections ends each one: the receiver's is dropped.
   const plain = new WeightDataServer("127.0.0.1", 0, false);
   servers.push(plain);
-  const o5 = await plain.offer(v(5), { key: "w0" });
-  assert.equal((await at(o5, 5, "keep")).version, 5);
-  o5.cancel();
+  const o7 = await plain.offer(v(7), { key: "w0" });
+  assert.equal((await at(o7, 7, "keep")).version, 7);
+  o7.cancel();
   assert.deepEqual(plain.keptKeys(), []);
 });
 

@@ -31,7 +31,8 @@ import { formatPolicy, WeightAssembler, WeightStreamError, type PolicyRef } from
  * port). The next push to that worker writes "RLWP" + a new one-time token and the payload on it
  * at once, beside a call that says "kept" and names that token: no connecting back, no greeting
  * round trip. The worker reads a payload that comes before its call and keeps it for
- * DATA_CONNECT_TIMEOUT_MS for the call to claim; the call's token and version must match it. The
+ * DATA_CONNECT_TIMEOUT_MS for the call to claim (or until the next payload starts on the
+ * connection); the call's token and version must match it. The
  * token is offered for a new connection too: a worker that lost the kept connection (or whose
  * payload does not start on it within DATA_CONNECT_TIMEOUT_MS) connects anew and presents it.
  * A payload that fails a check on a kept connection fails its call and drops the connection.
@@ -752,7 +753,7 @@ interface Waiter {
 /**
  * The receiver's side of a kept connection: "RLWP" + token, then a version's stream, again and
  * again. A payload may arrive before its call (both are sent at once): it is read anyway and kept
- * for DATA_CONNECT_TIMEOUT_MS for its call to claim it. A bad stream fails the call it belongs to
+ * for DATA_CONNECT_TIMEOUT_MS for its call to claim it, or until the next payload starts. A bad stream fails the call it belongs to
  * and drops the connection; a connection that closes, or a payload that does not start within
  * DATA_CONNECT_TIMEOUT_MS, makes the waiting calls connect anew (the server offers every token
  * both ways).
@@ -789,6 +790,10 @@ class KeptConnection implements ReadTarget {
       this.filled = 0;
       if (!this.prefix.subarray(0, PUSH.length).equals(PUSH)) throw new WeightStreamError("kept data connection: not a payload's start (bad magic)");
       const token = this.prefix.subarray(PUSH.length).toString("latin1");
+      // A new payload means the pusher is done with the earlier ones (one push at a time per
+      // connection): one that no call claimed is dropped now rather than held (a whole version).
+      for (const a of this.arrived.values()) clearTimeout(a.timer);
+      this.arrived.clear();
       const w = this.waiters.get(token);
       if (w) clearTimeout(w.timer);
       this.frame = { token, reader: new FrameReader(w?.expect) };
@@ -815,6 +820,11 @@ class KeptConnection implements ReadTarget {
       timer.unref();
       this.arrived.set(token, { result: reader.result(), timer });
     }
+  }
+
+  /** Payloads read but not claimed by a call yet. */
+  unclaimed(): number {
+    return this.arrived.size;
   }
 
   /** The payload of `token`, checked against `expect`; null when it will not come on this connection. */
@@ -919,6 +929,13 @@ export class WeightDataReceiver {
   /** How many kept connections there are. */
   size(): number {
     return this.conns.size;
+  }
+
+  /** Payloads read on kept connections that no call has claimed yet. */
+  unclaimed(): number {
+    let n = 0;
+    for (const c of this.conns.values()) n += c.unclaimed();
+    return n;
   }
 
   close(): void {

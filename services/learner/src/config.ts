@@ -9,7 +9,7 @@ import {
   DEFAULT_REWARD_SMOOTHING,
 } from "./trainer/collapse-guard.js";
 import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
-import { DEFAULT_WARMUP_RECIPE, parseTokenRange, type WarmupRecipe } from "./trainer/warmup.js";
+import { DEFAULT_WARMUP_MAX_HEAP_MIB, DEFAULT_WARMUP_RECIPE, parseTokenRange, type WarmupRecipe } from "./trainer/warmup.js";
 
 export const LEARNER_CONFIG = {
   redisUrl: { env: "REDIS_URL", type: "string", default: "redis://127.0.0.1:6379", doc: "Redis of the worker registry (rollout workers the learner pushes weights to)" },
@@ -42,6 +42,14 @@ export const LEARNER_CONFIG = {
   warmupPromptTokens: { env: "RLMESH_LEARNER_WARMUP_PROMPT_TOKENS", type: "string", default: DEFAULT_WARMUP_RECIPE.promptTokens.join("-"), doc: "Warm-up: shortest-longest prompt in tokens (default: the toy task suite's)" },
   warmupResponseTokens: { env: "RLMESH_LEARNER_WARMUP_RESPONSE_TOKENS", type: "int", default: DEFAULT_WARMUP_RECIPE.responseTokens, min: 1, doc: "Warm-up: longest response in tokens (a job's max_new_tokens)" },
   warmupMaxSeconds: { env: "RLMESH_LEARNER_WARMUP_MAX_SECONDS", type: "float", default: DEFAULT_WARMUP_RECIPE.maxSeconds, min: 0.001, doc: "Warm-up: no new batch shape is started after this many seconds" },
+  warmupMaxHeapMb: {
+    env: "RLMESH_LEARNER_WARMUP_MAX_HEAP_MB",
+    type: "int",
+    default: DEFAULT_WARMUP_MAX_HEAP_MIB,
+    min: 0,
+    max: 4096,
+    doc: "Warm-up: no batch shape is started that would take jax-js's wasm heap (4 GiB at most, never shrinks) past this many MiB; shapes that ran in this process before cost nothing",
+  },
   shutdownGraceMs: { env: "RLMESH_SHUTDOWN_GRACE_MS", type: "int", default: 10000, min: 0, doc: "Graceful shutdown wait before forcing (all services)" },
 } satisfies Schema;
 
@@ -53,12 +61,15 @@ export function repoPath(p: string): string {
 }
 
 /** The warm-up recipe of the configuration, or undefined when RLMESH_LEARNER_WARMUP is off. */
-export function warmupRecipe(c: Pick<LearnerConfig, "warmup" | "warmupRows" | "warmupPromptTokens" | "warmupResponseTokens" | "warmupMaxSeconds">): WarmupRecipe | undefined {
+export function warmupRecipe(
+  c: Pick<LearnerConfig, "warmup" | "warmupRows" | "warmupPromptTokens" | "warmupResponseTokens" | "warmupMaxSeconds"> & Partial<Pick<LearnerConfig, "warmupMaxHeapMb">>,
+): WarmupRecipe | undefined {
   if (!c.warmup) return undefined;
   return {
     rows: c.warmupRows,
     promptTokens: parseTokenRange(LEARNER_CONFIG.warmupPromptTokens.env, c.warmupPromptTokens),
     responseTokens: c.warmupResponseTokens,
     maxSeconds: c.warmupMaxSeconds,
+    maxHeapMiB: c.warmupMaxHeapMb ?? DEFAULT_WARMUP_MAX_HEAP_MIB,
   };
 }

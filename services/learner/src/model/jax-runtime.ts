@@ -1,8 +1,12 @@
 // Order matters: the polyfills must run before @jax-js/jax is evaluated.
 import "./iterator-helpers-polyfill.js";
 import "./worker-shim.js";
+// Records the wasm memory jax-js creates when it loads (wasmHeapBytes).
+import { stopRecordingWasmMemories } from "./wasm-heap.js";
 
 import { defaultDevice, init } from "@jax-js/jax";
+
+stopRecordingWasmMemories();
 
 /**
  * Import jax-js through this module (not "@jax-js/jax" directly) anywhere in the learner: ES
@@ -11,6 +15,7 @@ import { defaultDevice, init } from "@jax-js/jax";
  */
 export { grad, jit, lax, nn, numpy, tree, valueAndGrad, vjp } from "@jax-js/jax";
 export type { Array as JaxArray } from "@jax-js/jax";
+export { WASM_HEAP_LIMIT_BYTES, wasmHeapBytes } from "./wasm-heap.js";
 
 let ready: Promise<void> | null = null;
 

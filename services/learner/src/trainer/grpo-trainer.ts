@@ -25,14 +25,24 @@ import { LEARNER_RECIPE, resolveGrpoParams, type LearnerRecipe } from "./learner
 import type { LearnerMetrics } from "../learner-metrics.js";
 import { ChunkedPolicy } from "../grpo/chunked-policy.js";
 import { MixedVersionPolicy } from "./mixed-version-policy.js";
-import { initJax } from "../model/jax-runtime.js";
+import { initJax, wasmHeapBytes } from "../model/jax-runtime.js";
 import { JaxPolicy, type JaxPolicyMode } from "../model/jax-policy.js";
 import { initAdamW, type AdamWState } from "../optim/adamw.js";
 import { learningRateAt } from "../optim/lr-schedule.js";
 import { cloneNamedTensors, type NamedTensors } from "../optim/named-tensors.js";
 import { RollbackCheckpointMissingError, type ReportEvalResult, type Trainer, type TrainStepResult } from "./trainer.js";
 import { validateTrainRequest } from "./train-request-validation.js";
-import { shapeKey, warmupBatch, type WarmedShape, type WarmupRecipe, type WarmupReport, type WarmupShape } from "./warmup.js";
+import {
+  DEFAULT_WARMUP_MAX_HEAP_MIB,
+  heapBudgetRefusal,
+  shapeHeapLedger,
+  shapeKey,
+  warmupBatch,
+  type WarmedShape,
+  type WarmupRecipe,
+  type WarmupReport,
+  type WarmupShape,
+} from "./warmup.js";
 import { DEFAULT_MAX_STALENESS } from "@rlmesh/shared/decoding-defaults";
 
 export { DEFAULT_MAX_STALENESS };
@@ -430,27 +440,35 @@ export class GrpoTrainer implements Trainer {
   ): Promise<WarmupReport> {
     const t0 = performance.now();
     const out: WarmedShape[] = [];
+    const maxHeapMiB = opts.recipe.maxHeapMiB ?? DEFAULT_WARMUP_MAX_HEAP_MIB;
     let warmSeconds = 0;
+    let run = 0;
     for (const shape of shapes) {
       let why = state.stop || ((performance.now() - t0) / 1000 >= opts.maxSeconds ? `past the ${opts.maxSeconds} s bound` : "");
       const r: WarmedShape = why
         ? { ...shape, outcome: "skipped", seconds: 0 }
         : await this.exclusive(() => {
             // A TrainStep queued behind the previous shape goes first: this one is not run.
-            why = state.stop;
+            // jax-js's wasm heap never shrinks and a shape's buffers serve that shape only: no
+            // shape starts that would take it past the budget (the job's own shapes need the rest).
+            why = state.stop || (this.compiled.has(shapeKey(shape.rows, shape.seqLen)) ? "" : heapBudgetRefusal(wasmHeapBytes(), shapeHeapLedger.estimate(this.heapTag(), shape), maxHeapMiB, run));
             return why ? Promise.resolve<WarmedShape>({ ...shape, outcome: "skipped", seconds: 0 }) : this.warmShape(shape, opts.recipe);
           });
+      if (r.outcome === "compiled") run++;
       out.push(r);
       warmSeconds += r.seconds;
+      const heap = wasmHeapBytes();
       this.opts.logger.info("learner warm-up: batch shape", {
         rows: r.rows,
         seqLen: r.seqLen,
         outcome: r.outcome,
         seconds: Number(r.seconds.toFixed(3)),
+        ...(heap !== null ? { wasmHeapMiB: Math.round(heap / 2 ** 20) } : {}),
         ...(r.outcome === "skipped" ? { why } : {}),
       });
     }
-    const report: WarmupReport = { shapes: out, seconds: (performance.now() - t0) / 1000, warmSeconds };
+    const heap = wasmHeapBytes();
+    const report: WarmupReport = { shapes: out, seconds: (performance.now() - t0) / 1000, warmSeconds, ...(heap !== null ? { wasmHeapBytes: heap } : {}) };
     this.opts.metrics?.warmupSeconds.set(warmSeconds);
     this.opts.logger.info("learner warm-up done", {
       compiled: out.filter((s) => s.outcome === "compiled").length,
@@ -458,6 +476,7 @@ export class GrpoTrainer implements Trainer {
       skipped: out.filter((s) => s.outcome === "skipped").length,
       warmSeconds: Number(warmSeconds.toFixed(3)),
       seconds: Number(report.seconds.toFixed(3)),
+      ...(heap !== null ? { wasmHeapMiB: Math.round(heap / 2 ** 20), maxHeapMiB } : {}),
     });
     return report;
   }
@@ -471,6 +490,7 @@ export class GrpoTrainer implements Trainer {
     const batch = padBatchToBucket(warmupBatch(shape, recipe, m), m.pad_id, m.max_seq_len);
     const params = resolveGrpoParams(null, this.recipe);
     const weights = cloneNamedTensors(this.current);
+    const heapBefore = wasmHeapBytes();
     await runGrpoUpdate({
       policy: this.chunkedPolicy(batch.seqLen),
       weights,
@@ -482,8 +502,21 @@ export class GrpoTrainer implements Trainer {
       cfg: params.update,
       fuseOldLogProbs: this.updatePath === "fast",
     });
-    this.compiled.add(shapeKey(batch.batchSize, batch.seqLen));
+    const done = shapeKey(batch.batchSize, batch.seqLen);
+    this.compiled.add(done);
+    this.recordHeap(done, batch.batchSize, batch.seqLen, heapBefore);
     return { ...shape, outcome: "compiled", seconds: (performance.now() - t0) / 1000 };
+  }
+
+  /** Notes in the process's ShapeHeapLedger what a shape's update grew jax-js's wasm heap by. */
+  private recordHeap(key: string, rows: number, seqLen: number, heapBefore: number | null): void {
+    const after = wasmHeapBytes();
+    if (heapBefore !== null && after !== null) shapeHeapLedger.record(this.heapTag(), key, rows, seqLen, after - heapBefore);
+  }
+
+  /** What a shape's buffer sizes depend on besides the shape: the model, the update path, the pass size. */
+  private heapTag(): string {
+    return `${this.modelSha256}:${this.updatePath}:${this.opts.maxTokensPerPass ?? DEFAULT_MAX_TOKENS_PER_PASS}`;
   }
 
   /** The policy in row chunks of at most maxTokensPerPass tokens, for batches of `seqLen`. */
@@ -589,6 +622,7 @@ export class GrpoTrainer implements Trainer {
       }
     }
     const before = cloneNamedTensors(this.current);
+    const heapBefore = wasmHeapBytes();
     const result = await runGrpoUpdate({
       policy,
       weights: this.current,
@@ -601,7 +635,9 @@ export class GrpoTrainer implements Trainer {
       ...(oldWeights ? { oldWeights } : {}),
       fuseOldLogProbs: this.updatePath === "fast",
     });
-    this.compiled.add(shapeKey(batch.batchSize, batch.seqLen, oldWeights !== undefined));
+    const key = shapeKey(batch.batchSize, batch.seqLen, oldWeights !== undefined);
+    this.compiled.add(key);
+    this.recordHeap(key, batch.batchSize, batch.seqLen, heapBefore);
     const [advMean, advStd] = meanStd(batch.advantages);
     const epochs = result.epochs;
     const avg = (f: (e: (typeof epochs)[number]) => number) => epochs.reduce((a, e) => a + f(e), 0) / epochs.length;

@@ -8,7 +8,7 @@ import { InvalidArgumentError, type Logger } from "@rlmesh/shared";
 import { CheckpointStore } from "../checkpoint/checkpoint-store.js";
 import { GrpoTrainer, splitWeights, type GrpoTrainerOptions } from "./grpo-trainer.js";
 import { checkServedArchitecture, type ModelShape, type ServedShape } from "./model-compat.js";
-import { warmupShapes, type WarmupRecipe } from "./warmup.js";
+import { DEFAULT_WARMUP_MAX_HEAP_MIB, warmupShapes, type WarmupRecipe } from "./warmup.js";
 import { JobNotStartedError, type InitFromInput, type StartedJob, type StartJobInput, type TrainerHost } from "./trainer.js";
 
 export interface JobTrainersOptions {
@@ -112,6 +112,7 @@ export class JobTrainers implements TrainerHost {
       rows: recipe.rows,
       seqLens: shapes.map((s) => s.seqLen).join(","),
       maxSeconds: recipe.maxSeconds,
+      maxHeapMiB: recipe.maxHeapMiB ?? DEFAULT_WARMUP_MAX_HEAP_MIB,
     });
     active.trainer.warmup(shapes, { recipe, maxSeconds: recipe.maxSeconds }).catch((err: unknown) => {
       this.opts.logger.warn("learner warm-up failed; TrainSteps compile their own batch shapes", { job: jobId, err: err instanceof Error ? err.message : String(err) });

@@ -13,7 +13,18 @@ import { Registry } from "prom-client";
 import { GrpoTrainer } from "./grpo-trainer.js";
 import { JobTrainers } from "./job-trainers.js";
 import { servedShapeOfModel } from "./model-compat.js";
-import { DEFAULT_WARMUP_RECIPE, parseTokenRange, shapeKey, warmupBatch, warmupShapes, WarmupConfigError, type WarmupRecipe } from "./warmup.js";
+import {
+  DEFAULT_WARMUP_MAX_HEAP_MIB,
+  DEFAULT_WARMUP_RECIPE,
+  heapBudgetRefusal,
+  parseTokenRange,
+  shapeKey,
+  ShapeHeapLedger,
+  warmupBatch,
+  warmupShapes,
+  WarmupConfigError,
+  type WarmupRecipe,
+} from "./warmup.js";
 import { LearnerMetrics } from "../learner-metrics.js";
 import type { NamedTensors } from "../optim/named-tensors.js";
 import { warmupRecipe } from "../config.js";
@@ -50,9 +61,40 @@ test("warm-up settings: ranges parse, bad values name the setting", () => {
   assert.throws(() => parseTokenRange("RLMESH_LEARNER_WARMUP_PROMPT_TOKENS", "many"), WarmupConfigError);
   assert.throws(() => warmupShapes({ ...DEFAULT_WARMUP_RECIPE, rows: 0 }, 320), /warm-up rows must be an integer >= 1/);
   const cfg = { warmup: true, warmupRows: 16, warmupPromptTokens: "10-20", warmupResponseTokens: 32, warmupMaxSeconds: 5 };
-  assert.deepEqual(warmupRecipe(cfg), { rows: 16, promptTokens: [10, 20], responseTokens: 32, maxSeconds: 5 });
+  assert.deepEqual(warmupRecipe(cfg), { rows: 16, promptTokens: [10, 20], responseTokens: 32, maxSeconds: 5, maxHeapMiB: DEFAULT_WARMUP_MAX_HEAP_MIB });
+  assert.equal(warmupRecipe({ ...cfg, warmupMaxHeapMb: 0 })?.maxHeapMiB, 0);
+  assert.throws(() => warmupShapes({ ...DEFAULT_WARMUP_RECIPE, maxHeapMiB: 5000 }, 320), /warm-up maxHeapMiB must be in \[0, 4096\]/);
   assert.equal(warmupRecipe({ ...cfg, warmup: false }), undefined);
   assert.throws(() => warmupRecipe({ ...cfg, warmupPromptTokens: "x" }), /RLMESH_LEARNER_WARMUP_PROMPT_TOKENS must be a token count/);
+});
+
+test("heap ledger: a shape that ran costs nothing again; others are scaled from the measured ones; the budget refuses what would pass it", () => {
+  const MiB = 2 ** 20;
+  const l = new ShapeHeapLedger();
+  assert.equal(l.estimate("m", { rows: 32, seqLen: 64 }), null, "nothing measured for this model yet");
+  l.record("m", shapeKey(32, 64), 32, 64, 589 * MiB);
+  l.record("m", shapeKey(32, 64), 32, 64, 5 * MiB); // a later run of the key does not replace its first
+  l.record("other", shapeKey(32, 112), 32, 112, 4000 * MiB);
+  assert.equal(l.estimate("m", { rows: 32, seqLen: 64 }), 0);
+  // Measured growth of the shipped model's shapes (README, "Warm-up"): every estimate from the
+  // 32 x 64 one is at or above it.
+  const measured: [number, number, number][] = [[32, 32, 242], [32, 48, 411], [32, 80, 757], [32, 112, 1152], [16, 64, 273]];
+  for (const [rows, seqLen, mib] of measured) {
+    const e = l.estimate("m", { rows, seqLen })!;
+    assert.ok(e >= mib * MiB, `${rows}x${seqLen}: estimate ${(e / MiB).toFixed(0)} MiB >= measured ${mib}`);
+  }
+  assert.equal(l.estimate("m", { rows: 32, seqLen: 128 }), 589 * 4 * MiB, "longer: squared in seqLen");
+  assert.equal(l.estimate("m", { rows: 64, seqLen: 32 }), 589 * MiB, "more rows: linear");
+
+  assert.equal(heapBudgetRefusal(589 * MiB, 0, 1024, 1), "", "a shape that ran costs nothing, whatever the heap");
+  assert.equal(heapBudgetRefusal(2000 * MiB, 0, 1024, 1), "");
+  assert.equal(heapBudgetRefusal(0, null, 1024, 0), "", "the first shape of a model: under the budget, it runs");
+  assert.match(heapBudgetRefusal(1024 * MiB, null, 1024, 0), /wasm heap 1024 MiB >= the 1024 MiB warm-up budget/);
+  assert.equal(heapBudgetRefusal(589 * MiB, 295 * MiB, 1024, 1), "");
+  assert.match(heapBudgetRefusal(589 * MiB, 442 * MiB, 1024, 1), /wasm heap 589 MiB \+ ~442 MiB for this shape > the 1024 MiB warm-up budget/);
+  assert.match(heapBudgetRefusal(0, 1, 0, 0), /budget/, "budget 0: only shapes that ran before");
+  assert.equal(heapBudgetRefusal(null, null, 1024, 0), "", "heap not measured: the first shape runs");
+  assert.match(heapBudgetRefusal(null, null, 1024, 1), /not measured: one shape at most/);
 });
 
 test("a dummy batch fills its shape with ordinary tokens, a prompt, the longest response that fits, advantages ±1", () => {

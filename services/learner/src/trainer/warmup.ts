@@ -23,7 +23,21 @@ export interface WarmupRecipe {
   responseTokens: number;
   /** No new shape is started after this many seconds (the warm-up is bounded). */
   maxSeconds: number;
+  /**
+   * No shape is started that would take jax-js's wasm heap past this many MiB (see
+   * ShapeHeapLedger). @defaultValue DEFAULT_WARMUP_MAX_HEAP_MIB
+   */
+  maxHeapMiB?: number;
 }
+
+/**
+ * The wasm heap (MiB) past which the warm-up starts no shape: a quarter of jax-js's 4 GiB. The
+ * heap never shrinks and a shape's buffers serve only that shape, so what the warm-up takes for
+ * shapes the job never uses (its rows are a guess: StartJob does not carry the job's spec) is lost
+ * to the job's own shapes; the job keeps at least the other 3 GiB. Measured on the shipped model:
+ * 32 rows × 64 tokens take 589 MiB, the demo recipe's six shapes 4027 MiB (README, "Warm-up").
+ */
+export const DEFAULT_WARMUP_MAX_HEAP_MIB = 1024;
 
 /**
  * The demo's job (`rlmesh demo`): 4 prompts × G 8, the toy task suite's prompts (19–45 tokens
@@ -44,7 +58,7 @@ export interface WarmupShape {
 
 /** What one shape's warm-up did. */
 export interface WarmedShape extends WarmupShape {
-  /** compiled: ran now; already: a TrainStep or an earlier warm-up had compiled it; skipped: not run (time bound or stop). */
+  /** compiled: ran now; already: a TrainStep or an earlier warm-up had compiled it; skipped: not run (time bound, heap budget or stop). */
   outcome: "compiled" | "already" | "skipped";
   seconds: number;
 }
@@ -55,6 +69,8 @@ export interface WarmupReport {
   seconds: number;
   /** Seconds spent compiling and running the shapes themselves. */
   warmSeconds: number;
+  /** jax-js's wasm heap in bytes at the end (absent when it is not measured). */
+  wasmHeapBytes?: number;
 }
 
 /** A warm-up setting that cannot be used (the message names it). */
@@ -81,6 +97,9 @@ export function checkWarmupRecipe(r: WarmupRecipe): WarmupRecipe {
   int("promptTokens[1]", r.promptTokens[1], r.promptTokens[0]);
   int("responseTokens", r.responseTokens, 1);
   if (!(r.maxSeconds > 0)) throw new WarmupConfigError(`warm-up maxSeconds must be > 0, got ${r.maxSeconds}`);
+  if (r.maxHeapMiB !== undefined && !(r.maxHeapMiB >= 0 && r.maxHeapMiB <= 4096)) {
+    throw new WarmupConfigError(`warm-up maxHeapMiB must be in [0, 4096] (jax-js's wasm heap is at most 4 GiB), got ${r.maxHeapMiB}`);
+  }
   return r;
 }
 
@@ -133,4 +152,63 @@ export function warmupBatch(shape: WarmupShape, recipe: WarmupRecipe, m: Pick<Mo
     advantages[b] = b % 2 ? -1 : 1;
   }
   return { batchSize: B, seqLen: T, tokens, attentionMask, responseMask, advantages };
+}
+
+/**
+ * What batch shapes cost in jax-js's wasm heap, measured in this process (the heap is one per
+ * process and outlives trainers). A shape's first update grows the heap by its buffers; jax-js's
+ * allocator gives them back only to requests of the same sizes, so a shape that ran once (by a
+ * TrainStep or a warm-up, of any job on the same model) costs no new heap again, and any other
+ * shape costs about what it cost the first time.
+ */
+export class ShapeHeapLedger {
+  /** key (model tag + shapeKey) → heap growth in bytes of that shape's first run. */
+  private readonly runs = new Map<string, { rows: number; seqLen: number; bytes: number }>();
+
+  /** Notes a shape's run and the heap growth it caused (the first run of a key is kept). */
+  record(model: string, key: string, rows: number, seqLen: number, bytes: number): void {
+    const k = `${model}|${key}`;
+    if (!this.runs.has(k)) this.runs.set(k, { rows, seqLen, bytes: Math.max(0, bytes) });
+  }
+
+  /**
+   * The heap growth to expect from `shape`'s update: 0 when it ran in this process; else the
+   * largest estimate from this model's measured shapes, each scaled by rows and by seqLen (squared
+   * for a longer sequence, attention's T×T buffers; linear for a shorter one, which overestimates:
+   * measured 32 rows × 32/48/80/112 tokens grew 242/411/757/1152 MiB against 589 at 64); null when
+   * no shape of this model was measured yet.
+   */
+  estimate(model: string, shape: WarmupShape): number | null {
+    if (this.runs.has(`${model}|${shapeKey(shape.rows, shape.seqLen)}`)) return 0;
+    let best: number | null = null;
+    for (const [k, r] of this.runs) {
+      if (!k.startsWith(`${model}|`) || r.bytes === 0) continue;
+      const t = shape.seqLen / r.seqLen;
+      const e = r.bytes * (shape.rows / r.rows) * (t > 1 ? t * t : t);
+      best = Math.max(best ?? 0, e);
+    }
+    return best;
+  }
+
+  /** Forgets everything (tests). */
+  clear(): void {
+    this.runs.clear();
+  }
+}
+
+/** The process's ledger (jax-js has one wasm heap per process). */
+export const shapeHeapLedger = new ShapeHeapLedger();
+
+/**
+ * Why the warm-up must not start `shape` with `heapBytes` in use (null: the heap is not measured)
+ * under a budget of `maxHeapMiB`, or "" when it may. `estimate` is ShapeHeapLedger's.
+ */
+export function heapBudgetRefusal(heapBytes: number | null, estimate: number | null, maxHeapMiB: number, shapesRun: number): string {
+  const mib = (b: number) => Math.round(b / 2 ** 20);
+  if (heapBytes === null) return shapesRun > 0 ? "the wasm heap is not measured: one shape at most" : "";
+  if (estimate === 0) return "";
+  const budget = maxHeapMiB * 2 ** 20;
+  if (estimate === null) return heapBytes < budget ? "" : `wasm heap ${mib(heapBytes)} MiB >= the ${maxHeapMiB} MiB warm-up budget`;
+  if (heapBytes + estimate <= budget) return "";
+  return `wasm heap ${mib(heapBytes)} MiB + ~${mib(estimate)} MiB for this shape > the ${maxHeapMiB} MiB warm-up budget`;
 }

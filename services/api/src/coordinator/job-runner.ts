@@ -92,7 +92,10 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
   try {
     for (let step = job.step + 1; step <= spec.steps; step++) {
       if (signal.aborted) return;
-      if (spec.maxMinutes > 0 && (performance.now() - started) / 60_000 >= spec.maxMinutes && step > firstStep) {
+      // The budget uses the LR decay's clock, so after an api restart both go on from the run
+      // seconds recorded for the job's steps (recorded under a decaying LR schedule only; without
+      // one a restarted api's budget starts afresh).
+      if (spec.maxMinutes > 0 && ctx.runSeconds() / 60 >= spec.maxMinutes && step > firstStep) {
         lastStep = step - 1;
         await store.appendEvent(job.id, {
           log: {

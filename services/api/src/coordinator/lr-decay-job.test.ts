@@ -199,3 +199,33 @@ test("a constant schedule sends the spec's GRPO params unchanged and records not
   );
   assert.equal(await bed.conn.exists(stepLrKey(job.id)), 0);
 });
+
+test("a restarted api's time budget goes on from the recorded run seconds, like the LR decay", async () => {
+  const HANG_AT = 8;
+  const l = learner((step, n) => (step === HANG_AT && n === 1 ? "hang" : null));
+  const store = new JobStore(bed.conn);
+  const deps = { store, redis: bed.conn, rollout, rewards, learner: l, logger: createLogger("api-test", { level: "error" }) };
+  const budgetS = 6;
+  const created = await store.create(timedSpec(budgetS / 60));
+  const first = new Coordinator(deps);
+  first.start(created);
+  for (let i = 0; i < 800 && !l.attempts.some((a) => a.step === HANG_AT); i++) await new Promise((r) => setTimeout(r, 25));
+  await first.stop();
+  const before = (await recordedLrs(created.id)).get(HANG_AT)!.elapsedSeconds;
+  assert.ok(before > 0.8, `${HANG_AT - 1} steps ran before the restart (${before} s)`);
+  const second = new Coordinator(deps);
+  second.start((await store.get(created.id))!);
+  let job: Job | undefined;
+  for (let i = 0; i < 1200; i++) {
+    job = await store.get(created.id);
+    if (job && (job.state === "JOB_STATE_SUCCEEDED" || job.state === "JOB_STATE_FAILED")) break;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  await second.stop();
+  assert.equal(job?.state, "JOB_STATE_SUCCEEDED", job?.error);
+  // Every step started inside the one budget: a budget restarted with the api would have run
+  // steps up to `before` seconds past it.
+  const last = Math.max(...[...(await recordedLrs(created.id)).values()].map((r) => r.elapsedSeconds));
+  assert.ok(last < budgetS + before / 2, `the last step started at ${last} s of a ${budgetS} s budget (${before} s before the restart)`);
+  assert.ok(last > budgetS - 1, `the run used its budget (last step at ${last} s)`);
+});

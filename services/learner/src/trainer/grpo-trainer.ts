@@ -34,6 +34,7 @@ import { RollbackCheckpointMissingError, type ReportEvalResult, type Trainer, ty
 import { validateTrainRequest } from "./train-request-validation.js";
 import {
   DEFAULT_WARMUP_MAX_HEAP_MIB,
+  explainHeapExhausted,
   heapBudgetRefusal,
   shapeHeapLedger,
   shapeKey,
@@ -501,6 +502,8 @@ export class GrpoTrainer implements Trainer {
       lrAt: (s) => learningRateAt(s, params.schedule, 1),
       cfg: params.update,
       fuseOldLogProbs: this.updatePath === "fast",
+    }).catch((err: unknown) => {
+      throw explainHeapExhausted(err, shapeKey(batch.batchSize, batch.seqLen), wasmHeapBytes());
     });
     const done = shapeKey(batch.batchSize, batch.seqLen);
     this.compiled.add(done);
@@ -634,6 +637,8 @@ export class GrpoTrainer implements Trainer {
       cfg: params.update,
       ...(oldWeights ? { oldWeights } : {}),
       fuseOldLogProbs: this.updatePath === "fast",
+    }).catch((err: unknown) => {
+      throw explainHeapExhausted(err, shapeKey(batch.batchSize, batch.seqLen, oldWeights !== undefined), wasmHeapBytes());
     });
     const key = shapeKey(batch.batchSize, batch.seqLen, oldWeights !== undefined);
     this.compiled.add(key);

@@ -16,6 +16,7 @@ import { servedShapeOfModel } from "./model-compat.js";
 import {
   DEFAULT_WARMUP_MAX_HEAP_MIB,
   DEFAULT_WARMUP_RECIPE,
+  explainHeapExhausted,
   heapBudgetRefusal,
   parseTokenRange,
   shapeKey,
@@ -95,6 +96,16 @@ test("heap ledger: a shape that ran costs nothing again; others are scaled from 
   assert.match(heapBudgetRefusal(0, 1, 0, 0), /budget/, "budget 0: only shapes that ran before");
   assert.equal(heapBudgetRefusal(null, null, 1024, 0), "", "heap not measured: the first shape runs");
   assert.match(heapBudgetRefusal(null, null, 1024, 1), /not measured: one shape at most/);
+
+  // jax-js's error, when the heap is full anyway, says what holds it and what to do.
+  assert.equal(l.describe(), "32x112 4000 MiB, 32x64 589 MiB");
+  const full = new RangeError("Allocation exceeds the 4 GiB memory32 limit");
+  const e = explainHeapExhausted(full, "16x32", 4090 * MiB, l) as Error;
+  assert.match(e.message, /^Allocation exceeds the 4 GiB memory32 limit \(batch shape 16x32\): jax-js's wasm heap holds 4090 MiB and never shrinks/);
+  assert.match(e.message, /\(32x112 4000 MiB, 32x64 589 MiB\); restart the learner/);
+  assert.equal(e.cause, full);
+  const other = new RangeError("Invalid array length");
+  assert.equal(explainHeapExhausted(other, "16x32", 0, l), other, "other errors pass unchanged");
 });
 
 test("a dummy batch fills its shape with ordinary tokens, a prompt, the longest response that fits, advantages ±1", () => {

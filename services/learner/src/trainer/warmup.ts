@@ -190,6 +190,12 @@ export class ShapeHeapLedger {
     return best;
   }
 
+  /** The shapes that ran in this process and their first run's heap growth, largest first ("32x64 589 MiB"). */
+  describe(): string {
+    const runs = [...this.runs].sort((a, b) => b[1].bytes - a[1].bytes);
+    return runs.map(([k, r]) => `${k.slice(k.lastIndexOf("|") + 1)} ${Math.round(r.bytes / 2 ** 20)} MiB`).join(", ");
+  }
+
   /** Forgets everything (tests). */
   clear(): void {
     this.runs.clear();
@@ -211,4 +217,19 @@ export function heapBudgetRefusal(heapBytes: number | null, estimate: number | n
   if (estimate === null) return heapBytes < budget ? "" : `wasm heap ${mib(heapBytes)} MiB >= the ${maxHeapMiB} MiB warm-up budget`;
   if (heapBytes + estimate <= budget) return "";
   return `wasm heap ${mib(heapBytes)} MiB + ~${mib(estimate)} MiB for this shape > the ${maxHeapMiB} MiB warm-up budget`;
+}
+
+/**
+ * jax-js's "Allocation exceeds the 4 GiB memory32 limit" (a RangeError) as an error that says what
+ * holds the heap and what to do; any other error as it is.
+ */
+export function explainHeapExhausted(err: unknown, shape: string, heapBytes: number | null, ledger: ShapeHeapLedger = shapeHeapLedger): unknown {
+  if (!(err instanceof RangeError) || !/memory32 limit/.test(err.message)) return err;
+  const held = heapBytes !== null ? ` holds ${Math.round(heapBytes / 2 ** 20)} MiB and` : "";
+  const shapes = ledger.describe();
+  return new Error(
+    `${err.message} (batch shape ${shape}): jax-js's wasm heap${held} never shrinks, and every batch shape this learner process ran keeps its buffers` +
+      `${shapes ? ` (${shapes})` : ""}; restart the learner (the job resumes from its checkpoint), and lower RLMESH_LEARNER_MAX_TOKENS_PER_PASS or RLMESH_LEARNER_WARMUP_MAX_HEAP_MB`,
+    { cause: err },
+  );
 }

@@ -8,7 +8,7 @@ import { Queue, QueueEvents } from "bullmq";
 import type { Redis } from "ioredis";
 import { type RewardJobData, enqueueRewardJobs } from "@rlmesh/shared/reward/reward-jobs";
 import { type RewardResult, classifyFailedReason, rewardResult } from "@rlmesh/shared/reward/reward-result";
-import { createRewardWorker } from "./reward-worker.js";
+import { DEFAULT_MAX_FORGIVEN_STALLS, DEFAULT_MAX_STALLED_COUNT, FORGIVEN_FIELD, createRewardWorker } from "./reward-worker.js";
 import { InvalidJobError, NotStartedError, SandboxError } from "./sandbox-error.js";
 
 let redis: LocalRedis;
@@ -118,7 +118,7 @@ const PASSED = () => rewardResult({ status: "passed", tests_run: 1, tests_passed
 async function dieHolding(
   queueName: string,
   deaths: number,
-  hold: (onStart?: () => void) => Promise<RewardResult>,
+  hold: (onStart?: () => Promise<void>) => Promise<RewardResult>,
   afterTaken?: () => Promise<void>,
 ): Promise<number> {
   const events = new QueueEvents(queueName, { connection: conn("worker") });
@@ -159,7 +159,7 @@ async function dieHolding(
 }
 
 test(
-  "held-job stall policy: a job whose executors die holding it (never started) is counted one stall, and is scored",
+  "held-job stall policy: a job whose executors die holding it (never started) has up to 3 stalls not counted, and is scored",
   { timeout: 90_000 },
   async () => {
     const queueName = "reward-held-stalls";
@@ -186,8 +186,11 @@ test(
         await events.close();
       }
       const stored = await queue.getJob(job!.id!);
+      const forgiven = Number(await conn("client").hget(`bull:${queueName}:${job!.id}`, FORGIVEN_FIELD));
       assert.ok(stalls >= 6, `stalls seen: ${stalls}`);
-      assert.ok((stored?.stalledCounter ?? 0) <= 2, `stalled counter ${stored?.stalledCounter} after ${stalls} held stalls`);
+      assert.equal(forgiven, DEFAULT_MAX_FORGIVEN_STALLS, "7 held stalls: the policy forgave up to its bound");
+      assert.equal((stored?.stalledCounter ?? 0) + forgiven, 7, "every stall is either in the counter or in rlmesh_forgiven");
+      assert.ok((stored?.stalledCounter ?? 0) <= DEFAULT_MAX_STALLED_COUNT, `stalled counter ${stored?.stalledCounter} after ${stalls} held stalls`);
     } finally {
       await queue.close();
     }
@@ -207,7 +210,7 @@ test("held-job stall policy: stalls while the job ran still count (the job fails
       queueName,
       8,
       (onStart) => {
-        onStart?.();
+        void onStart?.();
         started++;
         return new Promise<RewardResult>(() => {});
       },
@@ -223,6 +226,34 @@ test("held-job stall policy: stalls while the job ran still count (the job fails
     await queue.close();
   }
 });
+
+test(
+  "held-job stall policy is bounded: a job that kills its executor at start (before onStart) still fails as executor_lost",
+  { timeout: 120_000 },
+  async () => {
+    const queueName = "reward-poison";
+    const queue = new Queue(queueName, { connection: conn("client") });
+    try {
+      const [job] = await enqueueRewardJobs(queue, [data(0, "poison")]);
+      // Each executor takes the job and dies before the run is recorded: to Redis, a held stall.
+      // Unbounded, the policy would forgive these forever (the loop below would reach 14 deaths).
+      let fetches = 0;
+      await dieHolding(queueName, 14, () => {
+        fetches++;
+        return new Promise<RewardResult>(() => {});
+      });
+      const stored = await queue.getJob(job!.id!);
+      assert.equal(await queue.getJobState(job!.id!), "failed", `state after ${fetches} fetches`);
+      assert.match(stored?.failedReason ?? "", /stalled more than allowable limit/);
+      const forgiven = Number(await conn("client").hget(`bull:${queueName}:${job!.id}`, FORGIVEN_FIELD));
+      assert.equal(forgiven, DEFAULT_MAX_FORGIVEN_STALLS);
+      // 2 stalls, 3 forgiven (counter back to 1 each time), then up past 5: 5 + 3 + 1 fetches.
+      assert.equal(fetches, DEFAULT_MAX_STALLED_COUNT + DEFAULT_MAX_FORGIVEN_STALLS + 1);
+    } finally {
+      await queue.close();
+    }
+  },
+);
 
 test(
   "a held job given back at shutdown (NotStartedError) returns to the queue without an attempt, and is scored later",

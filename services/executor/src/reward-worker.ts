@@ -38,12 +38,26 @@ export const DEFAULT_MAX_STALLED_COUNT = 5;
  */
 export const RUNNING_FIELD = "rlmesh_running";
 
+/** Job hash field: held stalls the policy has taken off the stalled counter so far (see FORGIVE_HELD_STALLS). */
+export const FORGIVEN_FIELD = "rlmesh_forgiven";
+
+/**
+ * How many stalls the held-job stall policy forgives a job in all. A held stall and a death
+ * before the run is recorded look the same (the job never ran, as far as Redis knows), so a job
+ * that kills its executor when the processor starts would be forgiven forever without a bound;
+ * with it such a job still fails as executor_lost, after maxStalledCount + this + 1 fetches
+ * (reward-worker.test.ts: 9 at the defaults).
+ */
+export const DEFAULT_MAX_FORGIVEN_STALLS = 3;
+
 /**
  * The held-job stall policy (for executors that hold jobs: prefetch): a stall of a job its executor held but had
- * not started (it waited for a sandbox) counts once, however many executors died holding it. At
- * each fetch, the stalls beyond its running ones (RUNNING_FIELD) and one held one are taken off
- * BullMQ's stalled counter, under the job's lock. Returns how many were taken off (-1: the lock
- * is not this worker's any more).
+ * not started (it waited for a sandbox) counts once, however many executors died holding it, up
+ * to a bound. At each fetch, the stalls beyond its running ones (RUNNING_FIELD) and one held one
+ * are taken off BullMQ's stalled counter, under the job's lock, as long as the job's forgiven
+ * stalls (FORGIVEN_FIELD) stay within ARGV[4]; they are added to FORGIVEN_FIELD, so the job's
+ * stall events are `stc + rlmesh_forgiven`. Returns how many were taken off (-1: the lock is not
+ * this worker's any more).
  */
 const FORGIVE_HELD_STALLS = `
 if redis.call("GET", KEYS[2]) ~= ARGV[1] then return -1 end
@@ -51,11 +65,15 @@ local stalled = tonumber(redis.call("HGET", KEYS[1], "stc") or "0") or 0
 local running = tonumber(redis.call("HGET", KEYS[1], ARGV[2]) or "0") or 0
 if running < 0 then running = 0 end
 local held = stalled - running
-if held > 1 then
-  redis.call("HSET", KEYS[1], "stc", running + 1)
-  return held - 1
-end
-return 0`;
+if held <= 1 then return 0 end
+local forgiven = tonumber(redis.call("HGET", KEYS[1], ARGV[3]) or "0") or 0
+local budget = (tonumber(ARGV[4]) or 0) - forgiven
+if budget <= 0 then return 0 end
+local take = held - 1
+if take > budget then take = budget end
+redis.call("HSET", KEYS[1], "stc", stalled - take)
+redis.call("HINCRBY", KEYS[1], ARGV[3], take)
+return take`;
 
 /** The two commands the policy sends on the worker's own connection (ioredis, which BullMQ wraps). */
 interface PolicyClient {
@@ -74,13 +92,16 @@ export interface RewardWorkerOptions {
    * Scores one candidate; throws SandboxError on infrastructure failure, NotStartedError when
    * the executor gives a held job back (shutdown). Calls `onStart` once the candidate has a sandbox.
    */
-  score: (data: RewardJobData, onStart?: () => void) => Promise<RewardResult>;
+  score: (data: RewardJobData, onStart?: () => Promise<void>) => Promise<RewardResult>;
   /**
    * The held-job stall policy (FORGIVE_HELD_STALLS): the executor turns it on at every prefetch
    * setting (every executor of a queue must record its runs, or its running stalls would read as
-   * held ones); costs one HINCRBY per job. @defaultValue false
+   * held ones); costs one HINCRBY per job, awaited before the request goes to the sandbox.
+   * @defaultValue false
    */
   heldStallPolicy?: boolean;
+  /** Stalls the held-job stall policy forgives a job in all. @defaultValue DEFAULT_MAX_FORGIVEN_STALLS */
+  maxForgivenStalls?: number;
   metrics?: ExecutorMetrics;
   logger?: Logger;
   /** BullMQ lock duration: a job whose worker stops renewing it is retried after this. @defaultValue DEFAULT_LOCK_MS */
@@ -106,24 +127,30 @@ export interface RewardWorkerOptions {
 export function createRewardWorker(opts: RewardWorkerOptions): Worker<RewardJobData, RewardResult> {
   const { metrics, logger } = opts;
   const policy = opts.heldStallPolicy === true;
+  const maxForgiven = opts.maxForgivenStalls ?? DEFAULT_MAX_FORGIVEN_STALLS;
+  if (!Number.isInteger(maxForgiven) || maxForgiven < 0) throw new Error(`maxForgivenStalls must be an integer >= 0, got ${maxForgiven}`);
   const processor = async (job: Job<RewardJobData, RewardResult>, token?: string): Promise<RewardResult> => {
     if (job.attemptsMade === 0 && job.processedOn) metrics?.queueWait.observe(Math.max(0, job.processedOn - job.timestamp) / 1000);
     const jobKey = worker.toKey(job.id!);
     if (policy && token && (job.stalledCounter ?? 0) >= 2) {
       const client = await policyClient(worker);
-      const forgiven = Number(await client.eval(FORGIVE_HELD_STALLS, 2, jobKey, `${jobKey}:lock`, token, RUNNING_FIELD));
+      const forgiven = Number(
+        await client.eval(FORGIVE_HELD_STALLS, 2, jobKey, `${jobKey}:lock`, token, RUNNING_FIELD, FORGIVEN_FIELD, String(maxForgiven)),
+      );
       if (forgiven > 0) logger?.info("held-job stalls not counted", { job: job.id, stalled: job.stalledCounter, forgiven });
     }
     let running = false;
-    const runningBy = (n: number) => {
-      // Not awaited: the command goes out on the worker's connection before the request reaches
-      // the sandbox; if the executor dies first, a run counts as held (counted once all the same).
-      void policyClient(worker).then((c) => c.hincrby(jobKey, RUNNING_FIELD, n)).catch((err: unknown) => logger?.warn("run count not recorded", { job: job.id, err }));
-    };
     const onStart = policy
-      ? () => {
-          running = true;
-          runningBy(1);
+      ? async () => {
+          // Awaited (one round trip) before the request reaches the sandbox: a run is recorded
+          // before it can kill anything, so its stalls count. If Redis does not answer, the run
+          // goes ahead and a stall in it reads as held (forgiven at most maxForgivenStalls times).
+          try {
+            await (await policyClient(worker)).hincrby(jobKey, RUNNING_FIELD, 1);
+            running = true;
+          } catch (err) {
+            logger?.warn("run count not recorded", { job: job.id, err });
+          }
         }
       : undefined;
     const started = process.hrtime.bigint();
@@ -131,7 +158,12 @@ export function createRewardWorker(opts: RewardWorkerOptions): Worker<RewardJobD
     try {
       result = await opts.score(job.data, onStart);
     } catch (err) {
-      if (running) runningBy(-1);
+      if (running) {
+        // Not awaited: if it is lost, the run counts as still running (its stalls count: the safe side).
+        void policyClient(worker)
+          .then((c) => c.hincrby(jobKey, RUNNING_FIELD, -1))
+          .catch((err: unknown) => logger?.warn("run count not taken back", { job: job.id, err }));
+      }
       if (err instanceof NotStartedError && token) {
         // Held, never started, and the executor is shutting down: back to the queue, no attempt counted.
         await job.moveToWait(token);

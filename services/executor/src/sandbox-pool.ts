@@ -99,15 +99,15 @@ export class SandboxPool {
   /**
    * Runs one request on a free sandbox. SandboxError when the infrastructure failed;
    * NotStartedError when the pool gave the run back (returnWaiters) before a sandbox was free.
-   * `onStart` is called once a sandbox is taken for it, before the request is sent.
+   * `onStart` is called once a sandbox is taken for it, and awaited before the request is sent.
    */
-  async run(req: SandboxRequest, watchdogMs: number, onStart?: () => void): Promise<SandboxResponse> {
+  async run(req: SandboxRequest, watchdogMs: number, onStart?: () => unknown): Promise<SandboxResponse> {
     const sandbox = await this.acquire();
-    onStart?.();
     this.stats.runs++;
     this.busy++;
     this.changed();
     try {
+      await onStart?.();
       return await sandbox.run(req, watchdogMs);
     } finally {
       this.busy--;

@@ -15,8 +15,8 @@ import { DEFAULT_WATCHDOG_GRACE_MS } from "./docker-sandbox.js";
 
 /** Something that runs one sandbox request (a SandboxPool). */
 export interface SandboxRunner {
-  /** `onStart`, when the runner supports it (SandboxPool), is called once a sandbox is taken for the request. */
-  run(req: SandboxRequest, watchdogMs: number, onStart?: () => void): Promise<SandboxResponse>;
+  /** `onStart`, when the runner supports it (SandboxPool), is called (and awaited) once a sandbox is taken for the request. */
+  run(req: SandboxRequest, watchdogMs: number, onStart?: () => unknown): Promise<SandboxResponse>;
 }
 
 export interface ScoreInput {
@@ -53,7 +53,7 @@ export async function scoreCandidate(
   runner: SandboxRunner,
   input: ScoreInput,
   defaults: { limits: SandboxLimits; container: ContainerLimits },
-  onStart?: () => void,
+  onStart?: () => unknown,
 ): Promise<RewardResult> {
   if (typeof input.response !== "string") throw new InvalidJobError("response must be a string");
   validateTests(input.tests);

@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { chmodSync, closeSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -23,7 +23,7 @@ export function reservePort(port: number, now = Date.now()): boolean {
   const dir = portDir();
   const file = join(dir, String(port));
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o1777 });
+    if (mkdirSync(dir, { recursive: true }) !== undefined) chmodSync(dir, 0o1777); // shared by every user, as /tmp
   } catch {
     return true; // no shared place to reserve in: the in-process set still applies
   }
@@ -37,7 +37,22 @@ export function reservePort(port: number, now = Date.now()): boolean {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") return true; // unwritable dir: do not block
       try {
         if (now - statSync(file).mtimeMs < RESERVE_MS) return false;
-        unlinkSync(file); // stale: its holder's child has bound the port or given it up long ago
+        // Stale: its holder's child has bound the port or given it up long ago. Take it over by
+        // renaming it aside (atomic: of two processes only one gets the file) and checking that
+        // what was renamed is still the stale one; a fresh one (another process's reservation made
+        // since the stat) goes back (link fails if a third has meanwhile reserved the port).
+        const aside = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}`;
+        renameSync(file, aside);
+        const fresh = now - statSync(aside).mtimeMs < RESERVE_MS;
+        if (fresh) {
+          try {
+            linkSync(aside, file);
+          } finally {
+            unlinkSync(aside);
+          }
+          return false;
+        }
+        unlinkSync(aside);
       } catch {
         // raced with another process over the stale file: try once more
       }

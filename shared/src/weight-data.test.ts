@@ -6,12 +6,14 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { randomBytes } from "node:crypto";
+import { spawnSync } from "node:child_process";
 import * as zlib from "node:zlib";
 import * as grpc from "@grpc/grpc-js";
 import { tensorToBytes, type HostTensor } from "./tensor.js";
 import { weightsChecksum, WeightStreamError } from "./weights.js";
 import {
   crc32ByTable,
+  KEEPALIVE_IDLE_MS,
   peerHost,
   receiveWeightData,
   WeightDataConnectError,
@@ -335,6 +337,82 @@ test("a corrupted byte on a kept connection fails that push naming the tensor; t
   assert.equal((await at(o3, 3, o3.kept ? "kept" : "keep")).version, 3);
   o3.cancel();
   assert.ok(o3.times().greeted !== undefined, "over a new connection");
+});
+
+test("two pushes at once to one worker: neither cuts the other's payload; one kept connection is left and carries the next push", async (t) => {
+  const server = await dataServer();
+  const receiver = new WeightDataReceiver();
+  t.after(() => receiver.close());
+  const at = (o: { port: number; token: string; conn: "keep" | "kept" | undefined }, p: WeightDataPayload) =>
+    receiver.receive({ host: "127.0.0.1", port: o.port, token: o.token, expect: p.policy, conn: o.conn });
+  // A large version (32 MiB: written over many event-loop turns) beside a small one.
+  const bigTensors = (version: number): HostTensor[] => [{ name: "w", dtype: "DTYPE_FLOAT32", shape: [8 << 20], data: new Float32Array(8 << 20).fill(version) }];
+  const big = (version: number) => new WeightDataPayload({ jobId: "job-x", version }, bigTensors(version));
+  const small = (version: number) => v(version, version);
+  /** The checksum of what was received, or of what version `n` (big or small) was made of. */
+  const sum = (r: { tensors: HostTensor[] } | WeightDataPayload) =>
+    weightsChecksum(r instanceof WeightDataPayload ? (r.totalBytes > 1 << 20 ? bigTensors(r.policy.version) : scaled(r.policy.version)) : r.tensors);
+
+  // No kept connection yet: both open one ("keep"); only one is kept afterwards, the other ended after its payload.
+  const [a1, a2] = [await server.offer(big(1), { key: "w0" }), await server.offer(small(2), { key: "w0" })];
+  assert.deepEqual([a1.conn, a2.conn], ["keep", "keep"]);
+  const [g1, g2] = await Promise.all([at(a1, big(1)), at(a2, small(2))]);
+  a1.cancel();
+  a2.cancel();
+  assert.deepEqual([g1.version, sum(g1), g2.version, sum(g2)], [1, sum(big(1)), 2, sum(small(2))]);
+  assert.deepEqual(server.keptKeys(), ["w0"]);
+  const deadline = Date.now() + 5000;
+  while (receiver.size() !== 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(receiver.size(), 1, "the connection the server did not keep is closed at the worker too");
+
+  // The kept connection carries a large payload; a second push meanwhile goes on a connection of its own.
+  const b1 = await server.offer(big(3), { key: "w0" });
+  const b2 = await server.offer(small(4), { key: "w0" });
+  assert.deepEqual([b1.conn, b2.conn], ["kept", undefined], "the busy kept connection is not offered again");
+  const [h2, h1] = await Promise.all([at(b2, small(4)), at(b1, big(3))]);
+  b2.cancel();
+  b1.cancel();
+  assert.deepEqual([h1.version, sum(h1), h2.version, sum(h2)], [3, sum(big(3)), 4, sum(small(4))]);
+  assert.deepEqual([b1.times().greeted, b2.times().greeted !== undefined], [undefined, true], "the large one stayed on the kept connection");
+  assert.deepEqual([server.keptKeys(), receiver.size()], [["w0"], 1]);
+
+  // And again the other way round: the small one on the kept connection, the large one beside it.
+  const c1 = await server.offer(small(5), { key: "w0" });
+  const c2 = await server.offer(big(6), { key: "w0" });
+  assert.deepEqual([c1.conn, c2.conn], ["kept", undefined]);
+  const [i1, i2] = await Promise.all([at(c1, small(5)), at(c2, big(6))]);
+  c1.cancel();
+  c2.cancel();
+  assert.deepEqual([i1.version, sum(i1), i2.version, sum(i2)], [5, sum(small(5)), 6, sum(big(6))]);
+  // The kept connection is still there and idle: the next push goes on it, no new connection.
+  const d = await server.offer(small(7), { key: "w0" });
+  assert.equal(d.conn, "kept");
+  assert.equal((await at(d, small(7))).version, 7);
+  d.cancel();
+  assert.equal(d.times().greeted, undefined);
+});
+
+test("kept data connections have TCP keepalive on at both ends (ss shows the keepalive timer)", async (t) => {
+  const ss = spawnSync("ss", ["-V"]);
+  if (ss.error) return t.skip(`ss (iproute2) is not available: ${ss.error.message}`);
+  const server = await dataServer();
+  const receiver = new WeightDataReceiver();
+  t.after(() => receiver.close());
+  const o = await server.offer(v(1), { key: "w0" });
+  await receiver.receive({ host: "127.0.0.1", port: o.port, token: o.token, expect: { jobId: "job-x", version: 1 }, conn: "keep" });
+  o.cancel();
+  assert.deepEqual([server.keptKeys(), receiver.size()], [["w0"], 1]);
+  const out = spawnSync("ss", ["-tnoH", "state", "established", `( sport = :${o.port} or dport = :${o.port} )`], { encoding: "utf8" });
+  const lines = out.stdout.trim().split("\n").filter(Boolean);
+  assert.equal(lines.length, 2, `both ends of the kept connection:\n${out.stdout}`);
+  for (const line of lines) assert.match(line, /timer:\(keepalive,/, `keepalive on: ${line}`);
+  // Within KEEPALIVE_IDLE_MS of idle time (ss prints what is left, e.g. "9.9sec" or "9sec").
+  for (const line of lines) {
+    const left = /timer:\(keepalive,(?:(\d+)min)?([\d.]+)?(m?s)?(?:ec)?,/.exec(line);
+    assert.ok(left, line);
+    const ms = Number(left[1] ?? 0) * 60_000 + Number(left[2] ?? 0) * (left[3] === "ms" ? 1 : 1000);
+    assert.ok(ms <= KEEPALIVE_IDLE_MS, `${line}: ${ms} ms left > ${KEEPALIVE_IDLE_MS}`);
+  }
 });
 
 test("the table CRC-32 (for Node without zlib.crc32) equals zlib's; peer strings give their host", () => {

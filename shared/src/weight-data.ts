@@ -36,6 +36,14 @@ import { formatPolicy, WeightAssembler, WeightStreamError, type PolicyRef } from
  * token is offered for a new connection too: a worker that lost the kept connection (or whose
  * payload does not start on it within DATA_CONNECT_TIMEOUT_MS) connects anew and presents it.
  * A payload that fails a check on a kept connection fails its call and drops the connection.
+ * Both ends set TCP keepalive on data connections (KEEPALIVE_IDLE_MS idle before the first probe).
+ *
+ * One kept connection per worker at the pusher, and it is never replaced or cut while a payload is
+ * being written on it: a push to a worker whose kept connection is busy (two pushes at once, as at
+ * a job switch) goes on a connection for that push only (no "keep"/"kept" in its call), and a
+ * "keep" connection that completes while the worker has a live kept one is ended after its payload
+ * instead of kept. The worker keeps every "keep" connection until the pusher closes it (several
+ * for a moment when two pushes opened one each) and looks a "kept" call's token up on all of them.
  *
  * A worker that does not know the transport answers the empty stream with INVALID_ARGUMENT, and
  * one that cannot reach the data port with FAILED_PRECONDITION; in both cases it never connected,
@@ -67,6 +75,14 @@ const MAX_SEGMENT_BYTES = 256 << 20;
 export const MAX_HEADER_BYTES = 16 << 20;
 /** How long the receiver waits to connect, and the data server for a receiver's token. */
 export const DATA_CONNECT_TIMEOUT_MS = 10_000;
+/**
+ * TCP keepalive on data connections, both ends: idle time before the first probe (setKeepAlive).
+ * Node 20's libuv sets only this (TCP_KEEPIDLE); the probe interval and count are the kernel's
+ * (Linux defaults 75 s × 9), so a peer whose host died unannounced is noticed that much later.
+ */
+export const KEEPALIVE_IDLE_MS = 10_000;
+/** Kept connections a receiver holds per data server at most (the pusher keeps one; more only for a moment). */
+export const MAX_KEPT_PER_SERVER = 4;
 
 const HELLO = Buffer.from("RLWR", "ascii");
 /** The receiver's greeting when it will keep the connection for later pushes. */
@@ -257,14 +273,30 @@ export interface WeightDataOffer {
    * starting now, without waiting for the receiver: the call then says so ("kept").
    */
   kept: boolean;
-  /** True once the receiver connected and presented the token, or the payload went on its kept connection. */
-  connected(): boolean;
+  /**
+   * What the call's metadata must say (rlmesh-weight-data-conn): "kept" (the payload goes on the
+   * kept connection), "keep" (the server keeps the connection the receiver opens), or undefined
+   * (a connection for this push only: the server does not keep connections, no key was given, or
+   * the key's kept connection is busy with another push's payload).
+   */
+  conn: WeightDataConn | undefined;
+  /**
+   * True once the receiver opened a new connection and presented the token (it took this payload
+   * there, or is taking it). A receiver that answers without having done so, and whose payload
+   * did not come on a kept connection, did not get it.
+   */
+  connectedAnew(): boolean;
   /** performance.now() when the receiver presented the token (a new connection), and when the payload was written (undefined before). */
   times(): { greeted?: number; written?: number };
   /** Settles when the payload is written (or could not be); never rejects unhandled. */
   done: Promise<void>;
-  /** Withdraws the offer (and drops its connection unless it is kept, complete, for the next push). */
-  cancel(): void;
+  /**
+   * Withdraws the offer (and drops its connection unless it is kept, complete, for the next push).
+   * `dropKept`: the call failed, so the kept connection the payload went on is in an unknown state
+   * (the receiver may no longer have it): it is not used again, and is ended (once the payload
+   * being written on it, if any, is queued).
+   */
+  cancel(opts?: { dropKept?: boolean }): void;
 }
 
 /** A receiver's connection kept open after a push, for the next ones. */
@@ -272,6 +304,14 @@ interface KeptSocket {
   sock: Socket;
   /** A payload is being written on it. */
   busy: boolean;
+  /** Not to be used again: ended once its payload (if busy) is queued. */
+  retired: boolean;
+}
+
+/** Ends `sock` after what is queued on it, and destroys it if that does not finish in time. */
+function endSoon(sock: Socket): void {
+  sock.end();
+  setTimeout(() => sock.destroy(), DATA_CONNECT_TIMEOUT_MS).unref();
 }
 
 /**
@@ -303,7 +343,10 @@ export class WeightDataServer {
   /** Listens (once); resolves to the port. */
   start(): Promise<number> {
     this.starting ??= new Promise<number>((resolve, reject) => {
-      const server = createServer({ noDelay: true }, (sock) => this.greet(sock));
+      const server = createServer({ noDelay: true }, (sock) => {
+        sock.setKeepAlive(true, KEEPALIVE_IDLE_MS);
+        this.greet(sock);
+      });
       server.once("error", reject);
       server.listen(this.port, this.host, () => {
         server.off("error", reject);
@@ -342,25 +385,43 @@ export class WeightDataServer {
     sock.on("data", onData);
   }
 
-  /** Files `sock` (its payload complete) as `key`'s kept connection, replacing any older one. */
-  private adopt(key: string, sock: Socket): void {
+  /**
+   * Files `sock` (its payload queued) as `key`'s kept connection; false (not kept) when `key` has
+   * a live kept connection already, which is never replaced: it may be carrying another push's
+   * payload right now.
+   */
+  private adopt(key: string, sock: Socket): boolean {
     const old = this.kept.get(key);
-    if (old && old.sock !== sock) old.sock.destroy();
-    const k: KeptSocket = { sock, busy: false };
+    if (old && old.sock !== sock && !old.sock.destroyed) return false;
+    const k: KeptSocket = { sock, busy: false, retired: false };
     this.kept.set(key, k);
     sock.once("close", () => {
       if (this.kept.get(key) === k) this.kept.delete(key);
     });
+    return true;
+  }
+
+  /** `k` is not used again: ended now, or once the payload being written on it is queued. */
+  private retire(key: string, k: KeptSocket): void {
+    if (this.kept.get(key) === k) this.kept.delete(key);
+    if (k.retired) return;
+    k.retired = true;
+    if (!k.busy) endSoon(k.sock);
   }
 
   /**
    * Offers `payload` to the receiver that presents the returned token; with `key` (the worker's
-   * address) and a kept connection for it that is idle, also writes it there right away.
+   * address) and a kept connection for it that is idle, also writes it there right away. When
+   * that connection is busy (another push's payload is being written on it), the offer is for a
+   * connection for this push only.
    */
   async offer(payload: WeightDataPayload, opts: { key?: string } = {}): Promise<WeightDataOffer> {
     const port = await this.start();
     const token = randomBytes(TOKEN_HEX / 2).toString("hex");
-    const keepAs = this.keep ? opts.key : undefined;
+    const live = this.keep && opts.key !== undefined ? this.kept.get(opts.key) : undefined;
+    const k = live && !live.sock.destroyed ? live : undefined;
+    // Busy: this push goes on its own connection, which is neither kept nor replaces that one.
+    const keepAs = this.keep && !k?.busy ? opts.key : undefined;
     let fresh: Socket | undefined;
     let adopted = false;
     let kept: KeptSocket | undefined;
@@ -372,41 +433,52 @@ export class WeightDataServer {
       fresh = s;
       times.greeted = performance.now();
       // The receiver connected anew although the payload went on its kept connection: it lost
-      // that connection (or gave up on it), whose state is unknown now.
-      if (kept && !keptWritten) kept.sock.destroy();
+      // that connection (or gave up on it), whose state is unknown now. Cut off if this payload
+      // is still being written on it (no other push's is); otherwise not used again.
+      if (kept && keepAs !== undefined) {
+        if (!keptWritten) kept.sock.destroy();
+        else this.retire(keepAs, kept);
+      }
       // Anything the receiver sends after its greeting is a protocol error; its close ends the offer.
       s.on("data", () => s.destroy());
       s.on("close", settle);
       const keepIt = keepHello && keepAs !== undefined;
+      let endAfter = !keepIt;
       // Kept once every byte is queued: the call's reply (and cancel()) can come before the drain.
+      // Not kept (ended after its payload) when the worker has a live kept connection already.
       const onQueued = () => {
         if (keepIt && !s.destroyed) {
-          adopted = true;
-          this.adopt(keepAs, s);
+          adopted = this.adopt(keepAs, s);
+          endAfter = !adopted;
         }
       };
-      payload.writeTo(s, !keepIt, onQueued).then(
+      payload.writeTo(s, false, onQueued).then(
         () => {
           times.written = performance.now();
-          if (adopted) settle();
+          if (endAfter) s.end();
+          else if (adopted) settle();
         },
         () => s.destroy(),
       );
       s.resume();
     });
-    const k = keepAs === undefined ? undefined : this.kept.get(keepAs);
-    if (k && !k.busy && !k.sock.destroyed) {
+    if (k && keepAs !== undefined) {
       kept = k;
       k.busy = true;
       const sock = k.sock;
       // After this turn: the caller starts the call first, so both travel at once.
       setImmediate(() => {
-        if (sock.destroyed) return settle();
+        if (sock.destroyed) {
+          k.busy = false;
+          if (!fresh) settle();
+          return;
+        }
         sock.write(Buffer.concat([PUSH, Buffer.from(token, "latin1")]));
         // Complete once every byte is queued (the next payload may follow it on the stream).
         const onQueued = () => {
           keptWritten = true;
           k.busy = false;
+          if (k.retired) endSoon(sock);
         };
         payload.writeTo(sock, false, onQueued).then(
           () => {
@@ -415,7 +487,7 @@ export class WeightDataServer {
           },
           () => {
             sock.destroy();
-            settle();
+            if (!fresh) settle();
           },
         );
       });
@@ -424,14 +496,17 @@ export class WeightDataServer {
       token,
       port,
       kept: kept !== undefined,
-      connected: () => fresh !== undefined || kept !== undefined,
+      conn: kept ? "kept" : keepAs !== undefined ? "keep" : undefined,
+      connectedAnew: () => fresh !== undefined,
       times: () => times,
       done,
-      cancel: () => {
+      cancel: (o = {}) => {
         this.pending.delete(token);
         if (fresh && !adopted) fresh.destroy();
-        // A payload cut off mid-way leaves the kept connection in an unknown state.
+        // A payload cut off mid-way leaves the kept connection in an unknown state (this offer's
+        // payload is the only one on it while it is being written).
         if (kept && !keptWritten) kept.sock.destroy();
+        else if (kept && o.dropKept && keepAs !== undefined) this.retire(keepAs, kept);
         if (!fresh && !kept) settle();
       },
     };
@@ -630,7 +705,7 @@ class FrameReader implements ReadTarget {
  * target's buffer. A read the target refuses (throws) goes to `onError`.
  */
 function connectReading(host: string, port: number, target: { current: ReadTarget }, onError: (err: Error) => void): Socket {
-  return connect({
+  const sock = connect({
     host,
     port,
     noDelay: true,
@@ -647,6 +722,9 @@ function connectReading(host: string, port: number, target: { current: ReadTarge
       },
     },
   });
+  // Applied once connected.
+  sock.setKeepAlive(true, KEEPALIVE_IDLE_MS);
+  return sock;
 }
 
 /**
@@ -744,96 +822,67 @@ export function receiveWeightData(opts: {
 /** A call waiting for its payload on a kept connection. */
 interface Waiter {
   expect: PolicyRef;
-  /** null: the payload will not come on this connection (connect anew with the token). */
+  /** null: the payload will not come on a kept connection (connect anew with the token). */
   resolve(r: ReceivedWeights | null): void;
   reject(err: Error): void;
   timer: NodeJS.Timeout;
 }
 
 /**
- * The receiver's side of a kept connection: "RLWP" + token, then a version's stream, again and
- * again. A payload may arrive before its call (both are sent at once): it is read anyway and kept
- * for DATA_CONNECT_TIMEOUT_MS for its call to claim it, or until the next payload starts. A bad stream fails the call it belongs to
- * and drops the connection; a connection that closes, or a payload that does not start within
- * DATA_CONNECT_TIMEOUT_MS, makes the waiting calls connect anew (the server offers every token
- * both ways).
+ * A receiver's kept connections to one data server and the calls waiting for payloads on them.
+ * The server keeps one per worker; more than one only for a moment (two pushes that each opened
+ * one, the server ends all but one after its payload). A "kept" call's payload may come on any.
  */
-class KeptConnection implements ReadTarget {
-  private readonly prefix = Buffer.alloc(PUSH.length + TOKEN_HEX);
-  private filled = 0;
-  private frame: { token: string; reader: FrameReader } | undefined;
-  private readonly waiters = new Map<string, Waiter>();
-  private readonly arrived = new Map<string, { result: ReceivedWeights; timer: NodeJS.Timeout }>();
-  closed = false;
+class KeptGroup {
+  readonly conns = new Set<KeptConnection>();
+  readonly waiters = new Map<string, Waiter>();
+  /** Payloads read before their call: claimable for DATA_CONNECT_TIMEOUT_MS, or until the next payload starts on the connection that carried them. */
+  readonly arrived = new Map<string, { result: ReceivedWeights; timer: NodeJS.Timeout; conn: KeptConnection }>();
 
-  constructor(
-    private readonly sock: Socket,
-    target: { current: ReadTarget },
-    private readonly onClose: () => void,
-  ) {
-    target.current = this;
-    sock.on("error", () => this.close());
-    sock.on("end", () => this.close());
-    sock.on("close", () => this.close());
-    // Kept for later pushes only: it must not hold the process open.
-    sock.unref();
+  constructor(private readonly onEmpty: () => void) {}
+
+  add(c: KeptConnection): void {
+    this.conns.add(c);
+    if (this.conns.size <= MAX_KEPT_PER_SERVER) return;
+    // More than the server would keep: the oldest one not carrying a payload goes (or this one).
+    const idle = [...this.conns].find((x) => !x.receiving());
+    (idle ?? c).close();
   }
 
-  buffer(): Uint8Array {
-    return this.frame ? this.frame.reader.buffer() : this.prefix.subarray(this.filled);
+  /** Drops a payload that was read and not claimed. */
+  dropArrived(token: string): void {
+    const a = this.arrived.get(token);
+    if (!a) return;
+    clearTimeout(a.timer);
+    this.arrived.delete(token);
+    this.maybeEmpty();
   }
 
-  read(n: number, buf: Uint8Array): void {
-    if (!this.frame) {
-      this.filled += n;
-      if (this.filled < this.prefix.length) return;
-      this.filled = 0;
-      if (!this.prefix.subarray(0, PUSH.length).equals(PUSH)) throw new WeightStreamError("kept data connection: not a payload's start (bad magic)");
-      const token = this.prefix.subarray(PUSH.length).toString("latin1");
-      // A new payload means the pusher is done with the earlier ones (one push at a time per
-      // connection): one that no call claimed is dropped now rather than held (a whole version).
-      for (const a of this.arrived.values()) clearTimeout(a.timer);
-      this.arrived.clear();
-      const w = this.waiters.get(token);
-      if (w) clearTimeout(w.timer);
-      this.frame = { token, reader: new FrameReader(w?.expect) };
-      return;
+  /** `c` closed: the call whose payload was coming on it, and every waiting call if no connection is left, connect anew. */
+  removed(c: KeptConnection, receivingToken: string | undefined): void {
+    this.conns.delete(c);
+    if (receivingToken !== undefined) {
+      const w = this.waiters.get(receivingToken);
+      this.waiters.delete(receivingToken);
+      w?.resolve(null);
     }
-    const { token, reader } = this.frame;
-    try {
-      reader.read(n, buf);
-    } catch (err) {
-      // The call fails with the reason; the connection, in an unknown state now, is dropped.
-      this.waiters.get(token)?.reject(err as Error);
-      this.waiters.delete(token);
-      this.close();
-      throw err;
+    if (this.conns.size === 0) {
+      const ws = [...this.waiters.values()];
+      this.waiters.clear();
+      for (const w of ws) w.resolve(null);
     }
-    if (reader.state !== "done") return;
-    this.frame = undefined;
-    const w = this.waiters.get(token);
-    if (w) {
-      this.waiters.delete(token);
-      w.resolve(reader.result());
-    } else {
-      const timer = setTimeout(() => this.arrived.delete(token), DATA_CONNECT_TIMEOUT_MS);
-      timer.unref();
-      this.arrived.set(token, { result: reader.result(), timer });
-    }
+    this.maybeEmpty();
   }
 
-  /** Payloads read but not claimed by a call yet. */
-  unclaimed(): number {
-    return this.arrived.size;
+  maybeEmpty(): void {
+    if (this.conns.size === 0 && this.waiters.size === 0 && this.arrived.size === 0) this.onEmpty();
   }
 
-  /** The payload of `token`, checked against `expect`; null when it will not come on this connection. */
+  /** The payload of `token`, checked against `expect`; null when it will not come on a kept connection. */
   claim(token: string, expect: PolicyRef, signal?: AbortSignal): Promise<ReceivedWeights | null> {
-    if (this.closed) return Promise.resolve(null);
     const got = this.arrived.get(token);
     if (got) {
-      clearTimeout(got.timer);
-      this.arrived.delete(token);
+      this.dropArrived(token);
       try {
         checkPolicy(got.result, expect);
       } catch (err) {
@@ -841,9 +890,10 @@ class KeptConnection implements ReadTarget {
       }
       return Promise.resolve(got.result);
     }
+    if (this.conns.size === 0) return Promise.resolve(null);
     return new Promise<ReceivedWeights | null>((resolve, reject) => {
       const onAbort = () => {
-        if (this.waiters.get(token)?.reject === wrappedReject) this.waiters.delete(token);
+        if (this.waiters.get(token) === w) this.waiters.delete(token);
         wrappedReject(new WeightStreamError("data connection cancelled"));
       };
       const cleanup = () => {
@@ -862,17 +912,18 @@ class KeptConnection implements ReadTarget {
         },
         reject: wrappedReject,
         timer: setTimeout(() => {
-          this.waiters.delete(token);
+          if (this.waiters.get(token) === w) this.waiters.delete(token);
           w.resolve(null);
         }, DATA_CONNECT_TIMEOUT_MS),
       };
-      if (this.frame?.token === token) {
+      const carrier = [...this.conns].find((c) => c.receivingToken() === token);
+      if (carrier) {
         // Its payload is arriving: the header, if read, must be the announced version.
         clearTimeout(w.timer);
         try {
-          this.frame.reader.announce(expect);
+          carrier.announce(expect);
         } catch (err) {
-          this.sock.destroy();
+          carrier.close();
           return wrappedReject(err as Error);
         }
       }
@@ -883,44 +934,144 @@ class KeptConnection implements ReadTarget {
   }
 
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.sock.destroy();
-    for (const w of this.waiters.values()) w.resolve(null);
-    this.waiters.clear();
-    for (const a of this.arrived.values()) clearTimeout(a.timer);
-    this.arrived.clear();
-    this.onClose();
+    for (const c of [...this.conns]) c.close();
+    for (const token of [...this.arrived.keys()]) this.dropArrived(token);
   }
 }
 
 /**
- * A worker's data connections kept open between pushes, one per pusher data server (the host
- * the call came from and the port it named).
+ * The receiver's side of a kept connection: "RLWP" + token, then a version's stream, again and
+ * again. A payload may arrive before its call (both are sent at once): it is read anyway and kept
+ * (in its group) for DATA_CONNECT_TIMEOUT_MS for its call to claim it, or until the next payload
+ * starts on this connection. A bad stream fails the call it belongs to and drops the connection; a
+ * connection that closes makes the call whose payload it was carrying connect anew (and every
+ * waiting call, when it was the group's last), as does a payload that does not start within
+ * DATA_CONNECT_TIMEOUT_MS (the server offers every token both ways).
+ */
+class KeptConnection implements ReadTarget {
+  private readonly prefix = Buffer.alloc(PUSH.length + TOKEN_HEX);
+  private filled = 0;
+  private frame: { token: string; reader: FrameReader } | undefined;
+  closed = false;
+
+  constructor(
+    private readonly sock: Socket,
+    target: { current: ReadTarget },
+    private readonly group: KeptGroup,
+  ) {
+    target.current = this;
+    sock.on("error", () => this.close());
+    sock.on("end", () => this.close());
+    sock.on("close", () => this.close());
+    // Kept for later pushes only: it must not hold the process open.
+    sock.unref();
+  }
+
+  /** Whether a payload is being read on it. */
+  receiving(): boolean {
+    return this.frame !== undefined;
+  }
+
+  /** The token of the payload being read (undefined between payloads). */
+  receivingToken(): string | undefined {
+    return this.frame?.token;
+  }
+
+  /** The call of the payload being read announced `expect` (throws if its header, already read, is of another). */
+  announce(expect: PolicyRef): void {
+    this.frame?.reader.announce(expect);
+  }
+
+  buffer(): Uint8Array {
+    return this.frame ? this.frame.reader.buffer() : this.prefix.subarray(this.filled);
+  }
+
+  read(n: number, buf: Uint8Array): void {
+    const g = this.group;
+    if (!this.frame) {
+      this.filled += n;
+      if (this.filled < this.prefix.length) return;
+      this.filled = 0;
+      if (!this.prefix.subarray(0, PUSH.length).equals(PUSH)) throw new WeightStreamError("kept data connection: not a payload's start (bad magic)");
+      const token = this.prefix.subarray(PUSH.length).toString("latin1");
+      // A new payload means the pusher is done with this connection's earlier ones (one push at a
+      // time per connection): one that no call claimed is dropped now rather than held (a whole version).
+      for (const [t, a] of [...g.arrived]) if (a.conn === this) g.dropArrived(t);
+      const w = g.waiters.get(token);
+      if (w) clearTimeout(w.timer);
+      this.frame = { token, reader: new FrameReader(w?.expect) };
+      return;
+    }
+    const { token, reader } = this.frame;
+    try {
+      reader.read(n, buf);
+    } catch (err) {
+      // The call fails with the reason; the connection, in an unknown state now, is dropped.
+      const w = g.waiters.get(token);
+      g.waiters.delete(token);
+      w?.reject(err as Error);
+      this.close();
+      throw err;
+    }
+    if (reader.state !== "done") return;
+    this.frame = undefined;
+    const w = g.waiters.get(token);
+    if (w) {
+      g.waiters.delete(token);
+      w.resolve(reader.result());
+    } else {
+      const timer = setTimeout(() => g.dropArrived(token), DATA_CONNECT_TIMEOUT_MS);
+      timer.unref();
+      g.arrived.set(token, { result: reader.result(), timer, conn: this });
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.sock.destroy();
+    const receiving = this.frame?.token;
+    this.frame = undefined;
+    this.group.removed(this, receiving);
+  }
+}
+
+/**
+ * A worker's data connections kept open between pushes, by pusher data server (the host the call
+ * came from and the port it named).
  */
 export class WeightDataReceiver {
-  private readonly conns = new Map<string, KeptConnection>();
+  private readonly groups = new Map<string, KeptGroup>();
+
+  private group(key: string): KeptGroup {
+    let g = this.groups.get(key);
+    if (!g) {
+      const created: KeptGroup = new KeptGroup(() => {
+        if (this.groups.get(key) === created) this.groups.delete(key);
+      });
+      g = created;
+      this.groups.set(key, g);
+    }
+    return g;
+  }
 
   /**
-   * One push's payload: on the kept connection when the call says it went there ("kept"),
-   * otherwise (or when that connection is gone) over a new connection presenting the token, which
+   * One push's payload: on a kept connection when the call says it went there ("kept"),
+   * otherwise (or when it does not come there) over a new connection presenting the token, which
    * is kept afterwards if the server keeps connections ("keep" or "kept").
    */
   async receive(opts: { host: string; port: number; token: string; expect: PolicyRef; conn?: WeightDataConn; signal?: AbortSignal }): Promise<ReceivedWeights> {
     const key = `${opts.host}|${opts.port}`;
     if (opts.conn === "kept") {
-      const got = await this.conns.get(key)?.claim(opts.token, opts.expect, opts.signal);
+      const got = await this.groups.get(key)?.claim(opts.token, opts.expect, opts.signal);
       if (got) return got;
     }
     return receiveWeightData({
       ...opts,
       keep: opts.conn
         ? (sock, target) => {
-            this.conns.get(key)?.close();
-            const c: KeptConnection = new KeptConnection(sock, target, () => {
-              if (this.conns.get(key) === c) this.conns.delete(key);
-            });
-            this.conns.set(key, c);
+            const g = this.group(key);
+            g.add(new KeptConnection(sock, target, g));
           }
         : undefined,
     });
@@ -928,18 +1079,20 @@ export class WeightDataReceiver {
 
   /** How many kept connections there are. */
   size(): number {
-    return this.conns.size;
+    let n = 0;
+    for (const g of this.groups.values()) n += g.conns.size;
+    return n;
   }
 
   /** Payloads read on kept connections that no call has claimed yet. */
   unclaimed(): number {
     let n = 0;
-    for (const c of this.conns.values()) n += c.unclaimed();
+    for (const g of this.groups.values()) n += g.arrived.size;
     return n;
   }
 
   close(): void {
-    for (const c of [...this.conns.values()]) c.close();
+    for (const g of [...this.groups.values()]) g.close();
   }
 }
 

@@ -3,7 +3,9 @@
 // wrong: the version and job scoping of UpdateWeights stay as with chunks; a push whose data is of
 // another version than the call announced, or whose bytes are corrupted on the way, is refused
 // with INVALID_ARGUMENT naming the reason and leaves the served version; a worker that cannot
-// connect back, or that only takes chunks (an older worker), gets the same version as chunks.
+// connect back, or that only takes chunks (an older worker), gets the same version as chunks, and
+// so does one whose kept data connection was lost and that then cannot connect back; two pushes
+// at once to one worker (a job switch) do not break each other's data connection.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -37,6 +39,7 @@ import { startRolloutWorker, type ServiceProcess } from "./helpers.js";
 const MODEL_DIR = join(REPO_ROOT, "models", "tiny-coder");
 const logger = createLogger("weight-push-tcp-test", { level: "error" });
 
+const formatPolicyOf = (i: ModelInfo) => `job ${i.policyJobId} v${i.policyVersion}`;
 const info = (c: RolloutServiceClient) =>
   new Promise<ModelInfo>((resolve, reject) => c.getModelInfo({}, (err, res) => (err ? reject(err) : resolve(res!))));
 
@@ -208,6 +211,82 @@ describe("weight push over the tcp-v1 data connection", { timeout: 300_000 }, ()
     assert.deepEqual([r4.res.accepted, r4.newConnection, flip.connections], [true, true, 2]);
     i = await info(worker.client);
     assert.deepEqual([Number(i.policyVersion), i.policyJobId], [3, "job-k"]);
+  });
+
+  /**
+   * A WeightPusher whose data server listens on 127.0.0.2 behind a TCP proxy on 127.0.0.1 at the
+   * same port (the worker connects back to the gRPC peer's host, 127.0.0.1, at the port the call
+   * names): the proxy counts connections and can cut the worker's side or stop listening.
+   */
+  async function proxiedPusher() {
+    const r = createRedis(redis.url, { role: "client", logger });
+    closers.push(() => r.disconnect());
+    const pairs: { down: Socket; up: Socket }[] = [];
+    let dataPort = 0;
+    const proxy = createServer((down: Socket) => {
+      const up = connect(dataPort, "127.0.0.2");
+      pairs.push({ down, up });
+      down.on("data", (d) => up.write(d));
+      up.on("data", (d: Buffer) => {
+        if (!down.destroyed) down.write(d);
+      });
+      up.on("end", () => down.end());
+      up.on("error", () => down.destroy());
+      down.on("error", () => undefined);
+    });
+    await new Promise<void>((res) => proxy.listen(0, "127.0.0.1", res));
+    dataPort = (proxy.address() as { port: number }).port;
+    closers.push(() => {
+      proxy.close();
+      for (const p of pairs) p.up.destroy();
+    });
+    const pusher = new WeightPusher(r, logger, undefined, { transport: "tcp", dataHost: "127.0.0.2", dataPort });
+    closers.push(() => pusher.close());
+    return { pusher, proxy, pairs };
+  }
+  const scaledWeights = (k: number) => weights.map((t, i) => (i === 0 ? { ...t, data: (t.data as Float32Array).map((x) => x * k) } : t));
+
+  test("a kept data connection lost at the worker, then the data port unreachable: the push falls back to chunks and is taken", async () => {
+    const { pusher, proxy, pairs } = await proxiedPusher();
+    const p1 = await pusher.push({ jobId: "job-l", version: 1 }, weights);
+    assert.deepEqual([p1.pushedTo, p1.pushFailed, pairs.length], [["tcp-w0"], [], 1]);
+    const p2 = await pusher.push({ jobId: "job-l", version: 2 }, scaledWeights(0.5));
+    assert.deepEqual([p2.pushedTo, pairs.length, pusher.lastPhases?.workers[0]?.greetedMs], [["tcp-w0"], 1, undefined], "version 2 on the kept connection");
+    // The worker's side of the kept connection is cut; the pusher's side stays open (as behind a
+    // middlebox that dropped it), and the data port no longer takes connections.
+    proxy.close();
+    for (const p of pairs) p.down.destroy();
+    const p3 = await pusher.push({ jobId: "job-l", version: 3 }, scaledWeights(0.25));
+    assert.deepEqual([p3.pushedTo, p3.pushFailed], [["tcp-w0"], []], "taken as chunks");
+    assert.deepEqual([pusher.chunkFallbacks, pairs.length], [1, 1]);
+    let i = await info(worker.client);
+    assert.deepEqual([Number(i.policyVersion), i.policyJobId], [3, "job-l"]);
+    // The next push goes as chunks directly.
+    const p4 = await pusher.push({ jobId: "job-l", version: 4 }, scaledWeights(0.125));
+    assert.deepEqual([p4.pushedTo, pusher.chunkOnlyPushes], [["tcp-w0"], 1]);
+    i = await info(worker.client);
+    assert.equal(Number(i.policyVersion), 4);
+  });
+
+  test("two pushes at once to one worker (a job switch) both go over data connections; the kept one stays and carries the next push", async () => {
+    const { pusher, pairs } = await proxiedPusher();
+    const p1 = await pusher.push({ jobId: "job-s", version: 1 }, weights);
+    assert.deepEqual([p1.pushedTo, pairs.length], [["tcp-w0"], 1]);
+    const [a, b] = await Promise.all([
+      pusher.push({ jobId: "job-s", version: 2 }, scaledWeights(0.5)),
+      pusher.push({ jobId: "job-z", version: 0 }, scaledWeights(0.25)),
+    ]);
+    assert.deepEqual([a.pushedTo, a.pushFailed, b.pushedTo, b.pushFailed], [["tcp-w0"], [], ["tcp-w0"], []]);
+    // One went on the kept connection, the other on a connection of its own (no reconnect of the first).
+    assert.deepEqual([pusher.chunkFallbacks, pairs.length], [0, 2]);
+    const i = await info(worker.client);
+    assert.ok(
+      (i.policyJobId === "job-s" && Number(i.policyVersion) === 2) || (i.policyJobId === "job-z" && Number(i.policyVersion) === 0),
+      `serves one of the two: ${formatPolicyOf(i)}`,
+    );
+    const p3 = await pusher.push({ jobId: "job-z", version: 5 }, weights);
+    assert.deepEqual([p3.pushedTo, pairs.length, pusher.lastPhases?.workers[0]?.greetedMs], [["tcp-w0"], 2, undefined], "on the kept connection");
+    assert.equal(Number((await info(worker.client)).policyVersion), 5);
   });
 
   test("a worker that cannot connect back, and one that only takes chunks, get the version as chunks", async () => {

@@ -372,10 +372,13 @@ export class WeightPusher {
   }
 
   /**
-   * One worker over a tcp-v1 data connection. A worker that answers without having connected,
-   * because it does not know the transport (INVALID_ARGUMENT: an empty stream) or cannot reach the
-   * data server (FAILED_PRECONDITION), gets the chunks of this push instead (warned once per
-   * worker), and chunks directly for the next CHUNKS_ONLY_MS.
+   * One worker over a tcp-v1 data connection. A worker that did not get the payload because it
+   * cannot reach the data server (FAILED_PRECONDITION: it answers so only when it could not open a
+   * data connection, also when the payload went on a kept connection that it no longer has), or
+   * that does not know the transport (INVALID_ARGUMENT without having connected or been sent the
+   * payload on a kept connection: an empty stream), gets the chunks of this push instead (warned
+   * once per worker), and chunks directly for the next CHUNKS_ONLY_MS. A failed call whose payload
+   * went on the kept connection drops that connection (its state is unknown).
    */
   private async pushOneTcp(
     w: WorkerEntry,
@@ -394,20 +397,25 @@ export class WeightPusher {
       this.logger.warn("weight data server unavailable; pushing chunks on the stream", { err: (err as Error).message });
       return this.pushOne(w, chunksOf(), bytes, phase, t0);
     }
+    let failed = false;
     try {
       phase.callMs = performance.now() - t0;
       return await new Promise<UpdateWeightsResponse>((resolve, reject) => {
         const stream = this.clients
           .get(w.address)
-          .updateWeights(weightDataMetadata(offer, policy, offer.kept ? "kept" : this.dataServer!.keep ? "keep" : undefined), { deadline: pushDeadline(bytes) }, (err, res) => {
+          .updateWeights(weightDataMetadata(offer, policy, offer.conn), { deadline: pushDeadline(bytes) }, (err, res) => {
             if (err) reject(err);
             else resolve(res!);
           });
         stream.end();
       });
     } catch (err) {
+      failed = true;
       const code = (err as grpc.ServiceError).code;
-      if (!offer.connected() && (code === grpc.status.INVALID_ARGUMENT || code === grpc.status.FAILED_PRECONDITION)) {
+      // Whether this push's payload was taken over a connection (a new one, or the kept one it was sent on).
+      const noConnection =
+        code === grpc.status.FAILED_PRECONDITION ? !offer.connectedAnew() : code === grpc.status.INVALID_ARGUMENT && !offer.kept && !offer.connectedAnew();
+      if (noConnection) {
         this.chunkFallbacks++;
         this.chunksOnlyUntil.set(w.address, Date.now() + CHUNKS_ONLY_MS);
         const first = !this.warnedChunks.has(w.address);
@@ -424,7 +432,7 @@ export class WeightPusher {
       const { greeted, written } = offer.times();
       if (greeted !== undefined) phase.greetedMs = greeted - t0;
       if (written !== undefined) phase.writtenMs = written - t0;
-      offer.cancel();
+      offer.cancel({ dropKept: failed });
     }
   }
 

@@ -61,9 +61,12 @@ export interface ExecutorOptions {
  * 6.7 -> 2.1 ms (bwrap) per candidate, and 3.46x -> 3.79x / 3.59x -> 3.94x bare python3's rate.
  * It was opt-in while a killed executor's held jobs stalled like its running ones and could reach
  * maxStalledCount (executor_lost) without ever running; now deaths while held count as one stall
- * (the held-job stall policy, reward-worker.ts) and SIGTERM gives held jobs back unstarted:
- * reward-queue-load.test.ts (an executor SIGKILLed every 3 s) passes at prefetch 1 with a highest
- * stalled counter of 2 (3.6 stalled jobs per kill, against 1.9 at prefetch 0).
+ * (the held-job stall policy, reward-worker.ts, up to DEFAULT_MAX_FORGIVEN_STALLS per job) and
+ * SIGTERM gives held jobs back unstarted. reward-queue-load.test.ts (an executor SIGKILLed every
+ * 3 s) prints the raw stall counts (stc + rlmesh_forgiven); one run each, load 15-18, nice 10:
+ * prefetch 1: 92 stalled jobs in 27 kills (3.41 per kill), 97 stall events, 1 forgiven, at most 2
+ * per job; prefetch 0: 46 in 24 kills (1.92 per kill), 46 events, none forgiven. (Both runs
+ * failed that test's double_counted check: see the executor README.)
  */
 export const DEFAULT_PREFETCH = 1;
 

@@ -13,7 +13,7 @@ export function formatLoadReport(r: LoadReport): string[] {
     `  queue wait (timestamp → processedOn): ${p(r.queue_wait_ms)}`,
     `  execution (processedOn → finishedOn): ${p(r.execution_ms)}`,
     `  notification (finishedOn → waiter): ${p(r.notify_ms)}`,
-    `faults: ${r.executor_kills} executor SIGKILLs (${r.executor_starts} starts), ${r.redis_restarts} Redis SIGKILL+restart (AOF); ${r.redone_jobs} jobs started twice or more, ${r.stalled_jobs} recovered as stalled, ${r.step_retries} step retries`,
+    `faults: ${r.executor_kills} executor SIGKILLs (${r.executor_starts} starts), ${r.redis_restarts} Redis SIGKILL+restart (AOF); ${r.redone_jobs} jobs started twice or more, ${r.stalled_jobs} recovered as stalled (${r.stalled_jobs_per_kill} per kill; ${r.stall_events} stall events, ${r.forgiven_stalls} of them forgiven as held, at most ${r.max_stall_events} for one job, highest stalled counter left ${r.max_stalled_count}), ${r.step_retries} step retries`,
     `outcomes: ${JSON.stringify(r.outcomes)}; lost ${r.lost}, double-counted ${r.double_counted}, wrong rewards ${r.wrong_rewards}, waiter/Redis mismatches ${r.result_mismatch}`,
     `evidence: executor counter = 1 for ${r.recorded_once} (${r.recorded_uncounted} completed with the increment lost to a SIGKILL), one completed event for ${r.completed_events_once}; settled by event ${r.settled_by_event}, by read-back ${r.settled_by_probe}`,
   ];

@@ -29,6 +29,9 @@ test("2 000 reward jobs, 4 executors, an executor SIGKILLed every 3 s, Redis res
     log: (l) => console.log(`# load: ${l}`),
   });
   console.log(`# load report: ${JSON.stringify(r)}`);
+  console.log(
+    `# stalls: ${r.stalled_jobs} stalled jobs in ${r.executor_kills} kills (${r.stalled_jobs_per_kill} per kill), ${r.stall_events} stall events (${r.forgiven_stalls} forgiven), max ${r.max_stall_events} per job, max stalled counter left ${r.max_stalled_count}`,
+  );
   assert.deepEqual(r.outcomes, { completed: 2000 });
   assert.equal(r.lost, 0, "lost jobs");
   assert.equal(r.double_counted, 0, "jobs recorded more than once");
@@ -40,4 +43,7 @@ test("2 000 reward jobs, 4 executors, an executor SIGKILLed every 3 s, Redis res
   assert.equal(r.redis_restarts, 1);
   assert.ok(r.executor_kills >= 3, `only ${r.executor_kills} kills`);
   assert.ok(r.redone_jobs > 0, "the kills hit jobs mid-run (else this proves nothing)");
+  // Raw stall counts (stc + rlmesh_forgiven), printed in the report line above: the policy forgives at most 3 per job.
+  assert.ok(r.stall_events >= r.stalled_jobs, `stall events ${r.stall_events} < stalled jobs ${r.stalled_jobs}`);
+  assert.ok(r.forgiven_stalls <= 3 * r.stalled_jobs, `forgiven ${r.forgiven_stalls} > 3 per stalled job`);
 });

@@ -9,6 +9,7 @@ import { type LocalRedis, createRedis, startLocalRedis } from "@rlmesh/shared";
 import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
 import { type RewardJobData, enqueueRewardJobs, rewardJobId } from "@rlmesh/shared/reward/reward-jobs";
 import { type RewardOutcome, RewardWaiter, parseRewardResult } from "@rlmesh/shared/reward/reward-waiter";
+import { FORGIVEN_FIELD } from "./reward-worker.js";
 
 /**
  * The reward path under load, on loopback, with faults: a private redis-server with AOF, N real
@@ -80,10 +81,24 @@ export interface LoadReport {
   result_mismatch: number;
   /** Jobs started more than once (the executor died, or its lock expired, mid-job) and still counted once. */
   redone_jobs: number;
-  /** Jobs BullMQ recovered as stalled at least once (job hash `stc`). */
+  /** Jobs BullMQ recovered as stalled at least once (job hash `stc + rlmesh_forgiven` > 0). */
   stalled_jobs: number;
-  /** The highest stalled counter of any job (BullMQ fails a job past maxStalledCount). */
+  /**
+   * Stall events over all jobs: BullMQ's counter `stc` plus the stalls the held-job stall policy
+   * took off it (`rlmesh_forgiven`), so the raw count, not what the policy left.
+   */
+  stall_events: number;
+  /** Of stall_events, how many the held-job stall policy took off the counters (sum of `rlmesh_forgiven`). */
+  forgiven_stalls: number;
+  /** The most stall events of any one job (`stc + rlmesh_forgiven`). */
+  max_stall_events: number;
+  /**
+   * The highest stalled counter of any job as the policy left it (`stc`; BullMQ fails a job past
+   * maxStalledCount). The policy rewrites it, so it is no evidence of how often jobs stalled.
+   */
   max_stalled_count: number;
+  /** stalled_jobs / executor_kills (2 decimals; 0 without kills). */
+  stalled_jobs_per_kill: number;
   executor_kills: number;
   executor_starts: number;
   redis_restarts: number;
@@ -331,23 +346,24 @@ export async function runRewardQueueLoad(opts: LoadOptions): Promise<LoadReport>
     const recorded = await client.hgetall(`${counters}:recorded`);
     const startedCount = await client.hgetall(`${counters}:started`);
     const ids = [...enqueuedAt.keys()];
-    const stored = new Map<string, { timestamp: number; processedOn: number; finishedOn: number; returnvalue: string | null; stalled: number; inCompleted: boolean }>();
+    const stored = new Map<string, { timestamp: number; processedOn: number; finishedOn: number; returnvalue: string | null; stalled: number; forgiven: number; inCompleted: boolean }>();
     for (let i = 0; i < ids.length; i += 1000) {
       const batch = ids.slice(i, i + 1000);
       const pipe = client.pipeline();
       for (const id of batch) {
-        pipe.hmget(queue.toKey(id), "timestamp", "processedOn", "finishedOn", "returnvalue", "stc");
+        pipe.hmget(queue.toKey(id), "timestamp", "processedOn", "finishedOn", "returnvalue", "stc", FORGIVEN_FIELD);
         pipe.zscore(queue.toKey("completed"), id);
       }
       const replies = (await pipe.exec()) ?? [];
       batch.forEach((id, j) => {
-        const [ts, processedOn, finishedOn, rv, stc] = (replies[2 * j]?.[1] ?? []) as (string | null)[];
+        const [ts, processedOn, finishedOn, rv, stc, forgiven] = (replies[2 * j]?.[1] ?? []) as (string | null)[];
         stored.set(id, {
           timestamp: Number(ts),
           processedOn: Number(processedOn),
           finishedOn: Number(finishedOn),
           returnvalue: rv ?? null,
           stalled: Number(stc ?? 0),
+          forgiven: Number(forgiven ?? 0),
           inCompleted: replies[2 * j + 1]?.[1] !== null,
         });
       });
@@ -364,6 +380,9 @@ export async function runRewardQueueLoad(opts: LoadOptions): Promise<LoadReport>
     let redone = 0;
     let stalledJobs = 0;
     let maxStalled = 0;
+    let stallEvents = 0;
+    let forgivenStalls = 0;
+    let maxStallEvents = 0;
     const latencies: number[] = [];
     const waits: number[] = [];
     const execs: number[] = [];
@@ -381,7 +400,11 @@ export async function runRewardQueueLoad(opts: LoadOptions): Promise<LoadReport>
       if (rec === 0 && st?.inCompleted) uncounted++;
       if (ev === 1) eventsOnce++;
       if (Number(startedCount[id] ?? 0) > 1) redone++;
-      if ((st?.stalled ?? 0) > 0) stalledJobs++;
+      const events = (st?.stalled ?? 0) + (st?.forgiven ?? 0);
+      if (events > 0) stalledJobs++;
+      stallEvents += events;
+      forgivenStalls += st?.forgiven ?? 0;
+      maxStallEvents = Math.max(maxStallEvents, events);
       maxStalled = Math.max(maxStalled, st?.stalled ?? 0);
       if (s && s.outcome.state === "completed") {
         const sample = Number(id.split("-").at(-1));
@@ -416,7 +439,11 @@ export async function runRewardQueueLoad(opts: LoadOptions): Promise<LoadReport>
       result_mismatch: mismatch,
       redone_jobs: redone,
       stalled_jobs: stalledJobs,
+      stall_events: stallEvents,
+      forgiven_stalls: forgivenStalls,
+      max_stall_events: maxStallEvents,
       max_stalled_count: maxStalled,
+      stalled_jobs_per_kill: fleet.kills > 0 ? Math.round((stalledJobs / fleet.kills) * 100) / 100 : 0,
       executor_kills: fleet.kills,
       executor_starts: fleet.starts,
       redis_restarts: redisRestarts,

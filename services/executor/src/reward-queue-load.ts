@@ -69,7 +69,7 @@ export interface LoadReport {
   lost: number;
   /** Jobs some evidence says were recorded more than once (executor counter, completed events, or a second settle). */
   double_counted: number;
-  /** Jobs whose executor's `recorded` counter is exactly 1. */
+  /** Jobs with exactly one `recorded` entry (one per executor process and take that saw its completion accepted). */
   recorded_once: number;
   /** Completed jobs with no `recorded` count: their executor was SIGKILLed between BullMQ accepting the result and the increment. */
   recorded_uncounted: number;
@@ -272,6 +272,9 @@ export async function runRewardQueueLoad(opts: LoadOptions): Promise<LoadReport>
     const settled = new Map<string, { at: number; wall: number; outcome: RewardOutcome; times: number }>();
     waiter = new RewardWaiter(queue, events, {
       onSettled: (id, outcome) => {
+        // A step whose enqueue failed (Redis restarting) has its ids settled as "not enqueued" and
+        // is retried with the same ids: that is no result, and the retry's settle is the first.
+        if (outcome.state === "failed" && outcome.reason.startsWith("not enqueued:")) return;
         const prev = settled.get(id);
         settled.set(id, { at: performance.now(), wall: Date.now(), outcome, times: (prev?.times ?? 0) + 1 });
       },
@@ -343,7 +346,12 @@ export async function runRewardQueueLoad(opts: LoadOptions): Promise<LoadReport>
 
     // Evidence from Redis: job hashes, the completed set, the executors' counters.
     const client = (await queue.client) as unknown as Redis;
-    const recorded = await client.hgetall(`${counters}:recorded`);
+    // One field `<id>\t<pid>:<processedOn>` per completion an executor saw accepted.
+    const recorded: Record<string, number> = {};
+    for (const field of Object.keys(await client.hgetall(`${counters}:recorded`))) {
+      const id = field.split("\t")[0]!;
+      recorded[id] = (recorded[id] ?? 0) + 1;
+    }
     const startedCount = await client.hgetall(`${counters}:started`);
     const ids = [...enqueuedAt.keys()];
     const stored = new Map<string, { timestamp: number; processedOn: number; finishedOn: number; returnvalue: string | null; stalled: number; forgiven: number; inCompleted: boolean }>();

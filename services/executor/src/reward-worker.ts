@@ -90,7 +90,8 @@ export interface RewardWorkerOptions {
   concurrency: number;
   /**
    * Scores one candidate; throws SandboxError on infrastructure failure, NotStartedError when
-   * the executor gives a held job back (shutdown). Calls `onStart` once the candidate has a sandbox.
+   * the executor gives a held job back (shutdown). Calls `onStart` once the candidate has a sandbox
+   * and awaits it before sending the request.
    */
   score: (data: RewardJobData, onStart?: () => Promise<void>) => Promise<RewardResult>;
   /**

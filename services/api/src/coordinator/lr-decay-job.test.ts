@@ -99,6 +99,20 @@ function timedSpec(maxMinutes: number): NormalizedJobSpec {
   });
 }
 
+/** A second api (Coordinator) takes the job over and runs it to its end. */
+async function resumeToEnd(deps: ConstructorParameters<typeof Coordinator>[0], stopped: Job): Promise<Job | undefined> {
+  const second = new Coordinator(deps);
+  second.start(stopped);
+  let job: Job | undefined;
+  for (let i = 0; i < 1200; i++) {
+    job = await deps.store.get(stopped.id);
+    if (job && (job.state === "JOB_STATE_SUCCEEDED" || job.state === "JOB_STATE_FAILED")) break;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  await second.stop();
+  return job;
+}
+
 const recordedLrs = async (jobId: string) =>
   new Map(Object.entries(await bed.conn.hgetall(stepLrKey(jobId))).map(([k, v]) => [Number(k), JSON.parse(v) as StepLr]));
 
@@ -155,15 +169,7 @@ test("a step resumed by a restarted api resends its recorded LR, and the run's c
   assert.equal(Number(stopped.step), 2);
   await new Promise((r) => setTimeout(r, 1000));
 
-  const second = new Coordinator(deps);
-  second.start(stopped);
-  let job: Job | undefined;
-  for (let i = 0; i < 1200; i++) {
-    job = await store.get(created.id);
-    if (job && (job.state === "JOB_STATE_SUCCEEDED" || job.state === "JOB_STATE_FAILED")) break;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  await second.stop();
+  const job = await resumeToEnd(deps, stopped);
   assert.equal(job?.state, "JOB_STATE_SUCCEEDED", job?.error);
   const tries = l.attempts.filter((a) => a.step === 3);
   assert.equal(tries.length, 2, "step 3: the lost attempt and the resumed one");
@@ -213,15 +219,7 @@ test("a restarted api's time budget goes on from the recorded run seconds, like 
   await first.stop();
   const before = (await recordedLrs(created.id)).get(HANG_AT)!.elapsedSeconds;
   assert.ok(before > 0.8, `${HANG_AT - 1} steps ran before the restart (${before} s)`);
-  const second = new Coordinator(deps);
-  second.start((await store.get(created.id))!);
-  let job: Job | undefined;
-  for (let i = 0; i < 1200; i++) {
-    job = await store.get(created.id);
-    if (job && (job.state === "JOB_STATE_SUCCEEDED" || job.state === "JOB_STATE_FAILED")) break;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  await second.stop();
+  const job = await resumeToEnd(deps, (await store.get(created.id))!);
   assert.equal(job?.state, "JOB_STATE_SUCCEEDED", job?.error);
   // Every step started inside the one budget: a budget restarted with the api would have run
   // steps up to `before` seconds past it.

@@ -115,7 +115,7 @@ export const TRAIN_BASE_USAGE = `usage: rlmesh train-base [--config tiny|ci] [--
   that share of rows' merge count uniformly (default 0: per pair); --merge-placement tail squeezes
   each run of masks at its end (its last mask is the <|expand|>; default random, DreamOn's);
   --trunk-lr-scale S trains
-  every weight but the new <|expand|> row at S × the LR (default 1).`;
+  every weight but the <|expand|> row (and any row after it) at S × the LR (default 1).`;
 
 export function parseTrainBaseArgs(argv: readonly string[]): TrainBaseArgs {
   const args: TrainBaseArgs = {

@@ -161,7 +161,7 @@ export async function trainDreamOn(args: TrainBaseArgs, settings: TrainBaseSetti
       if (!clip.finite) throw new Error(`train-base (dreamon): non-finite gradient at step ${step} (loss ${loss})`);
       const before = trunkLrScale < 1 ? snapshotWeights(weights) : undefined;
       adamwStep(weights, grads, opt, learningRateAt(step, schedule), adamCfg);
-      if (before) scaleTrunkUpdate(weights, before, trunkLrScale, grownFrom ?? config.vocabSize, config.vocabSize, config.dModel);
+      if (before) scaleTrunkUpdate(weights, before, trunkLrScale, grownFrom ?? expandId, config.vocabSize, config.dModel); // the <|expand|> row keeps the full LR, grown now or by --init
       ema = Number.isNaN(ema) ? loss : 0.95 * ema + 0.05 * loss;
       const elapsed = (performance.now() - t0) / 1000;
       if ((step + 1) % logEvery === 0 || step === 0) {

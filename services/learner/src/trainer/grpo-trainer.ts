@@ -213,6 +213,8 @@ export class GrpoTrainer implements Trainer {
   /** Batch shapes (shapeKey) whose update kernels are compiled: by a TrainStep or the warm-up. */
   private readonly compiled = new Set<string>();
   private warming: { stop: string; done: Promise<WarmupReport> } | null = null;
+  /** A TrainStep has arrived at this trainer (JobTrainers then starts no warm-up for it). */
+  private stepArrived = false;
 
   private constructor(
     private readonly opts: GrpoTrainerOptions,
@@ -348,6 +350,7 @@ export class GrpoTrainer implements Trainer {
   trainStep(req: TrainStepRequest): Promise<TrainStepResult> {
     // The warm-up uses the time before the job's first TrainStep: from here on a shape is compiled
     // when a step needs it (the shape in progress, if any, finishes first).
+    this.stepArrived = true;
     if (this.warming && !this.warming.stop) this.warming.stop = "a TrainStep arrived";
     return this.exclusive(() => this.trainStepLocked(req));
   }
@@ -414,6 +417,11 @@ export class GrpoTrainer implements Trainer {
     state.done = this.runWarmup(shapes, opts, state);
     this.warming = state;
     return state.done;
+  }
+
+  /** True once a TrainStep has arrived (a warm-up then would only compile between steps). */
+  get hasTrainSteps(): boolean {
+    return this.stepArrived;
   }
 
   /** The running or finished warm-up's report, or null when none was started. */

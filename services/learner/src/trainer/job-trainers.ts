@@ -105,7 +105,9 @@ export class JobTrainers implements TrainerHost {
   warmUp(jobId: string): void {
     const recipe = this.opts.warmup;
     const active = this.active;
-    if (!recipe || !active || active.jobId !== jobId || active.trainer.warmupReport()) return;
+    // A TrainStep that reached the trainer first (a retried step at a restarted learner) ends the
+    // warm-up's window: shapes compiled between steps would hold those steps and their pushes up.
+    if (!recipe || !active || active.jobId !== jobId || active.trainer.warmupReport() || active.trainer.hasTrainSteps) return;
     const shapes = warmupShapes(recipe, active.trainer.modelManifest.max_seq_len);
     this.opts.logger.info("learner warm-up: compiling the job's batch shapes", {
       job: jobId,

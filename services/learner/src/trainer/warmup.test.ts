@@ -259,6 +259,10 @@ test("JobTrainers: the warm-up runs in the background until the job's first Trai
     assert.ok(cOutcomes.indexOf("skipped") === -1 || cOutcomes.slice(cOutcomes.indexOf("skipped")).every((o) => o === "skipped"), cOutcomes.join(","));
     const d = await host.trainerFor("job-d").trainStep(request("job-d", 1, 0, 40, 20));
     assert.equal(d.policyVersion, 1);
+    // A TrainStep that came before the warm-up's start (a retried step at a restarted learner):
+    // no warm-up starts between the job's steps.
+    host.warmUp("job-d");
+    assert.equal(host.trainerFor("job-d").warmupReport(), null, "no warm-up once the job has trained");
   } finally {
     host.dispose();
   }

@@ -277,15 +277,21 @@ describe("weight push over the tcp-v1 data connection", { timeout: 300_000 }, ()
       pusher.push({ jobId: "job-z", version: 0 }, scaledWeights(0.25)),
     ]);
     assert.deepEqual([a.pushedTo, a.pushFailed, b.pushedTo, b.pushFailed], [["tcp-w0"], [], ["tcp-w0"], []]);
-    // One went on the kept connection, the other on a connection of its own (no reconnect of the first).
-    assert.deepEqual([pusher.chunkFallbacks, pairs.length], [0, 2]);
+    // Neither fell back to chunks. If the second push found the kept connection busy it went on a
+    // connection of its own (2 in all); if the first had already written its 2 MB, the second used
+    // the kept one too (1): timing decides, so either is right here (the busy case is pinned down
+    // with a 32 MiB payload in shared/src/weight-data.test.ts). The kept connection is never
+    // replaced: no third connection.
+    const conns = pairs.length;
+    assert.equal(pusher.chunkFallbacks, 0);
+    assert.ok(conns === 1 || conns === 2, `${conns} data connections for 3 pushes`);
     const i = await info(worker.client);
     assert.ok(
       (i.policyJobId === "job-s" && Number(i.policyVersion) === 2) || (i.policyJobId === "job-z" && Number(i.policyVersion) === 0),
       `serves one of the two: ${formatPolicyOf(i)}`,
     );
     const p3 = await pusher.push({ jobId: "job-z", version: 5 }, weights);
-    assert.deepEqual([p3.pushedTo, pairs.length, pusher.lastPhases?.workers[0]?.greetedMs], [["tcp-w0"], 2, undefined], "on the kept connection");
+    assert.deepEqual([p3.pushedTo, pairs.length, pusher.lastPhases?.workers[0]?.greetedMs], [["tcp-w0"], conns, undefined], "on the kept connection");
     assert.equal(Number((await info(worker.client)).policyVersion), 5);
   });
 

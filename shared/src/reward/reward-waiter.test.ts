@@ -47,7 +47,16 @@ const passed = (sample: number): RewardResult =>
   rewardResult({ status: sample % 3 === 0 ? "failed" : "passed", tests_run: 1, tests_passed: sample % 3 === 0 ? 0 : 1, tests_total: 1, duration_ms: 1, reason: `s${sample}` });
 
 function worker(queueName: string, process: (job: Job<RewardJobData>) => Promise<RewardResult> = async (j) => passed(j.data.sample_index)) {
-  const w = new Worker<RewardJobData, RewardResult>(queueName, process, { connection: conn("worker"), concurrency: 50 });
+  // Short locks and stall checks: a job that was active when a test kills Redis is moved back and
+  // re-run within seconds, not after BullMQ's default 30 s stall check (a CI run at cef4cd1 ended
+  // the restart test with 1999 of 2000 completed and 1 timed out at its 45 s wait; a job left
+  // active by the kill waiting for that check is the likely cause).
+  const w = new Worker<RewardJobData, RewardResult>(queueName, process, {
+    connection: conn("worker"),
+    concurrency: 50,
+    lockDuration: 5_000,
+    stalledInterval: 2_000,
+  });
   closers.push(() => w.close());
   return w;
 }

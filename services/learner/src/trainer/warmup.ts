@@ -7,9 +7,6 @@ import type { ModelManifest } from "@rlmesh/shared/model/index";
 import type { GrpoBatch } from "../grpo/grpo-batch.js";
 import { DEFAULT_SEQ_BUCKET } from "./batch-bucket.js";
 
-/** RLMESH_LEARNER_WARMUP: 0 turns the warm-up off. */
-export const LEARNER_WARMUP_ENV = "RLMESH_LEARNER_WARMUP";
-
 /**
  * What a job's TrainSteps look like, as far as their compiled shapes go. StartJob does not carry
  * the job's spec, so these come from the learner's configuration (defaults: the demo's job).

@@ -144,7 +144,7 @@ export async function runFirstSteps(mode: WarmupMode, steps: number, modelDir: s
   const t0 = performance.now();
   if (mode === "on") {
     const recipe = DEFAULT_WARMUP_RECIPE;
-    report = await trainer.warmup(warmupShapes(recipe, m.max_seq_len), { recipe, maxSeconds: recipe.maxSeconds });
+    report = await trainer.warmup(warmupShapes(recipe, m.max_seq_len), recipe);
   }
   const warmupSeconds = report ? (performance.now() - t0) / 1000 : 0;
   const warmupCpu = report ? cpu() - c0 : 0;

@@ -406,15 +406,15 @@ export class GrpoTrainer implements Trainer {
    * weights (a fresh optimizer state for the copy): the trainer's weights, optimizer state,
    * version and checkpoints do not change. Each shape runs under the trainer's lock; no new shape
    * starts once a TrainStep has arrived (that step waits for the shape in progress only; later
-   * shapes compile when a step needs them, as without warm-up), after `maxSeconds`, or after
+   * shapes compile when a step needs them, as without warm-up), after `recipe.maxSeconds`, or after
    * stopWarmup. A shape that a TrainStep (or an earlier warm-up) compiled is not run again:
    * nothing is compiled twice. Logs one line per shape and a total; sets
    * rlmesh_learner_warmup_seconds. One warm-up per trainer: a second call returns the first's.
    */
-  warmup(shapes: readonly WarmupShape[], opts: { recipe: WarmupRecipe; maxSeconds: number }): Promise<WarmupReport> {
+  warmup(shapes: readonly WarmupShape[], recipe: WarmupRecipe): Promise<WarmupReport> {
     if (this.warming) return this.warming.done;
     const state = { stop: "", done: Promise.resolve(null as unknown as WarmupReport) };
-    state.done = this.runWarmup(shapes, opts, state);
+    state.done = this.runWarmup(shapes, recipe, state);
     this.warming = state;
     return state.done;
   }
@@ -442,18 +442,14 @@ export class GrpoTrainer implements Trainer {
     return { version: this.version, weights: cloneNamedTensors(this.current), optimizer: { step: o.step, m: cloneNamedTensors(o.m), v: cloneNamedTensors(o.v) } };
   }
 
-  private async runWarmup(
-    shapes: readonly WarmupShape[],
-    opts: { recipe: WarmupRecipe; maxSeconds: number },
-    state: { stop: string },
-  ): Promise<WarmupReport> {
+  private async runWarmup(shapes: readonly WarmupShape[], recipe: WarmupRecipe, state: { stop: string }): Promise<WarmupReport> {
     const t0 = performance.now();
     const out: WarmedShape[] = [];
-    const maxHeapMiB = opts.recipe.maxHeapMiB ?? DEFAULT_WARMUP_MAX_HEAP_MIB;
+    const maxHeapMiB = recipe.maxHeapMiB ?? DEFAULT_WARMUP_MAX_HEAP_MIB;
     let warmSeconds = 0;
     let run = 0;
     for (const shape of shapes) {
-      let why = state.stop || ((performance.now() - t0) / 1000 >= opts.maxSeconds ? `past the ${opts.maxSeconds} s bound` : "");
+      let why = state.stop || ((performance.now() - t0) / 1000 >= recipe.maxSeconds ? `past the ${recipe.maxSeconds} s bound` : "");
       const r: WarmedShape = why
         ? { ...shape, outcome: "skipped", seconds: 0 }
         : await this.exclusive(() => {
@@ -461,7 +457,7 @@ export class GrpoTrainer implements Trainer {
             // jax-js's wasm heap never shrinks and a shape's buffers serve that shape only: no
             // shape starts that would take it past the budget (the job's own shapes need the rest).
             why = state.stop || (this.compiled.has(shapeKey(shape.rows, shape.seqLen)) ? "" : heapBudgetRefusal(wasmHeapBytes(), shapeHeapLedger.estimate(this.heapTag(), shape), maxHeapMiB, run));
-            return why ? Promise.resolve<WarmedShape>({ ...shape, outcome: "skipped", seconds: 0 }) : this.warmShape(shape, opts.recipe);
+            return why ? Promise.resolve<WarmedShape>({ ...shape, outcome: "skipped", seconds: 0 }) : this.warmShape(shape, recipe);
           });
       if (r.outcome === "compiled") run++;
       out.push(r);

@@ -116,7 +116,7 @@ export class JobTrainers implements TrainerHost {
       maxSeconds: recipe.maxSeconds,
       maxHeapMiB: recipe.maxHeapMiB ?? DEFAULT_WARMUP_MAX_HEAP_MIB,
     });
-    active.trainer.warmup(shapes, { recipe, maxSeconds: recipe.maxSeconds }).catch((err: unknown) => {
+    active.trainer.warmup(shapes, recipe).catch((err: unknown) => {
       this.opts.logger.warn("learner warm-up failed; TrainSteps compile their own batch shapes", { job: jobId, err: err instanceof Error ? err.message : String(err) });
     });
   }

@@ -175,7 +175,7 @@ test("warm-up leaves weights and Adam moments bit-identical, and the next TrainS
     assert.equal(before.version, 1);
     assert.ok(Object.values(before.optimizer.m).some((t) => t.data.some((x) => x !== 0)), "the moments are not zeros");
 
-    const report = await warmed.warmup(warmupShapes(RECIPE, manifest.max_seq_len), { recipe: RECIPE, maxSeconds: RECIPE.maxSeconds });
+    const report = await warmed.warmup(warmupShapes(RECIPE, manifest.max_seq_len), RECIPE);
     // The 64 bucket was compiled by the first step; 48 by the warm-up (of this trainer).
     assert.deepEqual(
       report.shapes.map((s) => `${s.rows}x${s.seqLen}:${s.outcome}`),
@@ -207,7 +207,7 @@ test("warm-up leaves weights and Adam moments bit-identical, and the next TrainS
     assertBitIdentical(a.optimizer.m, b.optimizer.m, "Adam m after the step (warmed vs not)");
     assertBitIdentical(a.optimizer.v, b.optimizer.v, "Adam v after the step (warmed vs not)");
     // A second warm-up call is the first one.
-    assert.equal(await warmed.warmup([], { recipe: RECIPE, maxSeconds: 1 }), report);
+    assert.equal(await warmed.warmup([], RECIPE), report);
   } finally {
     warmed.dispose();
     plain.dispose();
@@ -283,7 +283,7 @@ test("a TrainStep in a warmed shape compiles nothing; one in a shape the warm-up
     const shapes = warmupShapes(recipe, manifest.max_seq_len);
     assert.deepEqual(shapes.map((x) => x.seqLen), [32]);
     compiles.n = 0;
-    await trainer.warmup(shapes, { recipe, maxSeconds: recipe.maxSeconds });
+    await trainer.warmup(shapes, recipe);
     assert.ok(compiles.n > 0, "the warm-up compiled the 32 bucket");
     compiles.n = 0;
     await trainer.trainStep(request("job", 1, 0, 20, 8));

@@ -19,7 +19,8 @@ function portDir(): string {
 }
 
 /** True when this process now holds `port`'s reservation (a fresh one, or a stale one taken over). */
-export function reservePort(port: number, now = Date.now()): boolean {
+export function reservePort(port: number): boolean {
+  const now = Date.now();
   const dir = portDir();
   const file = join(dir, String(port));
   try {

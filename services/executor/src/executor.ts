@@ -157,9 +157,6 @@ export async function startExecutor(opts: ExecutorOptions): Promise<RunningExecu
     queueName,
     concurrency: concurrency * (1 + prefetch),
     score: (data, onStart) => scoreCandidate(pool, data, { limits, container }, onStart),
-    // On at every prefetch: with 0 a job can still wait (a sandbox being replaced), and a fleet
-    // mixing settings needs every executor to record its runs (else their stalls read as held).
-    heldStallPolicy: true,
     name: owner,
     ...(metrics ? { metrics } : {}),
     ...(logger ? { logger } : {}),

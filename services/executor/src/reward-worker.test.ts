@@ -135,7 +135,6 @@ async function dieHolding(
         concurrency: 1,
         lockDurationMs: 1000,
         stalledIntervalMs: 300,
-        heldStallPolicy: true,
         score: (_d, onStart) => {
           taken = true;
           return hold(onStart);
@@ -176,7 +175,6 @@ test(
         concurrency: 1,
         lockDurationMs: 1000,
         stalledIntervalMs: 300,
-        heldStallPolicy: true,
         score: async () => PASSED(),
       });
       try {
@@ -268,7 +266,6 @@ test(
       connection: conn("worker"),
       queueName,
       concurrency: 1,
-      heldStallPolicy: true,
       score: async () => {
         if (++calls === 1) throw new NotStartedError("executor shutting down");
         return PASSED();

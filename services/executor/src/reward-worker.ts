@@ -51,9 +51,11 @@ export const FORGIVEN_FIELD = "rlmesh_forgiven";
 export const DEFAULT_MAX_FORGIVEN_STALLS = 3;
 
 /**
- * The held-job stall policy (for executors that hold jobs: prefetch): a stall of a job its executor held but had
- * not started (it waited for a sandbox) counts once, however many executors died holding it, up
- * to a bound. At each fetch, the stalls beyond its running ones (RUNNING_FIELD) and one held one
+ * The held-job stall policy, on in every reward worker (every executor of a queue must record its
+ * runs, or its running stalls would read as held ones to one that forgives; with prefetch 0 a job
+ * can still wait for a sandbox being replaced): a stall of a job its executor held but had not
+ * started (it waited for a sandbox) counts once, however many executors died holding it, up to a
+ * bound (one HINCRBY per job records a run, awaited before the request goes to the sandbox). At each fetch, the stalls beyond its running ones (RUNNING_FIELD) and one held one
  * are taken off BullMQ's stalled counter, under the job's lock, as long as the job's forgiven
  * stalls (FORGIVEN_FIELD) stay within ARGV[4]; they are added to FORGIVEN_FIELD, so the job's
  * stall events are `stc + rlmesh_forgiven`. Returns how many were taken off (-1: the lock is not
@@ -93,16 +95,7 @@ export interface RewardWorkerOptions {
    * the executor gives a held job back (shutdown). Calls `onStart` once the candidate has a sandbox
    * and awaits it before sending the request.
    */
-  score: (data: RewardJobData, onStart?: () => Promise<void>) => Promise<RewardResult>;
-  /**
-   * The held-job stall policy (FORGIVE_HELD_STALLS): the executor turns it on at every prefetch
-   * setting (every executor of a queue must record its runs, or its running stalls would read as
-   * held ones); costs one HINCRBY per job, awaited before the request goes to the sandbox.
-   * @defaultValue false
-   */
-  heldStallPolicy?: boolean;
-  /** Stalls the held-job stall policy forgives a job in all. @defaultValue DEFAULT_MAX_FORGIVEN_STALLS */
-  maxForgivenStalls?: number;
+  score: (data: RewardJobData, onStart: () => Promise<void>) => Promise<RewardResult>;
   metrics?: ExecutorMetrics;
   logger?: Logger;
   /** BullMQ lock duration: a job whose worker stops renewing it is retried after this. @defaultValue DEFAULT_LOCK_MS */
@@ -127,33 +120,28 @@ export interface RewardWorkerOptions {
  */
 export function createRewardWorker(opts: RewardWorkerOptions): Worker<RewardJobData, RewardResult> {
   const { metrics, logger } = opts;
-  const policy = opts.heldStallPolicy === true;
-  const maxForgiven = opts.maxForgivenStalls ?? DEFAULT_MAX_FORGIVEN_STALLS;
-  if (!Number.isInteger(maxForgiven) || maxForgiven < 0) throw new Error(`maxForgivenStalls must be an integer >= 0, got ${maxForgiven}`);
   const processor = async (job: Job<RewardJobData, RewardResult>, token?: string): Promise<RewardResult> => {
     if (job.attemptsMade === 0 && job.processedOn) metrics?.queueWait.observe(Math.max(0, job.processedOn - job.timestamp) / 1000);
     const jobKey = worker.toKey(job.id!);
-    if (policy && token && (job.stalledCounter ?? 0) >= 2) {
+    if (token && (job.stalledCounter ?? 0) >= 2) {
       const client = await policyClient(worker);
       const forgiven = Number(
-        await client.eval(FORGIVE_HELD_STALLS, 2, jobKey, `${jobKey}:lock`, token, RUNNING_FIELD, FORGIVEN_FIELD, String(maxForgiven)),
+        await client.eval(FORGIVE_HELD_STALLS, 2, jobKey, `${jobKey}:lock`, token, RUNNING_FIELD, FORGIVEN_FIELD, String(DEFAULT_MAX_FORGIVEN_STALLS)),
       );
       if (forgiven > 0) logger?.info("held-job stalls not counted", { job: job.id, stalled: job.stalledCounter, forgiven });
     }
     let running = false;
-    const onStart = policy
-      ? async () => {
-          // Awaited (one round trip) before the request reaches the sandbox: a run is recorded
-          // before it can kill anything, so its stalls count. If Redis does not answer, the run
-          // goes ahead and a stall in it reads as held (forgiven at most maxForgivenStalls times).
-          try {
-            await (await policyClient(worker)).hincrby(jobKey, RUNNING_FIELD, 1);
-            running = true;
-          } catch (err) {
-            logger?.warn("run count not recorded", { job: job.id, err });
-          }
-        }
-      : undefined;
+    const onStart = async () => {
+      // Awaited (one round trip) before the request reaches the sandbox: a run is recorded
+      // before it can kill anything, so its stalls count. If Redis does not answer, the run
+      // goes ahead and a stall in it reads as held (forgiven at most DEFAULT_MAX_FORGIVEN_STALLS times).
+      try {
+        await (await policyClient(worker)).hincrby(jobKey, RUNNING_FIELD, 1);
+        running = true;
+      } catch (err) {
+        logger?.warn("run count not recorded", { job: job.id, err });
+      }
+    };
     const started = process.hrtime.bigint();
     let result: RewardResult;
     try {

@@ -15,7 +15,7 @@ import { loadTokenizer } from "@rlmesh/shared/tokenizer/index";
 import type { ModelManifest } from "@rlmesh/shared/model/index";
 
 import { GrpoTrainer } from "./trainer/grpo-trainer.js";
-import { DEFAULT_SEQ_BUCKET } from "./trainer/batch-bucket.js";
+import { bucketSeqLen } from "./trainer/batch-bucket.js";
 import { DEFAULT_WARMUP_RECIPE, warmupShapes, type WarmupReport } from "./trainer/warmup.js";
 import { createRng } from "./grpo/seeded-rng.js";
 import { jaxThreadCount } from "./model/worker-shim.js";
@@ -165,7 +165,7 @@ export async function runFirstSteps(mode: WarmupMode, steps: number, modelDir: s
     const r = await trainer.trainStep(req);
     run.step_seconds.push((performance.now() - s0) / 1000);
     run.step_cpu_seconds.push(cpu() - sc0);
-    run.seq_lens.push(Math.min(m.max_seq_len, Math.ceil(longest / DEFAULT_SEQ_BUCKET) * DEFAULT_SEQ_BUCKET));
+    run.seq_lens.push(bucketSeqLen(longest, m.max_seq_len));
     if (r.stats.skipped) throw new Error(`bench learner: step ${n} was skipped (no informative group)`);
   }
   trainer.dispose();

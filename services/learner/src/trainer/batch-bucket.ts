@@ -6,6 +6,11 @@ import type { GrpoBatch } from "../grpo/grpo-batch.js";
  */
 export const DEFAULT_SEQ_BUCKET = 16;
 
+/** The length padBatchToBucket pads a batch of `seqLen` to: the next multiple of `bucket`, at most `maxSeqLen` (never below `seqLen`). */
+export function bucketSeqLen(seqLen: number, maxSeqLen: number, bucket = DEFAULT_SEQ_BUCKET): number {
+  return Math.max(seqLen, Math.min(maxSeqLen, Math.ceil(seqLen / bucket) * bucket));
+}
+
 /**
  * The batch with its rows right-padded to `seqLen` (a multiple of `bucket`, at most `maxSeqLen`).
  * Padding is PAD with attention and response masks 0, so no real position sees it and the loss
@@ -13,8 +18,8 @@ export const DEFAULT_SEQ_BUCKET = 16;
  */
 export function padBatchToBucket(batch: GrpoBatch, padId: number, maxSeqLen: number, bucket = DEFAULT_SEQ_BUCKET): GrpoBatch {
   const { batchSize: B, seqLen: T } = batch;
-  const target = Math.min(maxSeqLen, Math.ceil(T / bucket) * bucket);
-  if (target <= T) return batch;
+  const target = bucketSeqLen(T, maxSeqLen, bucket);
+  if (target === T) return batch;
   const tokens = new Int32Array(B * target).fill(padId);
   const attentionMask = new Uint8Array(B * target);
   const responseMask = new Uint8Array(B * target);

@@ -5,7 +5,7 @@
 // background, on dummy batches and on copies of the weights and optimizer state.
 import type { ModelManifest } from "@rlmesh/shared/model/index";
 import type { GrpoBatch } from "../grpo/grpo-batch.js";
-import { DEFAULT_SEQ_BUCKET } from "./batch-bucket.js";
+import { bucketSeqLen, DEFAULT_SEQ_BUCKET } from "./batch-bucket.js";
 
 /**
  * What a job's TrainSteps look like, as far as their compiled shapes go. StartJob does not carry
@@ -115,7 +115,7 @@ export function warmupShapes(recipe: WarmupRecipe, maxSeqLen: number, bucket = D
   const shortest = Math.min(maxSeqLen, recipe.promptTokens[0] + 1);
   const longest = Math.min(maxSeqLen, recipe.promptTokens[1] + recipe.responseTokens);
   const lens = new Set<number>();
-  for (let t = shortest; t <= longest; t++) lens.add(Math.max(t, Math.min(maxSeqLen, Math.ceil(t / bucket) * bucket)));
+  for (let t = shortest; t <= longest; t++) lens.add(bucketSeqLen(t, maxSeqLen, bucket));
   const centre = (shortest + longest) / 2;
   return [...lens].sort((a, b) => Math.abs(a - centre) - Math.abs(b - centre) || b - a).map((seqLen) => ({ rows: recipe.rows, seqLen }));
 }

@@ -194,7 +194,7 @@ test("UpdateWeights metadata: tcp-v1 parameters round-trip; a bad one is refused
   assert.throws(bad("rlmesh-weight-data-token", "xyz"), /metadata rlmesh-weight-data-token: must be 32 hex characters/);
   assert.throws(bad("rlmesh-weight-version", "-1"), /metadata rlmesh-weight-version: must be a non-negative integer, got "-1"/);
   assert.throws(bad("rlmesh-weight-job", "%E0%A4%A"), /metadata rlmesh-weight-job: not URI-encoded/);
-  assert.equal(weightDataRequest(weightDataMetadata({ port: 4321, token: "ab".repeat(16) }, policy, "kept"))!.conn, "kept");
+  assert.equal(weightDataRequest(weightDataMetadata({ port: 4321, token: "ab".repeat(16), conn: "kept" }, policy))!.conn, "kept");
   assert.throws(bad("rlmesh-weight-data-conn", "reuse"), /metadata rlmesh-weight-data-conn: must be "keep" or "kept", got "reuse"/);
 });
 
@@ -236,14 +236,14 @@ test("a kept connection carries the next versions at once, whether the payload o
     receiver.receive({ host: "127.0.0.1", port: o.port, token: o.token, expect: { jobId: "job-x", version }, conn });
   // The first push opens the connection ("keep"); both ends keep it.
   const o1 = await server.offer(v(1), { key: "w0" });
-  assert.equal(o1.kept, false);
+  assert.equal(o1.conn, "keep");
   assert.equal((await at(o1, 1, "keep")).version, 1);
   o1.cancel();
   assert.ok(o1.times().greeted !== undefined);
   assert.deepEqual([server.keptKeys(), receiver.size()], [["w0"], 1]);
   // The payload is sent at once on it and arrives before the call asks for it.
   const o2 = await server.offer(v(2, 2), { key: "w0" });
-  assert.equal(o2.kept, true);
+  assert.equal(o2.conn, "kept");
   await o2.done;
   const got2 = await at(o2, 2, "kept");
   o2.cancel();
@@ -264,14 +264,14 @@ test("a kept connection carries the next versions at once, whether the payload o
   assert.equal(receiver.unclaimed(), 1, "read, waiting for its call");
   lost.cancel();
   const o5 = await server.offer(v(5, 5), { key: "w0" });
-  assert.equal(o5.kept, true);
+  assert.equal(o5.conn, "kept");
   const got5 = await at(o5, 5, "kept");
   o5.cancel();
   assert.deepEqual([got5.version, receiver.unclaimed()], [5, 0]);
   assert.equal(weightsChecksum(got5.tensors), weightsChecksum(scaled(5)));
   // Another key (another worker) has no kept connection: a new one.
   const o6 = await server.offer(v(6), { key: "w1" });
-  assert.equal(o6.kept, false);
+  assert.equal(o6.conn, "keep");
   o6.cancel();
   // A server that does not keep connections ends each one: the receiver's is dropped.
   const plain = new WeightDataServer("127.0.0.1", 0, false);
@@ -294,7 +294,7 @@ test("a kept connection that is gone: the call connects anew with its token; a p
   // The worker lost it (closed on its side): the kept payload fails to arrive, the token is presented on a new connection.
   receiver.close();
   const o2 = await server.offer(v(2), { key: "w0" });
-  assert.equal(o2.kept, true);
+  assert.equal(o2.conn, "kept");
   assert.equal((await at(o2, 2, "kept")).version, 2);
   o2.cancel();
   assert.ok(o2.times().greeted !== undefined, "a new connection");
@@ -325,7 +325,7 @@ test("a corrupted byte on a kept connection fails that push naming the tensor; t
   const p2 = v(2);
   flip.at = wireBytes(v(1)) + 4 + 32 + p2.head.length + 32 + 4 + 100;
   const o2 = await server.offer(p2, { key: "w0" });
-  assert.equal(o2.kept, true);
+  assert.equal(o2.conn, "kept");
   await assert.rejects(at(o2, 2, "kept"), (err: Error) => {
     assert.ok(err instanceof WeightStreamError);
     assert.match(err.message, /tensor w\.b: bytes \[0, 4096\) fail the crc32 check/);
@@ -334,7 +334,7 @@ test("a corrupted byte on a kept connection fails that push naming the tensor; t
   o2.cancel();
   assert.equal(receiver.size(), 0, "the connection is dropped");
   const o3 = await server.offer(v(3), { key: "w0" });
-  assert.equal((await at(o3, 3, o3.kept ? "kept" : "keep")).version, 3);
+  assert.equal((await at(o3, 3, o3.conn!)).version, 3);
   o3.cancel();
   assert.ok(o3.times().greeted !== undefined, "over a new connection");
 });

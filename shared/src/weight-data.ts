@@ -271,13 +271,9 @@ export interface WeightDataOffer {
   token: string;
   port: number;
   /**
-   * True when the payload goes on the receiver's kept connection (opened for an earlier push),
-   * starting now, without waiting for the receiver: the call then says so ("kept").
-   */
-  kept: boolean;
-  /**
    * What the call's metadata must say (rlmesh-weight-data-conn): "kept" (the payload goes on the
-   * kept connection), "keep" (the server keeps the connection the receiver opens), or undefined
+   * receiver's kept connection, opened for an earlier push, starting now, without waiting for the
+   * receiver), "keep" (the server keeps the connection the receiver opens), or undefined
    * (a connection for this push only: the server does not keep connections, no key was given, or
    * the key's kept connection is busy with another push's payload).
    */
@@ -497,7 +493,6 @@ export class WeightDataServer {
     return {
       token,
       port,
-      kept: kept !== undefined,
       conn: kept ? "kept" : keepAs !== undefined ? "keep" : undefined,
       connectedAnew: () => fresh !== undefined,
       times: () => times,
@@ -1140,9 +1135,9 @@ export function weightDataRequest(md: grpc.Metadata): { port: number; token: str
 }
 
 /** The metadata of a tcp-v1 UpdateWeights call. */
-export function weightDataMetadata(offer: Pick<WeightDataOffer, "port" | "token">, policy: PolicyRef, conn?: WeightDataConn): grpc.Metadata {
+export function weightDataMetadata(offer: Pick<WeightDataOffer, "port" | "token"> & { conn?: WeightDataConn }, policy: PolicyRef): grpc.Metadata {
   const md = new grpc.Metadata();
-  if (conn) md.set(WEIGHT_DATA_CONN_MD, conn);
+  if (offer.conn) md.set(WEIGHT_DATA_CONN_MD, offer.conn);
   md.set(WEIGHT_TRANSPORT_MD, TCP_V1);
   md.set(WEIGHT_DATA_PORT_MD, String(offer.port));
   md.set(WEIGHT_DATA_TOKEN_MD, offer.token);

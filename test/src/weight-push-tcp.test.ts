@@ -179,11 +179,11 @@ describe("weight push over the tcp-v1 data connection", { timeout: 300_000 }, ()
       const offer = await server.offer(payload, { key: worker.addr });
       try {
         const res = await new Promise<UpdateWeightsResponse>((resolve, reject) => {
-          const md = weightDataMetadata({ token: offer.token, port: proxyPort }, payload.policy, offer.kept ? "kept" : "keep");
+          const md = weightDataMetadata({ token: offer.token, port: proxyPort, conn: offer.conn }, payload.policy);
           const stream = worker.client.updateWeights(md, { deadline: new Date(Date.now() + 60_000) }, (err, r) => (err ? reject(err) : resolve(r!)));
           stream.end();
         });
-        return { res, kept: offer.kept, newConnection: offer.times().greeted !== undefined };
+        return { res, kept: offer.conn === "kept", newConnection: offer.times().greeted !== undefined };
       } finally {
         offer.cancel();
       }

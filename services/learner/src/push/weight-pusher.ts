@@ -403,7 +403,7 @@ export class WeightPusher {
       return await new Promise<UpdateWeightsResponse>((resolve, reject) => {
         const stream = this.clients
           .get(w.address)
-          .updateWeights(weightDataMetadata(offer, policy, offer.conn), { deadline: pushDeadline(bytes) }, (err, res) => {
+          .updateWeights(weightDataMetadata(offer, policy), { deadline: pushDeadline(bytes) }, (err, res) => {
             if (err) reject(err);
             else resolve(res!);
           });
@@ -414,7 +414,7 @@ export class WeightPusher {
       const code = (err as grpc.ServiceError).code;
       // Whether this push's payload was taken over a connection (a new one, or the kept one it was sent on).
       const noConnection =
-        code === grpc.status.FAILED_PRECONDITION ? !offer.connectedAnew() : code === grpc.status.INVALID_ARGUMENT && !offer.kept && !offer.connectedAnew();
+        code === grpc.status.FAILED_PRECONDITION ? !offer.connectedAnew() : code === grpc.status.INVALID_ARGUMENT && offer.conn !== "kept" && !offer.connectedAnew();
       if (noConnection) {
         this.chunkFallbacks++;
         this.chunksOnlyUntil.set(w.address, Date.now() + CHUNKS_ONLY_MS);

@@ -4,7 +4,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { type LocalRedis, createRedis, startLocalRedis } from "@rlmesh/shared";
-import { Queue, QueueEvents } from "bullmq";
+import { type Job, Queue, QueueEvents } from "bullmq";
 import type { Redis } from "ioredis";
 import { type RewardJobData, enqueueRewardJobs } from "@rlmesh/shared/reward/reward-jobs";
 import { type RewardResult, classifyFailedReason, rewardResult } from "@rlmesh/shared/reward/reward-result";
@@ -35,6 +35,8 @@ const data = (sample: number, response: string): RewardJobData => ({
   response,
   tests: { kind: "assert", tests: ["assert True"] },
 });
+
+const PASSED = () => rewardResult({ status: "passed", tests_run: 1, tests_passed: 1, tests_total: 1, duration_ms: 1, reason: "" });
 
 test("sandbox errors are retried; candidate failures are final; ids are idempotent", { timeout: 30_000 }, async () => {
   const queueName = "reward-retry";
@@ -94,7 +96,7 @@ test("a named worker records itself on every job it takes (processedBy), so a re
     queueName,
     concurrency: 1,
     name: "executor-a",
-    score: async () => rewardResult({ status: "passed", tests_run: 1, tests_passed: 1, tests_total: 1, duration_ms: 1, reason: "" }),
+    score: async () => PASSED(),
   });
   try {
     const [job] = await enqueueRewardJobs(queue, [data(0, "ok")]);
@@ -107,7 +109,24 @@ test("a named worker records itself on every job it takes (processedBy), so a re
   }
 });
 
-const PASSED = () => rewardResult({ status: "passed", tests_run: 1, tests_passed: 1, tests_total: 1, duration_ms: 1, reason: "" });
+/** A run that never ends (its executor dies in it). */
+const NEVER = () => new Promise<RewardResult>(() => {});
+/** Locks and stall checks short enough that a dead worker's job is taken back within about a second. */
+const FAST_STALLS = { concurrency: 1, lockDurationMs: 1000, stalledIntervalMs: 300 } as const;
+const jobKey = (queueName: string, id: string | undefined) => `bull:${queueName}:${id}`;
+const forgivenStalls = async (queueName: string, id: string | undefined) =>
+  Number(await conn("client").hget(jobKey(queueName, id), FORGIVEN_FIELD));
+
+/** A queue holding one reward job (response `response`) for `body`; the queue is closed after it. */
+async function withOneJob(queueName: string, response: string, body: (queue: Queue, job: Job) => Promise<void>): Promise<void> {
+  const queue = new Queue(queueName, { connection: conn("client") });
+  try {
+    const [job] = await enqueueRewardJobs(queue, [data(0, response)]);
+    await body(queue, job!);
+  } finally {
+    await queue.close();
+  }
+}
 
 /**
  * An executor that dies holding a job, over and over, on the real BullMQ scripts: each worker
@@ -132,9 +151,7 @@ async function dieHolding(
       const worker = createRewardWorker({
         connection: conn("worker"),
         queueName,
-        concurrency: 1,
-        lockDurationMs: 1000,
-        stalledIntervalMs: 300,
+        ...FAST_STALLS,
         score: (_d, onStart) => {
           taken = true;
           return hold(onStart);
@@ -160,97 +177,76 @@ async function dieHolding(
 test(
   "held-job stall policy: a job whose executors die holding it (never started) has up to 3 stalls not counted, and is scored",
   { timeout: 90_000 },
-  async () => {
-    const queueName = "reward-held-stalls";
-    const queue = new Queue(queueName, { connection: conn("client") });
-    try {
-      const [job] = await enqueueRewardJobs(queue, [data(0, "held")]);
+  () =>
+    withOneJob("reward-held-stalls", "held", async (queue, job) => {
+      const queueName = queue.name;
       // 7 deaths: without the policy the 6th stall passes maxStalledCount (5) and the job fails.
-      const stalls = await dieHolding(queueName, 7, () => new Promise<RewardResult>(() => {}));
+      const stalls = await dieHolding(queueName, 7, NEVER);
       const events = new QueueEvents(queueName, { connection: conn("worker") });
       await events.waitUntilReady();
-      const worker = createRewardWorker({
-        connection: conn("worker"),
-        queueName,
-        concurrency: 1,
-        lockDurationMs: 1000,
-        stalledIntervalMs: 300,
-        score: async () => PASSED(),
-      });
+      const worker = createRewardWorker({ connection: conn("worker"), queueName, ...FAST_STALLS, score: async () => PASSED() });
       try {
-        assert.equal(((await job!.waitUntilFinished(events, 20_000)) as RewardResult).reward, 1);
+        assert.equal(((await job.waitUntilFinished(events, 20_000)) as RewardResult).reward, 1);
       } finally {
         await worker.close();
         await events.close();
       }
-      const stored = await queue.getJob(job!.id!);
-      const forgiven = Number(await conn("client").hget(`bull:${queueName}:${job!.id}`, FORGIVEN_FIELD));
+      const stored = await queue.getJob(job.id!);
+      const forgiven = await forgivenStalls(queueName, job.id);
       assert.ok(stalls >= 6, `stalls seen: ${stalls}`);
       assert.equal(forgiven, DEFAULT_MAX_FORGIVEN_STALLS, "7 held stalls: the policy forgave up to its bound");
       assert.equal((stored?.stalledCounter ?? 0) + forgiven, 7, "every stall is either in the counter or in rlmesh_forgiven");
-      assert.ok((stored?.stalledCounter ?? 0) <= DEFAULT_MAX_STALLED_COUNT, `stalled counter ${stored?.stalledCounter} after ${stalls} held stalls`);
-    } finally {
-      await queue.close();
-    }
-  },
+      assert.ok(
+        (stored?.stalledCounter ?? 0) <= DEFAULT_MAX_STALLED_COUNT,
+        `stalled counter ${stored?.stalledCounter} after ${stalls} held stalls`,
+      );
+    }),
 );
 
-test("held-job stall policy: stalls while the job ran still count (the job fails after maxStalledCount)", { timeout: 90_000 }, async () => {
-  const queueName = "reward-running-stalls";
-  const queue = new Queue(queueName, { connection: conn("client") });
-  const client = conn("client");
-  try {
-    const [job] = await enqueueRewardJobs(queue, [data(0, "running")]);
-    const key = `bull:${queueName}:${job!.id}`;
+test("held-job stall policy: stalls while the job ran still count (the job fails after maxStalledCount)", { timeout: 90_000 }, () =>
+  withOneJob("reward-running-stalls", "running", async (queue, job) => {
+    const client = conn("client");
+    const key = jobKey(queue.name, job.id);
     let started = 0;
     // Each worker starts the run (onStart) and dies in it; wait until the start is recorded.
     await dieHolding(
-      queueName,
+      queue.name,
       8,
       (onStart) => {
         void onStart?.();
         started++;
-        return new Promise<RewardResult>(() => {});
+        return NEVER();
       },
       async () => {
         while (Number(await client.hget(key, "rlmesh_running")) < started) await new Promise((r) => setTimeout(r, 20));
       },
     );
-    const stored = await queue.getJob(job!.id!);
-    assert.equal(await queue.getJobState(job!.id!), "failed");
+    const stored = await queue.getJob(job.id!);
+    assert.equal(await queue.getJobState(job.id!), "failed");
     assert.match(stored?.failedReason ?? "", /stalled more than allowable limit/);
     assert.equal(started, 6, "started on 6 executors: the 6th stall is past the limit of 5");
-  } finally {
-    await queue.close();
-  }
-});
+  }),
+);
 
 test(
   "held-job stall policy is bounded: a job that kills its executor at start (before onStart) still fails as executor_lost",
   { timeout: 120_000 },
-  async () => {
-    const queueName = "reward-poison";
-    const queue = new Queue(queueName, { connection: conn("client") });
-    try {
-      const [job] = await enqueueRewardJobs(queue, [data(0, "poison")]);
+  () =>
+    withOneJob("reward-poison", "poison", async (queue, job) => {
       // Each executor takes the job and dies before the run is recorded: to Redis, a held stall.
       // Unbounded, the policy would forgive these forever (the loop below would reach 14 deaths).
       let fetches = 0;
-      await dieHolding(queueName, 14, () => {
+      await dieHolding(queue.name, 14, () => {
         fetches++;
-        return new Promise<RewardResult>(() => {});
+        return NEVER();
       });
-      const stored = await queue.getJob(job!.id!);
-      assert.equal(await queue.getJobState(job!.id!), "failed", `state after ${fetches} fetches`);
+      const stored = await queue.getJob(job.id!);
+      assert.equal(await queue.getJobState(job.id!), "failed", `state after ${fetches} fetches`);
       assert.equal(classifyFailedReason(stored?.failedReason ?? ""), "executor_lost", stored?.failedReason);
-      const forgiven = Number(await conn("client").hget(`bull:${queueName}:${job!.id}`, FORGIVEN_FIELD));
-      assert.equal(forgiven, DEFAULT_MAX_FORGIVEN_STALLS);
+      assert.equal(await forgivenStalls(queue.name, job.id), DEFAULT_MAX_FORGIVEN_STALLS);
       // 2 stalls, 3 forgiven (counter back to 1 each time), then up past 5: 5 + 3 + 1 fetches.
       assert.equal(fetches, DEFAULT_MAX_STALLED_COUNT + DEFAULT_MAX_FORGIVEN_STALLS + 1);
-    } finally {
-      await queue.close();
-    }
-  },
+    }),
 );
 
 test(

@@ -149,6 +149,21 @@ export interface PushPhases {
   totalMs: number;
 }
 
+/** What one push's worker calls share: the version and its two encodings, each built at most once. */
+interface PushContext {
+  policy: PolicyRef;
+  /** The version's tensor bytes (the call's deadline). */
+  bytes: number;
+  /** Its chunks (the grpc transport and fallbacks), encoded once for every stream (SharedEncoding). */
+  chunks(): WeightChunkIn[];
+  /** Its tcp-v1 payload. */
+  payload(): WeightDataPayload;
+  /** performance.now() at the push's start (PushPhases). */
+  t0: number;
+}
+
+type WorkerPhases = PushPhases["workers"][number];
+
 /**
  * Streams a weight version to every registered rollout worker in parallel (UpdateWeights, the
  * bytes on a tcp-v1 data connection or as chunks). A worker that is down or rejects is skipped and
@@ -248,8 +263,7 @@ export class WeightPusher {
   /** The worker list: the cached one while it is valid, else a Redis lookup (null if that fails). */
   private async workers(policy: PolicyRef): Promise<WorkerEntry[] | null> {
     this.watchRegistry();
-    const k = this.knownWorkers;
-    if (k && this.watching && Date.now() - k.at < WORKER_CACHE_MS) return k.workers;
+    if (this.workersCached()) return this.knownWorkers!.workers;
     this.knownWorkers = undefined;
     this.workerLookups++;
     const at = Date.now();
@@ -286,49 +300,53 @@ export class WeightPusher {
     phases.listedMs = performance.now() - t0;
     if (!workers) return { pushedTo: [], pushFailed: [], seconds: (performance.now() - t0) / 1000, bytes: 0 };
     const cached = this.workerLookups === lookups;
-    // Built at most once per push, for every worker that needs them.
     let chunks: WeightChunkIn[] | undefined;
-    const chunksOf = () => {
-      if (!chunks) {
-        chunks = [...chunkWeights(policy, tensors)];
-        // Every worker's stream sends the same chunk objects: each is encoded once, for all of them.
-        const encoding = new SharedEncoding(workers.length);
-        for (const c of chunks) encodingOf.set(c, encoding);
-      }
-      return chunks;
-    };
     let payload: WeightDataPayload | undefined;
-    const payloadOf = () => (payload ??= new WeightDataPayload(policy, tensors, { digest: this.opts.digest }));
     const bytes = tensors.reduce((a, t) => a + t.data.byteLength, 0);
-    const pushAll = (ws: WorkerEntry[]) =>
-      Promise.all(
-        ws.map((w) =>
-          this.pushTo(w, policy, bytes, payloadOf, chunksOf, (phases.workers[phases.workers.length] = { worker: w.id, callMs: 0, replyMs: 0 }), t0).then(
-            // Not accepted but already serving this job at this version or newer (a worker that would
-            // not take it by the shared rule) is fine too.
-            (res) => ({
-              w,
-              ok: res.accepted || !acceptsPolicy(policy, { jobId: res.jobId, version: Number(res.version) }),
-              res,
-              err: undefined as string | undefined,
-            }),
-            (err: Error) => ({ w, ok: false, res: undefined, err: err.message }),
-          ),
-        ),
-      );
-    let outcomes = await pushAll(workers);
-    if (cached && outcomes.some((o) => !o.ok)) {
+    const ctx: PushContext = {
+      policy,
+      bytes,
+      chunks: () => {
+        if (!chunks) {
+          chunks = [...chunkWeights(policy, tensors)];
+          // Every worker's stream sends the same chunk objects: each is encoded once, for all of them.
+          const encoding = new SharedEncoding(workers.length);
+          for (const c of chunks) encodingOf.set(c, encoding);
+        }
+        return chunks;
+      },
+      payload: () => (payload ??= new WeightDataPayload(policy, tensors, { digest: this.opts.digest })),
+      t0,
+    };
+    let outcomes = await Promise.all(
+      workers.map((w) => {
+        const phase: WorkerPhases = { worker: w.id, callMs: 0, replyMs: 0 };
+        phases.workers.push(phase);
+        return this.pushTo(w, ctx, phase).then(
+          // Not accepted but already serving this job at this version or newer (a worker that would
+          // not take it by the shared rule) is fine too.
+          (res) => ({
+            w,
+            ok: res.accepted || !acceptsPolicy(policy, { jobId: res.jobId, version: Number(res.version) }),
+            res,
+            err: undefined as string | undefined,
+          }),
+          (err: Error) => ({ w, ok: false, res: undefined, err: err.message }),
+        );
+      }),
+    );
+    if (outcomes.some((o) => !o.ok)) {
+      this.knownWorkers = undefined;
       // A worker of the cached list failed: look again; one that is no longer registered
       // (deregistered, or its registration expired) is not this push's failure.
-      this.knownWorkers = undefined;
-      const listed = await this.workers(policy);
+      const listed = cached ? await this.workers(policy) : null;
       if (listed)
         outcomes = outcomes.flatMap((o) => {
           // Registration meta (the served version) as of this lookup.
           const now = listed.find((w) => w.id === o.w.id && w.address === o.w.address);
           return o.ok || now ? [{ ...o, w: now ?? o.w }] : [];
         });
-    } else if (outcomes.some((o) => !o.ok)) this.knownWorkers = undefined;
+    }
     const pushedTo: string[] = [];
     const pushFailed: string[] = [];
     for (const o of outcomes) {
@@ -350,24 +368,16 @@ export class WeightPusher {
     return { pushedTo, pushFailed, seconds, bytes: bytes * pushedTo.length };
   }
 
-  private async pushTo(
-    w: WorkerEntry,
-    policy: PolicyRef,
-    bytes: number,
-    payloadOf: () => WeightDataPayload,
-    chunksOf: () => WeightChunkIn[],
-    phase: PushPhases["workers"][number],
-    t0: number,
-  ): Promise<UpdateWeightsResponse> {
+  private async pushTo(w: WorkerEntry, ctx: PushContext, phase: WorkerPhases): Promise<UpdateWeightsResponse> {
     try {
-      if (!this.dataServer) return await this.pushOne(w, chunksOf(), bytes, phase, t0);
+      if (!this.dataServer) return await this.pushOne(w, ctx, phase);
       if ((this.chunksOnlyUntil.get(w.address) ?? 0) > Date.now()) {
         this.chunkOnlyPushes++;
-        return await this.pushOne(w, chunksOf(), bytes, phase, t0);
+        return await this.pushOne(w, ctx, phase);
       }
-      return await this.pushOneTcp(w, policy, bytes, payloadOf, chunksOf, phase, t0);
+      return await this.pushOneTcp(w, ctx, phase);
     } finally {
-      phase.replyMs = performance.now() - t0;
+      phase.replyMs = performance.now() - ctx.t0;
     }
   }
 
@@ -380,22 +390,14 @@ export class WeightPusher {
    * once per worker), and chunks directly for the next CHUNKS_ONLY_MS. A failed call whose payload
    * went on the kept connection drops that connection (its state is unknown).
    */
-  private async pushOneTcp(
-    w: WorkerEntry,
-    policy: PolicyRef,
-    bytes: number,
-    payloadOf: () => WeightDataPayload,
-    chunksOf: () => WeightChunkIn[],
-    phase: PushPhases["workers"][number],
-    t0: number,
-  ): Promise<UpdateWeightsResponse> {
-    const payload = payloadOf();
+  private async pushOneTcp(w: WorkerEntry, ctx: PushContext, phase: WorkerPhases): Promise<UpdateWeightsResponse> {
+    const { policy, t0 } = ctx;
     let offer;
     try {
-      offer = await this.dataServer!.offer(payload, { key: w.address });
+      offer = await this.dataServer!.offer(ctx.payload(), { key: w.address });
     } catch (err) {
       this.logger.warn("weight data server unavailable; pushing chunks on the stream", { err: (err as Error).message });
-      return this.pushOne(w, chunksOf(), bytes, phase, t0);
+      return this.pushOne(w, ctx, phase);
     }
     let failed = false;
     try {
@@ -403,7 +405,7 @@ export class WeightPusher {
       return await new Promise<UpdateWeightsResponse>((resolve, reject) => {
         const stream = this.clients
           .get(w.address)
-          .updateWeights(weightDataMetadata(offer, policy), { deadline: pushDeadline(bytes) }, (err, res) => {
+          .updateWeights(weightDataMetadata(offer, policy), { deadline: pushDeadline(ctx.bytes) }, (err, res) => {
             if (err) reject(err);
             else resolve(res!);
           });
@@ -424,7 +426,7 @@ export class WeightPusher {
           worker: w.id,
           err: (err as Error).message,
         });
-        return this.pushOne(w, chunksOf(), bytes, phase, t0);
+        return this.pushOne(w, ctx, phase);
       }
       this.clients.evict(w.address);
       throw err;
@@ -436,10 +438,11 @@ export class WeightPusher {
     }
   }
 
-  private pushOne(w: WorkerEntry, chunks: WeightChunkIn[], bytes: number, phase: PushPhases["workers"][number], t0: number): Promise<UpdateWeightsResponse> {
-    phase.callMs = performance.now() - t0;
+  private pushOne(w: WorkerEntry, ctx: PushContext, phase: WorkerPhases): Promise<UpdateWeightsResponse> {
+    const chunks = ctx.chunks();
+    phase.callMs = performance.now() - ctx.t0;
     return new Promise((resolve, reject) => {
-      const stream = this.clients.get(w.address).updateWeights({ deadline: pushDeadline(bytes) }, (err, res) => {
+      const stream = this.clients.get(w.address).updateWeights({ deadline: pushDeadline(ctx.bytes) }, (err, res) => {
         if (err) {
           this.clients.evict(w.address);
           reject(err);

@@ -2,7 +2,7 @@
 // arrays with both digests, and every way a stream can go wrong on the way (a flipped byte,
 // truncation, reordered segments, extra bytes, another version, an unknown token, no listener),
 // the wrong bytes injected by a TCP proxy between the pusher's data server and the receiver.
-import { test, after } from "node:test";
+import { test, after, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { randomBytes } from "node:crypto";
@@ -228,12 +228,21 @@ const wireBytes = (p: WeightDataPayload) =>
 const scaled = (k: number) => tensors().map((t) => (t.dtype === "DTYPE_FLOAT32" ? { ...t, data: (t.data as Float32Array).map((x) => x * k) } : t));
 const v = (version: number, k = 1) => new WeightDataPayload({ jobId: "job-x", version }, scaled(k), { segmentBytes: SEG });
 
-test("a kept connection carries the next versions at once, whether the payload or the call comes first", async (t) => {
+/**
+ * A data server and a receiver that keeps its connections (closed after the test); `at` receives
+ * an offer's payload of job-x `version`, the call saying `conn`.
+ */
+async function keptPair(t: TestContext) {
   const server = await dataServer();
   const receiver = new WeightDataReceiver();
   t.after(() => receiver.close());
   const at = (o: { port: number; token: string }, version: number, conn: "keep" | "kept") =>
     receiver.receive({ host: "127.0.0.1", port: o.port, token: o.token, expect: { jobId: "job-x", version }, conn });
+  return { server, receiver, at };
+}
+
+test("a kept connection carries the next versions at once, whether the payload or the call comes first", async (t) => {
+  const { server, receiver, at } = await keptPair(t);
   // The first push opens the connection ("keep"); both ends keep it.
   const o1 = await server.offer(v(1), { key: "w0" });
   assert.equal(o1.conn, "keep");
@@ -283,11 +292,7 @@ test("a kept connection carries the next versions at once, whether the payload o
 });
 
 test("a kept connection that is gone: the call connects anew with its token; a payload of another version on it is refused", async (t) => {
-  const server = await dataServer();
-  const receiver = new WeightDataReceiver();
-  t.after(() => receiver.close());
-  const at = (o: { port: number; token: string }, version: number, conn: "keep" | "kept") =>
-    receiver.receive({ host: "127.0.0.1", port: o.port, token: o.token, expect: { jobId: "job-x", version }, conn });
+  const { server, receiver, at } = await keptPair(t);
   const o1 = await server.offer(v(1), { key: "w0" });
   await at(o1, 1, "keep");
   o1.cancel();
@@ -311,9 +316,7 @@ test("a kept connection that is gone: the call connects anew with its token; a p
 });
 
 test("a corrupted byte on a kept connection fails that push naming the tensor; the connection is dropped and the next push connects anew", async (t) => {
-  const server = await dataServer();
-  const receiver = new WeightDataReceiver();
-  t.after(() => receiver.close());
+  const { server, receiver } = await keptPair(t);
   const flip = { at: -1 };
   const port = await streamingProxy(await server.start(), flip);
   const at = (o: { token: string }, version: number, conn: "keep" | "kept") =>
@@ -340,9 +343,7 @@ test("a corrupted byte on a kept connection fails that push naming the tensor; t
 });
 
 test("two pushes at once to one worker: neither cuts the other's payload; one kept connection is left and carries the next push", async (t) => {
-  const server = await dataServer();
-  const receiver = new WeightDataReceiver();
-  t.after(() => receiver.close());
+  const { server, receiver } = await keptPair(t);
   const at = (o: { port: number; token: string; conn: "keep" | "kept" | undefined }, p: WeightDataPayload) =>
     receiver.receive({ host: "127.0.0.1", port: o.port, token: o.token, expect: p.policy, conn: o.conn });
   // A large version (32 MiB: written over many event-loop turns) beside a small one.
@@ -395,11 +396,9 @@ test("two pushes at once to one worker: neither cuts the other's payload; one ke
 test("kept data connections have TCP keepalive on at both ends (ss shows the keepalive timer)", async (t) => {
   const ss = spawnSync("ss", ["-V"]);
   assert.ifError(ss.error); // iproute2 is a setup.sh package: its absence is a setup failure, not a pass
-  const server = await dataServer();
-  const receiver = new WeightDataReceiver();
-  t.after(() => receiver.close());
+  const { server, receiver, at } = await keptPair(t);
   const o = await server.offer(v(1), { key: "w0" });
-  await receiver.receive({ host: "127.0.0.1", port: o.port, token: o.token, expect: { jobId: "job-x", version: 1 }, conn: "keep" });
+  await at(o, 1, "keep");
   o.cancel();
   assert.deepEqual([server.keptKeys(), receiver.size()], [["w0"], 1]);
   const out = spawnSync("ss", ["-tnoH", "state", "established", `( sport = :${o.port} or dport = :${o.port} )`], { encoding: "utf8" });

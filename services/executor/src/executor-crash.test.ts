@@ -66,6 +66,32 @@ function spawnExecutor(queue: string, env: Record<string, string> = {}): Promise
   });
 }
 
+/** A slow correct candidate (SLOW_GOOD) submitted with room for its sleep. */
+const submitSlow = (client: QueueClient) =>
+  client.submit(fenced(SLOW_GOOD), ADD, { timeout_ms_per_test: 20_000, total_timeout_ms: 30_000 });
+
+/** A second executor, in this process, that takes over the queue. */
+async function startSecond(queue: string): Promise<void> {
+  const second = await startExecutor({
+    redisUrl: redis.url,
+    queueName: queue,
+    concurrency: 1,
+    lockDurationMs: LOCK_MS,
+    stalledIntervalMs: STALLED_INTERVAL_MS,
+  });
+  executors.push(second);
+}
+
+/** An executor with one sandbox and a prefetch of one job per sandbox, holding two slow jobs (one running, one prefetched). */
+async function holdTwo(client: QueueClient, queue: string) {
+  const child = await spawnExecutor(queue, { RLMESH_EXECUTOR_PREFETCH: "1" });
+  const jobs = [await submitSlow(client), await submitSlow(client)];
+  await waitFor("both jobs to be held (one running, one prefetched)", async () =>
+    (await Promise.all(jobs.map((j) => client.queue.getJobState(j.id!)))).every((s) => s === "active"),
+  );
+  return { child, jobs };
+}
+
 async function waitFor(what: string, cond: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await cond())) {
@@ -82,7 +108,7 @@ test("SIGKILL mid-job: another executor redoes the job, the reward is recorded o
     const completions: { jobId: string; returnvalue: unknown }[] = [];
     client.events.on("completed", (e) => completions.push(e));
     const first = await spawnExecutor(queue);
-    const job = await client.submit(fenced(SLOW_GOOD), ADD, { timeout_ms_per_test: 20_000, total_timeout_ms: 30_000 });
+    const job = await submitSlow(client);
     await waitFor("the job to become active", async () => (await client.queue.getJobState(job.id!)) === "active");
     await new Promise((r) => setTimeout(r, 500)); // well inside the candidate's 3 s sleep
     first.kill("SIGKILL");
@@ -94,14 +120,7 @@ test("SIGKILL mid-job: another executor redoes the job, the reward is recorded o
       return list.length === 0;
     });
 
-    const second = await startExecutor({
-      redisUrl: redis.url,
-      queueName: queue,
-      concurrency: 1,
-      lockDurationMs: LOCK_MS,
-      stalledIntervalMs: STALLED_INTERVAL_MS,
-    });
-    executors.push(second);
+    await startSecond(queue);
     const result = (await job.waitUntilFinished(client.events, 60_000)) as RewardResult;
     assert.equal(result.reward, 1);
     assert.equal(result.status, "passed");
@@ -123,19 +142,10 @@ test("SIGKILL with a prefetched job waiting for the sandbox: both jobs are redon
   try {
     const completions: { jobId: string; returnvalue: unknown }[] = [];
     client.events.on("completed", (e) => completions.push(e));
-    // One sandbox and a prefetch of one job per sandbox: the executor holds two jobs.
-    const first = await spawnExecutor(queue, { RLMESH_EXECUTOR_PREFETCH: "1" });
-    const jobs = [
-      await client.submit(fenced(SLOW_GOOD), ADD, { timeout_ms_per_test: 20_000, total_timeout_ms: 30_000 }),
-      await client.submit(fenced(SLOW_GOOD), ADD, { timeout_ms_per_test: 20_000, total_timeout_ms: 30_000 }),
-    ];
-    await waitFor("both jobs to be held (one running, one prefetched)", async () =>
-      (await Promise.all(jobs.map((j) => client.queue.getJobState(j.id!)))).every((s) => s === "active"),
-    );
+    const { child: first, jobs } = await holdTwo(client, queue);
     first.kill("SIGKILL");
     await new Promise((r) => first.once("exit", r));
-    const second = await startExecutor({ redisUrl: redis.url, queueName: queue, concurrency: 1, lockDurationMs: LOCK_MS, stalledIntervalMs: STALLED_INTERVAL_MS });
-    executors.push(second);
+    await startSecond(queue);
     for (const job of jobs) {
       const result = (await job.waitUntilFinished(client.events, 60_000)) as RewardResult;
       assert.equal(result.reward, 1);
@@ -157,7 +167,7 @@ test("SIGTERM lets the in-flight job finish, then the executor exits", { timeout
   await client.ready();
   try {
     const child = await spawnExecutor(queue);
-    const job = await client.submit(fenced(SLOW_GOOD), ADD, { timeout_ms_per_test: 20_000, total_timeout_ms: 30_000 });
+    const job = await submitSlow(client);
     await waitFor("the job to become active", async () => (await client.queue.getJobState(job.id!)) === "active");
     const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
     child.kill("SIGTERM");
@@ -171,36 +181,32 @@ test("SIGTERM lets the in-flight job finish, then the executor exits", { timeout
   }
 });
 
-test("SIGTERM with a prefetched job held: the running job finishes, the held one goes back to the queue unstarted and is scored once by another executor", { timeout: 120_000 }, async () => {
-  const queue = "reward-shutdown-held";
-  const client = new QueueClient(redis.url, queue);
-  await client.ready();
-  try {
-    const completions: { jobId: string }[] = [];
-    client.events.on("completed", (e) => completions.push(e));
-    const child = await spawnExecutor(queue, { RLMESH_EXECUTOR_PREFETCH: "1" });
-    const jobs = [
-      await client.submit(fenced(SLOW_GOOD), ADD, { timeout_ms_per_test: 20_000, total_timeout_ms: 30_000 }),
-      await client.submit(fenced(SLOW_GOOD), ADD, { timeout_ms_per_test: 20_000, total_timeout_ms: 30_000 }),
-    ];
-    await waitFor("both jobs to be held (one running, one prefetched)", async () =>
-      (await Promise.all(jobs.map((j) => client.queue.getJobState(j.id!)))).every((s) => s === "active"),
-    );
-    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-    child.kill("SIGTERM");
-    assert.equal(await exited, 0);
-    const states = await Promise.all(jobs.map((j) => client.queue.getJobState(j.id!)));
-    assert.deepEqual([...states].sort(), ["completed", "waiting"], `states after shutdown: ${states.join(", ")}`);
-    const held = jobs[states.indexOf("waiting")]!;
-    const stored = await client.queue.getJob(held.id!);
-    assert.equal(stored?.attemptsMade, 0, "given back without an attempt");
-    assert.equal(stored?.stalledCounter ?? 0, 0, "given back, not stalled");
-    const second = await startExecutor({ redisUrl: redis.url, queueName: queue, concurrency: 1, lockDurationMs: LOCK_MS, stalledIntervalMs: STALLED_INTERVAL_MS });
-    executors.push(second);
-    assert.equal(((await held.waitUntilFinished(client.events, 60_000)) as RewardResult).reward, 1);
-    await new Promise((r) => setTimeout(r, 3 * STALLED_INTERVAL_MS)); // room for a duplicate
-    for (const job of jobs) assert.equal(completions.filter((c) => c.jobId === job.id).length, 1, `job ${job.id} recorded exactly once`);
-  } finally {
-    await client.close();
-  }
-});
+test(
+  "SIGTERM with a prefetched job held: the running job finishes, the held one goes back to the queue unstarted and is scored once by another executor",
+  { timeout: 120_000 },
+  async () => {
+    const queue = "reward-shutdown-held";
+    const client = new QueueClient(redis.url, queue);
+    await client.ready();
+    try {
+      const completions: { jobId: string }[] = [];
+      client.events.on("completed", (e) => completions.push(e));
+      const { child, jobs } = await holdTwo(client, queue);
+      const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+      child.kill("SIGTERM");
+      assert.equal(await exited, 0);
+      const states = await Promise.all(jobs.map((j) => client.queue.getJobState(j.id!)));
+      assert.deepEqual([...states].sort(), ["completed", "waiting"], `states after shutdown: ${states.join(", ")}`);
+      const held = jobs[states.indexOf("waiting")]!;
+      const stored = await client.queue.getJob(held.id!);
+      assert.equal(stored?.attemptsMade, 0, "given back without an attempt");
+      assert.equal(stored?.stalledCounter ?? 0, 0, "given back, not stalled");
+      await startSecond(queue);
+      assert.equal(((await held.waitUntilFinished(client.events, 60_000)) as RewardResult).reward, 1);
+      await new Promise((r) => setTimeout(r, 3 * STALLED_INTERVAL_MS)); // room for a duplicate
+      for (const job of jobs) assert.equal(completions.filter((c) => c.jobId === job.id).length, 1, `job ${job.id} recorded exactly once`);
+    } finally {
+      await client.close();
+    }
+  },
+);

@@ -4,22 +4,22 @@
 // compiled kernels per process), on the same requests; prints every step's seconds and bucket,
 // the totals, and the warm-up's own cost.
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createLogger, type TrainSample, type TrainStepRequest } from "@rlmesh/shared";
-import { DEFAULT_MODEL_DIR as SHIPPED_MODEL_DIR, REPO_ROOT } from "@rlmesh/shared/repo-paths";
+import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
 import { loadTokenizer } from "@rlmesh/shared/tokenizer/index";
 import type { ModelManifest } from "@rlmesh/shared/model/index";
 
+import { benchModel } from "./bench-learner.js";
 import { GrpoTrainer } from "./trainer/grpo-trainer.js";
 import { bucketSeqLen } from "./trainer/batch-bucket.js";
 import { DEFAULT_WARMUP_RECIPE, warmupShapes, type WarmupReport } from "./trainer/warmup.js";
 import { createRng } from "./grpo/seeded-rng.js";
 import { jaxThreadCount } from "./model/worker-shim.js";
-import { writeRandomModelDir } from "./testing/random-model-dir.js";
 
 export const FIRST_STEPS_PROMPTS = 4;
 export const FIRST_STEPS_G = 8;
@@ -172,12 +172,6 @@ export async function runFirstSteps(mode: WarmupMode, steps: number, modelDir: s
   return run;
 }
 
-async function benchModelDir(args: FirstStepsArgs, scratch: string): Promise<{ modelDir: string; model: string }> {
-  if (args.modelDir) return { modelDir: args.modelDir, model: args.modelDir };
-  if (existsSync(join(SHIPPED_MODEL_DIR, "model.onnx"))) return { modelDir: SHIPPED_MODEL_DIR, model: "shipped models/tiny-coder" };
-  return { modelDir: await writeRandomModelDir(join(scratch, "model"), "tiny", 1), model: "random-init tiny config (models/tiny-coder/model.onnx not trained yet)" };
-}
-
 /** Runs one mode in a child process (bench-learner-warmup-main.js) and returns its answer. */
 function childRun(mode: WarmupMode, steps: number, modelDir: string, scratch: string): Promise<FirstStepsRun> {
   const main = join(dirname(fileURLToPath(import.meta.url)), "bench-learner-warmup-main.js");
@@ -200,7 +194,7 @@ function childRun(mode: WarmupMode, steps: number, modelDir: string, scratch: st
 export async function benchFirstSteps(args: FirstStepsArgs, log: (l: string) => void): Promise<FirstStepsResult> {
   const scratch = await mkdtemp(join(tmpdir(), "rlmesh-bench-first-steps-"));
   try {
-    const { modelDir, model } = await benchModelDir(args, scratch);
+    const { modelDir, model } = await benchModel(args, scratch);
     const loadavgBefore = loadavg();
     log(`bench learner --first-steps ${args.steps}: model ${model}; jax-js threads ${jaxThreadCount()}; load average ${loadavgBefore.map((x) => x.toFixed(2)).join(" ")}`);
     const runs: FirstStepsRun[] = [];

@@ -605,7 +605,7 @@ export async function benchPushOnly(args: BenchArgs, log: (line: string) => void
 }
 
 /** The model the bench runs: --model-dir, the shipped model, or a random-init one of its config. */
-async function benchModel(args: BenchArgs, scratch?: string): Promise<{ modelDir: string; model: string }> {
+export async function benchModel(args: { modelDir?: string }, scratch?: string): Promise<{ modelDir: string; model: string }> {
   if (args.modelDir) return { modelDir: args.modelDir, model: args.modelDir };
   if (existsSync(join(SHIPPED_MODEL_DIR, "model.onnx"))) return { modelDir: SHIPPED_MODEL_DIR, model: "shipped models/tiny-coder" };
   const dir = scratch ?? (await mkdtemp(join(tmpdir(), "rlmesh-bench-learner-")));

@@ -14,6 +14,7 @@ import { writeRandomModelDir } from "./testing/random-model-dir.js";
 import { DEFAULT_MODEL_DIR as SHIPPED_MODEL_DIR } from "@rlmesh/shared/repo-paths";
 import { parseModel, readWeights } from "@rlmesh/shared/model/index";
 import { WeightPusher, type PushPhases, type WeightPusherOptions } from "./push/weight-pusher.js";
+import type { PushResult } from "./learner-service.js";
 
 /**
  * What --push-transports can name: the learner's two transports as it runs them (tcp: the data
@@ -225,16 +226,22 @@ function procCpuSeconds(pid: number | undefined): number | null {
 /** USER_HZ: 100 on every Linux of note (sysconf is out of reach from Node). */
 const CLOCK_TICKS_PER_S = 100;
 
-/** CPU seconds of this process and the sinks so far (null without /proc). */
-function benchCpuSeconds(sinks: readonly SinkProcess[]): number | null {
-  const own = process.cpuUsage();
-  let total = (own.user + own.system) / 1e6;
+/** CPU seconds of the sink processes so far (null without /proc). */
+function sinksCpuSeconds(sinks: readonly SinkProcess[]): number | null {
+  let total = 0;
   for (const s of sinks) {
     const c = procCpuSeconds(s.proc.pid);
     if (c === null) return null;
     total += c;
   }
   return total;
+}
+
+/** CPU seconds of this process and the sinks so far (null without /proc). */
+function benchCpuSeconds(sinks: readonly SinkProcess[]): number | null {
+  const own = process.cpuUsage();
+  const total = sinksCpuSeconds(sinks);
+  return total === null ? null : total + (own.user + own.system) / 1e6;
 }
 
 async function startSinkProcess(redisUrl: string, id: string): Promise<SinkProcess> {
@@ -325,11 +332,19 @@ function syntheticTensors(mb: number): HostTensor[] {
   return out;
 }
 
+interface PushMesh {
+  sinks: SinkProcess[];
+  /** One pusher per transport, in the order given. */
+  pushers: { transport: PushTransport; pusher: WeightPusher }[];
+  /** Pushes the next version of the tensors with `pusher`; throws unless it reached every sink. */
+  pushVersion: (pusher: WeightPusher, name: PushTransport) => Promise<PushResult>;
+}
+
 /**
- * Pushes to `workers` sink processes with each transport, and the same bytes over raw loopback
- * TCP, interleaved round by round; one measurement per transport.
+ * Runs `body` against `workers` sink processes registered in a local Redis and one WeightPusher
+ * per transport (PUSH_VARIANTS), then closes the pushers and stops the sinks and the Redis.
  */
-async function benchPush(tensors: HostTensor[], rounds: number, workers: number, transports: readonly PushTransport[]): Promise<PushMeasurement[]> {
+async function withPushMesh<T>(tensors: HostTensor[], workers: number, transports: readonly PushTransport[], body: (mesh: PushMesh) => Promise<T>): Promise<T> {
   const logger = createLogger("bench-learner", { level: "error" });
   const redisServer = await startLocalRedis();
   const redis = createRedis(redisServer.url, { role: "client", logger });
@@ -343,6 +358,25 @@ async function benchPush(tensors: HostTensor[], rounds: number, workers: number,
       if (r.pushedTo.length !== workers) throw new Error(`bench learner: ${name} push of version ${v} reached ${r.pushedTo.length} of ${workers} workers`);
       return r;
     };
+    return await body({ sinks, pushers, pushVersion });
+  } finally {
+    for (const { pusher } of pushers) pusher.close();
+    for (const s of sinks) {
+      const exited = new Promise((r) => s.proc.once("exit", r));
+      s.proc.kill("SIGTERM");
+      await exited;
+    }
+    redis.disconnect();
+    await redisServer.stop();
+  }
+}
+
+/**
+ * Pushes to `workers` sink processes with each transport, and the same bytes over raw loopback
+ * TCP, interleaved round by round; one measurement per transport.
+ */
+function benchPush(tensors: HostTensor[], rounds: number, workers: number, transports: readonly PushTransport[]): Promise<PushMeasurement[]> {
+  return withPushMesh(tensors, workers, transports, async ({ sinks, pushers, pushVersion }) => {
     // A first version per transport opens its channels; it is not timed.
     let bytes = 0;
     for (const { pusher, transport } of pushers) bytes = (await pushVersion(pusher, transport)).bytes;
@@ -411,16 +445,7 @@ async function benchPush(tensors: HostTensor[], rounds: number, workers: number,
         },
       };
     });
-  } finally {
-    for (const { pusher } of pushers) pusher.close();
-    for (const s of sinks) {
-      const exited = new Promise((r) => s.proc.once("exit", r));
-      s.proc.kill("SIGTERM");
-      await exited;
-    }
-    redis.disconnect();
-    await redisServer.stop();
-  }
+  });
 }
 
 /** The push fields of both bench results. */
@@ -506,40 +531,20 @@ export interface AlternateMeasurement {
  * the transports alternating version by version (so that all see the same load), after two
  * untimed versions each; wall time quartiles and CPU per version of each side.
  */
-async function benchPushAlternate(tensors: HostTensor[], pushes: number, workers: number, transports: readonly PushTransport[]): Promise<AlternateMeasurement[]> {
-  const logger = createLogger("bench-learner", { level: "error" });
-  const redisServer = await startLocalRedis();
-  const redis = createRedis(redisServer.url, { role: "client", logger });
-  const sinks: SinkProcess[] = [];
-  const pushers = transports.map((transport) => ({ transport, pusher: new WeightPusher(redis, logger, undefined, { ...PUSH_VARIANTS[transport] }) }));
-  try {
-    for (let w = 0; w < workers; w++) sinks.push(await startSinkProcess(redisServer.url, `bench-${w}`));
-    let v = 0;
-    const one = async (transport: PushTransport, pusher: WeightPusher) => {
-      const r = await pusher.push({ jobId: BENCH_JOB, version: ++v }, tensors);
-      if (r.pushedTo.length !== workers) throw new Error(`bench learner: ${transport} push of version ${v} reached ${r.pushedTo.length} of ${workers} workers`);
-      return r.seconds * 1000;
-    };
+function benchPushAlternate(tensors: HostTensor[], pushes: number, workers: number, transports: readonly PushTransport[]): Promise<AlternateMeasurement[]> {
+  return withPushMesh(tensors, workers, transports, async ({ sinks, pushers, pushVersion }) => {
+    const one = async (transport: PushTransport, pusher: WeightPusher) => (await pushVersion(pusher, transport)).seconds * 1000;
     for (let i = 0; i < 2; i++) for (const { transport, pusher } of pushers) await one(transport, pusher);
     const acc: { ms: number[]; own: number; sinks: number | null }[] = pushers.map(() => ({ ms: [], own: 0, sinks: 0 }));
-    const sinkCpu = () => {
-      let t = 0;
-      for (const s of sinks) {
-        const c = procCpuSeconds(s.proc.pid);
-        if (c === null) return null;
-        t += c;
-      }
-      return t;
-    };
     for (let i = 0; i < pushes; i++) {
       for (let k = 0; k < pushers.length; k++) {
         const j = (k + i) % pushers.length;
         const { transport, pusher } = pushers[j]!;
         const c0 = process.cpuUsage();
-        const s0 = sinkCpu();
+        const s0 = sinksCpuSeconds(sinks);
         acc[j]!.ms.push(await one(transport, pusher));
         const c1 = process.cpuUsage(c0);
-        const s1 = sinkCpu();
+        const s1 = sinksCpuSeconds(sinks);
         acc[j]!.own += (c1.user + c1.system) / 1000;
         acc[j]!.sinks = s0 === null || s1 === null || acc[j]!.sinks === null ? null : acc[j]!.sinks + (s1 - s0) * 1000;
       }
@@ -559,16 +564,7 @@ async function benchPushAlternate(tensors: HostTensor[], pushes: number, workers
         workers_cpu_ms_per_push: a.sinks === null ? null : a.sinks / pushes,
       };
     });
-  } finally {
-    for (const { pusher } of pushers) pusher.close();
-    for (const s of sinks) {
-      const exited = new Promise((r) => s.proc.once("exit", r));
-      s.proc.kill("SIGTERM");
-      await exited;
-    }
-    redis.disconnect();
-    await redisServer.stop();
-  }
+  });
 }
 
 /** `bench learner --push-only`: the weight push alone, of the model's float initializers (or --push-mb). */

@@ -31,6 +31,7 @@ import {
   type WeightChunk,
 } from "@rlmesh/shared";
 import { WeightDataPayload, WeightDataServer, weightDataMetadata } from "@rlmesh/shared/weight-data";
+import { formatPolicy, type PolicyRef } from "@rlmesh/shared/weights";
 import { parseModel, readWeights } from "@rlmesh/shared/model/index";
 import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
 import { WeightPusher } from "@rlmesh/learner/push/weight-pusher";
@@ -39,25 +40,29 @@ import { startRolloutWorker, type ServiceProcess } from "./helpers.js";
 const MODEL_DIR = join(REPO_ROOT, "models", "tiny-coder");
 const logger = createLogger("weight-push-tcp-test", { level: "error" });
 
-const formatPolicyOf = (i: ModelInfo) => `job ${i.policyJobId} v${i.policyVersion}`;
 const info = (c: RolloutServiceClient) =>
   new Promise<ModelInfo>((resolve, reject) => c.getModelInfo({}, (err, res) => (err ? reject(err) : resolve(res!))));
 
-/** One UpdateWeights call with tcp-v1 metadata announcing `announced`, the data server offering `payload`. */
+/**
+ * One UpdateWeights call with tcp-v1 metadata announcing `announced` (default: the payload's
+ * version), the data server offering `payload` (on `key`'s kept connection when it has one) at
+ * `port` (default: its own). Resolves to the reply, whether the payload went on the kept
+ * connection, and whether the worker connected anew.
+ */
 async function tcpCall(
   c: RolloutServiceClient,
   server: WeightDataServer,
   payload: WeightDataPayload,
-  announced: { jobId: string; version: number },
-  port?: number,
-): Promise<UpdateWeightsResponse> {
-  const offer = await server.offer(payload);
+  opts: { announced?: PolicyRef; port?: number; key?: string } = {},
+): Promise<{ res: UpdateWeightsResponse; kept: boolean; newConnection: boolean }> {
+  const offer = await server.offer(payload, { key: opts.key });
   try {
-    return await new Promise((resolve, reject) => {
-      const md = weightDataMetadata({ token: offer.token, port: port ?? offer.port }, announced);
-      const stream = c.updateWeights(md, { deadline: new Date(Date.now() + 60_000) }, (err, res) => (err ? reject(err) : resolve(res!)));
+    const res = await new Promise<UpdateWeightsResponse>((resolve, reject) => {
+      const md = weightDataMetadata({ token: offer.token, port: opts.port ?? offer.port, conn: offer.conn }, opts.announced ?? payload.policy);
+      const stream = c.updateWeights(md, { deadline: new Date(Date.now() + 60_000) }, (err, r) => (err ? reject(err) : resolve(r!)));
       stream.end();
     });
+    return { res, kept: offer.conn === "kept", newConnection: offer.times().greeted !== undefined };
   } finally {
     offer.cancel();
   }
@@ -68,6 +73,36 @@ describe("weight push over the tcp-v1 data connection", { timeout: 300_000 }, ()
   let worker: { svc: ServiceProcess; client: RolloutServiceClient; addr: string };
   let weights: HostTensor[];
   const closers: (() => unknown)[] = [];
+  /** The shipped weights with the first tensor scaled by `k` (each version's bytes differ). */
+  const scaledWeights = (k: number) => weights.map((t, i) => (i === 0 ? { ...t, data: (t.data as Float32Array).map((x) => x * k) } : t));
+
+  /**
+   * A TCP proxy in front of the data server at `serverPort`, passing bytes both ways as they come:
+   * it flips the server's byte `flip.at` of the current connection (`flip.seen`: the server's
+   * bytes on it so far) and counts connections.
+   */
+  async function flippingProxy(serverPort: number) {
+    const flip = { at: -1, seen: 0, connections: 0 };
+    const proxy = createServer((down: Socket) => {
+      const up = connect(serverPort, "127.0.0.1");
+      flip.connections++;
+      flip.seen = 0;
+      down.on("data", (d) => up.write(d));
+      up.on("data", (d: Buffer) => {
+        const i = flip.at - flip.seen;
+        if (i >= 0 && i < d.length) d[i] = d[i]! ^ 0x80;
+        flip.seen += d.length;
+        down.write(d);
+      });
+      up.on("end", () => down.end());
+      up.on("error", () => down.destroy());
+      down.on("error", () => up.destroy());
+      down.on("close", () => up.destroy());
+    });
+    await new Promise<void>((res) => proxy.listen(0, "127.0.0.1", res));
+    closers.push(() => proxy.close());
+    return { port: (proxy.address() as { port: number }).port, flip };
+  }
 
   before(async () => {
     redis = await startLocalRedis();
@@ -114,32 +149,17 @@ describe("weight push over the tcp-v1 data connection", { timeout: 300_000 }, ()
     closers.push(() => server.close());
     const before = await info(worker.client);
     const mismatched = new WeightDataPayload({ jobId: "job-u", version: 7 }, weights);
-    await assert.rejects(tcpCall(worker.client, server, mismatched, { jobId: "job-u", version: 8 }), (err: grpc.ServiceError) => {
+    await assert.rejects(tcpCall(worker.client, server, mismatched, { announced: { jobId: "job-u", version: 8 } }), (err: grpc.ServiceError) => {
       assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
       assert.match(err.details, /^weights: data header is for job job-u v7, but the call announced job job-u v8/);
       return true;
     });
     // A proxy that flips one byte in the middle of the data.
     const payload = new WeightDataPayload({ jobId: "job-u", version: 9 }, weights);
-    const proxy = createServer((down: Socket) => {
-      const up = connect(serverPort, "127.0.0.1");
-      let seen = 0;
-      down.on("data", (d) => up.write(d));
-      up.on("data", (d: Buffer) => {
-        const flip = payload.head.length + 500_000 - seen;
-        if (flip >= 0 && flip < d.length) d[flip] = d[flip]! ^ 0x80;
-        seen += d.length;
-        down.write(d);
-      });
-      up.on("end", () => down.end());
-      up.on("error", () => down.destroy());
-      down.on("error", () => up.destroy());
-    });
-    const serverPort = await server.start();
-    await new Promise<void>((res) => proxy.listen(0, "127.0.0.1", res));
-    closers.push(() => proxy.close());
+    const proxy = await flippingProxy(await server.start());
+    proxy.flip.at = payload.head.length + 500_000;
     await assert.rejects(
-      tcpCall(worker.client, server, payload, { jobId: "job-u", version: 9 }, (proxy.address() as { port: number }).port),
+      tcpCall(worker.client, server, payload, { announced: { jobId: "job-u", version: 9 }, port: proxy.port }),
       (err: grpc.ServiceError) => {
         assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
         assert.match(err.details, /^weights: tensor .*: bytes \[\d+, \d+\) fail the crc32 check/);
@@ -153,51 +173,17 @@ describe("weight push over the tcp-v1 data connection", { timeout: 300_000 }, ()
   test("a kept data connection carries the next version at once; a corrupted byte on it is refused, the old version serving; the next push connects anew", async () => {
     const server = new WeightDataServer("127.0.0.1", 0);
     closers.push(() => server.close());
-    const serverPort = await server.start();
-    // A proxy passing bytes both ways as they come; it flips the server's byte `flip.at` of the current connection.
-    const flip = { at: -1, seen: 0, connections: 0 };
-    const proxy = createServer((down: Socket) => {
-      const up = connect(serverPort, "127.0.0.1");
-      flip.connections++;
-      flip.seen = 0;
-      down.on("data", (d) => up.write(d));
-      up.on("data", (d: Buffer) => {
-        const i = flip.at - flip.seen;
-        if (i >= 0 && i < d.length) d[i] = d[i]! ^ 0x80;
-        flip.seen += d.length;
-        down.write(d);
-      });
-      up.on("end", () => down.end());
-      up.on("error", () => down.destroy());
-      down.on("error", () => up.destroy());
-      down.on("close", () => up.destroy());
-    });
-    await new Promise<void>((res) => proxy.listen(0, "127.0.0.1", res));
-    closers.push(() => proxy.close());
-    const proxyPort = (proxy.address() as { port: number }).port;
-    const keptCall = async (payload: WeightDataPayload) => {
-      const offer = await server.offer(payload, { key: worker.addr });
-      try {
-        const res = await new Promise<UpdateWeightsResponse>((resolve, reject) => {
-          const md = weightDataMetadata({ token: offer.token, port: proxyPort, conn: offer.conn }, payload.policy);
-          const stream = worker.client.updateWeights(md, { deadline: new Date(Date.now() + 60_000) }, (err, r) => (err ? reject(err) : resolve(r!)));
-          stream.end();
-        });
-        return { res, kept: offer.conn === "kept", newConnection: offer.times().greeted !== undefined };
-      } finally {
-        offer.cancel();
-      }
-    };
-    const scaled = (k: number) => weights.map((t, i) => (i === 0 ? { ...t, data: (t.data as Float32Array).map((x) => x * k) } : t));
+    const { port, flip } = await flippingProxy(await server.start());
+    const keptCall = (payload: WeightDataPayload) => tcpCall(worker.client, server, payload, { port, key: worker.addr });
     const r1 = await keptCall(new WeightDataPayload({ jobId: "job-k", version: 1 }, weights));
     assert.deepEqual([r1.res.accepted, r1.kept, r1.newConnection], [true, false, true]);
-    const r2 = await keptCall(new WeightDataPayload({ jobId: "job-k", version: 2 }, scaled(0.5)));
+    const r2 = await keptCall(new WeightDataPayload({ jobId: "job-k", version: 2 }, scaledWeights(0.5)));
     assert.deepEqual([r2.res.accepted, r2.kept, r2.newConnection], [true, true, false], "version 2 went on the kept connection");
     assert.equal(flip.connections, 1);
     let i = await info(worker.client);
     assert.deepEqual([Number(i.policyVersion), i.policyJobId], [2, "job-k"]);
     // Version 3's bytes on the kept connection: one flipped in its data.
-    const p3 = new WeightDataPayload({ jobId: "job-k", version: 3 }, scaled(0.25));
+    const p3 = new WeightDataPayload({ jobId: "job-k", version: 3 }, scaledWeights(0.25));
     flip.at = flip.seen + 36 + p3.head.length + 500_000;
     await assert.rejects(keptCall(p3), (err: grpc.ServiceError) => {
       assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
@@ -207,7 +193,7 @@ describe("weight push over the tcp-v1 data connection", { timeout: 300_000 }, ()
     i = await info(worker.client);
     assert.deepEqual([Number(i.policyVersion), i.policyJobId], [2, "job-k"], "the old version still serves");
     // The worker dropped that connection: the next push connects anew and is taken.
-    const r4 = await keptCall(new WeightDataPayload({ jobId: "job-k", version: 3 }, scaled(0.25)));
+    const r4 = await keptCall(new WeightDataPayload({ jobId: "job-k", version: 3 }, scaledWeights(0.25)));
     assert.deepEqual([r4.res.accepted, r4.newConnection, flip.connections], [true, true, 2]);
     i = await info(worker.client);
     assert.deepEqual([Number(i.policyVersion), i.policyJobId], [3, "job-k"]);
@@ -244,7 +230,6 @@ describe("weight push over the tcp-v1 data connection", { timeout: 300_000 }, ()
     closers.push(() => pusher.close());
     return { pusher, proxy, pairs };
   }
-  const scaledWeights = (k: number) => weights.map((t, i) => (i === 0 ? { ...t, data: (t.data as Float32Array).map((x) => x * k) } : t));
 
   test("a kept data connection lost at the worker, then the data port unreachable: the push falls back to chunks and is taken", async () => {
     const { pusher, proxy, pairs } = await proxiedPusher();
@@ -288,7 +273,7 @@ describe("weight push over the tcp-v1 data connection", { timeout: 300_000 }, ()
     const i = await info(worker.client);
     assert.ok(
       (i.policyJobId === "job-s" && Number(i.policyVersion) === 2) || (i.policyJobId === "job-z" && Number(i.policyVersion) === 0),
-      `serves one of the two: ${formatPolicyOf(i)}`,
+      `serves one of the two: ${formatPolicy({ jobId: i.policyJobId, version: Number(i.policyVersion) })}`,
     );
     const p3 = await pusher.push({ jobId: "job-z", version: 5 }, weights);
     assert.deepEqual([p3.pushedTo, pairs.length, pusher.lastPhases?.workers[0]?.greetedMs], [["tcp-w0"], conns, undefined], "on the kept connection");

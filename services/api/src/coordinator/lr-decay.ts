@@ -44,23 +44,16 @@ export const stepLrKey = (jobId: string) => `rlmesh:job:${jobId}:lr`;
 /** How long a job's step LRs are kept after its last step (as its curriculum visits and traces). */
 const STEP_LR_TTL_S = 14 * 24 * 3600;
 
-/** The job's decay, "constant" for a job stored before JobSpec.lr_schedule existed. */
-export function jobLrSchedule(spec: JobSpec): NormalizedLrSchedule {
-  const s = spec.lrSchedule as NormalizedLrSchedule | undefined | null;
-  return s ?? { decay: "constant", decayStart: 0.5, minRatio: 1 };
-}
-
 /**
  * The LR of step `step`: the one recorded for it when an earlier attempt (or an api before a
- * restart) got that far, else grpo.lr × factor(progress now), recorded first (HSETNX: the first
- * record wins). Null for a constant schedule: the spec's grpo params go to the learner unchanged.
+ * restart) got that far, else grpo.lr × factor(progress now), recorded (HSETNX: the first record
+ * wins). Null for a constant schedule (or none: a job stored before JobSpec.lr_schedule existed):
+ * the spec's grpo params go to the learner unchanged.
  */
 export async function stepLr(redis: Redis, jobId: string, step: number, spec: JobSpec, elapsedSeconds: number): Promise<StepLr | null> {
-  const schedule = jobLrSchedule(spec);
-  if (schedule.decay === "constant") return null;
+  const schedule = spec.lrSchedule as NormalizedLrSchedule | undefined;
+  if (!schedule || schedule.decay === "constant") return null;
   const key = stepLrKey(jobId);
-  const recorded = await redis.hget(key, String(step));
-  if (recorded) return JSON.parse(recorded) as StepLr;
   const progress = runProgress(step, elapsedSeconds, spec);
   const factor = lrDecayFactor(progress, schedule);
   const fresh: StepLr = { lr: (spec.grpo.lr ?? GRPO_DEFAULTS.lr) * factor, factor, progress, elapsedSeconds };

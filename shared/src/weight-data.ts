@@ -218,11 +218,11 @@ export class WeightDataPayload {
   }
 
   /**
-   * Writes the whole version to `sock` (header, segments, digests) and ends it, or leaves it open
-   * (`end` false: a kept connection that carries the next versions too). `onQueued` is called once
-   * every byte is handed to the socket, before waiting for it to drain.
+   * Writes the whole version to `sock` (header, segments, digests), leaving it open (the caller
+   * ends it, or keeps it for the next versions). `onQueued` is called once every byte is handed to
+   * the socket, before waiting for it to drain.
    */
-  async writeTo(sock: Socket, end = true, onQueued?: () => void): Promise<void> {
+  async writeTo(sock: Socket, onQueued: () => void): Promise<void> {
     // Each segment goes to the socket before its digest is computed (by the first connection to
     // send it), and that digest goes out with the next segment in one write: the receiver reads
     // and checks segment i while segment i's digest is computed here.
@@ -243,9 +243,8 @@ export class WeightDataPayload {
       ok = sock.write(digest);
     }
     // Every byte is handed to the socket (the receiver may have them all before the drain below).
-    onQueued?.();
+    onQueued();
     if (!ok) await drained(sock);
-    if (end) sock.end();
   }
 }
 
@@ -450,7 +449,7 @@ export class WeightDataServer {
           endAfter = !adopted;
         }
       };
-      payload.writeTo(s, false, onQueued).then(
+      payload.writeTo(s, onQueued).then(
         () => {
           times.written = performance.now();
           if (endAfter) s.end();
@@ -478,7 +477,7 @@ export class WeightDataServer {
           k.busy = false;
           if (k.retired) endSoon(sock);
         };
-        payload.writeTo(sock, false, onQueued).then(
+        payload.writeTo(sock, onQueued).then(
           () => {
             times.written = performance.now();
             settle();

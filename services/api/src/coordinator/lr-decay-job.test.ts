@@ -6,11 +6,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { status } from "@grpc/grpc-js";
-import { createLogger, type Job, type TrainStepRequestIn, type TrainStepResponse } from "@rlmesh/shared";
+import { createLogger, type Job, type JobSpecIn, type TrainStepRequestIn, type TrainStepResponse } from "@rlmesh/shared";
 import { normalizeSpec, type NormalizedJobSpec } from "../job-spec.js";
 import { JobStore } from "../job-store.js";
 import { Coordinator } from "./coordinator.js";
-import { fakeRollout, runJobToEnd, runnerTestbed } from "./testing/runner-testbed.js";
+import { fakeRollout, runJobToEnd, runToEnd, runnerTestbed } from "./testing/runner-testbed.js";
 import type { LearnerClient, RewardScorer } from "./interfaces.js";
 import { lrDecayFactor, stepLrKey, type StepLr } from "./lr-decay.js";
 
@@ -85,41 +85,37 @@ function learner(hook: (step: number, attempt: number) => "lose-reply" | "hang" 
   };
 }
 
+/** The decay of the timed jobs: from the start of the run down to 0.1 × grpo.lr. */
+const COSINE = { decay: "cosine", decayStart: 0, minRatio: 0.1 } as const;
+
+/** A small job on the testbed's dataset at grpo.lr BASE_LR, with `more`. */
+const spec = (more: Partial<JobSpecIn>): NormalizedJobSpec =>
+  normalizeSpec({ modelDir: dir, dataset: { path: dataset }, groupSize: 2, promptsPerStep: 2, grpo: { lr: BASE_LR }, ...more });
+
 /** A job with no step cap that ends by its time budget, so its progress is the clock's. */
-function timedSpec(maxMinutes: number): NormalizedJobSpec {
-  return normalizeSpec({
-    modelDir: dir,
-    dataset: { path: dataset },
-    groupSize: 2,
-    promptsPerStep: 2,
-    steps: 1_000_000,
-    maxMinutes,
-    grpo: { lr: BASE_LR },
-    lrSchedule: { decay: "cosine", decayStart: 0, minRatio: 0.1 },
-  });
-}
+const timedSpec = (maxMinutes: number) => spec({ steps: 1_000_000, maxMinutes, lrSchedule: COSINE });
+
+/** The coordinator's dependencies with learner `l` and a fresh JobStore. */
+const depsWith = (l: LearnerClient) => ({
+  store: new JobStore(bed.conn),
+  redis: bed.conn,
+  rollout,
+  rewards,
+  learner: l,
+  logger: createLogger("api-test", { level: "error" }),
+});
 
 /** A second api (Coordinator) takes the job over and runs it to its end. */
-async function resumeToEnd(deps: ConstructorParameters<typeof Coordinator>[0], stopped: Job): Promise<Job | undefined> {
-  const second = new Coordinator(deps);
-  second.start(stopped);
-  let job: Job | undefined;
-  for (let i = 0; i < 1200; i++) {
-    job = await deps.store.get(stopped.id);
-    if (job && (job.state === "JOB_STATE_SUCCEEDED" || job.state === "JOB_STATE_FAILED")) break;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  await second.stop();
-  return job;
-}
+const resumeToEnd = async (deps: ReturnType<typeof depsWith>, stopped: Job) =>
+  (await runToEnd(deps.store, new Coordinator(deps), stopped, 1200)).job;
 
 const recordedLrs = async (jobId: string) =>
   new Map(Object.entries(await bed.conn.hgetall(stepLrKey(jobId))).map(([k, v]) => [Number(k), JSON.parse(v) as StepLr]));
 
 test("a step retried after a lost TrainStep reply resends the LR recorded at its start, not one of the later clock", async () => {
   const l = learner((step, n) => (step === 2 && n === 1 ? "lose-reply" : null));
-  const store = new JobStore(bed.conn);
-  const deps = { store, redis: bed.conn, rollout, rewards, learner: l, logger: createLogger("api-test", { level: "error" }) };
+  const deps = depsWith(l);
+  const { store } = deps;
   // A 6 s budget: the retry waits 1 s (step-retry's first backoff), a sixth of the run.
   const { job, events } = await runJobToEnd(store, new Coordinator(deps), timedSpec(0.1), 1200);
   assert.equal(job.state, "JOB_STATE_SUCCEEDED", job.error);
@@ -132,7 +128,7 @@ test("a step retried after a lost TrainStep reply resends the LR recorded at its
   assert.equal(tries[0]!.lr, r2.lr);
   assert.ok(r2.progress > 0 && r2.progress < 0.5, `step 2 started early in the run (progress ${r2.progress})`);
   // Recomputed at the retry, a second later, the LR would have been lower: the record mattered.
-  const later = lrDecayFactor(r2.progress + 1 / 6, { decay: "cosine", decayStart: 0, minRatio: 0.1 }) * BASE_LR;
+  const later = lrDecayFactor(r2.progress + 1 / 6, COSINE) * BASE_LR;
   assert.ok(later < r2.lr * 0.999, `a recomputed LR ${later} differs from the recorded ${r2.lr}`);
   // Each step's LR is grpo.lr × the factor at its recorded progress, falls over the run, and is in its step event.
   const steps = events.filter((e) => e.step).map((e) => e.step!);
@@ -140,10 +136,7 @@ test("a step retried after a lost TrainStep reply resends the LR recorded at its
   let prev = Infinity;
   for (const s of steps) {
     const r = recorded.get(Number(s.step))!;
-    assert.ok(
-      Math.abs(r.lr - BASE_LR * lrDecayFactor(r.progress, { decay: "cosine", decayStart: 0, minRatio: 0.1 })) < 1e-18,
-      `step ${s.step}`,
-    );
+    assert.ok(Math.abs(r.lr - BASE_LR * lrDecayFactor(r.progress, COSINE)) < 1e-18, `step ${s.step}`);
     assert.equal(s.train?.lr, r.lr, `step ${s.step}'s event carries its LR`);
     assert.ok(r.lr <= prev, `step ${s.step}: LR ${r.lr} after ${prev}`);
     prev = r.lr;
@@ -153,8 +146,8 @@ test("a step retried after a lost TrainStep reply resends the LR recorded at its
 
 test("a step resumed by a restarted api resends its recorded LR, and the run's clock goes on from the recorded seconds", async () => {
   const l = learner((step, n) => (step === 3 && n === 1 ? "hang" : null));
-  const store = new JobStore(bed.conn);
-  const deps = { store, redis: bed.conn, rollout, rewards, learner: l, logger: createLogger("api-test", { level: "error" }) };
+  const deps = depsWith(l);
+  const { store } = deps;
   const created = await store.create(timedSpec(0.1));
   const first = new Coordinator(deps);
   first.start(created);
@@ -170,7 +163,7 @@ test("a step resumed by a restarted api resends its recorded LR, and the run's c
   await new Promise((r) => setTimeout(r, 1000));
 
   const job = await resumeToEnd(deps, stopped);
-  assert.equal(job?.state, "JOB_STATE_SUCCEEDED", job?.error);
+  assert.equal(job.state, "JOB_STATE_SUCCEEDED", job.error);
   const tries = l.attempts.filter((a) => a.step === 3);
   assert.equal(tries.length, 2, "step 3: the lost attempt and the resumed one");
   assert.equal(tries[1]!.lr, tries[0]!.lr, "the resumed step resent the recorded LR");
@@ -187,17 +180,9 @@ test("a step resumed by a restarted api resends its recorded LR, and the run's c
 
 test("a constant schedule sends the spec's GRPO params unchanged and records nothing", async () => {
   const l = learner(() => null);
-  const store = new JobStore(bed.conn);
-  const deps = { store, redis: bed.conn, rollout, rewards, learner: l, logger: createLogger("api-test", { level: "error" }) };
-  const spec = normalizeSpec({
-    modelDir: dir,
-    dataset: { path: dataset },
-    groupSize: 2,
-    promptsPerStep: 2,
-    steps: 3,
-    grpo: { lr: BASE_LR },
-  });
-  const { job } = await runJobToEnd(store, new Coordinator(deps), spec);
+  const deps = depsWith(l);
+  const { store } = deps;
+  const { job } = await runJobToEnd(store, new Coordinator(deps), spec({ steps: 3 }));
   assert.equal(job.state, "JOB_STATE_SUCCEEDED", job.error);
   assert.deepEqual(
     l.attempts.map((a) => a.lr),
@@ -209,8 +194,8 @@ test("a constant schedule sends the spec's GRPO params unchanged and records not
 test("a restarted api's time budget goes on from the recorded run seconds, like the LR decay", async () => {
   const HANG_AT = 8;
   const l = learner((step, n) => (step === HANG_AT && n === 1 ? "hang" : null));
-  const store = new JobStore(bed.conn);
-  const deps = { store, redis: bed.conn, rollout, rewards, learner: l, logger: createLogger("api-test", { level: "error" }) };
+  const deps = depsWith(l);
+  const { store } = deps;
   const budgetS = 6;
   const created = await store.create(timedSpec(budgetS / 60));
   const first = new Coordinator(deps);
@@ -220,7 +205,7 @@ test("a restarted api's time budget goes on from the recorded run seconds, like 
   const before = (await recordedLrs(created.id)).get(HANG_AT)!.elapsedSeconds;
   assert.ok(before > 0.8, `${HANG_AT - 1} steps ran before the restart (${before} s)`);
   const job = await resumeToEnd(deps, (await store.get(created.id))!);
-  assert.equal(job?.state, "JOB_STATE_SUCCEEDED", job?.error);
+  assert.equal(job.state, "JOB_STATE_SUCCEEDED", job.error);
   // Every step started inside the one budget: a budget restarted with the api would have run
   // steps up to `before` seconds past it.
   const last = Math.max(...[...(await recordedLrs(created.id)).values()].map((r) => r.elapsedSeconds));

@@ -5,7 +5,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Redis } from "ioredis";
-import { createRedis, startLocalRedis, type LocalRedis } from "@rlmesh/shared";
+import { createRedis, startLocalRedis, type Job, type LocalRedis } from "@rlmesh/shared";
 import type { RolloutPool } from "../rollout-pool.js";
 import type { Coordinator } from "../coordinator.js";
 import type { JobStore } from "../../job-store.js";
@@ -27,7 +27,13 @@ export function runnerTestbed(name: string): RunnerTestbed {
   writeFileSync(
     dataset,
     [1, 2, 3]
-      .map((k) => JSON.stringify({ task_id: `t${k}`, prompt: `Write f(x) returning x+${k}.`, tests: { kind: "assert", tests: [`assert f(1) == ${1 + k}`] } }))
+      .map((k) =>
+        JSON.stringify({
+          task_id: `t${k}`,
+          prompt: `Write f(x) returning x+${k}.`,
+          tests: { kind: "assert", tests: [`assert f(1) == ${1 + k}`] },
+        }),
+      )
       .join("\n") + "\n",
   );
   const bed = { dir, dataset } as { conn: Redis; redis: LocalRedis; dir: string; dataset: string };
@@ -49,7 +55,14 @@ export function fakeRollout(responseIds: (k: number) => number[] = () => [2, 3])
     waitForWorkers: async () => [{ id: "w0" }],
     generate: async (prompts: { id: string }[], g: number) => ({
       samples: prompts.flatMap((p) =>
-        Array.from({ length: g }, (_, k) => ({ promptId: p.id, sampleIndex: k, promptTokenIds: [1], tokenIds: responseIds(k), text: `r${k}`, policyVersion: 0 })),
+        Array.from({ length: g }, (_, k) => ({
+          promptId: p.id,
+          sampleIndex: k,
+          promptTokenIds: [1],
+          tokenIds: responseIds(k),
+          text: `r${k}`,
+          policyVersion: 0,
+        })),
       ),
     }),
   } as unknown as RolloutPool;
@@ -60,12 +73,17 @@ export function fakeRollout(responseIds: (k: number) => number[] = () => [2, 3])
  * it SUCCEEDED or FAILED; stops the coordinator either way. Throws when it did not finish.
  */
 export async function runJobToEnd(store: JobStore, coord: Coordinator, spec: NormalizedJobSpec, polls = 400) {
-  const job = await store.create(spec);
+  return runToEnd(store, coord, await store.create(spec), polls);
+}
+
+/** runJobToEnd for a job already stored (one another coordinator ran part of: a restarted api taking it over). */
+export async function runToEnd(store: JobStore, coord: Coordinator, job: Job, polls = 400) {
   coord.start(job);
   try {
     for (let i = 0; i < polls; i++) {
       const j = await store.get(job.id);
-      if (j && (j.state === "JOB_STATE_SUCCEEDED" || j.state === "JOB_STATE_FAILED")) return { job: j, events: await store.readEvents(job.id, 0) };
+      if (j && (j.state === "JOB_STATE_SUCCEEDED" || j.state === "JOB_STATE_FAILED"))
+        return { job: j, events: await store.readEvents(job.id, 0) };
       await new Promise((r) => setTimeout(r, 25));
     }
   } finally {

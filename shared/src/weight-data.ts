@@ -439,21 +439,16 @@ export class WeightDataServer {
       // Anything the receiver sends after its greeting is a protocol error; its close ends the offer.
       s.on("data", () => s.destroy());
       s.on("close", settle);
-      const keepIt = keepHello && keepAs !== undefined;
-      let endAfter = !keepIt;
       // Kept once every byte is queued: the call's reply (and cancel()) can come before the drain.
       // Not kept (ended after its payload) when the worker has a live kept connection already.
       const onQueued = () => {
-        if (keepIt && !s.destroyed) {
-          adopted = this.adopt(keepAs, s);
-          endAfter = !adopted;
-        }
+        if (keepHello && keepAs !== undefined && !s.destroyed) adopted = this.adopt(keepAs, s);
       };
       payload.writeTo(s, onQueued).then(
         () => {
           times.written = performance.now();
-          if (endAfter) s.end();
-          else if (adopted) settle();
+          if (adopted) settle();
+          else s.end();
         },
         () => s.destroy(),
       );

@@ -4,6 +4,7 @@ import { CI_CONFIG, TINY_CONFIG, type PolicyModelConfig } from "@rlmesh/shared/m
 
 import { DEFAULT_CART_P, parseLossWeighting, type LossWeighting } from "../grpo/cart-weights.js";
 import { DEFAULT_T_MIN } from "./train-base-data.js";
+import type { MergePlacement } from "./train-base-infill.js";
 
 /** Hyper-parameters of one base-training run; `tiny` is the shipped model, `ci` a seconds-long smoke run. */
 export interface TrainBaseSettings {
@@ -90,7 +91,7 @@ export interface TrainBaseArgs {
   /** DreamOn: share of rows whose merge count is uniform (train-base-infill.ts uniformCountShare); 0 = none. */
   dreamonUniformMerges?: number;
   /** DreamOn: where merges go (train-base-infill.ts mergePlacement): random (DreamOn) or tail. */
-  dreamonMergePlacement?: "random" | "tail";
+  dreamonMergePlacement?: MergePlacement;
   /**
    * DreamOn: the trunk's learning rate (every weight but the new vocabulary rows) as a multiple
    * of --lr; 1 = one LR for all, 0 = only the new rows train.
@@ -144,6 +145,11 @@ export function parseTrainBaseArgs(argv: readonly string[]): TrainBaseArgs {
       const n = Number(raw);
       if (!Number.isFinite(n) || n < min) throw new Error(`train-base: ${flag} must be a number ≥ ${min}, got "${raw}"`);
       return n;
+    };
+    const share = (): number => {
+      const f = num(0);
+      if (f > 1) throw new Error(`train-base: ${flag} must be in [0, 1], got ${f}`);
+      return f;
     };
     switch (flag) {
       case "--config": {
@@ -218,33 +224,24 @@ export function parseTrainBaseArgs(argv: readonly string[]): TrainBaseArgs {
         args.dreamonTimeWeight = v;
         break;
       }
-      case "--exact-share": {
-        const f = num(0);
-        if (f > 1) throw new Error(`train-base: --exact-share must be in [0, 1], got ${f}`);
-        args.dreamonExactShare = f;
+      case "--exact-share":
+        args.dreamonExactShare = share();
         break;
-      }
       case "--max-delete":
         args.dreamonMaxDelete = Math.floor(num(0));
         break;
-      case "--uniform-merges": {
-        const f = num(0);
-        if (f > 1) throw new Error(`train-base: --uniform-merges must be in [0, 1], got ${f}`);
-        args.dreamonUniformMerges = f;
+      case "--uniform-merges":
+        args.dreamonUniformMerges = share();
         break;
-      }
       case "--merge-placement": {
         const v = value();
         if (v !== "random" && v !== "tail") throw new Error(`train-base: --merge-placement must be random or tail, got "${v}"`);
         args.dreamonMergePlacement = v;
         break;
       }
-      case "--trunk-lr-scale": {
-        const f = num(0);
-        if (f > 1) throw new Error(`train-base: --trunk-lr-scale must be in [0, 1], got ${f}`);
-        args.trunkLrScale = f;
+      case "--trunk-lr-scale":
+        args.trunkLrScale = share();
         break;
-      }
       case "-h":
       case "--help":
         throw new Error(TRAIN_BASE_USAGE);

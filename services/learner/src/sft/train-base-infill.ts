@@ -92,7 +92,6 @@ export interface DreamOnOptions {
 }
 
 export type MergePlacement = "random" | "tail";
-export const MERGE_PLACEMENTS: readonly MergePlacement[] = ["random", "tail"];
 
 export type DreamOnTimeWeight = "linear" | "inv_t";
 export const DREAMON_TIME_WEIGHTS: readonly DreamOnTimeWeight[] = ["linear", "inv_t"];

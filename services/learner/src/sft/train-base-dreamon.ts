@@ -68,11 +68,20 @@ export async function trainDreamOn(args: TrainBaseArgs, settings: TrainBaseSetti
     const opt = initAdamW(weights);
     const adamCfg = { beta1: 0.9, beta2: 0.98, eps: 1e-8, weightDecay: settings.weightDecay, noDecay: (n: string) => n.endsWith("norm") || n.includes("embedding") };
     const schedule = { baseLr: args.lr ?? settings.lr, warmupSteps: settings.warmupSteps, decay: "cosine" as const, totalSteps, minLrRatio: settings.minLrRatio };
+    // The DreamOn flags with their defaults, once: the batches, the log line and the manifest read them.
+    const variant = {
+      timeWeight: args.dreamonTimeWeight ?? "linear",
+      maxDelete: args.dreamonMaxDelete ?? DREAMON_DEFAULTS.maxDelete,
+      exactShare: args.dreamonExactShare ?? 0,
+      uniformCountShare: args.dreamonUniformMerges ?? 0,
+      mergePlacement: args.dreamonMergePlacement ?? "random",
+    } as const;
+    const trunkLrScale = args.trunkLrScale ?? 1;
     log(
       `train-base (dreamon): d ${config.dModel}, ${config.nLayers} layers, vocab ${config.vocabSize} (${(parameterCount(config) / 1e6).toFixed(2)} M params), ` +
         `${examples.length} infilling rows from ${rows.length === 0 ? 0 : new Set(rows.map((r) => r.source_task_id)).size} rows of ${trainSource}, batch ${settings.batchSize}, ` +
-        `${totalSteps} steps, lr ${schedule.baseLr}, seed ${args.seed}, time weight ${args.dreamonTimeWeight ?? "linear"}, ` +
-        `max delete ${args.dreamonMaxDelete ?? DREAMON_DEFAULTS.maxDelete}, exact share ${args.dreamonExactShare ?? 0}, uniform merges ${args.dreamonUniformMerges ?? 0}, merges at ${args.dreamonMergePlacement ?? "random"}, trunk lr × ${args.trunkLrScale ?? 1}`,
+        `${totalSteps} steps, lr ${schedule.baseLr}, seed ${args.seed}, time weight ${variant.timeWeight}, ` +
+        `max delete ${variant.maxDelete}, exact share ${variant.exactShare}, uniform merges ${variant.uniformCountShare}, merges at ${variant.mergePlacement}, trunk lr × ${trunkLrScale}`,
     );
 
     const manifestNow = (extra: Record<string, unknown>): ModelManifest =>
@@ -88,13 +97,13 @@ export async function trainDreamOn(args: TrainBaseArgs, settings: TrainBaseSetti
           ...(args.trainSize ? { train_size: args.trainSize } : {}),
           dreamon: {
             ...DREAMON_DEFAULTS,
-            ...(args.dreamonMaxDelete !== undefined ? { maxDelete: args.dreamonMaxDelete } : {}),
-            exact_share: args.dreamonExactShare ?? 0,
-            uniform_merge_count_share: args.dreamonUniformMerges ?? 0,
-            merge_placement: args.dreamonMergePlacement ?? "random",
-            trunk_lr_scale: args.trunkLrScale ?? 1,
+            maxDelete: variant.maxDelete,
+            exact_share: variant.exactShare,
+            uniform_merge_count_share: variant.uniformCountShare,
+            merge_placement: variant.mergePlacement,
+            trunk_lr_scale: trunkLrScale,
             eos_plays_delete: true,
-            weight: args.dreamonTimeWeight === "inv_t" ? "1/t, t ~ U(0.05, 1)" : "1 - t, t ~ U(0, 1)",
+            weight: variant.timeWeight === "inv_t" ? "1/t, t ~ U(0.05, 1)" : "1 - t, t ~ U(0, 1)",
             eos_loss: "each row's EOS averaged apart and added as one token of the row",
             merges: "chained (a run of masks may collapse into one <|expand|>)",
             ...(grownFrom !== undefined ? { new_row_warmup: { ...NEW_ROW_WARMUP, note: "only the new embedding rows train, constant LR, before the schedule" } } : {}),
@@ -124,13 +133,8 @@ export async function trainDreamOn(args: TrainBaseArgs, settings: TrainBaseSetti
       ...DREAMON_DEFAULTS,
       maxSeqLen: config.maxSeqLen,
       lengthBucket: DEFAULT_LENGTH_BUCKET,
-      timeWeight: args.dreamonTimeWeight ?? "linear",
-      ...(args.dreamonMaxDelete !== undefined ? { maxDelete: args.dreamonMaxDelete } : {}),
-      exactShare: args.dreamonExactShare ?? 0,
-      uniformCountShare: args.dreamonUniformMerges ?? 0,
-      mergePlacement: args.dreamonMergePlacement ?? "random",
+      ...variant,
     };
-    const trunkLrScale = args.trunkLrScale ?? 1;
     const t0 = performance.now();
     if (grownFrom !== undefined) {
       // The new rows first, alone (see NEW_ROW_WARMUP): the rest of the model stays as --init left it.

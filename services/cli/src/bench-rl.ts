@@ -5,7 +5,7 @@ import { flagBool, flagFloat, flagInt, flagString, parseArgs, UsageError } from 
 import { jobClient, jobs } from "./job-client.js";
 import { startLocalMesh } from "./local-mesh.js";
 import { DEFAULT_MODEL_DIR, REPO_ROOT } from "@rlmesh/shared/repo-paths";
-import { DEMO_UNBOUNDED_STEPS, demoSpec } from "./mesh-commands.js";
+import { DEMO_UNBOUNDED_STEPS, demoLrSchedule, demoSpec } from "./mesh-commands.js";
 import { evalSplitName, PRIMARY_EVAL_SPLIT } from "@rlmesh/shared/eval-splits";
 
 /**
@@ -31,7 +31,7 @@ export const RL_VARIANTS: Record<string, { summary: string; apply: (s: Spec) => 
   "lr-3e-5": { summary: "LR 3e-5", apply: (s) => void (s.grpo.lr = 3e-5) },
   "lr-cosine": {
     summary: "LR decay over the run: grpo.lr until half-way (steps or budget), then a half cosine to 0.1 × grpo.lr",
-    apply: (s) => void (s.lrSchedule = { decay: "cosine", decayStart: 0.5, minRatio: 0.1 }),
+    apply: (s) => void (s.lrSchedule = demoLrSchedule("cosine")),
   },
   "temp-0.7": { summary: "rollout temperature 0.7", apply: (s) => void (s.decoding.temperature = 0.7) },
   g16: {

@@ -298,6 +298,8 @@ export interface WeightDataOffer {
 
 /** A receiver's connection kept open after a push, for the next ones. */
 interface KeptSocket {
+  /** The key (worker address) it is filed under. */
+  key: string;
   sock: Socket;
   /** A payload is being written on it. */
   busy: boolean;
@@ -390,7 +392,7 @@ export class WeightDataServer {
   private adopt(key: string, sock: Socket): boolean {
     const old = this.kept.get(key);
     if (old && old.sock !== sock && !old.sock.destroyed) return false;
-    const k: KeptSocket = { sock, busy: false, retired: false };
+    const k: KeptSocket = { key, sock, busy: false, retired: false };
     this.kept.set(key, k);
     sock.once("close", () => {
       if (this.kept.get(key) === k) this.kept.delete(key);
@@ -399,8 +401,8 @@ export class WeightDataServer {
   }
 
   /** `k` is not used again: ended now, or once the payload being written on it is queued. */
-  private retire(key: string, k: KeptSocket): void {
-    if (this.kept.get(key) === k) this.kept.delete(key);
+  private retire(k: KeptSocket): void {
+    if (this.kept.get(k.key) === k) this.kept.delete(k.key);
     if (k.retired) return;
     k.retired = true;
     if (!k.busy) endSoon(k.sock);
@@ -419,9 +421,10 @@ export class WeightDataServer {
     const k = live && !live.sock.destroyed ? live : undefined;
     // Busy: this push goes on its own connection, which is neither kept nor replaces that one.
     const keepAs = this.keep && !k?.busy ? opts.key : undefined;
+    // An idle kept connection: this payload goes on it.
+    const kept = keepAs !== undefined ? k : undefined;
     let fresh: Socket | undefined;
     let adopted = false;
-    let kept: KeptSocket | undefined;
     let keptWritten = false;
     let settle!: () => void;
     const done = new Promise<void>((resolve) => (settle = resolve));
@@ -432,9 +435,9 @@ export class WeightDataServer {
       // The receiver connected anew although the payload went on its kept connection: it lost
       // that connection (or gave up on it), whose state is unknown now. Cut off if this payload
       // is still being written on it (no other push's is); otherwise not used again.
-      if (kept && keepAs !== undefined) {
+      if (kept) {
         if (!keptWritten) kept.sock.destroy();
-        else this.retire(keepAs, kept);
+        else this.retire(kept);
       }
       // Anything the receiver sends after its greeting is a protocol error; its close ends the offer.
       s.on("data", () => s.destroy());
@@ -454,14 +457,13 @@ export class WeightDataServer {
       );
       s.resume();
     });
-    if (k && keepAs !== undefined) {
-      kept = k;
-      k.busy = true;
-      const sock = k.sock;
+    if (kept) {
+      kept.busy = true;
+      const sock = kept.sock;
       // After this turn: the caller starts the call first, so both travel at once.
       setImmediate(() => {
         if (sock.destroyed) {
-          k.busy = false;
+          kept.busy = false;
           if (!fresh) settle();
           return;
         }
@@ -469,8 +471,8 @@ export class WeightDataServer {
         // Complete once every byte is queued (the next payload may follow it on the stream).
         const onQueued = () => {
           keptWritten = true;
-          k.busy = false;
-          if (k.retired) endSoon(sock);
+          kept.busy = false;
+          if (kept.retired) endSoon(sock);
         };
         payload.writeTo(sock, onQueued).then(
           () => {
@@ -497,7 +499,7 @@ export class WeightDataServer {
         // A payload cut off mid-way leaves the kept connection in an unknown state (this offer's
         // payload is the only one on it while it is being written).
         if (kept && !keptWritten) kept.sock.destroy();
-        else if (kept && o.dropKept && keepAs !== undefined) this.retire(keepAs, kept);
+        else if (kept && o.dropKept) this.retire(kept);
         if (!fresh && !kept) settle();
       },
     };

@@ -851,14 +851,17 @@ class KeptGroup {
     this.maybeEmpty();
   }
 
+  /** The call waiting for `token`'s payload, taken off the waiting list. */
+  take(token: string): Waiter | undefined {
+    const w = this.waiters.get(token);
+    this.waiters.delete(token);
+    return w;
+  }
+
   /** `c` closed: the call whose payload was coming on it, and every waiting call if no connection is left, connect anew. */
   removed(c: KeptConnection, receivingToken: string | undefined): void {
     this.conns.delete(c);
-    if (receivingToken !== undefined) {
-      const w = this.waiters.get(receivingToken);
-      this.waiters.delete(receivingToken);
-      w?.resolve(null);
-    }
+    if (receivingToken !== undefined) this.take(receivingToken)?.resolve(null);
     if (this.conns.size === 0) {
       const ws = [...this.waiters.values()];
       this.waiters.clear();
@@ -1000,19 +1003,15 @@ class KeptConnection implements ReadTarget {
       reader.read(n, buf);
     } catch (err) {
       // The call fails with the reason; the connection, in an unknown state now, is dropped.
-      const w = g.waiters.get(token);
-      g.waiters.delete(token);
-      w?.reject(err as Error);
+      g.take(token)?.reject(err as Error);
       this.close();
       throw err;
     }
     if (reader.state !== "done") return;
     this.frame = undefined;
-    const w = g.waiters.get(token);
-    if (w) {
-      g.waiters.delete(token);
-      w.resolve(reader.result());
-    } else {
+    const w = g.take(token);
+    if (w) w.resolve(reader.result());
+    else {
       const timer = setTimeout(() => g.dropArrived(token), DATA_CONNECT_TIMEOUT_MS);
       timer.unref();
       g.arrived.set(token, { result: reader.result(), timer, conn: this });

@@ -18,7 +18,7 @@ import {
   type CollapseGuardConfig,
   type CollapseGuardState,
 } from "./collapse-guard.js";
-import { buildGrpoBatch } from "../grpo/grpo-batch.js";
+import { buildGrpoBatch, type GrpoBatch } from "../grpo/grpo-batch.js";
 import { runGrpoUpdate, type GrpoPolicy } from "../grpo/grpo-update.js";
 import { deriveSeed } from "../grpo/seeded-rng.js";
 import { LEARNER_RECIPE, resolveGrpoParams, type LearnerRecipe } from "./learner-recipe.js";
@@ -495,30 +495,37 @@ export class GrpoTrainer implements Trainer {
     const batch = padBatchToBucket(warmupBatch(shape, recipe, m), m.pad_id, m.max_seq_len);
     const params = resolveGrpoParams(null, this.recipe);
     const weights = cloneNamedTensors(this.current);
-    const heapBefore = wasmHeapBytes();
-    await runGrpoUpdate({
-      policy: this.chunkedPolicy(batch.seqLen),
-      weights,
-      optimizer: initAdamW(weights),
-      batch,
-      maskId: m.mask_id,
-      seed: SEED_WARMUP,
-      lrAt: (s) => learningRateAt(s, params.schedule, 1),
-      cfg: params.update,
-      fuseOldLogProbs: this.updatePath === "fast",
-    }).catch((err: unknown) => {
-      throw explainHeapExhausted(err, shapeKey(batch.batchSize, batch.seqLen), wasmHeapBytes());
-    });
-    const done = shapeKey(batch.batchSize, batch.seqLen);
-    this.compiled.add(done);
-    this.recordHeap(done, batch.batchSize, batch.seqLen, heapBefore);
+    await this.shapeUpdate(batch, false, () =>
+      runGrpoUpdate({
+        policy: this.chunkedPolicy(batch.seqLen),
+        weights,
+        optimizer: initAdamW(weights),
+        batch,
+        maskId: m.mask_id,
+        seed: SEED_WARMUP,
+        lrAt: (s) => learningRateAt(s, params.schedule, 1),
+        cfg: params.update,
+        fuseOldLogProbs: this.updatePath === "fast",
+      }),
+    );
     return { ...shape, outcome: "compiled", seconds: (performance.now() - t0) / 1000 };
   }
 
-  /** Notes in the process's ShapeHeapLedger what a shape's update grew jax-js's wasm heap by. */
-  private recordHeap(key: string, rows: number, seqLen: number, heapBefore: number | null): void {
+  /**
+   * Runs `update` on `batch`'s shape (`stale`: with the old-log-prob forward): jax-js's "memory32
+   * limit" error is explained (explainHeapExhausted); then the shape counts as compiled and the
+   * process's ShapeHeapLedger notes what it grew jax-js's wasm heap by.
+   */
+  private async shapeUpdate<T>(batch: GrpoBatch, stale: boolean, update: () => Promise<T>): Promise<T> {
+    const key = shapeKey(batch.batchSize, batch.seqLen, stale);
+    const heapBefore = wasmHeapBytes();
+    const result = await update().catch((err: unknown) => {
+      throw explainHeapExhausted(err, key, wasmHeapBytes());
+    });
+    this.compiled.add(key);
     const after = wasmHeapBytes();
-    if (heapBefore !== null && after !== null) shapeHeapLedger.record(this.heapTag(), key, rows, seqLen, after - heapBefore);
+    if (heapBefore !== null && after !== null) shapeHeapLedger.record(this.heapTag(), key, batch.batchSize, batch.seqLen, after - heapBefore);
+    return result;
   }
 
   /** What a shape's buffer sizes depend on besides the shape: the model, the update path, the pass size. */
@@ -629,24 +636,20 @@ export class GrpoTrainer implements Trainer {
       }
     }
     const before = cloneNamedTensors(this.current);
-    const heapBefore = wasmHeapBytes();
-    const result = await runGrpoUpdate({
-      policy,
-      weights: this.current,
-      optimizer: this.optimizer,
-      batch,
-      maskId: m.mask_id,
-      seed: deriveSeed(seed, SEED_MASKS),
-      lrAt: (s) => learningRateAt(s, params.schedule, this.guard.lrScale),
-      cfg: params.update,
-      ...(oldWeights ? { oldWeights } : {}),
-      fuseOldLogProbs: this.updatePath === "fast",
-    }).catch((err: unknown) => {
-      throw explainHeapExhausted(err, shapeKey(batch.batchSize, batch.seqLen, oldWeights !== undefined), wasmHeapBytes());
-    });
-    const key = shapeKey(batch.batchSize, batch.seqLen, oldWeights !== undefined);
-    this.compiled.add(key);
-    this.recordHeap(key, batch.batchSize, batch.seqLen, heapBefore);
+    const result = await this.shapeUpdate(batch, oldWeights !== undefined, () =>
+      runGrpoUpdate({
+        policy,
+        weights: this.current,
+        optimizer: this.optimizer,
+        batch,
+        maskId: m.mask_id,
+        seed: deriveSeed(seed, SEED_MASKS),
+        lrAt: (s) => learningRateAt(s, params.schedule, this.guard.lrScale),
+        cfg: params.update,
+        ...(oldWeights ? { oldWeights } : {}),
+        fuseOldLogProbs: this.updatePath === "fast",
+      }),
+    );
     const [advMean, advStd] = meanStd(batch.advantages);
     const epochs = result.epochs;
     const avg = (f: (e: (typeof epochs)[number]) => number) => epochs.reduce((a, e) => a + f(e), 0) / epochs.length;

@@ -192,11 +192,6 @@ export class ShapeHeapLedger {
     const runs = [...this.runs].sort((a, b) => b[1].bytes - a[1].bytes);
     return runs.map(([k, r]) => `${k.slice(k.lastIndexOf("|") + 1)} ${Math.round(r.bytes / 2 ** 20)} MiB`).join(", ");
   }
-
-  /** Forgets everything (tests). */
-  clear(): void {
-    this.runs.clear();
-  }
 }
 
 /** The process's ledger (jax-js has one wasm heap per process). */

@@ -137,22 +137,21 @@ const round = (x: number) => Math.round(x * 100) / 100;
 /** Clock ticks per second of /proc/<pid>/stat times (USER_HZ, 100 on Linux). */
 const CLK_TCK = 100;
 
-/** utime+stime (+ cutime+cstime with `children`) of a process, seconds; undefined when unreadable. */
-function procCpuSeconds(pid: number | "self", children: boolean): number | undefined {
+/**
+ * One read of /proc/<pid>/stat: the process's own CPU (utime+stime) and its reaped children's
+ * (cutime+cstime), seconds, and its start time (clock ticks after boot); undefined when unreadable.
+ */
+function procStat(pid: number | "self"): { cpu: number; reaped: number; start: number } | undefined {
   try {
     const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-    const fields = children ? [11, 12, 13, 14] : [11, 12];
-    return fields.reduce((a, i) => a + Number(f[i]), 0) / CLK_TCK;
+    return { cpu: (Number(f[11]) + Number(f[12])) / CLK_TCK, reaped: (Number(f[13]) + Number(f[14])) / CLK_TCK, start: Number(f[19]) };
   } catch {
     return undefined;
   }
 }
 
 /** Reaped children's CPU of this process (cutime+cstime), seconds. */
-function childrenCpuSeconds(): number {
-  const f = readFileSync("/proc/self/stat", "utf8").split(") ")[1]!.split(" ");
-  return (Number(f[13]) + Number(f[14])) / CLK_TCK;
-}
+const childrenCpuSeconds = (): number => procStat("self")!.reaped;
 
 function selfCpuSeconds(): number {
   const u = process.cpuUsage();
@@ -185,15 +184,6 @@ export interface RoleCpu {
   candidate: number;
 }
 
-function procStat(pid: number): { cpu: number; start: number } | undefined {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-    return { cpu: (Number(f[11]) + Number(f[12])) / CLK_TCK, start: Number(f[19]) };
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * CPU time of a sandbox's processes by role, read from the host's /proc (both backends' processes
  * are host processes): PID 1's own time; its live children (the supervisor, the oldest; the judge,
@@ -212,13 +202,14 @@ class RoleSampler {
   private reapedJudges = 0;
 
   private constructor(private readonly pid1: number) {
-    this.pid1Start = procCpuSeconds(pid1, false) ?? 0;
-    this.reapedStart = (procCpuSeconds(pid1, true) ?? 0) - this.pid1Start;
+    const st = procStat(pid1);
+    this.pid1Start = st?.cpu ?? 0;
+    this.reapedStart = st?.reaped ?? 0;
     this.sample(true);
   }
 
   static open(pid1: number | undefined): RoleSampler | undefined {
-    return pid1 !== undefined && procCpuSeconds(pid1, false) !== undefined ? new RoleSampler(pid1) : undefined;
+    return pid1 !== undefined && procStat(pid1) !== undefined ? new RoleSampler(pid1) : undefined;
   }
 
   private children(): number[] {
@@ -267,8 +258,9 @@ class RoleSampler {
   /** Seconds per role since open. */
   totals(): { pid1: number; supervisor: number; judge: number; candidate: number } {
     this.sample();
-    const pid1 = (procCpuSeconds(this.pid1, false) ?? this.pid1Start) - this.pid1Start;
-    const reaped = (procCpuSeconds(this.pid1, true) ?? 0) - (procCpuSeconds(this.pid1, false) ?? 0) - this.reapedStart;
+    const st = procStat(this.pid1);
+    const pid1 = (st?.cpu ?? this.pid1Start) - this.pid1Start;
+    const reaped = (st?.reaped ?? 0) - this.reapedStart;
     const sup = this.supervisor !== undefined ? (procStat(this.supervisor)?.cpu ?? this.supervisorStart) - this.supervisorStart : 0;
     return { pid1, supervisor: sup, judge: this.judgeCpu, candidate: Math.max(0, reaped - this.reapedJudges) };
   }
@@ -442,7 +434,7 @@ export async function benchSandbox(rows: CanonicalRow[], opts: SandboxBenchOptio
     // Each path is a function run once per round; sums of seconds and passes per path.
     type Pass = { seconds: number; passed: number; nodeCpu: number; redisCpu: number; idleMs: number };
     type Path = { key: string; run: () => Promise<Pass> };
-    const redisCpu = () => procCpuSeconds(redis.process.pid!, false) ?? 0;
+    const redisCpu = () => procStat(redis.process.pid!)?.cpu ?? 0;
     const paths: Path[] = [
       {
         key: "bare",

@@ -234,7 +234,7 @@ export function normalizeSpec(spec: JobSpecIn | null | undefined): NormalizedJob
 }
 
 /** `spec.lr_schedule`: decay one of LR_DECAYS, decay_start in [0, 1), min_ratio in (0, 1]. */
-export function normalizeLrSchedule(
+function normalizeLrSchedule(
   p: { decay?: string | null; decayStart?: number | null; minRatio?: number | null } | null | undefined,
 ): NormalizedLrSchedule {
   const decay = check.oneOf("spec.lr_schedule.decay", p?.decay ?? "constant", LR_DECAYS);

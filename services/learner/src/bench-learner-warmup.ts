@@ -198,21 +198,17 @@ export async function benchFirstSteps(args: FirstStepsArgs, log: (l: string) => 
     const loadavgBefore = loadavg();
     log(`bench learner --first-steps ${args.steps}: model ${model}; jax-js threads ${jaxThreadCount()}; load average ${loadavgBefore.map((x) => x.toFixed(2)).join(" ")}`);
     const runs: FirstStepsRun[] = [];
+    const first_steps_total: Partial<Record<WarmupMode, number>> = {};
+    const first_steps_cpu_total: Partial<Record<WarmupMode, number>> = {};
     for (const mode of args.modes) {
       const r = await childRun(mode, args.steps, modelDir, scratch);
       runs.push(r);
-      const total = r.step_seconds.reduce((a, x) => a + x, 0);
-      const cpuTotal = r.step_cpu_seconds.reduce((a, x) => a + x, 0);
+      const total = (first_steps_total[mode] = r.step_seconds.reduce((a, x) => a + x, 0));
+      const cpuTotal = (first_steps_cpu_total[mode] = r.step_cpu_seconds.reduce((a, x) => a + x, 0));
       log(
         `  warm-up ${mode}: ${mode === "on" ? `warm-up ${r.warmup_seconds.toFixed(2)} s, ${r.warmup_cpu_seconds.toFixed(2)} CPU-s (${r.warmup_shapes.join(", ")}); ` : ""}` +
           `first ${args.steps} steps ${total.toFixed(2)} s, ${cpuTotal.toFixed(2)} CPU-s (load average ${loadavg()[0]!.toFixed(2)})`,
       );
-    }
-    const first_steps_total: Partial<Record<WarmupMode, number>> = {};
-    const first_steps_cpu_total: Partial<Record<WarmupMode, number>> = {};
-    for (const r of runs) {
-      first_steps_total[r.mode] = r.step_seconds.reduce((a, x) => a + x, 0);
-      first_steps_cpu_total[r.mode] = r.step_cpu_seconds.reduce((a, x) => a + x, 0);
     }
     log(`  step | padded length | ${runs.map((r) => `warm-up ${r.mode}: s, CPU-s`).join(" | ")}`);
     for (let i = 0; i < args.steps; i++)

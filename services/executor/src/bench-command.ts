@@ -81,10 +81,10 @@ export async function benchSandboxCommand(
         out(`${name.padEnd(6)} warm pool alone (no queue):              ${b.pool_per_s}/s (${b.pool_passed} passed)  ratio vs bare ${b.pool_ratio_vs_bare}; per candidate: CPU node ${b.pool_node_cpu_ms_per_candidate} ms, sandbox idle ${b.pool_sandbox_idle_ms_per_candidate} ms`);
         out(`${name.padEnd(6)} per candidate, sequential: ${b.sequential_ms_per_candidate} ms = judge ${b.judge_ms_per_candidate} + fork/cleanup/protocol ${b.overhead_ms_per_candidate}; sandbox start ${b.start_ms} ms`);
         out(`${name.padEnd(6)} CPU per candidate, sequential (sandbox + executor): ${b.sequential_cpu_ms_per_candidate} ms  bare/this ${b.cpu_ratio_vs_bare}`);
-        const r = b.sequential_cpu_roles_ms;
-        if (r)
+        const roles = b.sequential_cpu_roles_ms;
+        if (roles)
           out(
-            `${name.padEnd(6)}   by process: candidate ${r.candidate} ms, PID 1 ${r.pid1}, supervisor ${r.supervisor}, judge ${r.judge}, executor (node) ${b.sequential_node_cpu_ms_per_candidate}`,
+            `${name.padEnd(6)}   by process: candidate ${roles.candidate} ms, PID 1 ${roles.pid1}, supervisor ${roles.supervisor}, judge ${roles.judge}, executor (node) ${b.sequential_node_cpu_ms_per_candidate}`,
           );
       }
       if (r.cold_sample > 0) out(`cold container per candidate:               ${r.cold_docker_run_per_s}/s (${r.cold_passed}/${r.cold_sample} passed)  docker executor vs cold ${r.ratio_vs_cold}`);

@@ -204,19 +204,20 @@ export class SandboxPool {
    */
   returnWaiters(): void {
     this.returning = true;
+    this.rejectWaiters(new NotStartedError("executor shutting down: run given back before it started"));
+  }
+
+  private rejectWaiters(err: Error): void {
     for (const w of this.waiters.splice(0)) {
       clearTimeout(w.timer);
-      w.reject(new NotStartedError("executor shutting down: run given back before it started"));
+      w.reject(err);
     }
   }
 
   /** Destroys every sandbox; pending runs fail with SandboxError. */
   async close(): Promise<void> {
     this.closed = true;
-    for (const w of this.waiters.splice(0)) {
-      clearTimeout(w.timer);
-      w.reject(new SandboxError("sandbox pool is closed"));
-    }
+    this.rejectWaiters(new SandboxError("sandbox pool is closed"));
     const idle = this.idle.splice(0);
     this.idleSince.clear();
     this.live -= idle.length;

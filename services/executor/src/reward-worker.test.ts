@@ -137,7 +137,7 @@ async function withOneJob(queueName: string, response: string, body: (queue: Que
 async function dieHolding(
   queueName: string,
   deaths: number,
-  hold: (onStart?: () => Promise<void>) => Promise<RewardResult>,
+  hold: (onStart: () => Promise<void>) => Promise<RewardResult>,
   afterTaken?: () => Promise<void>,
 ): Promise<number> {
   const events = new QueueEvents(queueName, { connection: conn("worker") });
@@ -213,7 +213,7 @@ test("held-job stall policy: stalls while the job ran still count (the job fails
       queue.name,
       8,
       (onStart) => {
-        void onStart?.();
+        void onStart();
         started++;
         return NEVER();
       },

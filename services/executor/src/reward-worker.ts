@@ -126,15 +126,26 @@ export function createRewardWorker(opts: RewardWorkerOptions): Worker<RewardJobD
     if (token && (job.stalledCounter ?? 0) >= 2) {
       const client = await policyClient(worker);
       const forgiven = Number(
-        await client.eval(FORGIVE_HELD_STALLS, 2, jobKey, `${jobKey}:lock`, token, RUNNING_FIELD, FORGIVEN_FIELD, String(DEFAULT_MAX_FORGIVEN_STALLS)),
+        await client.eval(
+          FORGIVE_HELD_STALLS,
+          2,
+          jobKey,
+          `${jobKey}:lock`,
+          token,
+          RUNNING_FIELD,
+          FORGIVEN_FIELD,
+          String(DEFAULT_MAX_FORGIVEN_STALLS),
+        ),
       );
       if (forgiven > 0) logger?.info("held-job stalls not counted", { job: job.id, stalled: job.stalledCounter, forgiven });
     }
     let running = false;
     const onStart = async () => {
       // Awaited (one round trip) before the request reaches the sandbox: a run is recorded
-      // before it can kill anything, so its stalls count. If Redis does not answer, the run
-      // goes ahead and a stall in it reads as held (forgiven at most DEFAULT_MAX_FORGIVEN_STALLS times).
+      // before it can kill anything, so its stalls count. The worker's connection has no retry
+      // limit, so while Redis is down the run waits here (its sandbox taken) until it is back; if
+      // the command fails instead, the run goes ahead and a stall in it reads as held (forgiven
+      // at most DEFAULT_MAX_FORGIVEN_STALLS times).
       try {
         await (await policyClient(worker)).hincrby(jobKey, RUNNING_FIELD, 1);
         running = true;

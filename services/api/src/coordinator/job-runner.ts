@@ -5,7 +5,7 @@ import { jobEvaluator } from "./job-eval.js";
 import { startOnLearner } from "./job-start.js";
 import { loadJobRows } from "./job-datasets.js";
 import { generateStep, loadCurriculumSampler, runStep, stepSamplesKey, type Generated, type StepContext } from "./job-step.js";
-import { recordedRunSeconds } from "./lr-decay.js";
+import { recordedRunSeconds } from "./run-clock.js";
 import type { RunnerDeps } from "./runner-deps.js";
 import { withWaitingNotices } from "./waiting-notice.js";
 import { TERMINAL_STATES } from "../job-store.js";
@@ -53,7 +53,7 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
   await withWaitingNotices(startOnLearner(job, spec, deps, signal), "StartJob", async () => (deps.learner.unavailable ? deps.learner.unavailable() : null), emit);
   if (evalRows.length > 0 && job.step === 0) await evaluate(0);
 
-  // The LR decay's clock goes on from the run seconds a previous api recorded for the job's steps.
+  // The run clock (budget, LR decay) goes on from the run seconds a previous api recorded.
   const secondsBefore = await recordedRunSeconds(deps.redis, job.id);
   const started = performance.now();
   const firstStep = job.step + 1;
@@ -92,9 +92,7 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
   try {
     for (let step = job.step + 1; step <= spec.steps; step++) {
       if (signal.aborted) return;
-      // The budget uses the LR decay's clock, so after an api restart both go on from the run
-      // seconds recorded for the job's steps (recorded under a decaying LR schedule only; without
-      // one a restarted api's budget starts afresh).
+      // The budget counts the whole run: after an api restart it goes on from the recorded run seconds.
       if (spec.maxMinutes > 0 && ctx.runSeconds() / 60 >= spec.maxMinutes && step > firstStep) {
         lastStep = step - 1;
         await store.appendEvent(job.id, {

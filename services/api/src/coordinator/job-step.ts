@@ -12,6 +12,7 @@ import type { RunnerDeps } from "./runner-deps.js";
 import { recordStepTraces } from "./job-traces.js";
 import { asInfillRows, rolloutInfill, type StepSample } from "./infill-task.js";
 import { stepLr } from "./lr-decay.js";
+import { recordRunSeconds } from "./run-clock.js";
 
 /** Where a step's generated samples are kept until the step completes (for resume). */
 const STEP_SAMPLES_TTL_S = 24 * 3600;
@@ -113,7 +114,9 @@ export async function runStep(job: Job, step: number, ctx: StepContext, generate
   const emit = (message: string) => store.appendEvent(job.id, { log: { level: "warn", message } });
   // The step's LR under spec.lr_schedule, fixed at its start and recorded before its TrainStep: a
   // retried or resumed step resends the recorded one (the learner refuses other params for a step).
-  const lr = await stepLr(deps.redis, job.id, step, spec, ctx.runSeconds());
+  const runSeconds = ctx.runSeconds();
+  await recordRunSeconds(deps.redis, job.id, runSeconds);
+  const lr = await stepLr(deps.redis, job.id, step, spec, runSeconds);
   const rolloutMissing = async () => ((await deps.rollout.workers()).length === 0 ? "a rollout worker (none registered)" : null);
   const { batch, indices, skipped, samples } = await withWaitingNotices(generated, `step ${step} rollout`, rolloutMissing, emit);
   // With overlap, the rollout ran (partly) during the previous step: count only the wait here.

@@ -13,6 +13,7 @@ import { Coordinator } from "./coordinator.js";
 import { fakeRollout, runJobToEnd, runToEnd, runnerTestbed } from "./testing/runner-testbed.js";
 import type { LearnerClient, RewardScorer } from "./interfaces.js";
 import { lrDecayFactor, stepLrKey, type StepLr } from "./lr-decay.js";
+import { runSecondsKey } from "./run-clock.js";
 
 const bed = runnerTestbed("lr-decay-job-test");
 const { dir, dataset } = bed;
@@ -211,4 +212,31 @@ test("a restarted api's time budget goes on from the recorded run seconds, like 
   const last = Math.max(...[...(await recordedLrs(created.id)).values()].map((r) => r.elapsedSeconds));
   assert.ok(last < budgetS + before / 2, `the last step started at ${last} s of a ${budgetS} s budget (${before} s before the restart)`);
   assert.ok(last > budgetS - 1, `the run used its budget (last step at ${last} s)`);
+});
+
+test("without an LR decay too, a restarted api's time budget goes on from the run clock recorded at each step's start", async () => {
+  const HANG_AT = 8;
+  const l = learner((step, n) => (step === HANG_AT && n === 1 ? "hang" : null));
+  const deps = depsWith(l);
+  const { store } = deps;
+  const budgetS = 6;
+  const created = await store.create(spec({ steps: 1_000_000, maxMinutes: budgetS / 60 }));
+  const first = new Coordinator(deps);
+  first.start(created);
+  for (let i = 0; i < 800 && !l.attempts.some((a) => a.step === HANG_AT); i++) await new Promise((r) => setTimeout(r, 25));
+  await first.stop();
+  const clock = async () => Number(await bed.conn.get(runSecondsKey(created.id)));
+  const before = await clock();
+  assert.ok(before > 0.8, `${HANG_AT - 1} steps ran before the restart (${before} s)`);
+  const job = await resumeToEnd(deps, (await store.get(created.id))!);
+  assert.equal(job.state, "JOB_STATE_SUCCEEDED", job.error);
+  // The last step started inside the one budget: a budget restarted with the api would have run
+  // steps up to `before` seconds past it.
+  const last = await clock();
+  assert.ok(last < budgetS + before / 2, `the last step started at ${last} s of a ${budgetS} s budget (${before} s before the restart)`);
+  assert.ok(last > budgetS - 1, `the run used its budget (last step at ${last} s)`);
+  // Measured by the learner's wall clock too (first TrainStep to last, the restart included).
+  const span = (l.attempts.at(-1)!.atMs - l.attempts[0]!.atMs) / 1000;
+  assert.ok(span < budgetS + before / 2, `TrainSteps over ${span} s of a ${budgetS} s budget`);
+  assert.equal(await bed.conn.exists(stepLrKey(created.id)), 0, "no LR records without a decay");
 });

@@ -62,13 +62,3 @@ export async function stepLr(redis: Redis, jobId: string, step: number, spec: Jo
   if (created === 1) return fresh;
   return JSON.parse((await redis.hget(key, String(step)))!) as StepLr;
 }
-
-/**
- * Run seconds already spent before this api took the job over: the largest `elapsedSeconds`
- * recorded for its steps (0 for a new job or a constant schedule). A resumed job's clock goes on
- * from there, so its progress and LR never go back up after a restart.
- */
-export async function recordedRunSeconds(redis: Redis, jobId: string): Promise<number> {
-  const all = await redis.hvals(stepLrKey(jobId));
-  return all.reduce((m, v) => Math.max(m, (JSON.parse(v) as StepLr).elapsedSeconds), 0);
-}

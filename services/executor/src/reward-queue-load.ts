@@ -8,7 +8,7 @@ import type { Redis } from "ioredis";
 import { type LocalRedis, createRedis, startLocalRedis } from "@rlmesh/shared";
 import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
 import { type RewardJobData, enqueueRewardJobs, rewardJobId } from "@rlmesh/shared/reward/reward-jobs";
-import { type RewardOutcome, RewardWaiter, parseRewardResult } from "@rlmesh/shared/reward/reward-waiter";
+import { type RewardOutcome, RewardWaiter, isNotEnqueued, parseRewardResult } from "@rlmesh/shared/reward/reward-waiter";
 import { FORGIVEN_FIELD } from "./reward-worker.js";
 
 /**
@@ -274,7 +274,7 @@ export async function runRewardQueueLoad(opts: LoadOptions): Promise<LoadReport>
       onSettled: (id, outcome) => {
         // A step whose enqueue failed (Redis restarting) has its ids settled as "not enqueued" and
         // is retried with the same ids: that is no result, and the retry's settle is the first.
-        if (outcome.state === "failed" && outcome.reason.startsWith("not enqueued:")) return;
+        if (isNotEnqueued(outcome)) return;
         const prev = settled.get(id);
         settled.set(id, { at: performance.now(), wall: Date.now(), outcome, times: (prev?.times ?? 0) + 1 });
       },

@@ -4,6 +4,14 @@ import type { Logger } from "../logger.js";
 import { classifyFailedReason, REWARD_STATUSES, type InfraFailure, type RewardResult } from "./reward-result.js";
 
 /** How one reward job ended, as seen by its producer. */
+
+/** The reason prefix of the outcome a job gets when its enqueue failed (no result: the caller retries). */
+export const NOT_ENQUEUED = "not enqueued";
+
+/** True for the outcome of a job whose enqueue failed, which a retried enqueue settles again. */
+export function isNotEnqueued(o: RewardOutcome): boolean {
+  return o.state === "failed" && o.reason.startsWith(`${NOT_ENQUEUED}:`);
+}
 export type RewardOutcome =
   | { state: "completed"; result: RewardResult }
   /** BullMQ failed the job for good (its retries spent, or stalled too often). */
@@ -143,7 +151,7 @@ export class RewardWaiter {
       await this.events.waitUntilReady();
       await enqueue();
     } catch (err) {
-      for (const id of ids) this.settle(id, { state: "failed", reason: `not enqueued: ${(err as Error).message}` });
+      for (const id of ids) this.settle(id, { state: "failed", reason: `${NOT_ENQUEUED}: ${(err as Error).message}` });
       throw err;
     }
     const now = Date.now();

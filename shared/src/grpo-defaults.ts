@@ -66,3 +66,10 @@ export const GRPO_DEFAULTS: Readonly<GrpoDefaults> = Object.freeze({
   /** Masked-token weight: 1/t of the coupled masks (`loss_weight: "cart"` switches to CART). */
   lossWeight: "inv_t",
 });
+
+/** Learning-rate decays a job can ask for (`spec.lr_schedule.decay`; the api applies them per step). */
+export const LR_DECAYS = ["constant", "cosine"] as const;
+/** Fraction of the run at which the decay begins when `lr_schedule.decay_start` is unset. */
+export const DEFAULT_LR_DECAY_START = 0.5;
+/** The LR floor, as a fraction of grpo.lr, when `lr_schedule.min_ratio` is unset. */
+export const DEFAULT_LR_MIN_RATIO = 0.1;

@@ -18,7 +18,15 @@ import {
   DEFAULT_MAX_STALENESS,
   DEFAULT_THRESHOLD,
 } from "@rlmesh/shared/decoding-defaults";
-import { GRPO_ADV_ESTIMATORS, GRPO_DEFAULTS, GRPO_LOSS_AGGREGATIONS, GRPO_LOSS_WEIGHTS } from "@rlmesh/shared/grpo-defaults";
+import {
+  DEFAULT_LR_DECAY_START,
+  DEFAULT_LR_MIN_RATIO,
+  GRPO_ADV_ESTIMATORS,
+  GRPO_DEFAULTS,
+  GRPO_LOSS_AGGREGATIONS,
+  GRPO_LOSS_WEIGHTS,
+  LR_DECAYS,
+} from "@rlmesh/shared/grpo-defaults";
 import { checkGrpoParams } from "@rlmesh/shared/grpo-params-check";
 import { normalizeInitFrom, type NormalizedInitFrom } from "./init-from-spec.js";
 
@@ -102,13 +110,6 @@ export interface NormalizedJobSpec {
   /** Learning-rate decay over the run (`coordinator/lr-decay.ts`; "constant" = off). */
   lrSchedule: NormalizedLrSchedule;
 }
-
-/** Learning-rate decays a job can ask for (`spec.lr_schedule.decay`). */
-export const LR_DECAYS = ["constant", "cosine"] as const;
-/** Fraction of the run at which the decay begins when `lr_schedule.decay_start` is unset. */
-export const DEFAULT_LR_DECAY_START = 0.5;
-/** The LR floor, as a fraction of grpo.lr, when `lr_schedule.min_ratio` is unset. */
-export const DEFAULT_LR_MIN_RATIO = 0.1;
 
 /** A job's learning-rate decay over its run (applied by the coordinator per step). */
 export interface NormalizedLrSchedule {

@@ -1,5 +1,6 @@
 import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { DEFAULT_LR_DECAY_START, DEFAULT_LR_MIN_RATIO, LR_DECAYS } from "@rlmesh/shared/grpo-defaults";
 import type { Job, JobEvent, JobSpecIn } from "@rlmesh/shared";
 import { flagBool, flagFloat, flagInt, flagString, parseArgs, UsageError } from "./args.js";
 import type { Command } from "./command.js";
@@ -140,8 +141,8 @@ export async function followJob(
   };
 }
 
-/** `--lr-schedule` values of the demo (spec.lr_schedule.decay; cosine starts at half the budget and ends at 0.1 × the LR). */
-export const DEMO_LR_SCHEDULES = ["constant", "cosine"] as const;
+/** `--lr-schedule` values of the demo: spec.lr_schedule.decay's (cosine with the api's defaults: from half the budget to 0.1 × the LR). */
+export const DEMO_LR_SCHEDULES = LR_DECAYS;
 
 /** spec.lr_schedule for `rlmesh demo --lr-schedule NAME` (undefined: the spec leaves it unset, i.e. constant). */
 export function demoLrSchedule(name: string | undefined): JobSpecIn["lrSchedule"] | undefined {
@@ -149,7 +150,7 @@ export function demoLrSchedule(name: string | undefined): JobSpecIn["lrSchedule"
   if (!(DEMO_LR_SCHEDULES as readonly string[]).includes(name)) {
     throw new UsageError(`--lr-schedule must be one of ${DEMO_LR_SCHEDULES.join(", ")}, got ${JSON.stringify(name)}`);
   }
-  return name === "cosine" ? { decay: "cosine", decayStart: 0.5, minRatio: 0.1 } : { decay: "constant" };
+  return name === "cosine" ? { decay: "cosine", decayStart: DEFAULT_LR_DECAY_START, minRatio: DEFAULT_LR_MIN_RATIO } : { decay: "constant" };
 }
 
 /** Step count of a job bounded only by its time budget. */

@@ -20,7 +20,7 @@ onShutdown(logger, async () => {
   pusher.close();
   await started.metrics?.close();
   redis.disconnect();
-  started.jobs?.dispose();
+  await started.jobs?.close();
 });
 
 const warmup = (() => {

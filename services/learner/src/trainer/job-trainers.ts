@@ -130,6 +130,12 @@ export class JobTrainers implements TrainerHost {
     this.active = null;
   }
 
+  /** At shutdown: the active job's warm-up stops (the shape in progress finishes), then dispose. */
+  async close(): Promise<void> {
+    await this.active?.trainer.stopWarmup();
+    this.dispose();
+  }
+
   private async startLocked(input: StartJobInput): Promise<StartedJob> {
     const jobId = checkJobId("job_id", input.jobId);
     if (!input.modelDir) throw new InvalidArgumentError("model_dir", "is required");

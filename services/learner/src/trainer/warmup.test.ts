@@ -268,6 +268,21 @@ test("JobTrainers: the warm-up runs in the background until the job's first Trai
   }
 });
 
+test("JobTrainers.close at shutdown waits for the warm-up's shape in progress before disposing the trainer", { timeout: 600_000 }, async () => {
+  const m = await loadModel(modelDir);
+  const served = servedShapeOfModel({ manifest: m.manifest, weights: [...readWeights(parseModel(m.modelBytes))].map(([name, w]) => ({ name, shape: [...w.shape] })) }, "w0");
+  const host = await JobTrainers.open({ root: join(root, "jobs-close"), logger, trainer: { updatePath: "fast" }, servedModels: async () => [served], warmup: RECIPE });
+  await host.startJob({ jobId: "job-e", modelDir });
+  host.warmUp("job-e");
+  const running = host.trainerFor("job-e").warmupReport()!;
+  await new Promise((r) => setImmediate(r)); // the warm-up's first shape has started
+  await host.close();
+  // The shape in progress finished on live weights (not a disposed model), no later one started.
+  const outcomes = (await running).shapes.map((s) => s.outcome);
+  assert.equal(outcomes[0], "compiled", outcomes.join(","));
+  assert.ok(outcomes.slice(1).every((o) => o === "skipped"), outcomes.join(","));
+});
+
 test("a TrainStep in a warmed shape compiles nothing; one in a shape the warm-up did not cover does", { timeout: 600_000 }, async () => {
   const { setDebug } = await import("@jax-js/jax");
   const compiles = { n: 0 };

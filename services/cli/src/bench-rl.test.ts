@@ -146,13 +146,13 @@ test("dynamic sampling keeps informative groups first, then the rest in rollout 
   assert.deepEqual([...groupsToTrain(items, 10)].sort(), ["0", "1", "2", "3"]);
 });
 
-test("demo --lr-schedule: unset leaves the spec's schedule unset (constant); cosine is decay_start 0.5, min_ratio 0.1 and the api accepts it", () => {
-  assert.equal(demoLrSchedule(undefined), undefined);
+test("demo --lr-schedule: unset is cosine (decay_start 0.5, min_ratio 0.1) and the api accepts it; constant is asked for by name", () => {
+  assert.deepEqual(demoLrSchedule(undefined), { decay: "cosine", decayStart: 0.5, minRatio: 0.1 });
   assert.deepEqual(demoLrSchedule("constant"), { decay: "constant" });
   const cosine = demoLrSchedule("cosine");
   assert.deepEqual(cosine, { decay: "cosine", decayStart: 0.5, minRatio: 0.1 });
   assert.throws(() => demoLrSchedule("linear"), (e: unknown) => e instanceof UsageError && /--lr-schedule must be one of constant, cosine, got "linear"/.test(e.message));
   const spec = normalizeSpec({ ...demoSpec(100, 1, DEFAULT_MODEL_DIR), maxMinutes: 14, lrSchedule: cosine });
   assert.deepEqual(spec.lrSchedule, { decay: "cosine", decayStart: 0.5, minRatio: 0.1 });
-  assert.equal(normalizeSpec(demoSpec(100, 1, DEFAULT_MODEL_DIR)).lrSchedule.decay, "constant", "the demo's default is unchanged");
+  assert.equal(normalizeSpec(demoSpec(100, 1, DEFAULT_MODEL_DIR)).lrSchedule.decay, "constant", "a spec without lr_schedule (a submitted job's) stays constant");
 });

@@ -13,6 +13,7 @@ import { tensorToBytes, type HostTensor } from "./tensor.js";
 import { weightsChecksum, WeightStreamError } from "./weights.js";
 import {
   crc32ByTable,
+  DirectPushLost,
   KEEPALIVE_IDLE_MS,
   peerHost,
   receiveWeightData,
@@ -22,6 +23,7 @@ import {
   WeightDataPayload,
   weightDataRequest,
   WeightDataServer,
+  type DirectApply,
   type WeightDataDigest,
 } from "./weight-data.js";
 
@@ -340,6 +342,60 @@ test("a corrupted byte on a kept connection fails that push naming the tensor; t
   assert.equal((await at(o3, 3, o3.conn!)).version, 3);
   o3.cancel();
   assert.ok(o3.times().greeted !== undefined, "over a new connection");
+});
+
+test("direct pushes: a receiver that applies versions takes the next ones on its kept connection without a call and replies there; an apply error is the reply's; a corrupted one gets no reply and drops the connection", async (t) => {
+  const { server, receiver } = await keptPair(t);
+  const flip = { at: -1 };
+  const port = await streamingProxy(await server.start(), flip);
+  const applied: { version: number; sum: string }[] = [];
+  const apply: DirectApply = async (got) => {
+    if (got.version === 3) throw new Error("engine: tensor w.b has shape [3, 1500], the session wants [3, 1501]");
+    applied.push({ version: got.version, sum: weightsChecksum(got.tensors) });
+    return { accepted: true, version: got.version, jobId: got.jobId, message: "ok", bytesReceived: got.received, swapSeconds: 0.001 };
+  };
+  // The first version comes with a call ("keep"), as always; its caller applies it, not the receiver.
+  const o1 = await server.offer(v(1), { key: "w0" });
+  assert.equal((await receiver.receive({ host: "127.0.0.1", port, token: o1.token, expect: { jobId: "job-x", version: 1 }, conn: "keep", direct: apply })).version, 1);
+  o1.cancel();
+  assert.equal(applied.length, 0);
+  // Version 2: on the kept connection alone, applied by the receiver, the reply on the connection.
+  const d2 = server.pushDirect(v(2, 2), "w0", 5000)!;
+  assert.ok(d2, "the receiver greeted RLWD: direct pushes go");
+  assert.equal(server.pushDirect(v(9), "w0", 5000), undefined, "busy until the reply: a second one is not sent beside it");
+  assert.deepEqual(await d2.reply, { accepted: true, version: 2, jobId: "job-x", message: "ok", bytesReceived: v(2).totalBytes, swapSeconds: 0.001 });
+  assert.ok(d2.written() !== undefined);
+  assert.deepEqual(applied, [{ version: 2, sum: weightsChecksum(scaled(2)) }]);
+  // An apply that throws: the reply carries the error (not a lost push), the connection goes on.
+  await assert.rejects(server.pushDirect(v(3, 3), "w0", 5000)!.reply, (err: Error) => {
+    assert.ok(!(err instanceof DirectPushLost));
+    assert.match(err.message, /^weights: engine: tensor w\.b has shape \[3, 1500\], the session wants \[3, 1501\]$/);
+    return true;
+  });
+  assert.equal((await server.pushDirect(v(4, 4), "w0", 5000)!.reply).version, 4);
+  assert.deepEqual(
+    applied.map((a) => a.version),
+    [2, 4],
+  );
+  // Version 5 with w.b's byte 100 flipped on the way ("RLWQ" + 32, its header, w.a (32 + 4 digest)):
+  // no reply (DirectPushLost: push it with a call), nothing applied, the connection dropped at both ends.
+  const p5 = v(5, 5);
+  flip.at = wireBytes(v(1)) + 3 * (4 + 32 + wireBytes(v(1))) + 4 + 32 + p5.head.length + 32 + 4 + 100;
+  await assert.rejects(server.pushDirect(p5, "w0", 5000)!.reply, (err: Error) => err instanceof DirectPushLost);
+  assert.deepEqual(
+    applied.map((a) => a.version),
+    [2, 4],
+  );
+  const deadline = Date.now() + 5000;
+  while ((receiver.size() > 0 || server.keptKeys().length > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  assert.deepEqual([receiver.size(), server.keptKeys()], [0, []]);
+  assert.equal(server.pushDirect(v(5, 5), "w0", 5000), undefined, "no kept connection: the next version goes with a call");
+  // A receiver that keeps its connection but did not ask for direct pushes ("RLWK") is never sent one.
+  const o6 = await server.offer(v(6), { key: "w1" });
+  assert.equal((await receiver.receive({ host: "127.0.0.1", port: o6.port, token: o6.token, expect: { jobId: "job-x", version: 6 }, conn: "keep" })).version, 6);
+  o6.cancel();
+  assert.deepEqual(server.keptKeys(), ["w1"]);
+  assert.equal(server.pushDirect(v(7), "w1", 5000), undefined);
 });
 
 test("two pushes at once to one worker: neither cuts the other's payload; one kept connection is left and carries the next push", async (t) => {

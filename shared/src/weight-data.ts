@@ -45,6 +45,21 @@ import { formatPolicy, WeightAssembler, WeightStreamError, type PolicyRef } from
  * instead of kept. The worker keeps every "keep" connection until the pusher closes it (several
  * for a moment when two pushes opened one each) and looks a "kept" call's token up on all of them.
  *
+ * Direct pushes (no call): a worker whose receiver applies versions itself (serveDirect: the
+ * rollout worker installs them into its session) greets a "keep" connection with "RLWD" instead of
+ * "RLWK". Later versions for that worker go on the kept connection alone: "RLWQ" + 32 filler
+ * bytes and the payload, no UpdateWeights call. The worker answers "RLWH" as soon as the push
+ * starts to arrive (a kept connection that a middlebox dropped silently is noticed within
+ * DATA_CONNECT_TIMEOUT_MS, not at the push's deadline), reads and checks it as above, applies
+ * it as the call would (the same policy rule: only a newer version of the same job, or another
+ * job's), and answers on the same connection: "RLWA", a u32 (little-endian) length and a JSON
+ * reply (accepted, version, jobId, message, bytesReceived, swapSeconds; or error). This saves
+ * the call's round trips (the call's headers reaching the worker, the reply's frames coming back),
+ * which are most of a small version's push. A payload that fails a check drops the connection
+ * without a reply; the pusher then pushes that version with a call on a new connection (a worker
+ * that installed it already answers that it serves it). The connection was opened by the worker,
+ * with the one-time token of a call it had accepted, so only that pusher can push on it.
+ *
  * A worker that does not know the transport answers the empty stream with INVALID_ARGUMENT, and
  * one that cannot reach the data port with FAILED_PRECONDITION; in both cases it did not get the
  * payload (it never connected; for FAILED_PRECONDITION, also when the payload went on a kept
@@ -89,10 +104,21 @@ export const MAX_KEPT_PER_SERVER = 4;
 const HELLO = Buffer.from("RLWR", "ascii");
 /** The receiver's greeting when it will keep the connection for later pushes. */
 const HELLO_KEEP = Buffer.from("RLWK", "ascii");
+/** The receiver's greeting when it will keep the connection and take direct pushes on it. */
+const HELLO_DIRECT = Buffer.from("RLWD", "ascii");
 /** Starts a payload on a kept connection, followed by the call's token. */
 const PUSH = Buffer.from("RLWP", "ascii");
+/** Starts a direct push (no call) on a kept connection, followed by TOKEN_HEX filler bytes. */
+const DIRECT = Buffer.from("RLWQ", "ascii");
+/** The receiver's word that a direct push is starting to arrive (sent on its first bytes). */
+const HEARD = Buffer.from("RLWH", "ascii");
+/** The receiver's reply to a direct push: "RLWA", u32 LE length, JSON. */
+const ACK = Buffer.from("RLWA", "ascii");
+/** Largest reply the pusher reads. */
+const MAX_ACK_BYTES = 64 << 10;
 const MAGIC = Buffer.from("RLW1", "ascii");
 const TOKEN_HEX = 32;
+const DIRECT_START = Buffer.concat([DIRECT, Buffer.alloc(TOKEN_HEX, 0x30)]);
 
 export type WeightDataDigest = "crc32" | "sha256";
 const DIGEST_BYTES: Record<WeightDataDigest, number> = { crc32: 4, sha256: 32 };
@@ -296,6 +322,101 @@ export interface WeightDataOffer {
   cancel(opts?: { dropKept?: boolean }): void;
 }
 
+/**
+ * The pusher's reader of a direct-push connection's replies: one expected at a time (next()), any
+ * other byte from the receiver is a protocol error that drops the connection.
+ */
+class AckReader {
+  private buf: Buffer = Buffer.alloc(0);
+  private waiter: { resolve(r: DirectPushReply): void; reject(err: Error): void; timer: NodeJS.Timeout; heard: boolean; timeoutMs: number } | undefined;
+
+  constructor(private readonly sock: Socket) {
+    sock.on("data", (d: Buffer) => this.onData(d));
+    sock.on("close", () => this.fail(new DirectPushLost("the data connection closed before the worker's reply")));
+  }
+
+  /**
+   * The reply to the direct push about to be written. Rejects with DirectPushLost (and drops the
+   * connection) when the receiver does not say "RLWH" within DATA_CONNECT_TIMEOUT_MS, or does
+   * not reply within `timeoutMs` of that.
+   */
+  next(timeoutMs: number): Promise<DirectPushReply> {
+    if (this.waiter) return Promise.reject(new Error("AckReader: a reply is awaited already"));
+    return new Promise<DirectPushReply>((resolve, reject) => {
+      this.waiter = { resolve, reject, timer: this.timeout("no word from the worker", DATA_CONNECT_TIMEOUT_MS), heard: false, timeoutMs };
+    });
+  }
+
+  private timeout(what: string, ms: number): NodeJS.Timeout {
+    return setTimeout(() => {
+      this.fail(new DirectPushLost(`${what} within ${ms} ms`));
+      this.sock.destroy();
+    }, ms);
+  }
+
+  private fail(err: Error): void {
+    const w = this.waiter;
+    this.waiter = undefined;
+    if (!w) return;
+    clearTimeout(w.timer);
+    w.reject(err);
+  }
+
+  private onData(d: Buffer): void {
+    const bad = (why: string) => {
+      this.fail(new DirectPushLost(`the worker's reply ${why}`));
+      this.sock.destroy();
+    };
+    if (!this.waiter) return bad("came when none was awaited");
+    this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
+    if (!this.waiter.heard) {
+      if (this.buf.length < HEARD.length) return;
+      if (!this.buf.subarray(0, HEARD.length).equals(HEARD)) return bad("does not start with RLWH");
+      this.buf = this.buf.subarray(HEARD.length);
+      clearTimeout(this.waiter.timer);
+      this.waiter.heard = true;
+      this.waiter.timer = this.timeout("no reply from the worker", this.waiter.timeoutMs);
+    }
+    if (this.buf.length < 8) return;
+    if (!this.buf.subarray(0, ACK.length).equals(ACK)) return bad("has a bad magic");
+    const len = this.buf.readUInt32LE(4);
+    if (len > MAX_ACK_BYTES) return bad(`is ${len} bytes (at most ${MAX_ACK_BYTES})`);
+    if (this.buf.length < 8 + len) return;
+    if (this.buf.length > 8 + len) return bad("is followed by more bytes");
+    let r: Partial<DirectPushReply> & { error?: unknown };
+    try {
+      r = JSON.parse(this.buf.subarray(8).toString("utf8")) as typeof r;
+    } catch {
+      return bad("is not JSON");
+    }
+    this.buf = Buffer.alloc(0);
+    const w = this.waiter;
+    this.waiter = undefined;
+    clearTimeout(w.timer);
+    if (typeof r.error === "string") return w.reject(new Error(`weights: ${r.error}`));
+    if (typeof r.accepted !== "boolean" || typeof r.version !== "number" || typeof r.jobId !== "string") {
+      this.sock.destroy();
+      return w.reject(new DirectPushLost("the worker's reply lacks accepted, version or jobId"));
+    }
+    w.resolve({
+      accepted: r.accepted,
+      version: r.version,
+      jobId: r.jobId,
+      message: String(r.message ?? ""),
+      bytesReceived: Number(r.bytesReceived ?? 0),
+      swapSeconds: Number(r.swapSeconds ?? 0),
+    });
+  }
+}
+
+/** A direct push under way (WeightDataServer.pushDirect). */
+export interface DirectPush {
+  /** The worker's reply; DirectPushLost when none came (push the version with a call). */
+  reply: Promise<DirectPushReply>;
+  /** performance.now() when the payload was handed to the socket (undefined before). */
+  written(): number | undefined;
+}
+
 /** A receiver's connection kept open after a push, for the next ones. */
 interface KeptSocket {
   /** The key (worker address) it is filed under. */
@@ -305,6 +426,8 @@ interface KeptSocket {
   busy: boolean;
   /** Not to be used again: ended once its payload (if busy) is queued. */
   retired: boolean;
+  /** The receiver takes direct pushes on it (it greeted with "RLWD"): their replies. */
+  acks: AckReader | undefined;
 }
 
 /** Ends `sock` after what is queued on it, and destroys it if that does not finish in time. */
@@ -329,7 +452,7 @@ function endSoon(sock: Socket): void {
 export class WeightDataServer {
   private server: Server | undefined;
   private starting: Promise<number> | undefined;
-  private readonly pending = new Map<string, (sock: Socket, keep: boolean) => void>();
+  private readonly pending = new Map<string, (sock: Socket, keep: "keep" | "direct" | undefined) => void>();
   private readonly kept = new Map<string, KeptSocket>();
 
   constructor(
@@ -374,7 +497,7 @@ export class WeightDataServer {
       clearTimeout(timer);
       const token = got.subarray(HELLO.length, HELLO.length + TOKEN_HEX).toString("latin1");
       const hello = got.subarray(0, HELLO.length);
-      const keep = hello.equals(HELLO_KEEP);
+      const keep = hello.equals(HELLO_DIRECT) ? "direct" : hello.equals(HELLO_KEEP) ? "keep" : undefined;
       const take = this.pending.get(token);
       if (got.length !== HELLO.length + TOKEN_HEX || !(keep || hello.equals(HELLO)) || !take) return void sock.destroy();
       this.pending.delete(token);
@@ -389,10 +512,10 @@ export class WeightDataServer {
    * a live kept connection already, which is never replaced: it may be carrying another push's
    * payload right now.
    */
-  private adopt(key: string, sock: Socket): boolean {
+  private adopt(key: string, sock: Socket, acks: AckReader | undefined): boolean {
     const old = this.kept.get(key);
     if (old && old.sock !== sock && !old.sock.destroyed) return false;
-    const k: KeptSocket = { key, sock, busy: false, retired: false };
+    const k: KeptSocket = { key, sock, busy: false, retired: false, acks };
     this.kept.set(key, k);
     sock.once("close", () => {
       if (this.kept.get(key) === k) this.kept.delete(key);
@@ -439,13 +562,15 @@ export class WeightDataServer {
         if (!keptWritten) kept.sock.destroy();
         else this.retire(kept);
       }
-      // Anything the receiver sends after its greeting is a protocol error; its close ends the offer.
-      s.on("data", () => s.destroy());
+      // Anything the receiver sends after its greeting, but the replies to direct pushes (if it
+      // takes them), is a protocol error; its close ends the offer.
+      const acks = keepHello === "direct" ? new AckReader(s) : undefined;
+      if (!acks) s.on("data", () => s.destroy());
       s.on("close", settle);
       // Kept once every byte is queued: the call's reply (and cancel()) can come before the drain.
       // Not kept (ended after its payload) when the worker has a live kept connection already.
       const onQueued = () => {
-        if (keepHello && keepAs !== undefined && !s.destroyed) adopted = this.adopt(keepAs, s);
+        if (keepHello && keepAs !== undefined && !s.destroyed) adopted = this.adopt(keepAs, s, acks);
       };
       payload.writeTo(s, onQueued).then(
         () => {
@@ -505,6 +630,28 @@ export class WeightDataServer {
     };
   }
 
+  /**
+   * Writes `payload` as a direct push (no call) on `key`'s kept connection when it is idle and its
+   * receiver takes direct pushes; undefined otherwise (push with a call). The connection is busy
+   * until the reply comes; one that gives none in `timeoutMs` is dropped.
+   */
+  pushDirect(payload: WeightDataPayload, key: string, timeoutMs: number): DirectPush | undefined {
+    const k = this.keep ? this.kept.get(key) : undefined;
+    if (!k?.acks || k.busy || k.retired || k.sock.destroyed) return undefined;
+    k.busy = true;
+    let written: number | undefined;
+    const reply = k.acks.next(timeoutMs).finally(() => {
+      k.busy = false;
+      if (k.retired) endSoon(k.sock);
+    });
+    k.sock.write(DIRECT_START);
+    payload.writeTo(k.sock, () => undefined).then(
+      () => void (written = performance.now()),
+      () => k.sock.destroy(),
+    );
+    return { reply, written: () => written };
+  }
+
   close(): void {
     for (const token of [...this.pending.keys()]) this.pending.delete(token);
     for (const k of this.kept.values()) k.sock.destroy();
@@ -521,6 +668,28 @@ export interface ReceivedWeights {
   jobId: string;
   tensors: HostTensor[];
   received: number;
+}
+
+/** A worker's reply to a direct push: UpdateWeights' reply fields. */
+export interface DirectPushReply {
+  accepted: boolean;
+  version: number;
+  jobId: string;
+  message: string;
+  bytesReceived: number;
+  swapSeconds: number;
+}
+
+/**
+ * Applies a version that came as a direct push, as the worker's UpdateWeights would after
+ * receiving it (`startedAt`: performance.now() when its first bytes came). What it throws goes
+ * back as the reply's error.
+ */
+export type DirectApply = (got: ReceivedWeights, startedAt: number) => Promise<DirectPushReply>;
+
+/** A direct push got no reply (the connection closed, the reply was malformed or late): push that version with a call instead. */
+export class DirectPushLost extends Error {
+  override name = "DirectPushLost";
 }
 
 /** The receiver could not open the data connection (nothing was received). */
@@ -737,6 +906,8 @@ export function receiveWeightData(opts: {
   expect: PolicyRef;
   signal?: AbortSignal;
   keep?: (sock: Socket, target: { current: ReadTarget }) => void;
+  /** With keep: the receiver takes direct pushes on the kept connection (it greets with "RLWD"). */
+  direct?: boolean;
 }): Promise<ReceivedWeights> {
   return new Promise<ReceivedWeights>((resolve, reject) => {
     const frame = new FrameReader(opts.expect);
@@ -785,7 +956,7 @@ export function receiveWeightData(opts: {
     sock.once("connect", () => {
       connected = true;
       clearTimeout(connectTimer);
-      sock.write(Buffer.concat([opts.keep ? HELLO_KEEP : HELLO, Buffer.from(opts.token, "latin1")]));
+      sock.write(Buffer.concat([opts.keep ? (opts.direct ? HELLO_DIRECT : HELLO_KEEP) : HELLO, Buffer.from(opts.token, "latin1")]));
     });
     const onError = (err: Error) => {
       clearTimeout(connectTimer);
@@ -947,13 +1118,16 @@ class KeptGroup {
 class KeptConnection implements ReadTarget {
   private readonly prefix = Buffer.alloc(PUSH.length + TOKEN_HEX);
   private filled = 0;
-  private frame: { token: string; reader: FrameReader } | undefined;
+  /** The payload being read: a call's (its token) or a direct push's (no token). */
+  private frame: { token: string | undefined; reader: FrameReader; startedAt: number } | undefined;
   closed = false;
 
   constructor(
     private readonly sock: Socket,
     target: { current: ReadTarget },
     private readonly group: KeptGroup,
+    /** Applies direct pushes (the worker greeted with "RLWD"); undefined: it takes none. */
+    private readonly apply?: DirectApply,
   ) {
     target.current = this;
     sock.on("error", () => this.close());
@@ -988,27 +1162,38 @@ class KeptConnection implements ReadTarget {
       this.filled += n;
       if (this.filled < this.prefix.length) return;
       this.filled = 0;
-      if (!this.prefix.subarray(0, PUSH.length).equals(PUSH)) throw new WeightStreamError("kept data connection: not a payload's start (bad magic)");
-      const token = this.prefix.subarray(PUSH.length).toString("latin1");
+      const magic = this.prefix.subarray(0, PUSH.length);
+      const direct = magic.equals(DIRECT);
+      if (direct && !this.apply) throw new WeightStreamError("kept data connection: a direct push, but this receiver did not ask for them");
+      if (!direct && !magic.equals(PUSH)) throw new WeightStreamError("kept data connection: not a payload's start (bad magic)");
       // A new payload means the pusher is done with this connection's earlier ones (one push at a
       // time per connection): one that no call claimed is dropped now rather than held (a whole version).
       for (const [t, a] of [...g.arrived]) if (a.conn === this) g.dropArrived(t);
+      const startedAt = performance.now();
+      if (direct) {
+        this.sock.write(HEARD);
+        this.frame = { token: undefined, reader: new FrameReader(), startedAt };
+        return;
+      }
+      const token = this.prefix.subarray(PUSH.length).toString("latin1");
       const w = g.waiters.get(token);
       if (w) clearTimeout(w.timer);
-      this.frame = { token, reader: new FrameReader(w?.expect) };
+      this.frame = { token, reader: new FrameReader(w?.expect), startedAt };
       return;
     }
-    const { token, reader } = this.frame;
+    const { token, reader, startedAt } = this.frame;
     try {
       reader.read(n, buf);
     } catch (err) {
-      // The call fails with the reason; the connection, in an unknown state now, is dropped.
-      g.take(token)?.reject(err as Error);
+      // The call fails with the reason; the connection, in an unknown state now, is dropped (a
+      // direct push's pusher sees it close and pushes that version with a call).
+      if (token !== undefined) g.take(token)?.reject(err as Error);
       this.close();
       throw err;
     }
     if (reader.state !== "done") return;
     this.frame = undefined;
+    if (token === undefined) return void this.answer(reader.result(), startedAt);
     const w = g.take(token);
     if (w) w.resolve(reader.result());
     else {
@@ -1016,6 +1201,22 @@ class KeptConnection implements ReadTarget {
       timer.unref();
       g.arrived.set(token, { result: reader.result(), timer, conn: this });
     }
+  }
+
+  /** Applies a direct push's version and writes the reply (or the error) on this connection. */
+  private async answer(got: ReceivedWeights, startedAt: number): Promise<void> {
+    let reply: DirectPushReply | { error: string };
+    try {
+      reply = await this.apply!(got, startedAt);
+    } catch (err) {
+      reply = { error: err instanceof Error ? err.message : String(err) };
+    }
+    if (this.closed) return;
+    const json = Buffer.from(JSON.stringify(reply), "utf8");
+    const head = Buffer.allocUnsafe(8);
+    ACK.copy(head, 0);
+    head.writeUInt32LE(json.length, 4);
+    this.sock.write(Buffer.concat([head, json]));
   }
 
   close(): void {
@@ -1052,7 +1253,16 @@ export class WeightDataReceiver {
    * otherwise (or when it does not come there) over a new connection presenting the token, which
    * is kept afterwards if the server keeps connections ("keep" or "kept").
    */
-  async receive(opts: { host: string; port: number; token: string; expect: PolicyRef; conn?: WeightDataConn; signal?: AbortSignal }): Promise<ReceivedWeights> {
+  async receive(opts: {
+    host: string;
+    port: number;
+    token: string;
+    expect: PolicyRef;
+    conn?: WeightDataConn;
+    signal?: AbortSignal;
+    /** Take direct pushes on the connection this call's payload comes on, if it is kept, and apply them so. */
+    direct?: DirectApply;
+  }): Promise<ReceivedWeights> {
     const key = `${opts.host}|${opts.port}`;
     if (opts.conn === "kept") {
       const got = await this.groups.get(key)?.claim(opts.token, opts.expect, opts.signal);
@@ -1063,9 +1273,10 @@ export class WeightDataReceiver {
       keep: opts.conn
         ? (sock, target) => {
             const g = this.group(key);
-            g.add(new KeptConnection(sock, target, g));
+            g.add(new KeptConnection(sock, target, g, opts.direct));
           }
         : undefined,
+      direct: opts.direct !== undefined,
     });
   }
 
@@ -1151,6 +1362,8 @@ export function weightDataMetadata(offer: Pick<WeightDataOffer, "port" | "token"
 export async function receiveUpdateWeights(
   call: grpc.ServerReadableStream<WeightChunk, unknown>,
   receiver: WeightDataReceiver = weightDataReceiver,
+  /** Applies later versions pushed directly on the data connection this call opens and keeps (see "Direct pushes"). */
+  direct?: DirectApply,
 ): Promise<ReceivedWeights> {
   const req = weightDataRequest(call.metadata);
   if (!req) {
@@ -1171,7 +1384,7 @@ export async function receiveUpdateWeights(
       call.on("end", resolve);
       call.on("error", reject);
     });
-    const data = receiver.receive({ host: peerHost(call.getPeer()), ...req, signal: abort.signal });
+    const data = receiver.receive({ host: peerHost(call.getPeer()), ...req, signal: abort.signal, direct });
     // Whichever fails first fails the call; the other is cancelled.
     const [got] = await Promise.all([
       data,

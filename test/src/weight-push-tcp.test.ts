@@ -5,7 +5,9 @@
 // with INVALID_ARGUMENT naming the reason and leaves the served version; a worker that cannot
 // connect back, or that only takes chunks (an older worker), gets the same version as chunks, and
 // so does one whose kept data connection was lost and that then cannot connect back; two pushes
-// at once to one worker (a job switch) do not break each other's data connection.
+// at once to one worker (a job switch) do not break each other's data connection. After the first
+// push, the rollout worker takes versions on its kept connection without a call (direct pushes);
+// one that gets no answer there goes with a call.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -142,6 +144,9 @@ describe("weight push over the tcp-v1 data connection", { timeout: 300_000 }, ()
     i = await info(worker.client);
     assert.deepEqual([Number(i.policyVersion), i.policyJobId], [0, "job-u"]);
     assert.equal(pusher.chunkFallbacks, 0);
+    // The first push opened the kept connection with a call; the worker (a rollout worker applies
+    // versions itself) took the other two on it alone, replying there: no call, no fallback.
+    assert.deepEqual([pusher.directPushes, pusher.directFallbacks], [2, 0]);
   });
 
   test("data of another version than announced, and corrupted bytes, are refused and leave the served version", async () => {
@@ -241,9 +246,11 @@ describe("weight push over the tcp-v1 data connection", { timeout: 300_000 }, ()
     // middlebox that dropped it), and the data port no longer takes connections.
     proxy.close();
     for (const p of pairs) p.down.destroy();
+    // Version 3 goes as a direct push on the pusher's side of it: no word from the worker within
+    // DATA_CONNECT_TIMEOUT_MS, so it goes with a call; the worker cannot connect back: chunks.
     const p3 = await pusher.push({ jobId: "job-l", version: 3 }, scaledWeights(0.25));
     assert.deepEqual([p3.pushedTo, p3.pushFailed], [["tcp-w0"], []], "taken as chunks");
-    assert.deepEqual([pusher.chunkFallbacks, pairs.length], [1, 1]);
+    assert.deepEqual([pusher.directPushes, pusher.directFallbacks, pusher.chunkFallbacks, pairs.length], [2, 1, 1, 1]);
     let i = await info(worker.client);
     assert.deepEqual([Number(i.policyVersion), i.policyJobId], [3, "job-l"]);
     // The next push goes as chunks directly.

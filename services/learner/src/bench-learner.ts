@@ -28,6 +28,7 @@ export const PUSH_VARIANTS = {
   "tcp-connect": { transport: "tcp", keepConnections: false, cacheWorkers: false },
   "tcp-nokeep": { transport: "tcp", keepConnections: false },
   "tcp-nocache": { transport: "tcp", cacheWorkers: false },
+  "tcp-call": { transport: "tcp", directPushes: false },
 } as const satisfies Record<string, WeightPusherOptions>;
 export type PushTransport = keyof typeof PUSH_VARIANTS;
 const PUSH_TRANSPORTS = Object.keys(PUSH_VARIANTS) as PushTransport[];

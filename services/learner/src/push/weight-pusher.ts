@@ -17,7 +17,7 @@ import {
   type WeightChunkIn,
   type WorkerEntry,
 } from "@rlmesh/shared";
-import { WeightDataPayload, WeightDataServer, weightDataMetadata, type WeightDataDigest } from "@rlmesh/shared/weight-data";
+import { DirectPushLost, WeightDataPayload, WeightDataServer, weightDataMetadata, type WeightDataDigest } from "@rlmesh/shared/weight-data";
 import type { PushResult } from "../learner-service.js";
 import type { LearnerMetrics } from "../learner-metrics.js";
 import { acceptsPolicy, formatPolicy, type PolicyRef } from "@rlmesh/shared/weights";
@@ -26,8 +26,10 @@ import { acceptsPolicy, formatPolicy, type PolicyRef } from "@rlmesh/shared/weig
 export const PUSH_TIMEOUT_MS = 60_000;
 /** The slowest transfer a push is allowed before its deadline (a 15 GB float16 7B: +12.5 min). */
 export const PUSH_MIN_BYTES_PER_S = 20e6;
-/** A push's deadline: a minute plus its bytes at PUSH_MIN_BYTES_PER_S, so a large model is not cut off at 60 s. */
-export const pushDeadline = (bytes: number): Date => new Date(Date.now() + PUSH_TIMEOUT_MS + Math.ceil((bytes / PUSH_MIN_BYTES_PER_S) * 1000));
+/** A push's time limit: a minute plus its bytes at PUSH_MIN_BYTES_PER_S, so a large model is not cut off at 60 s. */
+export const pushTimeoutMs = (bytes: number): number => PUSH_TIMEOUT_MS + Math.ceil((bytes / PUSH_MIN_BYTES_PER_S) * 1000);
+/** A push's deadline (pushTimeoutMs from now). */
+export const pushDeadline = (bytes: number): Date => new Date(Date.now() + pushTimeoutMs(bytes));
 /**
  * How long a worker that did not take the data connection (it cannot reach the learner's data
  * port, or only knows chunks) is pushed chunks directly, without offering the connection first
@@ -117,6 +119,12 @@ export interface WeightPusherOptions {
    */
   keepConnections?: boolean;
   /**
+   * tcp with kept connections: send a version to a worker that takes direct pushes (a rollout
+   * worker does) on its kept connection alone, without an UpdateWeights call; it answers on that
+   * connection (default true). A push that gets no answer there goes again with a call.
+   */
+  directPushes?: boolean;
+  /**
    * Keep the registered workers' list between pushes instead of a Redis lookup per push (default
    * true): dropped when a worker announces that it registered or deregistered (the registry's
    * change channel), when the subscription to it is not up, after WORKER_CACHE_MS, and after a push
@@ -137,13 +145,13 @@ export interface PushPhases {
   workers: {
     /** The worker's id. */
     worker: string;
-    /** The UpdateWeights call was started (after the payload's header and the data offer). */
+    /** The UpdateWeights call was started (after the payload's header and the data offer), or a direct push's first write. */
     callMs: number;
     /** tcp: the worker connected back and presented the token (undefined: no new connection). */
     greetedMs?: number;
     /** tcp: the whole payload was handed to the socket. */
     writtenMs?: number;
-    /** The worker's reply came (it read, checked and installed the version). */
+    /** The worker's reply came (it read, checked and installed the version): the call's, or a direct push's on the data connection. */
     replyMs: number;
   }[];
   totalMs: number;
@@ -177,6 +185,9 @@ export class WeightPusher {
   chunkFallbacks = 0;
   /** Pushes sent as chunks directly to a worker that recently did not take the data connection. */
   chunkOnlyPushes = 0;
+  /** Pushes to one worker that went on its kept connection without a call, and those of them that got no answer there (pushed again with a call). */
+  directPushes = 0;
+  directFallbacks = 0;
   /** Workers (by address) already warned about taking chunks instead of the data connection. */
   private readonly warnedChunks = new Set<string>();
   /** Workers (by address) pushed chunks directly until this time (CHUNKS_ONLY_MS after a fallback). */
@@ -375,9 +386,33 @@ export class WeightPusher {
         this.chunkOnlyPushes++;
         return await this.pushOne(w, ctx, phase);
       }
-      return await this.pushOneTcp(w, ctx, phase);
+      return (await this.pushDirect(w, ctx, phase)) ?? (await this.pushOneTcp(w, ctx, phase));
     } finally {
       phase.replyMs = performance.now() - ctx.t0;
+    }
+  }
+
+  /**
+   * One worker on its kept connection without a call, when it takes direct pushes there and the
+   * connection is idle; undefined when it cannot go so, or got no answer (the caller pushes with a
+   * call: a worker that installed the version already answers that it serves it).
+   */
+  private async pushDirect(w: WorkerEntry, ctx: PushContext, phase: WorkerPhases): Promise<UpdateWeightsResponse | undefined> {
+    if (this.opts.directPushes === false) return undefined;
+    const d = this.dataServer!.pushDirect(ctx.payload(), w.address, pushTimeoutMs(ctx.bytes));
+    if (!d) return undefined;
+    this.directPushes++;
+    phase.callMs = performance.now() - ctx.t0;
+    try {
+      return await d.reply;
+    } catch (err) {
+      if (!(err instanceof DirectPushLost)) throw err;
+      this.directFallbacks++;
+      this.logger.warn("direct weight push got no answer; pushing that version with a call", { worker: w.id, err: err.message });
+      return undefined;
+    } finally {
+      const written = d.written();
+      if (written !== undefined) phase.writtenMs = written - ctx.t0;
     }
   }
 

@@ -19,7 +19,7 @@ import {
 } from "@rlmesh/shared";
 import { status as grpcStatus } from "@grpc/grpc-js";
 import { acceptsPolicy, formatPolicy, type PolicyRef } from "@rlmesh/shared/weights";
-import { receiveUpdateWeights, WeightDataReceiver } from "@rlmesh/shared/weight-data";
+import { receiveUpdateWeights, WeightDataReceiver, type DirectPushReply, type ReceivedWeights } from "@rlmesh/shared/weight-data";
 
 /**
  * A stand-in rollout worker that only takes weights: RolloutService.UpdateWeights over the real
@@ -72,18 +72,21 @@ export async function startWeightSink(opts: WeightSinkOptions): Promise<WeightSi
     // worker publishes its version on catch-ups and heartbeats only).
     setImmediate(() => void registration?.refresh({ policy_version: p.version, policy_job_id: p.jobId }));
   };
+  const apply = async (got: ReceivedWeights, t0: number): Promise<DirectPushReply> => {
+    if (!acceptsPolicy(got, { jobId, version }))
+      return { accepted: false, version, jobId, message: `already at ${formatPolicy({ jobId, version })}`, bytesReceived: got.received, swapSeconds: 0 };
+    install(got, got.tensors);
+    return { accepted: true, version, jobId, message: "ok", bytesReceived: got.received, swapSeconds: (performance.now() - t0) / 1000 };
+  };
   const updateWeights = (
     call: grpc.ServerReadableStream<WeightChunk, UpdateWeightsResponseIn>,
     cb: grpc.sendUnaryData<UpdateWeightsResponseIn>,
   ) => {
     void (async () => {
       const t0 = performance.now();
-      // Both transports, as the rollout worker: chunks on the stream or a tcp-v1 data connection.
-      const got = await receiveUpdateWeights(call, receiver);
-      if (!acceptsPolicy(got, { jobId, version }))
-        return cb(null, { accepted: false, version, jobId, message: `already at ${formatPolicy({ jobId, version })}`, bytesReceived: got.received });
-      install(got, got.tensors);
-      cb(null, { accepted: true, version, jobId, bytesReceived: got.received, swapSeconds: (performance.now() - t0) / 1000 });
+      // Both transports, as the rollout worker: chunks on the stream or a tcp-v1 data connection
+      // (and direct pushes on it, applied the same way).
+      cb(null, await apply(await receiveUpdateWeights(call, receiver, apply), t0));
     })().catch((err: Error) =>
       cb((err instanceof GrpcError ? err : new GrpcError(grpcStatus.INVALID_ARGUMENT, `weights: ${err.message}`)) as unknown as grpc.ServiceError),
     );

@@ -17,7 +17,7 @@ import type { RolloutEngine } from "./rollout-engine.js";
 import type { InfillRequest } from "./infill-proto.js";
 import type { RolloutMetrics } from "./rollout-metrics.js";
 import { acceptsPolicy, formatPolicy } from "@rlmesh/shared/weights";
-import { receiveUpdateWeights } from "@rlmesh/shared/weight-data";
+import { receiveUpdateWeights, type DirectPushReply, type ReceivedWeights } from "@rlmesh/shared/weight-data";
 
 export const MAX_PROMPTS_PER_REQUEST = 4096;
 export const MAX_SAMPLES_PER_PROMPT = 1024;
@@ -39,6 +39,25 @@ function validateRequest(req: GenerateRequest): void {
 
 export function createRolloutService(deps: RolloutServiceDeps): RolloutServiceHandlers {
   const { engine, logger, metrics } = deps;
+  /** A received version into the session (UpdateWeights' reply): only a newer version of the same job, or another job's. */
+  const install = async ({ version, jobId, tensors, received }: ReceivedWeights, t0: number): Promise<DirectPushReply> => {
+    const current = engine.servedPolicy();
+    if (!acceptsPolicy({ jobId, version }, current)) {
+      return {
+        accepted: false,
+        version: current.version,
+        jobId: current.jobId,
+        message: `version ${version} is not newer than the serving version ${current.version} of the same job (${formatPolicy(current)})`,
+        bytesReceived: received,
+        swapSeconds: 0,
+      };
+    }
+    await engine.updateWeights({ jobId, version }, tensors);
+    const swapSeconds = (performance.now() - t0) / 1000;
+    metrics?.observeSwap(version, swapSeconds, received);
+    logger.info("weights swapped", { version, job: jobId, bytes: received, seconds: swapSeconds });
+    return { accepted: true, version, jobId, message: "ok", bytesReceived: received, swapSeconds };
+  };
   return {
     Generate: unary(logger, "Generate", async (req: GenerateRequest, call) => {
       validateRequest(req);
@@ -76,23 +95,9 @@ export function createRolloutService(deps: RolloutServiceDeps): RolloutServiceHa
     UpdateWeights: clientStream(logger, "UpdateWeights", async (call: grpc.ServerReadableStream<WeightChunk, UpdateWeightsResponseIn>) => {
       const t0 = performance.now();
       try {
-        // Chunks on the stream, or a tcp-v1 data connection that the call's metadata asks for.
-        const { version, jobId, tensors, received } = await receiveUpdateWeights(call);
-        const current = engine.servedPolicy();
-        if (!acceptsPolicy({ jobId, version }, current)) {
-          return {
-            accepted: false,
-            version: current.version,
-            jobId: current.jobId,
-            message: `version ${version} is not newer than the serving version ${current.version} of the same job (${formatPolicy(current)})`,
-            bytesReceived: received,
-          };
-        }
-        await engine.updateWeights({ jobId, version }, tensors);
-        const swapSeconds = (performance.now() - t0) / 1000;
-        metrics?.observeSwap(version, swapSeconds, received);
-        logger.info("weights swapped", { version, job: jobId, bytes: received, seconds: swapSeconds });
-        return { accepted: true, version, jobId, message: "ok", bytesReceived: received, swapSeconds };
+        // Chunks on the stream, or a tcp-v1 data connection that the call's metadata asks for;
+        // later versions may come on that connection alone (direct pushes), installed the same way.
+        return await install(await receiveUpdateWeights(call, undefined, install), t0);
       } catch (err) {
         if (err instanceof WeightStreamError) throw new GrpcError(status.INVALID_ARGUMENT, `weights: ${err.message}`);
         throw err;

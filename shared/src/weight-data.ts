@@ -45,9 +45,9 @@ import { formatPolicy, WeightAssembler, WeightStreamError, type PolicyRef } from
  * instead of kept. The worker keeps every "keep" connection until the pusher closes it (several
  * for a moment when two pushes opened one each) and looks a "kept" call's token up on all of them.
  *
- * Direct pushes (no call): a worker whose receiver applies versions itself (serveDirect: the
- * rollout worker installs them into its session) greets a "keep" connection with "RLWD" instead of
- * "RLWK". Later versions for that worker go on the kept connection alone: "RLWQ" + 32 filler
+ * Direct pushes (no call): a worker that applies versions itself (receiveUpdateWeights' `direct`:
+ * the rollout worker installs them into its session) greets a "keep" connection with "RLWD"
+ * instead of "RLWK". Later versions for that worker go on the kept connection alone: "RLWQ" + 32 filler
  * bytes and the payload, no UpdateWeights call. The worker answers "RLWH" as soon as the push
  * starts to arrive (a kept connection that a middlebox dropped silently is noticed within
  * DATA_CONNECT_TIMEOUT_MS, not at the push's deadline), reads and checks it as above, applies

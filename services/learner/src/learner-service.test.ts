@@ -67,7 +67,10 @@ class FakeHost implements TrainerHost {
     if (jobId === "not-started") throw new JobNotStartedError(`job_id: the learner trains job ${this.jobId}, not ${jobId}`);
     return trainer;
   }
+  /** The last StartJob's train shape as the host got it. */
+  trainShape: StartJobInput["trainShape"] = undefined;
   async startJob(input: StartJobInput) {
+    this.trainShape = input.trainShape;
     if (input.modelDir === "other-arch") throw new ModelMismatchError("model_dir: other-arch (m2) is another architecture than rollout worker w1 serves");
     this.jobId = input.jobId;
     trainer.version = 0;
@@ -179,6 +182,24 @@ test("StartJob makes the job the learner's at version 0 and pushes its weights, 
   assert.equal(status.jobId, "job-2");
   const w = await fetchWeights(server.address);
   assert.equal(w.version, 0);
+});
+
+test("StartJob's train_shape reaches the job's host (for its warm-up); a bad one is INVALID_ARGUMENT naming the field and starts nothing", async () => {
+  const start = (trainShape: Record<string, number>) =>
+    new Promise<Record<string, unknown>>((resolve, reject) =>
+      client.startJob({ jobId: "job-2", modelDir: "m", trainShape }, (err, res) => (err ? reject(err) : resolve(res as never))),
+    );
+  await start({ rows: 16, promptTokensMin: 12, promptTokensMax: 30, responseTokens: 48 });
+  assert.deepEqual(jobs.trainShape, { rows: 16, promptTokens: [12, 30], responseTokens: 48 });
+  await start({});
+  assert.equal(jobs.trainShape, null, "unset: the learner's configured recipe");
+  const pushed = pushes.length;
+  await assert.rejects(start({ rows: 16, promptTokensMin: 30, promptTokensMax: 12, responseTokens: 48 }), (err: grpc.ServiceError) => {
+    assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(err.details, /^train_shape\.prompt_tokens_max: must be >= prompt_tokens_min \(30\), got 12/);
+    return true;
+  });
+  assert.equal(pushes.length, pushed, "nothing pushed");
 });
 
 test("a TrainStep of a job the learner does not run is FAILED_PRECONDITION naming job_id; a model of another architecture is FAILED_PRECONDITION naming model_dir", async () => {

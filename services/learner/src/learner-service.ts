@@ -15,6 +15,7 @@ import {
 import type { GetWeightsRequest__Output } from "@rlmesh/shared/gen/rlmesh/v1/GetWeightsRequest";
 import { JobNotStartedError, RollbackCheckpointMissingError, type TrainerHost } from "./trainer/trainer.js";
 import { ModelMismatchError } from "./trainer/model-compat.js";
+import { checkTrainShape } from "./trainer/warmup.js";
 import type { HostTensor } from "@rlmesh/shared";
 import { acceptsPolicy, type PolicyRef } from "@rlmesh/shared/weights";
 
@@ -72,7 +73,7 @@ export function createLearnerService(deps: LearnerServiceDeps): LearnerServiceHa
       // Always pushed: a job's first rollout must see its weights, also on a worker that was
       // serving them already (it answers "not newer" and counts as pushed).
       const { result, push } = await serialized(
-        () => jobs.startJob({ jobId: req.jobId, modelDir: req.modelDir, initFrom }),
+        () => jobs.startJob({ jobId: req.jobId, modelDir: req.modelDir, initFrom, trainShape: checkTrainShape(req.trainShape) }),
         () => true,
       ).catch(asStatus);
       // After the push (a shape's compilation keeps the event loop busy for seconds), and after

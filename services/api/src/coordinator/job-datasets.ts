@@ -4,6 +4,7 @@ import { nonBlankLines } from "@rlmesh/shared/infill/index";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { InvalidArgumentError } from "@rlmesh/shared";
+import type { TrainShape } from "@rlmesh/shared/gen/rlmesh/v1/TrainShape";
 import { loadManifest, MANIFEST_FILE, type ModelManifest } from "@rlmesh/shared/model/index";
 import { loadTokenizer, type LoadedTokenizer } from "@rlmesh/shared/tokenizer/index";
 import type { NormalizedDatasetSpec, NormalizedJobSpec as JobSpec } from "../job-spec.js";
@@ -95,6 +96,28 @@ async function promptBudget(spec: JobSpec): Promise<{ count: (text: string) => n
   if (!existsSync(tokenizerPath)) return null; // a token-id model: the rollout worker checks lengths itself
   const tok = await cachedTokenizer(tokenizerPath);
   return { count: (text) => tok.encode(text).length, maxPromptTokens, maxSeqLen: manifest.max_seq_len };
+}
+
+/**
+ * The shape of the job's TrainSteps for the learner's warm-up (StartJob's train_shape): rows
+ * prompts_per_step × group_size, the training prompts' shortest and longest length in the model's
+ * tokens, responses up to decoding.max_new_tokens. Null (the learner's configured recipe serves)
+ * for an infill job (its rows are prefix + middle + suffix) and a model without a tokenizer.
+ */
+export async function jobTrainShape(spec: JobSpec): Promise<Required<TrainShape> | null> {
+  const responseTokens = spec.decoding.maxNewTokens;
+  if (spec.task === "infill" || !spec.dataset.path || !responseTokens) return null;
+  const fit = await promptBudget(spec);
+  if (!fit) return null;
+  let lo = Infinity;
+  let hi = 0;
+  for (const row of loadRows(spec.dataset)) {
+    const n = fit.count(row.prompt);
+    lo = Math.min(lo, n);
+    hi = Math.max(hi, n);
+  }
+  if (hi === 0) return null;
+  return { rows: spec.promptsPerStep * spec.groupSize, promptTokensMin: lo, promptTokensMax: hi, responseTokens };
 }
 
 // One parsed tokenizer per file: every submit of a job on the same model would otherwise read

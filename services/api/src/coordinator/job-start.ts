@@ -3,6 +3,7 @@
 import { InvalidArgumentError, type Job } from "@rlmesh/shared";
 import type { NormalizedJobSpec as JobSpec } from "../job-spec.js";
 import type { RunnerDeps } from "./runner-deps.js";
+import { jobTrainShape } from "./job-datasets.js";
 
 export async function startOnLearner(job: Job, spec: JobSpec, deps: RunnerDeps, signal: AbortSignal): Promise<void> {
   const initFrom = spec.initFrom ?? null;
@@ -13,7 +14,17 @@ export async function startOnLearner(job: Job, spec: JobSpec, deps: RunnerDeps, 
       throw new InvalidArgumentError("spec.init_from.job", `job ${initFrom.job} is ${source.state}; only a SUCCEEDED job's final weights can start another job`);
     }
   }
-  const r = await deps.learner.startJob({ jobId: job.id, modelDir: spec.modelDir, ...(initFrom ? { initFrom } : {}) }, signal);
+  // The job's TrainStep shape for the learner's warm-up; without it the learner warms the shapes of
+  // its configured recipe (the demo's). Only an optimisation: a dataset that cannot be read here
+  // now (it was checked at submit) leaves it out.
+  const trainShape = await jobTrainShape(spec).catch((err: unknown) => {
+    deps.logger.warn("cannot work out the job's train shape for the learner's warm-up", { job: job.id, err: (err as Error).message });
+    return null;
+  });
+  const r = await deps.learner.startJob(
+    { jobId: job.id, modelDir: spec.modelDir, ...(initFrom ? { initFrom } : {}), ...(trainShape ? { trainShape } : {}) },
+    signal,
+  );
   const where = `weights on ${r.pushedTo.length > 0 ? r.pushedTo.join(", ") : "no rollout worker yet"}${r.pushFailed.length > 0 ? `; ${r.pushFailed.join(", ")} will catch up` : ""}`;
   await deps.store.appendEvent(job.id, {
     log: {

@@ -8,7 +8,7 @@ import { InvalidArgumentError, type Logger } from "@rlmesh/shared";
 import { CheckpointStore } from "../checkpoint/checkpoint-store.js";
 import { GrpoTrainer, splitWeights, type GrpoTrainerOptions } from "./grpo-trainer.js";
 import { checkServedArchitecture, type ModelShape, type ServedShape } from "./model-compat.js";
-import { DEFAULT_WARMUP_MAX_HEAP_MIB, warmupShapes, type WarmupRecipe } from "./warmup.js";
+import { DEFAULT_WARMUP_MAX_HEAP_MIB, warmupShapes, type JobTrainShape, type WarmupRecipe } from "./warmup.js";
 import { JobNotStartedError, type InitFromInput, type StartedJob, type StartJobInput, type TrainerHost } from "./trainer.js";
 
 export interface JobTrainersOptions {
@@ -48,7 +48,8 @@ export function checkJobId(field: string, jobId: string): string {
 }
 
 export class JobTrainers implements TrainerHost {
-  private active: { jobId: string; trainer: GrpoTrainer } | null = null;
+  /** The learner's job: its trainer, and its TrainStep shape when its StartJob gave one. */
+  private active: { jobId: string; trainer: GrpoTrainer; trainShape: JobTrainShape | null } | null = null;
   private lock: Promise<unknown> = Promise.resolve();
   private readonly open: (opts: GrpoTrainerOptions) => Promise<GrpoTrainer>;
 
@@ -103,14 +104,16 @@ export class JobTrainers implements TrainerHost {
    * logged (the TrainSteps then compile their own shapes).
    */
   warmUp(jobId: string): void {
-    const recipe = this.opts.warmup;
     const active = this.active;
+    // The job's own shape (its StartJob's train_shape) within the configured bounds.
+    const recipe = this.opts.warmup && active?.trainShape ? { ...this.opts.warmup, ...active.trainShape } : this.opts.warmup;
     // A TrainStep that reached the trainer first (a retried step at a restarted learner) ends the
     // warm-up's window: shapes compiled between steps would hold those steps and their pushes up.
     if (!recipe || !active || active.jobId !== jobId || active.trainer.warmupReport() || active.trainer.hasTrainSteps) return;
     const shapes = warmupShapes(recipe, active.trainer.modelManifest.max_seq_len);
     this.opts.logger.info("learner warm-up: compiling the job's batch shapes", {
       job: jobId,
+      shapeFrom: active.trainShape ? "the job's train_shape" : "the learner's configuration",
       rows: recipe.rows,
       seqLens: shapes.map((s) => s.seqLen).join(","),
       maxSeconds: recipe.maxSeconds,
@@ -141,6 +144,7 @@ export class JobTrainers implements TrainerHost {
     if (!input.modelDir) throw new InvalidArgumentError("model_dir", "is required");
     const initFrom = normalizeInitFrom(input.initFrom, jobId);
     if (this.active?.jobId === jobId) {
+      if (input.trainShape) this.active.trainShape = input.trainShape;
       const s = this.active.trainer.status();
       return { jobId, policyVersion: s.policyVersion, resumed: true, modelName: s.modelName ?? "", initSource: "resume" };
     }
@@ -157,7 +161,7 @@ export class JobTrainers implements TrainerHost {
       validateModel: (model: ModelShape) => checkServedArchitecture(input.modelDir, model, served),
     });
     const previous = this.active;
-    this.active = { jobId, trainer };
+    this.active = { jobId, trainer, trainShape: input.trainShape ?? null };
     // The previous job's warm-up may be compiling a shape: let it finish before freeing its kernels.
     await previous?.trainer.stopWarmup();
     previous?.trainer.dispose();

@@ -1,4 +1,5 @@
 import type { HostTensor, LearnerStatusIn, TrainStepRequest, TrainStatsIn } from "@rlmesh/shared";
+import type { JobTrainShape } from "./warmup.js";
 
 export interface TrainStepResult {
   /** The policy version after the step (unchanged when skipped). */
@@ -41,6 +42,8 @@ export interface StartJobInput {
   jobId: string;
   modelDir: string;
   initFrom?: InitFromInput | null;
+  /** The job's TrainStep shape (StartJob's train_shape, checked): its warm-up compiles these shapes. */
+  trainShape?: JobTrainShape | null;
 }
 
 export interface StartedJob {

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createLogger, type TrainSample, type TrainStepRequest } from "@rlmesh/shared";
+import { createLogger, InvalidArgumentError, type TrainSample, type TrainStepRequest } from "@rlmesh/shared";
 import { loadModel, parseModel, readWeights } from "@rlmesh/shared/model/index";
 import { Registry } from "prom-client";
 import { GrpoTrainer } from "./grpo-trainer.js";
@@ -16,6 +16,7 @@ import { servedShapeOfModel } from "./model-compat.js";
 import {
   DEFAULT_WARMUP_MAX_HEAP_MIB,
   DEFAULT_WARMUP_RECIPE,
+  checkTrainShape,
   explainHeapExhausted,
   heapBudgetRefusal,
   parseTokenRange,
@@ -281,6 +282,55 @@ test("JobTrainers.close at shutdown waits for the warm-up's shape in progress be
   const outcomes = (await running).shapes.map((s) => s.outcome);
   assert.equal(outcomes[0], "compiled", outcomes.join(","));
   assert.ok(outcomes.slice(1).every((o) => o === "skipped"), outcomes.join(","));
+});
+
+test("StartJob's train_shape: unset or rows 0 is none (the configured recipe); a bad one is INVALID_ARGUMENT naming the field", () => {
+  assert.equal(checkTrainShape(undefined), null);
+  assert.equal(checkTrainShape({ rows: 0, promptTokensMin: 5 }), null);
+  assert.deepEqual(checkTrainShape({ rows: 16, promptTokensMin: 19, promptTokensMax: 45, responseTokens: 64 }), { rows: 16, promptTokens: [19, 45], responseTokens: 64 });
+  const bad = (raw: Parameters<typeof checkTrainShape>[0], field: string, msg: RegExp) =>
+    assert.throws(
+      () => checkTrainShape(raw),
+      (e: unknown) => e instanceof InvalidArgumentError && e.field === field && msg.test(e.message),
+    );
+  bad({ rows: 8, promptTokensMin: 0, promptTokensMax: 4, responseTokens: 8 }, "train_shape.prompt_tokens_min", /must be >= 1 when train_shape is given, got 0/);
+  bad({ rows: 8, promptTokensMin: 9, promptTokensMax: 4, responseTokens: 8 }, "train_shape.prompt_tokens_max", /must be >= prompt_tokens_min \(9\), got 4/);
+  bad({ rows: 8, promptTokensMin: 1, promptTokensMax: 4 }, "train_shape.response_tokens", /got 0/);
+  bad({ rows: 1e6, promptTokensMin: 1, promptTokensMax: 4, responseTokens: 8 }, "train_shape.rows", /at most 65536, got 1000000/);
+});
+
+test("JobTrainers: a StartJob's train_shape decides the warm-up's shapes (rows and lengths), within the configured bounds", { timeout: 600_000 }, async () => {
+  const m = await loadModel(modelDir);
+  const served = servedShapeOfModel({ manifest: m.manifest, weights: [...readWeights(parseModel(m.modelBytes))].map(([name, w]) => ({ name, shape: [...w.shape] })) }, "w0");
+  const host = await JobTrainers.open({ root: join(root, "jobs-shape"), logger, trainer: { updatePath: "fast" }, servedModels: async () => [served], warmup: RECIPE });
+  try {
+    // The configured recipe: PROMPTS × G rows, 40-token prompts, 24-token responses.
+    await host.startJob({ jobId: "job-f", modelDir });
+    host.warmUp("job-f");
+    const f = host.trainerFor("job-f");
+    await f.stopWarmup();
+    assert.deepEqual(
+      (await f.warmupReport()!).shapes.map((s) => `${s.rows}x${s.seqLen}`),
+      warmupShapes(RECIPE, manifest.max_seq_len).map((s) => `${s.rows}x${s.seqLen}`),
+    );
+    // The job's own: 2 rows, prompts of 10-12 tokens, responses up to 8 (sequences of 11..20 tokens: buckets 16 and 32).
+    const trainShape = { rows: 2, promptTokens: [10, 12] as const, responseTokens: 8 };
+    await host.startJob({ jobId: "job-g", modelDir, trainShape });
+    host.warmUp("job-g");
+    const g = host.trainerFor("job-g");
+    const report = await g.warmupReport()!;
+    const want = warmupShapes({ ...RECIPE, ...trainShape }, manifest.max_seq_len);
+    assert.deepEqual(
+      report.shapes.map((s) => `${s.rows}x${s.seqLen}:${s.outcome}`),
+      want.map((s) => `2x${s.seqLen}:compiled`),
+    );
+    assert.notDeepEqual(
+      want.map((s) => s.seqLen),
+      warmupShapes(RECIPE, manifest.max_seq_len).map((s) => s.seqLen),
+    );
+  } finally {
+    host.dispose();
+  }
 });
 
 test("a TrainStep in a warmed shape compiles nothing; one in a shape the warm-up did not cover does", { timeout: 600_000 }, async () => {

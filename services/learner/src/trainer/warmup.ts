@@ -3,13 +3,15 @@
 // warm-up every new bucket's first TrainStep pays that inside the job's first steps; with it, the
 // job's trainer compiles every shape its recipe can produce right after StartJob, in the
 // background, on dummy batches and on copies of the weights and optimizer state.
+import { InvalidArgumentError } from "@rlmesh/shared";
 import type { ModelManifest } from "@rlmesh/shared/model/index";
 import type { GrpoBatch } from "../grpo/grpo-batch.js";
 import { bucketSeqLen, DEFAULT_SEQ_BUCKET } from "./batch-bucket.js";
 
 /**
- * What a job's TrainSteps look like, as far as their compiled shapes go. StartJob does not carry
- * the job's spec, so these come from the learner's configuration (defaults: the demo's job).
+ * What a job's TrainSteps look like, as far as their compiled shapes go: the job's own shape when
+ * its StartJob carries one (train_shape, the api sends it), else the learner's configuration
+ * (defaults: the demo's job), with the bounds (maxSeconds, maxHeapMiB) from the configuration.
  */
 export interface WarmupRecipe {
   /** Samples per TrainStep: prompts_per_step × group_size. */
@@ -30,9 +32,10 @@ export interface WarmupRecipe {
 /**
  * The wasm heap (MiB) past which the warm-up starts no shape: a quarter of jax-js's 4 GiB. The
  * heap never shrinks and a shape's buffers serve only that shape, so what the warm-up takes for
- * shapes the job never uses (its rows are a guess: StartJob does not carry the job's spec) is lost
- * to the job's own shapes; the job keeps at least the other 3 GiB. Measured on the shipped model:
- * 32 rows × 64 tokens take 589 MiB, the demo recipe's six shapes 4027 MiB (README, "Warm-up").
+ * shapes the job never uses (a batch is seldom as long as the longest shape; without a
+ * train_shape in its StartJob the rows are a guess too) is lost to the job's own shapes; the
+ * job keeps at least the other 3 GiB. Measured on the shipped model: 32 rows × 64 tokens take
+ * 589 MiB, the demo recipe's six shapes 4027 MiB (README, "Warm-up").
  */
 export const DEFAULT_WARMUP_MAX_HEAP_MIB = 1024;
 
@@ -46,6 +49,27 @@ export const DEFAULT_WARMUP_RECIPE: Readonly<WarmupRecipe> = Object.freeze({
   responseTokens: 64,
   maxSeconds: 120,
 });
+
+/** Most rows a train_shape may name (the api's prompts_per_step × group_size bounds are far below). */
+export const MAX_TRAIN_ROWS = 65_536;
+
+/** The part of a recipe a job's StartJob can give (learner.proto TrainShape). */
+export type JobTrainShape = Pick<WarmupRecipe, "rows" | "promptTokens" | "responseTokens">;
+
+/**
+ * StartJob's train_shape as a JobTrainShape: null when unset (or rows 0: the configured recipe
+ * serves); a value that cannot be a job's shape is INVALID_ARGUMENT naming the field.
+ */
+export function checkTrainShape(raw: { rows?: number; promptTokensMin?: number; promptTokensMax?: number; responseTokens?: number } | null | undefined): JobTrainShape | null {
+  if (!raw || !raw.rows) return null;
+  const [rows, lo, hi, resp] = [raw.rows, raw.promptTokensMin ?? 0, raw.promptTokensMax ?? 0, raw.responseTokens ?? 0];
+  if (rows > MAX_TRAIN_ROWS) throw new InvalidArgumentError("train_shape.rows", `must be at most ${MAX_TRAIN_ROWS}, got ${rows}`);
+  if (lo < 1) throw new InvalidArgumentError("train_shape.prompt_tokens_min", `must be >= 1 when train_shape is given, got ${lo}`);
+  if (hi < lo) throw new InvalidArgumentError("train_shape.prompt_tokens_max", `must be >= prompt_tokens_min (${lo}), got ${hi}`);
+  if (resp < 1) throw new InvalidArgumentError("train_shape.response_tokens", `must be >= 1 when train_shape is given, got ${resp}`);
+  return { rows, promptTokens: [lo, hi], responseTokens: resp };
+}
+
 
 /** One batch shape the update compiles: GRPO batch rows × padded sequence length. */
 export interface WarmupShape {

@@ -215,10 +215,15 @@ test("warm-up leaves weights and Adam moments bit-identical, and the next TrainS
   }
 });
 
-test("JobTrainers: the warm-up runs in the background until the job's first TrainStep, which waits for the shape in progress only; another job's StartJob stops it", { timeout: 600_000 }, async () => {
+/** JobTrainers under root/`dir` over the test model (the one rollout worker serves it), warming up with RECIPE. */
+async function openHost(dir: string): Promise<JobTrainers> {
   const m = await loadModel(modelDir);
   const served = servedShapeOfModel({ manifest: m.manifest, weights: [...readWeights(parseModel(m.modelBytes))].map(([name, w]) => ({ name, shape: [...w.shape] })) }, "w0");
-  const host = await JobTrainers.open({ root: join(root, "jobs"), logger, trainer: { updatePath: "fast" }, servedModels: async () => [served], warmup: RECIPE });
+  return JobTrainers.open({ root: join(root, dir), logger, trainer: { updatePath: "fast" }, servedModels: async () => [served], warmup: RECIPE });
+}
+
+test("JobTrainers: the warm-up runs in the background until the job's first TrainStep, which waits for the shape in progress only; another job's StartJob stops it", { timeout: 600_000 }, async () => {
+  const host = await openHost("jobs");
   try {
     await host.startJob({ jobId: "job-a", modelDir });
     const a = host.trainerFor("job-a");
@@ -270,9 +275,7 @@ test("JobTrainers: the warm-up runs in the background until the job's first Trai
 });
 
 test("JobTrainers.close at shutdown waits for the warm-up's shape in progress before disposing the trainer", { timeout: 600_000 }, async () => {
-  const m = await loadModel(modelDir);
-  const served = servedShapeOfModel({ manifest: m.manifest, weights: [...readWeights(parseModel(m.modelBytes))].map(([name, w]) => ({ name, shape: [...w.shape] })) }, "w0");
-  const host = await JobTrainers.open({ root: join(root, "jobs-close"), logger, trainer: { updatePath: "fast" }, servedModels: async () => [served], warmup: RECIPE });
+  const host = await openHost("jobs-close");
   await host.startJob({ jobId: "job-e", modelDir });
   host.warmUp("job-e");
   const running = host.trainerFor("job-e").warmupReport()!;
@@ -300,9 +303,7 @@ test("StartJob's train_shape: unset or rows 0 is none (the configured recipe); a
 });
 
 test("JobTrainers: a StartJob's train_shape decides the warm-up's shapes (rows and lengths), within the configured bounds", { timeout: 600_000 }, async () => {
-  const m = await loadModel(modelDir);
-  const served = servedShapeOfModel({ manifest: m.manifest, weights: [...readWeights(parseModel(m.modelBytes))].map(([name, w]) => ({ name, shape: [...w.shape] })) }, "w0");
-  const host = await JobTrainers.open({ root: join(root, "jobs-shape"), logger, trainer: { updatePath: "fast" }, servedModels: async () => [served], warmup: RECIPE });
+  const host = await openHost("jobs-shape");
   try {
     // The configured recipe: PROMPTS × G rows, 40-token prompts, 24-token responses.
     await host.startJob({ jobId: "job-f", modelDir });

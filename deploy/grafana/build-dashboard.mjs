@@ -235,6 +235,12 @@ export function buildDashboard() {
     q(0.95, "rlmesh_weight_push_duration_seconds"),
   ]);
   panel(
+    "Worker pushes by path",
+    "Versions pushed to one rollout worker per second, by how they went: direct (on the kept data connection, no call), tcp_call, chunks; direct_lost (no answer, sent again) and failed should stay at 0.",
+    "ops",
+    [[`sum by (path) (rate(rlmesh_weight_push_worker_pushes_total{${SEL}}[${R}]))`, "{{path}}"]],
+  );
+  panel(
     "Versions behind",
     "How many versions each rollout worker lags the learner (0 = up to date).",
     "short",

@@ -95,6 +95,14 @@ test(
     for (const w of [w1, w2]) assert.equal(weightsChecksum(w.tensors()), weightsChecksum(v3.tensors), `${w.id} holds version 3`);
     assert.equal(await metricValue(learner.metricsPort, /^rlmesh_weight_push_versions_behind\{.*worker="rollout-b"/), 0);
     assert.ok((await metricValue(learner.metricsPort, /^rlmesh_weight_push_bytes_total/)) >= (5 * s1.pushBytes) / 2);
+    // By path: version 1 opened both kept data connections with a call; rollout-a took versions 2
+    // and 3 on its own without one; the restarted rollout-b got version 3 with a call again.
+    const paths = async (path: string) => metricValue(learner!.metricsPort, new RegExp(`^rlmesh_weight_push_worker_pushes_total\\{.*path="${path}"`));
+    assert.deepEqual(
+      [await paths("tcp_call"), await paths("direct"), await paths("chunks"), await paths("failed")],
+      [3, 2, 0, 1],
+      "pushes by path: tcp_call, direct, chunks, failed",
+    );
 
     // The rest of the process's surface: status, on-demand checkpoint, health, reflection, /healthz.
     const c = learner.client;

@@ -2,6 +2,10 @@ import { COLLAPSE_TRIGGERS } from "./trainer/collapse-guard.js";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { TrainStatsIn } from "@rlmesh/shared";
 
+/** The `path` values of rlmesh_weight_push_worker_pushes_total. */
+export const PUSH_PATHS = ["direct", "tcp_call", "chunks", "direct_lost", "failed"] as const;
+export type PushPath = (typeof PUSH_PATHS)[number];
+
 /** Learner and weight-push metrics (see README "Metrics"). */
 export class LearnerMetrics {
   readonly loss: Gauge;
@@ -13,6 +17,7 @@ export class LearnerMetrics {
   readonly pushBytes: Counter;
   readonly pushSeconds: Histogram;
   readonly versionsBehind: Gauge;
+  readonly pushPaths: Counter;
   readonly rollbacks: Counter;
   readonly checkpointSeconds: Histogram;
   readonly warmupSeconds: Gauge;
@@ -47,6 +52,13 @@ export class LearnerMetrics {
       labelNames: ["worker"],
       registers,
     });
+    this.pushPaths = new Counter({
+      name: "rlmesh_weight_push_worker_pushes_total",
+      help: "Versions pushed to one worker, by the way they went: direct (kept data connection, no call), tcp_call (data connection with a call), chunks (on the gRPC stream), direct_lost (a direct push without an answer, sent again), failed",
+      labelNames: ["path"],
+      registers,
+    });
+    for (const path of PUSH_PATHS) this.pushPaths.inc({ path }, 0);
     this.rollbacks = new Counter({
       name: "rlmesh_learner_rollbacks_total",
       help: "Collapse-guard rollbacks to the last good checkpoint",

@@ -19,7 +19,7 @@ import {
 } from "@rlmesh/shared";
 import { DirectPushLost, WeightDataPayload, WeightDataServer, weightDataMetadata, type WeightDataDigest } from "@rlmesh/shared/weight-data";
 import type { PushResult } from "../learner-service.js";
-import type { LearnerMetrics } from "../learner-metrics.js";
+import type { LearnerMetrics, PushPath } from "../learner-metrics.js";
 import { acceptsPolicy, formatPolicy, type PolicyRef } from "@rlmesh/shared/weights";
 
 /** Deadline for pushing one version to one worker, on top of its bytes at PUSH_MIN_BYTES_PER_S. */
@@ -145,6 +145,8 @@ export interface PushPhases {
   workers: {
     /** The worker's id. */
     worker: string;
+    /** How the version went to it (set once it did; a failed push keeps the last path tried). */
+    path?: PushPath;
     /** The UpdateWeights call was started (after the payload's header and the data offer), or a direct push's first write. */
     callMs: number;
     /** tcp: the worker connected back and presented the token (undefined: no new connection). */
@@ -361,6 +363,7 @@ export class WeightPusher {
     const pushedTo: string[] = [];
     const pushFailed: string[] = [];
     for (const o of outcomes) {
+      this.metrics?.pushPaths.inc({ path: o.ok ? (phases.workers.find((p) => p.worker === o.w.id)?.path ?? "tcp_call") : "failed" });
       if (o.ok) pushedTo.push(o.w.id);
       else {
         pushFailed.push(o.w.id);
@@ -403,11 +406,13 @@ export class WeightPusher {
     if (!d) return undefined;
     this.directPushes++;
     phase.callMs = performance.now() - ctx.t0;
+    phase.path = "direct";
     try {
       return await d.reply;
     } catch (err) {
       if (!(err instanceof DirectPushLost)) throw err;
       this.directFallbacks++;
+      this.metrics?.pushPaths.inc({ path: "direct_lost" });
       this.logger.warn("direct weight push got no answer; pushing that version with a call", { worker: w.id, err: err.message });
       return undefined;
     } finally {
@@ -437,6 +442,7 @@ export class WeightPusher {
     let failed = false;
     try {
       phase.callMs = performance.now() - t0;
+      phase.path = "tcp_call";
       return await new Promise<UpdateWeightsResponse>((resolve, reject) => {
         const stream = this.clients
           .get(w.address)
@@ -476,6 +482,7 @@ export class WeightPusher {
   private pushOne(w: WorkerEntry, ctx: PushContext, phase: WorkerPhases): Promise<UpdateWeightsResponse> {
     const chunks = ctx.chunks();
     phase.callMs = performance.now() - ctx.t0;
+    phase.path = "chunks";
     return new Promise((resolve, reject) => {
       const stream = this.clients.get(w.address).updateWeights({ deadline: pushDeadline(ctx.bytes) }, (err, res) => {
         if (err) {

@@ -198,6 +198,11 @@ test("UpdateWeights metadata: tcp-v1 parameters round-trip; a bad one is refused
   assert.throws(bad("rlmesh-weight-job", "%E0%A4%A"), /metadata rlmesh-weight-job: not URI-encoded/);
   assert.equal(weightDataRequest(weightDataMetadata({ port: 4321, token: "ab".repeat(16), conn: "kept" }, policy))!.conn, "kept");
   assert.throws(bad("rlmesh-weight-data-conn", "reuse"), /metadata rlmesh-weight-data-conn: must be "keep" or "kept", got "reuse"/);
+  // Direct pushes are offered only with a kept connection; the worker greets "RLWD" only then.
+  const keepDirect = weightDataMetadata({ port: 4321, token: "ab".repeat(16), conn: "keep", direct: true }, policy);
+  assert.equal(weightDataRequest(keepDirect)!.direct, true);
+  assert.equal(weightDataRequest(weightDataMetadata({ port: 4321, token: "ab".repeat(16), direct: true }, policy))!.direct, undefined);
+  assert.throws(bad("rlmesh-weight-direct", "yes"), /metadata rlmesh-weight-direct: must be "1", got "yes"/);
 });
 
 /** A TCP proxy in front of `port` that passes bytes both ways as they come, flipping the server's byte number `flipAt.at` (counted over the connection). */
@@ -369,7 +374,7 @@ test("direct pushes: a receiver that applies versions takes the next ones on its
   // An apply that throws: the reply carries the error (not a lost push), the connection goes on.
   await assert.rejects(server.pushDirect(v(3, 3), "w0", 5000)!.reply, (err: Error) => {
     assert.ok(!(err instanceof DirectPushLost));
-    assert.match(err.message, /^weights: engine: tensor w\.b has shape \[3, 1500\], the session wants \[3, 1501\]$/);
+    assert.match(err.message, /^engine: tensor w\.b has shape \[3, 1500\], the session wants \[3, 1501\]$/);
     return true;
   });
   assert.equal((await server.pushDirect(v(4, 4), "w0", 5000)!.reply).version, 4);
@@ -396,6 +401,49 @@ test("direct pushes: a receiver that applies versions takes the next ones on its
   o6.cancel();
   assert.deepEqual(server.keptKeys(), ["w1"]);
   assert.equal(server.pushDirect(v(7), "w1", 5000), undefined);
+});
+
+/**
+ * A receiver by hand on `server`'s kept connection for `key`: greets "RLWD", reads (and drops)
+ * whatever comes, and writes what the test says.
+ */
+async function handDirectReceiver(server: WeightDataServer, key: string): Promise<Socket> {
+  const o = await server.offer(v(1), { key });
+  assert.equal(o.conn, "keep");
+  const sock = connect(o.port, "127.0.0.1");
+  servers.push({ close: () => sock.destroy() });
+  sock.on("data", () => undefined);
+  await new Promise((r) => sock.once("connect", r));
+  sock.write(Buffer.concat([Buffer.from("RLWD", "ascii"), Buffer.from(o.token, "latin1")]));
+  const deadline = Date.now() + 5000;
+  while (!server.keptKeys().includes(key) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  o.cancel();
+  assert.deepEqual(server.keptKeys(), [key]);
+  return sock;
+}
+
+const ackFrame = (json: string) => {
+  const body = Buffer.from(json, "utf8");
+  const head = Buffer.alloc(8);
+  head.write("RLWA", 0, "ascii");
+  head.writeUInt32LE(body.length, 4);
+  return Buffer.concat([head, body]);
+};
+
+test("direct pushes and a bad or silent worker: a reply that is not an object is a lost push (not a crash), no reply after RLWH fails the push without a second try", async () => {
+  const server = await dataServer();
+  let sock = await handDirectReceiver(server, "w0");
+  // "null" is JSON but no reply: the push is lost (the pusher sends it with a call), the connection dropped.
+  const d1 = server.pushDirect(v(2), "w0", 5000)!;
+  sock.write(Buffer.concat([Buffer.from("RLWH", "ascii"), ackFrame("null")]));
+  await assert.rejects(d1.reply, (err: Error) => err instanceof DirectPushLost && /the worker's reply is not a JSON object/.test(err.message));
+  // The worker said RLWH, then nothing: the push fails after its deadline (no second try: the worker may be installing it).
+  const deadline = Date.now() + 5000;
+  while (server.keptKeys().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  sock = await handDirectReceiver(server, "w0");
+  const d2 = server.pushDirect(v(3), "w0", 300)!;
+  sock.write("RLWH");
+  await assert.rejects(d2.reply, (err: Error) => !(err instanceof DirectPushLost) && /^weights: no reply from the worker within 300 ms of its taking the push$/.test(err.message));
 });
 
 test("two pushes at once to one worker: neither cuts the other's payload; one kept connection is left and carries the next push", async (t) => {

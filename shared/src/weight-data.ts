@@ -45,9 +45,10 @@ import { formatPolicy, WeightAssembler, WeightStreamError, type PolicyRef } from
  * instead of kept. The worker keeps every "keep" connection until the pusher closes it (several
  * for a moment when two pushes opened one each) and looks a "kept" call's token up on all of them.
  *
- * Direct pushes (no call): a worker that applies versions itself (receiveUpdateWeights' `direct`:
- * the rollout worker installs them into its session) greets a "keep" connection with "RLWD"
- * instead of "RLWK". Later versions for that worker go on the kept connection alone: "RLWQ" + 32 filler
+ * Direct pushes (no call): when the call's metadata offers them (rlmesh-weight-direct: 1, from a
+ * pusher whose data server takes them), a worker that applies versions itself (receiveUpdateWeights'
+ * `direct`: the rollout worker installs them into its session) greets a "keep" connection with
+ * "RLWD" instead of "RLWK" (an older pusher never sees "RLWD"). Later versions for that worker go on the kept connection alone: "RLWQ" + 32 filler
  * bytes and the payload, no UpdateWeights call. The worker answers "RLWH" as soon as the push
  * starts to arrive (a kept connection that a middlebox dropped silently is noticed within
  * DATA_CONNECT_TIMEOUT_MS, not at the push's deadline), reads and checks it as above, applies
@@ -56,8 +57,10 @@ import { formatPolicy, WeightAssembler, WeightStreamError, type PolicyRef } from
  * reply (accepted, version, jobId, message, bytesReceived, swapSeconds; or error). This saves
  * the call's round trips (the call's headers reaching the worker, the reply's frames coming back),
  * which are most of a small version's push. A payload that fails a check drops the connection
- * without a reply; the pusher then pushes that version with a call on a new connection (a worker
- * that installed it already answers that it serves it). The connection was opened by the worker,
+ * without a reply; when the connection closes, or no "RLWH" comes, the pusher pushes that version
+ * with a call on a new connection (a worker that installed it, or is installing it, answers that
+ * it serves it). No reply within the push's deadline after "RLWH" fails that worker's push, as a
+ * call's deadline would (no second try). The connection was opened by the worker,
  * with the one-time token of a call it had accepted, so only that pusher can push on it.
  *
  * A worker that does not know the transport answers the empty stream with INVALID_ARGUMENT, and
@@ -82,6 +85,8 @@ export const TCP_V1 = "tcp-v1";
  * earlier push, sent at once beside the call. Absent: a connection for this push only.
  */
 export const WEIGHT_DATA_CONN_MD = "rlmesh-weight-data-conn";
+/** "1": the pusher takes direct pushes' greetings ("RLWD") on the connection this call opens or uses. */
+export const WEIGHT_DIRECT_MD = "rlmesh-weight-direct";
 export type WeightDataConn = "keep" | "kept";
 
 /** Bytes of tensor data between two digests. */
@@ -303,6 +308,8 @@ export interface WeightDataOffer {
    * the key's kept connection is busy with another push's payload).
    */
   conn: WeightDataConn | undefined;
+  /** The call offers direct pushes (WEIGHT_DIRECT_MD): the server takes "RLWD" on the connection the call opens or uses. */
+  direct: boolean;
   /**
    * True once the receiver opened a new connection and presented the token (it took this payload
    * there, or is taking it). A receiver that answers without having done so, and whose payload
@@ -328,28 +335,47 @@ export interface WeightDataOffer {
  */
 class AckReader {
   private buf: Buffer = Buffer.alloc(0);
-  private waiter: { resolve(r: DirectPushReply): void; reject(err: Error): void; timer: NodeJS.Timeout; heard: boolean; timeoutMs: number } | undefined;
+  private waiter:
+    | { resolve(r: DirectPushReply): void; reject(err: Error): void; timer: NodeJS.Timeout | undefined; heard: boolean; timeoutMs: number }
+    | undefined;
 
   constructor(private readonly sock: Socket) {
-    sock.on("data", (d: Buffer) => this.onData(d));
+    sock.on("data", (d: Buffer) => {
+      try {
+        this.onData(d);
+      } catch (err) {
+        // Whatever the receiver sent, it must not throw out of a socket listener (the pusher's process).
+        this.fail(new DirectPushLost(`the worker's reply could not be read: ${(err as Error).message}`));
+        this.sock.destroy();
+      }
+    });
     sock.on("close", () => this.fail(new DirectPushLost("the data connection closed before the worker's reply")));
   }
 
   /**
    * The reply to the direct push about to be written. Rejects with DirectPushLost (and drops the
-   * connection) when the receiver does not say "RLWH" within DATA_CONNECT_TIMEOUT_MS, or does
-   * not reply within `timeoutMs` of that.
+   * connection) when the connection closes first, or the receiver does not say "RLWH" within
+   * DATA_CONNECT_TIMEOUT_MS of sent() (the push's start reached the kernel: a backlog of another
+   * payload queued before it does not count); with a plain Error (the push failed, no second try)
+   * when no reply comes within `timeoutMs` of "RLWH".
    */
   next(timeoutMs: number): Promise<DirectPushReply> {
     if (this.waiter) return Promise.reject(new Error("AckReader: a reply is awaited already"));
     return new Promise<DirectPushReply>((resolve, reject) => {
-      this.waiter = { resolve, reject, timer: this.timeout("no word from the worker", DATA_CONNECT_TIMEOUT_MS), heard: false, timeoutMs };
+      this.waiter = { resolve, reject, timer: undefined, heard: false, timeoutMs };
     });
   }
 
-  private timeout(what: string, ms: number): NodeJS.Timeout {
+  /** The push's start went out: the wait for "RLWH" begins. */
+  sent(): void {
+    const w = this.waiter;
+    if (!w || w.heard || w.timer) return;
+    w.timer = this.timeout(() => new DirectPushLost(`no word from the worker within ${DATA_CONNECT_TIMEOUT_MS} ms`), DATA_CONNECT_TIMEOUT_MS);
+  }
+
+  private timeout(err: () => Error, ms: number): NodeJS.Timeout {
     return setTimeout(() => {
-      this.fail(new DirectPushLost(`${what} within ${ms} ms`));
+      this.fail(err());
       this.sock.destroy();
     }, ms);
   }
@@ -375,7 +401,8 @@ class AckReader {
       this.buf = this.buf.subarray(HEARD.length);
       clearTimeout(this.waiter.timer);
       this.waiter.heard = true;
-      this.waiter.timer = this.timeout("no reply from the worker", this.waiter.timeoutMs);
+      const ms = this.waiter.timeoutMs;
+      this.waiter.timer = this.timeout(() => new Error(`weights: no reply from the worker within ${ms} ms of its taking the push`), ms);
     }
     if (this.buf.length < 8) return;
     if (!this.buf.subarray(0, ACK.length).equals(ACK)) return bad("has a bad magic");
@@ -389,11 +416,12 @@ class AckReader {
     } catch {
       return bad("is not JSON");
     }
+    if (typeof r !== "object" || r === null || Array.isArray(r)) return bad("is not a JSON object");
     this.buf = Buffer.alloc(0);
     const w = this.waiter;
     this.waiter = undefined;
     clearTimeout(w.timer);
-    if (typeof r.error === "string") return w.reject(new Error(`weights: ${r.error}`));
+    if (typeof r.error === "string") return w.reject(new Error(r.error));
     if (typeof r.accepted !== "boolean" || typeof r.version !== "number" || typeof r.jobId !== "string") {
       this.sock.destroy();
       return w.reject(new DirectPushLost("the worker's reply lacks accepted, version or jobId"));
@@ -460,6 +488,8 @@ export class WeightDataServer {
     private readonly port = 0,
     /** Keep receivers' connections between pushes (receivers that ask to). */
     readonly keep = true,
+    /** Offer direct pushes to receivers that take them (kept connections only). */
+    readonly direct = true,
   ) {}
 
   /** Listens (once); resolves to the port. */
@@ -497,7 +527,7 @@ export class WeightDataServer {
       clearTimeout(timer);
       const token = got.subarray(HELLO.length, HELLO.length + TOKEN_HEX).toString("latin1");
       const hello = got.subarray(0, HELLO.length);
-      const keep = hello.equals(HELLO_DIRECT) ? "direct" : hello.equals(HELLO_KEEP) ? "keep" : undefined;
+      const keep = hello.equals(HELLO_DIRECT) ? (this.direct ? "direct" : "keep") : hello.equals(HELLO_KEEP) ? "keep" : undefined;
       const take = this.pending.get(token);
       if (got.length !== HELLO.length + TOKEN_HEX || !(keep || hello.equals(HELLO)) || !take) return void sock.destroy();
       this.pending.delete(token);
@@ -615,6 +645,7 @@ export class WeightDataServer {
       token,
       port,
       conn: kept ? "kept" : keepAs !== undefined ? "keep" : undefined,
+      direct: this.direct && (kept !== undefined || keepAs !== undefined),
       connectedAnew: () => fresh !== undefined,
       times: () => times,
       done,
@@ -644,7 +675,7 @@ export class WeightDataServer {
       k.busy = false;
       if (k.retired) endSoon(k.sock);
     });
-    k.sock.write(DIRECT_START);
+    k.sock.write(DIRECT_START, () => k.acks!.sent());
     payload.writeTo(k.sock, () => undefined).then(
       () => void (written = performance.now()),
       () => k.sock.destroy(),
@@ -1315,7 +1346,7 @@ function mdString(md: grpc.Metadata, key: string): string | undefined {
 }
 
 /** The tcp-v1 parameters of an UpdateWeights call's metadata; null for a chunked push. */
-export function weightDataRequest(md: grpc.Metadata): { port: number; token: string; expect: PolicyRef; conn?: WeightDataConn } | null {
+export function weightDataRequest(md: grpc.Metadata): { port: number; token: string; expect: PolicyRef; conn?: WeightDataConn; direct?: true } | null {
   const transport = mdString(md, WEIGHT_TRANSPORT_MD);
   if (transport === undefined) return null;
   if (transport !== TCP_V1) throw new WeightStreamError(`metadata ${WEIGHT_TRANSPORT_MD}: unknown transport "${transport}" (this worker takes ${TCP_V1})`);
@@ -1337,13 +1368,16 @@ export function weightDataRequest(md: grpc.Metadata): { port: number; token: str
   const conn = mdString(md, WEIGHT_DATA_CONN_MD);
   if (conn !== undefined && conn !== "keep" && conn !== "kept")
     throw new WeightStreamError(`metadata ${WEIGHT_DATA_CONN_MD}: must be "keep" or "kept", got "${conn}"`);
-  return { port, token, expect: { jobId, version }, ...(conn ? { conn } : {}) };
+  const direct = mdString(md, WEIGHT_DIRECT_MD);
+  if (direct !== undefined && direct !== "1") throw new WeightStreamError(`metadata ${WEIGHT_DIRECT_MD}: must be "1", got "${direct}"`);
+  return { port, token, expect: { jobId, version }, ...(conn ? { conn } : {}), ...(direct && conn ? { direct: true as const } : {}) };
 }
 
 /** The metadata of a tcp-v1 UpdateWeights call. */
-export function weightDataMetadata(offer: Pick<WeightDataOffer, "port" | "token"> & { conn?: WeightDataConn }, policy: PolicyRef): grpc.Metadata {
+export function weightDataMetadata(offer: Pick<WeightDataOffer, "port" | "token"> & { conn?: WeightDataConn; direct?: boolean }, policy: PolicyRef): grpc.Metadata {
   const md = new grpc.Metadata();
   if (offer.conn) md.set(WEIGHT_DATA_CONN_MD, offer.conn);
+  if (offer.conn && offer.direct) md.set(WEIGHT_DIRECT_MD, "1");
   md.set(WEIGHT_TRANSPORT_MD, TCP_V1);
   md.set(WEIGHT_DATA_PORT_MD, String(offer.port));
   md.set(WEIGHT_DATA_TOKEN_MD, offer.token);
@@ -1384,7 +1418,8 @@ export async function receiveUpdateWeights(
       call.on("end", resolve);
       call.on("error", reject);
     });
-    const data = receiver.receive({ host: peerHost(call.getPeer()), ...req, signal: abort.signal, direct });
+    // Direct pushes only when the pusher offers them (an older one would drop an "RLWD" greeting).
+    const data = receiver.receive({ host: peerHost(call.getPeer()), ...req, signal: abort.signal, direct: req.direct ? direct : undefined });
     // Whichever fails first fails the call; the other is cancelled.
     const [got] = await Promise.all([
       data,

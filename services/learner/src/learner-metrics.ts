@@ -54,7 +54,7 @@ export class LearnerMetrics {
     });
     this.pushPaths = new Counter({
       name: "rlmesh_weight_push_worker_pushes_total",
-      help: "Versions pushed to one worker, by the way they went: direct (kept data connection, no call), tcp_call (data connection with a call), chunks (on the gRPC stream), direct_lost (a direct push without an answer, sent again), failed",
+      help: "Versions pushed to one worker, by the way they went: direct (kept data connection, no call), tcp_call (data connection with a call), chunks (on the gRPC stream), failed; and direct_lost, a direct push without an answer that was sent again (counted once more under the way it then went)",
       labelNames: ["path"],
       registers,
     });

@@ -19,6 +19,7 @@ import { ProtoRolloutEngine } from "./service/proto-rollout-engine.js";
 import { createRolloutService } from "./service/rollout-service.js";
 import { RolloutMetrics } from "./service/rollout-metrics.js";
 import { WeightCatchUp } from "./service/weight-catch-up.js";
+import { weightDataReceiver } from "@rlmesh/shared/weight-data";
 
 const logger = createLogger("rollout");
 const config = loadConfig(ROLLOUT_CONFIG);
@@ -40,6 +41,8 @@ const engine = new ProtoRolloutEngine(runtime, { onInfill: (res, seconds) => rol
 onShutdown(logger, async () => {
   await held.registration?.close();
   held.catchUp?.close();
+  // No more direct pushes on the kept data connections (the learner sends them with a call, which a closing server refuses).
+  weightDataReceiver.close();
   await held.grpc?.shutdown(config.shutdownGraceMs);
   await engine.close();
   await held.metrics?.close();

@@ -216,7 +216,7 @@ export class WeightPusher {
     if (!PUSH_TRANSPORTS.includes(this.transport))
       throw new Error(`push transport: must be one of ${PUSH_TRANSPORTS.join(", ")}, got ${JSON.stringify(this.transport)}`);
     if (this.transport === "tcp")
-      this.dataServer = new WeightDataServer(opts.dataHost ?? "127.0.0.1", opts.dataPort ?? 0, opts.keepConnections ?? true);
+      this.dataServer = new WeightDataServer(opts.dataHost ?? "127.0.0.1", opts.dataPort ?? 0, opts.keepConnections ?? true, opts.directPushes ?? true);
   }
 
   /** What every registered worker that answers serves (a worker that is down is left out). */
@@ -401,7 +401,6 @@ export class WeightPusher {
    * call: a worker that installed the version already answers that it serves it).
    */
   private async pushDirect(w: WorkerEntry, ctx: PushContext, phase: WorkerPhases): Promise<UpdateWeightsResponse | undefined> {
-    if (this.opts.directPushes === false) return undefined;
     const d = this.dataServer!.pushDirect(ctx.payload(), w.address, pushTimeoutMs(ctx.bytes));
     if (!d) return undefined;
     this.directPushes++;

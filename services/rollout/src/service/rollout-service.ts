@@ -52,7 +52,17 @@ export function createRolloutService(deps: RolloutServiceDeps): RolloutServiceHa
         swapSeconds: 0,
       };
     }
-    await engine.updateWeights({ jobId, version }, tensors);
+    try {
+      await engine.updateWeights({ jobId, version }, tensors);
+    } catch (err) {
+      // The same version installed meanwhile by another push of it (a direct push the learner
+      // gave up on, then sent again with a call): it serves, as the learner wants.
+      const now = engine.servedPolicy();
+      if (!acceptsPolicy({ jobId, version }, now)) {
+        return { accepted: false, version: now.version, jobId: now.jobId, message: `serving ${formatPolicy(now)} already`, bytesReceived: received, swapSeconds: 0 };
+      }
+      throw err;
+    }
     const swapSeconds = (performance.now() - t0) / 1000;
     metrics?.observeSwap(version, swapSeconds, received);
     logger.info("weights swapped", { version, job: jobId, bytes: received, seconds: swapSeconds });

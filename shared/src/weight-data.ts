@@ -230,13 +230,9 @@ export class WeightDataPayload {
       segmentBytes,
       tensors: sorted.map((t) => ({ name: t.name, dtype: t.dtype, shape: [...t.shape] })),
     };
-    const json = Buffer.from(JSON.stringify(header), "utf8");
-    this.head = Buffer.allocUnsafe(8 + json.length);
-    MAGIC.copy(this.head, 0);
-    this.head.writeUInt32LE(json.length, 4);
-    json.copy(this.head, 8);
+    this.head = jsonFrame(MAGIC, header);
     this.running = runningDigest(this.digest);
-    this.running.update(json);
+    this.running.update(this.head.subarray(8));
   }
 
   /** The running digest after segment i (segments are digested once, in order). */
@@ -277,6 +273,16 @@ export class WeightDataPayload {
     onQueued();
     if (!ok) await drained(sock);
   }
+}
+
+/** `magic` (4 bytes), a u32 (little-endian) length and `value` as JSON: a payload's header, a direct push's reply. */
+function jsonFrame(magic: Buffer, value: unknown): Buffer {
+  const json = Buffer.from(JSON.stringify(value), "utf8");
+  const out = Buffer.allocUnsafe(8 + json.length);
+  magic.copy(out, 0);
+  out.writeUInt32LE(json.length, 4);
+  json.copy(out, 8);
+  return out;
 }
 
 function drained(sock: Socket): Promise<void> {
@@ -417,19 +423,17 @@ class AckReader {
       return bad("is not JSON");
     }
     if (typeof r !== "object" || r === null || Array.isArray(r)) return bad("is not a JSON object");
+    const { error, accepted, version, jobId } = r;
+    if (typeof error !== "string" && (typeof accepted !== "boolean" || typeof version !== "number" || typeof jobId !== "string")) return bad("lacks accepted, version or jobId");
     this.buf = Buffer.alloc(0);
     const w = this.waiter;
     this.waiter = undefined;
     clearTimeout(w.timer);
-    if (typeof r.error === "string") return w.reject(new Error(r.error));
-    if (typeof r.accepted !== "boolean" || typeof r.version !== "number" || typeof r.jobId !== "string") {
-      this.sock.destroy();
-      return w.reject(new DirectPushLost("the worker's reply lacks accepted, version or jobId"));
-    }
+    if (typeof error === "string") return w.reject(new Error(error));
     w.resolve({
-      accepted: r.accepted,
-      version: r.version,
-      jobId: r.jobId,
+      accepted: accepted!,
+      version: version!,
+      jobId: jobId!,
       message: String(r.message ?? ""),
       bytesReceived: Number(r.bytesReceived ?? 0),
       swapSeconds: Number(r.swapSeconds ?? 0),
@@ -1242,12 +1246,7 @@ class KeptConnection implements ReadTarget {
     } catch (err) {
       reply = { error: err instanceof Error ? err.message : String(err) };
     }
-    if (this.closed) return;
-    const json = Buffer.from(JSON.stringify(reply), "utf8");
-    const head = Buffer.allocUnsafe(8);
-    ACK.copy(head, 0);
-    head.writeUInt32LE(json.length, 4);
-    this.sock.write(Buffer.concat([head, json]));
+    if (!this.closed) this.sock.write(jsonFrame(ACK, reply));
   }
 
   close(): void {

@@ -141,9 +141,6 @@ export async function followJob(
   };
 }
 
-/** `--lr-schedule` values of the demo: spec.lr_schedule.decay's (cosine with the api's defaults: from half the budget to 0.1 × the LR). */
-export const DEMO_LR_SCHEDULES = LR_DECAYS;
-
 /**
  * The demo's schedule without --lr-schedule: cosine. A constant LR left the policy swinging at the
  * end of the run (an idle run's last eval read 40.0 % where step 400 had read 47.0 %); jobs
@@ -153,8 +150,9 @@ export const DEMO_DEFAULT_LR_SCHEDULE = "cosine";
 
 /** spec.lr_schedule for `rlmesh demo --lr-schedule NAME` (DEMO_DEFAULT_LR_SCHEDULE without the flag). */
 export function demoLrSchedule(name: string = DEMO_DEFAULT_LR_SCHEDULE): JobSpecIn["lrSchedule"] {
-  if (!(DEMO_LR_SCHEDULES as readonly string[]).includes(name)) {
-    throw new UsageError(`--lr-schedule must be one of ${DEMO_LR_SCHEDULES.join(", ")}, got ${JSON.stringify(name)}`);
+  // spec.lr_schedule.decay's values (cosine with the api's defaults: from half the budget to 0.1 × the LR).
+  if (!(LR_DECAYS as readonly string[]).includes(name)) {
+    throw new UsageError(`--lr-schedule must be one of ${LR_DECAYS.join(", ")}, got ${JSON.stringify(name)}`);
   }
   return name === "cosine" ? { decay: "cosine", decayStart: DEFAULT_LR_DECAY_START, minRatio: DEFAULT_LR_MIN_RATIO } : { decay: "constant" };
 }

@@ -6,7 +6,7 @@ import { test } from "node:test";
 import { InvalidArgumentError } from "@rlmesh/shared";
 import { DEFAULT_MODEL_DIR, TOY_DATASET_DIR } from "@rlmesh/shared/repo-paths";
 import { normalizeSpec } from "../job-spec.js";
-import { jobTrainShape, validateDatasets } from "./job-datasets.js";
+import { jobTrainShape, loadJobRows, loadRows, validateDatasets } from "./job-datasets.js";
 
 const dir = mkdtempSync(join(tmpdir(), "rlmesh-datasets-"));
 const row = (id: string, prompt: string) => JSON.stringify({ task_id: id, prompt, tests: { kind: "assert", tests: ["assert f(1) == 1"] } });
@@ -41,16 +41,18 @@ test("the job's train shape for the learner's warm-up: rows P × G, the training
   // The demo's job on the shipped model and toy suite: the learner's default recipe (32 rows,
   // prompts of 19-45 tokens, responses up to 64) is this shape.
   const demo = normalizeSpec({ modelDir: DEFAULT_MODEL_DIR, dataset: { path: join(TOY_DATASET_DIR, "train.jsonl") }, promptsPerStep: 4, groupSize: 8 });
-  assert.deepEqual(await jobTrainShape(demo), { rows: 32, promptTokensMin: 19, promptTokensMax: 45, responseTokens: 64 });
+  assert.deepEqual(await jobTrainShape(demo, loadRows(demo.dataset)), { rows: 32, promptTokensMin: 19, promptTokensMax: 45, responseTokens: 64 });
   // Another job: its own rows, prompts and max_new_tokens.
   const ds = join(dir, "shape.jsonl");
   writeFileSync(ds, `${row("a", "Write f(x) that returns x.")}\n${row("b", "Write f(x) that returns the sum of the squares of the digits of x, for x >= 0.")}\n`);
-  const other = await jobTrainShape(normalizeSpec({ modelDir: DEFAULT_MODEL_DIR, dataset: { path: ds }, promptsPerStep: 2, groupSize: 4, decoding: { maxNewTokens: 32 } }));
+  const otherSpec = normalizeSpec({ modelDir: DEFAULT_MODEL_DIR, dataset: { path: ds }, promptsPerStep: 2, groupSize: 4, decoding: { maxNewTokens: 32 } });
+  const other = await jobTrainShape(otherSpec, loadRows(otherSpec.dataset));
   assert.equal(other?.rows, 8);
   assert.equal(other?.responseTokens, 32);
   assert.ok(other && other.promptTokensMin > 0 && other.promptTokensMax > other.promptTokensMin, JSON.stringify(other));
   // Infill rows are prefix + middle + suffix, not prompt + response: the learner's recipe serves.
-  assert.equal(await jobTrainShape(normalizeSpec({ modelDir: DEFAULT_MODEL_DIR, dataset: { path: join(TOY_DATASET_DIR, "train.jsonl") }, task: "infill" })), null);
+  const infill = normalizeSpec({ modelDir: DEFAULT_MODEL_DIR, dataset: { path: join(TOY_DATASET_DIR, "train.jsonl") }, task: "infill" });
+  assert.equal(await jobTrainShape(infill, loadJobRows(infill.dataset, infill)), null);
   // Not a model directory: refused as at submit (job-start logs it and leaves the shape out).
-  await assert.rejects(jobTrainShape(normalizeSpec({ modelDir: dir, dataset: { path: ds } })), /^InvalidArgumentError: spec\.model_dir: .* has no manifest\.json/);
+  await assert.rejects(jobTrainShape(normalizeSpec({ modelDir: dir, dataset: { path: ds } }), []), /^InvalidArgumentError: spec\.model_dir: .* has no manifest\.json/);
 });

@@ -100,18 +100,19 @@ async function promptBudget(spec: JobSpec): Promise<{ count: (text: string) => n
 
 /**
  * The shape of the job's TrainSteps for the learner's warm-up (StartJob's train_shape): rows
- * prompts_per_step × group_size, the training prompts' shortest and longest length in the model's
- * tokens, responses up to decoding.max_new_tokens. Null (the learner's configured recipe serves)
- * for an infill job (its rows are prefix + middle + suffix) and a model without a tokenizer.
+ * prompts_per_step × group_size, the shortest and longest of the training `rows`' prompts (the
+ * job's rows, as the runner loaded them) in the model's tokens, responses up to
+ * decoding.max_new_tokens. Null (the learner's configured recipe serves) for an infill job (its
+ * rows are prefix + middle + suffix) and a model without a tokenizer.
  */
-export async function jobTrainShape(spec: JobSpec): Promise<Required<TrainShape> | null> {
+export async function jobTrainShape(spec: JobSpec, rows: readonly CanonicalRow[]): Promise<Required<TrainShape> | null> {
   const responseTokens = spec.decoding.maxNewTokens;
-  if (spec.task === "infill" || !spec.dataset.path || !responseTokens) return null;
+  if (spec.task === "infill" || !responseTokens) return null;
   const fit = await promptBudget(spec);
   if (!fit) return null;
   let lo = Infinity;
   let hi = 0;
-  for (const row of loadRows(spec.dataset)) {
+  for (const row of rows) {
     const n = fit.count(row.prompt);
     lo = Math.min(lo, n);
     hi = Math.max(hi, n);

@@ -50,7 +50,7 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
   }
   // The learner trains this job from here on: its model at version 0 (or its own checkpoints),
   // on every rollout worker before the first rollout and the step-0 eval.
-  await withWaitingNotices(startOnLearner(job, spec, deps, signal), "StartJob", async () => (deps.learner.unavailable ? deps.learner.unavailable() : null), emit);
+  await withWaitingNotices(startOnLearner(job, spec, rows, deps, signal), "StartJob", async () => (deps.learner.unavailable ? deps.learner.unavailable() : null), emit);
   if (evalRows.length > 0 && job.step === 0) await evaluate(0);
 
   // The run clock (budget, LR decay) goes on from the run seconds a previous api recorded.

@@ -340,11 +340,12 @@ export class WeightPusher {
           // not take it by the shared rule) is fine too.
           (res) => ({
             w,
+            phase,
             ok: res.accepted || !acceptsPolicy(policy, { jobId: res.jobId, version: Number(res.version) }),
             res,
             err: undefined as string | undefined,
           }),
-          (err: Error) => ({ w, ok: false, res: undefined, err: err.message }),
+          (err: Error) => ({ w, phase, ok: false, res: undefined, err: err.message }),
         );
       }),
     );
@@ -363,7 +364,7 @@ export class WeightPusher {
     const pushedTo: string[] = [];
     const pushFailed: string[] = [];
     for (const o of outcomes) {
-      this.metrics?.pushPaths.inc({ path: o.ok ? (phases.workers.find((p) => p.worker === o.w.id)?.path ?? "tcp_call") : "failed" });
+      this.metrics?.pushPaths.inc({ path: o.ok && o.phase.path ? o.phase.path : "failed" });
       if (o.ok) pushedTo.push(o.w.id);
       else {
         pushFailed.push(o.w.id);

@@ -94,7 +94,6 @@ export interface DreamOnOptions {
 export type MergePlacement = "random" | "tail";
 
 export type DreamOnTimeWeight = "linear" | "inv_t";
-export const DREAMON_TIME_WEIGHTS: readonly DreamOnTimeWeight[] = ["linear", "inv_t"];
 /** Lower bound of t under `inv_t` (so 1/t stays bounded; the base's DEFAULT_T_MIN). */
 export const INV_T_MIN = 0.05;
 

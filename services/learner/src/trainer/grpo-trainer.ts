@@ -429,10 +429,10 @@ export class GrpoTrainer implements Trainer {
     return this.warming?.done ?? null;
   }
 
-  /** Starts no further warm-up shape and waits for the one in progress (before dispose). */
-  async stopWarmup(): Promise<void> {
+  /** Starts no further warm-up shape and waits for the one in progress (before dispose); `why` goes into the report's skipped shapes. */
+  async stopWarmup(why = "another job started"): Promise<void> {
     if (!this.warming) return;
-    this.warming.stop ||= "stopped (another job started)";
+    this.warming.stop ||= `stopped (${why})`;
     await this.warming.done.catch(() => undefined);
   }
 

@@ -135,7 +135,7 @@ export class JobTrainers implements TrainerHost {
 
   /** At shutdown: the active job's warm-up stops (the shape in progress finishes), then dispose. */
   async close(): Promise<void> {
-    await this.active?.trainer.stopWarmup();
+    await this.active?.trainer.stopWarmup("the learner is shutting down");
     this.dispose();
   }
 

@@ -145,19 +145,25 @@ test("a step retried after a lost TrainStep reply resends the LR recorded at its
   assert.ok(prev < BASE_LR * 0.8, `the last step's LR ${prev} decayed`);
 });
 
+/** Starts `s` under a first api and stops that api once step `step` has reached the learner (it stays in flight); the created job. */
+async function stopWithStepInFlight(deps: ReturnType<typeof depsWith>, l: ReturnType<typeof learner>, s: Parameters<JobStore["create"]>[0], step: number): Promise<Job> {
+  const created = await deps.store.create(s);
+  const first = new Coordinator(deps);
+  first.start(created);
+  for (let i = 0; i < 800 && !l.attempts.some((a) => a.step === step); i++) await new Promise((r) => setTimeout(r, 25));
+  assert.ok(
+    l.attempts.some((a) => a.step === step),
+    `step ${step} reached the learner`,
+  );
+  await first.stop();
+  return created;
+}
+
 test("a step resumed by a restarted api resends its recorded LR, and the run's clock goes on from the recorded seconds", async () => {
   const l = learner((step, n) => (step === 3 && n === 1 ? "hang" : null));
   const deps = depsWith(l);
   const { store } = deps;
-  const created = await store.create(timedSpec(0.1));
-  const first = new Coordinator(deps);
-  first.start(created);
-  for (let i = 0; i < 400 && !l.attempts.some((a) => a.step === 3); i++) await new Promise((r) => setTimeout(r, 25));
-  assert.ok(
-    l.attempts.some((a) => a.step === 3),
-    "step 3 reached the learner",
-  );
-  await first.stop(); // the api goes away with step 3 in flight
+  const created = await stopWithStepInFlight(deps, l, timedSpec(0.1), 3); // the api goes away with step 3 in flight
   const stopped = (await store.get(created.id)) as Job;
   assert.equal(stopped.state, "JOB_STATE_RUNNING");
   assert.equal(Number(stopped.step), 2);
@@ -198,11 +204,7 @@ test("a restarted api's time budget goes on from the recorded run seconds, like 
   const deps = depsWith(l);
   const { store } = deps;
   const budgetS = 6;
-  const created = await store.create(timedSpec(budgetS / 60));
-  const first = new Coordinator(deps);
-  first.start(created);
-  for (let i = 0; i < 800 && !l.attempts.some((a) => a.step === HANG_AT); i++) await new Promise((r) => setTimeout(r, 25));
-  await first.stop();
+  const created = await stopWithStepInFlight(deps, l, timedSpec(budgetS / 60), HANG_AT);
   const before = (await recordedLrs(created.id)).get(HANG_AT)!.elapsedSeconds;
   assert.ok(before > 0.8, `${HANG_AT - 1} steps ran before the restart (${before} s)`);
   const job = await resumeToEnd(deps, (await store.get(created.id))!);
@@ -220,11 +222,7 @@ test("without an LR decay too, a restarted api's time budget goes on from the ru
   const deps = depsWith(l);
   const { store } = deps;
   const budgetS = 6;
-  const created = await store.create(spec({ steps: 1_000_000, maxMinutes: budgetS / 60 }));
-  const first = new Coordinator(deps);
-  first.start(created);
-  for (let i = 0; i < 800 && !l.attempts.some((a) => a.step === HANG_AT); i++) await new Promise((r) => setTimeout(r, 25));
-  await first.stop();
+  const created = await stopWithStepInFlight(deps, l, spec({ steps: 1_000_000, maxMinutes: budgetS / 60 }), HANG_AT);
   const clock = async () => Number(await bed.conn.get(runSecondsKey(created.id)));
   const before = await clock();
   assert.ok(before > 0.8, `${HANG_AT - 1} steps ran before the restart (${before} s)`);

@@ -125,6 +125,8 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
           const pre = prefetch.next;
           prefetch.next = null;
           const samples = pre && pre.step === step ? pre.samples : generateStep(job.id, step, ctx);
+          // runStep awaits it; a step that fails first must not leave its rejection unhandled (that ends the api).
+          samples.catch(() => undefined);
           job = await runStep(job, step, ctx, samples, () => startPrefetch(step + 1));
           break;
         } catch (err) {

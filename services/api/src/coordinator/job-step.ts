@@ -115,8 +115,16 @@ export async function runStep(job: Job, step: number, ctx: StepContext, generate
   // The step's LR under spec.lr_schedule, fixed at its start and recorded before its TrainStep: a
   // retried or resumed step resends the recorded one (the learner refuses other params for a step).
   const runSeconds = ctx.runSeconds();
-  await recordRunSeconds(deps.redis, job.id, runSeconds);
-  const lr = await stepLr(deps.redis, job.id, step, spec, runSeconds);
+  let lr: Awaited<ReturnType<typeof stepLr>>;
+  try {
+    await recordRunSeconds(deps.redis, job.id, runSeconds);
+    lr = await stepLr(deps.redis, job.id, step, spec, runSeconds);
+  } catch (err) {
+    // Redis failed before the step took its samples: let the rollout end (its error is this
+    // attempt's too) so the retry does not start a second one beside it.
+    await generated.catch(() => undefined);
+    throw err;
+  }
   const rolloutMissing = async () => ((await deps.rollout.workers()).length === 0 ? "a rollout worker (none registered)" : null);
   const { batch, indices, skipped, samples } = await withWaitingNotices(generated, `step ${step} rollout`, rolloutMissing, emit);
   // With overlap, the rollout ran (partly) during the previous step: count only the wait here.

@@ -39,7 +39,6 @@ import signal
 import socket
 import struct
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -131,23 +130,30 @@ def stdout_matches(actual, expected):
 
 # ---------------------------------------------------------------- runner process
 
+# Past every descriptor a process here can hold: os.closerange is one close_range(2) call on
+# Linux >= 5.9 (a loop of close() up to it only on older kernels).
+_FD_CEILING = os.sysconf("SC_OPEN_MAX") if os.sysconf("SC_OPEN_MAX") > 0 else 1 << 20
+# Opened once by the warm process that forks (a fork's stdin, and stdout/stderr it does not get).
+_DEVNULL = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+
+
 def _close_all_except(keep):
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+    """Closes every descriptor not in `keep` with a few closerange calls: listing /proc/self/fd
+    and closing one by one ran enough Python to copy ~80 shared pages (~0.3 ms) per fork."""
+    low = 0
+    for fd in sorted(keep):
+        if fd > low:
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, _FD_CEILING)
 
 
 def _child(keep, fd1, fd2, body):
     """In a fresh fork: fds 0/1/2 and `keep` only, then body(); never returns."""
     try:
-        devnull = os.open("/dev/null", os.O_RDWR)
-        os.dup2(devnull, 0)
-        os.dup2(devnull if fd1 is None else fd1, 1)
-        os.dup2(devnull if fd2 is None else fd2, 2)
+        os.dup2(_DEVNULL, 0)
+        os.dup2(_DEVNULL if fd1 is None else fd1, 1)
+        os.dup2(_DEVNULL if fd2 is None else fd2, 2)
         _close_all_except({0, 1, 2} | set(keep))
         body()
         os._exit(0)
@@ -292,8 +298,7 @@ def judge_limits(limits, run_dir, persistent=False):
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     os.environ.clear()
-    os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": run_dir, "LANG": "C.UTF-8",
-                       "TMPDIR": run_dir})
+    os.environ.update(runner.candidate_environ(run_dir))
     os.chdir(run_dir)
 
 
@@ -1254,6 +1259,7 @@ def serve_as_init():
     _ignore_signals()
     os.umask(0o077)
     run_dir = "/tmp/run"
+    runner.prepare_environ(run_dir)  # inherited by every candidate forked from here
     # The warm interpreter's objects move to the collector's permanent generation before anything
     # is forked: a collection in a forked process (the judge's per-run one, a candidate's) then
     # never walks them, so it neither spends CPU on them nor writes to (copies) their pages.
@@ -1267,6 +1273,7 @@ def serve_as_init():
 
 def serve_once():
     """One request from stdin, one response to stdout; no PID-1 powers (used unsandboxed)."""
+    import tempfile  # only here: it imports random, whose after-fork hook would run in every fork
     run_dir = tempfile.mkdtemp(prefix="rlmesh-run-")
     try:
         # Forked before the request is read, as in the container: the candidate process never

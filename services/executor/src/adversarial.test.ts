@@ -264,12 +264,19 @@ function suite(backend: SandboxBackendName): void {
         "        net = False",
         "    ifaces = sorted(name for _, name in socket.if_nameindex())",
         "    oom = open('/proc/self/oom_score_adj').read().strip()",
-        "    return {'secret_seen': seen, 'has_path': 'PATH' in os.environ, 'host_port_reachable': net, 'ifaces': ifaces, 'uid': os.getuid(), 'oom_score_adj': oom}",
+        "    import signal",
+        "    dfl = all(signal.getsignal(s) == signal.SIG_DFL for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM))",
+        "    sigs = dfl and signal.getsignal(signal.SIGINT) is signal.default_int_handler",
+        "    env = sorted(os.environ) == ['HOME', 'LANG', 'PATH', 'TMPDIR'] and os.environ['HOME'] == os.environ['TMPDIR'] == os.getcwd()",
+        "    return {'secret_seen': seen, 'has_path': 'PATH' in os.environ, 'host_port_reachable': net, 'ifaces': ifaces, 'uid': os.getuid(), 'oom_score_adj': oom, 'clean_env': env, 'default_signals': sigs}",
       ].join("\n");
       const probe = (secret: string, expected: unknown): CallTests => ({ kind: "call", fn: "probe", cases: [{ args: [secret, port], expected }] });
-      const isolated = { has_path: true, host_port_reachable: false, ifaces: ["lo"], uid: 10001, oom_score_adj: "1000" };
+      const isolated = { has_path: true, host_port_reachable: false, ifaces: ["lo"], uid: 10001, oom_score_adj: "1000", clean_env: true, default_signals: true };
       // Control: the probe does see what is there (its own PATH), so it can detect a leak. The
       // candidate is also the OOM killer's first choice, so the fork server survives memory abuse.
+      // Its environment is exactly PATH, HOME, LANG and TMPDIR (HOME = TMPDIR = its working
+      // directory; set once in the fork server, which forks it), and the signals the fork server
+      // ignores are back at their defaults.
       const control = await fx.client.score(fenced(code), probe("/usr/bin", { secret_seen: true, ...isolated }), LIMITS);
       assert.equal(control.reward, 1, JSON.stringify(control));
       const r = await fx.client.score(fenced(code), probe(SECRET, { secret_seen: false, ...isolated }), LIMITS);

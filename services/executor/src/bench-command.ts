@@ -86,6 +86,9 @@ export async function benchSandboxCommand(
           out(
             `${name.padEnd(6)}   by process: candidate ${roles.candidate} ms, PID 1 ${roles.pid1}, supervisor ${roles.supervisor}, judge ${roles.judge}, executor (node) ${b.sequential_node_cpu_ms_per_candidate}`,
           );
+        const faults = b.sequential_faults_roles;
+        if (faults)
+          out(`${name.padEnd(6)}   page faults: candidate ${faults.candidate}, PID 1 ${faults.pid1}, supervisor ${faults.supervisor}, judge ${faults.judge}`);
       }
       if (r.cold_sample > 0) out(`cold container per candidate:               ${r.cold_docker_run_per_s}/s (${r.cold_passed}/${r.cold_sample} passed)  docker executor vs cold ${r.ratio_vs_cold}`);
     }

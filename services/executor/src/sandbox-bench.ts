@@ -55,6 +55,12 @@ export interface BackendBench {
   sequential_cpu_ms_per_candidate: number;
   /** The sequential profile's sandbox CPU per candidate by process role (undefined when /proc could not be read). */
   sequential_cpu_roles_ms: RoleCpu | undefined;
+  /**
+   * Minor page faults per candidate by process role, same profile: mostly copy-on-write copies
+   * after a fork (a page first written by either side), so they count work that the CPU times,
+   * at 10 ms clock ticks and with the machine's noise, show only on average.
+   */
+  sequential_faults_roles: RoleCpu | undefined;
   /** ... and this process's (the executor side: frames, scoring) per candidate, ms. */
   sequential_node_cpu_ms_per_candidate: number;
   /** bare_sequential_cpu_ms_per_candidate / sequential_cpu_ms_per_candidate (0 when unknown). */
@@ -139,12 +145,19 @@ const CLK_TCK = 100;
 
 /**
  * One read of /proc/<pid>/stat: the process's own CPU (utime+stime) and its reaped children's
- * (cutime+cstime), seconds, and its start time (clock ticks after boot); undefined when unreadable.
+ * (cutime+cstime), seconds, the same for minor page faults (minflt, cminflt), and its start time
+ * (clock ticks after boot); undefined when unreadable.
  */
-function procStat(pid: number | "self"): { cpu: number; reaped: number; start: number } | undefined {
+function procStat(pid: number | "self"): { cpu: number; reaped: number; faults: number; reapedFaults: number; start: number } | undefined {
   try {
     const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-    return { cpu: (Number(f[11]) + Number(f[12])) / CLK_TCK, reaped: (Number(f[13]) + Number(f[14])) / CLK_TCK, start: Number(f[19]) };
+    return {
+      cpu: (Number(f[11]) + Number(f[12])) / CLK_TCK,
+      reaped: (Number(f[13]) + Number(f[14])) / CLK_TCK,
+      faults: Number(f[7]),
+      reapedFaults: Number(f[8]),
+      start: Number(f[19]),
+    };
   } catch {
     return undefined;
   }
@@ -184,27 +197,37 @@ export interface RoleCpu {
   candidate: number;
 }
 
+/** CPU seconds and minor page faults (most of them copy-on-write after a fork) of a process or role. */
+interface Usage {
+  cpu: number;
+  faults: number;
+}
+const ZERO: Usage = { cpu: 0, faults: 0 };
+const plus = (a: Usage, b: Usage): Usage => ({ cpu: a.cpu + b.cpu, faults: a.faults + b.faults });
+const minus = (a: Usage, b: Usage): Usage => ({ cpu: a.cpu - b.cpu, faults: a.faults - b.faults });
+type Roles = Record<keyof RoleCpu, Usage>;
+
 /**
- * CPU time of a sandbox's processes by role, read from the host's /proc (both backends' processes
- * are host processes): PID 1's own time; its live children (the supervisor, the oldest; the judge,
- * a child seen at two samples in a row; a pre-forked candidate, seen once); what PID 1 reaped
- * (cutime: the candidates, and a judge when it is replaced, whose time up to its last sample is
- * moved to the judge). Sampled after every candidate; a replaced judge's last run counts as
- * candidate time (1 run in 64).
+ * CPU time and page faults of a sandbox's processes by role, read from the host's /proc (both
+ * backends' processes are host processes): PID 1's own; its live children (the supervisor, the
+ * oldest; the judge, a child seen at two samples in a row; a pre-forked candidate, seen once);
+ * what PID 1 reaped (cutime/cminflt: the candidates, and a judge when it is replaced, whose usage
+ * up to its last sample is moved to the judge). Sampled after every candidate; a replaced judge's
+ * last run counts as candidate usage (1 run in 64).
  */
 class RoleSampler {
-  private readonly seen = new Map<number, { cpu: number; samples: number }>();
-  private readonly pid1Start: number;
-  private readonly reapedStart: number;
+  private readonly seen = new Map<number, Usage & { samples: number }>();
+  private readonly pid1Start: Usage;
+  private readonly reapedStart: Usage;
   private supervisor?: number;
-  private supervisorStart = 0;
-  private judgeCpu = 0;
-  private reapedJudges = 0;
+  private supervisorStart: Usage = ZERO;
+  private judge: Usage = ZERO;
+  private reapedJudges: Usage = ZERO;
 
   private constructor(private readonly pid1: number) {
     const st = procStat(pid1);
-    this.pid1Start = st?.cpu ?? 0;
-    this.reapedStart = st?.reaped ?? 0;
+    this.pid1Start = st ? { cpu: st.cpu, faults: st.faults } : ZERO;
+    this.reapedStart = st ? { cpu: st.reaped, faults: st.reapedFaults } : ZERO;
     this.sample(true);
   }
 
@@ -222,10 +245,10 @@ class RoleSampler {
 
   /** Reads every live child of PID 1; a child that was seen before and is gone was reaped. */
   sample(first = false): void {
-    const now = new Map<number, { cpu: number; start: number }>();
+    const now = new Map<number, Usage & { start: number }>();
     for (const pid of this.children()) {
       const st = procStat(pid);
-      if (st) now.set(pid, st);
+      if (st) now.set(pid, { cpu: st.cpu, faults: st.faults, start: st.start });
     }
     if (this.supervisor === undefined && now.size > 0) {
       // The first sample that sees PID 1's children (a sandbox reports ready before it forks them).
@@ -234,35 +257,38 @@ class RoleSampler {
       for (const [pid, st] of now) if (!oldest || st.start < oldest[1] || (st.start === oldest[1] && pid < oldest[0])) oldest = [pid, st.start];
       if (oldest) {
         this.supervisor = oldest[0];
-        this.supervisorStart = now.get(oldest[0])!.cpu;
+        this.supervisorStart = now.get(oldest[0])!;
       }
     }
     for (const [pid, prev] of this.seen) {
       if (now.has(pid)) continue;
       // Reaped since the last sample: a judge (seen twice or more) goes from cutime to the judge.
-      if (prev.samples >= 2) this.reapedJudges += prev.cpu;
+      if (prev.samples >= 2) this.reapedJudges = plus(this.reapedJudges, prev);
       this.seen.delete(pid);
     }
     for (const [pid, st] of now) {
       if (pid === this.supervisor) continue;
       const prev = this.seen.get(pid);
-      if (first) this.seen.set(pid, { cpu: st.cpu, samples: 2 });
+      const usage = { cpu: st.cpu, faults: st.faults };
+      if (first) this.seen.set(pid, { ...usage, samples: 2 });
       else if (prev) {
-        if (prev.samples >= 2) this.judgeCpu += st.cpu - prev.cpu;
-        else this.judgeCpu += st.cpu; // the second sight of a judge: all its time so far is the judge's
-        this.seen.set(pid, { cpu: st.cpu, samples: prev.samples + 1 });
-      } else this.seen.set(pid, { cpu: st.cpu, samples: 1 });
+        // The second sight of a judge: all its usage so far is the judge's.
+        this.judge = plus(this.judge, prev.samples >= 2 ? minus(usage, prev) : usage);
+        this.seen.set(pid, { ...usage, samples: prev.samples + 1 });
+      } else this.seen.set(pid, { ...usage, samples: 1 });
     }
   }
 
-  /** Seconds per role since open. */
-  totals(): { pid1: number; supervisor: number; judge: number; candidate: number } {
+  /** CPU seconds and page faults per role since open. */
+  totals(): Roles {
     this.sample();
     const st = procStat(this.pid1);
-    const pid1 = (st?.cpu ?? this.pid1Start) - this.pid1Start;
-    const reaped = (st?.reaped ?? 0) - this.reapedStart;
-    const sup = this.supervisor !== undefined ? (procStat(this.supervisor)?.cpu ?? this.supervisorStart) - this.supervisorStart : 0;
-    return { pid1, supervisor: sup, judge: this.judgeCpu, candidate: Math.max(0, reaped - this.reapedJudges) };
+    const pid1 = st ? minus({ cpu: st.cpu, faults: st.faults }, this.pid1Start) : ZERO;
+    const reaped = st ? minus({ cpu: st.reaped, faults: st.reapedFaults }, this.reapedStart) : ZERO;
+    const sup = this.supervisor !== undefined ? procStat(this.supervisor) : undefined;
+    const supervisor = sup ? minus({ cpu: sup.cpu, faults: sup.faults }, this.supervisorStart) : ZERO;
+    const candidate = minus(reaped, this.reapedJudges);
+    return { pid1, supervisor, judge: this.judge, candidate: { cpu: Math.max(0, candidate.cpu), faults: Math.max(0, candidate.faults) } };
   }
 }
 
@@ -292,6 +318,7 @@ type SequentialProfile = Pick<
   | "start_ms"
   | "sequential_cpu_ms_per_candidate"
   | "sequential_cpu_roles_ms"
+  | "sequential_faults_roles"
   | "sequential_node_cpu_ms_per_candidate"
 >;
 
@@ -308,6 +335,7 @@ async function benchSequential(backend: SandboxBackendName, rows: CanonicalRow[]
     let judgeMs = 0;
     let cpuMs = 0;
     let roles: RoleCpu | undefined;
+    let faults: RoleCpu | undefined;
     let nodeMs = 0;
     try {
       const sampler = RoleSampler.open(await sandboxPid1(one));
@@ -338,9 +366,18 @@ async function benchSequential(backend: SandboxBackendName, rows: CanonicalRow[]
       nodeMs = (selfCpu * 1000) / n;
       const sandboxCpu1 = await sandboxCpuSeconds(one);
       const r = sampler?.totals();
-      if (r) roles = { pid1: round((r.pid1 * 1000) / n), supervisor: round((r.supervisor * 1000) / n), judge: round((r.judge * 1000) / n), candidate: round((r.candidate * 1000) / n) };
+      if (r) {
+        const per = (f: (u: Usage) => number, scale: number): RoleCpu => ({
+          pid1: round((f(r.pid1) * scale) / n),
+          supervisor: round((f(r.supervisor) * scale) / n),
+          judge: round((f(r.judge) * scale) / n),
+          candidate: round((f(r.candidate) * scale) / n),
+        });
+        roles = per((u) => u.cpu, 1000);
+        faults = per((u) => u.faults, 1);
+      }
       if (sandboxCpu0 !== undefined && sandboxCpu1 !== undefined) cpuMs = (sandboxCpu1 - sandboxCpu0 + selfCpu) * 1000;
-      else if (r) cpuMs = (r.pid1 + r.supervisor + r.judge + r.candidate + selfCpu) * 1000;
+      else if (r) cpuMs = (r.pid1.cpu + r.supervisor.cpu + r.judge.cpu + r.candidate.cpu + selfCpu) * 1000;
     } finally {
       await one.destroy();
     }
@@ -352,6 +389,7 @@ async function benchSequential(backend: SandboxBackendName, rows: CanonicalRow[]
       start_ms: round(startMs),
       sequential_cpu_ms_per_candidate: round(cpuMs / n),
       sequential_cpu_roles_ms: roles,
+      sequential_faults_roles: faults,
       sequential_node_cpu_ms_per_candidate: round(nodeMs),
     };
   } finally {

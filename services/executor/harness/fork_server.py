@@ -990,14 +990,27 @@ def judge_server(sock, run_dir):
     # the harness's own ~10^5 objects took ~3 ms of the judge's CPU per run, most of its share).
     gc.collect()
     gc.freeze()
-    # The collector's state a run's test code may change (gc.disable/unfreeze/freeze/
-    # set_threshold/set_debug, gc.callbacks), as it is now; a judge whose state differs after a
-    # run serves no other run. Read through functions taken now: a run may replace gc's attributes.
-    gc_state = (gc.isenabled, gc.get_threshold, gc.get_freeze_count, gc.get_debug)
+    # The collector's state a run's test code may change (gc.disable/set_threshold/set_debug,
+    # gc.callbacks, gc.freeze/unfreeze), as it is now; a judge whose state differs after a run
+    # serves no other run. Read through functions taken now: a run may replace gc's attributes.
+    # gc.get_freeze_count() walks every frozen object (~1 ms here), so freeze and unfreeze are
+    # counted by wrappers instead; a run that replaced a wrapper changed the state too.
+    gc_state = (gc.isenabled, gc.get_threshold, gc.get_debug)
     gc_callbacks = gc.callbacks
+    freezes = []
+
+    def counted(real):
+        def wrapper():
+            freezes.append(real)
+            return real()
+        wrapper.__name__, wrapper.__doc__ = real.__name__, real.__doc__
+        return wrapper
+
+    gc.freeze, gc.unfreeze = counted(gc.freeze), counted(gc.unfreeze)
+    wrappers = (gc.freeze, gc.unfreeze)
 
     def gc_now():
-        return tuple(f() for f in gc_state) + (tuple(map(id, gc_callbacks)),)
+        return tuple(f() for f in gc_state) + (tuple(map(id, gc_callbacks)), len(freezes), (gc.freeze, gc.unfreeze) == wrappers)
 
     clean["gc"] = gc_now()
     while True:
@@ -1047,14 +1060,9 @@ def judge_server(sock, run_dir):
         if threading.active_count() > 1:
             return  # a thread of the run still runs: this process serves no other run
         # The run changed the collector's state (disabled it, thresholds, debug flags, callbacks,
-        # froze objects: the frozen count only grows through gc.freeze, or unfroze them): this
-        # process serves no other run. The frozen count may drop a little without any of that,
-        # when a run makes the harness free objects it held at the freeze (a cache's entries):
-        # up to 1 % (at least 1 000) is taken as the new count.
-        now, was = gc_now(), clean["gc"]
-        if now[:2] + now[3:] != was[:2] + was[3:] or now[2] > was[2] or now[2] < was[2] - max(1000, was[2] // 100):
+        # froze or unfroze objects, replaced freeze/unfreeze): this process serves no other run.
+        if gc_now() != clean["gc"]:
             return
-        clean["gc"] = now
         vm = _vm_size_kb()
         if vm is None or clean["vmsize"] is None or vm > clean["vmsize"] + JUDGE_REUSE_MAX_GROWTH_KB:
             return

@@ -42,7 +42,7 @@ function suite(backend: SandboxBackendName): void {
     assert.equal((await fx.client.score(fenced(program), high, LIMITS)).reward, 0);
   });
 
-  test("a run's test code that changes the collector's state (disable, unfreeze, set_threshold, freeze) is not seen by later runs", async () => {
+  test("a run's test code that changes the collector's state (disable, unfreeze, set_threshold, freeze, replacing freeze/unfreeze) is not seen by later runs", async () => {
     const program = "def add(a, b):\n    return a + b";
     const DEFAULT_THRESHOLD = "(700, 10, 10)";
     // Later runs check the state the judge (or a fresh one) starts from.
@@ -53,13 +53,15 @@ function suite(backend: SandboxBackendName): void {
         "assert gc.isenabled()",
         `assert gc.get_threshold() == ${DEFAULT_THRESHOLD}, gc.get_threshold()`,
         `assert ${FROZEN_AT_LEAST} <= gc.get_freeze_count() < ${KEPT_FROZEN}, gc.get_freeze_count()`,
+        "assert (gc.freeze.__name__, gc.unfreeze.__name__) == ('freeze', 'unfreeze'), (gc.freeze, gc.unfreeze)",
         "assert add(1, 2) == 3",
       ],
     };
     assert.equal((await fx.client.score(fenced(program), check, LIMITS)).reward, 1, "the state before any change");
     // The last one keeps KEPT_FROZEN objects alive in a module (they outlive the run) and freezes them.
     const keepFrozen = `import math\nmath._rlmesh_gc_kept = [[] for _ in range(${KEPT_FROZEN})]\ngc.freeze()`;
-    const changes = ["gc.disable()", "gc.unfreeze()", "gc.set_threshold(1, 1, 1)", keepFrozen];
+    // The judge counts freeze/unfreeze through wrappers of its own: a run may also replace them.
+    const changes = ["gc.disable()", "gc.unfreeze()", "gc.set_threshold(1, 1, 1)", keepFrozen, "gc.freeze = gc.collect", "gc.unfreeze, gc.freeze = gc.freeze, gc.unfreeze"];
     for (const change of changes) {
       const changed: AssertTests = { kind: "assert", setup: "import gc", tests: [change, "assert add(1, 2) == 3"] };
       assert.equal((await fx.client.score(fenced(program), changed, LIMITS)).reward, 1, change);

@@ -1133,9 +1133,11 @@ def _judge_alive_after(pid):
     return True
 
 
-def kill_all_but(spare, spare_judge=None):
+def kill_all_but(spare, spare_judge=None, children=()):
     """As PID 1: kills every process of the namespace except itself, `spare` (the supervisor)
     and `spare_judge` (a judge process kept for the next run), reaping until none is left.
+    `children` are pids of PID 1's own children among them (the pair it forked): each is waited
+    for as soon as it is killed, so the usual run (nothing else left) needs no second pass.
     Returns the supervisor's wait status if it ended meanwhile, else None."""
     spare_status = None
     keep = (1, spare, spare_judge)
@@ -1147,6 +1149,13 @@ def kill_all_but(spare, spare_judge=None):
             except ProcessLookupError:
                 pass
         reaped = False
+        for pid in others:
+            if pid in children:
+                try:
+                    os.waitpid(pid, 0)  # SIGKILLed just now: returns once it is gone
+                    reaped = True
+                except ChildProcessError:
+                    pass
         while True:
             try:
                 wpid, status = os.waitpid(-1, os.WNOHANG)
@@ -1220,7 +1229,7 @@ def _serve_with_supervisor(run_dir):
                     if not keep and judge is not None:
                         judge["sock"].close()
                         judge = None
-                    ended = kill_all_but(spid, judge["pid"] if keep else None)
+                    ended = kill_all_but(spid, judge["pid"] if keep else None, (proc.pid, proc.judge_pid))
                     if keep and not _judge_alive_after(judge["pid"]):
                         judge["sock"].close()
                         judge = None

@@ -12,6 +12,7 @@ import { cutResponse, fillAfterEnd, type SpecialIds } from "./eos-rules.js";
 import { counterUniform, RNG_STREAM_ORDER, RNG_STREAM_TOKEN } from "./counter-rng.js";
 import { InvalidDecodeParamsError, type DecodeParams } from "./decode-params.js";
 import type { Denoiser, DenoiserSpec, ForwardInput, ForwardOutput } from "./denoiser.js";
+import { cacheFromPresent, pastTensors, rangesLength, writePast, type SeqCache } from "./kv-cache.js";
 
 export interface DecodeInput {
   /** Prompt token ids (no MASK). */
@@ -79,8 +80,8 @@ interface SeqState {
   nfe: number;
   done: boolean;
   needRefresh: boolean;
-  cacheK: Float32Array[];
-  cacheV: Float32Array[];
+  /** K/V of the last refresh (null before the first). */
+  cache: SeqCache | null;
   endSeconds: number;
   /** params.trace: commit step per response position (0 = still masked); null when not tracing. */
   commitSteps: Int32Array | null;
@@ -194,8 +195,7 @@ class BatchDecoder {
       nfe: 0,
       done: false,
       needRefresh: true,
-      cacheK: [],
-      cacheV: [],
+      cache: null,
       endSeconds: 0,
       commitSteps: params.trace === true ? new Int32Array(gen) : null,
     };
@@ -373,7 +373,7 @@ class BatchDecoder {
       s.nfe++;
     });
     const out = await this.run({ batch: B, length: T, pastLength: 0, ids, positions, attention, wantPresent }, "full");
-    if (wantPresent) storeCache(group, out, T, spec);
+    if (wantPresent) group.forEach((s, b) => (s.cache = cacheFromPresent(out, b, T, s.len, spec)));
     return { out, T };
   }
 
@@ -397,23 +397,20 @@ class BatchDecoder {
             [0, ws],
             [be, end],
           ];
-    return { ws, curEnd, pastRanges, P: pastRanges.reduce((a, [x, y]) => a + (y - x), 0) };
+    return { ws, curEnd, pastRanges, P: rangesLength(pastRanges) };
   }
 
   /** A forward over each sequence's current block, attending to its cached K/V. */
   private async cachedForward(group: SeqState[]): Promise<{ out: ForwardOutput; T: number; starts: number[] }> {
     const { spec } = this;
     const B = group.length;
-    const { nLayers: L, headDim: Dh } = spec;
-    const H = spec.nKvHeads ?? spec.nHeads;
     const cur = group.map((s) => this.cacheLayout(s));
     const T = Math.max(...cur.map((c) => c.curEnd - c.ws));
     const P = Math.max(...cur.map((c) => c.P));
     const ids = new Int32Array(B * T).fill(spec.padId);
     const positions = new Int32Array(B * T);
     const attention = new Float32Array(B * (P + T));
-    const keys = Array.from({ length: L }, () => new Float32Array(B * H * P * Dh));
-    const values = Array.from({ length: L }, () => new Float32Array(B * H * P * Dh));
+    const past = pastTensors(B, P, spec);
     group.forEach((s, b) => {
       const c = cur[b]!;
       for (let t = 0; t < c.curEnd - c.ws; t++) {
@@ -422,26 +419,10 @@ class BatchDecoder {
         attention[b * (P + T) + P + t] = 1;
       }
       for (let j = 0; j < c.P; j++) attention[b * (P + T) + j] = 1;
-      for (let l = 0; l < L; l++) {
-        const srcK = s.cacheK[l]!;
-        const srcV = s.cacheV[l]!;
-        for (let h = 0; h < H; h++) {
-          let dst = (b * H + h) * P * Dh;
-          for (const [x, y] of c.pastRanges) {
-            const src = (h * s.len + x) * Dh;
-            const n = (y - x) * Dh;
-            keys[l]!.set(srcK.subarray(src, src + n), dst);
-            values[l]!.set(srcV.subarray(src, src + n), dst);
-            dst += n;
-          }
-        }
-      }
+      writePast(past, b, P, s.cache!, c.pastRanges, spec);
       s.nfe++;
     });
-    const out = await this.run(
-      { batch: B, length: T, pastLength: P, ids, positions, attention, past: { keys, values }, wantPresent: false },
-      "cached",
-    );
+    const out = await this.run({ batch: B, length: T, pastLength: P, ids, positions, attention, past, wantPresent: false }, "cached");
     return { out, T, starts: cur.map((c) => c.ws) };
   }
 }
@@ -457,27 +438,3 @@ export function nonFiniteLogits(pos: number): Error {
   return new Error(`the model's logits for position ${pos} are not finite (NaN): cannot decode`);
 }
 
-function storeCache(group: SeqState[], out: ForwardOutput, T: number, spec: DenoiserSpec): void {
-  const { nLayers: L, headDim: Dh } = spec;
-  const H = spec.nKvHeads ?? spec.nHeads;
-  if (!out.present || out.present.keys.length !== L || out.present.values.length !== L) {
-    throw new Error(`model returned no present K/V for ${L} layers; it cannot serve a KV cache`);
-  }
-  group.forEach((s, b) => {
-    s.cacheK = [];
-    s.cacheV = [];
-    // Rows past what this forward computed (a lookahead window) are zero or padding: never read.
-    const n = Math.min(s.len, T) * Dh;
-    for (let l = 0; l < L; l++) {
-      const k = new Float32Array(H * s.len * Dh);
-      const v = new Float32Array(H * s.len * Dh);
-      for (let h = 0; h < H; h++) {
-        const src = (b * H + h) * T * Dh;
-        k.set(out.present!.keys[l]!.subarray(src, src + n), h * s.len * Dh);
-        v.set(out.present!.values[l]!.subarray(src, src + n), h * s.len * Dh);
-      }
-      s.cacheK.push(k);
-      s.cacheV.push(v);
-    }
-  });
-}

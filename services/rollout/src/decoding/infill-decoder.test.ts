@@ -327,3 +327,128 @@ test("a middle that does not fit max_seq_len is refused naming the length field"
     (e: unknown) => e instanceof InvalidDecodeParamsError && e.field === "items[0].max_length",
   );
 });
+
+// ---------------------------------------------------------------- fixed length with a KV cache
+
+const CACHE_ITEMS: InfillInput[] = [item([2, 3, 4, 5, 6], [7, 8], 9, 9, 21), item([8], [2, 3, 4, 5], 6, 6, 22), item([4, 4, 5], [3], 11, 11, 23)];
+const CACHE_SPEC: DenoiserSpec = { ...SPEC, nLayers: 2, nHeads: 2, headDim: 4 };
+
+/** Decodes `items` and records each forward's kind and lengths. */
+async function decodeCounting(model: Denoiser, items: InfillInput[], p: ReturnType<typeof params>) {
+  const forwards: Array<{ kind: string; batch: number; length: number; pastLength: number }> = [];
+  const out = await decodeInfillBatch(model, items, p, { onForward: (f) => forwards.push({ ...f }) });
+  return { out: out.map((r) => ({ ...r, decodeSeconds: 0 })), forwards };
+}
+
+test("fixed length, KV cache refreshed before every step (cache_refresh: step): prefix and dual give exactly the uncached middles", async () => {
+  const model = createReferenceDenoiser(CACHE_SPEC, 9, 6);
+  for (const temperature of [0, 0.8]) {
+    const base = { variable: false, threshold: 0.6, block_length: 4, temperature, trace: true } as const;
+    const plain = await decodeCounting(model, CACHE_ITEMS, params({ ...base, cache: "none" }));
+    for (const cache of ["prefix", "dual"] as const) {
+      const cached = await decodeCounting(model, CACHE_ITEMS, params({ ...base, cache, cache_refresh: "step" }));
+      assert.deepEqual(cached.out, plain.out, `${cache}, temperature ${temperature}`);
+    }
+  }
+});
+
+test("fixed length, one-layer model: the block-refreshed cache is exact, so prefix and dual give the uncached middles with cached forwards of the block", async () => {
+  const one = createReferenceDenoiser({ ...CACHE_SPEC, nLayers: 1 }, 4, 6);
+  const base = { variable: false, threshold: 0.7, block_length: 4, temperature: 0.7, trace: true } as const;
+  const plain = await decodeCounting(one, CACHE_ITEMS, params({ ...base, cache: "none" }));
+  assert.ok(plain.forwards.every((f) => f.kind === "full" && f.pastLength === 0));
+  for (const cache of ["prefix", "dual"] as const) {
+    const cached = await decodeCounting(one, CACHE_ITEMS, params({ ...base, cache }));
+    assert.deepEqual(cached.out, plain.out, cache);
+    const partial = cached.forwards.filter((f) => f.kind === "cached");
+    assert.ok(partial.length > 0, `${cache}: some steps ran against the cache`);
+    assert.ok(partial.every((f) => f.pastLength > 0));
+    // Dual computes the block alone (4 positions); prefix the block to the canvas's end.
+    if (cache === "dual") assert.ok(partial.every((f) => f.length <= 4), JSON.stringify(partial));
+    // A full forward per block started (and per step for none): fewer full-canvas passes.
+    const full = cached.forwards.filter((f) => f.kind === "full").length;
+    assert.ok(full < plain.forwards.length, `${cache}: ${full} full forwards vs ${plain.forwards.length}`);
+  }
+});
+
+/**
+ * A cache-aware scripted model (SPEC: one layer, one head, Dh 2): the K of a token is [token,
+ * position], so a forward sees the canvas as its past K plus its current tokens, exactly what a
+ * cache layout gives it. Its logits come from the script over that canvas, so a stale or
+ * misplaced cached position changes what it proposes.
+ */
+function kvScripted(rowAt: (v: RowView) => number[]): Denoiser {
+  return {
+    spec: SPEC,
+    async forward(inp: ForwardInput) {
+      const V = SPEC.vocabSize;
+      const { batch: B, length: T, pastLength: P } = inp;
+      const logits = new Float32Array(B * T * V);
+      const keys = new Float32Array(B * T * 2);
+      for (let b = 0; b < B; b++) {
+        const canvas = new Map<number, number>();
+        for (let j = 0; j < P; j++) {
+          if (inp.attention[b * (P + T) + j] !== 1) continue;
+          const k = inp.past!.keys[0]!;
+          canvas.set(k[(b * P + j) * 2 + 1] as number, k[(b * P + j) * 2] as number);
+        }
+        for (let t = 0; t < T; t++) {
+          if (inp.attention[b * (P + T) + P + t] !== 1) continue;
+          canvas.set(inp.positions[b * T + t] as number, inp.ids[b * T + t] as number);
+          keys[(b * T + t) * 2] = inp.ids[b * T + t] as number;
+          keys[(b * T + t) * 2 + 1] = inp.positions[b * T + t] as number;
+        }
+        const ids = [...canvas.keys()].sort((x, y) => x - y).map((pos, i) => (assert.equal(pos, i, "the canvas is whole: every position once"), canvas.get(pos)!));
+        for (let t = 0; t < T; t++) {
+          if (inp.attention[b * (P + T) + P + t] === 1) logits.set(rowAt({ ids, pos: inp.positions[b * T + t] as number }), (b * T + t) * V);
+        }
+      }
+      return { logits, ...(inp.wantPresent ? { present: { keys: [keys], values: [keys.slice()] } } : {}) };
+    },
+  };
+}
+
+test("fixed length, dual cache: what each cached forward sees is the whole current canvas, also after an EOS fill past the block", async () => {
+  // The proposal depends on the whole canvas (the suffix, and how many EOS it holds): a forward
+  // that missed a range or saw a filled position as the mask it was would propose otherwise.
+  const script = ({ ids, pos }: RowView) => {
+    if (pos === 7) return row([EOS, 9]); // middle position 2 of the first item: fills the rest
+    const eos = ids.filter((t) => t === EOS).length;
+    const sum = ids.reduce((a, t) => a + (t === MASK ? 0 : t), 0);
+    return row([2 + ((sum + 3 * eos + pos) % 7), 4 + (pos % 3)]);
+  };
+  const items = [item([2, 3, 4, 5, 6], [7, 8], 9, 9, 21), item([8], [2, 3, 4, 5], 6, 6, 22)];
+  for (const eos_fill of [false, true]) {
+    const base = { variable: false, threshold: 0.9, block_length: 3, temperature: 0, eos_fill, trace: true } as const;
+    const plain = await decodeCounting(kvScripted(script), items, params({ ...base, cache: "none" }));
+    if (eos_fill) assert.ok(plain.out[0]!.events!.some((e) => e.kind === "eos_fill" && e.position >= 3), "the fill reached past the first block");
+    for (const cache of ["prefix", "dual"] as const) {
+      const cached = await decodeCounting(kvScripted(script), items, params({ ...base, cache }));
+      assert.deepEqual(cached.out, plain.out, `${cache}, eos_fill ${eos_fill}`);
+      assert.ok(cached.forwards.some((f) => f.kind === "cached"), "cached forwards ran");
+    }
+  }
+});
+
+test("fixed length with a cache: a row decodes the same alone or in a batch with spans of other lengths", async () => {
+  const model = createReferenceDenoiser(CACHE_SPEC, 7, 6);
+  for (const cache of ["prefix", "dual"] as const) {
+    const p = params({ variable: false, threshold: 0.6, block_length: 4, temperature: 0.9, cache, trace: true });
+    const together = await decodeCounting(model, CACHE_ITEMS, p);
+    for (let i = 0; i < CACHE_ITEMS.length; i++) {
+      const alone = await decodeCounting(model, [CACHE_ITEMS[i]!], p);
+      assert.deepEqual(together.out[i], alone.out[0], `${cache}, row ${i}`);
+    }
+  }
+});
+
+test("infill cache params: none unless asked for; variable length refuses a cache naming the field", () => {
+  assert.equal(resolveInfillParams({ variable: false }, TOKENS).cache, "none");
+  assert.equal(resolveInfillParams({ variable: false, cache: "dual" }, TOKENS).cache, "dual");
+  assert.equal(resolveInfillParams({}, TOKENS).cache, "none", "variable length (the default with expand) runs uncached");
+  assert.throws(
+    () => resolveInfillParams({ variable: true, cache: "dual" }, TOKENS),
+    (e: unknown) => e instanceof InvalidDecodeParamsError && e.field === "cache" && /fixed-length/.test(e.message),
+  );
+  assert.throws(() => resolveInfillParams({ variable: false, cache: "everything" as "dual" }, TOKENS), (e: unknown) => e instanceof InvalidDecodeParamsError && e.field === "cache");
+});

@@ -22,8 +22,9 @@ import { algConfidence, drawToken, greedyTokenProb, samplingProbs, type Sampling
 import { factorCommit, sampleKByConfidence, scheduledCount, thresholdCommit, topKIndices } from "./commit-rules.js";
 import { counterUniform, RNG_STREAM_ORDER, RNG_STREAM_TOKEN } from "./counter-rng.js";
 import { InvalidDecodeParamsError } from "./decode-params.js";
-import { DecodeAbortedError, nonFiniteLogits, stepsPerBlock, type DecodeOptions, type ForwardInfo } from "./diffusion-decoder.js";
-import type { Denoiser, DenoiserSpec } from "./denoiser.js";
+import { DecodeAbortedError, nonFiniteLogits, stepsPerBlock, type DecodeOptions } from "./diffusion-decoder.js";
+import type { Denoiser, DenoiserSpec, ForwardOutput } from "./denoiser.js";
+import { cacheFromPresent, pastTensors, rangesLength, writePast, type SeqCache } from "./kv-cache.js";
 import type { InfillParams } from "./infill-params.js";
 
 export interface InfillInput {
@@ -89,6 +90,11 @@ interface Row {
   /** A bound on steps (never reached by a correct decode; stops a runaway one). */
   maxSteps: number;
   endSeconds: number;
+  /** Fixed mode with a cache: K/V of the last refresh, the block it was taken for, and whether an
+   * EOS fill has since changed a position the dual cache reuses. */
+  cache: SeqCache | null;
+  cacheBlock: number;
+  stale: boolean;
 }
 
 /** Position whose logits row predicts canvas position `p`. */
@@ -171,36 +177,110 @@ class InfillDecoder {
       stepsLeft: blockSteps[0] as number,
       maxSteps: params.variable ? n + 2 * maxLength + 1 : n,
       endSeconds: 0,
+      cache: null,
+      cacheBlock: -1,
+      stale: false,
     };
   }
 
   async decode(): Promise<InfilledSequence[]> {
-    const { opts, spec } = this;
-    const V = spec.vocabSize;
+    const { opts, params } = this;
+    const cached = !params.variable && params.cache !== "none";
     for (;;) {
       if (opts.signal?.aborted) throw new DecodeAbortedError(opts.signal.reason);
       for (const r of this.rows) if (!r.done && (!this.hasMask(r) || r.step >= r.maxSteps)) this.finish(r);
       const active = this.rows.filter((r) => !r.done);
       if (active.length === 0) break;
-      const B = active.length;
-      const T = Math.max(...active.map((r) => r.ids.length));
-      const ids = new Int32Array(B * T).fill(spec.padId);
-      const positions = new Int32Array(B * T);
-      const attention = new Float32Array(B * T);
-      active.forEach((r, b) => {
-        for (let j = 0; j < r.ids.length; j++) {
-          ids[b * T + j] = r.ids[j] as number;
-          positions[b * T + j] = j;
-          attention[b * T + j] = 1;
-        }
-        r.nfe++;
-      });
-      const info: ForwardInfo = { kind: "full", batch: B, length: T, pastLength: 0 };
-      opts.onForward?.(info);
-      const out = await this.model.forward({ batch: B, length: T, pastLength: 0, ids, positions, attention, wantPresent: false });
-      active.forEach((r, b) => this.step(r, out.logits, (p) => (b * T + logitRow(spec, p)) * V));
+      if (!cached) {
+        await this.fullStep(active, false);
+        continue;
+      }
+      // A row refreshes its cache with a full forward when its block starts (or before every
+      // step with cache_refresh: step, or after an EOS fill changed what the dual cache reuses);
+      // the others run their block (prefix: block to the end) against their cached K/V.
+      for (const r of active) this.advanceBlock(r);
+      const refresh = active.filter((r) => r.cache === null || r.cacheBlock !== r.block || r.stale || params.cache_refresh === "step");
+      const reuse = active.filter((r) => !refresh.includes(r));
+      if (refresh.length > 0) await this.fullStep(refresh, true);
+      if (reuse.length > 0) await this.cachedStep(reuse);
     }
     return this.rows.map((r) => this.result(r));
+  }
+
+  private forward(input: Parameters<Denoiser["forward"]>[0]): Promise<ForwardOutput> {
+    this.opts.onForward?.({ kind: input.pastLength > 0 ? "cached" : "full", batch: input.batch, length: input.length, pastLength: input.pastLength });
+    return this.model.forward(input);
+  }
+
+  /** One step of each row of `group` from a forward over its whole canvas (`refresh`: keeping its K/V). */
+  private async fullStep(group: Row[], refresh: boolean): Promise<void> {
+    const { spec } = this;
+    const V = spec.vocabSize;
+    const B = group.length;
+    const T = Math.max(...group.map((r) => r.ids.length));
+    const ids = new Int32Array(B * T).fill(spec.padId);
+    const positions = new Int32Array(B * T);
+    const attention = new Float32Array(B * T);
+    group.forEach((r, b) => {
+      for (let j = 0; j < r.ids.length; j++) {
+        ids[b * T + j] = r.ids[j] as number;
+        positions[b * T + j] = j;
+        attention[b * T + j] = 1;
+      }
+      r.nfe++;
+    });
+    const out = await this.forward({ batch: B, length: T, pastLength: 0, ids, positions, attention, wantPresent: refresh });
+    group.forEach((r, b) => {
+      if (refresh) {
+        r.cache = cacheFromPresent(out, b, T, r.ids.length, spec);
+        r.cacheBlock = r.block;
+        r.stale = false;
+      }
+      this.step(r, out.logits, (p) => (b * T + logitRow(spec, p)) * V);
+    });
+  }
+
+  /**
+   * What a cached forward of row `r` computes: from the position whose logits row predicts the
+   * block's first position (the one before it for a shifted-logits model) to the block's end
+   * (dual) or the canvas's end (prefix); the cached K/V of every other position is reused.
+   */
+  private cacheLayout(r: Row): { ws: number; we: number; past: Array<[number, number]> } {
+    const { spec, params } = this;
+    const bs = r.pre + r.block * params.block_length;
+    const be = r.pre + Math.min(r.mid, (r.block + 1) * params.block_length);
+    const ws = logitRow(spec, bs);
+    const len = r.ids.length;
+    if (params.cache === "prefix") return { ws, we: len, past: [[0, ws]] };
+    return { ws, we: be, past: [[0, ws], [be, len]] };
+  }
+
+  /** One step of each row of `group` from a forward over its window, attending to its cached K/V. */
+  private async cachedStep(group: Row[]): Promise<void> {
+    const { spec } = this;
+    const V = spec.vocabSize;
+    const B = group.length;
+    const lay = group.map((r) => this.cacheLayout(r));
+    const T = Math.max(...lay.map((c) => c.we - c.ws));
+    const P = Math.max(...lay.map((c) => rangesLength(c.past)));
+    const ids = new Int32Array(B * T).fill(spec.padId);
+    const positions = new Int32Array(B * T);
+    const attention = new Float32Array(B * (P + T));
+    const past = pastTensors(B, P, spec);
+    group.forEach((r, b) => {
+      const c = lay[b]!;
+      for (let t = 0; t < c.we - c.ws; t++) {
+        ids[b * T + t] = r.ids[c.ws + t] as number;
+        positions[b * T + t] = c.ws + t;
+        attention[b * (P + T) + P + t] = 1;
+      }
+      const n = rangesLength(c.past);
+      for (let j = 0; j < n; j++) attention[b * (P + T) + j] = 1;
+      writePast(past, b, P, r.cache!, c.past, spec);
+      r.nfe++;
+    });
+    const out = await this.forward({ batch: B, length: T, pastLength: P, ids, positions, attention, past, wantPresent: false });
+    group.forEach((r, b) => this.step(r, out.logits, (p) => (b * T + logitRow(spec, p) - lay[b]!.ws) * V));
   }
 
   private hasMask(r: Row): boolean {
@@ -213,24 +293,25 @@ class InfillDecoder {
     r.endSeconds = (performance.now() - this.t0) / 1000;
   }
 
+  /** Fixed mode: moves past finished blocks (semi-AR blocks over the middle); returns the current block's middle range. */
+  private advanceBlock(r: Row): { lo: number; hi: number } {
+    const { spec, params } = this;
+    const nBlocks = r.blockSteps.length;
+    for (;;) {
+      const lo = r.block * params.block_length;
+      const hi = Math.min(r.mid, lo + params.block_length);
+      let any = false;
+      for (let k = lo; k < hi; k++) if (r.ids[r.pre + k] === spec.maskId) any = true;
+      if (any || r.block >= nBlocks - 1) return { lo, hi };
+      r.block++;
+      r.stepsLeft = r.blockSteps[r.block] as number;
+    }
+  }
+
   /** Middle positions (0-based in the middle) that may be committed this step. */
   private candidates(r: Row): number[] {
     const { spec, params } = this;
-    let lo = 0;
-    let hi = r.mid;
-    if (!params.variable) {
-      // Semi-AR blocks over the middle: move past finished blocks first.
-      const nBlocks = r.blockSteps.length;
-      for (;;) {
-        lo = r.block * params.block_length;
-        hi = Math.min(r.mid, lo + params.block_length);
-        let any = false;
-        for (let k = lo; k < hi; k++) if (r.ids[r.pre + k] === spec.maskId) any = true;
-        if (any || r.block >= nBlocks - 1) break;
-        r.block++;
-        r.stepsLeft = r.blockSteps[r.block] as number;
-      }
-    }
+    const { lo, hi } = params.variable ? { lo: 0, hi: r.mid } : this.advanceBlock(r);
     const cand: number[] = [];
     for (let k = lo; k < hi; k++) if (r.ids[r.pre + k] === spec.maskId) cand.push(k);
     return cand;
@@ -328,10 +409,13 @@ class InfillDecoder {
     const { spec, params } = this;
     let k = 0;
     while (k < r.mid && !this.isEnd(r.ids[r.pre + k] as number)) k++;
+    const blockEnd = (r.block + 1) * params.block_length;
     for (let j = k + 1; j < r.mid; j++) {
       if (r.ids[r.pre + j] !== spec.maskId) continue;
       r.ids[r.pre + j] = params.delete_id;
       r.commit[j] = r.step;
+      // The dual cache holds this position as the mask it was at the refresh.
+      if (j >= blockEnd && params.cache === "dual") r.stale = true;
       this.event(r, "eos_fill", j);
     }
   }

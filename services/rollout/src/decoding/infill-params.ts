@@ -3,7 +3,7 @@
  * checked here so the gRPC service, the CLI and the bench agree. Bad values throw
  * InvalidDecodeParamsError naming the field (gRPC INVALID_ARGUMENT).
  */
-import { InvalidDecodeParamsError, resolveDecodeParams, type CommitRule, type DecodeParamsInput } from "./decode-params.js";
+import { InvalidDecodeParamsError, resolveDecodeParams, type CacheMode, type CacheRefresh, type CommitRule, type DecodeParamsInput } from "./decode-params.js";
 import type { UnmaskAlg } from "./sampling.js";
 
 /** DreamOn's evaluation: the middle starts as 4 masks and may grow to 64 tokens. */
@@ -13,6 +13,11 @@ export const DEFAULT_INFILL_MAX_LENGTH = 64;
 export const DEFAULT_FIXED_INITIAL_LENGTH = 16;
 /** Largest middle a request may ask for (either length). */
 export const MAX_INFILL_LENGTH = 1024;
+/**
+ * Fixed-length infilling's KV cache unless the caller names one. `none` keeps the full forward of
+ * every step (the mode the infilling numbers in services/rollout/README.md were measured in).
+ */
+export const DEFAULT_INFILL_CACHE: CacheMode = "none";
 /** DreamOn's unmasking order for infilling. */
 export const DEFAULT_INFILL_ALG: UnmaskAlg = "entropy";
 
@@ -43,6 +48,15 @@ export interface InfillParams {
   steps: number;
   /** Fixed mode: semi-autoregressive block length over the middle. */
   block_length: number;
+  /**
+   * Fixed mode: Fast-dLLM's approximate KV cache over the canvas. `prefix` computes from the
+   * current block to the end of the suffix and reuses the K/V before it; `dual` computes the
+   * block alone and reuses both sides (prefix, later blocks, suffix), refreshed by a full
+   * forward when a block starts (`cache_refresh: step`: before every step, exact). Variable
+   * length always runs without (every expand or delete moves the suffix).
+   */
+  cache: CacheMode;
+  cache_refresh: CacheRefresh;
   /** Fixed mode: an EOS committed in the middle turns every mask to its right into EOS. */
   eos_fill: boolean;
   /** Token the model writes to grow the middle by one (two masks replace it); -1 = none. */
@@ -89,7 +103,10 @@ export function resolveInfillParams(input: InfillParamsInput, tokens: InfillMode
     fail("variable_length", "needs a model with expand support (manifest expand_id); this model can only infill a fixed length");
   }
   const variable = input.variable ?? canExpand;
-  const base = resolveDecodeParams({ ...input, alg: input.alg || DEFAULT_INFILL_ALG });
+  const base = resolveDecodeParams({ ...input, alg: input.alg || DEFAULT_INFILL_ALG, cache: input.cache || DEFAULT_INFILL_CACHE });
+  if (variable && base.cache !== "none") {
+    fail("cache", `${base.cache} is for fixed-length infilling only (each expand or delete of variable length moves the suffix); use none`);
+  }
   if (variable && base.alg === "origin") fail("alg", "origin is not supported with variable length (DreamOn commits by confidence)");
   return {
     variable,
@@ -105,6 +122,8 @@ export function resolveInfillParams(input: InfillParamsInput, tokens: InfillMode
     // resolveDecodeParams defaults steps to max_new_tokens: only a caller's steps mean anything here.
     steps: input.steps ? base.steps : 0,
     block_length: base.block_length,
+    cache: base.cache,
+    cache_refresh: base.cache_refresh,
     eos_fill: base.eos_fill,
     expand_id: canExpand ? (tokens.expandId as number) : -1,
     delete_id: tokens.deleteId ?? tokens.eosId,

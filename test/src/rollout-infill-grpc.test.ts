@@ -153,5 +153,11 @@ describe("RolloutService.Infill over gRPC", { timeout: 300_000 }, () => {
     await bad({ items: items(), variableLength: true }, /^variable_length: .*expand/);
     await bad({ items: items(), params: { temperature: -1 } }, /^temperature: /);
     await bad({ items: items(), samplesPerItem: 5000 }, /^samples_per_item: /);
+    // The KV cache is for fixed length: variable length (the infill model's default) refuses one.
+    await assert.rejects(infill(workers[1]!.client, { items: items(), params: { cache: "dual" } }), (err: grpc.ServiceError) => {
+      assert.equal(err.code, grpc.status.INVALID_ARGUMENT, err.details);
+      assert.match(err.details, /^cache: dual is for fixed-length infilling only/);
+      return true;
+    });
   });
 });

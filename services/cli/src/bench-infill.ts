@@ -13,10 +13,12 @@ import { infillProgram, loadInfillRows, type InfillRow } from "@rlmesh/shared/in
 import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
 import { loadRolloutModel, OrtRolloutEngine } from "@rlmesh/rollout/runtime/ort-rollout-engine";
 import { supportsVariableLength, type InfillRequestItem } from "@rlmesh/rollout/runtime/infill-requests";
+import type { CacheMode } from "@rlmesh/rollout/decoding/decode-params";
+import { DEFAULT_INFILL_CACHE } from "@rlmesh/rollout/decoding/infill-params";
 import { flagBool, flagFloat, flagInt, flagString, parseArgs, UsageError } from "./args.js";
 
 export const BENCH_INFILL_USAGE =
-  "rlmesh bench infill [--model DIR] [--dataset FILE] [--limit N] [--modes a,b,...] [--seed S] [--replicas N] [--threshold T] [--variable-threshold T] [--no-suffix-eos] [--json]";
+  "rlmesh bench infill [--model DIR] [--dataset FILE] [--limit N] [--modes a,b,...] [--seed S] [--replicas N] [--threshold T] [--variable-threshold T] [--cache none|prefix|dual] [--block-length N] [--no-suffix-eos] [--json]";
 
 export type InfillMode = "oracle" | "fixed_short" | "fixed_long" | "variable_from_4" | "variable_from_32" | "variable_from_oracle";
 /** The modes the bench runs by default (DreamOn's comparison). */
@@ -110,6 +112,10 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
   // Variable modes: 1 = DreamOn (one token per step); below 1, confident ordinary tokens commit together (one edit per step).
   const variableThreshold = flagFloat(a, "variable-threshold", 1);
   if (!(variableThreshold > 0 && variableThreshold <= 1)) throw new UsageError(`--variable-threshold must be in (0, 1], got ${variableThreshold}`);
+  // Fixed modes only: Fast-dLLM's KV cache over the canvas and its blocks (variable length runs uncached).
+  const cache = flagString(a, "cache") ?? DEFAULT_INFILL_CACHE;
+  if (!["none", "prefix", "dual"].includes(cache)) throw new UsageError(`--cache must be none, prefix or dual, got ${cache}`);
+  const blockLength = a.flags.has("block-length") ? flagInt(a, "block-length", 0, 1) : undefined;
   const wanted = (flagString(a, "modes") ?? INFILL_MODES.join(",")).split(",").map((s) => s.trim()) as InfillMode[];
   const known = [...INFILL_MODES, ...DIAGNOSTIC_MODES];
   for (const m of wanted) if (!known.includes(m)) throw new UsageError(`--modes: unknown mode ${m}; one of ${known.join(", ")}`);
@@ -125,7 +131,7 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
   const modes = wanted.filter((m) => variableOk || !modeLengths(m, 1).variable);
   const skipped = wanted.filter((m) => !modes.includes(m)).map((m) => ({ mode: m, reason: `${model.manifest.name} declares no expand_id (fixed length only)` }));
   const trueLengths = rows.map((r) => encode(r.middle).length);
-  say(`bench infill: ${model.manifest.name} (${modelDir}), ${rows.length} held-out infilling rows of ${dataset}, greedy, fixed modes ${threshold >= 1 ? "one token per step" : `at threshold ${threshold}`}, variable ${variableThreshold >= 1 ? "one token per step" : `at threshold ${variableThreshold}`}`);
+  say(`bench infill: ${model.manifest.name} (${modelDir}), ${rows.length} held-out infilling rows of ${dataset}, greedy, fixed modes ${threshold >= 1 ? "one token per step" : `at threshold ${threshold}`} (cache ${cache}${blockLength ? `, blocks of ${blockLength}` : ""}), variable ${variableThreshold >= 1 ? "one token per step" : `at threshold ${variableThreshold}`}`);
   for (const s of skipped) say(`  ${s.mode}: skipped (${s.reason})`);
 
   const engine = await OrtRolloutEngine.create({ model, replicas, logger: createLogger("bench-infill", { level: "warn" }) });
@@ -149,7 +155,12 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
         });
         const res = await engine.infillSamples(items, {
           variable,
-          params: { temperature: 0, threshold: variable ? variableThreshold : threshold, seed },
+          params: {
+            temperature: 0,
+            threshold: variable ? variableThreshold : threshold,
+            seed,
+            ...(variable ? {} : { cache: cache as CacheMode, ...(blockLength ? { block_length: blockLength } : {}) }),
+          },
           ...(flagBool(a, "no-suffix-eos") ? { suffixEos: false } : {}),
         });
         for (const s of res.samples) {
@@ -200,7 +211,15 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
         dataset,
         rows: rows.length,
         mean_true_length: mean(trueLengths),
-        decoding: { temperature: 0, fixed_threshold: threshold, variable_threshold: variableThreshold, alg: "entropy", suffix_eos: !flagBool(a, "no-suffix-eos") },
+        decoding: {
+          temperature: 0,
+          fixed_threshold: threshold,
+          fixed_cache: cache,
+          ...(blockLength ? { fixed_block_length: blockLength } : {}),
+          variable_threshold: variableThreshold,
+          alg: "entropy",
+          suffix_eos: !flagBool(a, "no-suffix-eos"),
+        },
         modes: results,
         skipped,
         target,

@@ -51,6 +51,9 @@ export async function rolloutInfill(
   opts: { signal: AbortSignal; requestId: string; policyJobId: string },
 ): Promise<StepSample[]> {
   const eosId = await modelEosId(spec.modelDir);
+  // The job's decoding cache (a generation default) applies to fixed-length infilling only:
+  // variable length runs uncached (every expand or delete moves the suffix; the worker refuses a cache).
+  const infillParams: DecodingParams = spec.infill.variableLength ? { ...params, cache: "none" } : params;
   const res = await deps.rollout.infill(
     rows.map((r, i) => ({
       id: String(i),
@@ -60,7 +63,7 @@ export async function rolloutInfill(
       maxLength: spec.infill.maxLength,
     })),
     samplesPerItem,
-    params,
+    infillParams,
     { ...opts, variableLength: spec.infill.variableLength },
   );
   return res.samples.map((s) => asStepSample(s, rows[Number(s.itemId)]!, eosId));

@@ -54,7 +54,7 @@ function scripted(rowAt: (v: RowView) => number[], seen: number[][][] = []): Den
 }
 
 function params(input: InfillParamsInput, tokens: { eosId: number; expandId?: number } = TOKENS) {
-  return resolveInfillParams({ temperature: 0, ...input }, tokens);
+  return resolveInfillParams({ temperature: 0, cache: "none", ...input }, tokens);
 }
 
 function item(prefix: number[], suffix: number[], initialLength: number, maxLength = initialLength, seed = 1): InfillInput {
@@ -442,9 +442,10 @@ test("fixed length with a cache: a row decodes the same alone or in a batch with
   }
 });
 
-test("infill cache params: none unless asked for; variable length refuses a cache naming the field", () => {
-  assert.equal(resolveInfillParams({ variable: false }, TOKENS).cache, "none");
-  assert.equal(resolveInfillParams({ variable: false, cache: "dual" }, TOKENS).cache, "dual");
+test("infill cache params: dual for fixed length unless asked otherwise; variable length runs uncached and refuses a cache naming the field", () => {
+  assert.equal(resolveInfillParams({ variable: false }, TOKENS).cache, "dual");
+  assert.equal(resolveInfillParams({ variable: false, cache: "none" }, TOKENS).cache, "none");
+  assert.equal(resolveInfillParams({}, { eosId: EOS }).cache, "dual", "an ordinary model infills a fixed length");
   assert.equal(resolveInfillParams({}, TOKENS).cache, "none", "variable length (the default with expand) runs uncached");
   assert.throws(
     () => resolveInfillParams({ variable: true, cache: "dual" }, TOKENS),

@@ -14,10 +14,12 @@ export const DEFAULT_FIXED_INITIAL_LENGTH = 16;
 /** Largest middle a request may ask for (either length). */
 export const MAX_INFILL_LENGTH = 1024;
 /**
- * Fixed-length infilling's KV cache unless the caller names one. `none` keeps the full forward of
- * every step (the mode the infilling numbers in services/rollout/README.md were measured in).
+ * Fixed-length infilling's KV cache unless the caller names one (as generation's default).
+ * Measured on the base model, 200 held-out rows at the true length (`bench infill --model
+ * models/tiny-coder --modes oracle,fixed_short,fixed_long --cache none|dual`): pass@1 62.5 % ->
+ * 62.0 %, decoding 1.8x faster. Variable length always runs uncached.
  */
-export const DEFAULT_INFILL_CACHE: CacheMode = "none";
+export const DEFAULT_INFILL_CACHE: CacheMode = "dual";
 /** DreamOn's unmasking order for infilling. */
 export const DEFAULT_INFILL_ALG: UnmaskAlg = "entropy";
 
@@ -103,7 +105,7 @@ export function resolveInfillParams(input: InfillParamsInput, tokens: InfillMode
     fail("variable_length", "needs a model with expand support (manifest expand_id); this model can only infill a fixed length");
   }
   const variable = input.variable ?? canExpand;
-  const base = resolveDecodeParams({ ...input, alg: input.alg || DEFAULT_INFILL_ALG, cache: input.cache || DEFAULT_INFILL_CACHE });
+  const base = resolveDecodeParams({ ...input, alg: input.alg || DEFAULT_INFILL_ALG, cache: input.cache || (variable ? "none" : DEFAULT_INFILL_CACHE) });
   if (variable && base.cache !== "none") {
     fail("cache", `${base.cache} is for fixed-length infilling only (each expand or delete of variable length moves the suffix); use none`);
   }

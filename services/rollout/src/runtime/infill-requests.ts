@@ -123,7 +123,12 @@ export function prepareInfill(
 ): PreparedInfill {
   if (requests.length === 0) fail("items", "must not be empty");
   if (requests.length > MAX_INFILL_ITEMS) fail("items", `must hold at most ${MAX_INFILL_ITEMS} items, got ${requests.length}`);
-  const params = resolveInfillParams({ ...opts.params, ...(opts.variable !== undefined ? { variable: opts.variable } : {}) }, infillTokensOf(manifest));
+  let params = resolveInfillParams({ ...opts.params, ...(opts.variable !== undefined ? { variable: opts.variable } : {}) }, infillTokensOf(manifest));
+  if (params.cache !== "none" && !manifest.cache_support.includes(params.cache)) {
+    // A cache the caller named must be served; the default one falls back to full forwards.
+    if (opts.params?.cache) fail("cache", `${params.cache} is not supported by model ${manifest.name} (supports: ${manifest.cache_support.join(", ") || "none"})`);
+    params = { ...params, cache: "none" };
+  }
   const items: PreparedInfillSample[] = [];
   requests.forEach((req, i) => {
     const f = `items[${i}]`;

@@ -12,7 +12,7 @@ import { cutResponse, fillAfterEnd, type SpecialIds } from "./eos-rules.js";
 import { counterUniform, RNG_STREAM_ORDER, RNG_STREAM_TOKEN } from "./counter-rng.js";
 import { InvalidDecodeParamsError, type DecodeParams } from "./decode-params.js";
 import type { Denoiser, DenoiserSpec, ForwardInput, ForwardOutput } from "./denoiser.js";
-import { cacheFromPresent, pastTensors, rangesLength, writePast, type SeqCache } from "./kv-cache.js";
+import { cachedForwardInput, cacheFromPresent, type SeqCache } from "./kv-cache.js";
 
 export interface DecodeInput {
   /** Prompt token ids (no MASK). */
@@ -383,7 +383,7 @@ class BatchDecoder {
    * A shifted-logits model reads the block's first distribution from the position before the
    * block, so that position is computed too (the window starts one early; it leaves the prefix).
    */
-  private cacheLayout(s: SeqState): { ws: number; curEnd: number; pastRanges: Array<[number, number]>; P: number } {
+  private cacheLayout(s: SeqState): { ws: number; curEnd: number; pastRanges: Array<[number, number]> } {
     const { params } = this;
     const bs = s.blockStarts[s.block] as number;
     const ws = this.logitRow(bs);
@@ -397,33 +397,19 @@ class BatchDecoder {
             [0, ws],
             [be, end],
           ];
-    return { ws, curEnd, pastRanges, P: rangesLength(pastRanges) };
+    return { ws, curEnd, pastRanges };
   }
 
   /** A forward over each sequence's current block, attending to its cached K/V. */
   private async cachedForward(group: SeqState[]): Promise<{ out: ForwardOutput; T: number; starts: number[] }> {
-    const { spec } = this;
-    const B = group.length;
-    const cur = group.map((s) => this.cacheLayout(s));
-    const T = Math.max(...cur.map((c) => c.curEnd - c.ws));
-    const P = Math.max(...cur.map((c) => c.P));
-    const ids = new Int32Array(B * T).fill(spec.padId);
-    const positions = new Int32Array(B * T);
-    const attention = new Float32Array(B * (P + T));
-    const past = pastTensors(B, P, spec);
-    group.forEach((s, b) => {
-      const c = cur[b]!;
-      for (let t = 0; t < c.curEnd - c.ws; t++) {
-        ids[b * T + t] = s.ids[c.ws + t] as number;
-        positions[b * T + t] = c.ws + t;
-        attention[b * (P + T) + P + t] = 1;
-      }
-      for (let j = 0; j < c.P; j++) attention[b * (P + T) + j] = 1;
-      writePast(past, b, P, s.cache!, c.pastRanges, spec);
+    const windows = group.map((s) => {
       s.nfe++;
+      const c = this.cacheLayout(s);
+      return { ids: s.ids, cache: s.cache!, start: c.ws, end: c.curEnd, past: c.pastRanges };
     });
-    const out = await this.run({ batch: B, length: T, pastLength: P, ids, positions, attention, past, wantPresent: false }, "cached");
-    return { out, T, starts: cur.map((c) => c.ws) };
+    const input = cachedForwardInput(windows, this.spec);
+    const out = await this.run(input, "cached");
+    return { out, T: input.length, starts: windows.map((w) => w.start) };
   }
 }
 

@@ -24,7 +24,7 @@ import { counterUniform, RNG_STREAM_ORDER, RNG_STREAM_TOKEN } from "./counter-rn
 import { InvalidDecodeParamsError } from "./decode-params.js";
 import { DecodeAbortedError, nonFiniteLogits, stepsPerBlock, type DecodeOptions } from "./diffusion-decoder.js";
 import type { Denoiser, DenoiserSpec, ForwardOutput } from "./denoiser.js";
-import { cacheFromPresent, pastTensors, rangesLength, writePast, type SeqCache } from "./kv-cache.js";
+import { cachedForwardInput, cacheFromPresent, type SeqCache } from "./kv-cache.js";
 import type { InfillParams } from "./infill-params.js";
 
 export interface InfillInput {
@@ -259,28 +259,14 @@ class InfillDecoder {
   private async cachedStep(group: Row[]): Promise<void> {
     const { spec } = this;
     const V = spec.vocabSize;
-    const B = group.length;
-    const lay = group.map((r) => this.cacheLayout(r));
-    const T = Math.max(...lay.map((c) => c.we - c.ws));
-    const P = Math.max(...lay.map((c) => rangesLength(c.past)));
-    const ids = new Int32Array(B * T).fill(spec.padId);
-    const positions = new Int32Array(B * T);
-    const attention = new Float32Array(B * (P + T));
-    const past = pastTensors(B, P, spec);
-    group.forEach((r, b) => {
-      const c = lay[b]!;
-      for (let t = 0; t < c.we - c.ws; t++) {
-        ids[b * T + t] = r.ids[c.ws + t] as number;
-        positions[b * T + t] = c.ws + t;
-        attention[b * (P + T) + P + t] = 1;
-      }
-      const n = rangesLength(c.past);
-      for (let j = 0; j < n; j++) attention[b * (P + T) + j] = 1;
-      writePast(past, b, P, r.cache!, c.past, spec);
+    const windows = group.map((r) => {
       r.nfe++;
+      const c = this.cacheLayout(r);
+      return { ids: r.ids, cache: r.cache!, start: c.ws, end: c.we, past: c.past };
     });
-    const out = await this.forward({ batch: B, length: T, pastLength: P, ids, positions, attention, past, wantPresent: false });
-    group.forEach((r, b) => this.step(r, out.logits, (p) => (b * T + logitRow(spec, p) - lay[b]!.ws) * V));
+    const input = cachedForwardInput(windows, spec);
+    const out = await this.forward(input);
+    group.forEach((r, b) => this.step(r, out.logits, (p) => (b * input.length + logitRow(spec, p) - windows[b]!.start) * V));
   }
 
   private hasMask(r: Row): boolean {

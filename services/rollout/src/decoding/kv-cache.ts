@@ -3,7 +3,7 @@
  * decoders: one sequence's K/V as a refreshing full forward computed them, and the past tensors
  * a cached forward attends to (the cached positions outside the window it computes).
  */
-import type { DenoiserSpec, ForwardOutput, KvTensors } from "./denoiser.js";
+import type { DenoiserSpec, ForwardInput, ForwardOutput, KvTensors } from "./denoiser.js";
 
 /** One sequence's cached K/V: per layer [Hkv, len, Dh] row-major. */
 export interface SeqCache {
@@ -41,7 +41,7 @@ export function cacheFromPresent(out: ForwardOutput, b: number, T: number, len: 
 }
 
 /** Empty past tensors for a batch of `B` rows of `P` cached positions each. */
-export function pastTensors(B: number, P: number, spec: DenoiserSpec): KvTensors {
+function pastTensors(B: number, P: number, spec: DenoiserSpec): KvTensors {
   const { nLayers: L, headDim: Dh } = spec;
   const H = spec.nKvHeads ?? spec.nHeads;
   return {
@@ -54,7 +54,7 @@ export function pastTensors(B: number, P: number, spec: DenoiserSpec): KvTensors
  * Writes the cached positions in `ranges` ([start, end) over the cached sequence, in order) into
  * batch row `b` of `past` (`P` positions per row; a row with fewer is padded, its attention 0).
  */
-export function writePast(past: KvTensors, b: number, P: number, cache: SeqCache, ranges: ReadonlyArray<readonly [number, number]>, spec: DenoiserSpec): void {
+function writePast(past: KvTensors, b: number, P: number, cache: SeqCache, ranges: ReadonlyArray<readonly [number, number]>, spec: DenoiserSpec): void {
   const { nLayers: L, headDim: Dh } = spec;
   const H = spec.nKvHeads ?? spec.nHeads;
   for (let l = 0; l < L; l++) {
@@ -75,3 +75,34 @@ export function writePast(past: KvTensors, b: number, P: number, cache: SeqCache
 
 /** Positions in `ranges` (each [start, end)). */
 export const rangesLength = (ranges: ReadonlyArray<readonly [number, number]>): number => ranges.reduce((a, [x, y]) => a + (y - x), 0);
+
+/** One row of a cached forward: it computes positions [start, end) of `ids` and attends to its cached K/V at `past`. */
+export interface CachedWindow {
+  ids: ArrayLike<number>;
+  cache: SeqCache;
+  start: number;
+  end: number;
+  past: ReadonlyArray<readonly [number, number]>;
+}
+
+/** The input of a cached forward over `rows` (shorter windows and pasts padded, attention 0). */
+export function cachedForwardInput(rows: readonly CachedWindow[], spec: DenoiserSpec): ForwardInput {
+  const B = rows.length;
+  const T = Math.max(...rows.map((r) => r.end - r.start));
+  const P = Math.max(...rows.map((r) => rangesLength(r.past)));
+  const ids = new Int32Array(B * T).fill(spec.padId);
+  const positions = new Int32Array(B * T);
+  const attention = new Float32Array(B * (P + T));
+  const past = pastTensors(B, P, spec);
+  rows.forEach((r, b) => {
+    for (let t = 0; t < r.end - r.start; t++) {
+      ids[b * T + t] = r.ids[r.start + t] as number;
+      positions[b * T + t] = r.start + t;
+      attention[b * (P + T) + P + t] = 1;
+    }
+    const n = rangesLength(r.past);
+    for (let j = 0; j < n; j++) attention[b * (P + T) + j] = 1;
+    writePast(past, b, P, r.cache, r.past, spec);
+  });
+  return { batch: B, length: T, pastLength: P, ids, positions, attention, past, wantPresent: false };
+}

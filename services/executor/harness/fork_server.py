@@ -130,16 +130,36 @@ def stdout_matches(actual, expected):
 
 # ---------------------------------------------------------------- runner process
 
-# Past every descriptor a process here can hold: os.closerange is one close_range(2) call on
-# Linux >= 5.9 (a loop of close() up to it only on older kernels).
+def _close_range_works():
+    """Whether close_range(2) is there (Linux >= 5.9, and not denied by a seccomp profile): probed
+    once on a range no descriptor is in. Without it os.closerange would close() every number up
+    to the ceiling, one call each."""
+    try:
+        import ctypes
+        fn = ctypes.CDLL(None, use_errno=True).close_range
+    except (OSError, AttributeError):
+        return False
+    return fn(ctypes.c_uint(1 << 30), ctypes.c_uint(1 << 30), ctypes.c_uint(0)) == 0
+
+
+_CLOSE_RANGE = _close_range_works()
+# Past every descriptor a process here can hold (the soft RLIMIT_NOFILE).
 _FD_CEILING = os.sysconf("SC_OPEN_MAX") if os.sysconf("SC_OPEN_MAX") > 0 else 1 << 20
-# Opened once by the warm process that forks (a fork's stdin, and stdout/stderr it does not get).
-_DEVNULL = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
 
 
 def _close_all_except(keep):
-    """Closes every descriptor not in `keep` with a few closerange calls: listing /proc/self/fd
-    and closing one by one ran enough Python to copy ~80 shared pages (~0.3 ms) per fork."""
+    """Closes every descriptor not in `keep`: with close_range(2), a few closerange calls (listing
+    /proc/self/fd and closing one by one ran enough Python to copy ~80 shared pages, ~0.3 ms, in
+    every fork); without it, what /proc/self/fd lists."""
+    if not _CLOSE_RANGE:
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd not in keep:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        return
     low = 0
     for fd in sorted(keep):
         if fd > low:
@@ -149,11 +169,13 @@ def _close_all_except(keep):
 
 
 def _child(keep, fd1, fd2, body):
-    """In a fresh fork: fds 0/1/2 and `keep` only, then body(); never returns."""
+    """In a fresh fork: fds 0/1/2 and `keep` only, then body(); never returns. Its /dev/null is
+    its own open file (flags or locks a candidate sets on it reach no later run)."""
     try:
-        os.dup2(_DEVNULL, 0)
-        os.dup2(_DEVNULL if fd1 is None else fd1, 1)
-        os.dup2(_DEVNULL if fd2 is None else fd2, 2)
+        devnull = os.open("/dev/null", os.O_RDWR)
+        os.dup2(devnull, 0)
+        os.dup2(devnull if fd1 is None else fd1, 1)
+        os.dup2(devnull if fd2 is None else fd2, 2)
         _close_all_except({0, 1, 2} | set(keep))
         body()
         os._exit(0)
@@ -1010,7 +1032,7 @@ def judge_server(sock, run_dir):
     wrappers = (gc.freeze, gc.unfreeze)
 
     def gc_now():
-        return tuple(f() for f in gc_state) + (tuple(map(id, gc_callbacks)), len(freezes), (gc.freeze, gc.unfreeze) == wrappers)
+        return tuple(f() for f in gc_state) + (tuple(map(id, gc_callbacks)), len(freezes), gc.freeze is wrappers[0] and gc.unfreeze is wrappers[1])
 
     clean["gc"] = gc_now()
     while True:
@@ -1109,14 +1131,17 @@ def _spawn_supervisor(run_dir):
     return pid, mine
 
 
-def _pair_signal(pid):
-    """The signal that ended a process of the pair on its own (it is reaped), else 0."""
+def _pair_signal(pid, reaped):
+    """The signal that ended a process of the pair on its own (it is reaped, and added to
+    `reaped`), else 0."""
     try:
         wpid, status = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         return 0
-    if wpid == pid and os.WIFSIGNALED(status):
-        return os.WTERMSIG(status)
+    if wpid == pid:
+        reaped.add(pid)
+        if os.WIFSIGNALED(status):
+            return os.WTERMSIG(status)
     return 0
 
 
@@ -1224,12 +1249,13 @@ def _serve_with_supervisor(run_dir):
                     header, started = value, time.monotonic()
                     continue
                 if t == "finish" and proc is not None:
-                    sigs = {"c": _pair_signal(proc.pid), "j": _pair_signal(proc.judge_pid)}
+                    reaped = set()
+                    sigs = {"c": _pair_signal(proc.pid, reaped), "j": _pair_signal(proc.judge_pid, reaped)}
                     keep = judge is not None and not sigs["j"] and _judge_idle(judge, value.get("judge_done") is True)
                     if not keep and judge is not None:
                         judge["sock"].close()
                         judge = None
-                    ended = kill_all_but(spid, judge["pid"] if keep else None, (proc.pid, proc.judge_pid))
+                    ended = kill_all_but(spid, judge["pid"] if keep else None, {proc.pid, proc.judge_pid} - reaped)
                     if keep and not _judge_alive_after(judge["pid"]):
                         judge["sock"].close()
                         judge = None

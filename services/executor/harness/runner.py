@@ -342,10 +342,18 @@ def prepare_environ(run_dir):
     _environ_ready_for = run_dir
 
 
-# Signals a candidate gets back at their defaults (the fork server ignores them), as plain ints
-# for _signal.signal: signal.signal's enum conversions would copy ~100 shared pages per fork.
-_DEFAULT_SIGNALS = tuple(int(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM))
+# The fork server ignores every signal it can; a candidate gets what a fresh python3 has: SIGINT
+# raises KeyboardInterrupt, SIGPIPE and SIGXFSZ ignored (Python's start-up), every other standard
+# signal at its default (SIGXCPU too, so the soft CPU limit ends it). Plain ints for
+# _signal.signal: signal.signal's enum conversions would copy ~100 shared pages per fork.
+# (Realtime signals stay ignored.)
 _SIGINT = int(signal.SIGINT)
+_IGNORED_SIGNALS = (int(signal.SIGPIPE), int(signal.SIGXFSZ))
+_DEFAULT_SIGNALS = tuple(
+    n for n in range(1, int(signal.SIGRTMIN) if hasattr(signal, "SIGRTMIN") else 32)
+    if n not in (int(signal.SIGKILL), int(signal.SIGSTOP), int(signal.SIGCHLD), _SIGINT) + _IGNORED_SIGNALS
+    and n in signal.valid_signals()
+)
 
 
 def apply_limits(limits, run_dir):
@@ -366,6 +374,8 @@ def apply_limits(limits, run_dir):
     os.chdir(run_dir)
     for sig in _DEFAULT_SIGNALS:
         _signal.signal(sig, _signal.SIG_DFL)
+    for sig in _IGNORED_SIGNALS:
+        _signal.signal(sig, _signal.SIG_IGN)
     _signal.signal(_SIGINT, _signal.default_int_handler)
 
 

@@ -265,8 +265,9 @@ function suite(backend: SandboxBackendName): void {
         "    ifaces = sorted(name for _, name in socket.if_nameindex())",
         "    oom = open('/proc/self/oom_score_adj').read().strip()",
         "    import signal",
-        "    dfl = all(signal.getsignal(s) == signal.SIG_DFL for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM))",
-        "    sigs = dfl and signal.getsignal(signal.SIGINT) is signal.default_int_handler",
+        "    dfl = all(signal.getsignal(s) == signal.SIG_DFL for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGQUIT, signal.SIGXCPU, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGSYS, signal.SIGSEGV))",
+        "    ign = all(signal.getsignal(s) == signal.SIG_IGN for s in (signal.SIGPIPE, signal.SIGXFSZ))",
+        "    sigs = dfl and ign and signal.getsignal(signal.SIGINT) is signal.default_int_handler",
         "    env = sorted(os.environ) == ['HOME', 'LANG', 'PATH', 'TMPDIR'] and os.environ['HOME'] == os.environ['TMPDIR'] == os.getcwd()",
         "    return {'secret_seen': seen, 'has_path': 'PATH' in os.environ, 'host_port_reachable': net, 'ifaces': ifaces, 'uid': os.getuid(), 'oom_score_adj': oom, 'clean_env': env, 'default_signals': sigs}",
       ].join("\n");
@@ -275,8 +276,9 @@ function suite(backend: SandboxBackendName): void {
       // Control: the probe does see what is there (its own PATH), so it can detect a leak. The
       // candidate is also the OOM killer's first choice, so the fork server survives memory abuse.
       // Its environment is exactly PATH, HOME, LANG and TMPDIR (HOME = TMPDIR = its working
-      // directory; set once in the fork server, which forks it), and the signals the fork server
-      // ignores are back at their defaults.
+      // directory; set once in the fork server, which forks it), and its signals are those of a
+      // fresh python3 (the fork server ignores every one it can): standard signals at their
+      // defaults (SIGXCPU too), SIGPIPE and SIGXFSZ ignored, SIGINT raising KeyboardInterrupt.
       const control = await fx.client.score(fenced(code), probe("/usr/bin", { secret_seen: true, ...isolated }), LIMITS);
       assert.equal(control.reward, 1, JSON.stringify(control));
       const r = await fx.client.score(fenced(code), probe(SECRET, { secret_seen: false, ...isolated }), LIMITS);

@@ -113,8 +113,10 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
   const variableThreshold = flagFloat(a, "variable-threshold", 1);
   if (!(variableThreshold > 0 && variableThreshold <= 1)) throw new UsageError(`--variable-threshold must be in (0, 1], got ${variableThreshold}`);
   // Fixed modes only: Fast-dLLM's KV cache over the canvas and its blocks (variable length runs uncached).
-  const cache = flagString(a, "cache") ?? DEFAULT_INFILL_CACHE;
-  if (!["none", "prefix", "dual"].includes(cache)) throw new UsageError(`--cache must be none, prefix or dual, got ${cache}`);
+  // Unset: the worker's default (dual, or full forwards on a model without a cache).
+  const cache = flagString(a, "cache");
+  if (cache !== undefined && !["none", "prefix", "dual"].includes(cache)) throw new UsageError(`--cache must be none, prefix or dual, got ${cache}`);
+  const cacheSaid = cache ?? `${DEFAULT_INFILL_CACHE} by default`;
   const blockLength = a.flags.has("block-length") ? flagInt(a, "block-length", 0, 1) : undefined;
   const wanted = (flagString(a, "modes") ?? INFILL_MODES.join(",")).split(",").map((s) => s.trim()) as InfillMode[];
   const known = [...INFILL_MODES, ...DIAGNOSTIC_MODES];
@@ -131,7 +133,7 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
   const modes = wanted.filter((m) => variableOk || !modeLengths(m, 1).variable);
   const skipped = wanted.filter((m) => !modes.includes(m)).map((m) => ({ mode: m, reason: `${model.manifest.name} declares no expand_id (fixed length only)` }));
   const trueLengths = rows.map((r) => encode(r.middle).length);
-  say(`bench infill: ${model.manifest.name} (${modelDir}), ${rows.length} held-out infilling rows of ${dataset}, greedy, fixed modes ${threshold >= 1 ? "one token per step" : `at threshold ${threshold}`} (cache ${cache}${blockLength ? `, blocks of ${blockLength}` : ""}), variable ${variableThreshold >= 1 ? "one token per step" : `at threshold ${variableThreshold}`}`);
+  say(`bench infill: ${model.manifest.name} (${modelDir}), ${rows.length} held-out infilling rows of ${dataset}, greedy, fixed modes ${threshold >= 1 ? "one token per step" : `at threshold ${threshold}`} (cache ${cacheSaid}${blockLength ? `, blocks of ${blockLength}` : ""}), variable ${variableThreshold >= 1 ? "one token per step" : `at threshold ${variableThreshold}`}`);
   for (const s of skipped) say(`  ${s.mode}: skipped (${s.reason})`);
 
   const engine = await OrtRolloutEngine.create({ model, replicas, logger: createLogger("bench-infill", { level: "warn" }) });
@@ -159,7 +161,7 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
             temperature: 0,
             threshold: variable ? variableThreshold : threshold,
             seed,
-            ...(variable ? {} : { cache: cache as CacheMode, ...(blockLength ? { block_length: blockLength } : {}) }),
+            ...(variable ? {} : { ...(cache ? { cache: cache as CacheMode } : {}), ...(blockLength ? { block_length: blockLength } : {}) }),
           },
           ...(flagBool(a, "no-suffix-eos") ? { suffixEos: false } : {}),
         });
@@ -214,7 +216,7 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
         decoding: {
           temperature: 0,
           fixed_threshold: threshold,
-          fixed_cache: cache,
+          fixed_cache: cacheSaid,
           ...(blockLength ? { fixed_block_length: blockLength } : {}),
           variable_threshold: variableThreshold,
           alg: "entropy",

@@ -25,15 +25,15 @@ const rows = [
 ];
 
 /** An Infill rollout whose sample k of an item fills the middle with "\n    return x + k" style text. */
-function infillRollout(calls: { items: InfillItem[]; variableLength?: boolean }[]): RolloutPool {
+function infillRollout(calls: { items: InfillItem[]; variableLength?: boolean; cache?: string }[]): RolloutPool {
   return {
     workers: async () => [{ id: "w0" }],
     waitForWorkers: async () => [{ id: "w0" }],
     generate: async () => {
       throw new Error("an infill job must not call Generate");
     },
-    infill: async (items: InfillItem[], g: number, _params: unknown, opts: { variableLength?: boolean }) => {
-      calls.push({ items, ...(opts.variableLength !== undefined ? { variableLength: opts.variableLength } : {}) });
+    infill: async (items: InfillItem[], g: number, params: { cache?: string }, opts: { variableLength?: boolean }) => {
+      calls.push({ items, cache: params.cache, ...(opts.variableLength !== undefined ? { variableLength: opts.variableLength } : {}) });
       return {
         samples: items.flatMap((it) =>
           Array.from({ length: g }, (_, k) => ({
@@ -59,7 +59,7 @@ function infillRollout(calls: { items: InfillItem[]; variableLength?: boolean }[
 test("an infill job: Infill with the rows' prefix/suffix and the spec's lengths, the whole program scored, TrainSamples prefix | middle | suffix EOS", async () => {
   const dataset = join(bed.dir, "infill.jsonl");
   writeFileSync(dataset, rows.map((r) => JSON.stringify(r)).join("\n") + "\n");
-  const calls: { items: InfillItem[]; variableLength?: boolean }[] = [];
+  const calls: { items: InfillItem[]; variableLength?: boolean; cache?: string }[] = [];
   const scored: Candidate[] = [];
   const trained: TrainStepRequestIn[] = [];
   const rewards: RewardScorer = {
@@ -109,6 +109,8 @@ test("an infill job: Infill with the rows' prefix/suffix and the spec's lengths,
   assert.equal(a.initialLength, 4);
   assert.equal(a.maxLength, 32);
   assert.equal(calls[0]!.variableLength, true);
+  // The job's decoding cache (dual by default) is not sent with variable length, which refuses it.
+  assert.ok(calls.every((c) => c.cache === "none"), JSON.stringify(calls.map((c) => c.cache)));
   // The sandbox scores the whole program: prefix code + generated middle + suffix, one fenced block.
   assert.equal(scored.length, 2 * 2 * 2);
   const fx = scored.find((c) => c.row.prompt.startsWith("Write f(x)") && c.sampleIndex === 1)!;
@@ -140,4 +142,35 @@ test("infill datasets: a row without a usable reference is INVALID_ARGUMENT at s
   assert.equal(heldout.length, 200);
   assert.ok(heldout.every((r) => r.task_id.includes("#L")));
   await validateDatasets(spec(join(TOY_DATASET_DIR, "test-instances.jsonl")));
+});
+
+test("an infill job's Infill calls carry the job's decoding cache for fixed length only", async () => {
+  const dataset = join(bed.dir, "infill-cache.jsonl");
+  writeFileSync(dataset, rows.map((r) => JSON.stringify(r)).join("\n") + "\n");
+  const learner: LearnerClient = {
+    startJob: async (req) => ({ jobId: req.jobId ?? "", policyVersion: 0, resumed: false, modelName: "fake", initSource: "model_dir", pushedTo: ["w0"], pushFailed: [] }),
+    trainStep: async (req) => ({ policyVersion: 1, stats: { numSamples: req.samples?.length ?? 0 }, pushSeconds: 0 }) as unknown as TrainStepResponse,
+  };
+  const rewards: RewardScorer = { score: async (cands) => cands.map((c) => ({ reward: c.sampleIndex % 2, status: "ok" })), purge: async () => 0 };
+  const cases = [
+    { infill: { variableLength: false }, decoding: {}, want: "dual" },
+    { infill: { variableLength: false }, decoding: { cache: "prefix" }, want: "prefix" },
+    { infill: { variableLength: true }, decoding: { cache: "dual" }, want: "none" },
+  ] as const;
+  for (const c of cases) {
+    const calls: { items: InfillItem[]; cache?: string }[] = [];
+    const store = new JobStore(bed.conn);
+    const coord = new Coordinator({ store, redis: bed.conn, rollout: infillRollout(calls), rewards, learner, logger: createLogger("api-test", { level: "error" }) });
+    const spec = normalizeSpec({ modelDir: DEFAULT_MODEL_DIR, dataset: { path: dataset }, groupSize: 2, promptsPerStep: 2, steps: 1, task: "infill", infill: c.infill, decoding: c.decoding });
+    const job = await store.create(spec);
+    coord.start(job);
+    let state = "";
+    for (let i = 0; i < 400 && !["JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED"].includes(state); i++) {
+      await new Promise((r) => setTimeout(r, 25));
+      state = (await store.get(job.id))?.state ?? "";
+    }
+    await coord.stop();
+    assert.equal(state, "JOB_STATE_SUCCEEDED", (await store.get(job.id))?.error);
+    assert.ok(calls.length > 0 && calls.every((x) => x.cache === c.want), `${JSON.stringify(c)}: ${JSON.stringify(calls.map((x) => x.cache))}`);
+  }
 });

@@ -377,9 +377,9 @@ test("fixed length, one-layer model: the block-refreshed cache is exact, so pref
  * cache layout gives it. Its logits come from the script over that canvas, so a stale or
  * misplaced cached position changes what it proposes.
  */
-function kvScripted(rowAt: (v: RowView) => number[]): Denoiser {
+function kvScripted(rowAt: (v: RowView) => number[], shifted = false): Denoiser {
   return {
-    spec: SPEC,
+    spec: shifted ? { ...SPEC, shiftedLogits: true } : SPEC,
     async forward(inp: ForwardInput) {
       const V = SPEC.vocabSize;
       const { batch: B, length: T, pastLength: P } = inp;
@@ -400,7 +400,9 @@ function kvScripted(rowAt: (v: RowView) => number[]): Denoiser {
         }
         const ids = [...canvas.keys()].sort((x, y) => x - y).map((pos, i) => (assert.equal(pos, i, "the canvas is whole: every position once"), canvas.get(pos)!));
         for (let t = 0; t < T; t++) {
-          if (inp.attention[b * (P + T) + P + t] === 1) logits.set(rowAt({ ids, pos: inp.positions[b * T + t] as number }), (b * T + t) * V);
+          // Shifted (Dream's convention): the row at position q predicts position q + 1.
+          const q = (inp.positions[b * T + t] as number) + (shifted ? 1 : 0);
+          if (inp.attention[b * (P + T) + P + t] === 1 && q < ids.length) logits.set(rowAt({ ids, pos: q }), (b * T + t) * V);
         }
       }
       return { logits, ...(inp.wantPresent ? { present: { keys: [keys], values: [keys.slice()] } } : {}) };
@@ -408,23 +410,26 @@ function kvScripted(rowAt: (v: RowView) => number[]): Denoiser {
   };
 }
 
-test("fixed length, dual cache: what each cached forward sees is the whole current canvas, also after an EOS fill past the block", async () => {
+test("fixed length, prefix and dual cache: what each cached forward sees is the whole current canvas, also after an EOS fill past the block and with shifted logits", async () => {
   // The proposal depends on the whole canvas (the suffix, and how many EOS it holds): a forward
   // that missed a range or saw a filled position as the mask it was would propose otherwise.
   const script = ({ ids, pos }: RowView) => {
     if (pos === 7) return row([EOS, 9]); // middle position 2 of the first item: fills the rest
     const eos = ids.filter((t) => t === EOS).length;
     const sum = ids.reduce((a, t) => a + (t === MASK ? 0 : t), 0);
-    return row([2 + ((sum + 3 * eos + pos) % 7), 4 + (pos % 3)]);
+    // Confidence lowest at item 0's block starts (positions 5, 8, 11): they commit last, in cached steps.
+    return row([2 + ((sum + 3 * eos + pos) % 7), 4 + ((pos + 1) % 3)]);
   };
   const items = [item([2, 3, 4, 5, 6], [7, 8], 9, 9, 21), item([8], [2, 3, 4, 5], 6, 6, 22)];
-  for (const eos_fill of [false, true]) {
-    const base = { variable: false, threshold: 0.9, block_length: 3, temperature: 0, eos_fill, trace: true } as const;
-    const plain = await decodeCounting(kvScripted(script), items, params({ ...base, cache: "none" }));
+  // Shifted logits too: a block's first position reads the row before the block, so a cached
+  // forward's window starts one position early.
+  for (const [eos_fill, shifted] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+    const base = { variable: false, threshold: 1, block_length: 3, temperature: 0, eos_fill, trace: true } as const;
+    const plain = await decodeCounting(kvScripted(script, shifted), items, params({ ...base, cache: "none" }));
     if (eos_fill) assert.ok(plain.out[0]!.events!.some((e) => e.kind === "eos_fill" && e.position >= 3), "the fill reached past the first block");
     for (const cache of ["prefix", "dual"] as const) {
-      const cached = await decodeCounting(kvScripted(script), items, params({ ...base, cache }));
-      assert.deepEqual(cached.out, plain.out, `${cache}, eos_fill ${eos_fill}`);
+      const cached = await decodeCounting(kvScripted(script, shifted), items, params({ ...base, cache }));
+      assert.deepEqual(cached.out, plain.out, `${cache}, eos_fill ${eos_fill}, shifted ${shifted}`);
       assert.ok(cached.forwards.some((f) => f.kind === "cached"), "cached forwards ran");
     }
   }

@@ -111,6 +111,20 @@ test("bad infill requests are rejected naming the field, as gRPC INVALID_ARGUMEN
     assert.equal(fixed.variable, false, "an ordinary model infills a fixed length by default");
     assert.ok(fixed.samples.every((s) => s.middleTokenIds.length <= 4));
 
+    // A model without a KV cache: the default (dual for fixed length) falls back to full
+    // forwards; a cache the caller names is refused naming the field.
+    const noCache = await OrtRolloutEngine.create({ model: { modelBytes: base.bytes, manifest: { ...base.manifest, cache_support: [] } }, replicas: 1, intraOpNumThreads: 1 });
+    try {
+      const full = await noCache.infillSamples(items.slice(0, 1));
+      assert.deepEqual(
+        full.samples.map((s) => s.middleTokenIds),
+        (await plain.infillSamples(items.slice(0, 1), { params: { cache: "none" } })).samples.map((s) => s.middleTokenIds),
+      );
+      await assert.rejects(noCache.infillSamples(items.slice(0, 1), { params: { cache: "dual" } }), field("cache"));
+    } finally {
+      await noCache.close();
+    }
+
     const proto = new ProtoRolloutEngine(plain);
     assert.equal(proto.modelInfo().infillVariableLength, false);
     assert.equal(new ProtoRolloutEngine(e).modelInfo().infillVariableLength, true);

@@ -11,7 +11,7 @@ import type { InfillItem } from "@rlmesh/shared/gen/rlmesh/v1/InfillItem";
 import { normalizeSpec } from "../job-spec.js";
 import { JobStore } from "../job-store.js";
 import { Coordinator } from "./coordinator.js";
-import { runnerTestbed } from "./testing/runner-testbed.js";
+import { runJobToEnd, runnerTestbed } from "./testing/runner-testbed.js";
 import type { Candidate, LearnerClient, RewardScorer } from "./interfaces.js";
 import type { RolloutPool } from "./rollout-pool.js";
 import { loadJobRows, validateDatasets } from "./job-datasets.js";
@@ -56,19 +56,6 @@ function infillRollout(calls: { items: InfillItem[]; variableLength?: boolean; c
   } as unknown as RolloutPool;
 }
 
-/** Runs one job on `coord` until it succeeds or fails (10 s at most); its final record. */
-async function runToEnd(coord: Coordinator, store: JobStore, spec: ReturnType<typeof normalizeSpec>) {
-  const job = await store.create(spec);
-  coord.start(job);
-  let state = "";
-  for (let i = 0; i < 400 && !["JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED"].includes(state); i++) {
-    await new Promise((r) => setTimeout(r, 25));
-    state = (await store.get(job.id))?.state ?? "";
-  }
-  await coord.stop();
-  return (await store.get(job.id))!;
-}
-
 test("an infill job: Infill with the rows' prefix/suffix and the spec's lengths, the whole program scored, TrainSamples prefix | middle | suffix EOS", async () => {
   const dataset = join(bed.dir, "infill.jsonl");
   writeFileSync(dataset, rows.map((r) => JSON.stringify(r)).join("\n") + "\n");
@@ -101,7 +88,7 @@ test("an infill job: Infill with the rows' prefix/suffix and the spec's lengths,
     task: "infill",
     infill: { initialLength: 4, maxLength: 32, variableLength: true },
   });
-  const done = await runToEnd(new Coordinator(deps), store, spec);
+  const { job: done } = await runJobToEnd(store, new Coordinator(deps), spec);
   assert.equal(done.state, "JOB_STATE_SUCCEEDED", done.error);
   assert.equal(calls.length, 2);
   // The Infill items are the rows' cut: prefix = prompt + code before, suffix = code after.
@@ -166,7 +153,7 @@ test("an infill job's Infill calls carry the job's decoding cache for fixed leng
     const store = new JobStore(bed.conn);
     const coord = new Coordinator({ store, redis: bed.conn, rollout: infillRollout(calls), rewards, learner, logger: createLogger("api-test", { level: "error" }) });
     const spec = normalizeSpec({ modelDir: DEFAULT_MODEL_DIR, dataset: { path: dataset }, groupSize: 2, promptsPerStep: 2, steps: 1, task: "infill", infill: c.infill, decoding: c.decoding });
-    const done = await runToEnd(coord, store, spec);
+    const { job: done } = await runJobToEnd(store, coord, spec);
     assert.equal(done.state, "JOB_STATE_SUCCEEDED", done.error);
     assert.ok(calls.length > 0 && calls.every((x) => x.cache === c.want), `${JSON.stringify(c)}: ${JSON.stringify(calls.map((x) => x.cache))}`);
   }

@@ -157,3 +157,51 @@ test("init_from a job that has not SUCCEEDED fails the job naming spec.init_from
   assert.match(done.error, new RegExp(`^spec\\.init_from\\.job: job ${running.id} is JOB_STATE_QUEUED; only a SUCCEEDED job's final weights`));
   assert.deepEqual(calls, []);
 });
+
+test("a Redis error at a step's start (the run clock's write) while its rollout later fails: the api does not crash on the rollout's rejection, the step is retried, the job succeeds", async () => {
+  // Stop 29's CI: the write threw before the step awaited its rollout, whose later rejection was
+  // unhandled and ended the api (exit code 1) in a Redis outage.
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown) => unhandled.push(reason);
+  process.on("unhandledRejection", onUnhandled);
+  try {
+    let failedWrites = 0;
+    const redis = new Proxy(bed.conn, {
+      get(target, prop) {
+        if (prop === "set") {
+          return (key: string, ...rest: unknown[]) => {
+            if (String(key).endsWith(":run_seconds") && failedWrites++ === 0) return Promise.reject(new Error("Connection is closed."));
+            return (target.set as (...a: unknown[]) => Promise<unknown>).call(target, key, ...rest);
+          };
+        }
+        const v = Reflect.get(target, prop, target) as unknown;
+        return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const base = fakeRollout();
+    let generated = 0;
+    const failingOnce = {
+      ...base,
+      // The first rollout fails 50 ms after the step gave up on it (as a rollout does in an outage).
+      generate: async (...args: Parameters<typeof base.generate>) => {
+        if (generated++ === 0) {
+          await new Promise((r) => setTimeout(r, 50));
+          throw new Error("rollout lost");
+        }
+        return base.generate(...args);
+      },
+    } as unknown as typeof base;
+    const store = new JobStore(bed.conn);
+    const deps = { store, redis, rollout: failingOnce, rewards, learner: learner({ action: "" }), logger: createLogger("api-test", { level: "error" }) };
+    const spec = normalizeSpec({ modelDir: dir, dataset: { path: dataset }, groupSize: 2, promptsPerStep: 2, steps: 2 });
+    const { job, events } = await runJobToEnd(store, new Coordinator(deps), spec, 400);
+    await new Promise((r) => setTimeout(r, 100)); // past the failed rollout's rejection
+    assert.equal(failedWrites >= 1 && generated >= 2, true, `writes ${failedWrites}, rollouts ${generated}`);
+    assert.deepEqual(unhandled, [], "no unhandled rejection");
+    assert.equal(job.state, "JOB_STATE_SUCCEEDED", job.error);
+    // Retried as a Redis outage (no attempt used up): both steps ran once.
+    assert.deepEqual(events.filter((e) => e.step).map((e) => Number(e.step!.step)), [1, 2]);
+  } finally {
+    process.off("unhandledRejection", onUnhandled);
+  }
+});

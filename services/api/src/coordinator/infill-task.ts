@@ -50,13 +50,11 @@ export async function rolloutInfill(
   deps: RunnerDeps,
   opts: { signal: AbortSignal; requestId: string; policyJobId: string },
 ): Promise<StepSample[]> {
-  const model = await modelFacts(spec.modelDir);
-  const eosId = model.eosId;
-  // The job's decoding cache (a generation default) applies to fixed-length infilling only, and
-  // only where the model serves it: variable length runs uncached (every expand or delete moves
-  // the suffix; the worker refuses a cache), and a model without it runs full forwards.
-  const cached = !spec.infill.variableLength && params.cache !== undefined && model.cacheSupport.includes(params.cache);
-  const infillParams: DecodingParams = cached ? params : { ...params, cache: "none" };
+  const eosId = await modelEosId(spec.modelDir);
+  // The job's decoding cache (checked against the model at submit) applies to fixed-length
+  // infilling only: variable length runs uncached (every expand or delete moves the suffix; the
+  // worker refuses a cache).
+  const infillParams: DecodingParams = spec.infill.variableLength ? { ...params, cache: "none" } : params;
   const res = await deps.rollout.infill(
     rows.map((r, i) => ({
       id: String(i),
@@ -72,16 +70,16 @@ export async function rolloutInfill(
   return res.samples.map((s) => asStepSample(s, rows[Number(s.itemId)]!, eosId));
 }
 
-// What infilling needs of each model directory's manifest (read once per directory).
-const manifests = new Map<string, Promise<{ eosId: number; cacheSupport: readonly string[] }>>();
-function modelFacts(modelDir: string): Promise<{ eosId: number; cacheSupport: readonly string[] }> {
-  let facts = manifests.get(modelDir);
-  if (!facts) {
-    facts = loadManifest(modelDir).then((m) => ({ eosId: m.eos_id, cacheSupport: m.cache_support }));
-    facts.catch(() => manifests.delete(modelDir));
-    manifests.set(modelDir, facts);
+// The EOS id of each model directory (read once per directory).
+const eosIds = new Map<string, Promise<number>>();
+function modelEosId(modelDir: string): Promise<number> {
+  let id = eosIds.get(modelDir);
+  if (!id) {
+    id = loadManifest(modelDir).then((m) => m.eos_id);
+    id.catch(() => eosIds.delete(modelDir));
+    eosIds.set(modelDir, id);
   }
-  return facts;
+  return id;
 }
 
 /**

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -35,6 +35,25 @@ test("submit-time check: every prompt plus max_new_tokens must fit the model's m
       evalDataset: { path: join(TOY_DATASET_DIR, "test-instances.jsonl") },
     }),
   );
+});
+
+test("submit-time check: the job's decoding cache must be one the model serves (variable-length infilling uses none)", async () => {
+  // The shipped model's manifest, declaring no KV cache.
+  const noCache = join(dir, "no-cache-model");
+  mkdirSync(noCache, { recursive: true });
+  const manifest = JSON.parse(readFileSync(join(DEFAULT_MODEL_DIR, "manifest.json"), "utf8")) as Record<string, unknown>;
+  writeFileSync(join(noCache, "manifest.json"), JSON.stringify({ ...manifest, cache_support: [] }));
+  const ds = join(TOY_DATASET_DIR, "train.jsonl");
+  await assert.rejects(
+    validateDatasets(normalizeSpec({ modelDir: noCache, dataset: { path: ds } })),
+    (e: unknown) => e instanceof InvalidArgumentError && /^spec\.decoding\.cache: dual: .* serves no KV cache; set decoding\.cache to none/.test(e.message),
+  );
+  await assert.rejects(
+    validateDatasets(normalizeSpec({ modelDir: noCache, dataset: { path: ds }, task: "infill", infill: { variableLength: false } })),
+    /spec\.decoding\.cache: dual/,
+  );
+  await validateDatasets(normalizeSpec({ modelDir: noCache, dataset: { path: ds }, decoding: { cache: "none" } }));
+  await validateDatasets(normalizeSpec({ modelDir: DEFAULT_MODEL_DIR, dataset: { path: ds }, decoding: { cache: "prefix" } }));
 });
 
 test("the job's train shape for the learner's warm-up: rows P × G, the training prompts' token range, max_new_tokens; none for infill or without a model", async () => {

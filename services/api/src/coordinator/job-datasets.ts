@@ -87,6 +87,16 @@ async function promptBudget(spec: JobSpec): Promise<{ count: (text: string) => n
       `${spec.modelDir} declares no expand_id: variable-length infilling needs a model trained for it (e.g. models/tiny-coder-infill), or set variable_length false`,
     );
   }
+  // The decoding cache the job's rollouts use (variable-length infilling runs without one) must be
+  // one the model serves: refused here, not by the rollout worker at the first step.
+  const cache = spec.decoding.cache;
+  const usesCache = !(spec.task === "infill" && spec.infill.variableLength);
+  if (usesCache && cache !== undefined && cache !== "none" && !(manifest.cache_support as readonly string[]).includes(cache)) {
+    throw new InvalidArgumentError(
+      "spec.decoding.cache",
+      `${cache}: ${spec.modelDir} serves ${manifest.cache_support.length ? manifest.cache_support.join(", ") : "no KV cache"}; set decoding.cache ${manifest.cache_support.length ? `to one of them or ` : ""}to none`,
+    );
+  }
   const maxNew = spec.decoding.maxNewTokens ?? 0;
   const maxPromptTokens = manifest.max_seq_len - maxNew;
   if (maxPromptTokens < 1) {

@@ -319,8 +319,7 @@ def judge_limits(limits, run_dir, persistent=False):
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    os.environ.clear()
-    os.environ.update(runner.candidate_environ(run_dir))
+    runner.set_environ(run_dir)
     os.chdir(run_dir)
 
 

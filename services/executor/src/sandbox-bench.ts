@@ -143,19 +143,25 @@ const round = (x: number) => Math.round(x * 100) / 100;
 /** Clock ticks per second of /proc/<pid>/stat times (USER_HZ, 100 on Linux). */
 const CLK_TCK = 100;
 
+/** CPU seconds and minor page faults (most of them copy-on-write after a fork) of a process or role. */
+interface Usage {
+  cpu: number;
+  faults: number;
+}
+const ZERO: Usage = { cpu: 0, faults: 0 };
+const plus = (a: Usage, b: Usage): Usage => ({ cpu: a.cpu + b.cpu, faults: a.faults + b.faults });
+const minus = (a: Usage, b: Usage): Usage => ({ cpu: a.cpu - b.cpu, faults: a.faults - b.faults });
 /**
  * One read of /proc/<pid>/stat: the process's own CPU (utime+stime) and its reaped children's
  * (cutime+cstime), seconds, the same for minor page faults (minflt, cminflt), and its start time
  * (clock ticks after boot); undefined when unreadable.
  */
-function procStat(pid: number | "self"): { cpu: number; reaped: number; faults: number; reapedFaults: number; start: number } | undefined {
+function procStat(pid: number | "self"): { own: Usage; reaped: Usage; start: number } | undefined {
   try {
     const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
     return {
-      cpu: (Number(f[11]) + Number(f[12])) / CLK_TCK,
-      reaped: (Number(f[13]) + Number(f[14])) / CLK_TCK,
-      faults: Number(f[7]),
-      reapedFaults: Number(f[8]),
+      own: { cpu: (Number(f[11]) + Number(f[12])) / CLK_TCK, faults: Number(f[7]) },
+      reaped: { cpu: (Number(f[13]) + Number(f[14])) / CLK_TCK, faults: Number(f[8]) },
       start: Number(f[19]),
     };
   } catch {
@@ -164,7 +170,7 @@ function procStat(pid: number | "self"): { cpu: number; reaped: number; faults: 
 }
 
 /** Reaped children's CPU of this process (cutime+cstime), seconds. */
-const childrenCpuSeconds = (): number => procStat("self")!.reaped;
+const childrenCpuSeconds = (): number => procStat("self")!.reaped.cpu;
 
 function selfCpuSeconds(): number {
   const u = process.cpuUsage();
@@ -197,14 +203,6 @@ export interface RoleCpu {
   candidate: number;
 }
 
-/** CPU seconds and minor page faults (most of them copy-on-write after a fork) of a process or role. */
-interface Usage {
-  cpu: number;
-  faults: number;
-}
-const ZERO: Usage = { cpu: 0, faults: 0 };
-const plus = (a: Usage, b: Usage): Usage => ({ cpu: a.cpu + b.cpu, faults: a.faults + b.faults });
-const minus = (a: Usage, b: Usage): Usage => ({ cpu: a.cpu - b.cpu, faults: a.faults - b.faults });
 type Roles = Record<keyof RoleCpu, Usage>;
 
 /**
@@ -226,8 +224,8 @@ class RoleSampler {
 
   private constructor(private readonly pid1: number) {
     const st = procStat(pid1);
-    this.pid1Start = st ? { cpu: st.cpu, faults: st.faults } : ZERO;
-    this.reapedStart = st ? { cpu: st.reaped, faults: st.reapedFaults } : ZERO;
+    this.pid1Start = st?.own ?? ZERO;
+    this.reapedStart = st?.reaped ?? ZERO;
     this.sample(true);
   }
 
@@ -245,10 +243,10 @@ class RoleSampler {
 
   /** Reads every live child of PID 1; a child that was seen before and is gone was reaped. */
   sample(first = false): void {
-    const now = new Map<number, Usage & { start: number }>();
+    const now = new Map<number, { own: Usage; start: number }>();
     for (const pid of this.children()) {
       const st = procStat(pid);
-      if (st) now.set(pid, { cpu: st.cpu, faults: st.faults, start: st.start });
+      if (st) now.set(pid, st);
     }
     if (this.supervisor === undefined && now.size > 0) {
       // The first sample that sees PID 1's children (a sandbox reports ready before it forks them).
@@ -257,7 +255,7 @@ class RoleSampler {
       for (const [pid, st] of now) if (!oldest || st.start < oldest[1] || (st.start === oldest[1] && pid < oldest[0])) oldest = [pid, st.start];
       if (oldest) {
         this.supervisor = oldest[0];
-        this.supervisorStart = now.get(oldest[0])!;
+        this.supervisorStart = now.get(oldest[0])!.own;
       }
     }
     for (const [pid, prev] of this.seen) {
@@ -269,7 +267,7 @@ class RoleSampler {
     for (const [pid, st] of now) {
       if (pid === this.supervisor) continue;
       const prev = this.seen.get(pid);
-      const usage = { cpu: st.cpu, faults: st.faults };
+      const usage = st.own;
       if (first) this.seen.set(pid, { ...usage, samples: 2 });
       else if (prev) {
         // The second sight of a judge: all its usage so far is the judge's.
@@ -283,10 +281,10 @@ class RoleSampler {
   totals(): Roles {
     this.sample();
     const st = procStat(this.pid1);
-    const pid1 = st ? minus({ cpu: st.cpu, faults: st.faults }, this.pid1Start) : ZERO;
-    const reaped = st ? minus({ cpu: st.reaped, faults: st.reapedFaults }, this.reapedStart) : ZERO;
+    const pid1 = st ? minus(st.own, this.pid1Start) : ZERO;
+    const reaped = st ? minus(st.reaped, this.reapedStart) : ZERO;
     const sup = this.supervisor !== undefined ? procStat(this.supervisor) : undefined;
-    const supervisor = sup ? minus({ cpu: sup.cpu, faults: sup.faults }, this.supervisorStart) : ZERO;
+    const supervisor = sup ? minus(sup.own, this.supervisorStart) : ZERO;
     const candidate = minus(reaped, this.reapedJudges);
     return { pid1, supervisor, judge: this.judge, candidate: { cpu: Math.max(0, candidate.cpu), faults: Math.max(0, candidate.faults) } };
   }
@@ -472,7 +470,7 @@ export async function benchSandbox(rows: CanonicalRow[], opts: SandboxBenchOptio
     // Each path is a function run once per round; sums of seconds and passes per path.
     type Pass = { seconds: number; passed: number; nodeCpu: number; redisCpu: number; idleMs: number };
     type Path = { key: string; run: () => Promise<Pass> };
-    const redisCpu = () => procStat(redis.process.pid!)?.cpu ?? 0;
+    const redisCpu = () => procStat(redis.process.pid!)?.own.cpu ?? 0;
     const paths: Path[] = [
       {
         key: "bare",

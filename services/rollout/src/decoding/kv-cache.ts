@@ -74,7 +74,7 @@ function writePast(past: KvTensors, b: number, P: number, cache: SeqCache, range
 }
 
 /** Positions in `ranges` (each [start, end)). */
-export const rangesLength = (ranges: ReadonlyArray<readonly [number, number]>): number => ranges.reduce((a, [x, y]) => a + (y - x), 0);
+const rangesLength = (ranges: ReadonlyArray<readonly [number, number]>): number => ranges.reduce((a, [x, y]) => a + (y - x), 0);
 
 /** One row of a cached forward: it computes positions [start, end) of `ids` and attends to its cached K/V at `past`. */
 export interface CachedWindow {

@@ -25,7 +25,7 @@ export const DEFAULT_STALLED_INTERVAL_MS = 2000;
 /**
  * How many times a job may be taken back from a dead executor before it fails as executor_lost.
  * A candidate cannot kill its executor (it runs in a sandbox), so a stall is the infrastructure's
- * doing, not the job's: with an executor SIGKILLed every 3 s (reward-queue-load.test.ts) a limit
+ * doing, not the job's: with an executor SIGKILLed every 3 s (reward-queue-load.test.ts at the time) a limit
  * of 2 let 1 of 2 000 jobs fail that way at load ~25 (68 stalls in 37 kills). A job that somehow
  * wedges every executor it lands on still ends, after 6 executors.
  */

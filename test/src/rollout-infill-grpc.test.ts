@@ -159,5 +159,25 @@ describe("RolloutService.Infill over gRPC", { timeout: 300_000 }, () => {
       assert.match(err.details, /^cache: dual is for fixed-length infilling only/);
       return true;
     });
+    // The length cuts: variable length only, each in [0, 1].
+    const badOn = (client: typeof c, req: object, field: RegExp) =>
+      assert.rejects(infill(client, req), (err: grpc.ServiceError) => {
+        assert.equal(err.code, grpc.status.INVALID_ARGUMENT, err.details);
+        assert.match(err.details, field);
+        return true;
+      });
+    await badOn(workers[1]!.client, { items: items(), eosCut: 1.5 }, /^eos_cut: .*\[0, 1\].*got 1\.5/);
+    await badOn(workers[1]!.client, { items: items(), variableLength: false, expandCut: 0.2 }, /^expand_cut: .*variable-length infilling only/);
+    await badOn(c, { items: items(), eosCut: 0.2 }, /^eos_cut: .*variable-length infilling only/);
+  });
+
+  test("variable length with the length cuts set: every sample's length is the balance of its expands and deletes", async () => {
+    const res = await infill(workers[1]!.client, { items: items({ initialLength: 4, maxLength: 24 }), samplesPerItem: 2, eosCut: 0.3, expandCut: 0.05, params: { temperature: 0, trace: true } });
+    assert.equal(res.samples.length, ROWS.length * 2);
+    for (const s of res.samples) {
+      const count = (k: string) => s.events.filter((e) => e.kind === k).length;
+      assert.ok(s.length <= 24, `at most max_length tokens, got ${s.length}`);
+      assert.equal(s.length, 4 + count("expand") - count("delete"), `events ${JSON.stringify(s.events)} vs length ${s.length}`);
+    }
   });
 });

@@ -18,7 +18,7 @@ import { DEFAULT_INFILL_CACHE } from "@rlmesh/rollout/decoding/infill-params";
 import { flagBool, flagFloat, flagInt, flagString, parseArgs, UsageError } from "./args.js";
 
 export const BENCH_INFILL_USAGE =
-  "rlmesh bench infill [--model DIR] [--dataset FILE] [--limit N] [--modes a,b,...] [--seed S] [--replicas N] [--threshold T] [--variable-threshold T] [--cache none|prefix|dual] [--block-length N] [--no-suffix-eos] [--json]";
+  "rlmesh bench infill [--model DIR] [--dataset FILE] [--split heldout|train] [--limit N] [--modes a,b,...] [--seed S] [--replicas N] [--threshold T] [--variable-threshold T] [--eos-cut P] [--expand-cut P] [--cache none|prefix|dual] [--block-length N] [--no-suffix-eos] [--json]";
 
 export type InfillMode = "oracle" | "fixed_short" | "fixed_long" | "variable_from_4" | "variable_from_32" | "variable_from_oracle";
 /** The modes the bench runs by default (DreamOn's comparison). */
@@ -102,7 +102,10 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
   const a = parseArgs(argv, ["json", "no-suffix-eos"]);
   const json = flagBool(a, "json");
   const modelDir = resolve(flagString(a, "model") ?? join(REPO_ROOT, "models", "tiny-coder-infill"));
-  const dataset = resolve(flagString(a, "dataset") ?? join(REPO_ROOT, "datasets", "toy", "test-instances.jsonl"));
+  // --split train: rows cut from the training split, for tuning decoding knobs without looking at the held-out rows.
+  const split = flagString(a, "split") ?? "heldout";
+  if (split !== "heldout" && split !== "train") throw new UsageError(`--split must be heldout or train, got ${split}`);
+  const dataset = resolve(flagString(a, "dataset") ?? join(REPO_ROOT, "datasets", "toy", split === "train" ? "train.jsonl" : "test-instances.jsonl"));
   const limit = flagInt(a, "limit", 200, 1);
   const seed = flagInt(a, "seed", 1, 0);
   const replicas = flagInt(a, "replicas", 1, 1);
@@ -112,6 +115,14 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
   // Variable modes: 1 = DreamOn (one token per step); below 1, confident ordinary tokens commit together (one edit per step).
   const variableThreshold = flagFloat(a, "variable-threshold", 1);
   if (!(variableThreshold > 0 && variableThreshold <= 1)) throw new UsageError(`--variable-threshold must be in (0, 1], got ${variableThreshold}`);
+  // Variable modes' length rules (InfillParams eos_cut / expand_cut): 0 = DreamOn's order; unset = the model's manifest defaults.
+  const cutFlag = (name: string): number | undefined => {
+    if (!a.flags.has(name)) return undefined;
+    const v = flagFloat(a, name, 0);
+    if (!(v >= 0 && v <= 1)) throw new UsageError(`--${name} must be in [0, 1] (0 = DreamOn's order), got ${v}`);
+    return v;
+  };
+  const askedCuts = { eos_cut: cutFlag("eos-cut"), expand_cut: cutFlag("expand-cut") };
   // Fixed modes only: Fast-dLLM's KV cache over the canvas and its blocks (variable length runs uncached).
   // Unset: the worker's default (dual, or full forwards on a model without a cache).
   const cache = flagString(a, "cache");
@@ -125,7 +136,7 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
     if (!json) print(l);
   };
 
-  const rows = loadInfillRows(dataset, "heldout", { seed }).slice(0, limit);
+  const rows = loadInfillRows(dataset, split, { seed }).slice(0, limit);
   const model = await loadRolloutModel(modelDir);
   if (!model.codec) throw new Error(`${modelDir} has no tokenizer`);
   const encode = model.codec.encode.bind(model.codec);
@@ -133,7 +144,12 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
   const modes = wanted.filter((m) => variableOk || !modeLengths(m, 1).variable);
   const skipped = wanted.filter((m) => !modes.includes(m)).map((m) => ({ mode: m, reason: `${model.manifest.name} declares no expand_id (fixed length only)` }));
   const trueLengths = rows.map((r) => encode(r.middle).length);
-  say(`bench infill: ${model.manifest.name} (${modelDir}), ${rows.length} held-out infilling rows of ${dataset}, greedy, fixed modes ${threshold >= 1 ? "one token per step" : `at threshold ${threshold}`} (cache ${cacheSaid}${blockLength ? `, blocks of ${blockLength}` : ""}), variable ${variableThreshold >= 1 ? "one token per step" : `at threshold ${variableThreshold}`}`);
+  // The variable modes' length rules in effect: the flags, else the model's manifest defaults, else 0 (DreamOn).
+  const cuts = {
+    eos_cut: askedCuts.eos_cut ?? model.manifest.infill_decoding?.eos_cut ?? 0,
+    expand_cut: askedCuts.expand_cut ?? model.manifest.infill_decoding?.expand_cut ?? 0,
+  };
+  say(`bench infill: ${model.manifest.name} (${modelDir}), ${rows.length} ${split === "train" ? "training-split" : "held-out"} infilling rows of ${dataset}, greedy, fixed modes ${threshold >= 1 ? "one token per step" : `at threshold ${threshold}`} (cache ${cacheSaid}${blockLength ? `, blocks of ${blockLength}` : ""}), variable ${variableThreshold >= 1 ? "one token per step" : `at threshold ${variableThreshold}`}${cuts.eos_cut || cuts.expand_cut ? `, EOS cut ${cuts.eos_cut}, expand cut ${cuts.expand_cut}` : ", DreamOn's order"}`);
   for (const s of skipped) say(`  ${s.mode}: skipped (${s.reason})`);
 
   const engine = await OrtRolloutEngine.create({ model, replicas, logger: createLogger("bench-infill", { level: "warn" }) });
@@ -161,7 +177,7 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
             temperature: 0,
             threshold: variable ? variableThreshold : threshold,
             seed,
-            ...(variable ? {} : { ...(cache ? { cache: cache as CacheMode } : {}), ...(blockLength ? { block_length: blockLength } : {}) }),
+            ...(variable ? { ...(askedCuts.eos_cut !== undefined ? { eos_cut: askedCuts.eos_cut } : {}), ...(askedCuts.expand_cut !== undefined ? { expand_cut: askedCuts.expand_cut } : {}) } : { ...(cache ? { cache: cache as CacheMode } : {}), ...(blockLength ? { block_length: blockLength } : {}) }),
           },
           ...(flagBool(a, "no-suffix-eos") ? { suffixEos: false } : {}),
         });
@@ -211,6 +227,7 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
         model: model.manifest.name,
         model_dir: modelDir,
         dataset,
+        split,
         rows: rows.length,
         mean_true_length: mean(trueLengths),
         decoding: {
@@ -219,6 +236,8 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
           fixed_cache: cacheSaid,
           ...(blockLength ? { fixed_block_length: blockLength } : {}),
           variable_threshold: variableThreshold,
+          variable_eos_cut: cuts.eos_cut,
+          variable_expand_cut: cuts.expand_cut,
           alg: "entropy",
           suffix_eos: !flagBool(a, "no-suffix-eos"),
         },

@@ -211,3 +211,19 @@ test("weight_dtype float16: a float16 model loads; a weight of the other dtype, 
     /^manifest\.json: weight_dtype must be "float32" or "float16", got "bfloat16"$/,
   );
 });
+
+test("infill_decoding (variable-length length cuts) loads with expand_id and is refused by name when malformed", async () => {
+  const withExpand = (d: unknown) => (m: ModelManifest) => {
+    m.expand_id = 5;
+    (m as unknown as Record<string, unknown>)["infill_decoding"] = d;
+  };
+  const ok = await loadModel(await modelDir({ manifest: withExpand({ eos_cut: 0.2, expand_cut: 0.03 }) }));
+  assert.deepEqual(ok.manifest.infill_decoding, { eos_cut: 0.2, expand_cut: 0.03 });
+  await rejects(await modelDir({ manifest: withExpand({ eos_cut: 1.5 }) }), /infill_decoding\.eos_cut must be a number in \[0, 1\], got 1\.5/);
+  await rejects(await modelDir({ manifest: withExpand({ eos_cutt: 0.2 }) }), /infill_decoding\.eos_cutt must be absent \(known: eos_cut, expand_cut\)/);
+  await rejects(await modelDir({ manifest: withExpand([0.2]) }), /infill_decoding must be an object/);
+  await rejects(
+    await modelDir({ manifest: (m) => ((m as unknown as Record<string, unknown>)["infill_decoding"] = { eos_cut: 0.2 }) }),
+    /infill_decoding must be absent: it needs expand_id/,
+  );
+});

@@ -54,6 +54,12 @@ export interface ModelManifest {
   expand_id?: number;
   delete_id?: number;
   /**
+   * Variable-length infilling's default length rules for this model (a request's own values win):
+   * `eos_cut` / `expand_cut` in [0, 1], 0 = DreamOn's order (the rollout service's InfillParams).
+   * Only with `expand_id`. Tuned on training-split rows (`rlmesh bench infill --split train`).
+   */
+  infill_decoding?: { eos_cut?: number; expand_cut?: number };
+  /**
    * How model.onnx stores its weights: `float16` = FLOAT16 initializers read through a Cast to
    * float32 (`import-hf --dtype float16`; the graph computes in float32). loadModel checks every
    * weight against it. @defaultValue "float32"
@@ -278,6 +284,17 @@ export function validateManifest(raw: unknown): ModelManifest {
   }
   if (o["expand_id"] !== undefined) m.expand_id = tokenId(o, "expand_id", vocab);
   if (o["delete_id"] !== undefined) m.delete_id = tokenId(o, "delete_id", vocab);
+  if (o["infill_decoding"] !== undefined) {
+    const d = obj(o["infill_decoding"], "infill_decoding");
+    if (m.expand_id === undefined) fail("infill_decoding", "absent: it needs expand_id (variable-length infilling)", d);
+    const out: { eos_cut?: number; expand_cut?: number } = {};
+    for (const [k, v] of Object.entries(d)) {
+      if (k !== "eos_cut" && k !== "expand_cut") fail(`infill_decoding.${k}`, "absent (known: eos_cut, expand_cut)", v);
+      if (typeof v !== "number" || !(v >= 0 && v <= 1)) fail(`infill_decoding.${k}`, "a number in [0, 1]", v);
+      out[k] = v;
+    }
+    m.infill_decoding = out;
+  }
   if (o["weight_dtype"] !== undefined) {
     const v = o["weight_dtype"];
     if (v !== "float32" && v !== "float16") fail("weight_dtype", '"float32" or "float16"', v);

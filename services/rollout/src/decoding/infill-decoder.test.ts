@@ -182,6 +182,76 @@ test("variable length: EOS at the first middle position empties the middle", asy
   assert.equal(r!.events!.filter((e) => e.kind === "delete").length, 6);
 });
 
+test("variable length, EOS cut: the leftmost mask whose EOS probability reaches eos_cut is cut first, before tokens written for a canvas too long", async () => {
+  // prefix [5], suffix [9]. While the middle is longer than 3, the model writes 4 at its first three
+  // positions (logit 10), is sure of EOS at its last (9) and fairly sure at the others (5: p 0.93);
+  // a middle of 3 it fills with 3.
+  const model = scripted(({ ids, pos }) => {
+    const m = ids.length - 2;
+    const k = pos - 1;
+    if (m <= 3) return row([3, 6]);
+    if (k < 3) return row([4, 10]);
+    return k === m - 1 ? row([EOS, 9]) : row([EOS, 5]);
+  });
+  const input = [item([5], [9], 8, 16)];
+  const dreamOn = (await decodeInfillBatch(model, input, params({ variable: true, trace: true })))[0]!;
+  assert.deepEqual(dreamOn.middleIds, [4, 4, 4], "DreamOn's order writes the 4s, then deletes the end one position at a time");
+  assert.equal(dreamOn.nfe, 3 + 5);
+  const cut = (await decodeInfillBatch(model, input, params({ variable: true, trace: true, eos_cut: 0.9 })))[0]!;
+  assert.deepEqual(cut.middleIds, [3, 3, 3]);
+  assert.equal(cut.nfe, 1 + 3, "one cut, then three tokens");
+  assert.deepEqual(
+    cut.events!.filter((e) => e.step === 1).map((e) => [e.kind, e.position]),
+    [...[4, 5, 6, 7].map((p) => ["eos_fill", p]), ...[7, 6, 5, 4, 3].map((p) => ["delete", p])],
+    "the cut at position 3 (the leftmost EOS at p >= 0.9) deletes it and every mask to its right in one step",
+  );
+  const high = (await decodeInfillBatch(model, input, params({ variable: true, eos_cut: 0.95 })))[0]!;
+  assert.deepEqual(high.middleIds, [3, 3, 3], "at 0.95 only the end's EOS (p 0.9986) qualifies: cut there, one position a step");
+  assert.equal(high.nfe, 5 + 3, "five cuts of the last position come before the confident 4s");
+});
+
+test("variable length, expand cut: the mask most likely to be <|expand|> is expanded first once that probability reaches expand_cut", async () => {
+  // prefix [5], suffix [9]. A middle shorter than 5: token 3 is the favourite (p 0.64) and
+  // <|expand|> the runner-up (p 0.24) at every position; from 5 on, token 6 and no expand.
+  const model = scripted(({ ids }) => (ids.length - 2 < 5 ? row([3, 4], [EXPAND, 3]) : row([6, 4])));
+  const input = [item([5], [9], 2, 8)];
+  const dreamOn = (await decodeInfillBatch(model, input, params({ variable: true })))[0]!;
+  assert.deepEqual(dreamOn.middleIds, [3, 3], "DreamOn's order commits the favourite and never grows");
+  const grown = (await decodeInfillBatch(model, input, params({ variable: true, trace: true, expand_cut: 0.2 })))[0]!;
+  assert.deepEqual(grown.middleIds, [6, 6, 6, 6, 6]);
+  assert.deepEqual(
+    grown.events!.map((e) => [e.step, e.kind, e.position]),
+    [1, 2, 3].map((s) => [s, "expand", 0]),
+    "ties go to the leftmost mask",
+  );
+  assert.equal(grown.nfe, 3 + 5);
+  const capped = (await decodeInfillBatch(model, [item([5], [9], 2, 3)], params({ variable: true, expand_cut: 0.2 })))[0]!;
+  assert.deepEqual(capped.middleIds, [3, 3, 3], "the window (max_length 3) still bounds the growth");
+  const above = (await decodeInfillBatch(model, input, params({ variable: true, expand_cut: 0.3 })))[0]!;
+  assert.deepEqual(above.middleIds, [3, 3], "below the cut the order is DreamOn's");
+});
+
+test("length cuts: the model's defaults apply to variable length unless the request sets them; fixed length refuses them by name", () => {
+  const tokens = { ...TOKENS, defaultCuts: { eos_cut: 0.3, expand_cut: 0.05 } };
+  const v = resolveInfillParams({ variable: true }, tokens);
+  assert.deepEqual([v.eos_cut, v.expand_cut], [0.3, 0.05]);
+  const own = resolveInfillParams({ variable: true, eos_cut: 0, expand_cut: 0.5 }, tokens);
+  assert.deepEqual([own.eos_cut, own.expand_cut], [0, 0.5], "a request's 0 turns a default off");
+  const fixed = resolveInfillParams({ variable: false }, tokens);
+  assert.deepEqual([fixed.eos_cut, fixed.expand_cut], [0, 0], "a fixed-length request is not refused for the model's defaults");
+  assert.deepEqual([resolveInfillParams({}, TOKENS).eos_cut, resolveInfillParams({}, TOKENS).expand_cut], [0, 0], "no defaults: DreamOn's order");
+  const bad = (input: InfillParamsInput, field: string) =>
+    assert.throws(
+      () => resolveInfillParams(input, TOKENS),
+      (e: unknown) => e instanceof InvalidDecodeParamsError && e.field === field && e.message.startsWith(field),
+    );
+  bad({ variable: true, eos_cut: 1.5 }, "eos_cut");
+  bad({ variable: true, expand_cut: -0.1 }, "expand_cut");
+  bad({ variable: true, eos_cut: Number.NaN }, "eos_cut");
+  bad({ variable: false, eos_cut: 0.3 }, "eos_cut");
+  bad({ variable: false, expand_cut: 0.3 }, "expand_cut");
+});
+
 test("variable length with an explicit threshold < 1: confident ordinary tokens commit together, one edit per step", async () => {
   // prefix [5], suffix [9]. While the middle is shorter than 5, its first position says expand.
   const grow = scripted(({ ids, pos }) => {

@@ -97,6 +97,15 @@ interface Row {
   stale: boolean;
 }
 
+/** Softmax probability of `id` in logits `row[0, V)` (at temperature 1, no filters). */
+function tokenProb(row: Float64Array, V: number, id: number): number {
+  let max = -Infinity;
+  for (let v = 0; v < V; v++) if ((row[v] as number) > max) max = row[v] as number;
+  let z = 0;
+  for (let v = 0; v < V; v++) z += Math.exp((row[v] as number) - max);
+  return Math.exp((row[id] as number) - max) / z;
+}
+
 /** Position whose logits row predicts canvas position `p`. */
 function logitRow(spec: DenoiserSpec, p: number): number {
   return spec.shiftedLogits ? Math.max(0, p - 1) : p;
@@ -317,6 +326,10 @@ class InfillDecoder {
     const tokens: number[] = [];
     const tokenProbs: number[] = [];
     const confs: number[] = [];
+    const cut = params.variable && params.eos_cut > 0;
+    const grow = params.variable && params.expand_cut > 0 && expandOpen;
+    let growAt = -1;
+    let growP = params.expand_cut;
     for (const k of cand) {
       const p = r.pre + k;
       const off = rowOffset(p);
@@ -325,6 +338,19 @@ class InfillDecoder {
       for (let v = Math.min(spec.tokenizerVocabSize ?? V, V); v < V; v++) row[v] = -Infinity;
       row[spec.maskId] = -Infinity;
       if (params.expand_id >= 0 && !expandOpen) row[params.expand_id] = -Infinity;
+      if (cut && tokenProb(row, V, spec.eosId) >= params.eos_cut) {
+        // The leftmost sure EOS (candidates are in middle order) is this step's only commit.
+        r.step++;
+        this.commitVariable(r, k, spec.eosId);
+        return;
+      }
+      if (grow) {
+        const pe = tokenProb(row, V, params.expand_id);
+        if (pe > growP || (growAt < 0 && pe >= growP)) {
+          growP = pe;
+          growAt = k;
+        }
+      }
       if (greedy) {
         const g = greedyTokenProb(row, 0, V);
         if (Number.isNaN(g.prob)) throw nonFiniteLogits(p);
@@ -339,6 +365,12 @@ class InfillDecoder {
       tokens.push(tok);
       tokenProbs.push(probs[tok] as number);
       confs.push(algConfidence(params.alg, probs, V, tok));
+    }
+    if (growAt >= 0) {
+      // No EOS cut applied: the surest expand is this step's only commit.
+      r.step++;
+      this.commitVariable(r, growAt, params.expand_id);
+      return;
     }
     const chosen = this.choose(r, cand, tokenProbs, confs);
     r.step++;

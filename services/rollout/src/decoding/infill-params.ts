@@ -46,6 +46,22 @@ export interface InfillParams {
    * confident), applied after the ordinary tokens.
    */
   variable_threshold: number;
+  /**
+   * Variable length: 0 = DreamOn's order. Above 0, a length cut: at each step, the leftmost masked
+   * middle position whose EOS probability is at least this is committed as EOS before anything
+   * else (DreamOn's delete rule then drops it and every mask to its right). DreamOn's entropy
+   * order commits the surest EOS first, at the far end of a long canvas, where deleting it
+   * removes one position; the middle's tokens are then written for a canvas still too long.
+   */
+  eos_cut: number;
+  /**
+   * Variable length: 0 = DreamOn's order. Above 0, when no EOS cut applies, the masked position
+   * with the highest `<|expand|>` probability is expanded before anything else if that probability
+   * is at least this (while the window and budget allow): the middle grows to the length the model
+   * asks for before its tokens are written, where DreamOn's order writes the surer ordinary tokens
+   * first and a short start (4 masks) is filled in before it is grown.
+   */
+  expand_cut: number;
   /** Fixed mode, `schedule` rule: steps for the whole middle (clamped to its length). */
   steps: number;
   /** Fixed mode: semi-autoregressive block length over the middle. */
@@ -73,6 +89,10 @@ export interface InfillParams {
 /** What a caller may set; unset = defaults above (and resolveDecodeParams' for the rest). */
 export interface InfillParamsInput extends DecodeParamsInput {
   variable?: boolean;
+  /** Variable length's EOS cut (InfillParams.eos_cut); unset or 0 = off. */
+  eos_cut?: number;
+  /** Variable length's expand cut (InfillParams.expand_cut); unset or 0 = off. */
+  expand_cut?: number;
   trace?: boolean;
 }
 
@@ -82,6 +102,8 @@ export interface InfillModelTokens {
   expandId?: number;
   /** The model's delete token; undefined = EOS plays delete (DreamOn). */
   deleteId?: number;
+  /** The model's variable-length defaults (manifest `infill_decoding`), used where a request leaves a cut unset. */
+  defaultCuts?: { eos_cut?: number; expand_cut?: number };
 }
 
 /** Lengths of one item's middle: checked, defaults filled. */
@@ -109,6 +131,16 @@ export function resolveInfillParams(input: InfillParamsInput, tokens: InfillMode
   if (variable && base.cache !== "none") {
     fail("cache", `${base.cache} is for fixed-length infilling only (each expand or delete of variable length moves the suffix); use none`);
   }
+  const cut = (field: "eos_cut" | "expand_cut"): number => {
+    const asked = input[field];
+    if (asked === undefined && !variable) return 0;
+    const v = asked ?? tokens.defaultCuts?.[field] ?? 0;
+    if (!(Number.isFinite(v) && v >= 0 && v <= 1)) fail(field, `must be in [0, 1] (0 = off), got ${v}`);
+    if (v > 0 && !variable) fail(field, "applies to variable-length infilling only");
+    return v;
+  };
+  const eosCut = cut("eos_cut");
+  const expandCut = cut("expand_cut");
   if (variable && base.alg === "origin") fail("alg", "origin is not supported with variable length (DreamOn commits by confidence)");
   return {
     variable,
@@ -120,6 +152,8 @@ export function resolveInfillParams(input: InfillParamsInput, tokens: InfillMode
     commit: base.commit,
     threshold: base.threshold,
     variable_threshold: input.threshold !== undefined && input.threshold > 0 && input.threshold < 1 ? base.threshold : 1,
+    eos_cut: eosCut,
+    expand_cut: expandCut,
     factor: base.factor,
     // resolveDecodeParams defaults steps to max_new_tokens: only a caller's steps mean anything here.
     steps: input.steps ? base.steps : 0,

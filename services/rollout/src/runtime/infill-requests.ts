@@ -98,6 +98,7 @@ export function infillTokensOf(manifest: ModelManifest): InfillModelTokens {
     eosId: manifest.eos_id,
     ...(manifest.expand_id !== undefined ? { expandId: manifest.expand_id } : {}),
     ...(manifest.delete_id !== undefined ? { deleteId: manifest.delete_id } : {}),
+    ...(manifest.infill_decoding ? { defaultCuts: manifest.infill_decoding } : {}),
   };
 }
 

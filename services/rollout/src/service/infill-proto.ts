@@ -25,6 +25,8 @@ export function infillItemsFromProto(req: InfillRequest): InfillRequestItem[] {
 export function infillOptionsFromProto(req: InfillRequest): InfillRequestOptions {
   const params: InfillParamsInput = { ...decodeParamsFromProto(req.params) };
   if (req.params?.trace === true) params.trace = true;
+  if (req.eosCut !== undefined && req.eosCut !== null) params.eos_cut = req.eosCut;
+  if (req.expandCut !== undefined && req.expandCut !== null) params.expand_cut = req.expandCut;
   return {
     ...(req.variableLength !== undefined && req.variableLength !== null ? { variable: req.variableLength } : {}),
     params,

@@ -327,7 +327,9 @@ class InfillDecoder {
     const tokenProbs: number[] = [];
     const confs: number[] = [];
     const cut = params.variable && params.eos_cut > 0;
-    const grow = params.variable && params.expand_cut > 0 && expandOpen;
+    // Growth by the expand cut stops at a row's first delete: the model has said where the middle
+    // ends, and growing again would only feed the next cut (expand/delete churn).
+    const grow = params.variable && params.expand_cut > 0 && expandOpen && r.deletes === 0;
     let growAt = -1;
     let growP = params.expand_cut;
     for (const k of cand) {

@@ -28,6 +28,8 @@ test("rlmesh infill prints prefix + middle + suffix with the shipped model (fixe
     assert.deepEqual(plain, [out.program], "the same greedy fill, printed as the program");
     await assert.rejects(infillCommand([...args, "--max-length", "4"]), (e: unknown) => e instanceof InfillUsageError && /--max-length/.test(e.message));
     await assert.rejects(infillCommand(["--model", MODEL, "--prefix-file", join(dir, "a.txt")]), /--suffix-file is required/);
+    // The length cuts are for variable length: this model is fixed-only.
+    await assert.rejects(infillCommand([...args, "--eos-cut", "0.2"]), (e: unknown) => e instanceof InfillUsageError && /^--eos-cut: .*variable-length/.test(e.message));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

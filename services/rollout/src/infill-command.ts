@@ -10,13 +10,14 @@ import { InvalidDecodeParamsError } from "./decoding/decode-params.js";
 import { loadRolloutModel, OrtRolloutEngine } from "./runtime/ort-rollout-engine.js";
 
 export const INFILL_USAGE =
-  "rlmesh infill --model DIR --prefix-file A --suffix-file B [--initial-length N] [--max-length M] [--fixed] [--temperature T] [--seed S] [--raw] [--json]";
+  "rlmesh infill --model DIR --prefix-file A --suffix-file B [--initial-length N] [--max-length M] [--fixed] [--eos-cut P] [--expand-cut P] [--temperature T] [--seed S] [--raw] [--json]";
 
 export const INFILL_HELP = [
   "Variable length (DreamOn expand/delete) when the model's manifest declares expand_id, else fixed length;",
   "--fixed forces fixed length: exactly --initial-length masks (default 16). Variable length starts from",
   "--initial-length masks (default 4) and grows to at most --max-length (default 64). Greedy unless",
-  "--temperature is given. --json prints {program, middle, length, nfe, variable, policy_version}.",
+  "--temperature is given. --eos-cut / --expand-cut set variable length's length cuts (0 = DreamOn's order;",
+  "default: the model's manifest infill_decoding). --json prints {program, middle, length, nfe, variable, policy_version}.",
   "Files are read as whole lines: the prefix's final newline and the suffix's first line break go with",
   "the middle (the tiny coder's tokenizer glues a newline to the indentation after it, and the infilling",
   "rows put each middle line's break before it); --raw uses the files' bytes exactly.",
@@ -43,7 +44,7 @@ function flags(argv: string[]): Map<string, string | true> {
       i++;
     }
   }
-  const known = ["model", "prefix-file", "suffix-file", "initial-length", "max-length", "fixed", "temperature", "seed", "json", "raw"];
+  const known = ["model", "prefix-file", "suffix-file", "initial-length", "max-length", "fixed", "eos-cut", "expand-cut", "temperature", "seed", "json", "raw"];
   for (const k of out.keys()) if (!known.includes(k)) throw new InfillUsageError(`unknown option --${k}`);
   return out;
 }
@@ -71,6 +72,8 @@ export async function infillCommand(argv: string[], print: (line: string) => voi
   const maxLength = num(f, "max-length", true);
   const temperature = num(f, "temperature", false) ?? 0;
   const seed = num(f, "seed", true) ?? 1;
+  const eosCut = num(f, "eos-cut", false);
+  const expandCut = num(f, "expand-cut", false);
   const engine = await OrtRolloutEngine.create({
     model: await loadRolloutModel(modelDir),
     replicas: 1,
@@ -79,7 +82,7 @@ export async function infillCommand(argv: string[], print: (line: string) => voi
   try {
     const res = await engine.infillSamples(
       [{ itemId: "0", prefix, suffix, ...(initialLength !== undefined ? { initialLength } : {}), ...(maxLength !== undefined ? { maxLength } : {}) }],
-      { ...(f.has("fixed") ? { variable: false } : {}), params: { temperature, seed, threshold: 1 } },
+      { ...(f.has("fixed") ? { variable: false } : {}), params: { temperature, seed, threshold: 1, ...(eosCut !== undefined ? { eos_cut: eosCut } : {}), ...(expandCut !== undefined ? { expand_cut: expandCut } : {}) } },
     );
     const s = res.samples[0]!;
     const program = prefix + s.middleText + suffix + tail;
@@ -99,7 +102,7 @@ export async function infillCommand(argv: string[], print: (line: string) => voi
   } catch (err) {
     // Bad lengths or a fixed-only model asked for variable length: say which option.
     if (err instanceof InvalidDecodeParamsError) {
-      const opt = /initial_length/.test(err.field) ? "--initial-length" : /max_length/.test(err.field) ? "--max-length" : err.field;
+      const opt = /initial_length/.test(err.field) ? "--initial-length" : /max_length/.test(err.field) ? "--max-length" : /_cut$/.test(err.field) ? `--${err.field.replace("_", "-")}` : err.field;
       throw new InfillUsageError(`${opt}: ${err.message}`);
     }
     throw err;

@@ -31,6 +31,8 @@ files=$unit
 # stays where concurrent meshes on this machine share it.
 export RLMESH_PORT_DIR="${RLMESH_PORT_DIR:-${TMPDIR:-/tmp}/rlmesh-ports}"
 run_tmp=$(mktemp -d "${TMPDIR:-/tmp}/rlmesh-test.XXXXXX")
+# As /tmp itself: the bwrap sandbox's unprivileged side must get through to the roots made here.
+chmod 1777 "$run_tmp"
 trap 'rm -rf "$run_tmp"' EXIT
 trap 'exit 130' INT TERM
 export TMPDIR="$run_tmp"

@@ -75,6 +75,23 @@ test("curriculum: off by default, explore defaults to 0.1, bad values are named"
   assert.throws(() => normalizeSpec({ ...base, curriculum: { window: 2, explore: 1.5 } }), /spec\.curriculum\.explore: .*1\.5/);
 });
 
+test("infill length cuts: unset by default (the model's manifest decides), kept when set, refused by name out of [0, 1] or with fixed length", () => {
+  assert.deepEqual(normalizeSpec({ ...base, task: "infill" }).infill, { initialLength: 16, maxLength: 64, variableLength: true });
+  assert.deepEqual(normalizeSpec({ ...base, task: "infill", infill: { eosCut: 0.5, expandCut: 0 } }).infill, {
+    initialLength: 16,
+    maxLength: 64,
+    variableLength: true,
+    eosCut: 0.5,
+    expandCut: 0,
+  });
+  assert.throws(() => normalizeSpec({ ...base, task: "infill", infill: { eosCut: 1.5 } }), /^InvalidArgumentError: spec\.infill\.eos_cut: .*1\.5/);
+  assert.throws(() => normalizeSpec({ ...base, task: "infill", infill: { expandCut: -0.1 } }), /^InvalidArgumentError: spec\.infill\.expand_cut: /);
+  assert.throws(
+    () => normalizeSpec({ ...base, task: "infill", infill: { variableLength: false, eosCut: 0.5 } }),
+    /^InvalidArgumentError: spec\.infill\.eos_cut: applies to variable-length infilling only/,
+  );
+});
+
 test("lr_schedule: constant by default, cosine's defaults filled in, bad values refused naming the field", () => {
   assert.deepEqual(normalizeSpec(base).lrSchedule, { decay: "constant", decayStart: 0.5, minRatio: 0.1 });
   assert.deepEqual(normalizeSpec({ ...base, lrSchedule: { decay: "cosine" } }).lrSchedule, {

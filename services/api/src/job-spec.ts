@@ -137,6 +137,9 @@ export interface NormalizedInfillParams {
   maxLength: number;
   /** false = fixed length (initialLength tokens); true = expand/delete (the model must support it). */
   variableLength: boolean;
+  /** Variable length's length cuts sent with every Infill call; unset = the model's manifest default. */
+  eosCut?: number;
+  expandCut?: number;
 }
 
 const orDefault = <T>(v: T | undefined | null, d: T): T => (v === undefined || v === null || v === 0 || v === "" ? d : v);
@@ -263,5 +266,12 @@ function normalizeInfill(p: Partial<NormalizedInfillParams> | null | undefined):
   if (maxLength < initialLength) {
     throw new InvalidArgumentError("spec.infill.max_length", `must be >= initial_length (${initialLength}), got ${maxLength}`);
   }
-  return { initialLength, maxLength, variableLength: p?.variableLength ?? true };
+  const variableLength = p?.variableLength ?? true;
+  const cut = (field: "eos_cut" | "expand_cut", v: number | null | undefined): { [k: string]: number } => {
+    if (v === undefined || v === null) return {};
+    const name = `spec.infill.${field}`;
+    if (!variableLength) throw new InvalidArgumentError(name, "applies to variable-length infilling only (variable_length is false)");
+    return { [field === "eos_cut" ? "eosCut" : "expandCut"]: check.range(name, v, 0, 1) };
+  };
+  return { initialLength, maxLength, variableLength, ...cut("eos_cut", p?.eosCut), ...cut("expand_cut", p?.expandCut) };
 }

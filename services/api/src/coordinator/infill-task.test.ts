@@ -25,15 +25,15 @@ const rows = [
 ];
 
 /** An Infill rollout whose sample k of an item fills the middle with "\n    return x + k" style text. */
-function infillRollout(calls: { items: InfillItem[]; variableLength?: boolean; cache?: string }[]): RolloutPool {
+function infillRollout(calls: { items: InfillItem[]; variableLength?: boolean; cache?: string; eosCut?: number; expandCut?: number }[]): RolloutPool {
   return {
     workers: async () => [{ id: "w0" }],
     waitForWorkers: async () => [{ id: "w0" }],
     generate: async () => {
       throw new Error("an infill job must not call Generate");
     },
-    infill: async (items: InfillItem[], g: number, params: { cache?: string }, opts: { variableLength?: boolean }) => {
-      calls.push({ items, cache: params.cache, ...(opts.variableLength !== undefined ? { variableLength: opts.variableLength } : {}) });
+    infill: async (items: InfillItem[], g: number, params: { cache?: string }, opts: { variableLength?: boolean; eosCut?: number; expandCut?: number }) => {
+      calls.push({ items, cache: params.cache, ...(opts.variableLength !== undefined ? { variableLength: opts.variableLength } : {}), eosCut: opts.eosCut, expandCut: opts.expandCut });
       return {
         samples: items.flatMap((it) =>
           Array.from({ length: g }, (_, k) => ({
@@ -59,7 +59,7 @@ function infillRollout(calls: { items: InfillItem[]; variableLength?: boolean; c
 test("an infill job: Infill with the rows' prefix/suffix and the spec's lengths, the whole program scored, TrainSamples prefix | middle | suffix EOS", async () => {
   const dataset = join(bed.dir, "infill.jsonl");
   writeFileSync(dataset, rows.map((r) => JSON.stringify(r)).join("\n") + "\n");
-  const calls: { items: InfillItem[]; variableLength?: boolean; cache?: string }[] = [];
+  const calls: { items: InfillItem[]; variableLength?: boolean; cache?: string; eosCut?: number; expandCut?: number }[] = [];
   const scored: Candidate[] = [];
   const trained: TrainStepRequestIn[] = [];
   const rewards: RewardScorer = {
@@ -86,7 +86,7 @@ test("an infill job: Infill with the rows' prefix/suffix and the spec's lengths,
     promptsPerStep: 2,
     steps: 2,
     task: "infill",
-    infill: { initialLength: 4, maxLength: 32, variableLength: true },
+    infill: { initialLength: 4, maxLength: 32, variableLength: true, eosCut: 0.4 },
   });
   const { job: done } = await runJobToEnd(store, new Coordinator(deps), spec);
   assert.equal(done.state, "JOB_STATE_SUCCEEDED", done.error);
@@ -100,6 +100,8 @@ test("an infill job: Infill with the rows' prefix/suffix and the spec's lengths,
   assert.equal(a.initialLength, 4);
   assert.equal(a.maxLength, 32);
   assert.equal(calls[0]!.variableLength, true);
+  // The job's eos_cut goes with every call; its unset expand_cut is left to the model's default.
+  assert.ok(calls.every((c) => c.eosCut === 0.4 && c.expandCut === undefined), JSON.stringify(calls.map((c) => [c.eosCut, c.expandCut])));
   // The job's decoding cache (dual by default) is not sent with variable length, which refuses it.
   assert.ok(calls.every((c) => c.cache === "none"), JSON.stringify(calls.map((c) => c.cache)));
   // The sandbox scores the whole program: prefix code + generated middle + suffix, one fenced block.

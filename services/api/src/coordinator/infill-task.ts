@@ -65,7 +65,12 @@ export async function rolloutInfill(
     })),
     samplesPerItem,
     infillParams,
-    { ...opts, variableLength: spec.infill.variableLength },
+    {
+      ...opts,
+      variableLength: spec.infill.variableLength,
+      ...(spec.infill.eosCut !== undefined ? { eosCut: spec.infill.eosCut } : {}),
+      ...(spec.infill.expandCut !== undefined ? { expandCut: spec.infill.expandCut } : {}),
+    },
   );
   return res.samples.map((s) => asStepSample(s, rows[Number(s.itemId)]!, eosId));
 }

@@ -126,7 +126,7 @@ export class RolloutPool {
     items: InfillItem[],
     samplesPerItem: number,
     params: DecodingParams,
-    opts: RolloutCallOptions & { variableLength?: boolean } = {},
+    opts: RolloutCallOptions & { variableLength?: boolean; eosCut?: number; expandCut?: number } = {},
   ): Promise<InfillResult> {
     const { results, byWorker, seconds } = await this.onShards<InfillItem, InfillSample>(items, opts, (c, shard, deadline, done) =>
       c.infill(
@@ -137,6 +137,8 @@ export class RolloutPool {
           requestId: opts.requestId ?? "",
           policyJobId: opts.policyJobId ?? "",
           ...(opts.variableLength !== undefined ? { variableLength: opts.variableLength } : {}),
+          ...(opts.eosCut !== undefined ? { eosCut: opts.eosCut } : {}),
+          ...(opts.expandCut !== undefined ? { expandCut: opts.expandCut } : {}),
         },
         { deadline },
         (err, r: InfillResponse | undefined) => done(err, r?.samples),

@@ -267,11 +267,12 @@ function normalizeInfill(p: Partial<NormalizedInfillParams> | null | undefined):
     throw new InvalidArgumentError("spec.infill.max_length", `must be >= initial_length (${initialLength}), got ${maxLength}`);
   }
   const variableLength = p?.variableLength ?? true;
-  const cut = (field: "eos_cut" | "expand_cut", v: number | null | undefined): { [k: string]: number } => {
-    if (v === undefined || v === null) return {};
-    const name = `spec.infill.${field}`;
-    if (!variableLength) throw new InvalidArgumentError(name, "applies to variable-length infilling only (variable_length is false)");
-    return { [field === "eos_cut" ? "eosCut" : "expandCut"]: check.range(name, v, 0, 1) };
-  };
-  return { initialLength, maxLength, variableLength, ...cut("eos_cut", p?.eosCut), ...cut("expand_cut", p?.expandCut) };
+  const out: NormalizedInfillParams = { initialLength, maxLength, variableLength };
+  for (const [key, field] of [["eosCut", "eos_cut"], ["expandCut", "expand_cut"]] as const) {
+    const v = p?.[key];
+    if (v === undefined || v === null) continue;
+    if (!variableLength) throw new InvalidArgumentError(`spec.infill.${field}`, "applies to variable-length infilling only (variable_length is false)");
+    out[key] = check.range(`spec.infill.${field}`, v, 0, 1);
+  }
+  return out;
 }

@@ -12,9 +12,9 @@ import type { CanonicalRow } from "@rlmesh/shared/datasets/index";
 import { infillProgram, loadInfillRows, type InfillRow } from "@rlmesh/shared/infill/index";
 import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
 import { loadRolloutModel, OrtRolloutEngine } from "@rlmesh/rollout/runtime/ort-rollout-engine";
-import { supportsVariableLength, type InfillRequestItem } from "@rlmesh/rollout/runtime/infill-requests";
+import { infillTokensOf, supportsVariableLength, type InfillRequestItem } from "@rlmesh/rollout/runtime/infill-requests";
 import type { CacheMode } from "@rlmesh/rollout/decoding/decode-params";
-import { DEFAULT_INFILL_CACHE } from "@rlmesh/rollout/decoding/infill-params";
+import { DEFAULT_INFILL_CACHE, resolveInfillParams } from "@rlmesh/rollout/decoding/infill-params";
 import { flagBool, flagFloat, flagInt, flagString, parseArgs, UsageError } from "./args.js";
 
 export const BENCH_INFILL_USAGE =
@@ -144,11 +144,8 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
   const modes = wanted.filter((m) => variableOk || !modeLengths(m, 1).variable);
   const skipped = wanted.filter((m) => !modes.includes(m)).map((m) => ({ mode: m, reason: `${model.manifest.name} declares no expand_id (fixed length only)` }));
   const trueLengths = rows.map((r) => encode(r.middle).length);
-  // The variable modes' length rules in effect: the flags, else the model's manifest defaults, else 0 (DreamOn).
-  const cuts = {
-    eos_cut: askedCuts.eos_cut ?? model.manifest.infill_decoding?.eos_cut ?? 0,
-    expand_cut: askedCuts.expand_cut ?? model.manifest.infill_decoding?.expand_cut ?? 0,
-  };
+  // The variable modes' length rules in effect, as the worker resolves them (the flags, else the model's manifest defaults, else 0).
+  const cuts = variableOk ? resolveInfillParams({ variable: true, ...askedCuts }, infillTokensOf(model.manifest)) : { eos_cut: 0, expand_cut: 0 };
   say(`bench infill: ${model.manifest.name} (${modelDir}), ${rows.length} ${split === "train" ? "training-split" : "held-out"} infilling rows of ${dataset}, greedy, fixed modes ${threshold >= 1 ? "one token per step" : `at threshold ${threshold}`} (cache ${cacheSaid}${blockLength ? `, blocks of ${blockLength}` : ""}), variable ${variableThreshold >= 1 ? "one token per step" : `at threshold ${variableThreshold}`}${cuts.eos_cut || cuts.expand_cut ? `, EOS cut ${cuts.eos_cut}, expand cut ${cuts.expand_cut}` : ", DreamOn's order"}`);
   for (const s of skipped) say(`  ${s.mode}: skipped (${s.reason})`);
 
@@ -177,7 +174,7 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
             temperature: 0,
             threshold: variable ? variableThreshold : threshold,
             seed,
-            ...(variable ? { ...(askedCuts.eos_cut !== undefined ? { eos_cut: askedCuts.eos_cut } : {}), ...(askedCuts.expand_cut !== undefined ? { expand_cut: askedCuts.expand_cut } : {}) } : { ...(cache ? { cache: cache as CacheMode } : {}), ...(blockLength ? { block_length: blockLength } : {}) }),
+            ...(variable ? askedCuts : { ...(cache ? { cache: cache as CacheMode } : {}), ...(blockLength ? { block_length: blockLength } : {}) }),
           },
           ...(flagBool(a, "no-suffix-eos") ? { suffixEos: false } : {}),
         });

@@ -28,6 +28,8 @@ export class InfillUsageError extends Error {
   override name = "UsageError";
 }
 
+const OPTIONS = ["model", "prefix-file", "suffix-file", "initial-length", "max-length", "fixed", "eos-cut", "expand-cut", "temperature", "seed", "json", "raw"];
+
 function flags(argv: string[]): Map<string, string | true> {
   const out = new Map<string, string | true>();
   for (let i = 0; i < argv.length; i++) {
@@ -44,8 +46,7 @@ function flags(argv: string[]): Map<string, string | true> {
       i++;
     }
   }
-  const known = ["model", "prefix-file", "suffix-file", "initial-length", "max-length", "fixed", "eos-cut", "expand-cut", "temperature", "seed", "json", "raw"];
-  for (const k of out.keys()) if (!known.includes(k)) throw new InfillUsageError(`unknown option --${k}`);
+  for (const k of out.keys()) if (!OPTIONS.includes(k)) throw new InfillUsageError(`unknown option --${k}`);
   return out;
 }
 
@@ -100,10 +101,10 @@ export async function infillCommand(argv: string[], print: (line: string) => voi
     } else print(program);
     return 0;
   } catch (err) {
-    // Bad lengths or a fixed-only model asked for variable length: say which option.
+    // A bad value: name the option that set it (`items[0].max_length` -> --max-length), else the field.
     if (err instanceof InvalidDecodeParamsError) {
-      const opt = /initial_length/.test(err.field) ? "--initial-length" : /max_length/.test(err.field) ? "--max-length" : /_cut$/.test(err.field) ? `--${err.field.replace("_", "-")}` : err.field;
-      throw new InfillUsageError(`${opt}: ${err.message}`);
+      const name = err.field.split(".").at(-1)!.replace(/_/g, "-");
+      throw new InfillUsageError(`${OPTIONS.includes(name) ? `--${name}` : err.field}: ${err.message}`);
     }
     throw err;
   } finally {

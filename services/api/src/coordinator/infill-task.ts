@@ -65,12 +65,7 @@ export async function rolloutInfill(
     })),
     samplesPerItem,
     infillParams,
-    {
-      ...opts,
-      variableLength: spec.infill.variableLength,
-      ...(spec.infill.eosCut !== undefined ? { eosCut: spec.infill.eosCut } : {}),
-      ...(spec.infill.expandCut !== undefined ? { expandCut: spec.infill.expandCut } : {}),
-    },
+    { ...opts, variableLength: spec.infill.variableLength, eosCut: spec.infill.eosCut, expandCut: spec.infill.expandCut },
   );
   return res.samples.map((s) => asStepSample(s, rows[Number(s.itemId)]!, eosId));
 }

@@ -18,7 +18,7 @@
  * an EOS turns the masks to its right into EOS. EOS/PAD inside the middle are dropped from the
  * returned middle (DreamOn's fixed-length baseline decodes them with skip_special_tokens).
  */
-import { algConfidence, drawToken, greedyTokenProb, samplingProbs, type SamplingOptions } from "./sampling.js";
+import { algConfidence, drawToken, samplingProbs, softmaxNorm, softmaxProb, type SamplingOptions } from "./sampling.js";
 import { factorCommit, sampleKByConfidence, scheduledCount, thresholdCommit, topKIndices } from "./commit-rules.js";
 import { counterUniform, RNG_STREAM_ORDER, RNG_STREAM_TOKEN } from "./counter-rng.js";
 import { InvalidDecodeParamsError } from "./decode-params.js";
@@ -95,15 +95,6 @@ interface Row {
   cache: SeqCache | null;
   cacheBlock: number;
   stale: boolean;
-}
-
-/** Softmax probability of `id` in logits `row[0, V)` (at temperature 1, no filters). */
-function tokenProb(row: Float64Array, V: number, id: number): number {
-  let max = -Infinity;
-  for (let v = 0; v < V; v++) if ((row[v] as number) > max) max = row[v] as number;
-  let z = 0;
-  for (let v = 0; v < V; v++) z += Math.exp((row[v] as number) - max);
-  return Math.exp((row[id] as number) - max) / z;
 }
 
 /** Position whose logits row predicts canvas position `p`. */
@@ -340,25 +331,27 @@ class InfillDecoder {
       for (let v = Math.min(spec.tokenizerVocabSize ?? V, V); v < V; v++) row[v] = -Infinity;
       row[spec.maskId] = -Infinity;
       if (params.expand_id >= 0 && !expandOpen) row[params.expand_id] = -Infinity;
-      if (cut && tokenProb(row, V, spec.eosId) >= params.eos_cut) {
+      // One softmax normalizer per position serves the length cuts and the greedy choice.
+      const norm = cut || grow || greedy ? softmaxNorm(row, 0, V) : undefined;
+      if (cut && softmaxProb(row, 0, norm!, spec.eosId) >= params.eos_cut) {
         // The leftmost sure EOS (candidates are in middle order) is this step's only commit.
         r.step++;
         this.commitVariable(r, k, spec.eosId);
         return;
       }
       if (grow) {
-        const pe = tokenProb(row, V, params.expand_id);
+        const pe = softmaxProb(row, 0, norm!, params.expand_id);
         if (pe > growP || (growAt < 0 && pe >= growP)) {
           growP = pe;
           growAt = k;
         }
       }
       if (greedy) {
-        const g = greedyTokenProb(row, 0, V);
-        if (Number.isNaN(g.prob)) throw nonFiniteLogits(p);
-        tokens.push(g.token);
-        tokenProbs.push(g.prob);
-        confs.push(g.prob);
+        const prob = 1 / norm!.total;
+        if (Number.isNaN(prob)) throw nonFiniteLogits(p);
+        tokens.push(norm!.argmax);
+        tokenProbs.push(prob);
+        confs.push(prob);
         continue;
       }
       samplingProbs(row, 0, V, this.sampling, probs);

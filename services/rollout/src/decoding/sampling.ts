@@ -71,23 +71,41 @@ export function samplingProbs(logits: ArrayLike<number>, offset: number, vocab: 
   for (let v = 0; v < vocab; v++) probs[v] = (probs[v] as number) / sum;
 }
 
-/**
- * Greedy decoding without filters needs only the argmax and its softmax probability
- * (1 / sum exp(x - max)); same result as samplingProbs + drawToken at temperature 0.
- */
-export function greedyTokenProb(logits: ArrayLike<number>, offset: number, vocab: number): { token: number; prob: number } {
-  let best = 0;
+/** A logits row's softmax at temperature 1, no filters: its argmax (lowest id on ties), max logit and sum exp(x - max). */
+export interface SoftmaxNorm {
+  argmax: number;
+  max: number;
+  total: number;
+}
+
+/** One pass for the max, one for the normalizer; any token's probability then costs one exp (softmaxProb). */
+export function softmaxNorm(logits: ArrayLike<number>, offset: number, vocab: number): SoftmaxNorm {
+  let argmax = 0;
   let max = logits[offset] as number;
   for (let v = 1; v < vocab; v++) {
     const x = logits[offset + v] as number;
     if (x > max) {
       max = x;
-      best = v;
+      argmax = v;
     }
   }
   let total = 0;
   for (let v = 0; v < vocab; v++) total += Math.exp((logits[offset + v] as number) - max);
-  return { token: best, prob: 1 / total };
+  return { argmax, max, total };
+}
+
+/** Softmax probability of `token` in the row `norm` was computed over. */
+export function softmaxProb(logits: ArrayLike<number>, offset: number, norm: SoftmaxNorm, token: number): number {
+  return Math.exp((logits[offset + token] as number) - norm.max) / norm.total;
+}
+
+/**
+ * Greedy decoding without filters needs only the argmax and its softmax probability
+ * (1 / sum exp(x - max)); same result as samplingProbs + drawToken at temperature 0.
+ */
+export function greedyTokenProb(logits: ArrayLike<number>, offset: number, vocab: number): { token: number; prob: number } {
+  const n = softmaxNorm(logits, offset, vocab);
+  return { token: n.argmax, prob: 1 / n.total };
 }
 
 /** Token for this row: inverse-CDF draw with `u` when temperature > 0, else argmax (lowest id on ties). */

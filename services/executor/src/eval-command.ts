@@ -1,10 +1,11 @@
 import { DATASET_FORMATS, type DatasetFormat } from "@rlmesh/shared/datasets/index";
+import { MAX_REWARD_BATCH } from "@rlmesh/shared/reward/reward-jobs";
 import { UsageError, parseFlags, positiveInt } from "./cli-args.js";
 import { parseKs } from "./pass-at-k.js";
 import { DEFAULT_KS, type EvalSummary, runEval, writeResults } from "./run-eval.js";
 
 export const EVAL_USAGE =
-  "usage: rlmesh eval --dataset FILE [--format auto|humaneval|mbpp|lcb|rlmesh] [--solutions canonical|SAMPLES.jsonl] [--k 1,10,100] [--results OUT.jsonl] [--concurrency N] [--json]";
+  "usage: rlmesh eval --dataset FILE [--format auto|humaneval|mbpp|lcb|rlmesh] [--solutions canonical|SAMPLES.jsonl] [--k 1,10,100] [--results OUT.jsonl] [--concurrency N] [--batch N] [--json]";
 
 /** Exit code of an eval that ran but could not score every sample. */
 export const EXIT_UNSCORED = 3;
@@ -36,9 +37,10 @@ export async function evalCommand(argv: string[], out: (line: string) => void = 
   let flags: ReturnType<typeof parseFlags>;
   let format: DatasetFormat;
   let concurrency: number;
+  let batchSize: number;
   let ks: number[];
   try {
-    flags = parseFlags(argv, { values: ["dataset", "format", "solutions", "concurrency", "k", "results"], switches: ["json", "help"] });
+    flags = parseFlags(argv, { values: ["dataset", "format", "solutions", "concurrency", "batch", "k", "results"], switches: ["json", "help"] });
     if (flags.switches.has("help")) {
       out(EVAL_USAGE);
       return 0;
@@ -48,6 +50,8 @@ export async function evalCommand(argv: string[], out: (line: string) => void = 
     if (!(DATASET_FORMATS as readonly string[]).includes(f)) throw new UsageError(`--format must be one of ${DATASET_FORMATS.join("|")}`);
     format = f as DatasetFormat;
     concurrency = positiveInt("concurrency", flags.values.get("concurrency"), 2);
+    batchSize = positiveInt("batch", flags.values.get("batch"), 1);
+    if (batchSize > MAX_REWARD_BATCH) throw new UsageError(`--batch must be at most ${MAX_REWARD_BATCH}, got ${batchSize}`);
     try {
       ks = flags.values.has("k") ? parseKs(flags.values.get("k")!) : DEFAULT_KS;
     } catch (err) {
@@ -63,6 +67,7 @@ export async function evalCommand(argv: string[], out: (line: string) => void = 
       format,
       solutions: flags.values.get("solutions") ?? "canonical",
       concurrency,
+      batchSize,
       ks,
     });
     for (const w of report.warnings) process.stderr.write(`rlmesh eval: warning: ${w}\n`);

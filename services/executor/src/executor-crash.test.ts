@@ -11,6 +11,8 @@ import type { AssertTests } from "@rlmesh/shared/datasets/index";
 import { SANDBOX_PID_LABEL } from "./docker-sandbox.js";
 import { type RunningExecutor, startExecutor } from "./executor.js";
 import type { RewardResult } from "@rlmesh/shared/reward/reward-result";
+import type { RewardJobData } from "@rlmesh/shared/reward/reward-jobs";
+import { RewardWaiter } from "@rlmesh/shared/reward/reward-waiter";
 import { QueueClient, fenced, requireDockerAndImage } from "./test-support.js";
 import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
 
@@ -69,6 +71,18 @@ function spawnExecutor(queue: string, env: Record<string, string> = {}): Promise
 /** A slow correct candidate (SLOW_GOOD) submitted with room for its sleep. */
 const submitSlow = (client: QueueClient) =>
   client.submit(fenced(SLOW_GOOD), ADD, { timeout_ms_per_test: 20_000, total_timeout_ms: 30_000 });
+
+/** Candidates of one batch (job `jobId`, step 0), each with room for SLOW_GOOD's sleep. */
+const slowBatch = (jobId: string, programs: string[]): RewardJobData[] =>
+  programs.map((p, i) => ({
+    job_id: jobId,
+    step: 0,
+    sample_index: i,
+    problem_id: "add",
+    response: fenced(p),
+    tests: ADD,
+    limits: { timeout_ms_per_test: 20_000, total_timeout_ms: 30_000 },
+  }));
 
 /** A second executor, in this process, that takes over the queue. */
 async function startSecond(queue: string): Promise<void> {
@@ -161,6 +175,39 @@ test("SIGKILL with a prefetched job waiting for the sandbox: both jobs are redon
   }
 });
 
+test("SIGKILL mid-batch: another executor redoes the whole batch, each candidate's reward recorded once", { timeout: 120_000 }, async () => {
+  const queue = "reward-crash-batch";
+  const client = new QueueClient(redis.url, queue);
+  await client.ready();
+  const waiter = new RewardWaiter(client.queue, client.events);
+  try {
+    const completions: string[] = [];
+    client.events.on("completed", (e) => completions.push(e.jobId));
+    const first = await spawnExecutor(queue);
+    const jobs = slowBatch("crash", [SLOW_GOOD, "def add(a, b):\n    return a - b", SLOW_GOOD]);
+    const done = waiter.waitForBatches(jobs, 3, 90_000);
+    const id = "crash-0-0-b3";
+    await waitFor("the batch to become active", async () => (await client.queue.getJobState(id)) === "active");
+    await new Promise((r) => setTimeout(r, 500)); // inside the first candidate's 3 s sleep (one sandbox)
+    first.kill("SIGKILL");
+    await new Promise((r) => first.once("exit", r));
+    await startSecond(queue);
+    const outcomes = await done;
+    assert.deepEqual(
+      outcomes.map((o) => (o.state === "completed" ? o.result.reward : o.state)),
+      [1, 0, 1],
+    );
+    await new Promise((r) => setTimeout(r, 3 * STALLED_INTERVAL_MS)); // room for a duplicate
+    assert.deepEqual(completions, [id], "the batch recorded exactly once");
+    const stored = await client.queue.getJob(id);
+    assert.ok((stored?.stalledCounter ?? 0) >= 1, "the batch was recovered as stalled");
+    assert.equal(await client.queue.count(), 0);
+  } finally {
+    waiter.close();
+    await client.close();
+  }
+});
+
 test("SIGTERM lets the in-flight job finish, then the executor exits", { timeout: 60_000 }, async () => {
   const queue = "reward-shutdown";
   const client = new QueueClient(redis.url, queue);
@@ -210,3 +257,36 @@ test(
     }
   },
 );
+
+test("SIGTERM mid-batch: the batch's running candidate finishes, the batch goes back to the queue without an attempt and is scored once by another executor", { timeout: 120_000 }, async () => {
+  const queue = "reward-shutdown-batch";
+  const client = new QueueClient(redis.url, queue);
+  await client.ready();
+  const waiter = new RewardWaiter(client.queue, client.events);
+  try {
+    const completions: string[] = [];
+    client.events.on("completed", (e) => completions.push(e.jobId));
+    const child = await spawnExecutor(queue); // one sandbox: one candidate runs, the other waits for it
+    const done = waiter.waitForBatches(slowBatch("term", [SLOW_GOOD, SLOW_GOOD]), 2, 90_000);
+    const id = "term-0-0-b2";
+    await waitFor("the batch to become active", async () => (await client.queue.getJobState(id)) === "active");
+    await new Promise((r) => setTimeout(r, 500));
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    child.kill("SIGTERM");
+    assert.equal(await exited, 0);
+    assert.equal(await client.queue.getJobState(id), "waiting");
+    const stored = await client.queue.getJob(id);
+    assert.equal(stored?.attemptsMade, 0, "given back without an attempt");
+    assert.equal(stored?.stalledCounter ?? 0, 0, "given back, not stalled");
+    await startSecond(queue);
+    assert.deepEqual(
+      (await done).map((o) => (o.state === "completed" ? o.result.reward : o.state)),
+      [1, 1],
+    );
+    await new Promise((r) => setTimeout(r, 3 * STALLED_INTERVAL_MS)); // room for a duplicate
+    assert.deepEqual(completions, [id], "the batch recorded exactly once");
+  } finally {
+    waiter.close();
+    await client.close();
+  }
+});

@@ -2,14 +2,12 @@ import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
 import type Docker from "dockerode";
 import type { Redis } from "ioredis";
-import { Queue, type Worker } from "bullmq";
+import { Queue } from "bullmq";
 import type { Registry } from "prom-client";
 import { type Logger, createRedis } from "@rlmesh/shared";
 import { type ExecutorMetrics, createExecutorMetrics } from "./executor-metrics.js";
 import { DEFAULT_REWARD_QUEUE } from "@rlmesh/shared/reward/queue-names";
-import type { RewardJobData } from "@rlmesh/shared/reward/reward-jobs";
-import type { RewardResult } from "@rlmesh/shared/reward/reward-result";
-import { createRewardWorker } from "./reward-worker.js";
+import { type RewardWorker, createRewardWorker } from "./reward-worker.js";
 import { SandboxPool } from "./sandbox-pool.js";
 import { type SandboxBackend, type SandboxBackendName, openSandboxBackend, sandboxBackendFromEnv } from "./sandbox-backend.js";
 import { type ContainerLimits, DEFAULT_CONTAINER_LIMITS, DEFAULT_SANDBOX_LIMITS, MAX_SANDBOX_LIMITS, type SandboxLimits } from "./sandbox-limits.js";
@@ -44,7 +42,7 @@ export interface ExecutorOptions {
   stalledIntervalMs?: number;
   docker?: Docker;
   /** Called with the reward worker as soon as it exists, before it can emit any job event (load-test evidence). */
-  onWorker?: (worker: Worker<RewardJobData, RewardResult>) => void;
+  onWorker?: (worker: RewardWorker) => void;
   /** Which sandboxes: Docker containers or bwrap. @defaultValue RLMESH_SANDBOX_BACKEND, else "docker" */
   backend?: SandboxBackendName;
   /** bwrap: host uid of the sandboxes when the executor runs as root. */
@@ -70,20 +68,20 @@ export interface ExecutorOptions {
 export const DEFAULT_PREFETCH = 1;
 
 /**
- * How long a held job may wait for a sandbox: waiters are served in order and BullMQ holds
- * pool × (1 + prefetch) jobs, so a waiter is at most `prefetch` runs behind on every sandbox (the
- * first of them already running), each run bounded by the longest watchdog a job can ask for; plus
- * a minute for replacing a failed sandbox. Without prefetch that is the minute alone, as before
- * prefetch existed. Past it the run is a SandboxError (retried, never a reward).
+ * How long held runs may wait with no sandbox freed (SandboxPoolOptions.acquireTimeoutMs: any
+ * sandbox finishing a run, or a replacement starting, restarts it): the longest watchdog a job can
+ * ask for, plus a minute for replacing a failed sandbox. A queue of any length (prefetched jobs,
+ * the candidates of batch jobs) waits as long as runs keep ending; a pool that cannot free or
+ * replace a sandbox for that long fails its waiters as SandboxError (retried, never a reward).
  */
-export function acquireTimeoutMs(prefetch: number): number {
-  return prefetch * (MAX_SANDBOX_LIMITS.total_timeout_ms + DEFAULT_WATCHDOG_GRACE_MS) + 60_000;
+export function acquireTimeoutMs(): number {
+  return MAX_SANDBOX_LIMITS.total_timeout_ms + DEFAULT_WATCHDOG_GRACE_MS + 60_000;
 }
 
 export interface RunningExecutor {
   pool: SandboxPool;
   backend: SandboxBackend;
-  worker: Worker<RewardJobData, RewardResult>;
+  worker: RewardWorker;
   metrics?: ExecutorMetrics;
   /**
    * Graceful: stops taking jobs, gives the held (prefetched, not started) ones back to the queue,
@@ -139,7 +137,7 @@ export async function startExecutor(opts: ExecutorOptions): Promise<RunningExecu
   const pool = new SandboxPool({
     size: concurrency,
     create: () => backend.create(),
-    acquireTimeoutMs: acquireTimeoutMs(prefetch),
+    acquireTimeoutMs: acquireTimeoutMs(),
     ...(logger ? { logger } : {}),
     onChange: (live, busy) => {
       metrics?.poolSize.set(live);

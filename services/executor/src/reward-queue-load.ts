@@ -8,7 +8,7 @@ import type { Redis } from "ioredis";
 import { type LocalRedis, createRedis, startLocalRedis } from "@rlmesh/shared";
 import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
 import { type RewardJobData, enqueueRewardJobs, rewardJobId } from "@rlmesh/shared/reward/reward-jobs";
-import { type RewardOutcome, RewardWaiter, isNotEnqueued, parseRewardResult } from "@rlmesh/shared/reward/reward-waiter";
+import { type JobOutcome, RewardWaiter, isNotEnqueued, parseRewardResult } from "@rlmesh/shared/reward/reward-waiter";
 import { FORGIVEN_FIELD } from "./reward-worker.js";
 
 /**
@@ -64,7 +64,7 @@ export interface LoadReport {
   execution_ms: Percentiles;
   /** From finishedOn in Redis to the result at the waiter (event delivery, or the sweep's read-back), ms. */
   notify_ms: Percentiles;
-  outcomes: Partial<Record<RewardOutcome["state"], number>>;
+  outcomes: Partial<Record<JobOutcome["state"], number>>;
   /** Jobs without a completed outcome at the waiter or not in the completed set in Redis. */
   lost: number;
   /** Jobs some evidence says were recorded more than once (executor counter, completed events, or a second settle). */
@@ -269,7 +269,7 @@ export async function runRewardQueueLoad(opts: LoadOptions): Promise<LoadReport>
     log(`${nExec} executors ready (concurrency ${concurrency}); ${opts.jobs} jobs in steps of ${stepSize}, ${inFlight} at once`);
 
     const enqueuedAt = new Map<string, number>();
-    const settled = new Map<string, { at: number; wall: number; outcome: RewardOutcome; times: number }>();
+    const settled = new Map<string, { at: number; wall: number; outcome: JobOutcome; times: number }>();
     waiter = new RewardWaiter(queue, events, {
       onSettled: (id, outcome) => {
         // A step whose enqueue failed (Redis restarting) has its ids settled as "not enqueued" and

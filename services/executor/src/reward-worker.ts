@@ -1,6 +1,6 @@
 import { type ConnectionOptions, type Job, UnrecoverableError, WaitingError, Worker } from "bullmq";
 import type { Logger } from "@rlmesh/shared";
-import type { RewardJobData } from "@rlmesh/shared/reward/reward-jobs";
+import { MAX_REWARD_BATCH, REWARD_BATCH_JOB, type RewardBatchData, type RewardJobData } from "@rlmesh/shared/reward/reward-jobs";
 import { type RewardResult, infraFailureReason } from "@rlmesh/shared/reward/reward-result";
 import { InvalidJobError, NotStartedError, SandboxError } from "./sandbox-error.js";
 import type { ExecutorMetrics } from "./executor-metrics.js";
@@ -118,9 +118,9 @@ export interface RewardWorkerOptions {
  * attempt the job is *failed* with the reason `sandbox_error: …`, so its producer sees "no
  * reward", not reward 0. A malformed job (InvalidJobError) fails at once (`invalid_job: …`).
  */
-export function createRewardWorker(opts: RewardWorkerOptions): Worker<RewardJobData, RewardResult> {
+export function createRewardWorker(opts: RewardWorkerOptions): RewardWorker {
   const { metrics, logger } = opts;
-  const processor = async (job: Job<RewardJobData, RewardResult>, token?: string): Promise<RewardResult> => {
+  const processor = async (job: Job<RewardJobData | RewardBatchData, RewardResult | RewardResult[]>, token?: string): Promise<RewardResult | RewardResult[]> => {
     if (job.attemptsMade === 0 && job.processedOn) metrics?.queueWait.observe(Math.max(0, job.processedOn - job.timestamp) / 1000);
     const jobKey = worker.toKey(job.id!);
     if (token && (job.stalledCounter ?? 0) >= 2) {
@@ -140,7 +140,10 @@ export function createRewardWorker(opts: RewardWorkerOptions): Worker<RewardJobD
       if (forgiven > 0) logger?.info("held-job stalls not counted", { job: job.id, stalled: job.stalledCounter, forgiven });
     }
     let running = false;
-    const onStart = async () => {
+    let recording: Promise<void> | undefined;
+    // Once per job: a batch's candidates all call it, the first records the run.
+    const onStart = () => (recording ??= recordRun());
+    const recordRun = async () => {
       // Awaited (one round trip) before the request reaches the sandbox: a run is recorded
       // before it can kill anything, so its stalls count. The worker's connection has no retry
       // limit, so while Redis is down the run waits here (its sandbox taken) until it is back; if
@@ -154,9 +157,9 @@ export function createRewardWorker(opts: RewardWorkerOptions): Worker<RewardJobD
       }
     };
     const started = process.hrtime.bigint();
-    let result: RewardResult;
+    let result: RewardResult | RewardResult[];
     try {
-      result = await opts.score(job.data, onStart);
+      result = job.name === REWARD_BATCH_JOB ? await scoreBatch(job.data, opts.score, onStart) : await opts.score(job.data as RewardJobData, onStart);
     } catch (err) {
       if (running) {
         // Not awaited: if it is lost, the run counts as still running (its stalls count: the safe side).
@@ -177,19 +180,27 @@ export function createRewardWorker(opts: RewardWorkerOptions): Worker<RewardJobD
       logger?.warn("reward job failed", { job: job.id, attempt: job.attemptsMade + 1, last, err: message });
       if (!last) throw err;
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      metrics?.executions.inc({ status: "sandbox_error" });
+      const n = job.name === REWARD_BATCH_JOB ? batchSizeOf(job.data) : 1;
+      metrics?.executions.inc({ status: "sandbox_error" }, n);
       metrics?.duration.observe({ status: "sandbox_error" }, seconds);
       if (invalid) throw new UnrecoverableError(infraFailureReason("invalid_job", message));
       throw new Error(
         infraFailureReason("sandbox_error", `${infra ? "sandbox" : "executor"} failed on all ${job.attemptsMade + 1} attempt(s): ${message}`),
       );
     }
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    metrics?.executions.inc({ status: result.status });
-    metrics?.duration.observe({ status: result.status }, seconds);
+    if (Array.isArray(result)) {
+      for (const r of result) {
+        metrics?.executions.inc({ status: r.status });
+        metrics?.duration.observe({ status: r.status }, r.duration_ms / 1000);
+      }
+    } else {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      metrics?.executions.inc({ status: result.status });
+      metrics?.duration.observe({ status: result.status }, seconds);
+    }
     return result;
   };
-  const worker = new Worker<RewardJobData, RewardResult>(opts.queueName, processor, {
+  const worker: RewardWorker = new Worker(opts.queueName, processor, {
     connection: opts.connection,
     concurrency: opts.concurrency,
     lockDuration: opts.lockDurationMs ?? DEFAULT_LOCK_MS,
@@ -200,5 +211,46 @@ export function createRewardWorker(opts: RewardWorkerOptions): Worker<RewardJobD
   });
   worker.on("error", (err) => logger?.error("reward worker error", { err }));
   return worker;
+}
+
+/** The reward queue's worker: plain jobs (one candidate, one result) and batch jobs (a list of each). */
+export type RewardWorker = Worker<RewardJobData | RewardBatchData, RewardResult | RewardResult[]>;
+
+function batchSizeOf(data: unknown): number {
+  const c = (data as Partial<RewardBatchData> | null)?.candidates;
+  return Array.isArray(c) && c.length > 0 ? c.length : 1;
+}
+
+/**
+ * Scores a batch job's candidates, all handed to the pool at once (it runs as many as it has
+ * sandboxes; the rest wait in order), one result per candidate. A batch has one outcome: every
+ * candidate scored, or the attempt fails as a whole once all its runs have ended (the retry
+ * re-runs all of them; nothing was recorded). A malformed candidate fails the batch as invalid
+ * (naming it); an infrastructure failure is retried like a plain job's; runs given back at
+ * shutdown give the whole batch back (NotStartedError) even if some of it ran.
+ */
+async function scoreBatch(
+  data: unknown,
+  score: RewardWorkerOptions["score"],
+  onStart: () => Promise<void>,
+): Promise<RewardResult[]> {
+  const candidates = (data as Partial<RewardBatchData> | null)?.candidates;
+  if (!Array.isArray(candidates) || candidates.length === 0) throw new InvalidJobError("a batch job needs a non-empty candidates list");
+  if (candidates.length > MAX_REWARD_BATCH) throw new InvalidJobError(`a batch job holds at most ${MAX_REWARD_BATCH} candidates, got ${candidates.length}`);
+  const settled = await Promise.allSettled(
+    candidates.map((c: unknown) =>
+      typeof c === "object" && c !== null ? score(c as RewardJobData, onStart) : Promise.reject(new InvalidJobError("not an object")),
+    ),
+  );
+  const failures = settled.flatMap((s, i) =>
+    s.status === "rejected" ? [{ i, err: s.reason instanceof Error ? s.reason : new Error(String(s.reason)) }] : [],
+  );
+  if (failures.length === 0) return settled.map((s) => (s as PromiseFulfilledResult<RewardResult>).value);
+  const pick = failures.find((f) => f.err instanceof InvalidJobError) ?? failures.find((f) => !(f.err instanceof NotStartedError)) ?? failures[0]!;
+  const message = `candidate ${pick.i} of ${candidates.length} in the batch: ${pick.err.message}`;
+  if (pick.err instanceof InvalidJobError) throw new InvalidJobError(message);
+  if (pick.err instanceof SandboxError) throw new SandboxError(message);
+  if (pick.err instanceof NotStartedError) throw pick.err;
+  throw new Error(message);
 }
 

@@ -45,6 +45,11 @@ export interface EvalOptions {
   ks?: number[];
   /** Executor concurrency (in-process executor only). @defaultValue 2 */
   concurrency?: number;
+  /**
+   * Candidates per reward job: 1 is one BullMQ job each; more go as batch jobs (one fetch, lock
+   * and completion per batch; an executor scores a batch on its own sandboxes). @defaultValue 1
+   */
+  batchSize?: number;
   /** Redis to use; without it a private redis-server is started and stopped. @defaultValue process.env.REDIS_URL */
   redisUrl?: string;
   /** @defaultValue "reward" with a private Redis, else "reward" too (the real queue) */
@@ -337,11 +342,14 @@ export async function runEval(opts: EvalOptions): Promise<EvalReport> {
     const q = queue;
     opts.onTimedStart?.();
     const started = process.hrtime.bigint();
-    const outcomes = await waiter.waitFor(
-      jobs.map((j) => rewardJobId(j.job_id, j.step, j.sample_index)),
-      EVAL_RESULT_TIMEOUT_MS,
-      () => enqueueRewardJobs(q, jobs),
-    );
+    const outcomes =
+      (opts.batchSize ?? 1) > 1
+        ? await waiter.waitForBatches(jobs, opts.batchSize!, EVAL_RESULT_TIMEOUT_MS)
+        : await waiter.waitFor(
+            jobs.map((j) => rewardJobId(j.job_id, j.step, j.sample_index)),
+            EVAL_RESULT_TIMEOUT_MS,
+            () => enqueueRewardJobs(q, jobs),
+          );
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const results = outcomes.map(outcomeResult);
     // As in an RL step: a failed job, no result in time, or a spent sandbox recorded as a

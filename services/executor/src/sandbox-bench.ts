@@ -4,6 +4,7 @@ import { cpus, loadavg } from "node:os";
 import { randomBytes } from "node:crypto";
 import Docker from "dockerode";
 import type { CanonicalRow } from "@rlmesh/shared/datasets/index";
+import { MAX_REWARD_BATCH } from "@rlmesh/shared/reward/reward-jobs";
 import { asResponse } from "./code-block.js";
 import { BwrapSandbox } from "./bwrap-sandbox.js";
 import { DockerSandbox } from "./docker-sandbox.js";
@@ -426,6 +427,8 @@ async function benchPoolRate(
 /** The executor path at one prefetch setting, summed over the rounds. */
 export interface ExecutorBench {
   prefetch: number;
+  /** Candidates per reward job (1: one job each; more: batch jobs). */
+  batch: number;
   per_s: number;
   passed: number;
   ratio_vs_bare: number;
@@ -442,6 +445,8 @@ export interface SandboxBenchOptions {
   backends?: SandboxBackendName[];
   /** Executor prefetch values (jobs held per sandbox, ExecutorOptions.prefetch) measured, each through the queue in every round; the first is the headline. @defaultValue [DEFAULT_PREFETCH] */
   prefetch?: number[];
+  /** Candidates per reward job measured (each with each prefetch value); the first is the headline. @defaultValue [1] */
+  batch?: number[];
   /**
    * Passes over the rows. Every round runs each path once (bare, then per backend each executor
    * setting and the pool, the order rotated each round), so a change of the machine's load falls
@@ -460,8 +465,14 @@ export async function benchSandbox(rows: CanonicalRow[], opts: SandboxBenchOptio
   const limits = BENCH_LIMITS;
   const backends = opts.backends ?? (["docker", "bwrap"] as SandboxBackendName[]);
   const prefetches = opts.prefetch ?? [DEFAULT_PREFETCH];
+  const batches = opts.batch ?? [1];
   const rounds = opts.rounds ?? 1;
   if (prefetches.length === 0 || prefetches.some((p) => !Number.isInteger(p) || p < 0)) throw new Error(`prefetch: integers >= 0, got ${prefetches.join(",")}`);
+  if (batches.length === 0 || batches.some((b) => !Number.isInteger(b) || b < 1 || b > MAX_REWARD_BATCH))
+    throw new Error(`batch: integers in 1..${MAX_REWARD_BATCH}, got ${batches.join(",")}`);
+  // Batch sizes outermost: the headline (first) setting is the first batch size at the first prefetch.
+  const settings = batches.flatMap((batch) => prefetches.map((prefetch) => ({ prefetch, batch })));
+  const settingKey = (backend: string, x: { prefetch: number; batch: number }) => `${backend}:executor:${x.prefetch}:${x.batch}`;
   if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`rounds: a positive integer, got ${rounds}`);
   const load0 = loadavg()[0]!;
   // One Redis for every executor pass, so its CPU per candidate can be read.
@@ -482,9 +493,10 @@ export async function benchSandbox(rows: CanonicalRow[], opts: SandboxBenchOptio
       },
     ];
     for (const backend of backends) {
-      for (const prefetch of prefetches) {
+      for (const setting of settings) {
+        const { prefetch, batch } = setting;
         paths.push({
-          key: `${backend}:executor:${prefetch}`,
+          key: settingKey(backend, setting),
           run: async () => {
             // The executor as a service runs it (startExecutor), on its own queue; runEval then
             // finds it consuming and only produces and waits, as the coordinator does.
@@ -499,6 +511,7 @@ export async function benchSandbox(rows: CanonicalRow[], opts: SandboxBenchOptio
                 limits,
                 redisUrl: redis.url,
                 queueName,
+                batchSize: batch,
                 inProcessExecutor: false,
                 onTimedStart: () => {
                   executor.pool.resetStats();
@@ -561,11 +574,11 @@ export async function benchSandbox(rows: CanonicalRow[], opts: SandboxBenchOptio
     const per: Partial<Record<SandboxBackendName, BackendBench>> = {};
     for (const backend of backends) {
       const profile = await benchSequential(backend, rows);
-      const executors: ExecutorBench[] = prefetches.map((prefetch) => {
-        const key = `${backend}:executor:${prefetch}`;
+      const executors: ExecutorBench[] = settings.map((setting) => {
+        const key = settingKey(backend, setting);
         const t = totals.get(key)!;
         return {
-          prefetch,
+          ...setting,
           per_s: round(rate(key)),
           passed: passedOf(key),
           ratio_vs_bare: round(rate(key) / barePerS),

@@ -117,3 +117,28 @@ test("returnWaiters: runs waiting for a sandbox (and later ones that find none i
   assert.deepEqual(starts, ["r1", "r4"]);
   await pool.close();
 });
+
+test("the acquire timeout counts time without progress: a long queue that keeps moving waits, a stuck pool fails every waiter", async () => {
+  // Each run takes 30 ms; 10 runs queue on one sandbox with a 100 ms timeout: the last waits
+  // ~270 ms in all, far past the timeout, but a sandbox is freed every 30 ms.
+  const pool = new SandboxPool({ size: 1, acquireTimeoutMs: 100, create: async () => new FakeSandbox("s", async () => (await sleep(30), ok("r"))) });
+  await pool.start();
+  const t0 = Date.now();
+  const results = await Promise.all(Array.from({ length: 10 }, (_, i) => pool.run(req(`r${i}`), 1000)));
+  assert.equal(results.length, 10);
+  assert.ok(Date.now() - t0 >= 250, "the queue took longer than the timeout");
+  await pool.close();
+
+  // A run that never ends: the waiters behind it fail together once 100 ms pass with no sandbox freed.
+  const stuck = new SandboxPool({ size: 1, acquireTimeoutMs: 100, create: async () => new FakeSandbox("t", () => new Promise<SandboxResponse>(() => undefined)) });
+  await stuck.start();
+  void stuck.run(req(), 1000);
+  const t1 = Date.now();
+  const waiting = [stuck.run(req("a"), 1000), stuck.run(req("b"), 1000)];
+  for (const w of waiting) await assert.rejects(w, (err: Error) => err instanceof SandboxError && /no sandbox freed within 100 ms while 2 run\(s\) waited/.test(err.message));
+  const waited = Date.now() - t1;
+  assert.ok(waited >= 90 && waited < 1000, `failed after ${waited} ms`);
+  await stuck.close();
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -15,7 +15,12 @@ export interface SandboxPoolOptions {
   size: number;
   /** Starts one sandbox. */
   create: () => Promise<Sandbox>;
-  /** How long a run waits for a free sandbox. @defaultValue 60000 */
+  /**
+   * How long runs may wait with no sandbox freed (offered back, or a replacement started): past
+   * it every waiting run fails with SandboxError. Progress resets it, so a long queue (a batch job
+   * puts all its candidates in at once) waits as long as the sandboxes keep finishing runs; a pool
+   * whose sandboxes are all stuck or cannot be replaced fails its waiters. @defaultValue 60000
+   */
   acquireTimeoutMs?: number;
   /** Delay before retrying a failed start. @defaultValue 1000 */
   restartDelayMs?: number;
@@ -39,7 +44,9 @@ export class SandboxPool {
    */
   readonly stats = { runs: 0, idleWaitMs: 0 };
   private readonly members = new Set<Sandbox>();
-  private readonly waiters: { resolve: (s: Sandbox) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }[] = [];
+  private readonly waiters: { resolve: (s: Sandbox) => void; reject: (e: Error) => void }[] = [];
+  /** Armed while runs wait: fires when no sandbox was freed for acquireTimeoutMs (see SandboxPoolOptions). */
+  private stallTimer: NodeJS.Timeout | undefined;
   private live = 0;
   private busy = 0;
   private starting = 0;
@@ -130,23 +137,27 @@ export class SandboxPool {
     }
     if (this.returning) return Promise.reject(new NotStartedError("executor shutting down: no sandbox free, run given back"));
     return new Promise((resolve, reject) => {
-      const waiter = {
-        resolve,
-        reject,
-        timer: setTimeout(() => {
-          const i = this.waiters.indexOf(waiter);
-          if (i >= 0) this.waiters.splice(i, 1);
-          reject(new SandboxError(`no sandbox free within ${this.acquireTimeoutMs} ms (${this.live} live)`));
-        }, this.acquireTimeoutMs),
-      };
-      this.waiters.push(waiter);
+      this.waiters.push({ resolve, reject });
+      if (!this.stallTimer) this.armStallTimer();
     });
+  }
+
+  /** (Re)starts the no-progress timer while runs wait; stops it when none does. */
+  private armStallTimer(): void {
+    if (this.stallTimer) clearTimeout(this.stallTimer);
+    this.stallTimer = undefined;
+    if (this.waiters.length === 0) return;
+    this.stallTimer = setTimeout(() => {
+      this.stallTimer = undefined;
+      const n = this.waiters.length;
+      this.rejectWaiters(new SandboxError(`no sandbox freed within ${this.acquireTimeoutMs} ms while ${n} run(s) waited (${this.live} live)`));
+    }, this.acquireTimeoutMs);
   }
 
   private offer(s: Sandbox): void {
     const w = this.waiters.shift();
     if (w) {
-      clearTimeout(w.timer);
+      this.armStallTimer();
       w.resolve(s);
     } else {
       this.idle.push(s);
@@ -208,10 +219,9 @@ export class SandboxPool {
   }
 
   private rejectWaiters(err: Error): void {
-    for (const w of this.waiters.splice(0)) {
-      clearTimeout(w.timer);
-      w.reject(err);
-    }
+    const waiting = this.waiters.splice(0);
+    this.armStallTimer();
+    for (const w of waiting) w.reject(err);
   }
 
   /** Destroys every sandbox; pending runs fail with SandboxError. */

@@ -66,3 +66,66 @@ export async function enqueueRewardJobs(queue: Queue, jobs: RewardJobData[], ove
   }
   return out;
 }
+
+/** BullMQ job name of a batch: several candidates in one job (RewardBatchData), one result each. */
+export const REWARD_BATCH_JOB = "reward-batch";
+
+/** Most candidates in one batch job (a producer's batch size is clamped to it). */
+export const MAX_REWARD_BATCH = 64;
+
+/**
+ * Payload of a batch job: candidates of one job and step, scored by one executor on its sandboxes
+ * (as many at once as it has), returned as one RewardResult per candidate, in order. The queue's
+ * cost (a fetch, a lock, a completion, an event) is paid once per batch instead of per candidate;
+ * the price is coarser load balancing (a batch is one executor's) and a retry that re-runs the
+ * whole batch (an infrastructure failure of any of its candidates fails the attempt).
+ */
+export interface RewardBatchData {
+  candidates: RewardJobData[];
+}
+
+/**
+ * Idempotent id of a batch: the id of its first candidate plus `-b<count>`, so a step re-run that
+ * forms the same batches finds them (and a purge by `<job>-` prefix removes them).
+ */
+export function rewardBatchId(batch: RewardBatchData): string {
+  const first = batch.candidates[0];
+  if (!first) throw new Error("a reward batch needs at least one candidate");
+  return `${rewardJobId(first.job_id, first.step, first.sample_index)}-b${batch.candidates.length}`;
+}
+
+/**
+ * Cuts candidates into batches of at most `size` (clamped to 1..MAX_REWARD_BATCH), in order; a
+ * batch never mixes jobs or steps. Size 1 still makes one batch per candidate: callers that want
+ * plain per-candidate jobs use enqueueRewardJobs instead.
+ */
+export function groupRewardBatches(jobs: RewardJobData[], size: number): RewardBatchData[] {
+  const cap = Math.max(1, Math.min(MAX_REWARD_BATCH, Math.floor(size)));
+  const out: RewardBatchData[] = [];
+  let cur: RewardJobData[] = [];
+  for (const j of jobs) {
+    const head = cur[0];
+    if (head && (cur.length >= cap || head.job_id !== j.job_id || head.step !== j.step)) {
+      out.push({ candidates: cur });
+      cur = [];
+    }
+    cur.push(j);
+  }
+  if (cur.length > 0) out.push({ candidates: cur });
+  return out;
+}
+
+/** Enqueues batch jobs (idempotent ids, the candidates' job options, in slices of ENQUEUE_CHUNK candidates). */
+export async function enqueueRewardBatches(queue: Queue, batches: RewardBatchData[], overrides: Partial<JobsOptions> = {}) {
+  const out = [];
+  const per = Math.max(1, Math.floor(ENQUEUE_CHUNK / Math.max(1, batches[0]?.candidates.length ?? 1)));
+  for (let i = 0; i < batches.length; i += per) {
+    const slice = batches.slice(i, i + per);
+    out.push(
+      ...(await queue.addBulk(
+        slice.map((data) => ({ name: REWARD_BATCH_JOB, data, opts: { ...rewardJobOptions(data.candidates[0]!, overrides), jobId: rewardBatchId(data) } })),
+      )),
+    );
+  }
+  return out;
+}

@@ -1,6 +1,7 @@
-import type { Queue, QueueEvents } from "bullmq";
+import type { JobsOptions, Queue, QueueEvents } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger } from "../logger.js";
+import { type RewardJobData, enqueueRewardBatches, groupRewardBatches, rewardBatchId } from "./reward-jobs.js";
 import { classifyFailedReason, REWARD_STATUSES, type InfraFailure, type RewardResult } from "./reward-result.js";
 
 /** How one reward job ended, as seen by its producer. */
@@ -9,7 +10,7 @@ import { classifyFailedReason, REWARD_STATUSES, type InfraFailure, type RewardRe
 export const NOT_ENQUEUED = "not enqueued";
 
 /** True for the outcome of a job whose enqueue failed, which a retried enqueue settles again. */
-export function isNotEnqueued(o: RewardOutcome): boolean {
+export function isNotEnqueued(o: JobOutcome): boolean {
   return o.state === "failed" && o.reason.startsWith(`${NOT_ENQUEUED}:`);
 }
 export type RewardOutcome =
@@ -19,6 +20,12 @@ export type RewardOutcome =
   /** The job is gone from Redis while it was awaited (removed, e.g. by a cancel, or data lost). */
   | { state: "missing"; reason: string }
   | { state: "timeout"; reason: string };
+
+/**
+ * How one BullMQ job ended, as the waiter sees it: a batch job (reward-jobs' REWARD_BATCH_JOB)
+ * completes with one result per candidate. waitFor and waitForBatches turn it into RewardOutcomes.
+ */
+export type JobOutcome = RewardOutcome | { state: "batch"; results: RewardResult[] };
 
 /**
  * Which infrastructure failure left a reward job without a reward, or null when it was scored: a
@@ -40,7 +47,7 @@ export interface RewardWaiterOptions {
   reconcileIntervalMs?: number;
   logger?: Logger;
   /** Called once per awaited id when it settles (latency measurements). */
-  onSettled?: (jobId: string, outcome: RewardOutcome) => void;
+  onSettled?: (jobId: string, outcome: JobOutcome) => void;
 }
 
 export interface RewardWaiterStats {
@@ -57,7 +64,7 @@ export interface RewardWaiterStats {
 }
 
 interface Pending {
-  settle: ((o: RewardOutcome) => void)[];
+  settle: ((o: JobOutcome) => void)[];
   deadline: number;
   /** Armed once the job has been enqueued: before that, a missing job hash is expected. */
   armed: boolean;
@@ -121,13 +128,47 @@ export class RewardWaiter {
    * Register-then-enqueue means no event can slip between the two.
    */
   async waitFor(ids: string[], timeoutMs: number, enqueue: () => Promise<unknown>, signal?: AbortSignal): Promise<RewardOutcome[]> {
+    return (await this.waitForJobs(ids, timeoutMs, enqueue, signal)).map((o) =>
+      o.state === "batch" ? { state: "failed", reason: `unreadable result: a batch of ${o.results.length} where one result was expected` } : o,
+    );
+  }
+
+  /**
+   * Enqueues candidates as batch jobs of at most `batchSize` (groupRewardBatches) and resolves with
+   * one outcome per candidate, in order: a completed batch gives each candidate its own result; a
+   * batch that failed, vanished or timed out gives every candidate of it that outcome (none of them
+   * has a reward). A batch whose result count does not match is failed, never guessed at.
+   */
+  async waitForBatches(
+    jobs: RewardJobData[],
+    batchSize: number,
+    timeoutMs: number,
+    opts: { signal?: AbortSignal; jobOptions?: Partial<JobsOptions> } = {},
+  ): Promise<RewardOutcome[]> {
+    const batches = groupRewardBatches(jobs, batchSize);
+    const ids = batches.map(rewardBatchId);
+    const outcomes = await this.waitForJobs(ids, timeoutMs, () => enqueueRewardBatches(this.queue, batches, opts.jobOptions), opts.signal);
+    return batches.flatMap((b, i): RewardOutcome[] => {
+      const o = outcomes[i]!;
+      const n = b.candidates.length;
+      if (o.state === "batch" && o.results.length === n) return o.results.map((result) => ({ state: "completed", result }));
+      const same: RewardOutcome =
+        o.state === "batch" || o.state === "completed"
+          ? { state: "failed", reason: `unreadable result: batch ${ids[i]} of ${n} candidates returned ${o.state === "batch" ? o.results.length : "a single"} result(s)` }
+          : o;
+      return Array.from({ length: n }, () => same);
+    });
+  }
+
+  /** waitFor's core: one JobOutcome per id (a batch job's results unsplit). */
+  async waitForJobs(ids: string[], timeoutMs: number, enqueue: () => Promise<unknown>, signal?: AbortSignal): Promise<JobOutcome[]> {
     if (this.closed) throw new Error("reward waiter is closed");
     signal?.throwIfAborted();
     const deadline = Date.now() + timeoutMs;
-    const mine: { id: string; resolve: (o: RewardOutcome) => void }[] = [];
+    const mine: { id: string; resolve: (o: JobOutcome) => void }[] = [];
     const waits = ids.map(
       (id) =>
-        new Promise<RewardOutcome>((resolve) => {
+        new Promise<JobOutcome>((resolve) => {
           mine.push({ id, resolve });
           const p = this.pending.get(id);
           if (p) {
@@ -239,7 +280,7 @@ export class RewardWaiter {
     }
   }
 
-  private settle(id: string, outcome: RewardOutcome): void {
+  private settle(id: string, outcome: JobOutcome): void {
     const p = this.pending.get(id);
     if (!p) return;
     this.pending.delete(id);
@@ -248,9 +289,24 @@ export class RewardWaiter {
   }
 }
 
-function completedOutcome(returnvalue: unknown): RewardOutcome {
-  const r = parseRewardResult(returnvalue);
-  return r ? { state: "completed", result: r } : { state: "failed", reason: `unreadable result: ${String(returnvalue).slice(0, 200)}` };
+function completedOutcome(returnvalue: unknown): JobOutcome {
+  const value = typeof returnvalue === "string" ? parseJson(returnvalue) : returnvalue;
+  if (Array.isArray(value)) {
+    const results = value.map(parseRewardResult);
+    if (results.every((r): r is RewardResult => r !== undefined)) return { state: "batch", results };
+  } else {
+    const r = parseRewardResult(value);
+    if (r) return { state: "completed", result: r };
+  }
+  return { state: "failed", reason: `unreadable result: ${String(returnvalue).slice(0, 200)}` };
+}
+
+function parseJson(s: string): unknown {
+  try {
+    return JSON.parse(s);
+  } catch {
+    return undefined;
+  }
 }
 
 /** A job's return value (as BullMQ stores or emits it) as a RewardResult; undefined if it is not one. */

@@ -54,8 +54,9 @@ function candidates(jobId: string): Candidate[] {
   ]);
 }
 
-test("docker kill of the sandboxes every 0.3 s: each candidate gets the clean run's reward, or none (dropped, named) — never a sandbox's 0", { timeout: 300_000 }, async (t) => {
-  const clean = await scorer.score(candidates("clean"), NO_LIMITS);
+/** Scores the candidates once cleanly, then under a storm of `docker kill`s, through `scorer`; checks and reports. */
+async function stormRun(t: { diagnostic(m: string): void }, scorer: QueueRewardScorer, tag: string, jobIds: (k: number) => string): Promise<void> {
+  const clean = await scorer.score(candidates(`clean${tag}`), NO_LIMITS);
   assert.deepEqual(
     clean.map((s) => s.reward),
     Array.from({ length: N }, (_, k) => (k % 2 === 0 ? 1 : 0)),
@@ -74,7 +75,7 @@ test("docker kill of the sandboxes every 0.3 s: each candidate gets the clean ru
   const t0 = Date.now();
   let storm: Score[];
   try {
-    storm = await scorer.score(candidates("storm"), NO_LIMITS);
+    storm = await scorer.score(candidates(`storm${tag}`), NO_LIMITS);
   } finally {
     stop = true;
     await killer;
@@ -89,10 +90,26 @@ test("docker kill of the sandboxes every 0.3 s: each candidate gets the clean ru
   for (const d of dropped) assert.match(d.reason, /^(sandbox_error|executor_lost|invalid_job): |stalled/);
   // The storm did hit: containers were killed and jobs were retried.
   const q = (scorer as unknown as { queue: import("bullmq").Queue }).queue;
-  const jobs = await Promise.all(storm.map((_, k) => q.getJob(`storm-1-${k}`)));
+  const ids = [...new Set(storm.map((_, k) => jobIds(k)))];
+  const jobs = await Promise.all(ids.map((id) => q.getJob(id)));
+  assert.ok(jobs.every((j) => j !== undefined), "every job id is in the queue");
   const retried = jobs.filter((j) => (j?.attemptsMade ?? 0) > 1 || (j?.stalledCounter ?? 0) > 0).length;
   assert.ok(kills > 0, "the storm killed sandboxes");
-  assert.ok(retried + dropped.length > 0, "some candidates were retried or dropped");
+  assert.ok(retried + dropped.length > 0, "some jobs were retried or candidates dropped");
   const matched = storm.filter((s) => s.reward !== null).length;
-  t.diagnostic(`storm: ${kills} sandbox kills in ${seconds.toFixed(1)} s; ${matched}/${N} scored (all equal to the clean run), ${retried} retried, ${dropped.length} dropped: ${dropped.map((d) => `#${d.k} ${d.status}`).join(", ") || "none"}`);
+  t.diagnostic(`storm${tag}: ${kills} sandbox kills in ${seconds.toFixed(1)} s; ${matched}/${N} scored (all equal to the clean run), ${retried} of ${ids.length} job(s) retried, ${dropped.length} dropped: ${dropped.map((d) => `#${d.k} ${d.status}`).join(", ") || "none"}`);
+}
+
+test("docker kill of the sandboxes every 0.3 s: each candidate gets the clean run's reward, or none (dropped, named) — never a sandbox's 0", { timeout: 300_000 }, async (t) => {
+  await stormRun(t, scorer, "", (k) => `storm-1-${k}`);
+});
+
+test("the same storm with batch jobs of 4 candidates (RLMESH_REWARD_BATCH=4): a killed run fails its whole batch's attempt, never one candidate's reward", { timeout: 300_000 }, async (t) => {
+  const batched = new QueueRewardScorer(conn, QUEUE, createLogger("api", { level: "error" }), { batchSize: 4 });
+  await batched.ready();
+  try {
+    await stormRun(t, batched, "b", (k) => `stormb-1-${k - (k % 4)}-b4`);
+  } finally {
+    await batched.close();
+  }
 });

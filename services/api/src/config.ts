@@ -19,6 +19,14 @@ export const API_CONFIG = {
   },
   learnerAddr: { env: "RLMESH_LEARNER_ADDR", type: "string", default: "127.0.0.1:50071", doc: "host:port of the learner (LearnerService)" },
   rewardQueue: { env: "RLMESH_REWARD_QUEUE", type: "string", default: "reward", doc: "BullMQ queue the reward jobs go to" },
+  rewardBatch: {
+    env: "RLMESH_REWARD_BATCH",
+    type: "int",
+    default: 1,
+    min: 1,
+    max: 64,
+    doc: "Candidates per reward job: 1 = a BullMQ job each (finest load balancing across executors); more = batch jobs of up to N candidates of one step, each scored by one executor (the queue's per-job cost paid once per batch; a retry re-runs the batch)",
+  },
   maxInfraFailureRate: {
     env: "RLMESH_MAX_INFRA_FAILURE_RATE",
     type: "float",

@@ -31,7 +31,7 @@ const workerRedis = createRedis(config.redisUrl, { role: "worker", logger });
 const store = new JobStore(redis);
 const rollout = new RolloutPool(redis, logger);
 const learner = new GrpcLearnerClient(config.learnerAddr, logger);
-const rewards = new QueueRewardScorer(workerRedis, config.rewardQueue, logger);
+const rewards = new QueueRewardScorer(workerRedis, config.rewardQueue, logger, { batchSize: config.rewardBatch });
 const coordinator = new Coordinator({
   store,
   redis,

@@ -1,14 +1,15 @@
 import { UsageError, parseFlags, positiveInt } from "./cli-args.js";
 import { type LoadReport, runRewardQueueLoad } from "./reward-queue-load.js";
+import { MAX_REWARD_BATCH } from "@rlmesh/shared/reward/reward-jobs";
 
 export const BENCH_REWARD_QUEUE_USAGE =
-  "usage: rlmesh bench reward-queue [--jobs 20000] [--executors 4] [--concurrency 2] [--step 1000] [--steps-in-flight 2] [--kill-every-ms 3000] [--no-redis-restart] [--json]";
+  "usage: rlmesh bench reward-queue [--jobs 20000] [--executors 4] [--concurrency 2] [--step 1000] [--steps-in-flight 2] [--batch 1] [--kill-every-ms 3000] [--no-redis-restart] [--json]";
 
 /** The report as text lines. */
 export function formatLoadReport(r: LoadReport): string[] {
   const p = (x: { p50: number; p99: number; max: number }) => `p50 ${x.p50} ms, p99 ${x.p99} ms, max ${x.max} ms`;
   return [
-    `${r.jobs} reward jobs, ${r.executors} executors × ${r.concurrency} sandboxes, steps of ${r.step_size}: ${r.seconds} s, ${r.jobs_per_s} jobs/s`,
+    `${r.jobs} reward jobs${r.batch > 1 ? ` in ${r.queue_jobs} batch jobs of up to ${r.batch}` : ""}, ${r.executors} executors × ${r.concurrency} sandboxes, steps of ${r.step_size}: ${r.seconds} s, ${r.jobs_per_s} jobs/s`,
     `enqueue → result at the waiter: ${p(r.latency_ms)}`,
     `  queue wait (timestamp → processedOn): ${p(r.queue_wait_ms)}`,
     `  execution (processedOn → finishedOn): ${p(r.execution_ms)}`,
@@ -25,10 +26,10 @@ export function formatLoadReport(r: LoadReport): string[] {
  */
 export async function benchRewardQueueCommand(argv: string[], out: (l: string) => void = (l) => process.stdout.write(l + "\n")): Promise<number> {
   let flags: ReturnType<typeof parseFlags>;
-  let o: { jobs: number; executors: number; concurrency: number; step: number; inFlight: number; killEvery: number };
+  let o: { jobs: number; executors: number; concurrency: number; step: number; inFlight: number; batch: number; killEvery: number };
   try {
     flags = parseFlags(argv, {
-      values: ["jobs", "executors", "concurrency", "step", "steps-in-flight", "kill-every-ms"],
+      values: ["jobs", "executors", "concurrency", "step", "steps-in-flight", "batch", "kill-every-ms"],
       switches: ["json", "help", "no-redis-restart"],
     });
     if (flags.switches.has("help")) {
@@ -44,8 +45,10 @@ export async function benchRewardQueueCommand(argv: string[], out: (l: string) =
       concurrency: positiveInt("concurrency", flags.values.get("concurrency"), 2),
       step: positiveInt("step", flags.values.get("step"), 1000),
       inFlight: positiveInt("steps-in-flight", flags.values.get("steps-in-flight"), 2),
+      batch: positiveInt("batch", flags.values.get("batch"), 1),
       killEvery,
     };
+    if (o.batch > MAX_REWARD_BATCH) throw new UsageError(`--batch must be at most ${MAX_REWARD_BATCH}, got ${o.batch}`);
   } catch (err) {
     process.stderr.write(`rlmesh bench reward-queue: ${(err as Error).message}\n${BENCH_REWARD_QUEUE_USAGE}\n`);
     return 2;
@@ -56,12 +59,13 @@ export async function benchRewardQueueCommand(argv: string[], out: (l: string) =
     concurrency: o.concurrency,
     stepSize: o.step,
     stepsInFlight: o.inFlight,
+    batch: o.batch,
     killEveryMs: o.killEvery,
     redisRestartAt: flags.switches.has("no-redis-restart") ? null : 0.4,
     log: (l) => process.stderr.write(`${l}\n`),
   });
   if (flags.switches.has("json")) out(JSON.stringify(r));
   else for (const l of formatLoadReport(r)) out(l);
-  const exact = r.lost === 0 && r.double_counted === 0 && r.wrong_rewards === 0 && r.result_mismatch === 0 && r.outcomes.completed === r.jobs;
+  const exact = r.lost === 0 && r.double_counted === 0 && r.wrong_rewards === 0 && r.result_mismatch === 0 && (r.batch > 1 ? r.outcomes.batch : r.outcomes.completed) === r.queue_jobs;
   return exact ? 0 : 1;
 }

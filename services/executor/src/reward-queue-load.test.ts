@@ -48,3 +48,29 @@ test("2 000 reward jobs, 4 executors, an executor SIGKILLed every 1.5 s, Redis r
   assert.ok(r.stall_events >= r.stalled_jobs, `stall events ${r.stall_events} < stalled jobs ${r.stalled_jobs}`);
   assert.ok(r.forgiven_stalls <= 3 * r.stalled_jobs, `forgiven ${r.forgiven_stalls} > 3 per stalled job`);
 });
+
+test("the same faults with batch jobs of 8 candidates: each batch completes exactly once, every candidate with its own right reward", { timeout: 300_000 }, async () => {
+  const r = await runRewardQueueLoad({
+    jobs: 2000,
+    batch: 8,
+    executors: 4,
+    concurrency: 2,
+    stepSize: 500,
+    killEveryMs: 1500,
+    redisRestartAt: 0.4,
+    log: (l) => console.log(`# load (batch 8): ${l}`),
+  });
+  console.log(`# load report (batch 8): ${JSON.stringify(r)}`);
+  // 4 steps of 500 candidates, 63 batches each (62 of 8, one of 4).
+  assert.equal(r.queue_jobs, 252);
+  assert.deepEqual(r.outcomes, { batch: 252 });
+  assert.equal(r.lost, 0, "lost batch jobs");
+  assert.equal(r.double_counted, 0, "batch jobs recorded more than once");
+  assert.equal(r.wrong_rewards, 0, "every candidate's reward is its known answer");
+  assert.equal(r.result_mismatch, 0, "the waiter got the results stored in Redis");
+  assert.equal(r.recorded_once + r.recorded_uncounted, 252);
+  assert.ok(r.recorded_uncounted <= r.executor_kills * 2, `uncounted ${r.recorded_uncounted} > kills × concurrency`);
+  assert.equal(r.redis_restarts, 1);
+  assert.ok(r.executor_kills >= 3, `only ${r.executor_kills} kills`);
+  assert.ok(r.redone_jobs > 0, "the kills hit batches mid-run (else this proves nothing)");
+});

@@ -7,7 +7,15 @@ import { Queue, QueueEvents } from "bullmq";
 import type { Redis } from "ioredis";
 import { type LocalRedis, createRedis, startLocalRedis } from "@rlmesh/shared";
 import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
-import { type RewardJobData, enqueueRewardJobs, rewardJobId } from "@rlmesh/shared/reward/reward-jobs";
+import {
+  MAX_REWARD_BATCH,
+  type RewardJobData,
+  enqueueRewardBatches,
+  enqueueRewardJobs,
+  groupRewardBatches,
+  rewardBatchId,
+  rewardJobId,
+} from "@rlmesh/shared/reward/reward-jobs";
 import { type JobOutcome, RewardWaiter, isNotEnqueued, parseRewardResult } from "@rlmesh/shared/reward/reward-waiter";
 import { FORGIVEN_FIELD } from "./reward-worker.js";
 
@@ -30,6 +38,12 @@ export interface LoadOptions {
   stepSize?: number;
   /** Steps enqueued and awaited at once. @defaultValue 2 */
   stepsInFlight?: number;
+  /**
+   * Candidates per BullMQ job: 1 = one job each; more = batch jobs of up to this many (as the
+   * api with RLMESH_REWARD_BATCH). The exactly-once evidence is then per batch job; rewards are
+   * still checked per candidate. @defaultValue 1
+   */
+  batch?: number;
   /** SIGKILL one executor (round robin) and start a new one this often; 0: never. @defaultValue 3000 */
   killEveryMs?: number;
   /** SIGKILL Redis and restart it (AOF) once this fraction of jobs has settled; null: never. @defaultValue 0.4 */
@@ -50,7 +64,12 @@ export interface Percentiles {
 }
 
 export interface LoadReport {
+  /** Candidates (reward jobs when batch is 1). */
   jobs: number;
+  /** Candidates per BullMQ job. */
+  batch: number;
+  /** BullMQ jobs (= jobs when batch is 1): lost, double_counted, the evidence counts and the stall counts are per BullMQ job; wrong_rewards per candidate. */
+  queue_jobs: number;
   executors: number;
   concurrency: number;
   step_size: number;
@@ -218,6 +237,8 @@ export async function runRewardQueueLoad(opts: LoadOptions): Promise<LoadReport>
   const concurrency = opts.concurrency ?? 2;
   const stepSize = opts.stepSize ?? 1000;
   const inFlight = opts.stepsInFlight ?? 2;
+  const batch = opts.batch ?? 1;
+  if (!Number.isInteger(batch) || batch < 1 || batch > MAX_REWARD_BATCH) throw new Error(`batch: an integer in 1..${MAX_REWARD_BATCH}, got ${batch}`);
   const killEvery = opts.killEveryMs ?? 3000;
   const restartAt = opts.redisRestartAt === undefined ? 0.4 : opts.redisRestartAt;
   const queueName = `reward-load-${randomBytes(3).toString("hex")}`;
@@ -270,6 +291,8 @@ export async function runRewardQueueLoad(opts: LoadOptions): Promise<LoadReport>
 
     const enqueuedAt = new Map<string, number>();
     const settled = new Map<string, { at: number; wall: number; outcome: JobOutcome; times: number }>();
+    // BullMQ job id -> its candidates' sample indices (one each without batches).
+    const samplesOf = new Map<string, number[]>();
     waiter = new RewardWaiter(queue, events, {
       onSettled: (id, outcome) => {
         // A step whose enqueue failed (Redis restarting) has its ids settled as "not enqueued" and
@@ -282,7 +305,7 @@ export async function runRewardQueueLoad(opts: LoadOptions): Promise<LoadReport>
     let redisRestarts = 0;
     let restarting: Promise<void> | undefined;
     const maybeRestartRedis = () => {
-      if (restartAt === null || redisRestarts > 0 || restarting || settled.size < restartAt * opts.jobs) return;
+      if (restartAt === null || redisRestarts > 0 || restarting || settled.size < restartAt * queueJobs) return;
       restarting = (async () => {
         log(`SIGKILL redis-server at ${settled.size} settled jobs; restarting in ${opts.redisDownMs ?? 1000} ms (AOF)`);
         await redis.kill();
@@ -300,12 +323,13 @@ export async function runRewardQueueLoad(opts: LoadOptions): Promise<LoadReport>
     progress = setInterval(() => {
       maybeRestartRedis();
       const s = (performance.now() - started) / 1000;
-      log(`${settled.size}/${opts.jobs} settled in ${s.toFixed(0)} s (${(settled.size / s).toFixed(1)} jobs/s), kills ${fleet.kills}, pending ${waiter!.pendingCount}`);
+      log(`${settled.size}/${queueJobs} settled in ${s.toFixed(0)} s (${(settled.size / s).toFixed(1)} jobs/s), kills ${fleet.kills}, pending ${waiter!.pendingCount}`);
     }, 5000);
     restartTicker = setInterval(maybeRestartRedis, 100);
 
     let stepRetries = 0;
     const steps = Math.ceil(opts.jobs / stepSize);
+    const queueJobs = Array.from({ length: steps }, (_, k) => Math.ceil((Math.min(opts.jobs, (k + 1) * stepSize) - k * stepSize) / batch)).reduce((a, b) => a + b, 0);
     let nextStep = 0;
     const q = queue;
     const w = waiter;
@@ -314,13 +338,15 @@ export async function runRewardQueueLoad(opts: LoadOptions): Promise<LoadReport>
       for (let i = step * stepSize; i < Math.min(opts.jobs, (step + 1) * stepSize); i++) {
         data.push({ job_id: runId, step, sample_index: i, problem_id: `add-${i}`, response: i % 2 === 0 ? RIGHT : WRONG, tests: ADD_TESTS });
       }
-      const ids = data.map((d) => rewardJobId(d.job_id, d.step, d.sample_index));
+      const batches = batch > 1 ? groupRewardBatches(data, batch) : [];
+      const ids = batch > 1 ? batches.map(rewardBatchId) : data.map((d) => rewardJobId(d.job_id, d.step, d.sample_index));
+      ids.forEach((id, k) => samplesOf.set(id, batch > 1 ? batches[k]!.candidates.map((c) => c.sample_index) : [data[k]!.sample_index]));
       for (let attempt = 1; ; attempt++) {
         const t = performance.now();
         for (const id of ids) if (!enqueuedAt.has(id)) enqueuedAt.set(id, t);
         try {
           // As a coordinator's retried step: the same idempotent ids, so nothing is added twice.
-          await w.waitFor(ids, STEP_TIMEOUT_MS, () => enqueueRewardJobs(q, data));
+          await w.waitForJobs(ids, STEP_TIMEOUT_MS, () => (batch > 1 ? enqueueRewardBatches(q, batches) : enqueueRewardJobs(q, data)));
           return;
         } catch (err) {
           if (attempt >= STEP_TRIES) throw err;
@@ -402,7 +428,7 @@ export async function runRewardQueueLoad(opts: LoadOptions): Promise<LoadReport>
       outcomes[state] = (outcomes[state] ?? 0) + 1;
       const rec = Number(recorded[id] ?? 0);
       const ev = completedEvents.get(id) ?? 0;
-      if (state !== "completed" || !st?.inCompleted) lost++;
+      if ((state !== "completed" && state !== "batch") || !st?.inCompleted) lost++;
       if (rec > 1 || ev > 1 || (s?.times ?? 0) > 1) double++;
       if (rec === 1) once++;
       if (rec === 0 && st?.inCompleted) uncounted++;
@@ -414,11 +440,13 @@ export async function runRewardQueueLoad(opts: LoadOptions): Promise<LoadReport>
       forgivenStalls += st?.forgiven ?? 0;
       maxStallEvents = Math.max(maxStallEvents, events);
       maxStalled = Math.max(maxStalled, st?.stalled ?? 0);
-      if (s && s.outcome.state === "completed") {
-        const sample = Number(id.split("-").at(-1));
-        if (s.outcome.result.reward !== (sample % 2 === 0 ? 1 : 0)) wrong++;
-        const fromRedis = st?.returnvalue ? parseRewardResult(st.returnvalue) : undefined;
-        if (JSON.stringify(fromRedis) !== JSON.stringify(s.outcome.result)) mismatch++;
+      if (s && (s.outcome.state === "completed" || s.outcome.state === "batch")) {
+        const results = s.outcome.state === "batch" ? s.outcome.results : [s.outcome.result];
+        const samples = samplesOf.get(id) ?? [];
+        if (results.length !== samples.length) wrong += samples.length;
+        else wrong += results.filter((r, k) => r.reward !== (samples[k]! % 2 === 0 ? 1 : 0)).length;
+        const fromRedis = st?.returnvalue ? (batch > 1 ? (JSON.parse(st.returnvalue) as unknown[]).map(parseRewardResult) : parseRewardResult(st.returnvalue)) : undefined;
+        if (JSON.stringify(fromRedis) !== JSON.stringify(batch > 1 ? results : results[0])) mismatch++;
         latencies.push(s.at - enqueuedAt.get(id)!);
       }
       if (st && st.processedOn > 0) waits.push(st.processedOn - st.timestamp);
@@ -428,6 +456,8 @@ export async function runRewardQueueLoad(opts: LoadOptions): Promise<LoadReport>
     ok = true;
     return {
       jobs: opts.jobs,
+      batch,
+      queue_jobs: ids.length,
       executors: nExec,
       concurrency,
       step_size: stepSize,

@@ -30,6 +30,7 @@ export interface GrpoDefaults {
   disableSubstitution: boolean;
   weightInRatio: boolean;
   lossWeight: "inv_t";
+  emaDecay: number;
 }
 
 /**
@@ -65,6 +66,8 @@ export const GRPO_DEFAULTS: Readonly<GrpoDefaults> = Object.freeze({
   weightInRatio: false,
   /** Masked-token weight: 1/t of the coupled masks (`loss_weight: "cart"` switches to CART). */
   lossWeight: "inv_t",
+  /** No moving average of the weights: a job's final weights are its last update's. */
+  emaDecay: 0,
 });
 
 /** Learning-rate decays a job can ask for (`spec.lr_schedule.decay`; the api applies them per step). */

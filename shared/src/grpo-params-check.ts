@@ -60,6 +60,7 @@ export function checkGrpoParams(
   num(q.maxGradNorm, "max_grad_norm", (x) => x > 0, "> 0");
   int(q.warmupSteps, "warmup_steps", 0, 1_000_000);
   num(q.weightDecay, "weight_decay", (x) => x >= 0 && x < 1, "in [0, 1)");
+  num(q.emaDecay, "ema_decay", (x) => x >= 0 && x < 1, "in [0, 1) (0: no moving average)");
   oneOf(q.lossWeight || undefined, "loss_weight", GRPO_LOSS_WEIGHTS, `one of ${GRPO_LOSS_WEIGHTS.join(", ")}`);
   const kind = q.lossWeight || defaults.lossWeight;
   if (set(q.cartP)) {

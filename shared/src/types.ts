@@ -38,6 +38,14 @@ export type {
   ReportEvalResponse__Output as ReportEvalResponse,
   ReportEvalResponse as ReportEvalResponseIn,
 } from "./gen/rlmesh/v1/ReportEvalResponse.js";
+export type {
+  FinalizeWeightsRequest__Output as FinalizeWeightsRequest,
+  FinalizeWeightsRequest as FinalizeWeightsRequestIn,
+} from "./gen/rlmesh/v1/FinalizeWeightsRequest.js";
+export type {
+  FinalizeWeightsResponse__Output as FinalizeWeightsResponse,
+  FinalizeWeightsResponse as FinalizeWeightsResponseIn,
+} from "./gen/rlmesh/v1/FinalizeWeightsResponse.js";
 export type { StartJobRequest__Output as StartJobRequest, StartJobRequest as StartJobRequestIn } from "./gen/rlmesh/v1/StartJobRequest.js";
 export type { StartJobResponse__Output as StartJobResponse, StartJobResponse as StartJobResponseIn } from "./gen/rlmesh/v1/StartJobResponse.js";
 export type { InitFrom__Output as InitFrom, InitFrom as InitFromIn } from "./gen/rlmesh/v1/InitFrom.js";

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import {
   createClient, createLogger, InvalidArgumentError, loadProto, SERVICE_NAMES, startGrpcServer, weightsChecksum,
-  type HostTensor, type LearnerServiceClient, type ReportEvalResponse, type TrainStepRequest, type TrainStepRequestIn, type TrainStepResponse,
+  type FinalizeWeightsResponse, type HostTensor, type LearnerServiceClient, type ReportEvalResponse, type TrainStepRequest, type TrainStepRequestIn, type TrainStepResponse,
 } from "@rlmesh/shared";
 import { createLearnerService, type PushResult } from "./learner-service.js";
 import { JobNotStartedError, type ReportEvalResult, type StartJobInput, type Trainer, type TrainerHost, type TrainStepResult } from "./trainer/trainer.js";
@@ -47,6 +47,17 @@ class FakeTrainer implements Trainer {
   }
   weights() {
     return { version: this.version, tensors: this.tensors(this.version) };
+  }
+  finalized = false;
+  /** Installs a (fake) average once: a new version; later calls answer already_final. */
+  async finalizeWeights(checkOnly = false) {
+    const about = { averaged: true, averagedUpdates: 3, emaDecay: 0.9 };
+    if (this.finalized) return { policyVersion: this.version, alreadyFinal: true, ...about };
+    if (!checkOnly) {
+      this.finalized = true;
+      this.version++;
+    }
+    return { policyVersion: this.version, alreadyFinal: false, ...about };
   }
 }
 
@@ -150,6 +161,28 @@ test("ReportEval passes the held-out pass@1 to the guard; a rollback's restored 
   assert.equal(Number(bad.policyVersion), v + 1);
   assert.deepEqual(bad.pushedTo, ["w1"]);
   assert.deepEqual(pushes.slice(pushed), [v + 1]);
+});
+
+test("FinalizeWeights: check_only changes and pushes nothing; the call installs the average as a new version, pushed before the reply; a repeat is already_final", async () => {
+  const finalize = (checkOnly: boolean) =>
+    new Promise<FinalizeWeightsResponse>((resolve, reject) =>
+      client.finalizeWeights({ jobId: "j", checkOnly }, (err, res) => (err ? reject(err) : resolve(res!))),
+    );
+  const pushed = pushes.length;
+  const v = trainer.version;
+  const check = await finalize(true);
+  assert.deepEqual([Number(check.policyVersion), check.averaged, check.alreadyFinal, check.pushedTo], [v, true, false, []]);
+  assert.equal(pushes.length, pushed);
+  const done = await finalize(false);
+  assert.deepEqual([Number(done.policyVersion), done.averaged, done.alreadyFinal, Number(done.averagedUpdates), done.emaDecay], [v + 1, true, false, 3, 0.9]);
+  assert.deepEqual(done.pushedTo, ["w1"]);
+  assert.deepEqual(pushes.slice(pushed), [v + 1]);
+  const again = await finalize(false);
+  assert.deepEqual([Number(again.policyVersion), again.alreadyFinal, again.pushedTo], [v + 1, true, []]);
+  await assert.rejects(
+    new Promise((resolve, reject) => client.finalizeWeights({ jobId: "not-started" }, (err, res) => (err ? reject(err) : resolve(res)))),
+    (err: grpc.ServiceError) => err.code === grpc.status.FAILED_PRECONDITION,
+  );
 });
 
 test("GetWeights streams the latest version with its checksum", async () => {

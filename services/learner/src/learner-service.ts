@@ -7,13 +7,14 @@ import {
   unary,
   type LearnerServiceHandlers,
   type Logger,
+  type FinalizeWeightsRequest,
   type ReportEvalRequest,
   type StartJobRequest,
   type TrainStepRequest,
   type WeightChunkIn,
 } from "@rlmesh/shared";
 import type { GetWeightsRequest__Output } from "@rlmesh/shared/gen/rlmesh/v1/GetWeightsRequest";
-import { JobNotStartedError, RollbackCheckpointMissingError, type TrainerHost } from "./trainer/trainer.js";
+import { JobFinalizedError, JobNotStartedError, RollbackCheckpointMissingError, type TrainerHost } from "./trainer/trainer.js";
 import { ModelMismatchError } from "./trainer/model-compat.js";
 import { checkTrainShape } from "./trainer/warmup.js";
 import type { HostTensor } from "@rlmesh/shared";
@@ -44,7 +45,8 @@ function servedPolicy(jobs: TrainerHost): (PolicyRef & { tensors: HostTensor[] }
 
 /** The learner's domain errors as gRPC statuses (the one place they are turned into them). */
 function asStatus(err: unknown): never {
-  if (err instanceof JobNotStartedError || err instanceof ModelMismatchError) throw new GrpcError(grpcStatus.FAILED_PRECONDITION, err.message);
+  if (err instanceof JobNotStartedError || err instanceof ModelMismatchError || err instanceof JobFinalizedError)
+    throw new GrpcError(grpcStatus.FAILED_PRECONDITION, err.message);
   if (err instanceof RollbackCheckpointMissingError) throw new GrpcError(grpcStatus.INTERNAL, err.message);
   throw err;
 }
@@ -105,6 +107,11 @@ export function createLearnerService(deps: LearnerServiceDeps): LearnerServiceHa
         jobs.trainerFor(req.jobId).reportEval({ jobId: req.jobId, step: Number(req.step), passAt1: req.passAt1, n: req.n }),
       ).catch(asStatus);
       return { ...result, pushedTo: push?.pushedTo ?? [] };
+    }),
+    FinalizeWeights: unary(logger, "FinalizeWeights", async (req: FinalizeWeightsRequest) => {
+      // Installing the average publishes a new version: the workers must serve it before the reply.
+      const { result, push } = await serialized(() => jobs.trainerFor(req.jobId).finalizeWeights(req.checkOnly)).catch(asStatus);
+      return { ...result, pushedTo: push?.pushedTo ?? [], pushFailed: push?.pushFailed ?? [] };
     }),
     GetStatus: unary(logger, "GetStatus", async () => {
       const cur = jobs.current();

@@ -33,3 +33,19 @@ export function assertSameLayout(a: NamedTensors, b: NamedTensors, what: string)
     }
   }
 }
+
+/**
+ * One step of an exponential moving average, in place: avg = decay·avg + (1 − decay)·x, in
+ * float64 per element (rounded to float32 once). Returns `avg`.
+ */
+export function emaUpdateNamed(avg: NamedTensors, x: NamedTensors, decay: number): NamedTensors {
+  assertSameLayout(avg, x, "moving average");
+  const keep = decay;
+  const take = 1 - decay;
+  for (const [k, a] of Object.entries(avg)) {
+    const xd = x[k]!.data;
+    const ad = a.data;
+    for (let i = 0; i < ad.length; i++) ad[i] = keep * ad[i]! + take * xd[i]!;
+  }
+  return avg;
+}

@@ -402,3 +402,76 @@ test("a TrainStep with a bad loss_weight or cart_p is INVALID_ARGUMENT naming th
   assert.equal(t.status().policyVersion, 0);
   t.dispose();
 });
+
+test("ema_decay keeps a moving average of the weights; FinalizeWeights installs it as a new version (checkpointed, idempotent), after which TrainSteps are refused", async () => {
+  const EMA: GrpoParams = { ...FAST, emaDecay: 0.5 };
+  const a = await GrpoTrainer.open({ modelDir, checkpointDir: join(root, "ema-a"), logger });
+  const w0 = named(a);
+  await a.trainStep(request(0, batch(0), EMA));
+  const w1 = named(a);
+  await a.trainStep(request(1, batch(1, [0, 1, 1, 0]), EMA));
+  const w2 = named(a);
+  const v2 = a.status().policyVersion;
+  assert.equal(v2, 2);
+  const check = await a.finalizeWeights(true);
+  assert.deepEqual(check, { policyVersion: 2, averaged: true, alreadyFinal: false, averagedUpdates: 2, emaDecay: 0.5 });
+  assert.equal(weightsChecksum(a.weights().tensors), weightsChecksum(toHostList(w2)), "check_only changes nothing");
+  const done = await a.finalizeWeights();
+  assert.deepEqual(done, { policyVersion: 3, averaged: true, alreadyFinal: false, averagedUpdates: 2, emaDecay: 0.5 });
+  // avg = 0.5·(0.5·w0 + 0.5·w1) + 0.5·w2
+  const got = named(a);
+  let maxErr = 0;
+  let moved = 0;
+  for (const [k, t] of Object.entries(got)) {
+    if (!w0[k] || w0[k]!.data === w2[k]!.data) continue;
+    for (let i = 0; i < t.data.length; i++) {
+      const want = 0.25 * w0[k]!.data[i]! + 0.25 * w1[k]!.data[i]! + 0.5 * w2[k]!.data[i]!;
+      maxErr = Math.max(maxErr, Math.abs(t.data[i]! - want));
+      if (w2[k]!.data[i] !== w0[k]!.data[i]) moved++;
+    }
+  }
+  assert.ok(moved > 0, "the updates moved some weights");
+  assert.ok(maxErr < 1e-6, `average off by ${maxErr}`);
+  assert.deepEqual(await a.finalizeWeights(), { ...done, alreadyFinal: true });
+  await assert.rejects(a.trainStep(request(2, batch(2), EMA)), /final weights are installed/);
+  a.dispose();
+
+  // A learner restarted from its checkpoints mid-run ends with the same average, and one restarted
+  // after FinalizeWeights still serves the final weights and answers already_final.
+  const dir = join(root, "ema-b");
+  const b1 = await GrpoTrainer.open({ modelDir, checkpointDir: dir, logger });
+  await b1.trainStep(request(0, batch(0), EMA));
+  b1.dispose();
+  const b2 = await GrpoTrainer.open({ modelDir, checkpointDir: dir, logger });
+  await b2.trainStep(request(1, batch(1, [0, 1, 1, 0]), EMA));
+  assert.equal((await b2.finalizeWeights()).policyVersion, 3);
+  assert.equal(weightsChecksum(b2.weights().tensors), weightsChecksum(toHostList(got)));
+  b2.dispose();
+  const b3 = await GrpoTrainer.open({ modelDir, checkpointDir: dir, logger });
+  assert.equal(weightsChecksum(b3.weights().tensors), weightsChecksum(toHostList(got)));
+  assert.deepEqual(await b3.finalizeWeights(), { ...done, alreadyFinal: true });
+  b3.dispose();
+
+  // Without ema_decay there is no average: FinalizeWeights changes nothing.
+  const c = await open();
+  await c.trainStep(request(0, batch(0)));
+  const before = weightsChecksum(c.weights().tensors);
+  assert.deepEqual(await c.finalizeWeights(), { policyVersion: 1, averaged: false, alreadyFinal: false, averagedUpdates: 0, emaDecay: 0 });
+  assert.equal(weightsChecksum(c.weights().tensors), before);
+  c.dispose();
+});
+
+test("ema_decay outside [0, 1) is INVALID_ARGUMENT naming the field", async () => {
+  const t = await open();
+  for (const emaDecay of [1, -0.1, 1.5]) {
+    await assert.rejects(t.trainStep(request(0, batch(0), { ...FAST, emaDecay })), (err: Error) => err instanceof InvalidArgumentError && /^params\.ema_decay: must be in \[0, 1\)/.test(err.message));
+  }
+  t.dispose();
+});
+
+/** Named tensors as the published list (sorted by name), for weightsChecksum. */
+function toHostList(t: NamedTensors) {
+  return Object.keys(t)
+    .sort()
+    .map((name) => ({ name, dtype: "DTYPE_FLOAT32" as const, shape: t[name]!.shape, data: t[name]!.data }));
+}

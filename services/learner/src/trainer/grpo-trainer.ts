@@ -29,8 +29,15 @@ import { initJax, wasmHeapBytes } from "../model/jax-runtime.js";
 import { JaxPolicy, type JaxPolicyMode } from "../model/jax-policy.js";
 import { initAdamW, type AdamWState } from "../optim/adamw.js";
 import { learningRateAt } from "../optim/lr-schedule.js";
-import { cloneNamedTensors, type NamedTensors } from "../optim/named-tensors.js";
-import { RollbackCheckpointMissingError, type ReportEvalResult, type Trainer, type TrainStepResult } from "./trainer.js";
+import { cloneNamedTensors, emaUpdateNamed, type NamedTensors } from "../optim/named-tensors.js";
+import {
+  type FinalizeResult,
+  JobFinalizedError,
+  RollbackCheckpointMissingError,
+  type ReportEvalResult,
+  type Trainer,
+  type TrainStepResult,
+} from "./trainer.js";
 import { validateTrainRequest } from "./train-request-validation.js";
 import {
   DEFAULT_WARMUP_MAX_HEAP_MIB,
@@ -63,6 +70,8 @@ const SEED_SUBSTITUTION = 2;
 const SEED_WARMUP = 0x5741524d;
 /** Checkpoint tensor names of the previous version's weights (kept for stale samples' old log-probs). */
 const PREVIOUS_PREFIX = "prev@";
+/** Checkpoint tensor names of the weights' moving average (GrpoParams.ema_decay). */
+const EMA_PREFIX = "ema@";
 
 /**
  * How a TrainStep's update is computed; both give the same weights (grpo-update-paths.test.ts).
@@ -121,6 +130,10 @@ interface LearnerExtra {
   skippedBatches: number;
   guard: CollapseGuardState;
   applied: AppliedStep[];
+  /** The moving average's decay and the applied updates it has seen (absent: none kept). */
+  ema?: { decay: number; updates: number };
+  /** FinalizeWeights installed the job's final weights: no TrainStep after it. */
+  finalized?: boolean;
 }
 
 function toHost(t: NamedTensors): HostTensor[] {
@@ -178,6 +191,8 @@ interface TrainerState {
   guard: CollapseGuardState;
   applied: AppliedSteps;
   skippedBatches: number;
+  ema?: { weights: NamedTensors; decay: number; updates: number } | null;
+  finalized?: boolean;
 }
 
 /**
@@ -210,6 +225,9 @@ export class GrpoTrainer implements Trainer {
   private guard: CollapseGuardState;
   private applied: AppliedSteps;
   private skippedBatches: number;
+  /** The weights' moving average (GrpoParams.ema_decay > 0), its decay and the updates it has seen. */
+  private ema: { weights: NamedTensors; decay: number; updates: number } | null;
+  private finalized: boolean;
   /** Batch shapes (shapeKey) whose update kernels are compiled: by a TrainStep or the warm-up. */
   private readonly compiled = new Set<string>();
   private warming: { stop: string; done: Promise<WarmupReport> } | null = null;
@@ -233,6 +251,8 @@ export class GrpoTrainer implements Trainer {
       applied: this.applied,
       skippedBatches: this.skippedBatches,
     } = state);
+    this.ema = state.ema ?? null;
+    this.finalized = state.finalized ?? false;
     this.guardCfg = { ...DEFAULT_COLLAPSE_GUARD_CONFIG, ...opts.guard };
     this.maxStaleness = opts.maxStaleness ?? DEFAULT_MAX_STALENESS;
     this.checkpointEvery = opts.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY;
@@ -295,7 +315,7 @@ export class GrpoTrainer implements Trainer {
             `(sha256 ${extra.modelSha256?.slice(0, 12)}… vs ${modelSha256.slice(0, 12)}…): point RLMESH_CHECKPOINT_DIR elsewhere or remove it`,
         );
       }
-      const { current, previous } = splitWeights(ck.weights);
+      const { current, previous, ema } = splitWeights(ck.weights);
       for (const name of policy.weightNames) {
         if (!current[name]) throw new Error(`checkpoint step ${ck.step}: weight ${name} of the model is missing`);
       }
@@ -309,6 +329,8 @@ export class GrpoTrainer implements Trainer {
         guard: { ...initialCollapseGuardState(), ...extra.guard },
         applied: new AppliedSteps(extra.applied),
         skippedBatches: extra.skippedBatches,
+        ema: ema && extra.ema ? { weights: ema, ...extra.ema } : null,
+        finalized: extra.finalized ?? false,
       });
       trainer.lastCheckpointStep = ck.step;
       trainer.lastCheckpoint = `${opts.checkpointDir}/ckpt-${String(ck.step).padStart(12, "0")}`;
@@ -325,6 +347,8 @@ export class GrpoTrainer implements Trainer {
         guard: initialCollapseGuardState(),
         applied: new AppliedSteps(),
         skippedBatches: 0,
+        ema: null,
+        finalized: false,
       });
       // Checkpoint 0 is the base model: the collapse guard's first rollback target.
       await trainer.saveCheckpoint();
@@ -551,6 +575,9 @@ export class GrpoTrainer implements Trainer {
   }
 
   private check(req: TrainStepRequest) {
+    if (this.finalized) {
+      throw new JobFinalizedError(`job ${req.jobId}'s final weights are installed (FinalizeWeights, policy v${this.version}): it takes no more TrainSteps`);
+    }
     const samples = validateTrainRequest(req, {
       vocabSize: this.manifest.vocab_size,
       maskId: this.manifest.mask_id,
@@ -671,7 +698,34 @@ export class GrpoTrainer implements Trainer {
     this.previous = before;
     this.version += 1;
     this.published = { version: this.version, tensors: this.publishable() };
+    if (params.emaDecay > 0) {
+      // The first average starts from the weights before this update (the job's starting policy).
+      const avg = this.ema?.weights ?? cloneNamedTensors(before);
+      this.ema = { weights: emaUpdateNamed(avg, this.current, params.emaDecay), decay: params.emaDecay, updates: (this.ema?.updates ?? 0) + 1 };
+    }
     return stats;
+  }
+
+  /**
+   * FinalizeWeights: the moving average, when one was kept, becomes the job's weights as a new
+   * version (the trained weights become `previous`), checkpointed as the job's final weights.
+   * Idempotent; `checkOnly` changes nothing.
+   */
+  finalizeWeights(checkOnly = false): Promise<FinalizeResult> {
+    return this.exclusive(async () => {
+      const about = { averagedUpdates: this.ema?.updates ?? 0, emaDecay: this.ema?.decay ?? 0 };
+      if (this.finalized) return { policyVersion: this.version, averaged: this.ema !== null, alreadyFinal: true, ...about };
+      if (checkOnly || !this.ema) return { policyVersion: this.version, averaged: this.ema !== null, alreadyFinal: false, ...about };
+      this.previous = this.current;
+      this.current = cloneNamedTensors(this.ema.weights);
+      this.version += 1;
+      this.published = { version: this.version, tensors: this.publishable() };
+      this.finalized = true;
+      await this.saveCheckpoint();
+      this.opts.metrics?.policyVersion.set(this.version);
+      this.opts.logger.info("final weights: the policy's moving average", { policyVersion: this.version, ...about });
+      return { policyVersion: this.version, averaged: true, alreadyFinal: false, ...about };
+    });
   }
 
   /** The guard gave up: the step's stats say "stop" and the coordinator fails the job. */
@@ -688,7 +742,11 @@ export class GrpoTrainer implements Trainer {
     const ck = (await this.store.load(toStep).catch(() => null)) ?? (await this.store.loadLatest(toStep));
     if (!ck) throw new RollbackCheckpointMissingError(`collapse guard: no valid checkpoint at or before step ${toStep} to roll back to`);
     this.previous = this.current;
-    this.current = splitWeights(ck.weights).current;
+    const restored = splitWeights(ck.weights);
+    this.current = restored.current;
+    // The average goes back with the weights (none: it starts again at the next update).
+    const extra = ck.extra as unknown as LearnerExtra;
+    this.ema = restored.ema && extra.ema ? { weights: restored.ema, ...extra.ema } : null;
     this.optimizer = ck.optimizer;
     this.guard = guard;
     // A new version number even though the weights are old ones: rollout workers only move forward.
@@ -707,9 +765,12 @@ export class GrpoTrainer implements Trainer {
       skippedBatches: this.skippedBatches,
       guard: this.guard,
       applied: this.applied.toJSON(),
+      ...(this.ema ? { ema: { decay: this.ema.decay, updates: this.ema.updates } } : {}),
+      ...(this.finalized ? { finalized: true } : {}),
     };
     const weights: NamedTensors = { ...this.current };
     if (this.previous) for (const [k, v] of Object.entries(this.previous)) weights[PREVIOUS_PREFIX + k] = v;
+    if (this.ema) for (const [k, v] of Object.entries(this.ema.weights)) weights[EMA_PREFIX + k] = v;
     const data: CheckpointData = {
       step: this.learnerStep,
       policyVersion: this.version,
@@ -740,13 +801,15 @@ function checkedInitialWeights(model: NamedTensors, given: { tensors: NamedTenso
   return cloneNamedTensors(out);
 }
 
-/** A checkpoint's weights split into the current version's and the previous one's. */
-export function splitWeights(all: NamedTensors): { current: NamedTensors; previous: NamedTensors | null } {
+/** A checkpoint's weights split into the current version's, the previous one's and the moving average. */
+export function splitWeights(all: NamedTensors): { current: NamedTensors; previous: NamedTensors | null; ema: NamedTensors | null } {
   const current: NamedTensors = {};
   const previous: NamedTensors = {};
+  const ema: NamedTensors = {};
   for (const [k, v] of Object.entries(all)) {
     if (k.startsWith(PREVIOUS_PREFIX)) previous[k.slice(PREVIOUS_PREFIX.length)] = v;
+    else if (k.startsWith(EMA_PREFIX)) ema[k.slice(EMA_PREFIX.length)] = v;
     else current[k] = v;
   }
-  return { current, previous: Object.keys(previous).length > 0 ? previous : null };
+  return { current, previous: Object.keys(previous).length > 0 ? previous : null, ema: Object.keys(ema).length > 0 ? ema : null };
 }

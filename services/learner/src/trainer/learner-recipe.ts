@@ -32,6 +32,7 @@ export const LEARNER_RECIPE: Readonly<LearnerRecipe> = Object.freeze({
   substitution: !GRPO_DEFAULTS.disableSubstitution,
   weightInRatio: GRPO_DEFAULTS.weightInRatio,
   lossWeighting: Object.freeze({ kind: GRPO_DEFAULTS.lossWeight }),
+  emaDecay: GRPO_DEFAULTS.emaDecay,
 });
 
 /**
@@ -49,6 +50,8 @@ export interface ResolvedGrpoParams {
   schedule: LrScheduleConfig;
   substitute: boolean;
   advantage: GroupAdvantageOptions;
+  /** Decay of the weights' moving average (0: none kept). */
+  emaDecay: number;
 }
 
 /**
@@ -104,5 +107,6 @@ export function resolveGrpoParams(p: GrpoParams | null | undefined, recipe: Lear
     schedule: { baseLr: lr, warmupSteps, decay: "constant", minLrRatio: 1 },
     substitute,
     advantage: { scaleByStd: adv === "grpo" },
+    emaDecay: or(q.emaDecay, recipe.emaDecay),
   };
 }

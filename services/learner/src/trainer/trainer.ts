@@ -9,6 +9,22 @@ export interface TrainStepResult {
   replayed: boolean;
 }
 
+/** What FinalizeWeights did (or, checking, would do). */
+export interface FinalizeResult {
+  policyVersion: number;
+  /** The job's final weights are (would become) its moving average. */
+  averaged: boolean;
+  /** An earlier call finalized the job already. */
+  alreadyFinal: boolean;
+  averagedUpdates: number;
+  emaDecay: number;
+}
+
+/** A TrainStep for a job whose final weights are installed (FAILED_PRECONDITION). */
+export class JobFinalizedError extends Error {
+  override name = "JobFinalizedError";
+}
+
 export interface ReportEvalResult {
   policyVersion: number;
   /** "" (nothing happened), "rollback" or "stop". */
@@ -28,6 +44,8 @@ export interface Trainer {
   checkpoint(): Promise<{ path: string; step: number; policyVersion: number }>;
   /** The current weights and their version (an immutable snapshot: safe to stream while training). */
   weights(): { version: number; tensors: HostTensor[] };
+  /** FinalizeWeights (learner.proto): the moving average, if kept, becomes the job's final weights. */
+  finalizeWeights(checkOnly?: boolean): Promise<FinalizeResult>;
 }
 
 /** Where a job's first weights come from instead of its model_dir (InitFrom in learner.proto). */

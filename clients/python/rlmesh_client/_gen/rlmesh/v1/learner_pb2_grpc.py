@@ -46,6 +46,11 @@ class LearnerServiceStub(object):
                 request_serializer=rlmesh_dot_v1_dot_learner__pb2.GetWeightsRequest.SerializeToString,
                 response_deserializer=rlmesh_dot_v1_dot_rollout__pb2.WeightChunk.FromString,
                 )
+        self.FinalizeWeights = channel.unary_unary(
+                '/rlmesh.v1.LearnerService/FinalizeWeights',
+                request_serializer=rlmesh_dot_v1_dot_learner__pb2.FinalizeWeightsRequest.SerializeToString,
+                response_deserializer=rlmesh_dot_v1_dot_learner__pb2.FinalizeWeightsResponse.FromString,
+                )
 
 
 class LearnerServiceServicer(object):
@@ -98,6 +103,18 @@ class LearnerServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FinalizeWeights(self, request, context):
+        """Ends a job's training with its averaged weights: when its TrainSteps kept an exponential
+        moving average of the policy (GrpoParams.ema_decay > 0), that average becomes the job's
+        weights as a new version (checkpointed as the job's final weights and pushed to every rollout
+        worker before the reply); without one nothing changes. Idempotent: a second call answers
+        already_final. With check_only nothing changes either way (what a call would do).
+        A TrainStep after it is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LearnerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -130,6 +147,11 @@ def add_LearnerServiceServicer_to_server(servicer, server):
                     servicer.GetWeights,
                     request_deserializer=rlmesh_dot_v1_dot_learner__pb2.GetWeightsRequest.FromString,
                     response_serializer=rlmesh_dot_v1_dot_rollout__pb2.WeightChunk.SerializeToString,
+            ),
+            'FinalizeWeights': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinalizeWeights,
+                    request_deserializer=rlmesh_dot_v1_dot_learner__pb2.FinalizeWeightsRequest.FromString,
+                    response_serializer=rlmesh_dot_v1_dot_learner__pb2.FinalizeWeightsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -241,5 +263,22 @@ class LearnerService(object):
         return grpc.experimental.unary_stream(request, target, '/rlmesh.v1.LearnerService/GetWeights',
             rlmesh_dot_v1_dot_learner__pb2.GetWeightsRequest.SerializeToString,
             rlmesh_dot_v1_dot_rollout__pb2.WeightChunk.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def FinalizeWeights(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/rlmesh.v1.LearnerService/FinalizeWeights',
+            rlmesh_dot_v1_dot_learner__pb2.FinalizeWeightsRequest.SerializeToString,
+            rlmesh_dot_v1_dot_learner__pb2.FinalizeWeightsResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

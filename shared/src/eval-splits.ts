@@ -9,3 +9,9 @@ export function evalSplitName(path: string): string {
   const base = path.split(/[\\/]/).pop() ?? path;
   return base.replace(/\.(jsonl|json)$/i, "") || base;
 }
+
+/**
+ * Eval event mode of a job's trained weights, greedy, just before its moving average of them
+ * (grpo.ema_decay) became its final weights; the final eval after it scores the average.
+ */
+export const LAST_ITERATE_MODE = "last_iterate";

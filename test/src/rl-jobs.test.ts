@@ -104,6 +104,31 @@ describe("jobs on one mesh", { timeout: 600_000 }, () => {
     t.diagnostic(`job b: ${JSON.stringify(summary(eb))}`);
   });
 
+  test("grpo.ema_decay: the trained weights are evaluated once more (last_iterate), then the moving average becomes the job's final weights as a new version, which the final eval scores", async () => {
+    const client = jobClient(mesh.apiAddr);
+    const job = await jobs.submit(client, { ...spec("ema"), grpo: { lr: 1e-3, warmupSteps: 0, emaDecay: 0.5 } });
+    const e = await watchAll(mesh, job.id);
+    const done = await jobs.get(client, job.id);
+    client.close();
+    assert.equal(done.state, "JOB_STATE_SUCCEEDED", JSON.stringify(e.filter((x) => x.log || x.state)));
+    const steps = e.filter((x) => x.step).map((x) => [Number(x.step!.step), Number(x.step!.policyVersion)]);
+    assert.deepEqual(steps, [
+      [1, 1],
+      [2, 2],
+    ]);
+    const evals = e.filter((x) => x.eval && x.eval.split === "eval").map((x) => [Number(x.eval!.step), x.eval!.mode, Number(x.eval!.policyVersion)]);
+    assert.deepEqual(evals, [
+      [0, "greedy", 0],
+      [2, "last_iterate", 2],
+      [2, "greedy", 3],
+    ]);
+    assert.ok(
+      e.some((x) => x.log?.message === "final weights: the moving average of the policy (ema_decay 0.5, 2 updates) as policy v3"),
+      JSON.stringify(e.filter((x) => x.log)),
+    );
+    assert.equal(Number(done.policyVersion), 3);
+  });
+
   test("a model other than the rollout workers serve is refused at submit naming both; the next job still runs", async () => {
     // Same tokenizer and context as the shipped model (the api's dataset checks would pass), other layers.
     const other = await writeRandomModelDir(join(stateDir, "model-ci"), "ci", 3, 320);

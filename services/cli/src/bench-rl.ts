@@ -5,7 +5,7 @@ import { flagBool, flagFloat, flagInt, flagString, parseArgs, UsageError } from 
 import { jobClient, jobs } from "./job-client.js";
 import { startLocalMesh } from "./local-mesh.js";
 import { DEFAULT_MODEL_DIR, REPO_ROOT } from "@rlmesh/shared/repo-paths";
-import { DEMO_UNBOUNDED_STEPS, demoLrSchedule, demoSpec } from "./mesh-commands.js";
+import { DEMO_DEFAULT_EMA_DECAY, DEMO_UNBOUNDED_STEPS, demoLrSchedule, demoSpec } from "./mesh-commands.js";
 import { evalSplitName, PRIMARY_EVAL_SPLIT } from "@rlmesh/shared/eval-splits";
 
 /**
@@ -32,6 +32,10 @@ export const RL_VARIANTS: Record<string, { summary: string; apply: (s: Spec) => 
   "lr-cosine": {
     summary: "LR decay over the run: grpo.lr until half-way (steps or budget), then a half cosine to 0.1 × grpo.lr",
     apply: (s) => void (s.lrSchedule = demoLrSchedule("cosine")),
+  },
+  ema: {
+    summary: "final weights: the moving average of the policy, ema_decay 0.98 (the final eval scores it)",
+    apply: (s) => void (s.grpo.emaDecay = DEMO_DEFAULT_EMA_DECAY),
   },
   "temp-0.7": { summary: "rollout temperature 0.7", apply: (s) => void (s.decoding.temperature = 0.7) },
   g16: {

@@ -2,6 +2,8 @@ import type { InfraFailure } from "@rlmesh/shared/reward/reward-result";
 import type { CanonicalRow } from "@rlmesh/shared/datasets/index";
 import type {
   GrpoParams,
+  FinalizeWeightsRequestIn,
+  FinalizeWeightsResponse,
   ReportEvalRequestIn,
   ReportEvalResponse,
   SandboxLimits,
@@ -46,6 +48,8 @@ export interface LearnerClient {
   trainStep(req: TrainStepRequestIn, signal?: AbortSignal): Promise<TrainStepResponse>;
   /** Held-out pass@1 for the learner's collapse guard (optional: a learner without a guard). */
   reportEval?(req: ReportEvalRequestIn, signal?: AbortSignal): Promise<ReportEvalResponse>;
+  /** The job's moving average of its weights (grpo.ema_decay) as its final weights (see learner.proto FinalizeWeights). */
+  finalizeWeights?(req: FinalizeWeightsRequestIn, signal?: AbortSignal): Promise<FinalizeWeightsResponse>;
   /** Null when the learner answers SERVING, else why not (for "waiting for the learner" events). */
   unavailable?(): Promise<string | null>;
 }

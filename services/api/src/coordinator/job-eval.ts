@@ -2,7 +2,7 @@
 import type { CanonicalRow } from "@rlmesh/shared/datasets/index";
 import type { Logger } from "@rlmesh/shared";
 import { CollapseGuardStop } from "./collapse-guard-stop.js";
-import { PRIMARY_EVAL_SPLIT } from "@rlmesh/shared/eval-splits";
+import { LAST_ITERATE_MODE, PRIMARY_EVAL_SPLIT } from "@rlmesh/shared/eval-splits";
 import type { NormalizedJobSpec as JobSpec } from "../job-spec.js";
 import { stepSeed } from "./batch-sampler.js";
 import type { Candidate, LearnerClient } from "./interfaces.js";
@@ -23,11 +23,12 @@ export async function evalPassAt1(
   spec: JobSpec,
   deps: RunnerDeps,
   signal: AbortSignal,
-  opts: { split?: string; samples?: number } = {},
+  opts: { split?: string; samples?: number; variant?: string } = {},
 ): Promise<PassRate & { policyVersion: number }> {
   if (rows.length === 0) return { ...passRate(0, 0), policyVersion: 0 };
   const k = opts.samples ?? 0;
-  const tag = `${opts.split ?? PRIMARY_EVAL_SPLIT}${k > 0 ? `-s${k}` : ""}`;
+  // The tag keeps each eval's rollout request and reward job ids apart (a variant of the same step too).
+  const tag = `${opts.split ?? PRIMARY_EVAL_SPLIT}${k > 0 ? `-s${k}` : ""}${opts.variant ? `-${opts.variant}` : ""}`;
   const decoding =
     k > 0
       ? { ...spec.decoding, seed: stepSeed(Number(spec.seed), step, 0xe7) }
@@ -136,4 +137,44 @@ export function jobEvaluator(ctx: JobEvalContext): (step: number) => Promise<Pas
     throw stop;
   };
   return evaluate;
+}
+
+/**
+ * Ends the training of a job that kept a moving average of its weights (`grpo.ema_decay` > 0):
+ * greedy pass@1 of the trained weights on the primary line once more (an eval event of mode
+ * `last_iterate`, not reported to the collapse guard), then FinalizeWeights makes the average the
+ * job's weights (a new policy version on every rollout worker), so the final eval that follows
+ * scores the average and the two are compared in the same run. Nothing happens without an
+ * average, or when an earlier call (an api restarted after it) finalized the job already.
+ */
+export async function finalizeJobWeights(ctx: JobEvalContext, step: number): Promise<void> {
+  const { jobId, spec, deps, signal, log, evalRows } = ctx;
+  if (!((spec.grpo.emaDecay ?? 0) > 0) || !deps.learner.finalizeWeights) return;
+  const check = await deps.learner.finalizeWeights({ jobId, checkOnly: true }, signal);
+  if (check.alreadyFinal || !check.averaged) return;
+  if (evalRows.length > 0) {
+    const r = await evalPassAt1(evalRows, jobId, step, spec, deps, signal, { variant: "last" });
+    await deps.store.appendEvent(jobId, {
+      eval: {
+        step,
+        passAt1: r.passAt1,
+        n: r.n,
+        split: PRIMARY_EVAL_SPLIT,
+        mode: LAST_ITERATE_MODE,
+        responses: r.n,
+        ciLow: r.ciLow,
+        ciHigh: r.ciHigh,
+        policyVersion: r.policyVersion,
+      },
+    });
+    log.info("eval of the trained weights before the average", { step, passAt1: r.passAt1, n: r.n });
+  }
+  const f = await deps.learner.finalizeWeights({ jobId, checkOnly: false }, signal);
+  await deps.store.update(jobId, { policyVersion: Number(f.policyVersion) });
+  await deps.store.appendEvent(jobId, {
+    log: {
+      level: "info",
+      message: `final weights: the moving average of the policy (ema_decay ${f.emaDecay}, ${f.averagedUpdates} updates) as policy v${f.policyVersion}`,
+    },
+  });
 }

@@ -1,7 +1,7 @@
 import { evalSplitName } from "@rlmesh/shared/eval-splits";
 import { isRedisUnavailable, type Job } from "@rlmesh/shared";
 import type { NormalizedJobSpec as JobSpec } from "../job-spec.js";
-import { jobEvaluator } from "./job-eval.js";
+import { finalizeJobWeights, jobEvaluator } from "./job-eval.js";
 import { startOnLearner } from "./job-start.js";
 import { loadJobRows } from "./job-datasets.js";
 import { generateStep, loadCurriculumSampler, runStep, stepSamplesKey, type Generated, type StepContext } from "./job-step.js";
@@ -166,6 +166,7 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
     await dropPrefetch();
   }
   if (signal.aborted) return;
+  await finalizeJobWeights({ jobId: job.id, spec, deps, signal, log, evalRows, extraEvals }, lastStep);
   if (evalRows.length > 0) await evaluate(lastStep);
   await store.transition(
     job.id,

@@ -5,6 +5,8 @@ import {
   loadProto,
   type LearnerServiceClient,
   type Logger,
+  type FinalizeWeightsRequestIn,
+  type FinalizeWeightsResponse,
   type ReportEvalRequestIn,
   type ReportEvalResponse,
   type StartJobRequestIn,
@@ -66,6 +68,13 @@ export class GrpcLearnerClient implements LearnerClient {
   async unavailable(): Promise<string | null> {
     const st = await checkHealth(this.address, "", 2000).catch((err: Error) => `unreachable: ${err.message.split("\n")[0]}`);
     return st === "SERVING" ? null : `the learner at ${this.address} (${st || "not answering"})`;
+  }
+
+  async finalizeWeights(req: FinalizeWeightsRequestIn, signal?: AbortSignal): Promise<FinalizeWeightsResponse> {
+    return new Promise<FinalizeWeightsResponse>((resolve, reject) => {
+      const c = this.client.finalizeWeights(req, { deadline: new Date(Date.now() + TRAIN_STEP_TIMEOUT_MS) }, (err, res) => (err ? reject(err) : resolve(res!)));
+      signal?.addEventListener("abort", () => c.cancel(), { once: true });
+    });
   }
 
   async reportEval(req: ReportEvalRequestIn, signal?: AbortSignal): Promise<ReportEvalResponse> {

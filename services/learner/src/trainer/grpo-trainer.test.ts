@@ -423,11 +423,11 @@ test("ema_decay keeps a moving average of the weights; FinalizeWeights installs 
   let maxErr = 0;
   let moved = 0;
   for (const [k, t] of Object.entries(got)) {
-    if (!w0[k] || w0[k]!.data === w2[k]!.data) continue;
+    if (!w0[k] || w0[k].data === w2[k]!.data) continue;
     for (let i = 0; i < t.data.length; i++) {
-      const want = 0.25 * w0[k]!.data[i]! + 0.25 * w1[k]!.data[i]! + 0.5 * w2[k]!.data[i]!;
+      const want = 0.25 * w0[k].data[i]! + 0.25 * w1[k]!.data[i]! + 0.5 * w2[k]!.data[i]!;
       maxErr = Math.max(maxErr, Math.abs(t.data[i]! - want));
-      if (w2[k]!.data[i] !== w0[k]!.data[i]) moved++;
+      if (w2[k]!.data[i] !== w0[k].data[i]) moved++;
     }
   }
   assert.ok(moved > 0, "the updates moved some weights");

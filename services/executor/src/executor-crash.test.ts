@@ -175,38 +175,51 @@ test("SIGKILL with a prefetched job waiting for the sandbox: both jobs are redon
   }
 });
 
-test("SIGKILL mid-batch: another executor redoes the whole batch, each candidate's reward recorded once", { timeout: 120_000 }, async () => {
-  const queue = "reward-crash-batch";
+/** A client of `queue`, a RewardWaiter on it and the ids of its `completed` events, for `fn`; closed after. */
+async function onBatchQueue(
+  queue: string,
+  fn: (q: { client: QueueClient; waiter: RewardWaiter; completions: string[] }) => Promise<void>,
+): Promise<void> {
   const client = new QueueClient(redis.url, queue);
   await client.ready();
   const waiter = new RewardWaiter(client.queue, client.events);
+  const completions: string[] = [];
+  client.events.on("completed", (e) => completions.push(e.jobId));
   try {
-    const completions: string[] = [];
-    client.events.on("completed", (e) => completions.push(e.jobId));
-    const first = await spawnExecutor(queue);
-    const jobs = slowBatch("crash", [SLOW_GOOD, "def add(a, b):\n    return a - b", SLOW_GOOD]);
-    const done = waiter.waitForBatches(jobs, 3, 90_000);
-    const id = "crash-0-0-b3";
-    await waitFor("the batch to become active", async () => (await client.queue.getJobState(id)) === "active");
-    await new Promise((r) => setTimeout(r, 500)); // inside the first candidate's 3 s sleep (one sandbox)
-    first.kill("SIGKILL");
-    await new Promise((r) => first.once("exit", r));
-    await startSecond(queue);
-    const outcomes = await done;
-    assert.deepEqual(
-      outcomes.map((o) => (o.state === "completed" ? o.result.reward : o.state)),
-      [1, 0, 1],
-    );
-    await new Promise((r) => setTimeout(r, 3 * STALLED_INTERVAL_MS)); // room for a duplicate
-    assert.deepEqual(completions, [id], "the batch recorded exactly once");
-    const stored = await client.queue.getJob(id);
-    assert.ok((stored?.stalledCounter ?? 0) >= 1, "the batch was recovered as stalled");
-    assert.equal(await client.queue.count(), 0);
+    await fn({ client, waiter, completions });
   } finally {
     waiter.close();
     await client.close();
   }
-});
+}
+
+test(
+  "SIGKILL mid-batch: another executor redoes the whole batch, each candidate's reward recorded once",
+  { timeout: 120_000 },
+  async () => {
+    await onBatchQueue("reward-crash-batch", async ({ client, waiter, completions }) => {
+      const first = await spawnExecutor("reward-crash-batch");
+      const jobs = slowBatch("crash", [SLOW_GOOD, "def add(a, b):\n    return a - b", SLOW_GOOD]);
+      const done = waiter.waitForBatches(jobs, 3, 90_000);
+      const id = "crash-0-0-b3";
+      await waitFor("the batch to become active", async () => (await client.queue.getJobState(id)) === "active");
+      await new Promise((r) => setTimeout(r, 500)); // inside the first candidate's 3 s sleep (one sandbox)
+      first.kill("SIGKILL");
+      await new Promise((r) => first.once("exit", r));
+      await startSecond("reward-crash-batch");
+      const outcomes = await done;
+      assert.deepEqual(
+        outcomes.map((o) => (o.state === "completed" ? o.result.reward : o.state)),
+        [1, 0, 1],
+      );
+      await new Promise((r) => setTimeout(r, 3 * STALLED_INTERVAL_MS)); // room for a duplicate
+      assert.deepEqual(completions, [id], "the batch recorded exactly once");
+      const stored = await client.queue.getJob(id);
+      assert.ok((stored?.stalledCounter ?? 0) >= 1, "the batch was recovered as stalled");
+      assert.equal(await client.queue.count(), 0);
+    });
+  },
+);
 
 test("SIGTERM lets the in-flight job finish, then the executor exits", { timeout: 60_000 }, async () => {
   const queue = "reward-shutdown";
@@ -258,35 +271,31 @@ test(
   },
 );
 
-test("SIGTERM mid-batch: the batch's running candidate finishes, the batch goes back to the queue without an attempt and is scored once by another executor", { timeout: 120_000 }, async () => {
-  const queue = "reward-shutdown-batch";
-  const client = new QueueClient(redis.url, queue);
-  await client.ready();
-  const waiter = new RewardWaiter(client.queue, client.events);
-  try {
-    const completions: string[] = [];
-    client.events.on("completed", (e) => completions.push(e.jobId));
-    const child = await spawnExecutor(queue); // one sandbox: one candidate runs, the other waits for it
-    const done = waiter.waitForBatches(slowBatch("term", [SLOW_GOOD, SLOW_GOOD]), 2, 90_000);
-    const id = "term-0-0-b2";
-    await waitFor("the batch to become active", async () => (await client.queue.getJobState(id)) === "active");
-    await new Promise((r) => setTimeout(r, 500));
-    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-    child.kill("SIGTERM");
-    assert.equal(await exited, 0);
-    assert.equal(await client.queue.getJobState(id), "waiting");
-    const stored = await client.queue.getJob(id);
-    assert.equal(stored?.attemptsMade, 0, "given back without an attempt");
-    assert.equal(stored?.stalledCounter ?? 0, 0, "given back, not stalled");
-    await startSecond(queue);
-    assert.deepEqual(
-      (await done).map((o) => (o.state === "completed" ? o.result.reward : o.state)),
-      [1, 1],
-    );
-    await new Promise((r) => setTimeout(r, 3 * STALLED_INTERVAL_MS)); // room for a duplicate
-    assert.deepEqual(completions, [id], "the batch recorded exactly once");
-  } finally {
-    waiter.close();
-    await client.close();
-  }
-});
+test(
+  "SIGTERM mid-batch: the batch's running candidate finishes, the batch goes back to the queue without an attempt and is scored once by another executor",
+  { timeout: 120_000 },
+  async () => {
+    const queue = "reward-shutdown-batch";
+    await onBatchQueue(queue, async ({ client, waiter, completions }) => {
+      const child = await spawnExecutor(queue); // one sandbox: one candidate runs, the other waits for it
+      const done = waiter.waitForBatches(slowBatch("term", [SLOW_GOOD, SLOW_GOOD]), 2, 90_000);
+      const id = "term-0-0-b2";
+      await waitFor("the batch to become active", async () => (await client.queue.getJobState(id)) === "active");
+      await new Promise((r) => setTimeout(r, 500));
+      const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+      child.kill("SIGTERM");
+      assert.equal(await exited, 0);
+      assert.equal(await client.queue.getJobState(id), "waiting");
+      const stored = await client.queue.getJob(id);
+      assert.equal(stored?.attemptsMade, 0, "given back without an attempt");
+      assert.equal(stored?.stalledCounter ?? 0, 0, "given back, not stalled");
+      await startSecond(queue);
+      assert.deepEqual(
+        (await done).map((o) => (o.state === "completed" ? o.result.reward : o.state)),
+        [1, 1],
+      );
+      await new Promise((r) => setTimeout(r, 3 * STALLED_INTERVAL_MS)); // room for a duplicate
+      assert.deepEqual(completions, [id], "the batch recorded exactly once");
+    });
+  },
+);

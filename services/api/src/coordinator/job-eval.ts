@@ -38,7 +38,14 @@ export async function evalPassAt1(
   const samples =
     spec.task === "infill"
       ? await rolloutInfill(asInfillRows(rows), Math.max(1, k), decoding, spec, deps, call)
-      : (await deps.rollout.generate(rows.map((r, i) => ({ id: String(i), text: r.prompt })), Math.max(1, k), decoding, call)).samples;
+      : (
+          await deps.rollout.generate(
+            rows.map((r, i) => ({ id: String(i), text: r.prompt })),
+            Math.max(1, k),
+            decoding,
+            call,
+          )
+        ).samples;
   const policyVersion = Math.min(...samples.map((s) => Number(s.policyVersion)));
   const candidates: Candidate[] = samples.map((s, i) => ({
     jobId: `${jobId}-eval-${tag}`,
@@ -58,6 +65,13 @@ export async function evalPassAt1(
   }
   const scored = scores.filter((s) => s.reward !== null);
   return { ...passRate(scored.filter((s) => s.reward > 0).length, scored.length), policyVersion };
+}
+
+/** The eval event of one line at `step`: `n` prompts (default: the responses scored, as for greedy). */
+function evalEvent(step: number, r: PassRate & { policyVersion: number }, split: string, mode: string, n = r.n) {
+  return {
+    eval: { step, passAt1: r.passAt1, n, split, mode, responses: r.n, ciLow: r.ciLow, ciHigh: r.ciHigh, policyVersion: r.policyVersion },
+  };
 }
 
 /** What a job's evaluator needs. */
@@ -82,19 +96,7 @@ export function jobEvaluator(ctx: JobEvalContext): (step: number) => Promise<Pas
   const { jobId, spec, deps, signal, log, evalRows, extraEvals } = ctx;
   const evaluate = async (step: number): Promise<PassRate> => {
     const r = await evalPassAt1(evalRows, jobId, step, spec, deps, signal);
-    await deps.store.appendEvent(jobId, {
-      eval: {
-        step,
-        passAt1: r.passAt1,
-        n: r.n,
-        split: PRIMARY_EVAL_SPLIT,
-        mode: "greedy",
-        responses: r.n,
-        ciLow: r.ciLow,
-        ciHigh: r.ciHigh,
-        policyVersion: r.policyVersion,
-      },
-    });
+    await deps.store.appendEvent(jobId, evalEvent(step, r, PRIMARY_EVAL_SPLIT, "greedy"));
     await deps.store.update(jobId, { evalPassAt1: r.passAt1 });
     deps.metrics?.evalPassAt1.set(r.passAt1);
     log.info("eval", { step, passAt1: r.passAt1, n: r.n });
@@ -103,10 +105,7 @@ export function jobEvaluator(ctx: JobEvalContext): (step: number) => Promise<Pas
     const record = async (split: string, rows: CanonicalRow[], samples: number) => {
       if (signal.aborted) return;
       const e = await evalPassAt1(rows, jobId, step, spec, deps, signal, { split, samples });
-      const mode = samples > 0 ? "sampled" : "greedy";
-      await deps.store.appendEvent(jobId, {
-        eval: { step, passAt1: e.passAt1, n: rows.length, split, mode, responses: e.n, ciLow: e.ciLow, ciHigh: e.ciHigh, policyVersion: e.policyVersion },
-      });
+      await deps.store.appendEvent(jobId, evalEvent(step, e, split, samples > 0 ? "sampled" : "greedy", rows.length));
     };
     for (const line of [{ split: PRIMARY_EVAL_SPLIT, rows: evalRows }, ...extraEvals]) {
       if (line.split !== PRIMARY_EVAL_SPLIT) await record(line.split, line.rows, 0);
@@ -154,19 +153,7 @@ export async function finalizeJobWeights(ctx: JobEvalContext, step: number): Pro
   if (check.alreadyFinal || !check.averaged) return;
   if (evalRows.length > 0) {
     const r = await evalPassAt1(evalRows, jobId, step, spec, deps, signal, { variant: "last" });
-    await deps.store.appendEvent(jobId, {
-      eval: {
-        step,
-        passAt1: r.passAt1,
-        n: r.n,
-        split: PRIMARY_EVAL_SPLIT,
-        mode: LAST_ITERATE_MODE,
-        responses: r.n,
-        ciLow: r.ciLow,
-        ciHigh: r.ciHigh,
-        policyVersion: r.policyVersion,
-      },
-    });
+    await deps.store.appendEvent(jobId, evalEvent(step, r, PRIMARY_EVAL_SPLIT, LAST_ITERATE_MODE));
     log.info("eval of the trained weights before the average", { step, passAt1: r.passAt1, n: r.n });
   }
   const f = await deps.learner.finalizeWeights({ jobId, checkOnly: false }, signal);

@@ -87,24 +87,35 @@ export interface JobEvalContext {
   extraEvals: { split: string; rows: CanonicalRow[] }[];
 }
 
+/** How one eval is run: `final` after FinalizeWeights (see jobEvaluator). */
+export interface EvalOptions {
+  final?: boolean;
+}
+
 /**
  * The job's eval at a step: greedy pass@1 on the primary line (recorded, reported to the
  * learner's collapse guard), then greedy on each extra line and sampled (eval_samples) on every
  * line. Throws CollapseGuardStop, after recording the job as FAILED, when the guard gives up.
+ * With `final` (the eval of a job's installed moving average, after FinalizeWeights) the lines'
+ * rollout and reward job ids get their own tag (a time-budget stop right after an in-loop eval
+ * evaluates the same step again, and reward job ids are idempotent: without it the average would
+ * be handed the trained weights' stored rewards), and nothing goes to the guard (a rollback then
+ * would put trained weights back in place of the job's final ones).
  */
-export function jobEvaluator(ctx: JobEvalContext): (step: number) => Promise<PassRate> {
+export function jobEvaluator(ctx: JobEvalContext): (step: number, opts?: EvalOptions) => Promise<PassRate> {
   const { jobId, spec, deps, signal, log, evalRows, extraEvals } = ctx;
-  const evaluate = async (step: number): Promise<PassRate> => {
-    const r = await evalPassAt1(evalRows, jobId, step, spec, deps, signal);
+  const evaluate = async (step: number, opts: EvalOptions = {}): Promise<PassRate> => {
+    const variant = opts.final ? { variant: "final" } : {};
+    const r = await evalPassAt1(evalRows, jobId, step, spec, deps, signal, variant);
     await deps.store.appendEvent(jobId, evalEvent(step, r, PRIMARY_EVAL_SPLIT, "greedy"));
     await deps.store.update(jobId, { evalPassAt1: r.passAt1 });
     deps.metrics?.evalPassAt1.set(r.passAt1);
-    log.info("eval", { step, passAt1: r.passAt1, n: r.n });
-    await reportToGuard(step, r);
+    log.info("eval", { step, passAt1: r.passAt1, n: r.n, ...(opts.final ? { weights: "final (moving average)" } : {}) });
+    if (!opts.final) await reportToGuard(step, r);
     // The other lines: greedy on each extra set, then sampled (eval_samples) on every set.
     const record = async (split: string, rows: CanonicalRow[], samples: number) => {
       if (signal.aborted) return;
-      const e = await evalPassAt1(rows, jobId, step, spec, deps, signal, { split, samples });
+      const e = await evalPassAt1(rows, jobId, step, spec, deps, signal, { split, samples, ...variant });
       await deps.store.appendEvent(jobId, evalEvent(step, e, split, samples > 0 ? "sampled" : "greedy", rows.length));
     };
     for (const line of [{ split: PRIMARY_EVAL_SPLIT, rows: evalRows }, ...extraEvals]) {
@@ -138,19 +149,30 @@ export function jobEvaluator(ctx: JobEvalContext): (step: number) => Promise<Pas
   return evaluate;
 }
 
+/** True when the learner has installed the job's final weights already (an api restarted after FinalizeWeights). */
+export async function jobFinalized(spec: JobSpec, deps: RunnerDeps, jobId: string, signal: AbortSignal): Promise<boolean> {
+  if (!((spec.grpo.emaDecay ?? 0) > 0) || !deps.learner.finalizeWeights) return false;
+  return (await deps.learner.finalizeWeights({ jobId, checkOnly: true }, signal)).alreadyFinal;
+}
+
 /**
  * Ends the training of a job that kept a moving average of its weights (`grpo.ema_decay` > 0):
  * greedy pass@1 of the trained weights on the primary line once more (an eval event of mode
  * `last_iterate`, not reported to the collapse guard), then FinalizeWeights makes the average the
  * job's weights (a new policy version on every rollout worker), so the final eval that follows
- * scores the average and the two are compared in the same run. Nothing happens without an
- * average, or when an earlier call (an api restarted after it) finalized the job already.
+ * (jobEvaluator with `final`) scores the average and the two are compared in the same run.
+ * Returns true when the job's final weights are its average (installed now or by an earlier call:
+ * an api restarted after it only records the version), false without an average.
  */
-export async function finalizeJobWeights(ctx: JobEvalContext, step: number): Promise<void> {
+export async function finalizeJobWeights(ctx: JobEvalContext, step: number): Promise<boolean> {
   const { jobId, spec, deps, signal, log, evalRows } = ctx;
-  if (!((spec.grpo.emaDecay ?? 0) > 0) || !deps.learner.finalizeWeights) return;
+  if (!((spec.grpo.emaDecay ?? 0) > 0) || !deps.learner.finalizeWeights) return false;
   const check = await deps.learner.finalizeWeights({ jobId, checkOnly: true }, signal);
-  if (check.alreadyFinal || !check.averaged) return;
+  if (check.alreadyFinal) {
+    await deps.store.update(jobId, { policyVersion: Number(check.policyVersion) });
+    return check.averaged;
+  }
+  if (!check.averaged) return false;
   if (evalRows.length > 0) {
     const r = await evalPassAt1(evalRows, jobId, step, spec, deps, signal, { variant: "last" });
     await deps.store.appendEvent(jobId, evalEvent(step, r, PRIMARY_EVAL_SPLIT, LAST_ITERATE_MODE));
@@ -164,4 +186,5 @@ export async function finalizeJobWeights(ctx: JobEvalContext, step: number): Pro
       message: `final weights: the moving average of the policy (ema_decay ${f.emaDecay}, ${f.averagedUpdates} updates) as policy v${f.policyVersion}`,
     },
   });
+  return true;
 }

@@ -7,7 +7,7 @@ import { createLogger, type ReportEvalResponse, type TrainStepResponse } from "@
 import { normalizeSpec } from "../job-spec.js";
 import { JobStore } from "../job-store.js";
 import { Coordinator } from "./coordinator.js";
-import { fakeRollout, runJobToEnd, runnerTestbed } from "./testing/runner-testbed.js";
+import { fakeRollout, runJobToEnd, runToEnd, runnerTestbed } from "./testing/runner-testbed.js";
 import type { LearnerClient, RewardScorer } from "./interfaces.js";
 
 const bed = runnerTestbed("job-runner-test");
@@ -204,4 +204,90 @@ test("a Redis error at a step's start (the run clock's write) while its rollout 
   } finally {
     process.off("unhandledRejection", onUnhandled);
   }
+});
+
+/** A learner that keeps a (fake) moving average: FinalizeWeights installs it once as a new version. */
+function averagingLearner(startFinalized = false) {
+  let version = 0;
+  let finalized = startFinalized;
+  const calls: string[] = [];
+  const l: LearnerClient = {
+    startJob: async (req) => ({ jobId: req.jobId ?? "", policyVersion: version, resumed: startFinalized, modelName: "fake", initSource: "model_dir", pushedTo: ["w0"], pushFailed: [] }),
+    trainStep: async (req) => {
+      calls.push(`train ${String(req.step)}`);
+      if (finalized) throw new Error("FAILED_PRECONDITION: final weights are installed");
+      return { policyVersion: ++version, stats: { numSamples: req.samples?.length ?? 0 }, pushSeconds: 0 } as unknown as TrainStepResponse;
+    },
+    reportEval: async (req) => {
+      calls.push(`report ${String(req.step)}`);
+      return { policyVersion: version, guardAction: "", guardReason: "" } as ReportEvalResponse;
+    },
+    finalizeWeights: async (req) => {
+      calls.push(req.checkOnly ? "check" : "finalize");
+      const about = { averaged: true, averagedUpdates: version, emaDecay: 0.9, pushedTo: [], pushFailed: [] };
+      if (finalized) return { policyVersion: version, alreadyFinal: true, ...about };
+      if (!req.checkOnly) {
+        finalized = true;
+        version++;
+      }
+      return { policyVersion: version, alreadyFinal: false, ...about };
+    },
+  };
+  return { l, calls };
+}
+
+/** Rewards that record each eval's candidate job id (its rollout/reward tag). */
+function taggedRewards(tags: Set<string>): RewardScorer {
+  return {
+    score: async (cands) => {
+      for (const c of cands) if (c.jobId.includes("-eval-")) tags.add(c.jobId.slice(c.jobId.indexOf("-eval-") + 1));
+      return cands.map((c) => ({ reward: c.sampleIndex % 2, status: "ok" }));
+    },
+    purge: async () => 0,
+  };
+}
+
+const emaSpec = (steps: number) =>
+  normalizeSpec({ modelDir: dir, dataset: { path: dataset }, evalDataset: { path: dataset }, evalInterval: 2, groupSize: 2, promptsPerStep: 2, steps, grpo: { emaDecay: 0.9 } });
+
+test("grpo.ema_decay: the last iterate is evaluated, FinalizeWeights installs the average, the final eval scores it under its own ids and is not reported to the guard", async () => {
+  const { l, calls } = averagingLearner();
+  const tags = new Set<string>();
+  const store = new JobStore(bed.conn);
+  const coord = new Coordinator({ store, redis: bed.conn, rollout, rewards: taggedRewards(tags), learner: l, logger: createLogger("api-test", { level: "error" }) });
+  // 4 steps, evals every 2: the in-loop eval of step 2 and the final evals of step 4.
+  const { job, events } = await runJobToEnd(store, coord, emaSpec(4));
+  assert.equal(job.state, "JOB_STATE_SUCCEEDED");
+  assert.deepEqual(calls, ["report 0", "train 1", "train 2", "report 2", "train 3", "train 4", "check", "finalize"]);
+  assert.deepEqual(
+    events.filter((e) => e.eval).map((e) => [Number(e.eval!.step), e.eval!.mode]),
+    [
+      [0, "greedy"],
+      [2, "greedy"],
+      [4, "last_iterate"],
+      [4, "greedy"],
+    ],
+  );
+  assert.deepEqual([...tags].sort(), ["eval-eval", "eval-eval-final", "eval-eval-last"]);
+  assert.equal(Number(job.policyVersion), 5);
+  assert.ok(events.some((e) => e.log?.message === "final weights: the moving average of the policy (ema_decay 0.9, 4 updates) as policy v5"));
+});
+
+test("an api restarted after FinalizeWeights trains no further step (the learner would refuse it): it runs the final eval and the job succeeds", async () => {
+  const { l, calls } = averagingLearner(true);
+  const tags = new Set<string>();
+  const store = new JobStore(bed.conn);
+  const created = await store.create(emaSpec(1_000));
+  // Another api ran it to step 3 under a time budget and finalized it before dying.
+  await store.transition(created.id, "JOB_STATE_RUNNING", "started");
+  const job = await store.update(created.id, { step: 3 });
+  const coord = new Coordinator({ store, redis: bed.conn, rollout, rewards: taggedRewards(tags), learner: l, logger: createLogger("api-test", { level: "error" }) });
+  const { job: done, events } = await runToEnd(store, coord, job);
+  assert.equal(done.state, "JOB_STATE_SUCCEEDED", JSON.stringify(events.filter((e) => e.log || e.state)));
+  assert.deepEqual(calls, ["check", "check"], "no TrainStep, no second FinalizeWeights, no guard report");
+  assert.deepEqual(
+    events.filter((e) => e.eval).map((e) => [Number(e.eval!.step), e.eval!.mode]),
+    [[3, "greedy"]],
+  );
+  assert.deepEqual([...tags], ["eval-eval-final"]);
 });

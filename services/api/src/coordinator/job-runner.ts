@@ -1,7 +1,7 @@
 import { evalSplitName } from "@rlmesh/shared/eval-splits";
 import { isRedisUnavailable, type Job } from "@rlmesh/shared";
 import type { NormalizedJobSpec as JobSpec } from "../job-spec.js";
-import { finalizeJobWeights, jobEvaluator } from "./job-eval.js";
+import { finalizeJobWeights, jobEvaluator, jobFinalized } from "./job-eval.js";
 import { startOnLearner } from "./job-start.js";
 import { loadJobRows } from "./job-datasets.js";
 import { generateStep, loadCurriculumSampler, runStep, stepSamplesKey, type Generated, type StepContext } from "./job-step.js";
@@ -58,6 +58,10 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
   const started = performance.now();
   const firstStep = job.step + 1;
   let lastStep = spec.steps;
+  // An api restarted after FinalizeWeights: training is over (the learner takes no more steps);
+  // what is left is the final eval.
+  const trainingDone = job.step > 0 && (await jobFinalized(spec, deps, job.id, signal));
+  if (trainingDone) lastStep = job.step;
   const ctx: StepContext = {
     rows,
     seed,
@@ -90,7 +94,7 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
   // However the loop ends (done, time budget, abort, a failed step or eval), a prefetched
   // rollout that will not be trained is dropped before anything else runs.
   try {
-    for (let step = job.step + 1; step <= spec.steps; step++) {
+    for (let step = job.step + 1; !trainingDone && step <= spec.steps; step++) {
       if (signal.aborted) return;
       // The budget counts the whole run: after an api restart it goes on from the recorded run seconds.
       if (spec.maxMinutes > 0 && ctx.runSeconds() / 60 >= spec.maxMinutes && step > firstStep) {
@@ -166,8 +170,8 @@ export async function runJob(job: Job, deps: RunnerDeps, signal: AbortSignal): P
     await dropPrefetch();
   }
   if (signal.aborted) return;
-  await finalizeJobWeights({ jobId: job.id, spec, deps, signal, log, evalRows, extraEvals }, lastStep);
-  if (evalRows.length > 0) await evaluate(lastStep);
+  const final = await finalizeJobWeights({ jobId: job.id, spec, deps, signal, log, evalRows, extraEvals }, lastStep);
+  if (evalRows.length > 0) await evaluate(lastStep, { final });
   await store.transition(
     job.id,
     "JOB_STATE_SUCCEEDED",

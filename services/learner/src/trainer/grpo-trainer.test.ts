@@ -434,6 +434,9 @@ test("ema_decay keeps a moving average of the weights; FinalizeWeights installs 
   assert.ok(maxErr < 1e-6, `average off by ${maxErr}`);
   assert.deepEqual(await a.finalizeWeights(), { ...done, alreadyFinal: true });
   await assert.rejects(a.trainStep(request(2, batch(2), EMA)), /final weights are installed/);
+  // The guard no longer acts: a held-out collapse reported now rolls nothing back.
+  for (const passAt1 of [0.9, 0, 0, 0]) assert.deepEqual(await a.reportEval({ jobId: "job-1", step: 9, passAt1, n: 200 }), { policyVersion: 3, guardAction: "", guardReason: "" });
+  assert.equal(weightsChecksum(a.weights().tensors), weightsChecksum(toHostList(got)));
   a.dispose();
 
   // A learner restarted from its checkpoints mid-run ends with the same average, and one restarted

@@ -384,6 +384,9 @@ export class GrpoTrainer implements Trainer {
       return Promise.reject(new InvalidArgumentError("pass_at1", `must be a fraction in [0, 1], got ${obs.passAt1}`));
     }
     return this.exclusive(async () => {
+      // The job's final weights are installed: the guard has nothing left to protect (a rollback
+      // would put trained weights back in their place).
+      if (this.finalized) return { policyVersion: this.version, guardAction: "", guardReason: "" };
       // The guard counts in learner steps (its checkpoints are learner steps), not job steps.
       const g = observeHeldOutPass(this.guard, this.guardCfg, { step: this.learnerStep, passAt1: obs.passAt1, n: obs.n });
       if (g.decision.kind === "rollback") {

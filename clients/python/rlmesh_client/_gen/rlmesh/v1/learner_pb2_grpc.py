@@ -108,8 +108,9 @@ class LearnerServiceServicer(object):
         moving average of the policy (GrpoParams.ema_decay > 0), that average becomes the job's
         weights as a new version (checkpointed as the job's final weights and pushed to every rollout
         worker before the reply); without one nothing changes. Idempotent: a second call answers
-        already_final. With check_only nothing changes either way (what a call would do).
-        A TrainStep after it is FAILED_PRECONDITION.
+        already_final. With check_only nothing changes either way (what a call would do). Once an
+        average is installed, a TrainStep is FAILED_PRECONDITION (a replay of an applied step is
+        still answered) and ReportEval no longer moves the collapse guard.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -179,7 +179,7 @@ export const DEMO_DEFAULT_EMA_DECAY = 0.98;
 
 /** Step count of a job bounded only by its time budget. */
 export const DEMO_UNBOUNDED_STEPS = 1_000_000;
-/** The demo's default time budget: with the mesh start and the last eval the run ends within 15 minutes on 2 cores. */
+/** The demo's default time budget: with the mesh start and the last evals (the trained weights and their average) the run ends within about 15 minutes on 2 cores. */
 export const DEMO_DEFAULT_MINUTES = 14;
 /** Held-out evals during the demo (besides before and after): every this many steps. */
 export const DEMO_EVAL_INTERVAL = 100;

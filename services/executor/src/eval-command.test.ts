@@ -188,6 +188,17 @@ test("eval of a samples.jsonl with many samples per task: pass@k, skipped ks, --
       ["HE/1", 3, 8, 0, "failed"],
     ],
   );
+  // The same samples as batch jobs of 3 (one BullMQ job per 3 candidates): the same result per sample.
+  const outBatched = join(dir, "results-batched.jsonl");
+  const b = await runQuiet(["--dataset", data, "--solutions", samples, "--k", "1,2,10", "--results", outBatched, "--batch", "3", "--json"]);
+  assert.equal(b.code, 0, b.stderr);
+  const sb = JSON.parse(b.lines.at(-1)!);
+  assert.deepEqual([sb.total, sb.passed, sb.pass_at_k], [s.total, s.passed, s.pass_at_k]);
+  const batched = readFileSync(outBatched, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  assert.deepEqual(
+    batched.map((l) => [l.task_id, l.sample, l.line, l.reward, l.status]),
+    lines.map((l) => [l.task_id, l.sample, l.line, l.reward, l.status]),
+  );
   // The text report says which k were skipped and why.
   const text = await runQuiet(["--dataset", data, "--solutions", samples, "--k", "1,10"]);
   assert.equal(text.code, 0);
@@ -234,9 +245,11 @@ test("eval reports bad input with the line and field, and bad usage", async () =
     assert.equal((await run(["--dataset", file])).code, 2);
     assert.equal((await run(["--format", "mbpp"])).code, 2);
     assert.equal((await run(["--dataset", file, "--concurrency", "0"])).code, 2);
+    assert.equal((await run(["--dataset", file, "--batch", "65"])).code, 2);
   } finally {
     process.stderr.write = write;
   }
+  assert.match(errors.join(""), /--batch must be at most 64, got 65/);
   assert.match(errors.join(""), /bad\.jsonl:2: field "test_list"/);
   assert.match(errors.join(""), /--dataset is required/);
 });
@@ -272,18 +285,21 @@ test("bench sandbox --prefetch 0,1 --rounds 2 --exclude-tasks: every executor se
   writeFileSync(file, six.join("\n") + "\n");
   const dropped = String((JSON.parse(six[2]!) as { task_id: number }).task_id);
   const lines: string[] = [];
-  const argv = ["--dataset", file, "--exclude-tasks", dropped, "--prefetch", "0,1", "--rounds", "2", "--backends", "docker", "--cold-sample", "1", "--json"];
+  const argv = ["--dataset", file, "--exclude-tasks", dropped, "--prefetch", "0,1", "--batch", "1,4", "--rounds", "2", "--backends", "docker", "--cold-sample", "1", "--json"];
   assert.equal(await benchSandboxCommand(argv, (l) => lines.push(l)), 0);
   const r = JSON.parse(lines.at(-1)!);
   assert.equal(r.candidates, 5);
   assert.equal(r.rounds, 2);
   assert.equal(r.bare_passed, 5);
   const d = r.backends.docker;
+  // Batch sizes outermost, then prefetch: every setting scored every kept row.
   assert.deepEqual(
-    d.executors.map((e: { prefetch: number; passed: number }) => [e.prefetch, e.passed]),
+    d.executors.map((e: { prefetch: number; batch: number; passed: number }) => [e.batch, e.prefetch, e.passed]),
     [
-      [0, 5],
-      [1, 5],
+      [1, 0, 5],
+      [1, 1, 5],
+      [4, 0, 5],
+      [4, 1, 5],
     ],
   );
   assert.equal(d.executor_per_s, d.executors[0].per_s, "the first setting is the headline");
@@ -299,11 +315,13 @@ test("bench sandbox --prefetch 0,1 --rounds 2 --exclude-tasks: every executor se
   try {
     assert.equal(await benchSandboxCommand(["--prefetch", "1,x"], () => {}), 2);
     assert.equal(await benchSandboxCommand(["--rounds", "0"], () => {}), 2);
+    assert.equal(await benchSandboxCommand(["--batch", "0"], () => {}), 2);
     assert.equal(await benchSandboxCommand(["--dataset", file, "--exclude-tasks", "no-such-task"], () => {}), 1);
   } finally {
     process.stderr.write = write;
   }
   assert.match(errors.join(""), /--prefetch: expected integers >= 0 separated by commas, got "x"/);
   assert.match(errors.join(""), /--rounds must be a positive integer/);
+  assert.match(errors.join(""), /--batch: expected integers in 1\.\.64 separated by commas, got "0"/);
   assert.match(errors.join(""), /--exclude-tasks: no task "no-such-task" in the dataset/);
 });

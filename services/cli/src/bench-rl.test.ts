@@ -77,6 +77,19 @@ test("the learning curve has one point per primary greedy eval, with the rewards
   }
   assert.match(formatCurve(r), /20\.0% \[13\.\d%, 28\.\d%\]/);
   assert.match(formatAblation([r, { ...r, variant: "no-warmup" }]), /no-warmup\s+20\.0%\s+35\.0%\s+15\.0 pt/);
+  assert.equal(r.pass_at_1_last_iterate, null, "no moving average in this job");
+  // A job with grpo.ema_decay: the trained weights' last_iterate eval comes before the final one (the average's).
+  const ema = summarizeRlEvents(
+    [...events.slice(0, -1), evalEv(100_000, 2, "eval", "last_iterate", 33, 100), evalEv(101_000, 2, "eval", "greedy", 38, 100), events.at(-1)!],
+    { variant: "ema", seed: 3, state: "JOB_STATE_SUCCEEDED" },
+  );
+  assert.equal(ema.pass_at_1_last_iterate, 0.33);
+  assert.equal(ema.pass_at_1_after, 0.38);
+  assert.deepEqual(
+    ema.curve.map((p) => p.step),
+    [0, 2, 2],
+    "the average's final eval is a curve point; the last iterate is not",
+  );
 });
 
 test("the summary counts steps without an update, the informative fraction, skipped prompts and the first eval 10 points up", () => {

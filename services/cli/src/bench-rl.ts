@@ -6,7 +6,7 @@ import { jobClient, jobs } from "./job-client.js";
 import { startLocalMesh } from "./local-mesh.js";
 import { DEFAULT_MODEL_DIR, REPO_ROOT } from "@rlmesh/shared/repo-paths";
 import { DEMO_DEFAULT_EMA_DECAY, DEMO_UNBOUNDED_STEPS, demoLrSchedule, demoSpec } from "./mesh-commands.js";
-import { evalSplitName, PRIMARY_EVAL_SPLIT } from "@rlmesh/shared/eval-splits";
+import { evalSplitName, LAST_ITERATE_MODE, PRIMARY_EVAL_SPLIT } from "@rlmesh/shared/eval-splits";
 
 /**
  * `rlmesh bench rl`: an RL job on the local mesh (the demo's path) under a time budget, with the
@@ -103,6 +103,8 @@ export interface BenchRlResult {
   state: string;
   pass_at_1_before: number;
   pass_at_1_after: number;
+  /** With grpo.ema_decay: the trained weights' own greedy pass@1 at the end (pass_at_1_after is their moving average's); null without one. */
+  pass_at_1_last_iterate: number | null;
   ci_before: [number, number];
   ci_after: [number, number];
   eval_n: number;
@@ -136,6 +138,7 @@ export function summarizeRlEvents(events: JobEvent[], meta: { variant: string; s
   const steps: NonNullable<JobEvent["step"]>[] = [];
   let sinceLast: NonNullable<JobEvent["step"]>[] = [];
   let rollbacks = 0;
+  let lastIterate: number | null = null;
   const mean = (f: (x: NonNullable<JobEvent["step"]>) => number) =>
     sinceLast.length ? sinceLast.reduce((a, x) => a + f(x), 0) / sinceLast.length : NaN;
   for (const e of events) {
@@ -148,6 +151,7 @@ export function summarizeRlEvents(events: JobEvent[], meta: { variant: string; s
     if (!e.eval) continue;
     const ev = e.eval;
     const mode = ev.mode || "greedy";
+    if (ev.split === PRIMARY_EVAL_SPLIT && mode === LAST_ITERATE_MODE) lastIterate = ev.passAt1;
     // The coordinator emits an eval round's primary greedy line first: it opens the curve point,
     // the round's other lines fill it in.
     if (ev.split === PRIMARY_EVAL_SPLIT && mode === "greedy") {
@@ -183,6 +187,7 @@ export function summarizeRlEvents(events: JobEvent[], meta: { variant: string; s
     state: meta.state,
     pass_at_1_before: first?.pass_at_1 ?? NaN,
     pass_at_1_after: last?.pass_at_1 ?? NaN,
+    pass_at_1_last_iterate: lastIterate,
     ci_before: [first?.ci_low ?? NaN, first?.ci_high ?? NaN],
     ci_after: [last?.ci_low ?? NaN, last?.ci_high ?? NaN],
     eval_n: first?.n ?? 0,

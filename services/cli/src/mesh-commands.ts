@@ -95,7 +95,7 @@ export async function followJob(
   const client = jobClient(apiAddr);
   const t0 = Date.now();
   const evals: NonNullable<JobEvent["eval"]>[] = [];
-  let lastIterate: NonNullable<JobEvent["eval"]> | null = null;
+  let lastIterate: number | null = null;
   const steps: NonNullable<JobEvent["step"]>[] = [];
   let total = 0;
   const job0 = await jobs.get(client, jobId);
@@ -106,7 +106,7 @@ export async function followJob(
   for await (const e of jobs.watchResilient(client, jobId, 0, { onRetry: (m) => opts.print(m) })) {
     // The primary line's greedy pass@1 (extra lines and sampled evals are printed, not summarised).
     if (e.eval && e.eval.split === PRIMARY_EVAL_SPLIT && (e.eval.mode || "greedy") === "greedy") evals.push(e.eval);
-    if (e.eval && e.eval.split === PRIMARY_EVAL_SPLIT && e.eval.mode === LAST_ITERATE_MODE) lastIterate = e.eval;
+    if (e.eval && e.eval.split === PRIMARY_EVAL_SPLIT && e.eval.mode === LAST_ITERATE_MODE) lastIterate = e.eval.passAt1;
     if (e.step) steps.push(e.step);
     if (opts.quiet) continue;
     if (e.step) {
@@ -135,7 +135,7 @@ export async function followJob(
     state: job.state,
     pass_at_1_before: evals[0]?.passAt1 ?? NaN,
     pass_at_1_after: evals.at(-1)?.passAt1 ?? NaN,
-    pass_at_1_last_iterate: lastIterate ? (lastIterate as { passAt1: number }).passAt1 : null,
+    pass_at_1_last_iterate: lastIterate,
     ema_decay: job0.spec?.grpo?.emaDecay ?? 0,
     eval_n: evals[0]?.n ?? 0,
     steps: steps.length,

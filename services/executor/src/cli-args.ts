@@ -28,9 +28,10 @@ export function parseFlags(
   return { values, switches };
 }
 
-export function positiveInt(name: string, raw: string | undefined, fallback: number): number {
+export function positiveInt(name: string, raw: string | undefined, fallback: number, max = Infinity): number {
   if (raw === undefined) return fallback;
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${name} must be a positive integer, got ${JSON.stringify(raw)}`);
+  if (n > max) throw new UsageError(`--${name} must be at most ${max}, got ${n}`);
   return n;
 }

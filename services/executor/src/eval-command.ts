@@ -50,8 +50,7 @@ export async function evalCommand(argv: string[], out: (line: string) => void = 
     if (!(DATASET_FORMATS as readonly string[]).includes(f)) throw new UsageError(`--format must be one of ${DATASET_FORMATS.join("|")}`);
     format = f as DatasetFormat;
     concurrency = positiveInt("concurrency", flags.values.get("concurrency"), 2);
-    batchSize = positiveInt("batch", flags.values.get("batch"), 1);
-    if (batchSize > MAX_REWARD_BATCH) throw new UsageError(`--batch must be at most ${MAX_REWARD_BATCH}, got ${batchSize}`);
+    batchSize = positiveInt("batch", flags.values.get("batch"), 1, MAX_REWARD_BATCH);
     try {
       ks = flags.values.has("k") ? parseKs(flags.values.get("k")!) : DEFAULT_KS;
     } catch (err) {

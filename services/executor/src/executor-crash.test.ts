@@ -200,7 +200,7 @@ test(
     await onBatchQueue("reward-crash-batch", async ({ client, waiter, completions }) => {
       const first = await spawnExecutor("reward-crash-batch");
       const jobs = slowBatch("crash", [SLOW_GOOD, "def add(a, b):\n    return a - b", SLOW_GOOD]);
-      const done = waiter.waitForBatches(jobs, 3, 90_000);
+      const done = waiter.waitForCandidates(jobs, 3, 90_000);
       const id = "crash-0-0-b3";
       await waitFor("the batch to become active", async () => (await client.queue.getJobState(id)) === "active");
       await new Promise((r) => setTimeout(r, 500)); // inside the first candidate's 3 s sleep (one sandbox)
@@ -278,7 +278,7 @@ test(
     const queue = "reward-shutdown-batch";
     await onBatchQueue(queue, async ({ client, waiter, completions }) => {
       const child = await spawnExecutor(queue); // one sandbox: one candidate runs, the other waits for it
-      const done = waiter.waitForBatches(slowBatch("term", [SLOW_GOOD, SLOW_GOOD]), 2, 90_000);
+      const done = waiter.waitForCandidates(slowBatch("term", [SLOW_GOOD, SLOW_GOOD]), 2, 90_000);
       const id = "term-0-0-b2";
       await waitFor("the batch to become active", async () => (await client.queue.getJobState(id)) === "active");
       await new Promise((r) => setTimeout(r, 500));

@@ -58,7 +58,7 @@ const candidate = (jobId: string, step: number, i: number, response: string, tes
 test("batches: one BullMQ job per batch, each candidate's own result in order, the same batches found again on a re-run", { timeout: 120_000 }, async () => {
   const responses = [RIGHT, WRONG, PROSE, CRASH, RIGHT];
   const jobs = responses.map((r, i) => candidate("jb", 0, i, r));
-  const outcomes = await waiter.waitForBatches(jobs, 2, 60_000);
+  const outcomes = await waiter.waitForCandidates(jobs, 2, 60_000);
   assert.deepEqual(
     outcomes.map((o) => (o.state === "completed" ? `${o.result.status}:${o.result.reward}` : o.state)),
     ["passed:1", "failed:0", "format_error:0", "runtime_error:0", "passed:1"],
@@ -69,7 +69,7 @@ test("batches: one BullMQ job per batch, each candidate's own result in order, t
   assert.deepEqual(stored.find((j) => j.id === "jb-0-0-b2")!.returnvalue.map((r: { reward: number }) => r.reward), [1, 0]);
 
   // A step re-run forms the same batches: nothing new is enqueued, the stored results come back.
-  const again = await waiter.waitForBatches(jobs, 2, 60_000);
+  const again = await waiter.waitForCandidates(jobs, 2, 60_000);
   assert.deepEqual(again, outcomes);
   assert.equal((await queue.getJobCounts("completed")).completed, 3);
 });
@@ -77,7 +77,7 @@ test("batches: one BullMQ job per batch, each candidate's own result in order, t
 test("a batch never mixes steps; a malformed candidate fails its own batch (named) and no other", { timeout: 120_000 }, async () => {
   const bad = { kind: "nope" } as unknown as TestSpec;
   const jobs = [candidate("jm", 0, 0, RIGHT), candidate("jm", 0, 1, RIGHT, bad), candidate("jm", 1, 2, RIGHT), candidate("jm", 1, 3, WRONG)];
-  const outcomes = await waiter.waitForBatches(jobs, 8, 60_000);
+  const outcomes = await waiter.waitForCandidates(jobs, 8, 60_000);
   for (const o of outcomes.slice(0, 2)) {
     assert.equal(o.state, "failed");
     assert.match(o.state === "failed" ? o.reason : "", /^invalid_job: candidate 1 of 2 in the batch: unknown test kind "nope"/);

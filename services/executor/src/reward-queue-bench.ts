@@ -45,10 +45,9 @@ export async function benchRewardQueueCommand(argv: string[], out: (l: string) =
       concurrency: positiveInt("concurrency", flags.values.get("concurrency"), 2),
       step: positiveInt("step", flags.values.get("step"), 1000),
       inFlight: positiveInt("steps-in-flight", flags.values.get("steps-in-flight"), 2),
-      batch: positiveInt("batch", flags.values.get("batch"), 1),
+      batch: positiveInt("batch", flags.values.get("batch"), 1, MAX_REWARD_BATCH),
       killEvery,
     };
-    if (o.batch > MAX_REWARD_BATCH) throw new UsageError(`--batch must be at most ${MAX_REWARD_BATCH}, got ${o.batch}`);
   } catch (err) {
     process.stderr.write(`rlmesh bench reward-queue: ${(err as Error).message}\n${BENCH_REWARD_QUEUE_USAGE}\n`);
     return 2;

@@ -7,15 +7,7 @@ import { Queue, QueueEvents } from "bullmq";
 import type { Redis } from "ioredis";
 import { type LocalRedis, createRedis, startLocalRedis } from "@rlmesh/shared";
 import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
-import {
-  MAX_REWARD_BATCH,
-  type RewardJobData,
-  enqueueRewardBatches,
-  enqueueRewardJobs,
-  groupRewardBatches,
-  rewardBatchId,
-  rewardJobId,
-} from "@rlmesh/shared/reward/reward-jobs";
+import { type RewardJobData, checkRewardBatchSize, planRewardJobs } from "@rlmesh/shared/reward/reward-jobs";
 import { type JobOutcome, RewardWaiter, isNotEnqueued, parseRewardResult } from "@rlmesh/shared/reward/reward-waiter";
 import { FORGIVEN_FIELD } from "./reward-worker.js";
 
@@ -237,8 +229,7 @@ export async function runRewardQueueLoad(opts: LoadOptions): Promise<LoadReport>
   const concurrency = opts.concurrency ?? 2;
   const stepSize = opts.stepSize ?? 1000;
   const inFlight = opts.stepsInFlight ?? 2;
-  const batch = opts.batch ?? 1;
-  if (!Number.isInteger(batch) || batch < 1 || batch > MAX_REWARD_BATCH) throw new Error(`batch: an integer in 1..${MAX_REWARD_BATCH}, got ${batch}`);
+  const batch = checkRewardBatchSize(opts.batch ?? 1, "batch");
   const killEvery = opts.killEveryMs ?? 3000;
   const restartAt = opts.redisRestartAt === undefined ? 0.4 : opts.redisRestartAt;
   const queueName = `reward-load-${randomBytes(3).toString("hex")}`;
@@ -338,15 +329,15 @@ export async function runRewardQueueLoad(opts: LoadOptions): Promise<LoadReport>
       for (let i = step * stepSize; i < Math.min(opts.jobs, (step + 1) * stepSize); i++) {
         data.push({ job_id: runId, step, sample_index: i, problem_id: `add-${i}`, response: i % 2 === 0 ? RIGHT : WRONG, tests: ADD_TESTS });
       }
-      const batches = batch > 1 ? groupRewardBatches(data, batch) : [];
-      const ids = batch > 1 ? batches.map(rewardBatchId) : data.map((d) => rewardJobId(d.job_id, d.step, d.sample_index));
-      ids.forEach((id, k) => samplesOf.set(id, batch > 1 ? batches[k]!.candidates.map((c) => c.sample_index) : [data[k]!.sample_index]));
+      const plan = planRewardJobs(data, batch);
+      const ids = plan.ids;
+      ids.forEach((id, k) => samplesOf.set(id, plan.candidates[k]!.map((c) => c.sample_index)));
       for (let attempt = 1; ; attempt++) {
         const t = performance.now();
         for (const id of ids) if (!enqueuedAt.has(id)) enqueuedAt.set(id, t);
         try {
           // As a coordinator's retried step: the same idempotent ids, so nothing is added twice.
-          await w.waitForJobs(ids, STEP_TIMEOUT_MS, () => (batch > 1 ? enqueueRewardBatches(q, batches) : enqueueRewardJobs(q, data)));
+          await w.waitForJobs(ids, STEP_TIMEOUT_MS, () => plan.enqueue(q));
           return;
         } catch (err) {
           if (attempt >= STEP_TRIES) throw err;

@@ -7,7 +7,7 @@ import { type CanonicalRow, type DatasetFormat, loadDataset } from "@rlmesh/shar
 import { asResponse } from "./code-block.js";
 import { type RunningExecutor, startExecutor } from "./executor.js";
 import { DEFAULT_REWARD_QUEUE } from "@rlmesh/shared/reward/queue-names";
-import { type RewardJobData, enqueueRewardJobs, rewardJobId } from "@rlmesh/shared/reward/reward-jobs";
+import type { RewardJobData } from "@rlmesh/shared/reward/reward-jobs";
 import { type InfraFailure, type RewardResult, type RewardStatus, rewardResult } from "@rlmesh/shared/reward/reward-result";
 import { type RewardOutcome, RewardWaiter, outcomeInfraFailure } from "@rlmesh/shared/reward/reward-waiter";
 import { type PassAtKReport, type TaskCounts, passAtKOverTasks } from "./pass-at-k.js";
@@ -339,17 +339,9 @@ export async function runEval(opts: EvalOptions): Promise<EvalReport> {
       ...(opts.limits ? { limits: opts.limits } : {}),
     }));
     waiter = new RewardWaiter(queue, events, opts.logger ? { logger: opts.logger } : {});
-    const q = queue;
     opts.onTimedStart?.();
     const started = process.hrtime.bigint();
-    const outcomes =
-      (opts.batchSize ?? 1) > 1
-        ? await waiter.waitForBatches(jobs, opts.batchSize!, EVAL_RESULT_TIMEOUT_MS)
-        : await waiter.waitFor(
-            jobs.map((j) => rewardJobId(j.job_id, j.step, j.sample_index)),
-            EVAL_RESULT_TIMEOUT_MS,
-            () => enqueueRewardJobs(q, jobs),
-          );
+    const outcomes = await waiter.waitForCandidates(jobs, opts.batchSize ?? 1, EVAL_RESULT_TIMEOUT_MS);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const results = outcomes.map(outcomeResult);
     // As in an RL step: a failed job, no result in time, or a spent sandbox recorded as a

@@ -4,7 +4,7 @@ import { cpus, loadavg } from "node:os";
 import { randomBytes } from "node:crypto";
 import Docker from "dockerode";
 import type { CanonicalRow } from "@rlmesh/shared/datasets/index";
-import { MAX_REWARD_BATCH } from "@rlmesh/shared/reward/reward-jobs";
+import { checkRewardBatchSize } from "@rlmesh/shared/reward/reward-jobs";
 import { asResponse } from "./code-block.js";
 import { BwrapSandbox } from "./bwrap-sandbox.js";
 import { DockerSandbox } from "./docker-sandbox.js";
@@ -468,8 +468,8 @@ export async function benchSandbox(rows: CanonicalRow[], opts: SandboxBenchOptio
   const batches = opts.batch ?? [1];
   const rounds = opts.rounds ?? 1;
   if (prefetches.length === 0 || prefetches.some((p) => !Number.isInteger(p) || p < 0)) throw new Error(`prefetch: integers >= 0, got ${prefetches.join(",")}`);
-  if (batches.length === 0 || batches.some((b) => !Number.isInteger(b) || b < 1 || b > MAX_REWARD_BATCH))
-    throw new Error(`batch: integers in 1..${MAX_REWARD_BATCH}, got ${batches.join(",")}`);
+  if (batches.length === 0) throw new Error("batch: at least one batch size");
+  for (const b of batches) checkRewardBatchSize(b, "batch");
   // Batch sizes outermost: the headline (first) setting is the first batch size at the first prefetch.
   const settings = batches.flatMap((batch) => prefetches.map((prefetch) => ({ prefetch, batch })));
   const settingKey = (backend: string, x: { prefetch: number; batch: number }) => `${backend}:executor:${x.prefetch}:${x.batch}`;

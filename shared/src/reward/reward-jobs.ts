@@ -73,6 +73,12 @@ export const REWARD_BATCH_JOB = "reward-batch";
 /** Most candidates in one batch job (a producer's batch size is clamped to it). */
 export const MAX_REWARD_BATCH = 64;
 
+/** `n` when it is a batch size (an integer in 1..MAX_REWARD_BATCH), else an Error naming `what`. */
+export function checkRewardBatchSize(n: number, what = "reward batch size"): number {
+  if (!Number.isInteger(n) || n < 1 || n > MAX_REWARD_BATCH) throw new Error(`${what} must be an integer in 1..${MAX_REWARD_BATCH}, got ${n}`);
+  return n;
+}
+
 /**
  * Payload of a batch job: candidates of one job and step, scored by one executor on its sandboxes
  * (as many at once as it has), returned as one RewardResult per candidate, in order. The queue's
@@ -113,6 +119,21 @@ export function groupRewardBatches(jobs: RewardJobData[], size: number): RewardB
   }
   if (cur.length > 0) out.push({ candidates: cur });
   return out;
+}
+
+/**
+ * The BullMQ jobs that carry `jobs`: one plain job each when `batchSize` is 1 (ids
+ * `<job>-<step>-<sample>`), else batch jobs (groupRewardBatches). `candidates[i]` are the
+ * candidates of job `ids[i]`, in order; `enqueue` adds them all (idempotent ids).
+ */
+export function planRewardJobs(jobs: RewardJobData[], batchSize: number) {
+  const batches = batchSize > 1 ? groupRewardBatches(jobs, batchSize) : null;
+  return {
+    batched: batches !== null,
+    ids: batches ? batches.map(rewardBatchId) : jobs.map((d) => rewardJobId(d.job_id, d.step, d.sample_index)),
+    candidates: batches ? batches.map((b) => b.candidates) : jobs.map((d) => [d]),
+    enqueue: (queue: Queue, overrides: Partial<JobsOptions> = {}) => (batches ? enqueueRewardBatches(queue, batches, overrides) : enqueueRewardJobs(queue, jobs, overrides)),
+  };
 }
 
 /** Enqueues batch jobs (idempotent ids, the candidates' job options, in slices of ENQUEUE_CHUNK candidates). */

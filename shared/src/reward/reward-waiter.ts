@@ -1,7 +1,7 @@
 import type { JobsOptions, Queue, QueueEvents } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger } from "../logger.js";
-import { type RewardJobData, enqueueRewardBatches, groupRewardBatches, rewardBatchId } from "./reward-jobs.js";
+import { type RewardJobData, planRewardJobs } from "./reward-jobs.js";
 import { classifyFailedReason, REWARD_STATUSES, type InfraFailure, type RewardResult } from "./reward-result.js";
 
 /** How one reward job ended, as seen by its producer. */
@@ -128,36 +128,25 @@ export class RewardWaiter {
    * Register-then-enqueue means no event can slip between the two.
    */
   async waitFor(ids: string[], timeoutMs: number, enqueue: () => Promise<unknown>, signal?: AbortSignal): Promise<RewardOutcome[]> {
-    return (await this.waitForJobs(ids, timeoutMs, enqueue, signal)).map((o) =>
-      o.state === "batch" ? { state: "failed", reason: `unreadable result: a batch of ${o.results.length} where one result was expected` } : o,
-    );
+    return (await this.waitForJobs(ids, timeoutMs, enqueue, signal)).map((o, i) => candidateOutcomes(o, 1, false, ids[i]!)[0]!);
   }
 
   /**
-   * Enqueues candidates as batch jobs of at most `batchSize` (groupRewardBatches) and resolves with
-   * one outcome per candidate, in order: a completed batch gives each candidate its own result; a
-   * batch that failed, vanished or timed out gives every candidate of it that outcome (none of them
-   * has a reward). A batch whose result count does not match is failed, never guessed at.
+   * Enqueues candidates (planRewardJobs: a job each when `batchSize` is 1, else batch jobs of at
+   * most that many) and resolves with one outcome per candidate, in order: a completed batch gives
+   * each candidate its own result; a job that failed, vanished or timed out gives every candidate of
+   * it that outcome (none of them has a reward). A result of the wrong shape or count is failed,
+   * never guessed at.
    */
-  async waitForBatches(
+  async waitForCandidates(
     jobs: RewardJobData[],
     batchSize: number,
     timeoutMs: number,
     opts: { signal?: AbortSignal; jobOptions?: Partial<JobsOptions> } = {},
   ): Promise<RewardOutcome[]> {
-    const batches = groupRewardBatches(jobs, batchSize);
-    const ids = batches.map(rewardBatchId);
-    const outcomes = await this.waitForJobs(ids, timeoutMs, () => enqueueRewardBatches(this.queue, batches, opts.jobOptions), opts.signal);
-    return batches.flatMap((b, i): RewardOutcome[] => {
-      const o = outcomes[i]!;
-      const n = b.candidates.length;
-      if (o.state === "batch" && o.results.length === n) return o.results.map((result) => ({ state: "completed", result }));
-      const same: RewardOutcome =
-        o.state === "batch" || o.state === "completed"
-          ? { state: "failed", reason: `unreadable result: batch ${ids[i]} of ${n} candidates returned ${o.state === "batch" ? o.results.length : "a single"} result(s)` }
-          : o;
-      return Array.from({ length: n }, () => same);
-    });
+    const plan = planRewardJobs(jobs, batchSize);
+    const outcomes = await this.waitForJobs(plan.ids, timeoutMs, () => plan.enqueue(this.queue, opts.jobOptions), opts.signal);
+    return plan.candidates.flatMap((cands, i) => candidateOutcomes(outcomes[i]!, cands.length, plan.batched, plan.ids[i]!));
   }
 
   /** waitFor's core: one JobOutcome per id (a batch job's results unsplit). */
@@ -289,6 +278,17 @@ export class RewardWaiter {
   }
 }
 
+/** The outcomes of a job's `n` candidates: a batch's results split, anything else shared (a result of the wrong shape fails them all). */
+function candidateOutcomes(o: JobOutcome, n: number, batched: boolean, id: string): RewardOutcome[] {
+  if (batched && o.state === "batch" && o.results.length === n) return o.results.map((result) => ({ state: "completed", result }));
+  if (!batched && o.state === "completed") return [o];
+  const same: RewardOutcome =
+    o.state === "batch" || o.state === "completed"
+      ? { state: "failed", reason: `unreadable result: job ${id} of ${n} candidate(s) returned ${o.state === "batch" ? `${o.results.length} results` : "a single result"}` }
+      : o;
+  return Array.from({ length: n }, () => same);
+}
+
 function completedOutcome(returnvalue: unknown): JobOutcome {
   const value = typeof returnvalue === "string" ? parseJson(returnvalue) : returnvalue;
   if (Array.isArray(value)) {
@@ -311,14 +311,7 @@ function parseJson(s: string): unknown {
 
 /** A job's return value (as BullMQ stores or emits it) as a RewardResult; undefined if it is not one. */
 export function parseRewardResult(v: unknown): RewardResult | undefined {
-  let o: unknown = v;
-  if (typeof v === "string") {
-    try {
-      o = JSON.parse(v);
-    } catch {
-      return undefined;
-    }
-  }
+  const o = typeof v === "string" ? parseJson(v) : v;
   if (typeof o !== "object" || o === null) return undefined;
   const r = o as RewardResult;
   return (REWARD_STATUSES as readonly string[]).includes(r.status) && (r.reward === 0 || r.reward === 1) ? r : undefined;

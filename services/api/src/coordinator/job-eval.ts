@@ -1,6 +1,6 @@
 // Held-out evaluation of a job's current policy.
 import type { CanonicalRow } from "@rlmesh/shared/datasets/index";
-import type { Logger } from "@rlmesh/shared";
+import type { FinalizeWeightsRequestIn, Logger } from "@rlmesh/shared";
 import { CollapseGuardStop } from "./collapse-guard-stop.js";
 import { LAST_ITERATE_MODE, PRIMARY_EVAL_SPLIT } from "@rlmesh/shared/eval-splits";
 import type { NormalizedJobSpec as JobSpec } from "../job-spec.js";
@@ -151,8 +151,16 @@ export function jobEvaluator(ctx: JobEvalContext): (step: number, opts?: EvalOpt
 
 /** True when the learner has installed the job's final weights already (an api restarted after FinalizeWeights). */
 export async function jobFinalized(spec: JobSpec, deps: RunnerDeps, jobId: string, signal: AbortSignal): Promise<boolean> {
-  if (!((spec.grpo.emaDecay ?? 0) > 0) || !deps.learner.finalizeWeights) return false;
-  return (await deps.learner.finalizeWeights({ jobId, checkOnly: true }, signal)).alreadyFinal;
+  const finalize = averaging(spec, deps);
+  return finalize ? (await finalize({ jobId, checkOnly: true }, signal)).alreadyFinal : false;
+}
+
+/** The learner's FinalizeWeights when the job keeps a moving average of its weights (grpo.ema_decay > 0), else null. */
+function averaging(spec: JobSpec, deps: RunnerDeps) {
+  const learner = deps.learner;
+  return (spec.grpo.emaDecay ?? 0) > 0 && learner.finalizeWeights
+    ? (req: FinalizeWeightsRequestIn, signal: AbortSignal) => learner.finalizeWeights!(req, signal)
+    : null;
 }
 
 /**
@@ -166,8 +174,9 @@ export async function jobFinalized(spec: JobSpec, deps: RunnerDeps, jobId: strin
  */
 export async function finalizeJobWeights(ctx: JobEvalContext, step: number): Promise<boolean> {
   const { jobId, spec, deps, signal, log, evalRows } = ctx;
-  if (!((spec.grpo.emaDecay ?? 0) > 0) || !deps.learner.finalizeWeights) return false;
-  const check = await deps.learner.finalizeWeights({ jobId, checkOnly: true }, signal);
+  const finalize = averaging(spec, deps);
+  if (!finalize) return false;
+  const check = await finalize({ jobId, checkOnly: true }, signal);
   if (check.alreadyFinal) {
     await deps.store.update(jobId, { policyVersion: Number(check.policyVersion) });
     return check.averaged;
@@ -178,7 +187,7 @@ export async function finalizeJobWeights(ctx: JobEvalContext, step: number): Pro
     await deps.store.appendEvent(jobId, evalEvent(step, r, PRIMARY_EVAL_SPLIT, LAST_ITERATE_MODE));
     log.info("eval of the trained weights before the average", { step, passAt1: r.passAt1, n: r.n });
   }
-  const f = await deps.learner.finalizeWeights({ jobId, checkOnly: false }, signal);
+  const f = await finalize({ jobId, checkOnly: false }, signal);
   await deps.store.update(jobId, { policyVersion: Number(f.policyVersion) });
   await deps.store.appendEvent(jobId, {
     log: {

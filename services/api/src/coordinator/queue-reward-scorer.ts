@@ -1,7 +1,7 @@
 import { Queue, QueueEvents } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger, SandboxLimits } from "@rlmesh/shared";
-import { MAX_REWARD_BATCH, enqueueRewardJobs, rewardJobId, type RewardJobData } from "@rlmesh/shared/reward/reward-jobs";
+import { checkRewardBatchSize, rewardJobId, type RewardJobData } from "@rlmesh/shared/reward/reward-jobs";
 import { outcomeInfraFailure, RewardWaiter } from "@rlmesh/shared/reward/reward-waiter";
 import type { Candidate, RewardScorer, Score } from "./interfaces.js";
 
@@ -38,9 +38,7 @@ export class QueueRewardScorer implements RewardScorer {
     private readonly logger: Logger,
     opts: { batchSize?: number } = {},
   ) {
-    this.batchSize = opts.batchSize ?? 1;
-    if (!Number.isInteger(this.batchSize) || this.batchSize < 1 || this.batchSize > MAX_REWARD_BATCH)
-      throw new Error(`reward batch size must be an integer in 1..${MAX_REWARD_BATCH}, got ${opts.batchSize}`);
+    this.batchSize = checkRewardBatchSize(opts.batchSize ?? 1);
     // BullMQ does not close connections it is given: these two are the scorer's to close.
     this.connections = [workerConnection.duplicate(), workerConnection.duplicate()];
     this.queue = new Queue(queueName, { connection: this.connections[0]! });
@@ -65,10 +63,7 @@ export class QueueRewardScorer implements RewardScorer {
       limits: payloadLimits(limits),
     }));
     const ids = data.map((d) => rewardJobId(d.job_id, d.step, d.sample_index));
-    const outcomes =
-      this.batchSize > 1
-        ? await this.waiter.waitForBatches(data, this.batchSize, REWARD_WAIT_TIMEOUT_MS, signal ? { signal } : {})
-        : await this.waiter.waitFor(ids, REWARD_WAIT_TIMEOUT_MS, () => enqueueRewardJobs(this.queue, data), signal);
+    const outcomes = await this.waiter.waitForCandidates(data, this.batchSize, REWARD_WAIT_TIMEOUT_MS, signal ? { signal } : {});
     signal?.throwIfAborted();
     // A job gone from Redis (removed, data lost) is re-enqueued by a retry of the step.
     const missing = outcomes.flatMap((o, i) => (o.state === "missing" ? [`${ids[i]}: ${o.reason}`] : []));

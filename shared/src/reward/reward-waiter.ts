@@ -23,7 +23,7 @@ export type RewardOutcome =
 
 /**
  * How one BullMQ job ended, as the waiter sees it: a batch job (reward-jobs' REWARD_BATCH_JOB)
- * completes with one result per candidate. waitFor and waitForBatches turn it into RewardOutcomes.
+ * completes with one result per candidate. waitFor and waitForCandidates turn it into RewardOutcomes.
  */
 export type JobOutcome = RewardOutcome | { state: "batch"; results: RewardResult[] };
 

@@ -1,1 +1,2 @@
 export * from "./infill-rows.js";
+export * from "./python-shape.js";

@@ -92,7 +92,8 @@ describe("RolloutService.Infill over gRPC", { timeout: 300_000 }, () => {
     const run = () =>
       Promise.all([
         infill(fixedW.client, { items: items(), samplesPerItem: 2, params: { temperature: 0.7, seed: 3, trace: true } }),
-        infill(varW.client, { items: items({ initialLength: 4, maxLength: 24 }), samplesPerItem: 2, params: { temperature: 0.7, seed: 3, trace: true } }),
+        // DreamOn's expand/delete alone (no length search), so the edits account for every length.
+        infill(varW.client, { items: items({ initialLength: 4, maxLength: 24 }), samplesPerItem: 2, lengthSearch: 0, params: { temperature: 0.7, seed: 3, trace: true } }),
       ]);
     const [fixed0, var0] = await run();
     for (const [res, variable] of [
@@ -169,10 +170,36 @@ describe("RolloutService.Infill over gRPC", { timeout: 300_000 }, () => {
     await badOn(workers[1]!.client, { items: items(), eosCut: 1.5 }, /^eos_cut: .*\[0, 1\].*got 1\.5/);
     await badOn(workers[1]!.client, { items: items(), variableLength: false, expandCut: 0.2 }, /^expand_cut: .*variable-length infilling only/);
     await badOn(c, { items: items(), eosCut: 0.2 }, /^eos_cut: .*variable-length infilling only/);
+    // The length search: variable length only, an integer in [0, 16]; a known syntax check.
+    await badOn(workers[1]!.client, { items: items(), lengthSearch: 17 }, /^length_search: .*\[0, 16\].*got 17/);
+    await badOn(c, { items: items(), lengthSearch: 2 }, /^length_search: .*variable-length infilling only/);
+    await badOn(workers[1]!.client, { items: items(), syntaxCheck: "rust" }, /^syntax_check: must be one of python, none/);
+  });
+
+  test("variable length with the length search (the infilling model's default): candidates reported, the expand/delete decode's own length kept on record", async () => {
+    const req = { items: items({ initialLength: 4, maxLength: 24 }), params: { temperature: 0 } };
+    const plain = await infill(workers[1]!.client, { ...req, lengthSearch: 0 });
+    const searched = await infill(workers[1]!.client, req);
+    plain.samples.forEach((p, i) => {
+      const s = searched.samples[i]!;
+      assert.equal(p.lengthCandidates, 0, "no search asked, none reported");
+      assert.equal(s.variableLength, p.length, "the same expand/delete decode before the search");
+      assert.ok(s.lengthCandidates >= 1 && s.lengthCandidates <= 8, `${s.lengthCandidates} candidates for radius 3`);
+      assert.ok(s.lengthScreenedOut >= 0 && s.lengthScreenedOut <= s.lengthCandidates);
+      assert.ok(s.length <= Math.min(24, p.length + 3));
+      assert.ok(s.nfe > p.nfe, `${s.nfe} forwards with the search vs ${p.nfe}`);
+    });
   });
 
   test("variable length with the length cuts set: every sample's length is the balance of its expands and deletes", async () => {
-    const res = await infill(workers[1]!.client, { items: items({ initialLength: 4, maxLength: 24 }), samplesPerItem: 2, eosCut: 0.3, expandCut: 0.05, params: { temperature: 0, trace: true } });
+    const res = await infill(workers[1]!.client, {
+      items: items({ initialLength: 4, maxLength: 24 }),
+      samplesPerItem: 2,
+      eosCut: 0.3,
+      expandCut: 0.05,
+      lengthSearch: 0,
+      params: { temperature: 0, trace: true },
+    });
     assert.equal(res.samples.length, ROWS.length * 2);
     for (const s of res.samples) {
       const count = (k: string) => s.events.filter((e) => e.kind === k).length;

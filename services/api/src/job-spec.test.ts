@@ -75,15 +75,21 @@ test("curriculum: off by default, explore defaults to 0.1, bad values are named"
   assert.throws(() => normalizeSpec({ ...base, curriculum: { window: 2, explore: 1.5 } }), /spec\.curriculum\.explore: .*1\.5/);
 });
 
-test("infill length cuts: unset by default (the model's manifest decides), kept when set, refused by name out of [0, 1] or with fixed length", () => {
-  assert.deepEqual(normalizeSpec({ ...base, task: "infill" }).infill, { initialLength: 16, maxLength: 64, variableLength: true });
-  assert.deepEqual(normalizeSpec({ ...base, task: "infill", infill: { eosCut: 0.5, expandCut: 0 } }).infill, {
+test("infill length cuts: unset by default (the model's manifest decides), kept when set, refused by name out of [0, 1] or with fixed length; length search 0 unless set", () => {
+  assert.deepEqual(normalizeSpec({ ...base, task: "infill" }).infill, { initialLength: 16, maxLength: 64, variableLength: true, lengthSearch: 0 });
+  assert.deepEqual(normalizeSpec({ ...base, task: "infill", infill: { eosCut: 0.5, expandCut: 0, lengthSearch: 3 } }).infill, {
     initialLength: 16,
     maxLength: 64,
     variableLength: true,
+    lengthSearch: 3,
     eosCut: 0.5,
     expandCut: 0,
   });
+  assert.throws(() => normalizeSpec({ ...base, task: "infill", infill: { lengthSearch: 17 } }), /^InvalidArgumentError: spec\.infill\.length_search: /);
+  assert.throws(
+    () => normalizeSpec({ ...base, task: "infill", infill: { variableLength: false, lengthSearch: 2 } }),
+    /^InvalidArgumentError: spec\.infill\.length_search: applies to variable-length infilling only/,
+  );
   assert.throws(() => normalizeSpec({ ...base, task: "infill", infill: { eosCut: 1.5 } }), /^InvalidArgumentError: spec\.infill\.eos_cut: .*1\.5/);
   assert.throws(() => normalizeSpec({ ...base, task: "infill", infill: { expandCut: -0.1 } }), /^InvalidArgumentError: spec\.infill\.expand_cut: /);
   assert.throws(

@@ -140,6 +140,8 @@ export interface NormalizedInfillParams {
   /** Variable length's length cuts sent with every Infill call; unset = the model's manifest default. */
   eosCut?: number;
   expandCut?: number;
+  /** Variable length's length search radius sent with every Infill call (0 unless the spec sets it). */
+  lengthSearch: number;
 }
 
 const orDefault = <T>(v: T | undefined | null, d: T): T => (v === undefined || v === null || v === 0 || v === "" ? d : v);
@@ -267,7 +269,9 @@ function normalizeInfill(p: Partial<NormalizedInfillParams> | null | undefined):
     throw new InvalidArgumentError("spec.infill.max_length", `must be >= initial_length (${initialLength}), got ${maxLength}`);
   }
   const variableLength = p?.variableLength ?? true;
-  const out: NormalizedInfillParams = { initialLength, maxLength, variableLength };
+  const lengthSearch = check.int("spec.infill.length_search", p?.lengthSearch ?? 0, 0, 16);
+  if (lengthSearch > 0 && !variableLength) throw new InvalidArgumentError("spec.infill.length_search", "applies to variable-length infilling only (variable_length is false)");
+  const out: NormalizedInfillParams = { initialLength, maxLength, variableLength, lengthSearch };
   for (const [key, field] of [["eosCut", "eos_cut"], ["expandCut", "expand_cut"]] as const) {
     const v = p?.[key];
     if (v === undefined || v === null) continue;

@@ -14,11 +14,11 @@ import { REPO_ROOT } from "@rlmesh/shared/repo-paths";
 import { loadRolloutModel, OrtRolloutEngine } from "@rlmesh/rollout/runtime/ort-rollout-engine";
 import { infillTokensOf, supportsVariableLength, type InfillRequestItem } from "@rlmesh/rollout/runtime/infill-requests";
 import type { CacheMode } from "@rlmesh/rollout/decoding/decode-params";
-import { DEFAULT_INFILL_CACHE, resolveInfillParams } from "@rlmesh/rollout/decoding/infill-params";
+import { DEFAULT_INFILL_CACHE, MAX_LENGTH_SEARCH, resolveInfillParams, SYNTAX_CHECKS, type SyntaxCheck } from "@rlmesh/rollout/decoding/infill-params";
 import { flagBool, flagFloat, flagInt, flagString, parseArgs, UsageError } from "./args.js";
 
 export const BENCH_INFILL_USAGE =
-  "rlmesh bench infill [--model DIR] [--dataset FILE] [--split heldout|train] [--limit N] [--modes a,b,...] [--seed S] [--replicas N] [--threshold T] [--variable-threshold T] [--eos-cut P] [--expand-cut P] [--cache none|prefix|dual] [--block-length N] [--no-suffix-eos] [--json]";
+  "rlmesh bench infill [--model DIR] [--dataset FILE] [--split heldout|train] [--limit N] [--modes a,b,...] [--seed S] [--replicas N] [--threshold T] [--variable-threshold T] [--eos-cut P] [--expand-cut P] [--length-search W] [--syntax-check python|none] [--cache none|prefix|dual] [--block-length N] [--no-suffix-eos] [--json]";
 
 export type InfillMode = "oracle" | "fixed_short" | "fixed_long" | "variable_from_4" | "variable_from_32" | "variable_from_oracle";
 /** The modes the bench runs by default (DreamOn's comparison). */
@@ -45,6 +45,8 @@ export interface ModeResult {
   /** Forward passes per generated middle token (all rows together). */
   nfe_per_token: number;
   decode_seconds: number;
+  /** Variable modes with a length search: the mean |length error| of the expand/delete decode before the search. */
+  mean_length_error_before_search?: number;
 }
 
 /** The masks a mode starts with for a middle of `trueLength` tokens, and whether it may expand/delete. */
@@ -122,7 +124,17 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
     if (!(v >= 0 && v <= 1)) throw new UsageError(`--${name} must be in [0, 1] (0 = DreamOn's order), got ${v}`);
     return v;
   };
-  const askedCuts = { eos_cut: cutFlag("eos-cut"), expand_cut: cutFlag("expand-cut") };
+  // Variable modes' length search radius (InfillParams.length_search; unset = the model's manifest default) and its syntax screen.
+  const lengthSearch = a.flags.has("length-search") ? flagInt(a, "length-search", 0, 0) : undefined;
+  if (lengthSearch !== undefined && lengthSearch > MAX_LENGTH_SEARCH) throw new UsageError(`--length-search must be in [0, ${MAX_LENGTH_SEARCH}], got ${lengthSearch}`);
+  const syntaxCheck = flagString(a, "syntax-check");
+  if (syntaxCheck !== undefined && !SYNTAX_CHECKS.includes(syntaxCheck as SyntaxCheck)) throw new UsageError(`--syntax-check must be one of ${SYNTAX_CHECKS.join(", ")}, got ${syntaxCheck}`);
+  const askedCuts = {
+    eos_cut: cutFlag("eos-cut"),
+    expand_cut: cutFlag("expand-cut"),
+    ...(lengthSearch !== undefined ? { length_search: lengthSearch } : {}),
+    ...(syntaxCheck !== undefined ? { syntax_check: syntaxCheck } : {}),
+  };
   // Fixed modes only: Fast-dLLM's KV cache over the canvas and its blocks (variable length runs uncached).
   // Unset: the worker's default (dual, or full forwards on a model without a cache).
   const cache = flagString(a, "cache");
@@ -145,13 +157,15 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
   const skipped = wanted.filter((m) => !modes.includes(m)).map((m) => ({ mode: m, reason: `${model.manifest.name} declares no expand_id (fixed length only)` }));
   const trueLengths = rows.map((r) => encode(r.middle).length);
   // The variable modes' length rules in effect, as the worker resolves them (the flags, else the model's manifest defaults, else 0).
-  const cuts = variableOk ? resolveInfillParams({ variable: true, ...askedCuts }, infillTokensOf(model.manifest)) : { eos_cut: 0, expand_cut: 0 };
-  say(`bench infill: ${model.manifest.name} (${modelDir}), ${rows.length} ${split === "train" ? "training-split" : "held-out"} infilling rows of ${dataset}, greedy, fixed modes ${threshold >= 1 ? "one token per step" : `at threshold ${threshold}`} (cache ${cacheSaid}${blockLength ? `, blocks of ${blockLength}` : ""}), variable ${variableThreshold >= 1 ? "one token per step" : `at threshold ${variableThreshold}`}${cuts.eos_cut || cuts.expand_cut ? `, EOS cut ${cuts.eos_cut}, expand cut ${cuts.expand_cut}` : ", DreamOn's order"}`);
+  const cuts = variableOk
+    ? resolveInfillParams({ variable: true, ...askedCuts }, infillTokensOf(model.manifest))
+    : { eos_cut: 0, expand_cut: 0, length_search: 0, syntax_check: "none" };
+  say(`bench infill: ${model.manifest.name} (${modelDir}), ${rows.length} ${split === "train" ? "training-split" : "held-out"} infilling rows of ${dataset}, greedy, fixed modes ${threshold >= 1 ? "one token per step" : `at threshold ${threshold}`} (cache ${cacheSaid}${blockLength ? `, blocks of ${blockLength}` : ""}), variable ${variableThreshold >= 1 ? "one token per step" : `at threshold ${variableThreshold}`}${cuts.eos_cut || cuts.expand_cut ? `, EOS cut ${cuts.eos_cut}, expand cut ${cuts.expand_cut}` : ", DreamOn's order"}${cuts.length_search ? `, length search ±${cuts.length_search} (syntax check ${cuts.syntax_check})` : ""}`);
   for (const s of skipped) say(`  ${s.mode}: skipped (${s.reason})`);
 
   const engine = await OrtRolloutEngine.create({ model, replicas, logger: createLogger("bench-infill", { level: "warn" }) });
   const programs = new Map<string, string>();
-  const generated = new Map<InfillMode, { lengths: number[]; exact: number; nfe: number; seconds: number }>();
+  const generated = new Map<InfillMode, { lengths: number[]; exact: number; nfe: number; seconds: number; searchedFrom: Array<number | undefined> }>();
   try {
     for (const mode of modes) {
       const t0 = performance.now();
@@ -161,6 +175,7 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
         byVariable.set(v, [...(byVariable.get(v) ?? []), i]);
       });
       const lengths = new Array<number>(rows.length).fill(0);
+      const searchedFrom = new Array<number | undefined>(rows.length).fill(undefined);
       let exact = 0;
       let nfe = 0;
       for (const [variable, idx] of byVariable) {
@@ -182,13 +197,14 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
           const i = Number(s.itemId);
           const row = rows[i]!;
           lengths[i] = s.middleTokenIds.length;
+          searchedFrom[i] = s.lengthSearch?.variableLength;
           nfe += s.nfe;
           if (s.middleText === row.middle) exact++;
           programs.set(`${mode}|${row.task_id}`, infillProgram(row, s.middleText));
         }
       }
       const seconds = (performance.now() - t0) / 1000;
-      generated.set(mode, { lengths, exact, nfe, seconds });
+      generated.set(mode, { lengths, exact, nfe, seconds, searchedFrom });
       say(`  decoded ${mode}: ${seconds.toFixed(1)} s`);
     }
   } finally {
@@ -215,6 +231,9 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
       exact_match: rows.length ? g.exact / rows.length : 0,
       nfe_per_token: genTokens ? g.nfe / genTokens : 0,
       decode_seconds: g.seconds,
+      ...(g.searchedFrom.some((l) => l !== undefined)
+        ? { mean_length_error_before_search: mean(g.searchedFrom.map((l, i) => Math.abs((l ?? g.lengths[i]!) - trueLengths[i]!))) }
+        : {}),
     };
   }
   const target = infillTarget(results);
@@ -235,6 +254,8 @@ export async function benchInfillCommand(argv: string[], print: (line: string) =
           variable_threshold: variableThreshold,
           variable_eos_cut: cuts.eos_cut,
           variable_expand_cut: cuts.expand_cut,
+          variable_length_search: cuts.length_search,
+          variable_syntax_check: cuts.syntax_check,
           alg: "entropy",
           suffix_eos: !flagBool(a, "no-suffix-eos"),
         },

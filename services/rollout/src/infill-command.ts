@@ -10,14 +10,17 @@ import { InvalidDecodeParamsError } from "./decoding/decode-params.js";
 import { loadRolloutModel, OrtRolloutEngine } from "./runtime/ort-rollout-engine.js";
 
 export const INFILL_USAGE =
-  "rlmesh infill --model DIR --prefix-file A --suffix-file B [--initial-length N] [--max-length M] [--fixed] [--eos-cut P] [--expand-cut P] [--temperature T] [--seed S] [--raw] [--json]";
+  "rlmesh infill --model DIR --prefix-file A --suffix-file B [--initial-length N] [--max-length M] [--fixed] [--eos-cut P] [--expand-cut P] [--length-search W] [--syntax-check python|none] [--temperature T] [--seed S] [--raw] [--json]";
 
 export const INFILL_HELP = [
   "Variable length (DreamOn expand/delete) when the model's manifest declares expand_id, else fixed length;",
   "--fixed forces fixed length: exactly --initial-length masks (default 16). Variable length starts from",
   "--initial-length masks (default 4) and grows to at most --max-length (default 64). Greedy unless",
   "--temperature is given. --eos-cut / --expand-cut set variable length's length cuts (0 = DreamOn's order;",
-  "default: the model's manifest infill_decoding). --json prints {program, middle, length, nfe, variable, policy_version}.",
+  "default: the model's manifest infill_decoding). --length-search W (variable length; 0 = off, default: the manifest's)",
+  "also decodes the middle at each fixed length within W of the length the expand/delete decode reached and keeps",
+  "the candidate the model scores best among those whose program passes --syntax-check (python, the default, or none).",
+  "--json prints {program, middle, length, nfe, variable, policy_version, length_search}.",
   "Files are read as whole lines: the prefix's final newline and the suffix's first line break go with",
   "the middle (the tiny coder's tokenizer glues a newline to the indentation after it, and the infilling",
   "rows put each middle line's break before it); --raw uses the files' bytes exactly.",
@@ -28,7 +31,22 @@ export class InfillUsageError extends Error {
   override name = "UsageError";
 }
 
-const OPTIONS = ["model", "prefix-file", "suffix-file", "initial-length", "max-length", "fixed", "eos-cut", "expand-cut", "temperature", "seed", "json", "raw"];
+const OPTIONS = [
+  "model",
+  "prefix-file",
+  "suffix-file",
+  "initial-length",
+  "max-length",
+  "fixed",
+  "eos-cut",
+  "expand-cut",
+  "length-search",
+  "syntax-check",
+  "temperature",
+  "seed",
+  "json",
+  "raw",
+];
 
 function flags(argv: string[]): Map<string, string | true> {
   const out = new Map<string, string | true>();
@@ -75,6 +93,9 @@ export async function infillCommand(argv: string[], print: (line: string) => voi
   const seed = num(f, "seed", true) ?? 1;
   const eosCut = num(f, "eos-cut", false);
   const expandCut = num(f, "expand-cut", false);
+  const lengthSearch = num(f, "length-search", true);
+  const syntaxCheck = f.get("syntax-check");
+  if (syntaxCheck === true) throw new InfillUsageError("--syntax-check needs a value");
   const engine = await OrtRolloutEngine.create({
     model: await loadRolloutModel(modelDir),
     replicas: 1,
@@ -83,7 +104,18 @@ export async function infillCommand(argv: string[], print: (line: string) => voi
   try {
     const res = await engine.infillSamples(
       [{ itemId: "0", prefix, suffix, ...(initialLength !== undefined ? { initialLength } : {}), ...(maxLength !== undefined ? { maxLength } : {}) }],
-      { ...(f.has("fixed") ? { variable: false } : {}), params: { temperature, seed, threshold: 1, ...(eosCut !== undefined ? { eos_cut: eosCut } : {}), ...(expandCut !== undefined ? { expand_cut: expandCut } : {}) } },
+      {
+        ...(f.has("fixed") ? { variable: false } : {}),
+        params: {
+          temperature,
+          seed,
+          threshold: 1,
+          ...(eosCut !== undefined ? { eos_cut: eosCut } : {}),
+          ...(expandCut !== undefined ? { expand_cut: expandCut } : {}),
+          ...(lengthSearch !== undefined ? { length_search: lengthSearch } : {}),
+          ...(syntaxCheck !== undefined ? { syntax_check: syntaxCheck } : {}),
+        },
+      },
     );
     const s = res.samples[0]!;
     const program = prefix + s.middleText + suffix + tail;
@@ -96,6 +128,9 @@ export async function infillCommand(argv: string[], print: (line: string) => voi
           nfe: s.nfe,
           variable: res.variable,
           policy_version: s.policyVersion,
+          ...(s.lengthSearch
+            ? { length_search: { candidates: s.lengthSearch.candidates, screened_out: s.lengthSearch.screenedOut, variable_length: s.lengthSearch.variableLength } }
+            : {}),
         }),
       );
     } else print(program);

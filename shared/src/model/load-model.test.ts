@@ -212,15 +212,17 @@ test("weight_dtype float16: a float16 model loads; a weight of the other dtype, 
   );
 });
 
-test("infill_decoding (variable-length length cuts) loads with expand_id and is refused by name when malformed", async () => {
+test("infill_decoding (variable-length length cuts and length search) loads with expand_id and is refused by name when malformed", async () => {
   const withExpand = (d: unknown) => (m: ModelManifest) => {
     m.expand_id = 5;
     (m as unknown as Record<string, unknown>)["infill_decoding"] = d;
   };
-  const ok = await loadModel(await modelDir({ manifest: withExpand({ eos_cut: 0.2, expand_cut: 0.03 }) }));
-  assert.deepEqual(ok.manifest.infill_decoding, { eos_cut: 0.2, expand_cut: 0.03 });
+  const ok = await loadModel(await modelDir({ manifest: withExpand({ eos_cut: 0.2, expand_cut: 0.03, length_search: 3 }) }));
+  assert.deepEqual(ok.manifest.infill_decoding, { eos_cut: 0.2, expand_cut: 0.03, length_search: 3 });
+  await rejects(await modelDir({ manifest: withExpand({ length_search: 2.5 }) }), /infill_decoding\.length_search must be an integer in \[0, 16\], got 2\.5/);
+  await rejects(await modelDir({ manifest: withExpand({ length_search: 17 }) }), /infill_decoding\.length_search must be an integer in \[0, 16\], got 17/);
   await rejects(await modelDir({ manifest: withExpand({ eos_cut: 1.5 }) }), /infill_decoding\.eos_cut must be a number in \[0, 1\], got 1\.5/);
-  await rejects(await modelDir({ manifest: withExpand({ eos_cutt: 0.2 }) }), /infill_decoding\.eos_cutt must be absent \(known: eos_cut, expand_cut\)/);
+  await rejects(await modelDir({ manifest: withExpand({ eos_cutt: 0.2 }) }), /infill_decoding\.eos_cutt must be absent \(known: eos_cut, expand_cut, length_search\)/);
   await rejects(await modelDir({ manifest: withExpand([0.2]) }), /infill_decoding must be an object/);
   await rejects(
     await modelDir({ manifest: (m) => ((m as unknown as Record<string, unknown>)["infill_decoding"] = { eos_cut: 0.2 }) }),

@@ -55,10 +55,11 @@ export interface ModelManifest {
   delete_id?: number;
   /**
    * Variable-length infilling's default length rules for this model (a request's own values win):
-   * `eos_cut` / `expand_cut` in [0, 1], 0 = DreamOn's order (the rollout service's InfillParams).
-   * Only with `expand_id`. Tuned on training-split rows (`rlmesh bench infill --split train`).
+   * `eos_cut` / `expand_cut` in [0, 1], 0 = DreamOn's order; `length_search`, an integer in
+   * [0, 16], 0 = off (the rollout service's InfillParams). Only with `expand_id`. Tuned on
+   * training-split rows (`rlmesh bench infill --split train`).
    */
-  infill_decoding?: { eos_cut?: number; expand_cut?: number };
+  infill_decoding?: { eos_cut?: number; expand_cut?: number; length_search?: number };
   /**
    * How model.onnx stores its weights: `float16` = FLOAT16 initializers read through a Cast to
    * float32 (`import-hf --dtype float16`; the graph computes in float32). loadModel checks every
@@ -287,9 +288,14 @@ export function validateManifest(raw: unknown): ModelManifest {
   if (o["infill_decoding"] !== undefined) {
     const d = obj(o["infill_decoding"], "infill_decoding");
     if (m.expand_id === undefined) fail("infill_decoding", "absent: it needs expand_id (variable-length infilling)", d);
-    const out: { eos_cut?: number; expand_cut?: number } = {};
+    const out: { eos_cut?: number; expand_cut?: number; length_search?: number } = {};
     for (const [k, v] of Object.entries(d)) {
-      if (k !== "eos_cut" && k !== "expand_cut") fail(`infill_decoding.${k}`, "absent (known: eos_cut, expand_cut)", v);
+      if (k === "length_search") {
+        if (typeof v !== "number" || !(Number.isInteger(v) && v >= 0 && v <= 16)) fail("infill_decoding.length_search", "an integer in [0, 16]", v);
+        out.length_search = v;
+        continue;
+      }
+      if (k !== "eos_cut" && k !== "expand_cut") fail(`infill_decoding.${k}`, "absent (known: eos_cut, expand_cut, length_search)", v);
       if (typeof v !== "number" || !(v >= 0 && v <= 1)) fail(`infill_decoding.${k}`, "a number in [0, 1]", v);
       out[k] = v;
     }

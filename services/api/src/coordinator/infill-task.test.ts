@@ -25,15 +25,22 @@ const rows = [
 ];
 
 /** An Infill rollout whose sample k of an item fills the middle with "\n    return x + k" style text. */
-function infillRollout(calls: { items: InfillItem[]; variableLength?: boolean; cache?: string; eosCut?: number; expandCut?: number }[]): RolloutPool {
+function infillRollout(calls: { items: InfillItem[]; variableLength?: boolean; cache?: string; eosCut?: number; expandCut?: number; lengthSearch?: number }[]): RolloutPool {
   return {
     workers: async () => [{ id: "w0" }],
     waitForWorkers: async () => [{ id: "w0" }],
     generate: async () => {
       throw new Error("an infill job must not call Generate");
     },
-    infill: async (items: InfillItem[], g: number, params: { cache?: string }, opts: { variableLength?: boolean; eosCut?: number; expandCut?: number }) => {
-      calls.push({ items, cache: params.cache, ...(opts.variableLength !== undefined ? { variableLength: opts.variableLength } : {}), eosCut: opts.eosCut, expandCut: opts.expandCut });
+    infill: async (items: InfillItem[], g: number, params: { cache?: string }, opts: { variableLength?: boolean; eosCut?: number; expandCut?: number; lengthSearch?: number }) => {
+      calls.push({
+        items,
+        cache: params.cache,
+        ...(opts.variableLength !== undefined ? { variableLength: opts.variableLength } : {}),
+        eosCut: opts.eosCut,
+        expandCut: opts.expandCut,
+        lengthSearch: opts.lengthSearch,
+      });
       return {
         samples: items.flatMap((it) =>
           Array.from({ length: g }, (_, k) => ({
@@ -59,7 +66,7 @@ function infillRollout(calls: { items: InfillItem[]; variableLength?: boolean; c
 test("an infill job: Infill with the rows' prefix/suffix and the spec's lengths, the whole program scored, TrainSamples prefix | middle | suffix EOS", async () => {
   const dataset = join(bed.dir, "infill.jsonl");
   writeFileSync(dataset, rows.map((r) => JSON.stringify(r)).join("\n") + "\n");
-  const calls: { items: InfillItem[]; variableLength?: boolean; cache?: string; eosCut?: number; expandCut?: number }[] = [];
+  const calls: { items: InfillItem[]; variableLength?: boolean; cache?: string; eosCut?: number; expandCut?: number; lengthSearch?: number }[] = [];
   const scored: Candidate[] = [];
   const trained: TrainStepRequestIn[] = [];
   const rewards: RewardScorer = {
@@ -102,6 +109,8 @@ test("an infill job: Infill with the rows' prefix/suffix and the spec's lengths,
   assert.equal(calls[0]!.variableLength, true);
   // The job's eos_cut goes with every call; its unset expand_cut is left to the model's default.
   assert.ok(calls.every((c) => c.eosCut === 0.4 && c.expandCut === undefined), JSON.stringify(calls.map((c) => [c.eosCut, c.expandCut])));
+  // The job's length search (0: unset in the spec) is sent explicitly, so the model's default never applies to GRPO's samples.
+  assert.ok(calls.every((c) => c.lengthSearch === 0), JSON.stringify(calls.map((c) => c.lengthSearch)));
   // The job's decoding cache (dual by default) is not sent with variable length, which refuses it.
   assert.ok(calls.every((c) => c.cache === "none"), JSON.stringify(calls.map((c) => c.cache)));
   // The sandbox scores the whole program: prefix code + generated middle + suffix, one fenced block.

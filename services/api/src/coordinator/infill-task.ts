@@ -65,7 +65,14 @@ export async function rolloutInfill(
     })),
     samplesPerItem,
     infillParams,
-    { ...opts, variableLength: spec.infill.variableLength, eosCut: spec.infill.eosCut, expandCut: spec.infill.expandCut },
+    {
+      ...opts,
+      variableLength: spec.infill.variableLength,
+      eosCut: spec.infill.eosCut,
+      expandCut: spec.infill.expandCut,
+      // Always sent: a job's length search is its spec's (0 unless set), not the model's default.
+      ...(spec.infill.variableLength ? { lengthSearch: spec.infill.lengthSearch } : {}),
+    },
   );
   return res.samples.map((s) => asStepSample(s, rows[Number(s.itemId)]!, eosId));
 }

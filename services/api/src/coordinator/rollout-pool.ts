@@ -126,7 +126,7 @@ export class RolloutPool {
     items: InfillItem[],
     samplesPerItem: number,
     params: DecodingParams,
-    opts: RolloutCallOptions & { variableLength?: boolean; eosCut?: number; expandCut?: number } = {},
+    opts: RolloutCallOptions & { variableLength?: boolean; eosCut?: number; expandCut?: number; lengthSearch?: number } = {},
   ): Promise<InfillResult> {
     const { results, byWorker, seconds } = await this.onShards<InfillItem, InfillSample>(items, opts, (c, shard, deadline, done) =>
       c.infill(
@@ -139,6 +139,7 @@ export class RolloutPool {
           ...(opts.variableLength !== undefined ? { variableLength: opts.variableLength } : {}),
           ...(opts.eosCut !== undefined ? { eosCut: opts.eosCut } : {}),
           ...(opts.expandCut !== undefined ? { expandCut: opts.expandCut } : {}),
+          ...(opts.lengthSearch !== undefined ? { lengthSearch: opts.lengthSearch } : {}),
         },
         { deadline },
         (err, r: InfillResponse | undefined) => done(err, r?.samples),

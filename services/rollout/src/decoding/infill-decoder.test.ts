@@ -429,7 +429,10 @@ test("fixed length, one-layer model: the block-refreshed cache is exact, so pref
   assert.ok(plain.forwards.every((f) => f.kind === "full" && f.pastLength === 0));
   for (const cache of ["prefix", "dual"] as const) {
     const cached = await decodeCounting(one, CACHE_ITEMS, params({ ...base, cache }));
-    assert.deepEqual(cached.out, plain.out, cache);
+    // The same middles, steps and events; the log-probabilities agree to float32 rounding.
+    const exact = (o: typeof plain.out) => o.map(({ logProb: _l, endLogProb: _e, ...rest }) => rest);
+    assert.deepEqual(exact(cached.out), exact(plain.out), cache);
+    cached.out.forEach((r, i) => assert.ok(Math.abs(r.logProb - plain.out[i]!.logProb) < 1e-5, `${cache}: logProb of row ${i}`));
     const partial = cached.forwards.filter((f) => f.kind === "cached");
     assert.ok(partial.length > 0, `${cache}: some steps ran against the cache`);
     assert.ok(partial.every((f) => f.pastLength > 0));
@@ -527,4 +530,86 @@ test("infill cache params: dual for fixed length unless asked otherwise; variabl
     (e: unknown) => e instanceof InvalidDecodeParamsError && e.field === "cache" && /fixed-length/.test(e.message),
   );
   assert.throws(() => resolveInfillParams({ variable: false, cache: "everything" as "dual" }, TOKENS), (e: unknown) => e instanceof InvalidDecodeParamsError && e.field === "cache");
+});
+
+// Length search (infill-length-search.ts). A scripted model whose "true" middle is [5, 6, 7]:
+// over a canvas with exactly 3 middle positions it says those tokens (logit 8); over any other
+// middle length it says 4 (logit 2); a mask right after 5, 6, 7 is EOS (logit 8). The canvas is
+// prefix + middle + [3, EOS]; the variable decode never expands or deletes (no expand/EOS logit),
+// so it keeps its initial 2 masks: [4, 4].
+const TRUE_MIDDLE = [5, 6, 7];
+function lengthModel(seen: number[][][] = []): Denoiser {
+  return scripted(({ ids, pos }) => {
+    const pre = ids.indexOf(MASK) >= 0 || ids.some((t) => t >= 4 && t <= 7) ? ids.findIndex((t, j) => j > 0 && (t === MASK || (t >= 4 && t <= 7))) : -1;
+    const mid = ids.length - 2 - pre;
+    if (pre < 0 || pos < pre || pos >= pre + mid) return row();
+    const k = pos - pre;
+    if (ids[pos] === MASK && k === 3 && ids.slice(pre, pre + 3).join() === TRUE_MIDDLE.join()) return row([EOS, 8]);
+    return mid === 3 ? row([TRUE_MIDDLE[k]!, 8]) : row([4, 2]);
+  }, seen);
+}
+
+/** ln softmax of a row whose one favoured id has `logit` and 10 other allowed ids 0 (MASK excluded): the favoured id's, or another's. */
+function lnP(logit: number, favoured = true): number {
+  return (favoured ? logit : 0) - Math.log(Math.exp(logit) + 10);
+}
+
+/**
+ * The score a candidate of the scripted model gets by hand: fit (each token read over a fully
+ * masked middle of its length) + end (EOS at the mask after it, a canvas one longer).
+ */
+function handScore(middle: number[]): number {
+  if (middle.join() === TRUE_MIDDLE.join()) return 4 * lnP(8);
+  const L = middle.length;
+  // The end slot's canvas has L + 1 middle positions: at 3 the model says 7 (logit 8) there, else 4 (logit 2).
+  return L * lnP(2) + (L + 1 === 3 ? lnP(8, false) : lnP(2, false));
+}
+
+test("length search: lengths around the variable decode's, clamped to [1, max_length]", async () => {
+  const { searchLengths } = await import("./infill-length-search.js");
+  assert.deepEqual(searchLengths(2, 3, 64), [1, 2, 3, 4, 5]);
+  assert.deepEqual(searchLengths(0, 2, 64), [1, 2]);
+  assert.deepEqual(searchLengths(10, 2, 11), [8, 9, 10, 11]);
+});
+
+test("length search: every distinct candidate is scored fit + end, the best (the true length) wins, NFE counts every forward", async () => {
+  const seen: number[][][] = [];
+  const p = { ...params({ variable: true, length_search: 3, trace: true }), search_cache: "none" as const };
+  const [r] = await decodeInfillBatch(lengthModel(seen), [item([2], [3, EOS], 2, 20)], p);
+  assert.deepEqual(r!.middleIds, TRUE_MIDDLE);
+  // Candidates: the variable decode's [4, 4], and the fixed decodes at 1..5 ([4, 4] again is not repeated).
+  // Candidates: the variable decode's [4, 4] and the fixed decodes at 1..5 ([4, 4] again is not repeated).
+  const cands = r!.candidates!;
+  assert.deepEqual(cands.map((c) => c.middleIds.length).sort(), [1, 2, 3, 4, 5]);
+  assert.deepEqual(cands.filter((c) => c.variable).map((c) => c.middleIds), [[4, 4]]);
+  for (const c of cands) assert.ok(Math.abs(c.score - handScore(c.middleIds)) < 1e-5, `${c.middleIds.join(",")}: ${c.score} vs ${handScore(c.middleIds)}`);
+  const scores = cands.map((c) => c.score);
+  assert.deepEqual([...scores].sort((a, b) => b - a), scores, "best first");
+  assert.deepEqual(cands.map((c) => c.middleIds.length), [3, 1, 4, 5, 2], "the order the hand scores give");
+  // NFE: the variable decode (2 steps), fixed decodes of 1 + 2 + 3 + 4 + 5 steps, 2 scoring forwards per candidate.
+  assert.equal(r!.nfe, 2 + 15 + 2 * 5);
+  assert.deepEqual([...r!.commitSteps!].sort(), [1, 2, 3], "the winner's own commit steps (its fixed decode, one per step)");
+});
+
+test("length search: a batch with different prefixes and max lengths searches each row on its own", async () => {
+  const p = { ...params({ variable: true, length_search: 2 }), search_cache: "none" as const };
+  const rows = await decodeInfillBatch(lengthModel(), [item([2], [3, EOS], 2, 20), item([2, 9, 9], [3, EOS], 2, 2)], p);
+  assert.deepEqual(rows[0]!.middleIds, TRUE_MIDDLE);
+  // max_length 2: lengths 1..2 only, so [5, 6, 7] is out of reach; [4] scores above [4, 4] (whose end slot reads 7).
+  assert.deepEqual(rows[1]!.candidates!.map((c) => c.middleIds.length), [1, 2]);
+  assert.deepEqual(rows[1]!.middleIds, [4]);
+  assert.ok(Math.abs(rows[1]!.candidates![0]!.score - handScore([4])) < 1e-5);
+});
+
+test("length search: parameters are checked by name; the model's default applies to variable length only", () => {
+  assert.throws(() => params({ variable: false, length_search: 2 }), (e: unknown) => e instanceof InvalidDecodeParamsError && e.field === "length_search");
+  assert.throws(() => params({ variable: true, length_search: 17 }), /length_search must be an integer in \[0, 16\]/);
+  assert.throws(() => params({ variable: true, length_search: 1.5 }), /length_search must be an integer/);
+  assert.throws(() => params({ variable: true, syntax_check: "rust" }), (e: unknown) => e instanceof InvalidDecodeParamsError && e.field === "syntax_check");
+  const tokens = { ...TOKENS, defaultCuts: { length_search: 3 } };
+  assert.equal(params({ variable: true }, tokens).length_search, 3);
+  assert.equal(params({ variable: true, length_search: 0 }, tokens).length_search, 0, "a request's 0 turns it off");
+  assert.equal(params({ variable: false }, tokens).length_search, 0);
+  assert.equal(params({ variable: true }, tokens).syntax_check, "python");
+  assert.equal(params({ variable: true }, tokens).search_cache, "dual");
 });

@@ -26,6 +26,7 @@ import { DecodeAbortedError, nonFiniteLogits, stepsPerBlock, type DecodeOptions 
 import type { Denoiser, DenoiserSpec, ForwardOutput } from "./denoiser.js";
 import { cachedForwardInput, cacheFromPresent, type SeqCache } from "./kv-cache.js";
 import type { InfillParams } from "./infill-params.js";
+import { decodeWithLengthSearch, type LengthCandidate } from "./infill-length-search.js";
 
 export interface InfillInput {
   prefix: ArrayLike<number>;
@@ -57,12 +58,21 @@ export interface InfilledSequence {
   expands: number;
   /** Middle positions deleted (EOS/delete/PAD tokens removed, variable length), with or without trace. */
   deletes: number;
+  /**
+   * Sum of ln p over the final middle's tokens, p the probability each had when it was committed
+   * (the decode's own confidence in what it wrote; 0 for an empty middle).
+   */
+  logProb: number;
+  /** Fixed length: the same over the end tokens (EOS/PAD) the decode committed in the middle (EOS fill's are 0). */
+  endLogProb: number;
   /** Only with params.trace: per middle position, the 1-based step that committed it. */
   commitSteps?: number[];
   /** Only with params.trace: the edits in order. */
   events?: InfillEditEvent[];
   /** Seconds from the start of the batch until this row was complete. */
   decodeSeconds: number;
+  /** Only with params.length_search: every candidate middle, best-scored first (the one above is the first). */
+  candidates?: LengthCandidate[];
 }
 
 interface Row {
@@ -77,6 +87,8 @@ interface Row {
   budget: number;
   /** Per middle position, the step that committed it (0 = still a mask). */
   commit: number[];
+  /** Per middle position, ln p of its token when committed (0 while a mask). */
+  logp: number[];
   events: InfillEditEvent[];
   expands: number;
   deletes: number;
@@ -98,17 +110,21 @@ interface Row {
 }
 
 /** Position whose logits row predicts canvas position `p`. */
-function logitRow(spec: DenoiserSpec, p: number): number {
+export function logitRow(spec: DenoiserSpec, p: number): number {
   return spec.shiftedLogits ? Math.max(0, p - 1) : p;
 }
 
-/** Decodes a batch of infill items; results are in input order. */
+/**
+ * Decodes a batch of infill items; results are in input order. Variable length with
+ * `length_search` > 0 adds the length search (infill-length-search.ts) after the decode.
+ */
 export async function decodeInfillBatch(
   model: Denoiser,
   inputs: readonly InfillInput[],
   params: InfillParams,
   opts: DecodeOptions = {},
 ): Promise<InfilledSequence[]> {
+  if (params.variable && params.length_search > 0) return decodeWithLengthSearch(decodeInfillBatch, model, inputs, params, opts);
   return new InfillDecoder(model, inputs, params, opts).decode();
 }
 
@@ -166,6 +182,7 @@ class InfillDecoder {
       maxLength: params.variable ? maxLength : n,
       budget: params.variable ? maxLength : 0,
       commit: new Array<number>(n).fill(0),
+      logp: new Array<number>(n).fill(0),
       events: [],
       expands: 0,
       deletes: 0,
@@ -372,7 +389,7 @@ class InfillDecoder {
     if (params.variable) {
       // Ordinary tokens first (they shift nothing), then at most one edit: the most confident.
       const edits = chosen.filter((i) => this.isEdit(tokens[i] as number));
-      for (const i of chosen) if (!edits.includes(i)) this.commitVariable(r, cand[i] as number, tokens[i] as number);
+      for (const i of chosen) if (!edits.includes(i)) this.commitVariable(r, cand[i] as number, tokens[i] as number, tokenProbs[i]);
       if (edits.length > 0) {
         const i = edits.reduce((a, b) => ((confs[b] as number) > (confs[a] as number) ? b : a));
         this.commitVariable(r, cand[i] as number, tokens[i] as number);
@@ -383,6 +400,7 @@ class InfillDecoder {
       const k = cand[i] as number;
       r.ids[r.pre + k] = tokens[i] as number;
       r.commit[k] = r.step;
+      r.logp[k] = Math.log(tokenProbs[i] as number);
     }
     if (params.eos_fill) this.fillAfterFirstEnd(r);
   }
@@ -434,12 +452,13 @@ class InfillDecoder {
   }
 
   /** DreamOn's edit rules after committing `token` at middle position `k`. */
-  private commitVariable(r: Row, k: number, token: number): void {
+  private commitVariable(r: Row, k: number, token: number, prob = 1): void {
     const { spec, params } = this;
     if (token === params.expand_id) {
       // One position becomes two masks: the middle grows by one, the suffix shifts right.
       r.ids.splice(r.pre + k, 1, spec.maskId, spec.maskId);
       r.commit.splice(k, 1, 0, 0);
+      r.logp.splice(k, 1, 0, 0);
       r.mid++;
       r.budget--;
       r.expands++;
@@ -448,6 +467,7 @@ class InfillDecoder {
     }
     r.ids[r.pre + k] = token;
     r.commit[k] = r.step;
+    r.logp[k] = Math.log(prob);
     if (!this.isEnd(token)) return;
     // Delete: masks right of the end token become it, then every end token in the middle goes
     // (right to left, so the recorded positions are those of the moment).
@@ -460,6 +480,7 @@ class InfillDecoder {
       if (!this.isEnd(r.ids[r.pre + j] as number)) continue;
       r.ids.splice(r.pre + j, 1);
       r.commit.splice(j, 1);
+      r.logp.splice(j, 1);
       r.mid--;
       r.deletes++;
       this.event(r, "delete", j);
@@ -470,11 +491,15 @@ class InfillDecoder {
     const { spec } = this;
     const middleIds: number[] = [];
     const commitSteps: number[] = [];
+    let logProb = 0;
+    let endLogProb = 0;
     for (let k = 0; k < r.mid; k++) {
       const t = r.ids[r.pre + k] as number;
+      if (this.isEnd(t)) endLogProb += r.logp[k] as number;
       if (t === spec.maskId || this.isEnd(t) || t === this.params.expand_id) continue;
       middleIds.push(t);
       commitSteps.push(r.commit[k] as number);
+      logProb += r.logp[k] as number;
     }
     return {
       middleIds,
@@ -482,6 +507,8 @@ class InfillDecoder {
       steps: r.step,
       expands: r.expands,
       deletes: r.deletes,
+      logProb,
+      endLogProb,
       ...(this.params.trace ? { commitSteps, events: r.events } : {}),
       decodeSeconds: r.endSeconds,
     };

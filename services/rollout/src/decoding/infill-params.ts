@@ -11,6 +11,11 @@ export const DEFAULT_VARIABLE_INITIAL_LENGTH = 4;
 export const DEFAULT_INFILL_MAX_LENGTH = 64;
 /** Fixed-length mode without an initial_length: this many masks. */
 export const DEFAULT_FIXED_INITIAL_LENGTH = 16;
+/** Largest length-search radius (candidate lengths on each side of the variable decode's). */
+export const MAX_LENGTH_SEARCH = 16;
+/** How length-search candidates are screened before their scores rank them. */
+export type SyntaxCheck = "python" | "none";
+export const SYNTAX_CHECKS: readonly SyntaxCheck[] = ["python", "none"];
 /** Largest middle a request may ask for (either length). */
 export const MAX_INFILL_LENGTH = 1024;
 /**
@@ -62,6 +67,23 @@ export interface InfillParams {
    * first and a short start (4 masks) is filled in before it is grown.
    */
   expand_cut: number;
+  /**
+   * Variable length: 0 = off. Above 0 (W), a length search after the expand/delete decode: the
+   * middle is also decoded at each fixed length within W of the length that decode reached, and
+   * every candidate is scored by the model (services/rollout/src/decoding/infill-length-search.ts);
+   * the best-scored one is the sample.
+   */
+  length_search: number;
+  /**
+   * Length search only: candidates whose whole program is visibly malformed in this language
+   * rank after every other (`python`: shared/src/infill/python-shape.ts; `none`: scores alone).
+   */
+  syntax_check: SyntaxCheck;
+  /**
+   * Length search only: the KV cache of its fixed-length decodes (dual; none where the model
+   * serves no cache, set by the request check).
+   */
+  search_cache: CacheMode;
   /** Fixed mode, `schedule` rule: steps for the whole middle (clamped to its length). */
   steps: number;
   /** Fixed mode: semi-autoregressive block length over the middle. */
@@ -93,6 +115,10 @@ export interface InfillParamsInput extends DecodeParamsInput {
   eos_cut?: number;
   /** Variable length's expand cut (InfillParams.expand_cut); unset or 0 = off. */
   expand_cut?: number;
+  /** Variable length's length-search radius (InfillParams.length_search); unset = the model's default, else 0. */
+  length_search?: number;
+  /** InfillParams.syntax_check; unset = python. */
+  syntax_check?: string;
   trace?: boolean;
 }
 
@@ -103,7 +129,7 @@ export interface InfillModelTokens {
   /** The model's delete token; undefined = EOS plays delete (DreamOn). */
   deleteId?: number;
   /** The model's variable-length defaults (manifest `infill_decoding`), used where a request leaves a cut unset. */
-  defaultCuts?: { eos_cut?: number; expand_cut?: number };
+  defaultCuts?: { eos_cut?: number; expand_cut?: number; length_search?: number };
 }
 
 /** Lengths of one item's middle: checked, defaults filled. */
@@ -141,6 +167,13 @@ export function resolveInfillParams(input: InfillParamsInput, tokens: InfillMode
   };
   const eosCut = cut("eos_cut");
   const expandCut = cut("expand_cut");
+  const lengthSearch = input.length_search ?? (variable ? (tokens.defaultCuts?.length_search ?? 0) : 0);
+  if (!(Number.isInteger(lengthSearch) && lengthSearch >= 0 && lengthSearch <= MAX_LENGTH_SEARCH)) {
+    fail("length_search", `must be an integer in [0, ${MAX_LENGTH_SEARCH}] (0 = off), got ${lengthSearch}`);
+  }
+  if (lengthSearch > 0 && !variable) fail("length_search", "applies to variable-length infilling only");
+  const syntaxCheck = (input.syntax_check || "python") as SyntaxCheck;
+  if (!SYNTAX_CHECKS.includes(syntaxCheck)) fail("syntax_check", `must be one of ${SYNTAX_CHECKS.join(", ")}, got ${JSON.stringify(input.syntax_check)}`);
   if (variable && base.alg === "origin") fail("alg", "origin is not supported with variable length (DreamOn commits by confidence)");
   return {
     variable,
@@ -154,6 +187,9 @@ export function resolveInfillParams(input: InfillParamsInput, tokens: InfillMode
     variable_threshold: input.threshold !== undefined && input.threshold > 0 && input.threshold < 1 ? base.threshold : 1,
     eos_cut: eosCut,
     expand_cut: expandCut,
+    length_search: lengthSearch,
+    syntax_check: syntaxCheck,
+    search_cache: lengthSearch > 0 ? DEFAULT_INFILL_CACHE : "none",
     factor: base.factor,
     // resolveDecodeParams defaults steps to max_new_tokens: only a caller's steps mean anything here.
     steps: input.steps ? base.steps : 0,

@@ -10,7 +10,9 @@
 import type { ModelManifest } from "@rlmesh/shared/model/index";
 import { deriveSeed } from "../decoding/counter-rng.js";
 import { InvalidDecodeParamsError } from "../decoding/decode-params.js";
-import type { InfillEditEvent, InfillInput } from "../decoding/infill-decoder.js";
+import { pythonLooksWellFormed } from "@rlmesh/shared/infill/index";
+import type { InfillEditEvent, InfilledSequence, InfillInput } from "../decoding/infill-decoder.js";
+import type { LengthCandidate } from "../decoding/infill-length-search.js";
 import {
   resolveInfillLengths,
   resolveInfillParams,
@@ -74,6 +76,15 @@ export interface InfilledSample {
   expands: number;
   /** Middle positions deleted in this sample's decode (0 in fixed length). */
   deletes: number;
+  /** Sum of ln p of the middle's tokens when committed (the decode's confidence in what it wrote). */
+  logProb: number;
+  /** Fixed length: the same over the EOS/PAD tokens it committed in the middle. */
+  endLogProb: number;
+  /**
+   * Length search only: the distinct candidate middles compared, how many the syntax check
+   * screened out, and the length the expand/delete decode itself reached.
+   */
+  lengthSearch?: { candidates: number; screenedOut: number; variableLength: number };
   commitSteps?: number[];
   events?: InfillEditEvent[];
   timings: { queueSeconds: number; decodeSeconds: number };
@@ -130,6 +141,7 @@ export function prepareInfill(
     if (opts.params?.cache) fail("cache", `${params.cache} is not supported by model ${manifest.name} (supports: ${manifest.cache_support.join(", ") || "none"})`);
     params = { ...params, cache: "none" };
   }
+  if (params.search_cache !== "none" && !manifest.cache_support.includes(params.search_cache)) params = { ...params, search_cache: "none" };
   const items: PreparedInfillSample[] = [];
   requests.forEach((req, i) => {
     const f = `items[${i}]`;
@@ -173,4 +185,21 @@ export function prepareInfill(
     }
   });
   return { params, items };
+}
+
+/**
+ * Length search: the best-scored candidate whose whole program (prefix + middle + suffix) passes
+ * the request's syntax check; the best-scored one when none does (the check only ranks).
+ */
+export function chooseLengthCandidate(
+  seq: InfilledSequence,
+  params: Pick<InfillParams, "syntax_check">,
+  programOf: ((middleIds: number[]) => string) | undefined,
+): { chosen: LengthCandidate; screenedOut: number; variableLength: number } | undefined {
+  const cands = seq.candidates;
+  if (!cands || cands.length === 0) return undefined;
+  const variableLength = cands.find((c) => c.variable)?.middleIds.length ?? seq.middleIds.length;
+  if (params.syntax_check === "none" || !programOf) return { chosen: cands[0]!, screenedOut: 0, variableLength };
+  const ok = cands.filter((c) => pythonLooksWellFormed(programOf(c.middleIds)));
+  return { chosen: ok[0] ?? cands[0]!, screenedOut: cands.length - ok.length, variableLength };
 }

@@ -13,7 +13,7 @@ import type { DecodeParamsInput } from "../decoding/decode-params.js";
 import { DecodeWorkerPool } from "./decode-worker-pool.js";
 import type { ExecutionProvider } from "./execution-provider.js";
 import { prepareGenerate, type GeneratedSample, type GenerateRequestItem, type GenerateResult, type PreparedGenerate } from "./generate-requests.js";
-import { prepareInfill, type InfilledSample, type InfillRequestItem, type InfillRequestOptions, type InfillResult, type PreparedInfill } from "./infill-requests.js";
+import { chooseLengthCandidate, prepareInfill, type InfilledSample, type InfillRequestItem, type InfillRequestOptions, type InfillResult, type PreparedInfill } from "./infill-requests.js";
 import type { RolloutModel } from "./rollout-model.js";
 import { weightSpecsOf, type WeightSpec } from "./weight-validation.js";
 import { WeightVersions, type SwapOptions, type SwapResult } from "./weight-versions.js";
@@ -217,21 +217,28 @@ export class OrtRolloutEngine {
       this.reportBatch(slot.index, chunk.length, policy.version, msg, msg.results.reduce((a, r) => a + r.middleIds.length, 0));
       return chunk.map((c, k): InfilledSample & { serial: number } => {
         const r = msg.results[k]!;
+        const pick = chooseLengthCandidate(r, params, codec ? (ids) => codec.decode([...c.prefixIds, ...ids, ...c.suffixIds]) : undefined);
+        const middleIds = pick?.chosen.middleIds ?? r.middleIds;
+        const commitSteps = pick ? pick.chosen.commitSteps : r.commitSteps;
         return {
           itemId: c.req.itemId,
           sampleIndex: c.sampleIndex,
           prefixTokenIds: c.prefixIds,
           suffixTokenIds: c.suffixIds,
-          middleTokenIds: r.middleIds,
-          middleText: codec ? codec.decode(r.middleIds) : "",
+          middleTokenIds: middleIds,
+          middleText: codec ? codec.decode(middleIds) : "",
           serial: msg.version,
           policyVersion: policy.version,
           policyJobId: policy.jobId,
           nfe: r.nfe,
           expands: r.expands,
           deletes: r.deletes,
-          ...(r.commitSteps ? { commitSteps: r.commitSteps } : {}),
-          ...(r.events ? { events: r.events } : {}),
+          logProb: pick?.chosen.logProb ?? r.logProb,
+          endLogProb: r.endLogProb,
+          ...(pick ? { lengthSearch: { candidates: r.candidates!.length, screenedOut: pick.screenedOut, variableLength: pick.variableLength } } : {}),
+          ...(commitSteps ? { commitSteps } : {}),
+          // The expand/delete edits describe the variable decode's own middle only.
+          ...(r.events && (!pick || pick.chosen.variable) ? { events: r.events } : r.events ? { events: [] } : {}),
           timings: { queueSeconds: msg.queueSeconds, decodeSeconds: r.decodeSeconds },
         };
       });

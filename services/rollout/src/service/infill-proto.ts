@@ -27,6 +27,8 @@ export function infillOptionsFromProto(req: InfillRequest): InfillRequestOptions
   if (req.params?.trace === true) params.trace = true;
   if (req.eosCut !== undefined && req.eosCut !== null) params.eos_cut = req.eosCut;
   if (req.expandCut !== undefined && req.expandCut !== null) params.expand_cut = req.expandCut;
+  if (req.lengthSearch !== undefined && req.lengthSearch !== null) params.length_search = req.lengthSearch;
+  if (req.syntaxCheck !== undefined && req.syntaxCheck !== null) params.syntax_check = req.syntaxCheck;
   return {
     ...(req.variableLength !== undefined && req.variableLength !== null ? { variable: req.variableLength } : {}),
     params,
@@ -48,6 +50,9 @@ export function infillResponseToProto(res: InfillResult, workerId: string): Infi
       suffixTokenIds: s.suffixTokenIds,
       ...(s.commitSteps ? { commitSteps: s.commitSteps } : {}),
       ...(s.events ? { events: s.events.map((e) => ({ step: e.step, kind: e.kind, position: e.position })) } : {}),
+      ...(s.lengthSearch
+        ? { lengthCandidates: s.lengthSearch.candidates, lengthScreenedOut: s.lengthSearch.screenedOut, variableLength: s.lengthSearch.variableLength }
+        : {}),
     })),
     workerId,
     policyVersion: res.policyVersion,

@@ -1,0 +1,190 @@
+/**
+ * Length search for variable-length infilling (rlmesh's addition to DreamOn's decoding).
+ *
+ * A small DreamOn-trained model knows what a middle says far better than how long it is: on the
+ * shipped tiny-coder-infill, fixed masks of the true length pass 77 % of held-out rows, while
+ * its expand/delete decode lands on the true length for about a third of them, and a middle of
+ * the wrong length almost never passes. So after the expand/delete decode reaches a length L0,
+ * the middle is also decoded at every fixed length L0 − W … L0 + W (≥ 1, ≤ the item's
+ * max_length; the request's commit rule, Fast-dLLM's dual cache where the model serves it), and every distinct
+ * candidate (the variable decode's own included) is scored by the model with two forwards:
+ *  - fit:  Σ ln p(candidate token k) over a canvas with the whole middle masked (prefix, the
+ *          candidate's length in masks, suffix): how well the model predicts this middle at this
+ *          length from the context alone;
+ *  - end:  ln p(EOS) at one mask placed right after the filled-in candidate: whether the model
+ *          says the middle is complete there.
+ * score = fit + end. The candidates come back sorted by score (ties: the length nearer L0, then
+ * the variable decode's own); the rollout engine screens them by syntax before taking the first
+ * (InfillParams.syntax_check). Chosen on training-split rows against other scores (the decodes'
+ * own log-probabilities with a length bonus, pseudo-likelihoods, the neighbouring context's
+ * likelihood); services/rollout/README.md, "Length search", has the numbers.
+ *
+ * NFE: a sample counts every forward it took part in: its variable decode, each fixed decode and
+ * two scoring forwards per distinct candidate.
+ */
+import type { Denoiser } from "./denoiser.js";
+import type { DecodeOptions } from "./diffusion-decoder.js";
+import { DecodeAbortedError } from "./diffusion-decoder.js";
+import type { InfilledSequence, InfillInput } from "./infill-decoder.js";
+import { logitRow } from "./infill-decoder.js";
+import type { InfillParams } from "./infill-params.js";
+
+/** One candidate middle of a length search, with the model's score of it. */
+export interface LengthCandidate {
+  middleIds: number[];
+  /** fit + end (see the file comment); higher is better. */
+  score: number;
+  /** The candidate's own decode's sum ln p (InfilledSequence.logProb). */
+  logProb: number;
+  /** Set on the variable (expand/delete) decode's own middle. */
+  variable: boolean;
+  commitSteps?: number[];
+}
+
+type DecodeFn = (model: Denoiser, inputs: readonly InfillInput[], params: InfillParams, opts: DecodeOptions) => Promise<InfilledSequence[]>;
+
+/** Sequences scored per forward. */
+const SCORE_BATCH = 32;
+
+/** The fixed-length lengths a search tries around `l0` for an item with `maxLength`. */
+export function searchLengths(l0: number, radius: number, maxLength: number): number[] {
+  const out: number[] = [];
+  for (let l = Math.max(1, l0 - radius); l <= Math.min(maxLength, l0 + radius); l++) out.push(l);
+  return out;
+}
+
+/**
+ * Runs `decode` variable-length, then the length search around each row's result; the returned
+ * sequences hold the best-scored candidate and `candidates`, best first.
+ */
+export async function decodeWithLengthSearch(
+  decode: DecodeFn,
+  model: Denoiser,
+  inputs: readonly InfillInput[],
+  params: InfillParams,
+  opts: DecodeOptions,
+): Promise<InfilledSequence[]> {
+  const t0 = performance.now();
+  const first = await decode(model, inputs, { ...params, length_search: 0 }, opts);
+  // Fixed-length decodes at the lengths around each row's variable result, in one batch.
+  const fixedParams: InfillParams = {
+    ...params,
+    variable: false,
+    length_search: 0,
+    eos_cut: 0,
+    expand_cut: 0,
+    commit: "threshold",
+    threshold: params.variable_threshold,
+    cache: params.search_cache,
+  };
+  const plan: Array<{ row: number; length: number }> = [];
+  inputs.forEach((inp, i) => {
+    for (const length of searchLengths(first[i]!.middleIds.length, params.length_search, inp.maxLength)) plan.push({ row: i, length });
+  });
+  const fixed =
+    plan.length > 0
+      ? await decode(
+          model,
+          plan.map(({ row, length }) => ({ ...inputs[row]!, initialLength: length, maxLength: length })),
+          fixedParams,
+          opts,
+        )
+      : [];
+  // Distinct candidates per row: the variable decode's first.
+  const perRow: LengthCandidate[][] = first.map((s) => [
+    { middleIds: s.middleIds, score: 0, logProb: s.logProb, variable: true, ...(s.commitSteps ? { commitSteps: s.commitSteps } : {}) },
+  ]);
+  const nfe = first.map((s) => s.nfe);
+  plan.forEach(({ row }, k) => {
+    const s = fixed[k]!;
+    nfe[row]! += s.nfe;
+    const key = s.middleIds.join(",");
+    if (perRow[row]!.some((c) => c.middleIds.join(",") === key)) return;
+    perRow[row]!.push({ middleIds: s.middleIds, score: 0, logProb: s.logProb, variable: false, ...(s.commitSteps ? { commitSteps: s.commitSteps } : {}) });
+  });
+  const scoringForwards = await scoreCandidates(model, inputs, perRow, opts);
+  const seconds = (performance.now() - t0) / 1000;
+  return first.map((s, i) => {
+    const l0 = s.middleIds.length;
+    const cands = perRow[i]!.sort(
+      (a, b) => b.score - a.score || Math.abs(a.middleIds.length - l0) - Math.abs(b.middleIds.length - l0) || Number(b.variable) - Number(a.variable),
+    );
+    const best = cands[0]!;
+    nfe[i]! += scoringForwards[i]!;
+    const { commitSteps: _drop, ...rest } = s;
+    return {
+      ...rest,
+      middleIds: best.middleIds,
+      logProb: best.logProb,
+      nfe: nfe[i]!,
+      ...(best.commitSteps ? { commitSteps: best.commitSteps } : {}),
+      candidates: cands,
+      decodeSeconds: seconds,
+    };
+  });
+}
+
+/**
+ * Sets each candidate's score: fit + end (two forwards per candidate, one for an empty middle,
+ * batched); returns the scoring forwards each row took part in.
+ */
+async function scoreCandidates(model: Denoiser, inputs: readonly InfillInput[], perRow: LengthCandidate[][], opts: DecodeOptions): Promise<number[]> {
+  const { spec } = model;
+  const V = spec.vocabSize;
+  const allowed = Math.min(spec.tokenizerVocabSize ?? V, V);
+  // One scoring sequence: its ids, and the (canvas position, token) pairs whose ln p it adds to `cand`.
+  interface Job {
+    ids: number[];
+    reads: Array<[number, number]>;
+    cand: LengthCandidate;
+  }
+  const jobs: Job[] = [];
+  const forwards = perRow.map(() => 0);
+  perRow.forEach((cands, i) => {
+    const pre = Array.from(inputs[i]!.prefix);
+    const suf = Array.from(inputs[i]!.suffix);
+    const P = pre.length;
+    for (const cand of cands) {
+      const L = cand.middleIds.length;
+      if (L > 0) {
+        jobs.push({
+          ids: [...pre, ...new Array<number>(L).fill(spec.maskId), ...suf],
+          reads: cand.middleIds.map((t, k): [number, number] => [P + k, t]),
+          cand,
+        });
+      }
+      jobs.push({ ids: [...pre, ...cand.middleIds, spec.maskId, ...suf], reads: [[P + L, spec.eosId]], cand });
+      forwards[i]! += L > 0 ? 2 : 1;
+    }
+  });
+  for (let j = 0; j < jobs.length; j += SCORE_BATCH) {
+    if (opts.signal?.aborted) throw new DecodeAbortedError(opts.signal.reason);
+    const group = jobs.slice(j, j + SCORE_BATCH);
+    const B = group.length;
+    const T = Math.max(...group.map((g) => g.ids.length));
+    const ids = new Int32Array(B * T).fill(spec.padId);
+    const positions = new Int32Array(B * T);
+    const attention = new Float32Array(B * T);
+    group.forEach((g, b) => {
+      g.ids.forEach((t, p) => {
+        ids[b * T + p] = t;
+        positions[b * T + p] = p;
+        attention[b * T + p] = 1;
+      });
+    });
+    opts.onForward?.({ kind: "full", batch: B, length: T, pastLength: 0 });
+    const { logits } = await model.forward({ batch: B, length: T, pastLength: 0, ids, positions, attention, wantPresent: false });
+    group.forEach((g, b) => {
+      for (const [p, tok] of g.reads) {
+        const off = (b * T + logitRow(spec, p)) * V;
+        // ln softmax over the tokens a decode may write (no MASK, nothing past the tokenizer).
+        let max = -Infinity;
+        for (let v = 0; v < allowed; v++) if (v !== spec.maskId) max = Math.max(max, logits[off + v] as number);
+        let z = 0;
+        for (let v = 0; v < allowed; v++) if (v !== spec.maskId) z += Math.exp((logits[off + v] as number) - max);
+        g.cand.score += (logits[off + tok] as number) - max - Math.log(z);
+      }
+    });
+  }
+  return forwards;
+}

@@ -178,15 +178,17 @@ describe("RolloutService.Infill over gRPC", { timeout: 300_000 }, () => {
 
   test("variable length with the length search (the infilling model's default): candidates reported, the expand/delete decode's own length kept on record", async () => {
     const req = { items: items({ initialLength: 4, maxLength: 24 }), params: { temperature: 0 } };
+    const radius = (JSON.parse(readFileSync(join(INFILL_DIR, "manifest.json"), "utf8")) as { infill_decoding: { length_search: number } }).infill_decoding.length_search;
+    assert.ok(radius > 0, "the infilling model searches by default");
     const plain = await infill(workers[1]!.client, { ...req, lengthSearch: 0 });
     const searched = await infill(workers[1]!.client, req);
     plain.samples.forEach((p, i) => {
       const s = searched.samples[i]!;
       assert.equal(p.lengthCandidates, 0, "no search asked, none reported");
       assert.equal(s.variableLength, p.length, "the same expand/delete decode before the search");
-      assert.ok(s.lengthCandidates >= 1 && s.lengthCandidates <= 8, `${s.lengthCandidates} candidates for radius 3`);
+      assert.ok(s.lengthCandidates >= 1 && s.lengthCandidates <= 2 * radius + 2, `${s.lengthCandidates} candidates for radius ${radius}`);
       assert.ok(s.lengthScreenedOut >= 0 && s.lengthScreenedOut <= s.lengthCandidates);
-      assert.ok(s.length <= Math.min(24, p.length + 3));
+      assert.ok(s.length <= Math.min(24, p.length + radius));
       assert.ok(s.nfe > p.nfe, `${s.nfe} forwards with the search vs ${p.nfe}`);
     });
   });

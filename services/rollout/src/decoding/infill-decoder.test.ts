@@ -586,9 +586,11 @@ test("length search: every distinct candidate is scored fit + end, the best (the
   const scores = cands.map((c) => c.score);
   assert.deepEqual([...scores].sort((a, b) => b - a), scores, "best first");
   assert.deepEqual(cands.map((c) => c.middleIds.length), [3, 1, 4, 5, 2], "the order the hand scores give");
-  // NFE: the variable decode (2 steps), fixed decodes of 1 + 2 + 3 + 4 + 5 steps, 2 scoring forwards per candidate.
-  assert.equal(r!.nfe, 2 + 15 + 2 * 5);
-  assert.deepEqual([...r!.commitSteps!].sort(), [1, 2, 3], "the winner's own commit steps (its fixed decode, one per step)");
+  // NFE: the variable decode (2 steps); the fixed decodes at Fast-dLLM's threshold 0.9: lengths 1, 2,
+  // 4, 5 one token per step (their 4s have p = 0.74), length 3 all at once (p = 0.997); 2 scoring
+  // forwards per candidate.
+  assert.equal(r!.nfe, 2 + (1 + 2 + 1 + 4 + 5) + 2 * 5);
+  assert.deepEqual(r!.commitSteps, [1, 1, 1], "the winner's own commit steps (its fixed decode: one step)");
 });
 
 test("length search: a batch with different prefixes and max lengths searches each row on its own", async () => {

@@ -114,14 +114,16 @@ export function buildDashboard() {
     [`sum(rate(rlmesh_rollout_weight_received_bytes_total{${SEL}}[${R}]))`, "received bytes/s"],
   ]);
   panel(
-    "Infill samples, expands, deletes / s",
-    "RolloutService.Infill: calls and filled middles per second by mode (variable = DreamOn expand/delete, fixed = a set number of masks), and the <|expand|> commits and deleted middle positions of variable-length decodes per second.",
+    "Infill samples, expands, deletes, length-search candidates / s",
+    "RolloutService.Infill: calls and filled middles per second by mode (variable = DreamOn expand/delete, fixed = a set number of masks), the <|expand|> commits and deleted middle positions of variable-length decodes per second, and the candidate middles the length search scored and those its syntax check screened out.",
     "short",
     [
       [`sum by (mode) (rate(rlmesh_rollout_infill_samples_total{${SEL}}[${R}]))`, "samples/s {{mode}}"],
       [`sum by (mode) (rate(rlmesh_rollout_infill_requests_total{${SEL}}[${R}]))`, "calls/s {{mode}}"],
       [`sum(rate(rlmesh_rollout_infill_expands_total{${SEL}}[${R}]))`, "expands/s"],
       [`sum(rate(rlmesh_rollout_infill_deletes_total{${SEL}}[${R}]))`, "deletes/s"],
+      [`sum(rate(rlmesh_rollout_infill_length_candidates_total{${SEL}}[${R}]))`, "length-search candidates/s"],
+      [`sum(rate(rlmesh_rollout_infill_length_screened_out_total{${SEL}}[${R}]))`, "screened out by syntax/s"],
     ],
   );
   panel(

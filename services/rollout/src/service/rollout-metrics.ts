@@ -21,6 +21,8 @@ export class RolloutMetrics {
   readonly infillNfe: Counter<"mode">;
   readonly infillExpands: Counter;
   readonly infillDeletes: Counter;
+  readonly infillLengthCandidates: Counter;
+  readonly infillLengthScreenedOut: Counter;
   readonly infillSeconds: Histogram<"mode">;
 
   constructor(registry: Registry) {
@@ -40,6 +42,16 @@ export class RolloutMetrics {
     this.infillNfe = new Counter({ name: "rlmesh_rollout_infill_nfe_total", help: "Model forward passes of infill samples (per sequence), by mode", labelNames, registers });
     this.infillExpands = new Counter({ name: "rlmesh_rollout_infill_expands_total", help: "Infill <|expand|> commits (one mask became two)", registers });
     this.infillDeletes = new Counter({ name: "rlmesh_rollout_infill_deletes_total", help: "Infill middle positions deleted (EOS/delete tokens removed)", registers });
+    this.infillLengthCandidates = new Counter({
+      name: "rlmesh_rollout_infill_length_candidates_total",
+      help: "Candidate middles the infill length search scored (variable length with length_search > 0)",
+      registers,
+    });
+    this.infillLengthScreenedOut = new Counter({
+      name: "rlmesh_rollout_infill_length_screened_out_total",
+      help: "Length-search candidates whose program failed the syntax check",
+      registers,
+    });
     this.infillSeconds = new Histogram({
       name: "rlmesh_rollout_infill_duration_seconds",
       help: "Infill call duration, by mode",
@@ -71,7 +83,11 @@ export class RolloutMetrics {
     let nfe = 0;
     let expands = 0;
     let deletes = 0;
+    let candidates = 0;
+    let screenedOut = 0;
     for (const s of res.samples) {
+      candidates += s.lengthSearch?.candidates ?? 0;
+      screenedOut += s.lengthSearch?.screenedOut ?? 0;
       tokens += s.middleTokenIds.length;
       nfe += s.nfe;
       expands += s.expands;
@@ -83,6 +99,8 @@ export class RolloutMetrics {
     this.infillNfe.inc({ mode }, nfe);
     this.infillExpands.inc(expands);
     this.infillDeletes.inc(deletes);
+    this.infillLengthCandidates.inc(candidates);
+    this.infillLengthScreenedOut.inc(screenedOut);
     this.infillSeconds.observe({ mode }, seconds);
   }
 

@@ -36,6 +36,9 @@ const VALID = [
   "class A:\n    # comment (\n\n    def m(self):\n        return -self.x ** -2\n",
   "x = '''\nnot code: ( [ {\n   weird indent\n'''\ny = 1\n",
   "```python\ndef f(x):\n    return x\n```\n",
+  "n = 0xFF + 0b1010 + 0o17 + 1_000_000 + 1.5e-3 + .5 + 2j\n",
+  "def g(x: int = -1, *args, **kw) -> list[int]:\n    global y\n    if (n := len(args)) > 1 and not -x < -n:\n        return [-x for _ in args][-1:]\n    yield from {**kw}\n",
+  "async def h():\n    await g()\n    print(*h, sep='', end=\"\")\n    return lambda: -1\n",
 ];
 
 test("valid Python constructs pass (as CPython's compile() agrees)", () => {

@@ -140,8 +140,8 @@ export interface NormalizedInfillParams {
   /** Variable length's length cuts sent with every Infill call; unset = the model's manifest default. */
   eosCut?: number;
   expandCut?: number;
-  /** Variable length's length search radius sent with every Infill call (0 unless the spec sets it). */
-  lengthSearch: number;
+  /** Variable length's length search radius for the job's evals (0 unless the spec sets it; training rollouts never search; absent in a spec stored before the field existed). */
+  lengthSearch?: number;
 }
 
 const orDefault = <T>(v: T | undefined | null, d: T): T => (v === undefined || v === null || v === 0 || v === "" ? d : v);

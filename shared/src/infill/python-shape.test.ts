@@ -38,6 +38,8 @@ const VALID = [
   "```python\ndef f(x):\n    return x\n```\n",
   "n = 0xFF + 0b1010 + 0o17 + 1_000_000 + 1.5e-3 + .5 + 2j\n",
   "def g(x: int = -1, *args, **kw) -> list[int]:\n    global y\n    if (n := len(args)) > 1 and not -x < -n:\n        return [-x for _ in args][-1:]\n    yield from {**kw}\n",
+  "def p(a, /, b, *, c):\n    return lambda a, /, b: a\n\ndef q(a, /):\n    for x in *a, b:\n        pass\n",
+  "π = 3.14\ncafé = 'a\\\nb'\nprint(π, café)\n",
   "async def h():\n    await g()\n    print(*h, sep='', end=\"\")\n    return lambda: -1\n",
 ];
 

@@ -38,7 +38,7 @@ interface Tok {
 }
 
 const TOKEN_RE =
-  /([ \t\f]+|\\\n)|(\n)|(#[^\n]*)|([rRbBuUfF]{0,2}(?:'''[\s\S]*?'''|"""[\s\S]*?"""|'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*"))|(0[xX][0-9a-fA-F_]+|0[bB][01_]+|0[oO][0-7_]+|\d[\d_]*(?:\.[\d_]*)?(?:[eE][+-]?\d+)?[jJ]?|\.\d[\d_]*(?:[eE][+-]?\d+)?[jJ]?)|([A-Za-z_][A-Za-z_0-9]*)|(\*\*=|\/\/=|>>=|<<=|\*\*|\/\/|==|!=|<=|>=|<<|>>|->|:=|[-+*/%@&|^]=|[-+*/%@&|^~<>=.,:;()[\]{}])|([\s\S])/g;
+  /([ \t\f]+|\\\n)|(\n)|(#[^\n]*)|([rRbBuUfF]{0,2}(?:'''[\s\S]*?'''|"""[\s\S]*?"""|'(?:\\[\s\S]|[^'\\\n])*'|"(?:\\[\s\S]|[^"\\\n])*"))|(0[xX][0-9a-fA-F_]+|0[bB][01_]+|0[oO][0-7_]+|\d[\d_]*(?:\.[\d_]*)?(?:[eE][+-]?\d+)?[jJ]?|\.\d[\d_]*(?:[eE][+-]?\d+)?[jJ]?)|([\p{L}\p{Nl}_][\p{L}\p{Nl}\p{Mn}\p{Mc}\p{Nd}\p{Pc}]*)|(\*\*=|\/\/=|>>=|<<=|\*\*|\/\/|==|!=|<=|>=|<<|>>|->|:=|[-+*/%@&|^]=|[-+*/%@&|^~<>=.,:;()[\]{}])|([\s\S])/gu;
 
 /** The code to check: the first ```python (or bare ```) fenced block, else the whole text. */
 export function pythonCodeOf(text: string): string {
@@ -163,11 +163,27 @@ function scanLine(line: string, depth: number, tripleQuote: string | null): { de
 }
 
 /** Token pairs that no Python expression or statement allows. */
+/** A bare `*` or `/` in a parameter list (`def f(a, /, b, *, c)`, `lambda a, /: a`). */
+function isParamMarker(toks: Tok[], i: number): boolean {
+  const t = toks[i];
+  const prev = toks[i - 1];
+  const next = toks[i + 1];
+  return (
+    t !== undefined &&
+    (t.text === "*" || t.text === "/") &&
+    prev !== undefined &&
+    (prev.text === "," || prev.text === "(" || prev.text === "lambda") &&
+    next !== undefined &&
+    (next.text === "," || next.text === ")" || next.text === ":")
+  );
+}
+
 function checkPairs(toks: Tok[]): boolean {
   for (let i = 0; i + 1 < toks.length; i++) {
     const a = toks[i] as Tok;
     const b = toks[i + 1] as Tok;
     if (a.kind === "bad" || b.kind === "bad") return false;
+    if (isParamMarker(toks, i) || isParamMarker(toks, i + 1)) continue;
     // Soft keywords open a statement at the start of a line (`match x:`, `case 1:`, `type T = int`).
     const soft = a.kind === "name" && SOFT_KEYWORDS.has(a.text) && (i === 0 || toks[i - 1]!.kind === "nl");
     if (isOperand(a) && isOperand(b) && !soft && !(a.kind === "str" && b.kind === "str")) return false;
@@ -175,13 +191,10 @@ function checkPairs(toks: Tok[]): boolean {
     if (a.kind === "kw" && b.kind === "kw" && a.text === b.text && a.text !== "not") return false;
     if (isBinary(a)) {
       // A unary operator may start the right operand (`is not` is one operator); star-unpacking
-      // only after an assignment (`x = *a, b`).
+      // after an assignment or `in` (`x = *a, b`, `for x in *a, b:`).
       const bBinary = isBinary(b) || (b.kind === "kw" && b.text === "else");
-      if (bBinary && !UNARY.has(b.text) && !(ASSIGN.has(a.text) && b.text === "*")) return false;
-      if (b.kind === "nl" || (b.kind === "op" && (CLOSE.has(b.text) || b.text === "," || b.text === ":"))) {
-        // `*` / `**` may stand alone in a parameter list (`def f(a, *, b)`) or unpack (`[*a]`).
-        if (!(a.text === "*" && (b.text === "," || b.text === ")"))) return false;
-      }
+      if (bBinary && !UNARY.has(b.text) && !((ASSIGN.has(a.text) || a.text === "in") && b.text === "*")) return false;
+      if (b.kind === "nl" || (b.kind === "op" && (CLOSE.has(b.text) || b.text === "," || b.text === ":"))) return false;
     }
     // After an opening bracket or ',': no binary operator but a prefix (`(-x`, `[*a`), no ','.
     if (a.kind === "op" && (OPEN[a.text] !== undefined || a.text === ",") && ((isBinary(b) && !PREFIX.has(b.text)) || b.text === ",")) return false;

@@ -15,6 +15,7 @@ import { runJobToEnd, runnerTestbed } from "./testing/runner-testbed.js";
 import type { Candidate, LearnerClient, RewardScorer } from "./interfaces.js";
 import type { RolloutPool } from "./rollout-pool.js";
 import { loadJobRows, validateDatasets } from "./job-datasets.js";
+import { asInfillRows, rolloutInfill } from "./infill-task.js";
 
 const bed = runnerTestbed("infill-task-test");
 const EOS = (await loadManifest(DEFAULT_MODEL_DIR)).eos_id;
@@ -93,7 +94,7 @@ test("an infill job: Infill with the rows' prefix/suffix and the spec's lengths,
     promptsPerStep: 2,
     steps: 2,
     task: "infill",
-    infill: { initialLength: 4, maxLength: 32, variableLength: true, eosCut: 0.4 },
+    infill: { initialLength: 4, maxLength: 32, variableLength: true, eosCut: 0.4, lengthSearch: 3 },
   });
   const { job: done } = await runJobToEnd(store, new Coordinator(deps), spec);
   assert.equal(done.state, "JOB_STATE_SUCCEEDED", done.error);
@@ -109,8 +110,17 @@ test("an infill job: Infill with the rows' prefix/suffix and the spec's lengths,
   assert.equal(calls[0]!.variableLength, true);
   // The job's eos_cut goes with every call; its unset expand_cut is left to the model's default.
   assert.ok(calls.every((c) => c.eosCut === 0.4 && c.expandCut === undefined), JSON.stringify(calls.map((c) => [c.eosCut, c.expandCut])));
-  // The job's length search (0: unset in the spec) is sent explicitly, so the model's default never applies to GRPO's samples.
+  // Training rollouts never search lengths, whatever the spec (its 3 is for evals) or the model's default: 0 is sent.
   assert.ok(calls.every((c) => c.lengthSearch === 0), JSON.stringify(calls.map((c) => c.lengthSearch)));
+  // Evals use the spec's radius; a spec stored before the field existed (none) sends 0, never the model's default.
+  const evalCalls: typeof calls = [];
+  const call = { signal: new AbortController().signal, requestId: "r", policyJobId: "j" };
+  const infillRows = asInfillRows(loadJobRows(spec.dataset, spec));
+  await rolloutInfill(infillRows, 1, {}, spec, { ...deps, rollout: infillRollout(evalCalls) }, call, "eval");
+  const old = { ...spec, infill: { ...spec.infill, lengthSearch: undefined } };
+  await rolloutInfill(infillRows, 1, {}, old, { ...deps, rollout: infillRollout(evalCalls) }, call, "eval");
+  await rolloutInfill(infillRows, 1, {}, spec, { ...deps, rollout: infillRollout(evalCalls) }, call, "train");
+  assert.deepEqual(evalCalls.map((c) => c.lengthSearch), [3, 0, 0]);
   // The job's decoding cache (dual by default) is not sent with variable length, which refuses it.
   assert.ok(calls.every((c) => c.cache === "none"), JSON.stringify(calls.map((c) => c.cache)));
   // The sandbox scores the whole program: prefix code + generated middle + suffix, one fenced block.

@@ -41,7 +41,12 @@ export function asInfillRows(rows: readonly CanonicalRow[]): InfillTaskRow[] {
   });
 }
 
-/** One Infill call for `rows` (ids = their indices), as StepSamples whose text is the whole program. */
+/**
+ * One Infill call for `rows` (ids = their indices), as StepSamples whose text is the whole program.
+ * `use` = "train": GRPO's samples, always without a length search (a middle picked among
+ * candidates by the model's own score is not a draw from the policy); "eval": the spec's
+ * `infill.length_search` (0 unless set; never the model's manifest default).
+ */
 export async function rolloutInfill(
   rows: readonly InfillTaskRow[],
   samplesPerItem: number,
@@ -49,6 +54,7 @@ export async function rolloutInfill(
   spec: JobSpec,
   deps: RunnerDeps,
   opts: { signal: AbortSignal; requestId: string; policyJobId: string },
+  use: "train" | "eval",
 ): Promise<StepSample[]> {
   const eosId = await modelEosId(spec.modelDir);
   // The job's decoding cache (checked against the model at submit) applies to fixed-length
@@ -70,8 +76,8 @@ export async function rolloutInfill(
       variableLength: spec.infill.variableLength,
       eosCut: spec.infill.eosCut,
       expandCut: spec.infill.expandCut,
-      // Always sent: a job's length search is its spec's (0 unless set), not the model's default.
-      ...(spec.infill.variableLength ? { lengthSearch: spec.infill.lengthSearch } : {}),
+      // Always sent, so the model's default never applies (a spec stored before the field existed has none: 0).
+      ...(spec.infill.variableLength ? { lengthSearch: use === "eval" ? (spec.infill.lengthSearch ?? 0) : 0 } : {}),
     },
   );
   return res.samples.map((s) => asStepSample(s, rows[Number(s.itemId)]!, eosId));

@@ -37,7 +37,7 @@ export async function evalPassAt1(
   // Infill jobs are evaluated on infilling: the whole program (prefix + middle + suffix) is run.
   const samples =
     spec.task === "infill"
-      ? await rolloutInfill(asInfillRows(rows), Math.max(1, k), decoding, spec, deps, call)
+      ? await rolloutInfill(asInfillRows(rows), Math.max(1, k), decoding, spec, deps, call, "eval")
       : (
           await deps.rollout.generate(
             rows.map((r, i) => ({ id: String(i), text: r.prompt })),

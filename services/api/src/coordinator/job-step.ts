@@ -54,7 +54,7 @@ export async function generateStep(jobId: string, step: number, ctx: StepContext
   const call = { signal, requestId: `${jobId}-${step}`, policyJobId: jobId };
   const samples: StepSample[] =
     spec.task === "infill"
-      ? await rolloutInfill(asInfillRows(batch), spec.groupSize, params, spec, deps, call)
+      ? await rolloutInfill(asInfillRows(batch), spec.groupSize, params, spec, deps, call, "train")
       : (await deps.rollout.generate(batch.map((r, i) => ({ id: String(i), text: r.prompt })), spec.groupSize, params, call)).samples;
   await deps.redis.set(samplesKey, JSON.stringify(samples), "EX", STEP_SAMPLES_TTL_S);
   return { batch, ...drawn, samples };

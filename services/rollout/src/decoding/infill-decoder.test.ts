@@ -591,6 +591,9 @@ test("length search: every distinct candidate is scored fit + end, the best (the
   // forwards per candidate.
   assert.equal(r!.nfe, 2 + (1 + 2 + 1 + 4 + 5) + 2 * 5);
   assert.deepEqual(r!.commitSteps, [1, 1, 1], "the winner's own commit steps (its fixed decode: one step)");
+  // The winner's own decode describes the sample: a fixed-length decode, one step, no edits.
+  assert.deepEqual([r!.steps, r!.expands, r!.deletes, r!.events], [1, 0, 0, []]);
+  assert.equal(cands.find((c) => c.variable)!.decode.steps, 2, "the variable decode's own record stays with its candidate");
 });
 
 test("length search: a batch with different prefixes and max lengths searches each row on its own", async () => {
@@ -614,4 +617,13 @@ test("length search: parameters are checked by name; the model's default applies
   assert.equal(params({ variable: false }, tokens).length_search, 0);
   assert.equal(params({ variable: true }, tokens).syntax_check, "python");
   assert.equal(params({ variable: true }, tokens).search_cache, "dual");
+});
+
+test("length search: no candidate is so long that its end-score canvas (one mask more) passes max_seq_len", async () => {
+  const seen: number[][][] = [];
+  const p = { ...params({ variable: true, length_search: 3 }), search_cache: "none" as const };
+  // prefix 40 + max_length 22 + suffix 2 = 64 = max_seq_len; the variable decode keeps its 20 masks.
+  const [r] = await decodeInfillBatch(lengthModel(seen), [item(new Array<number>(40).fill(2), [3, EOS], 20, 22)], p);
+  assert.deepEqual(r!.candidates!.map((c) => c.middleIds.length).sort((a, b) => a - b), [17, 18, 19, 20, 21]);
+  assert.ok(seen.every((batch) => batch.every((ids) => ids.length <= SPEC.maxSeqLen)), "every canvas fits");
 });

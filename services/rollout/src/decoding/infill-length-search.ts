@@ -29,16 +29,17 @@ import type { InfilledSequence, InfillInput } from "./infill-decoder.js";
 import { logitRow } from "./infill-decoder.js";
 import type { InfillParams } from "./infill-params.js";
 
+/** What a candidate's own decode reports (its steps, edits and log-probabilities; commit steps and events with trace). */
+export type CandidateDecode = Omit<InfilledSequence, "middleIds" | "nfe" | "decodeSeconds" | "candidates">;
+
 /** One candidate middle of a length search, with the model's score of it. */
 export interface LengthCandidate {
   middleIds: number[];
-  /** fit + end (see the file comment); higher is better. */
+  /** fit + end (see the file comment); higher is better; −Infinity when the model gave no finite score. */
   score: number;
-  /** The candidate's own decode's sum ln p (InfilledSequence.logProb). */
-  logProb: number;
   /** Set on the variable (expand/delete) decode's own middle. */
   variable: boolean;
-  commitSteps?: number[];
+  decode: CandidateDecode;
 }
 
 type DecodeFn = (model: Denoiser, inputs: readonly InfillInput[], params: InfillParams, opts: DecodeOptions) => Promise<InfilledSequence[]>;
@@ -50,8 +51,11 @@ type DecodeFn = (model: Denoiser, inputs: readonly InfillInput[], params: Infill
  */
 export const SEARCH_THRESHOLD = 0.9;
 
-/** Sequences scored per forward. */
-const SCORE_BATCH = 32;
+/**
+ * The search decodes and scores at most this many sequences per forward, or the caller's batch
+ * when larger (the decode worker's batch limit bounds that), never 2W + 1 times the batch at once.
+ */
+const MIN_SEARCH_BATCH = 16;
 
 /** The fixed-length lengths a search tries around `l0` for an item with `maxLength`. */
 export function searchLengths(l0: number, radius: number, maxLength: number): number[] {
@@ -84,58 +88,57 @@ export async function decodeWithLengthSearch(
     threshold: Math.min(params.variable_threshold, SEARCH_THRESHOLD),
     cache: params.search_cache,
   };
+  const chunk = Math.max(inputs.length, MIN_SEARCH_BATCH);
   const plan: Array<{ row: number; length: number }> = [];
   inputs.forEach((inp, i) => {
-    for (const length of searchLengths(first[i]!.middleIds.length, params.length_search, inp.maxLength)) plan.push({ row: i, length });
+    // The end score's canvas holds one mask more than the candidate: it must fit max_seq_len too.
+    const room = model.spec.maxSeqLen - inp.prefix.length - inp.suffix.length - 1;
+    for (const length of searchLengths(first[i]!.middleIds.length, params.length_search, Math.min(inp.maxLength, room))) plan.push({ row: i, length });
   });
-  const fixed =
-    plan.length > 0
-      ? await decode(
-          model,
-          plan.map(({ row, length }) => ({ ...inputs[row]!, initialLength: length, maxLength: length })),
-          fixedParams,
-          opts,
-        )
-      : [];
+  const fixed: InfilledSequence[] = [];
+  for (let j = 0; j < plan.length; j += chunk) {
+    const part = plan.slice(j, j + chunk).map(({ row, length }) => ({ ...inputs[row]!, initialLength: length, maxLength: length }));
+    fixed.push(...(await decode(model, part, fixedParams, opts)));
+  }
+  const candidate = (s: InfilledSequence, variable: boolean): LengthCandidate => {
+    const { middleIds, nfe: _n, decodeSeconds: _d, candidates: _c, ...decoded } = s;
+    return { middleIds, score: 0, variable, decode: decoded };
+  };
   // Distinct candidates per row: the variable decode's first.
-  const perRow: LengthCandidate[][] = first.map((s) => [
-    { middleIds: s.middleIds, score: 0, logProb: s.logProb, variable: true, ...(s.commitSteps ? { commitSteps: s.commitSteps } : {}) },
-  ]);
+  const perRow: LengthCandidate[][] = first.map((s) => [candidate(s, true)]);
   const nfe = first.map((s) => s.nfe);
   plan.forEach(({ row }, k) => {
     const s = fixed[k]!;
     nfe[row]! += s.nfe;
     const key = s.middleIds.join(",");
     if (perRow[row]!.some((c) => c.middleIds.join(",") === key)) return;
-    perRow[row]!.push({ middleIds: s.middleIds, score: 0, logProb: s.logProb, variable: false, ...(s.commitSteps ? { commitSteps: s.commitSteps } : {}) });
+    perRow[row]!.push(candidate(s, false));
   });
-  const scoringForwards = await scoreCandidates(model, inputs, perRow, opts);
+  const scoringForwards = await scoreCandidates(model, inputs, perRow, chunk, opts);
   const seconds = (performance.now() - t0) / 1000;
   return first.map((s, i) => {
-    const l0 = s.middleIds.length;
-    const cands = perRow[i]!.sort(
-      (a, b) => b.score - a.score || Math.abs(a.middleIds.length - l0) - Math.abs(b.middleIds.length - l0) || Number(b.variable) - Number(a.variable),
-    );
+    const cands = perRow[i]!.sort(byScore(s.middleIds.length));
     const best = cands[0]!;
-    nfe[i]! += scoringForwards[i]!;
-    const { commitSteps: _drop, ...rest } = s;
-    return {
-      ...rest,
-      middleIds: best.middleIds,
-      logProb: best.logProb,
-      nfe: nfe[i]!,
-      ...(best.commitSteps ? { commitSteps: best.commitSteps } : {}),
-      candidates: cands,
-      decodeSeconds: seconds,
-    };
+    // The winner's own decode describes the sample (a fixed-length winner made no expand or delete).
+    return { ...best.decode, middleIds: best.middleIds, nfe: nfe[i]! + scoringForwards[i]!, candidates: cands, decodeSeconds: seconds };
   });
+}
+
+/** Best first: higher score, then the length nearer `l0` (the variable decode's), then the variable decode's own. */
+function byScore(l0: number): (a: LengthCandidate, b: LengthCandidate) => number {
+  return (a, b) =>
+    a.score !== b.score
+      ? b.score > a.score
+        ? 1
+        : -1
+      : Math.abs(a.middleIds.length - l0) - Math.abs(b.middleIds.length - l0) || Number(b.variable) - Number(a.variable);
 }
 
 /**
  * Sets each candidate's score: fit + end (two forwards per candidate, one for an empty middle,
  * batched); returns the scoring forwards each row took part in.
  */
-async function scoreCandidates(model: Denoiser, inputs: readonly InfillInput[], perRow: LengthCandidate[][], opts: DecodeOptions): Promise<number[]> {
+async function scoreCandidates(model: Denoiser, inputs: readonly InfillInput[], perRow: LengthCandidate[][], chunk: number, opts: DecodeOptions): Promise<number[]> {
   const { spec } = model;
   const V = spec.vocabSize;
   const allowed = Math.min(spec.tokenizerVocabSize ?? V, V);
@@ -164,9 +167,9 @@ async function scoreCandidates(model: Denoiser, inputs: readonly InfillInput[], 
       forwards[i]! += L > 0 ? 2 : 1;
     }
   });
-  for (let j = 0; j < jobs.length; j += SCORE_BATCH) {
+  for (let j = 0; j < jobs.length; j += chunk) {
     if (opts.signal?.aborted) throw new DecodeAbortedError(opts.signal.reason);
-    const group = jobs.slice(j, j + SCORE_BATCH);
+    const group = jobs.slice(j, j + chunk);
     const B = group.length;
     const T = Math.max(...group.map((g) => g.ids.length));
     const ids = new Int32Array(B * T).fill(spec.padId);
@@ -193,5 +196,6 @@ async function scoreCandidates(model: Denoiser, inputs: readonly InfillInput[], 
       }
     });
   }
+  for (const cands of perRow) for (const c of cands) if (!Number.isFinite(c.score)) c.score = -Infinity;
   return forwards;
 }

@@ -7,7 +7,12 @@ import { chooseLengthCandidate } from "./infill-requests.js";
 // Middle ids are the characters' codes: the "tokenizer" of these tests.
 const text = (ids: number[]) => String.fromCharCode(...ids);
 const ids = (s: string) => [...s].map((c) => c.charCodeAt(0));
-const cand = (middle: string, score: number, variable = false): LengthCandidate => ({ middleIds: ids(middle), score, logProb: -1, variable });
+const cand = (middle: string, score: number, variable = false): LengthCandidate => ({
+  middleIds: ids(middle),
+  score,
+  variable,
+  decode: { steps: 1, expands: variable ? 1 : 0, deletes: 0, logProb: -1, endLogProb: 0 },
+});
 
 function searched(candidates: LengthCandidate[]): InfilledSequence {
   return { middleIds: candidates[0]!.middleIds, nfe: 1, steps: 1, expands: 0, deletes: 0, logProb: -1, endLogProb: 0, decodeSeconds: 0, candidates };

@@ -214,31 +214,33 @@ export class OrtRolloutEngine {
     const serials = await this.pool.dispatch(items, this.dispatchOptions(opts), post, (chunk, msg, slot) => {
       if (msg.type !== "infill-result") throw new Error(`unexpected ${msg.type}`);
       const policy = this.versions.policyOf(msg.version);
-      this.reportBatch(slot.index, chunk.length, policy.version, msg, msg.results.reduce((a, r) => a + r.middleIds.length, 0));
-      return chunk.map((c, k): InfilledSample & { serial: number } => {
+      // A length search's sample is the candidate chosen by score and syntax: its own decode describes it.
+      const chosen = chunk.map((c, k) => {
         const r = msg.results[k]!;
         const pick = chooseLengthCandidate(r, params, codec ? (ids) => codec.decode([...c.prefixIds, ...ids, ...c.suffixIds]) : undefined);
-        const middleIds = pick?.chosen.middleIds ?? r.middleIds;
-        const commitSteps = pick ? pick.chosen.commitSteps : r.commitSteps;
+        return { r, pick, seq: pick ? { ...r, ...pick.chosen.decode, middleIds: pick.chosen.middleIds } : r };
+      });
+      this.reportBatch(slot.index, chunk.length, policy.version, msg, chosen.reduce((a, x) => a + x.seq.middleIds.length, 0));
+      return chunk.map((c, k): InfilledSample & { serial: number } => {
+        const { r, pick, seq } = chosen[k]!;
         return {
           itemId: c.req.itemId,
           sampleIndex: c.sampleIndex,
           prefixTokenIds: c.prefixIds,
           suffixTokenIds: c.suffixIds,
-          middleTokenIds: middleIds,
-          middleText: codec ? codec.decode(middleIds) : "",
+          middleTokenIds: seq.middleIds,
+          middleText: codec ? codec.decode(seq.middleIds) : "",
           serial: msg.version,
           policyVersion: policy.version,
           policyJobId: policy.jobId,
           nfe: r.nfe,
-          expands: r.expands,
-          deletes: r.deletes,
-          logProb: pick?.chosen.logProb ?? r.logProb,
-          endLogProb: r.endLogProb,
+          expands: seq.expands,
+          deletes: seq.deletes,
+          logProb: seq.logProb,
+          endLogProb: seq.endLogProb,
           ...(pick ? { lengthSearch: { candidates: r.candidates!.length, screenedOut: pick.screenedOut, variableLength: pick.variableLength } } : {}),
-          ...(commitSteps ? { commitSteps } : {}),
-          // The expand/delete edits describe the variable decode's own middle only.
-          ...(r.events && (!pick || pick.chosen.variable) ? { events: r.events } : r.events ? { events: [] } : {}),
+          ...(seq.commitSteps ? { commitSteps: seq.commitSteps } : {}),
+          ...(seq.events ? { events: seq.events } : {}),
           timings: { queueSeconds: msg.queueSeconds, decodeSeconds: r.decodeSeconds },
         };
       });

@@ -38,7 +38,7 @@ test("Infill calls are counted by mode: requests, samples, middle tokens, NFE, e
     },
   });
   try {
-    const req = (variable: boolean, seed: number): InfillRequest => ({
+    const req = (variable: boolean, seed: number, lengthSearch?: number): InfillRequest => ({
       items: [
         { id: "a", prefix: "Write a program that reads an integer n and prints n + 1.```python\nn = int(input())", suffix: "\n```", initialLength: 2, maxLength: 16 },
         { id: "b", prefix: "Write a function f(x) that returns x times 3.```python\ndef f(x):", suffix: "\n```", initialLength: 12, maxLength: 16 },
@@ -46,17 +46,21 @@ test("Infill calls are counted by mode: requests, samples, middle tokens, NFE, e
       samplesPerItem: 3,
       variableLength: variable,
       params: { temperature: 1, threshold: 1, seed },
+      ...(lengthSearch !== undefined ? { lengthSearch } : {}),
     }) as unknown as InfillRequest;
     const fixed = await engine.infill(req(false, 1));
-    // Sampled variable decodes (temperature 1): until the calls have both expanded and deleted.
+    // Sampled variable decodes (temperature 1, expand/delete alone): until the calls have both
+    // expanded and deleted; then one with the model's default length search.
     const variable = [];
     for (let seed = 1; seed <= 8; seed++) {
-      variable.push(await engine.infill(req(true, seed)));
+      variable.push(await engine.infill(req(true, seed, 0)));
       const all = seen.filter((r) => r.variable).flatMap((r) => r.samples);
       if (all.some((s) => s.expands > 0) && all.some((s) => s.deletes > 0)) break;
     }
+    const v0 = seen.filter((r) => r.variable).flatMap((r) => r.samples);
+    assert.ok(v0.some((s) => s.expands > 0) && v0.some((s) => s.deletes > 0), "the variable calls expanded and deleted");
+    variable.push(await engine.infill(req(true, 1)));
     const v = seen.filter((r) => r.variable).flatMap((r) => r.samples);
-    assert.ok(v.some((s) => s.expands > 0) && v.some((s) => s.deletes > 0), "the variable calls expanded and deleted");
     for (const s of seen.find((r) => !r.variable)!.samples) assert.deepEqual([s.expands, s.deletes], [0, 0]);
 
     const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);

@@ -76,10 +76,10 @@ test("Infill calls are counted by mode: requests, samples, middle tokens, NFE, e
     assert.equal(await value(registry, "rlmesh_rollout_infill_expands_total"), sum(v.map((s) => s.expands)));
     assert.equal(await value(registry, "rlmesh_rollout_infill_deletes_total"), sum(v.map((s) => s.deletes)));
     // The infilling model searches lengths by default: the candidates counted are the responses'.
-    const candidates = sum(variable.flatMap((r) => r.samples!.map((s) => s.lengthCandidates!)));
+    const candidates = sum(variable.flatMap((r) => r.samples!.map((s) => s.lengthCandidates ?? 0)));
     assert.ok(candidates > 0, "the variable calls searched lengths");
     assert.equal(await value(registry, "rlmesh_rollout_infill_length_candidates_total"), candidates);
-    assert.equal(await value(registry, "rlmesh_rollout_infill_length_screened_out_total"), sum(variable.flatMap((r) => r.samples!.map((s) => s.lengthScreenedOut!))));
+    assert.equal(await value(registry, "rlmesh_rollout_infill_length_screened_out_total"), sum(variable.flatMap((r) => r.samples!.map((s) => s.lengthScreenedOut ?? 0))));
     assert.equal(await value(registry, "rlmesh_rollout_infill_duration_seconds", { mode: "variable" }, "_count"), variable.length);
     assert.ok((await value(registry, "rlmesh_rollout_infill_duration_seconds", { mode: "fixed" }, "_sum")) > 0);
     // Generate's series are untouched by Infill.

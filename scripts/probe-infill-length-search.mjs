@@ -3,7 +3,8 @@
 // decode the middle at every fixed length 1..MAX (greedy, one token per step, as bench infill's
 // oracle mode), score every program in the sandbox, and write per (row, length): pass, the
 // decode's sum ln p over the middle's tokens and over its committed EOS, and the middle's length.
-//   node scripts/probe-infill-length-search.mjs MODEL_DIR [heldout|train] [ROWS=40] [MAX=48] OUT.json
+//   node scripts/probe-infill-length-search.mjs MODEL_DIR [heldout|train] [ROWS=40] [MAX=48] [OUT=/tmp/length-search.json]
+// (after `npm run build`; starts its own Redis and executor for the sandbox, as `rlmesh eval` does)
 import { writeFileSync } from "node:fs";
 import { createLogger } from "../shared/dist/index.js";
 import { loadInfillRows, infillProgram } from "../shared/dist/infill/index.js";
@@ -67,4 +68,9 @@ for (const r of rows) {
   eosDist.push(pe);
 }
 writeFileSync(out, JSON.stringify({ recs: [...recs.values()], eosDist }));
-console.error(`wrote ${out}`);
+const byRow = new Map();
+for (const r of recs.values()) byRow.set(r.row, [...(byRow.get(r.row) ?? []), r]);
+const share = (f) => `${((100 * [...byRow.values()].filter(f).length) / byRow.size).toFixed(1)} %`;
+console.log(
+  `${model.manifest.name}: ${byRow.size} ${split} rows, lengths 1..${MAX}: passes at the true length ${share((rs) => rs.some((r) => r.L === r.trueLen && r.pass))}, at some length ${share((rs) => rs.some((r) => r.pass))}; per (row, length) records in ${out}`,
+);

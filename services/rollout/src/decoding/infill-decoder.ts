@@ -24,7 +24,7 @@ import { counterUniform, RNG_STREAM_ORDER, RNG_STREAM_TOKEN } from "./counter-rn
 import { InvalidDecodeParamsError } from "./decode-params.js";
 import { DecodeAbortedError, nonFiniteLogits, stepsPerBlock, type DecodeOptions } from "./diffusion-decoder.js";
 import type { Denoiser, DenoiserSpec, ForwardOutput } from "./denoiser.js";
-import { cachedForwardInput, cacheFromPresent, type SeqCache } from "./kv-cache.js";
+import { cachedForwardInput, cacheFromPresent, fullForwardInput, type SeqCache } from "./kv-cache.js";
 import type { InfillParams } from "./infill-params.js";
 import { decodeWithLengthSearch, type LengthCandidate } from "./infill-length-search.js";
 
@@ -233,20 +233,14 @@ class InfillDecoder {
   private async fullStep(group: Row[], refresh: boolean): Promise<void> {
     const { spec } = this;
     const V = spec.vocabSize;
-    const B = group.length;
-    const T = Math.max(...group.map((r) => r.ids.length));
-    const ids = new Int32Array(B * T).fill(spec.padId);
-    const positions = new Int32Array(B * T);
-    const attention = new Float32Array(B * T);
-    group.forEach((r, b) => {
-      for (let j = 0; j < r.ids.length; j++) {
-        ids[b * T + j] = r.ids[j] as number;
-        positions[b * T + j] = j;
-        attention[b * T + j] = 1;
-      }
-      r.nfe++;
-    });
-    const out = await this.forward({ batch: B, length: T, pastLength: 0, ids, positions, attention, wantPresent: refresh });
+    const input = fullForwardInput(
+      group.map((r) => r.ids),
+      spec,
+      refresh,
+    );
+    const T = input.length;
+    for (const r of group) r.nfe++;
+    const out = await this.forward(input);
     group.forEach((r, b) => {
       if (refresh) {
         r.cache = cacheFromPresent(out, b, T, r.ids.length, spec);

@@ -27,6 +27,7 @@ import type { DecodeOptions } from "./diffusion-decoder.js";
 import { DecodeAbortedError } from "./diffusion-decoder.js";
 import type { InfilledSequence, InfillInput } from "./infill-decoder.js";
 import { logitRow } from "./infill-decoder.js";
+import { fullForwardInput } from "./kv-cache.js";
 import type { InfillParams } from "./infill-params.js";
 
 /** What a candidate's own decode reports (its steps, edits and log-probabilities; commit steps and events with trace). */
@@ -170,20 +171,13 @@ async function scoreCandidates(model: Denoiser, inputs: readonly InfillInput[], 
   for (let j = 0; j < jobs.length; j += chunk) {
     if (opts.signal?.aborted) throw new DecodeAbortedError(opts.signal.reason);
     const group = jobs.slice(j, j + chunk);
-    const B = group.length;
-    const T = Math.max(...group.map((g) => g.ids.length));
-    const ids = new Int32Array(B * T).fill(spec.padId);
-    const positions = new Int32Array(B * T);
-    const attention = new Float32Array(B * T);
-    group.forEach((g, b) => {
-      g.ids.forEach((t, p) => {
-        ids[b * T + p] = t;
-        positions[b * T + p] = p;
-        attention[b * T + p] = 1;
-      });
-    });
-    opts.onForward?.({ kind: "full", batch: B, length: T, pastLength: 0 });
-    const { logits } = await model.forward({ batch: B, length: T, pastLength: 0, ids, positions, attention, wantPresent: false });
+    const input = fullForwardInput(
+      group.map((g) => g.ids),
+      spec,
+    );
+    const T = input.length;
+    opts.onForward?.({ kind: "full", batch: input.batch, length: T, pastLength: 0 });
+    const { logits } = await model.forward(input);
     group.forEach((g, b) => {
       for (const [p, tok] of g.reads) {
         const off = (b * T + logitRow(spec, p)) * V;

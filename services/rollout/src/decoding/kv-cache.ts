@@ -85,6 +85,26 @@ export interface CachedWindow {
   past: ReadonlyArray<readonly [number, number]>;
 }
 
+/**
+ * The input of an uncached forward over whole canvases (positions 0..len−1; shorter rows padded,
+ * attention 0); `wantPresent` keeps their K/V.
+ */
+export function fullForwardInput(rows: ReadonlyArray<ArrayLike<number>>, spec: DenoiserSpec, wantPresent = false): ForwardInput {
+  const B = rows.length;
+  const T = Math.max(...Array.from(rows, (r) => r.length));
+  const ids = new Int32Array(B * T).fill(spec.padId);
+  const positions = new Int32Array(B * T);
+  const attention = new Float32Array(B * T);
+  Array.from(rows).forEach((r, b) => {
+    for (let j = 0; j < r.length; j++) {
+      ids[b * T + j] = r[j] as number;
+      positions[b * T + j] = j;
+      attention[b * T + j] = 1;
+    }
+  });
+  return { batch: B, length: T, pastLength: 0, ids, positions, attention, wantPresent };
+}
+
 /** The input of a cached forward over `rows` (shorter windows and pasts padded, attention 0). */
 export function cachedForwardInput(rows: readonly CachedWindow[], spec: DenoiserSpec): ForwardInput {
   const B = rows.length;

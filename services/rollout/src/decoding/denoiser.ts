@@ -63,3 +63,11 @@ export interface Denoiser {
   readonly spec: DenoiserSpec;
   forward(input: ForwardInput): Promise<ForwardOutput>;
 }
+
+/**
+ * The forward's row that holds canvas position p's distribution: p itself, or for a
+ * shifted-logits model (Dream) the row before it — Dream's `cat([logits[:, :1], logits[:, :-1]], 1)`.
+ */
+export function logitRow(spec: DenoiserSpec, p: number): number {
+  return spec.shiftedLogits === true ? Math.max(p - 1, 0) : p;
+}

@@ -11,7 +11,7 @@ import { applyPadPenalty, padPenaltyAt } from "./pad-penalty.js";
 import { cutResponse, fillAfterEnd, type SpecialIds } from "./eos-rules.js";
 import { counterUniform, RNG_STREAM_ORDER, RNG_STREAM_TOKEN } from "./counter-rng.js";
 import { InvalidDecodeParamsError, type DecodeParams } from "./decode-params.js";
-import type { Denoiser, DenoiserSpec, ForwardInput, ForwardOutput } from "./denoiser.js";
+import { logitRow, type Denoiser, type DenoiserSpec, type ForwardInput, type ForwardOutput } from "./denoiser.js";
 import { cachedForwardInput, cacheFromPresent, type SeqCache } from "./kv-cache.js";
 
 export interface DecodeInput {
@@ -337,12 +337,9 @@ class BatchDecoder {
     }
   }
 
-  /**
-   * The forward's row that holds position p's distribution: p itself, or for a shifted-logits
-   * model (Dream) the row before it — Dream's `cat([logits[:, :1], logits[:, :-1]], 1)`.
-   */
+  /** The forward's row that holds position p's distribution (denoiser.ts). */
   private logitRow(p: number): number {
-    return this.spec.shiftedLogits === true ? Math.max(p - 1, 0) : p;
+    return logitRow(this.spec, p);
   }
 
   private run(input: ForwardInput, kind: ForwardInfo["kind"]): Promise<ForwardOutput> {

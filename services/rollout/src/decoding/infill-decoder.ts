@@ -23,7 +23,7 @@ import { factorCommit, sampleKByConfidence, scheduledCount, thresholdCommit, top
 import { counterUniform, RNG_STREAM_ORDER, RNG_STREAM_TOKEN } from "./counter-rng.js";
 import { InvalidDecodeParamsError } from "./decode-params.js";
 import { DecodeAbortedError, nonFiniteLogits, stepsPerBlock, type DecodeOptions } from "./diffusion-decoder.js";
-import type { Denoiser, DenoiserSpec, ForwardOutput } from "./denoiser.js";
+import { logitRow, type Denoiser, type DenoiserSpec, type ForwardOutput } from "./denoiser.js";
 import { cachedForwardInput, cacheFromPresent, fullForwardInput, type SeqCache } from "./kv-cache.js";
 import type { InfillParams } from "./infill-params.js";
 import { decodeWithLengthSearch, type LengthCandidate } from "./infill-length-search.js";
@@ -107,11 +107,6 @@ interface Row {
   cache: SeqCache | null;
   cacheBlock: number;
   stale: boolean;
-}
-
-/** Position whose logits row predicts canvas position `p`. */
-export function logitRow(spec: DenoiserSpec, p: number): number {
-  return spec.shiftedLogits ? Math.max(0, p - 1) : p;
 }
 
 /**

@@ -22,11 +22,10 @@
  * NFE: a sample counts every forward it took part in: its variable decode, each fixed decode and
  * two scoring forwards per distinct candidate.
  */
-import type { Denoiser } from "./denoiser.js";
+import { logitRow, type Denoiser } from "./denoiser.js";
 import type { DecodeOptions } from "./diffusion-decoder.js";
 import { DecodeAbortedError } from "./diffusion-decoder.js";
 import type { InfilledSequence, InfillInput } from "./infill-decoder.js";
-import { logitRow } from "./infill-decoder.js";
 import { fullForwardInput } from "./kv-cache.js";
 import type { InfillParams } from "./infill-params.js";
 

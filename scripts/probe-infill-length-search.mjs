@@ -37,7 +37,7 @@ const recs = new Map();
 for (const s of res.samples) {
   const [i, L] = s.itemId.split(":").map(Number);
   programs.set(s.itemId, infillProgram(rows[i], s.middleText));
-  recs.set(s.itemId, { program: programs.get(s.itemId), middle: s.middleText, row: i, L, len: s.middleTokenIds.length, logProb: s.logProb, endLogProb: s.endLogProb, trueLen: model.codec.encode(rows[i].middle).length, exact: s.middleText === rows[i].middle });
+  recs.set(s.itemId, { program: programs.get(s.itemId), middle: s.middleText, row: i, L, len: s.middleTokenIds.length, logProb: s.logProb, trueLen: model.codec.encode(rows[i].middle).length, exact: s.middleText === rows[i].middle });
 }
 const dataset = rows.flatMap((r, i) => Array.from({ length: MAX }, (_, k) => ({ task_id: `${i}:${k + 1}`, prompt: r.prompt, tests: r.tests, source: r.source })));
 const report = await runEval({ dataset, responses: programs, logger: createLogger("probe", { level: "warn" }) });

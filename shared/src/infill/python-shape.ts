@@ -46,19 +46,22 @@ export function pythonCodeOf(text: string): string {
   return m ? (m[1] as string) : text;
 }
 
-/** Tokens; a newline is a token only where it ends a logical line (not inside brackets). */
+/**
+ * Tokens; a newline is a token only where it ends a logical line (not inside brackets). null for
+ * an unterminated string or brackets that do not pair.
+ */
 function tokenize(code: string): Tok[] | null {
   const out: Tok[] = [];
-  let depth = 0;
+  const open: string[] = [];
   for (const m of code.matchAll(TOKEN_RE)) {
     if (m[1] !== undefined || m[3] !== undefined) continue;
     if (m[2] !== undefined) {
-      if (depth === 0) out.push({ kind: "nl", text: "\n" });
+      if (open.length === 0) out.push({ kind: "nl", text: "\n" });
       continue;
     }
     if (m[7] !== undefined) {
-      if (OPEN[m[7]] !== undefined) depth++;
-      else if (CLOSE.has(m[7])) depth = Math.max(0, depth - 1);
+      if (OPEN[m[7]] !== undefined) open.push(OPEN[m[7]] as string);
+      else if (CLOSE.has(m[7]) && open.pop() !== m[7]) return null;
     }
     if (m[4] !== undefined) out.push({ kind: "str", text: m[4] });
     else if (m[5] !== undefined) out.push({ kind: "num", text: m[5] });
@@ -72,7 +75,7 @@ function tokenize(code: string): Tok[] | null {
       out.push({ kind: "bad", text: c });
     }
   }
-  return out;
+  return open.length === 0 ? out : null;
 }
 
 function isOperand(t: Tok): boolean {
@@ -83,15 +86,8 @@ function isBinary(t: Tok): boolean {
   return (t.kind === "op" || t.kind === "kw") && (BINARY.has(t.text) || ASSIGN.has(t.text));
 }
 
-/** Brackets pair and the indentation is consistent (continuation lines excepted). */
-function checkStructure(code: string, toks: Tok[]): boolean {
-  const stack: string[] = [];
-  for (const t of toks) {
-    if (t.kind !== "op") continue;
-    if (OPEN[t.text]) stack.push(OPEN[t.text] as string);
-    else if (CLOSE.has(t.text) && stack.pop() !== t.text) return false;
-  }
-  if (stack.length > 0) return false;
+/** The indentation is consistent (continuation lines excepted). */
+function checkIndentation(code: string): boolean {
   // Indentation: walk the physical lines, skipping those that continue a bracketed expression,
   // a backslash or a triple-quoted string (tracked by a small scan of each line).
   const levels = [0];
@@ -210,5 +206,5 @@ export function pythonLooksWellFormed(text: string): boolean {
   const code = pythonCodeOf(text);
   const toks = tokenize(code);
   if (toks === null) return false;
-  return checkStructure(code, toks) && checkPairs(toks);
+  return checkIndentation(code) && checkPairs(toks);
 }

@@ -63,8 +63,6 @@ export interface InfilledSequence {
    * (the decode's own confidence in what it wrote; 0 for an empty middle).
    */
   logProb: number;
-  /** Fixed length: the same over the end tokens (EOS/PAD) the decode committed in the middle (EOS fill's are 0). */
-  endLogProb: number;
   /** Only with params.trace: per middle position, the 1-based step that committed it. */
   commitSteps?: number[];
   /** Only with params.trace: the edits in order. */
@@ -481,10 +479,8 @@ class InfillDecoder {
     const middleIds: number[] = [];
     const commitSteps: number[] = [];
     let logProb = 0;
-    let endLogProb = 0;
     for (let k = 0; k < r.mid; k++) {
       const t = r.ids[r.pre + k] as number;
-      if (this.isEnd(t)) endLogProb += r.logp[k] as number;
       if (t === spec.maskId || this.isEnd(t) || t === this.params.expand_id) continue;
       middleIds.push(t);
       commitSteps.push(r.commit[k] as number);
@@ -497,7 +493,6 @@ class InfillDecoder {
       expands: r.expands,
       deletes: r.deletes,
       logProb,
-      endLogProb,
       ...(this.params.trace ? { commitSteps, events: r.events } : {}),
       decodeSeconds: r.endSeconds,
     };

@@ -2,11 +2,12 @@
  * Length search for variable-length infilling (rlmesh's addition to DreamOn's decoding).
  *
  * A small DreamOn-trained model knows what a middle says far better than how long it is: on the
- * shipped tiny-coder-infill, fixed masks of the true length pass 77 % of held-out rows, while
+ * shipped tiny-coder-infill, fixed masks of the true length pass 82 % of held-out rows, while
  * its expand/delete decode lands on the true length for about a third of them, and a middle of
  * the wrong length almost never passes. So after the expand/delete decode reaches a length L0,
  * the middle is also decoded at every fixed length L0 − W … L0 + W (≥ 1, ≤ the item's
- * max_length; the request's commit rule, Fast-dLLM's dual cache where the model serves it), and every distinct
+ * max_length and max_seq_len; Fast-dLLM's threshold rule at SEARCH_THRESHOLD, its dual cache
+ * where the model serves it), and every distinct
  * candidate (the variable decode's own included) is scored by the model with two forwards:
  *  - fit:  Σ ln p(candidate token k) over a canvas with the whole middle masked (prefix, the
  *          candidate's length in masks, suffix): how well the model predicts this middle at this
@@ -27,6 +28,7 @@ import type { DecodeOptions } from "./diffusion-decoder.js";
 import { DecodeAbortedError } from "./diffusion-decoder.js";
 import type { InfilledSequence, InfillInput } from "./infill-decoder.js";
 import { fullForwardInput } from "./kv-cache.js";
+import { softmaxNorm, softmaxProb } from "./sampling.js";
 import type { InfillParams } from "./infill-params.js";
 
 /** What a candidate's own decode reports (its steps, edits and log-probabilities; commit steps and events with trace). */
@@ -106,12 +108,14 @@ export async function decodeWithLengthSearch(
   };
   // Distinct candidates per row: the variable decode's first.
   const perRow: LengthCandidate[][] = first.map((s) => [candidate(s, true)]);
+  const seen = first.map((s) => new Set([s.middleIds.join(",")]));
   const nfe = first.map((s) => s.nfe);
   plan.forEach(({ row }, k) => {
     const s = fixed[k]!;
     nfe[row]! += s.nfe;
     const key = s.middleIds.join(",");
-    if (perRow[row]!.some((c) => c.middleIds.join(",") === key)) return;
+    if (seen[row]!.has(key)) return;
+    seen[row]!.add(key);
     perRow[row]!.push(candidate(s, false));
   });
   const scoringForwards = await scoreCandidates(model, inputs, perRow, chunk, opts);
@@ -142,6 +146,7 @@ async function scoreCandidates(model: Denoiser, inputs: readonly InfillInput[], 
   const { spec } = model;
   const V = spec.vocabSize;
   const allowed = Math.min(spec.tokenizerVocabSize ?? V, V);
+  const row = new Float64Array(allowed);
   // One scoring sequence: its ids, and the (canvas position, token) pairs whose ln p it adds to `cand`.
   interface Job {
     ids: number[];
@@ -180,12 +185,10 @@ async function scoreCandidates(model: Denoiser, inputs: readonly InfillInput[], 
     group.forEach((g, b) => {
       for (const [p, tok] of g.reads) {
         const off = (b * T + logitRow(spec, p)) * V;
-        // ln softmax over the tokens a decode may write (no MASK, nothing past the tokenizer).
-        let max = -Infinity;
-        for (let v = 0; v < allowed; v++) if (v !== spec.maskId) max = Math.max(max, logits[off + v] as number);
-        let z = 0;
-        for (let v = 0; v < allowed; v++) if (v !== spec.maskId) z += Math.exp((logits[off + v] as number) - max);
-        g.cand.score += (logits[off + tok] as number) - max - Math.log(z);
+        // ln softmax over the tokens a decode may write (no MASK, nothing past the tokenizer), as the decoder's.
+        row.set(logits.subarray(off, off + allowed));
+        row[spec.maskId] = -Infinity;
+        g.cand.score += Math.log(softmaxProb(row, 0, softmaxNorm(row, 0, allowed), tok));
       }
     });
   }

@@ -11,11 +11,11 @@ const cand = (middle: string, score: number, variable = false): LengthCandidate 
   middleIds: ids(middle),
   score,
   variable,
-  decode: { steps: 1, expands: variable ? 1 : 0, deletes: 0, logProb: -1, endLogProb: 0 },
+  decode: { steps: 1, expands: variable ? 1 : 0, deletes: 0, logProb: -1 },
 });
 
 function searched(candidates: LengthCandidate[]): InfilledSequence {
-  return { middleIds: candidates[0]!.middleIds, nfe: 1, steps: 1, expands: 0, deletes: 0, logProb: -1, endLogProb: 0, decodeSeconds: 0, candidates };
+  return { middleIds: candidates[0]!.middleIds, nfe: 1, steps: 1, expands: 0, deletes: 0, logProb: -1, decodeSeconds: 0, candidates };
 }
 
 const prefix = "```python\ndef f(x):\n";

@@ -78,8 +78,6 @@ export interface InfilledSample {
   deletes: number;
   /** Sum of ln p of the middle's tokens when committed (the decode's confidence in what it wrote). */
   logProb: number;
-  /** Fixed length: the same over the EOS/PAD tokens it committed in the middle. */
-  endLogProb: number;
   /**
    * Length search only: the distinct candidate middles compared, how many the syntax check
    * screened out, and the length the expand/delete decode itself reached.

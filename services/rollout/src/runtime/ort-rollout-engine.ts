@@ -237,7 +237,6 @@ export class OrtRolloutEngine {
           expands: seq.expands,
           deletes: seq.deletes,
           logProb: seq.logProb,
-          endLogProb: seq.endLogProb,
           ...(pick ? { lengthSearch: { candidates: r.candidates!.length, screenedOut: pick.screenedOut, variableLength: pick.variableLength } } : {}),
           ...(seq.commitSteps ? { commitSteps: seq.commitSteps } : {}),
           ...(seq.events ? { events: seq.events } : {}),

@@ -536,15 +536,17 @@ test("infill cache params: dual for fixed length unless asked otherwise; variabl
 // over a canvas with exactly 3 middle positions it says those tokens (logit 8); over any other
 // middle length it says 4 (logit 2); a mask right after 5, 6, 7 is EOS (logit 8). The canvas is
 // prefix + middle + [3, EOS]; the variable decode never expands or deletes (no expand/EOS logit),
-// so it keeps its initial 2 masks: [4, 4].
+// so it keeps its initial 2 masks: [4, 4]. `early`: over 5 middle positions it says 8 and ends
+// with EOS at the last one (a fixed-length decode that ends early).
 const TRUE_MIDDLE = [5, 6, 7];
-function lengthModel(seen: number[][][] = []): Denoiser {
+function lengthModel(seen: number[][][] = [], early = false): Denoiser {
   return scripted(({ ids, pos }) => {
-    const pre = ids.indexOf(MASK) >= 0 || ids.some((t) => t >= 4 && t <= 7) ? ids.findIndex((t, j) => j > 0 && (t === MASK || (t >= 4 && t <= 7))) : -1;
+    const pre = ids.indexOf(MASK) >= 0 || ids.some((t) => t >= 4 && t <= 8) ? ids.findIndex((t, j) => j > 0 && (t === MASK || (t >= 4 && t <= 8))) : -1;
     const mid = ids.length - 2 - pre;
     if (pre < 0 || pos < pre || pos >= pre + mid) return row();
     const k = pos - pre;
     if (ids[pos] === MASK && k === 3 && ids.slice(pre, pre + 3).join() === TRUE_MIDDLE.join()) return row([EOS, 8]);
+    if (early && mid === 5) return k === 4 ? row([EOS, 8]) : row([8, 8]);
     return mid === 3 ? row([TRUE_MIDDLE[k]!, 8]) : row([4, 2]);
   }, seen);
 }
@@ -556,13 +558,15 @@ function lnP(logit: number, favoured = true): number {
 
 /**
  * The score a candidate of the scripted model gets by hand: fit (each token read over a fully
- * masked middle of its length) + end (EOS at the mask after it, a canvas one longer).
+ * masked middle of its length) + end (EOS at the first of the 3 masks after it, + ½ × EOS at each
+ * of the other two; that canvas has L + 3 ≠ 3 middle positions, so only the true middle's first
+ * pad says EOS) − ¼ per token of distance from the variable decode's length 2.
  */
 function handScore(middle: number[]): number {
-  if (middle.join() === TRUE_MIDDLE.join()) return 4 * lnP(8);
   const L = middle.length;
-  // The end slot's canvas has L + 1 middle positions: at 3 the model says 7 (logit 8) there, else 4 (logit 2).
-  return L * lnP(2) + (L + 1 === 3 ? lnP(8, false) : lnP(2, false));
+  const laterPads = 2 * 0.5 * lnP(2, false);
+  if (middle.join() === TRUE_MIDDLE.join()) return 3 * lnP(8) + lnP(8) + laterPads - 0.25;
+  return L * lnP(2) + lnP(2, false) + laterPads - 0.25 * Math.abs(L - 2);
 }
 
 test("length search: lengths around the variable decode's, clamped to [1, max_length]", async () => {
@@ -577,7 +581,6 @@ test("length search: every distinct candidate is scored fit + end, the best (the
   const p = { ...params({ variable: true, length_search: 3, trace: true }), search_cache: "none" as const };
   const [r] = await decodeInfillBatch(lengthModel(seen), [item([2], [3, EOS], 2, 20)], p);
   assert.deepEqual(r!.middleIds, TRUE_MIDDLE);
-  // Candidates: the variable decode's [4, 4], and the fixed decodes at 1..5 ([4, 4] again is not repeated).
   // Candidates: the variable decode's [4, 4] and the fixed decodes at 1..5 ([4, 4] again is not repeated).
   const cands = r!.candidates!;
   assert.deepEqual(cands.map((c) => c.middleIds.length).sort(), [1, 2, 3, 4, 5]);
@@ -585,7 +588,7 @@ test("length search: every distinct candidate is scored fit + end, the best (the
   for (const c of cands) assert.ok(Math.abs(c.score - handScore(c.middleIds)) < 1e-5, `${c.middleIds.join(",")}: ${c.score} vs ${handScore(c.middleIds)}`);
   const scores = cands.map((c) => c.score);
   assert.deepEqual([...scores].sort((a, b) => b - a), scores, "best first");
-  assert.deepEqual(cands.map((c) => c.middleIds.length), [3, 1, 4, 5, 2], "the order the hand scores give");
+  assert.deepEqual(cands.map((c) => c.middleIds.length), [3, 1, 2, 4, 5], "the order the hand scores give");
   // NFE: the variable decode (2 steps); the fixed decodes at Fast-dLLM's threshold 0.9: lengths 1, 2,
   // 4, 5 one token per step (their 4s have p = 0.74), length 3 all at once (p = 0.997); 2 scoring
   // forwards per candidate.
@@ -600,7 +603,7 @@ test("length search: a batch with different prefixes and max lengths searches ea
   const p = { ...params({ variable: true, length_search: 2 }), search_cache: "none" as const };
   const rows = await decodeInfillBatch(lengthModel(), [item([2], [3, EOS], 2, 20), item([2, 9, 9], [3, EOS], 2, 2)], p);
   assert.deepEqual(rows[0]!.middleIds, TRUE_MIDDLE);
-  // max_length 2: lengths 1..2 only, so [5, 6, 7] is out of reach; [4] scores above [4, 4] (whose end slot reads 7).
+  // max_length 2: lengths 1..2 only, so [5, 6, 7] is out of reach; [4] scores above [4, 4] (one more unlikely token).
   assert.deepEqual(rows[1]!.candidates!.map((c) => c.middleIds.length), [1, 2]);
   assert.deepEqual(rows[1]!.middleIds, [4]);
   assert.ok(Math.abs(rows[1]!.candidates![0]!.score - handScore([4])) < 1e-5);
@@ -619,11 +622,22 @@ test("length search: parameters are checked by name; the model's default applies
   assert.equal(params({ variable: true }, tokens).search_cache, "dual");
 });
 
-test("length search: no candidate is so long that its end-score canvas (one mask more) passes max_seq_len", async () => {
+test("length search: no candidate is so long that its end-score canvas (three masks more) passes max_seq_len", async () => {
   const seen: number[][][] = [];
   const p = { ...params({ variable: true, length_search: 3 }), search_cache: "none" as const };
-  // prefix 40 + max_length 22 + suffix 2 = 64 = max_seq_len; the variable decode keeps its 20 masks.
+  // prefix 40 + max_length 22 + suffix 2 = 64 = max_seq_len; the variable decode keeps its 20 masks,
+  // the fixed decodes stop at 64 − 40 − 2 − 3 = 19, and the variable decode's own end canvas has room for 2 masks.
   const [r] = await decodeInfillBatch(lengthModel(seen), [item(new Array<number>(40).fill(2), [3, EOS], 20, 22)], p);
-  assert.deepEqual(r!.candidates!.map((c) => c.middleIds.length).sort((a, b) => a - b), [17, 18, 19, 20, 21]);
+  assert.deepEqual(r!.candidates!.map((c) => c.middleIds.length).sort((a, b) => a - b), [17, 18, 19, 20]);
   assert.ok(seen.every((batch) => batch.every((ids) => ids.length <= SPEC.maxSeqLen)), "every canvas fits");
+  const own = r!.candidates!.find((c) => c.variable)!;
+  assert.ok(Math.abs(own.score - (20 * lnP(2) + 1.5 * lnP(2, false))) < 1e-5, "fit + the two pads that fit, at distance 0");
+});
+
+test("length search: a fixed-length decode that ends early (EOS inside its span) is not a candidate", async () => {
+  const p = { ...params({ variable: true, length_search: 3 }), search_cache: "none" as const };
+  const [r] = await decodeInfillBatch(lengthModel([], true), [item([2], [3, EOS], 2, 20)], p);
+  // Length 5 decodes [8, 8, 8, 8] then EOS: dropped; length 4 is searched on its own.
+  assert.deepEqual(r!.candidates!.map((c) => c.middleIds.length).sort(), [1, 2, 3, 4]);
+  assert.ok(r!.candidates!.every((c) => !c.middleIds.includes(8)));
 });

@@ -12,13 +12,16 @@
  *  - fit:  Σ ln p(candidate token k) over a canvas with the whole middle masked (prefix, the
  *          candidate's length in masks, suffix): how well the model predicts this middle at this
  *          length from the context alone;
- *  - end:  ln p(EOS) at one mask placed right after the filled-in candidate: whether the model
- *          says the middle is complete there.
- * score = fit + end. The candidates come back sorted by score (ties: the length nearer L0, then
- * the variable decode's own); the rollout engine screens them by syntax before taking the first
+ *  - end:  ln p(EOS) at the first of END_PADS masks placed right after the filled-in candidate,
+ *          plus LATER_PAD_WEIGHT × ln p(EOS) at each later one: whether the model says the middle
+ *          is complete there (DreamOn trains the padding after a middle as masked EOS);
+ * score = fit + end − LENGTH_PENALTY × |length − L0|. A fixed-length decode that ended early
+ * (committed EOS inside its span) is not a candidate: the shorter lengths are searched on their
+ * own. The candidates come back sorted by score (ties: the length nearer L0, then the variable
+ * decode's own); the rollout engine screens them by syntax before taking the first
  * (InfillParams.syntax_check). Chosen on training-split rows against other scores (the decodes'
- * own log-probabilities with a length bonus, pseudo-likelihoods, the neighbouring context's
- * likelihood); services/rollout/README.md, "Length search", has the numbers.
+ * own log-probabilities with a length bonus, pseudo-likelihoods, half-masked likelihoods, the
+ * neighbouring context's likelihood); services/rollout/README.md, "Length search", has the numbers.
  *
  * NFE: a sample counts every forward it took part in: its variable decode, each fixed decode and
  * two scoring forwards per distinct candidate.
@@ -59,6 +62,11 @@ export const SEARCH_THRESHOLD = 0.9;
  */
 const MIN_SEARCH_BATCH = 16;
 
+/** The end score's masks after a candidate, the weight of each one after the first, and the score's cost per token of distance from L0. */
+export const END_PADS = 3;
+export const LATER_PAD_WEIGHT = 0.5;
+export const LENGTH_PENALTY = 0.25;
+
 /** The fixed-length lengths a search tries around `l0` for an item with `maxLength`. */
 export function searchLengths(l0: number, radius: number, maxLength: number): number[] {
   const out: number[] = [];
@@ -93,8 +101,8 @@ export async function decodeWithLengthSearch(
   const chunk = Math.max(inputs.length, MIN_SEARCH_BATCH);
   const plan: Array<{ row: number; length: number }> = [];
   inputs.forEach((inp, i) => {
-    // The end score's canvas holds one mask more than the candidate: it must fit max_seq_len too.
-    const room = model.spec.maxSeqLen - inp.prefix.length - inp.suffix.length - 1;
+    // The end score's canvas holds END_PADS masks more than the candidate: it must fit max_seq_len too.
+    const room = model.spec.maxSeqLen - inp.prefix.length - inp.suffix.length - END_PADS;
     for (const length of searchLengths(first[i]!.middleIds.length, params.length_search, Math.min(inp.maxLength, room))) plan.push({ row: i, length });
   });
   const fixed: InfilledSequence[] = [];
@@ -110,15 +118,20 @@ export async function decodeWithLengthSearch(
   const perRow: LengthCandidate[][] = first.map((s) => [candidate(s, true)]);
   const seen = first.map((s) => new Set([s.middleIds.join(",")]));
   const nfe = first.map((s) => s.nfe);
-  plan.forEach(({ row }, k) => {
+  plan.forEach(({ row, length }, k) => {
     const s = fixed[k]!;
     nfe[row]! += s.nfe;
+    // Ended early (EOS inside the span): that shorter length is searched on its own.
+    if (s.middleIds.length !== length) return;
     const key = s.middleIds.join(",");
     if (seen[row]!.has(key)) return;
     seen[row]!.add(key);
     perRow[row]!.push(candidate(s, false));
   });
   const scoringForwards = await scoreCandidates(model, inputs, perRow, chunk, opts);
+  perRow.forEach((cands, i) => {
+    for (const c of cands) c.score -= LENGTH_PENALTY * Math.abs(c.middleIds.length - first[i]!.middleIds.length);
+  });
   const seconds = (performance.now() - t0) / 1000;
   return first.map((s, i) => {
     const cands = perRow[i]!.sort(byScore(s.middleIds.length));
@@ -139,7 +152,7 @@ function byScore(l0: number): (a: LengthCandidate, b: LengthCandidate) => number
 }
 
 /**
- * Sets each candidate's score: fit + end (two forwards per candidate, one for an empty middle,
+ * Sets each candidate's score to fit + end (two forwards per candidate, one for an empty middle,
  * batched); returns the scoring forwards each row took part in.
  */
 async function scoreCandidates(model: Denoiser, inputs: readonly InfillInput[], perRow: LengthCandidate[][], chunk: number, opts: DecodeOptions): Promise<number[]> {
@@ -147,10 +160,10 @@ async function scoreCandidates(model: Denoiser, inputs: readonly InfillInput[], 
   const V = spec.vocabSize;
   const allowed = Math.min(spec.tokenizerVocabSize ?? V, V);
   const row = new Float64Array(allowed);
-  // One scoring sequence: its ids, and the (canvas position, token) pairs whose ln p it adds to `cand`.
+  // One scoring sequence: its ids, and the (canvas position, token, weight) whose weight × ln p it adds to `cand`.
   interface Job {
     ids: number[];
-    reads: Array<[number, number]>;
+    reads: Array<[number, number, number]>;
     cand: LengthCandidate;
   }
   const jobs: Job[] = [];
@@ -164,12 +177,20 @@ async function scoreCandidates(model: Denoiser, inputs: readonly InfillInput[], 
       if (L > 0) {
         jobs.push({
           ids: [...pre, ...new Array<number>(L).fill(spec.maskId), ...suf],
-          reads: cand.middleIds.map((t, k): [number, number] => [P + k, t]),
+          reads: cand.middleIds.map((t, k): [number, number, number] => [P + k, t, 1]),
           cand,
         });
       }
-      jobs.push({ ids: [...pre, ...cand.middleIds, spec.maskId, ...suf], reads: [[P + L, spec.eosId]], cand });
-      forwards[i]! += L > 0 ? 2 : 1;
+      // Fewer pads only where max_seq_len leaves no room (a variable decode that filled it).
+      const pads = Math.max(0, Math.min(END_PADS, spec.maxSeqLen - P - L - suf.length));
+      if (pads > 0) {
+        jobs.push({
+          ids: [...pre, ...cand.middleIds, ...new Array<number>(pads).fill(spec.maskId), ...suf],
+          reads: Array.from({ length: pads }, (_, k): [number, number, number] => [P + L + k, spec.eosId, k === 0 ? 1 : LATER_PAD_WEIGHT]),
+          cand,
+        });
+      }
+      forwards[i]! += Number(L > 0) + Number(pads > 0);
     }
   });
   for (let j = 0; j < jobs.length; j += chunk) {
@@ -183,12 +204,12 @@ async function scoreCandidates(model: Denoiser, inputs: readonly InfillInput[], 
     opts.onForward?.({ kind: "full", batch: input.batch, length: T, pastLength: 0 });
     const { logits } = await model.forward(input);
     group.forEach((g, b) => {
-      for (const [p, tok] of g.reads) {
+      for (const [p, tok, w] of g.reads) {
         const off = (b * T + logitRow(spec, p)) * V;
         // ln softmax over the tokens a decode may write (no MASK, nothing past the tokenizer), as the decoder's.
         row.set(logits.subarray(off, off + allowed));
         row[spec.maskId] = -Infinity;
-        g.cand.score += Math.log(softmaxProb(row, 0, softmaxNorm(row, 0, allowed), tok));
+        g.cand.score += w * Math.log(softmaxProb(row, 0, softmaxNorm(row, 0, allowed), tok));
       }
     });
   }

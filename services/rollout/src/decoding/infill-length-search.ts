@@ -2,9 +2,9 @@
  * Length search for variable-length infilling (rlmesh's addition to DreamOn's decoding).
  *
  * A small DreamOn-trained model knows what a middle says far better than how long it is: on the
- * shipped tiny-coder-infill, fixed masks of the true length pass 82 % of held-out rows, while
- * its expand/delete decode lands on the true length for about a third of them, and a middle of
- * the wrong length almost never passes. So after the expand/delete decode reaches a length L0,
+ * shipped tiny-coder-infill, fixed masks of the true length pass 84.5 % of held-out rows, while
+ * its expand/delete decode alone passes 25 % (1.7 tokens off on average), and a middle of the
+ * wrong length almost never passes. So after the expand/delete decode reaches a length L0,
  * the middle is also decoded at every fixed length L0 − W … L0 + W (≥ 1, ≤ the item's
  * max_length and max_seq_len; Fast-dLLM's threshold rule at SEARCH_THRESHOLD, its dual cache
  * where the model serves it), and every distinct

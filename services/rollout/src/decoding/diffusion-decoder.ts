@@ -210,7 +210,7 @@ class BatchDecoder {
       if (active.length === 0) break;
       if (params.cache === "none") {
         const { out, T } = await this.fullForward(active, false);
-        active.forEach((s, b) => this.commitStep(s, out.logits, (p) => (b * T + this.logitRow(p)) * V));
+        active.forEach((s, b) => this.commitStep(s, out.logits, (p) => (b * T + logitRow(this.spec, p)) * V));
         continue;
       }
       const refresh = params.cache_refresh === "step" ? active : active.filter((s) => s.needRefresh);
@@ -220,14 +220,14 @@ class BatchDecoder {
         const { out, T } = await this.fullForward(refresh, true);
         refresh.forEach((s, b) => {
           s.needRefresh = false;
-          this.commitStep(s, out.logits, (p) => (b * T + this.logitRow(p)) * V);
+          this.commitStep(s, out.logits, (p) => (b * T + logitRow(this.spec, p)) * V);
         });
       }
       if (opts.signal?.aborted) throw new DecodeAbortedError(opts.signal.reason);
       const cachedGroup = params.cache_refresh === "step" ? active : active.filter((s) => !refresh.includes(s) && !s.done);
       if (cachedGroup.length > 0) {
         const { out, T, starts } = await this.cachedForward(cachedGroup);
-        cachedGroup.forEach((s, b) => this.commitStep(s, out.logits, (p) => (b * T + (this.logitRow(p) - (starts[b] as number))) * V));
+        cachedGroup.forEach((s, b) => this.commitStep(s, out.logits, (p) => (b * T + (logitRow(this.spec, p) - (starts[b] as number))) * V));
       }
     }
     return this.seqs.map((s) => {
@@ -337,11 +337,6 @@ class BatchDecoder {
     }
   }
 
-  /** The forward's row that holds position p's distribution (denoiser.ts). */
-  private logitRow(p: number): number {
-    return logitRow(this.spec, p);
-  }
-
   private run(input: ForwardInput, kind: ForwardInfo["kind"]): Promise<ForwardOutput> {
     this.opts.onForward?.({ kind, batch: input.batch, length: input.length, pastLength: input.pastLength });
     return this.model.forward(input);
@@ -383,7 +378,7 @@ class BatchDecoder {
   private cacheLayout(s: SeqState): { ws: number; curEnd: number; pastRanges: Array<[number, number]> } {
     const { params } = this;
     const bs = s.blockStarts[s.block] as number;
-    const ws = this.logitRow(bs);
+    const ws = logitRow(this.spec, bs);
     const be = blockEnd(s, params.block_length);
     const end = this.seen(s);
     const curEnd = params.cache === "prefix" ? end : be;

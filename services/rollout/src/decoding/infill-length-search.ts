@@ -31,7 +31,7 @@ import type { DecodeOptions } from "./diffusion-decoder.js";
 import { DecodeAbortedError } from "./diffusion-decoder.js";
 import type { InfilledSequence, InfillInput } from "./infill-decoder.js";
 import { fullForwardInput } from "./kv-cache.js";
-import { softmaxNorm, softmaxProb } from "./sampling.js";
+import { softmaxLogProb, softmaxNorm } from "./sampling.js";
 import type { InfillParams } from "./infill-params.js";
 
 /** What a candidate's own decode reports (its steps, edits and log-probabilities; commit steps and events with trace). */
@@ -209,7 +209,7 @@ async function scoreCandidates(model: Denoiser, inputs: readonly InfillInput[], 
         // ln softmax over the tokens a decode may write (no MASK, nothing past the tokenizer), as the decoder's.
         row.set(logits.subarray(off, off + allowed));
         row[spec.maskId] = -Infinity;
-        g.cand.score += w * Math.log(softmaxProb(row, 0, softmaxNorm(row, 0, allowed), tok));
+        g.cand.score += w * softmaxLogProb(row, 0, softmaxNorm(row, 0, allowed), tok);
       }
     });
   }

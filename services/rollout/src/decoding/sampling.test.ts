@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { algConfidence, drawToken, greedyTokenProb, samplingProbs } from "./sampling.js";
+import { algConfidence, drawToken, greedyTokenProb, samplingProbs, softmaxLogProb, softmaxNorm, softmaxProb } from "./sampling.js";
 
 const close = (a: number, b: number, eps = 1e-9) => assert.ok(Math.abs(a - b) < eps, `${a} != ${b}`);
 
@@ -70,4 +70,14 @@ test("the greedy fast path gives the same token and probability as the full dist
   const tok = drawToken(p, logits.length, 0, 0.5);
   assert.deepEqual(greedyTokenProb(logits, 0, logits.length), { token: tok, prob: p[tok] });
   assert.equal(tok, 1, "ties go to the lowest id");
+});
+
+test("softmaxLogProb: ln of softmaxProb, and finite where the probability underflows to 0", () => {
+  const row = [1, 3, -2, 0.5];
+  const norm = softmaxNorm(row, 0, row.length);
+  for (let t = 0; t < row.length; t++) assert.ok(Math.abs(softmaxLogProb(row, 0, norm, t) - Math.log(softmaxProb(row, 0, norm, t))) < 1e-12);
+  const far = [0, -2000];
+  const n2 = softmaxNorm(far, 0, 2);
+  assert.equal(softmaxProb(far, 0, n2, 1), 0);
+  assert.ok(Math.abs(softmaxLogProb(far, 0, n2, 1) + 2000) < 1e-9);
 });

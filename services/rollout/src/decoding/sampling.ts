@@ -99,6 +99,11 @@ export function softmaxProb(logits: ArrayLike<number>, offset: number, norm: Sof
   return Math.exp((logits[offset + token] as number) - norm.max) / norm.total;
 }
 
+/** ln of softmaxProb, without the exp: finite however unlikely the token (an exp would underflow to 0). */
+export function softmaxLogProb(logits: ArrayLike<number>, offset: number, norm: SoftmaxNorm, token: number): number {
+  return (logits[offset + token] as number) - norm.max - Math.log(norm.total);
+}
+
 /**
  * Greedy decoding without filters needs only the argmax and its softmax probability
  * (1 / sum exp(x - max)); same result as samplingProbs + drawToken at temperature 0.
